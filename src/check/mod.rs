@@ -1,0 +1,103 @@
+//! Checkers: pure functions from a run record (or an imported history) to a verdict with
+//! evidence. They never run inside the simulation, so they also work on imported histories.
+//! Safety and liveness checks are separate checks (STYLE.md rule 11).
+//!
+//! Each check lives in its own module with its `[check.<name>]` options; [`CHECKS`] lists them
+//! for `faultline list` and for [`run_checks`].
+
+pub mod convergence;
+pub mod invariants;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocols::ProtocolInfo;
+use crate::scenario::Verdict;
+use crate::sim::RunRecord;
+
+/// The result of one check.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// pass, fail or unknown.
+    pub verdict: Verdict,
+    /// One sentence for the terminal summary.
+    pub summary: String,
+    /// The facts that prove the verdict, each citing times (global, ms) and nodes; for a failure,
+    /// the events that show the violation.
+    pub evidence: Vec<String>,
+    /// Measured quantities (e.g. the time to converge), by name with a unit suffix.
+    pub metrics: BTreeMap<String, serde_json::Value>,
+}
+
+impl CheckResult {
+    /// A result without evidence or metrics yet.
+    pub fn new(name: &str, verdict: Verdict, summary: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.to_string(),
+            verdict,
+            summary: summary.into(),
+            evidence: Vec::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[check]`: options of each check, by name. A check not mentioned runs with its defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// `[check.convergence]`.
+    #[serde(default)]
+    pub convergence: convergence::Config,
+}
+
+/// A check faultline can run.
+pub struct CheckInfo {
+    /// Name (in reports, `[check.<name>]` and `[expect] failing_checks`).
+    pub name: &'static str,
+    /// One line for `faultline list`.
+    pub summary: &'static str,
+    /// Whether it applies to a protocol.
+    pub applies_to: fn(&ProtocolInfo) -> bool,
+    /// Whether the scenario switched it off.
+    pub enabled: fn(&CheckConfig) -> bool,
+    /// The check itself.
+    pub run: fn(&RunRecord) -> CheckResult,
+}
+
+/// Every check, in report order.
+pub static CHECKS: &[CheckInfo] = &[invariants::CHECK, convergence::CHECK];
+
+/// The checks that apply to `protocol`.
+pub fn checks_for(protocol: &ProtocolInfo) -> impl Iterator<Item = &'static CheckInfo> + '_ {
+    CHECKS.iter().filter(move |c| (c.applies_to)(protocol))
+}
+
+/// Runs every enabled check that applies to the record's protocol.
+pub fn run_checks(record: &RunRecord) -> Vec<CheckResult> {
+    let protocol =
+        crate::protocols::protocol(&record.scenario.cluster.protocol).expect("validated protocol");
+    checks_for(protocol)
+        .filter(|c| (c.enabled)(&record.scenario.check))
+        .map(|c| (c.run)(record))
+        .collect()
+}
+
+/// The overall verdict: fail if any check failed, else unknown if any was unknown, else pass.
+pub fn overall(results: &[CheckResult]) -> Verdict {
+    if results.iter().any(|r| r.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if results.iter().any(|r| r.verdict == Verdict::Unknown) {
+        Verdict::Unknown
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Formats global nanoseconds as milliseconds for evidence lines (`1234.5ms`).
+pub fn ms(t_ns: u64) -> String {
+    format!("{:.1}ms", t_ns as f64 / 1e6)
+}

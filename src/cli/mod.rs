@@ -1,0 +1,113 @@
+//! The `faultline` command line: parses arguments, calls the library, maps outcomes to exit
+//! codes. Only this module reads the wall clock (to report wall time) and formats errors for
+//! people. Exit codes (documented in the README):
+//!
+//! | code | meaning                                                        |
+//! |------|----------------------------------------------------------------|
+//! | 0    | pass (every check passed / every expectation held)            |
+//! | 1    | a check failed, or an expectation was not met                  |
+//! | 2    | bad input or usage (malformed scenario, unreadable file, flag) |
+//! | 3    | inconclusive: a check returned unknown                         |
+
+mod bench;
+mod list;
+mod run;
+mod test;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::scenario::Verdict;
+
+/// Exit codes.
+pub mod exit {
+    /// Pass.
+    pub const PASS: u8 = 0;
+    /// A check failed, or an expectation was not met.
+    pub const FAIL: u8 = 1;
+    /// Bad input or usage.
+    pub const BAD_INPUT: u8 = 2;
+    /// Inconclusive.
+    pub const UNKNOWN: u8 = 3;
+}
+
+/// The exit code of a verdict.
+pub fn verdict_code(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Pass => exit::PASS,
+        Verdict::Fail => exit::FAIL,
+        Verdict::Unknown => exit::UNKNOWN,
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "faultline",
+    version,
+    about = "A deterministic distributed-systems simulator: protocols, faults, checkers, reports.",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario under one seed, check it, and write report.json, trace.jsonl, history.jsonl.
+    Run(run::RunArgs),
+    /// Check scenario files; print file:line:col errors (exit 2) or nothing (exit 0).
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run every scenario found under the paths and compare each with its [expect] block.
+    Test(test::TestArgs),
+    /// List protocols, fault kinds, partition shapes, nemesis faults, checks and planted bugs.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure simulator speed (build with --release).
+    Bench(bench::BenchArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::PASS
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Validate { files } => validate::validate(&files),
+        Command::Test(args) => test::test(&args),
+        Command::List { json } => list::list(json),
+        Command::Bench(args) => bench::bench(&args),
+    };
+    ExitCode::from(code)
+}
+
+/// Milliseconds since `start` (the CLI is the only place that reads the wall clock).
+pub(crate) fn elapsed_ms(start: std::time::Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+/// The wall clock, for measurements only.
+#[allow(clippy::disallowed_methods)] // wall-clock measurement in the CLI (allowed)
+pub(crate) fn wall_now() -> std::time::Instant {
+    std::time::Instant::now()
+}

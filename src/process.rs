@@ -1,0 +1,302 @@
+//! The sans-IO process interface every protocol implements.
+//!
+//! A protocol node is a state machine. The simulator feeds it inputs (start, a peer message, a
+//! timer, a client request or reply) together with a [`Context`]; the node reacts only by
+//! recording effects in that context (send, set or cancel a timer, reply, observe, record a
+//! history event) and by using the context's disk, local clock and RNG. It owns no socket, thread,
+//! clock or random generator, so the same code runs in the simulator and in unit tests.
+//!
+//! Model: raft-rs `RawNode` (step -> Ready) and stateright's `Actor` (handlers record commands
+//! into `Out`). See `../shared/ARCHITECTURE.md`, part 3.
+//!
+//! Contract (the driver in `sim::node` relies on it):
+//! - a handler MUST NOT block or loop waiting for anything; it returns after recording effects;
+//! - effects are applied in the order they were recorded, after the handler returns;
+//! - after a crash the process object is dropped; on restart a fresh one is built and
+//!   [`Process::on_start`] sees only what was synced to disk before the crash;
+//! - a process MAY panic (`assert!`) when one of its own invariants breaks: the run stops and the
+//!   report shows a failed `node-invariants` check with the panic message.
+
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::history::HistoryEvent;
+use crate::protocols::{ClientMessage, Message, Observation, Timer};
+use crate::sim::disk::Disk;
+use crate::workload::{Reply, Request};
+
+/// A node of the simulated cluster: its index in the scenario's node list (servers first, then
+/// clients). Names (`"n1"`, `"c2"`) live in the world's topology; traces use the names.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct NodeId(pub u32);
+
+impl NodeId {
+    /// The index as a `usize`, for indexing per-node vectors.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Identifies one timer set by one node. Ids are unique per node for the whole run (they are not
+/// reused after a restart), so a stale id can never cancel a newer timer.
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct TimerId(pub u64);
+
+/// A protocol node (or a client) as a sans-IO state machine. See the module docs for the contract.
+///
+/// The associated types are the protocol's own message and timer vocabularies; the simulator
+/// carries them inside the crate-wide [`Message`] and [`Timer`] enums (see `protocols`), so one
+/// cluster can mix roles. A message of another protocol reaching this process is dropped by the
+/// driver and traced with the reason `wrong-protocol`.
+pub trait Process: 'static {
+    /// Peer-to-peer messages this process sends and receives.
+    type Message: Into<Message> + TryFrom<Message, Error = Message>;
+    /// Timer payloads this process sets and receives back when they fire.
+    type Timer: Into<Timer> + TryFrom<Timer, Error = Timer>;
+
+    /// Boot, or reboot after a crash. `ctx.disk()` holds exactly the durable (synced) state.
+    fn on_start(&mut self, ctx: &mut Context<'_>);
+
+    /// A peer message arrived (after the network decided its fate).
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Self::Message);
+
+    /// A timer set with [`Context::set_timer`] fired (in this node's local-clock time).
+    fn on_timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Self::Timer);
+
+    /// A client request arrived. The default refuses it: processes that serve clients override it
+    /// and answer with [`Context::reply`] (now or later).
+    fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+        ctx.reply(client, request.reply_unsupported());
+    }
+
+    /// A reply to a request this process sent (clients only). The default ignores it.
+    fn on_reply(&mut self, ctx: &mut Context<'_>, from: NodeId, reply: Reply) {
+        let _ = (ctx, from, reply);
+    }
+}
+
+/// A [`Process`] with its message and timer types erased to the crate-wide enums: what the
+/// simulator's driver holds for each node. Implemented for every `Process`; client requests and
+/// replies are routed to [`Process::on_request`] and [`Process::on_reply`].
+pub trait AnyProcess {
+    /// See [`Process::on_start`].
+    fn start(&mut self, ctx: &mut Context<'_>);
+    /// Routes a message to its handler; gives it back if it belongs to another protocol.
+    fn message(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        message: Message,
+    ) -> Result<(), Message>;
+    /// Routes a timer to [`Process::on_timer`]; gives it back if it belongs to another protocol.
+    fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer>;
+}
+
+impl<P: Process> AnyProcess for P {
+    fn start(&mut self, ctx: &mut Context<'_>) {
+        self.on_start(ctx);
+    }
+
+    fn message(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        message: Message,
+    ) -> Result<(), Message> {
+        match message {
+            Message::Client(ClientMessage::Request(request)) => self.on_request(ctx, from, request),
+            Message::Client(ClientMessage::Reply(reply)) => self.on_reply(ctx, from, reply),
+            other => self.on_message(ctx, from, P::Message::try_from(other)?),
+        }
+        Ok(())
+    }
+
+    fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer> {
+        self.on_timer(ctx, id, P::Timer::try_from(timer)?);
+        Ok(())
+    }
+}
+
+/// One action a handler recorded. The driver applies them in order once the handler returns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Send a message to a node through the simulated network.
+    Send { to: NodeId, message: Message },
+    /// Arm timer `id` to fire after `delay` of this node's local clock.
+    SetTimer {
+        id: TimerId,
+        delay: Duration,
+        timer: Timer,
+    },
+    /// Disarm a timer; cancelling a timer that already fired or never existed is a no-op.
+    CancelTimer { id: TimerId },
+    /// Record a protocol fact for the checkers (and the trace).
+    Observe(Observation),
+    /// Record a client history event (clients only); the world stamps it with global time.
+    History(HistoryEvent),
+}
+
+/// What a handler may use and do. Built by the simulator's driver for each input, or by
+/// [`TestContext`] in unit tests.
+pub struct Context<'a> {
+    node: NodeId,
+    local_time_ns: i64,
+    disk: &'a mut Disk,
+    rng: &'a mut ChaCha8Rng,
+    next_timer_id: &'a mut u64,
+    effects: &'a mut Vec<Effect>,
+}
+
+impl<'a> Context<'a> {
+    /// Builds a context. `local_time_ns` is this node's local clock reading (see `sim::clock`);
+    /// timer ids are drawn from `next_timer_id`; effects are appended to `effects`.
+    pub fn new(
+        node: NodeId,
+        local_time_ns: i64,
+        disk: &'a mut Disk,
+        rng: &'a mut ChaCha8Rng,
+        next_timer_id: &'a mut u64,
+        effects: &'a mut Vec<Effect>,
+    ) -> Self {
+        Context {
+            node,
+            local_time_ns,
+            disk,
+            rng,
+            next_timer_id,
+            effects,
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.node
+    }
+
+    /// This node's local clock in nanoseconds. It may be offset, drift and jump relative to global
+    /// simulated time (clock faults), and may even go backwards after a backward jump.
+    pub fn local_time_ns(&self) -> i64 {
+        self.local_time_ns
+    }
+
+    /// This node's disk: reads see unsynced writes; only [`Disk::sync`]ed data survives a crash.
+    pub fn disk(&mut self) -> &mut Disk {
+        self.disk
+    }
+
+    /// This node's own random stream, derived from the run seed and the node id.
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        self.rng
+    }
+
+    /// Sends `message` to `to`. Its fate (latency, loss, duplication, partitions, crashes) is the
+    /// network's business; sending to oneself also goes through the network.
+    pub fn send(&mut self, to: NodeId, message: impl Into<Message>) {
+        self.effects.push(Effect::Send {
+            to,
+            message: message.into(),
+        });
+    }
+
+    /// Sends a reply to a client request.
+    pub fn reply(&mut self, client: NodeId, reply: Reply) {
+        self.send(client, Message::reply(reply));
+    }
+
+    /// Sends a request to a server (clients only).
+    pub fn request(&mut self, server: NodeId, request: Request) {
+        self.send(server, Message::request(request));
+    }
+
+    /// Arms a timer that fires after `delay` of local-clock time (a fast clock fires early in
+    /// global time). Returns its id, for [`Context::cancel_timer`].
+    pub fn set_timer(&mut self, delay: Duration, timer: impl Into<Timer>) -> TimerId {
+        let id = TimerId(*self.next_timer_id);
+        *self.next_timer_id += 1;
+        self.effects.push(Effect::SetTimer {
+            id,
+            delay,
+            timer: timer.into(),
+        });
+        id
+    }
+
+    /// Disarms a timer. Safe to call with a timer that already fired.
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.effects.push(Effect::CancelTimer { id });
+    }
+
+    /// Emits a protocol fact for the checkers, e.g. "became leader of term 7".
+    pub fn observe(&mut self, observation: impl Into<Observation>) {
+        self.effects.push(Effect::Observe(observation.into()));
+    }
+
+    /// Records a client history event (invoke / ok / fail / info). Its `time_ns` and `index` are
+    /// filled in by the world with global simulated time and the history position.
+    pub fn record(&mut self, event: HistoryEvent) {
+        self.effects.push(Effect::History(event));
+    }
+}
+
+/// Owns everything a [`Context`] borrows, for unit tests of protocol state machines without a
+/// simulator: call a handler with `tc.ctx()`, then inspect and drain `tc.effects`.
+pub struct TestContext {
+    /// The node the context speaks for.
+    pub node: NodeId,
+    /// The local clock reading handlers see, in nanoseconds; tests advance it by hand.
+    pub local_time_ns: i64,
+    /// The node's disk.
+    pub disk: Disk,
+    /// The node's RNG (seeded from `node` by [`TestContext::new`]).
+    pub rng: ChaCha8Rng,
+    /// Next timer id to hand out.
+    pub next_timer_id: u64,
+    /// Effects recorded so far.
+    pub effects: Vec<Effect>,
+}
+
+impl TestContext {
+    /// A context for `node` at local time 0 with an empty disk and an RNG seeded with `seed`.
+    pub fn new(node: NodeId, seed: u64) -> Self {
+        use rand::SeedableRng;
+        TestContext {
+            node,
+            local_time_ns: 0,
+            disk: Disk::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            next_timer_id: 0,
+            effects: Vec::new(),
+        }
+    }
+
+    /// A [`Context`] borrowing this test harness.
+    pub fn ctx(&mut self) -> Context<'_> {
+        Context::new(
+            self.node,
+            self.local_time_ns,
+            &mut self.disk,
+            &mut self.rng,
+            &mut self.next_timer_id,
+            &mut self.effects,
+        )
+    }
+
+    /// Removes and returns the recorded effects.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Simulates a crash: drops unsynced disk writes and pending effects.
+    pub fn crash(&mut self) {
+        self.disk.crash();
+        self.effects.clear();
+    }
+}

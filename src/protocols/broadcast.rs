@@ -1,0 +1,394 @@
+//! Gossip broadcast, as in Maelstrom's broadcast workload.
+//!
+//! Clients submit integer values to any node (`broadcast`) and ask a node for everything it holds
+//! (`read`). Every node must end up holding every value that was acknowledged to a client.
+//!
+//! Algorithm (eager push plus anti-entropy):
+//! - On a new value (from a client or a peer) a node stores it, syncs it to disk, acknowledges it,
+//!   and immediately pushes it to every other server.
+//! - Each node remembers which values each peer has acknowledged (`GossipOk`). Every
+//!   `gossip_interval` it resends to each peer the values that peer has not acknowledged yet, in
+//!   batches of at most `batch_limit`. This retransmission is what survives loss and partitions.
+//! - On restart a node reloads its synced values and learns nothing else until gossip reaches it.
+//!
+//! Invariants:
+//! - a node acknowledges a value (to a client or a peer) only after it is durable on its disk;
+//! - a node never forgets a value except by crashing, and it syncs before acknowledging, so a
+//!   crash never loses an acknowledged value;
+//! - after the network heals and every node is up, every node holds every acknowledged value
+//!   within a few gossip intervals (checked by `convergence`).
+//!
+//! Planted bug `no-retransmit`: the periodic retransmission is switched off, so a value whose
+//! eager push was lost (loss, partition, crashed peer) never reaches that peer: `convergence`
+//! fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
+use crate::protocols::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
+use crate::scenario::{Duration, Scenario, ScenarioError};
+use crate::workload::{Op, OpValue, Outcome, Reply, Request};
+
+/// Planted bug: no periodic retransmission.
+pub const BUG_NO_RETRANSMIT: &str = "no-retransmit";
+
+/// The registry entry.
+pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
+    name: "broadcast",
+    summary: "gossip broadcast of integers (eager push + anti-entropy), as in Maelstrom",
+    workload: WorkloadKind::Broadcast,
+    bugs: &[Bug {
+        name: BUG_NO_RETRANSMIT,
+        summary: "values are pushed once and never retransmitted, so a lost push is never repaired",
+        caught_by: "convergence",
+    }],
+    build,
+    validate,
+};
+
+/// `[broadcast]` options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Period of the anti-entropy retransmission (local-clock time).
+    #[serde(default = "default_gossip_interval")]
+    pub gossip_interval: Duration,
+    /// Most values per gossip message.
+    #[serde(default = "default_batch_limit")]
+    pub batch_limit: u32,
+    /// Planted bugs to switch on (see `faultline list`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<String>,
+}
+
+fn default_gossip_interval() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_batch_limit() -> u32 {
+    256
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            gossip_interval: default_gossip_interval(),
+            batch_limit: default_batch_limit(),
+            bugs: Vec::new(),
+        }
+    }
+}
+
+/// Peer messages.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Message {
+    /// "I hold these values."
+    Gossip { values: Vec<u64> },
+    /// "I now durably hold these values."
+    GossipOk { values: Vec<u64> },
+}
+
+/// Timers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "timer", rename_all = "kebab-case")]
+pub enum Timer {
+    /// Time to retransmit unacknowledged values.
+    Gossip,
+}
+
+/// Facts for the `convergence` check.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "fact", rename_all = "kebab-case")]
+pub enum Observation {
+    /// The node durably holds `value` (emitted when it learns it, and again for every value it
+    /// reloads after a restart).
+    Holds { value: u64 },
+}
+
+/// One broadcast server.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    peers: Vec<NodeId>,
+    config: Config,
+    retransmit: bool,
+    values: BTreeSet<u64>,
+    acked_by: BTreeMap<NodeId, BTreeSet<u64>>,
+}
+
+fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
+    Box::new(Node::new(setup, scenario.broadcast.clone()))
+}
+
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+    let config = &scenario.broadcast;
+    if config.gossip_interval.as_nanos() == 0 {
+        return Err(ScenarioError::at_path(
+            path,
+            text,
+            &["broadcast".into(), "gossip_interval".into()],
+            "expected a positive duration",
+        ));
+    }
+    if config.batch_limit == 0 {
+        return Err(ScenarioError::at_path(
+            path,
+            text,
+            &["broadcast".into(), "batch_limit".into()],
+            "expected at least 1",
+        ));
+    }
+    crate::scenario::validate_bugs(&config.bugs, &PROTOCOL, path, text, "broadcast")
+}
+
+const VALUE_KEY_PREFIX: &str = "value/";
+
+impl Node {
+    /// A fresh node (nothing loaded yet: that happens in `on_start`).
+    pub fn new(setup: &NodeSetup, config: Config) -> Self {
+        let retransmit = !config.bugs.iter().any(|b| b == BUG_NO_RETRANSMIT);
+        Node {
+            id: setup.id,
+            peers: setup
+                .servers
+                .iter()
+                .copied()
+                .filter(|&p| p != setup.id)
+                .collect(),
+            config,
+            retransmit,
+            values: BTreeSet::new(),
+            acked_by: BTreeMap::new(),
+        }
+    }
+
+    /// Stores new values durably, observes them, and returns them (already-held ones excluded).
+    fn learn(&mut self, ctx: &mut Context<'_>, values: &[u64]) -> Vec<u64> {
+        let new: Vec<u64> = values
+            .iter()
+            .copied()
+            .filter(|v| !self.values.contains(v))
+            .collect();
+        if new.is_empty() {
+            return new;
+        }
+        for &value in &new {
+            ctx.disk()
+                .write(format!("{VALUE_KEY_PREFIX}{value:020}"), Vec::new());
+        }
+        ctx.disk().sync();
+        for &value in &new {
+            self.values.insert(value);
+            ctx.observe(Observation::Holds { value });
+        }
+        new
+    }
+
+    fn push(&self, ctx: &mut Context<'_>, values: &[u64], except: Option<NodeId>) {
+        for &peer in self.peers.iter().filter(|&&p| Some(p) != except) {
+            ctx.send(
+                peer,
+                Message::Gossip {
+                    values: values.to_vec(),
+                },
+            );
+        }
+    }
+}
+
+impl Process for Node {
+    type Message = Message;
+    type Timer = Timer;
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        for key in ctx.disk().keys_with_prefix(VALUE_KEY_PREFIX) {
+            let value = key[VALUE_KEY_PREFIX.len()..]
+                .parse()
+                .expect("value keys hold integers");
+            self.values.insert(value);
+            ctx.observe(Observation::Holds { value });
+        }
+        ctx.set_timer(self.config.gossip_interval.to_std(), Timer::Gossip);
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Message) {
+        match message {
+            Message::Gossip { values } => {
+                let new = self.learn(ctx, &values);
+                // The sender holds what it gossips, durably: no need to send it back.
+                self.acked_by
+                    .entry(from)
+                    .or_default()
+                    .extend(values.iter().copied());
+                ctx.send(from, Message::GossipOk { values });
+                if !new.is_empty() {
+                    self.push(ctx, &new, Some(from));
+                }
+            }
+            Message::GossipOk { values } => {
+                self.acked_by.entry(from).or_default().extend(values);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: Timer) {
+        match timer {
+            Timer::Gossip => {
+                if self.retransmit {
+                    let limit = self.config.batch_limit as usize;
+                    for &peer in &self.peers {
+                        let acked = self.acked_by.get(&peer);
+                        let missing: Vec<u64> = self
+                            .values
+                            .iter()
+                            .copied()
+                            .filter(|v| !acked.is_some_and(|a| a.contains(v)))
+                            .take(limit)
+                            .collect();
+                        if !missing.is_empty() {
+                            ctx.send(peer, Message::Gossip { values: missing });
+                        }
+                    }
+                }
+                ctx.set_timer(self.config.gossip_interval.to_std(), Timer::Gossip);
+            }
+        }
+    }
+
+    fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+        let outcome = match &request.op {
+            Op::Broadcast { value } => {
+                let new = self.learn(ctx, &[*value]);
+                if !new.is_empty() {
+                    self.push(ctx, &new, None);
+                }
+                Outcome::Ok {
+                    value: OpValue::Done,
+                }
+            }
+            Op::Read => Outcome::Ok {
+                value: OpValue::Values(self.values.iter().copied().collect()),
+            },
+            _ => Outcome::Fail {
+                error: "unsupported".into(),
+            },
+        };
+        debug_assert!(
+            !ctx.disk().has_unsynced(),
+            "{:?} acknowledges only durable values",
+            self.id
+        );
+        ctx.reply(
+            client,
+            Reply {
+                id: request.id,
+                outcome,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{Effect, TestContext};
+    use crate::protocols::Message as Wire;
+
+    fn setup() -> NodeSetup {
+        NodeSetup {
+            id: NodeId(0),
+            servers: vec![NodeId(0), NodeId(1), NodeId(2)],
+            home: None,
+        }
+    }
+
+    fn sends(effects: &[Effect]) -> Vec<(NodeId, Wire)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, message } => Some((*to, message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_client_value_is_synced_acknowledged_and_pushed_to_every_peer() {
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut node = Node::new(&setup(), Config::default());
+        node.on_start(&mut tc.ctx());
+        tc.take_effects();
+        node.on_request(
+            &mut tc.ctx(),
+            NodeId(3),
+            Request {
+                id: 7,
+                op: Op::Broadcast { value: 42 },
+            },
+        );
+        let effects = tc.take_effects();
+        assert!(effects.contains(&Effect::Observe(Observation::Holds { value: 42 }.into())));
+        let sent = sends(&effects);
+        assert_eq!(sent.len(), 3, "two pushes and one reply: {sent:?}");
+        assert!(sent.contains(&(NodeId(1), Message::Gossip { values: vec![42] }.into())));
+        assert!(sent.contains(&(NodeId(2), Message::Gossip { values: vec![42] }.into())));
+        tc.crash();
+        let mut node = Node::new(&setup(), Config::default());
+        node.on_start(&mut tc.ctx());
+        assert!(
+            node.values.contains(&42),
+            "the acknowledged value survives a crash"
+        );
+    }
+
+    #[test]
+    fn retransmission_resends_only_unacknowledged_values_and_the_bug_switches_it_off() {
+        for (bugs, expect_resend) in [(vec![], true), (vec![BUG_NO_RETRANSMIT.to_string()], false)]
+        {
+            let config = Config {
+                bugs,
+                ..Config::default()
+            };
+            let mut tc = TestContext::new(NodeId(0), 1);
+            let mut node = Node::new(&setup(), config);
+            node.on_start(&mut tc.ctx());
+            node.on_message(
+                &mut tc.ctx(),
+                NodeId(1),
+                Message::Gossip { values: vec![5] },
+            );
+            node.on_message(
+                &mut tc.ctx(),
+                NodeId(2),
+                Message::GossipOk { values: vec![5] },
+            );
+            tc.take_effects();
+            node.on_timer(&mut tc.ctx(), TimerId(0), Timer::Gossip);
+            let sent = sends(&tc.take_effects());
+            // Node 1 sent the value (so holds it) and node 2 acknowledged it: nothing to resend.
+            assert!(sent.is_empty(), "{sent:?}");
+            node.on_request(
+                &mut tc.ctx(),
+                NodeId(3),
+                Request {
+                    id: 1,
+                    op: Op::Broadcast { value: 6 },
+                },
+            );
+            tc.take_effects();
+            node.on_timer(&mut tc.ctx(), TimerId(1), Timer::Gossip);
+            let sent = sends(&tc.take_effects());
+            assert_eq!(!sent.is_empty(), expect_resend, "{sent:?}");
+            if expect_resend {
+                assert_eq!(sent.len(), 2);
+                assert!(
+                    sent.iter()
+                        .all(|(_, m)| *m == Message::Gossip { values: vec![6] }.into())
+                );
+            }
+        }
+    }
+}

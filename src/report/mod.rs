@@ -1,0 +1,232 @@
+//! Reports: `report.json` (versioned schema), the run's files, and the terminal summary.
+//!
+//! Every output file is written atomically (a temporary file in the same folder, then a rename),
+//! so an interrupted run never leaves a half-written report. `report.json` is documented in
+//! `docs/report-format.md`; bump [`SCHEMA_VERSION`] on any incompatible change.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::check::{CheckResult, ms};
+use crate::scenario::{Expect, Scenario, Verdict};
+use crate::sim::{Halt, RunRecord, Stats};
+
+/// Version of the `report.json` schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The contents of `report.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The faultline version that produced the run (part of the reproduction key).
+    pub faultline_version: String,
+    /// The scenario's name.
+    pub scenario_name: String,
+    /// The scenario file as given on the command line.
+    pub scenario_file: String,
+    /// The fully resolved scenario (every default filled in).
+    pub scenario: serde_json::Value,
+    /// The seed of this run.
+    pub seed: u64,
+    /// Hex SHA-256 of `trace.jsonl` (of every trace line, if the kept trace was truncated).
+    pub trace_hash: String,
+    /// Lines in the trace.
+    pub trace_lines: u64,
+    /// True if the trace file holds fewer lines than were hashed (memory cap).
+    pub trace_truncated: bool,
+    /// pass, fail or unknown (fail if any check failed; unknown if any could not decide).
+    pub verdict: Verdict,
+    /// Every check's result.
+    pub checks: Vec<CheckResult>,
+    /// Counters: messages sent, delivered, dropped by reason, faults applied, ...
+    pub stats: Stats,
+    /// Simulated time covered by the run, in nanoseconds.
+    pub virtual_time_ns: u64,
+    /// Wall-clock time of the run (simulation and checks), in milliseconds. Not deterministic.
+    pub wall_time_ms: u64,
+    /// Set if a process assertion stopped the run early.
+    pub halt: Option<Halt>,
+    /// The scenario's `[expect]` block and whether this run met it.
+    pub expect: Expect,
+    /// Why the run did not meet `[expect]` (empty: it did).
+    pub expectation_problems: Vec<String>,
+    /// The command that reproduces this run exactly.
+    pub reproduce: String,
+}
+
+impl Report {
+    /// Builds the report of a checked run.
+    pub fn new(
+        record: &RunRecord,
+        checks: Vec<CheckResult>,
+        scenario_file: &Path,
+        wall_time_ms: u64,
+    ) -> Report {
+        let verdict = crate::check::overall(&checks);
+        let expectation_problems = expectation_problems(&record.scenario.expect, verdict, &checks);
+        Report {
+            schema_version: SCHEMA_VERSION,
+            faultline_version: env!("CARGO_PKG_VERSION").to_string(),
+            scenario_name: record.scenario.name.clone(),
+            scenario_file: scenario_file.display().to_string(),
+            scenario: serde_json::to_value(&*record.scenario).expect("scenarios serialize"),
+            seed: record.seed,
+            trace_hash: record.trace_hash.clone(),
+            trace_lines: record.stats.trace_lines,
+            trace_truncated: record.trace_truncated,
+            verdict,
+            checks,
+            stats: record.stats.clone(),
+            virtual_time_ns: record.end_ns,
+            wall_time_ms,
+            halt: record.halt.clone(),
+            expect: record.scenario.expect.clone(),
+            expectation_problems,
+            reproduce: reproduce_command(scenario_file, record.seed),
+        }
+    }
+
+    /// True if the run met its `[expect]` block.
+    pub fn expectation_met(&self) -> bool {
+        self.expectation_problems.is_empty()
+    }
+}
+
+/// The command that reproduces a run.
+pub fn reproduce_command(scenario_file: &Path, seed: u64) -> String {
+    format!("faultline run {} --seed {seed}", scenario_file.display())
+}
+
+/// How a run differs from `[expect]`: the verdict, and each check listed in `failing_checks` that
+/// did not fail. Empty if the expectation holds.
+pub fn expectation_problems(
+    expect: &Expect,
+    verdict: Verdict,
+    checks: &[CheckResult],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if verdict != expect.verdict {
+        problems.push(format!(
+            "expected verdict {}, got {}",
+            verdict_word(expect.verdict),
+            verdict_word(verdict)
+        ));
+    }
+    for name in &expect.failing_checks {
+        match checks.iter().find(|c| &c.name == name) {
+            Some(c) if c.verdict == Verdict::Fail => {}
+            Some(c) => problems.push(format!(
+                "expected check {name} to fail, it returned {}",
+                verdict_word(c.verdict)
+            )),
+            None => problems.push(format!("expected check {name} to fail, it did not run")),
+        }
+    }
+    problems
+}
+
+/// `pass`, `fail` or `unknown`.
+pub fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Unknown => "unknown",
+    }
+}
+
+/// The default output folder of a run: `reports/<scenario name>/seed-<N>`.
+pub fn default_out_dir(scenario: &Scenario, seed: u64) -> PathBuf {
+    Path::new("reports")
+        .join(&scenario.name)
+        .join(format!("seed-{seed}"))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
+/// renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".faultline-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes `report.json`, `trace.jsonl` and `history.jsonl` into `dir`, each atomically.
+/// Returns the path of `report.json`.
+pub fn write_run(dir: &Path, report: &Report, record: &RunRecord) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    write_atomically(&dir.join("trace.jsonl"), &record.trace_jsonl)?;
+    write_atomically(
+        &dir.join("history.jsonl"),
+        &crate::history::to_jsonl(&record.history),
+    )?;
+    let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
+    json.push(b'\n');
+    let path = dir.join("report.json");
+    write_atomically(&path, &json)?;
+    Ok(path)
+}
+
+/// The terminal summary: verdict, each check, and for a failure the reproduction command.
+pub fn summary(report: &Report, report_path: Option<&Path>) -> String {
+    let mut out = String::new();
+    let s = &report.stats;
+    out.push_str(&format!(
+        "faultline: {} (seed {})\n",
+        report.scenario_name, report.seed
+    ));
+    out.push_str(&format!(
+        "  verdict: {}    simulated {} in {} ms wall; {} messages sent, {} delivered, {} dropped\n",
+        verdict_word(report.verdict).to_uppercase(),
+        ms(report.virtual_time_ns),
+        report.wall_time_ms,
+        s.messages_sent,
+        s.messages_delivered,
+        s.messages_dropped.values().sum::<u64>()
+    ));
+    out.push_str("  checks:\n");
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    for c in &report.checks {
+        out.push_str(&format!(
+            "    {:<7} {:<width$}  {}\n",
+            verdict_word(c.verdict),
+            c.name,
+            c.summary
+        ));
+        if c.verdict != Verdict::Pass {
+            for e in c.evidence.iter().take(5) {
+                out.push_str(&format!("            {:<width$}  - {e}\n", ""));
+            }
+        }
+    }
+    out.push_str(&format!("  trace_hash: {}\n", report.trace_hash));
+    if let Some(p) = report_path {
+        out.push_str(&format!("  report: {}\n", p.display()));
+    }
+    if !report.expectation_met() {
+        out.push_str(&format!(
+            "  [expect] not met: {}\n",
+            report.expectation_problems.join("; ")
+        ));
+    }
+    if report.verdict != Verdict::Pass {
+        out.push_str(&format!("  reproduce: {}\n", report.reproduce));
+    }
+    out
+}

@@ -1,0 +1,589 @@
+//! Scenario files: the serde model of the TOML format, loading, and validation.
+//!
+//! A scenario is data only: which protocol runs on which nodes, the client workload, the network,
+//! the clocks, the fault schedule (scripted `[[fault]]` entries and a random `[nemesis]`), the
+//! checks and the expected verdict. Every table denies unknown keys. Loading reports every
+//! problem as a [`ScenarioError`] naming the file, line and column and what was expected.
+//! The format is documented key by key in `docs/scenario-format.md`; keep the two in step.
+//!
+//! Model: raft-rs `Config::validate`; TigerBeetle's VOPR, which logs the seed and every option.
+
+mod duration;
+pub mod error;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::{Duration, SignedDuration};
+pub use error::PathSeg;
+pub use error::ScenarioError;
+pub use validate::{limits, validate_bugs};
+
+use crate::check::CheckConfig;
+use crate::protocols::broadcast;
+
+/// A whole scenario file. See `docs/scenario-format.md`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name used for the report folder; defaults to the file stem.
+    #[serde(default)]
+    pub name: String,
+    /// One-line summary (the file's opening comment explains more).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Run seed; `faultline run --seed N` overrides it.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated length of the run.
+    pub duration: Duration,
+    /// Nodes, their roles and named groups.
+    pub cluster: Cluster,
+    /// Message fates: latency, loss, duplication, reordering; per-link overrides.
+    #[serde(default)]
+    pub network: Network,
+    /// Per-node local clocks, keyed by node name.
+    #[serde(default)]
+    pub clock: BTreeMap<String, ClockSpec>,
+    /// Scripted faults.
+    #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+    /// Random faults drawn from the seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nemesis: Option<Nemesis>,
+    /// Client workload.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Check options; checks not named here run with their defaults.
+    #[serde(default)]
+    pub check: CheckConfig,
+    /// What the run must produce for `faultline test`.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Options of the `broadcast` protocol.
+    #[serde(default)]
+    pub broadcast: broadcast::Config,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// `[cluster]`: the server nodes and their protocol. Client nodes come from `[workload]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Protocol (role) of the server nodes, as listed by `faultline list`.
+    pub protocol: String,
+    /// Server nodes: a count (named `n1`..`nN`) or a list of names.
+    pub nodes: NodeList,
+    /// Named groups of nodes, usable wherever a node can be named (fault targets, links).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `nodes = 5` or `nodes = ["a", "b", "c"]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NodeList {
+    /// `n1` .. `nN`.
+    Count(u32),
+    /// Explicit names.
+    Names(Vec<String>),
+}
+
+/// A latency distribution. A bare duration string means a constant latency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LatencySpec {
+    /// `latency = "5ms"`: constant.
+    Constant(Duration),
+    /// `latency = { distribution = "...", ... }`.
+    Distribution(LatencyDistribution),
+}
+
+/// The latency distributions. All are sampled from the network's seeded stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "distribution", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LatencyDistribution {
+    /// Always `value`.
+    Constant { value: Duration },
+    /// Uniform in `[min, max]`.
+    Uniform { min: Duration, max: Duration },
+    /// `min` plus an exponential with mean `mean - min`; optionally capped at `max`.
+    Exponential {
+        mean: Duration,
+        #[serde(default)]
+        min: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<Duration>,
+    },
+    /// Normal with `mean` and `std_dev`, clipped to `[0, max]` (`max` defaults to
+    /// `mean + 4 * std_dev`).
+    Normal {
+        mean: Duration,
+        std_dev: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<Duration>,
+    },
+}
+
+impl Default for LatencySpec {
+    fn default() -> Self {
+        LatencySpec::Distribution(LatencyDistribution::Uniform {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        })
+    }
+}
+
+/// `[network]`: the default fate of every message, and per-link overrides.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// One-way latency of every message.
+    #[serde(default)]
+    pub latency: LatencySpec,
+    /// Probability in [0, 1] that a message is lost.
+    #[serde(default)]
+    pub loss_probability: f64,
+    /// Probability in [0, 1] that a message is delivered twice (each copy has its own latency).
+    #[serde(default)]
+    pub duplicate_probability: f64,
+    /// If false (default) each directed link is FIFO: a message never overtakes an earlier one on
+    /// the same link. If true messages may be reordered by their latencies.
+    #[serde(default)]
+    pub reorder: bool,
+    /// Overrides for particular links.
+    #[serde(default, rename = "link", skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            latency: LatencySpec::default(),
+            loss_probability: 0.0,
+            duplicate_probability: 0.0,
+            reorder: false,
+            links: Vec::new(),
+        }
+    }
+}
+
+/// `[[network.link]]`: overrides for messages from `from` to `to` (node or group names, or
+/// `"*"`); with `symmetric = true` (default) also for `to` -> `from`. Later entries win.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Sending node(s).
+    pub from: String,
+    /// Receiving node(s).
+    pub to: String,
+    /// Apply to the reverse direction too.
+    #[serde(default = "yes")]
+    pub symmetric: bool,
+    /// Latency override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySpec>,
+    /// Loss override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_probability: Option<f64>,
+    /// Duplication override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_probability: Option<f64>,
+    /// Reordering override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reorder: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[clock.<node>]`: a node's local clock at the start of the run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSpec {
+    /// Local minus global time at time 0 (may be negative).
+    #[serde(default)]
+    pub offset: SignedDuration,
+    /// Rate error: the local clock advances `1 + drift` seconds per global second
+    /// (0.01 = 1% fast, -0.5 = half speed). Must be greater than -1.
+    #[serde(default)]
+    pub drift: f64,
+}
+
+/// The kinds of scripted fault (`kind = "..."`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Split the nodes into sides (`shape`, or explicit `groups`); links between sides are cut.
+    Partition,
+    /// Cut every link to and from the `target` node(s).
+    Isolate,
+    /// Cut the one-way link(s) `from` -> `to`.
+    Cut,
+    /// Restore every cut link.
+    Heal,
+    /// Crash the `target` node(s): they stop, unsynced disk writes are lost.
+    Crash,
+    /// Restart crashed `target` node(s).
+    Restart,
+    /// Pause the `target` node(s): no messages or timers are processed; messages queue.
+    Pause,
+    /// Resume paused `target` node(s).
+    Resume,
+    /// Jump the `target` node(s)' local clock by `delta`.
+    ClockJump,
+    /// Set the `target` node(s)' clock drift to `drift`.
+    ClockDrift,
+}
+
+impl FaultKind {
+    /// Every kind, for `faultline list`.
+    pub const ALL: [FaultKind; 10] = [
+        FaultKind::Partition,
+        FaultKind::Isolate,
+        FaultKind::Cut,
+        FaultKind::Heal,
+        FaultKind::Crash,
+        FaultKind::Restart,
+        FaultKind::Pause,
+        FaultKind::Resume,
+        FaultKind::ClockJump,
+        FaultKind::ClockDrift,
+    ];
+
+    /// The kebab-case name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::Isolate => "isolate",
+            FaultKind::Cut => "cut",
+            FaultKind::Heal => "heal",
+            FaultKind::Crash => "crash",
+            FaultKind::Restart => "restart",
+            FaultKind::Pause => "pause",
+            FaultKind::Resume => "resume",
+            FaultKind::ClockJump => "clock-jump",
+            FaultKind::ClockDrift => "clock-drift",
+        }
+    }
+
+    /// One line for `faultline list`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            FaultKind::Partition => {
+                "split nodes into sides (shape or groups); undo: heal those cuts"
+            }
+            FaultKind::Isolate => "cut every link of the target node(s); undo: heal those cuts",
+            FaultKind::Cut => "cut the one-way link(s) from -> to; undo: heal those cuts",
+            FaultKind::Heal => "restore every cut link",
+            FaultKind::Crash => "crash target node(s), losing unsynced writes; undo: restart",
+            FaultKind::Restart => "restart crashed target node(s)",
+            FaultKind::Pause => "pause target node(s), messages queue; undo: resume",
+            FaultKind::Resume => "resume paused target node(s)",
+            FaultKind::ClockJump => "jump target node(s)' local clock by delta; undo: jump back",
+            FaultKind::ClockDrift => "set target node(s)' clock drift; undo: restore the old drift",
+        }
+    }
+}
+
+/// Named partition shapes, as in Jepsen's `nemesis/combined`. Shapes split the server nodes;
+/// each client stays on the side of its home server.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionShape {
+    /// A majority and a minority; the `target` node(s), if any, go to the minority, the rest
+    /// fill sides in node order.
+    Halves,
+    /// A majority and a minority chosen at random (from the fault stream).
+    RandomHalves,
+    /// Every node sees a majority, but no two nodes see the same one (nodes in a ring, each
+    /// linked to its nearest neighbours).
+    MajoritiesRing,
+    /// Two halves joined by one bridge node that sees both.
+    Bridge,
+    /// One random node cut off from all others.
+    RandomNode,
+}
+
+impl PartitionShape {
+    /// Every shape, for `faultline list`.
+    pub const ALL: [PartitionShape; 5] = [
+        PartitionShape::Halves,
+        PartitionShape::RandomHalves,
+        PartitionShape::MajoritiesRing,
+        PartitionShape::Bridge,
+        PartitionShape::RandomNode,
+    ];
+
+    /// The kebab-case name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionShape::Halves => "halves",
+            PartitionShape::RandomHalves => "random-halves",
+            PartitionShape::MajoritiesRing => "majorities-ring",
+            PartitionShape::Bridge => "bridge",
+            PartitionShape::RandomNode => "random-node",
+        }
+    }
+}
+
+/// `[[fault]]`: one scripted fault. Which of the optional keys apply depends on `kind`
+/// (validation says which are required and which are not allowed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// When the fault starts (simulated time since the start of the run).
+    pub at: Duration,
+    /// What happens.
+    pub kind: FaultKind,
+    /// Node(s) affected: a node or group name, `"all"`, `"servers"`, `"clients"`, `"random"`
+    /// (one server drawn from the fault stream), or `"leader"` (the server whose latest role
+    /// observation is leader, with the highest term, at the time of the fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// For `partition`: a named shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<PartitionShape>,
+    /// For `partition`: explicit sides (node or group names). Nodes in no side form one more side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Vec<String>>>,
+    /// For `cut`: sending node(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// For `cut`: receiving node(s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// For `clock-jump`: how far the clock jumps (may be negative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<SignedDuration>,
+    /// For `clock-drift`: the new drift (see `[clock]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<f64>,
+    /// If set, the fault is undone this long after `at` (heal, restart, resume, clock back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Duration>,
+}
+
+/// The fault kinds the nemesis can draw (`[nemesis] faults = [...]`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisFault {
+    /// A partition of a random shape (halves, random halves, majorities ring, bridge).
+    Partition,
+    /// Isolate one random server.
+    Isolate,
+    /// Isolate the current leader.
+    IsolateLeader,
+    /// Crash one random server, restart it when the fault ends.
+    Crash,
+    /// Crash the current leader, restart it when the fault ends.
+    CrashLeader,
+    /// Pause one random server, resume it when the fault ends.
+    Pause,
+    /// Jump one random server's clock by up to `clock_jump_max`, back when the fault ends.
+    ClockJump,
+    /// Set one random server's drift to a value in `[-clock_drift_max, clock_drift_max]`.
+    ClockDrift,
+}
+
+impl NemesisFault {
+    /// Every nemesis fault, for `faultline list`.
+    pub const ALL: [NemesisFault; 8] = [
+        NemesisFault::Partition,
+        NemesisFault::Isolate,
+        NemesisFault::IsolateLeader,
+        NemesisFault::Crash,
+        NemesisFault::CrashLeader,
+        NemesisFault::Pause,
+        NemesisFault::ClockJump,
+        NemesisFault::ClockDrift,
+    ];
+
+    /// The kebab-case name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisFault::Partition => "partition",
+            NemesisFault::Isolate => "isolate",
+            NemesisFault::IsolateLeader => "isolate-leader",
+            NemesisFault::Crash => "crash",
+            NemesisFault::CrashLeader => "crash-leader",
+            NemesisFault::Pause => "pause",
+            NemesisFault::ClockJump => "clock-jump",
+            NemesisFault::ClockDrift => "clock-drift",
+        }
+    }
+}
+
+/// `[nemesis]`: random faults. The whole schedule is drawn from its own stream of the run seed
+/// before the run starts, so it never shifts when protocol scheduling changes. Faults come one at
+/// a time: each lasts `fault_duration`, then the next starts after a gap drawn uniformly from
+/// `[interval / 2, 3 * interval / 2]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nemesis {
+    /// The kinds to draw from, uniformly.
+    pub faults: Vec<NemesisFault>,
+    /// Mean gap between the end of one fault and the start of the next.
+    pub interval: Duration,
+    /// How long each fault lasts.
+    pub fault_duration: Duration,
+    /// No fault starts before this time.
+    #[serde(default)]
+    pub start: Duration,
+    /// Quiet period at the end of the run: every fault is undone at least this long before
+    /// `duration`, so liveness and convergence can be checked.
+    #[serde(default)]
+    pub final_heal: Duration,
+    /// Largest clock jump for `clock-jump` (either direction).
+    #[serde(default = "default_clock_jump_max")]
+    pub clock_jump_max: Duration,
+    /// Largest drift magnitude for `clock-drift`.
+    #[serde(default = "default_clock_drift_max")]
+    pub clock_drift_max: f64,
+}
+
+fn default_clock_jump_max() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_clock_drift_max() -> f64 {
+    0.2
+}
+
+/// `[workload]`: client nodes `c1`..`cN` and what they do. Each client has a home server
+/// (`c1` -> first server, `c2` -> second, ...): it sends there first, and partition shapes put
+/// it on its home server's side.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Number of client nodes.
+    #[serde(default = "default_clients")]
+    pub clients: u32,
+    /// Closed loop: operations each client keeps outstanding (one per logical process).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Open loop: if set, each client starts operations at this Poisson rate (per simulated
+    /// second) whether or not earlier ones finished, up to `concurrency` outstanding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
+    /// Closed loop: pause between one operation's completion and the process's next invoke.
+    #[serde(default = "default_think_time")]
+    pub think_time: Duration,
+    /// Time after which an unanswered operation is recorded as `info` (outcome unknown).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+    /// If a server has not answered an attempt within this time, the client retries the same
+    /// request (same id, so servers can deduplicate it) on the next server, until
+    /// `request_timeout`.
+    #[serde(default = "default_attempt_timeout")]
+    pub attempt_timeout: Duration,
+    /// How long a client waits before retrying on another server after a redirect without a
+    /// leader hint.
+    #[serde(default = "default_retry_delay")]
+    pub retry_delay: Duration,
+    /// Number of keys (`k1`..`kN`) for key-value workloads.
+    #[serde(default = "default_keys")]
+    pub keys: u32,
+    /// Operation mix: relative weights by function name (`get`, `put`, `append`, `cas` for
+    /// key-value; `broadcast`, `read` for broadcast). Defaults depend on the protocol.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mix: BTreeMap<String, f64>,
+    /// Clients start invoking at this time.
+    #[serde(default)]
+    pub start: Duration,
+    /// Clients invoke nothing new after this time (default: the scenario's `duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Duration>,
+}
+
+fn default_clients() -> u32 {
+    2
+}
+fn default_concurrency() -> u32 {
+    1
+}
+fn default_think_time() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_attempt_timeout() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_retry_delay() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_keys() -> u32 {
+    5
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty workload table deserializes")
+    }
+}
+
+/// The verdict of a run or of one check.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every check passed.
+    #[default]
+    Pass,
+    /// A check found a violation.
+    Fail,
+    /// A check could not decide (e.g. a budget ran out, or nothing to judge).
+    Unknown,
+}
+
+/// `[expect]`: what `faultline test` requires of the run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The overall verdict.
+    #[serde(default)]
+    pub verdict: Verdict,
+    /// Checks that must fail (for a scenario demonstrating a bug).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_checks: Vec<String>,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file. Errors name the file, line and column.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let bytes = std::fs::read(path).map_err(|e| ScenarioError::io(path, &e))?;
+        Scenario::parse(path, &bytes)
+    }
+
+    /// Parses and validates scenario text; `path` is used for error messages and the default
+    /// name. Never panics, whatever the bytes.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Scenario, ScenarioError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let (line, col) = error::line_col(bytes, e.valid_up_to());
+            ScenarioError::at(path, line, col, "expected UTF-8 text (a TOML file)")
+        })?;
+        let mut scenario: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError::from_toml(path, text, &e))?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "scenario".into());
+        }
+        validate::validate(&scenario, path, text)?;
+        Ok(scenario)
+    }
+
+    /// The scenario as TOML, with every default filled in (the "fully resolved" scenario).
+    pub fn to_resolved_toml(&self) -> String {
+        toml::to_string(self).expect("a scenario always serializes")
+    }
+}

@@ -1,0 +1,357 @@
+//! The simulated world: one madsim runtime per run, driven by a scenario and a seed.
+//!
+//! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time and the
+//! node lifecycle (kill, restart, pause, resume). faultline supplies everything a fault touches:
+//! the network ([`network`]), disks ([`disk`]), clocks ([`clock`]) and the fault schedule
+//! ([`faults`]), all in [`world::World`]. See `../shared/ARCHITECTURE.md`, part 2.
+//!
+//! Seeds: the run seed keys one ChaCha8 generator per purpose (distinct `set_stream` numbers):
+//! madsim's scheduler seed, the fault stream, the network stream and one stream per node. A new
+//! message or timer in one protocol never shifts the fault schedule.
+
+pub mod clock;
+pub mod disk;
+pub mod faults;
+pub mod network;
+pub mod node;
+pub mod topology;
+pub mod trace;
+pub mod world;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::history::HistoryEvent;
+use crate::process::{AnyProcess, NodeId};
+use crate::protocols::{self, NodeSetup, Observation};
+use crate::scenario::Scenario;
+use crate::workload::Client;
+use node::{Driver, ProcessFactory};
+use topology::{Role, Topology};
+use world::{Status, World};
+
+/// Stream numbers of the run seed's generators.
+mod stream {
+    pub const MADSIM: u64 = 0;
+    pub const FAULTS: u64 = 1;
+    pub const NETWORK: u64 = 2;
+    pub const NODE_BASE: u64 = 1 << 32;
+}
+
+/// The generator for one purpose of a run seed.
+pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// Knobs of a run that are not part of the scenario.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Trace bytes kept in memory (the hash always covers every line).
+    pub trace_limit_bytes: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            trace_limit_bytes: trace::DEFAULT_TRACE_LIMIT_BYTES,
+        }
+    }
+}
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Messages handed to the network.
+    pub messages_sent: u64,
+    /// Messages handled by their receiver.
+    pub messages_delivered: u64,
+    /// Extra copies created by duplication.
+    pub messages_duplicated: u64,
+    /// Dropped messages by reason: `loss`, `partition` (a cut link at arrival), `node-down`
+    /// (receiver crashed at arrival), `node-crashed` (queued when the receiver crashed),
+    /// `wrong-protocol`.
+    pub messages_dropped: std::collections::BTreeMap<String, u64>,
+    /// Messages still in flight when the run ended.
+    pub messages_in_flight_at_end: u64,
+    /// Timers that fired and were handled.
+    pub timers_fired: u64,
+    /// Faults started.
+    pub faults_applied: u64,
+    /// Faults skipped (e.g. no leader to target).
+    pub faults_skipped: u64,
+    /// Faults undone at the end of their duration.
+    pub faults_undone: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Node restarts.
+    pub restarts: u64,
+    /// Node pauses.
+    pub pauses: u64,
+    /// Observations emitted.
+    pub observations: u64,
+    /// History events recorded.
+    pub history_events: u64,
+    /// Trace lines written.
+    pub trace_lines: u64,
+}
+
+/// An observation with its global time and node.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObservationRecord {
+    /// Order among observations and lifecycle records (they share one counter).
+    pub seq: u64,
+    /// Global simulated time.
+    pub t_ns: u64,
+    /// The observing node.
+    pub node: NodeId,
+    /// The fact.
+    pub observation: Observation,
+}
+
+/// Lifecycle changes of a node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleKind {
+    /// Crashed.
+    Crash,
+    /// Restarted after a crash.
+    Restart,
+    /// Paused.
+    Pause,
+    /// Resumed.
+    Resume,
+}
+
+impl LifecycleKind {
+    /// The trace kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            LifecycleKind::Crash => "crash",
+            LifecycleKind::Restart => "restart",
+            LifecycleKind::Pause => "pause",
+            LifecycleKind::Resume => "resume",
+        }
+    }
+}
+
+/// A node lifecycle change at a time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LifecycleRecord {
+    /// Order among observations and lifecycle records (they share one counter).
+    pub seq: u64,
+    /// Global simulated time.
+    pub t_ns: u64,
+    /// The node.
+    pub node: NodeId,
+    /// What happened.
+    pub kind: LifecycleKind,
+}
+
+/// One set of cut links, from the fault that cut them to its heal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartitionRecord {
+    /// The fault that cut them.
+    pub fault_id: u64,
+    /// When the cut started.
+    pub start_ns: u64,
+    /// When it healed (`None`: still cut at the end).
+    pub end_ns: Option<u64>,
+    /// For side-based partitions (groups, halves, random halves, isolate): the server sides.
+    pub sides: Option<Vec<Vec<NodeId>>>,
+    /// Every directed link cut.
+    pub cut_links: Vec<(NodeId, NodeId)>,
+}
+
+/// A run that stopped early because a process panicked (one of its invariants broke).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Halt {
+    /// When.
+    pub t_ns: u64,
+    /// Which node.
+    pub node: String,
+    /// The panic message.
+    pub message: String,
+}
+
+/// Everything a run produced, for checkers and reports.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// The scenario that ran.
+    pub scenario: Arc<Scenario>,
+    /// The seed it ran with.
+    pub seed: u64,
+    /// Its nodes.
+    pub topology: Arc<Topology>,
+    /// Global time at which the run ended.
+    pub end_ns: u64,
+    /// The trace, as JSON lines (possibly truncated, see `trace_truncated`).
+    pub trace_jsonl: Vec<u8>,
+    /// Hex SHA-256 of every trace line.
+    pub trace_hash: String,
+    /// True if trace lines were hashed but not kept.
+    pub trace_truncated: bool,
+    /// The client history.
+    pub history: Vec<HistoryEvent>,
+    /// Every observation, in order.
+    pub observations: Vec<ObservationRecord>,
+    /// Crashes, restarts, pauses and resumes, in order.
+    pub lifecycle: Vec<LifecycleRecord>,
+    /// Cut links over time.
+    pub partitions: Vec<PartitionRecord>,
+    /// The fault timeline that was planned.
+    pub faults: Vec<faults::PlannedFault>,
+    /// When the last fault affecting connectivity or liveness ended, if everything was healed
+    /// (no cut link, no paused node) at the end; `Some(0)` if there were no such faults.
+    pub final_heal_ns: Option<u64>,
+    /// Each node's state at the end.
+    pub final_status: Vec<Status>,
+    /// Counters.
+    pub stats: Stats,
+    /// Set if a process panicked and the run stopped early.
+    pub halt: Option<Halt>,
+}
+
+/// Locks the world; a poisoned lock (a panic elsewhere) is still usable because every
+/// transition is applied whole or not at all before any panic can occur.
+pub(crate) fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
+    world
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn factory(scenario: &Arc<Scenario>, topology: &Topology, node: NodeId) -> ProcessFactory {
+    let setup = NodeSetup {
+        id: node,
+        servers: topology.servers.clone(),
+        home: topology.homes[node.index()],
+    };
+    let scenario = scenario.clone();
+    let protocol =
+        protocols::protocol(&scenario.cluster.protocol).expect("validated: known protocol");
+    match topology.roles[node.index()] {
+        Role::Server => Arc::new(move || (protocol.build)(&setup, &scenario)),
+        Role::Client => {
+            let index = topology
+                .clients
+                .iter()
+                .position(|&c| c == node)
+                .expect("a client") as u32;
+            let clients = topology.clients.len() as u32;
+            Arc::new(move || -> Box<dyn AnyProcess> {
+                Box::new(Client::new(
+                    &setup,
+                    index,
+                    clients,
+                    protocol.workload,
+                    &scenario.workload,
+                    scenario.duration.as_nanos(),
+                ))
+            })
+        }
+    }
+}
+
+/// Runs a validated scenario with `seed` and returns what happened. Deterministic: the same
+/// scenario, seed and faultline version give the same record (and `trace_hash`).
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
+    let scenario = Arc::new(scenario.clone());
+    let topology = Arc::new(Topology::new(&scenario));
+    let faults = faults::plan(&scenario, &topology, &mut stream_rng(seed, stream::FAULTS));
+    let network = network::Network::new(
+        &scenario.network,
+        &topology,
+        stream_rng(seed, stream::NETWORK),
+    );
+    let node_rngs = (0..topology.len() as u64)
+        .map(|i| stream_rng(seed, stream::NODE_BASE + i))
+        .collect();
+    let trace = trace::Trace::new(options.trace_limit_bytes);
+    let world = Arc::new(Mutex::new(World::new(
+        scenario.clone(),
+        seed,
+        topology.clone(),
+        network,
+        faults,
+        node_rngs,
+        trace,
+    )));
+    let madsim_seed = rand::RngCore::next_u64(&mut stream_rng(seed, stream::MADSIM));
+    let runtime =
+        madsim::runtime::Runtime::with_seed_and_config(madsim_seed, madsim::Config::default());
+    let main_world = world.clone();
+    runtime.block_on(async move {
+        let handle = madsim::runtime::Handle::current();
+        for i in 0..topology.len() {
+            let id = NodeId(i as u32);
+            let make = factory(&scenario, &topology, id);
+            let init_world = main_world.clone();
+            let node = handle
+                .create_node()
+                .name(topology.name(id))
+                .init(move || Driver::new(init_world.clone(), id, make.clone()))
+                .build();
+            lock(&main_world).set_madsim_id(id, node.id());
+        }
+        central(&main_world).await;
+        lock(&main_world).shut_down();
+        // Let madsim drop the killed tasks before the runtime goes (MADSIM-NOTES: leaks).
+        madsim::time::sleep(std::time::Duration::from_millis(1)).await;
+    });
+    drop(runtime);
+    let record = lock(&world).take_record();
+    record
+}
+
+/// The central task: sleeps in virtual time until the next queued event and fires it, until
+/// the end of the run (or a halt).
+async fn central(world: &Arc<Mutex<World>>) {
+    let time = madsim::time::TimeHandle::current();
+    let start = time.now_instant();
+    let mut sleep = Box::pin(madsim::time::sleep_until(start));
+    let mut registered: Option<std::time::Instant> = None;
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            let mut w = lock(world);
+            if w.halted() {
+                return Poll::Ready(None);
+            }
+            let elapsed = (time.now_instant() - start).as_nanos() as u64;
+            let now = elapsed.max(w.now_ns);
+            // The next thing to wait for: the next event, or the end of the run.
+            let (target, is_event) = match w.next_event_ns() {
+                Some(next) if next <= w.end_ns => (next, true),
+                _ => (w.end_ns, false),
+            };
+            if target <= now {
+                return Poll::Ready(is_event.then_some(target));
+            }
+            w.park_central(cx.waker(), target);
+            drop(w);
+            let deadline = start + std::time::Duration::from_nanos(target);
+            if registered != Some(deadline) {
+                sleep.as_mut().reset(deadline);
+                registered = Some(deadline);
+                if std::future::Future::poll(sleep.as_mut(), cx).is_ready() {
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match next {
+            Some(t) => lock(world).fire_events_at(t),
+            None => break,
+        }
+    }
+}
+
+/// True if `status` means the node is running (for checkers).
+pub fn is_up(status: Status) -> bool {
+    status == Status::Up
+}

@@ -1,0 +1,1154 @@
+//! All the state of one simulated run, and every state transition.
+//!
+//! The world owns the global event queue (message arrivals, timer expiries, fault starts and
+//! ends, ordered by `(time, sequence)`), each node's inbox, disk, clock, RNG and timers, the
+//! network, the trace and the run record. Two kinds of madsim task act on it:
+//!
+//! - the *central* task (`sim::run`) sleeps in virtual time until the next event, sets
+//!   [`World::now_ns`] to its time and fires it: an arriving message is checked against cuts and
+//!   crashes and queued in the receiver's inbox; an expired timer is queued likewise; a fault
+//!   changes the network, a clock, or a node's madsim lifecycle (kill, restart, pause, resume);
+//! - one *driver* task per node (`sim::node`) drains its inbox through the process's handlers
+//!   and applies the recorded effects here (sends, timers, observations, history).
+//!
+//! Simulated time is `now_ns`, the time of the latest fired event, in integer nanoseconds; it only
+//! grows, so the trace is ordered by time. Handlers run at that time.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Waker;
+
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::history::{EventType, HistoryEvent};
+use crate::process::{AnyProcess, Context, Effect, NodeId, TimerId};
+use crate::protocols::{CommonObservation, Message, Observation, Timer};
+use crate::scenario::Scenario;
+use crate::sim::clock::Clock;
+use crate::sim::disk::Disk;
+use crate::sim::faults::{self, FaultAction, PartitionPlan, PlannedFault, Targets};
+use crate::sim::network::{Fate, Network};
+use crate::sim::topology::Topology;
+use crate::sim::trace::Trace;
+use crate::sim::{
+    Halt, LifecycleKind, LifecycleRecord, ObservationRecord, PartitionRecord, RunRecord, Stats,
+};
+
+/// The name used in trace lines for events of the world itself (faults, end of run).
+pub const WORLD: &str = "world";
+
+/// A node's lifecycle state.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Running.
+    Up,
+    /// Stopped by a crash; its volatile state is gone.
+    Crashed,
+    /// Frozen: nothing is processed; messages and timers queue.
+    Paused,
+}
+
+/// Something for a node's driver to process.
+#[derive(Debug)]
+pub enum Input {
+    /// A message that arrived.
+    Message {
+        msg_id: u64,
+        from: NodeId,
+        message: Message,
+    },
+    /// A timer that expired.
+    Timer { id: TimerId, timer: Timer },
+}
+
+#[derive(Debug)]
+struct PendingTimer {
+    local_deadline_ns: i64,
+    timer: Timer,
+    generation: u64,
+}
+
+/// Per-node state that outlives the process object (which a crash destroys).
+pub struct NodeState {
+    /// Lifecycle state.
+    pub status: Status,
+    /// Number of boots so far (1 after the first `on_start`).
+    pub incarnation: u32,
+    disk: Disk,
+    clock: Clock,
+    rng: ChaCha8Rng,
+    next_timer_id: u64,
+    timers: BTreeMap<TimerId, PendingTimer>,
+    inbox: VecDeque<Input>,
+    waker: Option<Waker>,
+    madsim_id: Option<madsim::task::NodeId>,
+    last_role: Option<(String, u64)>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Arrive {
+        msg_id: u64,
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
+    Timer {
+        node: NodeId,
+        id: TimerId,
+        generation: u64,
+    },
+    FaultStart {
+        index: usize,
+    },
+    FaultEnd {
+        index: usize,
+    },
+}
+
+struct Scheduled {
+    t_ns: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.t_ns, self.seq) == (other.t_ns, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.t_ns, self.seq).cmp(&(other.t_ns, other.seq))
+    }
+}
+
+/// How to undo an active fault when its duration ends.
+#[derive(Debug)]
+enum Undo {
+    Nothing,
+    Cuts,
+    Restart(Vec<NodeId>),
+    Resume(Vec<NodeId>),
+    ClockJump(Vec<NodeId>, i64),
+    ClockDrift(Vec<(NodeId, f64)>),
+}
+
+/// The state of one run. See the module docs.
+pub struct World {
+    /// Current simulated time (global), in nanoseconds.
+    pub now_ns: u64,
+    /// When the run ends.
+    pub end_ns: u64,
+    scenario: Arc<Scenario>,
+    seed: u64,
+    topology: Arc<Topology>,
+    nodes: Vec<NodeState>,
+    network: Network,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    next_seq: u64,
+    next_msg_id: u64,
+    faults: Vec<PlannedFault>,
+    active: BTreeMap<u64, Undo>,
+    trace: Trace,
+    stats: Stats,
+    history: Vec<HistoryEvent>,
+    observations: Vec<ObservationRecord>,
+    lifecycle: Vec<LifecycleRecord>,
+    partitions: Vec<PartitionRecord>,
+    last_heal_ns: u64,
+    record_seq: u64,
+    central_waker: Option<Waker>,
+    central_deadline_ns: u64,
+    halt: Option<Halt>,
+    effects: Vec<Effect>,
+}
+
+impl World {
+    /// A world at time 0 with every node up (drivers not yet started) and the fault timeline
+    /// queued. `node_rngs` holds one stream per node.
+    pub fn new(
+        scenario: Arc<Scenario>,
+        seed: u64,
+        topology: Arc<Topology>,
+        network: Network,
+        faults: Vec<PlannedFault>,
+        node_rngs: Vec<ChaCha8Rng>,
+        trace: Trace,
+    ) -> World {
+        let nodes = node_rngs
+            .into_iter()
+            .enumerate()
+            .map(|(i, rng)| {
+                let clock = scenario
+                    .clock
+                    .get(&topology.names[i])
+                    .map_or(Clock::new(0, 0.0), |c| Clock::new(c.offset.0, c.drift));
+                NodeState {
+                    status: Status::Up,
+                    incarnation: 0,
+                    disk: Disk::default(),
+                    clock,
+                    rng,
+                    next_timer_id: 0,
+                    timers: BTreeMap::new(),
+                    inbox: VecDeque::new(),
+                    waker: None,
+                    madsim_id: None,
+                    last_role: None,
+                }
+            })
+            .collect();
+        let mut world = World {
+            now_ns: 0,
+            end_ns: scenario.duration.as_nanos(),
+            scenario,
+            seed,
+            topology,
+            nodes,
+            network,
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            next_msg_id: 0,
+            faults,
+            active: BTreeMap::new(),
+            trace,
+            stats: Stats::default(),
+            history: Vec::new(),
+            observations: Vec::new(),
+            lifecycle: Vec::new(),
+            partitions: Vec::new(),
+            last_heal_ns: 0,
+            record_seq: 0,
+            central_waker: None,
+            central_deadline_ns: u64::MAX,
+            halt: None,
+            effects: Vec::new(),
+        };
+        for index in 0..world.faults.len() {
+            let at = world.faults[index].at_ns;
+            world.schedule(at, Event::FaultStart { index });
+            if let Some(end) = world.faults[index].undo_at_ns {
+                world.schedule(end, Event::FaultEnd { index });
+            }
+        }
+        world
+    }
+
+    /// The run's topology.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
+    }
+
+    /// Records the madsim node backing `node` (for kill, restart, pause, resume).
+    pub fn set_madsim_id(&mut self, node: NodeId, id: madsim::task::NodeId) {
+        self.nodes[node.index()].madsim_id = Some(id);
+    }
+
+    fn next_record_seq(&mut self) -> u64 {
+        self.record_seq += 1;
+        self.record_seq
+    }
+
+    fn name(&self, node: NodeId) -> &str {
+        &self.topology.names[node.index()]
+    }
+
+    fn schedule(&mut self, t_ns: u64, event: Event) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push(Reverse(Scheduled { t_ns, seq, event }));
+        if t_ns < self.central_deadline_ns {
+            if let Some(waker) = self.central_waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    // ----- the central task's side -----
+
+    /// Time of the earliest queued event.
+    pub fn next_event_ns(&self) -> Option<u64> {
+        self.queue.peek().map(|Reverse(s)| s.t_ns)
+    }
+
+    /// Why the run stopped early, if it did.
+    pub fn halted(&self) -> bool {
+        self.halt.is_some()
+    }
+
+    /// Registers the central task's waker: it is woken when an event earlier than `deadline_ns`
+    /// is queued (or the run halts).
+    pub fn park_central(&mut self, waker: &Waker, deadline_ns: u64) {
+        self.central_deadline_ns = deadline_ns;
+        match &self.central_waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.central_waker = Some(waker.clone()),
+        }
+    }
+
+    /// Advances to `t_ns` and fires every event queued for that instant, in queue order.
+    pub fn fire_events_at(&mut self, t_ns: u64) {
+        debug_assert!(t_ns >= self.now_ns, "time never goes back");
+        self.now_ns = t_ns;
+        self.central_deadline_ns = u64::MAX;
+        while self.queue.peek().is_some_and(|Reverse(s)| s.t_ns == t_ns) {
+            let Reverse(scheduled) = self.queue.pop().expect("peeked");
+            match scheduled.event {
+                Event::Arrive {
+                    msg_id,
+                    from,
+                    to,
+                    message,
+                } => self.arrive(msg_id, from, to, message),
+                Event::Timer {
+                    node,
+                    id,
+                    generation,
+                } => self.timer_expired(node, id, generation),
+                Event::FaultStart { index } => self.fault_start(index),
+                Event::FaultEnd { index } => self.fault_end(index),
+            }
+            if self.halt.is_some() {
+                return;
+            }
+        }
+    }
+
+    fn arrive(&mut self, msg_id: u64, from: NodeId, to: NodeId, message: Message) {
+        let reason = if self.network.is_cut(from, to) {
+            Some("partition")
+        } else if self.nodes[to.index()].status == Status::Crashed {
+            Some("node-down")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => self.drop_message(msg_id, from, to, reason),
+            None => {
+                self.nodes[to.index()].inbox.push_back(Input::Message {
+                    msg_id,
+                    from,
+                    message,
+                });
+                self.wake(to);
+            }
+        }
+    }
+
+    fn drop_message(&mut self, msg_id: u64, from: NodeId, to: NodeId, reason: &'static str) {
+        *self
+            .stats
+            .messages_dropped
+            .entry(reason.to_string())
+            .or_default() += 1;
+        let (from, to) = (
+            self.topology.names[from.index()].as_str(),
+            self.topology.names[to.index()].as_str(),
+        );
+        self.trace
+            .line(self.now_ns, to, "drop")
+            .str("from", from)
+            .u64("msg_id", msg_id)
+            .str("reason", reason)
+            .end();
+    }
+
+    fn timer_expired(&mut self, node: NodeId, id: TimerId, generation: u64) {
+        let state = &mut self.nodes[node.index()];
+        if state
+            .timers
+            .get(&id)
+            .is_some_and(|t| t.generation == generation)
+        {
+            let pending = state.timers.remove(&id).expect("checked");
+            state.inbox.push_back(Input::Timer {
+                id,
+                timer: pending.timer,
+            });
+            self.wake(node);
+        }
+    }
+
+    fn wake(&mut self, node: NodeId) {
+        if let Some(waker) = self.nodes[node.index()].waker.take() {
+            waker.wake();
+        }
+    }
+
+    // ----- the drivers' side -----
+
+    /// Registers a node driver's waker, woken when its inbox gets an input.
+    pub fn park_node(&mut self, node: NodeId, waker: &Waker) {
+        let slot = &mut self.nodes[node.index()].waker;
+        match slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Boots a fresh process on `node`: traces `start` and runs `on_start`.
+    pub fn boot(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
+        if self.halt.is_some() {
+            return;
+        }
+        let state = &mut self.nodes[node.index()];
+        state.incarnation += 1;
+        let incarnation = state.incarnation;
+        let durable_bytes = state.disk.durable_bytes() as u64;
+        self.trace
+            .line(self.now_ns, &self.topology.names[node.index()], "start")
+            .u64("incarnation", u64::from(incarnation))
+            .u64("durable_bytes", durable_bytes)
+            .end();
+        if let Some(local_ns) = self.call(node, |ctx| {
+            process.start(ctx);
+            Ok(())
+        }) {
+            self.apply_effects(node, local_ns);
+        }
+    }
+
+    /// Runs every queued input of `node` through `process`. Each input is traced (`deliver` or
+    /// `timer`) before the effects of its handler.
+    pub fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
+        let topology = self.topology.clone();
+        let name = &topology.names[node.index()];
+        while self.halt.is_none() && self.nodes[node.index()].status == Status::Up {
+            let Some(input) = self.nodes[node.index()].inbox.pop_front() else {
+                break;
+            };
+            match input {
+                Input::Message {
+                    msg_id,
+                    from,
+                    message,
+                } => {
+                    let outcome = self.call(node, |ctx| {
+                        process.message(ctx, from, message).map_err(|_| ())
+                    });
+                    match outcome {
+                        Some(local_ns) => {
+                            self.stats.messages_delivered += 1;
+                            self.trace
+                                .line(self.now_ns, name, "deliver")
+                                .str("from", &topology.names[from.index()])
+                                .u64("msg_id", msg_id)
+                                .end();
+                            self.apply_effects(node, local_ns);
+                        }
+                        None if self.halt.is_none() => {
+                            self.drop_message(msg_id, from, node, "wrong-protocol")
+                        }
+                        None => {}
+                    }
+                }
+                Input::Timer { id, timer } => {
+                    self.stats.timers_fired += 1;
+                    self.trace
+                        .line(self.now_ns, name, "timer")
+                        .u64("timer_id", id.0)
+                        .json("timer", &timer)
+                        .end();
+                    match self.call(node, |ctx| process.timer(ctx, id, timer).map_err(|_| ())) {
+                        Some(local_ns) => self.apply_effects(node, local_ns),
+                        None => self.halt_with(
+                            node,
+                            "a timer of another protocol reached this process".into(),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one handler with a fresh context; its effects are left in `self.effects`. A panic
+    /// (a broken process invariant) halts the run. Returns the local time the handler saw, or
+    /// `None` if it refused its input or panicked (no effects are kept then).
+    fn call(
+        &mut self,
+        node: NodeId,
+        handler: impl FnOnce(&mut Context<'_>) -> Result<(), ()>,
+    ) -> Option<i64> {
+        let state = &mut self.nodes[node.index()];
+        let local_ns = state.clock.local_at(self.now_ns);
+        let effects = &mut self.effects;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut ctx = Context::new(
+                node,
+                local_ns,
+                &mut state.disk,
+                &mut state.rng,
+                &mut state.next_timer_id,
+                effects,
+            );
+            handler(&mut ctx)
+        }));
+        match result {
+            Ok(Ok(())) => Some(local_ns),
+            Ok(Err(())) => {
+                self.effects.clear();
+                None
+            }
+            Err(panic) => {
+                self.effects.clear();
+                self.halt_with(node, panic_message(&panic));
+                None
+            }
+        }
+    }
+
+    /// Applies the effects the last handler recorded, in order.
+    fn apply_effects(&mut self, node: NodeId, local_ns: i64) {
+        let mut effects = std::mem::take(&mut self.effects);
+        for effect in effects.drain(..) {
+            self.apply(node, local_ns, effect);
+        }
+        self.effects = effects;
+    }
+
+    fn apply(&mut self, node: NodeId, local_ns: i64, effect: Effect) {
+        match effect {
+            Effect::Send { to, message } => self.send(node, to, message),
+            Effect::SetTimer { id, delay, timer } => {
+                let deadline = local_ns.saturating_add(delay.as_nanos() as i64);
+                let generation = self.next_seq;
+                let state = &mut self.nodes[node.index()];
+                let fire_at = state.clock.global_when(deadline, self.now_ns);
+                state.timers.insert(
+                    id,
+                    PendingTimer {
+                        local_deadline_ns: deadline,
+                        timer,
+                        generation,
+                    },
+                );
+                self.schedule(
+                    fire_at,
+                    Event::Timer {
+                        node,
+                        id,
+                        generation,
+                    },
+                );
+            }
+            Effect::CancelTimer { id } => {
+                self.nodes[node.index()].timers.remove(&id);
+            }
+            Effect::Observe(observation) => {
+                self.stats.observations += 1;
+                self.trace
+                    .line(self.now_ns, &self.topology.names[node.index()], "observe")
+                    .json("obs", &observation)
+                    .end();
+                if let Observation::Common(CommonObservation::Role { role, term }) = &observation {
+                    self.nodes[node.index()].last_role = Some((role.clone(), *term));
+                }
+                let seq = self.next_record_seq();
+                self.observations.push(ObservationRecord {
+                    seq,
+                    t_ns: self.now_ns,
+                    node,
+                    observation,
+                });
+            }
+            Effect::History(mut event) => {
+                event.index = self.history.len() as u64;
+                event.time_ns = self.now_ns;
+                event.node = self.topology.names[node.index()].clone();
+                self.trace
+                    .line(self.now_ns, &event.node, "history")
+                    .json("op", &event)
+                    .end();
+                self.history.push(event);
+            }
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, message: Message) {
+        if to.index() >= self.nodes.len() {
+            self.halt_with(
+                from,
+                format!("sent a message to {to:?}, which is not a node of this cluster"),
+            );
+            return;
+        }
+        let msg_id = self.next_msg_id;
+        self.next_msg_id += 1;
+        self.stats.messages_sent += 1;
+        self.trace
+            .line(self.now_ns, &self.topology.names[from.index()], "send")
+            .str("to", &self.topology.names[to.index()])
+            .u64("msg_id", msg_id)
+            .json("msg", &message)
+            .end();
+        match self.network.fate(from, to, self.now_ns) {
+            Fate::Lost => self.drop_message(msg_id, from, to, "loss"),
+            Fate::Arrives(times) => {
+                if let [first, second] = times[..] {
+                    let copy_id = self.next_msg_id;
+                    self.next_msg_id += 1;
+                    self.stats.messages_duplicated += 1;
+                    self.trace
+                        .line(self.now_ns, &self.topology.names[from.index()], "duplicate")
+                        .u64("msg_id", copy_id)
+                        .u64("of", msg_id)
+                        .end();
+                    self.schedule(
+                        first,
+                        Event::Arrive {
+                            msg_id,
+                            from,
+                            to,
+                            message: message.clone(),
+                        },
+                    );
+                    self.schedule(
+                        second,
+                        Event::Arrive {
+                            msg_id: copy_id,
+                            from,
+                            to,
+                            message,
+                        },
+                    );
+                } else {
+                    self.schedule(
+                        times[0],
+                        Event::Arrive {
+                            msg_id,
+                            from,
+                            to,
+                            message,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn halt_with(&mut self, node: NodeId, message: String) {
+        if self.halt.is_some() {
+            return;
+        }
+        self.trace
+            .line(self.now_ns, &self.topology.names[node.index()], "panic")
+            .str("message", &message)
+            .end();
+        self.halt = Some(Halt {
+            t_ns: self.now_ns,
+            node: self.name(node).to_string(),
+            message,
+        });
+        if let Some(waker) = self.central_waker.take() {
+            waker.wake();
+        }
+    }
+
+    // ----- faults -----
+
+    fn resolve(&self, targets: &Targets) -> Option<Vec<NodeId>> {
+        match targets {
+            Targets::Nodes(nodes) => Some(nodes.clone()),
+            Targets::Leader => self.leader().map(|l| vec![l]),
+        }
+    }
+
+    /// The up server whose latest role observation is `leader` with the highest term.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.topology
+            .servers
+            .iter()
+            .filter(|&&s| self.nodes[s.index()].status != Status::Crashed)
+            .filter_map(|&s| match &self.nodes[s.index()].last_role {
+                Some((role, term)) if role == "leader" => Some((*term, Reverse(s))),
+                _ => None,
+            })
+            .max()
+            .map(|(_, Reverse(s))| s)
+    }
+
+    fn fault_start(&mut self, index: usize) {
+        let fault = self.faults[index].clone();
+        self.stats.faults_applied += 1;
+        let targets = match &fault.action {
+            FaultAction::Isolate { targets }
+            | FaultAction::Crash { targets }
+            | FaultAction::Restart { targets }
+            | FaultAction::Pause { targets }
+            | FaultAction::Resume { targets }
+            | FaultAction::ClockJump { targets, .. }
+            | FaultAction::ClockDrift { targets, .. }
+            | FaultAction::Partition {
+                plan: PartitionPlan::Halves(targets),
+            } => match self.resolve(targets) {
+                Some(nodes) => nodes,
+                None => {
+                    self.stats.faults_applied -= 1;
+                    self.stats.faults_skipped += 1;
+                    self.trace
+                        .line(self.now_ns, WORLD, "fault-skipped")
+                        .u64("fault_id", fault.id)
+                        .str("origin", &fault.origin)
+                        .str("reason", "no node observed as leader")
+                        .end();
+                    return;
+                }
+            },
+            _ => Vec::new(),
+        };
+        let undo = match &fault.action {
+            FaultAction::Partition { plan } => {
+                let links = faults::cut_links(plan, &self.topology, &targets);
+                let sides = match plan {
+                    PartitionPlan::Sides(sides) => Some(sides.clone()),
+                    PartitionPlan::Halves(_) => {
+                        Some(faults::halves(&self.topology.servers, &targets))
+                    }
+                    _ => None,
+                };
+                self.cut(&fault, links, sides);
+                Undo::Cuts
+            }
+            FaultAction::Isolate { .. } => {
+                let links = faults::isolate_links(&targets, &self.topology);
+                let rest: Vec<NodeId> = self
+                    .topology
+                    .servers
+                    .iter()
+                    .copied()
+                    .filter(|s| !targets.contains(s))
+                    .collect();
+                self.cut(&fault, links, Some(vec![rest, targets.clone()]));
+                Undo::Cuts
+            }
+            FaultAction::Cut { from, to } => {
+                let links: Vec<(NodeId, NodeId)> = from
+                    .iter()
+                    .flat_map(|&a| to.iter().filter(move |&&b| a != b).map(move |&b| (a, b)))
+                    .collect();
+                self.cut(&fault, links, None);
+                Undo::Cuts
+            }
+            FaultAction::Heal => {
+                self.heal_all();
+                Undo::Nothing
+            }
+            FaultAction::Crash { .. } => {
+                let crashed: Vec<NodeId> = targets
+                    .iter()
+                    .copied()
+                    .filter(|&n| self.crash(n, &fault))
+                    .collect();
+                Undo::Restart(crashed)
+            }
+            FaultAction::Restart { .. } => {
+                for &n in &targets {
+                    self.restart(n, &fault.origin);
+                }
+                Undo::Nothing
+            }
+            FaultAction::Pause { .. } => {
+                let paused: Vec<NodeId> = targets
+                    .iter()
+                    .copied()
+                    .filter(|&n| self.pause(n, &fault.origin))
+                    .collect();
+                Undo::Resume(paused)
+            }
+            FaultAction::Resume { .. } => {
+                for &n in &targets {
+                    self.resume(n, &fault.origin);
+                }
+                Undo::Nothing
+            }
+            FaultAction::ClockJump { delta_ns, .. } => {
+                for &n in &targets {
+                    self.clock_jump(n, *delta_ns, &fault.origin);
+                }
+                Undo::ClockJump(targets.clone(), -*delta_ns)
+            }
+            FaultAction::ClockDrift { drift, .. } => {
+                let old: Vec<(NodeId, f64)> = targets
+                    .iter()
+                    .map(|&n| (n, self.nodes[n.index()].clock.drift()))
+                    .collect();
+                for &n in &targets {
+                    self.clock_drift(n, *drift, &fault.origin);
+                }
+                Undo::ClockDrift(old)
+            }
+        };
+        if fault.undo_at_ns.is_some() {
+            self.active.insert(fault.id, undo);
+        }
+    }
+
+    fn fault_end(&mut self, index: usize) {
+        let fault = self.faults[index].clone();
+        let Some(undo) = self.active.remove(&fault.id) else {
+            return; // skipped at start
+        };
+        self.stats.faults_undone += 1;
+        let origin = format!("{} (end)", fault.origin);
+        match undo {
+            Undo::Nothing => {}
+            Undo::Cuts => {
+                if self.network.heal_fault(fault.id) > 0
+                    || self
+                        .partitions
+                        .iter()
+                        .any(|p| p.fault_id == fault.id && p.end_ns.is_none())
+                {
+                    self.end_partition(fault.id);
+                    self.trace
+                        .line(self.now_ns, WORLD, "heal")
+                        .u64("fault_id", fault.id)
+                        .str("origin", &origin)
+                        .end();
+                }
+            }
+            Undo::Restart(nodes) => {
+                for n in nodes {
+                    self.restart(n, &origin);
+                }
+            }
+            Undo::Resume(nodes) => {
+                for n in nodes {
+                    self.resume(n, &origin);
+                }
+            }
+            Undo::ClockJump(nodes, delta) => {
+                for n in nodes {
+                    self.clock_jump(n, delta, &origin);
+                }
+            }
+            Undo::ClockDrift(old) => {
+                for (n, drift) in old {
+                    self.clock_drift(n, drift, &origin);
+                }
+            }
+        }
+    }
+
+    fn cut(
+        &mut self,
+        fault: &PlannedFault,
+        links: Vec<(NodeId, NodeId)>,
+        sides: Option<Vec<Vec<NodeId>>>,
+    ) {
+        let kind = match fault.action {
+            FaultAction::Isolate { .. } => "isolate",
+            FaultAction::Cut { .. } => "cut",
+            _ => "partition",
+        };
+        let mut line = self.trace.line(self.now_ns, WORLD, kind);
+        line.u64("fault_id", fault.id).str("origin", &fault.origin);
+        match &sides {
+            Some(sides) => {
+                let named: Vec<Vec<&str>> = sides
+                    .iter()
+                    .map(|s| {
+                        s.iter()
+                            .map(|&n| self.topology.names[n.index()].as_str())
+                            .collect()
+                    })
+                    .collect();
+                line.json("sides", &named);
+            }
+            None => {
+                let named: Vec<[&str; 2]> = links
+                    .iter()
+                    .map(|&(a, b)| {
+                        [
+                            self.topology.names[a.index()].as_str(),
+                            self.topology.names[b.index()].as_str(),
+                        ]
+                    })
+                    .collect();
+                line.json("cut_links", &named);
+            }
+        }
+        line.end();
+        self.partitions.push(PartitionRecord {
+            fault_id: fault.id,
+            start_ns: self.now_ns,
+            end_ns: None,
+            sides,
+            cut_links: links.clone(),
+        });
+        self.network.cut(fault.id, links);
+    }
+
+    fn end_partition(&mut self, fault_id: u64) {
+        for p in self
+            .partitions
+            .iter_mut()
+            .filter(|p| p.fault_id == fault_id && p.end_ns.is_none())
+        {
+            p.end_ns = Some(self.now_ns);
+        }
+        self.last_heal_ns = self.now_ns;
+    }
+
+    fn heal_all(&mut self) {
+        for id in self.network.heal_all() {
+            self.end_partition(id);
+        }
+        self.last_heal_ns = self.now_ns;
+        self.trace
+            .line(self.now_ns, WORLD, "heal")
+            .str("origin", "heal")
+            .end();
+    }
+
+    fn madsim(&self) -> madsim::runtime::Handle {
+        madsim::runtime::Handle::current()
+    }
+
+    fn record_lifecycle(&mut self, node: NodeId, kind: LifecycleKind, origin: &str) {
+        self.trace
+            .line(self.now_ns, &self.topology.names[node.index()], kind.name())
+            .str("origin", origin)
+            .end();
+        let seq = self.next_record_seq();
+        self.lifecycle.push(LifecycleRecord {
+            seq,
+            t_ns: self.now_ns,
+            node,
+            kind,
+        });
+    }
+
+    /// Crashes `node`: drops its queued inputs, timers and unsynced writes, kills its tasks.
+    /// Returns false if it was already crashed.
+    fn crash(&mut self, node: NodeId, fault: &PlannedFault) -> bool {
+        if self.nodes[node.index()].status == Status::Crashed {
+            return false;
+        }
+        let state = &mut self.nodes[node.index()];
+        state.status = Status::Crashed;
+        state.timers.clear();
+        state.waker = None;
+        state.last_role = None;
+        let lost_writes = state.disk.crash() as u64;
+        let queued: Vec<Input> = state.inbox.drain(..).collect();
+        let madsim_id = state.madsim_id;
+        self.trace
+            .line(self.now_ns, &self.topology.names[node.index()], "crash")
+            .str("origin", &fault.origin)
+            .u64("lost_writes", lost_writes)
+            .end();
+        let seq = self.next_record_seq();
+        self.lifecycle.push(LifecycleRecord {
+            seq,
+            t_ns: self.now_ns,
+            node,
+            kind: LifecycleKind::Crash,
+        });
+        for input in queued {
+            if let Input::Message { msg_id, from, .. } = input {
+                self.drop_message(msg_id, from, node, "node-crashed");
+            }
+        }
+        self.stats.crashes += 1;
+        if let Some(id) = madsim_id {
+            self.madsim().kill(id);
+        }
+        true
+    }
+
+    fn restart(&mut self, node: NodeId, origin: &str) {
+        if self.nodes[node.index()].status != Status::Crashed {
+            return;
+        }
+        self.nodes[node.index()].status = Status::Up;
+        self.last_heal_ns = self.now_ns;
+        self.stats.restarts += 1;
+        self.record_lifecycle(node, LifecycleKind::Restart, origin);
+        if let Some(id) = self.nodes[node.index()].madsim_id {
+            self.madsim().restart(id); // re-runs the node's init: a new driver boots a new process
+        }
+    }
+
+    fn pause(&mut self, node: NodeId, origin: &str) -> bool {
+        if self.nodes[node.index()].status != Status::Up {
+            return false;
+        }
+        self.nodes[node.index()].status = Status::Paused;
+        self.stats.pauses += 1;
+        self.record_lifecycle(node, LifecycleKind::Pause, origin);
+        if let Some(id) = self.nodes[node.index()].madsim_id {
+            self.madsim().pause(id);
+        }
+        true
+    }
+
+    fn resume(&mut self, node: NodeId, origin: &str) {
+        if self.nodes[node.index()].status != Status::Paused {
+            return;
+        }
+        self.nodes[node.index()].status = Status::Up;
+        self.last_heal_ns = self.now_ns;
+        self.record_lifecycle(node, LifecycleKind::Resume, origin);
+        if let Some(id) = self.nodes[node.index()].madsim_id {
+            self.madsim().resume(id);
+        }
+        if !self.nodes[node.index()].inbox.is_empty() {
+            self.wake(node);
+        }
+    }
+
+    fn clock_jump(&mut self, node: NodeId, delta_ns: i64, origin: &str) {
+        let now = self.now_ns;
+        self.nodes[node.index()].clock.jump(now, delta_ns);
+        let local = self.nodes[node.index()].clock.local_at(now);
+        self.trace
+            .line(now, &self.topology.names[node.index()], "clock-jump")
+            .str("origin", origin)
+            .i64("delta_ns", delta_ns)
+            .i64("local_ns", local)
+            .end();
+        self.reschedule_timers(node);
+    }
+
+    fn clock_drift(&mut self, node: NodeId, drift: f64, origin: &str) {
+        let now = self.now_ns;
+        self.nodes[node.index()].clock.set_drift(now, drift);
+        self.trace
+            .line(now, &self.topology.names[node.index()], "clock-drift")
+            .str("origin", origin)
+            .json("drift", &drift)
+            .end();
+        self.reschedule_timers(node);
+    }
+
+    /// After a clock change, every pending timer of `node` gets a new global deadline (the old
+    /// queue entries become stale through the generation number).
+    fn reschedule_timers(&mut self, node: NodeId) {
+        let now = self.now_ns;
+        let state = &self.nodes[node.index()];
+        let deadlines: Vec<(TimerId, u64)> = state
+            .timers
+            .iter()
+            .map(|(&id, pending)| (id, state.clock.global_when(pending.local_deadline_ns, now)))
+            .collect();
+        for (id, at) in deadlines {
+            let generation = self.next_seq;
+            if let Some(pending) = self.nodes[node.index()].timers.get_mut(&id) {
+                pending.generation = generation;
+            }
+            self.schedule(
+                at,
+                Event::Timer {
+                    node,
+                    id,
+                    generation,
+                },
+            );
+        }
+    }
+
+    // ----- end of run -----
+
+    /// Ends the run: records `info` for every operation still pending, counts messages still in
+    /// flight, kills every node's tasks, and traces `end`.
+    pub fn shut_down(&mut self) {
+        if self.halt.is_none() {
+            self.now_ns = self.now_ns.max(self.end_ns);
+        }
+        let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+        for (i, e) in self.history.iter().enumerate() {
+            match e.kind {
+                EventType::Invoke => {
+                    open.insert(e.process, i);
+                }
+                _ => {
+                    open.remove(&e.process);
+                }
+            }
+        }
+        let mut pending: Vec<usize> = open.into_values().collect();
+        pending.sort();
+        for i in pending {
+            let mut event = self.history[i].clone();
+            event.kind = EventType::Info;
+            event.error = Some("unanswered at end of run".into());
+            event.index = self.history.len() as u64;
+            event.time_ns = self.now_ns;
+            self.trace
+                .line(self.now_ns, &event.node.clone(), "history")
+                .json("op", &event)
+                .end();
+            self.history.push(event);
+        }
+        self.stats.messages_in_flight_at_end = self
+            .queue
+            .iter()
+            .filter(|Reverse(s)| matches!(s.event, Event::Arrive { .. }))
+            .count() as u64;
+        let handle = self.madsim();
+        for state in &mut self.nodes {
+            state.waker = None;
+            if let (Some(id), false) = (state.madsim_id, state.status == Status::Crashed) {
+                handle.kill(id);
+            }
+        }
+        self.central_waker = None;
+        self.trace
+            .line(self.now_ns, WORLD, "end")
+            .u64("messages_sent", self.stats.messages_sent)
+            .end();
+    }
+
+    /// Takes the run record out of the world (call after [`World::shut_down`]).
+    pub fn take_record(&mut self) -> RunRecord {
+        let trace = std::mem::replace(&mut self.trace, Trace::new(0));
+        let truncated = trace.truncated();
+        let lines = trace.lines();
+        let (trace_jsonl, trace_hash) = trace.finish();
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.trace_lines = lines;
+        stats.history_events = self.history.len() as u64;
+        let healed =
+            self.network.is_whole() && self.nodes.iter().all(|n| n.status != Status::Paused);
+        RunRecord {
+            scenario: self.scenario.clone(),
+            seed: self.seed,
+            topology: self.topology.clone(),
+            end_ns: self.now_ns,
+            trace_jsonl,
+            trace_hash,
+            trace_truncated: truncated,
+            history: std::mem::take(&mut self.history),
+            observations: std::mem::take(&mut self.observations),
+            lifecycle: std::mem::take(&mut self.lifecycle),
+            partitions: std::mem::take(&mut self.partitions),
+            faults: std::mem::take(&mut self.faults),
+            final_heal_ns: healed.then_some(self.last_heal_ns),
+            final_status: self.nodes.iter().map(|n| n.status).collect(),
+            stats,
+            halt: self.halt.take(),
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".into()
+    }
+}

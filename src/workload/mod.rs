@@ -1,0 +1,18 @@
+//! Client workloads: simulated client nodes that issue operations and record the history.
+//!
+//! Clients are ordinary processes on simulated nodes, so partitions, latency and loss apply to
+//! them too. Each client node runs `concurrency` logical processes (Jepsen's `:process`); a
+//! process has at most one operation outstanding, and after an operation ends in `info` it is
+//! replaced by a fresh process id. The history uses global simulated time (stamped by the world).
+//!
+//! Leader discovery: a client sends to its last known leader (initially its home server). A
+//! `redirect` with a hint goes straight to the hinted node; without a hint, or when an attempt
+//! is not answered within `attempt_timeout`, the client tries the next server with the same
+//! request id (servers deduplicate by (client, id)). When `request_timeout` passes the operation
+//! is recorded as `info`: its outcome is unknown and is never guessed.
+
+mod client;
+mod op;
+
+pub use client::{Client, ClientTimer};
+pub use op::{Op, OpValue, Outcome, Reply, Request};
