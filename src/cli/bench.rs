@@ -1,20 +1,234 @@
-//! `faultline bench`: simulator speed (see `crate::bench`).
+//! `faultline bench [TARGET] [--json]`: how fast the simulator and checkers run.
+//!
+//! Build with `--release`; numbers from debug builds are meaningless. Each figure is the median
+//! of several repetitions, measured with the wall clock (only the CLI reads it).
+//!
+//! - `kernel`: the same work two ways, in one process: a ping-pong between two faultline
+//!   processes through faultline's network (with tracing and hashing, as in every run), and the
+//!   same number of messages ping-ponged over bare madsim (`Endpoint`s and tasks only). Both use
+//!   uniform 1-10 ms latency (madsim's default). Prints delivered messages per wall-clock second
+//!   and their ratio (target: faultline >= 0.7 of bare madsim), plus a standard 5-node broadcast
+//!   scenario.
 
-use clap::Args;
+use std::path::Path;
 
-use crate::cli::exit;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::cli::{exit, wall_now};
+use crate::scenario::Scenario;
+use crate::sim::{self, RunOptions};
+
+/// What to measure.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Every target.
+    All,
+    /// faultline's network vs bare madsim, and a 5-node broadcast.
+    Kernel,
+}
 
 /// Arguments of `faultline bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "all")]
+    pub target: Target,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Repetitions per figure (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub repeat: u32,
 }
 
-/// Runs the benchmarks.
+/// One measured figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Figure {
+    /// What was measured.
+    pub name: String,
+    /// Messages delivered in one repetition.
+    pub messages: u64,
+    /// Median wall time of one repetition, in milliseconds.
+    pub wall_ms: f64,
+    /// Simulated time of one repetition, in milliseconds.
+    pub simulated_ms: f64,
+    /// Delivered messages per wall-clock second.
+    pub messages_per_s: f64,
+    /// Simulated time per wall-clock time.
+    pub sim_to_wall: f64,
+}
+
+impl Figure {
+    fn new(name: &str, messages: u64, wall_ms: f64, simulated_ns: u64) -> Figure {
+        let simulated_ms = simulated_ns as f64 / 1e6;
+        Figure {
+            name: name.into(),
+            messages,
+            wall_ms,
+            simulated_ms,
+            messages_per_s: messages as f64 / (wall_ms / 1e3),
+            sim_to_wall: simulated_ms / wall_ms,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{:<46} {:>9.0} msgs/s  ({} msgs in {:.1} ms wall; {:.0}x faster than real time)",
+            self.name, self.messages_per_s, self.messages, self.wall_ms, self.sim_to_wall
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct KernelReport {
+    pingpong_faultline: Figure,
+    pingpong_madsim: Figure,
+    ratio: f64,
+    broadcast: Figure,
+}
+
+/// Median of repeated timings of `f`, which returns (messages, simulated ns).
+fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
+    let mut times = Vec::new();
+    let mut last = (0, 0);
+    for _ in 0..repeat.max(1) {
+        let start = wall_now();
+        last = f();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    (last.0, times[times.len() / 2], last.1)
+}
+
+fn scenario(text: &str) -> Scenario {
+    Scenario::parse(Path::new("<bench>"), text.as_bytes()).expect("bench scenarios are valid")
+}
+
+/// The ping-pong through faultline's network: `duration_s` of simulated time.
+fn pingpong_scenario(duration_s: u64) -> Scenario {
+    scenario(&format!(
+        "name = \"bench-pingpong\"\nduration = \"{duration_s}s\"\n[cluster]\nprotocol = \"pingpong\"\nnodes = 2\n\
+         [network]\nlatency = {{ distribution = \"uniform\", min = \"1ms\", max = \"10ms\" }}\n[workload]\nclients = 0\n"
+    ))
+}
+
+/// The standard broadcast benchmark: 5 nodes, 3 clients, 60 s, 2% loss.
+pub fn broadcast_scenario() -> Scenario {
+    scenario(
+        "name = \"bench-broadcast\"\nduration = \"60s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 5\n\
+         [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"10ms\" }\nloss_probability = 0.02\n\
+         [workload]\nclients = 3\nconcurrency = 2\nthink_time = \"20ms\"\n",
+    )
+}
+
+/// Ping-pongs `messages` messages over bare madsim endpoints; returns (messages, simulated ns).
+fn madsim_pingpong(messages: u64) -> (u64, u64) {
+    use madsim::net::Endpoint;
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(1, madsim::Config::default());
+    let simulated = runtime.block_on(async move {
+        let handle = madsim::runtime::Handle::current();
+        let a = handle
+            .create_node()
+            .name("a")
+            .ip("10.0.0.1".parse().expect("ip"))
+            .build();
+        let b = handle
+            .create_node()
+            .name("b")
+            .ip("10.0.0.2".parse().expect("ip"))
+            .build();
+        let start = madsim::time::TimeHandle::current().now_instant();
+        let server = b.spawn(async move {
+            let ep = Endpoint::bind("10.0.0.2:1").await.expect("bind");
+            let mut buf = [0u8; 16];
+            loop {
+                let (n, from) = ep.recv_from(1, &mut buf).await.expect("recv");
+                ep.send_to(from, 1, &buf[..n]).await.expect("send");
+            }
+        });
+        let client = a.spawn(async move {
+            let ep = Endpoint::bind("10.0.0.1:1").await.expect("bind");
+            madsim::time::sleep(std::time::Duration::from_millis(10)).await;
+            let mut buf = [0u8; 16];
+            for i in 0..messages / 2 {
+                ep.send_to("10.0.0.2:1", 1, &i.to_le_bytes())
+                    .await
+                    .expect("send");
+                ep.recv_from(1, &mut buf).await.expect("recv");
+            }
+        });
+        client.await.expect("client ran");
+        drop(server);
+        (madsim::time::TimeHandle::current().now_instant() - start).as_nanos() as u64
+    });
+    (messages / 2 * 2, simulated)
+}
+
+fn kernel(repeat: u32) -> KernelReport {
+    let pp = pingpong_scenario(1100);
+    let options = RunOptions::default();
+    let (messages, wall, sim_ns) = measure(repeat, || {
+        let r = sim::run(&pp, 1, &options);
+        (r.stats.messages_delivered, r.end_ns)
+    });
+    let pingpong_faultline = Figure::new(
+        "ping-pong, faultline network (2 nodes)",
+        messages,
+        wall,
+        sim_ns,
+    );
+    let (m, wall, sim_ns) = measure(repeat, || madsim_pingpong(messages));
+    let pingpong_madsim = Figure::new(
+        "ping-pong, bare madsim endpoints (2 nodes)",
+        m,
+        wall,
+        sim_ns,
+    );
+    let bc = broadcast_scenario();
+    let (m, wall, sim_ns) = measure(repeat, || {
+        let r = sim::run(&bc, 1, &options);
+        (r.stats.messages_delivered, r.end_ns)
+    });
+    let broadcast = Figure::new("broadcast, 5 nodes + 3 clients, 60 s", m, wall, sim_ns);
+    KernelReport {
+        ratio: pingpong_faultline.messages_per_s / pingpong_madsim.messages_per_s,
+        pingpong_faultline,
+        pingpong_madsim,
+        broadcast,
+    }
+}
+
+/// Runs the chosen benchmarks and prints them.
 pub fn bench(args: &BenchArgs) -> u8 {
-    let _ = args.json;
-    eprintln!("faultline bench: not built yet");
-    exit::BAD_INPUT
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "faultline bench: warning: this is a debug build; use `cargo run --release -- bench`"
+        );
+    }
+    let mut json = serde_json::Map::new();
+    if matches!(args.target, Target::All | Target::Kernel) {
+        let k = kernel(args.repeat);
+        if !args.json {
+            println!("kernel (median of {} runs):", args.repeat);
+            println!("  {}", k.pingpong_faultline.line());
+            println!("  {}", k.pingpong_madsim.line());
+            println!(
+                "  faultline / bare madsim = {:.2} (target >= 0.70)",
+                k.ratio
+            );
+            println!("  {}", k.broadcast.line());
+        }
+        json.insert(
+            "kernel".into(),
+            serde_json::to_value(&k).expect("serializes"),
+        );
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).expect("serializes")
+        );
+    }
+    exit::PASS
 }

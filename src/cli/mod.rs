@@ -11,8 +11,8 @@
 
 mod bench;
 mod list;
-mod run;
-mod test;
+pub mod run;
+pub mod test;
 mod validate;
 
 use std::path::PathBuf;

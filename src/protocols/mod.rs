@@ -7,6 +7,7 @@
 //! [`PROTOCOLS`]. Nothing in `sim/` changes.
 
 pub mod broadcast;
+pub mod pingpong;
 
 use serde::Serialize;
 
@@ -22,6 +23,8 @@ pub enum Message {
     Client(ClientMessage),
     /// The gossip broadcast protocol.
     Broadcast(broadcast::Message),
+    /// Ping-pong.
+    PingPong(pingpong::Message),
 }
 
 /// Requests and replies between clients and servers.
@@ -53,6 +56,8 @@ pub enum Timer {
     Client(crate::workload::ClientTimer),
     /// The gossip broadcast protocol.
     Broadcast(broadcast::Timer),
+    /// Ping-pong (it sets none).
+    PingPong(pingpong::Timer),
 }
 
 /// Every protocol fact a process can observe for the checkers.
@@ -102,12 +107,16 @@ wire_variant!(Message, Message::Broadcast, broadcast::Message);
 wire_variant!(Message, Message::Client, ClientMessage);
 wire_variant!(Timer, Timer::Broadcast, broadcast::Timer);
 wire_variant!(Timer, Timer::Client, crate::workload::ClientTimer);
+wire_variant!(Message, Message::PingPong, pingpong::Message);
+wire_variant!(Timer, Timer::PingPong, pingpong::Timer);
 wire_variant!(Observation, Observation::Broadcast, broadcast::Observation);
 wire_variant!(Observation, Observation::Common, CommonObservation);
 
 /// Which client workload a protocol serves (and so which operations its clients issue).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WorkloadKind {
+    /// The protocol serves no clients (`[workload] clients` must be 0).
+    None,
     /// `broadcast` and `read` of integers (Maelstrom's broadcast).
     Broadcast,
     /// `get`, `put`, `append`, `cas` on string keys.
@@ -118,6 +127,7 @@ impl WorkloadKind {
     /// The operation names a `[workload] mix` may use, with their default weights.
     pub fn default_mix(self) -> &'static [(&'static str, f64)] {
         match self {
+            WorkloadKind::None => &[],
             WorkloadKind::Broadcast => &[("broadcast", 0.8), ("read", 0.2)],
             WorkloadKind::KeyValue => &[("get", 0.4), ("put", 0.3), ("append", 0.2), ("cas", 0.1)],
         }
@@ -164,7 +174,7 @@ pub struct ProtocolInfo {
 }
 
 /// Every protocol, in `faultline list` order.
-pub static PROTOCOLS: &[ProtocolInfo] = &[broadcast::PROTOCOL];
+pub static PROTOCOLS: &[ProtocolInfo] = &[broadcast::PROTOCOL, pingpong::PROTOCOL];
 
 /// Looks a protocol up by name.
 pub fn protocol(name: &str) -> Option<&'static ProtocolInfo> {

@@ -161,6 +161,9 @@ impl Client {
     fn generate(&mut self, ctx: &mut Context<'_>) -> Op {
         let f = self.mix.pick(ctx.rng()).to_string();
         match self.kind {
+            WorkloadKind::None => {
+                unreachable!("validated: a protocol without a workload has no clients")
+            }
             WorkloadKind::Broadcast => match f.as_str() {
                 "read" => Op::Read,
                 _ => {
