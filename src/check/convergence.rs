@@ -178,7 +178,7 @@ fn run(record: &RunRecord) -> CheckResult {
                 String::new()
             };
             r.evidence.push(format!(
-                "{} never held value(s) {}{} although each was acknowledged to a client (first at {})",
+                "{} lacked value(s) {}{} at their deadline (acknowledged to clients from {} on)",
                 topo.name(*node),
                 shown.join(", "),
                 more,

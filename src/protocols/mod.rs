@@ -7,6 +7,7 @@
 //! [`PROTOCOLS`]. Nothing in `sim/` changes.
 
 pub mod broadcast;
+pub mod chatter;
 pub mod pingpong;
 
 use serde::Serialize;
@@ -25,6 +26,8 @@ pub enum Message {
     Broadcast(broadcast::Message),
     /// Ping-pong.
     PingPong(pingpong::Message),
+    /// Chatter.
+    Chatter(chatter::Message),
 }
 
 /// Requests and replies between clients and servers.
@@ -58,6 +61,8 @@ pub enum Timer {
     Broadcast(broadcast::Timer),
     /// Ping-pong (it sets none).
     PingPong(pingpong::Timer),
+    /// Chatter.
+    Chatter(chatter::Timer),
 }
 
 /// Every protocol fact a process can observe for the checkers.
@@ -109,6 +114,8 @@ wire_variant!(Timer, Timer::Broadcast, broadcast::Timer);
 wire_variant!(Timer, Timer::Client, crate::workload::ClientTimer);
 wire_variant!(Message, Message::PingPong, pingpong::Message);
 wire_variant!(Timer, Timer::PingPong, pingpong::Timer);
+wire_variant!(Message, Message::Chatter, chatter::Message);
+wire_variant!(Timer, Timer::Chatter, chatter::Timer);
 wire_variant!(Observation, Observation::Broadcast, broadcast::Observation);
 wire_variant!(Observation, Observation::Common, CommonObservation);
 
@@ -174,7 +181,8 @@ pub struct ProtocolInfo {
 }
 
 /// Every protocol, in `faultline list` order.
-pub static PROTOCOLS: &[ProtocolInfo] = &[broadcast::PROTOCOL, pingpong::PROTOCOL];
+pub static PROTOCOLS: &[ProtocolInfo] =
+    &[broadcast::PROTOCOL, chatter::PROTOCOL, pingpong::PROTOCOL];
 
 /// Looks a protocol up by name.
 pub fn protocol(name: &str) -> Option<&'static ProtocolInfo> {

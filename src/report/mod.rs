@@ -72,7 +72,7 @@ impl Report {
             faultline_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario_name: record.scenario.name.clone(),
             scenario_file: scenario_file.display().to_string(),
-            scenario: serde_json::to_value(&*record.scenario).expect("scenarios serialize"),
+            scenario: resolved_scenario(&record.scenario),
             seed: record.seed,
             trace_hash: record.trace_hash.clone(),
             trace_lines: record.stats.trace_lines,
@@ -93,6 +93,21 @@ impl Report {
     pub fn expectation_met(&self) -> bool {
         self.expectation_problems.is_empty()
     }
+}
+
+/// The scenario as JSON with every default filled in, keeping only the running protocol's
+/// section (each protocol's options live under a key equal to its name).
+pub fn resolved_scenario(scenario: &Scenario) -> serde_json::Value {
+    let mut value = serde_json::to_value(scenario).expect("scenarios serialize");
+    if let Some(table) = value.as_object_mut() {
+        for p in crate::protocols::PROTOCOLS
+            .iter()
+            .filter(|p| p.name != scenario.cluster.protocol)
+        {
+            table.remove(p.name);
+        }
+    }
+    value
 }
 
 /// The command that reproduces a run.

@@ -711,7 +711,21 @@ impl World {
             FaultAction::Partition { plan } => {
                 let links = faults::cut_links(plan, &self.topology, &targets);
                 let sides = match plan {
-                    PartitionPlan::Sides(sides) => Some(sides.clone()),
+                    PartitionPlan::Sides(sides) => {
+                        // Servers listed in no side form one more side.
+                        let mut sides = sides.clone();
+                        let rest: Vec<NodeId> = self
+                            .topology
+                            .servers
+                            .iter()
+                            .copied()
+                            .filter(|s| !sides.iter().any(|side| side.contains(s)))
+                            .collect();
+                        if !rest.is_empty() {
+                            sides.push(rest);
+                        }
+                        Some(sides)
+                    }
                     PartitionPlan::Halves(_) => {
                         Some(faults::halves(&self.topology.servers, &targets))
                     }
