@@ -55,7 +55,14 @@ impl ScenarioError {
             .span()
             .map(|span| line_col(text.as_bytes(), span.start))
             .unwrap_or((1, 1));
-        let message = err.message().trim().replace('\n', " ");
+        let mut message = err.message().trim().replace('\n', " ");
+        if let Some(key) = err
+            .span()
+            .filter(|span| !span.is_empty())
+            .and_then(|span| key_path_at(text, span))
+        {
+            message = format!("{key}: {message}");
+        }
         ScenarioError::at(file, line, column, message)
     }
 
@@ -147,6 +154,62 @@ fn span_of(text: &str, path: &[PathSeg<'_>]) -> Option<usize> {
         };
     }
     Some(best)
+}
+
+/// The rendered key path (`workload.clients`, `fault[2].at`) of the deepest key or value whose
+/// span contains the byte range `span`, if the text parses as TOML. Tables declared with a
+/// `[header]` do not span their contents, so every branch is searched.
+fn key_path_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    fn walk(
+        value: &DeValue<'_>,
+        span: &std::ops::Range<usize>,
+        path: String,
+        depth: usize,
+        best: &mut Option<(usize, String)>,
+    ) {
+        let consider = |item_path: String, covers: bool, best: &mut Option<(usize, String)>| {
+            if covers && best.as_ref().is_none_or(|(d, _)| depth >= *d) {
+                *best = Some((depth, item_path));
+            }
+        };
+        let covers =
+            |r: std::ops::Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
+        match value {
+            DeValue::Table(table) => {
+                for (key, item) in table.iter() {
+                    let item_path = if path.is_empty() {
+                        key.get_ref().to_string()
+                    } else {
+                        format!("{path}.{}", key.get_ref())
+                    };
+                    consider(
+                        item_path.clone(),
+                        covers(key.span()) || covers(item.span()),
+                        best,
+                    );
+                    walk(item.get_ref(), span, item_path, depth + 1, best);
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}[{i}]");
+                    consider(item_path.clone(), covers(item.span()), best);
+                    walk(item.get_ref(), span, item_path, depth + 1, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = DeTable::parse(text).ok()?;
+    let mut best = None;
+    walk(
+        &DeValue::Table(root.into_inner()),
+        &span,
+        String::new(),
+        0,
+        &mut best,
+    );
+    best.map(|(_, path)| path)
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `bytes`.

@@ -304,8 +304,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
         madsim::time::sleep(std::time::Duration::from_millis(1)).await;
     });
     drop(runtime);
-    let record = lock(&world).take_record();
-    record
+    lock(&world).take_record()
 }
 
 /// The central task: sleeps in virtual time until the next queued event and fires it, until
@@ -328,6 +327,10 @@ async fn central(world: &Arc<Mutex<World>>) {
                 Some(next) if next <= w.end_ns => (next, true),
                 _ => (w.end_ns, false),
             };
+            if target > w.now_ns && w.drivers_busy() {
+                w.wait_for_drivers(cx.waker());
+                return Poll::Pending;
+            }
             if target <= now {
                 return Poll::Ready(is_event.then_some(target));
             }

@@ -53,6 +53,7 @@ impl Future for Driver {
         };
         world.drain_inbox(this.node, process.as_mut());
         world.park_node(this.node, cx.waker());
+        world.driver_idle();
         Poll::Pending
     }
 }

@@ -87,6 +87,8 @@ pub struct NodeState {
     waker: Option<Waker>,
     madsim_id: Option<madsim::task::NodeId>,
     last_role: Option<(String, u64)>,
+    /// False from a (re)start until the new process has run `on_start`.
+    booted: bool,
 }
 
 #[derive(Debug)]
@@ -170,6 +172,7 @@ pub struct World {
     record_seq: u64,
     central_waker: Option<Waker>,
     central_deadline_ns: u64,
+    central_waits_for_drivers: bool,
     halt: Option<Halt>,
     effects: Vec<Effect>,
 }
@@ -206,6 +209,7 @@ impl World {
                     waker: None,
                     madsim_id: None,
                     last_role: None,
+                    booted: false,
                 }
             })
             .collect();
@@ -232,6 +236,7 @@ impl World {
             record_seq: 0,
             central_waker: None,
             central_deadline_ns: u64::MAX,
+            central_waits_for_drivers: false,
             halt: None,
             effects: Vec::new(),
         };
@@ -291,9 +296,42 @@ impl World {
     /// is queued (or the run halts).
     pub fn park_central(&mut self, waker: &Waker, deadline_ns: u64) {
         self.central_deadline_ns = deadline_ns;
+        self.central_waits_for_drivers = false;
+        self.set_central_waker(waker);
+    }
+
+    fn set_central_waker(&mut self, waker: &Waker) {
         match &self.central_waker {
             Some(w) if w.will_wake(waker) => {}
             _ => self.central_waker = Some(waker.clone()),
+        }
+    }
+
+    /// True while some running node has not yet booted or has inputs it has not handled. Time
+    /// must not advance then: every handler runs at exactly the time of its input. (madsim
+    /// advances its own clock a little with every task poll, so without this wait the central
+    /// task could fire a later event first.) Paused and crashed nodes do not count.
+    pub fn drivers_busy(&self) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.status == Status::Up && (!n.booted || !n.inbox.is_empty()))
+    }
+
+    /// Parks the central task until the drivers are idle ([`World::drivers_busy`] is false).
+    pub fn wait_for_drivers(&mut self, waker: &Waker) {
+        self.central_deadline_ns = u64::MAX;
+        self.central_waits_for_drivers = true;
+        self.set_central_waker(waker);
+    }
+
+    /// Called by a driver when it has handled all its inputs: wakes the central task if it was
+    /// waiting for the drivers and they are now all idle.
+    pub fn driver_idle(&mut self) {
+        if self.central_waits_for_drivers && !self.drivers_busy() {
+            self.central_waits_for_drivers = false;
+            if let Some(waker) = self.central_waker.take() {
+                waker.wake();
+            }
         }
     }
 
@@ -404,6 +442,7 @@ impl World {
         }
         let state = &mut self.nodes[node.index()];
         state.incarnation += 1;
+        state.booted = true;
         let incarnation = state.incarnation;
         let durable_bytes = state.disk.durable_bytes() as u64;
         self.trace
@@ -987,6 +1026,7 @@ impl World {
             return;
         }
         self.nodes[node.index()].status = Status::Up;
+        self.nodes[node.index()].booted = false;
         self.last_heal_ns = self.now_ns;
         self.stats.restarts += 1;
         self.record_lifecycle(node, LifecycleKind::Restart, origin);
