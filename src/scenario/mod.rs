@@ -584,9 +584,4 @@ impl Scenario {
         validate::validate(&scenario, path, text)?;
         Ok(scenario)
     }
-
-    /// The scenario as TOML, with every default filled in (the "fully resolved" scenario).
-    pub fn to_resolved_toml(&self) -> String {
-        toml::to_string(self).expect("a scenario always serializes")
-    }
 }
