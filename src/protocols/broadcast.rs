@@ -6,9 +6,9 @@
 //! Algorithm (eager push plus anti-entropy):
 //! - On a new value (from a client or a peer) a node stores it, syncs it to disk, acknowledges it,
 //!   and immediately pushes it to every other server.
-//! - Each node remembers which values each peer has acknowledged (`GossipOk`). Every
-//!   `gossip_interval` it resends to each peer the values that peer has not acknowledged yet, in
-//!   batches of at most `batch_limit`. This retransmission is what survives loss and partitions.
+//! - Each node keeps, per peer, the values that peer has not acknowledged (`GossipOk`) or sent
+//!   itself. Every `gossip_interval` it resends them, in batches of at most `batch_limit`. This
+//!   retransmission is what survives loss and partitions.
 //! - On restart a node reloads its synced values and learns nothing else until gossip reaches it.
 //!
 //! Invariants:
@@ -116,7 +116,8 @@ pub struct Node {
     config: Config,
     retransmit: bool,
     values: BTreeSet<u64>,
-    acked_by: BTreeMap<NodeId, BTreeSet<u64>>,
+    /// For each peer, the values it has not acknowledged yet (what anti-entropy resends).
+    unacked: BTreeMap<NodeId, BTreeSet<u64>>,
 }
 
 fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
@@ -161,7 +162,7 @@ impl Node {
             config,
             retransmit,
             values: BTreeSet::new(),
-            acked_by: BTreeMap::new(),
+            unacked: BTreeMap::new(),
         }
     }
 
@@ -184,7 +185,22 @@ impl Node {
             self.values.insert(value);
             ctx.observe(Observation::Holds { value });
         }
+        for peer in &self.peers {
+            self.unacked
+                .entry(*peer)
+                .or_default()
+                .extend(new.iter().copied());
+        }
         new
+    }
+
+    /// `peer` durably holds `values`: stop resending them to it.
+    fn acknowledged(&mut self, peer: NodeId, values: &[u64]) {
+        if let Some(pending) = self.unacked.get_mut(&peer) {
+            for v in values {
+                pending.remove(v);
+            }
+        }
     }
 
     fn push(&self, ctx: &mut Context<'_>, values: &[u64], except: Option<NodeId>) {
@@ -211,6 +227,10 @@ impl Process for Node {
             self.values.insert(value);
             ctx.observe(Observation::Holds { value });
         }
+        // After a restart nothing is known about what peers hold: offer them everything.
+        for peer in &self.peers {
+            self.unacked.insert(*peer, self.values.clone());
+        }
         ctx.set_timer(self.config.gossip_interval.to_std(), Timer::Gossip);
     }
 
@@ -219,18 +239,13 @@ impl Process for Node {
             Message::Gossip { values } => {
                 let new = self.learn(ctx, &values);
                 // The sender holds what it gossips, durably: no need to send it back.
-                self.acked_by
-                    .entry(from)
-                    .or_default()
-                    .extend(values.iter().copied());
+                self.acknowledged(from, &values);
                 ctx.send(from, Message::GossipOk { values });
                 if !new.is_empty() {
                     self.push(ctx, &new, Some(from));
                 }
             }
-            Message::GossipOk { values } => {
-                self.acked_by.entry(from).or_default().extend(values);
-            }
+            Message::GossipOk { values } => self.acknowledged(from, &values),
         }
     }
 
@@ -239,17 +254,10 @@ impl Process for Node {
             Timer::Gossip => {
                 if self.retransmit {
                     let limit = self.config.batch_limit as usize;
-                    for &peer in &self.peers {
-                        let acked = self.acked_by.get(&peer);
-                        let missing: Vec<u64> = self
-                            .values
-                            .iter()
-                            .copied()
-                            .filter(|v| !acked.is_some_and(|a| a.contains(v)))
-                            .take(limit)
-                            .collect();
-                        if !missing.is_empty() {
-                            ctx.send(peer, Message::Gossip { values: missing });
+                    for (&peer, pending) in &self.unacked {
+                        if !pending.is_empty() {
+                            let values = pending.iter().copied().take(limit).collect();
+                            ctx.send(peer, Message::Gossip { values });
                         }
                     }
                 }
