@@ -129,15 +129,26 @@ impl<P: Process> AnyProcess for P {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// Send a message to a node through the simulated network.
-    Send { to: NodeId, message: Message },
+    Send {
+        /// Receiver.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
     /// Arm timer `id` to fire after `delay` of this node's local clock.
     SetTimer {
+        /// Its id (from [`Context::set_timer`]).
         id: TimerId,
+        /// Local-clock time until it fires.
         delay: Duration,
+        /// The payload handed back to [`Process::on_timer`].
         timer: Timer,
     },
     /// Disarm a timer; cancelling a timer that already fired or never existed is a no-op.
-    CancelTimer { id: TimerId },
+    CancelTimer {
+        /// The timer.
+        id: TimerId,
+    },
     /// Record a protocol fact for the checkers (and the trace).
     Observe(Observation),
     /// Record a client history event (clients only); the world stamps it with global time.

@@ -86,9 +86,15 @@ impl Default for Config {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
     /// "I hold these values."
-    Gossip { values: Vec<u64> },
+    Gossip {
+        /// Values the sender holds durably.
+        values: Vec<u64>,
+    },
     /// "I now durably hold these values."
-    GossipOk { values: Vec<u64> },
+    GossipOk {
+        /// Values the sender now holds durably.
+        values: Vec<u64>,
+    },
 }
 
 /// Timers.
@@ -105,7 +111,10 @@ pub enum Timer {
 pub enum Observation {
     /// The node durably holds `value` (emitted when it learns it, and again for every value it
     /// reloads after a restart).
-    Holds { value: u64 },
+    Holds {
+        /// The value.
+        value: u64,
+    },
 }
 
 /// One broadcast server.

@@ -75,7 +75,10 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
     /// The sender's `seq`-th note (numbered from 0 per sender and incarnation).
-    Note { seq: u64 },
+    Note {
+        /// Sequence number.
+        seq: u64,
+    },
 }
 
 /// Timers.

@@ -81,7 +81,12 @@ pub enum Observation {
 #[serde(tag = "fact", rename_all = "kebab-case")]
 pub enum CommonObservation {
     /// The node now has `role` (e.g. `"leader"`, `"follower"`) in `term` (or ballot round).
-    Role { role: String, term: u64 },
+    Role {
+        /// The role's name.
+        role: String,
+        /// The term (Raft) or ballot round (Paxos) it holds the role in.
+        term: u64,
+    },
 }
 
 /// Implements `From<$inner> for $outer` and `TryFrom<$outer> for $inner` for a newtype variant,

@@ -49,9 +49,15 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Message {
     /// Please answer with `pong seq`.
-    Ping { seq: u64 },
+    Ping {
+        /// Sequence number.
+        seq: u64,
+    },
     /// The answer to `ping seq`.
-    Pong { seq: u64 },
+    Pong {
+        /// Sequence number of the ping answered.
+        seq: u64,
+    },
 }
 
 /// Ping-pong sets no timers.

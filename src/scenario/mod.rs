@@ -113,22 +113,36 @@ pub enum LatencySpec {
 #[serde(tag = "distribution", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum LatencyDistribution {
     /// Always `value`.
-    Constant { value: Duration },
+    Constant {
+        /// The latency.
+        value: Duration,
+    },
     /// Uniform in `[min, max]`.
-    Uniform { min: Duration, max: Duration },
+    Uniform {
+        /// Smallest latency.
+        min: Duration,
+        /// Largest latency (at least `min`).
+        max: Duration,
+    },
     /// `min` plus an exponential with mean `mean - min`; optionally capped at `max`.
     Exponential {
+        /// Mean latency (above `min`).
         mean: Duration,
+        /// Smallest latency.
         #[serde(default)]
         min: Duration,
+        /// Cap, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<Duration>,
     },
     /// Normal with `mean` and `std_dev`, clipped to `[0, max]` (`max` defaults to
     /// `mean + 4 * std_dev`).
     Normal {
+        /// Mean latency.
         mean: Duration,
+        /// Standard deviation.
         std_dev: Duration,
+        /// Cap (default `mean + 4 * std_dev`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<Duration>,
     },

@@ -48,25 +48,58 @@ pub enum PartitionPlan {
 #[serde(tag = "fault", rename_all = "kebab-case")]
 pub enum FaultAction {
     /// Cut links between sides.
-    Partition { plan: PartitionPlan },
+    Partition {
+        /// The sides.
+        plan: PartitionPlan,
+    },
     /// Cut every link of the targets.
-    Isolate { targets: Targets },
+    Isolate {
+        /// Nodes cut off.
+        targets: Targets,
+    },
     /// Cut one-way links.
-    Cut { from: Vec<NodeId>, to: Vec<NodeId> },
+    Cut {
+        /// Senders.
+        from: Vec<NodeId>,
+        /// Receivers.
+        to: Vec<NodeId>,
+    },
     /// Restore every cut link.
     Heal,
     /// Crash the targets.
-    Crash { targets: Targets },
+    Crash {
+        /// Nodes crashed.
+        targets: Targets,
+    },
     /// Restart the targets.
-    Restart { targets: Targets },
+    Restart {
+        /// Nodes restarted (if crashed).
+        targets: Targets,
+    },
     /// Pause the targets.
-    Pause { targets: Targets },
+    Pause {
+        /// Nodes paused.
+        targets: Targets,
+    },
     /// Resume the targets.
-    Resume { targets: Targets },
+    Resume {
+        /// Nodes resumed (if paused).
+        targets: Targets,
+    },
     /// Jump the targets' clocks.
-    ClockJump { targets: Targets, delta_ns: i64 },
+    ClockJump {
+        /// Nodes whose clocks jump.
+        targets: Targets,
+        /// The jump, in nanoseconds (negative: backwards).
+        delta_ns: i64,
+    },
     /// Set the targets' drift.
-    ClockDrift { targets: Targets, drift: f64 },
+    ClockDrift {
+        /// Nodes whose drift changes.
+        targets: Targets,
+        /// The new drift.
+        drift: f64,
+    },
 }
 
 /// One fault on the timeline.

@@ -29,11 +29,28 @@ pub enum Latency {
     /// Always this.
     Constant(u64),
     /// Uniform in `[min, max]`.
-    Uniform { min: u64, max: u64 },
+    Uniform {
+        /// Smallest, ns.
+        min: u64,
+        /// Largest, ns.
+        max: u64,
+    },
     /// `min` + exponential with mean `mean - min`, capped at `max`.
-    Exponential { min: u64, exp: Exp<f64>, max: u64 },
+    Exponential {
+        /// Offset, ns.
+        min: u64,
+        /// The exponential part, ns.
+        exp: Exp<f64>,
+        /// Cap, ns.
+        max: u64,
+    },
     /// Normal, clipped to `[0, max]`.
-    Normal { normal: Normal<f64>, max: u64 },
+    Normal {
+        /// The distribution, ns.
+        normal: Normal<f64>,
+        /// Cap, ns.
+        max: u64,
+    },
 }
 
 impl Latency {

@@ -57,12 +57,20 @@ pub enum Status {
 pub enum Input {
     /// A message that arrived.
     Message {
+        /// Its id in the trace.
         msg_id: u64,
+        /// Sender.
         from: NodeId,
+        /// The message.
         message: Message,
     },
     /// A timer that expired.
-    Timer { id: TimerId, timer: Timer },
+    Timer {
+        /// Its id.
+        id: TimerId,
+        /// Its payload.
+        timer: Timer,
+    },
 }
 
 #[derive(Debug)]

@@ -24,15 +24,33 @@ const EPOCH_KEY: &str = "client/epoch";
 #[serde(tag = "timer", rename_all = "kebab-case")]
 pub enum ClientTimer {
     /// Closed loop: slot `slot` may invoke its next operation.
-    Invoke { slot: u32 },
+    Invoke {
+        /// The process slot.
+        slot: u32,
+    },
     /// Open loop: the next operation arrives.
     Arrival,
     /// The current attempt of request `request` got no answer: try the next server.
-    Attempt { slot: u32, request: u64 },
+    Attempt {
+        /// The process slot.
+        slot: u32,
+        /// The request id.
+        request: u64,
+    },
     /// Retry request `request` after a pause.
-    Retry { slot: u32, request: u64 },
+    Retry {
+        /// The process slot.
+        slot: u32,
+        /// The request id.
+        request: u64,
+    },
     /// Request `request` timed out: record `info`.
-    Timeout { slot: u32, request: u64 },
+    Timeout {
+        /// The process slot.
+        slot: u32,
+        /// The request id.
+        request: u64,
+    },
 }
 
 /// The operation mix, as cumulative weights.

@@ -16,20 +16,39 @@ use crate::process::NodeId;
 #[serde(tag = "f", rename_all = "lowercase")]
 pub enum Op {
     /// Key-value read.
-    Get { key: String },
+    Get {
+        /// The key.
+        key: String,
+    },
     /// Key-value write.
-    Put { key: String, value: String },
+    Put {
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+    },
     /// Key-value append (concatenation; an absent key counts as empty).
-    Append { key: String, value: String },
+    Append {
+        /// The key.
+        key: String,
+        /// The suffix.
+        value: String,
+    },
     /// Key-value compare-and-set: set `to` if the current value equals `from` (absent never
     /// equals).
     Cas {
+        /// The key.
         key: String,
+        /// The expected current value.
         from: String,
+        /// The new value.
         to: String,
     },
     /// Broadcast `value` to every node (Maelstrom's broadcast workload).
-    Broadcast { value: u64 },
+    Broadcast {
+        /// The value.
+        value: u64,
+    },
     /// Read every broadcast value the node holds.
     Read,
 }
@@ -126,15 +145,27 @@ impl OpValue {
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The operation took effect, with this result.
-    Ok { value: OpValue },
+    Ok {
+        /// The result.
+        value: OpValue,
+    },
     /// The operation certainly did not take effect (e.g. a `cas` whose expected value did not
     /// match, or a request refused before it was proposed).
-    Fail { error: String },
+    Fail {
+        /// Why.
+        error: String,
+    },
     /// This server cannot serve the request; it did not take effect. `leader` is a hint.
-    Redirect { leader: Option<NodeId> },
+    Redirect {
+        /// The leader, if this server knows it.
+        leader: Option<NodeId>,
+    },
     /// The server does not know whether the operation took effect (e.g. it lost leadership after
     /// proposing it). The client records `info`.
-    Unknown { error: String },
+    Unknown {
+        /// Why.
+        error: String,
+    },
 }
 
 /// A server's reply to a [`Request`].
