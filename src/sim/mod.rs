@@ -304,8 +304,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
         madsim::time::sleep(std::time::Duration::from_millis(1)).await;
     });
     drop(runtime);
-    let record = lock(&world).take_record();
-    record
+    lock(&world).take_record()
 }
 
 /// The central task: sleeps in virtual time until the next queued event and fires it, until
