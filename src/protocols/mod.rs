@@ -7,6 +7,7 @@
 //! [`PROTOCOLS`]. Nothing in `sim/` changes.
 
 pub mod broadcast;
+pub mod kv;
 pub mod pingpong;
 
 use serde::Serialize;
