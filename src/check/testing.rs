@@ -15,7 +15,7 @@ use crate::sim::{LifecycleKind, LifecycleRecord, ObservationRecord, RunRecord, S
 /// clients; `extra` is appended to the scenario text (e.g. `[check.x]` options).
 pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
     let text = format!(
-        "duration = \"10s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = {servers}\n[workload]\nclients = {clients}\n{extra}"
+        "duration = \"10s\"\n[cluster]\nprotocol = \"raft\"\nnodes = {servers}\n[workload]\nclients = {clients}\n{extra}"
     );
     let scenario = Scenario::parse(Path::new("test.toml"), text.as_bytes()).expect("valid");
     let topology = Topology::new(&scenario);

@@ -9,6 +9,7 @@
 pub mod broadcast;
 pub mod kv;
 pub mod pingpong;
+pub mod raft;
 
 use serde::Serialize;
 
@@ -26,6 +27,8 @@ pub enum Message {
     Broadcast(broadcast::Message),
     /// Ping-pong.
     PingPong(pingpong::Message),
+    /// Raft.
+    Raft(raft::Message),
 }
 
 /// Requests and replies between clients and servers.
@@ -59,6 +62,8 @@ pub enum Timer {
     Broadcast(broadcast::Timer),
     /// Ping-pong (it sets none).
     PingPong(pingpong::Timer),
+    /// Raft.
+    Raft(raft::Timer),
 }
 
 /// Every protocol fact a process can observe for the checkers.
@@ -69,6 +74,8 @@ pub enum Observation {
     Common(CommonObservation),
     /// The gossip broadcast protocol.
     Broadcast(broadcast::Observation),
+    /// Raft.
+    Raft(raft::Observation),
 }
 
 /// Facts shared by protocols; the world uses [`CommonObservation::Role`] to resolve fault targets
@@ -112,6 +119,9 @@ wire_variant!(Message, Message::PingPong, pingpong::Message);
 wire_variant!(Timer, Timer::PingPong, pingpong::Timer);
 wire_variant!(Observation, Observation::Broadcast, broadcast::Observation);
 wire_variant!(Observation, Observation::Common, CommonObservation);
+wire_variant!(Message, Message::Raft, raft::Message);
+wire_variant!(Timer, Timer::Raft, raft::Timer);
+wire_variant!(Observation, Observation::Raft, raft::Observation);
 
 /// Which client workload a protocol serves (and so which operations its clients issue).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -175,7 +185,7 @@ pub struct ProtocolInfo {
 }
 
 /// Every protocol, in `faultline list` order.
-pub static PROTOCOLS: &[ProtocolInfo] = &[broadcast::PROTOCOL, pingpong::PROTOCOL];
+pub static PROTOCOLS: &[ProtocolInfo] = &[broadcast::PROTOCOL, pingpong::PROTOCOL, raft::PROTOCOL];
 
 /// Looks a protocol up by name.
 pub fn protocol(name: &str) -> Option<&'static ProtocolInfo> {

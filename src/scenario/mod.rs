@@ -23,7 +23,7 @@ pub use error::ScenarioError;
 pub use validate::{limits, validate_bugs};
 
 use crate::check::CheckConfig;
-use crate::protocols::broadcast;
+use crate::protocols::{broadcast, raft};
 
 /// A whole scenario file. See `docs/scenario-format.md`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -66,6 +66,9 @@ pub struct Scenario {
     /// Options of the `broadcast` protocol.
     #[serde(default)]
     pub broadcast: broadcast::Config,
+    /// Options of the `raft` protocol (`[raft]`, see `docs/raft.md`).
+    #[serde(default)]
+    pub raft: raft::Config,
 }
 
 fn default_seed() -> u64 {

@@ -1,0 +1,1 @@
+//! Unit tests of the Raft state machine (filled in below).
