@@ -10,6 +10,7 @@ pub mod convergence;
 pub mod invariants;
 pub mod liveness;
 pub mod ops;
+pub mod raft;
 pub mod stale_read;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -67,6 +68,40 @@ pub struct CheckConfig {
     /// `[check.stale-read]`.
     #[serde(default, rename = "stale-read")]
     pub stale_read: stale_read::Config,
+    /// `[check.election-safety]`.
+    #[serde(default, rename = "election-safety")]
+    pub election_safety: Toggle,
+    /// `[check.log-matching]`.
+    #[serde(default, rename = "log-matching")]
+    pub log_matching: Toggle,
+    /// `[check.leader-completeness]`.
+    #[serde(default, rename = "leader-completeness")]
+    pub leader_completeness: Toggle,
+    /// `[check.state-machine-safety]`.
+    #[serde(default, rename = "state-machine-safety")]
+    pub state_machine_safety: Toggle,
+    /// `[check.leader-append-only]`.
+    #[serde(default, rename = "leader-append-only")]
+    pub leader_append_only: Toggle,
+}
+
+/// Options of a check that has no option but `enabled`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    /// Run the check (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Toggle {
+    fn default() -> Self {
+        Toggle { enabled: true }
+    }
 }
 
 /// A check faultline can run.
@@ -87,6 +122,11 @@ pub struct CheckInfo {
 pub static CHECKS: &[CheckInfo] = &[
     invariants::CHECK,
     convergence::CHECK,
+    raft::election_safety::CHECK,
+    raft::log_matching::CHECK,
+    raft::leader_completeness::CHECK,
+    raft::leader_append_only::CHECK,
+    raft::state_machine_safety::CHECK,
     stale_read::CHECK,
     availability::CHECK,
     liveness::CHECK,
