@@ -136,7 +136,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
         Bug {
             name: BUG_TRUNCATE_ON_STALE_APPEND,
             summary: "a follower drops every entry after those of an AppendEntries, even a stale reordered one",
-            caught_by: "node-invariants",
+            caught_by: "leader-completeness",
         },
         Bug {
             name: BUG_READ_FROM_LOCAL_STATE,

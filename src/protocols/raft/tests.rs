@@ -819,3 +819,50 @@ fn thesis_9_6_check_quorum_makes_a_cut_off_leader_step_down() {
         "a follower redirects and never executes"
     );
 }
+
+// ----- scenario options -----
+
+#[test]
+fn raft_options_are_validated_with_the_key_and_its_place_in_the_file() {
+    use crate::scenario::Scenario;
+    let parse = |raft: &str| {
+        let text =
+            format!("duration = \"5s\"\n[cluster]\nprotocol = \"raft\"\nnodes = 3\n[raft]\n{raft}");
+        Scenario::parse(std::path::Path::new("r.toml"), text.as_bytes())
+    };
+    let ok = parse("pre_vote = false\nread_mode = \"lease\"\nelection_timeout_min = \"200ms\"\nelection_timeout_max = \"400ms\"\n")
+        .expect("valid");
+    assert!(!ok.raft.pre_vote);
+    assert_eq!(ok.raft.read_mode, ReadMode::Lease);
+    let cases = [
+        (
+            "election_timeout_min = \"200ms\"\nelection_timeout_max = \"100ms\"\n",
+            "r.toml:7:24: raft.election_timeout_max: expected at least",
+        ),
+        (
+            "heartbeat_interval = \"150ms\"\n",
+            "r.toml:6:22: raft.heartbeat_interval: expected a positive duration below",
+        ),
+        (
+            "max_entries_per_append = 0\n",
+            "r.toml:6:26: raft.max_entries_per_append",
+        ),
+        (
+            "read_mode = \"lease\"\nlease_duration = \"1s\"\n",
+            "r.toml:7:18: raft.lease_duration",
+        ),
+        (
+            "bugs = [\"nope\"]\n",
+            "r.toml:6:9: raft.bugs[0]: unknown planted bug \"nope\"",
+        ),
+        ("read_mode = \"quorum\"\n", "r.toml:6:13:"),
+        (
+            "electon_timeout_min = \"1s\"\n",
+            "r.toml:6:1: unknown field `electon_timeout_min`",
+        ),
+    ];
+    for (raft, expected) in cases {
+        let err = parse(raft).expect_err(raft).to_string();
+        assert!(err.starts_with(expected), "{raft:?}: {err}");
+    }
+}
