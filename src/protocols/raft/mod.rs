@@ -99,7 +99,7 @@ use crate::protocols::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
 
 pub use log::Log;
-pub use node::Node;
+pub use node::{Node, Role};
 
 /// Planted bug: commit old-term entries by counting replicas (Figure 8).
 pub const BUG_COMMIT_PREVIOUS_TERM: &str = "commit-previous-term-by-counting";
