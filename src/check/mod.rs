@@ -5,8 +5,15 @@
 //! Each check lives in its own module with its `[check.<name>]` options; [`CHECKS`] lists them
 //! for `faultline list` and for [`run_checks`].
 
+pub mod availability;
 pub mod convergence;
 pub mod invariants;
+pub mod liveness;
+pub mod ops;
+pub mod raft;
+pub mod stale_read;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +59,49 @@ pub struct CheckConfig {
     /// `[check.convergence]`.
     #[serde(default)]
     pub convergence: convergence::Config,
+    /// `[check.availability]`.
+    #[serde(default)]
+    pub availability: availability::Config,
+    /// `[check.liveness]`.
+    #[serde(default)]
+    pub liveness: liveness::Config,
+    /// `[check.stale-read]`.
+    #[serde(default, rename = "stale-read")]
+    pub stale_read: stale_read::Config,
+    /// `[check.election-safety]`.
+    #[serde(default, rename = "election-safety")]
+    pub election_safety: Toggle,
+    /// `[check.log-matching]`.
+    #[serde(default, rename = "log-matching")]
+    pub log_matching: Toggle,
+    /// `[check.leader-completeness]`.
+    #[serde(default, rename = "leader-completeness")]
+    pub leader_completeness: Toggle,
+    /// `[check.state-machine-safety]`.
+    #[serde(default, rename = "state-machine-safety")]
+    pub state_machine_safety: Toggle,
+    /// `[check.leader-append-only]`.
+    #[serde(default, rename = "leader-append-only")]
+    pub leader_append_only: Toggle,
+}
+
+/// Options of a check that has no option but `enabled`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toggle {
+    /// Run the check (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Toggle {
+    fn default() -> Self {
+        Toggle { enabled: true }
+    }
 }
 
 /// A check faultline can run.
@@ -69,7 +119,18 @@ pub struct CheckInfo {
 }
 
 /// Every check, in report order.
-pub static CHECKS: &[CheckInfo] = &[invariants::CHECK, convergence::CHECK];
+pub static CHECKS: &[CheckInfo] = &[
+    invariants::CHECK,
+    convergence::CHECK,
+    raft::election_safety::CHECK,
+    raft::log_matching::CHECK,
+    raft::leader_completeness::CHECK,
+    raft::leader_append_only::CHECK,
+    raft::state_machine_safety::CHECK,
+    stale_read::CHECK,
+    availability::CHECK,
+    liveness::CHECK,
+];
 
 /// The checks that apply to `protocol`.
 pub fn checks_for(protocol: &ProtocolInfo) -> impl Iterator<Item = &'static CheckInfo> + '_ {

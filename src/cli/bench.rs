@@ -9,6 +9,12 @@
 //!   uniform 1-10 ms latency (madsim's default). Prints delivered messages per wall-clock second
 //!   and their ratio (target: faultline >= 0.7 of bare madsim), plus a standard 5-node broadcast
 //!   scenario.
+//! - `raft`: a 5-node Raft key-value cluster serving 100 client operations per simulated second
+//!   (5 open-loop clients at 20/s each) for 60 simulated seconds, with the default `[raft]`
+//!   options and 1-5 ms links. Prints wall time, the simulated-to-wall ratio (target: at least
+//!   1000x faster than real time) and simulation events (message deliveries, timer firings,
+//!   faults) per wall-clock second. Only the simulation is timed, as for `kernel`; the checks
+//!   run once afterwards and must pass.
 
 use std::path::Path;
 
@@ -26,6 +32,8 @@ pub enum Target {
     All,
     /// faultline's network vs bare madsim, and a 5-node broadcast.
     Kernel,
+    /// A 5-node Raft key-value cluster at 100 operations per simulated second.
+    Raft,
 }
 
 /// Arguments of `faultline bench`.
@@ -199,6 +207,75 @@ fn kernel(repeat: u32) -> KernelReport {
     }
 }
 
+/// The Raft figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct RaftFigure {
+    /// What was measured.
+    pub name: String,
+    /// Median wall time of one run (simulation only), in milliseconds.
+    pub wall_ms: f64,
+    /// Simulated time of one run, in milliseconds.
+    pub simulated_ms: f64,
+    /// Simulated time per wall-clock time.
+    pub sim_to_wall: f64,
+    /// Simulation events of one run: message deliveries, timer firings and faults.
+    pub events: u64,
+    /// Events per wall-clock second.
+    pub events_per_s: f64,
+    /// Messages sent in one run.
+    pub messages_sent: u64,
+    /// Client operations completed `ok` in one run.
+    pub ops_ok: u64,
+    /// Trace lines of one run.
+    pub trace_lines: u64,
+    /// The overall verdict of the checks on the last run.
+    pub verdict: String,
+}
+
+/// The standard Raft benchmark: 5 nodes, 100 client operations per simulated second, 60 s.
+pub fn raft_scenario() -> Scenario {
+    scenario(
+        "name = \"bench-raft\"\nduration = \"60s\"\n[cluster]\nprotocol = \"raft\"\nnodes = 5\n\
+         [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"5ms\" }\n\
+         [workload]\nclients = 5\nrate_per_s = 20.0\nconcurrency = 4\n",
+    )
+}
+
+fn raft(repeat: u32) -> RaftFigure {
+    let sc = raft_scenario();
+    let options = RunOptions::default();
+    let mut last = None;
+    let (_, wall_ms, sim_ns) = measure(repeat, || {
+        let r = sim::run(&sc, 1, &options);
+        let end = r.end_ns;
+        last = Some(r);
+        (0, end)
+    });
+    let record = last.expect("measured at least once");
+    let s = &record.stats;
+    let events = s.messages_delivered + s.timers_fired + s.faults_applied + s.faults_undone;
+    let checks = crate::check::run_checks(&record);
+    let verdict = crate::report::verdict_word(crate::check::overall(&checks)).to_string();
+    let ops_ok = record
+        .history
+        .iter()
+        .filter(|e| e.kind == crate::history::EventType::Ok)
+        .count() as u64;
+    let simulated_ms = sim_ns as f64 / 1e6;
+    RaftFigure {
+        name: "raft kv, 5 nodes, 100 ops/s, 60 s".into(),
+        wall_ms,
+        simulated_ms,
+        sim_to_wall: simulated_ms / wall_ms,
+        events,
+        events_per_s: events as f64 / (wall_ms / 1e3),
+        messages_sent: s.messages_sent,
+        ops_ok,
+        trace_lines: s.trace_lines,
+        verdict,
+    }
+}
+
 /// Runs the chosen benchmarks and prints them.
 pub fn bench(args: &BenchArgs) -> u8 {
     if cfg!(debug_assertions) {
@@ -223,6 +300,25 @@ pub fn bench(args: &BenchArgs) -> u8 {
             "kernel".into(),
             serde_json::to_value(&k).expect("serializes"),
         );
+    }
+    if matches!(args.target, Target::All | Target::Raft) {
+        let r = raft(args.repeat);
+        if !args.json {
+            println!("raft (median of {} runs, simulation only):", args.repeat);
+            println!(
+                "  {:<46} {:.1} ms wall; {:.0}x faster than real time (target >= 1000x); {:.0} events/s ({} events, {} messages, {} ok ops, {} trace lines; checks: {})",
+                r.name,
+                r.wall_ms,
+                r.sim_to_wall,
+                r.events_per_s,
+                r.events,
+                r.messages_sent,
+                r.ops_ok,
+                r.trace_lines,
+                r.verdict
+            );
+        }
+        json.insert("raft".into(), serde_json::to_value(&r).expect("serializes"));
     }
     if args.json {
         println!(

@@ -8,7 +8,9 @@
 
 pub mod broadcast;
 pub mod chatter;
+pub mod kv;
 pub mod pingpong;
+pub mod raft;
 
 use serde::Serialize;
 
@@ -28,6 +30,8 @@ pub enum Message {
     PingPong(pingpong::Message),
     /// Chatter.
     Chatter(chatter::Message),
+    /// Raft.
+    Raft(raft::Message),
 }
 
 /// Requests and replies between clients and servers.
@@ -63,6 +67,8 @@ pub enum Timer {
     PingPong(pingpong::Timer),
     /// Chatter.
     Chatter(chatter::Timer),
+    /// Raft.
+    Raft(raft::Timer),
 }
 
 /// Every protocol fact a process can observe for the checkers.
@@ -73,6 +79,8 @@ pub enum Observation {
     Common(CommonObservation),
     /// The gossip broadcast protocol.
     Broadcast(broadcast::Observation),
+    /// Raft.
+    Raft(raft::Observation),
 }
 
 /// Facts shared by protocols; the world uses [`CommonObservation::Role`] to resolve fault targets
@@ -123,6 +131,9 @@ wire_variant!(Message, Message::Chatter, chatter::Message);
 wire_variant!(Timer, Timer::Chatter, chatter::Timer);
 wire_variant!(Observation, Observation::Broadcast, broadcast::Observation);
 wire_variant!(Observation, Observation::Common, CommonObservation);
+wire_variant!(Message, Message::Raft, raft::Message);
+wire_variant!(Timer, Timer::Raft, raft::Timer);
+wire_variant!(Observation, Observation::Raft, raft::Observation);
 
 /// Which client workload a protocol serves (and so which operations its clients issue).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -187,7 +198,7 @@ pub struct ProtocolInfo {
 
 /// Every protocol, in `faultline list` order.
 pub static PROTOCOLS: &[ProtocolInfo] =
-    &[broadcast::PROTOCOL, chatter::PROTOCOL, pingpong::PROTOCOL];
+    &[broadcast::PROTOCOL, chatter::PROTOCOL, pingpong::PROTOCOL, raft::PROTOCOL];
 
 /// Looks a protocol up by name.
 pub fn protocol(name: &str) -> Option<&'static ProtocolInfo> {

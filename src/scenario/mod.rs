@@ -23,7 +23,7 @@ pub use error::ScenarioError;
 pub use validate::{limits, validate_bugs};
 
 use crate::check::CheckConfig;
-use crate::protocols::{broadcast, chatter};
+use crate::protocols::{broadcast, chatter, raft};
 
 /// A whole scenario file. See `docs/scenario-format.md`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct Scenario {
     /// Options of the `chatter` protocol.
     #[serde(default)]
     pub chatter: chatter::Config,
+    /// Options of the `raft` protocol (`[raft]`, see `docs/raft.md`).
+    #[serde(default)]
+    pub raft: raft::Config,
 }
 
 fn default_seed() -> u64 {

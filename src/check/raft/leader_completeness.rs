@@ -1,0 +1,111 @@
+//! `leader-completeness` (Raft, Figure 3): if a log entry is committed in a given term, that
+//! entry will be present in the logs of the leaders for all higher-numbered terms (§5.4).
+//!
+//! "Committed" is derived from observations (see the parent module): a majority appended the
+//! entry while their current term was the entry's term. For every leadership of a term U (the
+//! leader's log at the moment it announced it) and every committed entry of a term below U, the
+//! leader's log must hold that entry at its index, with the same prefix. By the argument of
+//! §5.4.3 this holds whenever the entry becomes committed, before or after the election, so
+//! every pair is judged.
+
+use crate::check::raft::{Replay, verdict};
+use crate::check::{CheckInfo, CheckResult, ms};
+use crate::sim::RunRecord;
+
+/// The registry entry.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: "leader-completeness",
+    summary: "every committed entry is in the log of every later-term leader (Raft §5.4)",
+    applies_to: |p| p.name == "raft",
+    enabled: |c| c.leader_completeness.enabled,
+    run,
+};
+
+fn run(record: &RunRecord) -> CheckResult {
+    judge(record, &Replay::new(record))
+}
+
+/// The verdict from a replay.
+pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
+    let mut findings = Vec::new();
+    for election in &replay.elections {
+        for c in &replay.committed {
+            let info = &replay.entries[c.id as usize];
+            if info.entry.term >= election.term {
+                continue;
+            }
+            let k = info.index as usize;
+            let has = election.log.get(k - 1).copied();
+            if has == Some(c.id) {
+                continue;
+            }
+            let what = match has {
+                None => format!("its log ended at index {}", election.log.len()),
+                Some(other) => format!("it held {} instead", replay.describe(other)),
+            };
+            findings.push((
+                election.at.t_ns,
+                format!(
+                    "{} became leader of term {} at {} without {}, which is committed ({} appended it in term {}, the majority complete at {}); {what}",
+                    record.topology.name(election.at.node),
+                    election.term,
+                    ms(election.at.t_ns),
+                    replay.describe(c.id),
+                    record.topology.names_of(&c.holders).join(", "),
+                    info.entry.term,
+                    ms(c.t_ns),
+                ),
+            ));
+            break; // one missing entry per leadership is evidence enough
+        }
+    }
+    findings.sort();
+    verdict(
+        CHECK.name,
+        findings.into_iter().map(|f| f.1).collect(),
+        |n| format!("{n} leader(s) lacked a committed entry of an earlier term"),
+        format!(
+            "{} leadership(s) checked against {} committed entries: every leader held every earlier-term committed entry",
+            replay.elections.len(),
+            replay.committed.len()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::raft::tests::{append, e, role};
+    use crate::check::testing::record;
+    use crate::scenario::Verdict;
+
+    #[test]
+    fn a_leader_without_a_committed_entry_fails() {
+        let mut rec = record(3, 0, "");
+        for n in 0..3 {
+            role(&mut rec, 1, n, "follower", 1);
+        }
+        role(&mut rec, 2, 0, "leader", 1);
+        append(&mut rec, 3, 0, 1, &[e(1, 0), e(1, 1)]);
+        append(&mut rec, 4, 1, 1, &[e(1, 0), e(1, 1)]);
+        append(&mut rec, 4, 2, 1, &[e(1, 0)]);
+        // n3 holds only entry 1 yet becomes leader of term 2: entry 2 was committed by n1, n2.
+        role(&mut rec, 10, 2, "candidate", 2);
+        let mut good = rec.clone();
+        role(&mut good, 11, 1, "leader", 2);
+        assert_eq!(run(&good).verdict, Verdict::Pass);
+        role(&mut rec, 11, 2, "leader", 2);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(
+            r.evidence[0].contains("n3 became leader of term 2"),
+            "{:?}",
+            r.evidence
+        );
+        assert!(
+            r.evidence[0].contains("ended at index 1"),
+            "{:?}",
+            r.evidence
+        );
+    }
+}

@@ -1,0 +1,510 @@
+//! Raft's safety properties (paper, Figure 3), each checked from observations alone, never from
+//! a node's claims about other nodes.
+//!
+//! [`Replay`] rebuilds, from the `raft` observations, `role` observations and lifecycle records
+//! in their global order, what each node's log was at every moment. Entries are identified
+//! exactly by their whole prefix: an entry's identity is interned from (identity of the entry
+//! before it, term, command), so two entries have the same identity if and only if the two logs
+//! agree on that entry and on everything before it. With that:
+//!
+//! - `election-safety`: at most one node becomes leader in a term;
+//! - `log-matching`: two entries with the same index and term have the same identity (so the
+//!   same command and the same prefix);
+//! - `leader-completeness`: every committed entry is in the log of every leader of a later
+//!   term, from the moment it is elected;
+//! - `state-machine-safety`: no two nodes apply different entries at an index, and each node
+//!   applies indexes in order without gaps (from its snapshot on, after every restart or
+//!   snapshot installation);
+//! - `leader-append-only`: a leader never deletes or overwrites entries in its log.
+//!
+//! **Committed, without trusting anyone.** The leader's commit index is its belief about other
+//! nodes, so the checks derive commitment themselves, from the argument of §5.4.3: an entry of
+//! term T at index k is committed once a majority of servers have each appended it *while their
+//! current term was T* (they got it from the leader of T, in term T; each of them will only vote
+//! in a later term for a candidate whose log holds it, as long as logs stay matching). Entries
+//! before a committed entry are committed too (they are its prefix, i.e. part of its identity).
+//! Under correct Raft this is exactly the set of entries that can never be lost; an entry that a
+//! majority merely stores, like index 2 in Figure 8 (c), is not committed by this rule.
+
+pub mod election_safety;
+pub mod leader_append_only;
+pub mod leader_completeness;
+pub mod log_matching;
+pub mod state_machine_safety;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::check::ms;
+use crate::process::NodeId;
+use crate::protocols::kv::CommandId;
+use crate::protocols::raft::{EntryRef, Observation as RaftObservation};
+use crate::protocols::{CommonObservation, Observation};
+use crate::sim::{LifecycleKind, RunRecord};
+
+/// The exact identity of an entry together with its whole prefix (0: the empty log).
+pub type EntryId = u32;
+
+/// Where and when something was observed.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The node.
+    pub node: NodeId,
+    /// Global time.
+    pub t_ns: u64,
+}
+
+/// One distinct entry (with its prefix).
+#[derive(Clone, Debug)]
+pub struct EntryInfo {
+    /// Its index.
+    pub index: u64,
+    /// Its term and command.
+    pub entry: EntryRef,
+    /// The entry before it.
+    pub parent: EntryId,
+    /// The first node that appended it, and when.
+    pub first: Seen,
+}
+
+/// A node's leadership: elected in `term` at `at`, with this log.
+#[derive(Clone, Debug)]
+pub struct Election {
+    /// The new leader and when it announced it.
+    pub at: Seen,
+    /// Its term.
+    pub term: u64,
+    /// Its log at that moment (entry identities, index 1 first).
+    pub log: Vec<EntryId>,
+}
+
+/// An entry found committed by the majority rule.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// The entry.
+    pub id: EntryId,
+    /// When the last needed server appended it.
+    pub t_ns: u64,
+    /// The servers that appended it in its term, in order.
+    pub holders: Vec<NodeId>,
+}
+
+/// An application of an entry at an index by a node.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    /// Who and when.
+    pub at: Seen,
+    /// What.
+    pub entry: EntryRef,
+}
+
+/// A violation found while replaying, for the check that owns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The check.
+    pub check: &'static str,
+    /// Global time of the violating event.
+    pub t_ns: u64,
+    /// The evidence sentence.
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Default)]
+struct NodeState {
+    log: Vec<EntryId>,
+    term: u64,
+    leading: Option<u64>,
+    applied: u64,
+}
+
+/// Everything the Raft checks need, replayed once from a run record.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Every distinct entry; `entries[0]` is the empty log.
+    pub entries: Vec<EntryInfo>,
+    interned: BTreeMap<(EntryId, u64, Option<CommandId>), EntryId>,
+    /// Distinct entries seen at each (index, term).
+    pub by_position: BTreeMap<(u64, u64), BTreeSet<EntryId>>,
+    /// Every leadership, in order.
+    pub elections: Vec<Election>,
+    /// Entries committed by the majority rule, in the order they became committed.
+    pub committed: Vec<Committed>,
+    holders: BTreeMap<EntryId, Vec<NodeId>>,
+    /// The first application of each index.
+    pub applied: BTreeMap<u64, Applied>,
+    /// Violations found on the way (by the check that reports them).
+    pub findings: Vec<Finding>,
+    /// Number of raft observations replayed.
+    pub observations: usize,
+}
+
+enum Step<'a> {
+    Role(&'a str, u64),
+    Raft(&'a RaftObservation),
+    Life(LifecycleKind),
+}
+
+impl Replay {
+    /// Replays a run.
+    pub fn new(record: &RunRecord) -> Replay {
+        let servers = record.topology.servers.len();
+        let majority = servers / 2 + 1;
+        let mut r = Replay::default();
+        r.entries.push(EntryInfo {
+            index: 0,
+            entry: EntryRef { term: 0, cmd: None },
+            parent: 0,
+            first: Seen {
+                node: NodeId(0),
+                t_ns: 0,
+            },
+        });
+        let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
+        for o in &record.observations {
+            match &o.observation {
+                Observation::Common(CommonObservation::Role { role, term }) => {
+                    steps.push((o.seq, o.t_ns, o.node, Step::Role(role, *term)))
+                }
+                Observation::Raft(obs) => steps.push((o.seq, o.t_ns, o.node, Step::Raft(obs))),
+                _ => {}
+            }
+        }
+        for l in &record.lifecycle {
+            steps.push((l.seq, l.t_ns, l.node, Step::Life(l.kind)));
+        }
+        steps.sort_by_key(|s| s.0);
+        let mut nodes = vec![NodeState::default(); record.topology.len()];
+        for (_, t, node, step) in steps {
+            let seen = Seen { node, t_ns: t };
+            let name = record.topology.name(node).to_string();
+            let state = &mut nodes[node.index()];
+            match step {
+                Step::Role(role, term) => {
+                    state.term = state.term.max(term);
+                    if role == "leader" {
+                        state.leading = Some(term);
+                        r.elections.push(Election {
+                            at: seen,
+                            term,
+                            log: state.log.clone(),
+                        });
+                    } else {
+                        state.leading = None;
+                    }
+                }
+                Step::Life(LifecycleKind::Crash) => state.leading = None,
+                Step::Life(_) => {}
+                Step::Raft(obs) => {
+                    r.observations += 1;
+                    match obs {
+                        RaftObservation::HardState { term, .. } => {
+                            state.term = state.term.max(*term)
+                        }
+                        RaftObservation::Append { index, entries } => {
+                            for (i, e) in entries.iter().enumerate() {
+                                r.append(state, seen, &name, index + i as u64, *e, majority);
+                            }
+                        }
+                        RaftObservation::Truncate { index, last } => {
+                            if let Some(term) = state.leading {
+                                r.findings.push(Finding {
+                                    check: leader_append_only::CHECK.name,
+                                    t_ns: t,
+                                    text: format!(
+                                        "{name}, leader of term {term}, deleted entries {index}..={last} at {}",
+                                        ms(t)
+                                    ),
+                                });
+                            }
+                            state.log.truncate((*index).saturating_sub(1) as usize);
+                        }
+                        RaftObservation::SnapshotInstalled {
+                            index,
+                            term,
+                            leader,
+                        } => {
+                            if let Some(lt) = state.leading {
+                                r.findings.push(Finding {
+                                    check: leader_append_only::CHECK.name,
+                                    t_ns: t,
+                                    text: format!(
+                                        "{name}, leader of term {lt}, replaced its log with a snapshot from {} at {}",
+                                        record.topology.name(*leader),
+                                        ms(t)
+                                    ),
+                                });
+                            }
+                            r.install(state, seen, &name, *index, *term);
+                        }
+                        RaftObservation::Restored { snapshot_index, .. } => {
+                            state.applied = *snapshot_index;
+                        }
+                        RaftObservation::Apply { index, entries } => {
+                            for (i, e) in entries.iter().enumerate() {
+                                r.apply(state, seen, &name, record, index + i as u64, *e);
+                            }
+                        }
+                        RaftObservation::Commit { .. } | RaftObservation::SnapshotTaken { .. } => {}
+                    }
+                }
+            }
+        }
+        r
+    }
+
+    fn intern(&mut self, parent: EntryId, index: u64, entry: EntryRef, seen: Seen) -> EntryId {
+        let key = (parent, entry.term, entry.cmd);
+        if let Some(&id) = self.interned.get(&key) {
+            return id;
+        }
+        let id = self.entries.len() as EntryId;
+        self.entries.push(EntryInfo {
+            index,
+            entry,
+            parent,
+            first: seen,
+        });
+        self.interned.insert(key, id);
+        self.by_position
+            .entry((index, entry.term))
+            .or_default()
+            .insert(id);
+        id
+    }
+
+    fn append(
+        &mut self,
+        state: &mut NodeState,
+        seen: Seen,
+        name: &str,
+        index: u64,
+        entry: EntryRef,
+        majority: usize,
+    ) {
+        let len = state.log.len() as u64;
+        if index > len + 1 {
+            self.findings.push(Finding {
+                check: log_matching::CHECK.name,
+                t_ns: seen.t_ns,
+                text: format!(
+                    "{name} appended entry {index} at {} although its log ended at {len} (a gap)",
+                    ms(seen.t_ns)
+                ),
+            });
+            return;
+        }
+        if index <= len {
+            if let Some(term) = state.leading {
+                self.findings.push(Finding {
+                    check: leader_append_only::CHECK.name,
+                    t_ns: seen.t_ns,
+                    text: format!(
+                        "{name}, leader of term {term}, overwrote entry {index} at {}",
+                        ms(seen.t_ns)
+                    ),
+                });
+            }
+            state.log.truncate((index - 1) as usize);
+        }
+        let parent = state.log.last().copied().unwrap_or(0);
+        let id = self.intern(parent, index, entry, seen);
+        state.log.push(id);
+        if state.term == entry.term {
+            let holders = self.holders.entry(id).or_default();
+            if !holders.contains(&seen.node) {
+                holders.push(seen.node);
+                if holders.len() == majority {
+                    let holders = holders.clone();
+                    self.committed.push(Committed {
+                        id,
+                        t_ns: seen.t_ns,
+                        holders,
+                    });
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, state: &mut NodeState, seen: Seen, name: &str, index: u64, term: u64) {
+        let Some(&id) = self
+            .by_position
+            .get(&(index, term))
+            .and_then(|ids| ids.iter().next())
+        else {
+            self.findings.push(Finding {
+                check: log_matching::CHECK.name,
+                t_ns: seen.t_ns,
+                text: format!(
+                    "{name} installed a snapshot ending at entry {index} (term {term}) at {}, an entry no node ever appended",
+                    ms(seen.t_ns)
+                ),
+            });
+            return;
+        };
+        let mut log = self.chain(id);
+        if state.log.len() as u64 > index {
+            log.extend_from_slice(&state.log[index as usize..]);
+        }
+        state.log = log;
+        state.applied = index;
+    }
+
+    fn apply(
+        &mut self,
+        state: &mut NodeState,
+        seen: Seen,
+        name: &str,
+        record: &RunRecord,
+        index: u64,
+        entry: EntryRef,
+    ) {
+        if index != state.applied + 1 {
+            self.findings.push(Finding {
+                check: state_machine_safety::CHECK.name,
+                t_ns: seen.t_ns,
+                text: format!(
+                    "{name} applied index {index} at {} right after index {} (applications must be in order, without gaps)",
+                    ms(seen.t_ns),
+                    state.applied
+                ),
+            });
+        }
+        state.applied = index;
+        match self.applied.get(&index) {
+            None => {
+                self.applied.insert(index, Applied { at: seen, entry });
+            }
+            Some(first) if first.entry != entry => {
+                self.findings.push(Finding {
+                    check: state_machine_safety::CHECK.name,
+                    t_ns: seen.t_ns,
+                    text: format!(
+                        "{name} applied {entry} at index {index} at {}, but {} had applied {} there at {}",
+                        ms(seen.t_ns),
+                        record.topology.name(first.at.node),
+                        first.entry,
+                        ms(first.at.t_ns)
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The log that ends with entry `id`: identities of indexes 1..=index.
+    pub fn chain(&self, id: EntryId) -> Vec<EntryId> {
+        let mut out = Vec::with_capacity(self.entries[id as usize].index as usize);
+        let mut cur = id;
+        while cur != 0 {
+            out.push(cur);
+            cur = self.entries[cur as usize].parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Describes an entry for evidence: `entry 7 = 5#3 (term 2)`.
+    pub fn describe(&self, id: EntryId) -> String {
+        let e = &self.entries[id as usize];
+        format!("entry {} = {}", e.index, e.entry)
+    }
+
+    /// The findings of one check, in time order.
+    pub fn findings_of(&self, check: &str) -> Vec<&Finding> {
+        let mut f: Vec<&Finding> = self.findings.iter().filter(|f| f.check == check).collect();
+        f.sort_by_key(|f| f.t_ns);
+        f
+    }
+}
+
+/// Formats a check's findings as a result (fail with evidence, or pass with `pass_summary`).
+pub fn verdict(
+    name: &str,
+    findings: Vec<String>,
+    fail_summary: impl FnOnce(usize) -> String,
+    pass_summary: String,
+) -> crate::check::CheckResult {
+    use crate::check::CheckResult;
+    use crate::scenario::Verdict;
+    if findings.is_empty() {
+        CheckResult::new(name, Verdict::Pass, pass_summary)
+    } else {
+        let mut r = CheckResult::new(name, Verdict::Fail, fail_summary(findings.len()));
+        r.evidence = findings.into_iter().take(10).collect();
+        r
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::check::testing::{observe, record};
+    use crate::protocols::raft::Observation as O;
+    use crate::sim::RunRecord;
+
+    /// An entry reference of `term` for client command `request` (0: the no-op).
+    pub fn e(term: u64, request: u64) -> EntryRef {
+        EntryRef {
+            term,
+            cmd: (request > 0).then_some(CommandId {
+                client: NodeId(9),
+                request,
+            }),
+        }
+    }
+
+    /// Node `node` becomes `role` in `term` at `t` ms.
+    pub fn role(rec: &mut RunRecord, t: u64, node: u32, role: &str, term: u64) {
+        observe(
+            rec,
+            t,
+            node,
+            CommonObservation::Role {
+                role: role.into(),
+                term,
+            },
+        );
+    }
+
+    /// Node `node` appends `entries` from `index` at `t` ms.
+    pub fn append(rec: &mut RunRecord, t: u64, node: u32, index: u64, entries: &[EntryRef]) {
+        observe(
+            rec,
+            t,
+            node,
+            O::Append {
+                index,
+                entries: entries.to_vec(),
+            },
+        );
+    }
+
+    #[test]
+    fn identities_capture_the_whole_prefix_and_majorities_in_term_commit() {
+        let mut rec = record(3, 0, "");
+        for n in 0..3 {
+            role(&mut rec, 1, n, "follower", 1);
+        }
+        role(&mut rec, 2, 0, "leader", 1);
+        append(&mut rec, 3, 0, 1, &[e(1, 0), e(1, 1)]);
+        append(&mut rec, 4, 1, 1, &[e(1, 0)]);
+        let r = Replay::new(&rec);
+        assert_eq!(
+            r.committed.len(),
+            1,
+            "two of three hold entry 1, one holds entry 2"
+        );
+        let mut rec2 = rec.clone();
+        append(&mut rec2, 5, 1, 2, &[e(1, 1)]);
+        let r = Replay::new(&rec2);
+        assert_eq!(r.committed.len(), 2);
+        assert_eq!(r.committed[1].holders, vec![NodeId(0), NodeId(1)]);
+        assert_eq!(r.chain(r.committed[1].id).len(), 2);
+        // An old-term entry held by a majority in a later term is not committed (Figure 8).
+        let mut rec3 = record(3, 0, "");
+        role(&mut rec3, 1, 0, "leader", 2);
+        append(&mut rec3, 2, 0, 1, &[e(1, 5)]);
+        role(&mut rec3, 3, 1, "follower", 2);
+        append(&mut rec3, 4, 1, 1, &[e(1, 5)]);
+        assert!(Replay::new(&rec3).committed.is_empty());
+    }
+}

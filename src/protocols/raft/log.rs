@@ -1,0 +1,303 @@
+//! The Raft log in memory, and its layout on the simulated disk.
+//!
+//! In memory: the last snapshot's index and term, then the entries after it
+//! (`entries[0]` has index `snapshot_index + 1`). Index 0 is the empty prefix, of term 0.
+//!
+//! On disk (one key per item, like small files):
+//! - `raft/hard-state`: `"<term> <voted_for or ->"`;
+//! - `raft/log/<index, 20 digits>`: one entry as JSON;
+//! - `raft/snapshot`: the last snapshot as JSON (index, term, state machine text).
+//!
+//! Writers here only stage writes; the node syncs once at the end of each step (Figure 2:
+//! persist before answering).
+
+use serde::{Deserialize, Serialize};
+
+use crate::process::NodeId;
+use crate::protocols::raft::Entry;
+use crate::sim::disk::Disk;
+
+const HARD_STATE_KEY: &str = "raft/hard-state";
+const SNAPSHOT_KEY: &str = "raft/snapshot";
+const LOG_PREFIX: &str = "raft/log/";
+
+fn log_key(index: u64) -> String {
+    format!("{LOG_PREFIX}{index:020}")
+}
+
+/// The in-memory log: a snapshot boundary and the entries after it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Log {
+    snapshot_index: u64,
+    snapshot_term: u64,
+    entries: Vec<Entry>,
+}
+
+/// A snapshot as stored on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Last index it covers.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+    /// The state machine (`KvStore::to_snapshot` text).
+    pub data: String,
+}
+
+/// Everything a node reloads at boot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// `currentTerm`.
+    pub term: u64,
+    /// `votedFor`.
+    pub voted_for: Option<NodeId>,
+    /// The log.
+    pub log: Log,
+    /// The last snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+}
+
+impl Log {
+    /// Index of the last entry (the snapshot's if the log is empty; 0 if nothing at all).
+    pub fn last_index(&self) -> u64 {
+        self.snapshot_index + self.entries.len() as u64
+    }
+
+    /// Term of the last entry.
+    pub fn last_term(&self) -> u64 {
+        self.entries.last().map_or(self.snapshot_term, |e| e.term)
+    }
+
+    /// Index of the last entry covered by the snapshot (0: none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot_index
+    }
+
+    /// Term of the snapshot's last entry.
+    pub fn snapshot_term(&self) -> u64 {
+        self.snapshot_term
+    }
+
+    /// The term of the entry at `index`: known for the snapshot boundary and every entry after
+    /// it; `None` below the snapshot or past the end.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        if index == self.snapshot_index {
+            Some(self.snapshot_term)
+        } else if index < self.snapshot_index || index > self.last_index() {
+            None
+        } else {
+            Some(self.entries[(index - self.snapshot_index - 1) as usize].term)
+        }
+    }
+
+    /// The entry at `index` (after the snapshot, at most the last index).
+    pub fn entry(&self, index: u64) -> &Entry {
+        assert!(
+            index > self.snapshot_index && index <= self.last_index(),
+            "entry {index} is outside the log ({}, {}]",
+            self.snapshot_index,
+            self.last_index()
+        );
+        &self.entries[(index - self.snapshot_index - 1) as usize]
+    }
+
+    /// Up to `max` entries starting at `from` (after the snapshot).
+    pub fn entries_from(&self, from: u64, max: usize) -> Vec<Entry> {
+        if from <= self.snapshot_index || from > self.last_index() {
+            return Vec::new();
+        }
+        let start = (from - self.snapshot_index - 1) as usize;
+        let end = (start + max).min(self.entries.len());
+        self.entries[start..end].to_vec()
+    }
+
+    /// The first index of the run of entries of `term` that ends at `index` (for fast back-up).
+    pub fn first_index_of_term_run(&self, index: u64) -> u64 {
+        let term = self.term_at(index);
+        let mut i = index;
+        while i > self.snapshot_index + 1 && self.term_at(i - 1) == term {
+            i -= 1;
+        }
+        i
+    }
+
+    /// The last index holding an entry of `term`, if the log has one.
+    pub fn last_index_of_term(&self, term: u64) -> Option<u64> {
+        let mut i = self.last_index();
+        while i > self.snapshot_index {
+            match self.term_at(i) {
+                Some(t) if t == term => return Some(i),
+                Some(t) if t < term => return None,
+                _ => i -= 1,
+            }
+        }
+        (self.snapshot_term == term && self.snapshot_index > 0).then_some(self.snapshot_index)
+    }
+
+    /// Appends an entry in memory and stages its write.
+    pub fn append(&mut self, entry: Entry, disk: &mut Disk) {
+        let index = self.last_index() + 1;
+        disk.write(
+            log_key(index),
+            serde_json::to_vec(&entry).expect("entries serialize"),
+        );
+        self.entries.push(entry);
+    }
+
+    /// Deletes every entry from `index` on, in memory and (staged) on disk.
+    pub fn truncate_from(&mut self, index: u64, disk: &mut Disk) {
+        assert!(
+            index > self.snapshot_index,
+            "cannot truncate into the snapshot"
+        );
+        for i in index..=self.last_index() {
+            disk.remove(log_key(i));
+        }
+        self.entries
+            .truncate((index - self.snapshot_index - 1) as usize);
+    }
+
+    /// Makes `snapshot` the new log prefix: entries up to its index are dropped (in memory and
+    /// staged on disk). If `keep_suffix` the entries after it stay (their prefix matched),
+    /// otherwise the whole log is dropped.
+    pub fn install_snapshot(&mut self, snapshot: &Snapshot, keep_suffix: bool, disk: &mut Disk) {
+        let old_last = self.last_index();
+        let drop_through = if keep_suffix {
+            snapshot.index
+        } else {
+            old_last
+        };
+        for i in self.snapshot_index + 1..=drop_through.min(old_last) {
+            disk.remove(log_key(i));
+        }
+        if keep_suffix && snapshot.index < old_last {
+            let keep_from = (snapshot.index - self.snapshot_index) as usize;
+            self.entries.drain(..keep_from);
+        } else {
+            self.entries.clear();
+        }
+        self.snapshot_index = snapshot.index;
+        self.snapshot_term = snapshot.term;
+        disk.write(
+            SNAPSHOT_KEY,
+            serde_json::to_vec(snapshot).expect("snapshots serialize"),
+        );
+    }
+
+    /// Iterates over `(index, entry)` from `from` to the end.
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = (u64, &Entry)> {
+        let start = from.max(self.snapshot_index + 1);
+        let skip = (start - self.snapshot_index - 1) as usize;
+        self.entries
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, e)| (self.snapshot_index + 1 + i as u64, e))
+    }
+}
+
+/// Stages the hard state (`currentTerm`, `votedFor`).
+pub fn write_hard_state(disk: &mut Disk, term: u64, voted_for: Option<NodeId>) {
+    let vote = voted_for.map_or("-".to_string(), |v| v.0.to_string());
+    disk.write(HARD_STATE_KEY, format!("{term} {vote}"));
+}
+
+/// Reads everything durable. A disk written by this module always parses; anything else is a
+/// programmer error and panics with the key.
+pub fn load(disk: &Disk) -> Durable {
+    let mut durable = Durable::default();
+    if let Some(bytes) = disk.read(HARD_STATE_KEY) {
+        let text = std::str::from_utf8(bytes).expect("hard state is text");
+        let (term, vote) = text.split_once(' ').expect("hard state is `term vote`");
+        durable.term = term.parse().expect("term is a number");
+        durable.voted_for = (vote != "-").then(|| NodeId(vote.parse().expect("vote is a node")));
+    }
+    if let Some(bytes) = disk.read(SNAPSHOT_KEY) {
+        let snapshot: Snapshot = serde_json::from_slice(bytes).expect("snapshot parses");
+        durable.log.snapshot_index = snapshot.index;
+        durable.log.snapshot_term = snapshot.term;
+        durable.snapshot = Some(snapshot);
+    }
+    for key in disk.keys_with_prefix(LOG_PREFIX) {
+        let index: u64 = key[LOG_PREFIX.len()..]
+            .parse()
+            .expect("log keys hold indexes");
+        let entry: Entry =
+            serde_json::from_slice(disk.read(&key).expect("listed")).expect("entry parses");
+        assert_eq!(
+            index,
+            durable.log.last_index() + 1,
+            "the log on disk has a gap or an entry under the snapshot at {key}"
+        );
+        durable.log.entries.push(entry);
+    }
+    durable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocols::raft::Payload;
+
+    fn e(term: u64) -> Entry {
+        Entry {
+            term,
+            payload: Payload::Noop,
+        }
+    }
+
+    #[test]
+    fn the_log_survives_a_crash_exactly_as_synced() {
+        let mut disk = Disk::default();
+        let mut log = Log::default();
+        for t in [1, 1, 2, 3] {
+            log.append(e(t), &mut disk);
+        }
+        write_hard_state(&mut disk, 3, Some(NodeId(2)));
+        disk.sync();
+        log.truncate_from(3, &mut disk);
+        log.append(e(4), &mut disk);
+        disk.crash();
+        let back = load(&disk);
+        assert_eq!(back.term, 3);
+        assert_eq!(back.voted_for, Some(NodeId(2)));
+        assert_eq!(back.log.last_index(), 4);
+        assert_eq!(back.log.last_term(), 3, "the unsynced truncation was lost");
+    }
+
+    #[test]
+    fn snapshots_replace_the_prefix_and_keep_a_matching_suffix() {
+        let mut disk = Disk::default();
+        let mut log = Log::default();
+        for t in [1, 1, 2, 2, 3] {
+            log.append(e(t), &mut disk);
+        }
+        assert_eq!(log.first_index_of_term_run(4), 3);
+        assert_eq!(log.last_index_of_term(2), Some(4));
+        assert_eq!(log.last_index_of_term(5), None);
+        let snap = Snapshot {
+            index: 3,
+            term: 2,
+            data: "{}".into(),
+        };
+        log.install_snapshot(&snap, true, &mut disk);
+        disk.sync();
+        assert_eq!(log.term_at(3), Some(2));
+        assert_eq!(log.term_at(2), None);
+        assert_eq!(log.last_index(), 5);
+        assert_eq!(log.entries_from(4, 10).len(), 2);
+        let back = load(&disk);
+        assert_eq!(back.log, log);
+        assert_eq!(back.snapshot, Some(snap));
+        let later = Snapshot {
+            index: 9,
+            term: 4,
+            data: "{}".into(),
+        };
+        log.install_snapshot(&later, false, &mut disk);
+        disk.sync();
+        assert_eq!(log.last_index(), 9);
+        assert_eq!(log.last_term(), 4);
+        assert_eq!(load(&disk).log, log);
+    }
+}
