@@ -197,8 +197,12 @@ pub struct ProtocolInfo {
 }
 
 /// Every protocol, in `faultline list` order.
-pub static PROTOCOLS: &[ProtocolInfo] =
-    &[broadcast::PROTOCOL, chatter::PROTOCOL, pingpong::PROTOCOL, raft::PROTOCOL];
+pub static PROTOCOLS: &[ProtocolInfo] = &[
+    broadcast::PROTOCOL,
+    chatter::PROTOCOL,
+    pingpong::PROTOCOL,
+    raft::PROTOCOL,
+];
 
 /// Looks a protocol up by name.
 pub fn protocol(name: &str) -> Option<&'static ProtocolInfo> {

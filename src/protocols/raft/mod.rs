@@ -321,48 +321,75 @@ impl std::fmt::Display for EntryRef {
 pub enum Message {
     /// RequestVote (§5.2), or a PreVote request (`pre_vote`, for `term` = the sender's term + 1).
     RequestVote {
+        /// The candidate's term (for a PreVote: the term it would campaign in).
         term: u64,
+        /// Index of the candidate's last log entry (§5.4.1).
         last_log_index: u64,
+        /// Term of the candidate's last log entry (§5.4.1).
         last_log_term: u64,
+        /// True for a PreVote request (thesis §9.6): no state changes on either side.
         pre_vote: bool,
     },
     /// The answer to a RequestVote.
     Vote {
+        /// The voter's current term (or the PreVote term it answers).
         term: u64,
+        /// True if the vote (or pre-vote) was granted.
         granted: bool,
+        /// True if this answers a PreVote request.
         pre_vote: bool,
     },
     /// AppendEntries (§5.3); `round` numbers the leader's heartbeat rounds for ReadIndex.
     AppendEntries {
+        /// The leader's term.
         term: u64,
+        /// Index of the entry just before `entries`.
         prev_log_index: u64,
+        /// Term of that entry (the consistency check).
         prev_log_term: u64,
+        /// Entries to store (empty for a heartbeat), at most `max_entries_per_append`.
         entries: Vec<Entry>,
+        /// The leader's commit index.
         leader_commit: u64,
+        /// The leader's heartbeat round (ReadIndex, thesis §6.4).
         round: u64,
     },
     /// The answer to AppendEntries. On success `match_index` is the last index known to match
     /// the leader; on a rejection `conflict_index`/`conflict_term` guide the back-up.
     AppendReply {
+        /// The follower's current term.
         term: u64,
+        /// True if the consistency check passed and the entries are stored.
         success: bool,
+        /// On success: the last index known to match the leader's log.
         match_index: u64,
+        /// On a rejection: where the leader should back up to (fast back-up, §5.3).
         conflict_index: u64,
+        /// On a rejection: the term of the follower's conflicting entry, if any.
         conflict_term: Option<u64>,
+        /// The round of the AppendEntries answered.
         round: u64,
     },
     /// InstallSnapshot (§7), in one message; `data` is the key-value snapshot text.
     InstallSnapshot {
+        /// The leader's term.
         term: u64,
+        /// Last index the snapshot covers.
         last_index: u64,
+        /// Term of that entry.
         last_term: u64,
+        /// The state machine's snapshot text (`KvStore::to_snapshot`).
         data: String,
+        /// The leader's heartbeat round.
         round: u64,
     },
     /// The answer to InstallSnapshot: the receiver's log now matches up to `last_index`.
     SnapshotReply {
+        /// The follower's current term.
         term: u64,
+        /// Last index the follower now matches.
         last_index: u64,
+        /// The round of the InstallSnapshot answered.
         round: u64,
     },
 }
@@ -374,9 +401,15 @@ pub enum Timer {
     /// Check whether the election deadline has passed.
     Election,
     /// Leader of `term`: send heartbeats.
-    Heartbeat { term: u64 },
+    Heartbeat {
+        /// The term the leader set it in (stale after a term change).
+        term: u64,
+    },
     /// Leader of `term`: did a majority answer during the last interval?
-    CheckQuorum { term: u64 },
+    CheckQuorum {
+        /// The term the leader set it in (stale after a term change).
+        term: u64,
+    },
 }
 
 /// Raft facts for the checkers (besides `CommonObservation::Role` on every role or term change).
@@ -387,34 +420,68 @@ pub enum Observation {
     /// `currentTerm` and `votedFor` changed (and were persisted, except for the vote under
     /// `forget-vote-on-restart`).
     HardState {
+        /// currentTerm.
         term: u64,
+        /// votedFor in that term.
         voted_for: Option<NodeId>,
     },
     /// Entries were appended at `index`, `index + 1`, ...
-    Append { index: u64, entries: Vec<EntryRef> },
+    Append {
+        /// Index of the first appended entry.
+        index: u64,
+        /// The entries, in order.
+        entries: Vec<EntryRef>,
+    },
     /// Every entry from `index` to `last` was deleted.
-    Truncate { index: u64, last: u64 },
+    Truncate {
+        /// First deleted index.
+        index: u64,
+        /// Last deleted index.
+        last: u64,
+    },
     /// The leader advanced its commit index to `index`.
-    Commit { index: u64 },
+    Commit {
+        /// The new commit index.
+        index: u64,
+    },
     /// Entries `index`, `index + 1`, ... were applied to the state machine, in order.
-    Apply { index: u64, entries: Vec<EntryRef> },
+    Apply {
+        /// Index of the first applied entry.
+        index: u64,
+        /// The entries, in order.
+        entries: Vec<EntryRef>,
+    },
     /// The node snapshotted its state machine at `index` (term `term`) and dropped the log
     /// prefix.
-    SnapshotTaken { index: u64, term: u64 },
+    SnapshotTaken {
+        /// Last index the snapshot covers.
+        index: u64,
+        /// Term of that entry.
+        term: u64,
+    },
     /// The node installed a snapshot from `leader` ending at `index` (term `term`); its state
     /// machine now reflects every entry up to `index`.
     SnapshotInstalled {
+        /// Last index the snapshot covers.
         index: u64,
+        /// Term of that entry.
         term: u64,
+        /// The leader that sent it.
         leader: NodeId,
     },
     /// The node booted from its disk with this state.
     Restored {
+        /// currentTerm on disk.
         term: u64,
+        /// votedFor on disk.
         voted_for: Option<NodeId>,
+        /// Last index covered by the snapshot on disk (0: none).
         snapshot_index: u64,
+        /// Term of that entry.
         snapshot_term: u64,
+        /// Last index in the log on disk.
         last_index: u64,
+        /// Term of that entry.
         last_term: u64,
     },
 }
