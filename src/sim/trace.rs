@@ -4,6 +4,9 @@
 //! keys in a fixed order and no whitespace, so the same run always produces the same bytes. The
 //! hash is computed over exactly the bytes of `trace.jsonl`, so `sha256sum trace.jsonl` prints
 //! the run's `trace_hash`. The kinds and fields are documented in `docs/trace-format.md`.
+//!
+//! Lines are written straight into 1 MiB chunks; a full chunk is hashed in one go and kept (up to
+//! the byte limit) without ever being copied into a growing buffer.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -11,37 +14,44 @@ use sha2::{Digest, Sha256};
 /// Default cap on trace bytes kept in memory (hashing continues past it).
 pub const DEFAULT_TRACE_LIMIT_BYTES: usize = 1 << 30;
 
+/// Bytes per chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+
 /// Accumulates trace lines and their hash.
 pub struct Trace {
-    bytes: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
+    current: Vec<u8>,
+    kept_bytes: usize,
     hasher: Sha256,
     lines: u64,
     limit_bytes: usize,
     truncated: bool,
-    scratch: Vec<u8>,
 }
 
 impl Trace {
     /// An empty trace keeping at most `limit_bytes` bytes in memory.
     pub fn new(limit_bytes: usize) -> Trace {
         Trace {
-            bytes: Vec::new(),
+            chunks: Vec::new(),
+            current: Vec::with_capacity(CHUNK_BYTES + 4096),
+            kept_bytes: 0,
             hasher: Sha256::new(),
             lines: 0,
             limit_bytes,
             truncated: false,
-            scratch: Vec::with_capacity(256),
         }
     }
 
-    /// Starts a line with the three common fields; add fields, then [`Line::end`].
+    /// Starts a line with the three common fields; add fields, then [`Line::end`]. `node` and
+    /// `kind` MUST be identifiers that need no JSON escaping (validated node names, `"world"`,
+    /// fixed kind names).
     pub fn line(&mut self, t_ns: u64, node: &str, kind: &str) -> Line<'_> {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(b"{\"t_ns\":");
-        self.scratch
+        let start = self.current.len();
+        self.current.extend_from_slice(b"{\"t_ns\":");
+        self.current
             .extend_from_slice(itoa::Buffer::new().format(t_ns).as_bytes());
-        let mut line = Line { trace: self };
-        line.str("node", node).str("kind", kind);
+        let mut line = Line { trace: self, start };
+        line.name("node", node).name("kind", kind);
         line
     }
 
@@ -50,34 +60,77 @@ impl Trace {
         self.lines
     }
 
-    /// True if lines were hashed but not kept because the byte limit was reached.
-    pub fn truncated(&self) -> bool {
-        self.truncated
+    fn flush(&mut self) {
+        if self.current.is_empty() {
+            return;
+        }
+        self.hasher.update(&self.current);
+        let chunk = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES + 4096));
+        if self.kept_bytes + chunk.len() <= self.limit_bytes {
+            self.kept_bytes += chunk.len();
+            self.chunks.push(chunk);
+        } else {
+            // Keep whole lines up to the limit.
+            let room = self.limit_bytes - self.kept_bytes;
+            let cut = chunk[..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+            if cut > 0 {
+                self.kept_bytes += cut;
+                self.chunks.push(chunk[..cut].to_vec());
+            }
+            self.truncated = true;
+        }
     }
 
-    /// The kept bytes and the hex SHA-256 of all lines.
-    pub fn finish(self) -> (Vec<u8>, String) {
-        (self.bytes, hex::encode(self.hasher.finalize()))
+    /// The kept bytes, the hex SHA-256 of all lines, and whether lines were hashed but not kept
+    /// because the byte limit was reached.
+    pub fn finish(mut self) -> (Vec<u8>, String, bool) {
+        self.flush();
+        let mut bytes = Vec::with_capacity(self.kept_bytes);
+        for chunk in &self.chunks {
+            bytes.extend_from_slice(chunk);
+        }
+        (bytes, hex::encode(self.hasher.finalize()), self.truncated)
     }
 }
 
 /// One trace line being written.
 pub struct Line<'a> {
     trace: &'a mut Trace,
+    start: usize,
 }
 
 impl Line<'_> {
     fn key(&mut self, key: &str) {
-        let s = &mut self.trace.scratch;
+        let s = &mut self.trace.current;
         s.extend_from_slice(b",\"");
         s.extend_from_slice(key.as_bytes());
         s.extend_from_slice(b"\":");
     }
 
-    /// A string field.
+    /// A string field, escaped as JSON requires.
     pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
         self.key(key);
-        serde_json::to_writer(&mut self.trace.scratch, value).expect("strings serialize");
+        serde_json::to_writer(&mut self.trace.current, value).expect("strings serialize");
+        self
+    }
+
+    /// A string field that needs no escaping: a validated node name or a fixed identifier
+    /// (letters, digits, `-`, `_`, spaces, `.`, `[`, `]`, `(`, `)`).
+    pub fn name(&mut self, key: &str, value: &str) -> &mut Self {
+        debug_assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" -_.[]()".contains(&b)),
+            "{value:?} needs escaping"
+        );
+        self.key(key);
+        let s = &mut self.trace.current;
+        s.push(b'"');
+        s.extend_from_slice(value.as_bytes());
+        s.push(b'"');
         self
     }
 
@@ -85,7 +138,7 @@ impl Line<'_> {
     pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
         self.key(key);
         self.trace
-            .scratch
+            .current
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         self
     }
@@ -94,7 +147,7 @@ impl Line<'_> {
     pub fn i64(&mut self, key: &str, value: i64) -> &mut Self {
         self.key(key);
         self.trace
-            .scratch
+            .current
             .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         self
     }
@@ -102,20 +155,18 @@ impl Line<'_> {
     /// Any serializable value, as compact JSON.
     pub fn json(&mut self, key: &str, value: &impl Serialize) -> &mut Self {
         self.key(key);
-        serde_json::to_writer(&mut self.trace.scratch, value).expect("trace values serialize");
+        serde_json::to_writer(&mut self.trace.current, value).expect("trace values serialize");
         self
     }
 
-    /// Closes the line, hashes it and keeps it (within the limit).
+    /// Closes the line. A full chunk is hashed and kept (within the limit).
     pub fn end(&mut self) {
         let trace = &mut *self.trace;
-        trace.scratch.extend_from_slice(b"}\n");
-        trace.hasher.update(&trace.scratch);
+        trace.current.extend_from_slice(b"}\n");
         trace.lines += 1;
-        if trace.bytes.len() + trace.scratch.len() <= trace.limit_bytes {
-            trace.bytes.extend_from_slice(&trace.scratch);
-        } else {
-            trace.truncated = true;
+        debug_assert!(trace.current.len() > self.start);
+        if trace.current.len() >= CHUNK_BYTES {
+            trace.flush();
         }
     }
 }
@@ -136,7 +187,7 @@ mod tests {
             .line(9, "world", "heal")
             .json("sides", &vec![vec!["n1"]])
             .end();
-        let (bytes, hash) = trace.finish();
+        let (bytes, hash, _) = trace.finish();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(
             text,
@@ -150,17 +201,39 @@ mod tests {
     }
 
     #[test]
-    fn lines_past_the_limit_are_hashed_but_not_kept() {
-        let mut small = Trace::new(60);
+    fn chunking_does_not_change_the_bytes_or_the_hash() {
+        let mut trace = Trace::new(DEFAULT_TRACE_LIMIT_BYTES);
+        let mut expected = Vec::new();
+        for t in 0..40_000u64 {
+            trace.line(t, "n1", "timer").u64("timer_id", t * 7).end();
+            expected.extend_from_slice(
+                format!(
+                    "{{\"t_ns\":{t},\"node\":\"n1\",\"kind\":\"timer\",\"timer_id\":{}}}\n",
+                    t * 7
+                )
+                .as_bytes(),
+            );
+        }
+        assert!(expected.len() > 2 * CHUNK_BYTES, "spans several chunks");
+        let (bytes, hash, truncated) = trace.finish();
+        assert!(!truncated);
+        assert_eq!(bytes, expected);
+        assert_eq!(hash, hex::encode(Sha256::digest(&expected)));
+    }
+
+    #[test]
+    fn lines_past_the_limit_are_hashed_but_not_kept_and_kept_lines_are_whole() {
+        let mut small = Trace::new(100);
         let mut big = Trace::new(DEFAULT_TRACE_LIMIT_BYTES);
         for t in 0..3 {
             small.line(t, "n1", "timer").end();
             big.line(t, "n1", "timer").end();
         }
-        assert!(small.truncated());
-        let (kept, h1) = small.finish();
-        let (all, h2) = big.finish();
-        assert!(kept.len() < all.len());
+        let (kept, h1, truncated) = small.finish();
+        let (all, h2, _) = big.finish();
+        assert!(truncated);
+        assert!(kept.len() < all.len() && kept.len() <= 100);
+        assert!(kept.ends_with(b"\n") && all.starts_with(&kept));
         assert_eq!(h1, h2);
     }
 }

@@ -404,9 +404,9 @@ impl World {
         );
         self.trace
             .line(self.now_ns, to, "drop")
-            .str("from", from)
+            .name("from", from)
             .u64("msg_id", msg_id)
-            .str("reason", reason)
+            .name("reason", reason)
             .end();
     }
 
@@ -489,7 +489,7 @@ impl World {
                             self.stats.messages_delivered += 1;
                             self.trace
                                 .line(self.now_ns, name, "deliver")
-                                .str("from", &topology.names[from.index()])
+                                .name("from", &topology.names[from.index()])
                                 .u64("msg_id", msg_id)
                                 .end();
                             self.apply_effects(node, local_ns);
@@ -635,7 +635,7 @@ impl World {
         self.stats.messages_sent += 1;
         self.trace
             .line(self.now_ns, &self.topology.names[from.index()], "send")
-            .str("to", &self.topology.names[to.index()])
+            .name("to", &self.topology.names[to.index()])
             .u64("msg_id", msg_id)
             .json("msg", &message)
             .end();
@@ -746,8 +746,8 @@ impl World {
                     self.trace
                         .line(self.now_ns, WORLD, "fault-skipped")
                         .u64("fault_id", fault.id)
-                        .str("origin", &fault.origin)
-                        .str("reason", "no node observed as leader")
+                        .name("origin", &fault.origin)
+                        .name("reason", "no node observed as leader")
                         .end();
                     return;
                 }
@@ -875,7 +875,7 @@ impl World {
                     self.trace
                         .line(self.now_ns, WORLD, "heal")
                         .u64("fault_id", fault.id)
-                        .str("origin", &origin)
+                        .name("origin", &origin)
                         .end();
                 }
             }
@@ -914,7 +914,7 @@ impl World {
             _ => "partition",
         };
         let mut line = self.trace.line(self.now_ns, WORLD, kind);
-        line.u64("fault_id", fault.id).str("origin", &fault.origin);
+        line.u64("fault_id", fault.id).name("origin", &fault.origin);
         match &sides {
             Some(sides) => {
                 let named: Vec<Vec<&str>> = sides
@@ -969,7 +969,7 @@ impl World {
         self.last_heal_ns = self.now_ns;
         self.trace
             .line(self.now_ns, WORLD, "heal")
-            .str("origin", "heal")
+            .name("origin", "heal")
             .end();
     }
 
@@ -980,7 +980,7 @@ impl World {
     fn record_lifecycle(&mut self, node: NodeId, kind: LifecycleKind, origin: &str) {
         self.trace
             .line(self.now_ns, &self.topology.names[node.index()], kind.name())
-            .str("origin", origin)
+            .name("origin", origin)
             .end();
         let seq = self.next_record_seq();
         self.lifecycle.push(LifecycleRecord {
@@ -1007,7 +1007,7 @@ impl World {
         let madsim_id = state.madsim_id;
         self.trace
             .line(self.now_ns, &self.topology.names[node.index()], "crash")
-            .str("origin", &fault.origin)
+            .name("origin", &fault.origin)
             .u64("lost_writes", lost_writes)
             .end();
         let seq = self.next_record_seq();
@@ -1077,7 +1077,7 @@ impl World {
         let local = self.nodes[node.index()].clock.local_at(now);
         self.trace
             .line(now, &self.topology.names[node.index()], "clock-jump")
-            .str("origin", origin)
+            .name("origin", origin)
             .i64("delta_ns", delta_ns)
             .i64("local_ns", local)
             .end();
@@ -1089,7 +1089,7 @@ impl World {
         self.nodes[node.index()].clock.set_drift(now, drift);
         self.trace
             .line(now, &self.topology.names[node.index()], "clock-drift")
-            .str("origin", origin)
+            .name("origin", origin)
             .json("drift", &drift)
             .end();
         self.reschedule_timers(node);
@@ -1176,9 +1176,8 @@ impl World {
     /// Takes the run record out of the world (call after [`World::shut_down`]).
     pub fn take_record(&mut self) -> RunRecord {
         let trace = std::mem::replace(&mut self.trace, Trace::new(0));
-        let truncated = trace.truncated();
         let lines = trace.lines();
-        let (trace_jsonl, trace_hash) = trace.finish();
+        let (trace_jsonl, trace_hash, truncated) = trace.finish();
         let mut stats = std::mem::take(&mut self.stats);
         stats.trace_lines = lines;
         stats.history_events = self.history.len() as u64;
