@@ -7,6 +7,7 @@
 
 pub mod convergence;
 pub mod invariants;
+pub mod linearizability;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,9 @@ pub struct CheckConfig {
     /// `[check.convergence]`.
     #[serde(default)]
     pub convergence: convergence::Config,
+    /// `[check.linearizability]`.
+    #[serde(default)]
+    pub linearizability: linearizability::Config,
 }
 
 /// A check faultline can run.
@@ -69,7 +73,11 @@ pub struct CheckInfo {
 }
 
 /// Every check, in report order.
-pub static CHECKS: &[CheckInfo] = &[invariants::CHECK, convergence::CHECK];
+pub static CHECKS: &[CheckInfo] = &[
+    invariants::CHECK,
+    convergence::CHECK,
+    linearizability::CHECK,
+];
 
 /// The checks that apply to `protocol`.
 pub fn checks_for(protocol: &ProtocolInfo) -> impl Iterator<Item = &'static CheckInfo> + '_ {

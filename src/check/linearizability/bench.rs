@@ -1,0 +1,1 @@
+//! Benchmarks of the checker (filled in below).
