@@ -2,13 +2,13 @@
 //! Kroening's test data:
 //!
 //! ```text
-//! INFO  jepsen.util - 3	:invoke	:cas	[3 0]
-//! INFO  jepsen.util - 3	:fail	:cas	[3 0]
-//! INFO  jepsen.util - 0	:ok	:read	nil
-//! INFO  jepsen.util - 1	:info	:write	:timed-out
+//! INFO  jepsen.util - 3 :invoke :cas [3 0]
+//! INFO  jepsen.util - 3 :fail :cas [3 0]
+//! INFO  jepsen.util - 0 :ok :read nil
+//! INFO  jepsen.util - 1 :info :write :timed-out
 //! ```
 //!
-//! Each operation line is `<anything>jepsen.util - PROCESS TYPE F VALUE` with tabs or spaces
+//! (fields separated by tabs.) Each operation line is `<anything>jepsen.util - PROCESS TYPE F VALUE` with tabs or spaces
 //! between the fields; VALUE is EDN and may contain spaces (`[3 0]`). Lines without
 //! `jepsen.util - ` are log noise and are skipped; so are lines whose process is `:nemesis`.
 //! A keyword VALUE on a completion (`:timed-out`) is the error, not a value: the event gets

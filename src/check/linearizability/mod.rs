@@ -52,6 +52,8 @@ pub const CANDIDATES_SHOWN: usize = 16;
 /// Step limit of the search that looks for a counterexample after an early impossibility
 /// verdict (the verdict does not depend on it).
 pub const COUNTEREXAMPLE_STEPS: u64 = 2_000_000;
+/// Step limit of the first round of searches; each further round allows 8 times more.
+pub const FIRST_ROUND_STEPS: u64 = 1 << 18;
 
 /// The registry entry: the key-value model on the history of a simulated run.
 pub const CHECK: CheckInfo = CheckInfo {
@@ -676,50 +678,79 @@ pub fn check_model<M: Model>(
     }
 
     let budget = Budget::new(options.time_limit, options.memory_limit_bytes);
-    let min_fail = AtomicUsize::new(usize::MAX);
     let configurations = AtomicUsize::new(0);
-    let outcomes: Vec<PartOutcome> = parts
-        .par_iter_mut()
-        .enumerate()
-        .map(|(idx, part)| {
-            if min_fail.load(Ordering::Relaxed) < idx {
-                return PartOutcome::Skipped;
-            }
-            let cancelled = || min_fail.load(Ordering::Relaxed) < idx;
-            let impossible = part.model.impossible(&part.ops);
-            let search_options = SearchOptions {
-                budget: &budget,
-                step_limit: impossible.as_ref().map(|_| COUNTEREXAMPLE_STEPS),
-                cancelled: &cancelled,
-            };
-            if impossible.is_some() {
-                min_fail.fetch_min(idx, Ordering::Relaxed);
-            }
-            let (result, stats) = search::search(&mut part.model, &part.ops, &search_options);
-            configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
-            match (result, impossible) {
-                (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
-                (SearchResult::Linearizable, Some(_)) => {
-                    // Model bug: `impossible` must be sound. Trust the search.
-                    debug_assert!(false, "Model::impossible flagged a linearizable history");
-                    PartOutcome::Linearizable
+    // Rounds with growing step limits keep the verdict and the counterexample deterministic
+    // while parts run in parallel: a round reports the failing part of lowest index, and every
+    // part below it ran to the same step limit whatever the scheduling. A part that fails
+    // quickly is thus found without waiting for a hard part to finish.
+    let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
+    let mut impossible: Vec<Option<(usize, String)>> =
+        parts.iter().map(|p| p.model.impossible(&p.ops)).collect();
+    let mut step_limit = FIRST_ROUND_STEPS;
+    loop {
+        let min_fail = AtomicUsize::new(usize::MAX);
+        let round: Vec<(usize, PartOutcome)> = parts
+            .par_iter_mut()
+            .zip(impossible.par_iter_mut())
+            .enumerate()
+            .filter(|(idx, _)| outcomes[*idx].is_none())
+            .map(|(idx, (part, imp))| {
+                if min_fail.load(Ordering::Relaxed) < idx {
+                    return (idx, PartOutcome::Skipped);
                 }
-                (SearchResult::Violation(d), imp) => {
+                let cancelled = || min_fail.load(Ordering::Relaxed) < idx;
+                let imp = imp.take();
+                if imp.is_some() {
                     min_fail.fetch_min(idx, Ordering::Relaxed);
-                    PartOutcome::Violation(Box::new(counterexample(part, Some(d), imp, true)))
                 }
-                (SearchResult::Exhausted(_, d), Some(imp)) => {
-                    PartOutcome::Violation(Box::new(counterexample(part, d, Some(imp), false)))
-                }
-                (SearchResult::Exhausted(why, _), None) => {
-                    if cancelled() {
-                        PartOutcome::Skipped
+                let search_options = SearchOptions {
+                    budget: &budget,
+                    step_limit: Some(if imp.is_some() {
+                        COUNTEREXAMPLE_STEPS
                     } else {
+                        step_limit
+                    }),
+                    cancelled: &cancelled,
+                };
+                let (result, stats) = search::search(&mut part.model, &part.ops, &search_options);
+                configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
+                let outcome = match (result, imp) {
+                    (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
+                    (SearchResult::Linearizable, Some(_)) => {
+                        // `Model::impossible` must be sound; trust the search.
+                        debug_assert!(false, "Model::impossible flagged a linearizable history");
+                        PartOutcome::Linearizable
+                    }
+                    (SearchResult::Violation(d), imp) => {
+                        min_fail.fetch_min(idx, Ordering::Relaxed);
+                        PartOutcome::Violation(Box::new(counterexample(part, Some(d), imp, true)))
+                    }
+                    (SearchResult::Exhausted(_, d), Some(imp)) => {
+                        PartOutcome::Violation(Box::new(counterexample(part, d, Some(imp), false)))
+                    }
+                    (SearchResult::Exhausted(Exhausted::Steps(_), _), None) => PartOutcome::Skipped,
+                    (SearchResult::Exhausted(why, _), None) => {
                         PartOutcome::Unknown(why.to_string())
                     }
-                }
+                };
+                (idx, outcome)
+            })
+            .collect();
+        let mut failed = false;
+        for (idx, outcome) in round {
+            failed |= matches!(outcome, PartOutcome::Violation(_));
+            if !matches!(outcome, PartOutcome::Skipped) {
+                outcomes[idx] = Some(outcome);
             }
-        })
+        }
+        if failed || outcomes.iter().all(Option::is_some) {
+            break;
+        }
+        step_limit = step_limit.saturating_mul(8);
+    }
+    let outcomes: Vec<PartOutcome> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(PartOutcome::Skipped))
         .collect();
 
     let mut report = Report {

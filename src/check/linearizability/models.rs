@@ -116,10 +116,11 @@ impl Model for Register {
         let mut worst: Option<(usize, usize)> = None; // (ret, op index)
         for (i, o) in ops.iter().enumerate() {
             if let (RegisterOp::Read, Some(v), Some(ret)) = (o.input, o.output, o.ret) {
-                if v != self.initial && first_write.get(&v).is_none_or(|&c| c > ret) {
-                    if worst.is_none_or(|(r, _)| ret < r) {
-                        worst = Some((ret, i));
-                    }
+                if v != self.initial
+                    && first_write.get(&v).is_none_or(|&c| c > ret)
+                    && worst.is_none_or(|(r, _)| ret < r)
+                {
+                    worst = Some((ret, i));
                 }
             }
         }
