@@ -55,7 +55,7 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
     let imported = match Imported::read(Some(&args.file), &bytes, args.format, args.model) {
         Ok(i) => i,
         Err(e) => {
-            eprintln!("{file}:{e}");
+            eprintln!("{}", e.located(&file.to_string()));
             return exit::BAD_INPUT;
         }
     };
@@ -82,7 +82,7 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
     let report = match imported.check(&options) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{file}:{e}");
+            eprintln!("{}", e.located(&file.to_string()));
             return exit::BAD_INPUT;
         }
     };

@@ -291,7 +291,8 @@ pub struct Report {
     /// Configurations stored by the searches (when the verdict is not-linearizable this depends
     /// on which other parts finished first).
     pub configurations: u64,
-    /// Largest memory the search tables held at once, bytes (an estimate).
+    /// Largest size of one part's memo table, bytes (an estimate: table capacity times entry
+    /// size plus the key words).
     pub memo_peak_bytes: usize,
 }
 
@@ -567,6 +568,24 @@ pub enum ImportError {
     },
 }
 
+impl ImportError {
+    /// The error located in `file`: `file:line: what was found; expected what`.
+    pub fn located(&self, file: &str) -> String {
+        match self {
+            ImportError::Read(e) => {
+                format!("{file}:{}: {}; expected {}", e.line, e.found, e.expected)
+            }
+            ImportError::NoModel => format!("{file}: {self}"),
+            ImportError::History { line, error } => {
+                format!(
+                    "{file}:{line}: {}; expected {}",
+                    error.found, error.expected
+                )
+            }
+        }
+    }
+}
+
 /// A history file, read and ready to check.
 #[derive(Clone, Debug)]
 pub struct Imported {
@@ -679,6 +698,7 @@ pub fn check_model<M: Model>(
 
     let budget = Budget::new(options.time_limit, options.memory_limit_bytes);
     let configurations = AtomicUsize::new(0);
+    let memo_max = AtomicUsize::new(0);
     // Rounds with growing step limits keep the verdict and the counterexample deterministic
     // while parts run in parallel: a round reports the failing part of lowest index, and every
     // part below it ran to the same step limit whatever the scheduling. A part that fails
@@ -714,6 +734,7 @@ pub fn check_model<M: Model>(
                 };
                 let (result, stats) = search::search(&mut part.model, &part.ops, &search_options);
                 configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
+                memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
                 let outcome = match (result, imp) {
                     (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
                     (SearchResult::Linearizable, Some(_)) => {
@@ -761,7 +782,7 @@ pub fn check_model<M: Model>(
         unknown_reason: None,
         counterexample: None,
         configurations: configurations.load(Ordering::Relaxed) as u64,
-        memo_peak_bytes: budget.peak_bytes(),
+        memo_peak_bytes: memo_max.load(Ordering::Relaxed),
     };
     for outcome in outcomes {
         match outcome {

@@ -56,10 +56,10 @@ pub fn pair(events: &[HistoryEvent]) -> Result<Vec<RawOp<'_>>, HistoryError> {
                     return Err(HistoryError {
                         event: i,
                         found: format!(
-                            "a {:?} completion of process {} with no outstanding invoke",
-                            e.kind, e.process
-                        )
-                        .to_lowercase(),
+                            "a completion ({}) of process {} with no outstanding invoke",
+                            format!("{:?}", e.kind).to_lowercase(),
+                            e.process
+                        ),
                         expected: "an invoke from the same process before its completion".into(),
                     });
                 };

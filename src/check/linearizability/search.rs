@@ -360,6 +360,7 @@ fn run<M: Model>(
             }
             .and_then(|()| options.budget.check_time());
             if let Err(why) = exhausted {
+                stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
                 return (SearchResult::Exhausted(why, deepest(&best, &saved)), stats);
             }
             if (options.cancelled)() {
@@ -382,6 +383,7 @@ fn run<M: Model>(
                 stats.steps += 1;
                 if let Some(limit) = options.step_limit {
                     if stats.steps > limit {
+                        stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
                         return (
                             SearchResult::Exhausted(
                                 Exhausted::Steps(limit),
