@@ -519,3 +519,52 @@ no other operation was invoked before it completed
 ";
     assert_eq!(text, expected, "got:\n{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The `faultline run` entry point.
+
+#[test]
+fn run_check_reports_pass_and_fail_with_evidence() {
+    let s = |x: &str| Value::Str(x.into());
+    let mut h = vec![
+        ev(0, Invoke, Function::Put, Some("k1"), s("a")),
+        ev(0, Done, Function::Put, Some("k1"), s("a")),
+        ev(1, Invoke, Function::Get, Some("k1"), Value::Nil),
+        ev(1, Done, Function::Get, Some("k1"), s("a")),
+    ];
+    for (i, e) in h.iter_mut().enumerate() {
+        e.index = i as u64;
+        e.time_ns = (i as u64 + 1) * 1_000_000;
+    }
+    let config = Config::default();
+    let r = check_run_history(&h, &config);
+    assert_eq!(r.verdict, crate::scenario::Verdict::Pass, "{}", r.summary);
+    assert_eq!(r.metrics["operations"], 2);
+    h[3].value = s("b");
+    let r = check_run_history(&h, &config);
+    assert_eq!(r.verdict, crate::scenario::Verdict::Fail, "{}", r.summary);
+    assert!(
+        r.evidence
+            .iter()
+            .any(|l| l.contains("cannot place: process 1: get \"k1\" -> \"b\"  (invoked event 2 at 3.0ms, completed event 3 at 4.0ms)")),
+        "{:?}",
+        r.evidence
+    );
+    // A malformed history is not a verdict on the system: unknown, with the reason.
+    let r = check_run_history(&h[1..], &config);
+    assert_eq!(r.verdict, crate::scenario::Verdict::Unknown);
+    assert!(
+        r.evidence[0].contains("no outstanding invoke"),
+        "{:?}",
+        r.evidence
+    );
+}
+
+#[test]
+fn config_reads_from_toml() {
+    let c: Config = toml::from_str("time_limit = \"5s\"\nmemory_limit_mib = 64").unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.time_limit, Duration::from_secs(5));
+    assert_eq!(c.memory_limit_mib, 64);
+    assert!(toml::from_str::<Config>("frobnicate = 1").is_err());
+}
