@@ -87,27 +87,28 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
         }
     };
     let took_ms = elapsed_ms(start);
+    // Written in one piece, ignoring a closed pipe (`| head`): the exit code still tells.
+    let mut out = String::new();
     if args.json {
-        let out = serde_json::json!({
+        let value = serde_json::json!({
             "file": args.file,
             "format": imported.format.name(),
             "check_ms": took_ms,
             "report": report,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("reports serialize")
-        );
+        out.push_str(&serde_json::to_string_pretty(&value).expect("reports serialize"));
+        out.push('\n');
     } else {
-        println!(
-            "{file}: {} [{} format, {took_ms} ms]",
+        out.push_str(&format!(
+            "{file}: {} [{} format, {took_ms} ms]\n",
             report.summary(),
             imported.format
-        );
+        ));
         if let Some(c) = &report.counterexample {
-            print!("{}", c.render(&Locator::Line(&imported.history.lines)));
+            out.push_str(&c.render(&Locator::Line(&imported.history.lines)));
         }
     }
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
     match report.verdict {
         Verdict::Linearizable => exit::PASS,
         Verdict::NotLinearizable => exit::FAIL,

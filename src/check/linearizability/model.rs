@@ -127,10 +127,10 @@ pub trait Model: Clone + Send + Sync {
 }
 
 /// Interns history values as small integers so that states are cheap to copy, hash and compare.
-/// Id 0 is always `nil`.
+/// Id 0 is always `nil`. Each value is stored once.
 #[derive(Clone, Debug)]
 pub struct Interner {
-    ids: rustc_hash::FxHashMap<Value, u32>,
+    ids: hashbrown::HashTable<u32>,
     values: Vec<Value>,
     bytes: usize,
 }
@@ -138,7 +138,7 @@ pub struct Interner {
 impl Default for Interner {
     fn default() -> Self {
         let mut i = Interner {
-            ids: Default::default(),
+            ids: hashbrown::HashTable::new(),
             values: Vec::new(),
             bytes: 0,
         };
@@ -147,24 +147,40 @@ impl Default for Interner {
     }
 }
 
+fn hash_value(value: &Value) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(value)
+}
+
 impl Interner {
     /// The id of `value`, adding it if new.
     pub fn intern(&mut self, value: &Value) -> u32 {
-        if let Some(&id) = self.ids.get(value) {
+        let hash = hash_value(value);
+        if let Some(&id) = self
+            .ids
+            .find(hash, |&id| self.values[id as usize] == *value)
+        {
             return id;
         }
-        self.intern_owned(value.clone())
+        self.insert_new(hash, value.clone())
     }
 
     /// The id of `value` (owned), adding it if new.
     pub fn intern_owned(&mut self, value: Value) -> u32 {
-        if let Some(&id) = self.ids.get(&value) {
+        let hash = hash_value(&value);
+        if let Some(&id) = self.ids.find(hash, |&id| self.values[id as usize] == value) {
             return id;
         }
+        self.insert_new(hash, value)
+    }
+
+    fn insert_new(&mut self, hash: u64, value: Value) -> u32 {
         let id = self.values.len() as u32;
-        self.bytes += 2 * (std::mem::size_of::<Value>() + value_heap(&value)) + 16;
-        self.values.push(value.clone());
-        self.ids.insert(value, id);
+        self.bytes += std::mem::size_of::<Value>() + value_heap(&value) + 8;
+        self.values.push(value);
+        let values = &self.values;
+        self.ids
+            .insert_unique(hash, id, |&i| hash_value(&values[i as usize]));
         id
     }
 

@@ -187,7 +187,7 @@ pub enum KvAction {
 }
 
 /// The values of the partition's keys, by local key number.
-pub type KvState = SmallVec<[u32; 8]>;
+pub type KvState = SmallVec<[u32; 16]>;
 
 /// A key-value store of string values: `get`, `put`, `append` (string concatenation; an absent
 /// key counts as empty) and `cas` with value `[expected new]`. Every key starts at `initial`
@@ -222,12 +222,20 @@ impl KeyValue {
         if let Some(&id) = self.appends.get(&(current, suffix)) {
             return id;
         }
-        let text = |v: &Value| match v {
-            Value::Str(s) => s.clone(),
-            Value::Nil => String::new(),
-            other => other.to_string(),
-        };
-        let joined = text(self.values.value(current)) + &text(self.values.value(suffix));
+        fn text(v: &Value) -> std::borrow::Cow<'_, str> {
+            match v {
+                Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                Value::Nil => std::borrow::Cow::Borrowed(""),
+                other => std::borrow::Cow::Owned(other.to_string()),
+            }
+        }
+        let (a, b) = (
+            text(self.values.value(current)),
+            text(self.values.value(suffix)),
+        );
+        let mut joined = String::with_capacity(a.len() + b.len());
+        joined.push_str(&a);
+        joined.push_str(&b);
         let id = self.values.intern_owned(Value::Str(joined));
         self.appends.insert((current, suffix), id);
         id
