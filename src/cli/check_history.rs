@@ -40,6 +40,10 @@ pub struct CheckHistoryArgs {
     /// Check a key-value history as a whole instead of key by key.
     #[arg(long)]
     pub no_partition: bool,
+    /// Read a failed cas as Porcupine does: it took effect and returned false (the value was not
+    /// the expected one). Default: it did not take effect (Knossos).
+    #[arg(long)]
+    pub fail_cas_returns_false: bool,
 }
 
 /// Runs the command; returns the exit code.
@@ -63,6 +67,7 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
     options.time_limit = Some(args.time_limit.to_std());
     options.memory_limit_bytes = (args.memory_limit_mib as usize).saturating_mul(1 << 20);
     options.partition = !args.no_partition;
+    options.failed_cas_returns_false = args.fail_cas_returns_false;
     if let Some(text) = &args.initial {
         let value = edn::parse_all(text)
             .map_err(|e| e.to_string())

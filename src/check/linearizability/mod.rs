@@ -115,6 +115,7 @@ pub fn check_run_history(history: &[HistoryEvent], config: &Config) -> CheckResu
         partition: true,
         time_limit: Some(config.time_limit.to_std()),
         memory_limit_bytes: (config.memory_limit_mib as usize).saturating_mul(1 << 20),
+        failed_cas_returns_false: false,
     };
     let name = CHECK.name;
     match check_events(history, &options) {
@@ -244,6 +245,9 @@ pub struct Options {
     pub time_limit: Option<std::time::Duration>,
     /// Memory limit of the search's tables, bytes.
     pub memory_limit_bytes: usize,
+    /// Read a `fail`ed cas as Porcupine does (it took effect and returned false, so the value
+    /// was not the expected one) instead of as not having taken effect (Knossos, the default).
+    pub failed_cas_returns_false: bool,
 }
 
 impl Options {
@@ -255,6 +259,7 @@ impl Options {
             partition: true,
             time_limit: None,
             memory_limit_bytes: 1 << 30,
+            failed_cas_returns_false: false,
         }
     }
 }
@@ -527,7 +532,7 @@ impl Counterexample {
 /// [`HistoryError`] naming the event whose shape is wrong (unpaired completion, a value the
 /// model cannot read, ...).
 pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report, HistoryError> {
-    let raw = ops::pair(events)?;
+    let raw = ops::pair_with(events, options.failed_cas_returns_false)?;
     let initial = options
         .initial
         .clone()

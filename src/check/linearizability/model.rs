@@ -20,6 +20,10 @@ pub enum RawOutcome<'a> {
     /// `info`, or no completion at all: it may have taken effect at any time after its invoke,
     /// or never.
     Unknown,
+    /// A `fail`ed compare-and-set read as Porcupine does: it took effect and returned false, so
+    /// the value differed from the expected one at that instant. Only produced when
+    /// [`super::Options::failed_cas_returns_false`] is set.
+    CasFalse,
 }
 
 /// One operation of a history, paired from its invoke and completion events (failed operations

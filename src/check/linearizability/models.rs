@@ -62,7 +62,7 @@ impl Model for Register {
                 RegisterOp::Read,
                 match op.outcome {
                     RawOutcome::Ok(v) => Some(self.values.intern(v)),
-                    RawOutcome::Unknown => None,
+                    RawOutcome::Unknown | RawOutcome::CasFalse => None,
                 },
             )),
             Function::Write | Function::Put => {
@@ -94,6 +94,9 @@ impl Model for Register {
                 _ => Some(*state),
             },
             RegisterOp::Write(v) => Some(v),
+            RegisterOp::Cas(from, _) if output == Some(&CAS_FALSE) => {
+                (*state != from).then_some(*state)
+            }
             RegisterOp::Cas(from, to) => (*state == from).then_some(to),
         }
     }
@@ -145,6 +148,9 @@ impl Model for Register {
                 None => "read -> ?".into(),
             },
             RegisterOp::Write(x) => format!("write {}", v(x)),
+            RegisterOp::Cas(a, b) if output == Some(&CAS_FALSE) => {
+                format!("cas {} -> {} (returned false)", v(a), v(b))
+            }
             RegisterOp::Cas(a, b) => format!("cas {} -> {}", v(a), v(b)),
         }
     }
@@ -154,12 +160,18 @@ impl Model for Register {
     }
 }
 
+/// The output of a write-like operation: `Some(0)` done, `Some(CAS_FALSE)` a cas that returned
+/// false, `None` unknown.
 fn ok_unit(op: &RawOp<'_>) -> Option<u32> {
     match op.outcome {
         RawOutcome::Ok(_) => Some(0),
+        RawOutcome::CasFalse => Some(CAS_FALSE),
         RawOutcome::Unknown => None,
     }
 }
+
+/// The output of a cas that took effect and returned false (Porcupine's reading of `:fail`).
+const CAS_FALSE: u32 = 1;
 
 // ---------------------------------------------------------------------------------------------
 // Key-value store.
@@ -270,7 +282,7 @@ impl Model for KeyValue {
                 KvAction::Get,
                 match op.outcome {
                     RawOutcome::Ok(v) => Some(self.values.intern(v)),
-                    RawOutcome::Unknown => None,
+                    RawOutcome::Unknown | RawOutcome::CasFalse => None,
                 },
             ),
             Function::Put | Function::Write => {
@@ -314,6 +326,9 @@ impl Model for KeyValue {
             }
             KvAction::Put(v) => v,
             KvAction::Append(s) => self.append(cur, s),
+            KvAction::Cas(from, _) if output == Some(&CAS_FALSE) => {
+                return (cur != from || cur == 0).then(|| state.clone());
+            }
             KvAction::Cas(from, to) => {
                 if cur != from || cur == 0 {
                     return None;
@@ -400,6 +415,9 @@ impl Model for KeyValue {
             },
             KvAction::Put(x) => format!("put {key:?} {}", v(x)),
             KvAction::Append(x) => format!("append {key:?} {}", v(x)),
+            KvAction::Cas(a, b) if output == Some(&CAS_FALSE) => {
+                format!("cas {key:?} {} -> {} (returned false)", v(a), v(b))
+            }
             KvAction::Cas(a, b) => format!("cas {key:?} {} -> {}", v(a), v(b)),
         }
     }
@@ -543,7 +561,7 @@ impl Model for MultiRegister {
         }
         let input = self.micro_ops(op.invoke)?;
         let output = match op.outcome {
-            RawOutcome::Unknown => None,
+            RawOutcome::Unknown | RawOutcome::CasFalse => None,
             RawOutcome::Ok(v) => {
                 let done = self.micro_ops(v)?;
                 if done.len() != input.len()

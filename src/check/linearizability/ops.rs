@@ -28,6 +28,18 @@ pub struct HistoryError {
 /// [`HistoryError`] for a completion without an outstanding invoke, a second invoke while one
 /// is outstanding, or a completion whose function or key differs from its invoke's.
 pub fn pair(events: &[HistoryEvent]) -> Result<Vec<RawOp<'_>>, HistoryError> {
+    pair_with(events, false)
+}
+
+/// [`pair`], optionally reading a `fail`ed `cas` as Porcupine does: it took effect and returned
+/// false ([`RawOutcome::CasFalse`]) instead of not taking effect.
+///
+/// # Errors
+/// As [`pair`].
+pub fn pair_with(
+    events: &[HistoryEvent],
+    failed_cas_returns_false: bool,
+) -> Result<Vec<RawOp<'_>>, HistoryError> {
     let mut outstanding: std::collections::BTreeMap<u64, usize> = Default::default();
     // (invoke position, completion position or None) in invoke order.
     let mut pairs: Vec<(usize, Option<usize>)> = Vec::new();
@@ -92,6 +104,13 @@ pub fn pair(events: &[HistoryEvent]) -> Result<Vec<RawOp<'_>>, HistoryError> {
     for (inv, done) in pairs {
         let invoke = &events[inv];
         let (outcome, ret) = match done.map(|d| (d, &events[d])) {
+            Some((d, c))
+                if c.kind == EventType::Fail
+                    && failed_cas_returns_false
+                    && c.f == crate::history::Function::Cas =>
+            {
+                (RawOutcome::CasFalse, Some(d))
+            }
             Some((_, c)) if c.kind == EventType::Fail => continue,
             Some((d, c)) if c.kind == EventType::Ok => (RawOutcome::Ok(&c.value), Some(d)),
             _ => (RawOutcome::Unknown, None),

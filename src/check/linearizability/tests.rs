@@ -180,6 +180,17 @@ proptest! {
     }
 
     #[test]
+    fn porcupine_reading_of_failed_cas_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let h = random_history(&c, clients, &register_op);
+        let raw = ops::pair_with(&h, true).unwrap();
+        let expected = brute(models::Register::new(&Value::Nil, true), &raw);
+        let mut o = Options::new(ModelKind::CasRegister);
+        o.failed_cas_returns_false = true;
+        let got = check_events(&h, &o).unwrap().verdict;
+        prop_assert_eq!(got == Verdict::Linearizable, expected, "{:?}", h);
+    }
+
+    #[test]
     fn key_value_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
         let h = random_history(&c, clients, &kv_op);
         let raw = ops::pair(&h).unwrap();
@@ -249,6 +260,27 @@ fn an_unanswered_invoke_is_pending_forever() {
         ev(1, Done, Function::Read, None, int(3)),
     ];
     assert_eq!(verdict(&h, ModelKind::Register), Verdict::Linearizable);
+}
+
+#[test]
+fn a_failed_cas_read_as_returning_false_needs_a_different_value() {
+    // write 1; cas 1->2 fails. Knossos: the cas did not happen, fine. Porcupine: the cas
+    // returned false although the value was 1: impossible.
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(0, Done, Function::Write, None, int(1)),
+        ev(1, Invoke, Function::Cas, None, pair_v(int(1), int(2))),
+        ev(1, Fail, Function::Cas, None, pair_v(int(1), int(2))),
+    ];
+    assert_eq!(verdict(&h, ModelKind::CasRegister), Verdict::Linearizable);
+    let mut o = Options::new(ModelKind::CasRegister);
+    o.failed_cas_returns_false = true;
+    let r = check_events(&h, &o).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    assert_eq!(
+        r.counterexample.unwrap().blocked.op,
+        "cas 1 -> 2 (returned false)"
+    );
 }
 
 #[test]
