@@ -1,6 +1,6 @@
 //! Benchmarks of the checker: the corpus files and a generated key-value history.
 //!
-//! Wall times come from [`crate::cli::wall_now`] (the CLI's clock; benchmarks are measurements,
+//! Wall times come from `crate::cli::wall_now` (the CLI's clock; benchmarks are measurements,
 //! not checks). Each corpus file is checked `repeats` times and the median is reported.
 //!
 //! Peak memory of the generated history is measured honestly as the process's peak resident set
