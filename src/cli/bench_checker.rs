@@ -58,10 +58,11 @@ pub fn bench_checker(json: bool) -> u8 {
             let mut progress = |t: &FileTiming| {
                 if !json {
                     println!(
-                        "  {:<58} {:>6} ops  {:>9.3} ms  {}",
+                        "  {:<58} {:>6} ops  {:>9.3} ms  memo {:>8.1} KiB  {}",
                         t.name,
                         t.operations,
                         t.median_ms,
+                        t.memo_peak_bytes as f64 / 1024.0,
                         verdict_text(t)
                     );
                 }

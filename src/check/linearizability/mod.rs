@@ -188,11 +188,15 @@ impl ModelKind {
             .unwrap_or("?")
     }
 
-    /// Guesses the model from the functions used: get/put/append → kv; cas → cas-register;
-    /// read/write → cas-register (a superset of register); acquire/release → mutex; txn →
-    /// multi-register. `None` for an empty history or one with only other functions.
+    /// Guesses the model from the functions used: get/put/append (or any key) → kv; txn →
+    /// multi-register; acquire/release → mutex; read/write/cas → cas-register (a superset of
+    /// register). `None` for an empty history, a broadcast history, or other functions.
     pub fn detect(events: &[HistoryEvent]) -> Option<ModelKind> {
         let has = |fs: &[Function]| events.iter().any(|e| fs.contains(&e.f));
+        if has(&[Function::Broadcast]) {
+            // A broadcast history (its reads return sets): no model here checks it.
+            return None;
+        }
         if has(&[Function::Get, Function::Put, Function::Append])
             || events.iter().any(|e| e.key.is_some())
         {

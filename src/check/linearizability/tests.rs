@@ -600,3 +600,35 @@ fn config_reads_from_toml() {
     assert_eq!(c.memory_limit_mib, 64);
     assert!(toml::from_str::<Config>("frobnicate = 1").is_err());
 }
+
+#[test]
+fn the_model_is_guessed_from_the_functions() {
+    let e = |f: Function, key: Option<&str>| ev(0, Invoke, f, key, Value::Nil);
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Read, None)]),
+        Some(ModelKind::CasRegister)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Get, Some("k"))]),
+        Some(ModelKind::KeyValue)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Read, Some("k"))]),
+        Some(ModelKind::KeyValue)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Acquire, None)]),
+        Some(ModelKind::Mutex)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Txn, None)]),
+        Some(ModelKind::MultiRegister)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Broadcast, None), e(Function::Read, None)]),
+        None
+    );
+    assert_eq!(ModelKind::detect(&[]), None);
+    assert_eq!("kv".parse::<ModelKind>(), Ok(ModelKind::KeyValue));
+    assert!("queue".parse::<ModelKind>().is_err());
+}
