@@ -27,7 +27,6 @@ pub mod models;
 pub mod ops;
 pub mod search;
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -675,34 +674,50 @@ pub fn check_model<M: Model>(
     raw: &[RawOp<'_>],
     options: &Options,
 ) -> Result<Report, HistoryError> {
-    let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    // Group by partition key, then order the groups by key (deterministic).
+    let mut group_of: rustc_hash::FxHashMap<Option<&str>, usize> = Default::default();
+    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
     for (i, op) in raw.iter().enumerate() {
-        groups.entry(spec.partition_key(op)).or_default().push(i);
-    }
-    let mut parts: Vec<Part<M>> = Vec::with_capacity(groups.len());
-    for (key, members) in groups {
-        let mut model = spec.clone();
-        let mut part_ops = Vec::with_capacity(members.len());
-        for i in members {
-            let r = &raw[i];
-            let (input, output) = model.convert(r).map_err(|found| HistoryError {
-                event: r.ret.unwrap_or(r.call),
-                found: format!("process {}: {found}", r.process),
-                expected: format!("an operation of the {} model", options.model.name()),
-            })?;
-            part_ops.push(Operation {
-                input,
-                output,
-                call: r.call,
-                ret: r.ret,
-                process: r.process,
-            });
-        }
-        parts.push(Part {
-            key,
-            model,
-            ops: part_ops,
+        let key = spec.partition_key(op);
+        let g = *group_of.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
         });
+        groups[g].1.push(i);
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Convert each group with its own copy of the model (in parallel); the first error in key
+    // order is reported.
+    let converted: Vec<Result<Part<M>, HistoryError>> = groups
+        .into_par_iter()
+        .map(|(key, members)| {
+            let mut model = spec.clone();
+            let mut part_ops = Vec::with_capacity(members.len());
+            for i in members {
+                let r = &raw[i];
+                let (input, output) = model.convert(r).map_err(|found| HistoryError {
+                    event: r.ret.unwrap_or(r.call),
+                    found: format!("process {}: {found}", r.process),
+                    expected: format!("an operation of the {} model", options.model.name()),
+                })?;
+                part_ops.push(Operation {
+                    input,
+                    output,
+                    call: r.call,
+                    ret: r.ret,
+                    process: r.process,
+                });
+            }
+            Ok(Part {
+                key: key.map(str::to_string),
+                model,
+                ops: part_ops,
+            })
+        })
+        .collect();
+    let mut parts: Vec<Part<M>> = Vec::with_capacity(converted.len());
+    for part in converted {
+        parts.push(part?);
     }
 
     let budget = Budget::new(options.time_limit, options.memory_limit_bytes);

@@ -81,7 +81,7 @@ pub trait Model: Clone + Send + Sync {
 
     /// The partition an operation belongs to, or `None` for a model that does not partition.
     /// Every operation of a partitioned model must return `Some`.
-    fn partition_key(&self, _op: &RawOp<'_>) -> Option<String> {
+    fn partition_key<'a>(&self, _op: &RawOp<'a>) -> Option<&'a str> {
         None
     }
 

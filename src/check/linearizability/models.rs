@@ -259,9 +259,8 @@ impl Model for KeyValue {
     type Output = u32;
     type State = KvState;
 
-    fn partition_key(&self, op: &RawOp<'_>) -> Option<String> {
-        self.partitioned
-            .then(|| op.key.unwrap_or_default().to_string())
+    fn partition_key<'a>(&self, op: &RawOp<'a>) -> Option<&'a str> {
+        if self.partitioned { op.key } else { None }
     }
 
     fn convert(&mut self, op: &RawOp<'_>) -> Result<(KvOp, Option<u32>), String> {

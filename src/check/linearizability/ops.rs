@@ -40,7 +40,8 @@ pub fn pair_with(
     events: &[HistoryEvent],
     failed_cas_returns_false: bool,
 ) -> Result<Vec<RawOp<'_>>, HistoryError> {
-    let mut outstanding: std::collections::BTreeMap<u64, usize> = Default::default();
+    // Lookups only: the map's order never reaches the result.
+    let mut outstanding: rustc_hash::FxHashMap<u64, usize> = Default::default();
     // (invoke position, completion position or None) in invoke order.
     let mut pairs: Vec<(usize, Option<usize>)> = Vec::new();
     let mut slot_of_invoke: rustc_hash::FxHashMap<usize, usize> = Default::default();

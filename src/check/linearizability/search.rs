@@ -23,6 +23,13 @@
 //!   (their returns are both "never"), so only the earliest-called unlinearized one of each
 //!   input is tried (symmetry reduction; it cuts the 2^n subsets of timed-out writes of etcd
 //!   histories to counts);
+//! - each configuration tries its known-outcome candidates before its unknown-outcome ones, and
+//!   the memo prunes by dominance: a configuration is dead if a *finished* configuration with the
+//!   same known-outcome set and state had linearized a subset of its unknown-outcome operations
+//!   (those need never take effect, so the smaller set can do anything the larger can). With
+//!   the known-first order the smaller sets tend to finish first; a timed-out write that is
+//!   overwritten before anyone reads it is then pruned at once. Each (known set, state) keeps
+//!   only the antichain of minimal finished sets;
 //! - the linearized set is a bitset with incremental Zobrist hashing; memo keys store only the
 //!   window between the first unlinearized and the last linearized operation (everything before
 //!   it is linearized), so memory per configuration is proportional to concurrency, not to the
@@ -31,6 +38,7 @@
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use super::budget::{Budget, Exhausted};
 use super::model::{Model, Operation};
@@ -138,8 +146,8 @@ impl Bits {
     fn set(&mut self, op: usize) {
         let (w, bit) = self.word_index(op);
         self.words[w] |= bit;
-        self.hash ^= self.zobrist[op];
         if op < self.nc {
+            self.hash ^= self.zobrist[op];
             if w == self.low {
                 while self.low < self.na && self.words[self.low] == self.full_mask(self.low) {
                     self.low += 1;
@@ -152,8 +160,8 @@ impl Bits {
     fn clear(&mut self, op: usize) {
         let (w, bit) = self.word_index(op);
         self.words[w] &= !bit;
-        self.hash ^= self.zobrist[op];
         if op < self.nc {
+            self.hash ^= self.zobrist[op];
             if w < self.low {
                 self.low = w;
             }
@@ -165,85 +173,153 @@ impl Bits {
         }
     }
 
-    fn key_eq(&self, low: u32, len_a: u32, stored: &[u64]) -> bool {
-        let la = self.high - self.low;
+    /// True if region A equals `(low, stored)`.
+    fn a_eq(&self, low: u32, len_a: u32, stored: &[u64]) -> bool {
         low as usize == self.low
-            && len_a as usize == la
-            && stored[..la] == self.words[self.low..self.high]
-            && stored[la..] == self.words[self.na..]
+            && len_a as usize == self.high - self.low
+            && *stored == self.words[self.low..self.high]
+    }
+
+    /// Region B (the unknown-outcome operations).
+    fn b_words(&self) -> &[u64] {
+        &self.words[self.na..]
     }
 }
 
-struct Entry<S> {
+/// Configurations with the same linearized known-outcome operations and the same state. They
+/// differ only in the set of linearized unknown-outcome operations (region B); `finished` holds
+/// the minimal region-B sets among those whose exploration has finished (an antichain, `nb`
+/// words per set, flattened).
+struct Bucket<S> {
     hash: u64,
     low: u32,
     len_a: u32,
-    offset: usize,
+    offset_a: usize,
     state: S,
+    finished: SmallVec<[u64; 1]>,
 }
 
-/// The memo table of configurations (Lowe's cache), with key words in one arena.
+/// The memo table of configurations (Lowe's cache, keyed by the known-outcome set and state),
+/// with region-A key words in one arena.
+///
+/// Beyond Lowe's exact matching it prunes by dominance: a configuration whose linearized
+/// unknown-outcome operations are a superset of those of a finished configuration with the same
+/// known-outcome set and state can do nothing the finished one could not (the extra operations
+/// need never take effect), so it fails too. Only finished configurations (popped from the search
+/// stack, their whole subtree explored) dominate, which keeps the argument a plain induction on
+/// finishing order. An exact repeat of a finished configuration is the special case of equal
+/// sets; a repeat of one still on the stack cannot occur (its descendants have strictly more
+/// linearized operations).
 struct Memo<S> {
-    table: HashTable<Entry<S>>,
+    table: HashTable<u32>,
+    buckets: Vec<Bucket<S>>,
     arena: Vec<u64>,
     hasher: rustc_hash::FxBuildHasher,
     accounted: usize,
+    finished_words: usize,
 }
 
-impl<S: Eq + Hash> Memo<S> {
+fn is_subset(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x & !y == 0)
+}
+
+impl<S: Eq + Hash + Clone> Memo<S> {
     fn new() -> Self {
         Memo {
             table: HashTable::new(),
+            buckets: Vec::new(),
             arena: Vec::new(),
             hasher: rustc_hash::FxBuildHasher,
             accounted: 0,
+            finished_words: 0,
         }
     }
 
     fn bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<Entry<S>>() + 1) + self.arena.capacity() * 8
+        self.table.capacity() * 5
+            + self.buckets.capacity() * std::mem::size_of::<Bucket<S>>()
+            + self.arena.capacity() * 8
+            + self.finished_words * 8
     }
 
-    /// Inserts the configuration (bits, state); false if it was already there.
-    fn insert(&mut self, bits: &Bits, state: &S) -> bool
-    where
-        S: Clone,
-    {
+    /// Admits the configuration (bits, state) unless a finished one dominates it; returns its
+    /// bucket.
+    fn insert(&mut self, bits: &Bits, state: &S) -> Option<u32> {
         let hash = splitmix(bits.hash ^ self.hasher.hash_one(state));
-        let found = self.table.find(hash, |e| {
-            e.hash == hash
-                && e.state == *state
-                && bits.key_eq(
-                    e.low,
-                    e.len_a,
-                    &self.arena[e.offset..e.offset + bits.key_len_for(e)],
-                )
-        });
-        if found.is_some() {
-            return false;
+        let arena = &self.arena;
+        let buckets = &self.buckets;
+        let found = self
+            .table
+            .find(hash, |&bi| {
+                let b = &buckets[bi as usize];
+                b.hash == hash
+                    && b.state == *state
+                    && bits.a_eq(
+                        b.low,
+                        b.len_a,
+                        &arena[b.offset_a..b.offset_a + b.len_a as usize],
+                    )
+            })
+            .copied();
+        let current = bits.b_words();
+        let nb = current.len();
+        match found {
+            Some(bi) => {
+                let finished = &self.buckets[bi as usize].finished;
+                let dominated = match nb {
+                    0 => !finished.is_empty(),
+                    1 => finished.iter().any(|&w| w & !current[0] == 0),
+                    _ => finished.chunks_exact(nb).any(|w| is_subset(w, current)),
+                };
+                (!dominated).then_some(bi)
+            }
+            None => {
+                let offset_a = self.arena.len();
+                self.arena
+                    .extend_from_slice(&bits.words[bits.low..bits.high]);
+                let bi = self.buckets.len() as u32;
+                self.buckets.push(Bucket {
+                    hash,
+                    low: bits.low as u32,
+                    len_a: (bits.high - bits.low) as u32,
+                    offset_a,
+                    state: state.clone(),
+                    finished: SmallVec::new(),
+                });
+                let buckets = &self.buckets;
+                self.table
+                    .insert_unique(hash, bi, |&i| buckets[i as usize].hash);
+                Some(bi)
+            }
         }
-        let offset = self.arena.len();
-        self.arena
-            .extend_from_slice(&bits.words[bits.low..bits.high]);
-        self.arena.extend_from_slice(&bits.words[bits.na..]);
-        self.table.insert_unique(
-            hash,
-            Entry {
-                hash,
-                low: bits.low as u32,
-                len_a: (bits.high - bits.low) as u32,
-                offset,
-                state: state.clone(),
-            },
-            |e| e.hash,
-        );
-        true
     }
-}
 
-impl Bits {
-    fn key_len_for<S>(&self, e: &Entry<S>) -> usize {
-        e.len_a as usize + (self.words.len() - self.na)
+    /// The configuration `bits` of bucket `bi` left the search stack: its subtree failed.
+    fn finish(&mut self, bi: u32, bits: &Bits) {
+        let current = bits.b_words();
+        let nb = current.len();
+        let b = &mut self.buckets[bi as usize];
+        if nb == 0 {
+            if b.finished.is_empty() {
+                b.finished.push(0);
+                self.finished_words += 1;
+            }
+            return;
+        }
+        if b.finished.chunks_exact(nb).any(|w| is_subset(w, current)) {
+            return;
+        }
+        // Drop the finished sets that the new one makes redundant (its supersets).
+        let before = b.finished.len();
+        let mut kept: SmallVec<[u64; 1]> = SmallVec::with_capacity(before + nb);
+        for w in b.finished.chunks_exact(nb) {
+            if !is_subset(current, w) {
+                kept.extend_from_slice(w);
+            }
+        }
+        kept.extend_from_slice(current);
+        self.finished_words = self.finished_words + kept.len() - before;
+        b.finished = kept;
     }
 }
 
@@ -322,7 +398,11 @@ fn run<M: Model>(
     let mut bits = Bits::new(nc, n - nc);
     let mut memo: Memo<M::State> = Memo::new();
     let mut state = model.init();
-    let mut stack: Vec<(u32, M::State)> = Vec::new();
+    let mut stack: Vec<(u32, M::State, u32, bool)> = Vec::new();
+    // Each configuration tries its known-outcome candidates first, then its unknown-outcome
+    // ones: an optional operation is used only where needed, so that the smaller sets of used
+    // optional operations finish first and dominate the larger ones found later.
+    let mut unknown_pass = false;
     let mut stack_ids: Vec<u32> = Vec::new();
     let mut remaining = nc;
     let mut cur = next[HEAD as usize];
@@ -377,7 +457,11 @@ fn run<M: Model>(
         let node = cur;
         let k = ((node - 1) / 2) as usize;
         if node % 2 == 1 {
-            // A call: try to linearize operation k now.
+            // A call: try to linearize operation k now (in its pass).
+            if (k >= nc) != unknown_pass {
+                cur = next[node as usize];
+                continue;
+            }
             let allowed = k < nc || sym_prev[k] == NIL || bits.get(sym_prev[k] as usize);
             if allowed {
                 stats.steps += 1;
@@ -396,10 +480,11 @@ fn run<M: Model>(
                 let o = op(k);
                 if let Some(new_state) = model.step(&state, &o.input, o.output.as_ref()) {
                     bits.set(k);
-                    if memo.insert(&bits, &new_state) {
+                    if let Some(at) = memo.insert(&bits, &new_state) {
                         stats.configurations += 1;
                         let old = std::mem::replace(&mut state, new_state);
-                        stack.push((k as u32, old));
+                        stack.push((k as u32, old, at, unknown_pass));
+                        unknown_pass = false;
                         stack_ids.push(k as u32);
                         // lift: remove the call, then the return.
                         let c = node as usize;
@@ -424,6 +509,12 @@ fn run<M: Model>(
             cur = next[node as usize];
         } else {
             // The return of operation k: it cannot be linearized in this configuration.
+            if !unknown_pass && n > nc {
+                // Known-outcome candidates are exhausted; now the unknown-outcome ones.
+                unknown_pass = true;
+                cur = next[HEAD as usize];
+                continue;
+            }
             let depth = stack_ids.len();
             if best.as_ref().is_none_or(|b| depth > b.0) {
                 saved.truncate(saved_low.min(saved.len()));
@@ -431,12 +522,14 @@ fn run<M: Model>(
                 saved_low = depth;
                 best = Some((depth, state.clone(), k));
             }
-            let Some((j, old)) = stack.pop() else {
+            let Some((j, old, at, pass)) = stack.pop() else {
                 stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
                 let d = deepest(&best, &saved).expect("recorded above");
                 return (SearchResult::Violation(d), stats);
             };
             stack_ids.pop();
+            memo.finish(at, &bits);
+            unknown_pass = pass;
             saved_low = saved_low.min(stack_ids.len());
             state = old;
             let j = j as usize;

@@ -107,8 +107,8 @@ fn random_history(
             }
             Some((p, f, key, inv, okv, outcome)) => {
                 let kind = match outcome % 10 {
-                    0 => EventType::Info,
-                    1 => EventType::Fail,
+                    0 | 1 => EventType::Info,
+                    2 => EventType::Fail,
                     _ => EventType::Ok,
                 };
                 let value = if kind == EventType::Ok { okv } else { inv };
@@ -167,7 +167,7 @@ fn choices() -> impl Strategy<Value = Vec<(u8, u8, u8, u8, u8)>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(3000))]
 
     #[test]
     fn cas_register_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
