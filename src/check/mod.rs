@@ -8,6 +8,7 @@
 pub mod availability;
 pub mod convergence;
 pub mod invariants;
+pub mod linearizability;
 pub mod liveness;
 pub mod ops;
 pub mod raft;
@@ -59,6 +60,9 @@ pub struct CheckConfig {
     /// `[check.convergence]`.
     #[serde(default)]
     pub convergence: convergence::Config,
+    /// `[check.linearizability]`.
+    #[serde(default)]
+    pub linearizability: linearizability::Config,
     /// `[check.availability]`.
     #[serde(default)]
     pub availability: availability::Config,
@@ -128,6 +132,7 @@ pub static CHECKS: &[CheckInfo] = &[
     raft::leader_append_only::CHECK,
     raft::state_machine_safety::CHECK,
     stale_read::CHECK,
+    linearizability::CHECK,
     availability::CHECK,
     liveness::CHECK,
 ];

@@ -9,6 +9,8 @@
 //!   uniform 1-10 ms latency (madsim's default). Prints delivered messages per wall-clock second
 //!   and their ratio (target: faultline >= 0.7 of bare madsim), plus a standard 5-node broadcast
 //!   scenario.
+//! - `checker`: the linearizability checker (see `bench_checker`): corpus files and a generated
+//!   1,000,000-operation key-value history, with peak memory. Not part of `all`.
 //! - `raft`: a 5-node Raft key-value cluster serving 100 client operations per simulated second
 //!   (5 open-loop clients at 20/s each) for 60 simulated seconds, with the default `[raft]`
 //!   options and 1-5 ms links. Prints wall time, the simulated-to-wall ratio (target: at least
@@ -28,8 +30,11 @@ use crate::sim::{self, RunOptions};
 /// What to measure.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Target {
-    /// Every target.
+    /// Every simulator figure (kernel, raft).
     All,
+    /// The linearizability checker on the corpus and a generated 1M-operation history
+    /// (see `bench_checker`; reads the corpus from `FAULTLINE_CORPUS`).
+    Checker,
     /// faultline's network vs bare madsim, and a 5-node broadcast.
     Kernel,
     /// A 5-node Raft key-value cluster at 100 operations per simulated second.
@@ -282,6 +287,9 @@ pub fn bench(args: &BenchArgs) -> u8 {
         eprintln!(
             "faultline bench: warning: this is a debug build; use `cargo run --release -- bench`"
         );
+    }
+    if args.target == Target::Checker {
+        return crate::cli::bench_checker::bench_checker(args.json);
     }
     let mut json = serde_json::Map::new();
     if matches!(args.target, Target::All | Target::Kernel) {

@@ -10,6 +10,8 @@
 //! | 3    | inconclusive: a check returned unknown                         |
 
 mod bench;
+pub mod bench_checker;
+mod check_history;
 mod list;
 pub mod run;
 pub mod test;
@@ -75,6 +77,8 @@ enum Command {
     },
     /// Measure simulator speed (build with --release).
     Bench(bench::BenchArgs),
+    /// Check a history file for linearizability (exit 0 yes, 1 no, 3 unknown, 2 unreadable).
+    CheckHistory(check_history::CheckHistoryArgs),
 }
 
 /// Entry point of the binary.
@@ -97,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::test(&args),
         Command::List { json } => list::list(json),
         Command::Bench(args) => bench::bench(&args),
+        Command::CheckHistory(args) => check_history::check_history(&args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,911 @@
+//! `linearizability` (safety): the client history is linearizable with respect to a model.
+//!
+//! A history is linearizable (Herlihy & Wing, "Linearizability: a correctness condition for
+//! concurrent objects", TOPLAS 12(3), 1990, §2) if its operations can be put in one order that
+//! respects real time (an operation that completed before another was invoked comes first) and in
+//! which every output is what the model's sequential specification gives.
+//!
+//! - [`search`]: Wing & Gong's search with Lowe's memoisation of (linearized set, state) pairs.
+//! - P-compositionality (Horn & Kroening, "Faster linearizability checking via
+//!   P-compositionality", FORTE 2015, §3): a model that partitions (the key-value store, by key)
+//!   is checked part by part, in parallel; the history is linearizable iff every part is.
+//! - [`models`]: register, cas-register, key-value (get/put/append/cas), mutex, multi-register.
+//! - Semantics ([`ops`]): `fail` did not take effect; `info` or no completion: pending to the end
+//!   of the history, may or may not take effect.
+//! - [`budget`]: a time and memory limit per check; running out gives `unknown`, never a guess.
+//! - On a violation, a [`Counterexample`]: the longest linearizable prefix found, the operation
+//!   that cannot be placed, the state there, and the operations that could have come next.
+//!
+//! [`check_events`] is the entry point for any history; [`CHECK`] runs the key-value model on
+//! the history of a simulated run. `docs/checker.md` describes the algorithm and its
+//! measurements.
+
+pub mod bench;
+pub mod budget;
+pub mod model;
+pub mod models;
+pub mod ops;
+pub mod search;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::check::{CheckInfo, CheckResult};
+use crate::history::{Function, HistoryEvent, Value};
+use crate::protocols::WorkloadKind;
+use crate::scenario::Duration;
+use crate::sim::RunRecord;
+
+pub use budget::{Budget, Exhausted};
+pub use model::{Model, Operation, RawOp, RawOutcome};
+pub use ops::HistoryError;
+pub use search::{Deepest, SearchOptions, SearchResult, SearchStats};
+
+/// Operations of the prefix shown in a counterexample (the last ones).
+pub const PREFIX_SHOWN: usize = 12;
+/// Candidate operations shown in a counterexample.
+pub const CANDIDATES_SHOWN: usize = 16;
+/// Step limit of the search that looks for a counterexample after an early impossibility
+/// verdict (the verdict does not depend on it).
+pub const COUNTEREXAMPLE_STEPS: u64 = 2_000_000;
+/// Step limit of the first round of searches; each further round allows 8 times more.
+pub const FIRST_ROUND_STEPS: u64 = 1 << 18;
+
+/// The registry entry: the key-value model on the history of a simulated run.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: "linearizability",
+    summary: "the client history is linearizable (key-value model, checked key by key)",
+    applies_to: |p| p.workload == WorkloadKind::KeyValue,
+    enabled: |c| c.linearizability.enabled,
+    run: run_check,
+};
+
+/// `[check.linearizability]` options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run the check.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Wall-clock budget of the search; past it the verdict is `unknown`.
+    #[serde(default = "default_time_limit")]
+    pub time_limit: Duration,
+    /// Memory budget of the search's tables, in MiB; past it the verdict is `unknown`.
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_time_limit() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_memory_limit_mib() -> u64 {
+    1024
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            time_limit: default_time_limit(),
+            memory_limit_mib: default_memory_limit_mib(),
+        }
+    }
+}
+
+fn run_check(record: &RunRecord) -> CheckResult {
+    check_run_history(&record.history, &record.scenario.check.linearizability)
+}
+
+/// The `linearizability` check of a simulated run's history: the key-value model, keys start
+/// absent (`nil`), checked key by key, within `config`'s budget. This is what `faultline run`
+/// calls (through [`CHECK`]).
+pub fn check_run_history(history: &[HistoryEvent], config: &Config) -> CheckResult {
+    let options = Options {
+        model: ModelKind::KeyValue,
+        initial: None,
+        partition: true,
+        time_limit: Some(config.time_limit.to_std()),
+        memory_limit_bytes: (config.memory_limit_mib as usize).saturating_mul(1 << 20),
+        failed_cas_returns_false: false,
+    };
+    let name = CHECK.name;
+    match check_events(history, &options) {
+        Err(e) => {
+            let mut r = CheckResult::new(
+                name,
+                crate::scenario::Verdict::Unknown,
+                "the history could not be read as operations",
+            );
+            r.evidence.push(e.to_string());
+            r
+        }
+        Ok(report) => {
+            let verdict = match report.verdict {
+                Verdict::Linearizable => crate::scenario::Verdict::Pass,
+                Verdict::NotLinearizable => crate::scenario::Verdict::Fail,
+                Verdict::Unknown => crate::scenario::Verdict::Unknown,
+            };
+            let mut r = CheckResult::new(name, verdict, report.summary());
+            if let Some(c) = &report.counterexample {
+                let positions: Vec<u64> = history.iter().map(|e| e.time_ns).collect();
+                r.evidence = c
+                    .render(&Locator::TimeNs(&positions))
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+            }
+            r.metrics
+                .insert("operations".into(), report.operations.into());
+            r.metrics
+                .insert("partitions".into(), report.partitions.into());
+            r
+        }
+    }
+}
+
+/// The models.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A read/write register ([`models::Register`]).
+    Register,
+    /// A read/write/cas register ([`models::Register`]).
+    CasRegister,
+    /// A key-value store, get/put/append/cas ([`models::KeyValue`]).
+    #[serde(rename = "kv")]
+    KeyValue,
+    /// A lock ([`models::Mutex`]).
+    Mutex,
+    /// Registers read and written by transactions ([`models::MultiRegister`]).
+    MultiRegister,
+}
+
+impl ModelKind {
+    /// Every model with its command-line name.
+    pub const ALL: [(ModelKind, &'static str); 5] = [
+        (ModelKind::Register, "register"),
+        (ModelKind::CasRegister, "cas-register"),
+        (ModelKind::KeyValue, "kv"),
+        (ModelKind::Mutex, "mutex"),
+        (ModelKind::MultiRegister, "multi-register"),
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        ModelKind::ALL
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+
+    /// Guesses the model from the functions used: get/put/append (or any key) → kv; txn →
+    /// multi-register; acquire/release → mutex; read/write/cas → cas-register (a superset of
+    /// register). `None` for an empty history, a broadcast history, or other functions.
+    pub fn detect(events: &[HistoryEvent]) -> Option<ModelKind> {
+        let has = |fs: &[Function]| events.iter().any(|e| fs.contains(&e.f));
+        if has(&[Function::Broadcast]) {
+            // A broadcast history (its reads return sets): no model here checks it.
+            return None;
+        }
+        if has(&[Function::Get, Function::Put, Function::Append])
+            || events.iter().any(|e| e.key.is_some())
+        {
+            Some(ModelKind::KeyValue)
+        } else if has(&[Function::Txn]) {
+            Some(ModelKind::MultiRegister)
+        } else if has(&[Function::Acquire, Function::Release]) {
+            Some(ModelKind::Mutex)
+        } else if has(&[Function::Read, Function::Write, Function::Cas]) {
+            Some(ModelKind::CasRegister)
+        } else {
+            None
+        }
+    }
+
+    /// The starting value when none is given: `nil` (absent), except 0 for the multi-register
+    /// (Knossos's data starts x and y at 0).
+    pub fn default_initial(self) -> Value {
+        match self {
+            ModelKind::MultiRegister => Value::Int(0),
+            _ => Value::Nil,
+        }
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ModelKind::ALL
+            .iter()
+            .find(|(_, n)| *n == s || (s == "key-value" && *n == "kv"))
+            .map(|(m, _)| *m)
+            .ok_or_else(|| {
+                format!("unknown model `{s}`; expected register, cas-register, kv, mutex or multi-register")
+            })
+    }
+}
+
+/// How to check.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The model.
+    pub model: ModelKind,
+    /// Starting value of the register(s) / of every key; `None`: [`ModelKind::default_initial`].
+    pub initial: Option<Value>,
+    /// Check a partitioning model (kv) part by part (P-compositionality). `false` checks the
+    /// whole history against one state holding every key (slower; for comparison).
+    pub partition: bool,
+    /// Wall-clock limit of the whole check; `None`: none.
+    pub time_limit: Option<std::time::Duration>,
+    /// Memory limit of the search's tables, bytes.
+    pub memory_limit_bytes: usize,
+    /// Read a `fail`ed cas as Porcupine does (it took effect and returned false, so the value
+    /// was not the expected one) instead of as not having taken effect (Knossos, the default).
+    pub failed_cas_returns_false: bool,
+}
+
+impl Options {
+    /// Defaults for `model`: partitioned, no time limit, 1 GiB of tables.
+    pub fn new(model: ModelKind) -> Self {
+        Options {
+            model,
+            initial: None,
+            partition: true,
+            time_limit: None,
+            memory_limit_bytes: 1 << 30,
+            failed_cas_returns_false: false,
+        }
+    }
+}
+
+/// The verdict of a linearizability check.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Some order of the operations satisfies the model.
+    Linearizable,
+    /// No order does; see the counterexample.
+    NotLinearizable,
+    /// The budget ran out before the search decided.
+    Unknown,
+}
+
+/// The result of [`check_events`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The model's name.
+    pub model: &'static str,
+    /// Operations checked (invokes, less failed ones).
+    pub operations: usize,
+    /// Parts the history was checked in (1 unless the model partitions).
+    pub partitions: usize,
+    /// Why the verdict is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown_reason: Option<String>,
+    /// Why the verdict is not-linearizable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+    /// Configurations stored by the searches (when the verdict is not-linearizable this depends
+    /// on which other parts finished first).
+    pub configurations: u64,
+    /// Largest size of one part's memo table, bytes (an estimate: table capacity times entry
+    /// size plus the key words).
+    pub memo_peak_bytes: usize,
+}
+
+impl Report {
+    /// One sentence.
+    pub fn summary(&self) -> String {
+        let parts = if self.partitions > 1 {
+            format!(" in {} parts", self.partitions)
+        } else {
+            String::new()
+        };
+        match self.verdict {
+            Verdict::Linearizable => format!(
+                "linearizable: {} operations{parts} ({} model)",
+                self.operations, self.model
+            ),
+            Verdict::NotLinearizable => format!(
+                "not linearizable: {} operations{parts} ({} model)",
+                self.operations, self.model
+            ),
+            Verdict::Unknown => format!(
+                "unknown: {} ({} operations{parts}, {} model)",
+                self.unknown_reason
+                    .as_deref()
+                    .unwrap_or("the search stopped"),
+                self.operations,
+                self.model
+            ),
+        }
+    }
+}
+
+/// An operation as shown in a counterexample.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OpView {
+    /// The client process.
+    pub process: u64,
+    /// The operation as text, e.g. `read -> 3`.
+    pub op: String,
+    /// Position of its invoke in the history (0-based event index).
+    pub invoke_event: usize,
+    /// Position of its completion; `None`: pending forever (info or unanswered).
+    pub complete_event: Option<usize>,
+}
+
+/// One step of the linearizable prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PrefixStep {
+    /// The operation.
+    pub op: OpView,
+    /// The state after it.
+    pub state_after: String,
+}
+
+/// An operation that could have been placed next, and what the model says of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// The operation.
+    pub op: OpView,
+    /// `None` if the model rejects it in the state after the prefix, else the state it leads to.
+    pub leads_to: Option<String>,
+}
+
+/// Why a history is not linearizable, for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Counterexample {
+    /// The part (key) of a partitioned check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Operations in that part.
+    pub operations: usize,
+    /// Length of the longest linearizable prefix found.
+    pub prefix_length: usize,
+    /// Its last [`PREFIX_SHOWN`] steps.
+    pub prefix: Vec<PrefixStep>,
+    /// The state after the prefix.
+    pub state: String,
+    /// The operation that cannot be placed: the search reached its completion without being
+    /// able to linearize it.
+    pub blocked: OpView,
+    /// What the model says of the blocked operation in `state`.
+    pub blocked_leads_to: Option<String>,
+    /// Operations not in the prefix invoked before the blocked one completed (at most
+    /// [`CANDIDATES_SHOWN`]), with what the model says of each.
+    pub concurrent: Vec<Candidate>,
+    /// Concurrent operations not shown.
+    pub concurrent_more: usize,
+    /// An operation found impossible before searching, with the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impossible: Option<(OpView, String)>,
+    /// False if the prefix comes from a search that stopped at a limit (the verdict then rests
+    /// on `impossible`).
+    pub search_complete: bool,
+}
+
+/// How to name a position of the history in counterexample text.
+pub enum Locator<'a> {
+    /// `event N` (0-based).
+    Event,
+    /// `line N`: `lines[event]` is the line of each event.
+    Line(&'a [u32]),
+    /// `t=12.5ms`: `times[event]` is the event's time in nanoseconds.
+    TimeNs(&'a [u64]),
+}
+
+impl Locator<'_> {
+    fn at(&self, event: usize) -> String {
+        match self {
+            Locator::Event => format!("event {event}"),
+            Locator::Line(lines) => match lines.get(event) {
+                Some(l) => format!("line {l}"),
+                None => format!("event {event}"),
+            },
+            Locator::TimeNs(times) => match times.get(event) {
+                Some(t) => format!("event {event} at {}", crate::check::ms(*t)),
+                None => format!("event {event}"),
+            },
+        }
+    }
+
+    fn span(&self, op: &OpView) -> String {
+        let end = match op.complete_event {
+            Some(e) => self.at(e),
+            None => "never (outcome unknown)".into(),
+        };
+        format!("invoked {}, completed {end}", self.at(op.invoke_event))
+    }
+}
+
+impl Counterexample {
+    /// The counterexample as text, naming positions with `at`.
+    pub fn render(&self, at: &Locator<'_>) -> String {
+        let mut s = String::new();
+        if let Some(p) = &self.partition {
+            let _ = writeln!(
+                s,
+                "in the sub-history of key {p:?} ({} operations):",
+                self.operations
+            );
+        }
+        let shown = self.prefix.len();
+        let _ = writeln!(
+            s,
+            "longest linearizable prefix found: {} operation(s){}",
+            self.prefix_length,
+            if shown < self.prefix_length {
+                format!(", the last {shown} shown")
+            } else {
+                String::new()
+            }
+        );
+        let first = self.prefix_length - shown;
+        for (i, step) in self.prefix.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "  {:>4}. process {}: {}  ({})  => {}",
+                first + i + 1,
+                step.op.process,
+                step.op.op,
+                at.span(&step.op),
+                step.state_after
+            );
+        }
+        let _ = writeln!(s, "state after the prefix: {}", self.state);
+        let _ = writeln!(
+            s,
+            "cannot place: process {}: {}  ({})",
+            self.blocked.process,
+            self.blocked.op,
+            at.span(&self.blocked)
+        );
+        let _ = writeln!(
+            s,
+            "  {}",
+            match &self.blocked_leads_to {
+                None => format!("it is impossible in state {}", self.state),
+                Some(next) => format!(
+                    "it could give {next}, but every order that places it there fails later"
+                ),
+            }
+        );
+        if self.concurrent.is_empty() {
+            let _ = writeln!(s, "no other operation was invoked before it completed");
+        } else {
+            let _ = writeln!(
+                s,
+                "other operations invoked before it completed, not in the prefix:"
+            );
+            for c in &self.concurrent {
+                let _ = writeln!(
+                    s,
+                    "  process {}: {}  ({})  {}",
+                    c.op.process,
+                    c.op.op,
+                    at.span(&c.op),
+                    match &c.leads_to {
+                        None => "impossible in this state".to_string(),
+                        Some(next) => format!("=> {next}"),
+                    }
+                );
+            }
+            if self.concurrent_more > 0 {
+                let _ = writeln!(s, "  ... and {} more", self.concurrent_more);
+            }
+        }
+        if let Some((op, why)) = &self.impossible {
+            let _ = writeln!(
+                s,
+                "decided before searching: process {}: {} ({}) can never be placed: {why}",
+                op.process,
+                op.op,
+                at.span(op)
+            );
+        }
+        if !self.search_complete {
+            let _ = writeln!(
+                s,
+                "(the prefix comes from a search that stopped at its step limit)"
+            );
+        }
+        s
+    }
+}
+
+/// Checks a history against a model.
+///
+/// `events` are in real-time order (as recorded, or as in the file). Operations are paired per
+/// process ([`ops::pair`]); `fail`ed ones are dropped, `info` and unanswered ones are pending
+/// forever. A partitioning model is checked part by part on all cores (rayon).
+///
+/// # Errors
+/// [`HistoryError`] naming the event whose shape is wrong (unpaired completion, a value the
+/// model cannot read, ...).
+pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report, HistoryError> {
+    let raw = ops::pair_with(events, options.failed_cas_returns_false)?;
+    let initial = options
+        .initial
+        .clone()
+        .unwrap_or_else(|| options.model.default_initial());
+    match options.model {
+        ModelKind::Register => check_model(models::Register::new(&initial, false), &raw, options),
+        ModelKind::CasRegister => check_model(models::Register::new(&initial, true), &raw, options),
+        ModelKind::KeyValue => check_model(
+            models::KeyValue::new(&initial, options.partition),
+            &raw,
+            options,
+        ),
+        ModelKind::Mutex => check_model(models::Mutex, &raw, options),
+        ModelKind::MultiRegister => {
+            check_model(models::MultiRegister::new(&initial), &raw, options)
+        }
+    }
+}
+
+/// Why a history file could not be checked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The file's syntax.
+    #[error("{0}")]
+    Read(#[from] crate::history::ReadError),
+    /// No model given and none could be guessed.
+    #[error(
+        "line 1: no operation whose function names a model (read/write/cas, get/put/append, acquire/release, txn); expected --model register|cas-register|kv|mutex|multi-register"
+    )]
+    NoModel,
+    /// An event's shape (pairing, values) at a line.
+    #[error("line {line}: {error}")]
+    History {
+        /// 1-based line of the event.
+        line: u32,
+        /// What is wrong.
+        error: HistoryError,
+    },
+}
+
+impl ImportError {
+    /// The error located in `file`: `file:line: what was found; expected what`.
+    pub fn located(&self, file: &str) -> String {
+        match self {
+            ImportError::Read(e) => {
+                format!("{file}:{}: {}; expected {}", e.line, e.found, e.expected)
+            }
+            ImportError::NoModel => format!("{file}: {self}"),
+            ImportError::History { line, error } => {
+                format!(
+                    "{file}:{line}: {}; expected {}",
+                    error.found, error.expected
+                )
+            }
+        }
+    }
+}
+
+/// A history file, read and ready to check.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// Events and their lines.
+    pub history: crate::history::ImportedHistory,
+    /// The format it was read as.
+    pub format: crate::history::Format,
+    /// The model to check it against.
+    pub model: ModelKind,
+}
+
+impl Imported {
+    /// Reads `bytes` (from `path`, used only to guess the format). `format`/`model`: `None`
+    /// guesses ([`crate::history::Format::detect`], [`ModelKind::detect`]).
+    ///
+    /// # Errors
+    /// [`ImportError`] with the line and what was expected.
+    pub fn read(
+        path: Option<&std::path::Path>,
+        bytes: &[u8],
+        format: Option<crate::history::Format>,
+        model: Option<ModelKind>,
+    ) -> Result<Imported, ImportError> {
+        let format = format.unwrap_or_else(|| crate::history::Format::detect(path, bytes));
+        let history = crate::history::read_history(bytes, format)?;
+        let model = match model {
+            Some(m) => m,
+            None => ModelKind::detect(&history.events).ok_or(ImportError::NoModel)?,
+        };
+        Ok(Imported {
+            history,
+            format,
+            model,
+        })
+    }
+
+    /// Default options for this file: the model's defaults, except that Porcupine's key-value
+    /// data (`edn-lines`) starts every key at `""`, as Porcupine's model does.
+    pub fn options(&self) -> Options {
+        let mut o = Options::new(self.model);
+        if self.format == crate::history::Format::EdnLines && self.model == ModelKind::KeyValue {
+            o.initial = Some(Value::Str(String::new()));
+        }
+        o
+    }
+
+    /// Checks the history.
+    ///
+    /// # Errors
+    /// [`ImportError::History`] naming the line of a malformed event.
+    pub fn check(&self, options: &Options) -> Result<Report, ImportError> {
+        check_events(&self.history.events, options).map_err(|error| ImportError::History {
+            line: self.history.lines.get(error.event).copied().unwrap_or(0),
+            error,
+        })
+    }
+}
+
+struct Part<M: Model> {
+    key: Option<String>,
+    model: M,
+    ops: Vec<Operation<M::Input, M::Output>>,
+}
+
+enum PartOutcome {
+    Linearizable,
+    Violation(Box<Counterexample>),
+    Unknown(String),
+    Skipped,
+}
+
+/// Checks `raw` operations with `spec`: partition, convert, search each part (in parallel).
+///
+/// # Errors
+/// [`HistoryError`] if the model cannot convert an operation.
+pub fn check_model<M: Model>(
+    spec: M,
+    raw: &[RawOp<'_>],
+    options: &Options,
+) -> Result<Report, HistoryError> {
+    // Group by partition key, then order the groups by key (deterministic).
+    let mut group_of: rustc_hash::FxHashMap<Option<&str>, usize> = Default::default();
+    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (i, op) in raw.iter().enumerate() {
+        let key = spec.partition_key(op);
+        let g = *group_of.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    // Convert each group with its own copy of the model (in parallel); the first error in key
+    // order is reported.
+    let converted: Vec<Result<Part<M>, HistoryError>> = groups
+        .into_par_iter()
+        .map(|(key, members)| {
+            let mut model = spec.clone();
+            let mut part_ops = Vec::with_capacity(members.len());
+            for i in members {
+                let r = &raw[i];
+                let (input, output) = model.convert(r).map_err(|found| HistoryError {
+                    event: r.ret.unwrap_or(r.call),
+                    found: format!("process {}: {found}", r.process),
+                    expected: format!("an operation of the {} model", options.model.name()),
+                })?;
+                part_ops.push(Operation {
+                    input,
+                    output,
+                    call: r.call,
+                    ret: r.ret,
+                    process: r.process,
+                });
+            }
+            Ok(Part {
+                key: key.map(str::to_string),
+                model,
+                ops: part_ops,
+            })
+        })
+        .collect();
+    let mut parts: Vec<Part<M>> = Vec::with_capacity(converted.len());
+    for part in converted {
+        parts.push(part?);
+    }
+
+    let budget = Budget::new(options.time_limit, options.memory_limit_bytes);
+    let configurations = AtomicUsize::new(0);
+    let memo_max = AtomicUsize::new(0);
+    // Rounds with growing step limits keep the verdict and the counterexample deterministic
+    // while parts run in parallel: a round reports the failing part of lowest index, and every
+    // part below it ran to the same step limit whatever the scheduling. A part that fails
+    // quickly is thus found without waiting for a hard part to finish.
+    let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
+    let mut impossible: Vec<Option<(usize, String)>> =
+        parts.iter().map(|p| p.model.impossible(&p.ops)).collect();
+    let mut step_limit = FIRST_ROUND_STEPS;
+    loop {
+        let min_fail = AtomicUsize::new(usize::MAX);
+        let round: Vec<(usize, PartOutcome)> = parts
+            .par_iter_mut()
+            .zip(impossible.par_iter_mut())
+            .enumerate()
+            .filter(|(idx, _)| outcomes[*idx].is_none())
+            .map(|(idx, (part, imp))| {
+                if min_fail.load(Ordering::Relaxed) < idx {
+                    return (idx, PartOutcome::Skipped);
+                }
+                let cancelled = || min_fail.load(Ordering::Relaxed) < idx;
+                let imp = imp.take();
+                if imp.is_some() {
+                    min_fail.fetch_min(idx, Ordering::Relaxed);
+                }
+                let search_options = SearchOptions {
+                    budget: &budget,
+                    step_limit: Some(if imp.is_some() {
+                        COUNTEREXAMPLE_STEPS
+                    } else {
+                        step_limit
+                    }),
+                    cancelled: &cancelled,
+                };
+                let (result, stats) = search::search(&mut part.model, &part.ops, &search_options);
+                configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
+                memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
+                let outcome = match (result, imp) {
+                    (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
+                    (SearchResult::Linearizable, Some(_)) => {
+                        // `Model::impossible` must be sound; trust the search.
+                        debug_assert!(false, "Model::impossible flagged a linearizable history");
+                        PartOutcome::Linearizable
+                    }
+                    (SearchResult::Violation(d), imp) => {
+                        min_fail.fetch_min(idx, Ordering::Relaxed);
+                        PartOutcome::Violation(Box::new(counterexample(part, Some(d), imp, true)))
+                    }
+                    (SearchResult::Exhausted(_, d), Some(imp)) => {
+                        PartOutcome::Violation(Box::new(counterexample(part, d, Some(imp), false)))
+                    }
+                    (SearchResult::Exhausted(Exhausted::Steps(_), _), None) => PartOutcome::Skipped,
+                    (SearchResult::Exhausted(why, _), None) => {
+                        PartOutcome::Unknown(why.to_string())
+                    }
+                };
+                (idx, outcome)
+            })
+            .collect();
+        let mut failed = false;
+        for (idx, outcome) in round {
+            failed |= matches!(outcome, PartOutcome::Violation(_));
+            if !matches!(outcome, PartOutcome::Skipped) {
+                outcomes[idx] = Some(outcome);
+            }
+        }
+        if failed || outcomes.iter().all(Option::is_some) {
+            break;
+        }
+        step_limit = step_limit.saturating_mul(8);
+    }
+    let outcomes: Vec<PartOutcome> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(PartOutcome::Skipped))
+        .collect();
+
+    let mut report = Report {
+        verdict: Verdict::Linearizable,
+        model: options.model.name(),
+        operations: raw.len(),
+        partitions: parts.len().max(1),
+        unknown_reason: None,
+        counterexample: None,
+        configurations: configurations.load(Ordering::Relaxed) as u64,
+        memo_peak_bytes: memo_max.load(Ordering::Relaxed),
+    };
+    for outcome in outcomes {
+        match outcome {
+            PartOutcome::Violation(c) => {
+                report.verdict = Verdict::NotLinearizable;
+                report.counterexample = Some(*c);
+                report.unknown_reason = None;
+                break;
+            }
+            PartOutcome::Unknown(why) if report.unknown_reason.is_none() => {
+                report.verdict = Verdict::Unknown;
+                report.unknown_reason = Some(why);
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+fn counterexample<M: Model>(
+    part: &mut Part<M>,
+    deepest: Option<Deepest<M::State>>,
+    impossible: Option<(usize, String)>,
+    search_complete: bool,
+) -> Counterexample {
+    let view = |model: &M, i: usize| {
+        let o = &part.ops[i];
+        OpView {
+            process: o.process,
+            op: model.describe_op(&o.input, o.output.as_ref()),
+            invoke_event: o.call,
+            complete_event: o.ret,
+        }
+    };
+    let model = &mut part.model;
+    let (prefix, blocked, state) = match deepest {
+        Some(d) => (d.prefix, d.blocked, d.state),
+        None => {
+            // No backtrack was recorded: show the impossible operation from the start.
+            let b = impossible.as_ref().map(|(i, _)| *i).unwrap_or(0);
+            (Vec::new(), b, model.init())
+        }
+    };
+    // Replay the prefix for the states after each shown step.
+    let mut steps = Vec::new();
+    let mut s = model.init();
+    let first_shown = prefix.len().saturating_sub(PREFIX_SHOWN);
+    for (n, &i) in prefix.iter().enumerate() {
+        let o = &part.ops[i];
+        match model.step(&s, &o.input, o.output.as_ref()) {
+            Some(next) => s = next,
+            None => break,
+        }
+        if n >= first_shown {
+            steps.push(PrefixStep {
+                op: view(model, i),
+                state_after: model.describe_state(&s),
+            });
+        }
+    }
+    let in_prefix: rustc_hash::FxHashSet<usize> = prefix.iter().copied().collect();
+    let b = &part.ops[blocked];
+    let horizon = b.ret.unwrap_or(usize::MAX);
+    let mut candidates: Vec<usize> = (0..part.ops.len())
+        .filter(|&i| i != blocked && !in_prefix.contains(&i) && part.ops[i].call < horizon)
+        .collect();
+    candidates.sort_by_key(|&i| (part.ops[i].call, i));
+    let more = candidates.len().saturating_sub(CANDIDATES_SHOWN);
+    candidates.truncate(CANDIDATES_SHOWN);
+    let concurrent = candidates
+        .into_iter()
+        .map(|i| {
+            let o = &part.ops[i];
+            let leads_to = model
+                .step(&state, &o.input, o.output.as_ref())
+                .map(|n| model.describe_state(&n));
+            Candidate {
+                op: view(model, i),
+                leads_to,
+            }
+        })
+        .collect();
+    let blocked_leads_to = model
+        .step(&state, &b.input, b.output.as_ref())
+        .map(|n| model.describe_state(&n));
+    Counterexample {
+        partition: part.key.clone(),
+        operations: part.ops.len(),
+        prefix_length: prefix.len(),
+        prefix: steps,
+        state: model.describe_state(&state),
+        blocked: view(model, blocked),
+        blocked_leads_to,
+        concurrent,
+        concurrent_more: more,
+        impossible: impossible.map(|(i, why)| (view(model, i), why)),
+        search_complete,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! The model interface (a sequential specification) and the operations the search works on.
+//!
+//! A model is a deterministic state machine: [`Model::init`] gives the starting state and
+//! [`Model::step`] applies one operation with its observed output, returning the next state, or
+//! `None` if the output is impossible in that state (Herlihy & Wing 1990, §2: a history is
+//! linearizable if its operations can be ordered, respecting real time, so that every output is
+//! the one the sequential specification gives). States must be `Eq + Hash`: the search memoises
+//! (linearized set, state) pairs (Lowe 2017, §3).
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use crate::history::{Function, Value};
+
+/// How an operation ended, as far as the checker is concerned.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum RawOutcome<'a> {
+    /// `ok`, with the completion's value (the value read, for a read).
+    Ok(&'a Value),
+    /// `info`, or no completion at all: it may have taken effect at any time after its invoke,
+    /// or never.
+    Unknown,
+    /// A `fail`ed compare-and-set read as Porcupine does: it took effect and returned false, so
+    /// the value differed from the expected one at that instant. Only produced when
+    /// [`super::Options::failed_cas_returns_false`] is set.
+    CasFalse,
+}
+
+/// One operation of a history, paired from its invoke and completion events (failed operations
+/// are already gone: they did not take effect).
+#[derive(Copy, Clone, Debug)]
+pub struct RawOp<'a> {
+    /// The client process.
+    pub process: u64,
+    /// The function.
+    pub f: Function,
+    /// The key, for keyed operations.
+    pub key: Option<&'a str>,
+    /// The invoke's value (the argument).
+    pub invoke: &'a Value,
+    /// The outcome.
+    pub outcome: RawOutcome<'a>,
+    /// Position of the invoke event in the history (real-time order).
+    pub call: usize,
+    /// Position of the completion event; `None` if the outcome is unknown (pending forever).
+    pub ret: Option<usize>,
+}
+
+/// An operation ready for the search: a model's input and output plus its real-time interval.
+#[derive(Clone, Debug)]
+pub struct Operation<I, O> {
+    /// The model's input (what was asked).
+    pub input: I,
+    /// The model's output (what was observed); `None` if the outcome is unknown.
+    pub output: Option<O>,
+    /// Position of the invoke event.
+    pub call: usize,
+    /// Position of the completion; `None`: pending forever (outcome unknown).
+    pub ret: Option<usize>,
+    /// The client process.
+    pub process: u64,
+}
+
+/// A sequential specification for the linearizability search.
+///
+/// Implementing a new model means: converting a history operation to an input/output
+/// ([`Model::convert`]), a starting state, a step function, and text for counterexamples.
+/// Optionally a partition key (P-compositionality, Horn & Kroening 2015, §3: a history is
+/// linearizable iff each of its per-key sub-histories is), a read-only test (unknown-outcome
+/// reads are dropped), and an early impossibility test ([`Model::impossible`]).
+///
+/// A model value is cloned once per partition before conversion, so it may keep per-partition
+/// tables (interned values) that `convert` and `step` fill in.
+pub trait Model: Clone + Send + Sync {
+    /// What an operation asks for.
+    type Input: Clone + Eq + Hash + Debug + Send + Sync;
+    /// What an operation observed.
+    type Output: Clone + Debug + Send + Sync;
+    /// The specification's state.
+    type State: Clone + Eq + Hash + Debug + Send;
+
+    /// The partition an operation belongs to, or `None` for a model that does not partition.
+    /// Every operation of a partitioned model must return `Some`.
+    fn partition_key<'a>(&self, _op: &RawOp<'a>) -> Option<&'a str> {
+        None
+    }
+
+    /// Converts an operation; `Ok(output)` is `None` exactly when the outcome is unknown.
+    ///
+    /// # Errors
+    /// A sentence saying what the operation's value should have been.
+    fn convert(&mut self, op: &RawOp<'_>) -> Result<(Self::Input, Option<Self::Output>), String>;
+
+    /// The starting state.
+    fn init(&self) -> Self::State;
+
+    /// Applies `input` with observed `output` (`None`: any output is acceptable) to `state`;
+    /// `None` if that output cannot be observed in `state` (or, for an unknown outcome, if the
+    /// operation cannot take effect in `state`).
+    fn step(
+        &mut self,
+        state: &Self::State,
+        input: &Self::Input,
+        output: Option<&Self::Output>,
+    ) -> Option<Self::State>;
+
+    /// True if the operation never changes the state (an unknown-outcome read can then be
+    /// dropped: it constrains nothing).
+    fn is_read_only(&self, _input: &Self::Input) -> bool {
+        false
+    }
+
+    /// An operation that cannot be linearized in any order, found without searching (e.g. a
+    /// read of a value that no operation invoked before the read returned could have written),
+    /// as its index in `ops` and a sentence saying why. Must only return operations that are
+    /// certainly impossible.
+    fn impossible(&self, _ops: &[Operation<Self::Input, Self::Output>]) -> Option<(usize, String)> {
+        None
+    }
+
+    /// The state as text for counterexamples (e.g. `3`, `{x 1, y 2}`).
+    fn describe_state(&self, state: &Self::State) -> String;
+
+    /// The operation as text for counterexamples (e.g. `read -> 3`, `cas 1 -> 2`).
+    fn describe_op(&self, input: &Self::Input, output: Option<&Self::Output>) -> String;
+
+    /// Bytes held by the model's own tables (counted against the memory budget).
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// Interns history values as small integers so that states are cheap to copy, hash and compare.
+/// Id 0 is always `nil`. Each value is stored once.
+#[derive(Clone, Debug)]
+pub struct Interner {
+    ids: hashbrown::HashTable<u32>,
+    values: Vec<Value>,
+    bytes: usize,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        let mut i = Interner {
+            ids: hashbrown::HashTable::new(),
+            values: Vec::new(),
+            bytes: 0,
+        };
+        i.intern(&Value::Nil);
+        i
+    }
+}
+
+fn hash_value(value: &Value) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(value)
+}
+
+impl Interner {
+    /// The id of `value`, adding it if new.
+    pub fn intern(&mut self, value: &Value) -> u32 {
+        let hash = hash_value(value);
+        if let Some(&id) = self
+            .ids
+            .find(hash, |&id| self.values[id as usize] == *value)
+        {
+            return id;
+        }
+        self.insert_new(hash, value.clone())
+    }
+
+    /// The id of `value` (owned), adding it if new.
+    pub fn intern_owned(&mut self, value: Value) -> u32 {
+        let hash = hash_value(&value);
+        if let Some(&id) = self.ids.find(hash, |&id| self.values[id as usize] == value) {
+            return id;
+        }
+        self.insert_new(hash, value)
+    }
+
+    fn insert_new(&mut self, hash: u64, value: Value) -> u32 {
+        let id = self.values.len() as u32;
+        self.bytes += std::mem::size_of::<Value>() + value_heap(&value) + 8;
+        self.values.push(value);
+        let values = &self.values;
+        self.ids
+            .insert_unique(hash, id, |&i| hash_value(&values[i as usize]));
+        id
+    }
+
+    /// The value of `id`.
+    pub fn value(&self, id: u32) -> &Value {
+        &self.values[id as usize]
+    }
+
+    /// Bytes held (estimate).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn value_heap(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::List(items) => items
+            .iter()
+            .map(|i| std::mem::size_of::<Value>() + value_heap(i))
+            .sum(),
+        _ => 0,
+    }
+}

@@ -1,0 +1,654 @@
+//! The models: register, compare-and-set register, key-value store, mutex and multi-register.
+//! Each is a small [`Model`] implementation. Values are interned ([`Interner`]) so that states
+//! are a few integers.
+
+use smallvec::SmallVec;
+
+use super::model::{Interner, Model, Operation, RawOp, RawOutcome};
+use crate::history::{Function, Value};
+
+// ---------------------------------------------------------------------------------------------
+// Register and CAS register (Knossos `register` / `cas-register`).
+
+/// A register operation: read, write, or compare-and-set (`[expected new]`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RegisterOp {
+    /// Read; the output is the value read.
+    Read,
+    /// Write a value.
+    Write(u32),
+    /// Set to `.1` if the value is `.0`.
+    Cas(u32, u32),
+}
+
+/// A single register starting at `initial` (Knossos `register`, or `cas-register` when `cas` is
+/// allowed). Functions `read`/`get`, `write`/`put` and, with `cas`, `cas` with value
+/// `[expected new]`; a successful (`ok`) cas requires the expected value.
+#[derive(Clone, Debug)]
+pub struct Register {
+    values: Interner,
+    initial: u32,
+    cas: bool,
+}
+
+impl Register {
+    /// A register (`cas: false`) or CAS register starting at `initial`.
+    pub fn new(initial: &Value, cas: bool) -> Self {
+        let mut values = Interner::default();
+        let initial = values.intern(initial);
+        Register {
+            values,
+            initial,
+            cas,
+        }
+    }
+}
+
+fn cas_pair(v: &Value) -> Option<(&Value, &Value)> {
+    match v {
+        Value::List(items) if items.len() == 2 => Some((&items[0], &items[1])),
+        _ => None,
+    }
+}
+
+impl Model for Register {
+    type Input = RegisterOp;
+    type Output = u32;
+    type State = u32;
+
+    fn convert(&mut self, op: &RawOp<'_>) -> Result<(RegisterOp, Option<u32>), String> {
+        match op.f {
+            Function::Read | Function::Get => Ok((
+                RegisterOp::Read,
+                match op.outcome {
+                    RawOutcome::Ok(v) => Some(self.values.intern(v)),
+                    RawOutcome::Unknown | RawOutcome::CasFalse => None,
+                },
+            )),
+            Function::Write | Function::Put => {
+                let v = self.values.intern(op.invoke);
+                Ok((RegisterOp::Write(v), ok_unit(op)))
+            }
+            Function::Cas if self.cas => {
+                let (from, to) = cas_pair(op.invoke).ok_or_else(|| {
+                    format!("a cas value of `{}`; expected [expected new]", op.invoke)
+                })?;
+                let (from, to) = (self.values.intern(from), self.values.intern(to));
+                Ok((RegisterOp::Cas(from, to), ok_unit(op)))
+            }
+            f => Err(format!(
+                "function {f:?}, which this model does not have; expected read or write{}",
+                if self.cas { " or cas" } else { "" }
+            )),
+        }
+    }
+
+    fn init(&self) -> u32 {
+        self.initial
+    }
+
+    fn step(&mut self, state: &u32, input: &RegisterOp, output: Option<&u32>) -> Option<u32> {
+        match *input {
+            RegisterOp::Read => match output {
+                Some(v) if v != state => None,
+                _ => Some(*state),
+            },
+            RegisterOp::Write(v) => Some(v),
+            RegisterOp::Cas(from, _) if output == Some(&CAS_FALSE) => {
+                (*state != from).then_some(*state)
+            }
+            RegisterOp::Cas(from, to) => (*state == from).then_some(to),
+        }
+    }
+
+    fn is_read_only(&self, input: &RegisterOp) -> bool {
+        *input == RegisterOp::Read
+    }
+
+    fn impossible(&self, ops: &[Operation<RegisterOp, u32>]) -> Option<(usize, String)> {
+        // A read of v != initial needs a write (or cas) of v invoked before the read returned.
+        let mut first_write: rustc_hash::FxHashMap<u32, usize> = Default::default();
+        for o in ops {
+            let written = match o.input {
+                RegisterOp::Write(v) | RegisterOp::Cas(_, v) => v,
+                RegisterOp::Read => continue,
+            };
+            let e = first_write.entry(written).or_insert(o.call);
+            *e = (*e).min(o.call);
+        }
+        let mut worst: Option<(usize, usize)> = None; // (ret, op index)
+        for (i, o) in ops.iter().enumerate() {
+            if let (RegisterOp::Read, Some(v), Some(ret)) = (o.input, o.output, o.ret) {
+                if v != self.initial
+                    && first_write.get(&v).is_none_or(|&c| c > ret)
+                    && worst.is_none_or(|(r, _)| ret < r)
+                {
+                    worst = Some((ret, i));
+                }
+            }
+        }
+        worst.map(|(_, i)| {
+            let v = self.values.value(ops[i].output.unwrap_or(0));
+            (
+                i,
+                format!("it read {v}, but no operation invoked before it returned writes {v}"),
+            )
+        })
+    }
+
+    fn describe_state(&self, state: &u32) -> String {
+        self.values.value(*state).to_string()
+    }
+
+    fn describe_op(&self, input: &RegisterOp, output: Option<&u32>) -> String {
+        let v = |id: u32| self.values.value(id).to_string();
+        match *input {
+            RegisterOp::Read => match output {
+                Some(o) => format!("read -> {}", v(*o)),
+                None => "read -> ?".into(),
+            },
+            RegisterOp::Write(x) => format!("write {}", v(x)),
+            RegisterOp::Cas(a, b) if output == Some(&CAS_FALSE) => {
+                format!("cas {} -> {} (returned false)", v(a), v(b))
+            }
+            RegisterOp::Cas(a, b) => format!("cas {} -> {}", v(a), v(b)),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.values.heap_bytes()
+    }
+}
+
+/// The output of a write-like operation: `Some(0)` done, `Some(CAS_FALSE)` a cas that returned
+/// false, `None` unknown.
+fn ok_unit(op: &RawOp<'_>) -> Option<u32> {
+    match op.outcome {
+        RawOutcome::Ok(_) => Some(0),
+        RawOutcome::CasFalse => Some(CAS_FALSE),
+        RawOutcome::Unknown => None,
+    }
+}
+
+/// The output of a cas that took effect and returned false (Porcupine's reading of `:fail`).
+const CAS_FALSE: u32 = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Key-value store.
+
+/// A key-value operation on a key (a partition-local key number).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KvOp {
+    /// Key number (local to the partition).
+    pub key: u32,
+    /// What is done to it.
+    pub action: KvAction,
+}
+
+/// What a key-value operation does.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KvAction {
+    /// Read; the output is the value read.
+    Get,
+    /// Write a value.
+    Put(u32),
+    /// Append a string to the value (absent counts as empty).
+    Append(u32),
+    /// Set to `.1` if the value is `.0` (absent never equals).
+    Cas(u32, u32),
+}
+
+/// The values of the partition's keys, by local key number.
+pub type KvState = SmallVec<[u32; 16]>;
+
+/// A key-value store of string values: `get`, `put`, `append` (string concatenation; an absent
+/// key counts as empty) and `cas` with value `[expected new]`. Every key starts at `initial`
+/// (`nil` = absent for faultline's histories, `""` for Porcupine's). Partitioned by key when
+/// `partitioned` (P-compositionality).
+#[derive(Clone, Debug)]
+pub struct KeyValue {
+    values: Interner,
+    initial: u32,
+    partitioned: bool,
+    keys: Vec<String>,
+    key_ids: rustc_hash::FxHashMap<String, u32>,
+    appends: rustc_hash::FxHashMap<(u32, u32), u32>,
+}
+
+impl KeyValue {
+    /// A store whose keys start at `initial`; `partitioned` checks each key separately.
+    pub fn new(initial: &Value, partitioned: bool) -> Self {
+        let mut values = Interner::default();
+        let initial = values.intern(initial);
+        KeyValue {
+            values,
+            initial,
+            partitioned,
+            keys: Vec::new(),
+            key_ids: Default::default(),
+            appends: Default::default(),
+        }
+    }
+
+    fn append(&mut self, current: u32, suffix: u32) -> u32 {
+        if let Some(&id) = self.appends.get(&(current, suffix)) {
+            return id;
+        }
+        fn text(v: &Value) -> std::borrow::Cow<'_, str> {
+            match v {
+                Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                Value::Nil => std::borrow::Cow::Borrowed(""),
+                other => std::borrow::Cow::Owned(other.to_string()),
+            }
+        }
+        let (a, b) = (
+            text(self.values.value(current)),
+            text(self.values.value(suffix)),
+        );
+        let mut joined = String::with_capacity(a.len() + b.len());
+        joined.push_str(&a);
+        joined.push_str(&b);
+        let id = self.values.intern_owned(Value::Str(joined));
+        self.appends.insert((current, suffix), id);
+        id
+    }
+}
+
+impl Model for KeyValue {
+    type Input = KvOp;
+    type Output = u32;
+    type State = KvState;
+
+    fn partition_key<'a>(&self, op: &RawOp<'a>) -> Option<&'a str> {
+        if self.partitioned { op.key } else { None }
+    }
+
+    fn convert(&mut self, op: &RawOp<'_>) -> Result<(KvOp, Option<u32>), String> {
+        let Some(key) = op.key else {
+            return Err(format!("a {:?} without a key; expected a key", op.f));
+        };
+        let key = match self.key_ids.get(key) {
+            Some(&k) => k,
+            None => {
+                let k = self.keys.len() as u32;
+                self.keys.push(key.to_string());
+                self.key_ids.insert(key.to_string(), k);
+                k
+            }
+        };
+        let (action, output) = match op.f {
+            Function::Get | Function::Read => (
+                KvAction::Get,
+                match op.outcome {
+                    RawOutcome::Ok(v) => Some(self.values.intern(v)),
+                    RawOutcome::Unknown | RawOutcome::CasFalse => None,
+                },
+            ),
+            Function::Put | Function::Write => {
+                (KvAction::Put(self.values.intern(op.invoke)), ok_unit(op))
+            }
+            Function::Append => {
+                if !matches!(op.invoke, Value::Str(_)) {
+                    return Err(format!("an append of `{}`; expected a string", op.invoke));
+                }
+                (KvAction::Append(self.values.intern(op.invoke)), ok_unit(op))
+            }
+            Function::Cas => {
+                let (from, to) = cas_pair(op.invoke).ok_or_else(|| {
+                    format!("a cas value of `{}`; expected [expected new]", op.invoke)
+                })?;
+                (
+                    KvAction::Cas(self.values.intern(from), self.values.intern(to)),
+                    ok_unit(op),
+                )
+            }
+            f => {
+                return Err(format!("function {f:?}; expected get, put, append or cas"));
+            }
+        };
+        Ok((KvOp { key, action }, output))
+    }
+
+    fn init(&self) -> KvState {
+        SmallVec::from_elem(self.initial, self.keys.len())
+    }
+
+    fn step(&mut self, state: &KvState, input: &KvOp, output: Option<&u32>) -> Option<KvState> {
+        let k = input.key as usize;
+        let cur = state[k];
+        let new = match input.action {
+            KvAction::Get => {
+                return match output {
+                    Some(v) if *v != cur => None,
+                    _ => Some(state.clone()),
+                };
+            }
+            KvAction::Put(v) => v,
+            KvAction::Append(s) => self.append(cur, s),
+            KvAction::Cas(from, _) if output == Some(&CAS_FALSE) => {
+                return (cur != from || cur == 0).then(|| state.clone());
+            }
+            KvAction::Cas(from, to) => {
+                if cur != from || cur == 0 {
+                    return None;
+                }
+                to
+            }
+        };
+        let mut next = state.clone();
+        next[k] = new;
+        Some(next)
+    }
+
+    fn is_read_only(&self, input: &KvOp) -> bool {
+        input.action == KvAction::Get
+    }
+
+    fn impossible(&self, ops: &[Operation<KvOp, u32>]) -> Option<(usize, String)> {
+        // Only without appends: a read of v != initial needs a put or cas of v on the same key
+        // invoked before the read returned.
+        if ops
+            .iter()
+            .any(|o| matches!(o.input.action, KvAction::Append(_)))
+        {
+            return None;
+        }
+        let mut first_write: rustc_hash::FxHashMap<(u32, u32), usize> = Default::default();
+        for o in ops {
+            let v = match o.input.action {
+                KvAction::Put(v) | KvAction::Cas(_, v) => v,
+                _ => continue,
+            };
+            let e = first_write.entry((o.input.key, v)).or_insert(o.call);
+            *e = (*e).min(o.call);
+        }
+        let mut worst: Option<(usize, usize)> = None;
+        for (i, o) in ops.iter().enumerate() {
+            if let (KvAction::Get, Some(v), Some(ret)) = (o.input.action, o.output, o.ret) {
+                if v != self.initial
+                    && first_write.get(&(o.input.key, v)).is_none_or(|&c| c > ret)
+                    && worst.is_none_or(|(r, _)| ret < r)
+                {
+                    worst = Some((ret, i));
+                }
+            }
+        }
+        worst.map(|(_, i)| {
+            let o = &ops[i];
+            let v = self.values.value(o.output.unwrap_or(0));
+            (
+                i,
+                format!(
+                    "it read {v} from key {:?}, but no operation invoked before it returned writes {v} there",
+                    self.keys[o.input.key as usize]
+                ),
+            )
+        })
+    }
+
+    fn describe_state(&self, state: &KvState) -> String {
+        if state.len() == 1 {
+            return format!("{:?} = {}", self.keys[0], self.values.value(state[0]));
+        }
+        let mut keyed: Vec<(&str, u32)> = self
+            .keys
+            .iter()
+            .map(String::as_str)
+            .zip(state.iter().copied())
+            .collect();
+        keyed.sort();
+        let parts: Vec<String> = keyed
+            .iter()
+            .map(|(k, v)| format!("{k:?} = {}", self.values.value(*v)))
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    }
+
+    fn describe_op(&self, input: &KvOp, output: Option<&u32>) -> String {
+        let v = |id: u32| self.values.value(id).to_string();
+        let key = &self.keys[input.key as usize];
+        match input.action {
+            KvAction::Get => match output {
+                Some(o) => format!("get {key:?} -> {}", v(*o)),
+                None => format!("get {key:?} -> ?"),
+            },
+            KvAction::Put(x) => format!("put {key:?} {}", v(x)),
+            KvAction::Append(x) => format!("append {key:?} {}", v(x)),
+            KvAction::Cas(a, b) if output == Some(&CAS_FALSE) => {
+                format!("cas {key:?} {} -> {} (returned false)", v(a), v(b))
+            }
+            KvAction::Cas(a, b) => format!("cas {key:?} {} -> {}", v(a), v(b)),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.values.heap_bytes() + self.appends.len() * 24
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutex.
+
+/// A mutex operation.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MutexOp {
+    /// Take the lock; needs it free.
+    Acquire,
+    /// Give the lock back; needs it held.
+    Release,
+}
+
+/// A lock that starts free (Knossos `mutex`): `acquire` needs it free and takes it, `release`
+/// needs it held and frees it. The state is `true` while held.
+#[derive(Clone, Debug, Default)]
+pub struct Mutex;
+
+impl Model for Mutex {
+    type Input = MutexOp;
+    type Output = ();
+    type State = bool;
+
+    fn convert(&mut self, op: &RawOp<'_>) -> Result<(MutexOp, Option<()>), String> {
+        let input = match op.f {
+            Function::Acquire => MutexOp::Acquire,
+            Function::Release => MutexOp::Release,
+            f => return Err(format!("function {f:?}; expected acquire or release")),
+        };
+        Ok((input, matches!(op.outcome, RawOutcome::Ok(_)).then_some(())))
+    }
+
+    fn init(&self) -> bool {
+        false
+    }
+
+    fn step(&mut self, held: &bool, input: &MutexOp, _output: Option<&()>) -> Option<bool> {
+        match input {
+            MutexOp::Acquire => (!*held).then_some(true),
+            MutexOp::Release => (*held).then_some(false),
+        }
+    }
+
+    fn describe_state(&self, held: &bool) -> String {
+        if *held { "held" } else { "free" }.into()
+    }
+
+    fn describe_op(&self, input: &MutexOp, _output: Option<&()>) -> String {
+        match input {
+            MutexOp::Acquire => "acquire".into(),
+            MutexOp::Release => "release".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-register.
+
+/// One micro-operation of a transaction: `(is_write, key, value)`; a read's value is in the
+/// output.
+pub type Micro = (bool, u32, u32);
+
+/// A register per key, read and written by transactions (Knossos `multi-register`): `:txn` with
+/// value `[[:read k v] [:write k v] ...]`, applied atomically in order. A read whose value is
+/// `nil` accepts any value (Knossos reads `nil` as "not observed"). Every key starts at
+/// `initial` (0 for the Knossos data).
+#[derive(Clone, Debug)]
+pub struct MultiRegister {
+    values: Interner,
+    initial: u32,
+    keys: Vec<String>,
+    key_ids: rustc_hash::FxHashMap<String, u32>,
+}
+
+impl MultiRegister {
+    /// A multi-register whose keys start at `initial`.
+    pub fn new(initial: &Value) -> Self {
+        let mut values = Interner::default();
+        let initial = values.intern(initial);
+        MultiRegister {
+            values,
+            initial,
+            keys: Vec::new(),
+            key_ids: Default::default(),
+        }
+    }
+
+    fn micro_ops(&mut self, v: &Value) -> Result<Vec<(bool, u32, u32)>, String> {
+        let expected = "a transaction [[:read k v] [:write k v] ...]";
+        let Value::List(items) = v else {
+            return Err(format!("the value `{v}`; expected {expected}"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::List(parts) = item else {
+                return Err(format!("the micro-operation `{item}`; expected {expected}"));
+            };
+            let (write, key, value) = match parts.as_slice() {
+                [Value::Str(f), key, value] if f == "read" || f == "write" => {
+                    (f == "write", key, value)
+                }
+                _ => return Err(format!("the micro-operation `{item}`; expected {expected}")),
+            };
+            let key_text = match key {
+                Value::Str(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let k = match self.key_ids.get(&key_text) {
+                Some(&k) => k,
+                None => {
+                    let k = self.keys.len() as u32;
+                    self.keys.push(key_text.clone());
+                    self.key_ids.insert(key_text, k);
+                    k
+                }
+            };
+            out.push((write, k, self.values.intern(value)));
+        }
+        Ok(out)
+    }
+}
+
+impl Model for MultiRegister {
+    /// The micro-operations; a read's value here is ignored (it comes from the output).
+    type Input = Vec<Micro>;
+    /// The value each read observed (`0` = nil: any value), one per micro-operation.
+    type Output = Vec<u32>;
+    type State = SmallVec<[u32; 4]>;
+
+    fn convert(&mut self, op: &RawOp<'_>) -> Result<(Vec<Micro>, Option<Vec<u32>>), String> {
+        if op.f != Function::Txn {
+            return Err(format!("function {:?}; expected txn", op.f));
+        }
+        let input = self.micro_ops(op.invoke)?;
+        let output = match op.outcome {
+            RawOutcome::Unknown | RawOutcome::CasFalse => None,
+            RawOutcome::Ok(v) => {
+                let done = self.micro_ops(v)?;
+                if done.len() != input.len()
+                    || done
+                        .iter()
+                        .zip(&input)
+                        .any(|(d, i)| d.0 != i.0 || d.1 != i.1)
+                {
+                    return Err(format!(
+                        "a completion `{v}` that does not match its invoke `{}`; expected the same micro-operations with the values read",
+                        op.invoke
+                    ));
+                }
+                Some(done.iter().map(|d| if d.0 { 0 } else { d.2 }).collect())
+            }
+        };
+        let input = input
+            .into_iter()
+            .map(|(w, k, v)| (w, k, if w { v } else { 0 }))
+            .collect();
+        Ok((input, output))
+    }
+
+    fn init(&self) -> Self::State {
+        SmallVec::from_elem(self.initial, self.keys.len())
+    }
+
+    fn step(
+        &mut self,
+        state: &Self::State,
+        input: &Vec<Micro>,
+        output: Option<&Vec<u32>>,
+    ) -> Option<Self::State> {
+        let mut next = state.clone();
+        for (i, &(write, k, v)) in input.iter().enumerate() {
+            if write {
+                next[k as usize] = v;
+            } else if let Some(read) = output.map(|o| o[i]) {
+                if read != 0 && read != next[k as usize] {
+                    return None;
+                }
+            }
+        }
+        Some(next)
+    }
+
+    fn is_read_only(&self, input: &Vec<Micro>) -> bool {
+        input.iter().all(|m| !m.0)
+    }
+
+    fn describe_state(&self, state: &Self::State) -> String {
+        let mut keyed: Vec<(&str, u32)> = self
+            .keys
+            .iter()
+            .map(String::as_str)
+            .zip(state.iter().copied())
+            .collect();
+        keyed.sort();
+        let parts: Vec<String> = keyed
+            .iter()
+            .map(|(k, v)| format!("{k} {}", self.values.value(*v)))
+            .collect();
+        format!("{{{}}}", parts.join(", "))
+    }
+
+    fn describe_op(&self, input: &Vec<Micro>, output: Option<&Vec<u32>>) -> String {
+        let parts: Vec<String> = input
+            .iter()
+            .enumerate()
+            .map(|(i, &(write, k, v))| {
+                let key = &self.keys[k as usize];
+                if write {
+                    format!("[:write {key} {}]", self.values.value(v))
+                } else {
+                    let read = output.map(|o| o[i]).unwrap_or(0);
+                    let shown = if read == 0 {
+                        "?".to_string()
+                    } else {
+                        self.values.value(read).to_string()
+                    };
+                    format!("[:read {key} {shown}]")
+                }
+            })
+            .collect();
+        format!("txn [{}]", parts.join(" "))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.values.heap_bytes()
+    }
+}

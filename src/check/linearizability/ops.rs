@@ -1,0 +1,183 @@
+//! Pairs a history's events into operations (Jepsen semantics).
+//!
+//! Each process is sequential: an `invoke` is followed by at most one completion from the same
+//! process. `ok`: the operation took effect between its invoke and its completion. `fail`: it
+//! certainly did not take effect, so it is dropped. `info`, or no completion at all: the outcome
+//! is unknown, so the operation stays pending to the end of the history and may or may not take
+//! effect (at any time after its invoke).
+
+use super::model::{RawOp, RawOutcome};
+use crate::history::{EventType, HistoryEvent};
+
+/// A history that cannot be paired into operations.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("event {event}: {found}; expected {expected}")]
+pub struct HistoryError {
+    /// Position of the offending event in the history (0-based).
+    pub event: usize,
+    /// What was found.
+    pub found: String,
+    /// What was expected.
+    pub expected: String,
+}
+
+/// Pairs invokes with completions. The result is ordered by invoke position; `fail`ed
+/// operations are left out.
+///
+/// # Errors
+/// [`HistoryError`] for a completion without an outstanding invoke, a second invoke while one
+/// is outstanding, or a completion whose function or key differs from its invoke's.
+pub fn pair(events: &[HistoryEvent]) -> Result<Vec<RawOp<'_>>, HistoryError> {
+    pair_with(events, false)
+}
+
+/// [`pair`], optionally reading a `fail`ed `cas` as Porcupine does: it took effect and returned
+/// false ([`RawOutcome::CasFalse`]) instead of not taking effect.
+///
+/// # Errors
+/// As [`pair`].
+pub fn pair_with(
+    events: &[HistoryEvent],
+    failed_cas_returns_false: bool,
+) -> Result<Vec<RawOp<'_>>, HistoryError> {
+    // Lookups only: the map's order never reaches the result.
+    let mut outstanding: rustc_hash::FxHashMap<u64, usize> = Default::default();
+    // (invoke position, completion position or None) in invoke order.
+    let mut pairs: Vec<(usize, Option<usize>)> = Vec::new();
+    let mut slot_of_invoke: rustc_hash::FxHashMap<usize, usize> = Default::default();
+    for (i, e) in events.iter().enumerate() {
+        match e.kind {
+            EventType::Invoke => {
+                if let Some(&prev) = outstanding.get(&e.process) {
+                    return Err(HistoryError {
+                        event: i,
+                        found: format!(
+                            "process {} invokes again while its operation invoked at event {prev} is outstanding",
+                            e.process
+                        ),
+                        expected:
+                            "a completion (ok, fail or info) first: each process is sequential"
+                                .into(),
+                    });
+                }
+                outstanding.insert(e.process, i);
+                slot_of_invoke.insert(i, pairs.len());
+                pairs.push((i, None));
+            }
+            EventType::Ok | EventType::Fail | EventType::Info => {
+                let Some(inv) = outstanding.remove(&e.process) else {
+                    return Err(HistoryError {
+                        event: i,
+                        found: format!(
+                            "a completion ({}) of process {} with no outstanding invoke",
+                            format!("{:?}", e.kind).to_lowercase(),
+                            e.process
+                        ),
+                        expected: "an invoke from the same process before its completion".into(),
+                    });
+                };
+                let invoke = &events[inv];
+                if invoke.f != e.f {
+                    return Err(HistoryError {
+                        event: i,
+                        found: format!(
+                            "a completion of {:?} for an invoke of {:?} (event {inv})",
+                            e.f, invoke.f
+                        ),
+                        expected: "the same function as the invoke".into(),
+                    });
+                }
+                if e.key.is_some() && invoke.key != e.key {
+                    return Err(HistoryError {
+                        event: i,
+                        found: format!(
+                            "a completion for key {:?} of an invoke for key {:?} (event {inv})",
+                            e.key, invoke.key
+                        ),
+                        expected: "the same key as the invoke".into(),
+                    });
+                }
+                pairs[slot_of_invoke[&inv]].1 = Some(i);
+            }
+        }
+    }
+    let mut ops = Vec::with_capacity(pairs.len());
+    for (inv, done) in pairs {
+        let invoke = &events[inv];
+        let (outcome, ret) = match done.map(|d| (d, &events[d])) {
+            Some((d, c))
+                if c.kind == EventType::Fail
+                    && failed_cas_returns_false
+                    && c.f == crate::history::Function::Cas =>
+            {
+                (RawOutcome::CasFalse, Some(d))
+            }
+            Some((_, c)) if c.kind == EventType::Fail => continue,
+            Some((d, c)) if c.kind == EventType::Ok => (RawOutcome::Ok(&c.value), Some(d)),
+            _ => (RawOutcome::Unknown, None),
+        };
+        ops.push(RawOp {
+            process: invoke.process,
+            f: invoke.f,
+            key: invoke.key.as_deref(),
+            invoke: &invoke.value,
+            outcome,
+            call: inv,
+            ret,
+        });
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Function, Value};
+
+    fn ev(p: u64, kind: EventType, f: Function, v: Value) -> HistoryEvent {
+        HistoryEvent::new(p, kind, f, None, v)
+    }
+
+    #[test]
+    fn pairs_ok_drops_fail_and_keeps_info_and_unanswered_pending() {
+        use EventType::*;
+        let h = vec![
+            ev(0, Invoke, Function::Write, Value::Int(1)),
+            ev(1, Invoke, Function::Write, Value::Int(2)),
+            ev(2, Invoke, Function::Read, Value::Nil),
+            ev(0, Ok, Function::Write, Value::Int(1)),
+            ev(1, Fail, Function::Write, Value::Int(2)),
+            ev(3, Invoke, Function::Write, Value::Int(3)),
+            ev(2, Info, Function::Read, Value::Nil),
+        ];
+        let ops = pair(&h).unwrap();
+        assert_eq!(ops.len(), 3);
+        assert_eq!((ops[0].call, ops[0].ret), (0, Some(3)));
+        assert_eq!(ops[0].outcome, RawOutcome::Ok(&Value::Int(1)));
+        assert_eq!(
+            (ops[1].call, ops[1].ret, ops[1].outcome),
+            (2, None, RawOutcome::Unknown)
+        );
+        assert_eq!((ops[2].call, ops[2].ret), (5, None));
+    }
+
+    #[test]
+    fn rejects_malformed_histories() {
+        use EventType::*;
+        let e = pair(&[ev(0, Ok, Function::Read, Value::Nil)]).unwrap_err();
+        assert_eq!(e.event, 0);
+        assert!(e.expected.contains("invoke"), "{e}");
+        let e = pair(&[
+            ev(0, Invoke, Function::Read, Value::Nil),
+            ev(0, Invoke, Function::Read, Value::Nil),
+        ])
+        .unwrap_err();
+        assert_eq!(e.event, 1);
+        let e = pair(&[
+            ev(0, Invoke, Function::Read, Value::Nil),
+            ev(0, Ok, Function::Write, Value::Nil),
+        ])
+        .unwrap_err();
+        assert!(e.expected.contains("same function"), "{e}");
+    }
+}

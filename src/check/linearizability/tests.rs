@@ -1,0 +1,634 @@
+//! Tests of the search, the models and the counterexample text.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::history::{EventType, Function, HistoryEvent, Value};
+
+fn ev(p: u64, kind: EventType, f: Function, key: Option<&str>, v: Value) -> HistoryEvent {
+    HistoryEvent::new(p, kind, f, key.map(str::to_string), v)
+}
+
+fn int(i: i64) -> Value {
+    Value::Int(i)
+}
+
+fn pair_v(a: Value, b: Value) -> Value {
+    Value::List(vec![a, b])
+}
+
+fn verdict(events: &[HistoryEvent], model: ModelKind) -> Verdict {
+    check_events(events, &Options::new(model)).unwrap().verdict
+}
+
+// ---------------------------------------------------------------------------------------------
+// Brute force: the definition (Herlihy & Wing §2), by trying every order.
+
+fn brute<M: Model>(mut model: M, raw: &[RawOp<'_>]) -> bool {
+    let ops: Vec<Operation<M::Input, M::Output>> = raw
+        .iter()
+        .map(|r| {
+            let (input, output) = model.convert(r).unwrap();
+            Operation {
+                input,
+                output,
+                call: r.call,
+                ret: r.ret,
+                process: r.process,
+            }
+        })
+        .collect();
+    fn dfs<M: Model>(
+        model: &mut M,
+        ops: &[Operation<M::Input, M::Output>],
+        used: &mut Vec<bool>,
+        state: &M::State,
+    ) -> bool {
+        if ops
+            .iter()
+            .zip(used.iter())
+            .all(|(o, u)| *u || o.ret.is_none())
+        {
+            return true;
+        }
+        for i in 0..ops.len() {
+            if used[i] {
+                continue;
+            }
+            // i may come next only if every operation that completed before i's invoke is
+            // already placed (real-time order).
+            let blocked =
+                (0..ops.len()).any(|j| !used[j] && ops[j].ret.is_some_and(|r| r < ops[i].call));
+            if blocked {
+                continue;
+            }
+            if let Some(next) = model.step(state, &ops[i].input, ops[i].output.as_ref()) {
+                used[i] = true;
+                if dfs(model, ops, used, &next) {
+                    return true;
+                }
+                used[i] = false;
+            }
+        }
+        false
+    }
+    let init = model.init();
+    let mut used = vec![false; ops.len()];
+    dfs(&mut model, &ops, &mut used, &init)
+}
+
+/// A random history: `clients` sequential clients, `ops` operations in total, drawn by `pick`
+/// (function, key, invoke value, ok value), with random interleaving and ok/info/fail outcomes.
+fn random_history(
+    choices: &[(u8, u8, u8, u8, u8)],
+    clients: usize,
+    make: &dyn Fn(u8, u8, u8) -> (Function, Option<String>, Value, Value),
+) -> Vec<HistoryEvent> {
+    let mut events = Vec::new();
+    type Pending = (u64, Function, Option<String>, Value, Value, u8);
+    let mut busy: Vec<Option<Pending>> = vec![None; clients];
+    let mut process: Vec<u64> = (0..clients as u64).collect();
+    let mut next_process = clients as u64;
+    let mut started = 0;
+    for &(who, a, b, c, outcome) in choices {
+        let client = who as usize % clients;
+        match busy[client].take() {
+            None => {
+                let (f, key, inv, okv) = make(a, b, c);
+                events.push(ev(
+                    process[client],
+                    EventType::Invoke,
+                    f,
+                    key.as_deref(),
+                    inv.clone(),
+                ));
+                busy[client] = Some((process[client], f, key, inv, okv, outcome));
+                started += 1;
+            }
+            Some((p, f, key, inv, okv, outcome)) => {
+                let kind = match outcome % 10 {
+                    0 | 1 => EventType::Info,
+                    2 => EventType::Fail,
+                    _ => EventType::Ok,
+                };
+                let value = if kind == EventType::Ok { okv } else { inv };
+                events.push(ev(p, kind, f, key.as_deref(), value));
+                if kind == EventType::Info {
+                    process[client] = next_process;
+                    next_process += 1;
+                }
+            }
+        }
+        let _ = started;
+    }
+    events
+}
+
+fn register_op(a: u8, b: u8, c: u8) -> (Function, Option<String>, Value, Value) {
+    let v = |x: u8| int((x % 3) as i64);
+    match a % 3 {
+        0 => (
+            Function::Read,
+            None,
+            Value::Nil,
+            if c % 4 == 3 { Value::Nil } else { v(c) },
+        ),
+        1 => (Function::Write, None, v(b), v(b)),
+        _ => (Function::Cas, None, pair_v(v(b), v(c)), pair_v(v(b), v(c))),
+    }
+}
+
+fn kv_op(a: u8, b: u8, c: u8) -> (Function, Option<String>, Value, Value) {
+    let key = Some(if b % 2 == 0 { "x" } else { "y" }.to_string());
+    let s = |x: u8| Value::Str(["a", "b", "ab"][(x % 3) as usize].to_string());
+    match a % 4 {
+        0 => (
+            Function::Get,
+            key,
+            Value::Nil,
+            if c % 4 == 3 { Value::Nil } else { s(c) },
+        ),
+        1 => (Function::Put, key, s(c), s(c)),
+        2 => (Function::Append, key, s(c % 2), s(c % 2)),
+        _ => (Function::Cas, key, pair_v(s(c), s(b)), pair_v(s(c), s(b))),
+    }
+}
+
+fn mutex_op(a: u8, _b: u8, _c: u8) -> (Function, Option<String>, Value, Value) {
+    if a % 2 == 0 {
+        (Function::Acquire, None, Value::Nil, Value::Nil)
+    } else {
+        (Function::Release, None, Value::Nil, Value::Nil)
+    }
+}
+
+fn choices() -> impl Strategy<Value = Vec<(u8, u8, u8, u8, u8)>> {
+    proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..17)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn cas_register_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let h = random_history(&c, clients, &register_op);
+        let raw = ops::pair(&h).unwrap();
+        let expected = brute(models::Register::new(&Value::Nil, true), &raw);
+        let got = verdict(&h, ModelKind::CasRegister);
+        prop_assert_eq!(got == Verdict::Linearizable, expected, "{:?}", h);
+        prop_assert!(got != Verdict::Unknown);
+    }
+
+    #[test]
+    fn porcupine_reading_of_failed_cas_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let h = random_history(&c, clients, &register_op);
+        let raw = ops::pair_with(&h, true).unwrap();
+        let expected = brute(models::Register::new(&Value::Nil, true), &raw);
+        let mut o = Options::new(ModelKind::CasRegister);
+        o.failed_cas_returns_false = true;
+        let got = check_events(&h, &o).unwrap().verdict;
+        prop_assert_eq!(got == Verdict::Linearizable, expected, "{:?}", h);
+    }
+
+    #[test]
+    fn key_value_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let h = random_history(&c, clients, &kv_op);
+        let raw = ops::pair(&h).unwrap();
+        let expected = brute(models::KeyValue::new(&Value::Nil, false), &raw);
+        let partitioned = verdict(&h, ModelKind::KeyValue);
+        let mut whole = Options::new(ModelKind::KeyValue);
+        whole.partition = false;
+        let unpartitioned = check_events(&h, &whole).unwrap().verdict;
+        prop_assert_eq!(partitioned == Verdict::Linearizable, expected, "{:?}", h);
+        prop_assert_eq!(unpartitioned, partitioned);
+    }
+
+    #[test]
+    fn mutex_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let h = random_history(&c, clients, &mutex_op);
+        let raw = ops::pair(&h).unwrap();
+        let expected = brute(models::Mutex, &raw);
+        prop_assert_eq!(verdict(&h, ModelKind::Mutex) == Verdict::Linearizable, expected, "{:?}", h);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantics of outcomes.
+
+use EventType::{Fail, Info, Invoke, Ok as Done};
+
+#[test]
+fn a_failed_write_did_not_happen() {
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(0, Fail, Function::Write, None, int(1)),
+        ev(1, Invoke, Function::Read, None, Value::Nil),
+        ev(1, Done, Function::Read, None, int(1)),
+    ];
+    assert_eq!(verdict(&h, ModelKind::Register), Verdict::NotLinearizable);
+}
+
+#[test]
+fn an_info_write_may_take_effect_later_or_never() {
+    let base = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(0, Info, Function::Write, None, int(1)),
+    ];
+    let read = |p, v: Value| {
+        [
+            ev(p, Invoke, Function::Read, None, Value::Nil),
+            ev(p, Done, Function::Read, None, v),
+        ]
+    };
+    // Seen long after it "timed out": fine. Not seen at all: fine.
+    let mut h = base.to_vec();
+    h.extend(read(1, Value::Nil));
+    h.extend(read(2, int(1)));
+    assert_eq!(verdict(&h, ModelKind::Register), Verdict::Linearizable);
+    // But once seen it cannot be un-done: 1 then nil is impossible.
+    let mut h = base.to_vec();
+    h.extend(read(1, int(1)));
+    h.extend(read(2, Value::Nil));
+    assert_eq!(verdict(&h, ModelKind::Register), Verdict::NotLinearizable);
+}
+
+#[test]
+fn an_unanswered_invoke_is_pending_forever() {
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(3)),
+        ev(1, Invoke, Function::Read, None, Value::Nil),
+        ev(1, Done, Function::Read, None, int(3)),
+    ];
+    assert_eq!(verdict(&h, ModelKind::Register), Verdict::Linearizable);
+}
+
+#[test]
+fn a_failed_cas_read_as_returning_false_needs_a_different_value() {
+    // write 1; cas 1->2 fails. Knossos: the cas did not happen, fine. Porcupine: the cas
+    // returned false although the value was 1: impossible.
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(0, Done, Function::Write, None, int(1)),
+        ev(1, Invoke, Function::Cas, None, pair_v(int(1), int(2))),
+        ev(1, Fail, Function::Cas, None, pair_v(int(1), int(2))),
+    ];
+    assert_eq!(verdict(&h, ModelKind::CasRegister), Verdict::Linearizable);
+    let mut o = Options::new(ModelKind::CasRegister);
+    o.failed_cas_returns_false = true;
+    let r = check_events(&h, &o).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    assert_eq!(
+        r.counterexample.unwrap().blocked.op,
+        "cas 1 -> 2 (returned false)"
+    );
+}
+
+#[test]
+fn cas_register_needs_the_expected_value() {
+    let h = [
+        ev(0, Invoke, Function::Cas, None, pair_v(int(1), int(2))),
+        ev(0, Done, Function::Cas, None, pair_v(int(1), int(2))),
+    ];
+    assert_eq!(
+        verdict(&h, ModelKind::CasRegister),
+        Verdict::NotLinearizable
+    );
+    let mut h2 = vec![
+        ev(1, Invoke, Function::Write, None, int(1)),
+        ev(1, Done, Function::Write, None, int(1)),
+    ];
+    h2.extend(h);
+    assert_eq!(verdict(&h2, ModelKind::CasRegister), Verdict::Linearizable);
+    // The plain register has no cas.
+    assert!(check_events(&h2, &Options::new(ModelKind::Register)).is_err());
+}
+
+#[test]
+fn key_value_semantics() {
+    let k = Some("k");
+    let s = |x: &str| Value::Str(x.into());
+    // append to absent = the suffix; get of absent = nil; cas on absent fails.
+    let h = [
+        ev(0, Invoke, Function::Get, k, Value::Nil),
+        ev(0, Done, Function::Get, k, Value::Nil),
+        ev(0, Invoke, Function::Append, k, s("a")),
+        ev(0, Done, Function::Append, k, s("a")),
+        ev(0, Invoke, Function::Append, k, s("b")),
+        ev(0, Done, Function::Append, k, s("b")),
+        ev(0, Invoke, Function::Cas, k, pair_v(s("ab"), s("c"))),
+        ev(0, Done, Function::Cas, k, pair_v(s("ab"), s("c"))),
+        ev(0, Invoke, Function::Get, k, Value::Nil),
+        ev(0, Done, Function::Get, k, s("c")),
+    ];
+    assert_eq!(verdict(&h, ModelKind::KeyValue), Verdict::Linearizable);
+    let h = [
+        ev(0, Invoke, Function::Cas, k, pair_v(s(""), s("c"))),
+        ev(0, Done, Function::Cas, k, pair_v(s(""), s("c"))),
+    ];
+    assert_eq!(verdict(&h, ModelKind::KeyValue), Verdict::NotLinearizable);
+    // Keys are independent: a stale read on one key is found in its own part.
+    let h = [
+        ev(0, Invoke, Function::Put, Some("a"), s("1")),
+        ev(0, Done, Function::Put, Some("a"), s("1")),
+        ev(1, Invoke, Function::Put, Some("b"), s("2")),
+        ev(1, Done, Function::Put, Some("b"), s("2")),
+        ev(0, Invoke, Function::Get, Some("a"), Value::Nil),
+        ev(0, Done, Function::Get, Some("a"), Value::Nil),
+    ];
+    let r = check_events(&h, &Options::new(ModelKind::KeyValue)).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    assert_eq!(r.partitions, 2);
+    assert_eq!(r.counterexample.unwrap().partition.as_deref(), Some("a"));
+}
+
+#[test]
+fn mutex_semantics() {
+    let h = [
+        ev(0, Invoke, Function::Acquire, None, Value::Nil),
+        ev(0, Done, Function::Acquire, None, Value::Nil),
+        ev(1, Invoke, Function::Acquire, None, Value::Nil),
+        ev(1, Done, Function::Acquire, None, Value::Nil),
+    ];
+    assert_eq!(verdict(&h, ModelKind::Mutex), Verdict::NotLinearizable);
+    let h = [
+        ev(0, Invoke, Function::Acquire, None, Value::Nil),
+        ev(1, Invoke, Function::Acquire, None, Value::Nil),
+        ev(0, Done, Function::Acquire, None, Value::Nil),
+        ev(0, Invoke, Function::Release, None, Value::Nil),
+        ev(0, Done, Function::Release, None, Value::Nil),
+        ev(1, Done, Function::Acquire, None, Value::Nil),
+    ];
+    assert_eq!(verdict(&h, ModelKind::Mutex), Verdict::Linearizable);
+    let h = [
+        ev(0, Invoke, Function::Release, None, Value::Nil),
+        ev(0, Done, Function::Release, None, Value::Nil),
+    ];
+    assert_eq!(verdict(&h, ModelKind::Mutex), Verdict::NotLinearizable);
+}
+
+#[test]
+fn multi_register_semantics() {
+    let kw = |s: &str| Value::Str(s.into());
+    let micro = |f: &str, k: &str, v: Value| Value::List(vec![kw(f), kw(k), v]);
+    let txn = |ops: Vec<Value>| Value::List(ops);
+    let h = [
+        ev(
+            0,
+            Invoke,
+            Function::Txn,
+            None,
+            txn(vec![
+                micro("write", "x", int(1)),
+                micro("read", "y", Value::Nil),
+            ]),
+        ),
+        ev(
+            0,
+            Done,
+            Function::Txn,
+            None,
+            txn(vec![
+                micro("write", "x", int(1)),
+                micro("read", "y", int(0)),
+            ]),
+        ),
+        ev(
+            1,
+            Invoke,
+            Function::Txn,
+            None,
+            txn(vec![micro("read", "x", Value::Nil)]),
+        ),
+        ev(
+            1,
+            Done,
+            Function::Txn,
+            None,
+            txn(vec![micro("read", "x", int(1))]),
+        ),
+    ];
+    assert_eq!(verdict(&h, ModelKind::MultiRegister), Verdict::Linearizable);
+    let mut bad = h.to_vec();
+    bad[3] = ev(
+        1,
+        Done,
+        Function::Txn,
+        None,
+        txn(vec![micro("read", "x", int(2))]),
+    );
+    assert_eq!(
+        verdict(&bad, ModelKind::MultiRegister),
+        Verdict::NotLinearizable
+    );
+    // A read of nil inside a completed txn accepts any value (Knossos).
+    let mut any = h.to_vec();
+    any[3] = ev(
+        1,
+        Done,
+        Function::Txn,
+        None,
+        txn(vec![micro("read", "x", Value::Nil)]),
+    );
+    assert_eq!(
+        verdict(&any, ModelKind::MultiRegister),
+        Verdict::Linearizable
+    );
+}
+
+#[test]
+fn a_read_of_a_value_never_written_is_decided_before_searching() {
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(1, Invoke, Function::Read, None, Value::Nil),
+        ev(1, Done, Function::Read, None, int(7)),
+        ev(0, Done, Function::Write, None, int(1)),
+    ];
+    let r = check_events(&h, &Options::new(ModelKind::CasRegister)).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    let c = r.counterexample.unwrap();
+    let (op, why) = c.impossible.unwrap();
+    assert_eq!(op.op, "read -> 7");
+    assert!(
+        why.contains("no operation invoked before it returned writes 7"),
+        "{why}"
+    );
+}
+
+#[test]
+fn budget_exhaustion_gives_unknown() {
+    // Many concurrent writes and reads; a zero time limit must give unknown, not a guess.
+    let mut h = Vec::new();
+    for p in 0..40u64 {
+        h.push(ev(p, Invoke, Function::Write, None, int(p as i64 % 7)));
+    }
+    for p in 0..40u64 {
+        h.push(ev(p, Done, Function::Write, None, int(p as i64 % 7)));
+    }
+    for p in 0..10u64 {
+        h.push(ev(100 + p, Invoke, Function::Read, None, Value::Nil));
+    }
+    for p in 0..10u64 {
+        h.push(ev(
+            100 + p,
+            Done,
+            Function::Read,
+            None,
+            int(9 - p as i64 % 3),
+        ));
+    }
+    let mut o = Options::new(ModelKind::Register);
+    o.memory_limit_bytes = 0;
+    let r = check_events(&h, &o).unwrap();
+    // Reads of 7, 8 and 9 were never written: decided without searching, despite the budget.
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    let h2: Vec<HistoryEvent> = h
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if e.f == Function::Read && e.kind == Done {
+                e.value = int(e.process as i64 % 7);
+            }
+            e
+        })
+        .collect();
+    let r = check_events(&h2, &o).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary());
+    assert!(r.unknown_reason.unwrap().contains("memory"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden counterexample text.
+
+#[test]
+fn counterexample_text_is_stable() {
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(0, Done, Function::Write, None, int(1)),
+        ev(1, Invoke, Function::Cas, None, pair_v(int(1), int(2))),
+        ev(2, Invoke, Function::Write, None, int(3)),
+        ev(2, Info, Function::Write, None, int(3)),
+        ev(1, Done, Function::Cas, None, pair_v(int(1), int(2))),
+        ev(0, Invoke, Function::Read, None, Value::Nil),
+        ev(0, Done, Function::Read, None, int(1)),
+    ];
+    let r = check_events(&h, &Options::new(ModelKind::CasRegister)).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    let text = r.counterexample.unwrap().render(&Locator::Event);
+    let expected = "\
+longest linearizable prefix found: 3 operation(s)
+     1. process 0: write 1  (invoked event 0, completed event 1)  => 1
+     2. process 1: cas 1 -> 2  (invoked event 2, completed event 5)  => 2
+     3. process 2: write 3  (invoked event 3, completed never (outcome unknown))  => 3
+state after the prefix: 3
+cannot place: process 0: read -> 1  (invoked event 6, completed event 7)
+  it is impossible in state 3
+no other operation was invoked before it completed
+";
+    assert_eq!(text, expected, "got:\n{text}");
+}
+
+#[test]
+fn counterexample_lists_concurrent_operations() {
+    let h = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(1, Invoke, Function::Read, None, Value::Nil),
+        ev(1, Done, Function::Read, None, int(1)),
+        ev(2, Invoke, Function::Read, None, Value::Nil),
+        ev(2, Done, Function::Read, None, Value::Nil),
+        ev(0, Done, Function::Write, None, int(1)),
+    ];
+    let r = check_events(&h, &Options::new(ModelKind::Register)).unwrap();
+    let c = r.counterexample.unwrap();
+    let text = c.render(&Locator::Line(&[10, 11, 12, 13, 14, 15]));
+    let expected = "\
+longest linearizable prefix found: 2 operation(s)
+     1. process 0: write 1  (invoked line 10, completed line 15)  => 1
+     2. process 1: read -> 1  (invoked line 11, completed line 12)  => 1
+state after the prefix: 1
+cannot place: process 2: read -> nil  (invoked line 13, completed line 14)
+  it is impossible in state 1
+no other operation was invoked before it completed
+";
+    assert_eq!(text, expected, "got:\n{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `faultline run` entry point.
+
+#[test]
+fn run_check_reports_pass_and_fail_with_evidence() {
+    let s = |x: &str| Value::Str(x.into());
+    let mut h = vec![
+        ev(0, Invoke, Function::Put, Some("k1"), s("a")),
+        ev(0, Done, Function::Put, Some("k1"), s("a")),
+        ev(1, Invoke, Function::Get, Some("k1"), Value::Nil),
+        ev(1, Done, Function::Get, Some("k1"), s("a")),
+    ];
+    for (i, e) in h.iter_mut().enumerate() {
+        e.index = i as u64;
+        e.time_ns = (i as u64 + 1) * 1_000_000;
+    }
+    let config = Config::default();
+    let r = check_run_history(&h, &config);
+    assert_eq!(r.verdict, crate::scenario::Verdict::Pass, "{}", r.summary);
+    assert_eq!(r.metrics["operations"], 2);
+    h[3].value = s("b");
+    let r = check_run_history(&h, &config);
+    assert_eq!(r.verdict, crate::scenario::Verdict::Fail, "{}", r.summary);
+    assert!(
+        r.evidence
+            .iter()
+            .any(|l| l.contains("cannot place: process 1: get \"k1\" -> \"b\"  (invoked event 2 at 3.0ms, completed event 3 at 4.0ms)")),
+        "{:?}",
+        r.evidence
+    );
+    // A malformed history is not a verdict on the system: unknown, with the reason.
+    let r = check_run_history(&h[1..], &config);
+    assert_eq!(r.verdict, crate::scenario::Verdict::Unknown);
+    assert!(
+        r.evidence[0].contains("no outstanding invoke"),
+        "{:?}",
+        r.evidence
+    );
+}
+
+#[test]
+fn config_reads_from_toml() {
+    let c: Config = toml::from_str("time_limit = \"5s\"\nmemory_limit_mib = 64").unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.time_limit, Duration::from_secs(5));
+    assert_eq!(c.memory_limit_mib, 64);
+    assert!(toml::from_str::<Config>("frobnicate = 1").is_err());
+}
+
+#[test]
+fn the_model_is_guessed_from_the_functions() {
+    let e = |f: Function, key: Option<&str>| ev(0, Invoke, f, key, Value::Nil);
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Read, None)]),
+        Some(ModelKind::CasRegister)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Get, Some("k"))]),
+        Some(ModelKind::KeyValue)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Read, Some("k"))]),
+        Some(ModelKind::KeyValue)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Acquire, None)]),
+        Some(ModelKind::Mutex)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Txn, None)]),
+        Some(ModelKind::MultiRegister)
+    );
+    assert_eq!(
+        ModelKind::detect(&[e(Function::Broadcast, None), e(Function::Read, None)]),
+        None
+    );
+    assert_eq!(ModelKind::detect(&[]), None);
+    assert_eq!("kv".parse::<ModelKind>(), Ok(ModelKind::KeyValue));
+    assert!("queue".parse::<ModelKind>().is_err());
+}
