@@ -719,6 +719,14 @@ pub fn check_model<M: Model>(
     for part in converted {
         parts.push(part?);
     }
+    // Unknown-outcome operations whose effect nothing observes cannot change the verdict.
+    parts.par_iter_mut().for_each(|part| {
+        let unobservable = part.model.unobservable(&part.ops);
+        if unobservable.iter().any(|&u| u) {
+            let mut keep = unobservable.iter().map(|u| !u);
+            part.ops.retain(|_| keep.next().unwrap_or(true));
+        }
+    });
 
     let budget = Budget::new(options.time_limit, options.memory_limit_bytes);
     let configurations = AtomicUsize::new(0);

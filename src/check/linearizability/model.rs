@@ -110,6 +110,15 @@ pub trait Model: Clone + Send + Sync {
         false
     }
 
+    /// Marks unknown-outcome operations whose effect no other operation can observe; they are
+    /// dropped before the search. Sound when, for each marked operation X: any linearization
+    /// that places X somewhere stays valid with X removed (nothing that ran while X's effect was
+    /// visible saw it), and any linearization without X extends by placing X last, or nowhere
+    /// (an unknown outcome may never take effect). The default marks nothing.
+    fn unobservable(&self, ops: &[Operation<Self::Input, Self::Output>]) -> Vec<bool> {
+        vec![false; ops.len()]
+    }
+
     /// An operation that cannot be linearized in any order, found without searching (e.g. a
     /// read of a value that no operation invoked before the read returned could have written),
     /// as its index in `ops` and a sentence saying why. Must only return operations that are

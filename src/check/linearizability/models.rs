@@ -105,6 +105,35 @@ impl Model for Register {
         *input == RegisterOp::Read
     }
 
+    /// An unknown-outcome write (or cas) of `v` is unobservable if no read that returned after
+    /// its call returned `v` and no cas that could run after its call expects `v`. Off when a
+    /// cas may have returned false (such a cas observes the value by its inequality).
+    fn unobservable(&self, ops: &[Operation<RegisterOp, u32>]) -> Vec<bool> {
+        let cas_false = ops
+            .iter()
+            .any(|o| matches!(o.input, RegisterOp::Cas(..)) && o.output == Some(CAS_FALSE));
+        ops.iter()
+            .map(|x| {
+                let written = match x.input {
+                    RegisterOp::Write(v) | RegisterOp::Cas(_, v)
+                        if x.output.is_none() && !cas_false =>
+                    {
+                        v
+                    }
+                    _ => return false,
+                };
+                !ops.iter().any(|o| {
+                    o.ret.is_none_or(|r| r > x.call)
+                        && match o.input {
+                            RegisterOp::Read => o.output == Some(written),
+                            RegisterOp::Cas(from, _) => from == written,
+                            RegisterOp::Write(_) => false,
+                        }
+                })
+            })
+            .collect()
+    }
+
     fn impossible(&self, ops: &[Operation<RegisterOp, u32>]) -> Option<(usize, String)> {
         // A read of v != initial needs a write (or cas) of v invoked before the read returned.
         let mut first_write: rustc_hash::FxHashMap<u32, usize> = Default::default();
@@ -342,6 +371,57 @@ impl Model for KeyValue {
 
     fn is_read_only(&self, input: &KvOp) -> bool {
         input.action == KvAction::Get
+    }
+
+    /// An unknown-outcome put, append or cas writing text `t` is unobservable if no read that
+    /// returned after its call returned a value containing `t`, and no cas that could run after
+    /// its call expects a value containing `t`. While such an operation's effect is visible
+    /// (until the key is overwritten) every value of the key contains `t`, so nothing read or
+    /// matched it: removing it leaves every other operation's outcome possible. Empty texts are
+    /// never marked. Off when a cas may have returned false (it observes by inequality).
+    fn unobservable(&self, ops: &[Operation<KvOp, u32>]) -> Vec<bool> {
+        let cas_false = ops
+            .iter()
+            .any(|o| matches!(o.input.action, KvAction::Cas(..)) && o.output == Some(CAS_FALSE));
+        let text = |id: u32| match self.values.value(id) {
+            Value::Str(s) => s.clone(),
+            Value::Nil => String::new(),
+            other => other.to_string(),
+        };
+        // What later operations could observe, per key: read values (deduplicated) and cas
+        // expectations, each with the latest time it could be observed at.
+        let mut seen: rustc_hash::FxHashMap<(u32, u32), usize> = Default::default();
+        for o in ops {
+            let observed = match (o.input.action, o.output) {
+                (KvAction::Get, Some(v)) => v,
+                (KvAction::Cas(from, _), _) => from,
+                _ => continue,
+            };
+            let until = o.ret.unwrap_or(usize::MAX);
+            let e = seen.entry((o.input.key, observed)).or_insert(until);
+            *e = (*e).max(until);
+        }
+        let mut observed: Vec<(u32, usize, String)> = seen
+            .into_iter()
+            .map(|((key, v), until)| (key, until, text(v)))
+            .collect();
+        observed.sort_unstable();
+        ops.iter()
+            .map(|x| {
+                let written = match x.input.action {
+                    KvAction::Put(v) | KvAction::Append(v) | KvAction::Cas(_, v)
+                        if x.output.is_none() && !cas_false =>
+                    {
+                        text(v)
+                    }
+                    _ => return false,
+                };
+                !written.is_empty()
+                    && !observed.iter().any(|(key, until, t)| {
+                        *key == x.input.key && *until > x.call && t.contains(&written)
+                    })
+            })
+            .collect()
     }
 
     fn impossible(&self, ops: &[Operation<KvOp, u32>]) -> Option<(usize, String)> {

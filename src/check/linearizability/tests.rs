@@ -501,6 +501,8 @@ fn budget_exhaustion_gives_unknown() {
 
 #[test]
 fn counterexample_text_is_stable() {
+    // The timed-out write 3 is observed (process 3 reads 3), so it is part of the search and of
+    // the counterexample; an unobserved one would be pruned before searching.
     let h = [
         ev(0, Invoke, Function::Write, None, int(1)),
         ev(0, Done, Function::Write, None, int(1)),
@@ -508,6 +510,8 @@ fn counterexample_text_is_stable() {
         ev(2, Invoke, Function::Write, None, int(3)),
         ev(2, Info, Function::Write, None, int(3)),
         ev(1, Done, Function::Cas, None, pair_v(int(1), int(2))),
+        ev(3, Invoke, Function::Read, None, Value::Nil),
+        ev(3, Done, Function::Read, None, int(3)),
         ev(0, Invoke, Function::Read, None, Value::Nil),
         ev(0, Done, Function::Read, None, int(1)),
     ];
@@ -515,12 +519,13 @@ fn counterexample_text_is_stable() {
     assert_eq!(r.verdict, Verdict::NotLinearizable);
     let text = r.counterexample.unwrap().render(&Locator::Event);
     let expected = "\
-longest linearizable prefix found: 3 operation(s)
+longest linearizable prefix found: 4 operation(s)
      1. process 0: write 1  (invoked event 0, completed event 1)  => 1
      2. process 1: cas 1 -> 2  (invoked event 2, completed event 5)  => 2
      3. process 2: write 3  (invoked event 3, completed never (outcome unknown))  => 3
+     4. process 3: read -> 3  (invoked event 6, completed event 7)  => 3
 state after the prefix: 3
-cannot place: process 0: read -> 1  (invoked event 6, completed event 7)
+cannot place: process 0: read -> 1  (invoked event 8, completed event 9)
   it is impossible in state 3
 no other operation was invoked before it completed
 ";
@@ -631,4 +636,139 @@ fn the_model_is_guessed_from_the_functions() {
     assert_eq!(ModelKind::detect(&[]), None);
     assert_eq!("kv".parse::<ModelKind>(), Ok(ModelKind::KeyValue));
     assert!("queue".parse::<ModelKind>().is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pruning of unobservable unknown-outcome writes.
+
+fn raw_op<'a>(
+    f: Function,
+    invoke: &'a Value,
+    outcome: RawOutcome<'a>,
+    call: usize,
+    ret: Option<usize>,
+) -> RawOp<'a> {
+    RawOp {
+        process: call as u64,
+        f,
+        key: Some("k"),
+        invoke,
+        outcome,
+        call,
+        ret,
+    }
+}
+
+#[test]
+fn unknown_writes_that_nothing_observes_are_marked_and_observed_ones_are_not() {
+    use crate::check::linearizability::models::KeyValue;
+    let s = |t: &str| Value::Str(t.to_string());
+    let (a, x1, x2, b, cas, c, d) = (
+        s("a"),
+        s("x1;"),
+        s("x2;"),
+        s("b"),
+        pair_v(s("zz"), s("c")),
+        s("c"),
+        s("d"),
+    );
+    let (ax2, nil) = (s("ax2;"), Value::Nil);
+    let raw = [
+        raw_op(Function::Put, &a, RawOutcome::Ok(&a), 0, Some(1)),
+        raw_op(Function::Append, &x1, RawOutcome::Unknown, 2, None), // never read: marked
+        raw_op(Function::Append, &x2, RawOutcome::Unknown, 3, None), // read as part of "ax2;"
+        raw_op(Function::Get, &nil, RawOutcome::Ok(&ax2), 4, Some(5)),
+        raw_op(Function::Put, &b, RawOutcome::Unknown, 6, None), // read below
+        raw_op(Function::Get, &nil, RawOutcome::Ok(&b), 7, Some(8)),
+        raw_op(Function::Cas, &cas, RawOutcome::Unknown, 9, None), // writes "c": never read
+        raw_op(Function::Get, &nil, RawOutcome::Ok(&d), 10, Some(11)), // returned before the put of d
+        raw_op(Function::Put, &d, RawOutcome::Unknown, 12, None),      // so this put is unobserved
+        raw_op(Function::Put, &c, RawOutcome::Ok(&c), 13, Some(14)), // known outcome: never marked
+    ];
+    let mut model = KeyValue::new(&Value::Nil, true);
+    let ops: Vec<_> = raw
+        .iter()
+        .map(|r| {
+            let (input, output) = model.convert(r).unwrap();
+            Operation {
+                input,
+                output,
+                call: r.call,
+                ret: r.ret,
+                process: r.process,
+            }
+        })
+        .collect();
+    assert_eq!(
+        model.unobservable(&ops),
+        [
+            false, true, false, false, false, false, true, false, true, false
+        ]
+    );
+}
+
+#[test]
+fn pruning_keeps_verdicts_and_decides_histories_full_of_unobserved_timeouts() {
+    // Forty concurrent appends time out and are never read; the reads see only the put. Every
+    // subset of the appends is a different string, so without pruning the search space is 2^40.
+    let mut h = vec![
+        ev(
+            100,
+            Invoke,
+            Function::Put,
+            Some("k"),
+            Value::Str("a".into()),
+        ),
+        ev(100, Done, Function::Put, Some("k"), Value::Str("a".into())),
+    ];
+    for p in 0..40u64 {
+        h.push(ev(
+            p,
+            Invoke,
+            Function::Append,
+            Some("k"),
+            Value::Str(format!("t{p};")),
+        ));
+    }
+    for p in 0..40u64 {
+        h.push(ev(
+            p,
+            Info,
+            Function::Append,
+            Some("k"),
+            Value::Str(format!("t{p};")),
+        ));
+    }
+    let reads = |h: &mut Vec<HistoryEvent>, seen: &str| {
+        h.push(ev(200, Invoke, Function::Get, Some("k"), Value::Nil));
+        h.push(ev(
+            200,
+            Done,
+            Function::Get,
+            Some("k"),
+            Value::Str(seen.into()),
+        ));
+    };
+    let mut ok = h.clone();
+    reads(&mut ok, "a");
+    let mut options = Options::new(ModelKind::KeyValue);
+    options.time_limit = Some(std::time::Duration::from_secs(5));
+    assert_eq!(
+        check_events(&ok, &options).unwrap().verdict,
+        Verdict::Linearizable
+    );
+    // A read of a value no operation could produce stays a violation.
+    let mut bad = h.clone();
+    reads(&mut bad, "b");
+    assert_eq!(
+        check_events(&bad, &options).unwrap().verdict,
+        Verdict::NotLinearizable
+    );
+    // A read that observes one timed-out append keeps it: linearizable only because it ran.
+    let mut observed = h;
+    reads(&mut observed, "at7;");
+    assert_eq!(
+        check_events(&observed, &options).unwrap().verdict,
+        Verdict::Linearizable
+    );
 }
