@@ -5,8 +5,14 @@
 //! Each check lives in its own module with its `[check.<name>]` options; [`CHECKS`] lists them
 //! for `faultline list` and for [`run_checks`].
 
+pub mod availability;
 pub mod convergence;
 pub mod invariants;
+pub mod liveness;
+pub mod ops;
+pub mod stale_read;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 
@@ -52,6 +58,15 @@ pub struct CheckConfig {
     /// `[check.convergence]`.
     #[serde(default)]
     pub convergence: convergence::Config,
+    /// `[check.availability]`.
+    #[serde(default)]
+    pub availability: availability::Config,
+    /// `[check.liveness]`.
+    #[serde(default)]
+    pub liveness: liveness::Config,
+    /// `[check.stale-read]`.
+    #[serde(default, rename = "stale-read")]
+    pub stale_read: stale_read::Config,
 }
 
 /// A check faultline can run.
@@ -69,7 +84,13 @@ pub struct CheckInfo {
 }
 
 /// Every check, in report order.
-pub static CHECKS: &[CheckInfo] = &[invariants::CHECK, convergence::CHECK];
+pub static CHECKS: &[CheckInfo] = &[
+    invariants::CHECK,
+    convergence::CHECK,
+    stale_read::CHECK,
+    availability::CHECK,
+    liveness::CHECK,
+];
 
 /// The checks that apply to `protocol`.
 pub fn checks_for(protocol: &ProtocolInfo) -> impl Iterator<Item = &'static CheckInfo> + '_ {

@@ -8,6 +8,7 @@
 
 pub mod broadcast;
 pub mod chatter;
+pub mod kv;
 pub mod pingpong;
 
 use serde::Serialize;

@@ -437,6 +437,28 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
         &["check".into(), "convergence".into(), "within".into()],
         || "expected a positive duration".into(),
     )?;
+    let av = &s.check.availability;
+    for (key, value) in [
+        ("majority_ok_min", av.majority_ok_min),
+        ("minority_ok_max", av.minority_ok_max),
+    ] {
+        if let Some(x) = value {
+            v.probability(
+                x,
+                &["check".into(), "availability".into(), PathSeg::Key(key)],
+            )?;
+        }
+    }
+    for (key, d) in [
+        ("leader_within", s.check.liveness.leader_within),
+        ("answer_within", s.check.liveness.answer_within),
+    ] {
+        v.check(
+            d.as_nanos() > 0,
+            &["check".into(), "liveness".into(), PathSeg::Key(key)],
+            || "expected a positive duration".into(),
+        )?;
+    }
     let check_names: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();
     for (i, name) in s.expect.failing_checks.iter().enumerate() {
         v.check(

@@ -1,0 +1,440 @@
+//! `availability` (key-value protocols; shared by Raft and Paxos): for every partition interval,
+//! the fraction of client operations that succeeded, split by the side each client was on.
+//!
+//! Partition intervals come from `RunRecord.partitions`: the run is cut into segments at every
+//! partition start and heal; a segment during which at least one partition is active is judged
+//! with the union of the links cut at that time (overlapping faults combine).
+//!
+//! A client's side is decided by what it can actually reach, because that is what its requests
+//! can: the servers it exchanges messages with in both directions. It is on the **majority side**
+//! if one of those servers is connected (both ways) to a majority of the servers, itself
+//! included; otherwise on the **minority side**. For the kernel's side-based partitions a client
+//! follows its home server (`topology.homes`), so this is its home server's side; for `isolate`
+//! (which cuts only the target's links) a client of the isolated server can still reach the rest
+//! of the cluster, and is rightly counted on the majority side.
+//!
+//! An operation belongs to the segment in which it was invoked. It is counted if it ended (ok,
+//! fail or info) before the segment ended, and it *succeeded* if it ended `ok` then. Operations
+//! still pending when a segment ends are left out (they are judged by nobody here), so a heal
+//! cannot make a minority operation look like a partition-time success.
+//!
+//! A CP system such as Raft must keep the minority side from completing writes and linearizable
+//! reads (`minority_ok_max = 0.0`), and the majority side should keep serving
+//! (`majority_ok_min`). Both fractions are always reported (aggregated over every interval, and
+//! per interval in the evidence); a threshold is only enforced when the scenario sets it.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::ops::{Operation, operations};
+use crate::check::{CheckInfo, CheckResult, ms};
+use crate::process::NodeId;
+use crate::protocols::WorkloadKind;
+use crate::scenario::Verdict;
+use crate::sim::RunRecord;
+use crate::sim::topology::Topology;
+
+/// The registry entry.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: "availability",
+    summary: "per partition interval, the fraction of operations that succeeded on the majority and on the minority side (thresholds optional)",
+    applies_to: |p| p.workload == WorkloadKind::KeyValue,
+    enabled: |c| c.availability.enabled,
+    run,
+};
+
+/// `[check.availability]` options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run the check (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// If set, at least this fraction (0 to 1) of the counted majority-side operations, over all
+    /// partition intervals, must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub majority_ok_min: Option<f64>,
+    /// If set, at most this fraction (0 to 1) of the counted minority-side operations, over all
+    /// partition intervals, may succeed (`0.0` for a CP system).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minority_ok_max: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            majority_ok_min: None,
+            minority_ok_max: None,
+        }
+    }
+}
+
+/// Which side of a partition a client is on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// It reaches a server that is connected to a majority of the servers.
+    Majority,
+    /// It does not.
+    Minority,
+}
+
+/// The side of `client` when the directed links in `cut` are cut, and the servers it reaches.
+pub fn client_side(
+    topology: &Topology,
+    cut: &BTreeSet<(NodeId, NodeId)>,
+    client: NodeId,
+) -> (Side, Vec<NodeId>) {
+    let linked = |a: NodeId, b: NodeId| !cut.contains(&(a, b)) && !cut.contains(&(b, a));
+    let servers = &topology.servers;
+    let majority = servers.len() / 2 + 1;
+    let reach: Vec<NodeId> = servers
+        .iter()
+        .copied()
+        .filter(|&s| linked(client, s))
+        .collect();
+    let side = if reach
+        .iter()
+        .any(|&s| servers.iter().filter(|&&o| o == s || linked(s, o)).count() >= majority)
+    {
+        Side::Majority
+    } else {
+        Side::Minority
+    };
+    (side, reach)
+}
+
+/// A stretch of time during which the same set of partitions was active.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    /// Start (global ns).
+    pub start_ns: u64,
+    /// End (global ns, exclusive).
+    pub end_ns: u64,
+    /// Union of the links cut.
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// The faults whose cuts are active.
+    pub fault_ids: Vec<u64>,
+}
+
+/// The partition segments of a run, in time order.
+pub fn segments(record: &RunRecord) -> Vec<Segment> {
+    let end = |p: &crate::sim::PartitionRecord| p.end_ns.unwrap_or(record.end_ns);
+    let mut bounds: BTreeSet<u64> = BTreeSet::new();
+    for p in &record.partitions {
+        bounds.insert(p.start_ns);
+        bounds.insert(end(p));
+    }
+    let bounds: Vec<u64> = bounds.into_iter().collect();
+    let mut out: Vec<Segment> = Vec::new();
+    for w in bounds.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let active: Vec<&crate::sim::PartitionRecord> = record
+            .partitions
+            .iter()
+            .filter(|p| p.start_ns <= a && end(p) > a)
+            .collect();
+        if active.is_empty() {
+            continue;
+        }
+        let cut: BTreeSet<(NodeId, NodeId)> = active
+            .iter()
+            .flat_map(|p| p.cut_links.iter().copied())
+            .collect();
+        let fault_ids = active.iter().map(|p| p.fault_id).collect();
+        out.push(Segment {
+            start_ns: a,
+            end_ns: b,
+            cut,
+            fault_ids,
+        });
+    }
+    out
+}
+
+#[derive(Default)]
+struct Tally {
+    counted: u64,
+    ok: u64,
+}
+
+impl Tally {
+    fn fraction(&self) -> Option<f64> {
+        (self.counted > 0).then(|| self.ok as f64 / self.counted as f64)
+    }
+    fn describe(&self) -> String {
+        match self.fraction() {
+            Some(f) => format!("{} of {} ok ({:.1}%)", self.ok, self.counted, f * 100.0),
+            None => "no operation counted".into(),
+        }
+    }
+}
+
+fn run(record: &RunRecord) -> CheckResult {
+    let config = &record.scenario.check.availability;
+    let topo = &record.topology;
+    let segs = segments(record);
+    if segs.is_empty() {
+        return CheckResult::new(
+            CHECK.name,
+            Verdict::Pass,
+            "no partition during the run: nothing to split by side",
+        );
+    }
+    let ops: Vec<Operation> = operations(&record.history)
+        .into_iter()
+        .filter(|o| o.key.is_some())
+        .collect();
+    let (mut majority, mut minority) = (Tally::default(), Tally::default());
+    let mut evidence = Vec::new();
+    let mut minority_successes: Vec<String> = Vec::new();
+    for seg in &segs {
+        let (mut maj, mut min) = (Tally::default(), Tally::default());
+        let mut sides_text: Vec<String> = Vec::new();
+        for &client in &topo.clients {
+            let (side, reach) = client_side(topo, &seg.cut, client);
+            sides_text.push(format!(
+                "{} {} (reaches {})",
+                topo.name(client),
+                match side {
+                    Side::Majority => "majority",
+                    Side::Minority => "minority",
+                },
+                if reach.is_empty() {
+                    "no server".to_string()
+                } else {
+                    topo.names_of(&reach).join(",")
+                }
+            ));
+            for op in ops.iter().filter(|o| {
+                o.node == topo.name(client)
+                    && o.invoke_ns >= seg.start_ns
+                    && o.invoke_ns < seg.end_ns
+                    && o.complete_ns.is_some_and(|c| c <= seg.end_ns)
+            }) {
+                let tally = match side {
+                    Side::Majority => &mut maj,
+                    Side::Minority => &mut min,
+                };
+                tally.counted += 1;
+                if op.is_ok() {
+                    tally.ok += 1;
+                    if side == Side::Minority {
+                        minority_successes.push(op.describe());
+                    }
+                }
+            }
+        }
+        evidence.push(format!(
+            "[{}, {}) faults {:?}: majority side {}; minority side {}; clients: {}",
+            ms(seg.start_ns),
+            ms(seg.end_ns),
+            seg.fault_ids,
+            maj.describe(),
+            min.describe(),
+            sides_text.join(", ")
+        ));
+        majority.counted += maj.counted;
+        majority.ok += maj.ok;
+        minority.counted += min.counted;
+        minority.ok += min.ok;
+    }
+    let mut problems = Vec::new();
+    let mut unknown = Vec::new();
+    if let Some(min_ok) = config.majority_ok_min {
+        match majority.fraction() {
+            Some(f) if f < min_ok => problems.push(format!(
+                "majority side: {} is below majority_ok_min = {min_ok}",
+                majority.describe()
+            )),
+            Some(_) => {}
+            None => {
+                unknown.push("majority_ok_min is set but no majority-side operation was counted")
+            }
+        }
+    }
+    if let Some(max_ok) = config.minority_ok_max {
+        if let Some(f) = minority.fraction() {
+            if f > max_ok {
+                problems.push(format!(
+                    "minority side: {} is above minority_ok_max = {max_ok}",
+                    minority.describe()
+                ));
+                for s in minority_successes.iter().take(5) {
+                    evidence.insert(0, format!("minority-side success: {s}"));
+                }
+            }
+        }
+    }
+    let totals = format!(
+        "{} partition interval(s): majority side {}, minority side {}",
+        segs.len(),
+        majority.describe(),
+        minority.describe()
+    );
+    let mut result = if !problems.is_empty() {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Fail,
+            format!("{}; {totals}", problems.join("; ")),
+        )
+    } else if !unknown.is_empty() {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Unknown,
+            format!("{}; {totals}", unknown.join("; ")),
+        )
+    } else {
+        CheckResult::new(CHECK.name, Verdict::Pass, totals)
+    };
+    result.evidence = evidence;
+    let m = &mut result.metrics;
+    m.insert("intervals".into(), segs.len().into());
+    m.insert("majority_ops".into(), majority.counted.into());
+    m.insert("majority_ok".into(), majority.ok.into());
+    m.insert("majority_ok_fraction".into(), majority.fraction().into());
+    m.insert("minority_ops".into(), minority.counted.into());
+    m.insert("minority_ok".into(), minority.ok.into());
+    m.insert("minority_ok_fraction".into(), minority.fraction().into());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testing::{op, record};
+    use crate::history::{EventType, Function, Value};
+    use crate::sim::PartitionRecord;
+
+    fn ids(v: &[u32]) -> Vec<NodeId> {
+        v.iter().map(|&i| NodeId(i)).collect()
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn clients_are_split_by_what_they_can_reach() {
+        let rec = record(5, 3, "");
+        let topo = &rec.topology;
+        // n1..n5 = 0..4, c1..c3 = 5..7 with homes n1, n2, n3.
+        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
+        let cut: BTreeSet<_> = crate::sim::faults::cut_links(&plan, topo, &[])
+            .into_iter()
+            .collect();
+        assert_eq!(client_side(topo, &cut, NodeId(5)).0, Side::Majority);
+        assert_eq!(client_side(topo, &cut, NodeId(6)).0, Side::Minority);
+        // Isolating n1 leaves its client c1 connected to the other four servers.
+        let cut: BTreeSet<_> = crate::sim::faults::isolate_links(&ids(&[0]), topo)
+            .into_iter()
+            .collect();
+        let (side, reach) = client_side(topo, &cut, NodeId(5));
+        assert_eq!(side, Side::Majority);
+        assert_eq!(reach, ids(&[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn fractions_are_per_side_and_thresholds_are_enforced() {
+        let mut rec = record(
+            5,
+            2,
+            "[check.availability]\nmajority_ok_min = 0.5\nminority_ok_max = 0.0\n",
+        );
+        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
+        rec.partitions.push(PartitionRecord {
+            fault_id: 0,
+            start_ns: 100 * MS,
+            end_ns: Some(1000 * MS),
+            sides: None,
+            cut_links: crate::sim::faults::cut_links(&plan, &rec.topology, &[]),
+        });
+        let put = |v: &str| Value::Str(v.into());
+        // c1 (majority): one ok, one info. c2 (minority): one info, one pending at the heal.
+        rec.history = [
+            op(
+                1,
+                "c1",
+                Function::Put,
+                put("a"),
+                200,
+                EventType::Ok,
+                put("a"),
+                210,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                put("b"),
+                300,
+                EventType::Info,
+                put("b"),
+                800,
+            ),
+            op(
+                2,
+                "c2",
+                Function::Put,
+                put("c"),
+                200,
+                EventType::Info,
+                put("c"),
+                700,
+            ),
+            op(
+                2,
+                "c2",
+                Function::Put,
+                put("d"),
+                900,
+                EventType::Ok,
+                put("d"),
+                1100,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                put("e"),
+                50,
+                EventType::Ok,
+                put("e"),
+                60,
+            ),
+        ]
+        .concat();
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["majority_ops"], 2);
+        assert_eq!(r.metrics["majority_ok"], 1);
+        assert_eq!(
+            r.metrics["minority_ops"], 1,
+            "the op pending at the heal is left out"
+        );
+        assert_eq!(r.metrics["minority_ok"], 0);
+        // A minority success inside the interval fails the CP threshold and is cited.
+        rec.history.extend(op(
+            2,
+            "c2",
+            Function::Get,
+            Value::Nil,
+            400,
+            EventType::Ok,
+            put("a"),
+            450,
+        ));
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("c2 get"), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn a_run_without_partitions_passes_with_nothing_to_split() {
+        let rec = record(3, 1, "");
+        assert_eq!(run(&rec).verdict, Verdict::Pass);
+    }
+}

@@ -1,0 +1,90 @@
+//! Test helpers: hand-built run records for unit tests of checks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::history::{EventType, Function, HistoryEvent, Value};
+use crate::process::NodeId;
+use crate::protocols::Observation;
+use crate::scenario::Scenario;
+use crate::sim::topology::Topology;
+use crate::sim::world::Status;
+use crate::sim::{LifecycleKind, LifecycleRecord, ObservationRecord, RunRecord, Stats};
+
+/// An empty 10-second run record of a key-value cluster with `servers` servers and `clients`
+/// clients; `extra` is appended to the scenario text (e.g. `[check.x]` options).
+pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
+    let text = format!(
+        "duration = \"10s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = {servers}\n[workload]\nclients = {clients}\n{extra}"
+    );
+    let scenario = Scenario::parse(Path::new("test.toml"), text.as_bytes()).expect("valid");
+    let topology = Topology::new(&scenario);
+    let n = topology.len();
+    RunRecord {
+        scenario: Arc::new(scenario),
+        seed: 1,
+        topology: Arc::new(topology),
+        end_ns: 10_000_000_000,
+        trace_jsonl: Vec::new(),
+        trace_hash: String::new(),
+        trace_truncated: false,
+        history: Vec::new(),
+        observations: Vec::new(),
+        lifecycle: Vec::new(),
+        partitions: Vec::new(),
+        faults: Vec::new(),
+        final_heal_ns: Some(0),
+        final_status: vec![Status::Up; n],
+        stats: Stats::default(),
+        halt: None,
+    }
+}
+
+/// One operation as two history events (invoke and completion) on key `k`; times in ms.
+#[allow(clippy::too_many_arguments)]
+pub fn op(
+    process: u64,
+    node: &str,
+    f: Function,
+    argument: Value,
+    invoke_ms: u64,
+    kind: EventType,
+    result: Value,
+    complete_ms: u64,
+) -> Vec<HistoryEvent> {
+    let mut invoke = HistoryEvent::new(process, EventType::Invoke, f, Some("k".into()), argument);
+    invoke.time_ns = invoke_ms * 1_000_000;
+    invoke.node = node.into();
+    let mut done = HistoryEvent::new(process, kind, f, Some("k".into()), result);
+    done.time_ns = complete_ms * 1_000_000;
+    done.node = node.into();
+    vec![invoke, done]
+}
+
+/// Appends an observation at `t_ms` by `node`, with the next sequence number.
+pub fn observe(record: &mut RunRecord, t_ms: u64, node: u32, observation: impl Into<Observation>) {
+    let seq = next_seq(record);
+    record.observations.push(ObservationRecord {
+        seq,
+        t_ns: t_ms * 1_000_000,
+        node: NodeId(node),
+        observation: observation.into(),
+    });
+}
+
+/// Appends a lifecycle change at `t_ms`, with the next sequence number.
+pub fn lifecycle(record: &mut RunRecord, t_ms: u64, node: u32, kind: LifecycleKind) {
+    let seq = next_seq(record);
+    record.lifecycle.push(LifecycleRecord {
+        seq,
+        t_ns: t_ms * 1_000_000,
+        node: NodeId(node),
+        kind,
+    });
+}
+
+fn next_seq(record: &RunRecord) -> u64 {
+    let a = record.observations.last().map_or(0, |o| o.seq);
+    let b = record.lifecycle.last().map_or(0, |l| l.seq);
+    a.max(b) + 1
+}
