@@ -10,6 +10,7 @@ pub mod convergence;
 pub mod invariants;
 pub mod liveness;
 pub mod ops;
+pub mod paxos;
 pub mod stale_read;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -67,6 +68,9 @@ pub struct CheckConfig {
     /// `[check.stale-read]`.
     #[serde(default, rename = "stale-read")]
     pub stale_read: stale_read::Config,
+    /// `[check.decision]` (single-decree Paxos).
+    #[serde(default)]
+    pub decision: paxos::decision::Config,
 }
 
 /// A check faultline can run.
@@ -87,6 +91,11 @@ pub struct CheckInfo {
 pub static CHECKS: &[CheckInfo] = &[
     invariants::CHECK,
     convergence::CHECK,
+    paxos::agreement::CHECK,
+    paxos::validity::CHECK,
+    paxos::learner_agreement::CHECK,
+    paxos::applied_prefix::CHECK,
+    paxos::decision::CHECK,
     stale_read::CHECK,
     availability::CHECK,
     liveness::CHECK,

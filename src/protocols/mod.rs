@@ -9,6 +9,7 @@
 pub mod broadcast;
 pub mod chatter;
 pub mod kv;
+pub mod paxos;
 pub mod pingpong;
 
 use serde::Serialize;
@@ -29,6 +30,10 @@ pub enum Message {
     PingPong(pingpong::Message),
     /// Chatter.
     Chatter(chatter::Message),
+    /// Single-decree Paxos.
+    Paxos(paxos::synod::Message),
+    /// Multi-Paxos.
+    MultiPaxos(paxos::multi::Message),
 }
 
 /// Requests and replies between clients and servers.
@@ -64,6 +69,10 @@ pub enum Timer {
     PingPong(pingpong::Timer),
     /// Chatter.
     Chatter(chatter::Timer),
+    /// Single-decree Paxos.
+    Paxos(paxos::synod::Timer),
+    /// Multi-Paxos.
+    MultiPaxos(paxos::multi::Timer),
 }
 
 /// Every protocol fact a process can observe for the checkers.
@@ -74,6 +83,8 @@ pub enum Observation {
     Common(CommonObservation),
     /// The gossip broadcast protocol.
     Broadcast(broadcast::Observation),
+    /// Single-decree Paxos and Multi-Paxos.
+    Paxos(paxos::Observation),
 }
 
 /// Facts shared by protocols; the world uses [`CommonObservation::Role`] to resolve fault targets
@@ -124,6 +135,11 @@ wire_variant!(Message, Message::Chatter, chatter::Message);
 wire_variant!(Timer, Timer::Chatter, chatter::Timer);
 wire_variant!(Observation, Observation::Broadcast, broadcast::Observation);
 wire_variant!(Observation, Observation::Common, CommonObservation);
+wire_variant!(Message, Message::Paxos, paxos::synod::Message);
+wire_variant!(Timer, Timer::Paxos, paxos::synod::Timer);
+wire_variant!(Message, Message::MultiPaxos, paxos::multi::Message);
+wire_variant!(Timer, Timer::MultiPaxos, paxos::multi::Timer);
+wire_variant!(Observation, Observation::Paxos, paxos::Observation);
 
 /// Which client workload a protocol serves (and so which operations its clients issue).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -187,8 +203,13 @@ pub struct ProtocolInfo {
 }
 
 /// Every protocol, in `faultline list` order.
-pub static PROTOCOLS: &[ProtocolInfo] =
-    &[broadcast::PROTOCOL, chatter::PROTOCOL, pingpong::PROTOCOL];
+pub static PROTOCOLS: &[ProtocolInfo] = &[
+    broadcast::PROTOCOL,
+    chatter::PROTOCOL,
+    paxos::multi::PROTOCOL,
+    paxos::synod::PROTOCOL,
+    pingpong::PROTOCOL,
+];
 
 /// Looks a protocol up by name.
 pub fn protocol(name: &str) -> Option<&'static ProtocolInfo> {

@@ -23,7 +23,7 @@ pub use error::ScenarioError;
 pub use validate::{limits, validate_bugs};
 
 use crate::check::CheckConfig;
-use crate::protocols::{broadcast, chatter};
+use crate::protocols::{broadcast, chatter, paxos};
 
 /// A whole scenario file. See `docs/scenario-format.md`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -69,6 +69,12 @@ pub struct Scenario {
     /// Options of the `chatter` protocol.
     #[serde(default)]
     pub chatter: chatter::Config,
+    /// Options of the single-decree `paxos` protocol (`[paxos]`, see `docs/paxos.md`).
+    #[serde(default)]
+    pub paxos: paxos::synod::Config,
+    /// Options of the `multi-paxos` protocol (`[multi-paxos]`, see `docs/paxos.md`).
+    #[serde(default, rename = "multi-paxos")]
+    pub multi_paxos: paxos::multi::Config,
 }
 
 fn default_seed() -> u64 {
