@@ -57,8 +57,8 @@ use crate::protocols::kv::{self, Command, CommandId, KvStore};
 use crate::protocols::paxos::acceptor::{Acceptor, Scope};
 use crate::protocols::paxos::{
     BUG_ACCEPT_IGNORES_PROMISE, BUG_ACCEPTOR_OMITS_ACCEPTED, BUG_DUPLICATE_BALLOTS, BUG_NO_BACKOFF,
-    BUG_PROMISE_NOT_PERSISTED, BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS,
-    Ballot, Bugs, Observation, ValueId, choose_value,
+    BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
+    ValueId, choose_value,
 };
 use crate::protocols::{Bug, CommonObservation, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
@@ -74,18 +74,22 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     validate,
 };
 
-/// The planted bugs of Multi-Paxos: the same switches as single-decree Paxos, with the check
-/// that catches each in a key-value run.
+/// The planted bugs of Multi-Paxos: the switches of single-decree Paxos that a shipped
+/// Multi-Paxos scenario demonstrates, with the check that catches each in a key-value run.
+///
+/// `promise-not-persisted` is left out: here a leader steps down at the first refusal and the
+/// next leader's accepts raise every acceptor's promise again within milliseconds, so forgetting
+/// a promise across a restart needs a fault timing that no scenario produced in our sweeps
+/// (single-decree Paxos demonstrates it: `scenarios/paxos/bugs/promise-not-persisted.toml`).
 pub const MULTI_BUGS: &[Bug] = &[
     multi_bug(BUG_ACCEPTOR_OMITS_ACCEPTED, "agreement"),
     multi_bug(BUG_PROPOSER_IGNORES_ACCEPTED, "agreement"),
     multi_bug(BUG_PROPOSER_TAKES_LOWEST, "agreement"),
     multi_bug(BUG_ACCEPT_IGNORES_PROMISE, "agreement"),
-    multi_bug(BUG_PROMISE_NOT_PERSISTED, "agreement"),
     multi_bug(BUG_DUPLICATE_BALLOTS, "agreement"),
     Bug {
         name: BUG_NO_BACKOFF,
-        summary: "election timeouts are not randomized and a preempted candidate retries at once: candidates duel (§2.4)",
+        summary: "election timeouts are not randomized and a preempted candidate campaigns again at once: candidates duel and no leader emerges (§2.4)",
         caught_by: "liveness",
     },
 ];
@@ -642,6 +646,16 @@ impl Node {
     /// Learns that `value` is chosen at `slot`; a conflicting value is observed and ignored.
     fn learn(&mut self, ctx: &mut Context<'_>, slot: u64, value: Value) {
         assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
+        if let Role::Leader(leader) = &mut self.role {
+            // Our proposal there is decided (ours or, for a stale leader, another leader's), and
+            // our next proposals go after every slot known chosen.
+            if let Some(p) = leader.pending.remove(&slot) {
+                if let Value::Command(c) = &p.value {
+                    leader.by_command.remove(&c.id());
+                }
+            }
+            leader.next_slot = leader.next_slot.max(slot + 1);
+        }
         if let Some(known) = self.chosen.get(&slot) {
             if *known != value {
                 ctx.observe(Observation::Learned {
@@ -650,13 +664,6 @@ impl Node {
                 });
             }
             return;
-        }
-        if let Role::Leader(leader) = &mut self.role {
-            if let Some(p) = leader.pending.remove(&slot) {
-                if let Value::Command(c) = &p.value {
-                    leader.by_command.remove(&c.id());
-                }
-            }
         }
         ctx.observe(Observation::Learned {
             instance: slot,
