@@ -9,6 +9,7 @@
 //!   uniform 1-10 ms latency (madsim's default). Prints delivered messages per wall-clock second
 //!   and their ratio (target: faultline >= 0.7 of bare madsim), plus a standard 5-node broadcast
 //!   scenario.
+//! - `paxos`: the Multi-Paxos key-value figure (see `bench_paxos`).
 
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub enum Target {
     All,
     /// faultline's network vs bare madsim, and a 5-node broadcast.
     Kernel,
+    /// A 5-node Multi-Paxos key-value cluster at 100 operations per simulated second.
+    Paxos,
 }
 
 /// Arguments of `faultline bench`.
@@ -89,7 +92,7 @@ struct KernelReport {
 }
 
 /// Median of repeated timings of `f`, which returns (messages, simulated ns).
-fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
+pub(super) fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
     let mut times = Vec::new();
     let mut last = (0, 0);
     for _ in 0..repeat.max(1) {
@@ -101,7 +104,7 @@ fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
     (last.0, times[times.len() / 2], last.1)
 }
 
-fn scenario(text: &str) -> Scenario {
+pub(super) fn scenario(text: &str) -> Scenario {
     Scenario::parse(Path::new("<bench>"), text.as_bytes()).expect("bench scenarios are valid")
 }
 
@@ -222,6 +225,16 @@ pub fn bench(args: &BenchArgs) -> u8 {
         json.insert(
             "kernel".into(),
             serde_json::to_value(&k).expect("serializes"),
+        );
+    }
+    if matches!(args.target, Target::All | Target::Paxos) {
+        let p = super::bench_paxos::multi_paxos(args.repeat);
+        if !args.json {
+            super::bench_paxos::print(&p, args.repeat);
+        }
+        json.insert(
+            "paxos".into(),
+            serde_json::to_value(&p).expect("serializes"),
         );
     }
     if args.json {

@@ -10,6 +10,7 @@
 //! | 3    | inconclusive: a check returned unknown                         |
 
 mod bench;
+mod bench_paxos;
 mod list;
 pub mod run;
 pub mod test;

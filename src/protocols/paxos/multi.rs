@@ -272,12 +272,14 @@ pub enum Message {
         /// `(slot, ballot, value)` of each accepted proposal.
         accepted: Vec<(u64, Ballot, Value)>,
     },
-    /// Phase 2a for some slots.
+    /// Phase 2a for some slots, and news of slots chosen since the last message.
     Accept {
         /// The leader's ballot.
         ballot: Ballot,
         /// `(slot, value)` pairs.
         entries: Vec<(u64, Value)>,
+        /// Slots now chosen with the value this leader proposed there with `ballot`.
+        chosen: Vec<u64>,
     },
     /// Phase 2b: the acceptor accepted `ballot` in these slots.
     Accepted {
@@ -299,8 +301,10 @@ pub enum Message {
         ballot: Ballot,
         /// The leader's last applied slot.
         chosen_through: u64,
+        /// Slots now chosen with the value this leader proposed there with `ballot`.
+        chosen: Vec<u64>,
     },
-    /// These slots are chosen with these values.
+    /// These slots are chosen with these values (the answer to `catch-up`).
     Chosen {
         /// `(slot, value)` pairs.
         entries: Vec<(u64, Value)>,
@@ -339,6 +343,8 @@ struct Leader {
     by_command: BTreeMap<CommandId, u64>,
     /// Commands whose client waits for our answer.
     awaiting: BTreeSet<CommandId>,
+    /// Slots chosen but not yet announced to the followers.
+    unannounced: Vec<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -531,6 +537,7 @@ impl Node {
             pending: BTreeMap::new(),
             by_command: BTreeMap::new(),
             awaiting: BTreeSet::new(),
+            unannounced: Vec::new(),
         };
         // §3: re-propose the highest-ballot value of every slot not known chosen; fill gaps.
         for slot in from_slot..=max_slot {
@@ -569,30 +576,44 @@ impl Node {
         self.role = Role::Leader(Box::new(leader));
         self.leader = Some(self.id);
         self.observe_role(ctx, "leader", ballot.round);
-        self.send_accepts(ctx, ballot, entries, None);
+        self.propose(ctx, ballot, entries, None);
         self.heartbeat(ctx);
     }
 
-    /// Sends `accept` for `entries` in batches, to every server or to `only`.
-    fn send_accepts(
-        &self,
+    /// Phase 2a for `entries`: `accept` messages in batches to every other server (or only to
+    /// `only`), carrying the slots chosen since the last announcement; the leader's own acceptor
+    /// (if addressed) accepts in place, without a message to itself.
+    fn propose(
+        &mut self,
         ctx: &mut Context<'_>,
         ballot: Ballot,
         entries: Vec<(u64, Value)>,
         only: Option<NodeId>,
     ) {
         let batch = self.config.max_entries_per_message as usize;
+        let mut chosen = match (&mut self.role, only) {
+            (Role::Leader(l), None) => std::mem::take(&mut l.unannounced),
+            _ => Vec::new(),
+        };
         for chunk in entries.chunks(batch) {
-            for &s in &self.servers {
+            let news = std::mem::take(&mut chosen);
+            for s in self.others() {
                 if only.is_none_or(|o| o == s) {
                     ctx.send(
                         s,
                         Message::Accept {
                             ballot,
                             entries: chunk.to_vec(),
+                            chosen: news.clone(),
                         },
                     );
                 }
+            }
+        }
+        if only.is_none_or(|o| o == self.id) && !entries.is_empty() {
+            match self.acceptor.accept(ctx, ballot, entries) {
+                Ok(slots) => self.on_accepted(ctx, self.id, ballot, slots),
+                Err(promised) => self.on_nack(ctx, ballot, promised),
             }
         }
     }
@@ -612,7 +633,7 @@ impl Node {
                 continue;
             }
             let mut any = false;
-            for &s in &self.servers {
+            for &s in self.servers.iter().filter(|&&s| s != self.id) {
                 let entries = resend.entry(s).or_default();
                 if !p.acks.contains(&s) && entries.len() < batch {
                     entries.push((slot, p.value.clone()));
@@ -623,9 +644,10 @@ impl Node {
                 p.sent_ns = now;
             }
         }
+        let chosen = std::mem::take(&mut leader.unannounced);
         for (s, entries) in resend {
             if !entries.is_empty() {
-                self.send_accepts(ctx, ballot, entries, Some(s));
+                self.propose(ctx, ballot, entries, Some(s));
             }
         }
         let chosen_through = self.applied;
@@ -635,6 +657,7 @@ impl Node {
                 Message::Heartbeat {
                     ballot,
                     chosen_through,
+                    chosen: chosen.clone(),
                 },
             );
         }
@@ -760,9 +783,16 @@ impl Node {
         from: NodeId,
         ballot: Ballot,
         entries: Vec<(u64, Value)>,
+        chosen: Vec<u64>,
     ) {
-        match self.acceptor.accept(ctx, ballot, entries) {
+        let result = if entries.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.acceptor.accept(ctx, ballot, entries)
+        };
+        match result {
             Ok(slots) => {
+                self.learn_announced(ctx, from, ballot, &chosen);
                 if from != self.id {
                     if self.own_ballot().is_some_and(|b| b < ballot) {
                         self.follow(ctx, ballot, Some(from));
@@ -773,9 +803,40 @@ impl Node {
                         self.reset_election_deadline(ctx);
                     }
                 }
-                ctx.send(from, Message::Accepted { ballot, slots });
+                if !slots.is_empty() {
+                    ctx.send(from, Message::Accepted { ballot, slots });
+                }
             }
             Err(promised) => ctx.send(from, Message::Nack { ballot, promised }),
+        }
+    }
+
+    /// The leader of `ballot` announced that `slots` are chosen with the values it proposed
+    /// there: learn those whose accepted proposal here has that ballot (one value per slot and
+    /// ballot), and fetch the others from the leader.
+    fn learn_announced(
+        &mut self,
+        ctx: &mut Context<'_>,
+        leader: NodeId,
+        ballot: Ballot,
+        slots: &[u64],
+    ) {
+        let mut missing = false;
+        for &slot in slots {
+            match self.acceptor.accepted(slot) {
+                Some((b, v)) if *b == ballot => {
+                    let v = v.clone();
+                    self.learn(ctx, slot, v);
+                }
+                _ => {
+                    missing |= !self.chosen.contains_key(&slot);
+                    self.leader_chosen_through = self.leader_chosen_through.max(slot);
+                }
+            }
+        }
+        self.apply(ctx);
+        if missing {
+            self.ask_catch_up(ctx, leader);
         }
     }
 
@@ -808,16 +869,11 @@ impl Node {
         for (slot, value) in &newly {
             self.learn(ctx, *slot, value.clone());
         }
-        let batch = self.config.max_entries_per_message as usize;
-        for chunk in newly.chunks(batch) {
-            for s in self.others() {
-                ctx.send(
-                    s,
-                    Message::Chosen {
-                        entries: chunk.to_vec(),
-                    },
-                );
-            }
+        if let Role::Leader(leader) = &mut self.role {
+            // Announced with the next accept or heartbeat, whichever comes first.
+            leader
+                .unannounced
+                .extend(newly.iter().map(|(slot, _)| *slot));
         }
         self.apply(ctx);
     }
@@ -836,6 +892,7 @@ impl Node {
         from: NodeId,
         ballot: Ballot,
         chosen_through: u64,
+        chosen: Vec<u64>,
     ) {
         let promised = self.acceptor.promised(0);
         if ballot < promised {
@@ -849,6 +906,7 @@ impl Node {
         self.leader = Some(from);
         self.reset_election_deadline(ctx);
         self.leader_chosen_through = self.leader_chosen_through.max(chosen_through);
+        self.learn_announced(ctx, from, ballot, &chosen);
         self.ask_catch_up(ctx, from);
     }
 
@@ -948,11 +1006,11 @@ impl Node {
                 sent_ns: ctx.local_time_ns(),
             },
         );
-        self.send_accepts(ctx, ballot, vec![(slot, value)], None);
+        self.propose(ctx, ballot, vec![(slot, value)], None);
     }
 
     /// Local invariants, asserted after every step.
-    fn check_invariants(&self, ctx: &mut Context<'_>) {
+    fn check_invariants(&mut self, ctx: &mut Context<'_>) {
         assert!(
             !ctx.disk().has_unsynced(),
             "multi-paxos node {:?} left unsynced state on disk",
@@ -1019,13 +1077,18 @@ impl Process for Node {
         match message {
             Message::Prepare { ballot, from_slot } => self.on_prepare(ctx, from, ballot, from_slot),
             Message::Promise { ballot, accepted } => self.on_promise(ctx, from, ballot, accepted),
-            Message::Accept { ballot, entries } => self.on_accept(ctx, from, ballot, entries),
+            Message::Accept {
+                ballot,
+                entries,
+                chosen,
+            } => self.on_accept(ctx, from, ballot, entries, chosen),
             Message::Accepted { ballot, slots } => self.on_accepted(ctx, from, ballot, slots),
             Message::Nack { ballot, promised } => self.on_nack(ctx, ballot, promised),
             Message::Heartbeat {
                 ballot,
                 chosen_through,
-            } => self.on_heartbeat(ctx, from, ballot, chosen_through),
+                chosen,
+            } => self.on_heartbeat(ctx, from, ballot, chosen_through, chosen),
             Message::Chosen { entries } => self.on_chosen(ctx, from, entries),
             Message::CatchUp { from_slot } => self.on_catch_up(ctx, from, from_slot),
         }
@@ -1148,14 +1211,20 @@ mod tests {
             .filter(|(_, m)| matches!(m, Message::Accept { .. }))
             .map(|(_, m)| m)
             .collect();
-        assert_eq!(accepts.len(), 3);
+        assert_eq!(
+            accepts.len(),
+            2,
+            "to the others; its own acceptor accepts in place"
+        );
         assert_eq!(
             *accepts[0],
             Message::Accept {
                 ballot: b(1, 0),
-                entries: vec![(1, a2), (2, Value::Noop), (3, c)]
+                entries: vec![(1, a2.clone()), (2, Value::Noop), (3, c)],
+                chosen: vec![],
             }
         );
+        assert_eq!(node.acceptor.accepted(1), Some(&(b(1, 0), a2)));
         let effects_roles = node.last_role;
         assert_eq!(effects_roles, Some(("leader", 1)));
     }
@@ -1189,19 +1258,18 @@ mod tests {
             .filter(|(_, m)| matches!(m, Message::Accept { .. }))
             .count();
         assert_eq!(
-            accepts, 3,
+            accepts, 2,
             "a retry of a pending command is not proposed again"
         );
-        for from in [0, 2] {
-            node.on_message(
-                &mut tc.ctx(),
-                NodeId(from),
-                Message::Accepted {
-                    ballot: b(1, 0),
-                    slots: vec![1],
-                },
-            );
-        }
+        // Its own acceptor accepted in place: one more acceptance makes a majority of 3.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Accepted {
+                ballot: b(1, 0),
+                slots: vec![1],
+            },
+        );
         assert_eq!(node.applied(), 1);
         let effects = tc.take_effects();
         let replies: Vec<&Effect> = effects
@@ -1243,6 +1311,48 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_learns_announced_slots_it_accepted_and_fetches_the_others() {
+        let mut tc = TestContext::new(NodeId(1), 1);
+        let mut node = Node::new(&setup(1), Config::default());
+        node.on_start(&mut tc.ctx());
+        let v1 = Value::Command(put(9, 1, "k", "a"));
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Accept {
+                ballot: b(1, 0),
+                entries: vec![(1, v1.clone())],
+                chosen: vec![],
+            },
+        );
+        tc.take_effects();
+        // Slot 1 is announced chosen (it accepted it with that ballot); slot 2 it never saw.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Heartbeat {
+                ballot: b(1, 0),
+                chosen_through: 2,
+                chosen: vec![1, 2],
+            },
+        );
+        assert_eq!(node.applied(), 1);
+        assert_eq!(node.kv.value("k"), Some("a"));
+        assert_eq!(
+            sends(&mut tc),
+            vec![(NodeId(0), Message::CatchUp { from_slot: 2 })]
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Chosen {
+                entries: vec![(2, Value::Noop)],
+            },
+        );
+        assert_eq!(node.applied(), 2);
+    }
+
+    #[test]
     fn a_higher_ballot_deposes_the_leader_and_a_follower_redirects() {
         let (mut tc, mut node) = candidate();
         for from in [0, 1] {
@@ -1262,6 +1372,7 @@ mod tests {
             Message::Heartbeat {
                 ballot: b(2, 2),
                 chosen_through: 0,
+                chosen: vec![],
             },
         );
         assert!(!node.is_leader());
@@ -1309,6 +1420,7 @@ mod tests {
             Message::Heartbeat {
                 ballot: b(1, 0),
                 chosen_through: 0,
+                chosen: vec![],
             },
         );
         assert_eq!(

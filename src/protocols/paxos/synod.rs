@@ -628,7 +628,7 @@ impl Node {
     }
 
     /// Local invariants, asserted after every step.
-    fn check_invariants(&self, ctx: &mut Context<'_>) {
+    fn check_invariants(&mut self, ctx: &mut Context<'_>) {
         assert!(
             !ctx.disk().has_unsynced(),
             "paxos node {:?} left unsynced state on disk",
@@ -642,7 +642,7 @@ impl Node {
                 self.round
             );
         }
-        if let Some(a) = &self.acceptor {
+        if let Some(a) = &mut self.acceptor {
             a.check_invariants();
         }
     }
