@@ -2,7 +2,8 @@
 //! every learner that is up at the end, within `within` of the later of its start and the final
 //! heal. A liveness check, reported separately from the safety checks (STYLE.md rule 11).
 //!
-//! Instance `i` starts at `[paxos] start + i * instance_interval`; its deadline is
+//! Instance `i` starts at `[paxos] start + i * instance_interval` (on the proposers' local
+//! clocks; the check reads it as global time, which clock faults make approximate); its deadline is
 //! `max(start, final heal) + within`. Its choice time is when the first proposal in it reached a
 //! majority of acceptors (from acceptor observations, [`super::choices`]); a learner's learn time
 //! is its first `learned` observation of the instance (learned values are synced before they are
@@ -94,7 +95,8 @@ fn run(record: &RunRecord) -> CheckResult {
         judged += 1;
         match chosen.get(&instance).and_then(|l| l.first()) {
             Some(c) if c.chosen_ns <= deadline => {
-                slowest = slowest.max(c.chosen_ns.saturating_sub(from));
+                let start = config.start_ns(instance);
+                slowest = slowest.max(c.chosen_ns.saturating_sub(start));
             }
             Some(c) => late.push(format!(
                 "instance {instance}: chosen only at {}, deadline {}",
@@ -146,7 +148,7 @@ fn run(record: &RunRecord) -> CheckResult {
             CHECK.name,
             Verdict::Pass,
             format!(
-                "all {judged} judged instance(s) chosen and learned by all {} up learner(s) in time; slowest choice {} after its start or the final heal",
+                "all {judged} judged instance(s) chosen and learned by all {} up learner(s) in time; the slowest was chosen {} after its start",
                 learners.len(),
                 ms(slowest)
             ),

@@ -1311,6 +1311,17 @@ mod tests {
     }
 
     #[test]
+    fn slot_values_round_trip_through_the_disk_format() {
+        for value in [Value::Noop, Value::Command(put(9, 3, "k", "v"))] {
+            let bytes = serde_json::to_vec(&(b(2, 1), &value)).unwrap();
+            let back: (Ballot, Value) = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(back, (b(2, 1), value));
+        }
+        assert_eq!(Value::Noop.value_id(), "noop");
+        assert_eq!(Value::Command(put(9, 3, "k", "v")).value_id(), "9#3");
+    }
+
+    #[test]
     fn a_follower_learns_announced_slots_it_accepted_and_fetches_the_others() {
         let mut tc = TestContext::new(NodeId(1), 1);
         let mut node = Node::new(&setup(1), Config::default());

@@ -332,6 +332,12 @@ pub struct Node {
     tallies: BTreeMap<u64, BTreeMap<(Ballot, String), BTreeSet<NodeId>>>,
 }
 
+/// The value proposer `id` proposes in `instance` when free to choose: `i<instance>:n<k>`, `k`
+/// being the proposer's position in the server list from 1.
+pub fn own_value(id: NodeId, instance: u64) -> String {
+    format!("i{instance}:n{}", id.0 + 1)
+}
+
 fn instance_key(prefix: &str, instance: u64) -> String {
     format!("{prefix}{instance:020}")
 }
@@ -364,11 +370,6 @@ impl Node {
 
     fn is_learner(&self) -> bool {
         self.roles.learners.contains(&self.id)
-    }
-
-    /// The value this proposer proposes in `instance` when free to choose.
-    pub fn own_value(&self, instance: u64) -> String {
-        format!("i{instance}:n{}", self.id.0 + 1)
     }
 
     /// The learned values (for tests).
@@ -455,7 +456,7 @@ impl Node {
         let value = match choose_value(&reported, &self.bugs) {
             Some(v) => v.clone(),
             None => {
-                let value = format!("i{instance}:n{}", self.id.0 + 1);
+                let value = own_value(self.id, instance);
                 ctx.observe(Observation::Proposed {
                     instance,
                     ballot,
