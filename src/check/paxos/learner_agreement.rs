@@ -1,7 +1,8 @@
 //! `learner-agreement` (Paxos safety, §2.1 "a process never learns that a value has been chosen
 //! unless it actually has been"): for every instance or slot, every `learned` observation by
 //! every learner (and by one learner over time, across restarts) names the same value, and that
-//! value is one a majority of acceptors actually accepted (from acceptor observations).
+//! value is one a majority of acceptors actually accepted (from acceptor observations). In
+//! Multi-Paxos a replica's `applied` observations count as learning too.
 
 use std::collections::BTreeSet;
 
@@ -128,5 +129,32 @@ mod tests {
             "{:?}",
             r.evidence
         );
+    }
+
+    #[test]
+    fn in_multi_paxos_an_applied_value_counts_as_learned() {
+        let mut rec = record("multi-paxos", "");
+        for n in 0..3 {
+            accepted(&mut rec, 10, n, 1, b(1, 0), "5#1");
+        }
+        let applied = |rec: &mut RunRecord, t, node, value: &str| {
+            observe(
+                rec,
+                t,
+                node,
+                Observation::Applied {
+                    slot: 1,
+                    value: value.into(),
+                },
+            )
+        };
+        applied(&mut rec, 12, 3, "5#1");
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["instances_learned"], 1);
+        applied(&mut rec, 13, 4, "noop");
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.metrics["instances_unchosen"], 1);
     }
 }

@@ -116,16 +116,21 @@ pub fn choices(record: &RunRecord) -> BTreeMap<u64, Vec<Choice>> {
     out
 }
 
-/// The `learned` observations by instance: (time, node, value), in order.
+/// What learners learned, by instance: (time, node, value), in order. Both `learned` and
+/// (Multi-Paxos, where it stands for learning) `applied` observations count.
 pub fn learned(record: &RunRecord) -> BTreeMap<u64, Vec<(u64, NodeId, &str)>> {
     let mut out: BTreeMap<u64, Vec<(u64, NodeId, &str)>> = BTreeMap::new();
     for o in &record.observations {
-        if let Observation::Paxos(paxos::Observation::Learned { instance, value }) = &o.observation
-        {
-            out.entry(*instance)
-                .or_default()
-                .push((o.t_ns, o.node, value.as_str()));
-        }
+        let (instance, value) = match &o.observation {
+            Observation::Paxos(paxos::Observation::Learned { instance, value }) => {
+                (instance, value)
+            }
+            Observation::Paxos(paxos::Observation::Applied { slot, value }) => (slot, value),
+            _ => continue,
+        };
+        out.entry(*instance)
+            .or_default()
+            .push((o.t_ns, o.node, value.as_str()));
     }
     out
 }

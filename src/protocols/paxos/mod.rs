@@ -295,8 +295,10 @@ pub enum Observation {
         /// The value.
         value: String,
     },
-    /// A learner learned that `value` is chosen in `instance` (again after a restart, for the
-    /// values it kept on disk). A second `learned` with another value is a conflict.
+    /// A learner learned that `value` is chosen in `instance` (single-decree: every learn, and
+    /// again after a restart for the values it kept on disk; Multi-Paxos: only a value that
+    /// conflicts with one the replica knows, `applied` standing for ordinary learns). A second
+    /// value for one instance is a conflict.
     Learned {
         /// The instance or slot.
         instance: u64,

@@ -39,6 +39,11 @@
 //! synced before the server answers. The chosen log and the store are volatile: a restarted
 //! server catches up from the leader from slot 1 (there are no snapshots).
 //!
+//! Observations: acceptors report `promise-from` and `accepted`; the leader `proposed` for each
+//! client command and gap-filling no-op; every replica `applied` for each slot it applies (which
+//! also stands for "learned": a replica applies chosen slots in order as soon as it knows them),
+//! and `learned` only when it is told a value that conflicts with one it knows.
+//!
 //! Role observations (`CommonObservation::Role`, term = ballot round): `leader` when phase 1
 //! succeeds, `candidate` when it starts, `follower` when a higher ballot is met, so that
 //! `target = "leader"` faults and the `liveness` check work as for Raft.
@@ -666,7 +671,9 @@ impl Node {
 
     // ----- learner -----
 
-    /// Learns that `value` is chosen at `slot`; a conflicting value is observed and ignored.
+    /// Learns that `value` is chosen at `slot`; a conflicting value is observed (`learned`) and
+    /// ignored. A first learn is not observed: the `applied` observation, emitted when the slot
+    /// is applied (in order, as soon as the slots below it are known), stands for it.
     fn learn(&mut self, ctx: &mut Context<'_>, slot: u64, value: Value) {
         assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
         if let Role::Leader(leader) = &mut self.role {
@@ -688,10 +695,6 @@ impl Node {
             }
             return;
         }
-        ctx.observe(Observation::Learned {
-            instance: slot,
-            value: value.value_id(),
-        });
         self.chosen.insert(slot, value);
     }
 
