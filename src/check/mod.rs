@@ -11,6 +11,7 @@ pub mod invariants;
 pub mod linearizability;
 pub mod liveness;
 pub mod ops;
+pub mod paxos;
 pub mod raft;
 pub mod stale_read;
 #[cfg(test)]
@@ -87,6 +88,9 @@ pub struct CheckConfig {
     /// `[check.leader-append-only]`.
     #[serde(default, rename = "leader-append-only")]
     pub leader_append_only: Toggle,
+    /// `[check.decision]` (single-decree Paxos).
+    #[serde(default)]
+    pub decision: paxos::decision::Config,
 }
 
 /// Options of a check that has no option but `enabled`.
@@ -131,6 +135,11 @@ pub static CHECKS: &[CheckInfo] = &[
     raft::leader_completeness::CHECK,
     raft::leader_append_only::CHECK,
     raft::state_machine_safety::CHECK,
+    paxos::agreement::CHECK,
+    paxos::validity::CHECK,
+    paxos::learner_agreement::CHECK,
+    paxos::applied_prefix::CHECK,
+    paxos::decision::CHECK,
     stale_read::CHECK,
     linearizability::CHECK,
     availability::CHECK,

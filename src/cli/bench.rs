@@ -17,6 +17,7 @@
 //!   1000x faster than real time) and simulation events (message deliveries, timer firings,
 //!   faults) per wall-clock second. Only the simulation is timed, as for `kernel`; the checks
 //!   run once afterwards and must pass.
+//! - `paxos`: the Multi-Paxos key-value figure (see `bench_paxos`).
 
 use std::path::Path;
 
@@ -39,6 +40,8 @@ pub enum Target {
     Kernel,
     /// A 5-node Raft key-value cluster at 100 operations per simulated second.
     Raft,
+    /// A 5-node Multi-Paxos key-value cluster at 100 operations per simulated second.
+    Paxos,
 }
 
 /// Arguments of `faultline bench`.
@@ -102,7 +105,7 @@ struct KernelReport {
 }
 
 /// Median of repeated timings of `f`, which returns (messages, simulated ns).
-fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
+pub(super) fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
     let mut times = Vec::new();
     let mut last = (0, 0);
     for _ in 0..repeat.max(1) {
@@ -114,7 +117,7 @@ fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
     (last.0, times[times.len() / 2], last.1)
 }
 
-fn scenario(text: &str) -> Scenario {
+pub(super) fn scenario(text: &str) -> Scenario {
     Scenario::parse(Path::new("<bench>"), text.as_bytes()).expect("bench scenarios are valid")
 }
 
@@ -327,6 +330,16 @@ pub fn bench(args: &BenchArgs) -> u8 {
             );
         }
         json.insert("raft".into(), serde_json::to_value(&r).expect("serializes"));
+    }
+    if matches!(args.target, Target::All | Target::Paxos) {
+        let p = super::bench_paxos::multi_paxos(args.repeat);
+        if !args.json {
+            super::bench_paxos::print(&p, args.repeat);
+        }
+        json.insert(
+            "paxos".into(),
+            serde_json::to_value(&p).expect("serializes"),
+        );
     }
     if args.json {
         println!(

@@ -12,6 +12,7 @@
 mod bench;
 pub mod bench_checker;
 mod check_history;
+mod bench_paxos;
 mod list;
 pub mod run;
 pub mod test;

@@ -9,6 +9,7 @@
 pub mod broadcast;
 pub mod chatter;
 pub mod kv;
+pub mod paxos;
 pub mod pingpong;
 pub mod raft;
 
@@ -32,6 +33,10 @@ pub enum Message {
     Chatter(chatter::Message),
     /// Raft.
     Raft(raft::Message),
+    /// Single-decree Paxos.
+    Paxos(paxos::synod::Message),
+    /// Multi-Paxos.
+    MultiPaxos(paxos::multi::Message),
 }
 
 /// Requests and replies between clients and servers.
@@ -69,6 +74,10 @@ pub enum Timer {
     Chatter(chatter::Timer),
     /// Raft.
     Raft(raft::Timer),
+    /// Single-decree Paxos.
+    Paxos(paxos::synod::Timer),
+    /// Multi-Paxos.
+    MultiPaxos(paxos::multi::Timer),
 }
 
 /// Every protocol fact a process can observe for the checkers.
@@ -81,6 +90,8 @@ pub enum Observation {
     Broadcast(broadcast::Observation),
     /// Raft.
     Raft(raft::Observation),
+    /// Single-decree Paxos and Multi-Paxos.
+    Paxos(paxos::Observation),
 }
 
 /// Facts shared by protocols; the world uses [`CommonObservation::Role`] to resolve fault targets
@@ -134,6 +145,11 @@ wire_variant!(Observation, Observation::Common, CommonObservation);
 wire_variant!(Message, Message::Raft, raft::Message);
 wire_variant!(Timer, Timer::Raft, raft::Timer);
 wire_variant!(Observation, Observation::Raft, raft::Observation);
+wire_variant!(Message, Message::Paxos, paxos::synod::Message);
+wire_variant!(Timer, Timer::Paxos, paxos::synod::Timer);
+wire_variant!(Message, Message::MultiPaxos, paxos::multi::Message);
+wire_variant!(Timer, Timer::MultiPaxos, paxos::multi::Timer);
+wire_variant!(Observation, Observation::Paxos, paxos::Observation);
 
 /// Which client workload a protocol serves (and so which operations its clients issue).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -200,6 +216,8 @@ pub struct ProtocolInfo {
 pub static PROTOCOLS: &[ProtocolInfo] = &[
     broadcast::PROTOCOL,
     chatter::PROTOCOL,
+    paxos::multi::PROTOCOL,
+    paxos::synod::PROTOCOL,
     pingpong::PROTOCOL,
     raft::PROTOCOL,
 ];

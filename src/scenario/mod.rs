@@ -23,7 +23,7 @@ pub use error::ScenarioError;
 pub use validate::{limits, validate_bugs};
 
 use crate::check::CheckConfig;
-use crate::protocols::{broadcast, chatter, raft};
+use crate::protocols::{broadcast, chatter, paxos, raft};
 
 /// A whole scenario file. See `docs/scenario-format.md`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,6 +72,12 @@ pub struct Scenario {
     /// Options of the `raft` protocol (`[raft]`, see `docs/raft.md`).
     #[serde(default)]
     pub raft: raft::Config,
+    /// Options of the single-decree `paxos` protocol (`[paxos]`, see `docs/paxos.md`).
+    #[serde(default)]
+    pub paxos: paxos::synod::Config,
+    /// Options of the `multi-paxos` protocol (`[multi-paxos]`, see `docs/paxos.md`).
+    #[serde(default, rename = "multi-paxos")]
+    pub multi_paxos: paxos::multi::Config,
 }
 
 fn default_seed() -> u64 {

@@ -1,0 +1,124 @@
+//! `agreement` (Paxos safety, §2.1 "only a single value is chosen"): in every instance or slot,
+//! all the proposals that a majority of acceptors accepted carry the same value.
+//!
+//! Chosen proposals come from acceptor observations ([`super::choices`]). Several proposals may
+//! be chosen in one instance — that is normal: once `v` is chosen with ballot `b`, P2c makes
+//! every higher-ballot proposal carry `v` too — but never two different values. Evidence for a
+//! violation names both proposals, the acceptors that accepted each and when.
+
+use std::collections::BTreeSet;
+
+use crate::check::paxos::{applies, choices};
+use crate::check::{CheckInfo, CheckResult};
+use crate::scenario::Verdict;
+use crate::sim::RunRecord;
+
+/// The registry entry.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: "agreement",
+    summary: "per instance (slot), at most one value is chosen: chosen = a majority of acceptors accepted the same ballot (from acceptor observations)",
+    applies_to: applies,
+    enabled: |_| true,
+    run,
+};
+
+/// Most violating instances described in the evidence.
+const MAX_EVIDENCE: usize = 10;
+
+fn run(record: &RunRecord) -> CheckResult {
+    let all = choices(record);
+    let mut bad = Vec::new();
+    for (instance, list) in &all {
+        let values: BTreeSet<&str> = list.iter().map(|c| c.value.as_str()).collect();
+        if values.len() > 1 {
+            bad.push((*instance, list));
+        }
+    }
+    let proposals: usize = all.values().map(Vec::len).sum();
+    let mut result = if bad.is_empty() {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Pass,
+            format!(
+                "{} instance(s) chose a value, each exactly one ({} chosen proposal(s) in all)",
+                all.len(),
+                proposals
+            ),
+        )
+    } else {
+        let mut r = CheckResult::new(
+            CHECK.name,
+            Verdict::Fail,
+            format!(
+                "{} of {} instance(s) chose two or more different values; first: instance {}",
+                bad.len(),
+                all.len(),
+                bad[0].0
+            ),
+        );
+        for (instance, list) in bad.iter().take(MAX_EVIDENCE) {
+            let first = &list[0];
+            let other = list
+                .iter()
+                .find(|c| c.value != first.value)
+                .expect("two values");
+            r.evidence.push(format!(
+                "instance {instance}: {}; then {}",
+                first.describe(record),
+                other.describe(record)
+            ));
+        }
+        r
+    };
+    result
+        .metrics
+        .insert("instances_chosen".into(), all.len().into());
+    result
+        .metrics
+        .insert("proposals_chosen".into(), proposals.into());
+    result
+        .metrics
+        .insert("instances_violated".into(), bad.len().into());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::paxos::testing::{accepted, b, record};
+
+    #[test]
+    fn two_values_chosen_in_one_instance_fail_and_the_same_value_twice_passes() {
+        let mut rec = record("paxos", "");
+        for n in 0..3 {
+            accepted(&mut rec, 10 + u64::from(n), n, 4, b(1, 0), "a");
+        }
+        // P2c in action: a higher ballot re-proposes the chosen value.
+        for n in 2..5 {
+            accepted(&mut rec, 20 + u64::from(n), n, 4, b(2, 1), "a");
+        }
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["proposals_chosen"], 2);
+        // A third ballot with another value reaches a majority: violation.
+        for n in [0, 1, 4] {
+            accepted(&mut rec, 30 + u64::from(n), n, 4, b(3, 2), "b");
+        }
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("instance 4"), "{:?}", r.evidence);
+        assert!(r.evidence[0].contains("\"b\""), "{:?}", r.evidence);
+        assert_eq!(r.metrics["instances_violated"], 1);
+    }
+
+    #[test]
+    fn a_minority_acceptance_of_another_value_is_not_a_choice() {
+        let mut rec = record("multi-paxos", "");
+        for n in 0..3 {
+            accepted(&mut rec, 10, n, 1, b(1, 0), "5#1");
+        }
+        accepted(&mut rec, 11, 3, 1, b(1, 3), "6#1");
+        accepted(&mut rec, 11, 4, 1, b(1, 3), "6#1");
+        assert_eq!(run(&rec).verdict, Verdict::Pass);
+    }
+}

@@ -1,0 +1,164 @@
+//! `applied-prefix` (Multi-Paxos state machine safety): the logs the replicas apply are prefixes
+//! of one another. Each replica applies slots in order from 1 (again from 1 after a restart,
+//! since its store is volatile), and every replica applies the same value at the same slot, so
+//! every replica's store passes through the same sequence of states.
+//!
+//! Replays `applied` observations and crashes in order. A replica that skips or repeats a slot
+//! within one incarnation, or applies a value another replica did not apply at that slot, fails
+//! the check; the evidence names the slot, both values, the replicas and the times.
+
+use std::collections::BTreeMap;
+
+use crate::check::{CheckInfo, CheckResult, ms};
+use crate::process::NodeId;
+use crate::protocols::{Observation, paxos};
+use crate::scenario::Verdict;
+use crate::sim::{LifecycleKind, RunRecord};
+
+/// The registry entry.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: "applied-prefix",
+    summary: "replicas apply slots in order from 1, and their applied logs are prefixes of each other",
+    applies_to: |p| p.name == paxos::multi::PROTOCOL.name,
+    enabled: |_| true,
+    run,
+};
+
+fn run(record: &RunRecord) -> CheckResult {
+    enum Step<'a> {
+        Applied(u64, &'a str),
+        Crash,
+    }
+    let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
+    for o in &record.observations {
+        if let Observation::Paxos(paxos::Observation::Applied { slot, value }) = &o.observation {
+            steps.push((o.seq, o.t_ns, o.node, Step::Applied(*slot, value)));
+        }
+    }
+    for l in &record.lifecycle {
+        if l.kind == LifecycleKind::Crash {
+            steps.push((l.seq, l.t_ns, l.node, Step::Crash));
+        }
+    }
+    steps.sort_by_key(|s| s.0);
+    let topo = &record.topology;
+    let mut next: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let mut log: BTreeMap<u64, (&str, NodeId, u64)> = BTreeMap::new();
+    let mut longest: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let mut problems: Vec<String> = Vec::new();
+    let mut applications = 0u64;
+    for (_, t, node, step) in steps {
+        match step {
+            Step::Crash => {
+                next.insert(node, 1);
+            }
+            Step::Applied(slot, value) => {
+                applications += 1;
+                let expected = *next.get(&node).unwrap_or(&1);
+                if slot != expected {
+                    problems.push(format!(
+                        "{} applied slot {slot} at {} but its next slot was {expected}",
+                        topo.name(node),
+                        ms(t)
+                    ));
+                }
+                next.insert(node, slot + 1);
+                let l = longest.entry(node).or_default();
+                *l = (*l).max(slot);
+                match log.get(&slot) {
+                    None => {
+                        log.insert(slot, (value, node, t));
+                    }
+                    Some((v, first, at)) if *v != value => problems.push(format!(
+                        "slot {slot}: {} applied {value:?} at {} but {} had applied {v:?} at {}",
+                        topo.name(node),
+                        ms(t),
+                        topo.name(*first),
+                        ms(*at)
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    let lengths: Vec<String> = longest
+        .iter()
+        .map(|(n, l)| format!("{} {l}", topo.name(*n)))
+        .collect();
+    let mut result = if problems.is_empty() {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Pass,
+            format!(
+                "{applications} applications, all in order and identical slot by slot; longest applied log per replica: {}",
+                if lengths.is_empty() {
+                    "none".to_string()
+                } else {
+                    lengths.join(", ")
+                }
+            ),
+        )
+    } else {
+        let mut r = CheckResult::new(
+            CHECK.name,
+            Verdict::Fail,
+            format!("{} violation(s); first: {}", problems.len(), problems[0]),
+        );
+        r.evidence = problems.iter().take(10).cloned().collect();
+        r
+    };
+    result
+        .metrics
+        .insert("applications".into(), applications.into());
+    result
+        .metrics
+        .insert("slots_applied".into(), log.len().into());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::paxos::testing::record;
+    use crate::check::testing::{lifecycle, observe};
+
+    fn applied(rec: &mut RunRecord, t: u64, node: u32, slot: u64, value: &str) {
+        observe(
+            rec,
+            t,
+            node,
+            paxos::Observation::Applied {
+                slot,
+                value: value.into(),
+            },
+        );
+    }
+
+    #[test]
+    fn logs_must_be_gapless_prefixes_of_each_other() {
+        let mut rec = record("multi-paxos", "");
+        applied(&mut rec, 1, 0, 1, "noop");
+        applied(&mut rec, 2, 0, 2, "5#1");
+        applied(&mut rec, 3, 1, 1, "noop");
+        // n1 crashes and applies again from slot 1: fine.
+        lifecycle(&mut rec, 4, 0, LifecycleKind::Crash);
+        applied(&mut rec, 5, 0, 1, "noop");
+        assert_eq!(run(&rec).verdict, Verdict::Pass);
+        // n2 applies a different value at slot 2.
+        applied(&mut rec, 6, 1, 2, "5#2");
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].starts_with("slot 2: n2"), "{:?}", r.evidence);
+        // A gap is a violation too.
+        let mut rec = record("multi-paxos", "");
+        applied(&mut rec, 1, 2, 1, "noop");
+        applied(&mut rec, 2, 2, 3, "noop");
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(
+            r.evidence[0].contains("next slot was 2"),
+            "{:?}",
+            r.evidence
+        );
+    }
+}

@@ -1,0 +1,418 @@
+//! The Paxos acceptor (§2.2 phases 1b and 2b), shared by single-decree Paxos and Multi-Paxos.
+//!
+//! State, per instance (slot): the highest ballot promised and the proposal accepted. In
+//! [`Scope::PerInstance`] (single-decree Paxos, many independent instances) each instance has its
+//! own promise. In [`Scope::AllSlots`] (Multi-Paxos) one promise covers every slot: a leader runs
+//! phase 1 once for all slots (§3), and accepting a ballot in any slot raises that promise.
+//! In both, accepting `(b, v)` also promises `b` (a standard strengthening: the acceptor then
+//! never accepts below a ballot it accepted).
+//!
+//! Durability: every promise and acceptance is written to the node's disk and synced *before*
+//! the acceptor answers, and only then observed. On restart the acceptor reloads exactly what was
+//! synced. Disk keys: `acceptor/promise-all` (AllSlots), `acceptor/promise/<instance>` and
+//! `acceptor/accepted/<instance>` (JSON: ballot, or `[ballot, value]`); instance numbers are
+//! zero-padded to 20 digits so keys sort numerically.
+//!
+//! Planted bugs handled here: `acceptor-omits-accepted` (a promise reports nothing),
+//! `accept-ignores-promise` (a ballot below the promise is accepted anyway) and
+//! `promise-not-persisted` (promises live in memory only: after a restart the acceptor has
+//! promised nothing, although it still holds the proposals it accepted, so it accepts any
+//! ballot, even one below a proposal it accepted before the crash).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::process::Context;
+use crate::protocols::paxos::{Ballot, Bugs, Observation, ValueId};
+use crate::sim::disk::Disk;
+
+const PROMISE_ALL_KEY: &str = "acceptor/promise-all";
+const PROMISE_PREFIX: &str = "acceptor/promise/";
+const ACCEPTED_PREFIX: &str = "acceptor/accepted/";
+
+/// What one promise covers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One promise per instance (single-decree Paxos).
+    PerInstance,
+    /// One promise for every slot (Multi-Paxos).
+    AllSlots,
+}
+
+/// One acceptor's durable state. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Acceptor<V> {
+    scope: Scope,
+    bugs: Bugs,
+    promised_all: Ballot,
+    promised: BTreeMap<u64, Ballot>,
+    accepted: BTreeMap<u64, (Ballot, V)>,
+    /// Instances whose state changed since the last [`Acceptor::check_invariants`].
+    touched: Vec<u64>,
+}
+
+fn key(prefix: &str, instance: u64) -> String {
+    format!("{prefix}{instance:020}")
+}
+
+fn parse_instance(key: &str, prefix: &str) -> u64 {
+    key[prefix.len()..]
+        .parse()
+        .expect("acceptor keys end with an instance number")
+}
+
+fn read_json<T: DeserializeOwned>(disk: &Disk, key: &str) -> Option<T> {
+    let bytes = disk.read(key)?;
+    Some(serde_json::from_slice(bytes).expect("acceptor state on disk is valid JSON"))
+}
+
+impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
+    /// Reloads the acceptor from `disk` (at boot: the disk holds exactly the synced state).
+    pub fn load(disk: &Disk, scope: Scope, bugs: Bugs) -> Self {
+        let mut acceptor = Acceptor {
+            scope,
+            bugs,
+            promised_all: read_json(disk, PROMISE_ALL_KEY).unwrap_or(Ballot::ZERO),
+            promised: BTreeMap::new(),
+            accepted: BTreeMap::new(),
+            touched: Vec::new(),
+        };
+        for k in disk.keys_with_prefix(PROMISE_PREFIX) {
+            let ballot: Ballot = read_json(disk, &k).expect("listed key");
+            acceptor
+                .promised
+                .insert(parse_instance(&k, PROMISE_PREFIX), ballot);
+        }
+        for k in disk.keys_with_prefix(ACCEPTED_PREFIX) {
+            let proposal: (Ballot, V) = read_json(disk, &k).expect("listed key");
+            let instance = parse_instance(&k, ACCEPTED_PREFIX);
+            // Accepting a ballot promised it (see the module docs); under the bug that promise,
+            // like every other, lived in memory only.
+            if !bugs.promise_not_persisted {
+                acceptor.raise_promise(instance, proposal.0);
+            }
+            acceptor.accepted.insert(instance, proposal);
+        }
+        acceptor
+    }
+
+    /// The promise that binds `instance`: no ballot below it may be accepted there.
+    pub fn promised(&self, instance: u64) -> Ballot {
+        match self.scope {
+            Scope::AllSlots => self.promised_all,
+            Scope::PerInstance => self
+                .promised
+                .get(&instance)
+                .copied()
+                .unwrap_or(Ballot::ZERO),
+        }
+    }
+
+    /// The proposal accepted in `instance`, if any.
+    pub fn accepted(&self, instance: u64) -> Option<&(Ballot, V)> {
+        self.accepted.get(&instance)
+    }
+
+    /// Number of instances with an accepted proposal.
+    pub fn accepted_count(&self) -> usize {
+        self.accepted.len()
+    }
+
+    fn raise_promise(&mut self, instance: u64, ballot: Ballot) {
+        self.touched.push(instance);
+        match self.scope {
+            Scope::AllSlots => self.promised_all = self.promised_all.max(ballot),
+            Scope::PerInstance => {
+                let p = self.promised.entry(instance).or_insert(Ballot::ZERO);
+                *p = (*p).max(ballot);
+            }
+        }
+    }
+
+    /// Phase 1b for one instance (single-decree): promises `ballot` if no higher ballot was
+    /// promised, durably, and returns the accepted proposal to report (none under the
+    /// `acceptor-omits-accepted` bug); otherwise returns the promise that refuses it.
+    pub fn prepare(
+        &mut self,
+        ctx: &mut Context<'_>,
+        instance: u64,
+        ballot: Ballot,
+    ) -> Result<Option<(Ballot, V)>, Ballot> {
+        assert_eq!(self.scope, Scope::PerInstance, "per-instance prepare");
+        let promised = self.promised(instance);
+        if ballot < promised {
+            return Err(promised);
+        }
+        if ballot > promised {
+            self.raise_promise(instance, ballot);
+            if !self.bugs.promise_not_persisted {
+                let bytes = serde_json::to_vec(&ballot).expect("ballots serialize");
+                ctx.disk().write(key(PROMISE_PREFIX, instance), bytes);
+                ctx.disk().sync();
+            }
+        }
+        ctx.observe(Observation::Promise { instance, ballot });
+        if self.bugs.acceptor_omits_accepted {
+            return Ok(None);
+        }
+        Ok(self.accepted.get(&instance).cloned())
+    }
+
+    /// Phase 1b for every slot from `from_slot` on (Multi-Paxos, §3): promises `ballot` for all
+    /// slots if no higher ballot was promised, durably, and returns every proposal accepted in
+    /// those slots as `(slot, ballot, value)` (none under `acceptor-omits-accepted`); otherwise
+    /// returns the promise that refuses it.
+    pub fn prepare_from(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from_slot: u64,
+        ballot: Ballot,
+    ) -> Result<Vec<(u64, Ballot, V)>, Ballot> {
+        assert_eq!(self.scope, Scope::AllSlots, "all-slots prepare");
+        if ballot < self.promised_all {
+            return Err(self.promised_all);
+        }
+        if ballot > self.promised_all {
+            self.promised_all = ballot;
+            if !self.bugs.promise_not_persisted {
+                let bytes = serde_json::to_vec(&ballot).expect("ballots serialize");
+                ctx.disk().write(PROMISE_ALL_KEY, bytes);
+                ctx.disk().sync();
+            }
+        }
+        ctx.observe(Observation::PromiseFrom { from_slot, ballot });
+        if self.bugs.acceptor_omits_accepted {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .accepted
+            .range(from_slot..)
+            .map(|(&slot, (b, v))| (slot, *b, v.clone()))
+            .collect())
+    }
+
+    /// Phase 2b: accepts `(ballot, value)` in each of `entries`' instances unless a higher
+    /// ballot was promised there (accepted anyway under `accept-ignores-promise`). Writes every
+    /// acceptance, syncs once, then observes them. Returns the instances accepted; if none was,
+    /// the highest promise that refused them.
+    pub fn accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        ballot: Ballot,
+        entries: Vec<(u64, V)>,
+    ) -> Result<Vec<u64>, Ballot> {
+        let mut accepted = Vec::with_capacity(entries.len());
+        let mut refused_by = Ballot::ZERO;
+        for (instance, value) in entries {
+            let promised = self.promised(instance);
+            if ballot < promised && !self.bugs.accept_ignores_promise {
+                refused_by = refused_by.max(promised);
+                continue;
+            }
+            let bytes = serde_json::to_vec(&(ballot, &value)).expect("proposals serialize");
+            ctx.disk().write(key(ACCEPTED_PREFIX, instance), bytes);
+            self.raise_promise(instance, ballot);
+            self.accepted.insert(instance, (ballot, value));
+            accepted.push(instance);
+        }
+        if accepted.is_empty() {
+            return Err(refused_by);
+        }
+        ctx.disk().sync();
+        for &instance in &accepted {
+            let value = self.accepted[&instance].1.value_id();
+            ctx.observe(Observation::Accepted {
+                instance,
+                ballot,
+                value,
+            });
+        }
+        Ok(accepted)
+    }
+
+    /// Asserts the acceptor's local invariant: every accepted ballot is at most the promise of
+    /// its instance (accepting promises; promises only grow). Checks the instances changed since
+    /// the last call (the others cannot have changed), so a step costs what it touched; call it
+    /// after every step, and at boot to check the whole reloaded state.
+    pub fn check_invariants(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        if self.bugs.promise_not_persisted {
+            // An acceptor that keeps its promise in memory only has no such invariant after a
+            // restart: that is the planted bug, and `agreement` is the check meant to catch it.
+            return;
+        }
+        for instance in touched {
+            let Some((ballot, _)) = self.accepted.get(&instance) else {
+                continue;
+            };
+            assert!(
+                *ballot <= self.promised(instance),
+                "acceptor: accepted ballot {ballot} above the promise {} in instance {instance}",
+                self.promised(instance)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{Effect, NodeId, TestContext};
+    use crate::protocols::Observation as Wire;
+
+    fn b(round: u64, node: u32) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId(node),
+        }
+    }
+
+    fn observed(tc: &mut TestContext) -> Vec<Observation> {
+        tc.take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Observe(Wire::Paxos(o)) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn phase_1b_promises_and_reports_the_accepted_proposal_durably() {
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::PerInstance, Bugs::default());
+        assert_eq!(a.prepare(&mut tc.ctx(), 7, b(1, 1)), Ok(None));
+        assert!(!tc.disk.has_unsynced(), "synced before answering");
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(1, 1), vec![(7, "x".to_string())]),
+            Ok(vec![7])
+        );
+        assert_eq!(
+            observed(&mut tc),
+            vec![
+                Observation::Promise {
+                    instance: 7,
+                    ballot: b(1, 1)
+                },
+                Observation::Accepted {
+                    instance: 7,
+                    ballot: b(1, 1),
+                    value: "x".into()
+                }
+            ]
+        );
+        // A lower ballot is refused with the promise; instances are independent.
+        assert_eq!(a.prepare(&mut tc.ctx(), 7, b(1, 0)), Err(b(1, 1)));
+        assert_eq!(a.prepare(&mut tc.ctx(), 8, b(1, 0)), Ok(None));
+        // A higher one learns the accepted proposal (§2.2 phase 1b).
+        assert_eq!(
+            a.prepare(&mut tc.ctx(), 7, b(2, 2)),
+            Ok(Some((b(1, 1), "x".to_string())))
+        );
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(1, 1), vec![(7, "y".to_string())]),
+            Err(b(2, 2)),
+            "phase 2b refuses a ballot below the promise"
+        );
+        // A crash keeps everything: it was synced.
+        tc.crash();
+        let mut a2: Acceptor<String> =
+            Acceptor::load(&tc.disk, Scope::PerInstance, Bugs::default());
+        assert_eq!(a2.promised(7), b(2, 2));
+        assert_eq!(a2.accepted(7), Some(&(b(1, 1), "x".to_string())));
+        a2.check_invariants();
+    }
+
+    #[test]
+    fn the_acceptor_bugs_break_exactly_their_rule() {
+        let bugs = |f: fn(&mut Bugs)| {
+            let mut b = Bugs::default();
+            f(&mut b);
+            b
+        };
+        // acceptor-omits-accepted
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(
+            &tc.disk,
+            Scope::PerInstance,
+            bugs(|b| b.acceptor_omits_accepted = true),
+        );
+        a.accept(&mut tc.ctx(), b(1, 1), vec![(0, "x".into())])
+            .unwrap();
+        assert_eq!(a.prepare(&mut tc.ctx(), 0, b(2, 2)), Ok(None));
+        // accept-ignores-promise
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(
+            &tc.disk,
+            Scope::PerInstance,
+            bugs(|b| b.accept_ignores_promise = true),
+        );
+        a.prepare(&mut tc.ctx(), 0, b(5, 1)).unwrap();
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(2, 2), vec![(0, "low".into())]),
+            Ok(vec![0])
+        );
+        assert_eq!(a.promised(0), b(5, 1), "the promise itself does not drop");
+        // promise-not-persisted
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(
+            &tc.disk,
+            Scope::PerInstance,
+            bugs(|b| b.promise_not_persisted = true),
+        );
+        a.accept(&mut tc.ctx(), b(1, 1), vec![(0, "x".into())])
+            .unwrap();
+        a.prepare(&mut tc.ctx(), 0, b(4, 1)).unwrap();
+        tc.crash();
+        let mut a: Acceptor<String> = Acceptor::load(
+            &tc.disk,
+            Scope::PerInstance,
+            bugs(|b| b.promise_not_persisted = true),
+        );
+        assert_eq!(a.promised(0), Ballot::ZERO, "the promise is forgotten");
+        assert_eq!(a.accepted(0), Some(&(b(1, 1), "x".to_string())));
+        assert!(
+            a.accept(&mut tc.ctx(), b(0, 2), vec![(0, "y".into())])
+                .is_ok(),
+            "even a ballot below the accepted one"
+        );
+        // The correct acceptor refuses the same sequence.
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::PerInstance, Bugs::default());
+        a.prepare(&mut tc.ctx(), 0, b(4, 1)).unwrap();
+        tc.crash();
+        let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::PerInstance, Bugs::default());
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(2, 2), vec![(0, "y".into())]),
+            Err(b(4, 1))
+        );
+    }
+
+    #[test]
+    fn one_promise_covers_every_slot_in_multi_paxos() {
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::AllSlots, Bugs::default());
+        assert_eq!(a.prepare_from(&mut tc.ctx(), 1, b(1, 0)), Ok(vec![]));
+        let entries = (1..=4).map(|s| (s, format!("v{s}"))).collect();
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(1, 0), entries),
+            Ok(vec![1, 2, 3, 4])
+        );
+        assert_eq!(
+            a.prepare_from(&mut tc.ctx(), 3, b(2, 1)),
+            Ok(vec![(3, b(1, 0), "v3".into()), (4, b(1, 0), "v4".into())])
+        );
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(1, 0), vec![(9, "late".into())]),
+            Err(b(2, 1)),
+            "a slot never used before is covered by the promise too"
+        );
+        assert_eq!(a.prepare_from(&mut tc.ctx(), 1, b(1, 4)), Err(b(2, 1)));
+        tc.crash();
+        let a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::AllSlots, Bugs::default());
+        assert_eq!(a.promised(100), b(2, 1));
+        assert_eq!(a.accepted_count(), 4);
+    }
+}

@@ -1,0 +1,1451 @@
+//! Multi-Paxos ("Paxos Made Simple" §3) serving the shared key-value store
+//! ([`crate::protocols::kv`]), as protocol `multi-paxos`.
+//!
+//! Every server is a proposer, an acceptor and a learner (§3: "each server plays all the roles").
+//! The replicated log is a sequence of Synod instances, one per slot (slots count from 1); the
+//! value of a slot is a client [`Command`] or a no-op.
+//!
+//! # Algorithm
+//!
+//! - **Leader (§3, "distinguished proposer").** A server that hears nothing from a leader for a
+//!   randomized election timeout (uniform in `[election_timeout_min, election_timeout_max]`,
+//!   drawn again at every reset, on its local clock) picks a ballot above every round it has
+//!   seen (the round synced to disk first) and runs **phase 1 once for every slot it does not
+//!   know as chosen**: `prepare(ballot, from_slot)`, where `from_slot` is the first slot it has
+//!   not applied. An acceptor promises the ballot for all slots at once and reports every
+//!   proposal it accepted from `from_slot` on ([`super::acceptor`], `Scope::AllSlots`).
+//! - **Taking over (§3).** With promises from a majority, the new leader, for every slot from
+//!   `from_slot` up to the highest reported, that it does not know as chosen: re-proposes the
+//!   value of the highest-ballot proposal reported there, or **fills the gap with a no-op** if
+//!   none was. Then it serves clients: each new command gets the next slot and goes straight to
+//!   **phase 2** (`accept(ballot, slot, value)`); a majority of `accepted` replies chooses it.
+//! - **Learning.** The leader is the distinguished learner (§2.3): it broadcasts each chosen
+//!   value (`chosen`), and every `heartbeat_interval` sends `heartbeat(ballot, chosen_through)`;
+//!   a server that is behind asks the leader for the missing slots (`catch-up`, at most
+//!   `max_entries_per_message` per reply). Heartbeats also reset followers' election timers, and
+//!   carry the leader's id as the clients' redirect hint. The leader resends unanswered
+//!   `accept`s with each heartbeat.
+//! - **Applying.** Every server applies chosen slots to its [`KvStore`] strictly in slot order;
+//!   the leader answers the client when it applies the command. Sessions in the store make each
+//!   command execute once however often it is proposed or chosen (a client retries the same
+//!   request id on other servers).
+//! - **Stepping down.** A leader or candidate that meets a higher ballot (a `nack`, a prepare it
+//!   promised, a heartbeat) becomes a follower; a stale leader's heartbeats are answered with a
+//!   `nack`. Commands it was waiting for are not answered: their clients retry elsewhere.
+//! - **Reads** go through the log like writes (a `get` command), so they are linearizable.
+//! - **Back-off (§2.4).** A preempted candidate waits a fresh randomized election timeout.
+//!
+//! Durable state: the acceptor's promise and accepted proposals, and the proposer's round, all
+//! synced before the server answers. The chosen log and the store are volatile: a restarted
+//! server catches up from the leader from slot 1 (there are no snapshots).
+//!
+//! Observations: acceptors report `promise-from` and `accepted`; the leader `proposed` for each
+//! client command and gap-filling no-op; every replica `applied` for each slot it applies (which
+//! also stands for "learned": a replica applies chosen slots in order as soon as it knows them),
+//! and `learned` only when it is told a value that conflicts with one it knows.
+//!
+//! Role observations (`CommonObservation::Role`, term = ballot round): `leader` when phase 1
+//! succeeds, `candidate` when it starts, `follower` when a higher ballot is met, so that
+//! `target = "leader"` faults and the `liveness` check work as for Raft.
+//!
+//! Invariants asserted after every step: nothing unsynced on disk, the acceptor's accepted
+//! ballots at most its promise, the applied slot chosen and contiguous from 1, a leader's ballot
+//! at most its persisted round and its pending slots above the applied one and not chosen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
+use crate::protocols::kv::{self, Command, CommandId, KvStore};
+use crate::protocols::paxos::acceptor::{Acceptor, Scope};
+use crate::protocols::paxos::{
+    BUG_ACCEPT_IGNORES_PROMISE, BUG_ACCEPTOR_OMITS_ACCEPTED, BUG_DUPLICATE_BALLOTS, BUG_NO_BACKOFF,
+    BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
+    ValueId, choose_value,
+};
+use crate::protocols::{Bug, CommonObservation, NodeSetup, ProtocolInfo, WorkloadKind};
+use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
+use crate::workload::{Op, Outcome, Reply, Request};
+
+/// The registry entry.
+pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
+    name: "multi-paxos",
+    summary: "Multi-Paxos (Paxos Made Simple §3): a leader runs phase 1 once for all slots, then phase 2 per command, serving a replicated key-value store",
+    workload: WorkloadKind::KeyValue,
+    bugs: MULTI_BUGS,
+    build,
+    validate,
+};
+
+/// The planted bugs of Multi-Paxos: the switches of single-decree Paxos that a shipped
+/// Multi-Paxos scenario demonstrates, with the check that catches each in a key-value run.
+///
+/// `promise-not-persisted` is left out: here a leader steps down at the first refusal and the
+/// next leader's accepts raise every acceptor's promise again within milliseconds, so forgetting
+/// a promise across a restart needs a fault timing that no scenario produced in our sweeps
+/// (single-decree Paxos demonstrates it: `scenarios/paxos/bugs/promise-not-persisted.toml`).
+pub const MULTI_BUGS: &[Bug] = &[
+    multi_bug(BUG_ACCEPTOR_OMITS_ACCEPTED, "agreement"),
+    multi_bug(BUG_PROPOSER_IGNORES_ACCEPTED, "agreement"),
+    multi_bug(BUG_PROPOSER_TAKES_LOWEST, "agreement"),
+    multi_bug(BUG_ACCEPT_IGNORES_PROMISE, "agreement"),
+    multi_bug(BUG_DUPLICATE_BALLOTS, "agreement"),
+    Bug {
+        name: BUG_NO_BACKOFF,
+        summary: "election timeouts are not randomized and a preempted candidate campaigns again at once: candidates duel and no leader emerges (§2.4)",
+        caught_by: "liveness",
+    },
+];
+
+const fn multi_bug(name: &'static str, caught_by: &'static str) -> Bug {
+    let mut i = 0;
+    while i < BUGS.len() {
+        if const_eq(BUGS[i].name, name) {
+            return Bug {
+                name,
+                summary: BUGS[i].summary,
+                caught_by,
+            };
+        }
+        i += 1;
+    }
+    panic!("unknown Paxos bug")
+}
+
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Highest slot a log may reach (a run's log is bounded by its operations; this is a guard).
+pub const MAX_SLOT: u64 = 10_000_000;
+
+const ROUND_KEY: &str = "proposer/round";
+
+/// `[multi-paxos]` options. Durations are on each node's local clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Lower end of the randomized election timeout (default 150ms).
+    #[serde(default = "default_election_timeout_min")]
+    pub election_timeout_min: Duration,
+    /// Upper end of the randomized election timeout (default 300ms).
+    #[serde(default = "default_election_timeout_max")]
+    pub election_timeout_max: Duration,
+    /// Period of the leader's heartbeats and `accept` retransmissions (default 50ms); must be
+    /// below `election_timeout_min`.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval: Duration,
+    /// Most slots the leader has proposed but not yet seen chosen; further commands fail with
+    /// `overloaded` (default 1024).
+    #[serde(default = "default_max_uncommitted_slots")]
+    pub max_uncommitted_slots: u32,
+    /// Most log entries in one `accept`, `chosen` or catch-up message (default 256).
+    #[serde(default = "default_max_entries_per_message")]
+    pub max_entries_per_message: u32,
+    /// Outcomes remembered per client for exactly-once execution (default 256).
+    #[serde(default = "default_session_limit")]
+    pub session_limit: u32,
+    /// Planted bugs to switch on (see `faultline list`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bugs: Vec<String>,
+}
+
+fn default_election_timeout_min() -> Duration {
+    Duration::from_millis(150)
+}
+fn default_election_timeout_max() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_max_uncommitted_slots() -> u32 {
+    1024
+}
+fn default_max_entries_per_message() -> u32 {
+    256
+}
+fn default_session_limit() -> u32 {
+    kv::DEFAULT_SESSION_LIMIT
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("the empty [multi-paxos] table deserializes")
+    }
+}
+
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+    let c = &scenario.multi_paxos;
+    let section = PROTOCOL.name;
+    let err = |key: &'static str, message: String| {
+        ScenarioError::at_path(path, text, &[PathSeg::Key(section), key.into()], message)
+    };
+    for (key, d) in [
+        ("election_timeout_min", c.election_timeout_min),
+        ("heartbeat_interval", c.heartbeat_interval),
+    ] {
+        if d.as_nanos() == 0 {
+            return Err(err(key, "expected a positive duration".into()));
+        }
+    }
+    if c.election_timeout_max < c.election_timeout_min {
+        return Err(err(
+            "election_timeout_max",
+            format!(
+                "expected at least election_timeout_min ({}), found {}",
+                c.election_timeout_min, c.election_timeout_max
+            ),
+        ));
+    }
+    if c.heartbeat_interval >= c.election_timeout_min {
+        return Err(err(
+            "heartbeat_interval",
+            format!(
+                "expected less than election_timeout_min ({}), or followers time out between heartbeats",
+                c.election_timeout_min
+            ),
+        ));
+    }
+    for (key, n, max) in [
+        ("max_uncommitted_slots", c.max_uncommitted_slots, 1_000_000),
+        (
+            "max_entries_per_message",
+            c.max_entries_per_message,
+            100_000,
+        ),
+        ("session_limit", c.session_limit, 1_000_000),
+    ] {
+        if !(1..=max).contains(&n) {
+            return Err(err(key, format!("expected between 1 and {max}")));
+        }
+    }
+    crate::scenario::validate_bugs(&c.bugs, &PROTOCOL, path, text, section)
+}
+
+fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
+    Box::new(Node::new(setup, scenario.multi_paxos.clone()))
+}
+
+/// The value of a log slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Value {
+    /// Fills a slot no command was chosen for (§3).
+    Noop,
+    /// A client command.
+    Command(Command),
+}
+
+impl ValueId for Value {
+    fn value_id(&self) -> String {
+        match self {
+            Value::Noop => "noop".into(),
+            Value::Command(c) => c.id().to_string(),
+        }
+    }
+}
+
+/// Peer messages.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Message {
+    /// Phase 1a for every slot from `from_slot` on.
+    Prepare {
+        /// The candidate's ballot.
+        ballot: Ballot,
+        /// The first slot the candidate does not know as chosen.
+        from_slot: u64,
+    },
+    /// Phase 1b: the promise and every proposal accepted from `from_slot` on.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// `(slot, ballot, value)` of each accepted proposal.
+        accepted: Vec<(u64, Ballot, Value)>,
+    },
+    /// Phase 2a for some slots, and news of slots chosen since the last message.
+    Accept {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// `(slot, value)` pairs.
+        entries: Vec<(u64, Value)>,
+        /// Slots now chosen with the value this leader proposed there with `ballot`.
+        chosen: Vec<u64>,
+    },
+    /// Phase 2b: the acceptor accepted `ballot` in these slots.
+    Accepted {
+        /// The ballot.
+        ballot: Ballot,
+        /// The slots.
+        slots: Vec<u64>,
+    },
+    /// A prepare, accept or heartbeat with `ballot` was refused: the sender promised `promised`.
+    Nack {
+        /// The refused ballot.
+        ballot: Ballot,
+        /// The refusing acceptor's promise.
+        promised: Ballot,
+    },
+    /// The leader is alive; it has applied every slot up to `chosen_through`.
+    Heartbeat {
+        /// The leader's ballot.
+        ballot: Ballot,
+        /// The leader's last applied slot.
+        chosen_through: u64,
+        /// Slots now chosen with the value this leader proposed there with `ballot`.
+        chosen: Vec<u64>,
+    },
+    /// These slots are chosen with these values (the answer to `catch-up`).
+    Chosen {
+        /// `(slot, value)` pairs.
+        entries: Vec<(u64, Value)>,
+    },
+    /// "Send me the chosen values from `from_slot` on."
+    CatchUp {
+        /// The first slot wanted.
+        from_slot: u64,
+    },
+}
+
+/// Timers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "timer", rename_all = "kebab-case")]
+pub enum Timer {
+    /// Check whether the election deadline has passed.
+    Election,
+    /// Leader: send heartbeats and resend unanswered accepts.
+    Heartbeat,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    value: Value,
+    acks: BTreeSet<NodeId>,
+    sent_ns: i64,
+}
+
+#[derive(Clone, Debug)]
+struct Leader {
+    ballot: Ballot,
+    next_slot: u64,
+    /// Slots proposed with our ballot and not yet known chosen.
+    pending: BTreeMap<u64, Pending>,
+    /// The pending slot of each command.
+    by_command: BTreeMap<CommandId, u64>,
+    /// Commands whose client waits for our answer.
+    awaiting: BTreeSet<CommandId>,
+    /// Slots chosen but not yet announced to the followers.
+    unannounced: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+enum Role {
+    Follower,
+    Candidate {
+        ballot: Ballot,
+        from_slot: u64,
+        promises: BTreeMap<NodeId, Vec<(u64, Ballot, Value)>>,
+    },
+    Leader(Box<Leader>),
+}
+
+/// One Multi-Paxos server.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    servers: Vec<NodeId>,
+    majority: usize,
+    config: Config,
+    bugs: Bugs,
+    acceptor: Acceptor<Value>,
+    /// Highest round this node used as a proposer (persisted before use).
+    round: u64,
+    /// Highest round seen in any ballot.
+    round_seen: u64,
+    role: Role,
+    /// The leader this node follows (redirect hint).
+    leader: Option<NodeId>,
+    election_deadline_ns: i64,
+    chosen: BTreeMap<u64, Value>,
+    applied: u64,
+    kv: KvStore,
+    /// Highest `chosen_through` heard from a leader.
+    leader_chosen_through: u64,
+    /// The outstanding catch-up request: first slot asked for, and when.
+    catch_up: Option<(u64, i64)>,
+    last_role: Option<(&'static str, u64)>,
+}
+
+impl Node {
+    /// A fresh server (its durable state is loaded in `on_start`).
+    pub fn new(setup: &NodeSetup, config: Config) -> Node {
+        let bugs = Bugs::from_names(&config.bugs);
+        Node {
+            id: setup.id,
+            servers: setup.servers.clone(),
+            majority: setup.servers.len() / 2 + 1,
+            kv: KvStore::new(config.session_limit),
+            config,
+            bugs,
+            acceptor: Acceptor::load(&Default::default(), Scope::AllSlots, bugs),
+            round: 0,
+            round_seen: 0,
+            role: Role::Follower,
+            leader: None,
+            election_deadline_ns: 0,
+            chosen: BTreeMap::new(),
+            applied: 0,
+            leader_chosen_through: 0,
+            catch_up: None,
+            last_role: None,
+        }
+    }
+
+    /// The last applied slot.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// True if this node believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The ballot this node leads or campaigns with, if any.
+    fn own_ballot(&self) -> Option<Ballot> {
+        match &self.role {
+            Role::Follower => None,
+            Role::Candidate { ballot, .. } => Some(*ballot),
+            Role::Leader(l) => Some(l.ballot),
+        }
+    }
+
+    fn others(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.servers.iter().copied().filter(move |&s| s != self.id)
+    }
+
+    fn observe_role(&mut self, ctx: &mut Context<'_>, role: &'static str, round: u64) {
+        if self.last_role != Some((role, round)) {
+            self.last_role = Some((role, round));
+            ctx.observe(CommonObservation::Role {
+                role: role.into(),
+                term: round,
+            });
+        }
+    }
+
+    fn election_timeout(&self, ctx: &mut Context<'_>) -> std::time::Duration {
+        let (min, max) = (
+            self.config.election_timeout_min.as_nanos(),
+            self.config.election_timeout_max.as_nanos(),
+        );
+        if self.bugs.no_backoff {
+            return std::time::Duration::from_nanos(min);
+        }
+        std::time::Duration::from_nanos(ctx.rng().gen_range(min..=max))
+    }
+
+    fn reset_election_deadline(&mut self, ctx: &mut Context<'_>) {
+        let timeout = self.election_timeout(ctx);
+        self.election_deadline_ns = ctx.local_time_ns() + timeout.as_nanos() as i64;
+    }
+
+    // ----- roles -----
+
+    /// Phase 1a for every slot not known as chosen, with a fresh ballot (its round synced).
+    fn campaign(&mut self, ctx: &mut Context<'_>) {
+        self.round = self.round.max(self.round_seen) + 1;
+        ctx.disk().write(ROUND_KEY, self.round.to_string());
+        ctx.disk().sync();
+        let ballot = Ballot::new(self.round, self.id, self.bugs.duplicate_ballots);
+        let from_slot = self.applied + 1;
+        self.step_down_state();
+        self.role = Role::Candidate {
+            ballot,
+            from_slot,
+            promises: BTreeMap::new(),
+        };
+        self.leader = None;
+        self.observe_role(ctx, "candidate", ballot.round);
+        self.reset_election_deadline(ctx);
+        for &s in &self.servers {
+            ctx.send(s, Message::Prepare { ballot, from_slot });
+        }
+    }
+
+    fn step_down_state(&mut self) {
+        // Clients of commands we were waiting for retry elsewhere with the same request id.
+        self.role = Role::Follower;
+    }
+
+    /// Meets `ballot` from another proposer, above our own: follow (its node, if `leader`).
+    fn follow(&mut self, ctx: &mut Context<'_>, ballot: Ballot, leader: Option<NodeId>) {
+        let was_leading = self.own_ballot().is_some();
+        if was_leading {
+            self.step_down_state();
+        }
+        if leader.is_some() {
+            self.leader = leader;
+        }
+        self.observe_role(ctx, "follower", ballot.round);
+        if was_leading && self.bugs.no_backoff && leader.is_none() {
+            // No back-off: a preempted candidate tries again at once.
+            self.campaign(ctx);
+        }
+    }
+
+    fn become_leader(&mut self, ctx: &mut Context<'_>) {
+        let Role::Candidate {
+            ballot,
+            from_slot,
+            promises,
+        } = std::mem::replace(&mut self.role, Role::Follower)
+        else {
+            unreachable!("only a candidate becomes leader");
+        };
+        let mut reported: BTreeMap<u64, Vec<(Ballot, Value)>> = BTreeMap::new();
+        for accepted in promises.into_values() {
+            for (slot, b, v) in accepted {
+                if slot >= from_slot {
+                    reported.entry(slot).or_default().push((b, v));
+                }
+            }
+        }
+        let max_slot = reported
+            .keys()
+            .next_back()
+            .copied()
+            .into_iter()
+            .chain(self.chosen.keys().next_back().copied())
+            .max()
+            .unwrap_or(0)
+            .max(from_slot - 1);
+        assert!(max_slot < MAX_SLOT, "the log outgrew MAX_SLOT");
+        let now = ctx.local_time_ns();
+        let mut leader = Leader {
+            ballot,
+            next_slot: max_slot + 1,
+            pending: BTreeMap::new(),
+            by_command: BTreeMap::new(),
+            awaiting: BTreeSet::new(),
+            unannounced: Vec::new(),
+        };
+        // §3: re-propose the highest-ballot value of every slot not known chosen; fill gaps.
+        for slot in from_slot..=max_slot {
+            if self.chosen.contains_key(&slot) {
+                continue;
+            }
+            let proposals = reported.remove(&slot).unwrap_or_default();
+            let value = match choose_value(&proposals, &self.bugs) {
+                Some(v) => v.clone(),
+                None => {
+                    ctx.observe(Observation::Proposed {
+                        instance: slot,
+                        ballot,
+                        value: Value::Noop.value_id(),
+                    });
+                    Value::Noop
+                }
+            };
+            if let Value::Command(c) = &value {
+                leader.by_command.insert(c.id(), slot);
+            }
+            leader.pending.insert(
+                slot,
+                Pending {
+                    value,
+                    acks: BTreeSet::new(),
+                    sent_ns: now,
+                },
+            );
+        }
+        let entries: Vec<(u64, Value)> = leader
+            .pending
+            .iter()
+            .map(|(&s, p)| (s, p.value.clone()))
+            .collect();
+        self.role = Role::Leader(Box::new(leader));
+        self.leader = Some(self.id);
+        self.observe_role(ctx, "leader", ballot.round);
+        self.propose(ctx, ballot, entries, None);
+        self.heartbeat(ctx);
+    }
+
+    /// Phase 2a for `entries`: `accept` messages in batches to every other server (or only to
+    /// `only`), carrying the slots chosen since the last announcement; the leader's own acceptor
+    /// (if addressed) accepts in place, without a message to itself.
+    fn propose(
+        &mut self,
+        ctx: &mut Context<'_>,
+        ballot: Ballot,
+        entries: Vec<(u64, Value)>,
+        only: Option<NodeId>,
+    ) {
+        let batch = self.config.max_entries_per_message as usize;
+        let mut chosen = match (&mut self.role, only) {
+            (Role::Leader(l), None) => std::mem::take(&mut l.unannounced),
+            _ => Vec::new(),
+        };
+        for chunk in entries.chunks(batch) {
+            let news = std::mem::take(&mut chosen);
+            for s in self.others() {
+                if only.is_none_or(|o| o == s) {
+                    ctx.send(
+                        s,
+                        Message::Accept {
+                            ballot,
+                            entries: chunk.to_vec(),
+                            chosen: news.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        if only.is_none_or(|o| o == self.id) && !entries.is_empty() {
+            match self.acceptor.accept(ctx, ballot, entries) {
+                Ok(slots) => self.on_accepted(ctx, self.id, ballot, slots),
+                Err(promised) => self.on_nack(ctx, ballot, promised),
+            }
+        }
+    }
+
+    /// Leader: heartbeats to every other server, and resend accepts not yet answered.
+    fn heartbeat(&mut self, ctx: &mut Context<'_>) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let ballot = leader.ballot;
+        let now = ctx.local_time_ns();
+        let interval = self.config.heartbeat_interval.as_nanos() as i64;
+        let batch = self.config.max_entries_per_message as usize;
+        let mut resend: BTreeMap<NodeId, Vec<(u64, Value)>> = BTreeMap::new();
+        for (&slot, p) in leader.pending.iter_mut() {
+            if now - p.sent_ns < interval {
+                continue;
+            }
+            let mut any = false;
+            for &s in self.servers.iter().filter(|&&s| s != self.id) {
+                let entries = resend.entry(s).or_default();
+                if !p.acks.contains(&s) && entries.len() < batch {
+                    entries.push((slot, p.value.clone()));
+                    any = true;
+                }
+            }
+            if any {
+                p.sent_ns = now;
+            }
+        }
+        let chosen = std::mem::take(&mut leader.unannounced);
+        for (s, entries) in resend {
+            if !entries.is_empty() {
+                self.propose(ctx, ballot, entries, Some(s));
+            }
+        }
+        let chosen_through = self.applied;
+        for s in self.others() {
+            ctx.send(
+                s,
+                Message::Heartbeat {
+                    ballot,
+                    chosen_through,
+                    chosen: chosen.clone(),
+                },
+            );
+        }
+        ctx.set_timer(self.config.heartbeat_interval.to_std(), Timer::Heartbeat);
+    }
+
+    // ----- learner -----
+
+    /// Learns that `value` is chosen at `slot`; a conflicting value is observed (`learned`) and
+    /// ignored. A first learn is not observed: the `applied` observation, emitted when the slot
+    /// is applied (in order, as soon as the slots below it are known), stands for it.
+    fn learn(&mut self, ctx: &mut Context<'_>, slot: u64, value: Value) {
+        assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
+        if let Role::Leader(leader) = &mut self.role {
+            // Our proposal there is decided (ours or, for a stale leader, another leader's), and
+            // our next proposals go after every slot known chosen.
+            if let Some(p) = leader.pending.remove(&slot) {
+                if let Value::Command(c) = &p.value {
+                    leader.by_command.remove(&c.id());
+                }
+            }
+            leader.next_slot = leader.next_slot.max(slot + 1);
+        }
+        if let Some(known) = self.chosen.get(&slot) {
+            if *known != value {
+                ctx.observe(Observation::Learned {
+                    instance: slot,
+                    value: value.value_id(),
+                });
+            }
+            return;
+        }
+        self.chosen.insert(slot, value);
+    }
+
+    /// Applies chosen slots in order; the leader answers the clients waiting for them.
+    fn apply(&mut self, ctx: &mut Context<'_>) {
+        while let Some(value) = self.chosen.get(&(self.applied + 1)) {
+            let slot = self.applied + 1;
+            if let Value::Command(command) = value {
+                let (outcome, _) = self.kv.apply(command);
+                let id = command.id();
+                if let Role::Leader(leader) = &mut self.role {
+                    if leader.awaiting.remove(&id) {
+                        ctx.reply(
+                            id.client,
+                            Reply {
+                                id: id.request,
+                                outcome,
+                            },
+                        );
+                    }
+                }
+            }
+            ctx.observe(Observation::Applied {
+                slot,
+                value: value.value_id(),
+            });
+            self.applied = slot;
+        }
+    }
+
+    fn ask_catch_up(&mut self, ctx: &mut Context<'_>, to: NodeId) {
+        let now = ctx.local_time_ns();
+        let patience = 2 * self.config.heartbeat_interval.as_nanos() as i64;
+        if self.applied >= self.leader_chosen_through {
+            return;
+        }
+        if let Some((_, at)) = self.catch_up {
+            if now - at < patience {
+                return;
+            }
+        }
+        let from_slot = self.applied + 1;
+        self.catch_up = Some((from_slot, now));
+        ctx.send(to, Message::CatchUp { from_slot });
+    }
+
+    // ----- handlers -----
+
+    fn on_prepare(&mut self, ctx: &mut Context<'_>, from: NodeId, ballot: Ballot, from_slot: u64) {
+        match self.acceptor.prepare_from(ctx, from_slot, ballot) {
+            Ok(accepted) => {
+                if from != self.id && self.own_ballot().is_none_or(|b| b < ballot) {
+                    self.follow(ctx, ballot, None);
+                    // Give the candidate time to finish before competing with it.
+                    self.reset_election_deadline(ctx);
+                }
+                ctx.send(from, Message::Promise { ballot, accepted });
+            }
+            Err(promised) => ctx.send(from, Message::Nack { ballot, promised }),
+        }
+    }
+
+    fn on_promise(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        accepted: Vec<(u64, Ballot, Value)>,
+    ) {
+        let majority = self.majority;
+        if let Role::Candidate {
+            ballot: mine,
+            promises,
+            ..
+        } = &mut self.role
+        {
+            if *mine == ballot {
+                promises.insert(from, accepted);
+                if promises.len() >= majority {
+                    self.become_leader(ctx);
+                }
+            }
+        }
+    }
+
+    fn on_accept(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        entries: Vec<(u64, Value)>,
+        chosen: Vec<u64>,
+    ) {
+        let result = if entries.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.acceptor.accept(ctx, ballot, entries)
+        };
+        match result {
+            Ok(slots) => {
+                self.learn_announced(ctx, from, ballot, &chosen);
+                if from != self.id {
+                    if self.own_ballot().is_some_and(|b| b < ballot) {
+                        self.follow(ctx, ballot, Some(from));
+                    }
+                    if self.own_ballot().is_none() {
+                        self.leader = Some(from);
+                        self.observe_role(ctx, "follower", ballot.round);
+                        self.reset_election_deadline(ctx);
+                    }
+                }
+                if !slots.is_empty() {
+                    ctx.send(from, Message::Accepted { ballot, slots });
+                }
+            }
+            Err(promised) => ctx.send(from, Message::Nack { ballot, promised }),
+        }
+    }
+
+    /// The leader of `ballot` announced that `slots` are chosen with the values it proposed
+    /// there: learn those whose accepted proposal here has that ballot (one value per slot and
+    /// ballot), and fetch the others from the leader.
+    fn learn_announced(
+        &mut self,
+        ctx: &mut Context<'_>,
+        leader: NodeId,
+        ballot: Ballot,
+        slots: &[u64],
+    ) {
+        let mut missing = false;
+        for &slot in slots {
+            match self.acceptor.accepted(slot) {
+                Some((b, v)) if *b == ballot => {
+                    let v = v.clone();
+                    self.learn(ctx, slot, v);
+                }
+                _ => {
+                    missing |= !self.chosen.contains_key(&slot);
+                    self.leader_chosen_through = self.leader_chosen_through.max(slot);
+                }
+            }
+        }
+        self.apply(ctx);
+        if missing {
+            self.ask_catch_up(ctx, leader);
+        }
+    }
+
+    fn on_accepted(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        slots: Vec<u64>,
+    ) {
+        let majority = self.majority;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot != ballot {
+            return;
+        }
+        let mut newly: Vec<(u64, Value)> = Vec::new();
+        for slot in slots {
+            if let Some(p) = leader.pending.get_mut(&slot) {
+                p.acks.insert(from);
+                if p.acks.len() >= majority {
+                    newly.push((slot, p.value.clone()));
+                }
+            }
+        }
+        if newly.is_empty() {
+            return;
+        }
+        for (slot, value) in &newly {
+            self.learn(ctx, *slot, value.clone());
+        }
+        if let Role::Leader(leader) = &mut self.role {
+            // Announced with the next accept or heartbeat, whichever comes first.
+            leader
+                .unannounced
+                .extend(newly.iter().map(|(slot, _)| *slot));
+        }
+        self.apply(ctx);
+    }
+
+    fn on_nack(&mut self, ctx: &mut Context<'_>, ballot: Ballot, promised: Ballot) {
+        self.round_seen = self.round_seen.max(promised.round);
+        if self.own_ballot() == Some(ballot) && promised > ballot {
+            self.follow(ctx, promised, None);
+            self.reset_election_deadline(ctx);
+        }
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        chosen_through: u64,
+        chosen: Vec<u64>,
+    ) {
+        let promised = self.acceptor.promised(0);
+        if ballot < promised {
+            // A stale leader: tell it about the higher ballot.
+            return ctx.send(from, Message::Nack { ballot, promised });
+        }
+        if self.own_ballot().is_some_and(|b| b >= ballot) {
+            return; // we lead or campaign with a ballot at least as high
+        }
+        self.follow(ctx, ballot, Some(from));
+        self.leader = Some(from);
+        self.reset_election_deadline(ctx);
+        self.leader_chosen_through = self.leader_chosen_through.max(chosen_through);
+        self.learn_announced(ctx, from, ballot, &chosen);
+        self.ask_catch_up(ctx, from);
+    }
+
+    fn on_chosen(&mut self, ctx: &mut Context<'_>, from: NodeId, entries: Vec<(u64, Value)>) {
+        let answered = self
+            .catch_up
+            .is_some_and(|(slot, _)| entries.iter().any(|(s, _)| *s == slot));
+        for (slot, value) in entries {
+            self.learn(ctx, slot, value);
+        }
+        self.apply(ctx);
+        if answered {
+            self.catch_up = None;
+            self.ask_catch_up(ctx, from);
+        }
+    }
+
+    fn on_catch_up(&mut self, ctx: &mut Context<'_>, from: NodeId, from_slot: u64) {
+        let entries: Vec<(u64, Value)> = self
+            .chosen
+            .range(from_slot..)
+            .take(self.config.max_entries_per_message as usize)
+            .map(|(&s, v)| (s, v.clone()))
+            .collect();
+        if !entries.is_empty() {
+            ctx.send(from, Message::Chosen { entries });
+        }
+    }
+
+    fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+        if !matches!(
+            request.op,
+            Op::Get { .. } | Op::Put { .. } | Op::Append { .. } | Op::Cas { .. }
+        ) {
+            return ctx.reply(client, request.reply_unsupported());
+        }
+        let max_pending = self.config.max_uncommitted_slots as usize;
+        let Role::Leader(leader) = &mut self.role else {
+            let leader = self.leader.filter(|&l| l != self.id);
+            return ctx.reply(
+                client,
+                Reply {
+                    id: request.id,
+                    outcome: Outcome::Redirect { leader },
+                },
+            );
+        };
+        let command = Command {
+            client,
+            request: request.id,
+            op: request.op,
+        };
+        let id = command.id();
+        if let Some(outcome) = self.kv.cached(id) {
+            // Already applied (a retry): answer from the session, do not run it again.
+            let outcome = outcome.clone();
+            return ctx.reply(
+                client,
+                Reply {
+                    id: request.id,
+                    outcome,
+                },
+            );
+        }
+        if leader.by_command.contains_key(&id) {
+            leader.awaiting.insert(id);
+            return; // already proposed: answered when applied
+        }
+        if leader.pending.len() >= max_pending {
+            return ctx.reply(
+                client,
+                Reply {
+                    id: request.id,
+                    outcome: Outcome::Fail {
+                        error: "overloaded: too many slots not yet chosen".into(),
+                    },
+                },
+            );
+        }
+        let slot = leader.next_slot;
+        assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
+        leader.next_slot += 1;
+        let ballot = leader.ballot;
+        let value = Value::Command(command);
+        ctx.observe(Observation::Proposed {
+            instance: slot,
+            ballot,
+            value: value.value_id(),
+        });
+        leader.by_command.insert(id, slot);
+        leader.awaiting.insert(id);
+        leader.pending.insert(
+            slot,
+            Pending {
+                value: value.clone(),
+                acks: BTreeSet::new(),
+                sent_ns: ctx.local_time_ns(),
+            },
+        );
+        self.propose(ctx, ballot, vec![(slot, value)], None);
+    }
+
+    /// Local invariants, asserted after every step.
+    fn check_invariants(&mut self, ctx: &mut Context<'_>) {
+        assert!(
+            !ctx.disk().has_unsynced(),
+            "multi-paxos node {:?} left unsynced state on disk",
+            self.id
+        );
+        self.acceptor.check_invariants();
+        assert!(
+            self.applied == 0 || self.chosen.contains_key(&self.applied),
+            "applied slot {} is not chosen",
+            self.applied
+        );
+        if let Some(b) = self.own_ballot() {
+            assert!(
+                b.round <= self.round,
+                "ballot {b} above the persisted round {}",
+                self.round
+            );
+        }
+        if let Role::Leader(leader) = &self.role {
+            for &slot in leader.pending.keys() {
+                assert!(
+                    slot > self.applied && slot < leader.next_slot,
+                    "pending slot {slot} outside ({}, {})",
+                    self.applied,
+                    leader.next_slot
+                );
+                assert!(
+                    !self.chosen.contains_key(&slot),
+                    "pending slot {slot} is already chosen"
+                );
+            }
+        }
+    }
+}
+
+impl Process for Node {
+    type Message = Message;
+    type Timer = Timer;
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        self.acceptor = Acceptor::load(ctx.disk(), Scope::AllSlots, self.bugs);
+        self.round = ctx
+            .disk()
+            .read(ROUND_KEY)
+            .map(|b| String::from_utf8_lossy(b).parse().expect("a round"))
+            .unwrap_or(0);
+        self.round_seen = self.round.max(self.acceptor.promised(0).round);
+        self.observe_role(ctx, "follower", self.round_seen);
+        self.reset_election_deadline(ctx);
+        let timeout = self.election_timeout(ctx);
+        ctx.set_timer(timeout, Timer::Election);
+        self.check_invariants(ctx);
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Message) {
+        match &message {
+            Message::Prepare { ballot, .. }
+            | Message::Accept { ballot, .. }
+            | Message::Heartbeat { ballot, .. } => {
+                self.round_seen = self.round_seen.max(ballot.round);
+            }
+            _ => {}
+        }
+        match message {
+            Message::Prepare { ballot, from_slot } => self.on_prepare(ctx, from, ballot, from_slot),
+            Message::Promise { ballot, accepted } => self.on_promise(ctx, from, ballot, accepted),
+            Message::Accept {
+                ballot,
+                entries,
+                chosen,
+            } => self.on_accept(ctx, from, ballot, entries, chosen),
+            Message::Accepted { ballot, slots } => self.on_accepted(ctx, from, ballot, slots),
+            Message::Nack { ballot, promised } => self.on_nack(ctx, ballot, promised),
+            Message::Heartbeat {
+                ballot,
+                chosen_through,
+                chosen,
+            } => self.on_heartbeat(ctx, from, ballot, chosen_through, chosen),
+            Message::Chosen { entries } => self.on_chosen(ctx, from, entries),
+            Message::CatchUp { from_slot } => self.on_catch_up(ctx, from, from_slot),
+        }
+        self.check_invariants(ctx);
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: Timer) {
+        match timer {
+            Timer::Election => {
+                let now = ctx.local_time_ns();
+                if self.is_leader() {
+                    self.reset_election_deadline(ctx);
+                } else if now >= self.election_deadline_ns {
+                    self.campaign(ctx);
+                }
+                let wait = (self.election_deadline_ns - now).max(1) as u64;
+                ctx.set_timer(std::time::Duration::from_nanos(wait), Timer::Election);
+            }
+            Timer::Heartbeat => self.heartbeat(ctx),
+        }
+        self.check_invariants(ctx);
+    }
+
+    fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+        self.on_client(ctx, client, request);
+        self.check_invariants(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{Effect, TestContext};
+    use crate::protocols::Message as Wire;
+
+    fn setup(id: u32) -> NodeSetup {
+        NodeSetup {
+            id: NodeId(id),
+            servers: (0..3).map(NodeId).collect(),
+            home: None,
+        }
+    }
+
+    fn b(round: u64, node: u32) -> Ballot {
+        Ballot {
+            round,
+            node: NodeId(node),
+        }
+    }
+
+    fn sends(tc: &mut TestContext) -> Vec<(NodeId, Message)> {
+        tc.take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    to,
+                    message: Wire::MultiPaxos(m),
+                } => Some((to, m)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn put(client: u32, request: u64, key: &str, value: &str) -> Command {
+        Command {
+            client: NodeId(client),
+            request,
+            op: Op::Put {
+                key: key.into(),
+                value: value.into(),
+            },
+        }
+    }
+
+    /// Boots node 0 and makes it campaign with ballot (1, 0) from slot 1.
+    fn candidate() -> (TestContext, Node) {
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut node = Node::new(&setup(0), Config::default());
+        node.on_start(&mut tc.ctx());
+        tc.local_time_ns = 1_000_000_000;
+        node.on_timer(&mut tc.ctx(), TimerId(0), Timer::Election);
+        let sent = sends(&mut tc);
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert!(sent.iter().all(|(_, m)| *m
+            == Message::Prepare {
+                ballot: b(1, 0),
+                from_slot: 1
+            }));
+        (tc, node)
+    }
+
+    #[test]
+    fn a_new_leader_re_proposes_the_highest_ballot_values_and_fills_gaps_with_noops() {
+        let (mut tc, mut node) = candidate();
+        // n2 reports slot 1 at (0, 1) and slot 3 at (0, 2); n3 reports slot 1 at (0, 2).
+        let a = Value::Command(put(9, 1, "k", "a"));
+        let c = Value::Command(put(9, 2, "k", "c"));
+        let a2 = Value::Command(put(9, 3, "k", "a2"));
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(1),
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![(1, b(0, 1), a.clone()), (3, b(0, 2), c.clone())],
+            },
+        );
+        assert!(!node.is_leader(), "one promise is not a majority of 3");
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![(1, b(0, 2), a2.clone())],
+            },
+        );
+        assert!(node.is_leader());
+        let sent = sends(&mut tc);
+        let accepts: Vec<&Message> = sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(
+            accepts.len(),
+            2,
+            "to the others; its own acceptor accepts in place"
+        );
+        assert_eq!(
+            *accepts[0],
+            Message::Accept {
+                ballot: b(1, 0),
+                entries: vec![(1, a2.clone()), (2, Value::Noop), (3, c)],
+                chosen: vec![],
+            }
+        );
+        assert_eq!(node.acceptor.accepted(1), Some(&(b(1, 0), a2)));
+        let effects_roles = node.last_role;
+        assert_eq!(effects_roles, Some(("leader", 1)));
+    }
+
+    #[test]
+    fn a_leader_chooses_applies_and_answers_once_per_command() {
+        let (mut tc, mut node) = candidate();
+        for from in [0, 1] {
+            node.on_message(
+                &mut tc.ctx(),
+                NodeId(from),
+                Message::Promise {
+                    ballot: b(1, 0),
+                    accepted: vec![],
+                },
+            );
+        }
+        assert!(node.is_leader());
+        tc.take_effects();
+        let request = Request {
+            id: 1,
+            op: Op::Put {
+                key: "k".into(),
+                value: "v".into(),
+            },
+        };
+        node.on_request(&mut tc.ctx(), NodeId(9), request.clone());
+        node.on_request(&mut tc.ctx(), NodeId(9), request.clone());
+        let accepts = sends(&mut tc)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
+            .count();
+        assert_eq!(
+            accepts, 2,
+            "a retry of a pending command is not proposed again"
+        );
+        // Its own acceptor accepted in place: one more acceptance makes a majority of 3.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Accepted {
+                ballot: b(1, 0),
+                slots: vec![1],
+            },
+        );
+        assert_eq!(node.applied(), 1);
+        let effects = tc.take_effects();
+        let replies: Vec<&Effect> = effects
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Effect::Send {
+                        message: Wire::Client(_),
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(replies.len(), 1, "{effects:?}");
+        // A retry after it applied is answered from the session.
+        node.on_request(&mut tc.ctx(), NodeId(9), request);
+        let sent = tc.take_effects();
+        assert!(
+            sent.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    message: Wire::Client(_),
+                    ..
+                }
+            )),
+            "{sent:?}"
+        );
+        assert!(
+            !sent.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    message: Wire::MultiPaxos(Message::Accept { .. }),
+                    ..
+                }
+            )),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn slot_values_round_trip_through_the_disk_format() {
+        for value in [Value::Noop, Value::Command(put(9, 3, "k", "v"))] {
+            let bytes = serde_json::to_vec(&(b(2, 1), &value)).unwrap();
+            let back: (Ballot, Value) = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(back, (b(2, 1), value));
+        }
+        assert_eq!(Value::Noop.value_id(), "noop");
+        assert_eq!(Value::Command(put(9, 3, "k", "v")).value_id(), "9#3");
+    }
+
+    #[test]
+    fn a_follower_learns_announced_slots_it_accepted_and_fetches_the_others() {
+        let mut tc = TestContext::new(NodeId(1), 1);
+        let mut node = Node::new(&setup(1), Config::default());
+        node.on_start(&mut tc.ctx());
+        let v1 = Value::Command(put(9, 1, "k", "a"));
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Accept {
+                ballot: b(1, 0),
+                entries: vec![(1, v1.clone())],
+                chosen: vec![],
+            },
+        );
+        tc.take_effects();
+        // Slot 1 is announced chosen (it accepted it with that ballot); slot 2 it never saw.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Heartbeat {
+                ballot: b(1, 0),
+                chosen_through: 2,
+                chosen: vec![1, 2],
+            },
+        );
+        assert_eq!(node.applied(), 1);
+        assert_eq!(node.kv.value("k"), Some("a"));
+        assert_eq!(
+            sends(&mut tc),
+            vec![(NodeId(0), Message::CatchUp { from_slot: 2 })]
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Chosen {
+                entries: vec![(2, Value::Noop)],
+            },
+        );
+        assert_eq!(node.applied(), 2);
+    }
+
+    #[test]
+    fn a_higher_ballot_deposes_the_leader_and_a_follower_redirects() {
+        let (mut tc, mut node) = candidate();
+        for from in [0, 1] {
+            node.on_message(
+                &mut tc.ctx(),
+                NodeId(from),
+                Message::Promise {
+                    ballot: b(1, 0),
+                    accepted: vec![],
+                },
+            );
+        }
+        assert!(node.is_leader());
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Heartbeat {
+                ballot: b(2, 2),
+                chosen_through: 0,
+                chosen: vec![],
+            },
+        );
+        assert!(!node.is_leader());
+        tc.take_effects();
+        node.on_request(
+            &mut tc.ctx(),
+            NodeId(9),
+            Request {
+                id: 1,
+                op: Op::Get { key: "k".into() },
+            },
+        );
+        let sent = tc.take_effects();
+        assert!(
+            sent.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    message: Wire::Client(crate::protocols::ClientMessage::Reply(Reply {
+                        outcome: Outcome::Redirect {
+                            leader: Some(NodeId(2))
+                        },
+                        ..
+                    })),
+                    ..
+                }
+            )),
+            "{sent:?}"
+        );
+        // The stale leader's heartbeat is refused with the higher promise... once n1 promised it.
+        let mut tc1 = TestContext::new(NodeId(1), 2);
+        let mut n1 = Node::new(&setup(1), Config::default());
+        n1.on_start(&mut tc1.ctx());
+        n1.on_message(
+            &mut tc1.ctx(),
+            NodeId(2),
+            Message::Prepare {
+                ballot: b(2, 2),
+                from_slot: 1,
+            },
+        );
+        tc1.take_effects();
+        n1.on_message(
+            &mut tc1.ctx(),
+            NodeId(0),
+            Message::Heartbeat {
+                ballot: b(1, 0),
+                chosen_through: 0,
+                chosen: vec![],
+            },
+        );
+        assert_eq!(
+            sends(&mut tc1),
+            vec![(
+                NodeId(0),
+                Message::Nack {
+                    ballot: b(1, 0),
+                    promised: b(2, 2)
+                }
+            )]
+        );
+    }
+}
