@@ -16,8 +16,8 @@ fn gossip_times(extra: &str, node: &str) -> Vec<u64> {
     );
     let scenario = Scenario::parse(Path::new("clocks.toml"), text.as_bytes()).unwrap();
     let record = run(&scenario, 1, &RunOptions::default());
-    String::from_utf8(record.trace_jsonl)
-        .unwrap()
+    record
+        .trace_jsonl
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["kind"] == "timer" && v["node"] == node)

@@ -66,6 +66,6 @@ fn the_trace_hash_is_the_sha256_of_the_trace_bytes() {
     assert!(!record.trace_truncated);
     assert_eq!(
         record.trace_hash,
-        hex::encode(Sha256::digest(&record.trace_jsonl))
+        hex::encode(Sha256::digest(record.trace_jsonl.to_vec()))
     );
 }

@@ -25,7 +25,7 @@ pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
         seed: 1,
         topology: Arc::new(topology),
         end_ns: 10_000_000_000,
-        trace_jsonl: Vec::new(),
+        trace_jsonl: Default::default(),
         trace_hash: String::new(),
         trace_truncated: false,
         history: Vec::new(),

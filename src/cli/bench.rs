@@ -183,7 +183,7 @@ fn madsim_pingpong(messages: u64) -> (u64, u64) {
 
 fn kernel(repeat: u32) -> KernelReport {
     let pp = pingpong_scenario(1100);
-    let options = RunOptions::default();
+    let options = RunOptions::hash_only();
     let (messages, wall, sim_ns) = measure(repeat, || {
         let r = sim::run(&pp, 1, &options);
         (r.stats.messages_delivered, r.end_ns)
@@ -251,7 +251,7 @@ pub fn raft_scenario() -> Scenario {
 
 fn raft(repeat: u32) -> RaftFigure {
     let sc = raft_scenario();
-    let options = RunOptions::default();
+    let options = RunOptions::hash_only();
     let mut last = None;
     let (_, wall_ms, sim_ns) = measure(repeat, || {
         let r = sim::run(&sc, 1, &options);

@@ -53,7 +53,7 @@ pub fn multi_paxos_scenario() -> Scenario {
 /// Measures the Multi-Paxos figure.
 pub fn multi_paxos(repeat: u32) -> PaxosFigure {
     let sc = multi_paxos_scenario();
-    let options = RunOptions::default();
+    let options = RunOptions::hash_only();
     let mut last = None;
     let (_, wall_ms, sim_ns) = measure(repeat, || {
         let r = sim::run(&sc, 1, &options);

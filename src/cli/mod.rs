@@ -11,8 +11,8 @@
 
 mod bench;
 pub mod bench_checker;
-mod check_history;
 mod bench_paxos;
+mod check_history;
 mod list;
 pub mod run;
 pub mod test;

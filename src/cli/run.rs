@@ -89,12 +89,8 @@ pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
     if a.trace_hash == b.trace_hash {
         return None;
     }
-    let (la, lb) = (
-        String::from_utf8_lossy(&a.trace_jsonl),
-        String::from_utf8_lossy(&b.trace_jsonl),
-    );
-    let mut lines_a = la.lines();
-    let mut lines_b = lb.lines();
+    let mut lines_a = a.trace_jsonl.lines();
+    let mut lines_b = b.trace_jsonl.lines();
     let mut n = 1usize;
     loop {
         match (lines_a.next(), lines_b.next()) {
@@ -112,7 +108,8 @@ pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
     }
 }
 
-/// Loads, runs and checks a scenario without writing anything: for `faultline test` and tests.
+/// Loads, runs and checks a scenario without writing anything (the trace is hashed, not kept):
+/// for `faultline test` and tests.
 pub fn run_and_check(
     path: &Path,
     seed: Option<u64>,
@@ -120,7 +117,7 @@ pub fn run_and_check(
     let scenario = Scenario::load(path)?;
     let seed = seed.unwrap_or(scenario.seed);
     let start = wall_now();
-    let record = sim::run(&scenario, seed, &RunOptions::default());
+    let record = sim::run(&scenario, seed, &RunOptions::hash_only());
     let checks = run_checks(&record);
     let report = Report::new(&record, checks, path, elapsed_ms(start));
     Ok((record, report))

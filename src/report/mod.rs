@@ -162,12 +162,20 @@ pub fn default_out_dir(scenario: &Scenario, seed: u64) -> PathBuf {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
 /// renamed over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_parts_atomically(path, [bytes])
+}
+
+/// Writes the concatenation of `parts` to `path` atomically (see [`write_atomically`]).
+pub fn write_parts_atomically<'a>(
+    path: &Path,
+    parts: impl IntoIterator<Item = &'a [u8]>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".faultline-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
@@ -178,7 +186,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
-    tmp.write_all(bytes)?;
+    let mut out = std::io::BufWriter::new(tmp.as_file());
+    for part in parts {
+        out.write_all(part)?;
+    }
+    out.flush()?;
+    drop(out);
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -188,7 +201,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Returns the path of `report.json`.
 pub fn write_run(dir: &Path, report: &Report, record: &RunRecord) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    write_atomically(&dir.join("trace.jsonl"), &record.trace_jsonl)?;
+    write_parts_atomically(&dir.join("trace.jsonl"), record.trace_jsonl.chunks())?;
     write_atomically(
         &dir.join("history.jsonl"),
         &crate::history::to_jsonl(&record.history),

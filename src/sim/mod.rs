@@ -52,8 +52,18 @@ pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
 /// Knobs of a run that are not part of the scenario.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Trace bytes kept in memory (the hash always covers every line).
+    /// Trace bytes kept in memory (the hash always covers every line). 0: keep nothing (for
+    /// runs whose trace is never written: benchmarks, `faultline test`, sweeps).
     pub trace_limit_bytes: usize,
+}
+
+impl RunOptions {
+    /// Options for a run whose trace is only hashed, never written.
+    pub fn hash_only() -> RunOptions {
+        RunOptions {
+            trace_limit_bytes: 0,
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -191,7 +201,7 @@ pub struct RunRecord {
     /// Global time at which the run ended.
     pub end_ns: u64,
     /// The trace, as JSON lines (possibly truncated, see `trace_truncated`).
-    pub trace_jsonl: Vec<u8>,
+    pub trace_jsonl: trace::TraceBytes,
     /// Hex SHA-256 of every trace line.
     pub trace_hash: String,
     /// True if trace lines were hashed but not kept.

@@ -65,6 +65,12 @@ impl Trace {
             return;
         }
         self.hasher.update(&self.current);
+        if self.truncated || self.limit_bytes == 0 {
+            // Nothing more is kept: reuse the buffer (no fresh memory for hash-only runs).
+            self.truncated = true;
+            self.current.clear();
+            return;
+        }
         let chunk = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES + 4096));
         if self.kept_bytes + chunk.len() <= self.limit_bytes {
             self.kept_bytes += chunk.len();
@@ -84,15 +90,55 @@ impl Trace {
         }
     }
 
-    /// The kept bytes, the hex SHA-256 of all lines, and whether lines were hashed but not kept
+    /// The kept lines, the hex SHA-256 of all lines, and whether lines were hashed but not kept
     /// because the byte limit was reached.
-    pub fn finish(mut self) -> (Vec<u8>, String, bool) {
+    pub fn finish(mut self) -> (TraceBytes, String, bool) {
         self.flush();
-        let mut bytes = Vec::with_capacity(self.kept_bytes);
-        for chunk in &self.chunks {
-            bytes.extend_from_slice(chunk);
-        }
-        (bytes, hex::encode(self.hasher.finalize()), self.truncated)
+        (
+            TraceBytes {
+                chunks: self.chunks,
+            },
+            hex::encode(self.hasher.finalize()),
+            self.truncated,
+        )
+    }
+}
+
+/// The bytes of a finished trace, in the chunks they were written in (never copied into one
+/// buffer). Every chunk ends at the end of a line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceBytes {
+    chunks: Vec<Vec<u8>>,
+}
+
+impl TraceBytes {
+    /// The chunks, in order; their concatenation is `trace.jsonl`.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.chunks.iter().map(Vec::as_slice)
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// True if no line was kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every line (without its newline), in order.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.chunks.iter().flat_map(|c| {
+            std::str::from_utf8(c)
+                .expect("trace lines are UTF-8 JSON")
+                .lines()
+        })
+    }
+
+    /// All bytes in one buffer (a copy).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.chunks.concat()
     }
 }
 
@@ -188,6 +234,7 @@ mod tests {
             .json("sides", &vec![vec!["n1"]])
             .end();
         let (bytes, hash, _) = trace.finish();
+        let bytes = bytes.to_vec();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert_eq!(
             text,
@@ -217,7 +264,9 @@ mod tests {
         assert!(expected.len() > 2 * CHUNK_BYTES, "spans several chunks");
         let (bytes, hash, truncated) = trace.finish();
         assert!(!truncated);
-        assert_eq!(bytes, expected);
+        assert!(bytes.chunks().count() > 2);
+        assert_eq!(bytes.lines().count(), 40_000);
+        assert_eq!(bytes.to_vec(), expected);
         assert_eq!(hash, hex::encode(Sha256::digest(&expected)));
     }
 
@@ -231,6 +280,7 @@ mod tests {
         }
         let (kept, h1, truncated) = small.finish();
         let (all, h2, _) = big.finish();
+        let (kept, all) = (kept.to_vec(), all.to_vec());
         assert!(truncated);
         assert!(kept.len() < all.len() && kept.len() <= 100);
         assert!(kept.ends_with(b"\n") && all.starts_with(&kept));
