@@ -135,33 +135,27 @@ impl Model for Register {
     }
 
     fn impossible(&self, ops: &[Operation<RegisterOp, u32>]) -> Option<(usize, String)> {
-        // A read of v != initial needs a write (or cas) of v invoked before the read returned.
-        let mut first_write: rustc_hash::FxHashMap<u32, usize> = Default::default();
-        for o in ops {
-            let written = match o.input {
-                RegisterOp::Write(v) | RegisterOp::Cas(_, v) => v,
-                RegisterOp::Read => continue,
-            };
-            let e = first_write.entry(written).or_insert(o.call);
-            *e = (*e).min(o.call);
-        }
-        let mut worst: Option<(usize, usize)> = None; // (ret, op index)
-        for (i, o) in ops.iter().enumerate() {
-            if let (RegisterOp::Read, Some(v), Some(ret)) = (o.input, o.output, o.ret) {
-                if v != self.initial
-                    && first_write.get(&v).is_none_or(|&c| c > ret)
-                    && worst.is_none_or(|(r, _)| ret < r)
-                {
-                    worst = Some((ret, i));
-                }
-            }
-        }
-        worst.map(|(_, i)| {
-            let v = self.values.value(ops[i].output.unwrap_or(0));
-            (
-                i,
-                format!("it read {v}, but no operation invoked before it returned writes {v}"),
-            )
+        let accesses: Vec<Access> = ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let kind = match (o.input, o.output) {
+                    (RegisterOp::Read, Some(v)) => AccessKind::Read(v),
+                    (RegisterOp::Read, None) => return None,
+                    (RegisterOp::Cas(..), Some(CAS_FALSE)) => return None,
+                    (RegisterOp::Write(v) | RegisterOp::Cas(_, v), _) => AccessKind::Write(v),
+                };
+                Some(Access {
+                    op: i,
+                    call: o.call,
+                    ret: o.ret,
+                    known: o.output.is_some(),
+                    kind,
+                })
+            })
+            .collect();
+        refute_reads(self.initial, &accesses, |v| {
+            self.values.value(v).to_string()
         })
     }
 
@@ -201,6 +195,118 @@ fn ok_unit(op: &RawOp<'_>) -> Option<u32> {
 
 /// The output of a cas that took effect and returned false (Porcupine's reading of `:fail`).
 const CAS_FALSE: u32 = 1;
+
+/// One access to a register-like cell (a register, or one key without appends), for
+/// [`refute_reads`].
+struct Access {
+    op: usize,
+    call: usize,
+    ret: Option<usize>,
+    /// The outcome is known (`ok`); unknown-outcome writes may take effect at any time or never.
+    known: bool,
+    kind: AccessKind,
+}
+
+enum AccessKind {
+    /// A read that returned this value.
+    Read(u32),
+    /// A write (or a cas that took effect, or may have) of this value.
+    Write(u32),
+}
+
+/// The read that cannot be placed in any order and returned first, found without searching, and
+/// why. A cell's value is the last value written to it, so:
+/// 1. a read of `v` (not the initial value) needs a write of `v` invoked before the read returned;
+/// 2. a *stale* read: if exactly one operation writes `v`, it completed, and a write of another
+///    value was invoked after that and completed before the read began, the read cannot return
+///    `v` (nothing writes `v` again). For the initial value, any completed write before the read
+///    began does, if no operation writes the initial value.
+///
+/// Both rules are sound; the second relies on values written being unique per cell, which it
+/// checks (faultline's clients write unique values; Jepsen's register tests often do not, and then
+/// it simply finds nothing).
+fn refute_reads(
+    initial: u32,
+    accesses: &[Access],
+    describe: impl Fn(u32) -> String,
+) -> Option<(usize, String)> {
+    // Per value: how many operations write it, the earliest call, and (if one, known) its return.
+    let mut writers: rustc_hash::FxHashMap<u32, (usize, usize, Option<usize>)> = Default::default();
+    // Writes that certainly took effect, by call: (call, ret, value).
+    let mut completed: Vec<(usize, usize, u32)> = Vec::new();
+    for a in accesses {
+        if let AccessKind::Write(v) = a.kind {
+            let e = writers.entry(v).or_insert((0, a.call, None));
+            e.0 += 1;
+            e.1 = e.1.min(a.call);
+            e.2 = if e.0 == 1 && a.known { a.ret } else { None };
+            if let (true, Some(ret)) = (a.known, a.ret) {
+                completed.push((a.call, ret, v));
+            }
+        }
+    }
+    completed.sort_unstable();
+    // suffix_min[i]: the completed write (ret, value) returning first among completed[i..].
+    let mut suffix_min: Vec<(usize, u32)> = vec![(usize::MAX, 0); completed.len() + 1];
+    for i in (0..completed.len()).rev() {
+        let (_, ret, v) = completed[i];
+        suffix_min[i] = suffix_min[i + 1].min((ret, v));
+    }
+    // The first completed write invoked strictly after position `after` (or any, if `None`).
+    let first_completed_after = |after: Option<usize>| {
+        let from = after.map_or(0, |a| completed.partition_point(|&(call, _, _)| call <= a));
+        suffix_min[from]
+    };
+    let mut worst: Option<(usize, usize, String)> = None;
+    for a in accesses {
+        let (AccessKind::Read(v), Some(ret)) = (&a.kind, a.ret) else {
+            continue;
+        };
+        let v = *v;
+        let why = match writers.get(&v) {
+            None if v != initial => Some(format!(
+                "it read {}, but no operation invoked before it returned writes {}",
+                describe(v),
+                describe(v)
+            )),
+            Some(&(_, first_call, _)) if v != initial && first_call > ret => Some(format!(
+                "it read {}, but no operation invoked before it returned writes {}",
+                describe(v),
+                describe(v)
+            )),
+            // The initial value, never written again: any completed write before the read began.
+            None => {
+                let (over_ret, over) = first_completed_after(None);
+                (over_ret < a.call).then(|| {
+                    format!(
+                        "it read the initial value {}, but a write of {} had completed before the read began",
+                        describe(v),
+                        describe(over)
+                    )
+                })
+            }
+            // The only write of v completed; was v overwritten before the read began?
+            Some(&(1, _, Some(written_ret))) => {
+                let (over_ret, over) = first_completed_after(Some(written_ret));
+                (over_ret < a.call).then(|| {
+                    format!(
+                        "it read {}, but the only write of {} had completed before a write of {} was invoked, which completed before the read began",
+                        describe(v),
+                        describe(v),
+                        describe(over)
+                    )
+                })
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            if worst.as_ref().is_none_or(|(r, _, _)| ret < *r) {
+                worst = Some((ret, a.op, why));
+            }
+        }
+    }
+    worst.map(|(_, op, why)| (op, why))
+}
 
 // ---------------------------------------------------------------------------------------------
 // Key-value store.
@@ -425,45 +531,47 @@ impl Model for KeyValue {
     }
 
     fn impossible(&self, ops: &[Operation<KvOp, u32>]) -> Option<(usize, String)> {
-        // Only without appends: a read of v != initial needs a put or cas of v on the same key
-        // invoked before the read returned.
-        if ops
-            .iter()
-            .any(|o| matches!(o.input.action, KvAction::Append(_)))
-        {
-            return None;
-        }
-        let mut first_write: rustc_hash::FxHashMap<(u32, u32), usize> = Default::default();
-        for o in ops {
-            let v = match o.input.action {
-                KvAction::Put(v) | KvAction::Cas(_, v) => v,
-                _ => continue,
-            };
-            let e = first_write.entry((o.input.key, v)).or_insert(o.call);
-            *e = (*e).min(o.call);
-        }
-        let mut worst: Option<(usize, usize)> = None;
-        for (i, o) in ops.iter().enumerate() {
-            if let (KvAction::Get, Some(v), Some(ret)) = (o.input.action, o.output, o.ret) {
-                if v != self.initial
-                    && first_write.get(&(o.input.key, v)).is_none_or(|&c| c > ret)
-                    && worst.is_none_or(|(r, _)| ret < r)
-                {
-                    worst = Some((ret, i));
+        // Per key without appends (an append makes values depend on history).
+        let mut keys: Vec<u32> = ops.iter().map(|o| o.input.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut worst: Option<(usize, usize, String)> = None; // (ret, op, why)
+        for key in keys {
+            let on_key = ops.iter().enumerate().filter(|(_, o)| o.input.key == key);
+            if on_key
+                .clone()
+                .any(|(_, o)| matches!(o.input.action, KvAction::Append(_)))
+            {
+                continue;
+            }
+            let accesses: Vec<Access> = on_key
+                .filter_map(|(i, o)| {
+                    let kind = match (o.input.action, o.output) {
+                        (KvAction::Get, Some(v)) => AccessKind::Read(v),
+                        (KvAction::Get, None) => return None,
+                        (KvAction::Cas(..), Some(CAS_FALSE)) => return None,
+                        (KvAction::Put(v) | KvAction::Cas(_, v), _) => AccessKind::Write(v),
+                        (KvAction::Append(_), _) => unreachable!("keys with appends are skipped"),
+                    };
+                    Some(Access {
+                        op: i,
+                        call: o.call,
+                        ret: o.ret,
+                        known: o.output.is_some(),
+                        kind,
+                    })
+                })
+                .collect();
+            let describe = |v: u32| self.values.value(v).to_string();
+            if let Some((op, why)) = refute_reads(self.initial, &accesses, describe) {
+                let ret = ops[op].ret.unwrap_or(usize::MAX);
+                if worst.as_ref().is_none_or(|(r, _, _)| ret < *r) {
+                    let why = format!("{why} (key {:?})", self.keys[key as usize]);
+                    worst = Some((ret, op, why));
                 }
             }
         }
-        worst.map(|(_, i)| {
-            let o = &ops[i];
-            let v = self.values.value(o.output.unwrap_or(0));
-            (
-                i,
-                format!(
-                    "it read {v} from key {:?}, but no operation invoked before it returned writes {v} there",
-                    self.keys[o.input.key as usize]
-                ),
-            )
-        })
+        worst.map(|(_, op, why)| (op, why))
     }
 
     fn describe_state(&self, state: &KvState) -> String {

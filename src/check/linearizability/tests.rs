@@ -154,6 +154,64 @@ fn kv_op(a: u8, b: u8, c: u8) -> (Function, Option<String>, Value, Value) {
     }
 }
 
+/// Operations whose writes always write a fresh value, as faultline's clients do; reads return
+/// the initial value or one written earlier (exercises the rules that rely on unique values).
+fn unique_register_op(
+    written: &std::cell::Cell<u8>,
+) -> impl Fn(u8, u8, u8) -> (Function, Option<String>, Value, Value) + '_ {
+    move |a, b, c| {
+        let n = written.get();
+        let old = |x: u8| {
+            if n == 0 || x % (n + 1) == 0 {
+                Value::Nil
+            } else {
+                int((x % (n + 1)) as i64)
+            }
+        };
+        match a % 3 {
+            0 => (Function::Read, None, Value::Nil, old(c)),
+            1 => {
+                written.set(n + 1);
+                (Function::Write, None, int(n as i64 + 1), int(n as i64 + 1))
+            }
+            _ => {
+                written.set(n + 1);
+                let cas = pair_v(old(b), int(n as i64 + 1));
+                (Function::Cas, None, cas.clone(), cas)
+            }
+        }
+    }
+}
+
+fn unique_kv_op(
+    written: &std::cell::Cell<u8>,
+) -> impl Fn(u8, u8, u8) -> (Function, Option<String>, Value, Value) + '_ {
+    move |a, b, c| {
+        let key = Some(if b % 2 == 0 { "x" } else { "y" }.to_string());
+        let n = written.get();
+        let s = |i: u8| Value::Str(format!("v{i}"));
+        let old = |x: u8| {
+            if n == 0 || x % (n + 1) == 0 {
+                Value::Nil
+            } else {
+                s(x % (n + 1))
+            }
+        };
+        match a % 3 {
+            0 => (Function::Get, key, Value::Nil, old(c)),
+            1 => {
+                written.set(n + 1);
+                (Function::Put, key, s(n + 1), s(n + 1))
+            }
+            _ => {
+                written.set(n + 1);
+                let cas = pair_v(old(c), s(n + 1));
+                (Function::Cas, key, cas.clone(), cas)
+            }
+        }
+    }
+}
+
 fn mutex_op(a: u8, _b: u8, _c: u8) -> (Function, Option<String>, Value, Value) {
     if a % 2 == 0 {
         (Function::Acquire, None, Value::Nil, Value::Nil)
@@ -201,6 +259,25 @@ proptest! {
         let unpartitioned = check_events(&h, &whole).unwrap().verdict;
         prop_assert_eq!(partitioned == Verdict::Linearizable, expected, "{:?}", h);
         prop_assert_eq!(unpartitioned, partitioned);
+    }
+
+    #[test]
+    fn unique_value_register_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let written = std::cell::Cell::new(0);
+        let h = random_history(&c, clients, &unique_register_op(&written));
+        let raw = ops::pair(&h).unwrap();
+        let expected = brute(models::Register::new(&Value::Nil, true), &raw);
+        let got = verdict(&h, ModelKind::CasRegister);
+        prop_assert_eq!(got == Verdict::Linearizable, expected, "{:?}", h);
+    }
+
+    #[test]
+    fn unique_value_key_value_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
+        let written = std::cell::Cell::new(0);
+        let h = random_history(&c, clients, &unique_kv_op(&written));
+        let raw = ops::pair(&h).unwrap();
+        let expected = brute(models::KeyValue::new(&Value::Nil, false), &raw);
+        prop_assert_eq!(verdict(&h, ModelKind::KeyValue) == Verdict::Linearizable, expected, "{:?}", h);
     }
 
     #[test]
@@ -528,6 +605,7 @@ state after the prefix: 3
 cannot place: process 0: read -> 1  (invoked event 8, completed event 9)
   it is impossible in state 3
 no other operation was invoked before it completed
+decided before searching: process 0: read -> 1 (invoked event 8, completed event 9) can never be placed: it read 1, but the only write of 1 had completed before a write of 2 was invoked, which completed before the read began
 ";
     assert_eq!(text, expected, "got:\n{text}");
 }

@@ -141,7 +141,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
         Bug {
             name: BUG_READ_FROM_LOCAL_STATE,
             summary: "the leader answers reads from local state without ReadIndex or a lease",
-            caught_by: "stale-read",
+            caught_by: "linearizability",
         },
     ],
     build,
