@@ -31,7 +31,7 @@ use crate::sim::{self, RunOptions};
 /// What to measure.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Target {
-    /// Every simulator figure (kernel, raft).
+    /// Every simulator figure (kernel, raft, paxos).
     All,
     /// The linearizability checker on the corpus and a generated 1M-operation history
     /// (see `bench_checker`; reads the corpus from `FAULTLINE_CORPUS`).
