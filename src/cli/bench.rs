@@ -17,7 +17,8 @@
 //!   1000x faster than real time) and simulation events (message deliveries, timer firings,
 //!   faults) per wall-clock second. Only the simulation is timed, as for `kernel`; the checks
 //!   run once afterwards and must pass.
-//! - `paxos`: the Multi-Paxos key-value figure (see `bench_paxos`).
+//! - `paxos`: the same figure for Multi-Paxos (default `[multi-paxos]` options), so the two
+//!   compare directly.
 
 use std::path::Path;
 
@@ -105,7 +106,7 @@ struct KernelReport {
 }
 
 /// Median of repeated timings of `f`, which returns (messages, simulated ns).
-pub(super) fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
+fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f64, u64) {
     let mut times = Vec::new();
     let mut last = (0, 0);
     for _ in 0..repeat.max(1) {
@@ -117,7 +118,7 @@ pub(super) fn measure(repeat: u32, mut f: impl FnMut() -> (u64, u64)) -> (u64, f
     (last.0, times[times.len() / 2], last.1)
 }
 
-pub(super) fn scenario(text: &str) -> Scenario {
+fn scenario(text: &str) -> Scenario {
     Scenario::parse(Path::new("<bench>"), text.as_bytes()).expect("bench scenarios are valid")
 }
 
@@ -215,9 +216,9 @@ fn kernel(repeat: u32) -> KernelReport {
     }
 }
 
-/// The Raft figure.
+/// A consensus key-value figure (Raft or Multi-Paxos, same workload).
 #[derive(Clone, Debug, Serialize)]
-pub struct RaftFigure {
+pub struct KvFigure {
     /// What was measured.
     pub name: String,
     /// Median wall time of one run (simulation only), in milliseconds.
@@ -240,17 +241,39 @@ pub struct RaftFigure {
     pub verdict: String,
 }
 
-/// The standard Raft benchmark: 5 nodes, 100 client operations per simulated second, 60 s.
-pub fn raft_scenario() -> Scenario {
-    scenario(
-        "name = \"bench-raft\"\nduration = \"60s\"\n[cluster]\nprotocol = \"raft\"\nnodes = 5\n\
-         [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"5ms\" }\n\
-         [workload]\nclients = 5\nrate_per_s = 20.0\nconcurrency = 4\n",
-    )
+impl KvFigure {
+    /// One line for people.
+    fn line(&self, target: &str) -> String {
+        format!(
+            "{:<46} {:.1} ms wall; {:.0}x faster than real time{target}; {:.0} events/s ({} events, {} messages, {} ok ops, {} trace lines; checks: {})",
+            self.name,
+            self.wall_ms,
+            self.sim_to_wall,
+            self.events_per_s,
+            self.events,
+            self.messages_sent,
+            self.ops_ok,
+            self.trace_lines,
+            self.verdict
+        )
+    }
 }
 
-fn raft(repeat: u32) -> RaftFigure {
-    let sc = raft_scenario();
+/// The standard consensus benchmark for `protocol` (`raft` or `multi-paxos`): 5 nodes, 100
+/// client operations per simulated second (5 open-loop clients at 20/s, up to 4 outstanding
+/// each), 60 s, over 1-5 ms links, with the protocol's default options.
+pub fn kv_scenario(protocol: &str) -> Scenario {
+    scenario(&format!(
+        "name = \"bench-{protocol}\"\nduration = \"60s\"\n[cluster]\nprotocol = \"{protocol}\"\nnodes = 5\n\
+         [network]\nlatency = {{ distribution = \"uniform\", min = \"1ms\", max = \"5ms\" }}\n\
+         [workload]\nclients = 5\nrate_per_s = 20.0\nconcurrency = 4\n",
+    ))
+}
+
+/// Measures the consensus figure of `protocol` (see [`kv_scenario`]): only the simulation is
+/// timed; the checks run once afterwards on the last run.
+fn kv_figure(protocol: &str, repeat: u32) -> KvFigure {
+    let sc = kv_scenario(protocol);
     let options = RunOptions::hash_only();
     let mut last = None;
     let (_, wall_ms, sim_ns) = measure(repeat, || {
@@ -270,8 +293,8 @@ fn raft(repeat: u32) -> RaftFigure {
         .filter(|e| e.kind == crate::history::EventType::Ok)
         .count() as u64;
     let simulated_ms = sim_ns as f64 / 1e6;
-    RaftFigure {
-        name: "raft kv, 5 nodes, 100 ops/s, 60 s".into(),
+    KvFigure {
+        name: format!("{protocol} kv, 5 nodes, 100 ops/s, 60 s"),
         wall_ms,
         simulated_ms,
         sim_to_wall: simulated_ms / wall_ms,
@@ -313,28 +336,21 @@ pub fn bench(args: &BenchArgs) -> u8 {
         );
     }
     if matches!(args.target, Target::All | Target::Raft) {
-        let r = raft(args.repeat);
+        let r = kv_figure("raft", args.repeat);
         if !args.json {
             println!("raft (median of {} runs, simulation only):", args.repeat);
-            println!(
-                "  {:<46} {:.1} ms wall; {:.0}x faster than real time (target >= 1000x); {:.0} events/s ({} events, {} messages, {} ok ops, {} trace lines; checks: {})",
-                r.name,
-                r.wall_ms,
-                r.sim_to_wall,
-                r.events_per_s,
-                r.events,
-                r.messages_sent,
-                r.ops_ok,
-                r.trace_lines,
-                r.verdict
-            );
+            println!("  {}", r.line(" (target >= 1000x)"));
         }
         json.insert("raft".into(), serde_json::to_value(&r).expect("serializes"));
     }
     if matches!(args.target, Target::All | Target::Paxos) {
-        let p = super::bench_paxos::multi_paxos(args.repeat);
+        let p = kv_figure("multi-paxos", args.repeat);
         if !args.json {
-            super::bench_paxos::print(&p, args.repeat);
+            println!(
+                "multi-paxos (median of {} runs, simulation only):",
+                args.repeat
+            );
+            println!("  {}", p.line(""));
         }
         json.insert(
             "paxos".into(),

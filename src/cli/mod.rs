@@ -11,7 +11,6 @@
 
 mod bench;
 pub mod bench_checker;
-mod bench_paxos;
 mod check_history;
 mod list;
 pub mod run;
