@@ -49,7 +49,7 @@ pub const CHECK: CheckInfo = CheckInfo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Run the check (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
     /// If set, at least this fraction (0 to 1) of the counted majority-side operations, over all
     /// partition intervals, must succeed.
@@ -59,10 +59,6 @@ pub struct Config {
     /// partition intervals, may succeed (`0.0` for a CP system).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minority_ok_max: Option<f64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for Config {

@@ -34,16 +34,12 @@ pub const CHECK: CheckInfo = CheckInfo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Run the check.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
     /// The bound: how long after the final heal (or after a later acknowledgement) every up
     /// node must hold the value.
     #[serde(default = "default_within")]
     pub within: Duration,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_within() -> Duration {

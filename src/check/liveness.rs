@@ -40,7 +40,7 @@ pub const CHECK: CheckInfo = CheckInfo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Run the check (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
     /// A leader must exist this soon after the final heal (default 3s).
     #[serde(default = "default_leader_within")]
@@ -49,10 +49,6 @@ pub struct Config {
     /// their invocation (default 2s).
     #[serde(default = "default_answer_within")]
     pub answer_within: Duration,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_leader_within() -> Duration {

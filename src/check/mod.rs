@@ -98,12 +98,8 @@ pub struct CheckConfig {
 #[serde(deny_unknown_fields)]
 pub struct Toggle {
     /// Run the check (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for Toggle {

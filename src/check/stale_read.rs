@@ -51,12 +51,8 @@ pub const CHECK: CheckInfo = CheckInfo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Run the check (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for Config {

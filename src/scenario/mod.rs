@@ -226,7 +226,8 @@ pub struct LinkSpec {
     pub reorder: Option<bool>,
 }
 
-fn yes() -> bool {
+/// `true`: the serde default of every switch that is on unless turned off.
+pub(crate) fn yes() -> bool {
     true
 }
 

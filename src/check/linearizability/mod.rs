@@ -68,7 +68,7 @@ pub const CHECK: CheckInfo = CheckInfo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Run the check.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
     /// Wall-clock budget of the search; past it the verdict is `unknown`.
     #[serde(default = "default_time_limit")]
@@ -76,10 +76,6 @@ pub struct Config {
     /// Memory budget of the search's tables, in MiB; past it the verdict is `unknown`.
     #[serde(default = "default_memory_limit_mib")]
     pub memory_limit_mib: u64,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_time_limit() -> Duration {

@@ -40,15 +40,11 @@ pub const CHECK: CheckInfo = CheckInfo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Run the check (default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
     /// The bound after `max(instance start, final heal)` (default 2s).
     #[serde(default = "default_within")]
     pub within: Duration,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_within() -> Duration {

@@ -24,14 +24,9 @@ fn run(record: &RunRecord) -> CheckResult {
 
 /// The verdict from a replay.
 pub fn judge(replay: &Replay) -> CheckResult {
-    let findings: Vec<String> = replay
-        .findings_of(CHECK.name)
-        .into_iter()
-        .map(|f| f.text.clone())
-        .collect();
     verdict(
         CHECK.name,
-        findings,
+        replay.finding_texts(CHECK.name),
         |n| format!("{n} time(s) a leader removed or replaced entries of its own log"),
         format!(
             "{} leadership(s): no leader removed or replaced an entry of its log",

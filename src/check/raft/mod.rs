@@ -414,6 +414,14 @@ impl Replay {
         f.sort_by_key(|f| f.t_ns);
         f
     }
+
+    /// The evidence texts of one check's findings, in time order.
+    pub fn finding_texts(&self, check: &str) -> Vec<String> {
+        self.findings_of(check)
+            .into_iter()
+            .map(|f| f.text.clone())
+            .collect()
+    }
 }
 
 /// Formats a check's findings as a result (fail with evidence, or pass with `pass_summary`).

@@ -26,14 +26,9 @@ fn run(record: &RunRecord) -> CheckResult {
 
 /// The verdict from a replay.
 pub fn judge(replay: &Replay) -> CheckResult {
-    let findings: Vec<String> = replay
-        .findings_of(CHECK.name)
-        .into_iter()
-        .map(|f| f.text.clone())
-        .collect();
     verdict(
         CHECK.name,
-        findings,
+        replay.finding_texts(CHECK.name),
         |n| format!("{n} conflicting or out-of-order application(s)"),
         format!(
             "{} indexes applied, each with one entry everywhere, in order on every node",

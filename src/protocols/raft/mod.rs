@@ -191,10 +191,10 @@ pub struct Config {
     #[serde(default = "default_session_limit")]
     pub session_limit: u32,
     /// PreVote (thesis §9.6; default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub pre_vote: bool,
     /// CheckQuorum (thesis §6.2, §9.6; default true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::scenario::yes")]
     pub check_quorum: bool,
     /// `"read-index"` (default), `"lease"` or `"log"`.
     #[serde(default = "default_read_mode")]
@@ -232,9 +232,6 @@ fn default_snapshot_threshold_entries() -> u32 {
 }
 fn default_session_limit() -> u32 {
     kv::DEFAULT_SESSION_LIMIT
-}
-fn yes() -> bool {
-    true
 }
 fn default_read_mode() -> ReadMode {
     ReadMode::ReadIndex
