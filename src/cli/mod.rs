@@ -9,7 +9,7 @@
 //! | 2    | bad input or usage (malformed scenario, unreadable file, flag) |
 //! | 3    | inconclusive: a check returned unknown                         |
 
-mod bench;
+pub mod bench;
 pub mod bench_checker;
 mod check_history;
 mod list;
