@@ -34,8 +34,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::process::NodeId;
-use crate::workload::{Op, OpValue, Outcome};
+use crate::process::{Context, NodeId};
+use crate::workload::{Op, OpValue, Outcome, Reply};
 
 /// Default number of request outcomes remembered per client (4x the largest `concurrency`).
 pub const DEFAULT_SESSION_LIMIT: u32 = 256;
@@ -158,6 +158,23 @@ impl KvStore {
     /// remembers it: a server may answer a retry with it at once.
     pub fn cached(&self, id: CommandId) -> Option<&Outcome> {
         self.sessions.get(&id.client)?.results.get(&id.request)
+    }
+
+    /// Answers a retry from the session (Ongaro's thesis §6.3): if `command` was already
+    /// executed and its outcome is remembered, replies it to the client and returns true; the
+    /// command must not run again.
+    pub fn reply_if_cached(&self, ctx: &mut Context<'_>, command: &Command) -> bool {
+        let Some(outcome) = self.cached(command.id()) else {
+            return false;
+        };
+        ctx.reply(
+            command.client,
+            Reply {
+                id: command.request,
+                outcome: outcome.clone(),
+            },
+        );
+        true
     }
 
     /// Applies a command in log order: executes it at most once per (client, request id) and

@@ -49,7 +49,7 @@ impl Budget {
     #[allow(clippy::disallowed_methods)] // wall-clock budget (allowed)
     pub fn new(time_limit: Option<Duration>, memory_limit_bytes: usize) -> Self {
         Budget {
-            start: Instant::now(),
+            start: Instant::now(), // wall-clock: the checker runs outside simulations
             time_limit,
             memory_limit_bytes,
             memory_used_bytes: AtomicUsize::new(0),

@@ -691,18 +691,13 @@ pub fn check_model<M: Model>(
             let mut part_ops = Vec::with_capacity(members.len());
             for i in members {
                 let r = &raw[i];
-                let (input, output) = model.convert(r).map_err(|found| HistoryError {
-                    event: r.ret.unwrap_or(r.call),
-                    found: format!("process {}: {found}", r.process),
-                    expected: format!("an operation of the {} model", options.model.name()),
-                })?;
-                part_ops.push(Operation {
-                    input,
-                    output,
-                    call: r.call,
-                    ret: r.ret,
-                    process: r.process,
-                });
+                part_ops.push(
+                    Operation::convert(&mut model, r).map_err(|found| HistoryError {
+                        event: r.ret.unwrap_or(r.call),
+                        found: format!("process {}: {found}", r.process),
+                        expected: format!("an operation of the {} model", options.model.name()),
+                    })?,
+                );
             }
             Ok(Part {
                 key: key.map(str::to_string),

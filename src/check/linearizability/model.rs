@@ -61,6 +61,24 @@ pub struct Operation<I, O> {
     pub process: u64,
 }
 
+impl<I, O> Operation<I, O> {
+    /// The operation `raw` as `model` reads it ([`Model::convert`]), keeping its interval and
+    /// process. Errors: the model's description of what it could not read.
+    pub fn convert<M: Model<Input = I, Output = O>>(
+        model: &mut M,
+        raw: &RawOp<'_>,
+    ) -> Result<Self, String> {
+        let (input, output) = model.convert(raw)?;
+        Ok(Operation {
+            input,
+            output,
+            call: raw.call,
+            ret: raw.ret,
+            process: raw.process,
+        })
+    }
+}
+
 /// A sequential specification for the linearizability search.
 ///
 /// Implementing a new model means: converting a history operation to an input/output

@@ -578,18 +578,9 @@ impl Model for KeyValue {
         if state.len() == 1 {
             return format!("{:?} = {}", self.keys[0], self.values.value(state[0]));
         }
-        let mut keyed: Vec<(&str, u32)> = self
-            .keys
-            .iter()
-            .map(String::as_str)
-            .zip(state.iter().copied())
-            .collect();
-        keyed.sort();
-        let parts: Vec<String> = keyed
-            .iter()
-            .map(|(k, v)| format!("{k:?} = {}", self.values.value(*v)))
-            .collect();
-        format!("{{{}}}", parts.join(", "))
+        describe_keyed(&self.keys, state, |k, v| {
+            format!("{k:?} = {}", self.values.value(v))
+        })
     }
 
     fn describe_op(&self, input: &KvOp, output: Option<&u32>) -> String {
@@ -800,18 +791,9 @@ impl Model for MultiRegister {
     }
 
     fn describe_state(&self, state: &Self::State) -> String {
-        let mut keyed: Vec<(&str, u32)> = self
-            .keys
-            .iter()
-            .map(String::as_str)
-            .zip(state.iter().copied())
-            .collect();
-        keyed.sort();
-        let parts: Vec<String> = keyed
-            .iter()
-            .map(|(k, v)| format!("{k} {}", self.values.value(*v)))
-            .collect();
-        format!("{{{}}}", parts.join(", "))
+        describe_keyed(&self.keys, state, |k, v| {
+            format!("{k} {}", self.values.value(v))
+        })
     }
 
     fn describe_op(&self, input: &Vec<Micro>, output: Option<&Vec<u32>>) -> String {
@@ -839,4 +821,16 @@ impl Model for MultiRegister {
     fn heap_bytes(&self) -> usize {
         self.values.heap_bytes()
     }
+}
+
+/// `{a, b, ...}`: one `item(key, value id)` per key of a per-key state, in key order.
+fn describe_keyed(keys: &[String], state: &[u32], item: impl Fn(&str, u32) -> String) -> String {
+    let mut keyed: Vec<(&str, u32)> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(state.iter().copied())
+        .collect();
+    keyed.sort();
+    let parts: Vec<String> = keyed.into_iter().map(|(k, v)| item(k, v)).collect();
+    format!("{{{}}}", parts.join(", "))
 }

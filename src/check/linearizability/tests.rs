@@ -27,16 +27,7 @@ fn verdict(events: &[HistoryEvent], model: ModelKind) -> Verdict {
 fn brute<M: Model>(mut model: M, raw: &[RawOp<'_>]) -> bool {
     let ops: Vec<Operation<M::Input, M::Output>> = raw
         .iter()
-        .map(|r| {
-            let (input, output) = model.convert(r).unwrap();
-            Operation {
-                input,
-                output,
-                call: r.call,
-                ret: r.ret,
-                process: r.process,
-            }
-        })
+        .map(|r| Operation::convert(&mut model, r).unwrap())
         .collect();
     fn dfs<M: Model>(
         model: &mut M,
@@ -766,16 +757,7 @@ fn unknown_writes_that_nothing_observes_are_marked_and_observed_ones_are_not() {
     let mut model = KeyValue::new(&Value::Nil, true);
     let ops: Vec<_> = raw
         .iter()
-        .map(|r| {
-            let (input, output) = model.convert(r).unwrap();
-            Operation {
-                input,
-                output,
-                call: r.call,
-                ret: r.ret,
-                process: r.process,
-            }
-        })
+        .map(|r| Operation::convert(&mut model, r).unwrap())
         .collect();
     assert_eq!(
         model.unobservable(&ops),

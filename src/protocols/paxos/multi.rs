@@ -962,18 +962,10 @@ impl Node {
             request: request.id,
             op: request.op,
         };
-        let id = command.id();
-        if let Some(outcome) = self.kv.cached(id) {
-            // Already applied (a retry): answer from the session, do not run it again.
-            let outcome = outcome.clone();
-            return ctx.reply(
-                client,
-                Reply {
-                    id: request.id,
-                    outcome,
-                },
-            );
+        if self.kv.reply_if_cached(ctx, &command) {
+            return; // already applied: answered from the session, not run again
         }
+        let id = command.id();
         if leader.by_command.contains_key(&id) {
             leader.awaiting.insert(id);
             return; // already proposed: answered when applied
@@ -1183,6 +1175,23 @@ mod tests {
         (tc, node)
     }
 
+    /// A candidate elected by empty promises from itself and node 1 (ballot (1, 0)).
+    fn leader() -> (TestContext, Node) {
+        let (mut tc, mut node) = candidate();
+        for from in [0, 1] {
+            node.on_message(
+                &mut tc.ctx(),
+                NodeId(from),
+                Message::Promise {
+                    ballot: b(1, 0),
+                    accepted: vec![],
+                },
+            );
+        }
+        assert!(node.is_leader());
+        (tc, node)
+    }
+
     #[test]
     fn a_new_leader_re_proposes_the_highest_ballot_values_and_fills_gaps_with_noops() {
         let (mut tc, mut node) = candidate();
@@ -1234,18 +1243,7 @@ mod tests {
 
     #[test]
     fn a_leader_chooses_applies_and_answers_once_per_command() {
-        let (mut tc, mut node) = candidate();
-        for from in [0, 1] {
-            node.on_message(
-                &mut tc.ctx(),
-                NodeId(from),
-                Message::Promise {
-                    ballot: b(1, 0),
-                    accepted: vec![],
-                },
-            );
-        }
-        assert!(node.is_leader());
+        let (mut tc, mut node) = leader();
         tc.take_effects();
         let request = Request {
             id: 1,
@@ -1368,18 +1366,7 @@ mod tests {
 
     #[test]
     fn a_higher_ballot_deposes_the_leader_and_a_follower_redirects() {
-        let (mut tc, mut node) = candidate();
-        for from in [0, 1] {
-            node.on_message(
-                &mut tc.ctx(),
-                NodeId(from),
-                Message::Promise {
-                    ballot: b(1, 0),
-                    accepted: vec![],
-                },
-            );
-        }
-        assert!(node.is_leader());
+        let (mut tc, mut node) = leader();
         node.on_message(
             &mut tc.ctx(),
             NodeId(2),

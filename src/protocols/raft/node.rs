@@ -1022,18 +1022,10 @@ impl Node {
             request: request.id,
             op: request.op,
         };
-        let id = command.id();
-        if let Some(outcome) = self.kv.cached(id) {
-            // Already applied (§6.3): answer from the session, do not run it again.
-            let outcome = outcome.clone();
-            return ctx.reply(
-                client,
-                Reply {
-                    id: request.id,
-                    outcome,
-                },
-            );
+        if self.kv.reply_if_cached(ctx, &command) {
+            return; // already applied (§6.3): answered from the session, not run again
         }
+        let id = command.id();
         if self.proposed.contains_key(&id) {
             return; // already in the log this term: answered when applied
         }
