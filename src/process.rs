@@ -85,8 +85,9 @@ pub trait Process: 'static {
 
 /// A [`Process`] with its message and timer types erased to the crate-wide enums: what the
 /// simulator's driver holds for each node. Implemented for every `Process`; client requests and
-/// replies are routed to [`Process::on_request`] and [`Process::on_reply`].
-pub trait AnyProcess {
+/// replies are routed to [`Process::on_request`] and [`Process::on_reply`]. `Send` because the
+/// world (shared with the driver tasks) holds a handle to it; every process is plain data.
+pub trait AnyProcess: Send {
     /// See [`Process::on_start`].
     fn start(&mut self, ctx: &mut Context<'_>);
     /// Routes a message to its handler; gives it back if it belongs to another protocol.
@@ -100,7 +101,7 @@ pub trait AnyProcess {
     fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer>;
 }
 
-impl<P: Process> AnyProcess for P {
+impl<P: Process + Send> AnyProcess for P {
     fn start(&mut self, ctx: &mut Context<'_>) {
         self.on_start(ctx);
     }

@@ -60,12 +60,15 @@ fn a_hundred_seeds_each_reproduce_their_trace_hash_and_differ_from_each_other() 
 }
 
 #[test]
-fn the_trace_hash_is_the_sha256_of_the_trace_bytes() {
-    use sha2::{Digest, Sha256};
-    let record = run(&scenario(), 9, &RunOptions::default());
-    assert!(!record.trace_truncated);
+fn keeping_the_trace_does_not_change_its_hash() {
+    let kept = run(&scenario(), 9, &RunOptions::default());
+    let hashed = run(&scenario(), 9, &RunOptions::hash_only());
+    assert!(!kept.trace_truncated && hashed.trace_truncated);
+    assert!(hashed.trace_jsonl.is_empty());
     assert_eq!(
-        record.trace_hash,
-        hex::encode(Sha256::digest(record.trace_jsonl.to_vec()))
+        kept.trace_jsonl.lines().count() as u64,
+        kept.stats.trace_lines
     );
+    assert_eq!(kept.trace_hash, hashed.trace_hash);
+    assert_eq!(kept.trace_hash.len(), 64, "hex BLAKE3");
 }

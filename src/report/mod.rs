@@ -31,7 +31,8 @@ pub struct Report {
     pub scenario: serde_json::Value,
     /// The seed of this run.
     pub seed: u64,
-    /// Hex SHA-256 of `trace.jsonl` (of every trace line, if the kept trace was truncated).
+    /// The run's fingerprint: hex BLAKE3 of the canonical binary record of every trace line
+    /// (see `sim::trace`); equal hashes mean equal `trace.jsonl` files.
     pub trace_hash: String,
     /// Lines in the trace.
     pub trace_lines: u64,

@@ -202,7 +202,7 @@ pub struct RunRecord {
     pub end_ns: u64,
     /// The trace, as JSON lines (possibly truncated, see `trace_truncated`).
     pub trace_jsonl: trace::TraceBytes,
-    /// Hex SHA-256 of every trace line.
+    /// Hex BLAKE3 of every trace line's binary record (see [`trace`]): the run's fingerprint.
     pub trace_hash: String,
     /// True if trace lines were hashed but not kept.
     pub trace_truncated: bool,
@@ -227,11 +227,11 @@ pub struct RunRecord {
     pub halt: Option<Halt>,
 }
 
-/// Locks the world; a poisoned lock (a panic elsewhere) is still usable because every
-/// transition is applied whole or not at all before any panic can occur.
-pub(crate) fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
-    world
-        .lock()
+/// Locks the world or a process cell; a poisoned lock (a panic elsewhere) is still usable
+/// because every transition is applied whole or not at all before any panic can occur (handler
+/// panics are caught inside the lock and halt the run).
+pub(crate) fn lock<T: ?Sized>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
+    cell.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

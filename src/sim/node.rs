@@ -1,10 +1,12 @@
-//! The generic driver: runs any [`AnyProcess`] on a madsim node.
+//! The generic driver: holds any [`AnyProcess`] on a madsim node.
 //!
-//! A driver is the only task of its madsim node. On its first poll it builds a fresh process and
-//! boots it (`on_start`); on every later poll it drains the node's inbox through the process and
-//! parks until the world queues another input. Killing the madsim node (a crash) drops the driver
-//! and with it the process's volatile state; madsim's `restart` re-runs the node's init, which
-//! creates a new driver; madsim's `pause` simply stops polling it, so inputs queue.
+//! A driver is the only task of its madsim node and owns the node's process object. On its first
+//! poll it builds a fresh process and boots it (`on_start`, then whatever queued for it); after
+//! that the world's central task calls the process's handlers directly through a weak handle,
+//! so delivering an event costs no task switch. Killing the madsim node (a crash) drops the
+//! driver and with it the process's volatile state; madsim's `restart` re-runs the node's init,
+//! which creates a new driver that boots a new process. A paused node's inputs queue in the
+//! world until it resumes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use crate::process::{AnyProcess, NodeId};
-use crate::sim::world::World;
+use crate::sim::world::{ProcessCell, World};
 
 /// Builds a fresh process for a node (at boot and at every restart).
 pub type ProcessFactory = Arc<dyn Fn() -> Box<dyn AnyProcess> + Send + Sync>;
@@ -22,7 +24,7 @@ pub struct Driver {
     world: Arc<Mutex<World>>,
     node: NodeId,
     factory: ProcessFactory,
-    process: Option<Box<dyn AnyProcess>>,
+    process: Option<Arc<ProcessCell>>,
 }
 
 impl Driver {
@@ -40,20 +42,17 @@ impl Driver {
 impl Future for Driver {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let mut world = crate::sim::lock(&this.world);
-        let process = match &mut this.process {
-            Some(process) => process,
-            None => {
-                let process = this.process.insert((this.factory)());
-                world.boot(this.node, process.as_mut());
-                process
-            }
-        };
-        world.drain_inbox(this.node, process.as_mut());
-        world.park_node(this.node, cx.waker());
-        world.driver_idle();
+        if this.process.is_none() {
+            let cell = Arc::new(Mutex::new((this.factory)()));
+            let mut world = crate::sim::lock(&this.world);
+            world.boot(this.node, &cell);
+            world.driver_idle();
+            this.process = Some(cell);
+        }
+        // From now on the central task calls the process's handlers directly; nothing wakes
+        // this task again. It lives only to own the process until madsim kills the node.
         Poll::Pending
     }
 }

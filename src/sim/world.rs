@@ -6,10 +6,16 @@
 //!
 //! - the *central* task (`sim::run`) sleeps in virtual time until the next event, sets
 //!   [`World::now_ns`] to its time and fires it: an arriving message is checked against cuts and
-//!   crashes and queued in the receiver's inbox; an expired timer is queued likewise; a fault
-//!   changes the network, a clock, or a node's madsim lifecycle (kill, restart, pause, resume);
-//! - one *driver* task per node (`sim::node`) drains its inbox through the process's handlers
-//!   and applies the recorded effects here (sends, timers, observations, history).
+//!   crashes and handed to the receiving process's handler, as is an expired timer; the handler's
+//!   recorded effects are applied here (sends, timers, observations, history); a fault changes
+//!   the network, a clock, or a node's madsim lifecycle (kill, restart, pause, resume);
+//! - one *driver* task per node (`sim::node`) owns the node's process object: it builds and boots
+//!   it when madsim starts (or restarts) the node, and killing the node drops it, volatile state
+//!   and all. The world holds only a weak handle to it, through which the central task calls the
+//!   handlers directly, so an event costs no task switch.
+//!
+//! A message or timer for a node that is paused, or restarted but not yet booted, waits in the
+//! node's inbox and is handled (in order) when it resumes or boots.
 //!
 //! Simulated time is `now_ns`, the time of the latest fired event, in integer nanoseconds; it only
 //! grows, so the trace is ordered by time. Handlers run at that time.
@@ -17,7 +23,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
@@ -52,7 +58,10 @@ pub enum Status {
     Paused,
 }
 
-/// Something for a node's driver to process.
+/// The process object of one node incarnation, owned by its driver task (see `sim::node`).
+pub type ProcessCell = Mutex<Box<dyn AnyProcess>>;
+
+/// Something queued for a node that cannot handle it yet (paused, or not yet booted).
 #[derive(Debug)]
 pub enum Input {
     /// A message that arrived.
@@ -92,7 +101,8 @@ pub struct NodeState {
     next_timer_id: u64,
     timers: BTreeMap<TimerId, PendingTimer>,
     inbox: VecDeque<Input>,
-    waker: Option<Waker>,
+    /// The running incarnation's process (empty while crashed or not yet booted).
+    process: Weak<ProcessCell>,
     madsim_id: Option<madsim::task::NodeId>,
     last_role: Option<(String, u64)>,
     /// False from a (re)start until the new process has run `on_start`.
@@ -214,7 +224,7 @@ impl World {
                     next_timer_id: 0,
                     timers: BTreeMap::new(),
                     inbox: VecDeque::new(),
-                    waker: None,
+                    process: Weak::new(),
                     madsim_id: None,
                     last_role: None,
                     booted: false,
@@ -315,14 +325,14 @@ impl World {
         }
     }
 
-    /// True while some running node has not yet booted or has inputs it has not handled. Time
-    /// must not advance then: every handler runs at exactly the time of its input. (madsim
-    /// advances its own clock a little with every task poll, so without this wait the central
-    /// task could fire a later event first.) Paused and crashed nodes do not count.
+    /// True while some running node has not yet booted (its driver has not run since madsim
+    /// started it). Time must not advance then: a node boots at exactly the time it was started.
+    /// (madsim advances its own clock a little with every task poll, so without this wait the
+    /// central task could fire a later event first.) Paused and crashed nodes do not count.
     pub fn drivers_busy(&self) -> bool {
         self.nodes
             .iter()
-            .any(|n| n.status == Status::Up && (!n.booted || !n.inbox.is_empty()))
+            .any(|n| n.status == Status::Up && !n.booted)
     }
 
     /// Parks the central task until the drivers are idle ([`World::drivers_busy`] is false).
@@ -332,7 +342,7 @@ impl World {
         self.set_central_waker(waker);
     }
 
-    /// Called by a driver when it has handled all its inputs: wakes the central task if it was
+    /// Called by a driver when it has booted its process: wakes the central task if it was
     /// waiting for the drivers and they are now all idle.
     pub fn driver_idle(&mut self) {
         if self.central_waits_for_drivers && !self.drivers_busy() {
@@ -387,7 +397,7 @@ impl World {
                     from,
                     message,
                 });
-                self.wake(to);
+                self.dispatch(to);
             }
         }
     }
@@ -422,35 +432,38 @@ impl World {
                 id,
                 timer: pending.timer,
             });
-            self.wake(node);
+            self.dispatch(node);
         }
     }
 
-    fn wake(&mut self, node: NodeId) {
-        if let Some(waker) = self.nodes[node.index()].waker.take() {
-            waker.wake();
+    /// Runs `node`'s queued inputs through its process now, if it is up and booted (otherwise
+    /// they wait for its resume or boot).
+    fn dispatch(&mut self, node: NodeId) {
+        let state = &self.nodes[node.index()];
+        if state.status != Status::Up || !state.booted {
+            return;
         }
+        let Some(cell) = state.process.upgrade() else {
+            return;
+        };
+        let mut process = crate::sim::lock(&cell);
+        self.drain_inbox(node, process.as_mut());
     }
 
     // ----- the drivers' side -----
 
-    /// Registers a node driver's waker, woken when its inbox gets an input.
-    pub fn park_node(&mut self, node: NodeId, waker: &Waker) {
-        let slot = &mut self.nodes[node.index()].waker;
-        match slot {
-            Some(w) if w.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-    }
-
-    /// Boots a fresh process on `node`: traces `start` and runs `on_start`.
-    pub fn boot(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
+    /// Boots a fresh process on `node` (called by its driver, which owns `cell`): traces
+    /// `start`, runs `on_start`, then handles anything that queued for it.
+    pub fn boot(&mut self, node: NodeId, cell: &Arc<ProcessCell>) {
         if self.halt.is_some() {
             return;
         }
         let state = &mut self.nodes[node.index()];
         state.incarnation += 1;
         state.booted = true;
+        state.process = Arc::downgrade(cell);
+        let mut process = crate::sim::lock(cell);
+        let process = process.as_mut();
         let incarnation = state.incarnation;
         let durable_bytes = state.disk.durable_bytes() as u64;
         self.trace
@@ -464,11 +477,12 @@ impl World {
         }) {
             self.apply_effects(node, local_ns);
         }
+        self.drain_inbox(node, process);
     }
 
     /// Runs every queued input of `node` through `process`. Each input is traced (`deliver` or
     /// `timer`) before the effects of its handler.
-    pub fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
+    fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
         let topology = self.topology.clone();
         let name = &topology.names[node.index()];
         while self.halt.is_none() && self.nodes[node.index()].status == Status::Up {
@@ -1000,7 +1014,7 @@ impl World {
         let state = &mut self.nodes[node.index()];
         state.status = Status::Crashed;
         state.timers.clear();
-        state.waker = None;
+        state.process = Weak::new();
         state.last_role = None;
         let lost_writes = state.disk.crash() as u64;
         let queued: Vec<Input> = state.inbox.drain(..).collect();
@@ -1066,9 +1080,7 @@ impl World {
         if let Some(id) = self.nodes[node.index()].madsim_id {
             self.madsim().resume(id);
         }
-        if !self.nodes[node.index()].inbox.is_empty() {
-            self.wake(node);
-        }
+        self.dispatch(node);
     }
 
     fn clock_jump(&mut self, node: NodeId, delta_ns: i64, origin: &str) {
@@ -1161,7 +1173,7 @@ impl World {
             .count() as u64;
         let handle = self.madsim();
         for state in &mut self.nodes {
-            state.waker = None;
+            state.process = Weak::new();
             if let (Some(id), false) = (state.madsim_id, state.status == Status::Crashed) {
                 handle.kill(id);
             }

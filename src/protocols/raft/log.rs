@@ -5,8 +5,11 @@
 //!
 //! On disk (one key per item, like small files):
 //! - `raft/hard-state`: `"<term> <voted_for or ->"`;
-//! - `raft/log/<index, 20 digits>`: one entry as JSON;
-//! - `raft/snapshot`: the last snapshot as JSON (index, term, state machine text).
+//! - `raft/log/<index, 20 digits>`: one entry as MessagePack (rmp-serde, fields by name);
+//! - `raft/snapshot`: the last snapshot likewise (index, term, state machine text).
+//!
+//! MessagePack rather than JSON because every entry is written once per node and the snapshot
+//! holds the whole key-value store as text, which JSON would escape again.
 //!
 //! Writers here only stage writes; the node syncs once at the end of each step (Figure 2:
 //! persist before answering).
@@ -21,8 +24,19 @@ const HARD_STATE_KEY: &str = "raft/hard-state";
 const SNAPSHOT_KEY: &str = "raft/snapshot";
 const LOG_PREFIX: &str = "raft/log/";
 
+/// `raft/log/` and the index in 20 digits, so keys sort by index.
 fn log_key(index: u64) -> String {
-    format!("{LOG_PREFIX}{index:020}")
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(index);
+    let mut key = String::with_capacity(LOG_PREFIX.len() + 20);
+    key.push_str(LOG_PREFIX);
+    key.extend(std::iter::repeat_n('0', 20 - digits.len()));
+    key.push_str(digits);
+    key
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("log items serialize")
 }
 
 /// The in-memory log: a snapshot boundary and the entries after it.
@@ -137,10 +151,7 @@ impl Log {
     /// Appends an entry in memory and stages its write.
     pub fn append(&mut self, entry: Entry, disk: &mut Disk) {
         let index = self.last_index() + 1;
-        disk.write(
-            log_key(index),
-            serde_json::to_vec(&entry).expect("entries serialize"),
-        );
+        disk.write(log_key(index), encode(&entry));
         self.entries.push(entry);
     }
 
@@ -178,10 +189,7 @@ impl Log {
         }
         self.snapshot_index = snapshot.index;
         self.snapshot_term = snapshot.term;
-        disk.write(
-            SNAPSHOT_KEY,
-            serde_json::to_vec(snapshot).expect("snapshots serialize"),
-        );
+        disk.write(SNAPSHOT_KEY, encode(snapshot));
     }
 
     /// Iterates over `(index, entry)` from `from` to the end.
@@ -213,7 +221,7 @@ pub fn load(disk: &Disk) -> Durable {
         durable.voted_for = (vote != "-").then(|| NodeId(vote.parse().expect("vote is a node")));
     }
     if let Some(bytes) = disk.read(SNAPSHOT_KEY) {
-        let snapshot: Snapshot = serde_json::from_slice(bytes).expect("snapshot parses");
+        let snapshot: Snapshot = rmp_serde::from_slice(bytes).expect("snapshot parses");
         durable.log.snapshot_index = snapshot.index;
         durable.log.snapshot_term = snapshot.term;
         durable.snapshot = Some(snapshot);
@@ -223,7 +231,7 @@ pub fn load(disk: &Disk) -> Durable {
             .parse()
             .expect("log keys hold indexes");
         let entry: Entry =
-            serde_json::from_slice(disk.read(&key).expect("listed")).expect("entry parses");
+            rmp_serde::from_slice(disk.read(&key).expect("listed")).expect("entry parses");
         assert_eq!(
             index,
             durable.log.last_index() + 1,
@@ -238,6 +246,13 @@ pub fn load(disk: &Disk) -> Durable {
 mod tests {
     use super::*;
     use crate::protocols::raft::Payload;
+
+    #[test]
+    fn log_keys_are_the_index_in_20_digits() {
+        for index in [0, 7, 1000, 123_456_789, u64::MAX] {
+            assert_eq!(log_key(index), format!("raft/log/{index:020}"));
+        }
+    }
 
     fn e(term: u64) -> Entry {
         Entry {
