@@ -4,7 +4,7 @@
 //! ends, ordered by `(time, sequence)`), each node's inbox, disk, clock, RNG and timers, the
 //! network, the trace and the run record. Two kinds of madsim task act on it:
 //!
-//! - the *central* task (`sim::run`) sleeps in virtual time until the next event, sets
+//! - the *central* task (`sim::run`) advances virtual time to the next event, sets
 //!   [`World::now_ns`] to its time and fires it: an arriving message is checked against cuts and
 //!   crashes and handed to the receiving process's handler, as is an expired timer; the handler's
 //!   recorded effects are applied here (sends, timers, observations, history); a fault changes
@@ -189,7 +189,6 @@ pub struct World {
     last_heal_ns: u64,
     record_seq: u64,
     central_waker: Option<Waker>,
-    central_deadline_ns: u64,
     central_waits_for_drivers: bool,
     halt: Option<Halt>,
     effects: Vec<Effect>,
@@ -253,7 +252,6 @@ impl World {
             last_heal_ns: 0,
             record_seq: 0,
             central_waker: None,
-            central_deadline_ns: u64::MAX,
             central_waits_for_drivers: false,
             halt: None,
             effects: Vec::new(),
@@ -291,11 +289,6 @@ impl World {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push(Reverse(Scheduled { t_ns, seq, event }));
-        if t_ns < self.central_deadline_ns {
-            if let Some(waker) = self.central_waker.take() {
-                waker.wake();
-            }
-        }
     }
 
     // ----- the central task's side -----
@@ -308,14 +301,6 @@ impl World {
     /// Why the run stopped early, if it did.
     pub fn halted(&self) -> bool {
         self.halt.is_some()
-    }
-
-    /// Registers the central task's waker: it is woken when an event earlier than `deadline_ns`
-    /// is queued (or the run halts).
-    pub fn park_central(&mut self, waker: &Waker, deadline_ns: u64) {
-        self.central_deadline_ns = deadline_ns;
-        self.central_waits_for_drivers = false;
-        self.set_central_waker(waker);
     }
 
     fn set_central_waker(&mut self, waker: &Waker) {
@@ -335,9 +320,9 @@ impl World {
             .any(|n| n.status == Status::Up && !n.booted)
     }
 
-    /// Parks the central task until the drivers are idle ([`World::drivers_busy`] is false).
+    /// Parks the central task until the drivers are idle ([`World::drivers_busy`] is false) or
+    /// the run halts.
     pub fn wait_for_drivers(&mut self, waker: &Waker) {
-        self.central_deadline_ns = u64::MAX;
         self.central_waits_for_drivers = true;
         self.set_central_waker(waker);
     }
@@ -357,7 +342,6 @@ impl World {
     pub fn fire_events_at(&mut self, t_ns: u64) {
         debug_assert!(t_ns >= self.now_ns, "time never goes back");
         self.now_ns = t_ns;
-        self.central_deadline_ns = u64::MAX;
         while self.queue.peek().is_some_and(|Reverse(s)| s.t_ns == t_ns) {
             let Reverse(scheduled) = self.queue.pop().expect("peeked");
             match scheduled.event {
