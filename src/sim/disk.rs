@@ -10,14 +10,16 @@
 //! kill, see MADSIM-NOTES.md), hence this layer.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// One node's disk. Keys are ordered, so [`Disk::keys_with_prefix`] lists them deterministically.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Disk {
     /// What survives a crash.
     durable: BTreeMap<String, Vec<u8>>,
-    /// Writes (`Some`) and removals (`None`) not yet synced, newest per key.
-    pending: BTreeMap<String, Option<Vec<u8>>>,
+    /// Writes (`Some`) and removals (`None`) not yet synced, oldest first. A log rather than a
+    /// map: writes are frequent and cheap, reads of unsynced keys rare (at boot).
+    pending: Vec<(String, Option<Vec<u8>>)>,
     /// Number of syncs so far (for statistics and tests).
     sync_count: u64,
 }
@@ -25,46 +27,45 @@ pub struct Disk {
 impl Disk {
     /// Writes `value` under `key` (volatile until the next [`Disk::sync`]).
     pub fn write(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.pending.insert(key.into(), Some(value.into()));
+        self.pending.push((key.into(), Some(value.into())));
     }
 
     /// Removes `key` (volatile until the next [`Disk::sync`]).
     pub fn remove(&mut self, key: impl Into<String>) {
-        self.pending.insert(key.into(), None);
+        self.pending.push((key.into(), None));
     }
 
     /// The current value of `key`, including unsynced writes.
     pub fn read(&self, key: &str) -> Option<&[u8]> {
-        match self.pending.get(key) {
-            Some(pending) => pending.as_deref(),
+        match self.pending.iter().rev().find(|(k, _)| k == key) {
+            Some((_, pending)) => pending.as_deref(),
             None => self.durable.get(key).map(Vec::as_slice),
         }
     }
 
     /// Every key starting with `prefix` that currently has a value, in ascending order.
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
-        let mut keys: Vec<String> = self
+        let mut current: BTreeMap<&str, bool> = self
             .durable
-            .range(prefix.to_string()..)
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(k, _)| !self.pending.contains_key(*k))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| (k.as_str(), true))
             .collect();
-        keys.extend(
-            self.pending
-                .range(prefix.to_string()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .filter(|(_, v)| v.is_some())
-                .map(|(k, _)| k.clone()),
-        );
-        keys.sort();
-        keys
+        for (key, value) in self.pending.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            current.insert(key, value.is_some());
+        }
+        current
+            .into_iter()
+            .filter(|&(_, present)| present)
+            .map(|(k, _)| k.to_string())
+            .collect()
     }
 
-    /// Makes every pending write and removal durable. Returns how many keys it touched.
+    /// Makes every pending write and removal durable, in order. Returns how many writes and
+    /// removals it made durable.
     pub fn sync(&mut self) -> usize {
         let touched = self.pending.len();
-        for (key, value) in std::mem::take(&mut self.pending) {
+        for (key, value) in self.pending.drain(..) {
             match value {
                 Some(value) => self.durable.insert(key, value),
                 None => self.durable.remove(&key),
@@ -79,7 +80,8 @@ impl Disk {
         !self.pending.is_empty()
     }
 
-    /// A crash: every unsynced write and removal is lost. Returns how many were lost.
+    /// A crash: every unsynced write and removal is lost. Returns how many were lost (each
+    /// write and removal counts, even of the same key).
     pub fn crash(&mut self) -> usize {
         let lost = self.pending.len();
         self.pending.clear();
@@ -120,6 +122,24 @@ mod tests {
         assert_eq!(disk.read("term"), Some(&b"3"[..]));
         assert_eq!(disk.read("vote"), Some(&b"n2"[..]));
         assert_eq!(disk.read("log/1"), None);
+    }
+
+    #[test]
+    fn the_newest_unsynced_write_wins_until_and_after_sync() {
+        let mut disk = Disk::default();
+        disk.write("k", b"1".to_vec());
+        disk.remove("k");
+        disk.write("k", b"2".to_vec());
+        assert_eq!(disk.read("k"), Some(&b"2"[..]));
+        assert_eq!(disk.sync(), 3);
+        assert_eq!(disk.read("k"), Some(&b"2"[..]));
+        disk.write("k", b"3".to_vec());
+        disk.remove("k");
+        assert_eq!(disk.read("k"), None);
+        assert_eq!(disk.keys_with_prefix("k"), Vec::<String>::new());
+        disk.sync();
+        assert_eq!(disk.read("k"), None);
+        assert_eq!(disk.durable_bytes(), 0);
     }
 
     #[test]

@@ -8,8 +8,7 @@
 //!
 //! - as a canonical binary record: `t_ns` and integer fields as 8 little-endian bytes, `node`,
 //!   `kind` and string fields as a 4-byte little-endian length and the UTF-8 bytes, values of
-//!   serde types in rmp-serde's compact MessagePack form, in the line's field order, closed by
-//!   the byte `0xc1`. Keys are left out: each kind's keys are fixed by the code. The BLAKE3
+//!   serde types in postcard's encoding, in the line's field order, closed by the byte `0xc1`. Keys are left out: each kind's keys are fixed by the code. The BLAKE3
 //!   hash of all records is the run's `trace_hash`. This is cheap (no escaping, no number
 //!   formatting, about a third of the bytes of the JSON) and always done, so a run that keeps
 //!   nothing (a benchmark, a seed sweep) has the same hash as a run that writes `trace.jsonl`;
@@ -245,13 +244,13 @@ impl Line<'_> {
         self
     }
 
-    /// Any serializable value: compact JSON in the line, rmp-serde's compact MessagePack in the
-    /// record.
+    /// Any serializable value: compact JSON in the line, postcard in the record.
     pub fn json(&mut self, key: &str, value: &impl Serialize) -> &mut Self {
         if let Some(s) = self.key(key) {
             serde_json::to_writer(s, value).expect("trace values serialize");
         }
-        rmp_serde::encode::write(&mut self.trace.binary, value).expect("trace values serialize");
+        let binary = std::mem::take(&mut self.trace.binary);
+        self.trace.binary = postcard::to_extend(value, binary).expect("trace values serialize");
         self
     }
 
@@ -335,7 +334,7 @@ mod tests {
         put_u64(&mut expected, 9);
         put_str(&mut expected, "world");
         put_str(&mut expected, "heal");
-        expected.extend(rmp_serde::to_vec(&vec![vec!["n1"]]).unwrap());
+        expected.extend(postcard::to_stdvec(&vec![vec!["n1"]]).unwrap());
         expected.push(END_OF_RECORD);
         assert_eq!(hash, blake3::hash(&expected).to_hex().to_string());
     }

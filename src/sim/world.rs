@@ -109,13 +109,15 @@ pub struct NodeState {
     booted: bool,
 }
 
+/// A queued event. Kept small (the queue moves events on every push and pop): an arriving
+/// message waits in [`World::in_flight`] and the event holds its slot.
 #[derive(Debug)]
 enum Event {
     Arrive {
         msg_id: u64,
         from: NodeId,
         to: NodeId,
-        message: Message,
+        slot: u32,
     },
     Timer {
         node: NodeId,
@@ -176,6 +178,10 @@ pub struct World {
     nodes: Vec<NodeState>,
     network: Network,
     queue: BinaryHeap<Reverse<Scheduled>>,
+    /// Messages on their way, by slot (see [`Event::Arrive`]); `None` marks a free slot.
+    in_flight: Vec<Option<Message>>,
+    /// Free slots of `in_flight`.
+    free_slots: Vec<u32>,
     next_seq: u64,
     next_msg_id: u64,
     faults: Vec<PlannedFault>,
@@ -239,6 +245,8 @@ impl World {
             nodes,
             network,
             queue: BinaryHeap::new(),
+            in_flight: Vec::new(),
+            free_slots: Vec::new(),
             next_seq: 0,
             next_msg_id: 0,
             faults,
@@ -349,8 +357,14 @@ impl World {
                     msg_id,
                     from,
                     to,
-                    message,
-                } => self.arrive(msg_id, from, to, message),
+                    slot,
+                } => {
+                    let message = self.in_flight[slot as usize]
+                        .take()
+                        .expect("a queued message is in flight");
+                    self.free_slots.push(slot);
+                    self.arrive(msg_id, from, to, message);
+                }
                 Event::Timer {
                     node,
                     id,
@@ -376,12 +390,14 @@ impl World {
         match reason {
             Some(reason) => self.drop_message(msg_id, from, to, reason),
             None => {
-                self.nodes[to.index()].inbox.push_back(Input::Message {
-                    msg_id,
-                    from,
-                    message,
-                });
-                self.dispatch(to);
+                self.deliver(
+                    to,
+                    Input::Message {
+                        msg_id,
+                        from,
+                        message,
+                    },
+                );
             }
         }
     }
@@ -412,12 +428,28 @@ impl World {
             .is_some_and(|t| t.generation == generation)
         {
             let pending = state.timers.remove(&id).expect("checked");
-            state.inbox.push_back(Input::Timer {
-                id,
-                timer: pending.timer,
-            });
-            self.dispatch(node);
+            self.deliver(
+                node,
+                Input::Timer {
+                    id,
+                    timer: pending.timer,
+                },
+            );
         }
+    }
+
+    /// Hands `input` to `node`'s process now if it is up, booted and has nothing queued;
+    /// otherwise queues it (for its resume or boot).
+    fn deliver(&mut self, node: NodeId, input: Input) {
+        let state = &mut self.nodes[node.index()];
+        if self.halt.is_none() && state.status == Status::Up && state.booted {
+            if let (true, Some(cell)) = (state.inbox.is_empty(), state.process.upgrade()) {
+                let mut process = crate::sim::lock(&cell);
+                self.handle(node, process.as_mut(), input);
+                return;
+            }
+        }
+        state.inbox.push_back(input);
     }
 
     /// Runs `node`'s queued inputs through its process now, if it is up and booted (otherwise
@@ -467,51 +499,57 @@ impl World {
     /// Runs every queued input of `node` through `process`. Each input is traced (`deliver` or
     /// `timer`) before the effects of its handler.
     fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
-        let topology = self.topology.clone();
-        let name = &topology.names[node.index()];
         while self.halt.is_none() && self.nodes[node.index()].status == Status::Up {
             let Some(input) = self.nodes[node.index()].inbox.pop_front() else {
                 break;
             };
-            match input {
-                Input::Message {
-                    msg_id,
-                    from,
-                    message,
-                } => {
-                    let outcome = self.call(node, |ctx| {
-                        process.message(ctx, from, message).map_err(|_| ())
-                    });
-                    match outcome {
-                        Some(local_ns) => {
-                            self.stats.messages_delivered += 1;
-                            self.trace
-                                .line(self.now_ns, name, "deliver")
-                                .name("from", &topology.names[from.index()])
-                                .u64("msg_id", msg_id)
-                                .end();
-                            self.apply_effects(node, local_ns);
-                        }
-                        None if self.halt.is_none() => {
-                            self.drop_message(msg_id, from, node, "wrong-protocol")
-                        }
-                        None => {}
+            self.handle(node, process, input);
+        }
+    }
+
+    /// Runs one input through `process`: traces it (`deliver` or `timer`), then applies the
+    /// handler's effects.
+    fn handle(&mut self, node: NodeId, process: &mut dyn AnyProcess, input: Input) {
+        let topology = self.topology.clone();
+        let name = &topology.names[node.index()];
+        match input {
+            Input::Message {
+                msg_id,
+                from,
+                message,
+            } => {
+                let outcome = self.call(node, |ctx| {
+                    process.message(ctx, from, message).map_err(|_| ())
+                });
+                match outcome {
+                    Some(local_ns) => {
+                        self.stats.messages_delivered += 1;
+                        self.trace
+                            .line(self.now_ns, name, "deliver")
+                            .name("from", &topology.names[from.index()])
+                            .u64("msg_id", msg_id)
+                            .end();
+                        self.apply_effects(node, local_ns);
                     }
+                    None if self.halt.is_none() => {
+                        self.drop_message(msg_id, from, node, "wrong-protocol")
+                    }
+                    None => {}
                 }
-                Input::Timer { id, timer } => {
-                    self.stats.timers_fired += 1;
-                    self.trace
-                        .line(self.now_ns, name, "timer")
-                        .u64("timer_id", id.0)
-                        .json("timer", &timer)
-                        .end();
-                    match self.call(node, |ctx| process.timer(ctx, id, timer).map_err(|_| ())) {
-                        Some(local_ns) => self.apply_effects(node, local_ns),
-                        None => self.halt_with(
-                            node,
-                            "a timer of another protocol reached this process".into(),
-                        ),
-                    }
+            }
+            Input::Timer { id, timer } => {
+                self.stats.timers_fired += 1;
+                self.trace
+                    .line(self.now_ns, name, "timer")
+                    .u64("timer_id", id.0)
+                    .json("timer", &timer)
+                    .end();
+                match self.call(node, |ctx| process.timer(ctx, id, timer).map_err(|_| ())) {
+                    Some(local_ns) => self.apply_effects(node, local_ns),
+                    None => self.halt_with(
+                        node,
+                        "a timer of another protocol reached this process".into(),
+                    ),
                 }
             }
         }
@@ -649,35 +687,52 @@ impl World {
                         .u64("msg_id", copy_id)
                         .u64("of", msg_id)
                         .end();
+                    let slot = self.hold(message.clone());
                     self.schedule(
                         first,
                         Event::Arrive {
                             msg_id,
                             from,
                             to,
-                            message: message.clone(),
+                            slot,
                         },
                     );
+                    let slot = self.hold(message);
                     self.schedule(
                         second,
                         Event::Arrive {
                             msg_id: copy_id,
                             from,
                             to,
-                            message,
+                            slot,
                         },
                     );
                 } else {
+                    let slot = self.hold(message);
                     self.schedule(
                         times[0],
                         Event::Arrive {
                             msg_id,
                             from,
                             to,
-                            message,
+                            slot,
                         },
                     );
                 }
+            }
+        }
+    }
+
+    /// Keeps a message in flight; returns its slot.
+    fn hold(&mut self, message: Message) -> u32 {
+        match self.free_slots.pop() {
+            Some(slot) => {
+                self.in_flight[slot as usize] = Some(message);
+                slot
+            }
+            None => {
+                self.in_flight.push(Some(message));
+                (self.in_flight.len() - 1) as u32
             }
         }
     }

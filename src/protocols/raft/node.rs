@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::Rng;
+use smallvec::SmallVec;
 
 use crate::process::{Context, NodeId, Process, TimerId};
 use crate::protocols::kv::{Command, CommandId, KvStore};
@@ -504,7 +505,7 @@ impl Node {
     /// Advances the commit index to the highest index a majority holds, if that entry is of
     /// the current term (§5.4.2; the planted bug drops the term test).
     fn maybe_commit(&mut self, ctx: &mut Context<'_>) {
-        let mut matched: Vec<u64> = self.progress.values().map(|p| p.matched).collect();
+        let mut matched: SmallVec<[u64; 8]> = self.progress.values().map(|p| p.matched).collect();
         matched.push(self.log.last_index());
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let n = matched[self.majority() - 1];
@@ -530,7 +531,7 @@ impl Node {
             p.active = true;
             p.acked_round = p.acked_round.max(round);
         }
-        let mut acked: Vec<u64> = self.progress.values().map(|p| p.acked_round).collect();
+        let mut acked: SmallVec<[u64; 8]> = self.progress.values().map(|p| p.acked_round).collect();
         acked.push(self.round);
         acked.sort_unstable_by(|a, b| b.cmp(a));
         let q = acked[self.majority() - 1];
