@@ -66,7 +66,8 @@ impl Command {
 }
 
 /// The identity of a client command: (client node, request id). Serializes as `"<client>#<id>"`
-/// with the client's numeric node id, e.g. `"5#12"`.
+/// with the client's numeric node id, e.g. `"5#12"`, in human-readable formats (JSON), and as
+/// the pair `(client, request)` in binary ones (the trace's records).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CommandId {
     /// The client node.
@@ -83,6 +84,10 @@ impl fmt::Display for CommandId {
 
 impl Serialize for CommandId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !serializer.is_human_readable() {
+            // Binary forms (the trace's records): the pair, without building text.
+            return (self.client.0, self.request).serialize(serializer);
+        }
         // The Display text, built without the formatting machinery: observations name
         // thousands of commands per simulated second.
         let mut text = [0u8; 41];

@@ -36,7 +36,9 @@ fn log_key(index: u64) -> String {
 }
 
 fn encode(value: &impl Serialize) -> Vec<u8> {
-    rmp_serde::to_vec(value).expect("log items serialize")
+    let mut bytes = Vec::with_capacity(128);
+    rmp_serde::encode::write(&mut bytes, value).expect("log items serialize");
+    bytes
 }
 
 /// The in-memory log: a snapshot boundary and the entries after it.
