@@ -1,7 +1,8 @@
 //! The simulated world: one madsim runtime per run, driven by a scenario and a seed.
 //!
-//! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time and the
-//! node lifecycle (kill, restart, pause, resume). faultline supplies everything a fault touches:
+//! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time (which
+//! the central task advances to each event's time) and the node lifecycle (kill, restart, pause,
+//! resume; a node's driver task owns its process). faultline supplies everything a fault touches:
 //! the network ([`network`]), disks ([`disk`]), clocks ([`clock`]) and the fault schedule
 //! ([`faults`]), all in [`world::World`]. See `../shared/ARCHITECTURE.md`, part 2.
 //!
