@@ -1,14 +1,16 @@
 //! Per-node simulated storage with a volatile and a durable part.
 //!
-//! The model is a key-value store of byte strings, like a directory of small files. A write
-//! lands in the volatile part (the OS page cache); [`Disk::sync`] makes every pending write and
-//! removal durable (fsync). A crash ([`Disk::crash`]) throws away everything that was not synced,
+//! The model is a key-value store of byte strings, like a directory of small files that can be
+//! written whole, appended to (a write-ahead log) and truncated. An operation lands in the
+//! volatile part (the OS page cache); [`Disk::sync`] makes every pending operation durable
+//! (fsync). A crash ([`Disk::crash`]) throws away everything that was not synced,
 //! so a protocol that answers before syncing can be caught losing data it promised to keep.
 //! Reads see the latest write, synced or not, as a real file system does.
 //!
 //! madsim's own `fs` cannot model this (its `sync_all` does nothing and unsynced writes survive a
 //! kill, see MADSIM-NOTES.md), hence this layer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -17,30 +19,87 @@ use std::ops::Bound;
 pub struct Disk {
     /// What survives a crash.
     durable: BTreeMap<String, Vec<u8>>,
-    /// Writes (`Some`) and removals (`None`) not yet synced, oldest first. A log rather than a
-    /// map: writes are frequent and cheap, reads of unsynced keys rare (at boot).
-    pending: Vec<(String, Option<Vec<u8>>)>,
+    /// Operations not yet synced, oldest first. A log rather than a map: writes are frequent and
+    /// cheap, reads of unsynced keys rare (at boot).
+    pending: Vec<(String, Pending)>,
     /// Number of syncs so far (for statistics and tests).
     sync_count: u64,
+}
+
+/// One unsynced operation on a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Pending {
+    /// Replace the value.
+    Write(Vec<u8>),
+    /// Delete the key.
+    Remove,
+    /// Add bytes at the end of the value (creating it if absent).
+    Append(Vec<u8>),
+    /// Keep only the first this many bytes of the value (if present).
+    Truncate(usize),
+}
+
+impl Pending {
+    /// Applies this operation to `value` (`None`: the key is absent).
+    fn apply_to(&self, value: &mut Option<Vec<u8>>) {
+        match self {
+            Pending::Write(bytes) => *value = Some(bytes.clone()),
+            Pending::Remove => *value = None,
+            Pending::Append(bytes) => value.get_or_insert_default().extend_from_slice(bytes),
+            Pending::Truncate(len) => {
+                if let Some(value) = value {
+                    value.truncate(*len);
+                }
+            }
+        }
+    }
 }
 
 impl Disk {
     /// Writes `value` under `key` (volatile until the next [`Disk::sync`]).
     pub fn write(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.pending.push((key.into(), Some(value.into())));
+        self.pending
+            .push((key.into(), Pending::Write(value.into())));
     }
 
     /// Removes `key` (volatile until the next [`Disk::sync`]).
     pub fn remove(&mut self, key: impl Into<String>) {
-        self.pending.push((key.into(), None));
+        self.pending.push((key.into(), Pending::Remove));
     }
 
-    /// The current value of `key`, including unsynced writes.
-    pub fn read(&self, key: &str) -> Option<&[u8]> {
-        match self.pending.iter().rev().find(|(k, _)| k == key) {
-            Some((_, pending)) => pending.as_deref(),
-            None => self.durable.get(key).map(Vec::as_slice),
+    /// Appends `bytes` to the value under `key`, creating it if absent: a file opened for
+    /// appending, such as a write-ahead log (volatile until the next [`Disk::sync`]). Appends
+    /// to one key with nothing in between are staged as one write.
+    pub fn append(&mut self, key: &str, bytes: &[u8]) {
+        if let Some((last, Pending::Append(staged))) = self.pending.last_mut() {
+            if last == key {
+                staged.extend_from_slice(bytes);
+                return;
+            }
         }
+        self.pending
+            .push((key.to_string(), Pending::Append(bytes.to_vec())));
+    }
+
+    /// Cuts the value under `key` to its first `len` bytes; no effect if it is absent or
+    /// shorter (volatile until the next [`Disk::sync`]).
+    pub fn truncate(&mut self, key: &str, len: usize) {
+        self.pending.push((key.to_string(), Pending::Truncate(len)));
+    }
+
+    /// The current value of `key`, including unsynced operations (borrowed unless some are
+    /// pending on this key).
+    pub fn read(&self, key: &str) -> Option<Cow<'_, [u8]>> {
+        let durable = self.durable.get(key).map(Vec::as_slice);
+        let mut ops = self.pending.iter().filter(|(k, _)| k == key).peekable();
+        if ops.peek().is_none() {
+            return durable.map(Cow::Borrowed);
+        }
+        let mut value = durable.map(<[u8]>::to_vec);
+        for (_, op) in ops {
+            op.apply_to(&mut value);
+        }
+        value.map(Cow::Owned)
     }
 
     /// Every key starting with `prefix` that currently has a value, in ascending order.
@@ -51,8 +110,13 @@ impl Disk {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| (k.as_str(), true))
             .collect();
-        for (key, value) in self.pending.iter().filter(|(k, _)| k.starts_with(prefix)) {
-            current.insert(key, value.is_some());
+        for (key, op) in self.pending.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            let present = match op {
+                Pending::Write(_) | Pending::Append(_) => true,
+                Pending::Remove => false,
+                Pending::Truncate(_) => current.get(key.as_str()).copied().unwrap_or(false),
+            };
+            current.insert(key, present);
         }
         current
             .into_iter()
@@ -61,27 +125,42 @@ impl Disk {
             .collect()
     }
 
-    /// Makes every pending write and removal durable, in order. Returns how many writes and
-    /// removals it made durable.
+    /// Makes every pending operation durable, in order. Returns how many staged writes,
+    /// appends, truncations and removals it made durable.
     pub fn sync(&mut self) -> usize {
         let touched = self.pending.len();
-        for (key, value) in self.pending.drain(..) {
-            match value {
-                Some(value) => self.durable.insert(key, value),
-                None => self.durable.remove(&key),
-            };
+        for (key, op) in self.pending.drain(..) {
+            match op {
+                Pending::Write(value) => {
+                    self.durable.insert(key, value);
+                }
+                Pending::Remove => {
+                    self.durable.remove(&key);
+                }
+                Pending::Append(bytes) => match self.durable.get_mut(&key) {
+                    Some(value) => value.extend_from_slice(&bytes),
+                    None => {
+                        self.durable.insert(key, bytes);
+                    }
+                },
+                Pending::Truncate(len) => {
+                    if let Some(value) = self.durable.get_mut(&key) {
+                        value.truncate(len);
+                    }
+                }
+            }
         }
         self.sync_count += 1;
         touched
     }
 
-    /// True if some write or removal is not yet durable.
+    /// True if some operation is not yet durable.
     pub fn has_unsynced(&self) -> bool {
         !self.pending.is_empty()
     }
 
-    /// A crash: every unsynced write and removal is lost. Returns how many were lost (each
-    /// write and removal counts, even of the same key).
+    /// A crash: every unsynced operation is lost. Returns how many were lost (each staged write,
+    /// append, truncation and removal counts, even of the same key).
     pub fn crash(&mut self) -> usize {
         let lost = self.pending.len();
         self.pending.clear();
@@ -113,15 +192,19 @@ mod tests {
         disk.remove("vote");
         disk.write("log/1", b"x".to_vec());
         assert_eq!(
-            disk.read("term"),
+            disk.read("term").as_deref(),
             Some(&b"4"[..]),
             "reads see unsynced writes"
         );
-        assert_eq!(disk.read("vote"), None, "reads see unsynced removals");
+        assert_eq!(
+            disk.read("vote").as_deref(),
+            None,
+            "reads see unsynced removals"
+        );
         assert_eq!(disk.crash(), 3);
-        assert_eq!(disk.read("term"), Some(&b"3"[..]));
-        assert_eq!(disk.read("vote"), Some(&b"n2"[..]));
-        assert_eq!(disk.read("log/1"), None);
+        assert_eq!(disk.read("term").as_deref(), Some(&b"3"[..]));
+        assert_eq!(disk.read("vote").as_deref(), Some(&b"n2"[..]));
+        assert_eq!(disk.read("log/1").as_deref(), None);
     }
 
     #[test]
@@ -130,15 +213,15 @@ mod tests {
         disk.write("k", b"1".to_vec());
         disk.remove("k");
         disk.write("k", b"2".to_vec());
-        assert_eq!(disk.read("k"), Some(&b"2"[..]));
+        assert_eq!(disk.read("k").as_deref(), Some(&b"2"[..]));
         assert_eq!(disk.sync(), 3);
-        assert_eq!(disk.read("k"), Some(&b"2"[..]));
+        assert_eq!(disk.read("k").as_deref(), Some(&b"2"[..]));
         disk.write("k", b"3".to_vec());
         disk.remove("k");
-        assert_eq!(disk.read("k"), None);
+        assert_eq!(disk.read("k").as_deref(), None);
         assert_eq!(disk.keys_with_prefix("k"), Vec::<String>::new());
         disk.sync();
-        assert_eq!(disk.read("k"), None);
+        assert_eq!(disk.read("k").as_deref(), None);
         assert_eq!(disk.durable_bytes(), 0);
     }
 
@@ -154,5 +237,46 @@ mod tests {
         assert_eq!(disk.keys_with_prefix("log/"), vec!["log/2", "log/3"]);
         disk.crash();
         assert_eq!(disk.keys_with_prefix("log/"), vec!["log/1", "log/2"]);
+    }
+
+    #[test]
+    fn appends_and_truncations_are_durable_only_once_synced() {
+        let mut disk = Disk::default();
+        disk.append("wal", b"ab");
+        disk.append("wal", b"cd");
+        assert_eq!(disk.read("wal").as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(disk.sync(), 1, "adjacent appends to one key are one write");
+        disk.append("wal", b"ef");
+        disk.write("meta", b"m".to_vec());
+        disk.append("wal", b"gh");
+        disk.truncate("wal", 3);
+        assert_eq!(disk.read("wal").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(disk.crash(), 4);
+        assert_eq!(disk.read("wal").as_deref(), Some(&b"abcd"[..]));
+        assert_eq!(disk.read("meta"), None);
+        disk.truncate("wal", 1);
+        disk.append("wal", b"z");
+        disk.truncate("absent", 0);
+        assert_eq!(disk.keys_with_prefix(""), vec!["wal"]);
+        assert_eq!(disk.sync(), 3);
+        assert_eq!(disk.read("wal").as_deref(), Some(&b"az"[..]));
+        assert_eq!(disk.read("absent"), None);
+        assert_eq!(disk.durable_bytes(), 3 + 2);
+    }
+
+    #[test]
+    fn an_append_creates_the_key_and_a_removal_ends_it() {
+        let mut disk = Disk::default();
+        disk.append("wal", b"x");
+        assert_eq!(disk.keys_with_prefix("w"), vec!["wal"]);
+        disk.sync();
+        disk.remove("wal");
+        disk.append("wal", b"y");
+        assert_eq!(disk.read("wal").as_deref(), Some(&b"y"[..]));
+        disk.sync();
+        assert_eq!(disk.read("wal").as_deref(), Some(&b"y"[..]));
+        disk.remove("wal");
+        disk.truncate("wal", 0);
+        assert_eq!(disk.keys_with_prefix("w"), Vec::<String>::new());
     }
 }

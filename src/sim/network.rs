@@ -139,8 +139,14 @@ pub struct Network {
 pub enum Fate {
     /// Lost in transit.
     Lost,
-    /// Arrives at these global times (two entries: duplicated).
-    Arrives(Vec<u64>),
+    /// Arrives at global time `at_ns`; a duplicate, if the network made one, at
+    /// `duplicate_at_ns`.
+    Arrives {
+        /// Arrival of the message (global ns).
+        at_ns: u64,
+        /// Arrival of its duplicate (global ns), if any.
+        duplicate_at_ns: Option<u64>,
+    },
 }
 
 impl Network {
@@ -181,22 +187,25 @@ impl Network {
         if link.loss_probability > 0.0 && self.rng.gen_bool(link.loss_probability) {
             return Fate::Lost;
         }
-        let copies =
-            if link.duplicate_probability > 0.0 && self.rng.gen_bool(link.duplicate_probability) {
-                2
-            } else {
-                1
-            };
-        let mut arrivals = Vec::with_capacity(copies);
-        for _ in 0..copies {
-            let mut at = now_ns + link.latency.sample(&mut self.rng);
-            if !link.reorder {
-                at = at.max(self.last_arrival_ns[slot]);
-                self.last_arrival_ns[slot] = at;
-            }
-            arrivals.push(at);
+        let duplicated =
+            link.duplicate_probability > 0.0 && self.rng.gen_bool(link.duplicate_probability);
+        let at_ns = self.arrival(slot, now_ns);
+        let duplicate_at_ns = duplicated.then(|| self.arrival(slot, now_ns));
+        Fate::Arrives {
+            at_ns,
+            duplicate_at_ns,
         }
-        Fate::Arrives(arrivals)
+    }
+
+    /// Draws one copy's arrival time on link `slot` (FIFO unless the link reorders).
+    fn arrival(&mut self, slot: usize, now_ns: u64) -> u64 {
+        let link = &self.params[self.link_params[slot] as usize];
+        let mut at = now_ns + link.latency.sample(&mut self.rng);
+        if !link.reorder {
+            at = at.max(self.last_arrival_ns[slot]);
+            self.last_arrival_ns[slot] = at;
+        }
+        at
     }
 
     /// True if some active fault cuts `from -> to`.

@@ -677,8 +677,11 @@ impl World {
             .end();
         match self.network.fate(from, to, self.now_ns) {
             Fate::Lost => self.drop_message(msg_id, from, to, "loss"),
-            Fate::Arrives(times) => {
-                if let [first, second] = times[..] {
+            Fate::Arrives {
+                at_ns,
+                duplicate_at_ns,
+            } => {
+                if let Some(second) = duplicate_at_ns {
                     let copy_id = self.next_msg_id;
                     self.next_msg_id += 1;
                     self.stats.messages_duplicated += 1;
@@ -689,7 +692,7 @@ impl World {
                         .end();
                     let slot = self.hold(message.clone());
                     self.schedule(
-                        first,
+                        at_ns,
                         Event::Arrive {
                             msg_id,
                             from,
@@ -710,7 +713,7 @@ impl World {
                 } else {
                     let slot = self.hold(message);
                     self.schedule(
-                        times[0],
+                        at_ns,
                         Event::Arrive {
                             msg_id,
                             from,

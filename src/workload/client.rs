@@ -354,7 +354,7 @@ impl Process for Client {
         self.epoch = ctx
             .disk()
             .read(EPOCH_KEY)
-            .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
             .unwrap_or(0);
         ctx.disk().write(EPOCH_KEY, (self.epoch + 1).to_string());
         ctx.disk().sync();

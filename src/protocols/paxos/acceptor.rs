@@ -65,7 +65,7 @@ fn parse_instance(key: &str, prefix: &str) -> u64 {
 
 fn read_json<T: DeserializeOwned>(disk: &Disk, key: &str) -> Option<T> {
     let bytes = disk.read(key)?;
-    Some(serde_json::from_slice(bytes).expect("acceptor state on disk is valid JSON"))
+    Some(serde_json::from_slice(&bytes).expect("acceptor state on disk is valid JSON"))
 }
 
 impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {

@@ -1050,7 +1050,7 @@ impl Process for Node {
         self.round = ctx
             .disk()
             .read(ROUND_KEY)
-            .map(|b| String::from_utf8_lossy(b).parse().expect("a round"))
+            .map(|b| String::from_utf8_lossy(&b).parse().expect("a round"))
             .unwrap_or(0);
         self.round_seen = self.round.max(self.acceptor.promised(0).round);
         self.observe_role(ctx, "follower", self.round_seen);

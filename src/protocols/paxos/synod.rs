@@ -659,7 +659,7 @@ impl Process for Node {
         }
         for key in ctx.disk().keys_with_prefix(LEARNED_PREFIX) {
             let instance = key[LEARNED_PREFIX.len()..].parse().expect("instance keys");
-            let value = String::from_utf8_lossy(ctx.disk().read(&key).expect("listed")).into();
+            let value = String::from_utf8_lossy(&ctx.disk().read(&key).expect("listed")).into();
             self.learned.insert(instance, value);
         }
         for (&instance, value) in &self.learned {
@@ -672,11 +672,11 @@ impl Process for Node {
             self.round = ctx
                 .disk()
                 .read(ROUND_KEY)
-                .map(|b| String::from_utf8_lossy(b).parse().expect("a round"))
+                .map(|b| String::from_utf8_lossy(&b).parse().expect("a round"))
                 .unwrap_or(0);
             for key in ctx.disk().keys_with_prefix(DECIDED_PREFIX) {
                 let instance = key[DECIDED_PREFIX.len()..].parse().expect("instance keys");
-                let value = String::from_utf8_lossy(ctx.disk().read(&key).expect("listed")).into();
+                let value = String::from_utf8_lossy(&ctx.disk().read(&key).expect("listed")).into();
                 self.decided.insert(instance, value);
             }
             // After a restart nothing is known about what learners hold: offer them everything.
@@ -852,7 +852,7 @@ mod tests {
                 instance: 0,
                 ballot: b(1, 0)
             }));
-        assert_eq!(tc.disk.read(ROUND_KEY), Some(&b"1"[..]));
+        assert_eq!(tc.disk.read(ROUND_KEY).as_deref(), Some(&b"1"[..]));
         // Promises from n2 and n3 report different proposals: the higher ballot's value wins.
         for (from, accepted) in [(1, Some((b(1, 2), "low"))), (2, Some((b(0, 9), "lower")))] {
             node.on_message(

@@ -3,16 +3,21 @@
 //! In memory: the last snapshot's index and term, then the entries after it
 //! (`entries[0]` has index `snapshot_index + 1`). Index 0 is the empty prefix, of term 0.
 //!
-//! On disk (one key per item, like small files):
+//! On disk (three keys, like small files):
 //! - `raft/hard-state`: `"<term> <voted_for or ->"`;
-//! - `raft/log/<index, 20 digits>`: one entry as MessagePack (rmp-serde's compact form);
-//! - `raft/snapshot`: the last snapshot likewise (index, term, state machine text).
+//! - `raft/log`: a write-ahead log of the entries after the snapshot: the index of its first
+//!   entry (8 bytes, little-endian), then one record per entry: its length (4 bytes,
+//!   little-endian) and the entry as MessagePack (rmp-serde's compact form). Appending an entry
+//!   appends a record; a conflict truncates the file at the first removed record; a snapshot
+//!   rewrites the file with the entries it keeps (as LogCabin's and etcd's logs do, minus
+//!   segments);
+//! - `raft/snapshot`: the last snapshot as MessagePack (index, term, state machine text).
 //!
 //! MessagePack rather than JSON because every entry is written once per node and the snapshot
 //! holds the whole key-value store as text, which JSON would escape again.
 //!
 //! Writers here only stage writes; the node syncs once at the end of each step (Figure 2:
-//! persist before answering).
+//! persist before answering), so the snapshot and the rewritten log become durable together.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,18 +27,11 @@ use crate::sim::disk::Disk;
 
 const HARD_STATE_KEY: &str = "raft/hard-state";
 const SNAPSHOT_KEY: &str = "raft/snapshot";
-const LOG_PREFIX: &str = "raft/log/";
-
-/// `raft/log/` and the index in 20 digits, so keys sort by index.
-fn log_key(index: u64) -> String {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(index);
-    let mut key = String::with_capacity(LOG_PREFIX.len() + 20);
-    key.push_str(LOG_PREFIX);
-    key.extend(std::iter::repeat_n('0', 20 - digits.len()));
-    key.push_str(digits);
-    key
-}
+const LOG_KEY: &str = "raft/log";
+/// Bytes of the log file's header (the first entry's index).
+const LOG_HEADER_BYTES: usize = 8;
+/// Bytes of a record's length prefix.
+const RECORD_LENGTH_BYTES: usize = 4;
 
 fn encode(value: &impl Serialize) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(128);
@@ -41,12 +39,26 @@ fn encode(value: &impl Serialize) -> Vec<u8> {
     bytes
 }
 
-/// The in-memory log: a snapshot boundary and the entries after it.
+/// Appends `entry` to `file` as one log record (length, then MessagePack).
+fn encode_record(entry: &Entry, file: &mut Vec<u8>) {
+    let start = file.len();
+    file.extend_from_slice(&[0; RECORD_LENGTH_BYTES]);
+    rmp_serde::encode::write(file, entry).expect("entries serialize");
+    let len = u32::try_from(file.len() - start - RECORD_LENGTH_BYTES).expect("entries are small");
+    file[start..start + RECORD_LENGTH_BYTES].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The in-memory log: a snapshot boundary and the entries after it, and where each entry's
+/// record starts in the `raft/log` file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
     snapshot_index: u64,
     snapshot_term: u64,
     entries: Vec<Entry>,
+    /// Byte offset of each entry's record in the log file (parallel to `entries`).
+    record_offsets: Vec<usize>,
+    /// Length of the log file in bytes (0: no file yet).
+    file_bytes: usize,
 }
 
 /// A snapshot as stored on disk.
@@ -150,10 +162,18 @@ impl Log {
         (self.snapshot_term == term && self.snapshot_index > 0).then_some(self.snapshot_index)
     }
 
-    /// Appends an entry in memory and stages its write.
+    /// Appends an entry in memory and stages the append of its record.
     pub fn append(&mut self, entry: Entry, disk: &mut Disk) {
-        let index = self.last_index() + 1;
-        disk.write(log_key(index), encode(&entry));
+        let mut bytes = Vec::with_capacity(128);
+        if self.file_bytes == 0 {
+            bytes.extend_from_slice(&(self.snapshot_index + 1).to_le_bytes());
+            self.file_bytes = LOG_HEADER_BYTES;
+        }
+        let record_start = bytes.len();
+        encode_record(&entry, &mut bytes);
+        self.record_offsets.push(self.file_bytes);
+        self.file_bytes += bytes.len() - record_start;
+        disk.append(LOG_KEY, &bytes);
         self.entries.push(entry);
     }
 
@@ -163,11 +183,13 @@ impl Log {
             index > self.snapshot_index,
             "cannot truncate into the snapshot"
         );
-        for i in index..=self.last_index() {
-            disk.remove(log_key(i));
+        let keep = (index - self.snapshot_index - 1) as usize;
+        if keep < self.entries.len() {
+            self.file_bytes = self.record_offsets[keep];
+            disk.truncate(LOG_KEY, self.file_bytes);
+            self.entries.truncate(keep);
+            self.record_offsets.truncate(keep);
         }
-        self.entries
-            .truncate((index - self.snapshot_index - 1) as usize);
     }
 
     /// Makes `snapshot` the new log prefix: entries up to its index are dropped (in memory and
@@ -175,14 +197,6 @@ impl Log {
     /// otherwise the whole log is dropped.
     pub fn install_snapshot(&mut self, snapshot: &Snapshot, keep_suffix: bool, disk: &mut Disk) {
         let old_last = self.last_index();
-        let drop_through = if keep_suffix {
-            snapshot.index
-        } else {
-            old_last
-        };
-        for i in self.snapshot_index + 1..=drop_through.min(old_last) {
-            disk.remove(log_key(i));
-        }
         if keep_suffix && snapshot.index < old_last {
             let keep_from = (snapshot.index - self.snapshot_index) as usize;
             self.entries.drain(..keep_from);
@@ -191,6 +205,15 @@ impl Log {
         }
         self.snapshot_index = snapshot.index;
         self.snapshot_term = snapshot.term;
+        // The file is rewritten with the kept entries, its header naming the new first index.
+        let mut file = (self.snapshot_index + 1).to_le_bytes().to_vec();
+        self.record_offsets.clear();
+        for entry in &self.entries {
+            self.record_offsets.push(file.len());
+            encode_record(entry, &mut file);
+        }
+        self.file_bytes = file.len();
+        disk.write(LOG_KEY, file);
         disk.write(SNAPSHOT_KEY, encode(snapshot));
     }
 
@@ -217,29 +240,37 @@ pub fn write_hard_state(disk: &mut Disk, term: u64, voted_for: Option<NodeId>) {
 pub fn load(disk: &Disk) -> Durable {
     let mut durable = Durable::default();
     if let Some(bytes) = disk.read(HARD_STATE_KEY) {
-        let text = std::str::from_utf8(bytes).expect("hard state is text");
+        let text = std::str::from_utf8(&bytes).expect("hard state is text");
         let (term, vote) = text.split_once(' ').expect("hard state is `term vote`");
         durable.term = term.parse().expect("term is a number");
         durable.voted_for = (vote != "-").then(|| NodeId(vote.parse().expect("vote is a node")));
     }
     if let Some(bytes) = disk.read(SNAPSHOT_KEY) {
-        let snapshot: Snapshot = rmp_serde::from_slice(bytes).expect("snapshot parses");
+        let snapshot: Snapshot = rmp_serde::from_slice(&bytes).expect("snapshot parses");
         durable.log.snapshot_index = snapshot.index;
         durable.log.snapshot_term = snapshot.term;
         durable.snapshot = Some(snapshot);
     }
-    for key in disk.keys_with_prefix(LOG_PREFIX) {
-        let index: u64 = key[LOG_PREFIX.len()..]
-            .parse()
-            .expect("log keys hold indexes");
-        let entry: Entry =
-            rmp_serde::from_slice(disk.read(&key).expect("listed")).expect("entry parses");
+    if let Some(file) = disk.read(LOG_KEY) {
+        let (header, mut rest) = file
+            .split_first_chunk::<LOG_HEADER_BYTES>()
+            .expect("the log file starts with its first index");
         assert_eq!(
-            index,
-            durable.log.last_index() + 1,
-            "the log on disk has a gap or an entry under the snapshot at {key}"
+            u64::from_le_bytes(*header),
+            durable.log.snapshot_index + 1,
+            "the log file does not start right after the snapshot"
         );
-        durable.log.entries.push(entry);
+        let log = &mut durable.log;
+        log.file_bytes = LOG_HEADER_BYTES;
+        while let Some((len, after)) = rest.split_first_chunk::<RECORD_LENGTH_BYTES>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            let entry: Entry = rmp_serde::from_slice(&after[..len]).expect("entry parses");
+            log.record_offsets.push(log.file_bytes);
+            log.file_bytes += RECORD_LENGTH_BYTES + len;
+            log.entries.push(entry);
+            rest = &after[len..];
+        }
+        assert!(rest.is_empty(), "the log file ends inside a record");
     }
     durable
 }
@@ -251,10 +282,21 @@ mod tests {
     use crate::workload::Op;
 
     #[test]
-    fn log_keys_are_the_index_in_20_digits() {
-        for index in [0, 7, 1000, 123_456_789, u64::MAX] {
-            assert_eq!(log_key(index), format!("raft/log/{index:020}"));
-        }
+    fn the_log_file_is_a_header_and_length_prefixed_records() {
+        let mut disk = Disk::default();
+        let mut log = Log::default();
+        log.append(e(1), &mut disk);
+        log.append(e(2), &mut disk);
+        let file = disk.read(LOG_KEY).unwrap().into_owned();
+        let record = |t| {
+            let body = rmp_serde::to_vec(&e(t)).unwrap();
+            [&(body.len() as u32).to_le_bytes()[..], &body].concat()
+        };
+        assert_eq!(
+            file,
+            [&1u64.to_le_bytes()[..], &record(1), &record(2)].concat()
+        );
+        assert_eq!(disk.keys_with_prefix("raft/"), vec![LOG_KEY]);
     }
 
     fn e(term: u64) -> Entry {
