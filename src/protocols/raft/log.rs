@@ -309,11 +309,11 @@ mod tests {
     #[test]
     fn every_kind_of_entry_comes_back_from_the_disk() {
         let command = |op| {
-            Payload::Command(crate::protocols::kv::Command {
+            Payload::Command(std::sync::Arc::new(crate::protocols::kv::Command {
                 client: NodeId(6),
                 request: 9,
                 op,
-            })
+            }))
         };
         let key = || "k\"1".to_string();
         let payloads = [

@@ -91,6 +91,8 @@ mod node;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::process::{AnyProcess, NodeId};
@@ -268,8 +270,9 @@ pub struct Entry {
 pub enum Payload {
     /// The no-op a new leader appends (§5.4.2, thesis §6.4).
     Noop,
-    /// A client command.
-    Command(kv::Command),
+    /// A client command, shared (not copied) by the log, the AppendEntries that carry it to
+    /// each follower and the state machine; serialized as the command itself.
+    Command(Arc<kv::Command>),
 }
 
 impl Entry {

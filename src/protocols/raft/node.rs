@@ -2,6 +2,7 @@
 //! for the algorithm; the handlers below cite the paper's sections.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use rand::Rng;
 use smallvec::SmallVec;
@@ -1041,7 +1042,7 @@ impl Node {
                 },
             );
         }
-        let index = self.append_entry(ctx, Payload::Command(command));
+        let index = self.append_entry(ctx, Payload::Command(Arc::new(command)));
         self.waiters.insert(index, id);
         self.proposed.insert(id, index);
         self.maybe_commit(ctx);

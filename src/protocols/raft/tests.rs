@@ -249,11 +249,11 @@ fn entry(term: u64, request: u64) -> Entry {
         payload: if request == 0 {
             Payload::Noop
         } else {
-            Payload::Command(crate::protocols::kv::Command {
+            Payload::Command(std::sync::Arc::new(crate::protocols::kv::Command {
                 client: CLIENT,
                 request,
                 op: put("k", &format!("v{request}")),
-            })
+            }))
         },
     }
 }
