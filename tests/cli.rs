@@ -79,7 +79,11 @@ fn a_passing_run_writes_report_trace_and_history_and_exits_0() {
         text(&trace).lines().count() as u64,
         report["trace_lines"].as_u64().unwrap()
     );
-    assert_eq!(report["trace_hash"].as_str().unwrap().len(), 64);
+    let hash = report["trace_hash"].as_str().unwrap();
+    assert!(
+        hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "hex XXH3-128: {hash}"
+    );
     let history = text(&std::fs::read(dir.join("history.jsonl")).unwrap());
     assert!(history.lines().count() > 50);
     for line in history.lines() {

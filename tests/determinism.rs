@@ -70,5 +70,5 @@ fn keeping_the_trace_does_not_change_its_hash() {
         kept.stats.trace_lines
     );
     assert_eq!(kept.trace_hash, hashed.trace_hash);
-    assert_eq!(kept.trace_hash.len(), 64, "hex BLAKE3");
+    assert_eq!(kept.trace_hash.len(), 32, "hex XXH3-128");
 }

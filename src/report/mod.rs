@@ -31,7 +31,7 @@ pub struct Report {
     pub scenario: serde_json::Value,
     /// The seed of this run.
     pub seed: u64,
-    /// The run's fingerprint: hex BLAKE3 of the canonical binary record of every trace line
+    /// The run's fingerprint: hex XXH3-128 of the canonical binary record of every trace line
     /// (see `sim::trace`); equal hashes mean equal `trace.jsonl` files.
     pub trace_hash: String,
     /// Lines in the trace.

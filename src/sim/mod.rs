@@ -203,7 +203,7 @@ pub struct RunRecord {
     pub end_ns: u64,
     /// The trace, as JSON lines (possibly truncated, see `trace_truncated`).
     pub trace_jsonl: trace::TraceBytes,
-    /// Hex BLAKE3 of every trace line's binary record (see [`trace`]): the run's fingerprint.
+    /// Hex XXH3-128 of every trace line's binary record (see [`trace`]): the run's fingerprint.
     pub trace_hash: String,
     /// True if trace lines were hashed but not kept.
     pub trace_truncated: bool,
