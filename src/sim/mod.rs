@@ -282,7 +282,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
     let node_rngs = (0..topology.len() as u64)
         .map(|i| stream_rng(seed, stream::NODE_BASE + i))
         .collect();
-    let trace = trace::Trace::new(options.trace_limit_bytes);
+    let trace = trace::Trace::new(options.trace_limit_bytes, topology.names.clone());
     let world = Arc::new(Mutex::new(World::new(
         scenario.clone(),
         seed,

@@ -6,9 +6,13 @@
 //!
 //! Each line is written twice, field by field:
 //!
-//! - as a canonical binary record: `t_ns` and integer fields as 8 little-endian bytes, `node`,
-//!   `kind` and string fields as a 4-byte little-endian length and the UTF-8 bytes, values of
-//!   serde types in postcard's encoding, in the line's field order, closed by the byte `0xc1`.
+//! - as a canonical binary record: `t_ns` and integer fields as 8 little-endian bytes, node
+//!   fields (`node`, `from`, `to`) as the node's 4-byte little-endian index in the topology
+//!   (`u32::MAX` for `"world"`), `kind` and other string fields as a 4-byte little-endian
+//!   length and the UTF-8 bytes, values of serde types in postcard's encoding, in the line's
+//!   field order, closed by the byte `0xc1`. The first record, before any line, lists the
+//!   topology's names (their count as 8 bytes, then each name as a string), so indexes stand
+//!   for names.
 //!   Keys are left out: each kind's keys are fixed by the code. The 128-bit XXH3 hash of all
 //!   records is the run's `trace_hash`. This is cheap (no escaping, no number formatting, about
 //!   a third of the bytes of the JSON) and always done, so a run that keeps nothing (a
@@ -23,6 +27,14 @@
 //! of a cryptographic hash on the megabytes of records a long run writes.
 
 use serde::Serialize;
+
+use crate::process::NodeId;
+
+/// The `node` of lines about the world itself (faults, the end of the run).
+pub const WORLD: &str = "world";
+
+/// The binary record's index for [`WORLD`].
+const WORLD_INDEX: u32 = u32::MAX;
 
 /// Default cap on trace bytes kept in memory (hashing continues past it).
 pub const DEFAULT_TRACE_LIMIT_BYTES: usize = 1 << 30;
@@ -45,6 +57,8 @@ pub struct Trace {
     /// Kept JSON lines.
     json: JsonLines,
     lines: u64,
+    /// Node names by index (the topology's).
+    names: Vec<String>,
 }
 
 /// Kept JSON lines, in chunks.
@@ -85,11 +99,19 @@ impl JsonLines {
 }
 
 impl Trace {
-    /// An empty trace keeping at most `limit_bytes` bytes of JSON lines in memory (0: keep none,
-    /// only hash).
-    pub fn new(limit_bytes: usize) -> Trace {
+    /// An empty trace of a run whose nodes are `names` (by index, as in the topology), keeping
+    /// at most `limit_bytes` bytes of JSON lines in memory (0: keep none, only hash). Names
+    /// must need no JSON escaping (see [`Line::name`]).
+    pub fn new(limit_bytes: usize, names: Vec<String>) -> Trace {
+        let mut binary = Vec::with_capacity(HASH_BATCH_BYTES + 4096);
+        put_u64(&mut binary, names.len() as u64);
+        for name in &names {
+            put_str(&mut binary, name);
+        }
+        binary.push(END_OF_RECORD);
         Trace {
-            binary: Vec::with_capacity(HASH_BATCH_BYTES + 4096),
+            names,
+            binary,
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             json: JsonLines {
                 chunks: Vec::new(),
@@ -106,10 +128,10 @@ impl Trace {
         }
     }
 
-    /// Starts a line with the three common fields; add fields, then [`Line::end`]. `node` and
-    /// `kind` MUST be identifiers that need no JSON escaping (validated node names, `"world"`,
-    /// fixed kind names).
-    pub fn line(&mut self, t_ns: u64, node: &str, kind: &str) -> Line<'_> {
+    /// Starts a line with the three common fields; add fields, then [`Line::end`]. `node` is
+    /// the node the event happened on (`None`: the world). `kind` MUST be an identifier that
+    /// needs no JSON escaping (the kinds of docs/trace-format.md).
+    pub fn line(&mut self, t_ns: u64, node: Option<NodeId>, kind: &str) -> Line<'_> {
         put_u64(&mut self.binary, t_ns);
         if self.json.keeping {
             let s = &mut self.json.current;
@@ -117,7 +139,7 @@ impl Trace {
             s.extend_from_slice(itoa::Buffer::new().format(t_ns).as_bytes());
         }
         let mut line = Line { trace: self };
-        line.name("node", node).name("kind", kind);
+        line.node_or_world("node", node).name("kind", kind);
         line
     }
 
@@ -230,6 +252,27 @@ impl Line<'_> {
         self
     }
 
+    /// A node field (`from`, `to`): the node's name in the line, its index in the record.
+    pub fn node(&mut self, key: &str, node: NodeId) -> &mut Self {
+        self.node_or_world(key, Some(node))
+    }
+
+    fn node_or_world(&mut self, key: &str, node: Option<NodeId>) -> &mut Self {
+        let trace = &mut *self.trace;
+        if trace.json.keeping {
+            let name = node.map_or(WORLD, |n| trace.names[n.index()].as_str());
+            let s = &mut trace.json.current;
+            s.extend_from_slice(b",\"");
+            s.extend_from_slice(key.as_bytes());
+            s.extend_from_slice(b"\":\"");
+            s.extend_from_slice(name.as_bytes());
+            s.push(b'"');
+        }
+        let index = node.map_or(WORLD_INDEX, |n| n.0);
+        self.trace.binary.extend_from_slice(&index.to_le_bytes());
+        self
+    }
+
     /// An unsigned integer field.
     pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
         if let Some(s) = self.key(key) {
@@ -291,29 +334,37 @@ fn put_str(buf: &mut Vec<u8>, value: &str) {
 mod tests {
     use super::*;
 
+    const N1: Option<NodeId> = Some(NodeId(0));
+    const N2: Option<NodeId> = Some(NodeId(1));
+
+    fn names() -> Vec<String> {
+        vec!["n1".into(), "n2".into()]
+    }
+
     fn sample(trace: &mut Trace) {
         trace
-            .line(5, "n1", "send")
-            .str("to", "n\"2")
+            .line(5, N1, "send")
+            .node("to", NodeId(1))
+            .str("text", "a\"b")
             .u64("msg_id", 7)
             .i64("delta_ns", -3)
             .end();
         trace
-            .line(9, "world", "heal")
+            .line(9, None, "heal")
             .json("sides", &vec![vec!["n1"]])
             .end();
     }
 
     #[test]
     fn lines_are_canonical_json() {
-        let mut trace = Trace::new(DEFAULT_TRACE_LIMIT_BYTES);
+        let mut trace = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
         sample(&mut trace);
         let (bytes, _, truncated) = trace.finish();
         assert!(!truncated);
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         assert_eq!(
             text,
-            "{\"t_ns\":5,\"node\":\"n1\",\"kind\":\"send\",\"to\":\"n\\\"2\",\"msg_id\":7,\"delta_ns\":-3}\n\
+            "{\"t_ns\":5,\"node\":\"n1\",\"kind\":\"send\",\"to\":\"n2\",\"text\":\"a\\\"b\",\"msg_id\":7,\"delta_ns\":-3}\n\
              {\"t_ns\":9,\"node\":\"world\",\"kind\":\"heal\",\"sides\":[[\"n1\"]]}\n"
         );
         for line in text.lines() {
@@ -323,20 +374,25 @@ mod tests {
 
     #[test]
     fn the_hash_is_xxh3_128_of_the_binary_records() {
-        let mut trace = Trace::new(0);
+        let mut trace = Trace::new(0, names());
         sample(&mut trace);
         let (bytes, hash, truncated) = trace.finish();
         assert!(bytes.is_empty() && truncated);
         let mut expected = Vec::new();
+        put_u64(&mut expected, 2);
+        put_str(&mut expected, "n1");
+        put_str(&mut expected, "n2");
+        expected.push(END_OF_RECORD);
         put_u64(&mut expected, 5);
-        for s in ["n1", "send", "n\"2"] {
-            put_str(&mut expected, s);
-        }
+        expected.extend(0u32.to_le_bytes());
+        put_str(&mut expected, "send");
+        expected.extend(1u32.to_le_bytes());
+        put_str(&mut expected, "a\"b");
         put_u64(&mut expected, 7);
         expected.extend((-3i64).to_le_bytes());
         expected.push(END_OF_RECORD);
         put_u64(&mut expected, 9);
-        put_str(&mut expected, "world");
+        expected.extend(u32::MAX.to_le_bytes());
         put_str(&mut expected, "heal");
         expected.extend(postcard::to_stdvec(&vec![vec!["n1"]]).unwrap());
         expected.push(END_OF_RECORD);
@@ -348,20 +404,22 @@ mod tests {
     #[test]
     fn every_field_changes_the_hash() {
         let hash = |f: &dyn Fn(&mut Trace)| {
-            let mut trace = Trace::new(0);
+            let mut trace = Trace::new(0, names());
             f(&mut trace);
             trace.finish().1
         };
-        let base = hash(&|t| t.line(1, "n1", "timer").u64("timer_id", 2).end());
+        let base = hash(&|t| t.line(1, N1, "timer").u64("timer_id", 2).end());
         let variants = [
-            hash(&|t| t.line(2, "n1", "timer").u64("timer_id", 2).end()),
-            hash(&|t| t.line(1, "n2", "timer").u64("timer_id", 2).end()),
-            hash(&|t| t.line(1, "n1", "tick").u64("timer_id", 2).end()),
-            hash(&|t| t.line(1, "n1", "timer").u64("timer_id", 3).end()),
-            hash(&|t| t.line(1, "n1", "timer").str("timer_id", "2").end()),
+            hash(&|t| t.line(2, N1, "timer").u64("timer_id", 2).end()),
+            hash(&|t| t.line(1, N2, "timer").u64("timer_id", 2).end()),
+            hash(&|t| t.line(1, N1, "tick").u64("timer_id", 2).end()),
+            hash(&|t| t.line(1, N1, "timer").u64("timer_id", 3).end()),
+            hash(&|t| t.line(1, N1, "timer").str("timer_id", "2").end()),
+            hash(&|t| t.line(1, None, "timer").u64("timer_id", 2).end()),
+            hash(&|t| t.line(1, N1, "timer").node("timer_id", NodeId(0)).end()),
             hash(&|t| {
-                t.line(1, "n1", "timer").end();
-                t.line(2, "n1", "timer").end();
+                t.line(1, N1, "timer").end();
+                t.line(2, N1, "timer").end();
             }),
         ];
         for v in variants {
@@ -370,13 +428,24 @@ mod tests {
     }
 
     #[test]
+    fn the_names_are_part_of_the_hash() {
+        let hash = |names: Vec<String>| {
+            let mut trace = Trace::new(0, names);
+            trace.line(1, N1, "timer").end();
+            trace.finish().1
+        };
+        assert_ne!(hash(names()), hash(vec!["a".into(), "n2".into()]));
+        assert_ne!(hash(names()), hash(vec!["n1".into()]));
+    }
+
+    #[test]
     fn chunking_and_batching_do_not_change_the_bytes_or_the_hash() {
-        let mut kept = Trace::new(DEFAULT_TRACE_LIMIT_BYTES);
-        let mut hashed = Trace::new(0);
+        let mut kept = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
+        let mut hashed = Trace::new(0, names());
         let mut expected = Vec::new();
         for t in 0..40_000u64 {
             for trace in [&mut kept, &mut hashed] {
-                trace.line(t, "n1", "timer").u64("timer_id", t * 7).end();
+                trace.line(t, N1, "timer").u64("timer_id", t * 7).end();
             }
             expected.extend_from_slice(
                 format!(
@@ -399,11 +468,11 @@ mod tests {
 
     #[test]
     fn lines_past_the_limit_are_hashed_but_not_kept_and_kept_lines_are_whole() {
-        let mut small = Trace::new(100);
-        let mut big = Trace::new(DEFAULT_TRACE_LIMIT_BYTES);
+        let mut small = Trace::new(100, names());
+        let mut big = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
         for t in 0..3 {
-            small.line(t, "n1", "timer").end();
-            big.line(t, "n1", "timer").end();
+            small.line(t, N1, "timer").end();
+            big.line(t, N1, "timer").end();
         }
         let (kept, h1, truncated) = small.finish();
         let (all, h2, _) = big.finish();

@@ -43,9 +43,6 @@ use crate::sim::{
     Halt, LifecycleKind, LifecycleRecord, ObservationRecord, PartitionRecord, RunRecord, Stats,
 };
 
-/// The name used in trace lines for events of the world itself (faults, end of run).
-pub const WORLD: &str = "world";
-
 /// A node's lifecycle state.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -408,13 +405,9 @@ impl World {
             .messages_dropped
             .entry(reason.to_string())
             .or_default() += 1;
-        let (from, to) = (
-            self.topology.names[from.index()].as_str(),
-            self.topology.names[to.index()].as_str(),
-        );
         self.trace
-            .line(self.now_ns, to, "drop")
-            .name("from", from)
+            .line(self.now_ns, Some(to), "drop")
+            .node("from", from)
             .u64("msg_id", msg_id)
             .name("reason", reason)
             .end();
@@ -483,7 +476,7 @@ impl World {
         let incarnation = state.incarnation;
         let durable_bytes = state.disk.durable_bytes() as u64;
         self.trace
-            .line(self.now_ns, &self.topology.names[node.index()], "start")
+            .line(self.now_ns, Some(node), "start")
             .u64("incarnation", u64::from(incarnation))
             .u64("durable_bytes", durable_bytes)
             .end();
@@ -510,8 +503,6 @@ impl World {
     /// Runs one input through `process`: traces it (`deliver` or `timer`), then applies the
     /// handler's effects.
     fn handle(&mut self, node: NodeId, process: &mut dyn AnyProcess, input: Input) {
-        let topology = self.topology.clone();
-        let name = &topology.names[node.index()];
         match input {
             Input::Message {
                 msg_id,
@@ -525,8 +516,8 @@ impl World {
                     Some(local_ns) => {
                         self.stats.messages_delivered += 1;
                         self.trace
-                            .line(self.now_ns, name, "deliver")
-                            .name("from", &topology.names[from.index()])
+                            .line(self.now_ns, Some(node), "deliver")
+                            .node("from", from)
                             .u64("msg_id", msg_id)
                             .end();
                         self.apply_effects(node, local_ns);
@@ -540,7 +531,7 @@ impl World {
             Input::Timer { id, timer } => {
                 self.stats.timers_fired += 1;
                 self.trace
-                    .line(self.now_ns, name, "timer")
+                    .line(self.now_ns, Some(node), "timer")
                     .u64("timer_id", id.0)
                     .json("timer", &timer)
                     .end();
@@ -631,7 +622,7 @@ impl World {
             Effect::Observe(observation) => {
                 self.stats.observations += 1;
                 self.trace
-                    .line(self.now_ns, &self.topology.names[node.index()], "observe")
+                    .line(self.now_ns, Some(node), "observe")
                     .json("obs", &observation)
                     .end();
                 if let Observation::Common(CommonObservation::Role { role, term }) = &observation {
@@ -650,7 +641,7 @@ impl World {
                 event.time_ns = self.now_ns;
                 event.node = self.topology.names[node.index()].clone();
                 self.trace
-                    .line(self.now_ns, &event.node, "history")
+                    .line(self.now_ns, Some(node), "history")
                     .json("op", &event)
                     .end();
                 self.history.push(event);
@@ -670,8 +661,8 @@ impl World {
         self.next_msg_id += 1;
         self.stats.messages_sent += 1;
         self.trace
-            .line(self.now_ns, &self.topology.names[from.index()], "send")
-            .name("to", &self.topology.names[to.index()])
+            .line(self.now_ns, Some(from), "send")
+            .node("to", to)
             .u64("msg_id", msg_id)
             .json("msg", &message)
             .end();
@@ -686,7 +677,7 @@ impl World {
                     self.next_msg_id += 1;
                     self.stats.messages_duplicated += 1;
                     self.trace
-                        .line(self.now_ns, &self.topology.names[from.index()], "duplicate")
+                        .line(self.now_ns, Some(from), "duplicate")
                         .u64("msg_id", copy_id)
                         .u64("of", msg_id)
                         .end();
@@ -745,7 +736,7 @@ impl World {
             return;
         }
         self.trace
-            .line(self.now_ns, &self.topology.names[node.index()], "panic")
+            .line(self.now_ns, Some(node), "panic")
             .str("message", &message)
             .end();
         self.halt = Some(Halt {
@@ -800,7 +791,7 @@ impl World {
                     self.stats.faults_applied -= 1;
                     self.stats.faults_skipped += 1;
                     self.trace
-                        .line(self.now_ns, WORLD, "fault-skipped")
+                        .line(self.now_ns, None, "fault-skipped")
                         .u64("fault_id", fault.id)
                         .name("origin", &fault.origin)
                         .name("reason", "no node observed as leader")
@@ -929,7 +920,7 @@ impl World {
                 {
                     self.end_partition(fault.id);
                     self.trace
-                        .line(self.now_ns, WORLD, "heal")
+                        .line(self.now_ns, None, "heal")
                         .u64("fault_id", fault.id)
                         .name("origin", &origin)
                         .end();
@@ -969,7 +960,7 @@ impl World {
             FaultAction::Cut { .. } => "cut",
             _ => "partition",
         };
-        let mut line = self.trace.line(self.now_ns, WORLD, kind);
+        let mut line = self.trace.line(self.now_ns, None, kind);
         line.u64("fault_id", fault.id).name("origin", &fault.origin);
         match &sides {
             Some(sides) => {
@@ -1024,7 +1015,7 @@ impl World {
         }
         self.last_heal_ns = self.now_ns;
         self.trace
-            .line(self.now_ns, WORLD, "heal")
+            .line(self.now_ns, None, "heal")
             .name("origin", "heal")
             .end();
     }
@@ -1035,7 +1026,7 @@ impl World {
 
     fn record_lifecycle(&mut self, node: NodeId, kind: LifecycleKind, origin: &str) {
         self.trace
-            .line(self.now_ns, &self.topology.names[node.index()], kind.name())
+            .line(self.now_ns, Some(node), kind.name())
             .name("origin", origin)
             .end();
         let seq = self.next_record_seq();
@@ -1062,7 +1053,7 @@ impl World {
         let queued: Vec<Input> = state.inbox.drain(..).collect();
         let madsim_id = state.madsim_id;
         self.trace
-            .line(self.now_ns, &self.topology.names[node.index()], "crash")
+            .line(self.now_ns, Some(node), "crash")
             .name("origin", &fault.origin)
             .u64("lost_writes", lost_writes)
             .end();
@@ -1130,7 +1121,7 @@ impl World {
         self.nodes[node.index()].clock.jump(now, delta_ns);
         let local = self.nodes[node.index()].clock.local_at(now);
         self.trace
-            .line(now, &self.topology.names[node.index()], "clock-jump")
+            .line(now, Some(node), "clock-jump")
             .name("origin", origin)
             .i64("delta_ns", delta_ns)
             .i64("local_ns", local)
@@ -1142,7 +1133,7 @@ impl World {
         let now = self.now_ns;
         self.nodes[node.index()].clock.set_drift(now, drift);
         self.trace
-            .line(now, &self.topology.names[node.index()], "clock-drift")
+            .line(now, Some(node), "clock-drift")
             .name("origin", origin)
             .json("drift", &drift)
             .end();
@@ -1202,8 +1193,9 @@ impl World {
             event.error = Some("unanswered at end of run".into());
             event.index = self.history.len() as u64;
             event.time_ns = self.now_ns;
+            let node = self.topology.node(&event.node);
             self.trace
-                .line(self.now_ns, &event.node.clone(), "history")
+                .line(self.now_ns, node, "history")
                 .json("op", &event)
                 .end();
             self.history.push(event);
@@ -1222,14 +1214,14 @@ impl World {
         }
         self.central_waker = None;
         self.trace
-            .line(self.now_ns, WORLD, "end")
+            .line(self.now_ns, None, "end")
             .u64("messages_sent", self.stats.messages_sent)
             .end();
     }
 
     /// Takes the run record out of the world (call after [`World::shut_down`]).
     pub fn take_record(&mut self) -> RunRecord {
-        let trace = std::mem::replace(&mut self.trace, Trace::new(0));
+        let trace = std::mem::replace(&mut self.trace, Trace::new(0, Vec::new()));
         let lines = trace.lines();
         let (trace_jsonl, trace_hash, truncated) = trace.finish();
         let mut stats = std::mem::take(&mut self.stats);
