@@ -53,6 +53,26 @@ pub enum ClientTimer {
     },
 }
 
+/// `prefix` followed by `n` in decimal (`k7`), without `format!`'s machinery: clients build
+/// one or two per operation.
+fn numbered(prefix: &str, n: u64) -> String {
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    let mut s = String::with_capacity(prefix.len() + digits.len() + 8);
+    s.push_str(prefix);
+    s.push_str(digits);
+    s
+}
+
+/// The next value client `client_index` writes: `c<client_index + 1>-<n>`, unique in the run.
+fn fresh_value(next_value: &mut u64, client_index: u32) -> String {
+    *next_value += 1;
+    let mut value = numbered("c", u64::from(client_index) + 1);
+    value.push('-');
+    value.push_str(itoa::Buffer::new().format(*next_value));
+    value
+}
+
 /// The operation mix, as cumulative weights.
 #[derive(Clone, Debug)]
 struct Mix {
@@ -171,18 +191,13 @@ impl Client {
         round * self.total_slots + u64::from(self.index) * self.slots.len() as u64 + u64::from(slot)
     }
 
-    fn fresh_value(&mut self) -> String {
-        self.next_value += 1;
-        format!("c{}-{}", self.index + 1, self.next_value)
-    }
-
     fn generate(&mut self, ctx: &mut Context<'_>) -> Op {
-        let f = self.mix.pick(ctx.rng()).to_string();
+        let f = self.mix.pick(ctx.rng());
         match self.kind {
             WorkloadKind::None => {
                 unreachable!("validated: a protocol without a workload has no clients")
             }
-            WorkloadKind::Broadcast => match f.as_str() {
+            WorkloadKind::Broadcast => match f {
                 "read" => Op::Read,
                 _ => {
                     let value = self.next_value * self.clients + u64::from(self.index);
@@ -191,22 +206,24 @@ impl Client {
                 }
             },
             WorkloadKind::KeyValue => {
-                let key = format!("k{}", ctx.rng().gen_range(1..=self.config.keys.max(1)));
-                match f.as_str() {
+                let key = numbered("k", ctx.rng().gen_range(1..=self.config.keys.max(1)).into());
+                let fresh = &mut self.next_value;
+                match f {
                     "get" => Op::Get { key },
                     "append" => {
-                        let value = format!("{};", self.fresh_value());
+                        let mut value = fresh_value(fresh, self.index);
+                        value.push(';');
                         Op::Append { key, value }
                     }
                     "cas" => {
                         let from = self.last_value.get(&key).cloned().unwrap_or_default();
-                        let to = self.fresh_value();
+                        let to = fresh_value(fresh, self.index);
                         Op::Cas { key, from, to }
                     }
-                    _ => {
-                        let value = self.fresh_value();
-                        Op::Put { key, value }
-                    }
+                    _ => Op::Put {
+                        key,
+                        value: fresh_value(fresh, self.index),
+                    },
                 }
             }
         }
