@@ -1,7 +1,7 @@
 //! The simulated world: one madsim runtime per run, driven by a scenario and a seed.
 //!
 //! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time (which
-//! the central task advances to each event's time) and the node lifecycle (kill, restart, pause,
+//! the central task advances to the current event's time whenever madsim runs a task) and the node lifecycle (kill, restart, pause,
 //! resume; a node's driver task owns its process). faultline supplies everything a fault touches:
 //! the network ([`network`]), disks ([`disk`]), clocks ([`clock`]) and the fault schedule
 //! ([`faults`]), all in [`world::World`]. See `../shared/ARCHITECTURE.md`, part 2.
@@ -318,16 +318,17 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
     lock(&world).take_record()
 }
 
-/// The central task: advances madsim's virtual clock to the next queued event and fires it,
-/// until the end of the run (or a halt). It runs without yielding except while a node is being
-/// booted by its driver task (at the start and after each restart), which must happen at the
-/// instant it was started.
+/// The central task: fires the world's queued events in time order until the end of the run
+/// (or a halt). It runs without yielding except while a node is being booted by its driver task
+/// (at the start and after each restart), which must happen at the instant it was started.
 ///
-/// The clock is moved with `madsim::time::advance` rather than a sleep: the world's queue
-/// already knows the next instant, so there is nothing to wait for, and a madsim timer per
-/// instant (a timer, a wake-up and a poll, at least 1 ms each) cost more than the events.
-/// madsim's clock thus reads exactly the time of the event being handled (or slightly more:
-/// madsim adds a little time per task poll).
+/// madsim's clock is moved with `madsim::time::advance`, and only when madsim is about to run
+/// something (before yielding to a booting driver) and at the end of the run: the world's queue
+/// already knows every instant, nothing else in a run reads madsim's clock (processes see the
+/// world's time through their context), and a madsim timer per instant (a timer, a wake-up and a
+/// poll, at least 1 ms each), or even an `advance` per instant, cost more than the events. So
+/// whenever madsim runs a task its clock reads the time of the current event (or slightly more:
+/// madsim adds a little time per task poll), and the run ends with it at the run's end.
 async fn central(world: &Arc<Mutex<World>>) {
     let time = madsim::time::TimeHandle::current();
     let start = time.now_instant();
@@ -335,9 +336,11 @@ async fn central(world: &Arc<Mutex<World>>) {
         let mut w = lock(world);
         loop {
             if w.halted() {
+                advance_to(&time, start, w.now_ns());
                 return Poll::Ready(());
             }
             if w.drivers_busy() {
+                advance_to(&time, start, w.now_ns());
                 w.wait_for_drivers(cx.waker());
                 return Poll::Pending;
             }
@@ -348,7 +351,6 @@ async fn central(world: &Arc<Mutex<World>>) {
                     return Poll::Ready(());
                 }
             };
-            advance_to(&time, start, target);
             w.fire_events_at(target);
         }
     })

@@ -315,6 +315,11 @@ impl World {
         }
     }
 
+    /// The current global time (ns): the instant of the events being fired.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
     /// True while some running node has not yet booted (its driver has not run since madsim
     /// started it). Time must not advance then: a node boots at exactly the time it was started.
     /// (madsim advances its own clock a little with every task poll, so without this wait the
