@@ -247,7 +247,13 @@ fn execute(data: &mut BTreeMap<String, String>, op: &Op) -> Outcome {
             value: OpValue::Value(data.get(key).cloned()),
         },
         Op::Put { key, value } => {
-            data.insert(key.clone(), value.clone());
+            // The key is copied only when it is new (most writes hit an existing key).
+            match data.get_mut(key) {
+                Some(current) => current.clone_from(value),
+                None => {
+                    data.insert(key.clone(), value.clone());
+                }
+            }
             done
         }
         Op::Append { key, value } => {
@@ -257,7 +263,12 @@ fn execute(data: &mut BTreeMap<String, String>, op: &Op) -> Outcome {
                     error: format!("value too large: append would exceed {MAX_VALUE_BYTES} bytes"),
                 };
             }
-            data.entry(key.clone()).or_default().push_str(value);
+            match data.get_mut(key) {
+                Some(current) => current.push_str(value),
+                None => {
+                    data.insert(key.clone(), value.clone());
+                }
+            }
             done
         }
         Op::Cas { key, from, to } => match data.get_mut(key) {

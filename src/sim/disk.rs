@@ -20,8 +20,9 @@ pub struct Disk {
     /// What survives a crash.
     durable: BTreeMap<String, Vec<u8>>,
     /// Operations not yet synced, oldest first. A log rather than a map: writes are frequent and
-    /// cheap, reads of unsynced keys rare (at boot).
-    pending: Vec<(String, Pending)>,
+    /// cheap, reads of unsynced keys rare (at boot). Keys are usually constants, so they are
+    /// only copied when they become durable.
+    pending: Vec<(Cow<'static, str>, Pending)>,
     /// Number of syncs so far (for statistics and tests).
     sync_count: u64,
 }
@@ -57,34 +58,34 @@ impl Pending {
 
 impl Disk {
     /// Writes `value` under `key` (volatile until the next [`Disk::sync`]).
-    pub fn write(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
+    pub fn write(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Vec<u8>>) {
         self.pending
             .push((key.into(), Pending::Write(value.into())));
     }
 
     /// Removes `key` (volatile until the next [`Disk::sync`]).
-    pub fn remove(&mut self, key: impl Into<String>) {
+    pub fn remove(&mut self, key: impl Into<Cow<'static, str>>) {
         self.pending.push((key.into(), Pending::Remove));
     }
 
     /// Appends `bytes` to the value under `key`, creating it if absent: a file opened for
     /// appending, such as a write-ahead log (volatile until the next [`Disk::sync`]). Appends
     /// to one key with nothing in between are staged as one write.
-    pub fn append(&mut self, key: &str, bytes: &[u8]) {
+    pub fn append(&mut self, key: impl Into<Cow<'static, str>>, bytes: impl Into<Vec<u8>>) {
+        let (key, bytes) = (key.into(), bytes.into());
         if let Some((last, Pending::Append(staged))) = self.pending.last_mut() {
-            if last == key {
-                staged.extend_from_slice(bytes);
+            if *last == key {
+                staged.extend_from_slice(&bytes);
                 return;
             }
         }
-        self.pending
-            .push((key.to_string(), Pending::Append(bytes.to_vec())));
+        self.pending.push((key, Pending::Append(bytes)));
     }
 
     /// Cuts the value under `key` to its first `len` bytes; no effect if it is absent or
     /// shorter (volatile until the next [`Disk::sync`]).
-    pub fn truncate(&mut self, key: &str, len: usize) {
-        self.pending.push((key.to_string(), Pending::Truncate(len)));
+    pub fn truncate(&mut self, key: impl Into<Cow<'static, str>>, len: usize) {
+        self.pending.push((key.into(), Pending::Truncate(len)));
     }
 
     /// The current value of `key`, including unsynced operations (borrowed unless some are
@@ -114,9 +115,9 @@ impl Disk {
             let present = match op {
                 Pending::Write(_) | Pending::Append(_) => true,
                 Pending::Remove => false,
-                Pending::Truncate(_) => current.get(key.as_str()).copied().unwrap_or(false),
+                Pending::Truncate(_) => current.get(key.as_ref()).copied().unwrap_or(false),
             };
-            current.insert(key, present);
+            current.insert(key.as_ref(), present);
         }
         current
             .into_iter()
@@ -131,20 +132,23 @@ impl Disk {
         let touched = self.pending.len();
         for (key, op) in self.pending.drain(..) {
             match op {
-                Pending::Write(value) => {
-                    self.durable.insert(key, value);
-                }
+                Pending::Write(value) => match self.durable.get_mut(key.as_ref()) {
+                    Some(old) => *old = value,
+                    None => {
+                        self.durable.insert(key.into_owned(), value);
+                    }
+                },
                 Pending::Remove => {
-                    self.durable.remove(&key);
+                    self.durable.remove(key.as_ref());
                 }
-                Pending::Append(bytes) => match self.durable.get_mut(&key) {
+                Pending::Append(bytes) => match self.durable.get_mut(key.as_ref()) {
                     Some(value) => value.extend_from_slice(&bytes),
                     None => {
-                        self.durable.insert(key, bytes);
+                        self.durable.insert(key.into_owned(), bytes);
                     }
                 },
                 Pending::Truncate(len) => {
-                    if let Some(value) = self.durable.get_mut(&key) {
+                    if let Some(value) = self.durable.get_mut(key.as_ref()) {
                         value.truncate(len);
                     }
                 }

@@ -173,7 +173,7 @@ impl Log {
         encode_record(&entry, &mut bytes);
         self.record_offsets.push(self.file_bytes);
         self.file_bytes += bytes.len() - record_start;
-        disk.append(LOG_KEY, &bytes);
+        disk.append(LOG_KEY, bytes);
         self.entries.push(entry);
     }
 
