@@ -1,10 +1,11 @@
 //! The simulated world: one madsim runtime per run, driven by a scenario and a seed.
 //!
 //! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time (which
-//! the central task advances to the current event's time whenever madsim runs a task) and the node lifecycle (kill, restart, pause,
-//! resume; a node's driver task owns its process). faultline supplies everything a fault touches:
-//! the network ([`network`]), disks ([`disk`]), clocks ([`clock`]) and the fault schedule
-//! ([`faults`]), all in [`world::World`]. See `../shared/ARCHITECTURE.md`, part 2.
+//! the central task brings to the current event's time whenever madsim runs a task) and the
+//! node lifecycle (kill, restart, pause, resume; a node's driver task owns its process).
+//! faultline supplies everything a fault touches: the network ([`network`]), disks ([`disk`]),
+//! clocks ([`clock`]) and the fault schedule ([`faults`]), all in [`world::World`]. See
+//! `../shared/ARCHITECTURE.md`, part 2.
 //!
 //! Seeds: the run seed keys one ChaCha8 generator per purpose (distinct `set_stream` numbers):
 //! madsim's scheduler seed, the fault stream, the network stream and one stream per node. A new

@@ -12,18 +12,17 @@
 //!   length and the UTF-8 bytes, values of serde types in postcard's encoding, in the line's
 //!   field order, closed by the byte `0xc1`. The first record, before any line, lists the
 //!   topology's names (their count as 8 bytes, then each name as a string), so indexes stand
-//!   for names.
-//!   Keys are left out: each kind's keys are fixed by the code. The 128-bit XXH3 hash of all
-//!   records is the run's `trace_hash`. This is cheap (no escaping, no number formatting, about
-//!   a third of the bytes of the JSON) and always done, so a run that keeps nothing (a
-//!   benchmark, a seed sweep) has the same hash as a run that writes `trace.jsonl`;
+//!   for names. Keys are left out: each kind's keys are fixed by the code. The 128-bit XXH3
+//!   hash of all records is the run's `trace_hash`. This is cheap (no escaping, no number
+//!   formatting, about a third of the bytes of the JSON) and always done, so a run that keeps
+//!   nothing (a benchmark, a seed sweep) has the same hash as a run that writes `trace.jsonl`;
 //! - as a JSON line, only while lines are kept (up to a byte limit; 0 keeps nothing). Kept lines
 //!   go straight into 1 MiB chunks that are never copied into one growing buffer.
 //!
 //! Two runs of one faultline version with the same hash wrote the same JSON lines: the record
 //! holds every value the line shows, in the same order. The hash is a fingerprint for telling
 //! runs apart, not a defence against forgery, so it need not be cryptographic: XXH3-128
-//! (Collet, xxHash specification) has a 2^-64 chance of confusing two runs and costs a fraction
+//! (Yann Collet's xxHash family, specification in the xxHash repository) has a 2^-64 chance of confusing two runs and costs a fraction
 //! of a cryptographic hash on the megabytes of records a long run writes.
 
 use serde::Serialize;
