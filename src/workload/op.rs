@@ -114,6 +114,15 @@ impl Request {
             },
         }
     }
+
+    /// The reply of a server that is not the leader: try `leader` (if it knows one, and not
+    /// itself) or another server.
+    pub fn reply_redirect(&self, leader: Option<NodeId>) -> Reply {
+        Reply {
+            id: self.id,
+            outcome: Outcome::Redirect { leader },
+        }
+    }
 }
 
 /// What an operation returned when it took effect.

@@ -949,13 +949,7 @@ impl Node {
         let max_pending = self.config.max_uncommitted_slots as usize;
         let Role::Leader(leader) = &mut self.role else {
             let leader = self.leader.filter(|&l| l != self.id);
-            return ctx.reply(
-                client,
-                Reply {
-                    id: request.id,
-                    outcome: Outcome::Redirect { leader },
-                },
-            );
+            return ctx.reply(client, request.reply_redirect(leader));
         };
         let command = Command {
             client,

@@ -66,6 +66,17 @@ struct Progress {
     last_sent: i64,
 }
 
+impl Progress {
+    /// The follower's log matches the leader's through `index`: send from after it, and stop
+    /// probing.
+    fn matched_through(&mut self, index: u64) {
+        self.matched = self.matched.max(index);
+        self.next = self.next.max(self.matched + 1);
+        self.probing = false;
+        self.probe_sent = false;
+    }
+}
+
 /// A `get` waiting for its ReadIndex to be confirmed and applied.
 #[derive(Clone, Debug)]
 struct PendingRead {
@@ -847,6 +858,28 @@ impl Node {
         ctx.observe(Observation::Truncate { index, last });
     }
 
+    /// The common start of a leader's handling of AppendEntries and InstallSnapshot answers:
+    /// a higher term makes it a follower (§5.1); a stale answer, or one reaching a server that
+    /// is no longer leader, is ignored; otherwise the answer counts for heartbeat round `round`
+    /// (ReadIndex) and the caller goes on (true).
+    fn leader_takes_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        term: u64,
+        round: u64,
+    ) -> bool {
+        if term > self.term {
+            self.become_follower(ctx, term, None);
+            return false;
+        }
+        if self.role != Role::Leader || term < self.term {
+            return false;
+        }
+        self.ack_round(ctx, from, round);
+        true
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_append_reply(
         &mut self,
@@ -859,22 +892,15 @@ impl Node {
         conflict_term: Option<u64>,
         round: u64,
     ) {
-        if term > self.term {
-            return self.become_follower(ctx, term, None);
-        }
-        if self.role != Role::Leader || term < self.term {
+        if !self.leader_takes_reply(ctx, from, term, round) {
             return;
         }
-        self.ack_round(ctx, from, round);
         let last = self.log.last_index();
         let Some(p) = self.progress.get_mut(&from) else {
             return;
         };
         if success {
-            p.matched = p.matched.max(match_index);
-            p.next = p.next.max(p.matched + 1);
-            p.probing = false;
-            p.probe_sent = false;
+            p.matched_through(match_index);
             self.maybe_commit(ctx);
             self.send_append(ctx, from, false);
         } else {
@@ -969,18 +995,11 @@ impl Node {
         last_index: u64,
         round: u64,
     ) {
-        if term > self.term {
-            return self.become_follower(ctx, term, None);
-        }
-        if self.role != Role::Leader || term < self.term {
+        if !self.leader_takes_reply(ctx, from, term, round) {
             return;
         }
-        self.ack_round(ctx, from, round);
         if let Some(p) = self.progress.get_mut(&from) {
-            p.matched = p.matched.max(last_index);
-            p.next = p.next.max(p.matched + 1);
-            p.probing = false;
-            p.probe_sent = false;
+            p.matched_through(last_index);
         }
         self.maybe_commit(ctx);
         self.send_append(ctx, from, false);
@@ -997,13 +1016,7 @@ impl Node {
         }
         if self.role != Role::Leader {
             let leader = self.leader.filter(|&l| l != self.id);
-            return ctx.reply(
-                client,
-                Reply {
-                    id: request.id,
-                    outcome: Outcome::Redirect { leader },
-                },
-            );
+            return ctx.reply(client, request.reply_redirect(leader));
         }
         if let Op::Get { key } = &request.op {
             if self.bugs.read_from_local_state {
