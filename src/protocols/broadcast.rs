@@ -162,12 +162,7 @@ impl Node {
         let retransmit = !config.bugs.iter().any(|b| b == BUG_NO_RETRANSMIT);
         Node {
             id: setup.id,
-            peers: setup
-                .servers
-                .iter()
-                .copied()
-                .filter(|&p| p != setup.id)
-                .collect(),
+            peers: setup.peers(),
             config,
             retransmit,
             values: BTreeSet::new(),

@@ -46,12 +46,7 @@ impl Default for Config {
 
 fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
     Box::new(Node {
-        peers: setup
-            .servers
-            .iter()
-            .copied()
-            .filter(|&s| s != setup.id)
-            .collect(),
+        peers: setup.peers(),
         interval_ns: scenario.chatter.interval.as_nanos(),
         sent: 0,
         received: 0,

@@ -196,6 +196,17 @@ pub struct NodeSetup {
     pub home: Option<NodeId>,
 }
 
+impl NodeSetup {
+    /// Every server but this node, in scenario order.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.servers
+            .iter()
+            .copied()
+            .filter(|&s| s != self.id)
+            .collect()
+    }
+}
+
 /// A protocol faultline can run on server nodes.
 pub struct ProtocolInfo {
     /// Name used in `[cluster] protocol`.

@@ -149,12 +149,7 @@ impl Node {
         Node {
             id: setup.id,
             servers: setup.servers.clone(),
-            peers: setup
-                .servers
-                .iter()
-                .copied()
-                .filter(|&s| s != setup.id)
-                .collect(),
+            peers: setup.peers(),
             kv: KvStore::new(config.session_limit),
             config,
             bugs,
