@@ -23,6 +23,10 @@
 //!    completed before W was invoked, failed, or was invoked after R completed), the value R
 //!    reads must contain W's value; R returned a value without it (or absent).
 //!
+//! Real-time order is strict: `A ->rt B` only if A's completion time is strictly below B's
+//! invocation time. Operations whose times are equal (e.g. on a network with zero latency) are
+//! concurrent, and either may take effect first.
+//!
 //! `info` (and unfinished) operations may take effect at any time after their invocation, so they
 //! only ever make a rule inapplicable, never create a violation.
 
@@ -170,9 +174,12 @@ fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
             .max_by_key(|w| w.complete_ns);
         if let Some(w) = last_append {
             let a = appended(w).unwrap_or_default();
+            // Real-time order is strict: X is ordered before W only if it completed strictly
+            // before W was invoked, and after R only if it was invoked strictly after R
+            // completed; equal times are concurrent, so X may take effect between them.
             let replaced_between = replacing
                 .iter()
-                .any(|x| effect_end(x) >= w.invoke_ns && x.invoke_ns < complete);
+                .any(|x| effect_end(x) >= w.invoke_ns && x.invoke_ns <= complete);
             let contains = match &read.result {
                 Value::Str(s) => s.contains(a),
                 _ => false,
@@ -300,6 +307,38 @@ mod tests {
             Verdict::Pass,
             "an info write may never take effect"
         );
+    }
+
+    #[test]
+    fn equal_invoke_and_completion_times_are_concurrent_not_ordered() {
+        // The put is invoked at the very instant the read completes: they are concurrent, so the
+        // put may take effect before the read and `z` (without `x;`) is a legal answer.
+        let r = verdict(vec![
+            op(1, "c1", Append, s("x;"), 0, Ok, s("x;"), 10),
+            op(3, "c3", Put, s("z"), 50, Ok, s("z"), 60),
+            op(2, "c2", Get, Value::Nil, 40, Ok, s("z"), 50),
+        ]);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        // A write that completes at the instant the read is invoked is concurrent too: absent is
+        // legal, and so is the value it overwrote.
+        let r = verdict(vec![
+            op(1, "c1", Put, s("a"), 0, Ok, s("a"), 40),
+            op(2, "c2", Get, Value::Nil, 40, Ok, Value::Nil, 50),
+        ]);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        let r = verdict(vec![
+            op(1, "c1", Put, s("a"), 0, Ok, s("a"), 10),
+            op(1, "c1", Put, s("b"), 10, Ok, s("b"), 40),
+            op(2, "c2", Get, Value::Nil, 40, Ok, s("a"), 50),
+        ]);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        // One millisecond later the order is real and the same reads are stale.
+        let r = verdict(vec![
+            op(1, "c1", Append, s("x;"), 0, Ok, s("x;"), 10),
+            op(3, "c3", Put, s("z"), 51, Ok, s("z"), 60),
+            op(2, "c2", Get, Value::Nil, 40, Ok, s("z"), 50),
+        ]);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
     }
 
     #[test]
