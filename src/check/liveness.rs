@@ -3,17 +3,29 @@
 //! separately from the safety checks (STYLE.md rule 11: faults first, then heal and require
 //! progress).
 //!
-//! The final heal is `RunRecord.final_heal_ns`: when the last partition healed, the last paused
-//! node resumed or the last crashed node restarted. Without one (faults still active at the end)
-//! the verdict is `unknown`.
+//! **Window start.** The final heal is `RunRecord.final_heal_ns`: when the last partition healed,
+//! the last paused node resumed or the last crashed node restarted. Without one (faults still
+//! active at the end) the verdict is `unknown`. A node crashed and never restarted is a fault that
+//! never ends, so the window starts at the later of the final heal and the last crash of a node
+//! that is still down at the end. From then on no node changes state.
 //!
-//! 1. **Leader.** Replaying `role` observations (`CommonObservation::Role`) and crashes, the check
-//!    looks for the first instant at or after the final heal at which some up server is `leader`
-//!    of a term at least as high as every up server's current term (so a deposed leader that has
-//!    not heard the news does not count). It must come within `leader_within`.
-//! 2. **Operations.** Every operation invoked at or after `final_heal + leader_within` must be
+//! **Only up nodes count.** A crashed or paused server is never credited as a leader. If fewer
+//! than a majority of the servers are up from the window start on (e.g. `crash target = "all"`,
+//! never restarted), a quorum protocol owes no progress: the verdict is `unknown`, as for faults
+//! still active at the end, rather than a pass (nothing was shown) or a fail (nothing was owed).
+//!
+//! 1. **Leader.** Replaying `role` observations (`CommonObservation::Role`), crashes and pauses,
+//!    the check looks for the first instant at or after the window start at which some up server
+//!    is `leader` of a term at least as high as every up server's current term (so a deposed
+//!    leader that has not heard the news does not count). It must come within `leader_within`.
+//! 2. **Operations.** Every operation invoked at or after `start + leader_within` must be
 //!    answered (`ok` or `fail`, not `info`) within `answer_within` of its invocation. Operations
 //!    whose deadline falls after the end of the run are not judged.
+//!
+//! **Empty windows are `unknown`.** If the window starts at or after the end of the run, if the
+//! run ends before operations can be judged (`start + leader_within + answer_within` after the
+//! end), or if no operation was invoked in the judged window, the check cannot show liveness and
+//! says `unknown` (naming which window was empty) instead of passing.
 //!
 //! The unit of a term is the protocol's (Raft term, Paxos ballot round).
 
@@ -24,6 +36,7 @@ use crate::check::{CheckInfo, CheckResult, ms};
 use crate::process::NodeId;
 use crate::protocols::{CommonObservation, Observation, WorkloadKind};
 use crate::scenario::{Duration, Verdict};
+use crate::sim::world::Status;
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// The registry entry.
@@ -108,7 +121,8 @@ impl Roles {
 }
 
 /// The first time in `[from, until]` at which a leader of the highest term exists, with it, and
-/// the replayed roles at `until` (or at that time).
+/// the replayed roles at `until` (or at that time). Every change of one instant is applied before
+/// the instant is judged, so a leader that crashes at the instant it is elected never counts.
 fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, NodeId, u64)>, Roles) {
     let n = record.topology.servers.len();
     let mut roles = Roles {
@@ -130,7 +144,8 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
     }
     steps.sort_by_key(|s| s.0);
     let mut checked_at_from = false;
-    for (_, t, node, step) in steps {
+    let mut steps = steps.into_iter().peekable();
+    while let Some(&(_, t, _, _)) = steps.peek() {
         if t > until {
             break;
         }
@@ -140,18 +155,20 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
                 return (Some((from, l, term)), roles);
             }
         }
-        let i = node.index();
-        if i >= n {
-            continue;
-        }
-        match step {
-            Step::Role(r, term) => roles.role[i] = Some((r.to_string(), term)),
-            Step::Life(LifecycleKind::Crash) => {
-                roles.up[i] = false;
-                roles.role[i] = None;
+        while let Some((_, _, node, step)) = steps.next_if(|s| s.1 == t) {
+            let i = node.index();
+            if i >= n {
+                continue;
             }
-            Step::Life(LifecycleKind::Restart) => roles.up[i] = true,
-            Step::Life(_) => {}
+            match step {
+                Step::Role(r, term) => roles.role[i] = Some((r.to_string(), term)),
+                Step::Life(LifecycleKind::Crash) => {
+                    roles.up[i] = false;
+                    roles.role[i] = None;
+                }
+                Step::Life(LifecycleKind::Pause) => roles.up[i] = false,
+                Step::Life(LifecycleKind::Restart | LifecycleKind::Resume) => roles.up[i] = true,
+            }
         }
         if t >= from {
             if let Some((l, term)) = roles.leader() {
@@ -163,6 +180,17 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
     (found, roles)
 }
 
+/// The last crash of a node that is still crashed at the end of the run, if any.
+fn last_permanent_crash(record: &RunRecord) -> Option<(u64, NodeId)> {
+    record
+        .lifecycle
+        .iter()
+        .filter(|l| l.kind == LifecycleKind::Crash)
+        .filter(|l| record.final_status.get(l.node.index()) == Some(&Status::Crashed))
+        .map(|l| (l.t_ns, l.node))
+        .max()
+}
+
 fn run(record: &RunRecord) -> CheckResult {
     let config = &record.scenario.check.liveness;
     let Some(heal) = record.final_heal_ns else {
@@ -172,16 +200,62 @@ fn run(record: &RunRecord) -> CheckResult {
             "faults were still active at the end of the run: no final heal to measure from",
         );
     };
-    let leader_deadline = heal + config.leader_within.as_nanos();
-    let (leader, roles) = first_leader(record, heal, leader_deadline);
+    let (start, start_text) = match last_permanent_crash(record) {
+        Some((t, node)) if t > heal => (
+            t,
+            format!(
+                "the crash of {} at {} (never restarted)",
+                record.topology.name(node),
+                ms(t)
+            ),
+        ),
+        _ => (heal, format!("the final heal at {}", ms(heal))),
+    };
+    if start >= record.end_ns {
+        return CheckResult::new(
+            CHECK.name,
+            Verdict::Unknown,
+            format!(
+                "the liveness window starts at {start_text}, at or after the end of the run at {}: nothing to judge",
+                ms(record.end_ns)
+            ),
+        );
+    }
+    let servers = &record.topology.servers;
+    let up: Vec<NodeId> = servers
+        .iter()
+        .copied()
+        .filter(|s| record.final_status.get(s.index()) == Some(&Status::Up))
+        .collect();
+    if up.len() < servers.len() / 2 + 1 {
+        let mut r = CheckResult::new(
+            CHECK.name,
+            Verdict::Unknown,
+            format!(
+                "only {} of {} servers are up from {start_text} to the end: no majority, so no progress is owed",
+                up.len(),
+                servers.len()
+            ),
+        );
+        r.evidence.push(format!(
+            "up at the end: {}",
+            if up.is_empty() {
+                "none".to_string()
+            } else {
+                record.topology.names_of(&up).join(",")
+            }
+        ));
+        return r;
+    }
+    let leader_deadline = start + config.leader_within.as_nanos();
+    let (leader, roles) = first_leader(record, start, leader_deadline);
     let Some((leader_at, leader, term)) = leader else {
         if record.end_ns < leader_deadline {
             return CheckResult::new(
                 CHECK.name,
                 Verdict::Unknown,
                 format!(
-                    "no leader yet, and the run ends before the final heal at {} + leader_within {}",
-                    ms(heal),
+                    "no leader yet, and the run ends before {start_text} + leader_within {}",
                     config.leader_within
                 ),
             );
@@ -190,9 +264,8 @@ fn run(record: &RunRecord) -> CheckResult {
             CHECK.name,
             Verdict::Fail,
             format!(
-                "no leader of the highest term within {} of the final heal at {}",
+                "no leader of the highest term within {} of {start_text}",
                 config.leader_within,
-                ms(heal)
             ),
         );
         r.evidence.push(format!(
@@ -217,30 +290,11 @@ fn run(record: &RunRecord) -> CheckResult {
         .max()
         .unwrap_or(0);
     let leader_text = format!(
-        "leader {} (term {term}) {} after the final heal at {}",
+        "leader {} (term {term}) {} after {start_text}",
         record.topology.name(leader),
-        ms(leader_at - heal),
-        ms(heal)
+        ms(leader_at - start),
     );
-    let mut result = if late.is_empty() {
-        CheckResult::new(
-            CHECK.name,
-            Verdict::Pass,
-            if judged.is_empty() {
-                format!(
-                    "{leader_text}; no operation invoked from {} to judge",
-                    ms(leader_deadline)
-                )
-            } else {
-                format!(
-                    "{leader_text}; all {} operations invoked from {} answered within {}",
-                    judged.len(),
-                    ms(leader_deadline),
-                    config.answer_within
-                )
-            },
-        )
-    } else {
+    let mut result = if !late.is_empty() {
         let mut r = CheckResult::new(
             CHECK.name,
             Verdict::Fail,
@@ -262,6 +316,38 @@ fn run(record: &RunRecord) -> CheckResult {
             ));
         }
         r
+    } else if leader_deadline + within > record.end_ns {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Unknown,
+            format!(
+                "{leader_text}; but the run ends at {}, before any operation invoked from {} can be judged (answer_within {})",
+                ms(record.end_ns),
+                ms(leader_deadline),
+                config.answer_within
+            ),
+        )
+    } else if judged.is_empty() {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Unknown,
+            format!(
+                "{leader_text}; but no operation was invoked from {} to {} to judge",
+                ms(leader_deadline),
+                ms(record.end_ns - within)
+            ),
+        )
+    } else {
+        CheckResult::new(
+            CHECK.name,
+            Verdict::Pass,
+            format!(
+                "{leader_text}; all {} operations invoked from {} answered within {}",
+                judged.len(),
+                ms(leader_deadline),
+                config.answer_within
+            ),
+        )
     };
     result.evidence.push(format!(
         "{} became the leader of the highest term at {}",
@@ -270,7 +356,8 @@ fn run(record: &RunRecord) -> CheckResult {
     ));
     let m = &mut result.metrics;
     m.insert("final_heal_ns".into(), heal.into());
-    m.insert("leader_after_heal_ns".into(), (leader_at - heal).into());
+    m.insert("window_start_ns".into(), start.into());
+    m.insert("leader_after_start_ns".into(), (leader_at - start).into());
     m.insert("ops_judged".into(), judged.len().into());
     m.insert("ops_late".into(), late.len().into());
     m.insert("slowest_answer_ns".into(), slowest.into());
@@ -281,7 +368,7 @@ fn run(record: &RunRecord) -> CheckResult {
 mod tests {
     use super::*;
     use crate::check::testing::{lifecycle, observe, op, record};
-    use crate::history::{EventType, Function, Value};
+    use crate::history::{EventType, Function, HistoryEvent, Value};
 
     fn role(r: &str, term: u64) -> CommonObservation {
         CommonObservation::Role {
@@ -306,11 +393,13 @@ mod tests {
             "{:?}",
             r.evidence
         );
-        // n2 wins term 2 after the heal, within the bound.
+        // n2 wins term 2 after the heal, within the bound, and answers an operation.
         observe(&mut rec, 2400, 1, role("leader", 2));
+        let v = Value::Str("x".into());
+        rec.history = op(1, "c1", Function::Put, v.clone(), 3500, EventType::Ok, v, 3510);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
-        assert_eq!(r.metrics["leader_after_heal_ns"], 400_000_000u64);
+        assert_eq!(r.metrics["leader_after_start_ns"], 400_000_000u64);
         // A crashed leader does not count.
         let mut rec2 = rec.clone();
         lifecycle(&mut rec2, 2300, 1, LifecycleKind::Crash);
@@ -362,6 +451,85 @@ mod tests {
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["ops_late"], 1);
+    }
+
+    fn put(process: u64, invoke_ms: u64, kind: EventType, complete_ms: u64) -> Vec<HistoryEvent> {
+        let v = Value::Str("x".into());
+        op(process, "c1", Function::Put, v.clone(), invoke_ms, kind, v, complete_ms)
+    }
+
+    #[test]
+    fn servers_crashed_for_good_are_never_credited() {
+        // Every server crashes at 0.5s and never restarts; the final heal (no partition, no
+        // pause) is at 0: n1's leadership before the crash must not count.
+        let mut rec = record(3, 1, "");
+        observe(&mut rec, 100, 0, role("leader", 1));
+        for node in 0..3 {
+            lifecycle(&mut rec, 500, node, LifecycleKind::Crash);
+            rec.final_status[node as usize] = Status::Crashed;
+        }
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(r.summary.contains("only 0 of 3 servers are up"), "{}", r.summary);
+        // Only the leader crashes for good: the window starts at its crash, and without a new
+        // leader the check fails even though n1 led before.
+        let mut rec = record(3, 1, "");
+        observe(&mut rec, 100, 0, role("leader", 1));
+        observe(&mut rec, 100, 1, role("follower", 1));
+        observe(&mut rec, 100, 2, role("follower", 1));
+        lifecycle(&mut rec, 500, 0, LifecycleKind::Crash);
+        rec.final_status[0] = Status::Crashed;
+        rec.history = put(1, 5000, EventType::Info, 6000);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.summary.contains("crash of n1 at 500.0ms"), "{}", r.summary);
+        // n2 takes over 300ms after the crash: pass, measured from the crash.
+        observe(&mut rec, 800, 1, role("leader", 2));
+        rec.history = put(1, 5000, EventType::Ok, 5010);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["leader_after_start_ns"], 300_000_000u64);
+    }
+
+    #[test]
+    fn a_paused_leader_is_not_credited() {
+        let mut rec = record(3, 1, "[check.liveness]\nleader_within = \"1s\"\n");
+        rec.final_heal_ns = Some(2_000_000_000);
+        observe(&mut rec, 100, 0, role("leader", 1));
+        lifecycle(&mut rec, 1000, 0, LifecycleKind::Pause);
+        lifecycle(&mut rec, 2000, 0, LifecycleKind::Resume);
+        rec.history = put(1, 4000, EventType::Ok, 4010);
+        assert_eq!(run(&rec).verdict, Verdict::Pass, "resumed at the heal");
+        // Paused again in the same instant it resumed: not up at the heal.
+        lifecycle(&mut rec, 2000, 0, LifecycleKind::Pause);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+    }
+
+    #[test]
+    fn an_empty_liveness_window_is_unknown_not_pass() {
+        let mut rec = record(3, 1, "");
+        observe(&mut rec, 100, 0, role("leader", 1));
+        // The window starts at the end of the run.
+        rec.final_heal_ns = Some(10_000_000_000);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(r.summary.contains("at or after the end of the run"), "{}", r.summary);
+        // A leader exists, but heal + leader_within + answer_within (3s + 2s) passes the end.
+        rec.final_heal_ns = Some(6_000_000_000);
+        rec.history = put(1, 9000, EventType::Ok, 9010);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(r.summary.contains("before any operation"), "{}", r.summary);
+        // The window is long enough but no operation was invoked in it.
+        rec.final_heal_ns = Some(1_000_000_000);
+        rec.history = put(1, 500, EventType::Ok, 510);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(r.summary.contains("no operation was invoked"), "{}", r.summary);
+        // With one, the same run passes.
+        rec.history.extend(put(1, 5000, EventType::Ok, 5010));
+        assert_eq!(run(&rec).verdict, Verdict::Pass);
     }
 
     #[test]
