@@ -5,13 +5,21 @@
 //! partition start and heal; a segment during which at least one partition is active is judged
 //! with the union of the links cut at that time (overlapping faults combine).
 //!
+//! Sides are defined over **up, connected** nodes: a crashed or paused server answers nobody, so
+//! it is not part of any side that should serve. Partition segments are therefore also cut at
+//! every crash, restart, pause and resume that happens while a partition is active, and each
+//! segment is judged with the nodes that are up (neither crashed nor paused) during it.
+//!
 //! A client's side is decided by what it can actually reach, because that is what its requests
-//! can: the servers it exchanges messages with in both directions. It is on the **majority side**
-//! if one of those servers is connected (both ways) to a majority of the servers, itself
-//! included; otherwise on the **minority side**. For the kernel's side-based partitions a client
-//! follows its home server (`topology.homes`), so this is its home server's side; for `isolate`
-//! (which cuts only the target's links) a client of the isolated server can still reach the rest
-//! of the cluster, and is rightly counted on the majority side.
+//! can: the up servers it exchanges messages with in both directions. It is on the **majority
+//! side** if one of those servers is connected (both ways) to a majority of all the servers
+//! (counted over the configured cluster), every one of them up, itself included; otherwise on the
+//! **minority side**, which also holds the clients whose reachable servers are crashed or paused
+//! (a side of crashed servers cannot serve, so its failures are no availability loss of the
+//! majority). For the kernel's side-based partitions a client follows its home server
+//! (`topology.homes`), so this is its home server's side; for `isolate` (which cuts only the
+//! target's links) a client of the isolated server can still reach the rest of the cluster, and
+//! is rightly counted on the majority side.
 //!
 //! An operation belongs to the segment in which it was invoked. It is counted if it ended (ok,
 //! fail or info) before the segment ended, and it *succeeded* if it ended `ok` then. Operations
@@ -32,7 +40,7 @@ use crate::check::{CheckInfo, CheckResult, ms};
 use crate::process::NodeId;
 use crate::protocols::WorkloadKind;
 use crate::scenario::Verdict;
-use crate::sim::RunRecord;
+use crate::sim::{LifecycleKind, RunRecord};
 use crate::sim::topology::Topology;
 
 /// The registry entry.
@@ -80,29 +88,73 @@ pub enum Side {
     Minority,
 }
 
-/// The side of `client` when the directed links in `cut` are cut, and the servers it reaches.
+/// The side of `client` when the directed links in `cut` are cut and only the nodes with
+/// `up[node index]` true are running (neither crashed nor paused), and the up servers it reaches.
 pub fn client_side(
     topology: &Topology,
     cut: &BTreeSet<(NodeId, NodeId)>,
+    up: &[bool],
     client: NodeId,
 ) -> (Side, Vec<NodeId>) {
+    let is_up = |n: NodeId| up.get(n.index()).copied().unwrap_or(false);
     let linked = |a: NodeId, b: NodeId| !cut.contains(&(a, b)) && !cut.contains(&(b, a));
     let servers = &topology.servers;
     let majority = servers.len() / 2 + 1;
     let reach: Vec<NodeId> = servers
         .iter()
         .copied()
-        .filter(|&s| linked(client, s))
+        .filter(|&s| is_up(client) && is_up(s) && linked(client, s))
         .collect();
-    let side = if reach
-        .iter()
-        .any(|&s| servers.iter().filter(|&&o| o == s || linked(s, o)).count() >= majority)
-    {
+    let side = if reach.iter().any(|&s| {
+        servers
+            .iter()
+            .filter(|&&o| is_up(o) && (o == s || linked(s, o)))
+            .count()
+            >= majority
+    }) {
         Side::Majority
     } else {
         Side::Minority
     };
     (side, reach)
+}
+
+/// Which nodes (by index) are up, neither crashed nor paused, once every lifecycle change at or
+/// before `t_ns` has happened.
+pub fn up_at(record: &RunRecord, t_ns: u64) -> Vec<bool> {
+    let mut up = vec![true; record.topology.len()];
+    for l in record.lifecycle.iter().filter(|l| l.t_ns <= t_ns) {
+        if let Some(u) = up.get_mut(l.node.index()) {
+            *u = matches!(l.kind, LifecycleKind::Restart | LifecycleKind::Resume);
+        }
+    }
+    up
+}
+
+/// The partition segments of a run, cut further at every lifecycle change inside them, each with
+/// the nodes up during it.
+fn judged_segments(record: &RunRecord) -> Vec<(Segment, Vec<bool>)> {
+    let mut out = Vec::new();
+    for seg in segments(record) {
+        let mut cuts: Vec<u64> = record
+            .lifecycle
+            .iter()
+            .map(|l| l.t_ns)
+            .filter(|&t| t > seg.start_ns && t < seg.end_ns)
+            .collect();
+        cuts.dedup();
+        let mut start = seg.start_ns;
+        for end in cuts.into_iter().chain([seg.end_ns]) {
+            let piece = Segment {
+                start_ns: start,
+                end_ns: end,
+                ..seg.clone()
+            };
+            out.push((piece, up_at(record, start)));
+            start = end;
+        }
+    }
+    out
 }
 
 /// A stretch of time during which the same set of partitions was active.
@@ -174,7 +226,7 @@ impl Tally {
 fn run(record: &RunRecord) -> CheckResult {
     let config = &record.scenario.check.availability;
     let topo = &record.topology;
-    let segs = segments(record);
+    let segs = judged_segments(record);
     if segs.is_empty() {
         return CheckResult::new(
             CHECK.name,
@@ -189,11 +241,11 @@ fn run(record: &RunRecord) -> CheckResult {
     let (mut majority, mut minority) = (Tally::default(), Tally::default());
     let mut evidence = Vec::new();
     let mut minority_successes: Vec<String> = Vec::new();
-    for seg in &segs {
+    for (seg, up) in &segs {
         let (mut maj, mut min) = (Tally::default(), Tally::default());
         let mut sides_text: Vec<String> = Vec::new();
         for &client in &topo.clients {
-            let (side, reach) = client_side(topo, &seg.cut, client);
+            let (side, reach) = client_side(topo, &seg.cut, up, client);
             sides_text.push(format!(
                 "{} {} (reaches {})",
                 topo.name(client),
@@ -202,7 +254,7 @@ fn run(record: &RunRecord) -> CheckResult {
                     Side::Minority => "minority",
                 },
                 if reach.is_empty() {
-                    "no server".to_string()
+                    "no up server".to_string()
                 } else {
                     topo.names_of(&reach).join(",")
                 }
@@ -226,8 +278,19 @@ fn run(record: &RunRecord) -> CheckResult {
                 }
             }
         }
+        let down: Vec<NodeId> = topo
+            .servers
+            .iter()
+            .copied()
+            .filter(|s| !up[s.index()])
+            .collect();
+        let down_text = if down.is_empty() {
+            String::new()
+        } else {
+            format!(" (down: {})", topo.names_of(&down).join(","))
+        };
         evidence.push(format!(
-            "[{}, {}) faults {:?}: majority side {}; minority side {}; clients: {}",
+            "[{}, {}) faults {:?}{down_text}: majority side {}; minority side {}; clients: {}",
             ms(seg.start_ns),
             ms(seg.end_ns),
             seg.fault_ids,
@@ -322,13 +385,14 @@ mod tests {
         let cut: BTreeSet<_> = crate::sim::faults::cut_links(&plan, topo, &[])
             .into_iter()
             .collect();
-        assert_eq!(client_side(topo, &cut, NodeId(5)).0, Side::Majority);
-        assert_eq!(client_side(topo, &cut, NodeId(6)).0, Side::Minority);
+        let up = vec![true; topo.len()];
+        assert_eq!(client_side(topo, &cut, &up, NodeId(5)).0, Side::Majority);
+        assert_eq!(client_side(topo, &cut, &up, NodeId(6)).0, Side::Minority);
         // Isolating n1 leaves its client c1 connected to the other four servers.
         let cut: BTreeSet<_> = crate::sim::faults::isolate_links(&ids(&[0]), topo)
             .into_iter()
             .collect();
-        let (side, reach) = client_side(topo, &cut, NodeId(5));
+        let (side, reach) = client_side(topo, &cut, &up, NodeId(5));
         assert_eq!(side, Side::Majority);
         assert_eq!(reach, ids(&[1, 2, 3, 4]));
     }
@@ -426,6 +490,69 @@ mod tests {
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert!(r.evidence[0].contains("c2 get"), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn a_side_whose_servers_are_crashed_is_not_a_majority_side() {
+        let rec = record(5, 3, "");
+        let topo = &rec.topology;
+        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
+        let cut: BTreeSet<_> = crate::sim::faults::cut_links(&plan, topo, &[])
+            .into_iter()
+            .collect();
+        // n3 and n4 (indexes 2, 3) crashed: c1's side {n1, n3, n4} has one up server.
+        let mut up = vec![true; topo.len()];
+        up[2] = false;
+        up[3] = false;
+        let (side, reach) = client_side(topo, &cut, &up, NodeId(5));
+        assert_eq!(side, Side::Minority);
+        assert_eq!(reach, ids(&[0]));
+        // A paused server counts as down too: without n1, c1 reaches n3 and n4, two of five.
+        let mut up = vec![true; topo.len()];
+        up[0] = false;
+        assert_eq!(
+            client_side(topo, &cut, &up, NodeId(5)),
+            (Side::Minority, ids(&[2, 3]))
+        );
+        // A down client reaches nothing.
+        let mut up = vec![true; topo.len()];
+        up[5] = false;
+        assert_eq!(client_side(topo, &cut, &up, NodeId(5)), (Side::Minority, vec![]));
+    }
+
+    #[test]
+    fn crashes_during_a_partition_split_its_interval_and_move_clients_off_the_majority() {
+        let mut rec = record(5, 1, "[check.availability]\nmajority_ok_min = 0.5\n");
+        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
+        rec.partitions.push(PartitionRecord {
+            fault_id: 0,
+            start_ns: 100 * MS,
+            end_ns: Some(1000 * MS),
+            sides: None,
+            cut_links: crate::sim::faults::cut_links(&plan, &rec.topology, &[]),
+        });
+        crate::check::testing::lifecycle(&mut rec, 400, 2, LifecycleKind::Crash);
+        crate::check::testing::lifecycle(&mut rec, 400, 3, LifecycleKind::Pause);
+        let put = |v: &str| Value::Str(v.into());
+        rec.history = [
+            op(1, "c1", Function::Put, put("a"), 200, EventType::Ok, put("a"), 210),
+            // After n3 crashed and n4 paused, c1's side cannot serve: these are no majority loss.
+            op(1, "c1", Function::Put, put("b"), 450, EventType::Info, put("b"), 700),
+            op(1, "c1", Function::Put, put("c"), 710, EventType::Info, put("c"), 900),
+        ]
+        .concat();
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["intervals"], 2);
+        assert_eq!(r.metrics["majority_ops"], 1);
+        assert_eq!(r.metrics["minority_ops"], 2);
+        assert!(r.evidence[1].contains("down: n3,n4"), "{:?}", r.evidence);
+        // Counting the crashed side as a majority would have failed majority_ok_min (1 of 3).
+        crate::check::testing::lifecycle(&mut rec, 440, 2, LifecycleKind::Restart);
+        crate::check::testing::lifecycle(&mut rec, 440, 3, LifecycleKind::Resume);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.metrics["majority_ops"], 3);
     }
 
     #[test]
