@@ -6,10 +6,12 @@
 //! for `faultline list` and for [`run_checks`].
 
 pub mod availability;
+pub mod bounds;
 pub mod convergence;
 pub mod invariants;
 pub mod linearizability;
 pub mod liveness;
+pub mod no_decision;
 pub mod ops;
 pub mod paxos;
 pub mod raft;
@@ -91,6 +93,12 @@ pub struct CheckConfig {
     /// `[check.decision]` (single-decree Paxos).
     #[serde(default)]
     pub decision: paxos::decision::Config,
+    /// `[check.bounds]` (runs only when a bound is set).
+    #[serde(default)]
+    pub bounds: bounds::Config,
+    /// `[check.no-decision]` (runs only when an interval is set).
+    #[serde(default, rename = "no-decision")]
+    pub no_decision: no_decision::Config,
 }
 
 /// Options of a check that has no option but `enabled`.
@@ -140,6 +148,8 @@ pub static CHECKS: &[CheckInfo] = &[
     linearizability::CHECK,
     availability::CHECK,
     liveness::CHECK,
+    no_decision::CHECK,
+    bounds::CHECK,
 ];
 
 /// The checks that apply to `protocol`.

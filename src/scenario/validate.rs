@@ -459,6 +459,14 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
             || "expected a positive duration".into(),
         )?;
     }
+    for (key, message) in s.check.bounds.problems(duration) {
+        v.check(false, &["check".into(), "bounds".into(), key.into()], || message)?;
+    }
+    for (key, index, message) in s.check.no_decision.problems(duration, &topo) {
+        let mut p: Vec<PathSeg<'_>> = vec!["check".into(), "no-decision".into(), key.into()];
+        p.extend(index.map(PathSeg::Index));
+        v.check(false, &p, || message)?;
+    }
     let check_names: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();
     for (i, name) in s.expect.failing_checks.iter().enumerate() {
         v.check(

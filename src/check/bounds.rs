@@ -1,0 +1,590 @@
+//! `bounds` (every protocol): quantitative bounds on counts read from the run record, each
+//! optional. The check runs only when the scenario sets at least one bound in
+//! `[check.bounds]`; every measured quantity is reported as a metric whether bounded or not.
+//!
+//! | bound | measured from | over |
+//! |---|---|---|
+//! | `messages_per_op_max` | `stats.messages_sent` (every message handed to the network, client requests and replies included) divided by the client operations invoked | the whole run |
+//! | `bytes_per_op_max` | the bytes of the `msg` JSON of every `send` line of the trace, divided by the client operations invoked | the whole run |
+//! | `elections_max` | new terms: `role` observations whose term is above every term observed before (any node); every election attempt starts one | `[from, until)` |
+//! | `durable_bytes_max` | the `durable_bytes` of each server's `start` trace lines after a restart (incarnation 2 or more): what it found on disk | restarts in `[from, until)` |
+//! | `latency_mean_max` | mean of `completion - invoke` of operations answered `ok` or `fail` (`info` has no answer time, only a timeout) | operations invoked in `[from, until)` |
+//! | `latency_percentile_max` | the `latency_percentile`-th percentile (nearest rank) of the same latencies | the same |
+//!
+//! A bound the run cannot answer makes the check `unknown`, never `pass`: no client operation for
+//! a per-operation bound; no kept trace (`faultline test`, a truncated trace) for the two
+//! trace-read bounds; no `role` observation in the whole run (the protocol reports no terms) for
+//! `elections_max`; no restart for `durable_bytes_max`; no answered operation for the latency
+//! bounds. A failed bound makes it `fail` whatever the others say.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::ops::operations;
+use crate::check::{CheckInfo, CheckResult, ms};
+use crate::history::EventType;
+use crate::protocols::{CommonObservation, Observation};
+use crate::scenario::{Duration, Verdict};
+use crate::sim::RunRecord;
+
+/// The registry entry.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: "bounds",
+    summary: "optional bounds on messages and bytes per operation, elections in an interval, durable bytes, and operation latency (mean, percentile)",
+    applies_to: |_| true,
+    enabled: |c| c.bounds.enabled && c.bounds.any_bound(),
+    run,
+};
+
+/// `[check.bounds]` options. Every bound is optional; the check runs if at least one is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run the check when a bound is set (default true).
+    #[serde(default = "crate::scenario::yes")]
+    pub enabled: bool,
+    /// Start of the interval for `elections_max`, `durable_bytes_max` and the latency bounds
+    /// (simulated time, default 0).
+    #[serde(default)]
+    pub from: Duration,
+    /// End (exclusive) of that interval (default: the end of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Duration>,
+    /// Most messages sent per client operation invoked (a number; whole run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_op_max: Option<f64>,
+    /// Most message bytes (of the trace's `msg` JSON) sent per client operation invoked (whole
+    /// run; needs a kept trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_op_max: Option<f64>,
+    /// Most new terms (elections started) in the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elections_max: Option<u64>,
+    /// Most bytes a server may find on its disk when it restarts in the interval (needs a kept
+    /// trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_bytes_max: Option<u64>,
+    /// Largest mean latency of the answered operations invoked in the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_mean_max: Option<Duration>,
+    /// Which percentile `latency_percentile_max` bounds, in `(0, 100]` (default 99).
+    #[serde(default = "default_percentile")]
+    pub latency_percentile: f64,
+    /// Largest `latency_percentile`-th percentile latency of the answered operations invoked in
+    /// the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_percentile_max: Option<Duration>,
+}
+
+fn default_percentile() -> f64 {
+    99.0
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enabled: true,
+            from: Duration::default(),
+            until: None,
+            messages_per_op_max: None,
+            bytes_per_op_max: None,
+            elections_max: None,
+            durable_bytes_max: None,
+            latency_mean_max: None,
+            latency_percentile: default_percentile(),
+            latency_percentile_max: None,
+        }
+    }
+}
+
+impl Config {
+    /// True if at least one bound is set.
+    pub fn any_bound(&self) -> bool {
+        self.messages_per_op_max.is_some()
+            || self.bytes_per_op_max.is_some()
+            || self.elections_max.is_some()
+            || self.durable_bytes_max.is_some()
+            || self.latency_mean_max.is_some()
+            || self.latency_percentile_max.is_some()
+    }
+
+    /// Problems with the options, as (key, what was expected), for scenario validation.
+    pub fn problems(&self, run: Duration) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (key, value) in [
+            ("messages_per_op_max", self.messages_per_op_max),
+            ("bytes_per_op_max", self.bytes_per_op_max),
+        ] {
+            if let Some(x) = value.filter(|x| !(x.is_finite() && *x >= 0.0)) {
+                out.push((key, format!("expected a number of 0 or more, found {x}")));
+            }
+        }
+        let p = self.latency_percentile;
+        if !(p > 0.0 && p <= 100.0) {
+            out.push((
+                "latency_percentile",
+                format!("expected a percentile above 0 and at most 100, found {p}"),
+            ));
+        }
+        if let Some(until) = self.until {
+            if until <= self.from {
+                out.push(("until", format!("expected a time after from ({})", self.from)));
+            } else if until > run {
+                out.push((
+                    "until",
+                    format!("expected at most the run's duration ({run})"),
+                ));
+            }
+        } else if self.from >= run {
+            out.push((
+                "from",
+                format!("expected a time before the end of the run ({run})"),
+            ));
+        }
+        out
+    }
+}
+
+/// The outcome of one bound: its verdict and one line of evidence.
+struct Bound {
+    verdict: Verdict,
+    line: String,
+}
+
+impl Bound {
+    fn judge(name: &str, measured: f64, max: f64, show: impl Fn(f64) -> String) -> Self {
+        let (verdict, relation) = if measured > max {
+            (Verdict::Fail, "above")
+        } else {
+            (Verdict::Pass, "within")
+        };
+        Bound {
+            verdict,
+            line: format!("{name}: {} is {relation} the bound {}", show(measured), show(max)),
+        }
+    }
+
+    fn unknown(name: &str, why: impl Into<String>) -> Self {
+        Bound {
+            verdict: Verdict::Unknown,
+            line: format!("{name}: unknown, {}", why.into()),
+        }
+    }
+}
+
+/// The trace lines, if the run kept every one of them.
+fn full_trace(record: &RunRecord) -> Option<impl Iterator<Item = &str>> {
+    (!record.trace_truncated && !record.trace_jsonl.is_empty()).then(|| record.trace_jsonl.lines())
+}
+
+/// The bytes of the `msg` value of every `send` line (it is the line's last field).
+fn message_bytes(lines: impl Iterator<Item = impl AsRef<str>>) -> u64 {
+    const KEY: &str = ",\"msg\":";
+    lines
+        .filter_map(|line| {
+            let line = line.as_ref();
+            if !line.contains(",\"kind\":\"send\",") {
+                return None;
+            }
+            let at = line.find(KEY)? + KEY.len();
+            Some((line.len() - at).saturating_sub(1) as u64)
+        })
+        .sum()
+}
+
+/// (time, node name, bytes) of every `start` line of a restart (incarnation 2 or more).
+fn restart_disks(lines: impl Iterator<Item = impl AsRef<str>>) -> Vec<(u64, String, u64)> {
+    lines
+        .filter(|l| l.as_ref().contains(",\"kind\":\"start\","))
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l.as_ref()).ok()?;
+            (v["incarnation"].as_u64()? >= 2).then_some(())?;
+            Some((
+                v["t_ns"].as_u64()?,
+                v["node"].as_str()?.to_string(),
+                v["durable_bytes"].as_u64()?,
+            ))
+        })
+        .collect()
+}
+
+/// New terms observed in `[from, until)`: role observations above every earlier term.
+/// `None` if the run has no role observation at all.
+fn new_terms(record: &RunRecord, from: u64, until: u64) -> Option<Vec<(u64, u64)>> {
+    let mut highest: Option<u64> = None;
+    let mut found = Vec::new();
+    for o in &record.observations {
+        if let Observation::Common(CommonObservation::Role { term, .. }) = &o.observation {
+            if highest.is_none_or(|h| *term > h) {
+                if o.t_ns >= from && o.t_ns < until && highest.is_some() {
+                    found.push((o.t_ns, *term));
+                }
+                highest = Some(*term);
+            }
+        }
+    }
+    highest.map(|_| found)
+}
+
+/// The nearest-rank `p`-th percentile (0 < p <= 100) of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil().clamp(1.0, n as f64) as usize;
+    Some(sorted[rank - 1])
+}
+
+fn run(record: &RunRecord) -> CheckResult {
+    let c = &record.scenario.check.bounds;
+    let from = c.from.as_nanos();
+    let until = c.until.map_or(record.end_ns, Duration::as_nanos);
+    let interval = format!("[{}, {})", ms(from), ms(until));
+    let ops = operations(&record.history);
+    let n_ops = ops.len() as u64;
+    let mut bounds: Vec<Bound> = Vec::new();
+    let mut metrics: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    metrics.insert("operations".into(), n_ops.into());
+
+    let per_op = |total: u64| (n_ops > 0).then(|| total as f64 / n_ops as f64);
+    let messages = per_op(record.stats.messages_sent);
+    metrics.insert("messages_per_op".into(), messages.into());
+    if let Some(max) = c.messages_per_op_max {
+        bounds.push(match messages {
+            Some(x) => Bound::judge("messages per operation", x, max, |x| format!("{x:.2}")),
+            None => Bound::unknown("messages per operation", "no client operation was invoked"),
+        });
+    }
+
+    let bytes = full_trace(record).map(message_bytes);
+    let bytes_per_op = bytes.and_then(per_op);
+    metrics.insert("bytes_per_op".into(), bytes_per_op.into());
+    if let Some(max) = c.bytes_per_op_max {
+        bounds.push(match (bytes, bytes_per_op) {
+            (Some(_), Some(x)) => {
+                Bound::judge("bytes per operation", x, max, |x| format!("{x:.1}"))
+            }
+            (None, _) => Bound::unknown(
+                "bytes per operation",
+                "the run kept no complete trace to measure messages in (faultline test keeps none; `faultline run` does)",
+            ),
+            (Some(_), None) => {
+                Bound::unknown("bytes per operation", "no client operation was invoked")
+            }
+        });
+    }
+
+    let terms = new_terms(record, from, until);
+    metrics.insert(
+        "elections".into(),
+        terms.as_ref().map(|t| t.len() as u64).into(),
+    );
+    if let Some(max) = c.elections_max {
+        bounds.push(match &terms {
+            None => Bound::unknown(
+                "elections",
+                "the run has no role observation: the protocol reports no terms",
+            ),
+            Some(t) => {
+                let mut b = Bound::judge(
+                    &format!("elections (new terms) in {interval}"),
+                    t.len() as f64,
+                    max as f64,
+                    |x| format!("{x}"),
+                );
+                if b.verdict == Verdict::Fail {
+                    let list: Vec<String> = t
+                        .iter()
+                        .take(10)
+                        .map(|(at, term)| format!("term {term} at {}", ms(*at)))
+                        .collect();
+                    b.line.push_str(&format!(": {}", list.join(", ")));
+                }
+                b
+            }
+        });
+    }
+
+    if let Some(max) = c.durable_bytes_max {
+        let restarts: Option<Vec<(u64, String, u64)>> = full_trace(record).map(|lines| {
+            restart_disks(lines)
+                .into_iter()
+                .filter(|(t, _, _)| *t >= from && *t < until)
+                .collect()
+        });
+        bounds.push(match restarts {
+            None => Bound::unknown(
+                "durable bytes",
+                "the run kept no complete trace to read restarts from (faultline test keeps none; `faultline run` does)",
+            ),
+            Some(r) if r.is_empty() => Bound::unknown(
+                "durable bytes",
+                format!("no server restarted in {interval}: the record shows a disk's size only when its node starts"),
+            ),
+            Some(r) => {
+                let (t, node, most) = r.iter().max_by_key(|x| x.2).expect("not empty");
+                metrics.insert("durable_bytes_max".into(), (*most).into());
+                let mut b = Bound::judge(
+                    &format!("durable bytes at restarts in {interval}"),
+                    *most as f64,
+                    max as f64,
+                    |x| format!("{x}"),
+                );
+                b.line
+                    .push_str(&format!(" (largest: {node} at {})", ms(*t)));
+                b
+            }
+        });
+    }
+
+    let mut latencies: Vec<u64> = ops
+        .iter()
+        .filter(|o| o.invoke_ns >= from && o.invoke_ns < until)
+        .filter(|o| matches!(o.outcome, Some(EventType::Ok | EventType::Fail)))
+        .filter_map(|o| Some(o.complete_ns? - o.invoke_ns))
+        .collect();
+    latencies.sort_unstable();
+    let mean = (!latencies.is_empty())
+        .then(|| latencies.iter().map(|&l| l as f64).sum::<f64>() / latencies.len() as f64);
+    let pct = percentile(&latencies, c.latency_percentile);
+    metrics.insert("answered_ops".into(), latencies.len().into());
+    metrics.insert("latency_mean_ns".into(), mean.map(|m| m.round() as u64).into());
+    metrics.insert("latency_percentile_ns".into(), pct.into());
+    let show_ns = |x: f64| ms(x.round() as u64);
+    let none_answered = format!("no operation invoked in {interval} was answered");
+    if let Some(max) = c.latency_mean_max {
+        bounds.push(match mean {
+            Some(m) => Bound::judge(
+                &format!("mean latency of {} answered operations", latencies.len()),
+                m,
+                max.as_nanos() as f64,
+                show_ns,
+            ),
+            None => Bound::unknown("mean latency", none_answered.clone()),
+        });
+    }
+    if let Some(max) = c.latency_percentile_max {
+        let name = format!("p{} latency", c.latency_percentile);
+        bounds.push(match pct {
+            Some(p) => Bound::judge(
+                &format!("{name} of {} answered operations", latencies.len()),
+                p as f64,
+                max.as_nanos() as f64,
+                show_ns,
+            ),
+            None => Bound::unknown(&name, none_answered),
+        });
+    }
+
+    let count = |v: Verdict| bounds.iter().filter(|b| b.verdict == v).count();
+    let (fail, unknown) = (count(Verdict::Fail), count(Verdict::Unknown));
+    let verdict = if fail > 0 {
+        Verdict::Fail
+    } else if unknown > 0 {
+        Verdict::Unknown
+    } else {
+        Verdict::Pass
+    };
+    let summary = match verdict {
+        Verdict::Fail => format!("{fail} of {} bounds exceeded", bounds.len()),
+        Verdict::Unknown => format!(
+            "{unknown} of {} bounds could not be measured in this run",
+            bounds.len()
+        ),
+        Verdict::Pass => format!("all {} bounds hold", bounds.len()),
+    };
+    let mut result = CheckResult::new(CHECK.name, verdict, summary);
+    // Failures first, then unknowns, then the bounds that hold.
+    for v in [Verdict::Fail, Verdict::Unknown, Verdict::Pass] {
+        result.evidence.extend(
+            bounds
+                .iter()
+                .filter(|b| b.verdict == v)
+                .map(|b| b.line.clone()),
+        );
+    }
+    result.metrics = metrics;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testing::{observe, op, record};
+    use crate::history::{Function, Value};
+    use crate::process::NodeId;
+    use crate::sim::trace::Trace;
+
+    fn role(term: u64) -> CommonObservation {
+        CommonObservation::Role {
+            role: "candidate".into(),
+            term,
+        }
+    }
+
+    /// A record with `extra` bounds and two puts: latencies 10ms and 30ms, invoked at 1s and 2s.
+    fn with_ops(extra: &str) -> RunRecord {
+        let mut rec = record(3, 1, &format!("[check.bounds]\n{extra}"));
+        let v = Value::Str("x".into());
+        rec.history = [
+            op(1, "c1", Function::Put, v.clone(), 1000, EventType::Ok, v.clone(), 1010),
+            op(1, "c1", Function::Put, v.clone(), 2000, EventType::Fail, v.clone(), 2030),
+            op(1, "c1", Function::Put, v.clone(), 3000, EventType::Info, v, 4000),
+        ]
+        .concat();
+        rec
+    }
+
+    #[test]
+    fn the_check_runs_only_when_a_bound_is_set() {
+        let rec = record(3, 1, "");
+        assert!(!(CHECK.enabled)(&rec.scenario.check));
+        let rec = with_ops("messages_per_op_max = 10\n");
+        assert!((CHECK.enabled)(&rec.scenario.check));
+    }
+
+    #[test]
+    fn messages_per_operation_bound_passes_and_fails() {
+        let mut rec = with_ops("messages_per_op_max = 10\n");
+        rec.stats.messages_sent = 30;
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["messages_per_op"], 10.0);
+        rec.stats.messages_sent = 31;
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("10.33 is above the bound 10.00"), "{:?}", r.evidence);
+        rec.history.clear();
+        assert_eq!(run(&rec).verdict, Verdict::Unknown, "no operation: cannot divide");
+    }
+
+    /// A kept trace with two sends (msg JSON of 10 and 20 bytes) and a restart of n2 that found
+    /// 500 bytes on disk at 2.5s.
+    fn traced(rec: &mut RunRecord) {
+        let mut trace = Trace::new(1 << 20, rec.topology.names.clone());
+        trace
+            .line(0, Some(NodeId(0)), "start")
+            .u64("incarnation", 1)
+            .u64("durable_bytes", 0)
+            .end();
+        for text in ["abcdefgh", "abcdefghijklmnopqr"] {
+            trace
+                .line(5, Some(NodeId(0)), "send")
+                .node("to", NodeId(1))
+                .u64("msg_id", 0)
+                .json("msg", &text)
+                .end();
+        }
+        trace
+            .line(2_500_000_000, Some(NodeId(1)), "start")
+            .u64("incarnation", 2)
+            .u64("durable_bytes", 500)
+            .end();
+        let (bytes, _, truncated) = trace.finish();
+        rec.trace_jsonl = bytes;
+        rec.trace_truncated = truncated;
+    }
+
+    #[test]
+    fn bytes_per_operation_bound_passes_fails_and_needs_a_trace() {
+        let mut rec = with_ops("bytes_per_op_max = 10\n");
+        assert_eq!(
+            run(&rec).verdict,
+            Verdict::Unknown,
+            "without a kept trace the bytes are not in the record"
+        );
+        traced(&mut rec);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["bytes_per_op"], 10.0, "30 bytes over 3 operations");
+        let mut rec2 = with_ops("bytes_per_op_max = 9.9\n");
+        traced(&mut rec2);
+        assert_eq!(run(&rec2).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn elections_are_new_terms_in_the_interval() {
+        let mut rec = with_ops("elections_max = 1\nfrom = \"1s\"\nuntil = \"5s\"\n");
+        assert_eq!(
+            run(&rec).verdict,
+            Verdict::Unknown,
+            "no role observation: the protocol reports no terms"
+        );
+        observe(&mut rec, 100, 0, role(1));
+        observe(&mut rec, 1500, 1, role(2));
+        observe(&mut rec, 1600, 2, role(2)); // the same term again: no new election
+        observe(&mut rec, 6000, 2, role(3)); // outside the interval
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["elections"], 1);
+        observe(&mut rec, 4000, 0, role(4));
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("term 2 at 1500.0ms, term 4 at 4000.0ms"), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn durable_bytes_at_restarts_pass_fail_and_need_a_restart() {
+        let mut rec = with_ops("durable_bytes_max = 500\n");
+        traced(&mut rec);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        let mut rec = with_ops("durable_bytes_max = 499\n");
+        traced(&mut rec);
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("n2 at 2500.0ms"), "{:?}", r.evidence);
+        // The only restart lies outside the interval.
+        let mut rec = with_ops("durable_bytes_max = 499\nuntil = \"2s\"\n");
+        traced(&mut rec);
+        assert_eq!(run(&rec).verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn latency_mean_and_percentile_bounds_pass_and_fail() {
+        // Answered latencies 10ms and 30ms (the info operation has none): mean 20ms, p50 10ms,
+        // p99 30ms.
+        let r = run(&with_ops(
+            "latency_mean_max = \"20ms\"\nlatency_percentile_max = \"30ms\"\n",
+        ));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["latency_mean_ns"], 20_000_000u64);
+        assert_eq!(r.metrics["answered_ops"], 2);
+        let r = run(&with_ops("latency_mean_max = \"19ms\"\n"));
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        let r = run(&with_ops("latency_percentile_max = \"29ms\"\n"));
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        let r = run(&with_ops(
+            "latency_percentile = 50\nlatency_percentile_max = \"10ms\"\n",
+        ));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        // Only the first operation lies in the interval.
+        let r = run(&with_ops("latency_mean_max = \"10ms\"\nuntil = \"1500ms\"\n"));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        // No answered operation in the interval: unknown, not pass.
+        let r = run(&with_ops("latency_mean_max = \"10ms\"\nfrom = \"2500ms\"\n"));
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+    }
+
+    #[test]
+    fn a_failed_bound_outweighs_an_unknown_one() {
+        let mut rec = with_ops("messages_per_op_max = 1\nelections_max = 0\n");
+        rec.stats.messages_sent = 100;
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[1].contains("unknown"), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        assert_eq!(percentile(&v, 50.0), Some(5));
+        assert_eq!(percentile(&v, 90.0), Some(9));
+        assert_eq!(percentile(&v, 99.0), Some(10));
+        assert_eq!(percentile(&v, 100.0), Some(10));
+        assert_eq!(percentile(&v, 0.1), Some(1));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}
