@@ -46,7 +46,11 @@ fn liveness_does_not_pass_with_every_node_crashed_for_good() {
     );
     let l = check(&checks, "liveness");
     assert_eq!(l.verdict, Verdict::Unknown, "{l:?}");
-    assert!(l.summary.contains("only 0 of 3 servers are up"), "{}", l.summary);
+    assert!(
+        l.summary.contains("only 0 of 3 servers are up"),
+        "{}",
+        l.summary
+    );
 }
 
 #[test]
@@ -68,7 +72,10 @@ fn liveness_does_not_credit_a_leader_that_crashed_for_good() {
         "{}",
         l.summary
     );
-    assert!(!l.summary.contains(&format!("leader {} ", record.topology.name(crashed))));
+    assert!(
+        !l.summary
+            .contains(&format!("leader {} ", record.topology.name(crashed)))
+    );
 }
 
 #[test]
@@ -136,7 +143,10 @@ fn no_decision_catches_a_deposed_leader_answering_from_local_state() {
         "[check.no-decision]\nfrom = \"3050ms\"\nuntil = \"8s\"\nnodes = [\"c4\", \"c5\"]\n[expect]",
     );
     let (record, checks) = run(&scenario(&text));
-    let sides = record.partitions[0].sides.clone().expect("halves has sides");
+    let sides = record.partitions[0]
+        .sides
+        .clone()
+        .expect("halves has sides");
     let minority = sides.iter().min_by_key(|s| s.len()).expect("two sides");
     assert_eq!(
         record.topology.names_of(minority),
@@ -154,12 +164,18 @@ fn bounds_fail_when_the_run_exceeds_them() {
     let (_, checks) = run(&scenario(&text));
     let b = check(&checks, "bounds");
     assert_eq!(b.verdict, Verdict::Pass, "{b:?}");
-    assert!(b.metrics["elections"].as_u64().unwrap() >= 1, "the crash forces an election");
+    assert!(
+        b.metrics["elections"].as_u64().unwrap() >= 1,
+        "the crash forces an election"
+    );
     for (from, to) in [
         ("elections_max = 4", "elections_max = 0"),
         ("messages_per_op_max = 30", "messages_per_op_max = 2"),
         ("latency_mean_max = \"30ms\"", "latency_mean_max = \"1ms\""),
-        ("latency_percentile_max = \"100ms\"", "latency_percentile_max = \"2ms\""),
+        (
+            "latency_percentile_max = \"100ms\"",
+            "latency_percentile_max = \"2ms\"",
+        ),
     ] {
         let tight = text.replace(from, to);
         assert_ne!(tight, text, "{from}");
@@ -172,9 +188,7 @@ fn bounds_fail_when_the_run_exceeds_them() {
 
 #[test]
 fn bounds_read_from_the_trace_are_unknown_without_one_and_judged_with_one() {
-    let text = format!(
-        "duration = \"3s\"\n{RAFT}[check.bounds]\nbytes_per_op_max = 100000\n"
-    );
+    let text = format!("duration = \"3s\"\n{RAFT}[check.bounds]\nbytes_per_op_max = 100000\n");
     let s = scenario(&text);
     let (_, checks) = run(&s);
     assert_eq!(check(&checks, "bounds").verdict, Verdict::Unknown);

@@ -40,8 +40,8 @@ use crate::check::{CheckInfo, CheckResult, ms};
 use crate::process::NodeId;
 use crate::protocols::WorkloadKind;
 use crate::scenario::Verdict;
-use crate::sim::{LifecycleKind, RunRecord};
 use crate::sim::topology::Topology;
+use crate::sim::{LifecycleKind, RunRecord};
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
@@ -517,7 +517,10 @@ mod tests {
         // A down client reaches nothing.
         let mut up = vec![true; topo.len()];
         up[5] = false;
-        assert_eq!(client_side(topo, &cut, &up, NodeId(5)), (Side::Minority, vec![]));
+        assert_eq!(
+            client_side(topo, &cut, &up, NodeId(5)),
+            (Side::Minority, vec![])
+        );
     }
 
     #[test]
@@ -535,10 +538,37 @@ mod tests {
         crate::check::testing::lifecycle(&mut rec, 400, 3, LifecycleKind::Pause);
         let put = |v: &str| Value::Str(v.into());
         rec.history = [
-            op(1, "c1", Function::Put, put("a"), 200, EventType::Ok, put("a"), 210),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                put("a"),
+                200,
+                EventType::Ok,
+                put("a"),
+                210,
+            ),
             // After n3 crashed and n4 paused, c1's side cannot serve: these are no majority loss.
-            op(1, "c1", Function::Put, put("b"), 450, EventType::Info, put("b"), 700),
-            op(1, "c1", Function::Put, put("c"), 710, EventType::Info, put("c"), 900),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                put("b"),
+                450,
+                EventType::Info,
+                put("b"),
+                700,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                put("c"),
+                710,
+                EventType::Info,
+                put("c"),
+                900,
+            ),
         ]
         .concat();
         let r = run(&rec);

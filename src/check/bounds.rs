@@ -129,7 +129,10 @@ impl Config {
         }
         if let Some(until) = self.until {
             if until <= self.from {
-                out.push(("until", format!("expected a time after from ({})", self.from)));
+                out.push((
+                    "until",
+                    format!("expected a time after from ({})", self.from),
+                ));
             } else if until > run {
                 out.push((
                     "until",
@@ -161,7 +164,11 @@ impl Bound {
         };
         Bound {
             verdict,
-            line: format!("{name}: {} is {relation} the bound {}", show(measured), show(max)),
+            line: format!(
+                "{name}: {} is {relation} the bound {}",
+                show(measured),
+                show(max)
+            ),
         }
     }
 
@@ -350,7 +357,10 @@ fn run(record: &RunRecord) -> CheckResult {
         .then(|| latencies.iter().map(|&l| l as f64).sum::<f64>() / latencies.len() as f64);
     let pct = percentile(&latencies, c.latency_percentile);
     metrics.insert("answered_ops".into(), latencies.len().into());
-    metrics.insert("latency_mean_ns".into(), mean.map(|m| m.round() as u64).into());
+    metrics.insert(
+        "latency_mean_ns".into(),
+        mean.map(|m| m.round() as u64).into(),
+    );
     metrics.insert("latency_percentile_ns".into(), pct.into());
     let show_ns = |x: f64| ms(x.round() as u64);
     let none_answered = format!("no operation invoked in {interval} was answered");
@@ -429,9 +439,36 @@ mod tests {
         let mut rec = record(3, 1, &format!("[check.bounds]\n{extra}"));
         let v = Value::Str("x".into());
         rec.history = [
-            op(1, "c1", Function::Put, v.clone(), 1000, EventType::Ok, v.clone(), 1010),
-            op(1, "c1", Function::Put, v.clone(), 2000, EventType::Fail, v.clone(), 2030),
-            op(1, "c1", Function::Put, v.clone(), 3000, EventType::Info, v, 4000),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                v.clone(),
+                1000,
+                EventType::Ok,
+                v.clone(),
+                1010,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                v.clone(),
+                2000,
+                EventType::Fail,
+                v.clone(),
+                2030,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                v.clone(),
+                3000,
+                EventType::Info,
+                v,
+                4000,
+            ),
         ]
         .concat();
         rec
@@ -455,9 +492,17 @@ mod tests {
         rec.stats.messages_sent = 31;
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert!(r.evidence[0].contains("10.33 is above the bound 10.00"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("10.33 is above the bound 10.00"),
+            "{:?}",
+            r.evidence
+        );
         rec.history.clear();
-        assert_eq!(run(&rec).verdict, Verdict::Unknown, "no operation: cannot divide");
+        assert_eq!(
+            run(&rec).verdict,
+            Verdict::Unknown,
+            "no operation: cannot divide"
+        );
     }
 
     /// A kept trace with two sends (msg JSON of 10 and 20 bytes) and a restart of n2 that found
@@ -498,7 +543,10 @@ mod tests {
         traced(&mut rec);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
-        assert_eq!(r.metrics["bytes_per_op"], 10.0, "30 bytes over 3 operations");
+        assert_eq!(
+            r.metrics["bytes_per_op"], 10.0,
+            "30 bytes over 3 operations"
+        );
         let mut rec2 = with_ops("bytes_per_op_max = 9.9\n");
         traced(&mut rec2);
         assert_eq!(run(&rec2).verdict, Verdict::Fail);
@@ -522,7 +570,11 @@ mod tests {
         observe(&mut rec, 4000, 0, role(4));
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert!(r.evidence[0].contains("term 2 at 1500.0ms, term 4 at 4000.0ms"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("term 2 at 1500.0ms, term 4 at 4000.0ms"),
+            "{:?}",
+            r.evidence
+        );
     }
 
     #[test]
@@ -561,10 +613,14 @@ mod tests {
         ));
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         // Only the first operation lies in the interval.
-        let r = run(&with_ops("latency_mean_max = \"10ms\"\nuntil = \"1500ms\"\n"));
+        let r = run(&with_ops(
+            "latency_mean_max = \"10ms\"\nuntil = \"1500ms\"\n",
+        ));
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         // No answered operation in the interval: unknown, not pass.
-        let r = run(&with_ops("latency_mean_max = \"10ms\"\nfrom = \"2500ms\"\n"));
+        let r = run(&with_ops(
+            "latency_mean_max = \"10ms\"\nfrom = \"2500ms\"\n",
+        ));
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
     }
 

@@ -396,7 +396,16 @@ mod tests {
         // n2 wins term 2 after the heal, within the bound, and answers an operation.
         observe(&mut rec, 2400, 1, role("leader", 2));
         let v = Value::Str("x".into());
-        rec.history = op(1, "c1", Function::Put, v.clone(), 3500, EventType::Ok, v, 3510);
+        rec.history = op(
+            1,
+            "c1",
+            Function::Put,
+            v.clone(),
+            3500,
+            EventType::Ok,
+            v,
+            3510,
+        );
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["leader_after_start_ns"], 400_000_000u64);
@@ -455,7 +464,16 @@ mod tests {
 
     fn put(process: u64, invoke_ms: u64, kind: EventType, complete_ms: u64) -> Vec<HistoryEvent> {
         let v = Value::Str("x".into());
-        op(process, "c1", Function::Put, v.clone(), invoke_ms, kind, v, complete_ms)
+        op(
+            process,
+            "c1",
+            Function::Put,
+            v.clone(),
+            invoke_ms,
+            kind,
+            v,
+            complete_ms,
+        )
     }
 
     #[test]
@@ -470,7 +488,11 @@ mod tests {
         }
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
-        assert!(r.summary.contains("only 0 of 3 servers are up"), "{}", r.summary);
+        assert!(
+            r.summary.contains("only 0 of 3 servers are up"),
+            "{}",
+            r.summary
+        );
         // Only the leader crashes for good: the window starts at its crash, and without a new
         // leader the check fails even though n1 led before.
         let mut rec = record(3, 1, "");
@@ -482,7 +504,11 @@ mod tests {
         rec.history = put(1, 5000, EventType::Info, 6000);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert!(r.summary.contains("crash of n1 at 500.0ms"), "{}", r.summary);
+        assert!(
+            r.summary.contains("crash of n1 at 500.0ms"),
+            "{}",
+            r.summary
+        );
         // n2 takes over 300ms after the crash: pass, measured from the crash.
         observe(&mut rec, 800, 1, role("leader", 2));
         rec.history = put(1, 5000, EventType::Ok, 5010);
@@ -514,7 +540,11 @@ mod tests {
         rec.final_heal_ns = Some(10_000_000_000);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
-        assert!(r.summary.contains("at or after the end of the run"), "{}", r.summary);
+        assert!(
+            r.summary.contains("at or after the end of the run"),
+            "{}",
+            r.summary
+        );
         // A leader exists, but heal + leader_within + answer_within (3s + 2s) passes the end.
         rec.final_heal_ns = Some(6_000_000_000);
         rec.history = put(1, 9000, EventType::Ok, 9010);
@@ -526,7 +556,11 @@ mod tests {
         rec.history = put(1, 500, EventType::Ok, 510);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
-        assert!(r.summary.contains("no operation was invoked"), "{}", r.summary);
+        assert!(
+            r.summary.contains("no operation was invoked"),
+            "{}",
+            r.summary
+        );
         // With one, the same run passes.
         rec.history.extend(put(1, 5000, EventType::Ok, 5010));
         assert_eq!(run(&rec).verdict, Verdict::Pass);

@@ -80,7 +80,11 @@ impl Config {
         match (self.from, self.until) {
             (Some(from), Some(until)) => {
                 if until <= from {
-                    out.push(("until", None, format!("expected a time after from ({from})")));
+                    out.push((
+                        "until",
+                        None,
+                        format!("expected a time after from ({from})"),
+                    ));
                 } else if until > run {
                     out.push((
                         "until",
@@ -106,7 +110,7 @@ impl Config {
                 out.push(("nodes", None, "expected at least one node".into()));
             }
             for (i, r) in nodes.iter().enumerate() {
-                if !topology.resolve_static(r).is_some_and(|ids| !ids.is_empty()) {
+                if topology.resolve_static(r).is_none_or(|ids| ids.is_empty()) {
                     out.push((
                         "nodes",
                         Some(i),
@@ -212,7 +216,9 @@ fn run(record: &RunRecord) -> CheckResult {
         }
     }
     found.sort();
-    let names = topo.names_of(&nodes.iter().copied().collect::<Vec<_>>()).join(",");
+    let names = topo
+        .names_of(&nodes.iter().copied().collect::<Vec<_>>())
+        .join(",");
     let mut result = if found.is_empty() {
         CheckResult::new(
             CHECK.name,
@@ -249,7 +255,8 @@ mod tests {
     use crate::check::testing::{observe, op, record};
     use crate::history::{EventType, Function, Value};
 
-    const OPTS: &str = "[check.no-decision]\nfrom = \"2s\"\nuntil = \"4s\"\nnodes = [\"n1\", \"n2\", \"c1\"]\n";
+    const OPTS: &str =
+        "[check.no-decision]\nfrom = \"2s\"\nuntil = \"4s\"\nnodes = [\"n1\", \"n2\", \"c1\"]\n";
 
     #[test]
     fn the_check_runs_only_with_an_interval() {
@@ -271,7 +278,11 @@ mod tests {
         observe(&mut rec, 3000, 0, raft::Observation::Commit { index: 6 });
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert!(r.evidence[0].contains("n1 committed up to index 6 at 3000.0ms"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("n1 committed up to index 6 at 3000.0ms"),
+            "{:?}",
+            r.evidence
+        );
         // After the interval it is fine again.
         let mut rec = record(5, 2, OPTS);
         observe(&mut rec, 4000, 0, raft::Observation::Commit { index: 6 });
@@ -287,14 +298,42 @@ mod tests {
         };
         observe(&mut rec, 100, 2, learned("a"));
         // n1 re-learns the same value after a restart, and applies an old slot again.
-        observe(&mut rec, 150, 2, paxos::Observation::Applied { slot: 1, value: "x".into() });
+        observe(
+            &mut rec,
+            150,
+            2,
+            paxos::Observation::Applied {
+                slot: 1,
+                value: "x".into(),
+            },
+        );
         observe(&mut rec, 2100, 0, learned("a"));
-        observe(&mut rec, 2200, 0, paxos::Observation::Applied { slot: 1, value: "x".into() });
+        observe(
+            &mut rec,
+            2200,
+            0,
+            paxos::Observation::Applied {
+                slot: 1,
+                value: "x".into(),
+            },
+        );
         assert_eq!(run(&rec).verdict, Verdict::Pass);
-        observe(&mut rec, 2300, 1, paxos::Observation::Applied { slot: 2, value: "y".into() });
+        observe(
+            &mut rec,
+            2300,
+            1,
+            paxos::Observation::Applied {
+                slot: 2,
+                value: "y".into(),
+            },
+        );
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert!(r.evidence[0].contains("n2 applied \"y\" at slot 2"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("n2 applied \"y\" at slot 2"),
+            "{:?}",
+            r.evidence
+        );
     }
 
     #[test]
@@ -303,17 +342,57 @@ mod tests {
         let v = Value::Str("x".into());
         rec.history = [
             // c2 is not named; c1's info answer and its ok answer before the interval are fine.
-            op(2, "c2", Function::Put, v.clone(), 2100, EventType::Ok, v.clone(), 2200),
-            op(1, "c1", Function::Put, v.clone(), 1900, EventType::Ok, v.clone(), 1990),
-            op(1, "c1", Function::Put, v.clone(), 2100, EventType::Info, v.clone(), 3100),
+            op(
+                2,
+                "c2",
+                Function::Put,
+                v.clone(),
+                2100,
+                EventType::Ok,
+                v.clone(),
+                2200,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                v.clone(),
+                1900,
+                EventType::Ok,
+                v.clone(),
+                1990,
+            ),
+            op(
+                1,
+                "c1",
+                Function::Put,
+                v.clone(),
+                2100,
+                EventType::Info,
+                v.clone(),
+                3100,
+            ),
         ]
         .concat();
         assert_eq!(run(&rec).verdict, Verdict::Pass);
-        rec.history.extend(op(1, "c1", Function::Get, Value::Nil, 3200, EventType::Ok, v, 3300));
+        rec.history.extend(op(
+            1,
+            "c1",
+            Function::Get,
+            Value::Nil,
+            3200,
+            EventType::Ok,
+            v,
+            3300,
+        ));
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["ok_answers"], 1);
-        assert!(r.evidence[0].contains("answered ok: c1 get"), "{:?}", r.evidence);
+        assert!(
+            r.evidence[0].contains("answered ok: c1 get"),
+            "{:?}",
+            r.evidence
+        );
     }
 
     #[test]

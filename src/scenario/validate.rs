@@ -460,7 +460,11 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
         )?;
     }
     for (key, message) in s.check.bounds.problems(duration) {
-        v.check(false, &["check".into(), "bounds".into(), key.into()], || message)?;
+        v.check(
+            false,
+            &["check".into(), "bounds".into(), key.into()],
+            || message,
+        )?;
     }
     for (key, index, message) in s.check.no_decision.problems(duration, &topo) {
         let mut p: Vec<PathSeg<'_>> = vec!["check".into(), "no-decision".into(), key.into()];
