@@ -366,7 +366,7 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testing::{op, record};
+    use crate::check::testing::{op, put, record};
     use crate::history::{EventType, Function, Value};
     use crate::sim::PartitionRecord;
 
@@ -375,6 +375,18 @@ mod tests {
     }
 
     const MS: u64 = 1_000_000;
+
+    /// A partition of five servers into {n1, n3, n4} and {n2, n5} from 100ms to 1s.
+    fn partition_2_3(rec: &mut RunRecord) {
+        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
+        rec.partitions.push(PartitionRecord {
+            fault_id: 0,
+            start_ns: 100 * MS,
+            end_ns: Some(1000 * MS),
+            sides: None,
+            cut_links: crate::sim::faults::cut_links(&plan, &rec.topology, &[]),
+        });
+    }
 
     #[test]
     fn clients_are_split_by_what_they_can_reach() {
@@ -404,67 +416,14 @@ mod tests {
             2,
             "[check.availability]\nmajority_ok_min = 0.5\nminority_ok_max = 0.0\n",
         );
-        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
-        rec.partitions.push(PartitionRecord {
-            fault_id: 0,
-            start_ns: 100 * MS,
-            end_ns: Some(1000 * MS),
-            sides: None,
-            cut_links: crate::sim::faults::cut_links(&plan, &rec.topology, &[]),
-        });
-        let put = |v: &str| Value::Str(v.into());
+        partition_2_3(&mut rec);
         // c1 (majority): one ok, one info. c2 (minority): one info, one pending at the heal.
         rec.history = [
-            op(
-                1,
-                "c1",
-                Function::Put,
-                put("a"),
-                200,
-                EventType::Ok,
-                put("a"),
-                210,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                put("b"),
-                300,
-                EventType::Info,
-                put("b"),
-                800,
-            ),
-            op(
-                2,
-                "c2",
-                Function::Put,
-                put("c"),
-                200,
-                EventType::Info,
-                put("c"),
-                700,
-            ),
-            op(
-                2,
-                "c2",
-                Function::Put,
-                put("d"),
-                900,
-                EventType::Ok,
-                put("d"),
-                1100,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                put("e"),
-                50,
-                EventType::Ok,
-                put("e"),
-                60,
-            ),
+            put(1, "c1", "a", 200, EventType::Ok, 210),
+            put(1, "c1", "b", 300, EventType::Info, 800),
+            put(2, "c2", "c", 200, EventType::Info, 700),
+            put(2, "c2", "d", 900, EventType::Ok, 1100),
+            put(1, "c1", "e", 50, EventType::Ok, 60),
         ]
         .concat();
         let r = run(&rec);
@@ -484,7 +443,7 @@ mod tests {
             Value::Nil,
             400,
             EventType::Ok,
-            put("a"),
+            Value::Str("a".into()),
             450,
         ));
         let r = run(&rec);
@@ -526,49 +485,14 @@ mod tests {
     #[test]
     fn crashes_during_a_partition_split_its_interval_and_move_clients_off_the_majority() {
         let mut rec = record(5, 1, "[check.availability]\nmajority_ok_min = 0.5\n");
-        let plan = crate::sim::faults::PartitionPlan::Sides(vec![ids(&[0, 2, 3]), ids(&[1, 4])]);
-        rec.partitions.push(PartitionRecord {
-            fault_id: 0,
-            start_ns: 100 * MS,
-            end_ns: Some(1000 * MS),
-            sides: None,
-            cut_links: crate::sim::faults::cut_links(&plan, &rec.topology, &[]),
-        });
+        partition_2_3(&mut rec);
         crate::check::testing::lifecycle(&mut rec, 400, 2, LifecycleKind::Crash);
         crate::check::testing::lifecycle(&mut rec, 400, 3, LifecycleKind::Pause);
-        let put = |v: &str| Value::Str(v.into());
         rec.history = [
-            op(
-                1,
-                "c1",
-                Function::Put,
-                put("a"),
-                200,
-                EventType::Ok,
-                put("a"),
-                210,
-            ),
+            put(1, "c1", "a", 200, EventType::Ok, 210),
             // After n3 crashed and n4 paused, c1's side cannot serve: these are no majority loss.
-            op(
-                1,
-                "c1",
-                Function::Put,
-                put("b"),
-                450,
-                EventType::Info,
-                put("b"),
-                700,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                put("c"),
-                710,
-                EventType::Info,
-                put("c"),
-                900,
-            ),
+            put(1, "c1", "b", 450, EventType::Info, 700),
+            put(1, "c1", "c", 710, EventType::Info, 900),
         ]
         .concat();
         let r = run(&rec);

@@ -109,6 +109,11 @@ impl Config {
             || self.latency_percentile_max.is_some()
     }
 
+    /// True if no bound is set (the check does not run).
+    pub fn is_unset(&self) -> bool {
+        !self.any_bound()
+    }
+
     /// Problems with the options, as (key, what was expected), for scenario validation.
     pub fn problems(&self, run: Duration) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

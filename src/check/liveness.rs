@@ -367,8 +367,8 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testing::{lifecycle, observe, op, record};
-    use crate::history::{EventType, Function, HistoryEvent, Value};
+    use crate::check::testing::{lifecycle, observe, op, put, record};
+    use crate::history::{EventType, Function, Value};
 
     fn role(r: &str, term: u64) -> CommonObservation {
         CommonObservation::Role {
@@ -395,17 +395,7 @@ mod tests {
         );
         // n2 wins term 2 after the heal, within the bound, and answers an operation.
         observe(&mut rec, 2400, 1, role("leader", 2));
-        let v = Value::Str("x".into());
-        rec.history = op(
-            1,
-            "c1",
-            Function::Put,
-            v.clone(),
-            3500,
-            EventType::Ok,
-            v,
-            3510,
-        );
+        rec.history = put(1, "c1", "x", 3500, EventType::Ok, 3510);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["leader_after_start_ns"], 400_000_000u64);
@@ -421,29 +411,10 @@ mod tests {
         let mut rec = record(3, 1, "[check.liveness]\nleader_within = \"1s\"\n");
         rec.final_heal_ns = Some(1_000_000_000);
         observe(&mut rec, 100, 0, role("leader", 1));
-        let v = Value::Str("x".into());
         rec.history = [
             // Before the bound: not judged even though it timed out.
-            op(
-                1,
-                "c1",
-                Function::Put,
-                v.clone(),
-                1500,
-                EventType::Info,
-                v.clone(),
-                2500,
-            ),
-            op(
-                2,
-                "c1",
-                Function::Put,
-                v.clone(),
-                2100,
-                EventType::Ok,
-                v.clone(),
-                2110,
-            ),
+            put(1, "c1", "x", 1500, EventType::Info, 2500),
+            put(2, "c1", "x", 2100, EventType::Ok, 2110),
         ]
         .concat();
         assert_eq!(run(&rec).verdict, Verdict::Pass);
@@ -460,20 +431,6 @@ mod tests {
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["ops_late"], 1);
-    }
-
-    fn put(process: u64, invoke_ms: u64, kind: EventType, complete_ms: u64) -> Vec<HistoryEvent> {
-        let v = Value::Str("x".into());
-        op(
-            process,
-            "c1",
-            Function::Put,
-            v.clone(),
-            invoke_ms,
-            kind,
-            v,
-            complete_ms,
-        )
     }
 
     #[test]
@@ -501,7 +458,7 @@ mod tests {
         observe(&mut rec, 100, 2, role("follower", 1));
         lifecycle(&mut rec, 500, 0, LifecycleKind::Crash);
         rec.final_status[0] = Status::Crashed;
-        rec.history = put(1, 5000, EventType::Info, 6000);
+        rec.history = put(1, "c1", "x", 5000, EventType::Info, 6000);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert!(
@@ -511,7 +468,7 @@ mod tests {
         );
         // n2 takes over 300ms after the crash: pass, measured from the crash.
         observe(&mut rec, 800, 1, role("leader", 2));
-        rec.history = put(1, 5000, EventType::Ok, 5010);
+        rec.history = put(1, "c1", "x", 5000, EventType::Ok, 5010);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["leader_after_start_ns"], 300_000_000u64);
@@ -524,7 +481,7 @@ mod tests {
         observe(&mut rec, 100, 0, role("leader", 1));
         lifecycle(&mut rec, 1000, 0, LifecycleKind::Pause);
         lifecycle(&mut rec, 2000, 0, LifecycleKind::Resume);
-        rec.history = put(1, 4000, EventType::Ok, 4010);
+        rec.history = put(1, "c1", "x", 4000, EventType::Ok, 4010);
         assert_eq!(run(&rec).verdict, Verdict::Pass, "resumed at the heal");
         // Paused again in the same instant it resumed: not up at the heal.
         lifecycle(&mut rec, 2000, 0, LifecycleKind::Pause);
@@ -547,13 +504,13 @@ mod tests {
         );
         // A leader exists, but heal + leader_within + answer_within (3s + 2s) passes the end.
         rec.final_heal_ns = Some(6_000_000_000);
-        rec.history = put(1, 9000, EventType::Ok, 9010);
+        rec.history = put(1, "c1", "x", 9000, EventType::Ok, 9010);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
         assert!(r.summary.contains("before any operation"), "{}", r.summary);
         // The window is long enough but no operation was invoked in it.
         rec.final_heal_ns = Some(1_000_000_000);
-        rec.history = put(1, 500, EventType::Ok, 510);
+        rec.history = put(1, "c1", "x", 500, EventType::Ok, 510);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
         assert!(
@@ -562,7 +519,8 @@ mod tests {
             r.summary
         );
         // With one, the same run passes.
-        rec.history.extend(put(1, 5000, EventType::Ok, 5010));
+        rec.history
+            .extend(put(1, "c1", "x", 5000, EventType::Ok, 5010));
         assert_eq!(run(&rec).verdict, Verdict::Pass);
     }
 

@@ -93,11 +93,16 @@ pub struct CheckConfig {
     /// `[check.decision]` (single-decree Paxos).
     #[serde(default)]
     pub decision: paxos::decision::Config,
-    /// `[check.bounds]` (runs only when a bound is set).
-    #[serde(default)]
+    /// `[check.bounds]` (runs, and shows in a resolved scenario, only when a bound is set).
+    #[serde(default, skip_serializing_if = "bounds::Config::is_unset")]
     pub bounds: bounds::Config,
-    /// `[check.no-decision]` (runs only when an interval is set).
-    #[serde(default, rename = "no-decision")]
+    /// `[check.no-decision]` (runs, and shows in a resolved scenario, only when an interval is
+    /// set).
+    #[serde(
+        default,
+        rename = "no-decision",
+        skip_serializing_if = "no_decision::Config::is_unset"
+    )]
     pub no_decision: no_decision::Config,
 }
 

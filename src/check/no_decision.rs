@@ -69,6 +69,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// True if no interval is set (the check does not run).
+    pub fn is_unset(&self) -> bool {
+        self.from.is_none() && self.until.is_none()
+    }
+
     /// Problems with the options, as (key, index in `nodes` if any, what was expected), for
     /// scenario validation.
     pub fn problems(
@@ -252,7 +257,7 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testing::{observe, op, record};
+    use crate::check::testing::{observe, op, put, record};
     use crate::history::{EventType, Function, Value};
 
     const OPTS: &str =
@@ -342,36 +347,9 @@ mod tests {
         let v = Value::Str("x".into());
         rec.history = [
             // c2 is not named; c1's info answer and its ok answer before the interval are fine.
-            op(
-                2,
-                "c2",
-                Function::Put,
-                v.clone(),
-                2100,
-                EventType::Ok,
-                v.clone(),
-                2200,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                v.clone(),
-                1900,
-                EventType::Ok,
-                v.clone(),
-                1990,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                v.clone(),
-                2100,
-                EventType::Info,
-                v.clone(),
-                3100,
-            ),
+            put(2, "c2", "x", 2100, EventType::Ok, 2200),
+            put(1, "c1", "x", 1900, EventType::Ok, 1990),
+            put(1, "c1", "x", 2100, EventType::Info, 3100),
         ]
         .concat();
         assert_eq!(run(&rec).verdict, Verdict::Pass);

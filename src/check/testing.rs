@@ -88,3 +88,26 @@ fn next_seq(record: &RunRecord) -> u64 {
     let b = record.lifecycle.last().map_or(0, |l| l.seq);
     a.max(b) + 1
 }
+
+/// A `put` of the string `value` on key `k` by `process` at client `node`, as [`op`] builds it;
+/// times in ms.
+pub fn put(
+    process: u64,
+    node: &str,
+    value: &str,
+    invoke_ms: u64,
+    kind: EventType,
+    complete_ms: u64,
+) -> Vec<HistoryEvent> {
+    let v = Value::Str(value.into());
+    op(
+        process,
+        node,
+        Function::Put,
+        v.clone(),
+        invoke_ms,
+        kind,
+        v,
+        complete_ms,
+    )
+}
