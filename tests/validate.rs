@@ -156,7 +156,7 @@ fn the_validate_command_prints_every_problem_of_every_file_in_a_folder_and_exits
 #[test]
 fn the_validate_command_accepts_every_shipped_scenario_given_as_files_or_a_folder() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let files = faultline::cli::test::find_scenarios(&[root.clone()]).unwrap();
+    let files = faultline::cli::test::find_scenarios(std::slice::from_ref(&root)).unwrap();
     for args in [files, vec![root]] {
         let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .arg("validate")

@@ -6,7 +6,7 @@
 //! |------|----------------------------------------------------------------|
 //! | 0    | pass (every check passed / every expectation held)            |
 //! | 1    | a check failed, or an expectation was not met                  |
-//! | 2    | bad input or usage (malformed scenario, unreadable file, flag) |
+//! | 2    | bad input or usage (malformed scenario, unreadable file, flag, a run stopped at an event limit) |
 //! | 3    | inconclusive: a check returned unknown                         |
 
 pub mod bench;

@@ -113,7 +113,7 @@ pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
 }
 
 /// Loads, runs and checks a scenario without writing anything (the trace is hashed, not kept):
-/// for `faultline test` and tests.
+/// for `faultline test` and tests. A run that stops at an event limit is an error (no verdict).
 pub fn run_and_check(
     path: &Path,
     seed: Option<u64>,
