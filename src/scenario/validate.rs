@@ -266,38 +266,17 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
         },
     );
 
-    validate_network(v, s);
     validate_workload(v, s, protocol);
     if let Some(n) = &s.nemesis {
         validate_nemesis(v, n, duration);
     }
     validate_checks(v, s, protocol);
 
-    // What follows resolves node names; the topology is only built for a cluster within limits.
-    if !(servers_ok && clients_ok) {
-        return;
-    }
-    let topo = Topology::new(s);
+    // Node references are resolved on a topology, built only for a cluster within limits.
+    let topo = (servers_ok && clients_ok).then(|| Topology::new(s));
+    validate_network(v, s, topo.as_ref());
+    let Some(topo) = topo else { return };
     validate_groups(v, s, &topo);
-    let net = &s.network;
-    if net.links.len() <= limits::MAX_LINKS {
-        for (i, link) in net.links.iter().enumerate() {
-            let p = |k: &'static str| -> [PathSeg<'static>; 4] {
-                [
-                    "network".into(),
-                    "link".into(),
-                    PathSeg::Index(i),
-                    PathSeg::Key(k),
-                ]
-            };
-            if link.from != "*" {
-                v.node_ref(&topo, &link.from, false, &p("from"));
-            }
-            if link.to != "*" {
-                v.node_ref(&topo, &link.to, false, &p("to"));
-            }
-        }
-    }
     for (node, clock) in &s.clock {
         let p = ["clock".into(), PathSeg::Key(node)];
         v.check(topo.node(node).is_some(), &p, || {
@@ -447,7 +426,7 @@ fn validate_groups(v: &V<'_>, s: &Scenario, topo: &Topology) {
     }
 }
 
-fn validate_network(v: &V<'_>, s: &Scenario) {
+fn validate_network(v: &V<'_>, s: &Scenario, topo: Option<&Topology>) {
     let net = &s.network;
     let np = |k: &'static str| -> [PathSeg<'static>; 2] { ["network".into(), PathSeg::Key(k)] };
     v.probability(net.loss_probability, &np("loss_probability"));
@@ -472,6 +451,11 @@ fn validate_network(v: &V<'_>, s: &Scenario) {
                 PathSeg::Key(k),
             ]
         };
+        for (key, end) in [("from", &link.from), ("to", &link.to)] {
+            if let (Some(topo), false) = (topo, end == "*") {
+                v.node_ref(topo, end, false, &p(key));
+            }
+        }
         if let Some(l) = &link.latency {
             v.latency(l, &p("latency"));
             zero_time_cycle(v, s, l, &p("latency"));
