@@ -182,7 +182,7 @@ fn unexpected_words(unexpected: &str) -> String {
 fn snippet(text: &str, span: std::ops::Range<usize>) -> Option<&str> {
     let raw = text.get(span)?.trim();
     let line = raw.lines().next()?.trim();
-    if line.is_empty() || line.starts_with('[') && raw.contains('\n') {
+    if line.is_empty() || (line.starts_with('[') && raw.contains('\n')) {
         return None;
     }
     match line.char_indices().nth(60) {
