@@ -37,6 +37,7 @@ pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
         final_status: vec![Status::Up; n],
         stats: Stats::default(),
         halt: None,
+        limit_exceeded: None,
     }
 }
 

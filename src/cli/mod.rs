@@ -6,7 +6,7 @@
 //! |------|----------------------------------------------------------------|
 //! | 0    | pass (every check passed / every expectation held)            |
 //! | 1    | a check failed, or an expectation was not met                  |
-//! | 2    | bad input or usage (malformed scenario, unreadable file, flag) |
+//! | 2    | bad input or usage (malformed scenario, unreadable file, flag, a run stopped at an event limit) |
 //! | 3    | inconclusive: a check returned unknown                         |
 
 pub mod bench;
@@ -61,11 +61,12 @@ struct Cli {
 enum Command {
     /// Run a scenario under one seed, check it, and write report.json, trace.jsonl, history.jsonl.
     Run(run::RunArgs),
-    /// Check scenario files; print file:line:col errors (exit 2) or nothing (exit 0).
+    /// Check scenario files (and every *.toml under folders); print every problem as
+    /// file:line:col: key: message (exit 2) or nothing (exit 0).
     Validate {
-        /// Scenario files.
+        /// Scenario files or folders (searched recursively for *.toml).
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        paths: Vec<PathBuf>,
     },
     /// Run every scenario found under the paths and compare each with its [expect] block.
     Test(test::TestArgs),
@@ -97,7 +98,7 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => run::run(&args),
-        Command::Validate { files } => validate::validate(&files),
+        Command::Validate { paths } => validate::validate(&paths),
         Command::Test(args) => test::test(&args),
         Command::List { json } => list::list(json),
         Command::Bench(args) => bench::bench(&args),

@@ -41,6 +41,10 @@ pub fn run(args: &RunArgs) -> u8 {
     let seed = args.seed.unwrap_or(scenario.seed);
     let start = wall_now();
     let record = sim::run(&scenario, seed, &RunOptions::default());
+    if let Some(limit) = &record.limit_exceeded {
+        eprintln!("{}", over_limit(&args.scenario, limit));
+        return exit::BAD_INPUT;
+    }
     if args.check_determinism {
         let again = sim::run(&scenario, seed, &RunOptions::default());
         if let Some(message) = first_difference(&record, &again) {
@@ -109,7 +113,7 @@ pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
 }
 
 /// Loads, runs and checks a scenario without writing anything (the trace is hashed, not kept):
-/// for `faultline test` and tests.
+/// for `faultline test` and tests. A run that stops at an event limit is an error (no verdict).
 pub fn run_and_check(
     path: &Path,
     seed: Option<u64>,
@@ -118,7 +122,16 @@ pub fn run_and_check(
     let seed = seed.unwrap_or(scenario.seed);
     let start = wall_now();
     let record = sim::run(&scenario, seed, &RunOptions::hash_only());
+    if let Some(limit) = &record.limit_exceeded {
+        return Err(over_limit(path, limit));
+    }
     let checks = run_checks(&record);
     let report = Report::new(&record, checks, path, elapsed_ms(start));
     Ok((record, report))
+}
+
+/// The error of a run that stopped at an event limit: the scenario asked for more work than the
+/// limits allow (reported like a bad scenario, before any verdict).
+fn over_limit(path: &Path, limit: &sim::LimitExceeded) -> crate::scenario::ScenarioError {
+    crate::scenario::ScenarioError::at(path, 1, 1, limit.to_string())
 }

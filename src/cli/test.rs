@@ -40,19 +40,28 @@ pub fn find_scenarios(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Runs the scenarios in parallel and prints one line each; exit 0 iff all expectations hold.
-pub fn test(args: &TestArgs) -> u8 {
-    let files = match find_scenarios(&args.paths) {
-        Ok(f) => f,
+/// The scenario files under `paths` (see [`find_scenarios`]), or the exit code after saying on
+/// stderr why there are none (a folder that cannot be listed, or no `*.toml` file).
+pub(crate) fn scenario_files_or_exit(paths: &[PathBuf]) -> Result<Vec<PathBuf>, u8> {
+    match find_scenarios(paths) {
+        Ok(files) if files.is_empty() => {
+            eprintln!("faultline: no scenario files (*.toml) found");
+            Err(exit::BAD_INPUT)
+        }
+        Ok(files) => Ok(files),
         Err(e) => {
             eprintln!("faultline: cannot list scenarios: {e}");
-            return exit::BAD_INPUT;
+            Err(exit::BAD_INPUT)
         }
-    };
-    if files.is_empty() {
-        eprintln!("faultline: no scenario files (*.toml) found");
-        return exit::BAD_INPUT;
     }
+}
+
+/// Runs the scenarios in parallel and prints one line each; exit 0 iff all expectations hold.
+pub fn test(args: &TestArgs) -> u8 {
+    let files = match scenario_files_or_exit(&args.paths) {
+        Ok(files) => files,
+        Err(code) => return code,
+    };
     let outcomes: Vec<(PathBuf, Result<Vec<String>, String>, String)> = files
         .par_iter()
         .map(|f| match run_and_check(f, None) {

@@ -55,7 +55,8 @@ impl ScenarioError {
             .span()
             .map(|span| line_col(text.as_bytes(), span.start))
             .unwrap_or((1, 1));
-        let mut message = err.message().trim().replace('\n', " ");
+        let found = err.span().and_then(|span| snippet(text, span));
+        let mut message = scenario_language(&err.message().trim().replace('\n', " "), found);
         if let Some(key) = err
             .span()
             .filter(|span| !span.is_empty())
@@ -83,6 +84,110 @@ impl ScenarioError {
             column,
             format!("{}: {}", render_path(path), message.into()),
         )
+    }
+}
+
+/// Rewrites a serde or TOML message in the scenario format's own words: TOML types instead of
+/// Rust types (`a whole number` for `u32`, `a table` for `struct Cluster`, `an array` for
+/// `a sequence`), the value as written in the file (`found`, when known) instead of serde's
+/// description of it, and no mention of untagged enums or `i128`. Messages already in the
+/// format's words (unknown fields, unknown names, missing keys, durations) pass unchanged.
+fn scenario_language(message: &str, found: Option<&str>) -> String {
+    let found_or = |described: &str| found.map_or_else(|| described.to_string(), str::to_string);
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((unexpected, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.rsplit_once(", expected "))
+        {
+            return format!(
+                "expected {}, found {}",
+                expected_words(expected),
+                found_or(&unexpected_words(unexpected))
+            );
+        }
+    }
+    if let Some(name) = message.strip_prefix("data did not match any variant of untagged enum ") {
+        let what = match name.trim() {
+            "NodeRefs" => {
+                "a node reference (a node or group name, or \"servers\") or a list of them"
+            }
+            "NodeList" => "a node count or a list of node names",
+            "LatencySpec" => {
+                "a latency: a duration such as \"5ms\" or a table with a `distribution`"
+            }
+            _ => "a value of one of the forms this key takes (see docs/scenario-format.md)",
+        };
+        return format!("expected {what}, found {}", found_or("another value"));
+    }
+    if message == "wanted string or table" {
+        return format!(
+            "expected a name in quotes (a string), found {}",
+            found_or("another value")
+        );
+    }
+    message.to_string()
+}
+
+/// serde's `expected ...` in TOML terms.
+fn expected_words(expected: &str) -> String {
+    let whole = |max: u64| format!("a whole number from 0 to {max}");
+    match expected {
+        "u8" => whole(u8::MAX.into()),
+        "u16" => whole(u16::MAX.into()),
+        "u32" => whole(u32::MAX.into()),
+        "u64" | "usize" | "u128" => "a whole number (0 or more)".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" | "i128" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" => "true or false".into(),
+        "a sequence" => "an array".into(),
+        "a map" => "a table".into(),
+        "any value" => "a value".into(),
+        "a character" | "a borrowed string" => "a string".into(),
+        "variant identifier" => "a name in quotes (a string)".into(),
+        e if e.starts_with("struct variant ") || e.starts_with("struct ") => "a table".into(),
+        e if e.starts_with("tuple") || e.starts_with("a tuple") => "an array".into(),
+        e if e.starts_with("enum ") => "a name in quotes (a string)".into(),
+        e => e.to_string(),
+    }
+}
+
+/// serde's description of the value found, in TOML terms (used when the file's own text of the
+/// value is not available).
+fn unexpected_words(unexpected: &str) -> String {
+    let literal = |rest: &str| rest.trim_matches('`').to_string();
+    if let Some(rest) = unexpected.strip_prefix("integer ") {
+        return literal(
+            rest.trim_end_matches(" as i128")
+                .trim_end_matches(" as u128"),
+        );
+    }
+    if let Some(rest) = unexpected.strip_prefix("floating point ") {
+        return literal(rest);
+    }
+    if let Some(rest) = unexpected.strip_prefix("boolean ") {
+        return literal(rest);
+    }
+    if let Some(rest) = unexpected.strip_prefix("string ") {
+        return rest.to_string();
+    }
+    match unexpected {
+        "map" => "a table (or a date)".into(),
+        "sequence" => "an array".into(),
+        u => u.to_string(),
+    }
+}
+
+/// The file's own text of the value at `span`, for `found ...` (first line, at most 60
+/// characters), if the span holds one.
+fn snippet(text: &str, span: std::ops::Range<usize>) -> Option<&str> {
+    let raw = text.get(span)?.trim();
+    let line = raw.lines().next()?.trim();
+    if line.is_empty() || (line.starts_with('[') && raw.contains('\n')) {
+        return None;
+    }
+    match line.char_indices().nth(60) {
+        Some((cut, _)) => Some(&line[..cut]),
+        None => Some(line),
     }
 }
 
@@ -154,6 +259,26 @@ fn span_of(text: &str, path: &[PathSeg<'_>]) -> Option<usize> {
         };
     }
     Some(best)
+}
+
+/// The keys the file itself writes in the table at `path` (`["check"]`: the check tables it
+/// configures), in file order; empty if there is no such table or the text is not TOML.
+pub(crate) fn keys_in_file(text: &str, path: &[&str]) -> Vec<String> {
+    let Ok(root) = DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let mut table: &DeTable<'_> = root.get_ref();
+    for key in path {
+        match table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == *key)
+            .map(|(_, v)| v.get_ref())
+        {
+            Some(DeValue::Table(t)) => table = t,
+            _ => return Vec::new(),
+        }
+    }
+    table.iter().map(|(k, _)| k.get_ref().to_string()).collect()
 }
 
 /// The rendered key path (`workload.clients`, `fault[2].at`) of the deepest key or value whose

@@ -8,8 +8,10 @@
 //!
 //! Model: raft-rs `Config::validate`; TigerBeetle's VOPR, which logs the seed and every option.
 
+mod de;
 mod duration;
 pub mod error;
+pub mod limits;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use duration::{Duration, SignedDuration};
 pub use error::PathSeg;
 pub use error::ScenarioError;
-pub use validate::{limits, validate_bugs};
+pub use validate::{nemesis_worst_case_faults, valid_scenario_name, validate_bugs};
 
 use crate::check::CheckConfig;
 use crate::protocols::{broadcast, chatter, paxos, raft};
@@ -97,8 +99,8 @@ pub struct Cluster {
     pub groups: BTreeMap<String, Vec<String>>,
 }
 
-/// `nodes = 5` or `nodes = ["a", "b", "c"]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `nodes = 5` or `nodes = ["a", "b", "c"]` (deserialized in `de.rs`).
+#[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum NodeList {
     /// `n1` .. `nN`.
@@ -107,8 +109,9 @@ pub enum NodeList {
     Names(Vec<String>),
 }
 
-/// A latency distribution. A bare duration string means a constant latency.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A latency distribution. A bare duration string means a constant latency (deserialized in
+/// `de.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum LatencySpec {
     /// `latency = "5ms"`: constant.
@@ -584,28 +587,102 @@ pub struct Expect {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file. Errors name the file, line and column.
+    /// Reads and validates a scenario file; the error is the first problem in the file (see
+    /// [`Scenario::load_all`] for all of them). Errors name the file, line and column.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let bytes = std::fs::read(path).map_err(|e| ScenarioError::io(path, &e))?;
-        Scenario::parse(path, &bytes)
+        Scenario::load_all(path).map_err(first)
+    }
+
+    /// Reads and validates a scenario file, returning every problem found (never an empty
+    /// list), in file order. Files over [`limits::MAX_SCENARIO_BYTES`] are refused unread.
+    pub fn load_all(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
+        let too_big = |len: u64| {
+            vec![ScenarioError::at(
+                path,
+                1,
+                1,
+                format!(
+                    "the file is {len} bytes; expected at most {} (the limit on scenario files)",
+                    limits::MAX_SCENARIO_BYTES
+                ),
+            )]
+        };
+        let file = std::fs::File::open(path).map_err(|e| vec![ScenarioError::io(path, &e)])?;
+        match file.metadata() {
+            Ok(m) if m.is_dir() => {
+                return Err(vec![ScenarioError::at(
+                    path,
+                    1,
+                    1,
+                    "is a folder; expected a scenario file",
+                )]);
+            }
+            Ok(m) if m.len() > limits::MAX_SCENARIO_BYTES => return Err(too_big(m.len())),
+            _ => {}
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, limits::MAX_SCENARIO_BYTES + 1),
+            &mut bytes,
+        )
+        .map_err(|e| vec![ScenarioError::io(path, &e)])?;
+        Scenario::parse_all(path, &bytes)
     }
 
     /// Parses and validates scenario text; `path` is used for error messages and the default
-    /// name. Never panics, whatever the bytes.
+    /// name. The error is the first problem in the text. Never panics, whatever the bytes.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_all(path, bytes).map_err(first)
+    }
+
+    /// Parses and validates scenario text, returning every problem found (never an empty
+    /// list), in file order. A file that is not TOML, or whose values do not have the types of
+    /// the format, reports the first such problem only (the parser stops there); every rule
+    /// beyond types is checked and reported. Never panics, whatever the bytes.
+    pub fn parse_all(path: &Path, bytes: &[u8]) -> Result<Scenario, Vec<ScenarioError>> {
+        if bytes.len() as u64 > limits::MAX_SCENARIO_BYTES {
+            return Err(vec![ScenarioError::at(
+                path,
+                1,
+                1,
+                format!(
+                    "the text is {} bytes; expected at most {} (the limit on scenario files)",
+                    bytes.len(),
+                    limits::MAX_SCENARIO_BYTES
+                ),
+            )]);
+        }
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let (line, col) = error::line_col(bytes, e.valid_up_to());
-            ScenarioError::at(path, line, col, "expected UTF-8 text (a TOML file)")
+            vec![ScenarioError::at(
+                path,
+                line,
+                col,
+                "expected UTF-8 text (a TOML file)",
+            )]
         })?;
         let mut scenario: Scenario =
-            toml::from_str(text).map_err(|e| ScenarioError::from_toml(path, text, &e))?;
-        if scenario.name.is_empty() {
+            toml::from_str(text).map_err(|e| vec![ScenarioError::from_toml(path, text, &e)])?;
+        let name_from_file = scenario.name.is_empty();
+        if name_from_file {
             scenario.name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "scenario".into());
         }
-        validate::validate(&scenario, path, text)?;
-        Ok(scenario)
+        let errors = validate::validate(&scenario, path, text, name_from_file);
+        if errors.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(errors)
+        }
     }
+}
+
+/// The first of a non-empty list of problems.
+fn first(errors: Vec<ScenarioError>) -> ScenarioError {
+    errors
+        .into_iter()
+        .next()
+        .expect("a failed validation reports at least one problem")
 }

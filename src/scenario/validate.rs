@@ -1,114 +1,116 @@
 //! Semantic validation: everything serde's types cannot say. Each rule reports the key path of
 //! the offending value (located in the file by [`ScenarioError::at_path`]) and what was expected.
+//!
+//! Validation collects every problem it finds rather than stopping at the first, so one
+//! `faultline validate` shows all of them. A rule whose premise is already broken is skipped
+//! rather than reported twice (a fault that lacks `target` is not also told its empty target is
+//! unknown), and the rules that need the cluster's nodes run only once the cluster's size is
+//! within [`limits`].
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::error::PathSeg;
+use super::limits;
 use super::{
-    FaultKind, FaultSpec, LatencyDistribution, LatencySpec, NodeList, PartitionShape, Scenario,
-    ScenarioError, Verdict,
+    Duration, FaultKind, FaultSpec, LatencyDistribution, LatencySpec, Nemesis, NodeList,
+    PartitionShape, Scenario, ScenarioError, Verdict,
 };
 use crate::protocols::{self, ProtocolInfo};
 use crate::sim::topology::{RESERVED_NAMES, Topology};
 
-/// Bounds on the size of a scenario (STYLE.md rule 16: bound everything).
-pub mod limits {
-    /// Most server nodes.
-    pub const MAX_SERVERS: usize = 256;
-    /// Most client nodes.
-    pub const MAX_CLIENTS: u32 = 256;
-    /// Most logical processes per client.
-    pub const MAX_CONCURRENCY: u32 = 64;
-    /// Longest run, in seconds of simulated time.
-    pub const MAX_DURATION_S: u64 = 24 * 3600;
-    /// Most keys in a key-value workload.
-    pub const MAX_KEYS: u32 = 100_000;
-    /// Most scripted faults and link overrides.
-    pub const MAX_ENTRIES: usize = 10_000;
-}
-
+/// The collector of problems found in one file.
 struct V<'a> {
     path: &'a Path,
     text: &'a str,
+    errors: RefCell<Vec<ScenarioError>>,
 }
 
 impl V<'_> {
-    fn err(&self, path: &[PathSeg<'_>], message: impl Into<String>) -> ScenarioError {
-        ScenarioError::at_path(self.path, self.text, path, message)
+    fn report(&self, path: &[PathSeg<'_>], message: impl Into<String>) {
+        let err = ScenarioError::at_path(self.path, self.text, path, message);
+        self.errors.borrow_mut().push(err);
     }
 
-    fn check(
-        &self,
-        ok: bool,
-        path: &[PathSeg<'_>],
-        message: impl FnOnce() -> String,
-    ) -> Result<(), ScenarioError> {
-        if ok {
-            Ok(())
-        } else {
-            Err(self.err(path, message()))
+    /// Records `message` at `path` unless `ok`; returns `ok`.
+    fn check(&self, ok: bool, path: &[PathSeg<'_>], message: impl FnOnce() -> String) -> bool {
+        if !ok {
+            self.report(path, message());
         }
+        ok
     }
 
-    fn probability(&self, p: f64, path: &[PathSeg<'_>]) -> Result<(), ScenarioError> {
+    fn positive(&self, d: Duration, path: &[PathSeg<'_>]) -> bool {
+        self.check(d.as_nanos() > 0, path, || {
+            "expected a positive duration".into()
+        })
+    }
+
+    fn probability(&self, p: f64, path: &[PathSeg<'_>]) -> bool {
         self.check((0.0..=1.0).contains(&p), path, || {
             format!("expected a probability between 0 and 1, found {p}")
         })
     }
 
-    fn latency(&self, spec: &LatencySpec, path: &[PathSeg<'_>]) -> Result<(), ScenarioError> {
-        let hour = super::Duration::from_secs(3600);
-        let LatencySpec::Distribution(d) = spec else {
-            let LatencySpec::Constant(c) = spec else {
-                unreachable!()
-            };
-            return self.check(*c <= hour, path, || {
-                "expected a latency of at most 1h".into()
-            });
-        };
+    fn drift(&self, d: f64, path: &[PathSeg<'_>]) -> bool {
+        self.check(d.is_finite() && d > -1.0 && d <= limits::MAX_DRIFT, path, || {
+            format!(
+                "expected a drift above -1 (a clock must move forward) and at most {}, found {d}",
+                limits::MAX_DRIFT
+            )
+        })
+    }
+
+    fn latency_at_most(&self, d: Duration, path: &[PathSeg<'_>]) -> bool {
+        self.check(d <= limits::MAX_LATENCY, path, || {
+            format!(
+                "expected a latency of at most {} (the limit), found {d}",
+                limits::MAX_LATENCY
+            )
+        })
+    }
+
+    fn latency(&self, spec: &LatencySpec, path: &[PathSeg<'_>]) {
         let key = |k: &'static str| -> Vec<PathSeg<'_>> {
             let mut p = path.to_vec();
             p.push(PathSeg::Key(k));
             p
         };
+        let d = match spec {
+            LatencySpec::Constant(c) => {
+                self.latency_at_most(*c, path);
+                return;
+            }
+            LatencySpec::Distribution(d) => d,
+        };
         match d {
             LatencyDistribution::Constant { value } => {
-                self.check(*value <= hour, &key("value"), || {
-                    "expected a latency of at most 1h".into()
-                })
+                self.latency_at_most(*value, &key("value"));
             }
             LatencyDistribution::Uniform { min, max } => {
-                self.check(min <= max, &key("max"), || {
+                let _ = self.check(min <= max, &key("max"), || {
                     format!("empty latency range: max ({max}) is below min ({min})")
-                })?;
-                self.check(*max <= hour, &key("max"), || {
-                    "expected a latency of at most 1h".into()
-                })
+                }) && self.latency_at_most(*max, &key("max"));
             }
             LatencyDistribution::Exponential { mean, min, max } => {
                 self.check(mean > min, &key("mean"), || {
                     format!("expected mean ({mean}) above min ({min})")
-                })?;
-                self.check(*mean <= hour, &key("mean"), || {
-                    "expected a latency of at most 1h".into()
-                })?;
-                match max {
-                    Some(max) => self.check(max >= mean, &key("max"), || {
+                });
+                self.latency_at_most(*mean, &key("mean"));
+                if let Some(max) = max {
+                    self.check(max >= mean, &key("max"), || {
                         format!("empty latency range: max ({max}) is below the mean ({mean})")
-                    }),
-                    None => Ok(()),
+                    });
                 }
             }
             LatencyDistribution::Normal { mean, std_dev, max } => {
-                self.check(*mean <= hour && *std_dev <= hour, &key("mean"), || {
-                    "expected a latency of at most 1h".into()
-                })?;
-                match max {
-                    Some(max) => self.check(max >= mean, &key("max"), || {
+                self.latency_at_most(*mean, &key("mean"));
+                self.latency_at_most(*std_dev, &key("std_dev"));
+                if let Some(max) = max {
+                    self.check(max >= mean, &key("max"), || {
                         format!("empty latency range: max ({max}) is below the mean ({mean})")
-                    }),
-                    None => Ok(()),
+                    });
                 }
             }
         }
@@ -116,33 +118,44 @@ impl V<'_> {
 
     /// A reference to nodes: a node, a group, `all`, `*`, `servers`, `clients`, and (if
     /// `dynamic`) `random` or `leader`.
-    fn node_ref(
-        &self,
-        topo: &Topology,
-        r: &str,
-        dynamic: bool,
-        path: &[PathSeg<'_>],
-    ) -> Result<(), ScenarioError> {
+    fn node_ref(&self, topo: &Topology, r: &str, dynamic: bool, path: &[PathSeg<'_>]) -> bool {
         if dynamic && (r == "random" || r == "leader") {
-            return Ok(());
+            return true;
         }
         match topo.resolve_static(r) {
-            Some(ids) if !ids.is_empty() => Ok(()),
-            Some(_) => Err(self.err(path, format!("\"{r}\" names no node (an empty group)"))),
+            Some(ids) if !ids.is_empty() => true,
+            Some(_) => self.check(false, path, || {
+                format!("\"{r}\" names no node (an empty group)")
+            }),
             None => {
                 let extra = if dynamic {
                     ", \"random\", \"leader\""
                 } else {
                     ""
                 };
-                Err(self.err(
-                    path,
+                self.check(false, path, || {
                     format!(
                         "unknown node or group \"{r}\"; expected one of {}, a group, \"all\", \"servers\", \"clients\"{extra}",
                         topo.names.join(", ")
-                    ),
-                ))
+                    )
+                })
             }
+        }
+    }
+}
+
+/// True if every message on a link with this latency arrives at the instant it was sent.
+fn always_zero(spec: &LatencySpec) -> bool {
+    match spec {
+        LatencySpec::Constant(d)
+        | LatencySpec::Distribution(LatencyDistribution::Constant { value: d }) => {
+            d.as_nanos() == 0
+        }
+        LatencySpec::Distribution(LatencyDistribution::Uniform { max, .. }) => max.as_nanos() == 0,
+        LatencySpec::Distribution(LatencyDistribution::Exponential { .. }) => false,
+        LatencySpec::Distribution(LatencyDistribution::Normal { mean, std_dev, max }) => {
+            (mean.as_nanos() == 0 && std_dev.as_nanos() == 0)
+                || max.is_some_and(|m| m.as_nanos() == 0)
         }
     }
 }
@@ -173,84 +186,234 @@ pub fn validate_bugs(
     Ok(())
 }
 
-/// Validates a deserialized scenario against its source text.
-pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioError> {
-    let v = V { path, text };
+/// Whether a scenario `name` is safe as a folder name under `--out`: 1 to
+/// [`limits::MAX_NAME_CHARS`] characters from `[A-Za-z0-9._-]`, starting with a letter or digit.
+/// So no path separator, no `.` or `..`, no leading dot or dash, no NUL, no space.
+pub fn valid_scenario_name(name: &str) -> bool {
+    name.chars().count() <= limits::MAX_NAME_CHARS
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// The most faults the nemesis can plan for `duration`, whatever the seed: each fault lasts
+/// `fault_duration` and the gap before it is at least `interval / 2` (see `sim::faults`), from
+/// `start` until `duration - final_heal`.
+pub fn nemesis_worst_case_faults(n: &Nemesis, duration: Duration) -> u64 {
+    let window_end = duration.as_nanos().saturating_sub(n.final_heal.as_nanos());
+    let window = window_end.saturating_sub(n.start.as_nanos());
+    let per_fault = n.interval.as_nanos() / 2 + n.fault_duration.as_nanos();
+    window.checked_div(per_fault).unwrap_or(u64::MAX)
+}
+
+/// Validates a deserialized scenario against its source text and returns every problem found
+/// (empty: valid), in the order of their place in the file. `name_from_file` says the `name` was
+/// not in the text but taken from the file name.
+pub fn validate(s: &Scenario, path: &Path, text: &str, name_from_file: bool) -> Vec<ScenarioError> {
+    let v = V {
+        path,
+        text,
+        errors: RefCell::new(Vec::new()),
+    };
+    validate_into(&v, s, name_from_file);
+    let mut errors = v.errors.into_inner();
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors
+}
+
+fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
+    validate_name(v, s, name_from_file);
     let duration = s.duration;
-    v.check(duration.as_nanos() > 0, &["duration".into()], || {
-        "expected a positive duration".into()
-    })?;
+    v.positive(duration, &["duration".into()]);
     v.check(
-        duration.as_nanos() <= limits::MAX_DURATION_S * 1_000_000_000,
+        duration <= limits::MAX_DURATION,
         &["duration".into()],
-        || "expected at most 24h of simulated time".into(),
-    )?;
+        || {
+            format!(
+                "expected at most {} of simulated time (the limit), found {duration}",
+                limits::MAX_DURATION
+            )
+        },
+    );
 
     // Cluster.
-    let protocol = protocols::protocol(&s.cluster.protocol).ok_or_else(|| {
+    let protocol = protocols::protocol(&s.cluster.protocol);
+    if protocol.is_none() {
         let known: Vec<&str> = protocols::PROTOCOLS.iter().map(|p| p.name).collect();
-        v.err(
+        v.report(
             &["cluster".into(), "protocol".into()],
             format!(
                 "unknown protocol \"{}\"; expected one of: {}",
                 s.cluster.protocol,
                 known.join(", ")
             ),
-        )
-    })?;
+        );
+    }
+    let servers_ok = validate_nodes(v, s);
+    let clients_ok = v.check(
+        s.workload.clients <= limits::MAX_CLIENTS,
+        &["workload".into(), "clients".into()],
+        || {
+            format!(
+                "expected at most {} clients (the limit), found {}",
+                limits::MAX_CLIENTS,
+                s.workload.clients
+            )
+        },
+    );
+
+    validate_workload(v, s, protocol);
+    if let Some(n) = &s.nemesis {
+        validate_nemesis(v, n, duration);
+    }
+    validate_checks(v, s, protocol);
+
+    // Node references are resolved on a topology, built only for a cluster within limits.
+    let topo = (servers_ok && clients_ok).then(|| Topology::new(s));
+    validate_network(v, s, topo.as_ref());
+    let Some(topo) = topo else { return };
+    validate_groups(v, s, &topo);
+    for (key, index, message) in s.check.no_decision.problems(s.duration, &topo) {
+        let mut p: Vec<PathSeg<'_>> = vec!["check".into(), "no-decision".into(), key.into()];
+        p.extend(index.map(PathSeg::Index));
+        v.check(false, &p, || message);
+    }
+    for (node, clock) in &s.clock {
+        let p = ["clock".into(), PathSeg::Key(node)];
+        v.check(topo.node(node).is_some(), &p, || {
+            format!(
+                "unknown node \"{node}\"; expected one of {}",
+                topo.names.join(", ")
+            )
+        });
+        v.drift(
+            clock.drift,
+            &["clock".into(), PathSeg::Key(node), "drift".into()],
+        );
+    }
+    if v.check(
+        s.faults.len() <= limits::MAX_FAULTS,
+        &["fault".into()],
+        || {
+            format!(
+                "expected at most {} faults (the limit), found {}",
+                limits::MAX_FAULTS,
+                s.faults.len()
+            )
+        },
+    ) {
+        for (i, f) in s.faults.iter().enumerate() {
+            validate_fault(v, s, &topo, i, f);
+        }
+    }
+    if let Some(Err(e)) = protocol.map(|protocol| (protocol.validate)(s, v.text, v.path)) {
+        v.errors.borrow_mut().push(e);
+    }
+}
+
+fn validate_name(v: &V<'_>, s: &Scenario, name_from_file: bool) {
+    let name = &s.name;
+    let rule = format!(
+        "1 to {} letters, digits, '.', '-' or '_', starting with a letter or digit (it names the report folder)",
+        limits::MAX_NAME_CHARS
+    );
+    if name_from_file {
+        v.check(valid_scenario_name(name), &["name".into()], || {
+            format!(
+                "the scenario name comes from the file name, \"{}\", which is not a valid name: expected {rule}; set `name` or rename the file",
+                name.escape_debug()
+            )
+        });
+    } else {
+        v.check(valid_scenario_name(name), &["name".into()], || {
+            format!("expected {rule}, found \"{}\"", name.escape_debug())
+        });
+    }
+}
+
+/// `[cluster] nodes`; returns false if the count is outside the limits (no topology then).
+fn validate_nodes(v: &V<'_>, s: &Scenario) -> bool {
     let nodes_path: [PathSeg<'_>; 2] = ["cluster".into(), "nodes".into()];
+    let max = limits::MAX_SERVERS;
     match &s.cluster.nodes {
-        NodeList::Count(n) => v.check(
-            (1..=limits::MAX_SERVERS as u32).contains(n),
-            &nodes_path,
-            || {
-                format!(
-                    "expected between 1 and {} nodes, found {n}",
-                    limits::MAX_SERVERS
-                )
-            },
-        )?,
+        NodeList::Count(n) => v.check((1..=max).contains(n), &nodes_path, || {
+            format!("expected between 1 and {max} nodes (the limit), found {n}")
+        }),
         NodeList::Names(names) => {
-            v.check(
-                !names.is_empty() && names.len() <= limits::MAX_SERVERS,
+            let ok = v.check(
+                !names.is_empty() && names.len() <= max as usize,
                 &nodes_path,
-                || format!("expected between 1 and {} node names", limits::MAX_SERVERS),
-            )?;
+                || {
+                    format!(
+                        "expected between 1 and {max} node names (the limit), found {}",
+                        names.len()
+                    )
+                },
+            );
+            if !ok {
+                return false;
+            }
             let mut seen = BTreeSet::new();
             for (i, name) in names.iter().enumerate() {
                 let p = ["cluster".into(), "nodes".into(), i.into()];
-                v.check(valid_name(name), &p, || {
-                    format!("invalid node name \"{name}\"; expected letters, digits, '-' or '_'")
-                })?;
-                v.check(!RESERVED_NAMES.contains(&name.as_str()), &p, || {
+                let _ = v.check(valid_node_name(name), &p, || {
+                    format!(
+                        "invalid node name \"{}\"; expected 1 to {} letters, digits, '-' or '_'",
+                        name.escape_debug(),
+                        limits::MAX_NODE_NAME_CHARS
+                    )
+                }) && v.check(!RESERVED_NAMES.contains(&name.as_str()), &p, || {
                     format!("\"{name}\" is a reserved name")
-                })?;
-                v.check(!is_client_name(name, s.workload.clients), &p, || {
+                }) && v.check(!is_client_name(name, s.workload.clients), &p, || {
                     format!(
                         "\"{name}\" is the name of a client node (c1..c{})",
                         s.workload.clients
                     )
-                })?;
-                v.check(seen.insert(name), &p, || {
+                }) && v.check(seen.insert(name), &p, || {
                     format!("duplicate node name \"{name}\"")
-                })?;
+                });
             }
+            true
         }
     }
-    let topo = Topology::new(s);
-    for (group, members) in &s.cluster.groups {
+}
+
+fn validate_groups(v: &V<'_>, s: &Scenario, topo: &Topology) {
+    let groups = &s.cluster.groups;
+    if !v.check(
+        groups.len() <= limits::MAX_GROUPS,
+        &["cluster".into(), "groups".into()],
+        || {
+            format!(
+                "expected at most {} groups (the limit), found {}",
+                limits::MAX_GROUPS,
+                groups.len()
+            )
+        },
+    ) {
+        return;
+    }
+    for (group, members) in groups {
         let p = ["cluster".into(), "groups".into(), PathSeg::Key(group)];
-        v.check(
-            valid_name(group) && !RESERVED_NAMES.contains(&group.as_str()),
+        let _ = v.check(
+            valid_node_name(group) && !RESERVED_NAMES.contains(&group.as_str()),
             &p,
-            || format!("invalid group name \"{group}\"; expected a name that is not reserved"),
-        )?;
-        v.check(topo.node(group).is_none(), &p, || {
+            || {
+                format!(
+                    "invalid group name \"{}\"; expected 1 to {} letters, digits, '-' or '_', not a reserved name",
+                    group.escape_debug(),
+                    limits::MAX_NODE_NAME_CHARS
+                )
+            },
+        ) && v.check(topo.node(group).is_none(), &p, || {
             format!("group \"{group}\" has the name of a node")
-        })?;
-        v.check(!members.is_empty(), &p, || {
+        }) && v.check(!members.is_empty(), &p, || {
             format!("group \"{group}\" is empty")
-        })?;
+        });
         for (i, m) in members.iter().enumerate() {
             let mp = [
                 "cluster".into(),
@@ -263,26 +426,27 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
                     "unknown node \"{m}\" in group \"{group}\"; expected one of {}",
                     topo.names.join(", ")
                 )
-            })?;
+            });
         }
     }
+}
 
-    // Network.
+fn validate_network(v: &V<'_>, s: &Scenario, topo: Option<&Topology>) {
     let net = &s.network;
-    v.probability(
-        net.loss_probability,
-        &["network".into(), "loss_probability".into()],
-    )?;
-    v.probability(
-        net.duplicate_probability,
-        &["network".into(), "duplicate_probability".into()],
-    )?;
-    v.latency(&net.latency, &["network".into(), "latency".into()])?;
-    v.check(
-        net.links.len() <= 1000,
-        &["network".into(), "link".into()],
-        || "expected at most 1000 link overrides".into(),
-    )?;
+    let np = |k: &'static str| -> [PathSeg<'static>; 2] { ["network".into(), PathSeg::Key(k)] };
+    v.probability(net.loss_probability, &np("loss_probability"));
+    v.probability(net.duplicate_probability, &np("duplicate_probability"));
+    v.latency(&net.latency, &np("latency"));
+    zero_time_cycle(v, s, &net.latency, &np("latency"));
+    if !v.check(net.links.len() <= limits::MAX_LINKS, &np("link"), || {
+        format!(
+            "expected at most {} link overrides (the limit), found {}",
+            limits::MAX_LINKS,
+            net.links.len()
+        )
+    }) {
+        return;
+    }
     for (i, link) in net.links.iter().enumerate() {
         let p = |k: &'static str| -> [PathSeg<'static>; 4] {
             [
@@ -292,151 +456,173 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
                 PathSeg::Key(k),
             ]
         };
-        if link.from != "*" {
-            v.node_ref(&topo, &link.from, false, &p("from"))?;
-        }
-        if link.to != "*" {
-            v.node_ref(&topo, &link.to, false, &p("to"))?;
+        for (key, end) in [("from", &link.from), ("to", &link.to)] {
+            if let (Some(topo), false) = (topo, end == "*") {
+                v.node_ref(topo, end, false, &p(key));
+            }
         }
         if let Some(l) = &link.latency {
-            v.latency(l, &p("latency"))?;
+            v.latency(l, &p("latency"));
+            zero_time_cycle(v, s, l, &p("latency"));
         }
         if let Some(x) = link.loss_probability {
-            v.probability(x, &p("loss_probability"))?;
+            v.probability(x, &p("loss_probability"));
         }
         if let Some(x) = link.duplicate_probability {
-            v.probability(x, &p("duplicate_probability"))?;
+            v.probability(x, &p("duplicate_probability"));
         }
     }
+}
 
-    // Clocks.
-    for (node, clock) in &s.clock {
-        let p = ["clock".into(), PathSeg::Key(node)];
-        v.check(topo.node(node).is_some(), &p, || {
-            format!(
-                "unknown node \"{node}\"; expected one of {}",
-                topo.names.join(", ")
-            )
-        })?;
-        let dp = ["clock".into(), PathSeg::Key(node), "drift".into()];
-        v.check(clock.drift.is_finite() && clock.drift > -1.0 && clock.drift <= 100.0, &dp, || {
-            format!("expected a drift above -1 (a clock must move forward) and at most 100, found {}", clock.drift)
-        })?;
-    }
-
-    // Faults.
-    v.check(
-        s.faults.len() <= limits::MAX_ENTRIES,
-        &["fault".into()],
-        || "expected at most 10000 faults".into(),
-    )?;
-    for (i, f) in s.faults.iter().enumerate() {
-        validate_fault(&v, s, &topo, i, f)?;
-    }
-
-    // Nemesis.
-    if let Some(n) = &s.nemesis {
-        let p = |k: &'static str| -> [PathSeg<'static>; 2] { ["nemesis".into(), PathSeg::Key(k)] };
-        v.check(!n.faults.is_empty(), &p("faults"), || {
-            "expected at least one fault kind".into()
-        })?;
-        v.check(n.interval.as_nanos() > 0, &p("interval"), || {
-            "expected a positive duration".into()
-        })?;
-        v.check(
-            n.fault_duration.as_nanos() > 0,
-            &p("fault_duration"),
-            || "expected a positive duration".into(),
-        )?;
-        v.check(n.final_heal < duration, &p("final_heal"), || {
-            format!("expected less than the run's duration ({duration})")
-        })?;
-        v.check(n.start < duration, &p("start"), || {
-            format!("expected less than the run's duration ({duration})")
-        })?;
-        v.check(
-            n.clock_drift_max > 0.0 && n.clock_drift_max < 1.0,
-            &p("clock_drift_max"),
-            || "expected a drift magnitude between 0 and 1 (exclusive)".into(),
-        )?;
-        v.check(
-            n.clock_jump_max.as_nanos() > 0,
-            &p("clock_jump_max"),
-            || "expected a positive duration".into(),
-        )?;
-    }
-
-    // Workload.
+/// A latency that is always zero lets a client and a server exchange messages without time
+/// passing; with no pause on the client's side either (`think_time` in a closed loop,
+/// `retry_delay` after a redirect) that exchange repeats at one instant forever.
+fn zero_time_cycle(v: &V<'_>, s: &Scenario, latency: &LatencySpec, path: &[PathSeg<'_>]) {
     let w = &s.workload;
+    if w.clients == 0 || !always_zero(latency) {
+        return;
+    }
+    let pauses = [
+        ("think_time", w.think_time, w.rate_per_s.is_none()),
+        ("retry_delay", w.retry_delay, true),
+    ];
+    for (key, pause, applies) in pauses {
+        v.check(!applies || pause.as_nanos() > 0, path, || {
+            format!(
+                "a latency that is always 0 with workload.{key} = \"0s\" lets a client and a server exchange messages forever without time passing; expected a latency above 0 or a positive {key}"
+            )
+        });
+    }
+}
+
+fn validate_nemesis(v: &V<'_>, n: &Nemesis, duration: Duration) {
+    let p = |k: &'static str| -> [PathSeg<'static>; 2] { ["nemesis".into(), PathSeg::Key(k)] };
+    v.check(!n.faults.is_empty(), &p("faults"), || {
+        "expected at least one fault kind".into()
+    });
+    let interval_ok = v.positive(n.interval, &p("interval"));
+    let length_ok = v.positive(n.fault_duration, &p("fault_duration"));
+    v.check(n.final_heal < duration, &p("final_heal"), || {
+        format!("expected less than the run's duration ({duration})")
+    });
+    v.check(n.start < duration, &p("start"), || {
+        format!("expected less than the run's duration ({duration})")
+    });
+    v.check(
+        n.clock_drift_max > 0.0 && n.clock_drift_max < 1.0,
+        &p("clock_drift_max"),
+        || "expected a drift magnitude between 0 and 1 (exclusive)".into(),
+    );
+    v.positive(n.clock_jump_max, &p("clock_jump_max"));
+    if interval_ok && length_ok {
+        let worst = nemesis_worst_case_faults(n, duration);
+        v.check(worst <= limits::MAX_NEMESIS_FAULTS, &p("interval"), || {
+            format!(
+                "the nemesis could plan up to {worst} faults (gaps of interval/2 = {} between faults of fault_duration = {} from start = {} to duration - final_heal = {}); expected at most {} (the limit): raise interval or fault_duration",
+                Duration(n.interval.as_nanos() / 2),
+                n.fault_duration,
+                n.start,
+                Duration(duration.as_nanos().saturating_sub(n.final_heal.as_nanos())),
+                limits::MAX_NEMESIS_FAULTS
+            )
+        });
+    }
+}
+
+fn validate_workload(v: &V<'_>, s: &Scenario, protocol: Option<&ProtocolInfo>) {
+    let w = &s.workload;
+    let duration = s.duration;
     let wp = |k: &'static str| -> [PathSeg<'static>; 2] { ["workload".into(), PathSeg::Key(k)] };
-    v.check(w.clients <= limits::MAX_CLIENTS, &wp("clients"), || {
-        format!("expected at most {} clients", limits::MAX_CLIENTS)
-    })?;
     v.check(
         (1..=limits::MAX_CONCURRENCY).contains(&w.concurrency),
         &wp("concurrency"),
-        || format!("expected between 1 and {}", limits::MAX_CONCURRENCY),
-    )?;
+        || {
+            format!(
+                "expected between 1 and {} (the limit), found {}",
+                limits::MAX_CONCURRENCY,
+                w.concurrency
+            )
+        },
+    );
     if let Some(rate) = w.rate_per_s {
         v.check(
-            rate.is_finite() && rate > 0.0 && rate <= 1e6,
+            rate.is_finite() && rate > 0.0 && rate <= limits::MAX_RATE_PER_S,
             &wp("rate_per_s"),
-            || format!("expected a rate above 0 and at most 1000000 per second, found {rate}"),
-        )?;
+            || {
+                format!(
+                    "expected a rate above 0 and at most {} per second (the limit), found {rate}",
+                    limits::MAX_RATE_PER_S
+                )
+            },
+        );
     }
-    v.check(
-        w.request_timeout.as_nanos() > 0,
-        &wp("request_timeout"),
-        || "expected a positive duration".into(),
-    )?;
-    v.check(
-        w.attempt_timeout.as_nanos() > 0,
-        &wp("attempt_timeout"),
-        || "expected a positive duration".into(),
-    )?;
+    v.positive(w.request_timeout, &wp("request_timeout"));
+    v.positive(w.attempt_timeout, &wp("attempt_timeout"));
     v.check(
         (1..=limits::MAX_KEYS).contains(&w.keys),
         &wp("keys"),
-        || format!("expected between 1 and {}", limits::MAX_KEYS),
-    )?;
-    let allowed: Vec<&str> = protocol
-        .workload
-        .default_mix()
-        .iter()
-        .map(|(f, _)| *f)
-        .collect();
-    for (f, weight) in &w.mix {
-        let p = ["workload".into(), "mix".into(), PathSeg::Key(f)];
-        v.check(allowed.contains(&f.as_str()), &p, || {
+        || {
             format!(
-                "unknown operation \"{f}\" for {}; expected one of: {}",
-                protocol.name,
-                allowed.join(", ")
+                "expected between 1 and {} (the limit), found {}",
+                limits::MAX_KEYS,
+                w.keys
             )
-        })?;
-        v.check(weight.is_finite() && *weight >= 0.0, &p, || {
-            format!("expected a weight of 0 or more, found {weight}")
-        })?;
+        },
+    );
+    if let Some(protocol) = protocol {
+        let allowed: Vec<&str> = protocol
+            .workload
+            .default_mix()
+            .iter()
+            .map(|(f, _)| *f)
+            .collect();
+        for (f, weight) in &w.mix {
+            let p = ["workload".into(), "mix".into(), PathSeg::Key(f)];
+            let _ = v.check(allowed.contains(&f.as_str()), &p, || {
+                format!(
+                    "unknown operation \"{f}\" for {}; expected one of: {}",
+                    protocol.name,
+                    allowed.join(", ")
+                )
+            }) && v.check(weight.is_finite() && *weight >= 0.0, &p, || {
+                format!("expected a weight of 0 or more, found {weight}")
+            });
+        }
     }
     if !w.mix.is_empty() {
         v.check(w.mix.values().sum::<f64>() > 0.0, &wp("mix"), || {
             "expected at least one positive weight".into()
-        })?;
+        });
     }
     let stop = w.stop.unwrap_or(duration);
     v.check(stop <= duration, &wp("stop"), || {
         format!("expected at most the run's duration ({duration})")
-    })?;
+    });
     v.check(w.start < stop, &wp("start"), || {
         format!("expected a start before the workload stops ({stop})")
-    })?;
+    });
+}
 
-    // Checks and expectations.
-    v.check(
-        s.check.convergence.within.as_nanos() > 0,
+fn validate_checks(v: &V<'_>, s: &Scenario, protocol: Option<&ProtocolInfo>) {
+    v.positive(
+        s.check.convergence.within,
         &["check".into(), "convergence".into(), "within".into()],
-        || "expected a positive duration".into(),
-    )?;
+    );
+    let memory = s.check.linearizability.memory_limit_mib;
+    v.check(
+        memory <= limits::MAX_CHECK_MEMORY_MIB,
+        &[
+            "check".into(),
+            "linearizability".into(),
+            "memory_limit_mib".into(),
+        ],
+        || {
+            format!(
+                "expected at most {} MiB (the limit), found {memory}",
+                limits::MAX_CHECK_MEMORY_MIB
+            )
+        },
+    );
     let av = &s.check.availability;
     for (key, value) in [
         ("majority_ok_min", av.majority_ok_min),
@@ -446,72 +632,68 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
             v.probability(
                 x,
                 &["check".into(), "availability".into(), PathSeg::Key(key)],
-            )?;
+            );
         }
     }
     for (key, d) in [
         ("leader_within", s.check.liveness.leader_within),
         ("answer_within", s.check.liveness.answer_within),
     ] {
-        v.check(
-            d.as_nanos() > 0,
-            &["check".into(), "liveness".into(), PathSeg::Key(key)],
-            || "expected a positive duration".into(),
-        )?;
+        v.positive(d, &["check".into(), "liveness".into(), PathSeg::Key(key)]);
     }
-    for (key, message) in s.check.bounds.problems(duration) {
+    for (key, message) in s.check.bounds.problems(s.duration) {
         v.check(
             false,
             &["check".into(), "bounds".into(), key.into()],
             || message,
-        )?;
+        );
     }
-    for (key, index, message) in s.check.no_decision.problems(duration, &topo) {
-        let mut p: Vec<PathSeg<'_>> = vec!["check".into(), "no-decision".into(), key.into()];
-        p.extend(index.map(PathSeg::Index));
-        v.check(false, &p, || message)?;
-    }
-    let check_names: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();
-    for (i, name) in s.expect.failing_checks.iter().enumerate() {
-        v.check(
-            check_names.contains(&name.as_str()),
-            &["expect".into(), "failing_checks".into(), i.into()],
-            || {
-                format!(
-                    "unknown check \"{name}\" for {}; expected one of: {}",
-                    protocol.name,
-                    check_names.join(", ")
-                )
-            },
-        )?;
+    if let Some(protocol) = protocol {
+        let check_names: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();
+        for name in super::error::keys_in_file(v.text, &["check"]) {
+            v.check(
+                check_names.contains(&name.as_str()),
+                &["check".into(), PathSeg::Key(&name)],
+                || {
+                    format!(
+                        "the {name} check does not run for {}; its checks are: {}",
+                        protocol.name,
+                        check_names.join(", ")
+                    )
+                },
+            );
+        }
+        for (i, name) in s.expect.failing_checks.iter().enumerate() {
+            v.check(
+                check_names.contains(&name.as_str()),
+                &["expect".into(), "failing_checks".into(), i.into()],
+                || {
+                    format!(
+                        "unknown check \"{name}\" for {}; expected one of: {}",
+                        protocol.name,
+                        check_names.join(", ")
+                    )
+                },
+            );
+        }
     }
     v.check(
         s.expect.failing_checks.is_empty() || s.expect.verdict == Verdict::Fail,
         &["expect".into(), "verdict".into()],
         || "expected verdict = \"fail\" when failing_checks are listed".into(),
-    )?;
-
-    (protocol.validate)(s, text, path)
+    );
 }
 
-fn validate_fault(
-    v: &V<'_>,
-    s: &Scenario,
-    topo: &Topology,
-    i: usize,
-    f: &FaultSpec,
-) -> Result<(), ScenarioError> {
+fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultSpec) {
     let p = |k: &'static str| -> [PathSeg<'static>; 3] {
         ["fault".into(), PathSeg::Index(i), PathSeg::Key(k)]
     };
     let kind = f.kind.name();
     v.check(f.at < s.duration, &p("at"), || {
         format!("expected a time before the end of the run ({})", s.duration)
-    })?;
+    });
     if let Some(d) = f.duration {
-        v.check(d.as_nanos() > 0, &p("duration"), || {
-            "expected a positive duration".into()
-        })?;
+        v.positive(d, &p("duration"));
     }
     let allowed: &[&str] = match f.kind {
         FaultKind::Partition => &["target", "shape", "groups", "duration"],
@@ -532,129 +714,146 @@ fn validate_fault(
         ("drift", f.drift.is_some()),
         ("duration", f.duration.is_some()),
     ];
+    let mut keys_ok = true;
     for (key, is_present) in present {
-        v.check(!is_present || allowed.contains(&key), &p(key), || {
+        keys_ok &= v.check(!is_present || allowed.contains(&key), &p(key), || {
             let what = if allowed.is_empty() {
                 "no other keys".to_string()
             } else {
                 allowed.join(", ")
             };
             format!("`{key}` does not apply to a {kind} fault (it takes {what})")
-        })?;
+        });
+    }
+    if !keys_ok {
+        // The rest assumes the keys fit the kind; one problem per misplaced key is enough.
+        return;
     }
     let require = |key: &'static str, present: bool| {
         v.check(present, &p("kind"), || {
             format!("a {kind} fault needs `{key}`")
         })
     };
+    let target = |dynamic: bool| {
+        if let Some(t) = &f.target {
+            v.node_ref(topo, t, dynamic, &p("target"));
+        }
+    };
     match f.kind {
-        FaultKind::Partition => {
-            v.check(f.shape.is_some() != f.groups.is_some(), &p("kind"), || {
-                "a partition needs exactly one of `shape` (halves, random-halves, majorities-ring, bridge, random-node) or `groups`".into()
-            })?;
-            if let Some(groups) = &f.groups {
-                v.check(groups.len() >= 2, &p("groups"), || {
-                    "expected at least two sides".into()
-                })?;
-                let mut seen: BTreeSet<u32> = BTreeSet::new();
-                for (g, side) in groups.iter().enumerate() {
-                    let sp = [
-                        "fault".into(),
-                        PathSeg::Index(i),
-                        "groups".into(),
-                        PathSeg::Index(g),
-                    ];
-                    v.check(!side.is_empty(), &sp, || "expected a non-empty side".into())?;
-                    for (k, r) in side.iter().enumerate() {
-                        let rp = [
-                            "fault".into(),
-                            PathSeg::Index(i),
-                            "groups".into(),
-                            PathSeg::Index(g),
-                            PathSeg::Index(k),
-                        ];
-                        v.node_ref(topo, r, false, &rp)?;
-                        for id in topo.resolve_static(r).unwrap_or_default() {
-                            v.check(seen.insert(id.0), &rp, || {
-                                format!("node {} is on two sides", topo.name(id))
-                            })?;
-                        }
+        FaultKind::Partition => validate_partition(v, topo, i, f),
+        FaultKind::Cut => {
+            for (key, end) in [("from", &f.from), ("to", &f.to)] {
+                if let Some(r) = end.as_deref() {
+                    v.node_ref(topo, r, false, &p(key));
+                } else {
+                    require(key, false);
+                }
+            }
+        }
+        FaultKind::Heal => {}
+        FaultKind::Isolate | FaultKind::Crash | FaultKind::Pause => {
+            require("target", f.target.is_some());
+            target(true);
+        }
+        FaultKind::ClockJump => {
+            require("target", f.target.is_some());
+            target(true);
+            require("delta", f.delta.is_some());
+        }
+        FaultKind::ClockDrift => {
+            require("target", f.target.is_some());
+            target(true);
+            if let Some(d) = f.drift {
+                v.drift(d, &p("drift"));
+            } else {
+                require("drift", false);
+            }
+        }
+        FaultKind::Restart | FaultKind::Resume => target(false),
+    }
+    validate_undo_order(v, s, i, f);
+}
+
+fn validate_partition(v: &V<'_>, topo: &Topology, i: usize, f: &FaultSpec) {
+    let p = |k: &'static str| -> [PathSeg<'static>; 3] {
+        ["fault".into(), PathSeg::Index(i), PathSeg::Key(k)]
+    };
+    v.check(f.shape.is_some() != f.groups.is_some(), &p("kind"), || {
+        "a partition needs exactly one of `shape` (halves, random-halves, majorities-ring, bridge, random-node) or `groups`".into()
+    });
+    if let Some(groups) = &f.groups {
+        v.check(groups.len() >= 2, &p("groups"), || {
+            "expected at least two sides".into()
+        });
+        let mut seen: BTreeSet<u32> = BTreeSet::new();
+        for (g, side) in groups.iter().enumerate() {
+            let sp = [
+                "fault".into(),
+                PathSeg::Index(i),
+                "groups".into(),
+                PathSeg::Index(g),
+            ];
+            v.check(!side.is_empty(), &sp, || "expected a non-empty side".into());
+            for (k, r) in side.iter().enumerate() {
+                let rp = [
+                    "fault".into(),
+                    PathSeg::Index(i),
+                    "groups".into(),
+                    PathSeg::Index(g),
+                    PathSeg::Index(k),
+                ];
+                if !v.node_ref(topo, r, false, &rp) {
+                    continue;
+                }
+                for id in topo.resolve_static(r).unwrap_or_default() {
+                    if !v.check(seen.insert(id.0), &rp, || {
+                        format!("node {} is on two sides", topo.name(id))
+                    }) {
+                        break;
                     }
                 }
             }
-            if f.target.is_some() {
-                v.check(f.shape == Some(PartitionShape::Halves), &p("target"), || {
-                    "`target` only applies to shape = \"halves\" (the targets go to the minority)".into()
-                })?;
-            }
-            if let Some(t) = &f.target {
-                v.node_ref(topo, t, true, &p("target"))?;
-            }
-            if f.shape.is_some() {
-                v.check(topo.servers.len() >= 2, &p("shape"), || {
-                    "a partition needs at least two servers".into()
-                })?;
-            }
-        }
-        FaultKind::Cut => {
-            require("from", f.from.is_some())?;
-            require("to", f.to.is_some())?;
-            v.node_ref(
-                topo,
-                f.from.as_deref().unwrap_or_default(),
-                false,
-                &p("from"),
-            )?;
-            v.node_ref(topo, f.to.as_deref().unwrap_or_default(), false, &p("to"))?;
-        }
-        FaultKind::Heal => {}
-        FaultKind::Isolate
-        | FaultKind::Crash
-        | FaultKind::Pause
-        | FaultKind::ClockJump
-        | FaultKind::ClockDrift => {
-            require("target", f.target.is_some())?;
-            v.node_ref(
-                topo,
-                f.target.as_deref().unwrap_or_default(),
-                true,
-                &p("target"),
-            )?;
-        }
-        FaultKind::Restart | FaultKind::Resume => {
-            if let Some(t) = &f.target {
-                v.node_ref(topo, t, false, &p("target"))?;
-            }
         }
     }
-    if f.kind == FaultKind::ClockJump {
-        require("delta", f.delta.is_some())?;
+    if let Some(t) = &f.target {
+        let applies = v.check(
+            f.shape == Some(PartitionShape::Halves),
+            &p("target"),
+            || {
+                "`target` only applies to shape = \"halves\" (the targets go to the minority)"
+                    .into()
+            },
+        );
+        if applies {
+            v.node_ref(topo, t, true, &p("target"));
+        }
     }
-    if let (FaultKind::ClockDrift, drift) = (f.kind, f.drift) {
-        require("drift", drift.is_some())?;
-        let d = drift.unwrap_or_default();
-        v.check(d.is_finite() && d > -1.0 && d <= 100.0, &p("drift"), || {
-            format!(
-                "expected a drift above -1 (a clock must move forward) and at most 100, found {d}"
-            )
-        })?;
+    if f.shape.is_some() {
+        v.check(topo.servers.len() >= 2, &p("shape"), || {
+            "a partition needs at least two servers".into()
+        });
     }
-    // Undo-only faults must come after something they can undo.
+}
+
+/// Undo-only faults (heal, restart, resume) must come after something they can undo.
+fn validate_undo_order(v: &V<'_>, s: &Scenario, i: usize, f: &FaultSpec) {
+    let kind = f.kind.name();
     let undoes: &[FaultKind] = match f.kind {
         FaultKind::Heal => &[FaultKind::Partition, FaultKind::Isolate, FaultKind::Cut],
         FaultKind::Restart => &[FaultKind::Crash],
         FaultKind::Resume => &[FaultKind::Pause],
-        _ => &[],
+        _ => return,
     };
-    if !undoes.is_empty() {
-        let nemesis_can = s.nemesis.is_some();
-        let earlier = s
-            .faults
-            .iter()
-            .take(i)
-            .chain(s.faults.iter().skip(i + 1))
-            .any(|g| undoes.contains(&g.kind) && g.at <= f.at);
-        v.check(earlier || nemesis_can, &p("at"), || {
+    let nemesis_can = s.nemesis.is_some();
+    let earlier = s
+        .faults
+        .iter()
+        .enumerate()
+        .any(|(j, g)| j != i && undoes.contains(&g.kind) && g.at <= f.at);
+    v.check(
+        earlier || nemesis_can,
+        &["fault".into(), i.into(), "at".into()],
+        || {
             let first = s
                 .faults
                 .iter()
@@ -674,14 +873,13 @@ fn validate_fault(
                     names.join("/")
                 ),
             }
-        })?;
-    }
-    Ok(())
+        },
+    );
 }
 
-fn valid_name(name: &str) -> bool {
+fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.chars().count() <= limits::MAX_NODE_NAME_CHARS
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::history::HistoryEvent;
 use crate::process::{AnyProcess, NodeId};
 use crate::protocols::{self, NodeSetup, Observation};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, limits};
 use crate::workload::Client;
 use node::{Driver, ProcessFactory};
 use topology::{Role, Topology};
@@ -57,6 +57,8 @@ pub struct RunOptions {
     /// Trace bytes kept in memory (the hash always covers every line). 0: keep nothing (for
     /// runs whose trace is never written: benchmarks, `faultline test`, sweeps).
     pub trace_limit_bytes: usize,
+    /// The run's event limits (default: the documented ones in `scenario::limits`).
+    pub event_limits: EventLimits,
 }
 
 impl RunOptions {
@@ -64,6 +66,7 @@ impl RunOptions {
     pub fn hash_only() -> RunOptions {
         RunOptions {
             trace_limit_bytes: 0,
+            ..RunOptions::default()
         }
     }
 }
@@ -72,6 +75,59 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             trace_limit_bytes: trace::DEFAULT_TRACE_LIMIT_BYTES,
+            event_limits: EventLimits::default(),
+        }
+    }
+}
+
+/// Bounds on the events one run may fire (arrivals, timer firings, fault starts and ends). A run
+/// that would fire more stops there with [`RunRecord::limit_exceeded`] set.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Most events in the run.
+    pub per_run: u64,
+    /// Most events at one instant of simulated time.
+    pub per_instant: u64,
+}
+
+impl Default for EventLimits {
+    /// [`limits::MAX_EVENTS_PER_RUN`] and [`limits::MAX_EVENTS_PER_INSTANT`].
+    fn default() -> Self {
+        EventLimits {
+            per_run: limits::MAX_EVENTS_PER_RUN,
+            per_instant: limits::MAX_EVENTS_PER_INSTANT,
+        }
+    }
+}
+
+/// A run stopped because it reached one of its [`EventLimits`]: the scenario asks for more work
+/// than faultline allows (most often a cycle of messages and timers that takes no simulated
+/// time). The record up to the stop is kept, but no verdict is given on it: `faultline run`
+/// reports this as bad input (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitExceeded {
+    /// The limit's name: `events_per_run` or `events_per_instant`.
+    pub limit: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// Global simulated time at which the run stopped.
+    pub t_ns: u64,
+}
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = crate::scenario::Duration(self.t_ns);
+        match self.limit {
+            "events_per_instant" => write!(
+                f,
+                "the run stopped at {at} of simulated time: more than {} events (the limit events_per_instant) at that one instant; something repeats without simulated time passing (for example a latency of 0 with a zero think_time or retry_delay, or a protocol message answered at once forever)",
+                self.value
+            ),
+            _ => write!(
+                f,
+                "the run stopped at {at} of simulated time: more than {} events (the limit {}); shorten `duration`, or slow the work down (latency, think_time, rate_per_s, timers)",
+                self.value, self.limit
+            ),
         }
     }
 }
@@ -227,6 +283,8 @@ pub struct RunRecord {
     pub stats: Stats,
     /// Set if a process panicked and the run stopped early.
     pub halt: Option<Halt>,
+    /// Set if the run stopped early at one of its [`EventLimits`] (no verdict then).
+    pub limit_exceeded: Option<LimitExceeded>,
 }
 
 /// Locks the world or a process cell; a poisoned lock (a panic elsewhere) is still usable
@@ -293,6 +351,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
         node_rngs,
         trace,
     )));
+    lock(&world).set_event_limits(options.event_limits);
     let madsim_seed = rand::RngCore::next_u64(&mut stream_rng(seed, stream::MADSIM));
     let runtime =
         madsim::runtime::Runtime::with_seed_and_config(madsim_seed, madsim::Config::default());

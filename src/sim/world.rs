@@ -40,7 +40,8 @@ use crate::sim::network::{Fate, Network};
 use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
 use crate::sim::{
-    Halt, LifecycleKind, LifecycleRecord, ObservationRecord, PartitionRecord, RunRecord, Stats,
+    EventLimits, Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord,
+    PartitionRecord, RunRecord, Stats,
 };
 
 /// A node's lifecycle state.
@@ -195,6 +196,12 @@ pub struct World {
     central_waits_for_drivers: bool,
     halt: Option<Halt>,
     effects: Vec<Effect>,
+    event_limits: EventLimits,
+    events_fired: u64,
+    /// The instant of the latest events fired, and how many fired at it.
+    instant_ns: u64,
+    events_at_instant: u64,
+    limit_exceeded: Option<LimitExceeded>,
 }
 
 impl World {
@@ -260,6 +267,11 @@ impl World {
             central_waits_for_drivers: false,
             halt: None,
             effects: Vec::new(),
+            event_limits: EventLimits::default(),
+            events_fired: 0,
+            instant_ns: 0,
+            events_at_instant: 0,
+            limit_exceeded: None,
         };
         for index in 0..world.faults.len() {
             let at = world.faults[index].at_ns;
@@ -303,9 +315,36 @@ impl World {
         self.queue.peek().map(|Reverse(s)| s.t_ns)
     }
 
-    /// Why the run stopped early, if it did.
+    /// Sets the run's event limits (default: the documented ones).
+    pub fn set_event_limits(&mut self, limits: EventLimits) {
+        self.event_limits = limits;
+    }
+
+    /// True if the run stopped early: a process panicked or an event limit was reached.
     pub fn halted(&self) -> bool {
-        self.halt.is_some()
+        self.halt.is_some() || self.limit_exceeded.is_some()
+    }
+
+    /// Counts one more event at `t_ns`; false (and the run stopped) if that is over a limit.
+    fn count_event(&mut self, t_ns: u64) -> bool {
+        if t_ns != self.instant_ns {
+            self.instant_ns = t_ns;
+            self.events_at_instant = 0;
+        }
+        let over = if self.events_fired >= self.event_limits.per_run {
+            Some(("events_per_run", self.event_limits.per_run))
+        } else if self.events_at_instant >= self.event_limits.per_instant {
+            Some(("events_per_instant", self.event_limits.per_instant))
+        } else {
+            None
+        };
+        if let Some((limit, value)) = over {
+            self.limit_exceeded = Some(LimitExceeded { limit, value, t_ns });
+            return false;
+        }
+        self.events_fired += 1;
+        self.events_at_instant += 1;
+        true
     }
 
     fn set_central_waker(&mut self, waker: &Waker) {
@@ -353,6 +392,9 @@ impl World {
         debug_assert!(t_ns >= self.now_ns, "time never goes back");
         self.now_ns = t_ns;
         while self.queue.peek().is_some_and(|Reverse(s)| s.t_ns == t_ns) {
+            if !self.count_event(t_ns) {
+                return;
+            }
             let Reverse(scheduled) = self.queue.pop().expect("peeked");
             match scheduled.event {
                 Event::Arrive {
@@ -1176,7 +1218,7 @@ impl World {
     /// Ends the run: records `info` for every operation still pending, counts messages still in
     /// flight, kills every node's tasks, and traces `end`.
     pub fn shut_down(&mut self) {
-        if self.halt.is_none() {
+        if !self.halted() {
             self.now_ns = self.now_ns.max(self.end_ns);
         }
         let mut open: BTreeMap<u64, usize> = BTreeMap::new();
@@ -1251,6 +1293,7 @@ impl World {
             final_status: self.nodes.iter().map(|n| n.status).collect(),
             stats,
             halt: self.halt.take(),
+            limit_exceeded: self.limit_exceeded.take(),
         }
     }
 }
