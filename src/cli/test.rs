@@ -179,17 +179,23 @@ pub fn sweep(scenarios: &[(PathBuf, Scenario)], seeds: SeedRange, twins: bool) -
 }
 
 /// `faultline test --seeds`: one line per scenario (and twin) with the number of seeds that
-/// met the expectation, and the seeds that did not; exit 0 iff every run met it.
+/// met the expectation, and the seeds that did not; exit 0 iff every run met it, 2 (before any
+/// run) if a scenario is invalid, every invalid one being listed.
 fn test_sweep(files: &[PathBuf], seeds: SeedRange, twins: bool) -> u8 {
     let mut scenarios = Vec::new();
+    let mut invalid = 0;
     for f in files {
         match Scenario::load(f) {
             Ok(s) => scenarios.push((f.clone(), s)),
             Err(e) => {
+                invalid += 1;
                 println!("INVALID {e}");
-                return exit::BAD_INPUT;
             }
         }
+    }
+    if invalid > 0 {
+        println!("{invalid} invalid scenario(s): nothing was run");
+        return exit::BAD_INPUT;
     }
     let sweeps = sweep(&scenarios, seeds, twins);
     for s in &sweeps {
