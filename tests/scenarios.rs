@@ -1,9 +1,14 @@
-//! Every scenario under `scenarios/` is run at its own seed and must meet its `[expect]` block.
+//! Every scenario under `scenarios/` is run at its own seed and must meet its `[expect]` block;
+//! every planted bug of every protocol has a scenario, caught over a 20-seed sweep at the rate
+//! the docs state, whose correct twin passes at every seed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use faultline::cli::run::run_and_check;
-use faultline::cli::test::find_scenarios;
+use faultline::cli::test::{SeedRange, find_scenarios, has_bugs, sweep};
+use faultline::protocols;
+use faultline::scenario::Scenario;
 use rayon::prelude::*;
 
 #[test]
@@ -31,4 +36,128 @@ fn every_shipped_scenario_meets_its_expectation() {
         files.len(),
         failures.join("\n")
     );
+}
+
+/// Seeds of the planted-bug sweep, and of the catch-rate tables in the docs.
+const SWEEP: SeedRange = SeedRange { first: 1, last: 20 };
+/// How many seeds below its documented catch rate a planted bug may be caught at.
+const MARGIN: u64 = 1;
+
+/// Every planted-bug scenario under `scenarios/*/bugs/`, loaded.
+fn bug_scenarios() -> Vec<(PathBuf, Scenario)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let files = find_scenarios(&[root]).expect("scenarios folder is readable");
+    files
+        .into_iter()
+        .filter(|f| f.parent().is_some_and(|p| p.ends_with("bugs")))
+        .map(|f| {
+            let s = Scenario::load(&f).unwrap_or_else(|e| panic!("{e}"));
+            (f, s)
+        })
+        .collect()
+}
+
+/// The catch rates the docs state: every table row `` | `scenarios/...toml` | N/20 | `` in
+/// `docs/*.md`, by path relative to the repository.
+fn documented_rates() -> BTreeMap<String, u64> {
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut rates = BTreeMap::new();
+    for entry in std::fs::read_dir(docs).expect("docs/ is readable") {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 4 || !cells[1].starts_with("`scenarios/") {
+                continue;
+            }
+            let Some((n, of)) = cells[2].split_once('/') else {
+                continue;
+            };
+            if of != SWEEP.len().to_string() {
+                continue;
+            }
+            let path = cells[1].trim_matches('`').to_string();
+            let n: u64 = n.parse().unwrap_or_else(|_| panic!("a count in {line:?}"));
+            assert!(rates.insert(path, n).is_none(), "stated twice: {line}");
+        }
+    }
+    rates
+}
+
+/// Every planted bug of every protocol has a scenario under `scenarios/<protocol>/bugs/` that
+/// switches on that bug alone and expects the check the bug list names to fail.
+#[test]
+fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
+    let scenarios = bug_scenarios();
+    let bugs_of = |s: &Scenario| -> Vec<String> {
+        [&s.raft.bugs, &s.paxos.bugs, &s.multi_paxos.bugs, &s.broadcast.bugs]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    };
+    for protocol in protocols::PROTOCOLS {
+        for bug in protocol.bugs {
+            let found = scenarios.iter().any(|(_, s)| {
+                s.cluster.protocol == protocol.name
+                    && bugs_of(s) == [bug.name.to_string()]
+                    && s.expect.failing_checks.iter().any(|c| c == bug.caught_by)
+            });
+            assert!(
+                found,
+                "{}: bug {} has no scenario under scenarios/*/bugs expecting {} to fail",
+                protocol.name, bug.name, bug.caught_by
+            );
+        }
+    }
+    for (file, s) in &scenarios {
+        assert!(has_bugs(s), "{}: switches on no planted bug", file.display());
+    }
+}
+
+/// Every planted-bug scenario of every protocol, over seeds 1-20: its whole `[expect]` (the
+/// `fail` verdict and every check it lists as failing) holds at no fewer seeds than the docs
+/// state (minus `MARGIN`), and its correct twin (the same scenario with the bug switched off)
+/// passes (not `unknown`) at every one of the 20 seeds. The same numbers as
+/// `faultline test --seeds 1..20 --twins scenarios/<protocol>/bugs`.
+#[test]
+fn every_planted_bug_is_caught_at_its_documented_rate_and_its_twin_passes_every_seed() {
+    let scenarios = bug_scenarios();
+    assert!(scenarios.len() >= 19, "bug scenarios found: {}", scenarios.len());
+    let rates = documented_rates();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = Vec::new();
+    for sweep in sweep(&scenarios, SWEEP, true) {
+        let rel = sweep
+            .file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let missed: Vec<String> = sweep
+            .missed
+            .iter()
+            .map(|(seed, why)| format!("seed {seed}: {}", why.join("; ")))
+            .collect();
+        if sweep.twin {
+            eprintln!("twin of {rel}: passed at {}/{}", sweep.met(), SWEEP.len());
+            if !missed.is_empty() {
+                problems.push(format!("the correct twin of {rel} did not pass: {missed:?}"));
+            }
+            continue;
+        }
+        eprintln!("{rel}: caught at {}/{}", sweep.met(), SWEEP.len());
+        let Some(&stated) = rates.get(&rel) else {
+            problems.push(format!("{rel}: the docs state no catch rate over seeds 1-20"));
+            continue;
+        };
+        if sweep.met() + MARGIN < stated || sweep.met() == 0 {
+            problems.push(format!(
+                "{rel}: caught at {}/{} seeds, the docs state {stated}/{}: {missed:?}",
+                sweep.met(),
+                SWEEP.len(),
+                SWEEP.len()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -18,12 +18,18 @@
 //!    the check looks for the first instant at or after the window start at which some up server
 //!    is `leader` of a term at least as high as every up server's current term (so a deposed
 //!    leader that has not heard the news does not count). It must come within `leader_within`.
-//! 2. **Operations.** Every operation invoked at or after `start + leader_within` must be
-//!    answered (`ok` or `fail`, not `info`) within `answer_within` of its invocation. Operations
+//! 2. **Operations.** Every operation invoked at or after that instant (once the cluster has
+//!    its leader) must be answered (`ok` or `fail`, not `info`) within `answer_within` of its
+//!    invocation, or its client must hear an answer to a later operation by then: a client
+//!    that hears nothing for `answer_within` while it waits is stalled, but one request timing
+//!    out on a lossy network, followed by an answered retry, is not a loss of liveness (the
+//!    client gives up after `request_timeout`, below the default `answer_within`). Operations
 //!    whose deadline falls after the end of the run are not judged.
+//!    (Judging from the leader's arrival rather than from `start + leader_within` keeps the
+//!    window open in runs whose quiet period is shorter than `leader_within + answer_within`.)
 //!
 //! **Empty windows are `unknown`.** If the window starts at or after the end of the run, if the
-//! run ends before operations can be judged (`start + leader_within + answer_within` after the
+//! run ends before operations can be judged (the leader's arrival + `answer_within` after the
 //! end), or if no operation was invoked in the judged window, the check cannot show liveness and
 //! says `unknown` (naming which window was empty) instead of passing.
 //!
@@ -31,7 +37,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::ops::operations;
+use std::collections::BTreeMap;
+
+use crate::check::ops::{Operation, operations};
 use crate::check::{CheckInfo, CheckResult, ms};
 use crate::process::NodeId;
 use crate::protocols::{CommonObservation, Observation, WorkloadKind};
@@ -58,8 +66,8 @@ pub struct Config {
     /// A leader must exist this soon after the final heal (default 3s).
     #[serde(default = "default_leader_within")]
     pub leader_within: Duration,
-    /// Operations invoked from `final_heal + leader_within` on must be answered this soon after
-    /// their invocation (default 2s).
+    /// Operations invoked once the leader exists (at most `leader_within` after the window
+    /// start) must be answered this soon after their invocation (default 3s).
     #[serde(default = "default_answer_within")]
     pub answer_within: Duration,
 }
@@ -68,8 +76,11 @@ fn default_leader_within() -> Duration {
     Duration::from_secs(3)
 }
 
+/// Three seconds: above two default `request_timeout`s (1s each) and a think time, so a
+/// client whose request timed out on a lossy network and whose retry took a full timeout is
+/// still judged live; two timeouts in a row, or silence, are not.
 fn default_answer_within() -> Duration {
-    Duration::from_secs(2)
+    Duration::from_secs(3)
 }
 
 impl Default for Config {
@@ -276,14 +287,33 @@ fn run(record: &RunRecord) -> CheckResult {
         return r;
     };
     let within = config.answer_within.as_nanos();
-    let judged: Vec<_> = operations(&record.history)
-        .into_iter()
-        .filter(|o| o.invoke_ns >= leader_deadline && o.invoke_ns + within <= record.end_ns)
-        .collect();
-    let late: Vec<_> = judged
+    let judged_from = leader_at;
+    let all = operations(&record.history);
+    let judged: Vec<_> = all
         .iter()
-        .filter(|o| !(o.is_answered() && o.complete_ns.is_some_and(|c| c - o.invoke_ns <= within)))
+        .filter(|o| o.invoke_ns >= judged_from && o.invoke_ns + within <= record.end_ns)
         .collect();
+    // Answer times per client node, sorted by invocation, for the "followed by an answer" rule.
+    let mut answers: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    for o in &all {
+        if let (true, Some(c)) = (o.is_answered(), o.complete_ns) {
+            answers.entry(o.node.as_str()).or_default().push((o.invoke_ns, c));
+        }
+    }
+    for list in answers.values_mut() {
+        list.sort_unstable();
+    }
+    let heard_within = |o: &Operation| {
+        let deadline = o.invoke_ns + within;
+        answers.get(o.node.as_str()).is_some_and(|list| {
+            let from = list.partition_point(|&(invoke, _)| invoke < o.invoke_ns);
+            list[from..]
+                .iter()
+                .take_while(|&&(invoke, _)| invoke <= deadline)
+                .any(|&(_, complete)| complete <= deadline)
+        })
+    };
+    let late: Vec<_> = judged.iter().filter(|o| !heard_within(o)).collect();
     let slowest = judged
         .iter()
         .filter_map(|o| Some(o.complete_ns? - o.invoke_ns))
@@ -302,7 +332,7 @@ fn run(record: &RunRecord) -> CheckResult {
                 "{leader_text}; but {} of {} operations invoked from {} were not answered within {}",
                 late.len(),
                 judged.len(),
-                ms(leader_deadline),
+                ms(judged_from),
                 config.answer_within
             ),
         );
@@ -316,14 +346,14 @@ fn run(record: &RunRecord) -> CheckResult {
             ));
         }
         r
-    } else if leader_deadline + within > record.end_ns {
+    } else if judged_from + within > record.end_ns {
         CheckResult::new(
             CHECK.name,
             Verdict::Unknown,
             format!(
                 "{leader_text}; but the run ends at {}, before any operation invoked from {} can be judged (answer_within {})",
                 ms(record.end_ns),
-                ms(leader_deadline),
+                ms(judged_from),
                 config.answer_within
             ),
         )
@@ -333,7 +363,7 @@ fn run(record: &RunRecord) -> CheckResult {
             Verdict::Unknown,
             format!(
                 "{leader_text}; but no operation was invoked from {} to {} to judge",
-                ms(leader_deadline),
+                ms(judged_from),
                 ms(record.end_ns - within)
             ),
         )
@@ -344,7 +374,7 @@ fn run(record: &RunRecord) -> CheckResult {
             format!(
                 "{leader_text}; all {} operations invoked from {} answered within {}",
                 judged.len(),
-                ms(leader_deadline),
+                ms(judged_from),
                 config.answer_within
             ),
         )
@@ -407,13 +437,14 @@ mod tests {
     }
 
     #[test]
-    fn operations_after_the_leader_bound_must_be_answered() {
+    fn operations_after_the_leader_arrives_must_be_answered() {
         let mut rec = record(3, 1, "[check.liveness]\nleader_within = \"1s\"\n");
         rec.final_heal_ns = Some(1_000_000_000);
         observe(&mut rec, 100, 0, role("leader", 1));
         rec.history = [
-            // Before the bound: not judged even though it timed out.
-            put(1, "c1", "x", 1500, EventType::Info, 2500),
+            // Before the window (the heal, when the leader is credited): not judged even though
+            // it timed out.
+            put(1, "c1", "x", 900, EventType::Info, 1900),
             put(2, "c1", "x", 2100, EventType::Ok, 2110),
         ]
         .concat();
@@ -431,6 +462,39 @@ mod tests {
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["ops_late"], 1);
+    }
+
+    #[test]
+    fn one_timeout_followed_by_an_answered_retry_is_not_a_stall() {
+        let mut rec = record(3, 2, "[check.liveness]\nleader_within = \"1s\"\n");
+        rec.final_heal_ns = Some(1_000_000_000);
+        observe(&mut rec, 100, 0, role("leader", 1));
+        // c1's request at 3s times out at 4s (a lost message); its next one, invoked at 4.02s,
+        // is answered at 4.03s, within answer_within (3s) of the first.
+        rec.history = [
+            put(1, "c1", "x", 3000, EventType::Info, 4000),
+            put(3, "c1", "y", 4020, EventType::Ok, 4030),
+        ]
+        .concat();
+        assert_eq!(run(&rec).verdict, Verdict::Pass);
+        // Another client's answer does not count for c1, and neither does an answer to an
+        // operation c1 invoked before the one that timed out.
+        rec.history = [
+            put(1, "c1", "x", 2990, EventType::Ok, 3500),
+            put(2, "c1", "x", 3000, EventType::Info, 4000),
+            put(4, "c2", "y", 4020, EventType::Ok, 4030),
+        ]
+        .concat();
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.metrics["ops_late"], 1);
+        // An answer that comes after the deadline does not count either.
+        rec.history = [
+            put(1, "c1", "x", 3000, EventType::Info, 4000),
+            put(3, "c1", "y", 4020, EventType::Ok, 6100),
+        ]
+        .concat();
+        assert_eq!(run(&rec).verdict, Verdict::Fail);
     }
 
     #[test]
@@ -502,8 +566,8 @@ mod tests {
             "{}",
             r.summary
         );
-        // A leader exists, but heal + leader_within + answer_within (3s + 2s) passes the end.
-        rec.final_heal_ns = Some(6_000_000_000);
+        // A leader exists from the heal on, but heal + answer_within (8.5s + 3s) passes the end.
+        rec.final_heal_ns = Some(8_500_000_000);
         rec.history = put(1, "c1", "x", 9000, EventType::Ok, 9010);
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");

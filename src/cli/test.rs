@@ -1,13 +1,26 @@
-//! `faultline test PATH...`: run every scenario found and compare it with its `[expect]` block.
+//! `faultline test PATH... [--seeds A..B] [--twins]`: run every scenario found and compare it
+//! with its `[expect]` block, at its own seed or over a seed sweep.
+//!
+//! A sweep prints, per scenario, at how many seeds the run met its expectation (for a
+//! planted-bug scenario: its catch rate) and the seeds where it did not. `--twins` also runs the
+//! correct twin of every planted-bug scenario (the same scenario with every planted bug switched
+//! off, see [`twin`]), which must `pass`. The catch-rate tables in `docs/` come from
+//! `faultline test --seeds 1..20 --twins scenarios/<protocol>/bugs`.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use rayon::prelude::*;
 
+use crate::check::{overall, run_checks};
 use crate::cli::exit;
 use crate::cli::run::run_and_check;
-use crate::report::verdict_word;
+use crate::report::{expectation_problems, verdict_word};
+use crate::scenario::{Expect, Scenario};
+use crate::sim::{self, RunOptions};
+
+/// Most seeds one `--seeds` sweep may name.
+pub const MAX_SWEEP_SEEDS: u64 = 10_000;
 
 /// Arguments of `faultline test`.
 #[derive(Args, Debug)]
@@ -15,6 +28,202 @@ pub struct TestArgs {
     /// Scenario files or folders (searched recursively for *.toml).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Run every scenario at each of these seeds instead of its own: `A..B` (both ends
+    /// included, at most 10000 seeds) or one seed `N`.
+    #[arg(long, value_parser = parse_seeds)]
+    pub seeds: Option<SeedRange>,
+    /// With `--seeds`: also run the correct twin of every planted-bug scenario (its bugs
+    /// switched off), which must pass at every seed.
+    #[arg(long, requires = "seeds")]
+    pub twins: bool,
+}
+
+/// An inclusive range of seeds, `first..=last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedRange {
+    /// First seed.
+    pub first: u64,
+    /// Last seed (included).
+    pub last: u64,
+}
+
+impl SeedRange {
+    /// The seeds, in order.
+    pub fn iter(self) -> std::ops::RangeInclusive<u64> {
+        self.first..=self.last
+    }
+
+    /// How many seeds the range holds.
+    pub fn len(self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    /// Never true (a range holds at least one seed); for clippy's `len_without_is_empty`.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+/// Parses `--seeds`: `A..B` or `A..=B` (both include `B`), or a single seed `N`. Errors say
+/// what was expected; ranges are limited to [`MAX_SWEEP_SEEDS`] seeds.
+pub fn parse_seeds(text: &str) -> Result<SeedRange, String> {
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("expected a seed range like 1..20 or a seed, found {text:?}"))
+    };
+    let (first, last) = match text.split_once("..") {
+        Some((a, b)) => (number(a)?, number(b.strip_prefix('=').unwrap_or(b))?),
+        None => {
+            let n = number(text)?;
+            (n, n)
+        }
+    };
+    if last < first {
+        return Err(format!(
+            "expected the first seed at most the last, found {text:?}"
+        ));
+    }
+    if last - first >= MAX_SWEEP_SEEDS {
+        return Err(format!(
+            "expected at most {MAX_SWEEP_SEEDS} seeds, found {text:?}"
+        ));
+    }
+    Ok(SeedRange { first, last })
+}
+
+/// Whether the scenario switches on any planted bug.
+pub fn has_bugs(s: &Scenario) -> bool {
+    !(s.raft.bugs.is_empty()
+        && s.paxos.bugs.is_empty()
+        && s.multi_paxos.bugs.is_empty()
+        && s.broadcast.bugs.is_empty())
+}
+
+/// The correct twin of a planted-bug scenario: the same scenario with every planted bug
+/// switched off, expected to `pass` (an `unknown` verdict does not meet that expectation).
+pub fn twin(s: &Scenario) -> Scenario {
+    let mut t = s.clone();
+    t.raft.bugs.clear();
+    t.paxos.bugs.clear();
+    t.multi_paxos.bugs.clear();
+    t.broadcast.bugs.clear();
+    t.expect = Expect::default();
+    t
+}
+
+/// Runs `scenario` at `seed` (trace hashed, not kept), checks it, and returns how the run
+/// differs from the scenario's `[expect]`: empty if every part of it held.
+pub fn problems_at(scenario: &Scenario, seed: u64) -> Vec<String> {
+    let record = sim::run(scenario, seed, &RunOptions::hash_only());
+    let checks = run_checks(&record);
+    expectation_problems(&scenario.expect, overall(&checks), &checks)
+}
+
+/// One scenario (or its twin) over a seed sweep.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Whether this is the correct twin of the file's planted-bug scenario.
+    pub twin: bool,
+    /// Seeds swept.
+    pub seeds: SeedRange,
+    /// The seeds where the run did not meet the expectation, each with how it differed.
+    pub missed: Vec<(u64, Vec<String>)>,
+}
+
+impl Sweep {
+    /// At how many seeds the run met its expectation.
+    pub fn met(&self) -> u64 {
+        self.seeds.len() - self.missed.len() as u64
+    }
+}
+
+/// Sweeps every scenario (and, with `twins`, the correct twin of every planted-bug scenario)
+/// over `seeds`, in parallel; the result is in the order of `scenarios`, each twin after its
+/// scenario.
+pub fn sweep(scenarios: &[(PathBuf, Scenario)], seeds: SeedRange, twins: bool) -> Vec<Sweep> {
+    let variants: Vec<(usize, bool, Scenario)> = scenarios
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, s))| {
+            let mut v = vec![(i, false, s.clone())];
+            if twins && has_bugs(s) {
+                v.push((i, true, twin(s)));
+            }
+            v
+        })
+        .collect();
+    let jobs: Vec<(usize, u64)> = (0..variants.len())
+        .flat_map(|v| seeds.iter().map(move |seed| (v, seed)))
+        .collect();
+    let results: Vec<(usize, u64, Vec<String>)> = jobs
+        .par_iter()
+        .map(|&(v, seed)| (v, seed, problems_at(&variants[v].2, seed)))
+        .collect();
+    variants
+        .iter()
+        .enumerate()
+        .map(|(v, (i, is_twin, _))| Sweep {
+            file: scenarios[*i].0.clone(),
+            twin: *is_twin,
+            seeds,
+            missed: results
+                .iter()
+                .filter(|r| r.0 == v && !r.2.is_empty())
+                .map(|r| (r.1, r.2.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// `faultline test --seeds`: one line per scenario (and twin) with the number of seeds that
+/// met the expectation, and the seeds that did not; exit 0 iff every run met it, 2 (before any
+/// run) if a scenario is invalid, every invalid one being listed.
+fn test_sweep(files: &[PathBuf], seeds: SeedRange, twins: bool) -> u8 {
+    let mut scenarios = Vec::new();
+    let mut invalid = 0;
+    for f in files {
+        match Scenario::load(f) {
+            Ok(s) => scenarios.push((f.clone(), s)),
+            Err(e) => {
+                invalid += 1;
+                println!("INVALID {e}");
+            }
+        }
+    }
+    if invalid > 0 {
+        println!("{invalid} invalid scenario(s): nothing was run");
+        return exit::BAD_INPUT;
+    }
+    let sweeps = sweep(&scenarios, seeds, twins);
+    for s in &sweeps {
+        let what = if s.twin {
+            format!("twin of {}", s.file.display())
+        } else {
+            s.file.display().to_string()
+        };
+        let missed: Vec<String> = s.missed.iter().map(|(seed, _)| seed.to_string()).collect();
+        let tail = if missed.is_empty() {
+            String::new()
+        } else {
+            format!("  missed at seeds {}", missed.join(" "))
+        };
+        println!("{:>5}/{}  {what}{tail}", s.met(), seeds.len());
+    }
+    let all = sweeps.iter().filter(|s| s.missed.is_empty()).count();
+    println!(
+        "{} scenarios over seeds {}..{}: {all} met their expectations at every seed",
+        sweeps.len(),
+        seeds.first,
+        seeds.last
+    );
+    if all == sweeps.len() {
+        exit::PASS
+    } else {
+        exit::FAIL
+    }
 }
 
 /// Every `*.toml` file under `paths`, sorted.
@@ -57,11 +266,15 @@ pub(crate) fn scenario_files_or_exit(paths: &[PathBuf]) -> Result<Vec<PathBuf>, 
 }
 
 /// Runs the scenarios in parallel and prints one line each; exit 0 iff all expectations hold.
+/// With `--seeds`, sweeps them instead (see the module docs).
 pub fn test(args: &TestArgs) -> u8 {
     let files = match scenario_files_or_exit(&args.paths) {
         Ok(files) => files,
         Err(code) => return code,
     };
+    if let Some(seeds) = args.seeds {
+        return test_sweep(&files, seeds, args.twins);
+    }
     let outcomes: Vec<(PathBuf, Result<Vec<String>, String>, String)> = files
         .par_iter()
         .map(|f| match run_and_check(f, None) {
@@ -114,5 +327,37 @@ pub fn test(args: &TestArgs) -> u8 {
         exit::FAIL
     } else {
         exit::PASS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ranges_include_both_ends_and_bad_ones_say_what_was_expected() {
+        let r = parse_seeds("1..20").unwrap();
+        assert_eq!((r.first, r.last, r.len()), (1, 20, 20));
+        assert_eq!(parse_seeds("3..=5").unwrap().iter().collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(parse_seeds("7").unwrap().len(), 1);
+        for bad in ["", "a..b", "5..1", "1..", "0..10000", "-1..3"] {
+            let e = parse_seeds(bad).unwrap_err();
+            assert!(e.starts_with("expected"), "{bad:?}: {e}");
+        }
+        assert_eq!(parse_seeds("0..9999").unwrap().len(), MAX_SWEEP_SEEDS);
+    }
+
+    #[test]
+    fn a_twin_switches_every_planted_bug_off_and_expects_a_pass() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios/paxos/bugs/no-backoff.toml");
+        let s = Scenario::load(&path).unwrap();
+        assert!(has_bugs(&s));
+        assert_eq!(s.expect.verdict, crate::scenario::Verdict::Fail);
+        let t = twin(&s);
+        assert!(!has_bugs(&t));
+        assert_eq!(t.expect.verdict, crate::scenario::Verdict::Pass);
+        assert!(t.expect.failing_checks.is_empty());
+        assert_eq!(t.paxos.instances, s.paxos.instances, "otherwise the same scenario");
     }
 }

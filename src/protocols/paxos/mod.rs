@@ -255,6 +255,64 @@ pub fn backoff(
     std::time::Duration::from_nanos(rng.gen_range(min_ns..=cap))
 }
 
+/// A round-trip estimate and the phase timeout derived from it, as TCP's retransmission timer
+/// (RFC 6298 §2): `srtt` and `rttvar` are smoothed from every sample; the timeout is
+/// `srtt + 4 * rttvar`, but never below the configured floor nor above [`MAX_PHASE_TIMEOUT`].
+/// Times in nanoseconds of the proposer's local clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundTrip {
+    /// Smoothed round trip; `None` before the first sample.
+    srtt_ns: Option<u64>,
+    /// Smoothed mean deviation.
+    rttvar_ns: u64,
+}
+
+/// The longest phase timeout [`RoundTrip::timeout`] gives, however slow the replies.
+pub const MAX_PHASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl RoundTrip {
+    /// Folds in one measured round trip (a request sent, its reply received).
+    pub fn sample(&mut self, rtt: std::time::Duration) {
+        let r = rtt.as_nanos().min(u128::from(u64::MAX)) as u64;
+        match self.srtt_ns {
+            None => {
+                self.srtt_ns = Some(r);
+                self.rttvar_ns = r / 2;
+            }
+            Some(srtt) => {
+                self.rttvar_ns = (3 * (self.rttvar_ns / 4)).saturating_add(srtt.abs_diff(r) / 4);
+                self.srtt_ns = Some((7 * (srtt / 8)).saturating_add(r / 8));
+            }
+        }
+    }
+
+    /// The smoothed round trip, if any sample was taken.
+    pub fn srtt(&self) -> Option<std::time::Duration> {
+        self.srtt_ns.map(std::time::Duration::from_nanos)
+    }
+
+    /// Folds in the round trip of a request sent at local time `sent_ns` and answered at
+    /// `now_ns` (a clock stepped backwards in between gives a zero sample).
+    pub fn sample_since(&mut self, sent_ns: i64, now_ns: i64) {
+        let rtt = now_ns.saturating_sub(sent_ns).max(0) as u64;
+        self.sample(std::time::Duration::from_nanos(rtt));
+    }
+
+    /// The phase timeout after `failures` consecutive failed attempts: `srtt + 4 * rttvar`
+    /// (just `floor` before any sample), at least `floor`, doubled per failure up to 16 times
+    /// (RFC 6298 §5.5: a timer that expired backs off until a reply shows the real round trip),
+    /// at most [`MAX_PHASE_TIMEOUT`].
+    pub fn timeout(&self, floor: std::time::Duration, failures: u32) -> std::time::Duration {
+        let estimate = self.srtt_ns.map_or(0, |srtt| {
+            srtt.saturating_add(self.rttvar_ns.saturating_mul(4))
+        });
+        std::time::Duration::from_nanos(estimate)
+            .max(floor)
+            .saturating_mul(1 << failures.min(4))
+            .min(MAX_PHASE_TIMEOUT.max(floor))
+    }
+}
+
 /// Facts the Paxos checks read. Acceptors report what they promised and accepted (after it is
 /// durable), proposers the values they introduce, learners what they learned, replicas what they
 /// applied. "Instance" is the single-decree instance number, or the Multi-Paxos log slot.
@@ -439,7 +497,7 @@ pub fn is_paxos(protocol: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     fn b(round: u64, node: u32) -> Ballot {
         Ballot {
@@ -495,6 +553,30 @@ mod tests {
             .map(|_| backoff(&mut rng, ms(5), ms(100), 6))
             .collect();
         assert!(many.len() > 10, "randomized: {many:?}");
+    }
+
+    #[test]
+    fn phase_timeout_grows_above_the_slowest_round_trips_and_never_below_its_floor() {
+        let ms = std::time::Duration::from_millis;
+        let mut rtt = RoundTrip::default();
+        assert_eq!(rtt.timeout(ms(50), 0), ms(50), "the floor before any sample");
+        assert_eq!(rtt.timeout(ms(50), 2), ms(200), "doubled per failure");
+        // Round trips spread uniformly over 2..=120 ms, as over links of 1 to 60 ms each way.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            rtt.sample(ms(rng.gen_range(2..=120)));
+        }
+        let t = rtt.timeout(ms(50), 0);
+        assert!(t > ms(120) && t < ms(400), "{t:?}");
+        let mut fast = RoundTrip::default();
+        for _ in 0..100 {
+            fast.sample(ms(2));
+        }
+        assert_eq!(fast.timeout(ms(100), 0), ms(100), "never below the floor");
+        let mut slow = RoundTrip::default();
+        slow.sample(std::time::Duration::from_secs(3600));
+        assert_eq!(slow.timeout(ms(100), 0), MAX_PHASE_TIMEOUT, "capped");
+        assert_eq!(slow.timeout(ms(100), 30), MAX_PHASE_TIMEOUT, "capped");
     }
 
     #[test]

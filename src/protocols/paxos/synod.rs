@@ -7,11 +7,19 @@
 //! the proposer's position in the server list, from 1), chosen. The algorithm, its invariants and
 //! the planted bugs are described in [`crate::protocols::paxos`]; this file adds the message flow:
 //!
-//! - proposer: `prepare` → `promise`/`nack` → `accept` → `accepted`/`nack`. A phase that is not
-//!   complete within `retry_timeout` is retried with a higher ballot; a ballot preempted by a
-//!   `nack` is retried after the randomized back-off of §2.4 (`backoff_min`..`backoff_max`,
-//!   doubling with each consecutive failure). Before a ballot is used its round is synced to
-//!   disk (`proposer/round`), so ballots stay unique across restarts.
+//! - proposer: `prepare` → `promise`/`nack` → `accept` → `accepted`/`nack`. A ballot preempted
+//!   by a `nack`, or whose phase is not complete within the phase timeout, is retried with a
+//!   higher ballot after the randomized back-off of §2.4, drawn from the node's seeded random
+//!   stream: uniform between `min` and `min * 2^failures` (consecutive failures), capped at
+//!   `max`, where `min` is `backoff_min` or the smoothed round trip if longer, and `max` is
+//!   `backoff_max` or four phase-timeout estimates if longer (a rival needs about two round
+//!   trips to get both phases through, so shorter back-offs only collide again). The phase
+//!   timeout adapts to observed round trips: `srtt + 4 * rttvar` as in TCP (RFC 6298), never
+//!   below `retry_timeout`, doubled per consecutive failure ([`paxos::RoundTrip`]); every reply
+//!   to one of the proposer's last phases in the instance is a sample, late ones included. So a
+//!   network slower than `retry_timeout` does not make proposers abandon phases about to
+//!   succeed. Before a ballot is used its round is synced to disk (`proposer/round`), so
+//!   ballots stay unique across restarts.
 //! - acceptor ([`super::acceptor`]): answers `prepare` and `accept`; sends every acceptance to
 //!   the proposer and to every learner (§2.3).
 //! - learner: learns a value when a majority of acceptors accepted the same proposal, or when a
@@ -74,7 +82,9 @@ pub struct Config {
     /// Gap between the starts of consecutive instances (default 0s: all at once).
     #[serde(default)]
     pub instance_interval: Duration,
-    /// A phase not complete after this long is retried with a higher ballot (default 100ms).
+    /// Least phase timeout (default 100ms): a phase not complete after
+    /// `max(retry_timeout, srtt + 4 * rttvar)` of observed round trips is retried with a higher
+    /// ballot after a back-off.
     #[serde(default = "default_retry_timeout")]
     pub retry_timeout: Duration,
     /// Smallest back-off after a preempted ballot (default 5ms).
@@ -309,6 +319,24 @@ struct Attempt {
     phase: Phase,
     failures: u32,
     timer: Option<TimerId>,
+    /// The latest phases sent in this instance (at most [`SENT_KEPT`]): ballot, whether it
+    /// was phase 2, and the local time it was sent. Every reply to one of them, late ones
+    /// included, is a round-trip sample; sampling only replies to the current phase would
+    /// only ever see those faster than the timeout.
+    sent: Vec<(Ballot, bool, i64)>,
+}
+
+/// Phases per instance whose send times a proposer keeps for round-trip samples.
+const SENT_KEPT: usize = 8;
+
+impl Attempt {
+    /// Notes that phase `accept` (2 if true, else 1) of `ballot` was sent at `now_ns`.
+    fn sent(&mut self, ballot: Ballot, accept: bool, now_ns: i64) {
+        if self.sent.len() >= SENT_KEPT {
+            self.sent.remove(0);
+        }
+        self.sent.push((ballot, accept, now_ns));
+    }
 }
 
 /// One single-decree Paxos node, playing the roles its configuration gives it.
@@ -324,6 +352,8 @@ pub struct Node {
     round: u64,
     /// Highest round seen in any ballot.
     round_seen: u64,
+    /// Round trips to the acceptors, for the phase timeout.
+    rtt: paxos::RoundTrip,
     attempts: BTreeMap<u64, Attempt>,
     next_start: u64,
     decided: BTreeMap<u64, String>,
@@ -355,6 +385,7 @@ impl Node {
             acceptor: None,
             round: 0,
             round_seen: 0,
+            rtt: paxos::RoundTrip::default(),
             attempts: BTreeMap::new(),
             next_start: 0,
             decided: BTreeMap::new(),
@@ -408,22 +439,23 @@ impl Node {
         ctx.disk().write(ROUND_KEY, self.round.to_string());
         ctx.disk().sync();
         let ballot = Ballot::new(self.round, self.id, self.bugs.duplicate_ballots);
-        if let Some(old) = self.attempts.get(&instance).and_then(|a| a.timer) {
+        let previous = self.attempts.remove(&instance);
+        if let Some(old) = previous.as_ref().and_then(|a| a.timer) {
             ctx.cancel_timer(old);
         }
         let timer = ctx.set_timer(
-            self.config.retry_timeout.to_std(),
+            self.phase_timeout(failures),
             Timer::Retry { instance, ballot },
         );
-        self.attempts.insert(
-            instance,
-            Attempt {
-                ballot,
-                phase: Phase::Preparing(BTreeMap::new()),
-                failures,
-                timer: Some(timer),
-            },
-        );
+        let mut attempt = Attempt {
+            ballot,
+            phase: Phase::Preparing(BTreeMap::new()),
+            failures,
+            timer: Some(timer),
+            sent: previous.map(|a| a.sent).unwrap_or_default(),
+        };
+        attempt.sent(ballot, false, ctx.local_time_ns());
+        self.attempts.insert(instance, attempt);
         for &a in &self.roles.acceptors {
             ctx.send(a, Message::Prepare { instance, ballot });
         }
@@ -469,10 +501,11 @@ impl Node {
         if let Some(t) = attempt.timer.take() {
             ctx.cancel_timer(t);
         }
-        attempt.timer = Some(ctx.set_timer(
-            self.config.retry_timeout.to_std(),
-            Timer::Retry { instance, ballot },
-        ));
+        attempt.sent(ballot, true, ctx.local_time_ns());
+        let failures = attempt.failures;
+        let timeout = self.phase_timeout(failures);
+        let attempt = self.attempts.get_mut(&instance).expect("looked up above");
+        attempt.timer = Some(ctx.set_timer(timeout, Timer::Retry { instance, ballot }));
         for &a in &self.roles.acceptors {
             ctx.send(
                 a,
@@ -485,30 +518,74 @@ impl Node {
         }
     }
 
+    /// The phase timeout after `failures` consecutive failed attempts (see the module docs).
+    fn phase_timeout(&self, failures: u32) -> std::time::Duration {
+        self.rtt
+            .timeout(self.config.retry_timeout.to_std(), failures)
+    }
+
+    /// A reply from an acceptor to phase 1 (`accept` false), phase 2 (true) or either (`None`,
+    /// a `nack`) of `ballot` in `instance`: a round-trip sample if this proposer sent it.
+    fn sample_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        instance: u64,
+        ballot: Ballot,
+        accept: Option<bool>,
+    ) {
+        let Some(attempt) = self.attempts.get(&instance) else {
+            return;
+        };
+        let sent = attempt
+            .sent
+            .iter()
+            .rev()
+            .find(|(b, a, _)| *b == ballot && accept.is_none_or(|x| x == *a));
+        if let Some(&(_, _, sent_ns)) = sent {
+            self.rtt.sample_since(sent_ns, ctx.local_time_ns());
+        }
+    }
+
     /// A `nack` for our ballot: back off (§2.4), then retry higher.
     fn on_nack(&mut self, ctx: &mut Context<'_>, instance: u64, ballot: Ballot, promised: Ballot) {
         self.round_seen = self.round_seen.max(promised.round);
-        let Some(attempt) = self.attempts.get_mut(&instance) else {
+        let Some(attempt) = self.attempts.get(&instance) else {
             return;
         };
         if attempt.ballot != ballot || attempt.phase == Phase::BackingOff {
             return;
         }
+        self.back_off(ctx, instance);
+    }
+
+    /// The current attempt in `instance` failed (preempted, or its phase timed out): wait the
+    /// randomized back-off of §2.4, then retry with a higher ballot (at once under the planted
+    /// bug `no-backoff`).
+    fn back_off(&mut self, ctx: &mut Context<'_>, instance: u64) {
+        let Some(attempt) = self.attempts.get_mut(&instance) else {
+            return;
+        };
         let failures = attempt.failures + 1;
         if self.bugs.no_backoff {
             return self.prepare(ctx, instance, failures);
         }
+        let ballot = attempt.ballot;
         attempt.failures = failures;
         attempt.phase = Phase::BackingOff;
         if let Some(t) = attempt.timer.take() {
             ctx.cancel_timer(t);
         }
-        let delay = paxos::backoff(
-            ctx.rng(),
-            self.config.backoff_min.to_std(),
-            self.config.backoff_max.to_std(),
-            failures,
-        );
+        // The back-off range scales with the round trip: a rival needs about two of them to
+        // get both phases through, so ranges far shorter than that only collide again.
+        let srtt = self.rtt.srtt().unwrap_or_default();
+        let min = self.config.backoff_min.to_std().max(srtt);
+        let max = self
+            .config
+            .backoff_max
+            .to_std()
+            .max(self.rtt.timeout(std::time::Duration::ZERO, 0) * 4)
+            .max(min);
+        let delay = paxos::backoff(ctx.rng(), min, max, failures);
         attempt.timer = Some(ctx.set_timer(delay, Timer::Retry { instance, ballot }));
     }
 
@@ -754,18 +831,27 @@ impl Process for Node {
                 if let Some((b, _)) = &accepted {
                     self.round_seen = self.round_seen.max(b.round);
                 }
+                self.sample_reply(ctx, instance, ballot, Some(false));
                 self.on_promise(ctx, from, instance, ballot, accepted);
             }
             Message::Accepted {
                 instance,
                 ballot,
                 value,
-            } => self.on_accepted(ctx, from, instance, ballot, value),
+            } => {
+                if self.roles.acceptors.contains(&from) {
+                    self.sample_reply(ctx, instance, ballot, Some(true));
+                }
+                self.on_accepted(ctx, from, instance, ballot, value)
+            }
             Message::Nack {
                 instance,
                 ballot,
                 promised,
-            } => self.on_nack(ctx, instance, ballot, promised),
+            } => {
+                self.sample_reply(ctx, instance, ballot, None);
+                self.on_nack(ctx, instance, ballot, promised)
+            }
             Message::Decided { decisions } => {
                 if self.is_learner() {
                     let instances = decisions.iter().map(|(i, _)| *i).collect();
@@ -792,9 +878,13 @@ impl Process for Node {
             Timer::Retry { instance, ballot } => {
                 if let Some(attempt) = self.attempts.get(&instance) {
                     if attempt.ballot == ballot {
-                        // A back-off ended, or a phase timed out (lost messages, partition).
-                        let failures = attempt.failures;
-                        self.prepare(ctx, instance, failures);
+                        if attempt.phase == Phase::BackingOff {
+                            let failures = attempt.failures;
+                            self.prepare(ctx, instance, failures);
+                        } else {
+                            // The phase timed out (lost messages, a partition, a crash).
+                            self.back_off(ctx, instance);
+                        }
                     }
                 }
             }

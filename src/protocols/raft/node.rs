@@ -60,6 +60,8 @@ struct Progress {
     probe_sent: bool,
     /// Highest heartbeat round this follower answered in the current term.
     acked_round: u64,
+    /// Highest heartbeat round carried by a message sent to this follower in the current term.
+    sent_round: u64,
     /// Answered since the last CheckQuorum.
     active: bool,
     /// Local time of the last AppendEntries or InstallSnapshot sent to it.
@@ -131,7 +133,8 @@ pub struct Node {
     round: u64,
     round_quorum: u64,
     round_started: BTreeMap<u64, i64>,
-    want_round: bool,
+    /// The heartbeat round the newest pending ReadIndex read needs (started after it arrived).
+    read_round: u64,
     lease_until: i64,
     reads: VecDeque<PendingRead>,
 }
@@ -172,7 +175,7 @@ impl Node {
             round: 0,
             round_quorum: 0,
             round_started: BTreeMap::new(),
-            want_round: false,
+            read_round: 0,
             lease_until: i64::MIN,
             reads: VecDeque::new(),
         }
@@ -298,7 +301,7 @@ impl Node {
         self.waiters.clear();
         self.proposed.clear();
         self.round_started.clear();
-        self.want_round = false;
+        self.read_round = 0;
         self.lease_until = i64::MIN;
         for read in std::mem::take(&mut self.reads) {
             ctx.reply(
@@ -375,6 +378,7 @@ impl Node {
                         probing: true,
                         probe_sent: false,
                         acked_round: 0,
+                        sent_round: 0,
                         active: true,
                         last_sent: i64::MIN,
                     },
@@ -424,7 +428,42 @@ impl Node {
         while self.round_started.len() > MAX_ROUND_TIMES {
             self.round_started.pop_first();
         }
-        self.want_round = false;
+    }
+
+    /// The newest heartbeat round every follower has been sent (the current round when there
+    /// are no followers).
+    fn carried_round(&self) -> u64 {
+        self.progress
+            .values()
+            .map(|p| p.sent_round)
+            .min()
+            .unwrap_or(self.round)
+    }
+
+    /// Whether pending reads need a heartbeat round that has not been sent to every follower
+    /// yet, and no round that was is still waiting for its majority (concurrent reads share
+    /// rounds, so at most one read round is in flight).
+    fn read_round_due(&self) -> bool {
+        let carried = self.carried_round();
+        self.read_round > carried && self.round_quorum >= carried
+    }
+
+    /// ReadIndex (thesis §6.4): makes sure the round pending reads need is carried to every
+    /// follower, starting it if it has not started, and sending it to each follower not yet
+    /// sent a message of it. Nothing is sent while an earlier read round is in flight.
+    fn carry_read_round(&mut self, ctx: &mut Context<'_>) {
+        if !self.read_round_due() {
+            return;
+        }
+        if self.read_round > self.round {
+            self.start_round(ctx);
+        }
+        let round = self.round;
+        for peer in self.peers.clone() {
+            if self.progress.get(&peer).is_some_and(|p| p.sent_round < round) {
+                self.send_append(ctx, peer, true);
+            }
+        }
     }
 
     /// Starts a round and sends every follower an AppendEntries (empty or not). With `all`
@@ -461,6 +500,7 @@ impl Node {
             p.probing = true;
             p.probe_sent = true;
             p.last_sent = now;
+            p.sent_round = round;
             ctx.send(
                 peer,
                 Message::InstallSnapshot {
@@ -496,6 +536,7 @@ impl Node {
             p.next += entries.len() as u64;
         }
         p.last_sent = now;
+        p.sent_round = round;
         ctx.send(
             peer,
             Message::AppendEntries {
@@ -1054,8 +1095,9 @@ impl Node {
         self.waiters.insert(index, id);
         self.proposed.insert(id, index);
         self.maybe_commit(ctx);
-        if self.want_round && self.round_quorum >= self.round {
-            // Reads wait for a round and none is in flight: these appends start it.
+        if self.read_round_due() && self.read_round > self.round {
+            // Reads wait for a round and none is in flight: these appends start it (end_step
+            // sends it to any follower they skip).
             self.start_round(ctx);
         }
         for peer in self.peers.clone() {
@@ -1083,7 +1125,7 @@ impl Node {
         let round = if lease_valid && term_committed {
             self.round_quorum
         } else {
-            self.want_round = true;
+            self.read_round = self.round + 1;
             self.round + 1
         };
         self.reads.push_back(PendingRead {
@@ -1098,11 +1140,12 @@ impl Node {
 
     // ----- per-step bookkeeping -----
 
-    /// Ends every step: starts a ReadIndex round if reads wait for one and none is in flight,
-    /// syncs the disk (persist before answering), and checks the node's invariants.
+    /// Ends every step: sends the ReadIndex round reads wait for to every follower not yet
+    /// sent it (unless a read round is in flight), syncs the disk (persist before answering),
+    /// and checks the node's invariants.
     fn end_step(&mut self, ctx: &mut Context<'_>) {
-        if self.role == Role::Leader && self.want_round && self.round_quorum >= self.round {
-            self.send_heartbeats(ctx, true);
+        if self.role == Role::Leader {
+            self.carry_read_round(ctx);
         }
         if self.role == Role::Leader && self.peers.is_empty() {
             self.round_quorum = self.round;
