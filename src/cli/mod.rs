@@ -9,6 +9,25 @@
 //! | 2    | bad input or usage (malformed scenario, unreadable file, flag) |
 //! | 3    | inconclusive: a check returned unknown                         |
 
+// Standard output may be a pipe its reader closed (`faultline list | head`): `print!` and
+// `println!` of std would then panic (exit 101). Every command's output goes through these two
+// macros instead, which shadow std's in this module and all its submodules (macro_rules scope
+// is textual and reaches the `mod` files declared below): a closed pipe is ignored and the
+// command ends with its own exit code; any other write error is reported on stderr.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+macro_rules! println {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod bench;
 pub mod bench_checker;
 mod check_history;
@@ -104,6 +123,17 @@ pub fn main() -> ExitCode {
         Command::CheckHistory(args) => check_history::check_history(&args),
     };
     ExitCode::from(code)
+}
+
+/// Writes to standard output; a reader that closed the pipe is not an error (see `println!`
+/// above).
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("faultline: cannot write to standard output: {e}");
+    }
 }
 
 /// Milliseconds since `start` (the CLI is the only place that reads the wall clock).
