@@ -300,7 +300,7 @@ fn long_scenario(dir: &Path) -> PathBuf {
         .filter(|l| !l.starts_with("stop"))
         .map(|l| {
             if l.starts_with("duration") {
-                "duration = \"3600s\"".to_string()
+                "duration = \"600s\"".to_string()
             } else {
                 l.to_string()
             }

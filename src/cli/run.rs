@@ -124,6 +124,13 @@ pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
     if a.trace_hash == b.trace_hash {
         return None;
     }
+    if a.trace_jsonl.is_empty() && b.trace_jsonl.is_empty() {
+        return Some(format!(
+            "trace hashes differ ({} vs {}); no trace was kept (run without --no-trace to see \
+             the first differing line)",
+            a.trace_hash, b.trace_hash
+        ));
+    }
     let mut lines_a = a.trace_jsonl.lines();
     let mut lines_b = b.trace_jsonl.lines();
     let mut n = 1usize;

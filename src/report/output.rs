@@ -387,6 +387,46 @@ mod tests {
     }
 
     #[test]
+    fn a_staging_folder_dropped_without_a_commit_is_removed_and_the_target_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("run");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("report.json"), b"old").unwrap();
+        let staging = Staging::prepare(&target).unwrap();
+        let dir = staging.staging_dir().to_path_buf();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(PREFIX) && name.ends_with(STAGING_SUFFIX), "{name}");
+        assert_eq!(dir.parent(), Some(root.path()), "beside the target");
+        staging.write("report.json", [&b"new"[..]]).unwrap();
+        drop(staging);
+        assert!(!dir.exists());
+        assert_eq!(fs::read(target.join("report.json")).unwrap(), b"old");
+    }
+
+    #[test]
+    fn a_committed_staging_folder_replaces_the_target_and_is_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("run");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("trace.jsonl"), b"old trace").unwrap();
+        let staging = Staging::prepare(&target).unwrap();
+        staging.write("report.json", [&b"new"[..]]).unwrap();
+        assert_eq!(staging.commit().unwrap(), target);
+        let mut names: Vec<_> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["run"]);
+        let mut inside: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        inside.sort();
+        assert_eq!(inside, ["report.json"], "the old trace went with the old folder");
+    }
+
+    #[test]
     fn a_target_without_a_folder_name_is_refused() {
         for path in ["..", "/", "a/.."] {
             assert!(
