@@ -279,30 +279,6 @@ fn check_case(root: &Path, text_of_scenario: &str) -> Result<(), TestCaseError> 
             context()
         );
     }
-    match validate.status.code() {
-        Some(2) => {
-            prop_assert_eq!(run.status.code(), Some(2), "run refuses what validate refuses\n{}", context());
-        }
-        Some(0) => match run.status.code() {
-            Some(0 | 1 | 3) => {
-                let report = tree(&work)
-                    .into_iter()
-                    .find(|p| p.ends_with("report.json"))
-                    .expect("a report");
-                let report: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(work.join(report)).unwrap()).unwrap();
-                let ns = report["virtual_time_ns"].as_u64().unwrap();
-                prop_assert!(ns <= duration_ns(&file), "ran past its duration\n{}", context());
-                let lines = report["trace_lines"].as_u64().unwrap();
-                prop_assert!(lines <= MAX_EVENTS, "{lines} events\n{}", context());
-            }
-            // The output folder was refused (a name the writer or the file system rejects):
-            // before simulating, so nothing was printed.
-            Some(2) => prop_assert!(run.stdout.is_empty(), "{}", context()),
-            other => prop_assert!(false, "run exit {other:?}\n{}", context()),
-        },
-        other => prop_assert!(false, "validate exit {other:?}\n{}", context()),
-    }
     prop_assert!(
         std::fs::read_dir(&sentinel).unwrap().next().is_none(),
         "something was written beside the work folder\n{}",
@@ -318,6 +294,29 @@ fn check_case(root: &Path, text_of_scenario: &str) -> Result<(), TestCaseError> 
             path.display(),
             context()
         );
+    }
+    match validate.status.code() {
+        Some(2) => {
+            prop_assert_eq!(run.status.code(), Some(2), "run refuses what validate refuses\n{}", context());
+        }
+        Some(0) => match run.status.code() {
+            Some(0 | 1 | 3) => {
+                let report = tree(&work).into_iter().find(|p| p.ends_with("report.json"));
+                prop_assert!(report.is_some(), "no report.json\n{}", context());
+                let report = report.unwrap();
+                let report: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(work.join(report)).unwrap()).unwrap();
+                let ns = report["virtual_time_ns"].as_u64().unwrap();
+                prop_assert!(ns <= duration_ns(&file), "ran past its duration\n{}", context());
+                let lines = report["trace_lines"].as_u64().unwrap();
+                prop_assert!(lines <= MAX_EVENTS, "{lines} events\n{}", context());
+            }
+            // The output folder was refused (a name the writer or the file system rejects):
+            // before simulating, so nothing was printed.
+            Some(2) => prop_assert!(run.stdout.is_empty(), "{}", context()),
+            other => prop_assert!(false, "run exit {other:?}\n{}", context()),
+        },
+        other => prop_assert!(false, "validate exit {other:?}\n{}", context()),
     }
     Ok(())
 }

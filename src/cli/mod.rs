@@ -2,12 +2,12 @@
 //! codes. Only this module reads the wall clock (to report wall time) and formats errors for
 //! people. Exit codes (documented in the README):
 //!
-//! | code | meaning                                                        |
-//! |------|----------------------------------------------------------------|
-//! | 0    | pass (every check passed / every expectation held)            |
-//! | 1    | a check failed, or an expectation was not met                  |
-//! | 2    | bad input or usage (malformed scenario, unreadable file, flag) |
-//! | 3    | inconclusive: a check returned unknown                         |
+//! | code | meaning                                                                           |
+//! |------|-----------------------------------------------------------------------------------|
+//! | 0    | pass (every check passed / every expectation held)                               |
+//! | 1    | a check failed, or an expectation was not met                                     |
+//! | 2    | bad input or usage (malformed scenario, unreadable file, flag, unusable output folder) |
+//! | 3    | inconclusive: a check returned unknown                                            |
 
 // Standard output may be a pipe its reader closed (`faultline list | head`): `print!` and
 // `println!` of std would then panic (exit 101). Every command's output goes through these two
