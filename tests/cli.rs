@@ -421,7 +421,12 @@ fn a_run_killed_mid_way_leaves_the_previous_folder_whole_and_the_next_run_cleans
     let before = names_in(&dir);
     let scenario = long_scenario(keep.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["run", scenario.to_str().unwrap(), "--out", dir.to_str().unwrap()])
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -452,8 +457,14 @@ fn a_run_killed_mid_way_leaves_the_previous_folder_whole_and_the_next_run_cleans
     assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
     assert_eq!(report_of(&dir)["seed"], 5);
     let names = names_in(keep.path());
-    assert!(!names.contains(&left), "stale staging folder removed: {names:?}");
-    assert!(names.contains(&".faultline-live00.tmp".to_string()), "{names:?}");
+    assert!(
+        !names.contains(&left),
+        "stale staging folder removed: {names:?}"
+    );
+    assert!(
+        names.contains(&".faultline-live00.tmp".to_string()),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -473,7 +484,11 @@ fn a_run_killed_between_its_two_renames_gets_its_previous_folder_back_on_the_nex
     let other = keep.path().join("other");
     let next = run_into("scenarios/broadcast/no-faults.toml", &other, &[]);
     assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
-    assert_eq!(report_of(&dir)["seed"], 4, "the previous folder is back, whole");
+    assert_eq!(
+        report_of(&dir)["seed"],
+        4,
+        "the previous folder is back, whole"
+    );
     assert_eq!(names_in(keep.path()), ["other", "run"]);
 }
 
@@ -516,7 +531,10 @@ fn a_truncated_trace_is_announced_and_marked_at_its_end() {
     let full_report = report_of(&full);
     assert_eq!(full_report["trace_hash"], report["trace_hash"]);
     assert_eq!(full_report["trace_truncated"], false);
-    assert_eq!(full_report["trace_lines_written"], full_report["trace_lines"]);
+    assert_eq!(
+        full_report["trace_lines_written"],
+        full_report["trace_lines"]
+    );
     assert!(!text(&std::fs::read(full.join("trace.jsonl")).unwrap()).contains("trace-truncated"));
 }
 
@@ -557,10 +575,19 @@ fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code() {
         (vec!["list"], 0),
         (vec!["list", "--json"], 0),
         (
-            vec!["run", "scenarios/broadcast/no-faults.toml", "--json", "--out", d],
+            vec![
+                "run",
+                "scenarios/broadcast/no-faults.toml",
+                "--json",
+                "--out",
+                d,
+            ],
             0,
         ),
-        (vec!["run", "scenarios/broadcast/no-faults.toml", "--out", d], 0),
+        (
+            vec!["run", "scenarios/broadcast/no-faults.toml", "--out", d],
+            0,
+        ),
         (vec!["test", "scenarios/broadcast/no-faults.toml"], 0),
         (vec!["validate", "scenarios/broadcast/no-faults.toml"], 0),
         (vec!["--help"], 0),
@@ -574,5 +601,9 @@ fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code() {
         );
         assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
     }
-    assert_eq!(report_of(&dir)["verdict"], "pass", "the run still wrote its report");
+    assert_eq!(
+        report_of(&dir)["verdict"],
+        "pass",
+        "the run still wrote its report"
+    );
 }

@@ -297,7 +297,12 @@ fn check_case(root: &Path, text_of_scenario: &str) -> Result<(), TestCaseError> 
     }
     match validate.status.code() {
         Some(2) => {
-            prop_assert_eq!(run.status.code(), Some(2), "run refuses what validate refuses\n{}", context());
+            prop_assert_eq!(
+                run.status.code(),
+                Some(2),
+                "run refuses what validate refuses\n{}",
+                context()
+            );
         }
         Some(0) => match run.status.code() {
             Some(0 | 1 | 3) => {
@@ -307,7 +312,11 @@ fn check_case(root: &Path, text_of_scenario: &str) -> Result<(), TestCaseError> 
                 let report: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(work.join(report)).unwrap()).unwrap();
                 let ns = report["virtual_time_ns"].as_u64().unwrap();
-                prop_assert!(ns <= duration_ns(&file), "ran past its duration\n{}", context());
+                prop_assert!(
+                    ns <= duration_ns(&file),
+                    "ran past its duration\n{}",
+                    context()
+                );
                 let lines = report["trace_lines"].as_u64().unwrap();
                 prop_assert!(lines <= MAX_EVENTS, "{lines} events\n{}", context());
             }
@@ -356,10 +365,17 @@ fn the_generator_reaches_valid_runs_and_path_like_names() {
         .iter()
         .filter(|t| faultline::scenario::Scenario::parse(Path::new("g.toml"), t.as_bytes()).is_ok())
         .count();
-    assert!(valid >= 100, "only {valid} of 300 generated scenarios validate");
+    assert!(
+        valid >= 100,
+        "only {valid} of 300 generated scenarios validate"
+    );
     let path_like = texts
         .iter()
-        .filter(|t| t.starts_with("name = \"..") || t.starts_with("name = \"/") || t.starts_with("name = \"a/"))
+        .filter(|t| {
+            t.starts_with("name = \"..")
+                || t.starts_with("name = \"/")
+                || t.starts_with("name = \"a/")
+        })
         .count();
     assert!(path_like >= 10, "only {path_like} path-like names");
 }

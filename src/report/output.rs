@@ -386,16 +386,34 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_staging_folder_dropped_without_a_commit_is_removed_and_the_target_kept() {
+    fn names(dir: &Path) -> Vec<OsString> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A folder `run` holding one file, in a fresh temporary folder.
+    fn an_earlier_run(file: &str, bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("run");
         fs::create_dir(&target).unwrap();
-        fs::write(target.join("report.json"), b"old").unwrap();
+        fs::write(target.join(file), bytes).unwrap();
+        (root, target)
+    }
+
+    #[test]
+    fn a_staging_folder_dropped_without_a_commit_is_removed_and_the_target_kept() {
+        let (root, target) = an_earlier_run("report.json", b"old");
         let staging = Staging::prepare(&target).unwrap();
         let dir = staging.staging_dir().to_path_buf();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with(PREFIX) && name.ends_with(STAGING_SUFFIX), "{name}");
+        assert!(
+            name.starts_with(PREFIX) && name.ends_with(STAGING_SUFFIX),
+            "{name}"
+        );
         assert_eq!(dir.parent(), Some(root.path()), "beside the target");
         staging.write("report.json", [&b"new"[..]]).unwrap();
         drop(staging);
@@ -405,25 +423,16 @@ mod tests {
 
     #[test]
     fn a_committed_staging_folder_replaces_the_target_and_is_gone() {
-        let root = tempfile::tempdir().unwrap();
-        let target = root.path().join("run");
-        fs::create_dir(&target).unwrap();
-        fs::write(target.join("trace.jsonl"), b"old trace").unwrap();
+        let (root, target) = an_earlier_run("trace.jsonl", b"old trace");
         let staging = Staging::prepare(&target).unwrap();
         staging.write("report.json", [&b"new"[..]]).unwrap();
         assert_eq!(staging.commit().unwrap(), target);
-        let mut names: Vec<_> = fs::read_dir(root.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["run"]);
-        let mut inside: Vec<_> = fs::read_dir(&target)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        inside.sort();
-        assert_eq!(inside, ["report.json"], "the old trace went with the old folder");
+        assert_eq!(names(root.path()), ["run"]);
+        assert_eq!(
+            names(&target),
+            ["report.json"],
+            "the old trace went with the old folder"
+        );
     }
 
     #[test]
