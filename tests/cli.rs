@@ -267,3 +267,343 @@ fn list_names_protocols_faults_checks_and_bugs() {
     let human = text(&faultline(&["list"]).stdout);
     assert!(human.contains("planted bug no-retransmit"), "{human}");
 }
+
+/// Runs `faultline run SCENARIO --out OUT extra...`.
+fn run_into(scenario: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", scenario, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    faultline(&args)
+}
+
+/// Names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn report_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// A long-running copy of a scenario (clients never stop), in `dir`.
+fn long_scenario(dir: &Path) -> PathBuf {
+    let body = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/broadcast/no-faults.toml"),
+    )
+    .unwrap();
+    let body: String = body
+        .lines()
+        .filter(|l| !l.starts_with("stop"))
+        .map(|l| {
+            if l.starts_with("duration") {
+                "duration = \"600s\"".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.join("long.toml");
+    std::fs::write(&file, body).unwrap();
+    file
+}
+
+#[test]
+fn a_second_run_replaces_the_whole_folder_and_leaves_no_staging_folder() {
+    let (keep, dir) = out_dir();
+    let a = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--seed", "1"]);
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
+    // A stale temporary file of a faultline that renamed files one by one may be replaced too.
+    std::fs::write(dir.join(".faultline-old1.tmp"), b"partial").unwrap();
+    let b = run_into(
+        "scenarios/broadcast/no-faults.toml",
+        &dir,
+        &["--seed", "2", "--no-trace"],
+    );
+    assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
+    assert_eq!(
+        names_in(&dir),
+        ["history.jsonl", "report.json"],
+        "the trace of seed 1 is gone with its folder, not left beside seed 2's report"
+    );
+    assert_eq!(report_of(&dir)["seed"], 2);
+    assert_eq!(names_in(keep.path()), ["run"], "no staging folder is left");
+}
+
+#[test]
+fn an_existing_folder_that_is_not_a_report_folder_is_refused_before_the_run() {
+    let (keep, dir) = out_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    let out = run_into("scenarios/broadcast/no-faults.toml", &dir, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("is not a faultline report folder") && stderr.contains("notes.txt"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
+    assert_eq!(names_in(&dir), ["notes.txt"]);
+    assert_eq!(names_in(keep.path()), ["run"], "no staging folder is left");
+}
+
+#[test]
+fn an_unwritable_out_or_an_over_long_name_fails_before_the_simulation() {
+    let keep = tempfile::tempdir().unwrap();
+    // A file where a folder must be: no folder can be created under it (whoever runs the test).
+    let blocker = keep.path().join("blocker");
+    std::fs::write(&blocker, b"").unwrap();
+    // Long enough that the run would take seconds if it started.
+    let scenario = long_scenario(keep.path());
+    let long_name = keep.path().join("n".repeat(300));
+    for out in [blocker.join("run"), long_name] {
+        let output = run_into(scenario.to_str().unwrap(), &out, &[]);
+        assert_eq!(output.status.code(), Some(2), "{}", out.display());
+        assert!(output.stdout.is_empty(), "no summary: nothing ran");
+        assert!(
+            text(&output.stderr).contains("cannot "),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+    assert_eq!(names_in(keep.path()), ["blocker", "long.toml"]);
+}
+
+#[test]
+fn a_scenario_name_that_escapes_the_reports_folder_is_refused_before_the_run() {
+    let keep = tempfile::tempdir().unwrap();
+    let work = keep.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let body = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/broadcast/no-faults.toml"),
+    )
+    .unwrap();
+    for name in ["../../escaped", "/tmp/faultline-escaped", "a/b/c", ".."] {
+        let file = work.join("s.toml");
+        std::fs::write(
+            &file,
+            body.replace(
+                "name = \"broadcast-no-faults\"",
+                &format!("name = {name:?}"),
+            ),
+        )
+        .unwrap();
+        // No --out: the default folder reports/<name>/seed-<N>, relative to the working folder.
+        let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .args(["run", "s.toml"])
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out.stdout));
+        assert!(out.stdout.is_empty(), "{name}: nothing ran");
+        // The writer refuses such names itself ("not a plain folder name"); `validate` may
+        // refuse them first with its own message naming the key.
+        assert!(
+            text(&out.stderr).contains("name"),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(names_in(&work), ["s.toml"]);
+    assert_eq!(names_in(keep.path()), ["work"]);
+    assert!(!Path::new("/tmp/faultline-escaped").exists());
+}
+
+#[test]
+fn a_run_killed_mid_way_leaves_the_previous_folder_whole_and_the_next_run_cleans_up() {
+    let (keep, dir) = out_dir();
+    let first = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--seed", "4"]);
+    assert_eq!(first.status.code(), Some(0));
+    let before = names_in(&dir);
+    let scenario = long_scenario(keep.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let staging = || {
+        names_in(keep.path())
+            .into_iter()
+            .find(|n| n.starts_with(".faultline-") && n.ends_with(".tmp"))
+    };
+    let mut waited = 0;
+    while staging().is_none() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(waited < 30_000, "no staging folder appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 10;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(names_in(&dir), before, "the previous folder is untouched");
+    assert_eq!(report_of(&dir)["seed"], 4);
+    let left = staging().expect("the killed run's staging folder is left");
+    // A live run's staging folder (its lock held) must survive the cleanup.
+    let live = keep.path().join(".faultline-live00.tmp");
+    std::fs::create_dir(&live).unwrap();
+    let lock = std::fs::File::create(live.join("lock")).unwrap();
+    lock.try_lock().unwrap();
+    let next = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--seed", "5"]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
+    assert_eq!(report_of(&dir)["seed"], 5);
+    let names = names_in(keep.path());
+    assert!(
+        !names.contains(&left),
+        "stale staging folder removed: {names:?}"
+    );
+    assert!(
+        names.contains(&".faultline-live00.tmp".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_run_killed_between_its_two_renames_gets_its_previous_folder_back_on_the_next_run() {
+    let (keep, dir) = out_dir();
+    let first = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--seed", "4"]);
+    assert_eq!(first.status.code(), Some(0));
+    // What a kill between "move the old folder aside" and "move the new one in" leaves: the
+    // target is gone, the previous folder sits in the staging folder's old/, the lock is free.
+    let staging = keep.path().join(".faultline-dead00.tmp");
+    std::fs::create_dir_all(staging.join("old")).unwrap();
+    std::fs::create_dir_all(staging.join("new/run")).unwrap();
+    std::fs::write(staging.join("lock"), b"").unwrap();
+    std::fs::write(staging.join("new/run/report.json"), b"{\"seed\": 9}").unwrap();
+    std::fs::rename(&dir, staging.join("old/run")).unwrap();
+    // The next run writes elsewhere in the same folder.
+    let other = keep.path().join("other");
+    let next = run_into("scenarios/broadcast/no-faults.toml", &other, &[]);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next.stderr));
+    assert_eq!(
+        report_of(&dir)["seed"],
+        4,
+        "the previous folder is back, whole"
+    );
+    assert_eq!(names_in(keep.path()), ["other", "run"]);
+}
+
+#[test]
+fn a_truncated_trace_is_announced_and_marked_at_its_end() {
+    let (_keep, dir) = out_dir();
+    let out = run_into(
+        "scenarios/broadcast/no-faults.toml",
+        &dir,
+        &["--trace-limit-bytes", "3000"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let report = report_of(&dir);
+    assert_eq!(report["trace_truncated"], true);
+    let (written, total) = (
+        report["trace_lines_written"].as_u64().unwrap(),
+        report["trace_lines"].as_u64().unwrap(),
+    );
+    assert!(written > 0 && written < total);
+    assert!(
+        stdout.contains(&format!(
+            "TRACE TRUNCATED: trace.jsonl holds the first {written} of {total} lines"
+        )),
+        "{stdout}"
+    );
+    let trace = text(&std::fs::read(dir.join("trace.jsonl")).unwrap());
+    let lines: Vec<&str> = trace.lines().collect();
+    assert_eq!(lines.len() as u64, written + 1);
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["kind"], "trace-truncated");
+    assert_eq!(last["node"], "world");
+    assert_eq!(last["lines_kept"], written);
+    assert_eq!(last["lines"], total);
+    assert_eq!(last["limit_bytes"], 3000);
+    assert!(trace.len() - lines.last().unwrap().len() - 1 <= 3000);
+    // The hash covers every line whatever the cap: the same as an uncapped run's.
+    let (_keep2, full) = out_dir();
+    run_into("scenarios/broadcast/no-faults.toml", &full, &[]);
+    let full_report = report_of(&full);
+    assert_eq!(full_report["trace_hash"], report["trace_hash"]);
+    assert_eq!(full_report["trace_truncated"], false);
+    assert_eq!(
+        full_report["trace_lines_written"],
+        full_report["trace_lines"]
+    );
+    assert!(!text(&std::fs::read(full.join("trace.jsonl")).unwrap()).contains("trace-truncated"));
+}
+
+#[test]
+fn no_trace_writes_no_trace_file_and_keeps_the_hash() {
+    let (_keep, dir) = out_dir();
+    let out = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--no-trace"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("trace: not written"));
+    assert_eq!(names_in(&dir), ["history.jsonl", "report.json"]);
+    let report = report_of(&dir);
+    assert_eq!(report["trace_written"], false);
+    assert_eq!(report["trace_truncated"], false);
+    let (_keep2, full) = out_dir();
+    run_into("scenarios/broadcast/no-faults.toml", &full, &[]);
+    assert_eq!(report_of(&full)["trace_hash"], report["trace_hash"]);
+    assert_eq!(report_of(&full)["trace_written"], true);
+}
+
+/// Runs the binary with standard output a pipe whose reader is already closed.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code() {
+    let (_keep, dir) = out_dir();
+    let d = dir.to_str().unwrap();
+    for (args, code) in [
+        (vec!["list"], 0),
+        (vec!["list", "--json"], 0),
+        (
+            vec![
+                "run",
+                "scenarios/broadcast/no-faults.toml",
+                "--json",
+                "--out",
+                d,
+            ],
+            0,
+        ),
+        (
+            vec!["run", "scenarios/broadcast/no-faults.toml", "--out", d],
+            0,
+        ),
+        (vec!["test", "scenarios/broadcast/no-faults.toml"], 0),
+        (vec!["validate", "scenarios/broadcast/no-faults.toml"], 0),
+        (vec!["--help"], 0),
+    ] {
+        let out = with_closed_stdout(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(
+        report_of(&dir)["verdict"],
+        "pass",
+        "the run still wrote its report"
+    );
+}

@@ -2,12 +2,31 @@
 //! codes. Only this module reads the wall clock (to report wall time) and formats errors for
 //! people. Exit codes (documented in the README):
 //!
-//! | code | meaning                                                        |
-//! |------|----------------------------------------------------------------|
-//! | 0    | pass (every check passed / every expectation held)            |
-//! | 1    | a check failed, or an expectation was not met                  |
-//! | 2    | bad input or usage (malformed scenario, unreadable file, flag, a run stopped at an event limit) |
-//! | 3    | inconclusive: a check returned unknown                         |
+//! | code | meaning                                                                           |
+//! |------|-----------------------------------------------------------------------------------|
+//! | 0    | pass (every check passed / every expectation held)                               |
+//! | 1    | a check failed, or an expectation was not met                                     |
+//! | 2    | bad input or usage (malformed scenario, unreadable file, flag, unusable output folder, a run stopped at an event limit) |
+//! | 3    | inconclusive: a check returned unknown                                            |
+
+// Standard output may be a pipe its reader closed (`faultline list | head`): `print!` and
+// `println!` of std would then panic (exit 101). Every command's output goes through these two
+// macros instead, which shadow std's in this module and all its submodules (macro_rules scope
+// is textual and reaches the `mod` files declared below): a closed pipe is ignored and the
+// command ends with its own exit code; any other write error is reported on stderr.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+macro_rules! println {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 pub mod bench;
 pub mod bench_checker;
@@ -105,6 +124,17 @@ pub fn main() -> ExitCode {
         Command::CheckHistory(args) => check_history::check_history(&args),
     };
     ExitCode::from(code)
+}
+
+/// Writes to standard output; a reader that closed the pipe is not an error (see `println!`
+/// above).
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args)
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("faultline: cannot write to standard output: {e}");
+    }
 }
 
 /// Milliseconds since `start` (the CLI is the only place that reads the wall clock).

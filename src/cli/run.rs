@@ -1,4 +1,5 @@
-//! `faultline run SCENARIO [--seed N] [--out DIR] [--json] [--check-determinism]`.
+//! `faultline run SCENARIO [--seed N] [--out DIR] [--json] [--check-determinism] [--no-trace]
+//! [--trace-limit-bytes N]`.
 
 use std::path::{Path, PathBuf};
 
@@ -6,8 +7,9 @@ use clap::Args;
 
 use crate::check::run_checks;
 use crate::cli::{elapsed_ms, exit, verdict_code, wall_now};
-use crate::report::{self, Report};
+use crate::report::{self, Report, Staging};
 use crate::scenario::Scenario;
+use crate::sim::trace::DEFAULT_TRACE_LIMIT_BYTES;
 use crate::sim::{self, RunOptions, RunRecord};
 
 /// Arguments of `faultline run`.
@@ -18,7 +20,7 @@ pub struct RunArgs {
     /// Seed (default: the scenario's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Output folder (default: reports/<scenario name>/seed-<N>).
+    /// Output folder, replaced as a whole (default: reports/<scenario name>/seed-<N>).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print report.json to stdout instead of the summary.
@@ -27,9 +29,21 @@ pub struct RunArgs {
     /// Run twice and compare trace hashes; on a difference print the first differing line.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Write no trace.jsonl (the trace is still hashed): for seed sweeps.
+    #[arg(long)]
+    pub no_trace: bool,
+    /// Bytes of trace kept for trace.jsonl; later lines are hashed, not written, and the file
+    /// ends with a `trace-truncated` line.
+    #[arg(long, default_value_t = DEFAULT_TRACE_LIMIT_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub trace_limit_bytes: u64,
 }
 
-/// Runs a scenario and writes its outputs; returns the exit code.
+/// Where `run` puts its folder when `--out` is not given: `reports/<name>/seed-<N>`.
+pub const DEFAULT_OUT_ROOT: &str = "reports";
+
+/// Runs a scenario and writes its outputs; returns the exit code. Every problem with the
+/// scenario or the output folder is reported (exit 2) before the simulation starts.
 pub fn run(args: &RunArgs) -> u8 {
     let scenario = match Scenario::load(&args.scenario) {
         Ok(s) => s,
@@ -39,14 +53,36 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
     let seed = args.seed.unwrap_or(scenario.seed);
+    let staging = match report::out_dir(
+        args.out.as_deref(),
+        Path::new(DEFAULT_OUT_ROOT),
+        &scenario.name,
+        seed,
+    )
+    .and_then(|dir| Staging::prepare(&dir))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", args.scenario.display());
+            return exit::BAD_INPUT;
+        }
+    };
+    let options = if args.no_trace {
+        RunOptions::hash_only()
+    } else {
+        RunOptions {
+            trace_limit_bytes: usize::try_from(args.trace_limit_bytes).unwrap_or(usize::MAX),
+            ..RunOptions::default()
+        }
+    };
     let start = wall_now();
-    let record = sim::run(&scenario, seed, &RunOptions::default());
+    let record = sim::run(&scenario, seed, &options);
     if let Some(limit) = &record.limit_exceeded {
         eprintln!("{}", over_limit(&args.scenario, limit));
         return exit::BAD_INPUT;
     }
     if args.check_determinism {
-        let again = sim::run(&scenario, seed, &RunOptions::default());
+        let again = sim::run(&scenario, seed, &options);
         if let Some(message) = first_difference(&record, &again) {
             eprintln!(
                 "faultline: NOT DETERMINISTIC: {} seed {seed}\n{message}",
@@ -62,17 +98,17 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     }
     let checks = run_checks(&record);
-    let report = Report::new(&record, checks, &args.scenario, elapsed_ms(start));
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| report::default_out_dir(&scenario, seed));
-    let path = match report::write_run(&dir, &report, &record) {
+    let mut report = Report::new(&record, checks, &args.scenario, elapsed_ms(start));
+    if args.no_trace {
+        report = report.without_trace();
+    }
+    let target = staging.target().to_path_buf();
+    let path = match report::write_run(staging, &report, &record, !args.no_trace) {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
                 "faultline: cannot write the report to {}: {e}",
-                dir.display()
+                target.display()
             );
             return exit::BAD_INPUT;
         }
@@ -92,6 +128,13 @@ pub fn run(args: &RunArgs) -> u8 {
 pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
     if a.trace_hash == b.trace_hash {
         return None;
+    }
+    if a.trace_jsonl.is_empty() && b.trace_jsonl.is_empty() {
+        return Some(format!(
+            "trace hashes differ ({} vs {}); no trace was kept (run without --no-trace to see \
+             the first differing line)",
+            a.trace_hash, b.trace_hash
+        ));
     }
     let mut lines_a = a.trace_jsonl.lines();
     let mut lines_b = b.trace_jsonl.lines();
@@ -126,7 +169,7 @@ pub fn run_and_check(
         return Err(over_limit(path, limit));
     }
     let checks = run_checks(&record);
-    let report = Report::new(&record, checks, path, elapsed_ms(start));
+    let report = Report::new(&record, checks, path, elapsed_ms(start)).without_trace();
     Ok((record, report))
 }
 

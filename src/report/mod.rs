@@ -1,10 +1,12 @@
 //! Reports: `report.json` (versioned schema), the run's files, and the terminal summary.
 //!
-//! Every output file is written atomically (a temporary file in the same folder, then a rename),
-//! so an interrupted run never leaves a half-written report. `report.json` is documented in
+//! A run's folder is replaced as a whole (written into a staging folder beside it, then renamed;
+//! see [`output`]), so an interrupted run never leaves a half-written report or files of two
+//! runs side by side. `report.json` is documented in
 //! `docs/report-format.md`; bump [`SCHEMA_VERSION`] on any incompatible change.
 
-use std::io::Write;
+pub mod output;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -12,6 +14,8 @@ use serde::Serialize;
 use crate::check::{CheckResult, ms};
 use crate::scenario::{Expect, Scenario, Verdict};
 use crate::sim::{Halt, RunRecord, Stats};
+
+pub use output::{OutputError, Staging, out_dir};
 
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,8 +40,13 @@ pub struct Report {
     pub trace_hash: String,
     /// Lines in the trace.
     pub trace_lines: u64,
-    /// True if the trace file holds fewer lines than were hashed (memory cap).
+    /// True if the trace file holds fewer lines than were hashed (the byte cap was reached; the
+    /// file then ends with a `trace-truncated` line). False if no trace was written.
     pub trace_truncated: bool,
+    /// Event lines in `trace.jsonl` (`trace_lines` unless truncated; 0 if none was written).
+    pub trace_lines_written: u64,
+    /// False if no `trace.jsonl` was written (`run --no-trace`, `faultline test`).
+    pub trace_written: bool,
     /// pass, fail or unknown (fail if any check failed; unknown if any could not decide).
     pub verdict: Verdict,
     /// Every check's result.
@@ -78,6 +87,8 @@ impl Report {
             trace_hash: record.trace_hash.clone(),
             trace_lines: record.stats.trace_lines,
             trace_truncated: record.trace_truncated,
+            trace_lines_written: record.trace_jsonl.lines_kept(),
+            trace_written: true,
             verdict,
             checks,
             stats: record.stats.clone(),
@@ -88,6 +99,14 @@ impl Report {
             expectation_problems,
             reproduce: reproduce_command(scenario_file, record.seed),
         }
+    }
+
+    /// Marks the report of a run whose trace is not written (it was only hashed).
+    pub fn without_trace(mut self) -> Report {
+        self.trace_written = false;
+        self.trace_truncated = false;
+        self.trace_lines_written = 0;
+        self
     }
 
     /// True if the run met its `[expect]` block.
@@ -161,65 +180,26 @@ pub fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-/// The default output folder of a run: `reports/<scenario name>/seed-<N>`.
-pub fn default_out_dir(scenario: &Scenario, seed: u64) -> PathBuf {
-    Path::new("reports")
-        .join(&scenario.name)
-        .join(format!("seed-{seed}"))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then
-/// renamed over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_parts_atomically(path, [bytes])
-}
-
-/// Writes the concatenation of `parts` to `path` atomically (see [`write_atomically`]).
-pub fn write_parts_atomically<'a>(
-    path: &Path,
-    parts: impl IntoIterator<Item = &'a [u8]>,
-) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".faultline-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    // Temporary files are created private (0600); the report is an ordinary file.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+/// Writes `history.jsonl`, `report.json` and (if `with_trace`) `trace.jsonl` into the staging
+/// folder and moves it into place as a whole (see [`output`]). Returns the path of
+/// `report.json` under the target as given.
+pub fn write_run(
+    staging: Staging,
+    report: &Report,
+    record: &RunRecord,
+    with_trace: bool,
+) -> Result<PathBuf, OutputError> {
+    if with_trace {
+        staging.write("trace.jsonl", record.trace_jsonl.chunks())?;
     }
-    let mut out = std::io::BufWriter::new(tmp.as_file());
-    for part in parts {
-        out.write_all(part)?;
-    }
-    out.flush()?;
-    drop(out);
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Writes `report.json`, `trace.jsonl` and `history.jsonl` into `dir`, each atomically.
-/// Returns the path of `report.json`.
-pub fn write_run(dir: &Path, report: &Report, record: &RunRecord) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    write_parts_atomically(&dir.join("trace.jsonl"), record.trace_jsonl.chunks())?;
-    write_atomically(
-        &dir.join("history.jsonl"),
-        &crate::history::to_jsonl(&record.history),
+    staging.write(
+        "history.jsonl",
+        [crate::history::to_jsonl(&record.history).as_slice()],
     )?;
     let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
     json.push(b'\n');
-    let path = dir.join("report.json");
-    write_atomically(&path, &json)?;
-    Ok(path)
+    staging.write("report.json", [json.as_slice()])?;
+    Ok(staging.commit()?.join("report.json"))
 }
 
 /// The terminal summary: verdict, each check, and for a failure the reproduction command.
@@ -260,6 +240,15 @@ pub fn summary(report: &Report, report_path: Option<&Path>) -> String {
         }
     }
     out.push_str(&format!("  trace_hash: {}\n", report.trace_hash));
+    if report.trace_truncated {
+        out.push_str(&format!(
+            "  TRACE TRUNCATED: trace.jsonl holds the first {} of {} lines (the trace byte cap \
+             was reached); trace_hash covers every line\n",
+            report.trace_lines_written, report.trace_lines
+        ));
+    } else if !report.trace_written {
+        out.push_str("  trace: not written\n");
+    }
     if let Some(p) = report_path {
         out.push_str(&format!("  report: {}\n", p.display()));
     }

@@ -38,6 +38,9 @@ const WORLD_INDEX: u32 = u32::MAX;
 /// Default cap on trace bytes kept in memory (hashing continues past it).
 pub const DEFAULT_TRACE_LIMIT_BYTES: usize = 1 << 30;
 
+/// The `kind` of the line that closes a trace whose byte cap was reached.
+pub const TRUNCATED_KIND: &str = "trace-truncated";
+
 /// Bytes per chunk of kept JSON lines.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -56,6 +59,8 @@ pub struct Trace {
     /// Kept JSON lines.
     json: JsonLines,
     lines: u64,
+    /// `t_ns` of the latest line.
+    last_t_ns: u64,
     /// Node names by index (the topology's).
     names: Vec<String>,
 }
@@ -65,6 +70,10 @@ struct JsonLines {
     chunks: Vec<Vec<u8>>,
     current: Vec<u8>,
     kept_bytes: usize,
+    /// Lines in `chunks`.
+    kept_lines: u64,
+    /// Lines ended in `current`.
+    current_lines: u64,
     limit_bytes: usize,
     /// False once the limit is reached (or if it is 0): lines are then only hashed.
     keeping: bool,
@@ -78,8 +87,10 @@ impl JsonLines {
             return;
         }
         let chunk = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES + 4096));
+        let lines = std::mem::take(&mut self.current_lines);
         if self.kept_bytes + chunk.len() <= self.limit_bytes {
             self.kept_bytes += chunk.len();
+            self.kept_lines += lines;
             self.chunks.push(chunk);
             return;
         }
@@ -90,6 +101,7 @@ impl JsonLines {
             .map_or(0, |p| p + 1);
         if cut > 0 {
             self.kept_bytes += cut;
+            self.kept_lines += chunk[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
             self.chunks.push(chunk[..cut].to_vec());
         }
         self.keeping = false;
@@ -120,10 +132,13 @@ impl Trace {
                     Vec::new()
                 },
                 kept_bytes: 0,
+                kept_lines: 0,
+                current_lines: 0,
                 limit_bytes,
                 keeping: limit_bytes > 0,
             },
             lines: 0,
+            last_t_ns: 0,
         }
     }
 
@@ -132,6 +147,7 @@ impl Trace {
     /// needs no JSON escaping (the kinds of docs/trace-format.md).
     pub fn line(&mut self, t_ns: u64, node: Option<NodeId>, kind: &str) -> Line<'_> {
         put_u64(&mut self.binary, t_ns);
+        self.last_t_ns = t_ns;
         if self.json.keeping {
             let s = &mut self.json.current;
             s.extend_from_slice(b"{\"t_ns\":");
@@ -149,6 +165,11 @@ impl Trace {
 
     /// The kept lines, the hex XXH3-128 hash of every line's binary record, and whether lines were
     /// hashed but not kept (the byte limit was reached, or it was 0).
+    ///
+    /// If the limit (not 0) was reached, the kept lines end with one more line, not hashed and
+    /// not counted in [`Trace::lines`], that says so:
+    /// `{"t_ns":..,"node":"world","kind":"trace-truncated","lines_kept":..,"lines":..,"limit_bytes":..}`
+    /// (`t_ns` of the last line of the run; `lines_kept` lines above it out of `lines`).
     pub fn finish(mut self) -> (TraceBytes, String, bool) {
         self.hasher.update(&self.binary);
         let hash = format!("{:032x}", self.hasher.digest128());
@@ -156,9 +177,21 @@ impl Trace {
             self.json.flush();
         }
         let truncated = !self.json.keeping && self.lines > 0;
+        let json = &mut self.json;
+        let lines_kept = json.kept_lines;
+        if truncated && json.limit_bytes > 0 {
+            json.chunks.push(
+                format!(
+                    "{{\"t_ns\":{},\"node\":\"{WORLD}\",\"kind\":\"{TRUNCATED_KIND}\",\"lines_kept\":{lines_kept},\"lines\":{},\"limit_bytes\":{}}}\n",
+                    self.last_t_ns, self.lines, json.limit_bytes
+                )
+                .into_bytes(),
+            );
+        }
         (
             TraceBytes {
                 chunks: self.json.chunks,
+                lines_kept,
             },
             hash,
             truncated,
@@ -171,12 +204,19 @@ impl Trace {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceBytes {
     chunks: Vec<Vec<u8>>,
+    /// Event lines kept (not counting a final `trace-truncated` line).
+    lines_kept: u64,
 }
 
 impl TraceBytes {
     /// The chunks, in order; their concatenation is `trace.jsonl`.
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         self.chunks.iter().map(Vec::as_slice)
+    }
+
+    /// Event lines kept (not counting a final `trace-truncated` line).
+    pub fn lines_kept(&self) -> u64 {
+        self.lines_kept
     }
 
     /// Total length in bytes.
@@ -313,6 +353,7 @@ impl Line<'_> {
         let json = &mut trace.json;
         if json.keeping {
             json.current.extend_from_slice(b"}\n");
+            json.current_lines += 1;
             if json.current.len() >= CHUNK_BYTES {
                 json.flush();
             }
@@ -466,7 +507,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_past_the_limit_are_hashed_but_not_kept_and_kept_lines_are_whole() {
+    fn lines_past_the_limit_are_hashed_not_kept_and_a_final_line_marks_the_cut() {
         let mut small = Trace::new(100, names());
         let mut big = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
         for t in 0..3 {
@@ -475,10 +516,18 @@ mod tests {
         }
         let (kept, h1, truncated) = small.finish();
         let (all, h2, _) = big.finish();
-        let (kept, all) = (kept.to_vec(), all.to_vec());
+        assert_eq!((kept.lines_kept(), all.lines_kept()), (2, 3));
+        let kept_lines: Vec<&str> = kept.lines().collect();
+        let marker = *kept_lines.last().unwrap();
+        let events = kept_lines[..kept_lines.len() - 1].join("\n") + "\n";
+        let all = all.to_vec();
         assert!(truncated);
-        assert!(kept.len() < all.len() && kept.len() <= 100);
-        assert!(kept.ends_with(b"\n") && all.starts_with(&kept));
-        assert_eq!(h1, h2);
+        assert!(events.len() < all.len() && events.len() <= 100);
+        assert!(all.starts_with(events.as_bytes()), "kept lines are whole");
+        assert_eq!(
+            marker,
+            r#"{"t_ns":2,"node":"world","kind":"trace-truncated","lines_kept":2,"lines":3,"limit_bytes":100}"#
+        );
+        assert_eq!(h1, h2, "the marker is not hashed");
     }
 }
