@@ -410,7 +410,9 @@ impl Model for KeyValue {
 
     fn convert(&mut self, op: &RawOp<'_>) -> Result<(KvOp, Option<u32>), String> {
         let Some(key) = op.key else {
-            return Err(format!("a {} without a key; expected a key", op.f.name()));
+            let name = op.f.name();
+            let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            return Err(format!("{article} {name} without a key; expected a key"));
         };
         let key = match self.key_ids.get(key) {
             Some(&k) => k,
