@@ -6,17 +6,7 @@ fn run(name: &str, content: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, content).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("check-history")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    check_file(&path, args)
 }
 
 const GOOD_LOG: &str = "INFO  jepsen.util - 0\t:invoke\t:write\t1\n\

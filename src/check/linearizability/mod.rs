@@ -802,13 +802,16 @@ fn check_within<M: Model>(
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     report.partitions = groups.len().max(1);
     // Convert each group with its own copy of the model (in parallel); the first error in key
-    // order is reported.
-    let converted: Vec<Result<Part<M>, HistoryError>> = groups
+    // order is reported. `None`: the time limit passed.
+    let converted: Vec<Result<Option<Part<M>>, HistoryError>> = groups
         .into_par_iter()
         .map(|(key, members)| {
             let mut model = spec.clone();
             let mut part_ops = Vec::with_capacity(members.len());
-            for i in members {
+            for (n, i) in members.into_iter().enumerate() {
+                if budget.poll(n + 1).is_err() {
+                    return Ok(None);
+                }
                 let r = &raw[i];
                 part_ops.push(
                     Operation::convert(&mut model, r).map_err(|found| HistoryError {
@@ -819,16 +822,19 @@ fn check_within<M: Model>(
                     })?,
                 );
             }
-            Ok(Part {
+            Ok(Some(Part {
                 key: key.map(str::to_string),
                 model,
                 ops: part_ops,
-            })
+            }))
         })
         .collect();
     let mut parts: Vec<Part<M>> = Vec::with_capacity(converted.len());
     for part in converted {
-        parts.push(part?);
+        match part? {
+            Some(p) => parts.push(p),
+            None => return unknown(report, budget.check_time().expect_err("polled")),
+        }
     }
     if let Err(why) = budget.check_time() {
         return unknown(report, why);
