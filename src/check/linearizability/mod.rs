@@ -12,7 +12,9 @@
 //! - [`models`]: register, cas-register, key-value (get/put/append/cas), mutex, multi-register.
 //! - Semantics ([`ops`]): `fail` did not take effect; `info` or no completion: pending to the end
 //!   of the history, may or may not take effect.
-//! - [`budget`]: a time and memory limit per check; running out gives `unknown`, never a guess.
+//! - [`budget`]: a step limit (work, summed over every part) and a memory limit per part, so the
+//!   verdict is the same on any machine, plus an optional time limit over the whole check;
+//!   running out gives `unknown`, never a guess.
 //! - On a violation, a [`Counterexample`]: the longest linearizable prefix found, the operation
 //!   that cannot be placed, the state there, and the operations that could have come next.
 //!
@@ -813,14 +815,22 @@ fn check_within<M: Model>(
                     return Ok(None);
                 }
                 let r = &raw[i];
-                part_ops.push(
-                    Operation::convert(&mut model, r).map_err(|found| HistoryError {
+                part_ops.push(Operation::convert(&mut model, r).map_err(|message| {
+                    // A model says `what it found; expected what` (or only what it found).
+                    let (found, expected) = match message.split_once("; expected ") {
+                        Some((found, expected)) => (found.to_string(), expected.to_string()),
+                        None => (
+                            message,
+                            format!("an operation of the {} model", options.model.name()),
+                        ),
+                    };
+                    HistoryError {
                         event: r.ret.unwrap_or(r.call),
                         found: format!("process {}: {found}", r.process),
-                        expected: format!("an operation of the {} model", options.model.name()),
+                        expected,
                         earlier: r.ret.map(|_| r.call),
-                    })?,
-                );
+                    }
+                })?);
             }
             Ok(Some(Part {
                 key: key.map(str::to_string),

@@ -30,6 +30,9 @@
 //!   the known-first order the smaller sets tend to finish first; a timed-out write that is
 //!   overwritten before anyone reads it is then pruned at once. Each (known set, state) keeps
 //!   only the antichain of minimal finished sets;
+//! - pruning by later reads ([`Model::can_grow_into`]): for appends, the state must stay a
+//!   prefix of the value read by the unlinearized read that returned first, while no put or cas
+//!   can come before that read (`LaterReads`);
 //! - the linearized set is a bitset with incremental Zobrist hashing; memo keys store only the
 //!   window between the first unlinearized and the last linearized operation (everything before
 //!   it is linearized), so memory per configuration is proportional to concurrency, not to the
