@@ -124,7 +124,11 @@ fn data(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn json_errors_are_json_on_stdout_with_exit_2() {
-    let (code, out, err) = run("h.log", "INFO  jepsen.util - 0\t:ok\t:read\t1\n", &["--json"]);
+    let (code, out, err) = run(
+        "h.log",
+        "INFO  jepsen.util - 0\t:ok\t:read\t1\n",
+        &["--json"],
+    );
     assert_eq!(code, 2, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is JSON");
     assert_eq!(v["error"]["line"], 1);
@@ -132,7 +136,12 @@ fn json_errors_are_json_on_stdout_with_exit_2() {
         v["error"]["found"],
         "a completion (ok) of process 0 with no outstanding invoke"
     );
-    assert!(v["error"]["expected"].as_str().unwrap().contains("an invoke"));
+    assert!(
+        v["error"]["expected"]
+            .as_str()
+            .unwrap()
+            .contains("an invoke")
+    );
     assert!(
         v["error"]["message"]
             .as_str()
@@ -148,7 +157,13 @@ fn json_errors_are_json_on_stdout_with_exit_2() {
     let (code, out, _) = check_file(std::path::Path::new("/nonexistent/h.jsonl"), &["--json"]);
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is JSON");
-    assert!(v["error"]["found"].as_str().unwrap().starts_with("cannot read"), "{v}");
+    assert!(
+        v["error"]["found"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -200,7 +215,10 @@ fn pairing_errors_speak_the_history_s_language_and_name_both_lines() {
 fn zero_time_or_step_limits_exit_3_and_the_default_budget_is_a_count() {
     let (code, out, _) = run("h.log", GOOD_LOG, &["--time-limit", "0s"]);
     assert_eq!(code, 3, "{out}");
-    assert!(out.contains("unknown: the time limit of 0s ran out"), "{out}");
+    assert!(
+        out.contains("unknown: the time limit of 0s ran out"),
+        "{out}"
+    );
     let (code, out, _) = run("h.log", GOOD_LOG, &["--step-limit", "0", "--json"]);
     assert_eq!(code, 3, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -218,7 +236,10 @@ fn zero_time_or_step_limits_exit_3_and_the_default_budget_is_a_count() {
 /// 1 GiB on this history before pruning by later reads.
 #[test]
 fn a_small_single_key_append_history_from_an_unreliable_network_is_decided() {
-    let (code, out, err) = check_file(&data("append-one-key-unreliable.history.jsonl"), &["--json"]);
+    let (code, out, err) = check_file(
+        &data("append-one-key-unreliable.history.jsonl"),
+        &["--json"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["report"]["verdict"], "linearizable");

@@ -503,11 +503,20 @@ mod tests {
     #[test]
     fn single_key_append_histories_are_decided_by_pruning_and_not_without_it() {
         let events = generate_history(2000, 1, 15, 7, APPEND_MIX);
-        assert!(events.iter().all(|e| matches!(e.f, Function::Get | Function::Append)));
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e.f, Function::Get | Function::Append))
+        );
         assert!(events.iter().any(|e| e.kind == EventType::Info));
         let mut options = Options::new(ModelKind::KeyValue);
         let report = check_events(&events, &options).unwrap();
-        assert_eq!(report.verdict, Verdict::Linearizable, "{}", report.summary());
+        assert_eq!(
+            report.verdict,
+            Verdict::Linearizable,
+            "{}",
+            report.summary()
+        );
         // A count of work: a few steps per operation.
         assert!(report.steps < 20 * 2000, "{} steps", report.steps);
         options.prune_by_later_reads = false;

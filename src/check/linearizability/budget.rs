@@ -61,10 +61,7 @@ impl Budget {
     /// has always passed.
     pub fn check_time(&self) -> Result<(), Exhausted> {
         if let Some(limit) = self.time_limit {
-            if self.out.load(Ordering::Relaxed)
-                || limit.is_zero()
-                || self.start.elapsed() > limit
-            {
+            if self.out.load(Ordering::Relaxed) || limit.is_zero() || self.start.elapsed() > limit {
                 self.out.store(true, Ordering::Relaxed);
                 return Err(Exhausted::Time(limit));
             }

@@ -289,7 +289,9 @@ impl Options {
 
 /// `mib` MiB in bytes (saturating).
 pub fn mib_to_bytes(mib: u64) -> usize {
-    usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1 << 20)
+    usize::try_from(mib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
 }
 
 /// The verdict of a linearizability check.
@@ -571,12 +573,18 @@ pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report
         .clone()
         .unwrap_or_else(|| options.model.default_initial());
     match options.model {
-        ModelKind::Register => {
-            check_within(models::Register::new(&initial, false), &raw, options, &budget)
-        }
-        ModelKind::CasRegister => {
-            check_within(models::Register::new(&initial, true), &raw, options, &budget)
-        }
+        ModelKind::Register => check_within(
+            models::Register::new(&initial, false),
+            &raw,
+            options,
+            &budget,
+        ),
+        ModelKind::CasRegister => check_within(
+            models::Register::new(&initial, true),
+            &raw,
+            options,
+            &budget,
+        ),
         ModelKind::KeyValue => check_within(
             models::KeyValue::new(&initial, options.partition),
             &raw,
@@ -584,12 +592,9 @@ pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report
             &budget,
         ),
         ModelKind::Mutex => check_within(models::Mutex, &raw, options, &budget),
-        ModelKind::MultiRegister => check_within(
-            models::MultiRegister::new(&initial),
-            &raw,
-            options,
-            &budget,
-        ),
+        ModelKind::MultiRegister => {
+            check_within(models::MultiRegister::new(&initial), &raw, options, &budget)
+        }
     }
 }
 
@@ -861,8 +866,10 @@ fn check_within<M: Model>(
     if let Err(why) = pruned {
         return unknown(report, why);
     }
-    let mut impossible: Vec<Option<(usize, String)>> =
-        parts.par_iter().map(|p| p.model.impossible(&p.ops)).collect();
+    let mut impossible: Vec<Option<(usize, String)>> = parts
+        .par_iter()
+        .map(|p| p.model.impossible(&p.ops))
+        .collect();
     if let Err(why) = budget.check_time() {
         return unknown(report, why);
     }
@@ -929,7 +936,8 @@ fn check_within<M: Model>(
                     };
                     let (again, more) = search::search(&mut part.model, &part.ops, &plain);
                     stats.steps += more.steps;
-                    if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again {
+                    if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again
+                    {
                         if d.prefix.len() > pruned.prefix.len() {
                             result = SearchResult::Violation(d);
                         }

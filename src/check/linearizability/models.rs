@@ -411,7 +411,11 @@ impl Model for KeyValue {
     fn convert(&mut self, op: &RawOp<'_>) -> Result<(KvOp, Option<u32>), String> {
         let Some(key) = op.key else {
             let name = op.f.name();
-            let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             return Err(format!("{article} {name} without a key; expected a key"));
         };
         let key = match self.key_ids.get(key) {
@@ -537,8 +541,10 @@ impl Model for KeyValue {
             .collect();
         // Per key, longest first, so that a text meets every longer text before it.
         observed.sort_unstable_by(|a, b| (a.0, b.1.len(), &a.1).cmp(&(b.0, a.1.len(), &b.1)));
-        let mut kept: std::collections::BTreeMap<u32, std::collections::BTreeMap<Cow<'_, str>, usize>> =
-            Default::default();
+        let mut kept: std::collections::BTreeMap<
+            u32,
+            std::collections::BTreeMap<Cow<'_, str>, usize>,
+        > = Default::default();
         for (i, (key, text, until)) in observed.into_iter().enumerate() {
             budget.poll(i)?;
             let texts = kept.entry(key).or_default();

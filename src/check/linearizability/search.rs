@@ -405,10 +405,7 @@ struct LaterReads {
 
 impl LaterReads {
     /// `op(k)`: (call, ret, is a witness read, may shrink) of internal operation `k`.
-    fn new(
-        op: impl Fn(usize) -> (usize, Option<usize>, bool, bool),
-        n: usize,
-    ) -> Option<Self> {
+    fn new(op: impl Fn(usize) -> (usize, Option<usize>, bool, bool), n: usize) -> Option<Self> {
         let mut reads: Vec<(usize, u32)> = Vec::new();
         let mut shrinks: Vec<(usize, u32)> = Vec::new();
         for k in 0..n {

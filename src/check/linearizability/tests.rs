@@ -247,7 +247,11 @@ fn append_history(
                     3..=5 => (Function::Append, Value::Str(format!("t{fresh};"))),
                     6 => (Function::Put, Value::Str(format!("p{fresh};"))),
                     _ => {
-                        let from = if b % 2 == 0 { state.clone() } else { "t1;".into() };
+                        let from = if b % 2 == 0 {
+                            state.clone()
+                        } else {
+                            "t1;".into()
+                        };
                         let to = format!("c{fresh};");
                         (Function::Cas, pair_v(Value::Str(from), Value::Str(to)))
                     }
@@ -705,7 +709,13 @@ fn hard_register_history(writers: u64) -> Vec<HistoryEvent> {
         h.push(ev(100 + p, Invoke, Function::Read, None, Value::Nil));
     }
     for p in 0..10u64 {
-        h.push(ev(100 + p, Done, Function::Read, None, int((100 + p) as i64 % 7)));
+        h.push(ev(
+            100 + p,
+            Done,
+            Function::Read,
+            None,
+            int((100 + p) as i64 % 7),
+        ));
     }
     h
 }
@@ -723,7 +733,10 @@ fn a_spent_memory_limit_gives_unknown_but_an_impossible_read_stays_a_violation()
     for (i, e) in bad.iter_mut().rev().take(3).enumerate() {
         e.value = int(7 + i as i64);
     }
-    assert_eq!(check_events(&bad, &o).unwrap().verdict, Verdict::NotLinearizable);
+    assert_eq!(
+        check_events(&bad, &o).unwrap().verdict,
+        Verdict::NotLinearizable
+    );
 }
 
 #[test]
@@ -757,7 +770,11 @@ fn the_step_limit_gives_the_same_unknown_or_verdict_on_every_run() {
         h.push(ev(200 + k, Done, Function::Put, Some(&key), s("a")));
     }
     for e in hard_register_history(12) {
-        let f = if e.f == Function::Write { Function::Put } else { Function::Get };
+        let f = if e.f == Function::Write {
+            Function::Put
+        } else {
+            Function::Get
+        };
         let v = match &e.value {
             Value::Int(i) => s(&i.to_string()),
             other => other.clone(),
@@ -768,7 +785,13 @@ fn the_step_limit_gives_the_same_unknown_or_verdict_on_every_run() {
     o.step_limit = 100_000;
     let first = check_events(&h, &o).unwrap();
     assert_eq!(first.verdict, Verdict::Unknown, "{}", first.summary());
-    assert!(first.unknown_reason.as_deref().unwrap().contains("step limit of 100000"));
+    assert!(
+        first
+            .unknown_reason
+            .as_deref()
+            .unwrap()
+            .contains("step limit of 100000")
+    );
     assert!(first.steps <= 100_000, "{}", first.steps);
     for _ in 0..5 {
         let again = check_events(&h, &o).unwrap();
@@ -777,7 +800,12 @@ fn the_step_limit_gives_the_same_unknown_or_verdict_on_every_run() {
     // With enough steps it is decided, and a zero step limit decides nothing.
     o.step_limit = DEFAULT_STEP_LIMIT;
     let decided = check_events(&h, &o).unwrap();
-    assert_eq!(decided.verdict, Verdict::NotLinearizable, "{}", decided.summary());
+    assert_eq!(
+        decided.verdict,
+        Verdict::NotLinearizable,
+        "{}",
+        decided.summary()
+    );
     assert!(decided.steps > 100_000, "{}", decided.steps);
     o.step_limit = 0;
     assert_eq!(check_events(&h, &o).unwrap().verdict, Verdict::Unknown);
@@ -790,8 +818,20 @@ fn the_time_limit_covers_the_pre_passes() {
     let s = |x: &str| Value::Str(x.into());
     let mut h = Vec::new();
     for p in 0..2000u64 {
-        h.push(ev(p, Invoke, Function::Append, Some("k"), s(&format!("x{p};"))));
-        h.push(ev(p, Info, Function::Append, Some("k"), s(&format!("x{p};"))));
+        h.push(ev(
+            p,
+            Invoke,
+            Function::Append,
+            Some("k"),
+            s(&format!("x{p};")),
+        ));
+        h.push(ev(
+            p,
+            Info,
+            Function::Append,
+            Some("k"),
+            s(&format!("x{p};")),
+        ));
     }
     let mut o = Options::new(ModelKind::KeyValue);
     o.time_limit = Some(std::time::Duration::ZERO);
@@ -808,7 +848,13 @@ fn the_time_limit_covers_the_pre_passes() {
         model.unobservable(&converted, &spent),
         Err(Exhausted::Time(_))
     ));
-    assert!(model.unobservable(&converted, &Budget::new(None)).unwrap().iter().all(|&u| u));
+    assert!(
+        model
+            .unobservable(&converted, &Budget::new(None))
+            .unwrap()
+            .iter()
+            .all(|&u| u)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
