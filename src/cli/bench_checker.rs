@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use crate::check::linearizability::Verdict;
 use crate::check::linearizability::bench::{
-    FileTiming, GeneratedTiming, bench_corpus, bench_generated, corpus_dir,
+    FileTiming, GeneratedTiming, bench_corpus, bench_generated, bench_single_key_appends,
+    corpus_dir,
 };
 use crate::cli::exit;
 
@@ -18,6 +19,10 @@ pub const CHILD_ENV: &str = "FAULTLINE_BENCH_CHILD";
 
 /// Size of the generated history: operations, keys, clients.
 pub const GENERATED: (usize, usize, usize) = (1_000_000, 1_000, 20);
+
+/// Size of the generated single-key append history: operations, clients; and the step limit
+/// of the plain search it is compared with.
+pub const SINGLE_KEY_APPENDS: (usize, usize, u64) = (10_000, 15, 50_000_000);
 
 /// Porcupine 1.3.0 reference times (Go 1.19, GOMAXPROCS=2), milliseconds, from the issue.
 const PORCUPINE_MS: &[(&str, &str)] = &[
@@ -76,6 +81,8 @@ pub fn bench_checker(json: bool) -> u8 {
             }
         }
     }
+    let (ops, clients, plain_limit) = SINGLE_KEY_APPENDS;
+    let appends = bench_single_key_appends(ops, clients, repeats, plain_limit);
     let generated = run_child();
     let mut groups: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for f in files
@@ -93,6 +100,7 @@ pub fn bench_checker(json: bool) -> u8 {
             "threads": rayon::current_num_threads(),
             "files": files,
             "group_totals_ms": groups.iter().map(|(g, (n, ms))| (g.clone(), serde_json::json!({"files": n, "total_ms": ms}))).collect::<BTreeMap<_, _>>(),
+            "single_key_appends": appends,
             "generated": generated.as_ref().ok(),
             "generated_error": generated.as_ref().err(),
             "porcupine_reference_ms": PORCUPINE_MS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
@@ -119,6 +127,17 @@ pub fn bench_checker(json: bool) -> u8 {
                 None => println!("  {name:<44} {:>10}      (Porcupine {porcupine} ms)", "-"),
             }
         }
+        println!(
+            "single-key append history: {} ops, {} clients ({} info): checked in {:.1} ms (median of {repeats}), {:?}, {} steps; without pruning by later reads: {:?} within {} steps",
+            appends.operations,
+            appends.clients,
+            appends.info_operations,
+            appends.median_ms,
+            appends.verdict,
+            appends.steps,
+            appends.plain_verdict,
+            appends.plain_step_limit
+        );
         match &generated {
             Ok(g) => println!(
                 "generated kv history: {} ops, {} keys, {} clients ({} info, {} fail): generated in {:.0} ms, checked in {:.0} ms, {:?}; peak RSS while checking {}; largest memo table of one key {:.2} MiB",
@@ -143,7 +162,8 @@ pub fn bench_checker(json: bool) -> u8 {
     }
     let generated_wrong = generated
         .as_ref()
-        .is_ok_and(|g| g.verdict != Verdict::Linearizable);
+        .is_ok_and(|g| g.verdict != Verdict::Linearizable)
+        || appends.verdict != Verdict::Linearizable;
     if !wrong.is_empty() || generated_wrong {
         exit::FAIL
     } else {

@@ -1,14 +1,18 @@
-//! `faultline check-history FILE [--format F] [--model M] [--json] [--time-limit D]`: checks a
-//! history file for linearizability.
+//! `faultline check-history FILE [--format F] [--model M] [--json] [--step-limit N]
+//! [--time-limit D]`: checks a history file for linearizability.
 //!
 //! Exit codes: 0 linearizable, 1 not linearizable, 3 unknown (a budget ran out), 2 unreadable
-//! input (`file:line: what was found; expected ...`) or bad usage.
+//! input (`file:line: what was found; expected ...`, or with `--json` the same as a JSON object
+//! `{"file", "error": {"file", "line", "found", "expected", "message"}}` on stdout) or bad
+//! usage.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::check::linearizability::{Imported, Locator, ModelKind, Verdict};
+use crate::check::linearizability::{
+    Imported, Locator, ModelKind, Verdict, error_json, mib_to_bytes,
+};
 use crate::cli::{elapsed_ms, exit, wall_now};
 use crate::history::{Format, edn, value_from_edn};
 use crate::scenario::Duration;
@@ -28,12 +32,18 @@ pub struct CheckHistoryArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Wall-clock budget, e.g. "10s"; when it runs out the verdict is unknown (exit 3).
-    #[arg(long, value_parser = Duration::parse, default_value = "5m")]
-    pub time_limit: Duration,
-    /// Memory budget of the search tables, in MiB.
+    /// Work budget: model steps summed over every search of the check (the same verdict on
+    /// any machine); when it runs out the verdict is unknown (exit 3).
+    #[arg(long, default_value_t = crate::check::linearizability::DEFAULT_STEP_LIMIT)]
+    pub step_limit: u64,
+    /// Memory budget of one part's (one key's) search tables, in MiB.
     #[arg(long, default_value_t = 4096)]
     pub memory_limit_mib: u64,
+    /// Optional wall-clock budget of the whole check, e.g. "10s" (reading excluded); when it
+    /// runs out the verdict is unknown (exit 3). Off by default: it makes the verdict depend on
+    /// the machine.
+    #[arg(long, value_parser = Duration::parse)]
+    pub time_limit: Option<Duration>,
     /// Starting value of the register(s) or of every key, as EDN (`nil`, `0`, `""`).
     #[arg(long)]
     pub initial: Option<String>,
@@ -48,24 +58,36 @@ pub struct CheckHistoryArgs {
 
 /// Runs the command; returns the exit code.
 pub fn check_history(args: &CheckHistoryArgs) -> u8 {
-    let file = args.file.display();
+    let file = args.file.display().to_string();
+    // Bad input: text on stderr, or with --json a JSON object on stdout; exit 2 either way.
+    let bad_input = |error: serde_json::Value| {
+        if args.json {
+            let value = serde_json::json!({ "file": file, "error": error });
+            print_all(&(serde_json::to_string_pretty(&value).expect("serializes") + "\n"));
+        } else {
+            eprintln!("{}", error["message"].as_str().unwrap_or_default());
+        }
+        exit::BAD_INPUT
+    };
     let bytes = match std::fs::read(&args.file) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("{file}: cannot read: {e}");
-            return exit::BAD_INPUT;
+            return bad_input(error_json(
+                &file,
+                None,
+                &format!("cannot read: {e}"),
+                "a readable file",
+            ));
         }
     };
     let imported = match Imported::read(Some(&args.file), &bytes, args.format, args.model) {
         Ok(i) => i,
-        Err(e) => {
-            eprintln!("{}", e.located(&file.to_string()));
-            return exit::BAD_INPUT;
-        }
+        Err(e) => return bad_input(e.to_json(&file)),
     };
     let mut options = imported.options();
-    options.time_limit = Some(args.time_limit.to_std());
-    options.memory_limit_bytes = (args.memory_limit_mib as usize).saturating_mul(1 << 20);
+    options.step_limit = args.step_limit;
+    options.time_limit = args.time_limit.map(Duration::to_std);
+    options.memory_limit_bytes = mib_to_bytes(args.memory_limit_mib);
     options.partition = !args.no_partition;
     options.failed_cas_returns_false = args.fail_cas_returns_false;
     if let Some(text) = &args.initial {
@@ -78,18 +100,20 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
         match value {
             Ok(v) => options.initial = Some(v),
             Err(e) => {
-                eprintln!("--initial {text:?}: {e}; expected one EDN value such as nil, 0 or \"\"");
-                return exit::BAD_INPUT;
+                let error = error_json(
+                    &file,
+                    None,
+                    &format!("--initial {text:?}: {e}"),
+                    "one EDN value such as nil, 0 or \"\"",
+                );
+                return bad_input(error);
             }
         }
     }
     let start = wall_now();
     let report = match imported.check(&options) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("{}", e.located(&file.to_string()));
-            return exit::BAD_INPUT;
-        }
+        Err(e) => return bad_input(e.to_json(&file)),
     };
     let took_ms = elapsed_ms(start);
     // Written in one piece, ignoring a closed pipe (`| head`): the exit code still tells.
@@ -105,18 +129,25 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
         out.push('\n');
     } else {
         out.push_str(&format!(
-            "{file}: {} [{} format, {took_ms} ms]\n",
+            "{file}: {} [{} format, {took_ms} ms, {} steps]\n",
             report.summary(),
-            imported.format
+            imported.format,
+            report.steps
         ));
         if let Some(c) = &report.counterexample {
             out.push_str(&c.render(&Locator::Line(&imported.history.lines)));
         }
     }
-    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
+    print_all(&out);
     match report.verdict {
         Verdict::Linearizable => exit::PASS,
         Verdict::NotLinearizable => exit::FAIL,
         Verdict::Unknown => exit::UNKNOWN,
     }
+}
+
+/// Writes `text` to stdout in one piece, ignoring a closed pipe (`| head`): the exit code still
+/// tells.
+fn print_all(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
 }

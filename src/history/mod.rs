@@ -179,21 +179,48 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
     out
 }
 
-/// The name of a function as written in histories (`"read"`, `"cas"`, ...), or `None`.
+/// Every function with its name as written in histories.
+const FUNCTION_NAMES: [(Function, &str); 10] = [
+    (Function::Get, "get"),
+    (Function::Put, "put"),
+    (Function::Append, "append"),
+    (Function::Cas, "cas"),
+    (Function::Read, "read"),
+    (Function::Write, "write"),
+    (Function::Broadcast, "broadcast"),
+    (Function::Acquire, "acquire"),
+    (Function::Release, "release"),
+    (Function::Txn, "txn"),
+];
+
+/// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.
 pub fn function_from_name(name: &str) -> Option<Function> {
-    Some(match name {
-        "get" => Function::Get,
-        "put" => Function::Put,
-        "append" => Function::Append,
-        "cas" => Function::Cas,
-        "read" => Function::Read,
-        "write" => Function::Write,
-        "broadcast" => Function::Broadcast,
-        "acquire" => Function::Acquire,
-        "release" => Function::Release,
-        "txn" => Function::Txn,
-        _ => return None,
-    })
+    FUNCTION_NAMES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(f, _)| *f)
+}
+
+impl Function {
+    /// The name as written in histories (`"get"`, `"cas"`, ...).
+    pub fn name(self) -> &'static str {
+        FUNCTION_NAMES
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("?", |(_, n)| *n)
+    }
+}
+
+impl EventType {
+    /// The name as written in histories (`"invoke"`, `"ok"`, `"fail"`, `"info"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Invoke => "invoke",
+            EventType::Ok => "ok",
+            EventType::Fail => "fail",
+            EventType::Info => "info",
+        }
+    }
 }
 
 /// Converts an EDN value of an operation to a [`Value`]. Keywords become strings without the
@@ -363,6 +390,8 @@ pub fn read_history(bytes: &[u8], format: Format) -> Result<ImportedHistory, Rea
             "UTF-8 text",
         )
     })?;
+    // A byte-order mark is not part of the history (editors on Windows write one).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
         Format::Jsonl => read_jsonl(text),
         Format::JepsenLog => jepsen_log::read(text),

@@ -121,8 +121,7 @@ pub fn bench_corpus(
             whole.partition = false;
             variants.push((format!("{} (unpartitioned)", cols[0]), whole));
         }
-        for (name, mut options) in variants {
-            options.time_limit = Some(std::time::Duration::from_secs(300));
+        for (name, options) in variants {
             let mut times = Vec::with_capacity(repeats);
             let mut last = None;
             for _ in 0..repeats.max(1) {
@@ -152,6 +151,36 @@ pub fn bench_corpus(
     Ok(out)
 }
 
+/// The operations a generated history draws, as weights (the rest of 1.0 is cas).
+#[derive(Copy, Clone, Debug, Serialize)]
+pub struct Mix {
+    /// Weight of `get`.
+    pub get: f64,
+    /// Weight of `put`.
+    pub put: f64,
+    /// Weight of `append`.
+    pub append: f64,
+    /// Appends add a text unique to the operation (`a<n>;`, as faultline's clients do) instead
+    /// of one of 97 short texts (`+<n mod 97>`).
+    pub unique_appends: bool,
+}
+
+/// faultline's default mix: get 40%, put 30%, append 20%, cas 10%.
+pub const KV_MIX: Mix = Mix {
+    get: 0.4,
+    put: 0.3,
+    append: 0.2,
+    unique_appends: false,
+};
+
+/// Appends and reads only, half each, every appended text unique (issue 11's single-key case).
+pub const APPEND_MIX: Mix = Mix {
+    get: 0.5,
+    put: 0.0,
+    append: 0.5,
+    unique_appends: true,
+};
+
 /// Generates a linearizable key-value history: `clients` sequential clients issue `ops`
 /// operations over `keys` keys (faultline's default mix: get 40%, put 30%, append 20%, cas 10%)
 /// against an atomic store. Each operation takes effect at a random point between its invoke and
@@ -163,6 +192,17 @@ pub fn generate_kv_history(
     keys: usize,
     clients: usize,
     seed: u64,
+) -> Vec<HistoryEvent> {
+    generate_history(ops, keys, clients, seed, KV_MIX)
+}
+
+/// [`generate_kv_history`] with another mix of operations.
+pub fn generate_history(
+    ops: usize,
+    keys: usize,
+    clients: usize,
+    seed: u64,
+    mix: Mix,
 ) -> Vec<HistoryEvent> {
     struct Op {
         invoke_ns: u64,
@@ -187,12 +227,17 @@ pub fn generate_kv_history(
         next_free[client] = complete_ns;
         let key = rng.gen_range(0..keys) as u32;
         let roll: f64 = rng.r#gen();
-        let (f, arg) = if roll < 0.4 {
+        let (f, arg) = if roll < mix.get {
             (Function::Get, Value::Nil)
-        } else if roll < 0.7 {
+        } else if roll < mix.get + mix.put {
             (Function::Put, Value::Str(format!("v{n}")))
-        } else if roll < 0.9 {
-            (Function::Append, Value::Str(format!("+{}", n % 97)))
+        } else if roll < mix.get + mix.put + mix.append {
+            let text = if mix.unique_appends {
+                format!("a{n};")
+            } else {
+                format!("+{}", n % 97)
+            };
+            (Function::Append, Value::Str(text))
         } else {
             (Function::Cas, Value::Nil) // arguments chosen when it takes effect
         };
@@ -334,7 +379,8 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Generates the key-value history and times its check (partitioned by key, 10-minute limit).
+/// Generates the key-value history and times its check (partitioned by key, the default step
+/// limit, 8 GiB of tables per key).
 pub fn bench_generated(ops: usize, keys: usize, clients: usize) -> GeneratedTiming {
     let start = crate::cli::wall_now();
     let events = generate_kv_history(ops, keys, clients, 2024);
@@ -343,7 +389,6 @@ pub fn bench_generated(ops: usize, keys: usize, clients: usize) -> GeneratedTimi
     let failed_operations = events.iter().filter(|e| e.kind == EventType::Fail).count();
     let reset = reset_peak_rss();
     let mut options = Options::new(ModelKind::KeyValue);
-    options.time_limit = Some(std::time::Duration::from_secs(600));
     options.memory_limit_bytes = 8 << 30;
     let start = crate::cli::wall_now();
     let report = check_events(&events, &options).expect("generated histories are well formed");
@@ -362,9 +407,68 @@ pub fn bench_generated(ops: usize, keys: usize, clients: usize) -> GeneratedTimi
     }
 }
 
+/// The timing of a generated single-key append history, with and without pruning by later reads.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppendTiming {
+    /// Operations (invokes).
+    pub operations: usize,
+    /// Client processes at any one time.
+    pub clients: usize,
+    /// Of which with unknown outcome (info).
+    pub info_operations: usize,
+    /// Median wall time of the checks, milliseconds.
+    pub median_ms: f64,
+    /// The verdict (the generator only produces linearizable histories).
+    pub verdict: Verdict,
+    /// Model steps of the check (the work the step limit counts).
+    pub steps: u64,
+    /// The verdict of the plain search (no pruning) within `plain_step_limit` steps.
+    pub plain_verdict: Verdict,
+    /// The step limit given to the plain search.
+    pub plain_step_limit: u64,
+}
+
+/// Times the check of a generated single-key history of appends and reads ([`APPEND_MIX`],
+/// `ops` operations from `clients` clients; median of `repeats`), and checks it once more
+/// without pruning by later reads, within `plain_step_limit` steps, for comparison.
+pub fn bench_single_key_appends(
+    ops: usize,
+    clients: usize,
+    repeats: usize,
+    plain_step_limit: u64,
+) -> AppendTiming {
+    let events = generate_history(ops, 1, clients, 2024, APPEND_MIX);
+    let options = Options::new(ModelKind::KeyValue);
+    let mut times = Vec::with_capacity(repeats);
+    let mut last = None;
+    for _ in 0..repeats.max(1) {
+        let start = crate::cli::wall_now();
+        let report = check_events(&events, &options).expect("generated histories are well formed");
+        times.push(elapsed_ms(start));
+        last = Some(report);
+    }
+    times.sort_by(f64::total_cmp);
+    let report = last.expect("at least one repeat");
+    let mut plain = options.clone();
+    plain.prune_by_later_reads = false;
+    plain.step_limit = plain_step_limit;
+    let plain_report = check_events(&events, &plain).expect("well formed");
+    AppendTiming {
+        operations: ops,
+        clients,
+        info_operations: events.iter().filter(|e| e.kind == EventType::Info).count(),
+        median_ms: times[times.len() / 2],
+        verdict: report.verdict,
+        steps: report.steps,
+        plain_verdict: plain_report.verdict,
+        plain_step_limit,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::linearizability::DEFAULT_STEP_LIMIT;
 
     #[test]
     fn generated_histories_are_linearizable_and_varied() {
@@ -394,5 +498,50 @@ mod tests {
         let report = check_events(&bad, &Options::new(ModelKind::KeyValue)).unwrap();
         assert_eq!(report.verdict, Verdict::NotLinearizable);
         assert_eq!(generate_kv_history(3000, 5, 6, 7), events, "deterministic");
+    }
+
+    #[test]
+    fn single_key_append_histories_are_decided_by_pruning_and_not_without_it() {
+        let events = generate_history(2000, 1, 15, 7, APPEND_MIX);
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e.f, Function::Get | Function::Append))
+        );
+        assert!(events.iter().any(|e| e.kind == EventType::Info));
+        let mut options = Options::new(ModelKind::KeyValue);
+        let report = check_events(&events, &options).unwrap();
+        assert_eq!(
+            report.verdict,
+            Verdict::Linearizable,
+            "{}",
+            report.summary()
+        );
+        // A count of work: a few steps per operation.
+        assert!(report.steps < 20 * 2000, "{} steps", report.steps);
+        options.prune_by_later_reads = false;
+        options.step_limit = 1_000_000;
+        let plain = check_events(&events, &options).unwrap();
+        assert_eq!(plain.verdict, Verdict::Unknown, "{}", plain.summary());
+        // A read that skips an append is caught.
+        let mut bad = events.clone();
+        let i = bad
+            .iter()
+            .rposition(|e| {
+                e.f == Function::Get
+                    && e.kind == EventType::Ok
+                    && matches!(&e.value, Value::Str(s) if s.matches(';').count() > 3)
+            })
+            .unwrap();
+        if let Value::Str(s) = &bad[i].value {
+            let first = s.find(';').unwrap() + 1;
+            bad[i].value = Value::Str(s[first..].to_string());
+        }
+        options.prune_by_later_reads = true;
+        options.step_limit = DEFAULT_STEP_LIMIT;
+        assert_eq!(
+            check_events(&bad, &options).unwrap().verdict,
+            Verdict::NotLinearizable
+        );
     }
 }

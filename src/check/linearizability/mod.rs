@@ -12,7 +12,9 @@
 //! - [`models`]: register, cas-register, key-value (get/put/append/cas), mutex, multi-register.
 //! - Semantics ([`ops`]): `fail` did not take effect; `info` or no completion: pending to the end
 //!   of the history, may or may not take effect.
-//! - [`budget`]: a time and memory limit per check; running out gives `unknown`, never a guess.
+//! - [`budget`]: a step limit (work, summed over every part) and a memory limit per part, so the
+//!   verdict is the same on any machine, plus an optional time limit over the whole check;
+//!   running out gives `unknown`, never a guess.
 //! - On a violation, a [`Counterexample`]: the longest linearizable prefix found, the operation
 //!   that cannot be placed, the state there, and the operations that could have come next.
 //!
@@ -53,6 +55,11 @@ pub const CANDIDATES_SHOWN: usize = 16;
 pub const COUNTEREXAMPLE_STEPS: u64 = 2_000_000;
 /// Step limit of the first round of searches; each further round allows 8 times more.
 pub const FIRST_ROUND_STEPS: u64 = 1 << 18;
+/// Default step limit of a check: model steps summed over every search of every part (about
+/// 10 to 60 s of searching on the 2-core development machine, release build).
+pub const DEFAULT_STEP_LIMIT: u64 = 500_000_000;
+/// Default memory limit of one part's search tables, MiB.
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 1024;
 
 /// The registry entry: the key-value model on the history of a simulated run.
 pub const CHECK: CheckInfo = CheckInfo {
@@ -70,28 +77,35 @@ pub struct Config {
     /// Run the check.
     #[serde(default = "crate::scenario::yes")]
     pub enabled: bool,
-    /// Wall-clock budget of the search; past it the verdict is `unknown`.
-    #[serde(default = "default_time_limit")]
-    pub time_limit: Duration,
-    /// Memory budget of the search's tables, in MiB; past it the verdict is `unknown`.
+    /// Work budget: model steps summed over every search of the check; past it the verdict
+    /// is `unknown`. A count, so the verdict is the same on any machine.
+    #[serde(default = "default_step_limit")]
+    pub step_limit: u64,
+    /// Memory budget of one part's (one key's) search tables, in MiB; past it the verdict is
+    /// `unknown`.
     #[serde(default = "default_memory_limit_mib")]
     pub memory_limit_mib: u64,
+    /// Optional wall-clock budget of the whole check; past it the verdict is `unknown`. Off by
+    /// default: with it, a verdict can depend on the machine's speed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<Duration>,
 }
 
-fn default_time_limit() -> Duration {
-    Duration::from_secs(60)
+fn default_step_limit() -> u64 {
+    DEFAULT_STEP_LIMIT
 }
 
 fn default_memory_limit_mib() -> u64 {
-    1024
+    DEFAULT_MEMORY_LIMIT_MIB
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             enabled: true,
-            time_limit: default_time_limit(),
+            step_limit: default_step_limit(),
             memory_limit_mib: default_memory_limit_mib(),
+            time_limit: None,
         }
     }
 }
@@ -108,9 +122,11 @@ pub fn check_run_history(history: &[HistoryEvent], config: &Config) -> CheckResu
         model: ModelKind::KeyValue,
         initial: None,
         partition: true,
-        time_limit: Some(config.time_limit.to_std()),
-        memory_limit_bytes: (config.memory_limit_mib as usize).saturating_mul(1 << 20),
+        step_limit: config.step_limit,
+        memory_limit_bytes: mib_to_bytes(config.memory_limit_mib),
+        time_limit: config.time_limit.map(Duration::to_std),
         failed_cas_returns_false: false,
+        prune_by_later_reads: true,
     };
     let name = CHECK.name;
     match check_events(history, &options) {
@@ -240,27 +256,42 @@ pub struct Options {
     /// Check a partitioning model (kv) part by part (P-compositionality). `false` checks the
     /// whole history against one state holding every key (slower; for comparison).
     pub partition: bool,
-    /// Wall-clock limit of the whole check; `None`: none.
-    pub time_limit: Option<std::time::Duration>,
-    /// Memory limit of the search's tables, bytes.
+    /// Work limit of the whole check: model steps summed over every search of every part.
+    pub step_limit: u64,
+    /// Memory limit of one part's search tables, bytes.
     pub memory_limit_bytes: usize,
+    /// Wall-clock limit of the whole check (pairing, pre-passes, searches); `None`: none.
+    pub time_limit: Option<std::time::Duration>,
     /// Read a `fail`ed cas as Porcupine does (it took effect and returned false, so the value
     /// was not the expected one) instead of as not having taken effect (Knossos, the default).
     pub failed_cas_returns_false: bool,
+    /// Prune search configurations that cannot grow into a read that must come later
+    /// ([`Model::can_grow_into`]; appends). Off only to compare with the plain search.
+    pub prune_by_later_reads: bool,
 }
 
 impl Options {
-    /// Defaults for `model`: partitioned, no time limit, 1 GiB of tables.
+    /// Defaults for `model`: partitioned, [`DEFAULT_STEP_LIMIT`] steps,
+    /// [`DEFAULT_MEMORY_LIMIT_MIB`] per part, no time limit, pruning by later reads.
     pub fn new(model: ModelKind) -> Self {
         Options {
             model,
             initial: None,
             partition: true,
+            step_limit: DEFAULT_STEP_LIMIT,
+            memory_limit_bytes: mib_to_bytes(DEFAULT_MEMORY_LIMIT_MIB),
             time_limit: None,
-            memory_limit_bytes: 1 << 30,
             failed_cas_returns_false: false,
+            prune_by_later_reads: true,
         }
     }
+}
+
+/// `mib` MiB in bytes (saturating).
+pub fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
 }
 
 /// The verdict of a linearizability check.
@@ -292,6 +323,10 @@ pub struct Report {
     /// Why the verdict is not-linearizable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub counterexample: Option<Counterexample>,
+    /// Model steps of every search, the work the step limit counts (when the verdict is
+    /// not-linearizable this, like `configurations`, depends on which other parts finished
+    /// first).
+    pub steps: u64,
     /// Configurations stored by the searches (when the verdict is not-linearizable this depends
     /// on which other parts finished first).
     pub configurations: u64,
@@ -531,22 +566,34 @@ impl Counterexample {
 /// [`HistoryError`] naming the event whose shape is wrong (unpaired completion, a value the
 /// model cannot read, ...).
 pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report, HistoryError> {
+    let budget = Budget::new(options.time_limit);
     let raw = ops::pair_with(events, options.failed_cas_returns_false)?;
     let initial = options
         .initial
         .clone()
         .unwrap_or_else(|| options.model.default_initial());
     match options.model {
-        ModelKind::Register => check_model(models::Register::new(&initial, false), &raw, options),
-        ModelKind::CasRegister => check_model(models::Register::new(&initial, true), &raw, options),
-        ModelKind::KeyValue => check_model(
+        ModelKind::Register => check_within(
+            models::Register::new(&initial, false),
+            &raw,
+            options,
+            &budget,
+        ),
+        ModelKind::CasRegister => check_within(
+            models::Register::new(&initial, true),
+            &raw,
+            options,
+            &budget,
+        ),
+        ModelKind::KeyValue => check_within(
             models::KeyValue::new(&initial, options.partition),
             &raw,
             options,
+            &budget,
         ),
-        ModelKind::Mutex => check_model(models::Mutex, &raw, options),
+        ModelKind::Mutex => check_within(models::Mutex, &raw, options, &budget),
         ModelKind::MultiRegister => {
-            check_model(models::MultiRegister::new(&initial), &raw, options)
+            check_within(models::MultiRegister::new(&initial), &raw, options, &budget)
         }
     }
 }
@@ -559,35 +606,75 @@ pub enum ImportError {
     Read(#[from] crate::history::ReadError),
     /// No model given and none could be guessed.
     #[error(
-        "line 1: no operation whose function names a model (read/write/cas, get/put/append, acquire/release, txn); expected --model register|cas-register|kv|mutex|multi-register"
+        "no operation whose function names a model (read/write/cas, get/put/append, acquire/release, txn); expected --model register|cas-register|kv|mutex|multi-register"
     )]
     NoModel,
     /// An event's shape (pairing, values) at a line.
-    #[error("line {line}: {error}")]
+    #[error("line {line}: {}{}; expected {}", .error.found, .earlier_line.map(|l| format!(" (see line {l})")).unwrap_or_default(), .error.expected)]
     History {
         /// 1-based line of the event.
         line: u32,
+        /// 1-based line of the earlier event the problem refers to, if any.
+        earlier_line: Option<u32>,
         /// What is wrong.
         error: HistoryError,
     },
 }
 
 impl ImportError {
-    /// The error located in `file`: `file:line: what was found; expected what`.
-    pub fn located(&self, file: &str) -> String {
+    /// The line (if the problem is on one), what was found there and what was expected.
+    pub fn parts(&self) -> (Option<u32>, String, String) {
         match self {
-            ImportError::Read(e) => {
-                format!("{file}:{}: {}; expected {}", e.line, e.found, e.expected)
-            }
-            ImportError::NoModel => format!("{file}: {self}"),
-            ImportError::History { line, error } => {
-                format!(
-                    "{file}:{line}: {}; expected {}",
-                    error.found, error.expected
-                )
-            }
+            ImportError::Read(e) => (Some(e.line), e.found.clone(), e.expected.clone()),
+            ImportError::NoModel => (
+                None,
+                "no operation whose function names a model (read/write/cas, get/put/append, acquire/release, txn)".into(),
+                "--model register|cas-register|kv|mutex|multi-register".into(),
+            ),
+            ImportError::History {
+                line,
+                earlier_line,
+                error,
+            } => (
+                Some(*line),
+                match earlier_line {
+                    Some(l) => format!("{} (see line {l})", error.found),
+                    None => error.found.clone(),
+                },
+                error.expected.clone(),
+            ),
         }
     }
+
+    /// The error located in `file`: `file:line: what was found; expected what`.
+    pub fn located(&self, file: &str) -> String {
+        let (line, found, expected) = self.parts();
+        located(file, line, &found, &expected)
+    }
+
+    /// The error as JSON ([`error_json`]).
+    pub fn to_json(&self, file: &str) -> serde_json::Value {
+        let (line, found, expected) = self.parts();
+        error_json(file, line, &found, &expected)
+    }
+}
+
+/// `file:line: found; expected what` (`file: ...` without a line).
+pub fn located(file: &str, line: Option<u32>, found: &str, expected: &str) -> String {
+    let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+    format!("{file}{at}: {found}; expected {expected}")
+}
+
+/// A bad-input error as JSON: `{"file", "line", "found", "expected", "message"}`; `line` is
+/// 1-based, or `null` when the problem is not on one line; `message` is [`located`]'s text.
+pub fn error_json(file: &str, line: Option<u32>, found: &str, expected: &str) -> serde_json::Value {
+    serde_json::json!({
+        "file": file,
+        "line": line,
+        "found": found,
+        "expected": expected,
+        "message": located(file, line, found, expected),
+    })
 }
 
 /// A history file, read and ready to check.
@@ -641,8 +728,10 @@ impl Imported {
     /// # Errors
     /// [`ImportError::History`] naming the line of a malformed event.
     pub fn check(&self, options: &Options) -> Result<Report, ImportError> {
+        let line_of = |event: usize| self.history.lines.get(event).copied().unwrap_or(0);
         check_events(&self.history.events, options).map_err(|error| ImportError::History {
-            line: self.history.lines.get(error.event).copied().unwrap_or(0),
+            line: line_of(error.event),
+            earlier_line: error.earlier.map(line_of),
             error,
         })
     }
@@ -661,7 +750,8 @@ enum PartOutcome {
     Skipped,
 }
 
-/// Checks `raw` operations with `spec`: partition, convert, search each part (in parallel).
+/// Checks `raw` operations with `spec`: partition, convert, search each part (in parallel),
+/// within `options`' budgets (the time limit, if any, starts now).
 ///
 /// # Errors
 /// [`HistoryError`] if the model cannot convert an operation.
@@ -670,6 +760,41 @@ pub fn check_model<M: Model>(
     raw: &[RawOp<'_>],
     options: &Options,
 ) -> Result<Report, HistoryError> {
+    check_within(spec, raw, options, &Budget::new(options.time_limit))
+}
+
+/// [`check_model`] within `budget`'s time limit, which also covers what the caller did before.
+///
+/// The step limit is handed out in rounds: each round gives every undecided part the same
+/// limit, `FIRST_ROUND_STEPS` times 8 per round, but no more than an equal share of the steps
+/// left; a part that runs out of its share is searched again in a later round if the steps the
+/// others did not use make its share larger, and is `unknown` otherwise. Every part's search is
+/// deterministic, so the steps used, and the verdict, are the same on any machine.
+fn check_within<M: Model>(
+    spec: M,
+    raw: &[RawOp<'_>],
+    options: &Options,
+    budget: &Budget,
+) -> Result<Report, HistoryError> {
+    let mut report = Report {
+        verdict: Verdict::Linearizable,
+        model: options.model.name(),
+        operations: raw.len(),
+        partitions: 1,
+        unknown_reason: None,
+        counterexample: None,
+        steps: 0,
+        configurations: 0,
+        memo_peak_bytes: 0,
+    };
+    let unknown = |mut report: Report, why: Exhausted| {
+        report.verdict = Verdict::Unknown;
+        report.unknown_reason = Some(why.to_string());
+        Ok(report)
+    };
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
+    }
     // Group by partition key, then order the groups by key (deterministic).
     let mut group_of: rustc_hash::FxHashMap<Option<&str>, usize> = Default::default();
     let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
@@ -682,44 +807,73 @@ pub fn check_model<M: Model>(
         groups[g].1.push(i);
     }
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    report.partitions = groups.len().max(1);
     // Convert each group with its own copy of the model (in parallel); the first error in key
-    // order is reported.
-    let converted: Vec<Result<Part<M>, HistoryError>> = groups
+    // order is reported. `None`: the time limit passed.
+    let converted: Vec<Result<Option<Part<M>>, HistoryError>> = groups
         .into_par_iter()
         .map(|(key, members)| {
             let mut model = spec.clone();
             let mut part_ops = Vec::with_capacity(members.len());
-            for i in members {
+            for (n, i) in members.into_iter().enumerate() {
+                if budget.poll(n + 1).is_err() {
+                    return Ok(None);
+                }
                 let r = &raw[i];
-                part_ops.push(
-                    Operation::convert(&mut model, r).map_err(|found| HistoryError {
+                part_ops.push(Operation::convert(&mut model, r).map_err(|message| {
+                    // A model says `what it found; expected what` (or only what it found).
+                    let (found, expected) = match message.split_once("; expected ") {
+                        Some((found, expected)) => (found.to_string(), expected.to_string()),
+                        None => (
+                            message,
+                            format!("an operation of the {} model", options.model.name()),
+                        ),
+                    };
+                    HistoryError {
                         event: r.ret.unwrap_or(r.call),
                         found: format!("process {}: {found}", r.process),
-                        expected: format!("an operation of the {} model", options.model.name()),
-                    })?,
-                );
+                        expected,
+                        earlier: r.ret.map(|_| r.call),
+                    }
+                })?);
             }
-            Ok(Part {
+            Ok(Some(Part {
                 key: key.map(str::to_string),
                 model,
                 ops: part_ops,
-            })
+            }))
         })
         .collect();
     let mut parts: Vec<Part<M>> = Vec::with_capacity(converted.len());
     for part in converted {
-        parts.push(part?);
+        match part? {
+            Some(p) => parts.push(p),
+            None => return unknown(report, budget.check_time().expect_err("polled")),
+        }
+    }
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
     }
     // Unknown-outcome operations whose effect nothing observes cannot change the verdict.
-    parts.par_iter_mut().for_each(|part| {
-        let unobservable = part.model.unobservable(&part.ops);
+    let pruned: Result<(), Exhausted> = parts.par_iter_mut().try_for_each(|part| {
+        let unobservable = part.model.unobservable(&part.ops, budget)?;
         if unobservable.iter().any(|&u| u) {
             let mut keep = unobservable.iter().map(|u| !u);
             part.ops.retain(|_| keep.next().unwrap_or(true));
         }
+        Ok(())
     });
+    if let Err(why) = pruned {
+        return unknown(report, why);
+    }
+    let mut impossible: Vec<Option<(usize, String)>> = parts
+        .par_iter()
+        .map(|p| p.model.impossible(&p.ops))
+        .collect();
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
+    }
 
-    let budget = Budget::new(options.time_limit, options.memory_limit_bytes);
     let configurations = AtomicUsize::new(0);
     let memo_max = AtomicUsize::new(0);
     // Rounds with growing step limits keep the verdict and the counterexample deterministic
@@ -727,35 +881,68 @@ pub fn check_model<M: Model>(
     // part below it ran to the same step limit whatever the scheduling. A part that fails
     // quickly is thus found without waiting for a hard part to finish.
     let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
-    let mut impossible: Vec<Option<(usize, String)>> =
-        parts.iter().map(|p| p.model.impossible(&p.ops)).collect();
-    let mut step_limit = FIRST_ROUND_STEPS;
+    let mut last_cap: Vec<u64> = vec![0; parts.len()];
+    let mut round_steps = FIRST_ROUND_STEPS;
+    let mut used: u64 = 0;
     loop {
+        let undecided = outcomes.iter().filter(|o| o.is_none()).count().max(1) as u64;
+        let cap = round_steps.min(options.step_limit.saturating_sub(used) / undecided);
         let min_fail = AtomicUsize::new(usize::MAX);
-        let round: Vec<(usize, PartOutcome)> = parts
+        let round: Vec<(usize, PartOutcome, u64)> = parts
             .par_iter_mut()
             .zip(impossible.par_iter_mut())
+            .zip(last_cap.par_iter_mut())
             .enumerate()
             .filter(|(idx, _)| outcomes[*idx].is_none())
-            .map(|(idx, (part, imp))| {
+            .map(|(idx, ((part, imp), last))| {
                 if min_fail.load(Ordering::Relaxed) < idx {
-                    return (idx, PartOutcome::Skipped);
+                    return (idx, PartOutcome::Skipped, 0);
+                }
+                if imp.is_none() && cap <= *last {
+                    // A search no longer than the last one cannot decide more.
+                    let why = Exhausted::Steps(options.step_limit);
+                    return (idx, PartOutcome::Unknown(why.to_string()), 0);
                 }
                 let cancelled = || min_fail.load(Ordering::Relaxed) < idx;
                 let imp = imp.take();
                 if imp.is_some() {
                     min_fail.fetch_min(idx, Ordering::Relaxed);
+                } else {
+                    *last = cap;
                 }
                 let search_options = SearchOptions {
-                    budget: &budget,
+                    budget,
                     step_limit: Some(if imp.is_some() {
                         COUNTEREXAMPLE_STEPS
                     } else {
-                        step_limit
+                        cap
                     }),
+                    memory_limit_bytes: options.memory_limit_bytes,
                     cancelled: &cancelled,
+                    prune_by_later_reads: options.prune_by_later_reads,
                 };
-                let (result, stats) = search::search(&mut part.model, &part.ops, &search_options);
+                let (mut result, mut stats) =
+                    search::search(&mut part.model, &part.ops, &search_options);
+                if let (SearchResult::Violation(pruned), true) =
+                    (&result, options.prune_by_later_reads)
+                {
+                    // Pruning cuts a dead configuration before its read fails, so its longest
+                    // prefix can stop short of the operation a reader should see. The plain
+                    // search, within a step limit, usually gets further; show the longer.
+                    let plain = SearchOptions {
+                        step_limit: Some(COUNTEREXAMPLE_STEPS),
+                        prune_by_later_reads: false,
+                        ..search_options
+                    };
+                    let (again, more) = search::search(&mut part.model, &part.ops, &plain);
+                    stats.steps += more.steps;
+                    if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again
+                    {
+                        if d.prefix.len() > pruned.prefix.len() {
+                            result = SearchResult::Violation(d);
+                        }
+                    }
+                }
                 configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
                 memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
                 let outcome = match (result, imp) {
@@ -772,16 +959,18 @@ pub fn check_model<M: Model>(
                     (SearchResult::Exhausted(_, d), Some(imp)) => {
                         PartOutcome::Violation(Box::new(counterexample(part, d, Some(imp), false)))
                     }
+                    // Its share of steps ran out (or it was cancelled): a later round decides.
                     (SearchResult::Exhausted(Exhausted::Steps(_), _), None) => PartOutcome::Skipped,
                     (SearchResult::Exhausted(why, _), None) => {
                         PartOutcome::Unknown(why.to_string())
                     }
                 };
-                (idx, outcome)
+                (idx, outcome, stats.steps)
             })
             .collect();
         let mut failed = false;
-        for (idx, outcome) in round {
+        for (idx, outcome, steps) in round {
+            used = used.saturating_add(steps);
             failed |= matches!(outcome, PartOutcome::Violation(_));
             if !matches!(outcome, PartOutcome::Skipped) {
                 outcomes[idx] = Some(outcome);
@@ -790,24 +979,12 @@ pub fn check_model<M: Model>(
         if failed || outcomes.iter().all(Option::is_some) {
             break;
         }
-        step_limit = step_limit.saturating_mul(8);
+        round_steps = round_steps.saturating_mul(8);
     }
-    let outcomes: Vec<PartOutcome> = outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or(PartOutcome::Skipped))
-        .collect();
-
-    let mut report = Report {
-        verdict: Verdict::Linearizable,
-        model: options.model.name(),
-        operations: raw.len(),
-        partitions: parts.len().max(1),
-        unknown_reason: None,
-        counterexample: None,
-        configurations: configurations.load(Ordering::Relaxed) as u64,
-        memo_peak_bytes: memo_max.load(Ordering::Relaxed),
-    };
-    for outcome in outcomes {
+    report.steps = used;
+    report.configurations = configurations.load(Ordering::Relaxed) as u64;
+    report.memo_peak_bytes = memo_max.load(Ordering::Relaxed);
+    for outcome in outcomes.into_iter().flatten() {
         match outcome {
             PartOutcome::Violation(c) => {
                 report.verdict = Verdict::NotLinearizable;

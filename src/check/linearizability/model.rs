@@ -10,6 +10,7 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use super::budget::{Budget, Exhausted};
 use crate::history::{Function, Value};
 
 /// How an operation ended, as far as the checker is concerned.
@@ -133,8 +134,15 @@ pub trait Model: Clone + Send + Sync {
     /// that places X somewhere stays valid with X removed (nothing that ran while X's effect was
     /// visible saw it), and any linearization without X extends by placing X last, or nowhere
     /// (an unknown outcome may never take effect). The default marks nothing.
-    fn unobservable(&self, ops: &[Operation<Self::Input, Self::Output>]) -> Vec<bool> {
-        vec![false; ops.len()]
+    ///
+    /// # Errors
+    /// [`Exhausted::Time`] if `budget`'s time limit passes first (implementations poll it).
+    fn unobservable(
+        &self,
+        ops: &[Operation<Self::Input, Self::Output>],
+        _budget: &Budget,
+    ) -> Result<Vec<bool>, Exhausted> {
+        Ok(vec![false; ops.len()])
     }
 
     /// An operation that cannot be linearized in any order, found without searching (e.g. a
@@ -143,6 +151,37 @@ pub trait Model: Clone + Send + Sync {
     /// certainly impossible.
     fn impossible(&self, _ops: &[Operation<Self::Input, Self::Output>]) -> Option<(usize, String)> {
         None
+    }
+
+    /// Pruning by later reads (optional; with [`Model::may_shrink`] and
+    /// [`Model::can_grow_into`]): true if this known-outcome operation is a read whose output
+    /// shows how far the state has grown (key-value: a get, whose value holds every append
+    /// before it, in order). The default: none.
+    fn witnesses_growth(&self, _input: &Self::Input, _output: &Self::Output) -> bool {
+        false
+    }
+
+    /// True if the operation may make the state anything other than a growth of the current
+    /// one (key-value: a put or a cas that may have succeeded; an append only extends its
+    /// key's text, a get or a cas that returned false changes nothing). `output` is `None` for
+    /// an unknown outcome. The default: every operation may.
+    fn may_shrink(&self, _input: &Self::Input, _output: Option<&Self::Output>) -> bool {
+        true
+    }
+
+    /// Whether `state` can still grow, by operations that [`Model::may_shrink`] does not mark,
+    /// into a state in which the witness read `input`/`output` succeeds (key-value: the text of
+    /// the read's key is a prefix of the value read). Must be true whenever such a growth
+    /// exists; the search prunes a configuration when it is false for an unlinearized witness
+    /// read that every unlinearized shrinking operation was invoked after (so none of them can
+    /// come before it). The default: true (no pruning).
+    fn can_grow_into(
+        &mut self,
+        _state: &Self::State,
+        _input: &Self::Input,
+        _output: &Self::Output,
+    ) -> bool {
+        true
     }
 
     /// The state as text for counterexamples (e.g. `3`, `{x 1, y 2}`).

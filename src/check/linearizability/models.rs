@@ -4,6 +4,7 @@
 
 use smallvec::SmallVec;
 
+use super::budget::{Budget, Exhausted};
 use super::model::{Interner, Model, Operation, RawOp, RawOutcome};
 use crate::history::{Function, Value};
 
@@ -77,7 +78,8 @@ impl Model for Register {
                 Ok((RegisterOp::Cas(from, to), ok_unit(op)))
             }
             f => Err(format!(
-                "function {f:?}, which this model does not have; expected read or write{}",
+                "the function {}, which this model does not have; expected read or write{}",
+                f.name(),
                 if self.cas { " or cas" } else { "" }
             )),
         }
@@ -108,30 +110,38 @@ impl Model for Register {
     /// An unknown-outcome write (or cas) of `v` is unobservable if no read that returned after
     /// its call returned `v` and no cas that could run after its call expects `v`. Off when a
     /// cas may have returned false (such a cas observes the value by its inequality).
-    fn unobservable(&self, ops: &[Operation<RegisterOp, u32>]) -> Vec<bool> {
-        let cas_false = ops
+    fn unobservable(
+        &self,
+        ops: &[Operation<RegisterOp, u32>],
+        budget: &Budget,
+    ) -> Result<Vec<bool>, Exhausted> {
+        if ops
             .iter()
-            .any(|o| matches!(o.input, RegisterOp::Cas(..)) && o.output == Some(CAS_FALSE));
-        ops.iter()
-            .map(|x| {
-                let written = match x.input {
-                    RegisterOp::Write(v) | RegisterOp::Cas(_, v)
-                        if x.output.is_none() && !cas_false =>
-                    {
-                        v
-                    }
-                    _ => return false,
-                };
-                !ops.iter().any(|o| {
-                    o.ret.is_none_or(|r| r > x.call)
-                        && match o.input {
-                            RegisterOp::Read => o.output == Some(written),
-                            RegisterOp::Cas(from, _) => from == written,
-                            RegisterOp::Write(_) => false,
-                        }
-                })
+            .any(|o| matches!(o.input, RegisterOp::Cas(..)) && o.output == Some(CAS_FALSE))
+        {
+            return Ok(vec![false; ops.len()]);
+        }
+        // Per value: the latest time a read or cas could observe it.
+        let mut seen: rustc_hash::FxHashMap<u32, usize> = Default::default();
+        for o in ops {
+            let observed = match (o.input, o.output) {
+                (RegisterOp::Read, Some(v)) | (RegisterOp::Cas(v, _), _) => v,
+                _ => continue,
+            };
+            let until = o.ret.unwrap_or(usize::MAX);
+            let e = seen.entry(observed).or_insert(until);
+            *e = (*e).max(until);
+        }
+        budget.check_time()?;
+        Ok(ops
+            .iter()
+            .map(|x| match x.input {
+                RegisterOp::Write(v) | RegisterOp::Cas(_, v) if x.output.is_none() => {
+                    seen.get(&v).is_none_or(|&until| until <= x.call)
+                }
+                _ => false,
             })
-            .collect()
+            .collect())
     }
 
     fn impossible(&self, ops: &[Operation<RegisterOp, u32>]) -> Option<(usize, String)> {
@@ -365,21 +375,21 @@ impl KeyValue {
         }
     }
 
+    /// The text of value `id` as appends see it: a string's characters, `""` for `nil`, the
+    /// printed form of anything else.
+    fn text(&self, id: u32) -> std::borrow::Cow<'_, str> {
+        match self.values.value(id) {
+            Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            Value::Nil => std::borrow::Cow::Borrowed(""),
+            other => std::borrow::Cow::Owned(other.to_string()),
+        }
+    }
+
     fn append(&mut self, current: u32, suffix: u32) -> u32 {
         if let Some(&id) = self.appends.get(&(current, suffix)) {
             return id;
         }
-        fn text(v: &Value) -> std::borrow::Cow<'_, str> {
-            match v {
-                Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
-                Value::Nil => std::borrow::Cow::Borrowed(""),
-                other => std::borrow::Cow::Owned(other.to_string()),
-            }
-        }
-        let (a, b) = (
-            text(self.values.value(current)),
-            text(self.values.value(suffix)),
-        );
+        let (a, b) = (self.text(current), self.text(suffix));
         let mut joined = String::with_capacity(a.len() + b.len());
         joined.push_str(&a);
         joined.push_str(&b);
@@ -400,7 +410,13 @@ impl Model for KeyValue {
 
     fn convert(&mut self, op: &RawOp<'_>) -> Result<(KvOp, Option<u32>), String> {
         let Some(key) = op.key else {
-            return Err(format!("a {:?} without a key; expected a key", op.f));
+            let name = op.f.name();
+            let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
+            return Err(format!("{article} {name} without a key; expected a key"));
         };
         let key = match self.key_ids.get(key) {
             Some(&k) => k,
@@ -438,7 +454,10 @@ impl Model for KeyValue {
                 )
             }
             f => {
-                return Err(format!("function {f:?}; expected get, put, append or cas"));
+                return Err(format!(
+                    "the function {}; expected get, put, append or cas",
+                    f.name()
+                ));
             }
         };
         Ok((KvOp { key, action }, output))
@@ -485,15 +504,24 @@ impl Model for KeyValue {
     /// (until the key is overwritten) every value of the key contains `t`, so nothing read or
     /// matched it: removing it leaves every other operation's outcome possible. Empty texts are
     /// never marked. Off when a cas may have returned false (it observes by inequality).
-    fn unobservable(&self, ops: &[Operation<KvOp, u32>]) -> Vec<bool> {
-        let cas_false = ops
+    ///
+    /// Cost: an observed text that is a prefix of a longer one of the same key (the reads of an
+    /// append-only key) is merged into it, keeping the later of their times (which can only mark
+    /// fewer), so each unknown-outcome write is looked for in the few texts left, not in every
+    /// read.
+    fn unobservable(
+        &self,
+        ops: &[Operation<KvOp, u32>],
+        budget: &Budget,
+    ) -> Result<Vec<bool>, Exhausted> {
+        use std::borrow::Cow;
+        use std::ops::Bound;
+        if ops
             .iter()
-            .any(|o| matches!(o.input.action, KvAction::Cas(..)) && o.output == Some(CAS_FALSE));
-        let text = |id: u32| match self.values.value(id) {
-            Value::Str(s) => s.clone(),
-            Value::Nil => String::new(),
-            other => other.to_string(),
-        };
+            .any(|o| matches!(o.input.action, KvAction::Cas(..)) && o.output == Some(CAS_FALSE))
+        {
+            return Ok(vec![false; ops.len()]);
+        }
         // What later operations could observe, per key: read values (deduplicated) and cas
         // expectations, each with the latest time it could be observed at.
         let mut seen: rustc_hash::FxHashMap<(u32, u32), usize> = Default::default();
@@ -507,27 +535,75 @@ impl Model for KeyValue {
             let e = seen.entry((o.input.key, observed)).or_insert(until);
             *e = (*e).max(until);
         }
-        let mut observed: Vec<(u32, usize, String)> = seen
+        let mut observed: Vec<(u32, Cow<'_, str>, usize)> = seen
             .into_iter()
-            .map(|((key, v), until)| (key, until, text(v)))
+            .map(|((key, v), until)| (key, self.text(v), until))
             .collect();
-        observed.sort_unstable();
-        ops.iter()
-            .map(|x| {
-                let written = match x.input.action {
-                    KvAction::Put(v) | KvAction::Append(v) | KvAction::Cas(_, v)
-                        if x.output.is_none() && !cas_false =>
-                    {
-                        text(v)
-                    }
-                    _ => return false,
-                };
+        // Per key, longest first, so that a text meets every longer text before it.
+        observed.sort_unstable_by(|a, b| (a.0, b.1.len(), &a.1).cmp(&(b.0, a.1.len(), &b.1)));
+        let mut kept: std::collections::BTreeMap<
+            u32,
+            std::collections::BTreeMap<Cow<'_, str>, usize>,
+        > = Default::default();
+        for (i, (key, text, until)) in observed.into_iter().enumerate() {
+            budget.poll(i)?;
+            let texts = kept.entry(key).or_default();
+            // If `text` is a prefix of a kept text, the first kept text not below it is one.
+            let covering = texts
+                .range_mut::<str, _>((Bound::Included(&*text), Bound::Unbounded))
+                .next()
+                .filter(|(k, _)| k.starts_with(&*text));
+            match covering {
+                Some((_, u)) => *u = (*u).max(until),
+                None => {
+                    texts.insert(text, until);
+                }
+            }
+        }
+        let mut marks = Vec::with_capacity(ops.len());
+        for x in ops {
+            let written = match x.input.action {
+                KvAction::Put(v) | KvAction::Append(v) | KvAction::Cas(_, v)
+                    if x.output.is_none() =>
+                {
+                    self.text(v)
+                }
+                _ => {
+                    marks.push(false);
+                    continue;
+                }
+            };
+            budget.check_time()?;
+            marks.push(
                 !written.is_empty()
-                    && !observed.iter().any(|(key, until, t)| {
-                        *key == x.input.key && *until > x.call && t.contains(&written)
-                    })
-            })
-            .collect()
+                    && !kept.get(&x.input.key).is_some_and(|texts| {
+                        texts
+                            .iter()
+                            .any(|(t, until)| *until > x.call && t.contains(&*written))
+                    }),
+            );
+        }
+        Ok(marks)
+    }
+
+    fn witnesses_growth(&self, input: &KvOp, _output: &u32) -> bool {
+        input.action == KvAction::Get
+    }
+
+    /// A put, or a cas that may have succeeded, sets its key to any value; an append only
+    /// extends its key's text, and a get or a cas that returned false changes nothing.
+    fn may_shrink(&self, input: &KvOp, output: Option<&u32>) -> bool {
+        match input.action {
+            KvAction::Put(_) => true,
+            KvAction::Cas(..) => output != Some(&CAS_FALSE),
+            KvAction::Get | KvAction::Append(_) => false,
+        }
+    }
+
+    /// Appends only extend a key's text, so the read's key must hold a prefix of the text read.
+    fn can_grow_into(&mut self, state: &KvState, input: &KvOp, output: &u32) -> bool {
+        let current = state[input.key as usize];
+        current == *output || self.text(*output).starts_with(&*self.text(current))
     }
 
     fn impossible(&self, ops: &[Operation<KvOp, u32>]) -> Option<(usize, String)> {
@@ -631,7 +707,12 @@ impl Model for Mutex {
         let input = match op.f {
             Function::Acquire => MutexOp::Acquire,
             Function::Release => MutexOp::Release,
-            f => return Err(format!("function {f:?}; expected acquire or release")),
+            f => {
+                return Err(format!(
+                    "the function {}; expected acquire or release",
+                    f.name()
+                ));
+            }
         };
         Ok((input, matches!(op.outcome, RawOutcome::Ok(_)).then_some(())))
     }
@@ -735,7 +816,7 @@ impl Model for MultiRegister {
 
     fn convert(&mut self, op: &RawOp<'_>) -> Result<(Vec<Micro>, Option<Vec<u32>>), String> {
         if op.f != Function::Txn {
-            return Err(format!("function {:?}; expected txn", op.f));
+            return Err(format!("the function {}; expected txn", op.f.name()));
         }
         let input = self.micro_ops(op.invoke)?;
         let output = match op.outcome {

@@ -9,9 +9,10 @@
 use super::model::{RawOp, RawOutcome};
 use crate::history::{EventType, HistoryEvent};
 
-/// A history that cannot be paired into operations.
+/// A history that cannot be paired into operations, in the history's own words (`get`,
+/// `invoke`, the key as written).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("event {event}: {found}; expected {expected}")]
+#[error("event {event}: {found}{}; expected {expected}", .earlier.map(|e| format!(" (see event {e})")).unwrap_or_default())]
 pub struct HistoryError {
     /// Position of the offending event in the history (0-based).
     pub event: usize,
@@ -19,6 +20,14 @@ pub struct HistoryError {
     pub found: String,
     /// What was expected.
     pub expected: String,
+    /// An earlier event the problem refers to (the invoke a completion does not match, the
+    /// outstanding invoke of a process that invokes again); a file reader names its line.
+    pub earlier: Option<usize>,
+}
+
+/// `"k1"`, or `no key`.
+fn key_text(key: Option<&str>) -> String {
+    key.map_or_else(|| "no key".to_string(), |k| format!("key {k:?}"))
 }
 
 /// Pairs invokes with completions. The result is ordered by invoke position; `fail`ed
@@ -52,12 +61,15 @@ pub fn pair_with(
                     return Err(HistoryError {
                         event: i,
                         found: format!(
-                            "process {} invokes again while its operation invoked at event {prev} is outstanding",
-                            e.process
+                            "process {} invokes {} while its earlier {} is not complete",
+                            e.process,
+                            e.f.name(),
+                            events[prev].f.name()
                         ),
                         expected:
                             "a completion (ok, fail or info) first: each process is sequential"
                                 .into(),
+                        earlier: Some(prev),
                     });
                 }
                 outstanding.insert(e.process, i);
@@ -70,10 +82,11 @@ pub fn pair_with(
                         event: i,
                         found: format!(
                             "a completion ({}) of process {} with no outstanding invoke",
-                            format!("{:?}", e.kind).to_lowercase(),
+                            e.kind.name(),
                             e.process
                         ),
                         expected: "an invoke from the same process before its completion".into(),
+                        earlier: None,
                     });
                 };
                 let invoke = &events[inv];
@@ -81,20 +94,29 @@ pub fn pair_with(
                     return Err(HistoryError {
                         event: i,
                         found: format!(
-                            "a completion of {:?} for an invoke of {:?} (event {inv})",
-                            e.f, invoke.f
+                            "process {} completes ({}) a {} but invoked a {}",
+                            e.process,
+                            e.kind.name(),
+                            e.f.name(),
+                            invoke.f.name()
                         ),
-                        expected: "the same function as the invoke".into(),
+                        expected: format!("the completion of its {}", invoke.f.name()),
+                        earlier: Some(inv),
                     });
                 }
                 if e.key.is_some() && invoke.key != e.key {
                     return Err(HistoryError {
                         event: i,
                         found: format!(
-                            "a completion for key {:?} of an invoke for key {:?} (event {inv})",
-                            e.key, invoke.key
+                            "process {} completes ({}) a {} on {} but invoked it on {}",
+                            e.process,
+                            e.kind.name(),
+                            e.f.name(),
+                            key_text(e.key.as_deref()),
+                            key_text(invoke.key.as_deref())
                         ),
                         expected: "the same key as the invoke".into(),
+                        earlier: Some(inv),
                     });
                 }
                 pairs[slot_of_invoke[&inv]].1 = Some(i);
@@ -178,6 +200,10 @@ mod tests {
             ev(0, Ok, Function::Write, Value::Nil),
         ])
         .unwrap_err();
-        assert!(e.expected.contains("same function"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "event 1: process 0 completes (ok) a write but invoked a read (see event 0); \
+             expected the completion of its read"
+        );
     }
 }

@@ -30,6 +30,9 @@
 //!   the known-first order the smaller sets tend to finish first; a timed-out write that is
 //!   overwritten before anyone reads it is then pruned at once. Each (known set, state) keeps
 //!   only the antichain of minimal finished sets;
+//! - pruning by later reads ([`Model::can_grow_into`]): for appends, the state must stay a
+//!   prefix of the value read by the unlinearized read that returned first, while no put or cas
+//!   can come before that read (`LaterReads`);
 //! - the linearized set is a bitset with incremental Zobrist hashing; memo keys store only the
 //!   window between the first unlinearized and the last linearized operation (everything before
 //!   it is linearized), so memory per configuration is proportional to concurrency, not to the
@@ -215,7 +218,6 @@ struct Memo<S> {
     buckets: Vec<Bucket<S>>,
     arena: Vec<u64>,
     hasher: rustc_hash::FxBuildHasher,
-    accounted: usize,
     finished_words: usize,
 }
 
@@ -230,7 +232,6 @@ impl<S: Eq + Hash + Clone> Memo<S> {
             buckets: Vec::new(),
             arena: Vec::new(),
             hasher: rustc_hash::FxBuildHasher,
-            accounted: 0,
             finished_words: 0,
         }
     }
@@ -325,12 +326,147 @@ impl<S: Eq + Hash + Clone> Memo<S> {
 
 /// Options of one search.
 pub struct SearchOptions<'a> {
-    /// The shared budget.
+    /// The check's wall-clock budget (the user's time limit, if any).
     pub budget: &'a Budget,
-    /// Stop after this many model steps (a deterministic limit for counterexample searches).
+    /// Stop after this many model steps (a deterministic limit).
     pub step_limit: Option<u64>,
+    /// Stop when the memo table and the model's tables would hold more than this many bytes
+    /// (an estimate that depends only on the search, so the verdict is reproducible).
+    pub memory_limit_bytes: usize,
     /// Polled now and then; `true` stops the search (its result is then not used).
     pub cancelled: &'a (dyn Fn() -> bool + Sync),
+    /// Prune configurations that cannot grow into a read that must come later
+    /// ([`Model::can_grow_into`]). Off only to compare with the plain search.
+    pub prune_by_later_reads: bool,
+}
+
+/// A set of small integers `0..len` that answers "the first one not in the set" in amortized
+/// constant time (`low` is the first word with a zero bit; bits past `len` are set).
+struct FirstAbsent {
+    words: Vec<u64>,
+    low: usize,
+}
+
+impl FirstAbsent {
+    fn new(len: usize) -> Self {
+        let mut words = vec![0u64; len.div_ceil(64)];
+        if len % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last = !((1u64 << (len % 64)) - 1);
+            }
+        }
+        let mut f = FirstAbsent { words, low: 0 };
+        f.advance();
+        f
+    }
+
+    fn advance(&mut self) {
+        while self.low < self.words.len() && self.words[self.low] == u64::MAX {
+            self.low += 1;
+        }
+    }
+
+    fn insert(&mut self, i: usize) {
+        self.words[i / 64] |= 1u64 << (i % 64);
+        self.advance();
+    }
+
+    fn remove(&mut self, i: usize) {
+        self.words[i / 64] &= !(1u64 << (i % 64));
+        self.low = self.low.min(i / 64);
+    }
+
+    fn first(&self) -> Option<usize> {
+        let w = self.words.get(self.low)?;
+        Some(self.low * 64 + (!w).trailing_zeros() as usize)
+    }
+}
+
+/// Pruning by later reads. A known-outcome read R ([`Model::witnesses_growth`]) that is not yet
+/// linearized must come after the current configuration. If no unlinearized operation that may
+/// shrink the state ([`Model::may_shrink`]) was invoked before R returned, none of them can come
+/// before R in any extension that respects real time, so the state must still be able to grow
+/// into R's value ([`Model::can_grow_into`]); a configuration where it cannot is dead. For
+/// appends this means the value so far must be a prefix of the value R read: a read spells out
+/// the order of every append it contains (the order Elle infers from list-append reads, Kingsbury
+/// & Alvaro, "Elle: inferring isolation anomalies from experimental observations", VLDB 2020,
+/// §4.2). The read tested is the unlinearized one that returned first.
+struct LaterReads {
+    /// Witness reads (internal indices) in return order.
+    reads: Vec<u32>,
+    /// Shrinking operations (internal indices) in call order, with their calls.
+    shrinks: Vec<(usize, u32)>,
+    /// Per internal index: its position in `reads` or `shrinks` (NIL if neither).
+    read_rank: Vec<u32>,
+    shrink_rank: Vec<u32>,
+    reads_done: FirstAbsent,
+    shrinks_done: FirstAbsent,
+}
+
+impl LaterReads {
+    /// `op(k)`: (call, ret, is a witness read, may shrink) of internal operation `k`.
+    fn new(op: impl Fn(usize) -> (usize, Option<usize>, bool, bool), n: usize) -> Option<Self> {
+        let mut reads: Vec<(usize, u32)> = Vec::new();
+        let mut shrinks: Vec<(usize, u32)> = Vec::new();
+        for k in 0..n {
+            let (call, ret, witness, shrink) = op(k);
+            if let (true, Some(ret)) = (witness, ret) {
+                reads.push((ret, k as u32));
+            }
+            if shrink {
+                shrinks.push((call, k as u32));
+            }
+        }
+        if reads.is_empty() {
+            return None;
+        }
+        reads.sort_unstable();
+        shrinks.sort_unstable();
+        let mut read_rank = vec![NIL; n];
+        let mut shrink_rank = vec![NIL; n];
+        for (r, &(_, k)) in reads.iter().enumerate() {
+            read_rank[k as usize] = r as u32;
+        }
+        for (r, &(_, k)) in shrinks.iter().enumerate() {
+            shrink_rank[k as usize] = r as u32;
+        }
+        Some(LaterReads {
+            reads_done: FirstAbsent::new(reads.len()),
+            shrinks_done: FirstAbsent::new(shrinks.len()),
+            reads: reads.into_iter().map(|(_, k)| k).collect(),
+            shrinks,
+            read_rank,
+            shrink_rank,
+        })
+    }
+
+    fn linearize(&mut self, k: usize) {
+        if self.read_rank[k] != NIL {
+            self.reads_done.insert(self.read_rank[k] as usize);
+        }
+        if self.shrink_rank[k] != NIL {
+            self.shrinks_done.insert(self.shrink_rank[k] as usize);
+        }
+    }
+
+    fn unlinearize(&mut self, k: usize) {
+        if self.read_rank[k] != NIL {
+            self.reads_done.remove(self.read_rank[k] as usize);
+        }
+        if self.shrink_rank[k] != NIL {
+            self.shrinks_done.remove(self.shrink_rank[k] as usize);
+        }
+    }
+
+    /// The read that must come later and that no shrinking operation can precede, if any.
+    fn witness(&self, ret_of: impl Fn(usize) -> usize) -> Option<usize> {
+        let read = self.reads[self.reads_done.first()?] as usize;
+        let shrink_call = self
+            .shrinks_done
+            .first()
+            .map_or(usize::MAX, |r| self.shrinks[r].0);
+        (ret_of(read) < shrink_call).then_some(read)
+    }
 }
 
 /// Searches for a linearization of `ops` under `model`.
@@ -341,18 +477,6 @@ pub fn search<M: Model>(
     model: &mut M,
     ops: &[Operation<M::Input, M::Output>],
     options: &SearchOptions<'_>,
-) -> (SearchResult<M::State>, SearchStats) {
-    let mut memo_claim = 0usize;
-    let result = run(model, ops, options, &mut memo_claim);
-    options.budget.release(memo_claim);
-    result
-}
-
-fn run<M: Model>(
-    model: &mut M,
-    ops: &[Operation<M::Input, M::Output>],
-    options: &SearchOptions<'_>,
-    memo_claim: &mut usize,
 ) -> (SearchResult<M::State>, SearchStats) {
     let mut stats = SearchStats::default();
     // Internal order: operations with a known outcome by call, then unknown ones by call.
@@ -395,6 +519,28 @@ fn run<M: Model>(
         last = node;
     }
 
+    let mut later = if options.prune_by_later_reads {
+        LaterReads::new(
+            |k| {
+                let o = op(k);
+                let witness = o
+                    .output
+                    .as_ref()
+                    .is_some_and(|out| model.witnesses_growth(&o.input, out));
+                (
+                    o.call,
+                    o.ret,
+                    witness,
+                    model.may_shrink(&o.input, o.output.as_ref()),
+                )
+            },
+            n,
+        )
+    } else {
+        None
+    };
+    let ret_of = |k: usize| op(k).ret.unwrap_or(usize::MAX);
+
     let mut bits = Bits::new(nc, n - nc);
     let mut memo: Memo<M::State> = Memo::new();
     let mut state = model.init();
@@ -430,15 +576,11 @@ fn run<M: Model>(
         if tick & 0x3ff == 0 {
             let bytes = memo.bytes() + model.heap_bytes();
             stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
-            let exhausted = if bytes > memo.accounted {
-                options.budget.reserve(bytes - memo.accounted).map(|()| {
-                    *memo_claim += bytes - memo.accounted;
-                    memo.accounted = bytes;
-                })
+            let exhausted = if bytes > options.memory_limit_bytes {
+                Err(Exhausted::Memory(options.memory_limit_bytes))
             } else {
-                Ok(())
-            }
-            .and_then(|()| options.budget.check_time());
+                options.budget.check_time()
+            };
             if let Err(why) = exhausted {
                 stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
                 return (SearchResult::Exhausted(why, deepest(&best, &saved)), stats);
@@ -464,9 +606,8 @@ fn run<M: Model>(
             }
             let allowed = k < nc || sym_prev[k] == NIL || bits.get(sym_prev[k] as usize);
             if allowed {
-                stats.steps += 1;
                 if let Some(limit) = options.step_limit {
-                    if stats.steps > limit {
+                    if stats.steps >= limit {
                         stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
                         return (
                             SearchResult::Exhausted(
@@ -477,8 +618,21 @@ fn run<M: Model>(
                         );
                     }
                 }
+                stats.steps += 1;
                 let o = op(k);
-                if let Some(new_state) = model.step(&state, &o.input, o.output.as_ref()) {
+                let mut stepped = model.step(&state, &o.input, o.output.as_ref());
+                if let (Some(new_state), Some(lr)) = (&stepped, &mut later) {
+                    lr.linearize(k);
+                    if let Some(r) = lr.witness(ret_of) {
+                        let w = op(r);
+                        let out = w.output.as_ref().expect("witness reads have an outcome");
+                        if !model.can_grow_into(new_state, &w.input, out) {
+                            lr.unlinearize(k);
+                            stepped = None;
+                        }
+                    }
+                }
+                if let Some(new_state) = stepped {
                     bits.set(k);
                     if let Some(at) = memo.insert(&bits, &new_state) {
                         stats.configurations += 1;
@@ -504,6 +658,9 @@ fn run<M: Model>(
                         continue;
                     }
                     bits.clear(k);
+                    if let Some(lr) = &mut later {
+                        lr.unlinearize(k);
+                    }
                 }
             }
             cur = next[node as usize];
@@ -534,6 +691,9 @@ fn run<M: Model>(
             state = old;
             let j = j as usize;
             bits.clear(j);
+            if let Some(lr) = &mut later {
+                lr.unlinearize(j);
+            }
             // unlift: restore the return, then the call.
             let c = 1 + 2 * j;
             if j < nc {

@@ -211,6 +211,122 @@ fn mutex_op(a: u8, _b: u8, _c: u8) -> (Function, Option<String>, Value, Value) {
     }
 }
 
+/// A history of appends (and now and then a put or a cas) to one key, from `clients` clients,
+/// that a real store could have produced: every operation takes effect at one instant between
+/// its invoke and its completion (`info` ones may not take effect at all), and every read
+/// returns the value at its instant. With `corrupt`, the value of one read is then rotated or
+/// cut short, which makes most such histories not linearizable.
+fn append_history(
+    choices: &[(u8, u8, u8, u8, u8)],
+    clients: usize,
+    corrupt: Option<u8>,
+) -> Vec<HistoryEvent> {
+    #[derive(Clone)]
+    enum Phase {
+        Idle,
+        Invoked(Function, Value),
+        Applied(Function, Value, Value),
+    }
+    let mut events = Vec::new();
+    let mut phase = vec![Phase::Idle; clients];
+    let mut process: Vec<u64> = (0..clients as u64).collect();
+    let mut next_process = clients as u64;
+    let mut state = String::new();
+    let mut absent = true;
+    let mut fresh = 0;
+    let mut reads = Vec::new();
+    for &(who, a, b, _, outcome) in choices {
+        let c = who as usize % clients;
+        let p = process[c];
+        let k = Some("k");
+        phase[c] = match std::mem::replace(&mut phase[c], Phase::Idle) {
+            Phase::Idle => {
+                fresh += 1;
+                let (f, v) = match a % 8 {
+                    0..=2 => (Function::Get, Value::Nil),
+                    3..=5 => (Function::Append, Value::Str(format!("t{fresh};"))),
+                    6 => (Function::Put, Value::Str(format!("p{fresh};"))),
+                    _ => {
+                        let from = if b % 2 == 0 {
+                            state.clone()
+                        } else {
+                            "t1;".into()
+                        };
+                        let to = format!("c{fresh};");
+                        (Function::Cas, pair_v(Value::Str(from), Value::Str(to)))
+                    }
+                };
+                events.push(ev(p, Invoke, f, k, v.clone()));
+                Phase::Invoked(f, v)
+            }
+            Phase::Invoked(f, v) => {
+                let result = match (f, &v) {
+                    (Function::Get, _) if absent => Value::Nil,
+                    (Function::Get, _) => Value::Str(state.clone()),
+                    (Function::Append, Value::Str(t)) => {
+                        state.push_str(t);
+                        absent = false;
+                        v.clone()
+                    }
+                    (Function::Put, Value::Str(t)) => {
+                        state = t.clone();
+                        absent = false;
+                        v.clone()
+                    }
+                    (Function::Cas, Value::List(l)) => match (&l[0], &l[1]) {
+                        (Value::Str(from), Value::Str(to)) if !absent && *from == state => {
+                            state = to.clone();
+                            v.clone()
+                        }
+                        // The cas did not take effect: it fails.
+                        _ => Value::Bool(false),
+                    },
+                    _ => unreachable!("generated above"),
+                };
+                Phase::Applied(f, v, result)
+            }
+            Phase::Applied(f, v, result) => {
+                let (kind, value) = match (outcome % 10, &result) {
+                    (_, Value::Bool(false)) => (Fail, v),
+                    (0, _) => (Info, v),
+                    _ => (Done, result),
+                };
+                if kind == Done && f == Function::Get {
+                    reads.push(events.len());
+                }
+                events.push(ev(p, kind, f, k, value));
+                if kind == Info {
+                    process[c] = next_process;
+                    next_process += 1;
+                }
+                Phase::Idle
+            }
+        };
+    }
+    // An operation invoked but not applied yet ends unanswered (it may take effect later, or
+    // never); one applied but not completed likewise.
+    if let (Some(x), false) = (corrupt, reads.is_empty()) {
+        let e = &mut events[reads[x as usize % reads.len()]];
+        if let Value::Str(t) = e.value.clone() {
+            let cut = (x as usize / 7) % (t.len() + 1);
+            e.value = if x % 3 == 0 {
+                Value::Str(t[..t.len() / 2].to_string())
+            } else {
+                Value::Str(format!("{}{}", &t[cut..], &t[..cut]))
+            };
+        }
+    }
+    events
+}
+
+/// The verdict of `h` (key-value) with and without pruning by later reads.
+fn pruned_and_plain(h: &[HistoryEvent]) -> (Verdict, Verdict) {
+    let mut o = Options::new(ModelKind::KeyValue);
+    let pruned = check_events(h, &o).unwrap().verdict;
+    o.prune_by_later_reads = false;
+    (pruned, check_events(h, &o).unwrap().verdict)
+}
+
 fn choices() -> impl Strategy<Value = Vec<(u8, u8, u8, u8, u8)>> {
     proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..17)
 }
@@ -272,12 +388,68 @@ proptest! {
     }
 
     #[test]
+    fn pruning_by_later_reads_agrees_with_brute_force_on_small_append_histories(
+        c in proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..25),
+        clients in 2usize..5,
+        corrupt in proptest::option::of(any::<u8>()),
+    ) {
+        let h = append_history(&c, clients, corrupt);
+        let raw = ops::pair(&h).unwrap();
+        let expected = brute(models::KeyValue::new(&Value::Nil, false), &raw);
+        let (pruned, plain) = pruned_and_plain(&h);
+        prop_assert_eq!(pruned == Verdict::Linearizable, expected, "{:?}", h);
+        prop_assert_eq!(pruned, plain, "{:?}", h);
+        if corrupt.is_none() {
+            prop_assert_eq!(pruned, Verdict::Linearizable, "{:?}", h);
+        }
+    }
+
+    #[test]
     fn mutex_search_agrees_with_brute_force(c in choices(), clients in 2usize..5) {
         let h = random_history(&c, clients, &mutex_op);
         let raw = ops::pair(&h).unwrap();
         let expected = brute(models::Mutex, &raw);
         prop_assert_eq!(verdict(&h, ModelKind::Mutex) == Verdict::Linearizable, expected, "{:?}", h);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn pruning_by_later_reads_keeps_verdicts_on_larger_append_histories(
+        c in proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 40..90),
+        clients in 2usize..6,
+        corrupt in proptest::option::of(any::<u8>()),
+    ) {
+        let h = append_history(&c, clients, corrupt);
+        let (pruned, plain) = pruned_and_plain(&h);
+        prop_assert_eq!(pruned, plain, "{:?}", h);
+        if corrupt.is_none() {
+            prop_assert_eq!(pruned, Verdict::Linearizable, "{:?}", h);
+        }
+    }
+}
+
+#[test]
+fn append_histories_of_both_verdicts_are_generated() {
+    // The property tests above are only as good as their histories: both verdicts must occur.
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = (
+        proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..25),
+        2usize..5,
+        any::<u8>(),
+    );
+    let (mut yes, mut no) = (0, 0);
+    for _ in 0..300 {
+        let (c, clients, x) = strategy.new_tree(&mut runner).unwrap().current();
+        match pruned_and_plain(&append_history(&c, clients, Some(x))).0 {
+            Verdict::Linearizable => yes += 1,
+            _ => no += 1,
+        }
+    }
+    assert!(yes > 30 && no > 30, "linearizable {yes}, not {no}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -522,14 +694,15 @@ fn a_read_of_a_value_never_written_is_decided_before_searching() {
     );
 }
 
-#[test]
-fn budget_exhaustion_gives_unknown() {
-    // Many concurrent writes and reads; a zero time limit must give unknown, not a guess.
+/// `writers` concurrent writes of 7 values, then concurrent reads of different values that
+/// were written: not linearizable (the reads begin after every write ended, so they must agree),
+/// but the search must try every subset of the writes to see it.
+fn hard_register_history(writers: u64) -> Vec<HistoryEvent> {
     let mut h = Vec::new();
-    for p in 0..40u64 {
+    for p in 0..writers {
         h.push(ev(p, Invoke, Function::Write, None, int(p as i64 % 7)));
     }
-    for p in 0..40u64 {
+    for p in 0..writers {
         h.push(ev(p, Done, Function::Write, None, int(p as i64 % 7)));
     }
     for p in 0..10u64 {
@@ -541,27 +714,147 @@ fn budget_exhaustion_gives_unknown() {
             Done,
             Function::Read,
             None,
-            int(9 - p as i64 % 3),
+            int((100 + p) as i64 % 7),
         ));
     }
+    h
+}
+
+#[test]
+fn a_spent_memory_limit_gives_unknown_but_an_impossible_read_stays_a_violation() {
+    let h = hard_register_history(40);
     let mut o = Options::new(ModelKind::Register);
     o.memory_limit_bytes = 0;
     let r = check_events(&h, &o).unwrap();
-    // Reads of 7, 8 and 9 were never written: decided without searching, despite the budget.
-    assert_eq!(r.verdict, Verdict::NotLinearizable);
-    let h2: Vec<HistoryEvent> = h
-        .iter()
-        .map(|e| {
-            let mut e = e.clone();
-            if e.f == Function::Read && e.kind == Done {
-                e.value = int(e.process as i64 % 7);
-            }
-            e
-        })
-        .collect();
-    let r = check_events(&h2, &o).unwrap();
     assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary());
-    assert!(r.unknown_reason.unwrap().contains("memory"));
+    assert!(r.unknown_reason.unwrap().contains("memory limit"));
+    // Reads of 7, 8 and 9 were never written: decided without searching, despite the budget.
+    let mut bad = h;
+    for (i, e) in bad.iter_mut().rev().take(3).enumerate() {
+        e.value = int(7 + i as i64);
+    }
+    assert_eq!(
+        check_events(&bad, &o).unwrap().verdict,
+        Verdict::NotLinearizable
+    );
+}
+
+#[test]
+fn a_zero_time_limit_gives_unknown() {
+    // A zero time limit has passed before the check starts: unknown, whatever the history,
+    // even one that a search of a few steps (or none) would decide.
+    let easy = [
+        ev(0, Invoke, Function::Write, None, int(1)),
+        ev(0, Done, Function::Write, None, int(1)),
+    ];
+    for h in [&easy[..], &hard_register_history(40)[..]] {
+        let mut o = Options::new(ModelKind::Register);
+        o.time_limit = Some(std::time::Duration::ZERO);
+        let r = check_events(h, &o).unwrap();
+        assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary());
+        assert!(r.unknown_reason.unwrap().contains("time limit"));
+        assert_eq!(r.steps, 0);
+    }
+}
+
+#[test]
+fn the_step_limit_gives_the_same_unknown_or_verdict_on_every_run() {
+    // The step limit counts work: the verdict, the steps used and the reason do not depend on
+    // the machine or on how the parts were scheduled on threads.
+    let s = |x: &str| Value::Str(x.into());
+    let mut h = Vec::new();
+    // Ten easy keys and one harder one (a register history above, on key "z").
+    for k in 0..10 {
+        let key = format!("k{k}");
+        h.push(ev(200 + k, Invoke, Function::Put, Some(&key), s("a")));
+        h.push(ev(200 + k, Done, Function::Put, Some(&key), s("a")));
+    }
+    for e in hard_register_history(12) {
+        let f = if e.f == Function::Write {
+            Function::Put
+        } else {
+            Function::Get
+        };
+        let v = match &e.value {
+            Value::Int(i) => s(&i.to_string()),
+            other => other.clone(),
+        };
+        h.push(ev(e.process, e.kind, f, Some("z"), v));
+    }
+    let mut o = Options::new(ModelKind::KeyValue);
+    o.step_limit = 100_000;
+    let first = check_events(&h, &o).unwrap();
+    assert_eq!(first.verdict, Verdict::Unknown, "{}", first.summary());
+    assert!(
+        first
+            .unknown_reason
+            .as_deref()
+            .unwrap()
+            .contains("step limit of 100000")
+    );
+    assert!(first.steps <= 100_000, "{}", first.steps);
+    for _ in 0..5 {
+        let again = check_events(&h, &o).unwrap();
+        assert_eq!((again.verdict, again.steps), (first.verdict, first.steps));
+    }
+    // With enough steps it is decided, and a zero step limit decides nothing.
+    o.step_limit = DEFAULT_STEP_LIMIT;
+    let decided = check_events(&h, &o).unwrap();
+    assert_eq!(
+        decided.verdict,
+        Verdict::NotLinearizable,
+        "{}",
+        decided.summary()
+    );
+    assert!(decided.steps > 100_000, "{}", decided.steps);
+    o.step_limit = 0;
+    assert_eq!(check_events(&h, &o).unwrap().verdict, Verdict::Unknown);
+}
+
+#[test]
+fn the_time_limit_covers_the_pre_passes() {
+    // A history whose pre-pass (unobservable unknown-outcome writes) is the long part: with a
+    // zero time limit the check stops before it.
+    let s = |x: &str| Value::Str(x.into());
+    let mut h = Vec::new();
+    for p in 0..2000u64 {
+        h.push(ev(
+            p,
+            Invoke,
+            Function::Append,
+            Some("k"),
+            s(&format!("x{p};")),
+        ));
+        h.push(ev(
+            p,
+            Info,
+            Function::Append,
+            Some("k"),
+            s(&format!("x{p};")),
+        ));
+    }
+    let mut o = Options::new(ModelKind::KeyValue);
+    o.time_limit = Some(std::time::Duration::ZERO);
+    let r = check_events(&h, &o).unwrap();
+    assert_eq!(r.verdict, Verdict::Unknown);
+    let mut model = models::KeyValue::new(&Value::Nil, true);
+    let raw = ops::pair(&h).unwrap();
+    let converted: Vec<_> = raw
+        .iter()
+        .map(|r| Operation::convert(&mut model, r).unwrap())
+        .collect();
+    let spent = Budget::new(Some(std::time::Duration::ZERO));
+    assert!(matches!(
+        model.unobservable(&converted, &spent),
+        Err(Exhausted::Time(_))
+    ));
+    assert!(
+        model
+            .unobservable(&converted, &Budget::new(None))
+            .unwrap()
+            .iter()
+            .all(|&u| u)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -668,10 +961,17 @@ fn run_check_reports_pass_and_fail_with_evidence() {
 
 #[test]
 fn config_reads_from_toml() {
-    let c: Config = toml::from_str("time_limit = \"5s\"\nmemory_limit_mib = 64").unwrap();
+    let c: Config =
+        toml::from_str("time_limit = \"5s\"\nmemory_limit_mib = 64\nstep_limit = 1000").unwrap();
     assert!(c.enabled);
-    assert_eq!(c.time_limit, Duration::from_secs(5));
+    assert_eq!(c.time_limit, Some(Duration::from_secs(5)));
     assert_eq!(c.memory_limit_mib, 64);
+    assert_eq!(c.step_limit, 1000);
+    // By default the budget is a count: no wall-clock limit.
+    let d: Config = toml::from_str("").unwrap();
+    assert_eq!(d, Config::default());
+    assert_eq!(d.time_limit, None);
+    assert_eq!(d.step_limit, DEFAULT_STEP_LIMIT);
     assert!(toml::from_str::<Config>("frobnicate = 1").is_err());
 }
 
@@ -760,7 +1060,7 @@ fn unknown_writes_that_nothing_observes_are_marked_and_observed_ones_are_not() {
         .map(|r| Operation::convert(&mut model, r).unwrap())
         .collect();
     assert_eq!(
-        model.unobservable(&ops),
+        model.unobservable(&ops, &Budget::new(None)).unwrap(),
         [
             false, true, false, false, false, false, true, false, true, false
         ]
@@ -812,7 +1112,7 @@ fn pruning_keeps_verdicts_and_decides_histories_full_of_unobserved_timeouts() {
     let mut ok = h.clone();
     reads(&mut ok, "a");
     let mut options = Options::new(ModelKind::KeyValue);
-    options.time_limit = Some(std::time::Duration::from_secs(5));
+    options.step_limit = 10_000_000;
     assert_eq!(
         check_events(&ok, &options).unwrap().verdict,
         Verdict::Linearizable
