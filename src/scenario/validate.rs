@@ -364,6 +364,26 @@ pub fn validate(s: &Scenario, path: &Path, text: &str) -> Result<(), ScenarioErr
             &p("clock_jump_max"),
             || "expected a positive duration".into(),
         )?;
+        for (key, d) in [
+            ("slow_latency_max", n.slow_latency_max),
+            ("reorder_latency_max", n.reorder_latency_max),
+        ] {
+            v.check(
+                d.as_nanos() > 0 && d <= super::Duration::from_secs(3600),
+                &p(key),
+                || format!("expected a latency above 0s and at most 1h, found {d}"),
+            )?;
+        }
+        v.check(
+            n.loss_probability_max > 0.0 && n.loss_probability_max <= 1.0,
+            &p("loss_probability_max"),
+            || {
+                format!(
+                    "expected a probability above 0 and at most 1, found {}",
+                    n.loss_probability_max
+                )
+            },
+        )?;
     }
 
     // Workload.
@@ -505,6 +525,16 @@ fn validate_fault(
         FaultKind::Partition => &["target", "shape", "groups", "duration"],
         FaultKind::Isolate | FaultKind::Crash | FaultKind::Pause => &["target", "duration"],
         FaultKind::Cut => &["from", "to", "duration"],
+        FaultKind::Degrade => &[
+            "target",
+            "from",
+            "to",
+            "latency",
+            "loss_probability",
+            "duplicate_probability",
+            "reorder",
+            "duration",
+        ],
         FaultKind::Heal => &[],
         FaultKind::Restart | FaultKind::Resume => &["target"],
         FaultKind::ClockJump => &["target", "delta", "duration"],
@@ -518,6 +548,10 @@ fn validate_fault(
         ("to", f.to.is_some()),
         ("delta", f.delta.is_some()),
         ("drift", f.drift.is_some()),
+        ("latency", f.latency.is_some()),
+        ("loss_probability", f.loss_probability.is_some()),
+        ("duplicate_probability", f.duplicate_probability.is_some()),
+        ("reorder", f.reorder.is_some()),
         ("duration", f.duration.is_some()),
     ];
     for (key, is_present) in present {
@@ -541,8 +575,8 @@ fn validate_fault(
                 "a partition needs exactly one of `shape` (halves, random-halves, majorities-ring, bridge, random-node) or `groups`".into()
             })?;
             if let Some(groups) = &f.groups {
-                v.check(groups.len() >= 2, &p("groups"), || {
-                    "expected at least two sides".into()
+                v.check(!groups.is_empty(), &p("groups"), || {
+                    "expected at least one side (servers in no side form one more)".into()
                 })?;
                 let mut seen: BTreeSet<u32> = BTreeSet::new();
                 for (g, side) in groups.iter().enumerate() {
@@ -569,6 +603,11 @@ fn validate_fault(
                         }
                     }
                 }
+                v.check(
+                    groups.len() >= 2 || topo.servers.iter().any(|s| !seen.contains(&s.0)),
+                    &p("groups"),
+                    || "a single side must leave some server out (they form the other side)".into(),
+                )?;
             }
             if f.target.is_some() {
                 v.check(f.shape == Some(PartitionShape::Halves), &p("target"), || {
@@ -587,14 +626,10 @@ fn validate_fault(
         FaultKind::Cut => {
             require("from", f.from.is_some())?;
             require("to", f.to.is_some())?;
-            v.node_ref(
-                topo,
-                f.from.as_deref().unwrap_or_default(),
-                false,
-                &p("from"),
-            )?;
-            v.node_ref(topo, f.to.as_deref().unwrap_or_default(), false, &p("to"))?;
+            v.node_ref(topo, f.from.as_deref().unwrap_or_default(), true, &p("from"))?;
+            v.node_ref(topo, f.to.as_deref().unwrap_or_default(), true, &p("to"))?;
         }
+        FaultKind::Degrade => validate_degrade(v, topo, f, &p)?,
         FaultKind::Heal => {}
         FaultKind::Isolate
         | FaultKind::Crash
@@ -663,6 +698,55 @@ fn validate_fault(
                 ),
             }
         })?;
+    }
+    Ok(())
+}
+
+/// A `degrade` fault: its links (`target`, or both `from` and `to`) and at least one condition.
+fn validate_degrade(
+    v: &V<'_>,
+    topo: &Topology,
+    f: &FaultSpec,
+    p: &dyn Fn(&'static str) -> [PathSeg<'static>; 3],
+) -> Result<(), ScenarioError> {
+    let one_way = f.from.is_some() || f.to.is_some();
+    v.check(f.target.is_some() != one_way, &p("kind"), || {
+        "a degrade fault needs either `target` (every link to and from those nodes) or `from` \
+         and `to` (one-way links), not both"
+            .into()
+    })?;
+    if let Some(t) = &f.target {
+        v.node_ref(topo, t, true, &p("target"))?;
+    } else {
+        for (key, value) in [("from", &f.from), ("to", &f.to)] {
+            v.check(value.is_some(), &p("kind"), || {
+                format!("a degrade fault with one-way links needs `{key}`")
+            })?;
+            v.node_ref(topo, value.as_deref().unwrap_or_default(), true, &p(key))?;
+        }
+    }
+    v.check(
+        f.latency.is_some()
+            || f.loss_probability.is_some()
+            || f.duplicate_probability.is_some()
+            || f.reorder.is_some(),
+        &p("kind"),
+        || {
+            "a degrade fault needs at least one of `latency`, `loss_probability`, \
+             `duplicate_probability`, `reorder`"
+                .into()
+        },
+    )?;
+    if let Some(l) = &f.latency {
+        v.latency(l, &p("latency"))?;
+    }
+    for (key, x) in [
+        ("loss_probability", f.loss_probability),
+        ("duplicate_probability", f.duplicate_probability),
+    ] {
+        if let Some(x) = x {
+            v.probability(x, &p(key))?;
+        }
     }
     Ok(())
 }

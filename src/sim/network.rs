@@ -5,6 +5,14 @@
 //! `[network]` defaults overridden by `[[network.link]]` entries). Unless the link allows
 //! reordering, a copy never arrives before an earlier message on the same link (FIFO per link).
 //!
+//! `degrade` faults lay a [`Condition`] over a set of directed links for a while: each key they
+//! set replaces the link's own while the fault lasts (when two overlap on a link, the one that
+//! started later wins, key by key), and undoing one restores what lies beneath. Fates are drawn
+//! from the same stream in the same order whatever the condition, so a degraded run stays
+//! reproducible from its seed. Messages already in flight keep the fate drawn when they were
+//! sent. A link that stops reordering is FIFO again from then on: no later message arrives
+//! before any earlier one, reordered or not.
+//!
 //! Partitions are sets of cut directed links, owned by the fault that cut them, so undoing one
 //! fault never heals another's cuts. Cuts and crashes are checked by the world when a message
 //! *arrives*, not when it is sent: nothing crosses a link while it is cut, and a message in
@@ -18,6 +26,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
+use serde::Serialize;
 
 use crate::process::NodeId;
 use crate::scenario::{LatencyDistribution, LatencySpec, LinkSpec, Network as NetworkSpec};
@@ -118,13 +127,66 @@ pub struct LinkParams {
     pub reorder: bool,
 }
 
-/// The network: link parameters, cut links and per-link FIFO state, for `n` nodes.
+/// A network condition a `degrade` fault lays over its links while it lasts: each key that is
+/// set replaces the link's own value (latency of each copy, loss and duplication probabilities,
+/// reordering); unset keys keep it. Validated like `[network]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Condition {
+    /// Latency of each copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySpec>,
+    /// Probability that a message is lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_probability: Option<f64>,
+    /// Probability that a message is delivered twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_probability: Option<f64>,
+    /// Whether messages may overtake each other.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reorder: Option<bool>,
+}
+
+/// A [`Condition`] with its latency resolved, over the sorted link slots it covers.
+#[derive(Debug)]
+struct Degrade {
+    latency: Option<Latency>,
+    loss_probability: Option<f64>,
+    duplicate_probability: Option<f64>,
+    reorder: Option<bool>,
+    slots: Vec<usize>,
+}
+
+/// The parameters in force on one link: its own, with active degrades laid over them.
+struct Effective<'a> {
+    latency: &'a Latency,
+    loss_probability: f64,
+    duplicate_probability: f64,
+    reorder: bool,
+}
+
+impl<'a> Effective<'a> {
+    /// Replaces every key `d` sets.
+    fn overlay(&mut self, d: &'a Degrade) {
+        if let Some(latency) = &d.latency {
+            self.latency = latency;
+        }
+        self.loss_probability = d.loss_probability.unwrap_or(self.loss_probability);
+        self.duplicate_probability = d.duplicate_probability.unwrap_or(self.duplicate_probability);
+        self.reorder = d.reorder.unwrap_or(self.reorder);
+    }
+}
+
+/// The network: link parameters, degraded and cut links and per-link FIFO state, for `n` nodes.
 #[derive(Debug)]
 pub struct Network {
     n: usize,
     /// Distinct parameter sets; `link_params[from * n + to]` indexes into it.
     params: Vec<LinkParams>,
     link_params: Vec<u16>,
+    /// How many active `degrade` faults cover each directed link.
+    degrade_count: Vec<u32>,
+    /// Active degrades by fault id (so in start order: a later one wins).
+    degrades: BTreeMap<u64, Degrade>,
     /// How many active faults cut each directed link.
     cut_count: Vec<u32>,
     /// The links each active fault cut, by fault id.
@@ -168,6 +230,8 @@ impl Network {
             n,
             params,
             link_params,
+            degrade_count: vec![0; n * n],
+            degrades: BTreeMap::new(),
             cut_count: vec![0; n * n],
             cuts: BTreeMap::new(),
             last_arrival_ns: vec![0; n * n],
@@ -180,32 +244,96 @@ impl Network {
         &self.params[self.link_params[from.index() * self.n + to.index()] as usize]
     }
 
-    /// Draws the fate of a message sent now (`now_ns`) on `from -> to`.
+    /// Draws the fate of a message sent now (`now_ns`) on `from -> to`, under the condition in
+    /// force on that link now.
     pub fn fate(&mut self, from: NodeId, to: NodeId, now_ns: u64) -> Fate {
         let slot = from.index() * self.n + to.index();
-        let link = &self.params[self.link_params[slot] as usize];
-        if link.loss_probability > 0.0 && self.rng.gen_bool(link.loss_probability) {
+        let Network {
+            params,
+            link_params,
+            degrade_count,
+            degrades,
+            last_arrival_ns,
+            rng,
+            ..
+        } = self;
+        let own = &params[link_params[slot] as usize];
+        let mut link = Effective {
+            latency: &own.latency,
+            loss_probability: own.loss_probability,
+            duplicate_probability: own.duplicate_probability,
+            reorder: own.reorder,
+        };
+        if degrade_count[slot] > 0 {
+            for d in degrades
+                .values()
+                .filter(|d| d.slots.binary_search(&slot).is_ok())
+            {
+                link.overlay(d);
+            }
+        }
+        if link.loss_probability > 0.0 && rng.gen_bool(link.loss_probability) {
             return Fate::Lost;
         }
         let duplicated =
-            link.duplicate_probability > 0.0 && self.rng.gen_bool(link.duplicate_probability);
-        let at_ns = self.arrival(slot, now_ns);
-        let duplicate_at_ns = duplicated.then(|| self.arrival(slot, now_ns));
+            link.duplicate_probability > 0.0 && rng.gen_bool(link.duplicate_probability);
+        let (latency, reorder) = (link.latency, link.reorder);
+        let mut last = last_arrival_ns[slot];
+        let mut arrival = || {
+            let drawn = now_ns + latency.sample(rng);
+            // FIFO: never before an earlier message on this link, unless the link reorders.
+            let at = if reorder { drawn } else { drawn.max(last) };
+            last = last.max(at);
+            at
+        };
+        let at_ns = arrival();
+        let duplicate_at_ns = duplicated.then(&mut arrival);
+        last_arrival_ns[slot] = last;
         Fate::Arrives {
             at_ns,
             duplicate_at_ns,
         }
     }
 
-    /// Draws one copy's arrival time on link `slot` (FIFO unless the link reorders).
-    fn arrival(&mut self, slot: usize, now_ns: u64) -> u64 {
-        let link = &self.params[self.link_params[slot] as usize];
-        let mut at = now_ns + link.latency.sample(&mut self.rng);
-        if !link.reorder {
-            at = at.max(self.last_arrival_ns[slot]);
-            self.last_arrival_ns[slot] = at;
+    /// Lays `condition` over `links` on behalf of fault `fault_id` until
+    /// [`Network::restore`]. The condition must be valid (as `validate` checks).
+    pub fn degrade(&mut self, fault_id: u64, links: &[(NodeId, NodeId)], condition: &Condition) {
+        let mut slots: Vec<usize> = links
+            .iter()
+            .map(|&(a, b)| a.index() * self.n + b.index())
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for &slot in &slots {
+            self.degrade_count[slot] += 1;
         }
-        at
+        let old = self.degrades.insert(
+            fault_id,
+            Degrade {
+                latency: condition.latency.as_ref().map(Latency::from_spec),
+                loss_probability: condition.loss_probability,
+                duplicate_probability: condition.duplicate_probability,
+                reorder: condition.reorder,
+                slots,
+            },
+        );
+        debug_assert!(old.is_none(), "a fault degrades once");
+    }
+
+    /// Lifts the condition fault `fault_id` laid. Returns false if it had none.
+    pub fn restore(&mut self, fault_id: u64) -> bool {
+        let Some(d) = self.degrades.remove(&fault_id) else {
+            return false;
+        };
+        for slot in d.slots {
+            self.degrade_count[slot] -= 1;
+        }
+        true
+    }
+
+    /// True if some `degrade` fault is active.
+    pub fn is_degraded(&self) -> bool {
+        !self.degrades.is_empty()
     }
 
     /// True if some active fault cuts `from -> to`.
