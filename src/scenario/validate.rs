@@ -626,7 +626,12 @@ fn validate_fault(
         FaultKind::Cut => {
             require("from", f.from.is_some())?;
             require("to", f.to.is_some())?;
-            v.node_ref(topo, f.from.as_deref().unwrap_or_default(), true, &p("from"))?;
+            v.node_ref(
+                topo,
+                f.from.as_deref().unwrap_or_default(),
+                true,
+                &p("from"),
+            )?;
             v.node_ref(topo, f.to.as_deref().unwrap_or_default(), true, &p("to"))?;
         }
         FaultKind::Degrade => validate_degrade(v, topo, f, &p)?,

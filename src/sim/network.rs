@@ -171,7 +171,9 @@ impl<'a> Effective<'a> {
             self.latency = latency;
         }
         self.loss_probability = d.loss_probability.unwrap_or(self.loss_probability);
-        self.duplicate_probability = d.duplicate_probability.unwrap_or(self.duplicate_probability);
+        self.duplicate_probability = d
+            .duplicate_probability
+            .unwrap_or(self.duplicate_probability);
         self.reorder = d.reorder.unwrap_or(self.reorder);
     }
 }
