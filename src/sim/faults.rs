@@ -640,6 +640,52 @@ mod tests {
     }
 
     #[test]
+    fn nemesis_network_conditions_stay_within_their_documented_ranges() {
+        use rand::SeedableRng;
+        let text = "duration = \"600s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 5\n\
+                    [nemesis]\nfaults = [\"slow\", \"lossy\", \"reorder\"]\n\
+                    interval = \"1s\"\nfault_duration = \"1s\"\nslow_latency_max = \"80ms\"\n\
+                    loss_probability_max = 0.3\nreorder_latency_max = \"2s\"\n";
+        let s = Scenario::parse(Path::new("n.toml"), text.as_bytes()).unwrap();
+        let t = Topology::new(&s);
+        let (mut slow, mut lossy, mut reorder) = (0, 0, 0);
+        let ms = |m: u64| Duration(m * 1_000_000);
+        for f in plan(&s, &t, &mut ChaCha8Rng::seed_from_u64(1)) {
+            let FaultAction::Degrade { links, condition } = f.action else {
+                panic!("only network conditions: {:?}", f.action)
+            };
+            let latency = condition.latency.clone().map(|l| match l {
+                LatencySpec::Distribution(LatencyDistribution::Uniform { min, max }) => (min, max),
+                other => panic!("uniform latency expected: {other:?}"),
+            });
+            match (&links, condition.loss_probability, condition.reorder) {
+                (LinkSet::Of(Targets::Nodes(n)), None, None) => {
+                    slow += 1;
+                    assert_eq!(n.len(), 1);
+                    assert_eq!(latency, Some((ms(40), ms(80))));
+                }
+                (LinkSet::Of(Targets::Nodes(n)), Some(p), None) => {
+                    lossy += 1;
+                    assert_eq!(n.len(), 1);
+                    assert!((0.15..=0.3).contains(&p), "loss {p}");
+                    assert_eq!(latency, None);
+                }
+                (LinkSet::OneWay { from, to }, None, Some(true)) => {
+                    reorder += 1;
+                    assert!(matches!(from, Targets::Nodes(n) if n.len() == 1));
+                    assert_eq!(to, &Targets::Nodes(t.groups["all"].clone()));
+                    assert_eq!(latency, Some((ms(0), ms(2000))));
+                }
+                other => panic!("unexpected condition {other:?} {condition:?}"),
+            }
+        }
+        assert!(
+            slow > 30 && lossy > 30 && reorder > 30,
+            "{slow} {lossy} {reorder}"
+        );
+    }
+
+    #[test]
     fn the_nemesis_schedule_depends_only_on_the_seed_and_ends_before_the_final_heal() {
         use rand::SeedableRng;
         let text = "duration = \"60s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 5\n\

@@ -420,3 +420,80 @@ fn apply_override(
         link_params[slot] = new;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::scenario::{Duration, Scenario};
+
+    fn network() -> Network {
+        let text = "duration = \"1s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 3\n\
+                    [network]\nlatency = \"1ms\"\n";
+        let s = Scenario::parse(Path::new("n.toml"), text.as_bytes()).unwrap();
+        Network::new(&s.network, &Topology::new(&s), ChaCha8Rng::seed_from_u64(1))
+    }
+
+    fn latency_ms(ms: u64) -> Condition {
+        Condition {
+            latency: Some(LatencySpec::Constant(Duration::from_millis(ms))),
+            ..Condition::default()
+        }
+    }
+
+    #[test]
+    fn overlapping_degrades_layer_key_by_key_and_restore_what_lies_beneath() {
+        let mut net = network();
+        let (a, b, c) = (NodeId(0), NodeId(1), NodeId(2));
+        let mut t = 0;
+        let mut took = |net: &mut Network, from, to| {
+            t += 1_000_000_000; // far apart: FIFO never delays
+            match net.fate(from, to, t) {
+                Fate::Arrives { at_ns, .. } => Some((at_ns - t) / 1_000_000),
+                Fate::Lost => None,
+            }
+        };
+        net.degrade(1, &[(a, b)], &latency_ms(10));
+        net.degrade(
+            2,
+            &[(a, b), (a, c)],
+            &Condition {
+                loss_probability: Some(0.0),
+                ..latency_ms(20)
+            },
+        );
+        assert_eq!(took(&mut net, a, b), Some(20), "the later degrade wins");
+        assert_eq!(took(&mut net, a, c), Some(20));
+        assert_eq!(took(&mut net, b, a), Some(1), "one-way");
+        let lose = Condition {
+            loss_probability: Some(1.0),
+            ..Condition::default()
+        };
+        net.degrade(3, &[(a, b)], &lose);
+        assert_eq!(
+            took(&mut net, a, b),
+            None,
+            "loss from the latest, latency kept"
+        );
+        assert!(net.restore(3));
+        assert_eq!(took(&mut net, a, b), Some(20));
+        assert!(net.restore(2));
+        assert_eq!(
+            took(&mut net, a, b),
+            Some(10),
+            "the earlier degrade is back"
+        );
+        assert_eq!(
+            took(&mut net, a, c),
+            Some(1),
+            "the link's own condition is back"
+        );
+        assert!(net.restore(1));
+        assert!(!net.restore(1), "restored once");
+        assert!(!net.is_degraded());
+        assert_eq!(took(&mut net, a, b), Some(1));
+    }
+}
