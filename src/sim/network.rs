@@ -146,13 +146,44 @@ pub struct Condition {
     pub reorder: Option<bool>,
 }
 
-/// A [`Condition`] with its latency resolved, over the sorted link slots it covers.
+impl Condition {
+    /// The condition a `[[network.link]]` override sets (the scenario spells the same keys flat
+    /// in `[[network.link]]` and `[[fault]]`: serde cannot flatten a struct into a table that
+    /// denies unknown keys).
+    pub fn of_link(link: &LinkSpec) -> Condition {
+        Condition {
+            latency: link.latency.clone(),
+            loss_probability: link.loss_probability,
+            duplicate_probability: link.duplicate_probability,
+            reorder: link.reorder,
+        }
+    }
+}
+
+/// A [`Condition`] with its latency resolved.
 #[derive(Debug)]
-struct Degrade {
+struct Override {
     latency: Option<Latency>,
     loss_probability: Option<f64>,
     duplicate_probability: Option<f64>,
     reorder: Option<bool>,
+}
+
+impl Override {
+    fn new(condition: &Condition) -> Override {
+        Override {
+            latency: condition.latency.as_ref().map(Latency::from_spec),
+            loss_probability: condition.loss_probability,
+            duplicate_probability: condition.duplicate_probability,
+            reorder: condition.reorder,
+        }
+    }
+}
+
+/// An active `degrade`: its override over the sorted link slots it covers.
+#[derive(Debug)]
+struct Degrade {
+    over: Override,
     slots: Vec<usize>,
 }
 
@@ -165,16 +196,34 @@ struct Effective<'a> {
 }
 
 impl<'a> Effective<'a> {
-    /// Replaces every key `d` sets.
-    fn overlay(&mut self, d: &'a Degrade) {
-        if let Some(latency) = &d.latency {
+    fn of(own: &'a LinkParams) -> Effective<'a> {
+        Effective {
+            latency: &own.latency,
+            loss_probability: own.loss_probability,
+            duplicate_probability: own.duplicate_probability,
+            reorder: own.reorder,
+        }
+    }
+
+    /// Replaces every key `o` sets.
+    fn overlay(&mut self, o: &'a Override) {
+        if let Some(latency) = &o.latency {
             self.latency = latency;
         }
-        self.loss_probability = d.loss_probability.unwrap_or(self.loss_probability);
-        self.duplicate_probability = d
+        self.loss_probability = o.loss_probability.unwrap_or(self.loss_probability);
+        self.duplicate_probability = o
             .duplicate_probability
             .unwrap_or(self.duplicate_probability);
-        self.reorder = d.reorder.unwrap_or(self.reorder);
+        self.reorder = o.reorder.unwrap_or(self.reorder);
+    }
+
+    fn to_params(&self) -> LinkParams {
+        LinkParams {
+            latency: self.latency.clone(),
+            loss_probability: self.loss_probability,
+            duplicate_probability: self.duplicate_probability,
+            reorder: self.reorder,
+        }
     }
 }
 
@@ -259,19 +308,13 @@ impl Network {
             rng,
             ..
         } = self;
-        let own = &params[link_params[slot] as usize];
-        let mut link = Effective {
-            latency: &own.latency,
-            loss_probability: own.loss_probability,
-            duplicate_probability: own.duplicate_probability,
-            reorder: own.reorder,
-        };
+        let mut link = Effective::of(&params[link_params[slot] as usize]);
         if degrade_count[slot] > 0 {
             for d in degrades
                 .values()
                 .filter(|d| d.slots.binary_search(&slot).is_ok())
             {
-                link.overlay(d);
+                link.overlay(&d.over);
             }
         }
         if link.loss_probability > 0.0 && rng.gen_bool(link.loss_probability) {
@@ -312,10 +355,7 @@ impl Network {
         let old = self.degrades.insert(
             fault_id,
             Degrade {
-                latency: condition.latency.as_ref().map(Latency::from_spec),
-                loss_probability: condition.loss_probability,
-                duplicate_probability: condition.duplicate_probability,
-                reorder: condition.reorder,
+                over: Override::new(condition),
                 slots,
             },
         );
@@ -396,24 +436,15 @@ fn apply_override(
         }
     }
     // Each distinct (old parameters, override) combination gets one new parameter set.
+    let over = Override::new(&Condition::of_link(link));
     let mut made: BTreeMap<u16, u16> = BTreeMap::new();
     for (a, b) in pairs {
         let slot = a.index() * n + b.index();
         let old = link_params[slot];
         let new = *made.entry(old).or_insert_with(|| {
-            let mut p = params[old as usize].clone();
-            if let Some(l) = &link.latency {
-                p.latency = Latency::from_spec(l);
-            }
-            if let Some(v) = link.loss_probability {
-                p.loss_probability = v;
-            }
-            if let Some(v) = link.duplicate_probability {
-                p.duplicate_probability = v;
-            }
-            if let Some(v) = link.reorder {
-                p.reorder = v;
-            }
+            let mut p = Effective::of(&params[old as usize]);
+            p.overlay(&over);
+            let p = p.to_params();
             params.push(p);
             u16::try_from(params.len() - 1).expect("validated: fewer than 65536 link overrides")
         });
