@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use faultline::process::NodeId;
+use faultline::protocols::{CommonObservation, Observation};
 use faultline::scenario::{FaultKind, PartitionShape, Scenario};
 use faultline::sim::faults::{FaultAction, PartitionPlan};
 use faultline::sim::network::Latency;
@@ -902,14 +903,19 @@ fn a_one_way_cut_from_the_leader_is_resolved_when_it_fires() {
                 [[fault]]\nat = \"2s\"\nkind = \"cut\"\nfrom = \"leader\"\nto = \"servers\"\nduration = \"1s\"\n";
     let scenario = Scenario::parse(Path::new("cut-leader.toml"), text.as_bytes()).unwrap();
     let record = run(&scenario, 1, &RunOptions::default());
-    let leader = record
+    // The one leader of this fault-free run before 2 s (the test also checks it is the only one).
+    let leaders: BTreeSet<NodeId> = record
         .observations
         .iter()
         .filter(|o| o.t_ns < 2_000_000_000)
-        .filter(|o| format!("{:?}", o.observation).contains("\"leader\""))
-        .last()
+        .filter(|o| {
+            matches!(&o.observation,
+                Observation::Common(CommonObservation::Role { role, .. }) if role == "leader")
+        })
         .map(|o| o.node)
-        .expect("a leader before 2s");
+        .collect();
+    assert_eq!(leaders.len(), 1, "one leader before the cut: {leaders:?}");
+    let leader = *leaders.first().unwrap();
     let p = &record.partitions[0];
     assert_eq!(p.start_ns, 2_000_000_000);
     let mut expected: Vec<_> = record
