@@ -947,3 +947,25 @@ fn a_cut_or_degrade_naming_the_leader_is_skipped_without_one() {
     assert_eq!(trace.matches("\"kind\":\"fault-skipped\"").count(), 2);
     assert!(!trace.contains("\"kind\":\"degrade\""));
 }
+
+#[test]
+fn a_degrade_of_every_link_from_the_start_draws_the_same_fates_as_the_same_network() {
+    let condition = "latency = { distribution = \"uniform\", min = \"1ms\", max = \"40ms\" }\n\
+                     loss_probability = 0.1\nduplicate_probability = 0.1\nreorder = true\n";
+    let base = chatter_scenario(condition, "");
+    let degraded = chatter_scenario(
+        "latency = \"1ms\"",
+        &format!("[[fault]]\nat = \"0s\"\nkind = \"degrade\"\ntarget = \"all\"\n{condition}"),
+    );
+    let a = run(&base, 4, &RunOptions::default());
+    let b = run(&degraded, 4, &RunOptions::default());
+    let fates = |r: &RunRecord| {
+        let t = traffic(r);
+        (t.delivered, t.dropped, t.copies)
+    };
+    assert!(a.stats.messages_sent > 1000);
+    assert!(
+        fates(&a) == fates(&b),
+        "the same draws from the network's stream, in the same order"
+    );
+}
