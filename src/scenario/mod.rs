@@ -253,10 +253,13 @@ pub struct ClockSpec {
 pub enum FaultKind {
     /// Split the nodes into sides (`shape`, or explicit `groups`); links between sides are cut.
     Partition,
-    /// Cut every link to and from the `target` node(s).
+    /// Cut every link to and from each `target` node (links between two targets included).
     Isolate,
     /// Cut the one-way link(s) `from` -> `to`.
     Cut,
+    /// Change latency, loss, duplication or reordering on every link to and from the `target`
+    /// node(s), or on the one-way link(s) `from` -> `to`.
+    Degrade,
     /// Restore every cut link.
     Heal,
     /// Crash the `target` node(s): they stop, unsynced disk writes are lost.
@@ -275,10 +278,11 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, for `faultline list`.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::Isolate,
         FaultKind::Cut,
+        FaultKind::Degrade,
         FaultKind::Heal,
         FaultKind::Crash,
         FaultKind::Restart,
@@ -294,6 +298,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Isolate => "isolate",
             FaultKind::Cut => "cut",
+            FaultKind::Degrade => "degrade",
             FaultKind::Heal => "heal",
             FaultKind::Crash => "crash",
             FaultKind::Restart => "restart",
@@ -310,8 +315,11 @@ impl FaultKind {
             FaultKind::Partition => {
                 "split nodes into sides (shape or groups); undo: heal those cuts"
             }
-            FaultKind::Isolate => "cut every link of the target node(s); undo: heal those cuts",
+            FaultKind::Isolate => "cut every link of each target node; undo: heal those cuts",
             FaultKind::Cut => "cut the one-way link(s) from -> to; undo: heal those cuts",
+            FaultKind::Degrade => {
+                "change latency/loss/duplication/reordering of links; undo: restore them"
+            }
             FaultKind::Heal => "restore every cut link",
             FaultKind::Crash => "crash target node(s), losing unsynced writes; undo: restart",
             FaultKind::Restart => "restart crashed target node(s)",
@@ -381,15 +389,28 @@ pub struct FaultSpec {
     /// For `partition`: a named shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<PartitionShape>,
-    /// For `partition`: explicit sides (node or group names). Nodes in no side form one more side.
+    /// For `partition`: explicit sides (node or group names). Servers in no side form one more
+    /// side, so a single side cuts that group off from the rest as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<Vec<String>>>,
-    /// For `cut`: sending node(s).
+    /// For `cut` and `degrade`: sending node(s) (may be `leader` or `random`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// For `cut`: receiving node(s).
+    /// For `cut` and `degrade`: receiving node(s) (may be `leader` or `random`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// For `degrade`: the links' latency while the fault lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySpec>,
+    /// For `degrade`: the links' loss probability while the fault lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_probability: Option<f64>,
+    /// For `degrade`: the links' duplication probability while the fault lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_probability: Option<f64>,
+    /// For `degrade`: whether the links reorder while the fault lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reorder: Option<bool>,
     /// For `clock-jump`: how far the clock jumps (may be negative).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<SignedDuration>,
@@ -421,11 +442,20 @@ pub enum NemesisFault {
     ClockJump,
     /// Set one random server's drift to a value in `[-clock_drift_max, clock_drift_max]`.
     ClockDrift,
+    /// Slow every link to and from one random server: latency uniform in
+    /// `[slow_latency_max / 2, slow_latency_max]`.
+    Slow,
+    /// Make every link to and from one random server lose messages with a probability drawn
+    /// uniformly from `[loss_probability_max / 2, loss_probability_max]`.
+    Lossy,
+    /// Reorder every link from one random server (one direction), with latency uniform in
+    /// `[0, reorder_latency_max]`.
+    Reorder,
 }
 
 impl NemesisFault {
     /// Every nemesis fault, for `faultline list`.
-    pub const ALL: [NemesisFault; 8] = [
+    pub const ALL: [NemesisFault; 11] = [
         NemesisFault::Partition,
         NemesisFault::Isolate,
         NemesisFault::IsolateLeader,
@@ -434,6 +464,9 @@ impl NemesisFault {
         NemesisFault::Pause,
         NemesisFault::ClockJump,
         NemesisFault::ClockDrift,
+        NemesisFault::Slow,
+        NemesisFault::Lossy,
+        NemesisFault::Reorder,
     ];
 
     /// The kebab-case name used in scenario files.
@@ -447,6 +480,9 @@ impl NemesisFault {
             NemesisFault::Pause => "pause",
             NemesisFault::ClockJump => "clock-jump",
             NemesisFault::ClockDrift => "clock-drift",
+            NemesisFault::Slow => "slow",
+            NemesisFault::Lossy => "lossy",
+            NemesisFault::Reorder => "reorder",
         }
     }
 }
@@ -477,6 +513,27 @@ pub struct Nemesis {
     /// Largest drift magnitude for `clock-drift`.
     #[serde(default = "default_clock_drift_max")]
     pub clock_drift_max: f64,
+    /// Largest latency for `slow` (at most 1 h).
+    #[serde(default = "default_slow_latency_max")]
+    pub slow_latency_max: Duration,
+    /// Largest loss probability for `lossy`, in `(0, 1]`.
+    #[serde(default = "default_loss_probability_max")]
+    pub loss_probability_max: f64,
+    /// Largest latency for `reorder` (at most 1 h).
+    #[serde(default = "default_reorder_latency_max")]
+    pub reorder_latency_max: Duration,
+}
+
+fn default_slow_latency_max() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_loss_probability_max() -> f64 {
+    0.5
+}
+
+fn default_reorder_latency_max() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn default_clock_jump_max() -> Duration {

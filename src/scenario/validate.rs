@@ -514,6 +514,24 @@ fn validate_nemesis(v: &V<'_>, n: &Nemesis, duration: Duration) {
         || "expected a drift magnitude between 0 and 1 (exclusive)".into(),
     );
     v.positive(n.clock_jump_max, &p("clock_jump_max"));
+    for (key, d) in [
+        ("slow_latency_max", n.slow_latency_max),
+        ("reorder_latency_max", n.reorder_latency_max),
+    ] {
+        if v.positive(d, &p(key)) {
+            v.latency_at_most(d, &p(key));
+        }
+    }
+    v.check(
+        n.loss_probability_max > 0.0 && n.loss_probability_max <= 1.0,
+        &p("loss_probability_max"),
+        || {
+            format!(
+                "expected a probability above 0 and at most 1, found {}",
+                n.loss_probability_max
+            )
+        },
+    );
     if interval_ok && length_ok {
         let worst = nemesis_worst_case_faults(n, duration);
         v.check(worst <= limits::MAX_NEMESIS_FAULTS, &p("interval"), || {
@@ -699,6 +717,16 @@ fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultS
         FaultKind::Partition => &["target", "shape", "groups", "duration"],
         FaultKind::Isolate | FaultKind::Crash | FaultKind::Pause => &["target", "duration"],
         FaultKind::Cut => &["from", "to", "duration"],
+        FaultKind::Degrade => &[
+            "target",
+            "from",
+            "to",
+            "latency",
+            "loss_probability",
+            "duplicate_probability",
+            "reorder",
+            "duration",
+        ],
         FaultKind::Heal => &[],
         FaultKind::Restart | FaultKind::Resume => &["target"],
         FaultKind::ClockJump => &["target", "delta", "duration"],
@@ -712,6 +740,10 @@ fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultS
         ("to", f.to.is_some()),
         ("delta", f.delta.is_some()),
         ("drift", f.drift.is_some()),
+        ("latency", f.latency.is_some()),
+        ("loss_probability", f.loss_probability.is_some()),
+        ("duplicate_probability", f.duplicate_probability.is_some()),
+        ("reorder", f.reorder.is_some()),
         ("duration", f.duration.is_some()),
     ];
     let mut keys_ok = true;
@@ -744,12 +776,13 @@ fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultS
         FaultKind::Cut => {
             for (key, end) in [("from", &f.from), ("to", &f.to)] {
                 if let Some(r) = end.as_deref() {
-                    v.node_ref(topo, r, false, &p(key));
+                    v.node_ref(topo, r, true, &p(key));
                 } else {
                     require(key, false);
                 }
             }
         }
+        FaultKind::Degrade => validate_degrade(v, topo, f, &p),
         FaultKind::Heal => {}
         FaultKind::Isolate | FaultKind::Crash | FaultKind::Pause => {
             require("target", f.target.is_some());
@@ -782,8 +815,8 @@ fn validate_partition(v: &V<'_>, topo: &Topology, i: usize, f: &FaultSpec) {
         "a partition needs exactly one of `shape` (halves, random-halves, majorities-ring, bridge, random-node) or `groups`".into()
     });
     if let Some(groups) = &f.groups {
-        v.check(groups.len() >= 2, &p("groups"), || {
-            "expected at least two sides".into()
+        v.check(!groups.is_empty(), &p("groups"), || {
+            "expected at least one side (servers in no side form one more)".into()
         });
         let mut seen: BTreeSet<u32> = BTreeSet::new();
         for (g, side) in groups.iter().enumerate() {
@@ -814,6 +847,13 @@ fn validate_partition(v: &V<'_>, topo: &Topology, i: usize, f: &FaultSpec) {
                 }
             }
         }
+        if groups.len() == 1 {
+            v.check(
+                topo.servers.iter().any(|s| !seen.contains(&s.0)),
+                &p("groups"),
+                || "a single side must leave some server out (they form the other side)".into(),
+            );
+        }
     }
     if let Some(t) = &f.target {
         let applies = v.check(
@@ -832,6 +872,57 @@ fn validate_partition(v: &V<'_>, topo: &Topology, i: usize, f: &FaultSpec) {
         v.check(topo.servers.len() >= 2, &p("shape"), || {
             "a partition needs at least two servers".into()
         });
+    }
+}
+
+/// A `degrade` fault: its links (`target`, or both `from` and `to`) and at least one condition.
+fn validate_degrade(
+    v: &V<'_>,
+    topo: &Topology,
+    f: &FaultSpec,
+    p: &dyn Fn(&'static str) -> [PathSeg<'static>; 3],
+) {
+    let one_way = f.from.is_some() || f.to.is_some();
+    v.check(f.target.is_some() != one_way, &p("kind"), || {
+        "a degrade fault needs either `target` (every link to and from those nodes) or `from` \
+         and `to` (one-way links), not both"
+            .into()
+    });
+    if let Some(t) = &f.target {
+        v.node_ref(topo, t, true, &p("target"));
+    } else {
+        for (key, value) in [("from", &f.from), ("to", &f.to)] {
+            if let Some(r) = value.as_deref() {
+                v.node_ref(topo, r, true, &p(key));
+            } else {
+                v.check(false, &p("kind"), || {
+                    format!("a degrade fault with one-way links needs `{key}`")
+                });
+            }
+        }
+    }
+    v.check(
+        f.latency.is_some()
+            || f.loss_probability.is_some()
+            || f.duplicate_probability.is_some()
+            || f.reorder.is_some(),
+        &p("kind"),
+        || {
+            "a degrade fault needs at least one of `latency`, `loss_probability`, \
+             `duplicate_probability`, `reorder`"
+                .into()
+        },
+    );
+    if let Some(l) = &f.latency {
+        v.latency(l, &p("latency"));
+    }
+    for (key, x) in [
+        ("loss_probability", f.loss_probability),
+        ("duplicate_probability", f.duplicate_probability),
+    ] {
+        if let Some(x) = x {
+            v.probability(x, &p(key));
+        }
     }
 }
 

@@ -15,7 +15,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::process::NodeId;
-use crate::scenario::{FaultKind, FaultSpec, Nemesis, NemesisFault, PartitionShape, Scenario};
+use crate::scenario::{
+    Duration, FaultKind, FaultSpec, LatencyDistribution, LatencySpec, Nemesis, NemesisFault,
+    PartitionShape, Scenario,
+};
+use crate::sim::network::Condition;
 use crate::sim::topology::Topology;
 
 /// Which nodes a fault acts on.
@@ -27,6 +31,21 @@ pub enum Targets {
     /// The server whose latest role observation is `leader`, with the highest term, when the
     /// fault fires. No leader: the fault is skipped (and traced as such).
     Leader,
+}
+
+/// Which directed links a `cut` or `degrade` fault acts on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkSet {
+    /// Every link to and from each of these nodes (links between two of them included).
+    Of(Targets),
+    /// The one-way links from each sender to each receiver other than itself.
+    OneWay {
+        /// Senders.
+        from: Targets,
+        /// Receivers.
+        to: Targets,
+    },
 }
 
 /// How a partition splits the cluster.
@@ -60,9 +79,16 @@ pub enum FaultAction {
     /// Cut one-way links.
     Cut {
         /// Senders.
-        from: Vec<NodeId>,
+        from: Targets,
         /// Receivers.
-        to: Vec<NodeId>,
+        to: Targets,
+    },
+    /// Change the network condition of some links until undone.
+    Degrade {
+        /// The links.
+        links: LinkSet,
+        /// What changes on them.
+        condition: Condition,
     },
     /// Restore every cut link.
     Heal,
@@ -191,12 +217,23 @@ fn scripted_action(spec: &FaultSpec, topology: &Topology, rng: &mut ChaCha8Rng) 
             targets: targets(target, topology, rng),
         },
         FaultKind::Cut => FaultAction::Cut {
-            from: topology
-                .resolve_static(spec.from.as_deref().unwrap_or(""))
-                .unwrap_or_default(),
-            to: topology
-                .resolve_static(spec.to.as_deref().unwrap_or(""))
-                .unwrap_or_default(),
+            from: targets(spec.from.as_deref(), topology, rng),
+            to: targets(spec.to.as_deref(), topology, rng),
+        },
+        FaultKind::Degrade => FaultAction::Degrade {
+            links: match target {
+                Some(t) => LinkSet::Of(targets(Some(t), topology, rng)),
+                None => LinkSet::OneWay {
+                    from: targets(spec.from.as_deref(), topology, rng),
+                    to: targets(spec.to.as_deref(), topology, rng),
+                },
+            },
+            condition: Condition {
+                latency: spec.latency.clone(),
+                loss_probability: spec.loss_probability,
+                duplicate_probability: spec.duplicate_probability,
+                reorder: spec.reorder,
+            },
         },
         FaultKind::Heal => FaultAction::Heal,
         FaultKind::Crash => FaultAction::Crash {
@@ -258,6 +295,14 @@ fn shape_plan(
             PartitionPlan::Sides(vec![rest, vec![node]])
         }
     }
+}
+
+/// `latency = { distribution = "uniform", min, max }`, in nanoseconds.
+fn uniform_latency(min_ns: u64, max_ns: u64) -> LatencySpec {
+    LatencySpec::Distribution(LatencyDistribution::Uniform {
+        min: Duration(min_ns),
+        max: Duration(max_ns),
+    })
 }
 
 fn sorted(ids: &[NodeId]) -> Vec<NodeId> {
@@ -332,6 +377,37 @@ fn nemesis_faults(
                     drift: rng.gen_range(-max..=max),
                 }
             }
+            NemesisFault::Slow => {
+                let max = nemesis.slow_latency_max.as_nanos();
+                FaultAction::Degrade {
+                    links: LinkSet::Of(random(rng)),
+                    condition: Condition {
+                        latency: Some(uniform_latency(max / 2, max)),
+                        ..Condition::default()
+                    },
+                }
+            }
+            NemesisFault::Lossy => {
+                let max = nemesis.loss_probability_max;
+                FaultAction::Degrade {
+                    links: LinkSet::Of(random(rng)),
+                    condition: Condition {
+                        loss_probability: Some(rng.gen_range(max / 2.0..=max)),
+                        ..Condition::default()
+                    },
+                }
+            }
+            NemesisFault::Reorder => FaultAction::Degrade {
+                links: LinkSet::OneWay {
+                    from: random(rng),
+                    to: Targets::Nodes(topology.groups["all"].clone()),
+                },
+                condition: Condition {
+                    latency: Some(uniform_latency(0, nemesis.reorder_latency_max.as_nanos())),
+                    reorder: Some(true),
+                    ..Condition::default()
+                },
+            },
         };
         out.push(PlannedFault {
             id: 0,
@@ -464,21 +540,34 @@ pub fn cut_links(
     cuts
 }
 
-/// The directed links that isolate `targets` from every other node.
+/// Every directed link to and from each of `targets` (links between two targets included), as
+/// `isolate` cuts and `degrade` with a `target` changes them. Sorted, without repeats.
 pub fn isolate_links(targets: &[NodeId], topology: &Topology) -> Vec<(NodeId, NodeId)> {
-    let mut cuts = Vec::new();
+    let mut links = Vec::new();
     for &t in targets {
         for other in 0..topology.len() as u32 {
             let o = NodeId(other);
-            if o != t && !targets.contains(&o) {
-                cuts.push((t, o));
-                cuts.push((o, t));
+            if o != t {
+                links.push((t, o));
+                links.push((o, t));
             }
         }
     }
-    cuts.sort();
-    cuts.dedup();
-    cuts
+    links.sort();
+    links.dedup();
+    links
+}
+
+/// The one-way links from each of `from` to each of `to` other than itself, as `cut` and
+/// `degrade` with `from`/`to` act on them. Sorted, without repeats.
+pub fn one_way_links(from: &[NodeId], to: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+    let mut links: Vec<(NodeId, NodeId)> = from
+        .iter()
+        .flat_map(|&a| to.iter().filter(move |&&b| a != b).map(move |&b| (a, b)))
+        .collect();
+    links.sort();
+    links.dedup();
+    links
 }
 
 #[cfg(test)]
@@ -548,6 +637,52 @@ mod tests {
         let cut = |a: u32, b: u32| cuts.contains(&(NodeId(a), NodeId(b)));
         assert!(!cut(2, 0) && !cut(2, 4) && !cut(0, 2) && !cut(4, 2));
         assert!(cut(0, 3) && cut(1, 4) && !cut(0, 1) && !cut(3, 4));
+    }
+
+    #[test]
+    fn nemesis_network_conditions_stay_within_their_documented_ranges() {
+        use rand::SeedableRng;
+        let text = "duration = \"600s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 5\n\
+                    [nemesis]\nfaults = [\"slow\", \"lossy\", \"reorder\"]\n\
+                    interval = \"1s\"\nfault_duration = \"1s\"\nslow_latency_max = \"80ms\"\n\
+                    loss_probability_max = 0.3\nreorder_latency_max = \"2s\"\n";
+        let s = Scenario::parse(Path::new("n.toml"), text.as_bytes()).unwrap();
+        let t = Topology::new(&s);
+        let (mut slow, mut lossy, mut reorder) = (0, 0, 0);
+        let ms = |m: u64| Duration(m * 1_000_000);
+        for f in plan(&s, &t, &mut ChaCha8Rng::seed_from_u64(1)) {
+            let FaultAction::Degrade { links, condition } = f.action else {
+                panic!("only network conditions: {:?}", f.action)
+            };
+            let latency = condition.latency.clone().map(|l| match l {
+                LatencySpec::Distribution(LatencyDistribution::Uniform { min, max }) => (min, max),
+                other => panic!("uniform latency expected: {other:?}"),
+            });
+            match (&links, condition.loss_probability, condition.reorder) {
+                (LinkSet::Of(Targets::Nodes(n)), None, None) => {
+                    slow += 1;
+                    assert_eq!(n.len(), 1);
+                    assert_eq!(latency, Some((ms(40), ms(80))));
+                }
+                (LinkSet::Of(Targets::Nodes(n)), Some(p), None) => {
+                    lossy += 1;
+                    assert_eq!(n.len(), 1);
+                    assert!((0.15..=0.3).contains(&p), "loss {p}");
+                    assert_eq!(latency, None);
+                }
+                (LinkSet::OneWay { from, to }, None, Some(true)) => {
+                    reorder += 1;
+                    assert!(matches!(from, Targets::Nodes(n) if n.len() == 1));
+                    assert_eq!(to, &Targets::Nodes(t.groups["all"].clone()));
+                    assert_eq!(latency, Some((ms(0), ms(2000))));
+                }
+                other => panic!("unexpected condition {other:?} {condition:?}"),
+            }
+        }
+        assert!(
+            slow > 30 && lossy > 30 && reorder > 30,
+            "{slow} {lossy} {reorder}"
+        );
     }
 
     #[test]

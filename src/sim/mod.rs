@@ -275,7 +275,8 @@ pub struct RunRecord {
     /// The fault timeline that was planned.
     pub faults: Vec<faults::PlannedFault>,
     /// When the last fault affecting connectivity or liveness ended, if everything was healed
-    /// (no cut link, no paused node) at the end; `Some(0)` if there were no such faults.
+    /// (no cut link, no degraded link, no paused node) at the end; `Some(0)` if there were no
+    /// such faults.
     pub final_heal_ns: Option<u64>,
     /// Each node's state at the end.
     pub final_status: Vec<Status>,

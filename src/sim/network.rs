@@ -5,6 +5,14 @@
 //! `[network]` defaults overridden by `[[network.link]]` entries). Unless the link allows
 //! reordering, a copy never arrives before an earlier message on the same link (FIFO per link).
 //!
+//! `degrade` faults lay a [`Condition`] over a set of directed links for a while: each key they
+//! set replaces the link's own while the fault lasts (when two overlap on a link, the one that
+//! started later wins, key by key), and undoing one restores what lies beneath. Fates are drawn
+//! from the same stream in the same order whatever the condition, so a degraded run stays
+//! reproducible from its seed. Messages already in flight keep the fate drawn when they were
+//! sent. A link that stops reordering is FIFO again from then on: no later message arrives
+//! before any earlier one, reordered or not.
+//!
 //! Partitions are sets of cut directed links, owned by the fault that cut them, so undoing one
 //! fault never heals another's cuts. Cuts and crashes are checked by the world when a message
 //! *arrives*, not when it is sent: nothing crosses a link while it is cut, and a message in
@@ -18,6 +26,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
+use serde::Serialize;
 
 use crate::process::NodeId;
 use crate::scenario::{LatencyDistribution, LatencySpec, LinkSpec, Network as NetworkSpec};
@@ -118,13 +127,117 @@ pub struct LinkParams {
     pub reorder: bool,
 }
 
-/// The network: link parameters, cut links and per-link FIFO state, for `n` nodes.
+/// A network condition a `degrade` fault lays over its links while it lasts: each key that is
+/// set replaces the link's own value (latency of each copy, loss and duplication probabilities,
+/// reordering); unset keys keep it. Validated like `[network]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Condition {
+    /// Latency of each copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySpec>,
+    /// Probability that a message is lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_probability: Option<f64>,
+    /// Probability that a message is delivered twice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_probability: Option<f64>,
+    /// Whether messages may overtake each other.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reorder: Option<bool>,
+}
+
+impl Condition {
+    /// The condition a `[[network.link]]` override sets (the scenario spells the same keys flat
+    /// in `[[network.link]]` and `[[fault]]`: serde cannot flatten a struct into a table that
+    /// denies unknown keys).
+    pub fn of_link(link: &LinkSpec) -> Condition {
+        Condition {
+            latency: link.latency.clone(),
+            loss_probability: link.loss_probability,
+            duplicate_probability: link.duplicate_probability,
+            reorder: link.reorder,
+        }
+    }
+}
+
+/// A [`Condition`] with its latency resolved.
+#[derive(Debug)]
+struct Override {
+    latency: Option<Latency>,
+    loss_probability: Option<f64>,
+    duplicate_probability: Option<f64>,
+    reorder: Option<bool>,
+}
+
+impl Override {
+    fn new(condition: &Condition) -> Override {
+        Override {
+            latency: condition.latency.as_ref().map(Latency::from_spec),
+            loss_probability: condition.loss_probability,
+            duplicate_probability: condition.duplicate_probability,
+            reorder: condition.reorder,
+        }
+    }
+}
+
+/// An active `degrade`: its override over the sorted link slots it covers.
+#[derive(Debug)]
+struct Degrade {
+    over: Override,
+    slots: Vec<usize>,
+}
+
+/// The parameters in force on one link: its own, with active degrades laid over them.
+struct Effective<'a> {
+    latency: &'a Latency,
+    loss_probability: f64,
+    duplicate_probability: f64,
+    reorder: bool,
+}
+
+impl<'a> Effective<'a> {
+    fn of(own: &'a LinkParams) -> Effective<'a> {
+        Effective {
+            latency: &own.latency,
+            loss_probability: own.loss_probability,
+            duplicate_probability: own.duplicate_probability,
+            reorder: own.reorder,
+        }
+    }
+
+    /// Replaces every key `o` sets.
+    fn overlay(&mut self, o: &'a Override) {
+        if let Some(latency) = &o.latency {
+            self.latency = latency;
+        }
+        self.loss_probability = o.loss_probability.unwrap_or(self.loss_probability);
+        self.duplicate_probability = o
+            .duplicate_probability
+            .unwrap_or(self.duplicate_probability);
+        self.reorder = o.reorder.unwrap_or(self.reorder);
+    }
+
+    fn to_params(&self) -> LinkParams {
+        LinkParams {
+            latency: self.latency.clone(),
+            loss_probability: self.loss_probability,
+            duplicate_probability: self.duplicate_probability,
+            reorder: self.reorder,
+        }
+    }
+}
+
+/// The network: link parameters, degraded and cut links and per-link FIFO state, for `n` nodes.
 #[derive(Debug)]
 pub struct Network {
     n: usize,
     /// Distinct parameter sets; `link_params[from * n + to]` indexes into it.
     params: Vec<LinkParams>,
     link_params: Vec<u16>,
+    /// How many active `degrade` faults cover each directed link.
+    degrade_count: Vec<u32>,
+    /// Active degrades by fault id (so in start order: a later one wins).
+    degrades: BTreeMap<u64, Degrade>,
     /// How many active faults cut each directed link.
     cut_count: Vec<u32>,
     /// The links each active fault cut, by fault id.
@@ -168,6 +281,8 @@ impl Network {
             n,
             params,
             link_params,
+            degrade_count: vec![0; n * n],
+            degrades: BTreeMap::new(),
             cut_count: vec![0; n * n],
             cuts: BTreeMap::new(),
             last_arrival_ns: vec![0; n * n],
@@ -180,32 +295,87 @@ impl Network {
         &self.params[self.link_params[from.index() * self.n + to.index()] as usize]
     }
 
-    /// Draws the fate of a message sent now (`now_ns`) on `from -> to`.
+    /// Draws the fate of a message sent now (`now_ns`) on `from -> to`, under the condition in
+    /// force on that link now.
     pub fn fate(&mut self, from: NodeId, to: NodeId, now_ns: u64) -> Fate {
         let slot = from.index() * self.n + to.index();
-        let link = &self.params[self.link_params[slot] as usize];
-        if link.loss_probability > 0.0 && self.rng.gen_bool(link.loss_probability) {
+        let Network {
+            params,
+            link_params,
+            degrade_count,
+            degrades,
+            last_arrival_ns,
+            rng,
+            ..
+        } = self;
+        let mut link = Effective::of(&params[link_params[slot] as usize]);
+        if degrade_count[slot] > 0 {
+            for d in degrades
+                .values()
+                .filter(|d| d.slots.binary_search(&slot).is_ok())
+            {
+                link.overlay(&d.over);
+            }
+        }
+        if link.loss_probability > 0.0 && rng.gen_bool(link.loss_probability) {
             return Fate::Lost;
         }
         let duplicated =
-            link.duplicate_probability > 0.0 && self.rng.gen_bool(link.duplicate_probability);
-        let at_ns = self.arrival(slot, now_ns);
-        let duplicate_at_ns = duplicated.then(|| self.arrival(slot, now_ns));
+            link.duplicate_probability > 0.0 && rng.gen_bool(link.duplicate_probability);
+        let (latency, reorder) = (link.latency, link.reorder);
+        let mut last = last_arrival_ns[slot];
+        let mut arrival = || {
+            let drawn = now_ns + latency.sample(rng);
+            // FIFO: never before an earlier message on this link, unless the link reorders.
+            let at = if reorder { drawn } else { drawn.max(last) };
+            last = last.max(at);
+            at
+        };
+        let at_ns = arrival();
+        let duplicate_at_ns = duplicated.then(&mut arrival);
+        last_arrival_ns[slot] = last;
         Fate::Arrives {
             at_ns,
             duplicate_at_ns,
         }
     }
 
-    /// Draws one copy's arrival time on link `slot` (FIFO unless the link reorders).
-    fn arrival(&mut self, slot: usize, now_ns: u64) -> u64 {
-        let link = &self.params[self.link_params[slot] as usize];
-        let mut at = now_ns + link.latency.sample(&mut self.rng);
-        if !link.reorder {
-            at = at.max(self.last_arrival_ns[slot]);
-            self.last_arrival_ns[slot] = at;
+    /// Lays `condition` over `links` on behalf of fault `fault_id` until
+    /// [`Network::restore`]. The condition must be valid (as `validate` checks).
+    pub fn degrade(&mut self, fault_id: u64, links: &[(NodeId, NodeId)], condition: &Condition) {
+        let mut slots: Vec<usize> = links
+            .iter()
+            .map(|&(a, b)| a.index() * self.n + b.index())
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        for &slot in &slots {
+            self.degrade_count[slot] += 1;
         }
-        at
+        let old = self.degrades.insert(
+            fault_id,
+            Degrade {
+                over: Override::new(condition),
+                slots,
+            },
+        );
+        debug_assert!(old.is_none(), "a fault degrades once");
+    }
+
+    /// Lifts the condition fault `fault_id` laid. Returns false if it had none.
+    pub fn restore(&mut self, fault_id: u64) -> bool {
+        let Some(d) = self.degrades.remove(&fault_id) else {
+            return false;
+        };
+        for slot in d.slots {
+            self.degrade_count[slot] -= 1;
+        }
+        true
+    }
+
+    /// True if some `degrade` fault is active.
+    pub fn is_degraded(&self) -> bool {
+        !self.degrades.is_empty()
     }
 
     /// True if some active fault cuts `from -> to`.
@@ -266,27 +436,95 @@ fn apply_override(
         }
     }
     // Each distinct (old parameters, override) combination gets one new parameter set.
+    let over = Override::new(&Condition::of_link(link));
     let mut made: BTreeMap<u16, u16> = BTreeMap::new();
     for (a, b) in pairs {
         let slot = a.index() * n + b.index();
         let old = link_params[slot];
         let new = *made.entry(old).or_insert_with(|| {
-            let mut p = params[old as usize].clone();
-            if let Some(l) = &link.latency {
-                p.latency = Latency::from_spec(l);
-            }
-            if let Some(v) = link.loss_probability {
-                p.loss_probability = v;
-            }
-            if let Some(v) = link.duplicate_probability {
-                p.duplicate_probability = v;
-            }
-            if let Some(v) = link.reorder {
-                p.reorder = v;
-            }
+            let mut p = Effective::of(&params[old as usize]);
+            p.overlay(&over);
+            let p = p.to_params();
             params.push(p);
             u16::try_from(params.len() - 1).expect("validated: fewer than 65536 link overrides")
         });
         link_params[slot] = new;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::scenario::{Duration, Scenario};
+
+    fn network() -> Network {
+        let text = "duration = \"1s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 3\n\
+                    [network]\nlatency = \"1ms\"\n";
+        let s = Scenario::parse(Path::new("n.toml"), text.as_bytes()).unwrap();
+        Network::new(&s.network, &Topology::new(&s), ChaCha8Rng::seed_from_u64(1))
+    }
+
+    fn latency_ms(ms: u64) -> Condition {
+        Condition {
+            latency: Some(LatencySpec::Constant(Duration::from_millis(ms))),
+            ..Condition::default()
+        }
+    }
+
+    #[test]
+    fn overlapping_degrades_layer_key_by_key_and_restore_what_lies_beneath() {
+        let mut net = network();
+        let (a, b, c) = (NodeId(0), NodeId(1), NodeId(2));
+        let mut t = 0;
+        let mut took = |net: &mut Network, from, to| {
+            t += 1_000_000_000; // far apart: FIFO never delays
+            match net.fate(from, to, t) {
+                Fate::Arrives { at_ns, .. } => Some((at_ns - t) / 1_000_000),
+                Fate::Lost => None,
+            }
+        };
+        net.degrade(1, &[(a, b)], &latency_ms(10));
+        net.degrade(
+            2,
+            &[(a, b), (a, c)],
+            &Condition {
+                loss_probability: Some(0.0),
+                ..latency_ms(20)
+            },
+        );
+        assert_eq!(took(&mut net, a, b), Some(20), "the later degrade wins");
+        assert_eq!(took(&mut net, a, c), Some(20));
+        assert_eq!(took(&mut net, b, a), Some(1), "one-way");
+        let lose = Condition {
+            loss_probability: Some(1.0),
+            ..Condition::default()
+        };
+        net.degrade(3, &[(a, b)], &lose);
+        assert_eq!(
+            took(&mut net, a, b),
+            None,
+            "loss from the latest, latency kept"
+        );
+        assert!(net.restore(3));
+        assert_eq!(took(&mut net, a, b), Some(20));
+        assert!(net.restore(2));
+        assert_eq!(
+            took(&mut net, a, b),
+            Some(10),
+            "the earlier degrade is back"
+        );
+        assert_eq!(
+            took(&mut net, a, c),
+            Some(1),
+            "the link's own condition is back"
+        );
+        assert!(net.restore(1));
+        assert!(!net.restore(1), "restored once");
+        assert!(!net.is_degraded());
+        assert_eq!(took(&mut net, a, b), Some(1));
     }
 }

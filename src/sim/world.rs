@@ -35,7 +35,7 @@ use crate::protocols::{CommonObservation, Message, Observation, Timer};
 use crate::scenario::Scenario;
 use crate::sim::clock::Clock;
 use crate::sim::disk::Disk;
-use crate::sim::faults::{self, FaultAction, PartitionPlan, PlannedFault, Targets};
+use crate::sim::faults::{self, FaultAction, LinkSet, PartitionPlan, PlannedFault, Targets};
 use crate::sim::network::{Fate, Network};
 use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
@@ -158,6 +158,7 @@ impl Ord for Scheduled {
 enum Undo {
     Nothing,
     Cuts,
+    Restore,
     Restart(Vec<NodeId>),
     Resume(Vec<NodeId>),
     ClockJump(Vec<NodeId>, i64),
@@ -834,17 +835,7 @@ impl World {
                 plan: PartitionPlan::Halves(targets),
             } => match self.resolve(targets) {
                 Some(nodes) => nodes,
-                None => {
-                    self.stats.faults_applied -= 1;
-                    self.stats.faults_skipped += 1;
-                    self.trace
-                        .line(self.now_ns, None, "fault-skipped")
-                        .u64("fault_id", fault.id)
-                        .name("origin", &fault.origin)
-                        .name("reason", "no node observed as leader")
-                        .end();
-                    return;
-                }
+                None => return self.skip_leaderless(&fault),
             },
             _ => Vec::new(),
         };
@@ -877,6 +868,7 @@ impl World {
             }
             FaultAction::Isolate { .. } => {
                 let links = faults::isolate_links(&targets, &self.topology);
+                // Every target is cut off alone, from the rest and from the other targets.
                 let rest: Vec<NodeId> = self
                     .topology
                     .servers
@@ -884,16 +876,48 @@ impl World {
                     .copied()
                     .filter(|s| !targets.contains(s))
                     .collect();
-                self.cut(&fault, links, Some(vec![rest, targets.clone()]));
+                let mut sides = vec![rest];
+                sides.extend(targets.iter().map(|&t| vec![t]));
+                self.cut(&fault, links, Some(sides));
                 Undo::Cuts
             }
             FaultAction::Cut { from, to } => {
-                let links: Vec<(NodeId, NodeId)> = from
-                    .iter()
-                    .flat_map(|&a| to.iter().filter(move |&&b| a != b).map(move |&b| (a, b)))
-                    .collect();
-                self.cut(&fault, links, None);
+                let (Some(from), Some(to)) = (self.resolve(from), self.resolve(to)) else {
+                    return self.skip_leaderless(&fault);
+                };
+                self.cut(&fault, faults::one_way_links(&from, &to), None);
                 Undo::Cuts
+            }
+            FaultAction::Degrade { links, condition } => {
+                // `target` lists the nodes whose every link changes; `senders` and `receivers`
+                // the ends of one-way links.
+                let resolved = match links {
+                    LinkSet::Of(targets) => self.resolve(targets).map(|t| {
+                        let names = vec![("target", self.topology.names_of(&t))];
+                        (faults::isolate_links(&t, &self.topology), names)
+                    }),
+                    LinkSet::OneWay { from, to } => match (self.resolve(from), self.resolve(to)) {
+                        (Some(from), Some(to)) => Some((
+                            faults::one_way_links(&from, &to),
+                            vec![
+                                ("senders", self.topology.names_of(&from)),
+                                ("receivers", self.topology.names_of(&to)),
+                            ],
+                        )),
+                        _ => None,
+                    },
+                };
+                let Some((resolved, names)) = resolved else {
+                    return self.skip_leaderless(&fault);
+                };
+                let mut line = self.trace.line(self.now_ns, None, "degrade");
+                line.u64("fault_id", fault.id).name("origin", &fault.origin);
+                for (key, nodes) in &names {
+                    line.json(key, nodes);
+                }
+                line.json("condition", condition).end();
+                self.network.degrade(fault.id, &resolved, condition);
+                Undo::Restore
             }
             FaultAction::Heal => {
                 self.heal_all();
@@ -958,6 +982,16 @@ impl World {
         let origin = format!("{} (end)", fault.origin);
         match undo {
             Undo::Nothing => {}
+            Undo::Restore => {
+                if self.network.restore(fault.id) {
+                    self.last_heal_ns = self.now_ns;
+                    self.trace
+                        .line(self.now_ns, None, "restore")
+                        .u64("fault_id", fault.id)
+                        .name("origin", &origin)
+                        .end();
+                }
+            }
             Undo::Cuts => {
                 if self.network.heal_fault(fault.id) > 0
                     || self
@@ -994,6 +1028,18 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Skips a fault aimed at the leader when no node is observed as leader.
+    fn skip_leaderless(&mut self, fault: &PlannedFault) {
+        self.stats.faults_applied -= 1;
+        self.stats.faults_skipped += 1;
+        self.trace
+            .line(self.now_ns, None, "fault-skipped")
+            .u64("fault_id", fault.id)
+            .name("origin", &fault.origin)
+            .name("reason", "no node observed as leader")
+            .end();
     }
 
     fn cut(
@@ -1274,8 +1320,9 @@ impl World {
         let mut stats = std::mem::take(&mut self.stats);
         stats.trace_lines = lines;
         stats.history_events = self.history.len() as u64;
-        let healed =
-            self.network.is_whole() && self.nodes.iter().all(|n| n.status != Status::Paused);
+        let healed = self.network.is_whole()
+            && !self.network.is_degraded()
+            && self.nodes.iter().all(|n| n.status != Status::Paused);
         RunRecord {
             scenario: self.scenario.clone(),
             seed: self.seed,
