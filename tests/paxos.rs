@@ -71,11 +71,20 @@ fn proposers_back_off_and_adapt_their_timeout_so_every_instance_is_chosen_on_a_s
     for seed in 1..=3 {
         let record = run(&s, seed, &RunOptions::default());
         let chosen = choices(&record);
-        eprintln!("slow network, seed {seed}: {} of 200 instances chosen", chosen.len());
+        eprintln!(
+            "slow network, seed {seed}: {} of 200 instances chosen",
+            chosen.len()
+        );
         assert_eq!(chosen.len(), 200, "seed {seed}: instances chosen");
         let checks = run_checks(&record);
         for c in &checks {
-            assert_eq!(c.verdict, Verdict::Pass, "seed {seed}: {} {:?}", c.name, c.evidence);
+            assert_eq!(
+                c.verdict,
+                Verdict::Pass,
+                "seed {seed}: {} {:?}",
+                c.name,
+                c.evidence
+            );
         }
     }
 }

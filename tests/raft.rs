@@ -170,7 +170,10 @@ fn s5_3_followers_that_missed_entries_are_repaired_and_logs_converge() {
         "duration = \"10s\"\n{}[workload.mix]\nput = 1.0\n\
          [[fault]]\nat = \"1s\"\nkind = \"partition\"\ngroups = [[\"n1\", \"n2\", \"n3\"], [\"n4\", \"n5\"]]\nduration = \"3s\"\n\
          [[fault]]\nat = \"5s\"\nkind = \"crash\"\ntarget = \"n2\"\nduration = \"1s\"\n",
-        BASE.replace("think_time = \"10ms\"\n", "think_time = \"10ms\"\nstop = \"8s\"\n")
+        BASE.replace(
+            "think_time = \"10ms\"\n",
+            "think_time = \"10ms\"\nstop = \"8s\"\n"
+        )
     ));
     let (record, checks) = run(&s, 2);
     assert_all_pass(&checks, "partition and crash");
@@ -183,7 +186,11 @@ fn s5_3_followers_that_missed_entries_are_repaired_and_logs_converge() {
         .max()
         .expect("entries were committed");
     eprintln!("§5.3: last committed index {committed}, applied through {applied:?}");
-    assert_eq!(applied.len(), 5, "every server applied entries: {applied:?}");
+    assert_eq!(
+        applied.len(),
+        5,
+        "every server applied entries: {applied:?}"
+    );
     for (node, &last) in &applied {
         assert_eq!(
             last, committed,
@@ -274,10 +281,10 @@ fn read_latencies_ns(record: &RunRecord, from_ns: u64) -> Vec<u64> {
                 invoked.insert(e.process, (e.time_ns, e.f));
             }
             EventType::Ok => {
-                if let Some((t, Function::Get)) = invoked.remove(&e.process) {
-                    if t >= from_ns {
-                        out.push(e.time_ns - t);
-                    }
+                if let Some((t, Function::Get)) = invoked.remove(&e.process)
+                    && t >= from_ns
+                {
+                    out.push(e.time_ns - t);
                 }
             }
             _ => {

@@ -89,11 +89,16 @@ fn documented_rates() -> BTreeMap<String, u64> {
 fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
     let scenarios = bug_scenarios();
     let bugs_of = |s: &Scenario| -> Vec<String> {
-        [&s.raft.bugs, &s.paxos.bugs, &s.multi_paxos.bugs, &s.broadcast.bugs]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
+        [
+            &s.raft.bugs,
+            &s.paxos.bugs,
+            &s.multi_paxos.bugs,
+            &s.broadcast.bugs,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     };
     for protocol in protocols::PROTOCOLS {
         for bug in protocol.bugs {
@@ -110,7 +115,11 @@ fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
         }
     }
     for (file, s) in &scenarios {
-        assert!(has_bugs(s), "{}: switches on no planted bug", file.display());
+        assert!(
+            has_bugs(s),
+            "{}: switches on no planted bug",
+            file.display()
+        );
     }
 }
 
@@ -122,7 +131,11 @@ fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
 #[test]
 fn every_planted_bug_is_caught_at_its_documented_rate_and_its_twin_passes_every_seed() {
     let scenarios = bug_scenarios();
-    assert!(scenarios.len() >= 19, "bug scenarios found: {}", scenarios.len());
+    assert!(
+        scenarios.len() >= 19,
+        "bug scenarios found: {}",
+        scenarios.len()
+    );
     let rates = documented_rates();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut problems = Vec::new();
@@ -141,13 +154,17 @@ fn every_planted_bug_is_caught_at_its_documented_rate_and_its_twin_passes_every_
         if sweep.twin {
             eprintln!("twin of {rel}: passed at {}/{}", sweep.met(), SWEEP.len());
             if !missed.is_empty() {
-                problems.push(format!("the correct twin of {rel} did not pass: {missed:?}"));
+                problems.push(format!(
+                    "the correct twin of {rel} did not pass: {missed:?}"
+                ));
             }
             continue;
         }
         eprintln!("{rel}: caught at {}/{}", sweep.met(), SWEEP.len());
         let Some(&stated) = rates.get(&rel) else {
-            problems.push(format!("{rel}: the docs state no catch rate over seeds 1-20"));
+            problems.push(format!(
+                "{rel}: the docs state no catch rate over seeds 1-20"
+            ));
             continue;
         };
         if sweep.met() + MARGIN < stated || sweep.met() == 0 {

@@ -317,17 +317,16 @@ fn run(record: &RunRecord) -> CheckResult {
             }
         }
     }
-    if let Some(max_ok) = config.minority_ok_max {
-        if let Some(f) = minority.fraction() {
-            if f > max_ok {
-                problems.push(format!(
-                    "minority side: {} is above minority_ok_max = {max_ok}",
-                    minority.describe()
-                ));
-                for s in minority_successes.iter().take(5) {
-                    evidence.insert(0, format!("minority-side success: {s}"));
-                }
-            }
+    if let Some(max_ok) = config.minority_ok_max
+        && let Some(f) = minority.fraction()
+        && f > max_ok
+    {
+        problems.push(format!(
+            "minority side: {} is above minority_ok_max = {max_ok}",
+            minority.describe()
+        ));
+        for s in minority_successes.iter().take(5) {
+            evidence.insert(0, format!("minority-side success: {s}"));
         }
     }
     let totals = format!(

@@ -227,13 +227,13 @@ fn new_terms(record: &RunRecord, from: u64, until: u64) -> Option<Vec<(u64, u64)
     let mut highest: Option<u64> = None;
     let mut found = Vec::new();
     for o in &record.observations {
-        if let Observation::Common(CommonObservation::Role { term, .. }) = &o.observation {
-            if highest.is_none_or(|h| *term > h) {
-                if o.t_ns >= from && o.t_ns < until && highest.is_some() {
-                    found.push((o.t_ns, *term));
-                }
-                highest = Some(*term);
+        if let Observation::Common(CommonObservation::Role { term, .. }) = &o.observation
+            && highest.is_none_or(|h| *term > h)
+        {
+            if o.t_ns >= from && o.t_ns < until && highest.is_some() {
+                found.push((o.t_ns, *term));
             }
+            highest = Some(*term);
         }
     }
     highest.map(|_| found)

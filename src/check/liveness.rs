@@ -181,10 +181,10 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
                 Step::Life(LifecycleKind::Restart | LifecycleKind::Resume) => roles.up[i] = true,
             }
         }
-        if t >= from {
-            if let Some((l, term)) = roles.leader() {
-                return (Some((t, l, term)), roles);
-            }
+        if t >= from
+            && let Some((l, term)) = roles.leader()
+        {
+            return (Some((t, l, term)), roles);
         }
     }
     let found = roles.leader().map(|(l, term)| (from, l, term));
@@ -297,7 +297,10 @@ fn run(record: &RunRecord) -> CheckResult {
     let mut answers: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
     for o in &all {
         if let (true, Some(c)) = (o.is_answered(), o.complete_ns) {
-            answers.entry(o.node.as_str()).or_default().push((o.invoke_ns, c));
+            answers
+                .entry(o.node.as_str())
+                .or_default()
+                .push((o.invoke_ns, c));
         }
     }
     for list in answers.values_mut() {

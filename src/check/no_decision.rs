@@ -213,11 +213,11 @@ fn run(record: &RunRecord) -> CheckResult {
         let Some(client) = topo.node(&o.node) else {
             continue;
         };
-        if let (true, Some(t)) = (o.is_ok(), o.complete_ns) {
-            if inside(t, client) {
-                answered += 1;
-                found.push((t, format!("answered ok: {}", o.describe())));
-            }
+        if let (true, Some(t)) = (o.is_ok(), o.complete_ns)
+            && inside(t, client)
+        {
+            answered += 1;
+            found.push((t, format!("answered ok: {}", o.describe())));
         }
     }
     found.sort();

@@ -122,21 +122,20 @@ fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
     {
         let (invoke, complete) = (read.invoke_ns, read.complete_ns.unwrap_or(u64::MAX));
         // Rule 1.
-        if read.result == Value::Nil {
-            if let Some(w) = ok_writes
+        if read.result == Value::Nil
+            && let Some(w) = ok_writes
                 .iter()
                 .filter(|w| w.complete_ns.is_some_and(|c| c < invoke))
                 .min_by_key(|w| w.complete_ns)
-            {
-                found.push((
-                    read,
-                    format!(
-                        "it read absent, but {} had completed before it began",
-                        w.describe()
-                    ),
-                ));
-                continue;
-            }
+        {
+            found.push((
+                read,
+                format!(
+                    "it read absent, but {} had completed before it began",
+                    w.describe()
+                ),
+            ));
+            continue;
         }
         // Rule 2.
         if let Value::Str(v) = &read.result {
@@ -147,14 +146,15 @@ fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
             let append_can_produce = appends
                 .iter()
                 .any(|a| appended(a).is_some_and(|s| !s.is_empty() && v.ends_with(s)));
-            if let ([p], false) = (producers.as_slice(), append_can_produce) {
-                if let Some(p_done) = p.complete_ns.filter(|_| p.is_ok()) {
-                    if let Some(w) = ok_writes.iter().find(|w| {
-                        !std::ptr::eq(**w, **p)
-                            && w.invoke_ns > p_done
-                            && w.complete_ns.is_some_and(|c| c < invoke)
-                    }) {
-                        found.push((
+            if let ([p], false) = (producers.as_slice(), append_can_produce)
+                && let Some(p_done) = p.complete_ns.filter(|_| p.is_ok())
+                && let Some(w) = ok_writes.iter().find(|w| {
+                    !std::ptr::eq(**w, **p)
+                        && w.invoke_ns > p_done
+                        && w.complete_ns.is_some_and(|c| c < invoke)
+                })
+            {
+                found.push((
                             read,
                             format!(
                                 "its value was written by {}, which was overwritten by {} before the read began",
@@ -162,9 +162,7 @@ fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
                                 w.describe()
                             ),
                         ));
-                        continue;
-                    }
-                }
+                continue;
             }
         }
         // Rule 3.

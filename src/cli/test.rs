@@ -338,7 +338,10 @@ mod tests {
     fn seed_ranges_include_both_ends_and_bad_ones_say_what_was_expected() {
         let r = parse_seeds("1..20").unwrap();
         assert_eq!((r.first, r.last, r.len()), (1, 20, 20));
-        assert_eq!(parse_seeds("3..=5").unwrap().iter().collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            parse_seeds("3..=5").unwrap().iter().collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         assert_eq!(parse_seeds("7").unwrap().len(), 1);
         for bad in ["", "a..b", "5..1", "1..", "0..10000", "-1..3"] {
             let e = parse_seeds(bad).unwrap_err();
@@ -349,8 +352,8 @@ mod tests {
 
     #[test]
     fn a_twin_switches_every_planted_bug_off_and_expects_a_pass() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("scenarios/paxos/bugs/no-backoff.toml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/paxos/bugs/no-backoff.toml");
         let s = Scenario::load(&path).unwrap();
         assert!(has_bugs(&s));
         assert_eq!(s.expect.verdict, crate::scenario::Verdict::Fail);
@@ -358,6 +361,9 @@ mod tests {
         assert!(!has_bugs(&t));
         assert_eq!(t.expect.verdict, crate::scenario::Verdict::Pass);
         assert!(t.expect.failing_checks.is_empty());
-        assert_eq!(t.paxos.instances, s.paxos.instances, "otherwise the same scenario");
+        assert_eq!(
+            t.paxos.instances, s.paxos.instances,
+            "otherwise the same scenario"
+        );
     }
 }

@@ -454,10 +454,10 @@ impl<'a> Reader<'a> {
                 return Ok(Edn::Int(i));
             }
             let body = tok.strip_suffix('M').unwrap_or(&tok);
-            if body.contains(['.', 'e', 'E']) {
-                if let Ok(x) = body.parse::<f64>() {
-                    return Ok(Edn::Float(x));
-                }
+            if body.contains(['.', 'e', 'E'])
+                && let Ok(x) = body.parse::<f64>()
+            {
+                return Ok(Edn::Float(x));
             }
             return self.error(
                 format!("the number `{tok}`"),

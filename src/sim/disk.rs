@@ -73,11 +73,11 @@ impl Disk {
     /// to one key with nothing in between are staged as one write.
     pub fn append(&mut self, key: impl Into<Cow<'static, str>>, bytes: impl Into<Vec<u8>>) {
         let (key, bytes) = (key.into(), bytes.into());
-        if let Some((last, Pending::Append(staged))) = self.pending.last_mut() {
-            if *last == key {
-                staged.extend_from_slice(&bytes);
-                return;
-            }
+        if let Some((last, Pending::Append(staged))) = self.pending.last_mut()
+            && *last == key
+        {
+            staged.extend_from_slice(&bytes);
+            return;
         }
         self.pending.push((key, Pending::Append(bytes)));
     }

@@ -483,12 +483,14 @@ impl World {
     /// otherwise queues it (for its resume or boot).
     fn deliver(&mut self, node: NodeId, input: Input) {
         let state = &mut self.nodes[node.index()];
-        if self.halt.is_none() && state.status == Status::Up && state.booted {
-            if let (true, Some(cell)) = (state.inbox.is_empty(), state.process.upgrade()) {
-                let mut process = crate::sim::lock(&cell);
-                self.handle(node, process.as_mut(), input);
-                return;
-            }
+        if self.halt.is_none()
+            && state.status == Status::Up
+            && state.booted
+            && let (true, Some(cell)) = (state.inbox.is_empty(), state.process.upgrade())
+        {
+            let mut process = crate::sim::lock(&cell);
+            self.handle(node, process.as_mut(), input);
+            return;
         }
         state.inbox.push_back(input);
     }

@@ -60,11 +60,11 @@ impl Budget {
     /// `Err` if the time limit has passed (or an earlier check found it passed). A zero limit
     /// has always passed.
     pub fn check_time(&self) -> Result<(), Exhausted> {
-        if let Some(limit) = self.time_limit {
-            if self.out.load(Ordering::Relaxed) || limit.is_zero() || self.start.elapsed() > limit {
-                self.out.store(true, Ordering::Relaxed);
-                return Err(Exhausted::Time(limit));
-            }
+        if let Some(limit) = self.time_limit
+            && (self.out.load(Ordering::Relaxed) || limit.is_zero() || self.start.elapsed() > limit)
+        {
+            self.out.store(true, Ordering::Relaxed);
+            return Err(Exhausted::Time(limit));
         }
         Ok(())
     }

@@ -937,10 +937,9 @@ fn check_within<M: Model>(
                     let (again, more) = search::search(&mut part.model, &part.ops, &plain);
                     stats.steps += more.steps;
                     if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again
+                        && d.prefix.len() > pruned.prefix.len()
                     {
-                        if d.prefix.len() > pruned.prefix.len() {
-                            result = SearchResult::Violation(d);
-                        }
+                        result = SearchResult::Violation(d);
                     }
                 }
                 configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);

@@ -309,10 +309,10 @@ fn refute_reads(
             }
             _ => None,
         };
-        if let Some(why) = why {
-            if worst.as_ref().is_none_or(|(r, _, _)| ret < *r) {
-                worst = Some((ret, a.op, why));
-            }
+        if let Some(why) = why
+            && worst.as_ref().is_none_or(|(r, _, _)| ret < *r)
+        {
+            worst = Some((ret, a.op, why));
         }
     }
     worst.map(|(_, op, why)| (op, why))
@@ -858,10 +858,11 @@ impl Model for MultiRegister {
         for (i, &(write, k, v)) in input.iter().enumerate() {
             if write {
                 next[k as usize] = v;
-            } else if let Some(read) = output.map(|o| o[i]) {
-                if read != 0 && read != next[k as usize] {
-                    return None;
-                }
+            } else if let Some(read) = output.map(|o| o[i])
+                && read != 0
+                && read != next[k as usize]
+            {
+                return None;
             }
         }
         Some(next)

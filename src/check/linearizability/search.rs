@@ -134,7 +134,7 @@ impl Bits {
     }
 
     fn full_mask(&self, w: usize) -> u64 {
-        if w + 1 == self.na && self.nc % 64 != 0 {
+        if w + 1 == self.na && !self.nc.is_multiple_of(64) {
             (1u64 << (self.nc % 64)) - 1
         } else {
             u64::MAX
@@ -350,10 +350,10 @@ struct FirstAbsent {
 impl FirstAbsent {
     fn new(len: usize) -> Self {
         let mut words = vec![0u64; len.div_ceil(64)];
-        if len % 64 != 0 {
-            if let Some(last) = words.last_mut() {
-                *last = !((1u64 << (len % 64)) - 1);
-            }
+        if !len.is_multiple_of(64)
+            && let Some(last) = words.last_mut()
+        {
+            *last = !((1u64 << (len % 64)) - 1);
         }
         let mut f = FirstAbsent { words, low: 0 };
         f.advance();
@@ -606,17 +606,14 @@ pub fn search<M: Model>(
             }
             let allowed = k < nc || sym_prev[k] == NIL || bits.get(sym_prev[k] as usize);
             if allowed {
-                if let Some(limit) = options.step_limit {
-                    if stats.steps >= limit {
-                        stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
-                        return (
-                            SearchResult::Exhausted(
-                                Exhausted::Steps(limit),
-                                deepest(&best, &saved),
-                            ),
-                            stats,
-                        );
-                    }
+                if let Some(limit) = options.step_limit
+                    && stats.steps >= limit
+                {
+                    stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
+                    return (
+                        SearchResult::Exhausted(Exhausted::Steps(limit), deepest(&best, &saved)),
+                        stats,
+                    );
                 }
                 stats.steps += 1;
                 let o = op(k);

@@ -130,7 +130,7 @@ fn register_op(a: u8, b: u8, c: u8) -> (Function, Option<String>, Value, Value) 
 }
 
 fn kv_op(a: u8, b: u8, c: u8) -> (Function, Option<String>, Value, Value) {
-    let key = Some(if b % 2 == 0 { "x" } else { "y" }.to_string());
+    let key = Some(if b.is_multiple_of(2) { "x" } else { "y" }.to_string());
     let s = |x: u8| Value::Str(["a", "b", "ab"][(x % 3) as usize].to_string());
     match a % 4 {
         0 => (
@@ -153,7 +153,7 @@ fn unique_register_op(
     move |a, b, c| {
         let n = written.get();
         let old = |x: u8| {
-            if n == 0 || x % (n + 1) == 0 {
+            if n == 0 || x.is_multiple_of(n + 1) {
                 Value::Nil
             } else {
                 int((x % (n + 1)) as i64)
@@ -182,7 +182,7 @@ fn unique_kv_op(
         let n = written.get();
         let s = |i: u8| Value::Str(format!("v{i}"));
         let old = |x: u8| {
-            if n == 0 || x % (n + 1) == 0 {
+            if n == 0 || x.is_multiple_of(n + 1) {
                 Value::Nil
             } else {
                 s(x % (n + 1))
@@ -204,7 +204,7 @@ fn unique_kv_op(
 }
 
 fn mutex_op(a: u8, _b: u8, _c: u8) -> (Function, Option<String>, Value, Value) {
-    if a % 2 == 0 {
+    if a.is_multiple_of(2) {
         (Function::Acquire, None, Value::Nil, Value::Nil)
     } else {
         (Function::Release, None, Value::Nil, Value::Nil)

@@ -559,7 +559,11 @@ mod tests {
     fn phase_timeout_grows_above_the_slowest_round_trips_and_never_below_its_floor() {
         let ms = std::time::Duration::from_millis;
         let mut rtt = RoundTrip::default();
-        assert_eq!(rtt.timeout(ms(50), 0), ms(50), "the floor before any sample");
+        assert_eq!(
+            rtt.timeout(ms(50), 0),
+            ms(50),
+            "the floor before any sample"
+        );
         assert_eq!(rtt.timeout(ms(50), 2), ms(200), "doubled per failure");
         // Round trips spread uniformly over 2..=120 ms, as over links of 1 to 60 ms each way.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);

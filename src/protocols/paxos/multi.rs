@@ -679,10 +679,10 @@ impl Node {
         if let Role::Leader(leader) = &mut self.role {
             // Our proposal there is decided (ours or, for a stale leader, another leader's), and
             // our next proposals go after every slot known chosen.
-            if let Some(p) = leader.pending.remove(&slot) {
-                if let Value::Command(c) = &p.value {
-                    leader.by_command.remove(&c.id());
-                }
+            if let Some(p) = leader.pending.remove(&slot)
+                && let Value::Command(c) = &p.value
+            {
+                leader.by_command.remove(&c.id());
             }
             leader.next_slot = leader.next_slot.max(slot + 1);
         }
@@ -705,16 +705,16 @@ impl Node {
             if let Value::Command(command) = value {
                 let (outcome, _) = self.kv.apply(command);
                 let id = command.id();
-                if let Role::Leader(leader) = &mut self.role {
-                    if leader.awaiting.remove(&id) {
-                        ctx.reply(
-                            id.client,
-                            Reply {
-                                id: id.request,
-                                outcome,
-                            },
-                        );
-                    }
+                if let Role::Leader(leader) = &mut self.role
+                    && leader.awaiting.remove(&id)
+                {
+                    ctx.reply(
+                        id.client,
+                        Reply {
+                            id: id.request,
+                            outcome,
+                        },
+                    );
                 }
             }
             ctx.observe(Observation::Applied {
@@ -731,10 +731,10 @@ impl Node {
         if self.applied >= self.leader_chosen_through {
             return;
         }
-        if let Some((_, at)) = self.catch_up {
-            if now - at < patience {
-                return;
-            }
+        if let Some((_, at)) = self.catch_up
+            && now - at < patience
+        {
+            return;
         }
         let from_slot = self.applied + 1;
         self.catch_up = Some((from_slot, now));
@@ -770,12 +770,11 @@ impl Node {
             promises,
             ..
         } = &mut self.role
+            && *mine == ballot
         {
-            if *mine == ballot {
-                promises.insert(from, accepted);
-                if promises.len() >= majority {
-                    self.become_leader(ctx);
-                }
+            promises.insert(from, accepted);
+            if promises.len() >= majority {
+                self.become_leader(ctx);
             }
         }
     }

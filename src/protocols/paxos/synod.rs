@@ -591,10 +591,10 @@ impl Node {
 
     /// The proposer knows `value` is chosen in `instance`: stop, record, tell the learners.
     fn decide(&mut self, ctx: &mut Context<'_>, instance: u64, value: String) {
-        if let Some(attempt) = self.attempts.remove(&instance) {
-            if let Some(t) = attempt.timer {
-                ctx.cancel_timer(t);
-            }
+        if let Some(attempt) = self.attempts.remove(&instance)
+            && let Some(t) = attempt.timer
+        {
+            ctx.cancel_timer(t);
         }
         if self.decided.contains_key(&instance) {
             return;
@@ -661,10 +661,10 @@ impl Node {
         if self.is_proposer() {
             if adopt {
                 self.decide(ctx, instance, value);
-            } else if let Some(attempt) = self.attempts.remove(&instance) {
-                if let Some(t) = attempt.timer {
-                    ctx.cancel_timer(t);
-                }
+            } else if let Some(attempt) = self.attempts.remove(&instance)
+                && let Some(t) = attempt.timer
+            {
+                ctx.cancel_timer(t);
             }
         }
     }
@@ -679,15 +679,15 @@ impl Node {
     ) {
         let majority = self.majority;
         // As the proposer of `ballot`.
-        if let Some(attempt) = self.attempts.get_mut(&instance) {
-            if let Phase::Accepting(proposed, acks) = &mut attempt.phase {
-                if attempt.ballot == ballot && *proposed == value {
-                    acks.insert(from);
-                    if acks.len() >= majority {
-                        let value = proposed.clone();
-                        return self.decide(ctx, instance, value);
-                    }
-                }
+        if let Some(attempt) = self.attempts.get_mut(&instance)
+            && let Phase::Accepting(proposed, acks) = &mut attempt.phase
+            && attempt.ballot == ballot
+            && *proposed == value
+        {
+            acks.insert(from);
+            if acks.len() >= majority {
+                let value = proposed.clone();
+                return self.decide(ctx, instance, value);
             }
         }
         // As a learner (§2.3): a majority accepted the same proposal.
@@ -876,15 +876,15 @@ impl Process for Node {
         match timer {
             Timer::Start { .. } => self.start_due(ctx),
             Timer::Retry { instance, ballot } => {
-                if let Some(attempt) = self.attempts.get(&instance) {
-                    if attempt.ballot == ballot {
-                        if attempt.phase == Phase::BackingOff {
-                            let failures = attempt.failures;
-                            self.prepare(ctx, instance, failures);
-                        } else {
-                            // The phase timed out (lost messages, a partition, a crash).
-                            self.back_off(ctx, instance);
-                        }
+                if let Some(attempt) = self.attempts.get(&instance)
+                    && attempt.ballot == ballot
+                {
+                    if attempt.phase == Phase::BackingOff {
+                        let failures = attempt.failures;
+                        self.prepare(ctx, instance, failures);
+                    } else {
+                        // The phase timed out (lost messages, a partition, a crash).
+                        self.back_off(ctx, instance);
                     }
                 }
             }

@@ -460,7 +460,11 @@ impl Node {
         }
         let round = self.round;
         for peer in self.peers.clone() {
-            if self.progress.get(&peer).is_some_and(|p| p.sent_round < round) {
+            if self
+                .progress
+                .get(&peer)
+                .is_some_and(|p| p.sent_round < round)
+            {
                 self.send_append(ctx, peer, true);
             }
         }
