@@ -191,12 +191,13 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
     (found, roles)
 }
 
-/// The last crash of a node that is still crashed at the end of the run, if any.
+/// The last crash of a server that is still crashed at the end of the run, if any (a client
+/// crashed for good owes the servers nothing).
 fn last_permanent_crash(record: &RunRecord) -> Option<(u64, NodeId)> {
     record
         .lifecycle
         .iter()
-        .filter(|l| l.kind == LifecycleKind::Crash)
+        .filter(|l| l.kind == LifecycleKind::Crash && record.topology.servers.contains(&l.node))
         .filter(|l| record.final_status.get(l.node.index()) == Some(&Status::Crashed))
         .map(|l| (l.t_ns, l.node))
         .max()
