@@ -167,6 +167,9 @@ pub struct Stats {
     pub history_events: u64,
     /// Trace lines written.
     pub trace_lines: u64,
+    /// Simulation events fired (message arrivals, timer firings, fault starts and ends): the
+    /// count that [`EventLimits::per_run`] bounds.
+    pub events: u64,
 }
 
 /// An observation with its global time and node.

@@ -1322,6 +1322,7 @@ impl World {
         let mut stats = std::mem::take(&mut self.stats);
         stats.trace_lines = lines;
         stats.history_events = self.history.len() as u64;
+        stats.events = self.events_fired;
         let healed = self.network.is_whole()
             && !self.network.is_degraded()
             && self.nodes.iter().all(|n| n.status != Status::Paused);
