@@ -551,27 +551,23 @@ mod tests {
 
     #[test]
     fn durable_bytes_at_the_end_of_the_run_are_judged_without_a_trace() {
-        let mut rec = with_ops("durable_bytes_max = 700\n");
-        rec.final_durable_bytes[1] = 700;
-        // A client's entry is not a server's disk.
-        let last = rec.final_durable_bytes.len() - 1;
-        rec.final_durable_bytes[last] = 10_000;
-        let r = run(&rec);
+        // n2's disk holds 700 bytes at the end; a client's entry is not a server's disk.
+        let with_disk = |extra: &str| {
+            let mut rec = with_ops(extra);
+            rec.final_durable_bytes[1] = 700;
+            let last = rec.final_durable_bytes.len() - 1;
+            rec.final_durable_bytes[last] = 10_000;
+            run(&rec)
+        };
+        let r = with_disk("durable_bytes_max = 700\n");
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["durable_bytes_max"], 700);
-        let mut rec = with_ops("durable_bytes_max = 699\n");
-        rec.final_durable_bytes[1] = 700;
-        let r = run(&rec);
+        let r = with_disk("durable_bytes_max = 699\n");
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert!(
-            r.evidence[0].contains("n2 at 10000.0ms"),
-            "{:?}",
-            r.evidence
-        );
+        assert!(r.evidence[0].contains("n2 at 10000.0ms"), "{r:?}");
         // An interval that ends before the run does not hold the end.
-        let mut rec = with_ops("durable_bytes_max = 699\nuntil = \"9s\"\n");
-        rec.final_durable_bytes[1] = 700;
-        assert_eq!(run(&rec).verdict, Verdict::Unknown);
+        let r = with_disk("durable_bytes_max = 699\nuntil = \"9s\"\n");
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
     }
 
     #[test]
