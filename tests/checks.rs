@@ -171,6 +171,7 @@ fn bounds_fail_when_the_run_exceeds_them() {
     for (from, to) in [
         ("elections_max = 4", "elections_max = 0"),
         ("messages_per_op_max = 30", "messages_per_op_max = 2"),
+        ("bytes_per_op_max = 500", "bytes_per_op_max = 100"),
         ("latency_mean_max = \"30ms\"", "latency_mean_max = \"1ms\""),
         (
             "latency_percentile_max = \"100ms\"",
@@ -182,22 +183,48 @@ fn bounds_fail_when_the_run_exceeds_them() {
         let (_, checks) = run(&scenario(&tight));
         let b = check(&checks, "bounds");
         assert_eq!(b.verdict, Verdict::Fail, "{to}: {b:?}");
-        assert_eq!(b.summary, "1 of 4 bounds exceeded", "{to}");
+        assert_eq!(b.summary, "1 of 5 bounds exceeded", "{to}");
     }
 }
 
 #[test]
-fn bounds_read_from_the_trace_are_unknown_without_one_and_judged_with_one() {
-    let text = format!("duration = \"3s\"\n{RAFT}[check.bounds]\nbytes_per_op_max = 100000\n");
+fn byte_bounds_are_judged_without_a_trace_and_agree_with_a_traced_run() {
+    let text = format!(
+        "duration = \"3s\"\n{RAFT}[check.bounds]\nbytes_per_op_max = 100000\ndurable_bytes_max = 100000000\n"
+    );
     let s = scenario(&text);
-    let (_, checks) = run(&s);
-    assert_eq!(check(&checks, "bounds").verdict, Verdict::Unknown);
-    let record = sim::run(&s, s.seed, &RunOptions::default());
-    let b = run_checks(&record)
+    // Without a kept trace (as in `faultline test`) both bounds are judged.
+    let (untraced, checks) = run(&s);
+    let b = check(&checks, "bounds");
+    assert_eq!(b.verdict, Verdict::Pass, "{b:?}");
+    let bytes = b.metrics["bytes_per_op"].as_f64().expect("measured");
+    assert!(bytes > 20.0, "{bytes}");
+    let durable = b.metrics["durable_bytes_max"].as_u64().expect("measured");
+    assert!(durable > 0, "a Raft server's log is on its disk: {durable}");
+    // Keeping the trace changes nothing: the counts come from the record.
+    let traced = sim::run(&s, s.seed, &RunOptions::default());
+    assert!(!traced.trace_jsonl.is_empty());
+    assert_eq!(
+        traced.stats.message_bytes_sent,
+        untraced.stats.message_bytes_sent
+    );
+    assert_eq!(traced.final_durable_bytes, untraced.final_durable_bytes);
+    let tb = run_checks(&traced)
         .into_iter()
         .find(|c| c.name == "bounds")
         .expect("bounds ran");
-    assert_eq!(b.verdict, Verdict::Pass, "{b:?}");
-    let bytes = b.metrics["bytes_per_op"].as_f64().expect("measured");
-    assert!(bytes > 50.0, "{bytes}");
+    assert_eq!(tb.metrics, b.metrics);
+    // The bytes bound can fail: just below the measured value.
+    let tight = text.replace(
+        "bytes_per_op_max = 100000",
+        &format!("bytes_per_op_max = {}", bytes * 0.99),
+    );
+    let (_, checks) = run(&scenario(&tight));
+    assert_eq!(check(&checks, "bounds").verdict, Verdict::Fail);
+    let tight = text.replace(
+        "durable_bytes_max = 100000000",
+        &format!("durable_bytes_max = {}", durable - 1),
+    );
+    let (_, checks) = run(&scenario(&tight));
+    assert_eq!(check(&checks, "bounds").verdict, Verdict::Fail);
 }

@@ -5,17 +5,17 @@
 //! | bound | measured from | over |
 //! |---|---|---|
 //! | `messages_per_op_max` | `stats.messages_sent` (every message handed to the network, client requests and replies included) divided by the client operations invoked | the whole run |
-//! | `bytes_per_op_max` | the bytes of the `msg` JSON of every `send` line of the trace, divided by the client operations invoked | the whole run |
+//! | `bytes_per_op_max` | `stats.message_bytes_sent` (each sent message's canonical binary encoding, the postcard record the trace hash covers) divided by the client operations invoked | the whole run |
 //! | `elections_max` | new terms: `role` observations whose term is above every term observed before (any node); every election attempt starts one | `[from, until)` |
-//! | `durable_bytes_max` | the `durable_bytes` of each server's `start` trace lines after a restart (incarnation 2 or more): what it found on disk | restarts in `[from, until)` |
+//! | `durable_bytes_max` | each server's durable bytes at the end of the run (`RunRecord.final_durable_bytes`), if `until` is unset or not before the end; and, when the trace is kept, the `durable_bytes` of each `start` line after a restart (incarnation 2 or more): what it found on disk | the end of the run, restarts in `[from, until)` |
 //! | `latency_mean_max` | mean of `completion - invoke` of operations answered `ok` or `fail` (`info` has no answer time, only a timeout) | operations invoked in `[from, until)` |
 //! | `latency_percentile_max` | the `latency_percentile`-th percentile (nearest rank) of the same latencies | the same |
 //!
 //! A bound the run cannot answer makes the check `unknown`, never `pass`: no client operation for
-//! a per-operation bound; no kept trace (`faultline test`, a truncated trace) for the two
-//! trace-read bounds; no `role` observation in the whole run (the protocol reports no terms) for
-//! `elections_max`; no restart for `durable_bytes_max`; no answered operation for the latency
-//! bounds. A failed bound makes it `fail` whatever the others say.
+//! a per-operation bound; no `role` observation in the whole run (the protocol reports no terms)
+//! for `elections_max`; for `durable_bytes_max`, an interval that ends before the run and holds
+//! no restart seen in a kept trace; no answered operation for the latency bounds. No bound needs
+//! the trace: `faultline test` judges them all. A failed bound makes it `fail` whatever the others say.
 
 use std::collections::BTreeMap;
 
@@ -54,14 +54,15 @@ pub struct Config {
     /// Most messages sent per client operation invoked (a number; whole run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_per_op_max: Option<f64>,
-    /// Most message bytes (of the trace's `msg` JSON) sent per client operation invoked (whole
-    /// run; needs a kept trace).
+    /// Most message bytes (`stats.message_bytes_sent`: binary encodings) sent per client
+    /// operation invoked (whole run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_per_op_max: Option<f64>,
     /// Most new terms (elections started) in the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elections_max: Option<u64>,
-    /// Most bytes a server may find on its disk when it restarts in the interval (needs a kept
+    /// Most durable bytes a server may hold at the end of the run (if the interval reaches it)
+    /// or find on its disk when it restarts in the interval (restarts are read from a kept
     /// trace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durable_bytes_max: Option<u64>,
@@ -190,21 +191,6 @@ fn full_trace(record: &RunRecord) -> Option<impl Iterator<Item = &str>> {
     (!record.trace_truncated && !record.trace_jsonl.is_empty()).then(|| record.trace_jsonl.lines())
 }
 
-/// The bytes of the `msg` value of every `send` line (it is the line's last field).
-fn message_bytes(lines: impl Iterator<Item = impl AsRef<str>>) -> u64 {
-    const KEY: &str = ",\"msg\":";
-    lines
-        .filter_map(|line| {
-            let line = line.as_ref();
-            if !line.contains(",\"kind\":\"send\",") {
-                return None;
-            }
-            let at = line.find(KEY)? + KEY.len();
-            Some((line.len() - at).saturating_sub(1) as u64)
-        })
-        .sum()
-}
-
 /// (time, node name, bytes) of every `start` line of a restart (incarnation 2 or more).
 fn restart_disks(lines: impl Iterator<Item = impl AsRef<str>>) -> Vec<(u64, String, u64)> {
     lines
@@ -270,21 +256,12 @@ fn run(record: &RunRecord) -> CheckResult {
         });
     }
 
-    let bytes = full_trace(record).map(message_bytes);
-    let bytes_per_op = bytes.and_then(per_op);
+    let bytes_per_op = per_op(record.stats.message_bytes_sent);
     metrics.insert("bytes_per_op".into(), bytes_per_op.into());
     if let Some(max) = c.bytes_per_op_max {
-        bounds.push(match (bytes, bytes_per_op) {
-            (Some(_), Some(x)) => {
-                Bound::judge("bytes per operation", x, max, |x| format!("{x:.1}"))
-            }
-            (None, _) => Bound::unknown(
-                "bytes per operation",
-                "the run kept no complete trace to measure messages in (faultline test keeps none; `faultline run` does)",
-            ),
-            (Some(_), None) => {
-                Bound::unknown("bytes per operation", "no client operation was invoked")
-            }
+        bounds.push(match bytes_per_op {
+            Some(x) => Bound::judge("bytes per operation", x, max, |x| format!("{x:.1}")),
+            None => Bound::unknown("bytes per operation", "no client operation was invoked"),
         });
     }
 
@@ -320,26 +297,38 @@ fn run(record: &RunRecord) -> CheckResult {
     }
 
     if let Some(max) = c.durable_bytes_max {
-        let restarts: Option<Vec<(u64, String, u64)>> = full_trace(record).map(|lines| {
-            restart_disks(lines)
-                .into_iter()
-                .filter(|(t, _, _)| *t >= from && *t < until)
-                .collect()
-        });
-        bounds.push(match restarts {
+        // (time, server, bytes): restarts in the interval from a kept trace, then each server's
+        // disk at the end of the run if the interval reaches it.
+        let mut disks: Vec<(u64, String, u64)> = full_trace(record)
+            .map(|lines| {
+                restart_disks(lines)
+                    .into_iter()
+                    .filter(|(t, _, _)| *t >= from && *t < until)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if until >= record.end_ns {
+            let servers = record.topology.servers.iter();
+            disks.extend(servers.filter_map(|&n| {
+                let bytes = *record.final_durable_bytes.get(n.index())?;
+                Some((
+                    record.end_ns,
+                    record.topology.names[n.index()].clone(),
+                    bytes,
+                ))
+            }));
+        }
+        // The largest; the earliest of equals.
+        let largest = disks.iter().max_by_key(|x| (x.2, std::cmp::Reverse(x.0)));
+        bounds.push(match largest {
             None => Bound::unknown(
                 "durable bytes",
-                "the run kept no complete trace to read restarts from (faultline test keeps none; `faultline run` does)",
+                format!("the interval {interval} ends before the run and no server restarted in it (restarts are read from a kept trace)"),
             ),
-            Some(r) if r.is_empty() => Bound::unknown(
-                "durable bytes",
-                format!("no server restarted in {interval}: the record shows a disk's size only when its node starts"),
-            ),
-            Some(r) => {
-                let (t, node, most) = r.iter().max_by_key(|x| x.2).expect("not empty");
+            Some((t, node, most)) => {
                 metrics.insert("durable_bytes_max".into(), (*most).into());
                 let mut b = Bound::judge(
-                    &format!("durable bytes at restarts in {interval}"),
+                    &format!("durable bytes (at the end of the run and at restarts) in {interval}"),
                     *most as f64,
                     max as f64,
                     |x| format!("{x}"),
@@ -510,7 +499,7 @@ mod tests {
         );
     }
 
-    /// A kept trace with two sends (msg JSON of 10 and 20 bytes) and a restart of n2 that found
+    /// A kept trace with two sends and a restart of n2 that found
     /// 500 bytes on disk at 2.5s.
     fn traced(rec: &mut RunRecord) {
         let mut trace = Trace::new(1 << 20, rec.topology.names.clone());
@@ -538,23 +527,47 @@ mod tests {
     }
 
     #[test]
-    fn bytes_per_operation_bound_passes_fails_and_needs_a_trace() {
+    fn bytes_per_operation_bound_is_judged_from_the_stats_without_a_trace() {
         let mut rec = with_ops("bytes_per_op_max = 10\n");
-        assert_eq!(
-            run(&rec).verdict,
-            Verdict::Unknown,
-            "without a kept trace the bytes are not in the record"
-        );
-        traced(&mut rec);
+        rec.stats.message_bytes_sent = 30;
+        assert!(rec.trace_jsonl.is_empty(), "no trace kept");
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(
             r.metrics["bytes_per_op"], 10.0,
             "30 bytes over 3 operations"
         );
-        let mut rec2 = with_ops("bytes_per_op_max = 9.9\n");
-        traced(&mut rec2);
-        assert_eq!(run(&rec2).verdict, Verdict::Fail);
+        rec.stats.message_bytes_sent = 31;
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("10.3 is above"), "{:?}", r.evidence);
+        rec.history.clear();
+        assert_eq!(
+            run(&rec).verdict,
+            Verdict::Unknown,
+            "no operation: cannot divide"
+        );
+    }
+
+    #[test]
+    fn durable_bytes_at_the_end_of_the_run_are_judged_without_a_trace() {
+        // n2's disk holds 700 bytes at the end; a client's entry is not a server's disk.
+        let with_disk = |extra: &str| {
+            let mut rec = with_ops(extra);
+            rec.final_durable_bytes[1] = 700;
+            let last = rec.final_durable_bytes.len() - 1;
+            rec.final_durable_bytes[last] = 10_000;
+            run(&rec)
+        };
+        let r = with_disk("durable_bytes_max = 700\n");
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.metrics["durable_bytes_max"], 700);
+        let r = with_disk("durable_bytes_max = 699\n");
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.evidence[0].contains("n2 at 10000.0ms"), "{r:?}");
+        // An interval that ends before the run does not hold the end.
+        let r = with_disk("durable_bytes_max = 699\nuntil = \"9s\"\n");
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! progress).
 //!
 //! **Window start.** The final heal is `RunRecord.final_heal_ns`: when the last partition healed,
-//! the last paused node resumed or the last crashed node restarted. Without one (faults still
-//! active at the end) the verdict is `unknown`. A node crashed and never restarted is a fault that
+//! the last `degrade` fault (a changed network condition) ended, the last paused node resumed or
+//! the last crashed node restarted. Without one (faults still active at the end, a degrade still
+//! in force included) the verdict is `unknown`. A node crashed and never restarted is a fault that
 //! never ends, so the window starts at the later of the final heal and the last crash of a node
 //! that is still down at the end. From then on no node changes state.
 //!

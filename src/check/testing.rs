@@ -35,6 +35,7 @@ pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
         faults: Vec::new(),
         final_heal_ns: Some(0),
         final_status: vec![Status::Up; n],
+        final_durable_bytes: vec![0; n],
         stats: Stats::default(),
         halt: None,
         limit_exceeded: None,

@@ -137,6 +137,10 @@ impl std::fmt::Display for LimitExceeded {
 pub struct Stats {
     /// Messages handed to the network.
     pub messages_sent: u64,
+    /// Bytes of the messages handed to the network: the sum over `messages_sent` of each
+    /// message's canonical binary encoding (postcard, the record the trace hash covers; not
+    /// the longer JSON of a trace `send` line). Duplicates made by the network are not counted.
+    pub message_bytes_sent: u64,
     /// Messages handled by their receiver.
     pub messages_delivered: u64,
     /// Extra copies created by duplication.
@@ -167,6 +171,9 @@ pub struct Stats {
     pub history_events: u64,
     /// Trace lines written.
     pub trace_lines: u64,
+    /// Simulation events fired (message arrivals, timer firings, fault starts and ends): the
+    /// count that [`EventLimits::per_run`] bounds.
+    pub events: u64,
 }
 
 /// An observation with its global time and node.
@@ -280,6 +287,9 @@ pub struct RunRecord {
     pub final_heal_ns: Option<u64>,
     /// Each node's state at the end.
     pub final_status: Vec<Status>,
+    /// Each node's durable bytes at the end (keys and values on its disk, as a `start` trace
+    /// line's `durable_bytes`), indexed by node.
+    pub final_durable_bytes: Vec<u64>,
     /// Counters.
     pub stats: Stats,
     /// Set if a process panicked and the run stopped early.

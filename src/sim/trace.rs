@@ -340,6 +340,21 @@ impl Line<'_> {
         self
     }
 
+    /// Like [`Line::json`], and adds the size in bytes of `value`'s canonical binary record (the
+    /// postcard encoding the hash covers, computed anyway) to `bytes`: a value's size without
+    /// encoding it a second time.
+    pub fn json_counting_bytes(
+        &mut self,
+        key: &str,
+        value: &impl Serialize,
+        bytes: &mut u64,
+    ) -> &mut Self {
+        let before = self.trace.binary.len();
+        self.json(key, value);
+        *bytes += (self.trace.binary.len() - before) as u64;
+        self
+    }
+
     /// Closes the line. Full batches are hashed; a full chunk of JSON lines is kept (within the
     /// limit).
     pub fn end(&mut self) {

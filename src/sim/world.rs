@@ -714,7 +714,7 @@ impl World {
             .line(self.now_ns, Some(from), "send")
             .node("to", to)
             .u64("msg_id", msg_id)
-            .json("msg", &message)
+            .json_counting_bytes("msg", &message, &mut self.stats.message_bytes_sent)
             .end();
         match self.network.fate(from, to, self.now_ns) {
             Fate::Lost => self.drop_message(msg_id, from, to, "loss"),
@@ -1322,6 +1322,7 @@ impl World {
         let mut stats = std::mem::take(&mut self.stats);
         stats.trace_lines = lines;
         stats.history_events = self.history.len() as u64;
+        stats.events = self.events_fired;
         let healed = self.network.is_whole()
             && !self.network.is_degraded()
             && self.nodes.iter().all(|n| n.status != Status::Paused);
@@ -1340,6 +1341,11 @@ impl World {
             faults: std::mem::take(&mut self.faults),
             final_heal_ns: healed.then_some(self.last_heal_ns),
             final_status: self.nodes.iter().map(|n| n.status).collect(),
+            final_durable_bytes: self
+                .nodes
+                .iter()
+                .map(|n| n.disk.durable_bytes() as u64)
+                .collect(),
             stats,
             halt: self.halt.take(),
             limit_exceeded: self.limit_exceeded.take(),
