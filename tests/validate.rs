@@ -154,6 +154,30 @@ fn the_validate_command_prints_every_problem_of_every_file_in_a_folder_and_exits
 }
 
 #[test]
+fn the_run_command_prints_every_problem_of_a_bad_scenario_before_running() {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-scenarios/several-problems.toml");
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(out_dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let want: Vec<String> = expected(&text)
+        .into_iter()
+        .map(|line| format!("{}:{line}", file.display()))
+        .collect();
+    assert!(want.len() > 1, "the file has several problems");
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), want);
+    assert!(!out_dir.path().join("run").exists(), "nothing written");
+}
+
+#[test]
 fn the_validate_command_accepts_every_shipped_scenario_given_as_files_or_a_folder() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let files = faultline::cli::test::find_scenarios(std::slice::from_ref(&root)).unwrap();

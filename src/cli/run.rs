@@ -45,10 +45,12 @@ pub const DEFAULT_OUT_ROOT: &str = "reports";
 /// Runs a scenario and writes its outputs; returns the exit code. Every problem with the
 /// scenario or the output folder is reported (exit 2) before the simulation starts.
 pub fn run(args: &RunArgs) -> u8 {
-    let scenario = match Scenario::load(&args.scenario) {
+    let scenario = match Scenario::load_all(&args.scenario) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
             return exit::BAD_INPUT;
         }
     };
