@@ -198,7 +198,6 @@ pub struct World {
     halt: Option<Halt>,
     effects: Vec<Effect>,
     event_limits: EventLimits,
-    events_fired: u64,
     /// The instant of the latest events fired, and how many fired at it.
     instant_ns: u64,
     events_at_instant: u64,
@@ -269,7 +268,6 @@ impl World {
             halt: None,
             effects: Vec::new(),
             event_limits: EventLimits::default(),
-            events_fired: 0,
             instant_ns: 0,
             events_at_instant: 0,
             limit_exceeded: None,
@@ -332,7 +330,7 @@ impl World {
             self.instant_ns = t_ns;
             self.events_at_instant = 0;
         }
-        let over = if self.events_fired >= self.event_limits.per_run {
+        let over = if self.stats.events >= self.event_limits.per_run {
             Some(("events_per_run", self.event_limits.per_run))
         } else if self.events_at_instant >= self.event_limits.per_instant {
             Some(("events_per_instant", self.event_limits.per_instant))
@@ -343,7 +341,7 @@ impl World {
             self.limit_exceeded = Some(LimitExceeded { limit, value, t_ns });
             return false;
         }
-        self.events_fired += 1;
+        self.stats.events += 1;
         self.events_at_instant += 1;
         true
     }
@@ -1322,7 +1320,6 @@ impl World {
         let mut stats = std::mem::take(&mut self.stats);
         stats.trace_lines = lines;
         stats.history_events = self.history.len() as u64;
-        stats.events = self.events_fired;
         let healed = self.network.is_whole()
             && !self.network.is_degraded()
             && self.nodes.iter().all(|n| n.status != Status::Paused);
