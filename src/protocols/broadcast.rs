@@ -133,10 +133,11 @@ fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
     Box::new(Node::new(setup, scenario.broadcast.clone()))
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     let config = &scenario.broadcast;
     if config.gossip_interval.as_nanos() == 0 {
-        return Err(ScenarioError::at_path(
+        errors.push(ScenarioError::at_path(
             path,
             text,
             &["broadcast".into(), "gossip_interval".into()],
@@ -144,14 +145,21 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
         ));
     }
     if config.batch_limit == 0 {
-        return Err(ScenarioError::at_path(
+        errors.push(ScenarioError::at_path(
             path,
             text,
             &["broadcast".into(), "batch_limit".into()],
             "expected at least 1",
         ));
     }
-    crate::scenario::validate_bugs(&config.bugs, &PROTOCOL, path, text, "broadcast")
+    errors.extend(crate::scenario::validate_bugs(
+        &config.bugs,
+        &PROTOCOL,
+        path,
+        text,
+        "broadcast",
+    ));
+    errors
 }
 
 const VALUE_KEY_PREFIX: &str = "value/";

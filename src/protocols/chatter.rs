@@ -53,16 +53,17 @@ fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
     })
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     if scenario.chatter.interval.as_nanos() == 0 {
-        return Err(ScenarioError::at_path(
+        errors.push(ScenarioError::at_path(
             path,
             text,
             &["chatter".into(), "interval".into()],
             "expected a positive duration",
         ));
     }
-    Ok(())
+    errors
 }
 
 /// Peer messages.

@@ -219,8 +219,9 @@ pub struct ProtocolInfo {
     pub bugs: &'static [Bug],
     /// Builds a fresh server process (at boot and after every restart).
     pub build: fn(&NodeSetup, &Scenario) -> Box<dyn AnyProcess>,
-    /// Checks the protocol's own scenario section; errors carry a key path and a message.
-    pub validate: fn(&Scenario, &str, &std::path::Path) -> Result<(), ScenarioError>,
+    /// Checks the protocol's own scenario section and returns every problem found (none: valid);
+    /// each error carries a key path and a message.
+    pub validate: fn(&Scenario, &str, &std::path::Path) -> Vec<ScenarioError>,
 }
 
 /// Every protocol, in `faultline list` order.

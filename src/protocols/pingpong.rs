@@ -32,16 +32,17 @@ fn build(setup: &NodeSetup, _scenario: &Scenario) -> Box<dyn AnyProcess> {
     })
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     if matches!(scenario.cluster.nodes, crate::scenario::NodeList::Count(n) if n < 2) {
-        return Err(ScenarioError::at_path(
+        errors.push(ScenarioError::at_path(
             path,
             text,
             &["cluster".into(), "nodes".into()],
             "pingpong needs at least 2 nodes",
         ));
     }
-    Ok(())
+    errors
 }
 
 /// Peer messages.

@@ -167,11 +167,12 @@ pub fn validate_bugs(
     path: &Path,
     text: &str,
     section: &str,
-) -> Result<(), ScenarioError> {
+) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     for (i, bug) in bugs.iter().enumerate() {
         if !protocol.bugs.iter().any(|b| b.name == bug) {
             let known: Vec<&str> = protocol.bugs.iter().map(|b| b.name).collect();
-            return Err(ScenarioError::at_path(
+            errors.push(ScenarioError::at_path(
                 path,
                 text,
                 &[section.into(), "bugs".into(), i.into()],
@@ -183,7 +184,7 @@ pub fn validate_bugs(
             ));
         }
     }
-    Ok(())
+    errors
 }
 
 /// Whether a scenario `name` is safe as a folder name under `--out`: 1 to
@@ -310,8 +311,10 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
             validate_fault(v, s, &topo, i, f);
         }
     }
-    if let Some(Err(e)) = protocol.map(|protocol| (protocol.validate)(s, v.text, v.path)) {
-        v.errors.borrow_mut().push(e);
+    if let Some(protocol) = protocol {
+        v.errors
+            .borrow_mut()
+            .extend((protocol.validate)(s, v.text, v.path));
     }
 }
 

@@ -188,7 +188,8 @@ impl Default for Config {
     }
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     let c = &scenario.multi_paxos;
     let section = PROTOCOL.name;
     let err = |key: &'static str, message: String| {
@@ -199,11 +200,11 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
         ("heartbeat_interval", c.heartbeat_interval),
     ] {
         if d.as_nanos() == 0 {
-            return Err(err(key, "expected a positive duration".into()));
+            errors.push(err(key, "expected a positive duration".into()));
         }
     }
     if c.election_timeout_max < c.election_timeout_min {
-        return Err(err(
+        errors.push(err(
             "election_timeout_max",
             format!(
                 "expected at least election_timeout_min ({}), found {}",
@@ -211,8 +212,9 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
             ),
         ));
     }
-    if c.heartbeat_interval >= c.election_timeout_min {
-        return Err(err(
+    // Compared with election_timeout_min only when that is valid (else its own error says so).
+    if c.election_timeout_min.as_nanos() > 0 && c.heartbeat_interval >= c.election_timeout_min {
+        errors.push(err(
             "heartbeat_interval",
             format!(
                 "expected less than election_timeout_min ({}), or followers time out between heartbeats",
@@ -230,10 +232,13 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
         ("session_limit", c.session_limit, 1_000_000),
     ] {
         if !(1..=max).contains(&n) {
-            return Err(err(key, format!("expected between 1 and {max}")));
+            errors.push(err(key, format!("expected between 1 and {max}")));
         }
     }
-    crate::scenario::validate_bugs(&c.bugs, &PROTOCOL, path, text, section)
+    errors.extend(crate::scenario::validate_bugs(
+        &c.bugs, &PROTOCOL, path, text, section,
+    ));
+    errors
 }
 
 fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {

@@ -132,13 +132,14 @@ impl Config {
     }
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     let c = &scenario.paxos;
     let at = |key: &'static str| -> [PathSeg<'static>; 2] { ["paxos".into(), key.into()] };
     let err =
         |key: &'static str, message: String| ScenarioError::at_path(path, text, &at(key), message);
     if scenario.workload.clients != 0 {
-        return Err(ScenarioError::at_path(
+        errors.push(ScenarioError::at_path(
             path,
             text,
             &["workload".into(), "clients".into()],
@@ -146,28 +147,39 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
         ));
     }
     let topology = Topology::new(scenario);
-    c.proposers
-        .validate(&topology, "paxos", "proposers", text, path)?;
-    c.acceptors
-        .validate(&topology, "paxos", "acceptors", text, path)?;
-    c.learners
-        .validate(&topology, "paxos", "learners", text, path)?;
+    errors.extend(
+        c.proposers
+            .validate(&topology, "paxos", "proposers", text, path)
+            .err(),
+    );
+    errors.extend(
+        c.acceptors
+            .validate(&topology, "paxos", "acceptors", text, path)
+            .err(),
+    );
+    errors.extend(
+        c.learners
+            .validate(&topology, "paxos", "learners", text, path)
+            .err(),
+    );
     if !(1..=MAX_INSTANCES).contains(&c.instances) {
-        return Err(err(
+        errors.push(err(
             "instances",
             format!("expected between 1 and {MAX_INSTANCES}"),
         ));
-    }
-    let last_start = c.start_ns(u64::from(c.instances - 1));
-    if last_start >= scenario.duration.as_nanos() {
-        return Err(err(
-            "instance_interval",
-            format!(
-                "the last instance would start at {}, not before the end of the run ({})",
-                Duration(last_start),
-                scenario.duration
-            ),
-        ));
+    } else {
+        // Only with a valid count: the last instance is number `instances - 1`.
+        let last_start = c.start_ns(u64::from(c.instances - 1));
+        if last_start >= scenario.duration.as_nanos() {
+            errors.push(err(
+                "instance_interval",
+                format!(
+                    "the last instance would start at {}, not before the end of the run ({})",
+                    Duration(last_start),
+                    scenario.duration
+                ),
+            ));
+        }
     }
     for (key, d) in [
         ("retry_timeout", c.retry_timeout),
@@ -175,11 +187,11 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
         ("notify_interval", c.notify_interval),
     ] {
         if d.as_nanos() == 0 {
-            return Err(err(key, "expected a positive duration".into()));
+            errors.push(err(key, "expected a positive duration".into()));
         }
     }
     if c.backoff_max < c.backoff_min {
-        return Err(err(
+        errors.push(err(
             "backoff_max",
             format!(
                 "expected at least backoff_min ({}), found {}",
@@ -188,14 +200,17 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
         ));
     }
     if scenario.check.decision.within.as_nanos() == 0 {
-        return Err(ScenarioError::at_path(
+        errors.push(ScenarioError::at_path(
             path,
             text,
             &["check".into(), "decision".into(), "within".into()],
             "expected a positive duration",
         ));
     }
-    crate::scenario::validate_bugs(&c.bugs, &PROTOCOL, path, text, "paxos")
+    errors.extend(crate::scenario::validate_bugs(
+        &c.bugs, &PROTOCOL, path, text, "paxos",
+    ));
+    errors
 }
 
 fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {

@@ -490,19 +490,20 @@ fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
     Box::new(Node::new(setup, scenario.raft.clone()))
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(), ScenarioError> {
+fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+    let mut errors = Vec::new();
     let c = &scenario.raft;
     let err = |key: &'static str, message: String| {
         ScenarioError::at_path(path, text, &["raft".into(), PathSeg::Key(key)], message)
     };
     if c.election_timeout_min.as_nanos() == 0 {
-        return Err(err(
+        errors.push(err(
             "election_timeout_min",
             "expected a positive duration".into(),
         ));
     }
     if c.election_timeout_max < c.election_timeout_min {
-        return Err(err(
+        errors.push(err(
             "election_timeout_max",
             format!(
                 "expected at least election_timeout_min ({})",
@@ -510,8 +511,12 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
             ),
         ));
     }
-    if c.heartbeat_interval.as_nanos() == 0 || c.heartbeat_interval >= c.election_timeout_min {
-        return Err(err(
+    // Compared with election_timeout_min only when that is valid (else its own error says so).
+    let min_ok = c.election_timeout_min.as_nanos() > 0;
+    if c.heartbeat_interval.as_nanos() == 0
+        || (min_ok && c.heartbeat_interval >= c.election_timeout_min)
+    {
+        errors.push(err(
             "heartbeat_interval",
             format!(
                 "expected a positive duration below election_timeout_min ({})",
@@ -536,16 +541,17 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
     ];
     for (key, value, max) in counts {
         if !(1..=max).contains(&value) {
-            return Err(err(
+            errors.push(err(
                 key,
                 format!("expected between 1 and {max}, found {value}"),
             ));
         }
     }
     if c.read_mode == ReadMode::Lease
-        && (c.lease_duration.as_nanos() == 0 || c.lease_duration >= c.election_timeout_min)
+        && (c.lease_duration.as_nanos() == 0
+            || (min_ok && c.lease_duration >= c.election_timeout_min))
     {
-        return Err(err(
+        errors.push(err(
             "lease_duration",
             format!(
                 "expected a positive duration below election_timeout_min ({}): a follower may vote for a new leader after that long",
@@ -553,5 +559,8 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Result<(
             ),
         ));
     }
-    crate::scenario::validate_bugs(&c.bugs, &PROTOCOL, path, text, "raft")
+    errors.extend(crate::scenario::validate_bugs(
+        &c.bugs, &PROTOCOL, path, text, "raft",
+    ));
+    errors
 }
