@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{CheckInfo, CheckResult, ms, until_problem};
 use crate::history::EventType;
 use crate::protocols::{CommonObservation, Observation};
 use crate::scenario::{Duration, Verdict};
@@ -134,16 +134,8 @@ impl Config {
             ));
         }
         if let Some(until) = self.until {
-            if until <= self.from {
-                out.push((
-                    "until",
-                    format!("expected a time after from ({})", self.from),
-                ));
-            } else if until > run {
-                out.push((
-                    "until",
-                    format!("expected at most the run's duration ({run})"),
-                ));
+            if let Some(problem) = until_problem(self.from, until, run) {
+                out.push(("until", problem));
             }
         } else if self.from >= run {
             out.push((
