@@ -22,8 +22,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
-use crate::check::{CheckInfo, CheckResult, ms};
-use crate::history::EventType;
+use crate::check::{CheckInfo, CheckResult, ms, until_problem};
 use crate::protocols::{CommonObservation, Observation};
 use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
@@ -134,16 +133,8 @@ impl Config {
             ));
         }
         if let Some(until) = self.until {
-            if until <= self.from {
-                out.push((
-                    "until",
-                    format!("expected a time after from ({})", self.from),
-                ));
-            } else if until > run {
-                out.push((
-                    "until",
-                    format!("expected at most the run's duration ({run})"),
-                ));
+            if let Some(problem) = until_problem(self.from, until, run) {
+                out.push(("until", problem));
             }
         } else if self.from >= run {
             out.push((
@@ -343,7 +334,7 @@ fn run(record: &RunRecord) -> CheckResult {
     let mut latencies: Vec<u64> = ops
         .iter()
         .filter(|o| o.invoke_ns >= from && o.invoke_ns < until)
-        .filter(|o| matches!(o.outcome, Some(EventType::Ok | EventType::Fail)))
+        .filter(|o| o.is_answered())
         .filter_map(|o| Some(o.complete_ns? - o.invoke_ns))
         .collect();
     latencies.sort_unstable();
@@ -416,8 +407,8 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testing::{observe, op, record};
-    use crate::history::{Function, Value};
+    use crate::check::testing::{observe, put, record};
+    use crate::history::EventType;
     use crate::process::NodeId;
     use crate::sim::trace::Trace;
 
@@ -428,41 +419,14 @@ mod tests {
         }
     }
 
-    /// A record with `extra` bounds and two puts: latencies 10ms and 30ms, invoked at 1s and 2s.
+    /// A record with `extra` bounds and three puts invoked at 1s, 2s and 3s: answered (ok, fail)
+    /// after 10ms and 30ms, and the third `info`.
     fn with_ops(extra: &str) -> RunRecord {
         let mut rec = record(3, 1, &format!("[check.bounds]\n{extra}"));
-        let v = Value::Str("x".into());
         rec.history = [
-            op(
-                1,
-                "c1",
-                Function::Put,
-                v.clone(),
-                1000,
-                EventType::Ok,
-                v.clone(),
-                1010,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                v.clone(),
-                2000,
-                EventType::Fail,
-                v.clone(),
-                2030,
-            ),
-            op(
-                1,
-                "c1",
-                Function::Put,
-                v.clone(),
-                3000,
-                EventType::Info,
-                v,
-                4000,
-            ),
+            put(1, "c1", "x", 1000, EventType::Ok, 1010),
+            put(1, "c1", "x", 2000, EventType::Fail, 2030),
+            put(1, "c1", "x", 3000, EventType::Info, 4000),
         ]
         .concat();
         rec

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::protocols::ProtocolInfo;
-use crate::scenario::Verdict;
+use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
 
 /// The result of one check.
@@ -186,4 +186,17 @@ pub fn overall(results: &[CheckResult]) -> Verdict {
 /// Formats global nanoseconds as milliseconds for evidence lines (`1234.5ms`).
 pub fn ms(t_ns: u64) -> String {
     format!("{:.1}ms", t_ns as f64 / 1e6)
+}
+
+/// What is wrong with an interval `[from, until)` of a run lasting `run`, for a check's option
+/// validation: `until` must lie after `from` and at most at the end of the run. `None` if it is
+/// fine.
+pub fn until_problem(from: Duration, until: Duration, run: Duration) -> Option<String> {
+    if until <= from {
+        Some(format!("expected a time after from ({from})"))
+    } else if until > run {
+        Some(format!("expected at most the run's duration ({run})"))
+    } else {
+        None
+    }
 }

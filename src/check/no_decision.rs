@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{CheckInfo, CheckResult, ms, until_problem};
 use crate::process::NodeId;
 use crate::protocols::{Observation, paxos, raft};
 use crate::scenario::{Duration, Verdict};
@@ -84,18 +84,8 @@ impl Config {
         let mut out = Vec::new();
         match (self.from, self.until) {
             (Some(from), Some(until)) => {
-                if until <= from {
-                    out.push((
-                        "until",
-                        None,
-                        format!("expected a time after from ({from})"),
-                    ));
-                } else if until > run {
-                    out.push((
-                        "until",
-                        None,
-                        format!("expected at most the run's duration ({run})"),
-                    ));
+                if let Some(problem) = until_problem(from, until, run) {
+                    out.push(("until", None, problem));
                 }
             }
             (None, None) => {}

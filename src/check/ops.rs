@@ -1,6 +1,6 @@
 //! Client operations rebuilt from a history: each `invoke` paired with its completion by the same
 //! process. Shared by the checks that judge client-visible behaviour (availability, liveness,
-//! stale reads).
+//! stale reads, no-decision, bounds).
 
 use std::collections::BTreeMap;
 
