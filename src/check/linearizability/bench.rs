@@ -122,18 +122,11 @@ pub fn bench_corpus(
             variants.push((format!("{} (unpartitioned)", cols[0]), whole));
         }
         for (name, options) in variants {
-            let mut times = Vec::with_capacity(repeats);
-            let mut last = None;
-            for _ in 0..repeats.max(1) {
-                let start = crate::cli::wall_now();
-                let report = imported
+            let (report, times) = repeat_timed(repeats, || {
+                imported
                     .check(&options)
-                    .map_err(|e| format!("{}:{e}", path.display()))?;
-                times.push(elapsed_ms(start));
-                last = Some(report);
-            }
-            times.sort_by(f64::total_cmp);
-            let report = last.expect("at least one repeat");
+                    .map_err(|e| format!("{}:{e}", path.display()))
+            })?;
             let timing = FileTiming {
                 name,
                 group: group.clone(),
@@ -149,6 +142,24 @@ pub fn bench_corpus(
         }
     }
     Ok(out)
+}
+
+/// Runs `check` `repeats` times (at least once): its last result and the wall times of the
+/// runs in milliseconds, sorted (the median is the middle one).
+fn repeat_timed<T, E>(
+    repeats: usize,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> Result<(T, Vec<f64>), E> {
+    let mut times = Vec::with_capacity(repeats.max(1));
+    let mut last = None;
+    for _ in 0..repeats.max(1) {
+        let start = crate::cli::wall_now();
+        let result = check()?;
+        times.push(elapsed_ms(start));
+        last = Some(result);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((last.expect("at least one repeat"), times))
 }
 
 /// The operations a generated history draws, as weights (the rest of 1.0 is cas).
@@ -439,16 +450,8 @@ pub fn bench_single_key_appends(
 ) -> AppendTiming {
     let events = generate_history(ops, 1, clients, 2024, APPEND_MIX);
     let options = Options::new(ModelKind::KeyValue);
-    let mut times = Vec::with_capacity(repeats);
-    let mut last = None;
-    for _ in 0..repeats.max(1) {
-        let start = crate::cli::wall_now();
-        let report = check_events(&events, &options).expect("generated histories are well formed");
-        times.push(elapsed_ms(start));
-        last = Some(report);
-    }
-    times.sort_by(f64::total_cmp);
-    let report = last.expect("at least one repeat");
+    let (report, times) = repeat_timed(repeats, || check_events(&events, &options))
+        .expect("generated histories are well formed");
     let mut plain = options.clone();
     plain.prune_by_later_reads = false;
     plain.step_limit = plain_step_limit;

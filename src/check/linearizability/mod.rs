@@ -602,15 +602,10 @@ pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ImportError {
     /// The file's syntax.
-    #[error("{0}")]
     Read(#[from] crate::history::ReadError),
     /// No model given and none could be guessed.
-    #[error(
-        "no operation whose function names a model (read/write/cas, get/put/append, acquire/release, txn); expected --model register|cas-register|kv|mutex|multi-register"
-    )]
     NoModel,
     /// An event's shape (pairing, values) at a line.
-    #[error("line {line}: {}{}; expected {}", .error.found, .earlier_line.map(|l| format!(" (see line {l})")).unwrap_or_default(), .error.expected)]
     History {
         /// 1-based line of the event.
         line: u32,
@@ -619,6 +614,18 @@ pub enum ImportError {
         /// What is wrong.
         error: HistoryError,
     },
+}
+
+/// `line N: what was found; expected what` (without `line N: ` when the problem is not on one
+/// line), from [`ImportError::parts`].
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (line, found, expected) = self.parts();
+        if let Some(line) = line {
+            write!(f, "line {line}: ")?;
+        }
+        write!(f, "{found}; expected {expected}")
+    }
 }
 
 impl ImportError {
