@@ -41,6 +41,20 @@ impl V<'_> {
         ok
     }
 
+    /// Records "expected at most `max` `what` (the limit), found `found`" at `path` unless
+    /// `found <= max`; returns whether it is.
+    fn at_most<T: PartialOrd + std::fmt::Display>(
+        &self,
+        found: T,
+        max: T,
+        what: &str,
+        path: &[PathSeg<'_>],
+    ) -> bool {
+        self.check(found <= max, path, || {
+            format!("expected at most {max} {what} (the limit), found {found}")
+        })
+    }
+
     fn positive(&self, d: Duration, path: &[PathSeg<'_>]) -> bool {
         self.check(d.as_nanos() > 0, path, || {
             "expected a positive duration".into()
@@ -72,11 +86,7 @@ impl V<'_> {
     }
 
     fn latency(&self, spec: &LatencySpec, path: &[PathSeg<'_>]) {
-        let key = |k: &'static str| -> Vec<PathSeg<'_>> {
-            let mut p = path.to_vec();
-            p.push(PathSeg::Key(k));
-            p
-        };
+        let key = |k| child(path, k);
         let d = match spec {
             LatencySpec::Constant(c) => {
                 self.latency_at_most(*c, path);
@@ -116,6 +126,29 @@ impl V<'_> {
         }
     }
 
+    /// The link conditions a `[[network.link]]` override and a `degrade` fault share, under the
+    /// table at `base`: a latency within the limit, probabilities between 0 and 1.
+    fn conditions(
+        &self,
+        base: &[PathSeg<'_>],
+        latency: Option<&LatencySpec>,
+        loss_probability: Option<f64>,
+        duplicate_probability: Option<f64>,
+    ) {
+        let key = |k| child(base, k);
+        if let Some(l) = latency {
+            self.latency(l, &key("latency"));
+        }
+        for (k, x) in [
+            ("loss_probability", loss_probability),
+            ("duplicate_probability", duplicate_probability),
+        ] {
+            if let Some(x) = x {
+                self.probability(x, &key(k));
+            }
+        }
+    }
+
     /// A reference to nodes: a node, a group, `all`, `*`, `servers`, `clients`, and (if
     /// `dynamic`) `random` or `leader`.
     fn node_ref(&self, topo: &Topology, r: &str, dynamic: bool, path: &[PathSeg<'_>]) -> bool {
@@ -142,6 +175,13 @@ impl V<'_> {
             }
         }
     }
+}
+
+/// The path of key `k` in the table at `base`.
+fn child<'a>(base: &[PathSeg<'a>], k: &'static str) -> Vec<PathSeg<'a>> {
+    let mut p = base.to_vec();
+    p.push(PathSeg::Key(k));
+    p
 }
 
 /// True if every message on a link with this latency arrives at the instant it was sent.
@@ -230,15 +270,11 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
     validate_name(v, s, name_from_file);
     let duration = s.duration;
     v.positive(duration, &["duration".into()]);
-    v.check(
-        duration <= limits::MAX_DURATION,
+    v.at_most(
+        duration,
+        limits::MAX_DURATION,
+        "of simulated time",
         &["duration".into()],
-        || {
-            format!(
-                "expected at most {} of simulated time (the limit), found {duration}",
-                limits::MAX_DURATION
-            )
-        },
     );
 
     // Cluster.
@@ -255,16 +291,11 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
         );
     }
     let servers_ok = validate_nodes(v, s);
-    let clients_ok = v.check(
-        s.workload.clients <= limits::MAX_CLIENTS,
+    let clients_ok = v.at_most(
+        s.workload.clients,
+        limits::MAX_CLIENTS,
+        "clients",
         &["workload".into(), "clients".into()],
-        || {
-            format!(
-                "expected at most {} clients (the limit), found {}",
-                limits::MAX_CLIENTS,
-                s.workload.clients
-            )
-        },
     );
 
     validate_workload(v, s, protocol);
@@ -296,16 +327,11 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
             &["clock".into(), PathSeg::Key(node), "drift".into()],
         );
     }
-    if v.check(
-        s.faults.len() <= limits::MAX_FAULTS,
+    if v.at_most(
+        s.faults.len(),
+        limits::MAX_FAULTS,
+        "faults",
         &["fault".into()],
-        || {
-            format!(
-                "expected at most {} faults (the limit), found {}",
-                limits::MAX_FAULTS,
-                s.faults.len()
-            )
-        },
     ) {
         for (i, f) in s.faults.iter().enumerate() {
             validate_fault(v, s, &topo, i, f);
@@ -387,16 +413,11 @@ fn validate_nodes(v: &V<'_>, s: &Scenario) -> bool {
 
 fn validate_groups(v: &V<'_>, s: &Scenario, topo: &Topology) {
     let groups = &s.cluster.groups;
-    if !v.check(
-        groups.len() <= limits::MAX_GROUPS,
+    if !v.at_most(
+        groups.len(),
+        limits::MAX_GROUPS,
+        "groups",
         &["cluster".into(), "groups".into()],
-        || {
-            format!(
-                "expected at most {} groups (the limit), found {}",
-                limits::MAX_GROUPS,
-                groups.len()
-            )
-        },
     ) {
         return;
     }
@@ -441,13 +462,12 @@ fn validate_network(v: &V<'_>, s: &Scenario, topo: Option<&Topology>) {
     v.probability(net.duplicate_probability, &np("duplicate_probability"));
     v.latency(&net.latency, &np("latency"));
     zero_time_cycle(v, s, &net.latency, &np("latency"));
-    if !v.check(net.links.len() <= limits::MAX_LINKS, &np("link"), || {
-        format!(
-            "expected at most {} link overrides (the limit), found {}",
-            limits::MAX_LINKS,
-            net.links.len()
-        )
-    }) {
+    if !v.at_most(
+        net.links.len(),
+        limits::MAX_LINKS,
+        "link overrides",
+        &np("link"),
+    ) {
         return;
     }
     for (i, link) in net.links.iter().enumerate() {
@@ -464,15 +484,14 @@ fn validate_network(v: &V<'_>, s: &Scenario, topo: Option<&Topology>) {
                 v.node_ref(topo, end, false, &p(key));
             }
         }
+        v.conditions(
+            &["network".into(), "link".into(), PathSeg::Index(i)],
+            link.latency.as_ref(),
+            link.loss_probability,
+            link.duplicate_probability,
+        );
         if let Some(l) = &link.latency {
-            v.latency(l, &p("latency"));
             zero_time_cycle(v, s, l, &p("latency"));
-        }
-        if let Some(x) = link.loss_probability {
-            v.probability(x, &p("loss_probability"));
-        }
-        if let Some(x) = link.duplicate_probability {
-            v.probability(x, &p("duplicate_probability"));
         }
     }
 }
@@ -630,19 +649,15 @@ fn validate_checks(v: &V<'_>, s: &Scenario, protocol: Option<&ProtocolInfo>) {
         &["check".into(), "convergence".into(), "within".into()],
     );
     let memory = s.check.linearizability.memory_limit_mib;
-    v.check(
-        memory <= limits::MAX_CHECK_MEMORY_MIB,
+    v.at_most(
+        memory,
+        limits::MAX_CHECK_MEMORY_MIB,
+        "MiB",
         &[
             "check".into(),
             "linearizability".into(),
             "memory_limit_mib".into(),
         ],
-        || {
-            format!(
-                "expected at most {} MiB (the limit), found {memory}",
-                limits::MAX_CHECK_MEMORY_MIB
-            )
-        },
     );
     let av = &s.check.availability;
     for (key, value) in [
@@ -785,7 +800,7 @@ fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultS
                 }
             }
         }
-        FaultKind::Degrade => validate_degrade(v, topo, f, &p),
+        FaultKind::Degrade => validate_degrade(v, topo, i, f, &p),
         FaultKind::Heal => {}
         FaultKind::Isolate | FaultKind::Crash | FaultKind::Pause => {
             require("target", f.target.is_some());
@@ -882,6 +897,7 @@ fn validate_partition(v: &V<'_>, topo: &Topology, i: usize, f: &FaultSpec) {
 fn validate_degrade(
     v: &V<'_>,
     topo: &Topology,
+    i: usize,
     f: &FaultSpec,
     p: &dyn Fn(&'static str) -> [PathSeg<'static>; 3],
 ) {
@@ -916,17 +932,12 @@ fn validate_degrade(
                 .into()
         },
     );
-    if let Some(l) = &f.latency {
-        v.latency(l, &p("latency"));
-    }
-    for (key, x) in [
-        ("loss_probability", f.loss_probability),
-        ("duplicate_probability", f.duplicate_probability),
-    ] {
-        if let Some(x) = x {
-            v.probability(x, &p(key));
-        }
-    }
+    v.conditions(
+        &["fault".into(), PathSeg::Index(i)],
+        f.latency.as_ref(),
+        f.loss_probability,
+        f.duplicate_probability,
+    );
 }
 
 /// Undo-only faults (heal, restart, resume) must come after something they can undo.
