@@ -424,10 +424,10 @@ fn a_run_killed_mid_way_leaves_the_previous_folder_whole_and_the_next_run_cleans
         "--out",
         dir.to_str().unwrap(),
     ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let staging = || {
         names_in(keep.path())
             .into_iter()
