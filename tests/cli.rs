@@ -3,12 +3,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `faultline ARGS...` run from the repository's folder, not yet started.
+fn faultline_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
 fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
+    faultline_command(args).output().expect("the binary runs")
+}
+
+/// The text of a shipped scenario (`path` relative to the repository).
+fn shipped_scenario(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -215,10 +223,7 @@ fn test_command_compares_each_scenario_with_its_expectation() {
     assert!(text(&ok.stdout).contains("scenarios/broadcast/bugs/no-retransmit.toml"));
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("wrong.toml");
-    let body = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/broadcast/no-faults.toml"),
-    )
-    .unwrap();
+    let body = shipped_scenario("scenarios/broadcast/no-faults.toml");
     std::fs::write(
         &wrong,
         body.replace(
@@ -291,10 +296,7 @@ fn report_of(dir: &Path) -> serde_json::Value {
 
 /// A long-running copy of a scenario (clients never stop), in `dir`.
 fn long_scenario(dir: &Path) -> PathBuf {
-    let body = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/broadcast/no-faults.toml"),
-    )
-    .unwrap();
+    let body = shipped_scenario("scenarios/broadcast/no-faults.toml");
     let body: String = body
         .lines()
         .filter(|l| !l.starts_with("stop"))
@@ -378,10 +380,7 @@ fn a_scenario_name_that_escapes_the_reports_folder_is_refused_before_the_run() {
     let keep = tempfile::tempdir().unwrap();
     let work = keep.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let body = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/broadcast/no-faults.toml"),
-    )
-    .unwrap();
+    let body = shipped_scenario("scenarios/broadcast/no-faults.toml");
     for name in ["../../escaped", "/tmp/faultline-escaped", "a/b/c", ".."] {
         let file = work.join("s.toml");
         std::fs::write(
@@ -393,8 +392,7 @@ fn a_scenario_name_that_escapes_the_reports_folder_is_refused_before_the_run() {
         )
         .unwrap();
         // No --out: the default folder reports/<name>/seed-<N>, relative to the working folder.
-        let out = Command::new(env!("CARGO_BIN_EXE_faultline"))
-            .args(["run", "s.toml"])
+        let out = faultline_command(&["run", "s.toml"])
             .current_dir(&work)
             .output()
             .unwrap();
@@ -420,17 +418,16 @@ fn a_run_killed_mid_way_leaves_the_previous_folder_whole_and_the_next_run_cleans
     assert_eq!(first.status.code(), Some(0));
     let before = names_in(&dir);
     let scenario = long_scenario(keep.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = faultline_command(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let staging = || {
         names_in(keep.path())
             .into_iter()
@@ -558,9 +555,7 @@ fn no_trace_writes_no_trace_file_and_keeps_the_hash() {
 fn with_closed_stdout(args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    faultline_command(args)
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .output()

@@ -198,11 +198,6 @@ impl Staging {
         &self.target
     }
 
-    /// The staging folder (`.faultline-XXXXXX.tmp` beside the target).
-    pub fn staging_dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn new_dir(&self) -> PathBuf {
         self.dir.join("new").join(&self.name)
     }
@@ -408,7 +403,7 @@ mod tests {
     fn a_staging_folder_dropped_without_a_commit_is_removed_and_the_target_kept() {
         let (root, target) = an_earlier_run("report.json", b"old");
         let staging = Staging::prepare(&target).unwrap();
-        let dir = staging.staging_dir().to_path_buf();
+        let dir = staging.dir.clone();
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             name.starts_with(PREFIX) && name.ends_with(STAGING_SUFFIX),

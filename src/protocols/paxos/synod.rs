@@ -517,9 +517,10 @@ impl Node {
             ctx.cancel_timer(t);
         }
         attempt.sent(ballot, true, ctx.local_time_ns());
-        let failures = attempt.failures;
-        let timeout = self.phase_timeout(failures);
-        let attempt = self.attempts.get_mut(&instance).expect("looked up above");
+        // `self.phase_timeout`, field by field (the attempt is borrowed from `self.attempts`).
+        let timeout = self
+            .rtt
+            .timeout(self.config.retry_timeout.to_std(), attempt.failures);
         attempt.timer = Some(ctx.set_timer(timeout, Timer::Retry { instance, ballot }));
         for &a in &self.roles.acceptors {
             ctx.send(
