@@ -113,9 +113,13 @@ pub fn twin(s: &Scenario) -> Scenario {
 }
 
 /// Runs `scenario` at `seed` (trace hashed, not kept), checks it, and returns how the run
-/// differs from the scenario's `[expect]`: empty if every part of it held.
+/// differs from the scenario's `[expect]`: empty if every part of it held. A run stopped at an
+/// event limit gets no verdict (as in a plain `faultline test`): its one problem says why.
 pub fn problems_at(scenario: &Scenario, seed: u64) -> Vec<String> {
     let record = sim::run(scenario, seed, &RunOptions::hash_only());
+    if let Some(limit) = &record.limit_exceeded {
+        return vec![limit.to_string()];
+    }
     let checks = run_checks(&record);
     expectation_problems(&scenario.expect, overall(&checks), &checks)
 }
@@ -333,6 +337,16 @@ pub fn test(args: &TestArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_gives_no_verdict_on_a_run_stopped_at_an_event_limit() {
+        let text = "duration = \"10s\"\n[cluster]\nprotocol = \"pingpong\"\nnodes = 2\n\
+                    [network]\nlatency = \"0s\"\n[workload]\nclients = 0\n";
+        let scenario = Scenario::parse(Path::new("zero.toml"), text.as_bytes()).unwrap();
+        let problems = problems_at(&scenario, 1);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("events_per_instant"), "{problems:?}");
+    }
 
     #[test]
     fn seed_ranges_include_both_ends_and_bad_ones_say_what_was_expected() {
