@@ -171,7 +171,7 @@ fn bounds_fail_when_the_run_exceeds_them() {
     for (from, to) in [
         ("elections_max = 4", "elections_max = 0"),
         ("messages_per_op_max = 30", "messages_per_op_max = 2"),
-        ("bytes_per_op_max = 500", "bytes_per_op_max = 100"),
+        ("bytes_per_op_max = 4000", "bytes_per_op_max = 100"),
         ("latency_mean_max = \"30ms\"", "latency_mean_max = \"1ms\""),
         (
             "latency_percentile_max = \"100ms\"",
