@@ -15,10 +15,10 @@ compile_error!(
 
 pub mod check;
 pub mod cli;
+pub mod families;
 pub mod history;
+pub mod payload;
 pub mod process;
-pub mod protocols;
 pub mod report;
 pub mod scenario;
 pub mod sim;
-pub mod workload;

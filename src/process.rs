@@ -23,9 +23,16 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::history::HistoryEvent;
-use crate::protocols::{ClientMessage, Message, Observation, Timer};
+pub use crate::payload::{Payload, Wire};
 use crate::sim::disk::Disk;
-use crate::workload::{Reply, Request};
+
+/// A message on the simulated network: any family's value, erased (see [`crate::payload`]).
+pub type Message = Payload;
+/// A timer payload, erased.
+pub type Timer = Payload;
+/// A protocol fact for the checkers, erased. The kernel reads one kind itself:
+/// [`CommonObservation`].
+pub type Observation = Payload;
 
 /// A node of the simulated cluster: its index in the scenario's node list (servers first, then
 /// clients). Names (`"n1"`, `"c2"`) live in the world's topology; traces use the names.
@@ -52,15 +59,16 @@ pub struct TimerId(pub u64);
 
 /// A protocol node (or a client) as a sans-IO state machine. See the module docs for the contract.
 ///
-/// The associated types are the protocol's own message and timer vocabularies; the simulator
-/// carries them inside the crate-wide [`Message`] and [`Timer`] enums (see `protocols`), so one
-/// cluster can mix roles. A message of another protocol reaching this process is dropped by the
-/// driver and traced with the reason `wrong-protocol`.
-pub trait Process: 'static {
-    /// Peer-to-peer messages this process sends and receives.
-    type Message: Into<Message> + TryFrom<Message, Error = Message>;
+/// The associated types are the process's own message and timer vocabularies: the simulator
+/// carries them erased ([`Payload`]) and hands each back as its type. A message of another type
+/// goes to [`Process::on_other`] (a server's client traffic, a client's replies from a second
+/// role); one nobody handles is dropped by the driver and traced with the reason
+/// `wrong-protocol`.
+pub trait Process: Send + 'static {
+    /// Messages this process exchanges with its peers.
+    type Message: Wire;
     /// Timer payloads this process sets and receives back when they fire.
-    type Timer: Into<Timer> + TryFrom<Timer, Error = Timer>;
+    type Timer: Wire;
 
     /// Boot, or reboot after a crash. `ctx.disk()` holds exactly the durable (synced) state.
     fn on_start(&mut self, ctx: &mut Context<'_>);
@@ -71,37 +79,38 @@ pub trait Process: 'static {
     /// A timer set with [`Context::set_timer`] fired (in this node's local-clock time).
     fn on_timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Self::Timer);
 
-    /// A client request arrived. The default refuses it: processes that serve clients override it
-    /// and answer with [`Context::reply`] (now or later).
-    fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        ctx.reply(client, request.reply_unsupported());
-    }
-
-    /// A reply to a request this process sent (clients only). The default ignores it.
-    fn on_reply(&mut self, ctx: &mut Context<'_>, from: NodeId, reply: Reply) {
-        let _ = (ctx, from, reply);
+    /// A message of another vocabulary than [`Process::Message`] arrived (e.g. a client's
+    /// request to a server). Returns it unhandled (the default) if this process does not speak
+    /// it; the driver then drops it as `wrong-protocol`.
+    fn on_other(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        message: Message,
+    ) -> Result<(), Message> {
+        let _ = (ctx, from);
+        Err(message)
     }
 }
 
-/// A [`Process`] with its message and timer types erased to the crate-wide enums: what the
-/// simulator's driver holds for each node. Implemented for every `Process`; client requests and
-/// replies are routed to [`Process::on_request`] and [`Process::on_reply`]. `Send` because the
-/// world (shared with the driver tasks) holds a handle to it; every process is plain data.
+/// A [`Process`] with its message and timer types erased: what the simulator's driver holds for
+/// each node. Implemented for every `Process`. `Send` because the world (shared with the driver
+/// tasks) holds a handle to it; every process is plain data.
 pub trait AnyProcess: Send {
     /// See [`Process::on_start`].
     fn start(&mut self, ctx: &mut Context<'_>);
-    /// Routes a message to its handler; gives it back if it belongs to another protocol.
+    /// Routes a message to its handler; gives it back if nothing in the process handles it.
     fn message(
         &mut self,
         ctx: &mut Context<'_>,
         from: NodeId,
         message: Message,
     ) -> Result<(), Message>;
-    /// Routes a timer to [`Process::on_timer`]; gives it back if it belongs to another protocol.
+    /// Routes a timer to [`Process::on_timer`]; gives it back if it is not the process's type.
     fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer>;
 }
 
-impl<P: Process + Send> AnyProcess for P {
+impl<P: Process> AnyProcess for P {
     fn start(&mut self, ctx: &mut Context<'_>) {
         self.on_start(ctx);
     }
@@ -112,18 +121,73 @@ impl<P: Process + Send> AnyProcess for P {
         from: NodeId,
         message: Message,
     ) -> Result<(), Message> {
-        match message {
-            Message::Client(ClientMessage::Request(request)) => self.on_request(ctx, from, request),
-            Message::Client(ClientMessage::Reply(reply)) => self.on_reply(ctx, from, reply),
-            other => self.on_message(ctx, from, P::Message::try_from(other)?),
+        match message.downcast::<P::Message>() {
+            Ok(message) => {
+                self.on_message(ctx, from, message);
+                Ok(())
+            }
+            Err(other) => self.on_other(ctx, from, other),
         }
-        Ok(())
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer> {
-        self.on_timer(ctx, id, P::Timer::try_from(timer)?);
+        self.on_timer(ctx, id, timer.downcast::<P::Timer>()?);
         Ok(())
     }
+}
+
+/// The role a node holds, as protocols report it in [`CommonObservation::Role`]. The world
+/// resolves the fault target `leader` from these observations (the node whose latest role is
+/// [`NodeRole::Leader`], with the highest term), so a family that reports roles gets
+/// leader-targeted faults and the generic liveness check for free.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeRole {
+    /// Follows a leader (Raft follower; a Multi-Paxos replica that accepts another's ballot).
+    Follower,
+    /// Asking for pre-votes (Raft thesis §9.6).
+    PreCandidate,
+    /// Asking for votes (Raft) or running phase 1 (Multi-Paxos).
+    Candidate,
+    /// Leads its term or ballot.
+    Leader,
+}
+
+impl NodeRole {
+    /// The kebab-case name used in traces and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Follower => "follower",
+            NodeRole::PreCandidate => "pre-candidate",
+            NodeRole::Candidate => "candidate",
+            NodeRole::Leader => "leader",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for NodeRole {
+    /// As its name (a string, in JSON and in the trace's binary record).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Facts any family may report that the kernel and the generic checks understand.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "fact", rename_all = "kebab-case")]
+pub enum CommonObservation {
+    /// The node now has `role` in `term` (Raft's term, or a Paxos ballot's round).
+    Role {
+        /// The role.
+        role: NodeRole,
+        /// The term (Raft) or ballot round (Paxos) it holds the role in.
+        term: u64,
+    },
 }
 
 /// One action a handler recorded. The driver applies them in order once the handler returns.
@@ -211,32 +275,22 @@ impl<'a> Context<'a> {
 
     /// Sends `message` to `to`. Its fate (latency, loss, duplication, partitions, crashes) is the
     /// network's business; sending to oneself also goes through the network.
-    pub fn send(&mut self, to: NodeId, message: impl Into<Message>) {
+    pub fn send(&mut self, to: NodeId, message: impl Wire) {
         self.effects.push(Effect::Send {
             to,
-            message: message.into(),
+            message: Payload::new(message),
         });
-    }
-
-    /// Sends a reply to a client request.
-    pub fn reply(&mut self, client: NodeId, reply: Reply) {
-        self.send(client, Message::reply(reply));
-    }
-
-    /// Sends a request to a server (clients only).
-    pub fn request(&mut self, server: NodeId, request: Request) {
-        self.send(server, Message::request(request));
     }
 
     /// Arms a timer that fires after `delay` of local-clock time (a fast clock fires early in
     /// global time). Returns its id, for [`Context::cancel_timer`].
-    pub fn set_timer(&mut self, delay: Duration, timer: impl Into<Timer>) -> TimerId {
+    pub fn set_timer(&mut self, delay: Duration, timer: impl Wire) -> TimerId {
         let id = TimerId(*self.next_timer_id);
         *self.next_timer_id += 1;
         self.effects.push(Effect::SetTimer {
             id,
             delay,
-            timer: timer.into(),
+            timer: Payload::new(timer),
         });
         id
     }
@@ -247,8 +301,9 @@ impl<'a> Context<'a> {
     }
 
     /// Emits a protocol fact for the checkers, e.g. "became leader of term 7".
-    pub fn observe(&mut self, observation: impl Into<Observation>) {
-        self.effects.push(Effect::Observe(observation.into()));
+    pub fn observe(&mut self, observation: impl Wire) {
+        self.effects
+            .push(Effect::Observe(Payload::new(observation)));
     }
 
     /// Records a client history event (invoke / ok / fail / info). Its `time_ns` and `index` are

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use faultline::process::NodeId;
-use faultline::protocols::{CommonObservation, Observation};
+use faultline::process::{CommonObservation, NodeRole};
 use faultline::scenario::{FaultKind, PartitionShape, Scenario};
 use faultline::sim::faults::{FaultAction, PartitionPlan};
 use faultline::sim::network::Latency;
@@ -909,8 +909,13 @@ fn a_one_way_cut_from_the_leader_is_resolved_when_it_fires() {
         .iter()
         .filter(|o| o.t_ns < 2_000_000_000)
         .filter(|o| {
-            matches!(&o.observation,
-                Observation::Common(CommonObservation::Role { role, .. }) if role == "leader")
+            matches!(
+                o.get(),
+                Some(CommonObservation::Role {
+                    role: NodeRole::Leader,
+                    ..
+                })
+            )
         })
         .map(|o| o.node)
         .collect();

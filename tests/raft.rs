@@ -7,10 +7,10 @@ use std::path::Path;
 
 use faultline::check::raft::Replay;
 use faultline::check::{CheckResult, overall, run_checks};
+use faultline::families::raft::Observation as RaftObs;
 use faultline::history::{EventType, Function};
 use faultline::process::NodeId;
-use faultline::protocols::raft::Observation as RaftObs;
-use faultline::protocols::{CommonObservation, Observation};
+use faultline::process::{CommonObservation, NodeRole};
 use faultline::scenario::{Scenario, Verdict};
 use faultline::sim::{self, LifecycleKind, RunOptions, RunRecord};
 
@@ -40,14 +40,12 @@ fn assert_all_pass(checks: &[CheckResult], what: &str) {
 }
 
 /// (time, node, role, term) of every role observation.
-fn roles(record: &RunRecord) -> Vec<(u64, NodeId, String, u64)> {
+fn roles(record: &RunRecord) -> Vec<(u64, NodeId, NodeRole, u64)> {
     record
         .observations
         .iter()
-        .filter_map(|o| match &o.observation {
-            Observation::Common(CommonObservation::Role { role, term }) => {
-                Some((o.t_ns, o.node, role.clone(), *term))
-            }
+        .filter_map(|o| match o.get() {
+            Some(&CommonObservation::Role { role, term }) => Some((o.t_ns, o.node, role, term)),
             _ => None,
         })
         .collect()
@@ -57,13 +55,13 @@ fn roles(record: &RunRecord) -> Vec<(u64, NodeId, String, u64)> {
 fn applied_through(record: &RunRecord) -> BTreeMap<NodeId, u64> {
     let mut out = BTreeMap::new();
     for o in &record.observations {
-        match &o.observation {
-            Observation::Raft(RaftObs::Apply { index, entries }) => {
+        match o.get() {
+            Some(RaftObs::Apply { index, entries }) => {
                 let last = index + entries.len() as u64 - 1;
                 let e = out.entry(o.node).or_insert(0);
                 *e = (*e).max(last);
             }
-            Observation::Raft(RaftObs::SnapshotInstalled { index, .. }) => {
+            Some(RaftObs::SnapshotInstalled { index, .. }) => {
                 let e = out.entry(o.node).or_insert(0);
                 *e = (*e).max(*index);
             }
@@ -93,7 +91,7 @@ fn s5_2_a_crashed_leader_is_replaced_by_one_leader_of_a_higher_term() {
     let (first_leader, first_term) = roles
         .iter()
         .rev()
-        .filter(|r| r.0 < 2000 * MS && r.2 == "leader")
+        .filter(|r| r.0 < 2000 * MS && r.2 == NodeRole::Leader)
         .map(|r| (r.1, r.3))
         .next()
         .expect("a leader before the crash");
@@ -105,7 +103,7 @@ fn s5_2_a_crashed_leader_is_replaced_by_one_leader_of_a_higher_term() {
     assert_eq!(crash.node, first_leader, "the fault targeted the leader");
     let next = roles
         .iter()
-        .find(|r| r.0 > 2000 * MS && r.2 == "leader")
+        .find(|r| r.0 > 2000 * MS && r.2 == NodeRole::Leader)
         .expect("a new leader");
     assert_ne!(next.1, first_leader);
     assert!(next.3 > first_term, "a higher term: {next:?}");
@@ -118,7 +116,7 @@ fn s5_2_a_crashed_leader_is_replaced_by_one_leader_of_a_higher_term() {
         .iter()
         .find(|r| r.0 > 4000 * MS && r.1 == first_leader && r.3 >= next.3)
         .expect("the old leader learns the new term after its restart");
-    assert_eq!(rejoined.2, "follower");
+    assert_eq!(rejoined.2, NodeRole::Follower);
 }
 
 /// §5.1: terms act as logical clocks. An isolated leader (PreVote and CheckQuorum off, so it
@@ -136,20 +134,20 @@ fn s5_1_a_stale_leader_steps_down_when_it_sees_a_higher_term() {
     let old = roles
         .iter()
         .rev()
-        .find(|r| r.0 < 2000 * MS && r.2 == "leader")
+        .find(|r| r.0 < 2000 * MS && r.2 == NodeRole::Leader)
         .expect("leader")
         .clone();
     assert!(
         !roles
             .iter()
-            .any(|r| r.1 == old.1 && r.0 > 2000 * MS && r.0 < 4000 * MS && r.2 != "leader"),
+            .any(|r| r.1 == old.1 && r.0 > 2000 * MS && r.0 < 4000 * MS && r.2 != NodeRole::Leader),
         "without CheckQuorum the isolated leader keeps its role while cut off"
     );
     let stepped = roles
         .iter()
         .find(|r| r.1 == old.1 && r.0 >= 4000 * MS)
         .expect("a role change after the heal");
-    assert_eq!(stepped.2, "follower");
+    assert_eq!(stepped.2, NodeRole::Follower);
     assert!(stepped.3 > old.3);
     let mut last_term: BTreeMap<NodeId, u64> = BTreeMap::new();
     for r in &roles {
@@ -253,10 +251,8 @@ fn figure_2_a_whole_cluster_crash_loses_nothing_committed() {
         .observations
         .iter()
         .filter(|o| o.t_ns < 3000 * MS)
-        .filter_map(|o| match &o.observation {
-            Observation::Raft(RaftObs::Apply { index, entries }) => {
-                Some(index + entries.len() as u64 - 1)
-            }
+        .filter_map(|o| match o.get() {
+            Some(RaftObs::Apply { index, entries }) => Some(index + entries.len() as u64 - 1),
             _ => None,
         })
         .max()

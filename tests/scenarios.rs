@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use faultline::cli::run::run_and_check;
 use faultline::cli::test::{SeedRange, find_scenarios, has_bugs, sweep};
-use faultline::protocols;
+use faultline::families;
 use faultline::scenario::Scenario;
 use rayon::prelude::*;
 
@@ -100,7 +100,7 @@ fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
         .cloned()
         .collect()
     };
-    for protocol in protocols::PROTOCOLS {
+    for protocol in families::PROTOCOLS {
         for bug in protocol.bugs {
             let found = scenarios.iter().any(|(_, s)| {
                 s.cluster.protocol == protocol.name

@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::ops::{Operation, operations};
 use crate::check::{CheckInfo, CheckResult, ms};
+use crate::families::WorkloadKind;
 use crate::process::NodeId;
-use crate::protocols::WorkloadKind;
 use crate::scenario::Verdict;
 use crate::sim::topology::Topology;
 use crate::sim::{LifecycleKind, RunRecord};

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
 use crate::check::{CheckInfo, CheckResult, ms, until_problem};
-use crate::protocols::{CommonObservation, Observation};
+use crate::process::CommonObservation;
 use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
 
@@ -204,7 +204,7 @@ fn new_terms(record: &RunRecord, from: u64, until: u64) -> Option<Vec<(u64, u64)
     let mut highest: Option<u64> = None;
     let mut found = Vec::new();
     for o in &record.observations {
-        if let Observation::Common(CommonObservation::Role { term, .. }) = &o.observation
+        if let Some(CommonObservation::Role { term, .. }) = o.get()
             && highest.is_none_or(|h| *term > h)
         {
             if o.t_ns >= from && o.t_ns < until && highest.is_some() {
@@ -414,7 +414,7 @@ mod tests {
 
     fn role(term: u64) -> CommonObservation {
         CommonObservation::Role {
-            role: "candidate".into(),
+            role: crate::process::NodeRole::Candidate,
             term,
         }
     }

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckInfo, CheckResult, ms};
+use crate::families::{WorkloadKind, broadcast};
 use crate::history::{EventType, Function, Value};
 use crate::process::NodeId;
-use crate::protocols::{Observation, WorkloadKind, broadcast};
 use crate::scenario::{Duration, Verdict};
 use crate::sim::{LifecycleKind, RunRecord, is_up};
 
@@ -63,7 +63,7 @@ fn holdings(record: &RunRecord) -> BTreeMap<NodeId, BTreeMap<u64, u64>> {
     }
     let mut steps: Vec<(u64, u64, NodeId, Step)> = Vec::new();
     for o in &record.observations {
-        if let Observation::Broadcast(broadcast::Observation::Holds { value }) = o.observation {
+        if let Some(&broadcast::Observation::Holds { value }) = o.get() {
             steps.push((o.t_ns, o.seq, o.node, Step::Holds(value)));
         }
     }

@@ -42,8 +42,9 @@ use std::collections::BTreeMap;
 
 use crate::check::ops::{Operation, operations};
 use crate::check::{CheckInfo, CheckResult, ms};
+use crate::families::WorkloadKind;
 use crate::process::NodeId;
-use crate::protocols::{CommonObservation, Observation, WorkloadKind};
+use crate::process::{CommonObservation, NodeRole};
 use crate::scenario::{Duration, Verdict};
 use crate::sim::world::Status;
 use crate::sim::{LifecycleKind, RunRecord};
@@ -97,7 +98,7 @@ impl Default for Config {
 /// Roles and liveness of servers, replayed.
 struct Roles {
     up: Vec<bool>,
-    role: Vec<Option<(String, u64)>>,
+    role: Vec<Option<(NodeRole, u64)>>,
 }
 
 impl Roles {
@@ -112,7 +113,7 @@ impl Roles {
                 self.up[i]
                     && self.role[i]
                         .as_ref()
-                        .is_some_and(|(r, t)| r == "leader" && *t == max_term)
+                        .is_some_and(|&(r, t)| r == NodeRole::Leader && t == max_term)
             })
             .map(|i| (NodeId(i as u32), max_term))
     }
@@ -141,14 +142,14 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
         up: vec![true; n],
         role: vec![None; n],
     };
-    enum Step<'a> {
-        Role(&'a str, u64),
+    enum Step {
+        Role(NodeRole, u64),
         Life(LifecycleKind),
     }
-    let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
+    let mut steps: Vec<(u64, u64, NodeId, Step)> = Vec::new();
     for o in &record.observations {
-        if let Observation::Common(CommonObservation::Role { role, term }) = &o.observation {
-            steps.push((o.seq, o.t_ns, o.node, Step::Role(role, *term)));
+        if let Some(CommonObservation::Role { role, term }) = o.get() {
+            steps.push((o.seq, o.t_ns, o.node, Step::Role(*role, *term)));
         }
     }
     for l in &record.lifecycle {
@@ -173,7 +174,7 @@ fn first_leader(record: &RunRecord, from: u64, until: u64) -> (Option<(u64, Node
                 continue;
             }
             match step {
-                Step::Role(r, term) => roles.role[i] = Some((r.to_string(), term)),
+                Step::Role(r, term) => roles.role[i] = Some((r, term)),
                 Step::Life(LifecycleKind::Crash) => {
                     roles.up[i] = false;
                     roles.role[i] = None;
@@ -406,10 +407,12 @@ mod tests {
     use crate::history::{EventType, Function, Value};
 
     fn role(r: &str, term: u64) -> CommonObservation {
-        CommonObservation::Role {
-            role: r.into(),
-            term,
-        }
+        let role = match r {
+            "leader" => NodeRole::Leader,
+            "candidate" => NodeRole::Candidate,
+            _ => NodeRole::Follower,
+        };
+        CommonObservation::Role { role, term }
     }
 
     #[test]

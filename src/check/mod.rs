@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocols::ProtocolInfo;
+use crate::families::ProtocolInfo;
 use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
 
@@ -165,7 +165,7 @@ pub fn checks_for(protocol: &ProtocolInfo) -> impl Iterator<Item = &'static Chec
 /// Runs every enabled check that applies to the record's protocol.
 pub fn run_checks(record: &RunRecord) -> Vec<CheckResult> {
     let protocol =
-        crate::protocols::protocol(&record.scenario.cluster.protocol).expect("validated protocol");
+        crate::families::protocol(&record.scenario.cluster.protocol).expect("validated protocol");
     checks_for(protocol)
         .filter(|c| (c.enabled)(&record.scenario.check))
         .map(|c| (c.run)(record))

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
 use crate::check::{CheckInfo, CheckResult, ms, until_problem};
+use crate::families::{paxos, raft};
 use crate::process::NodeId;
-use crate::protocols::{Observation, paxos, raft};
 use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
 use crate::sim::topology::Topology;
@@ -145,22 +145,23 @@ fn decisions(record: &RunRecord) -> Vec<(u64, NodeId, String)> {
     let mut committed: Option<u64> = None;
     let mut out = Vec::new();
     for o in &record.observations {
-        let what = match &o.observation {
-            Observation::Raft(raft::Observation::Commit { index }) => {
-                if committed.is_some_and(|c| *index <= c) {
-                    None
-                } else {
-                    committed = Some(*index);
-                    Some(format!("committed up to index {index}"))
-                }
+        let what = if let Some(&raft::Observation::Commit { index }) = o.get() {
+            if committed.is_some_and(|c| index <= c) {
+                None
+            } else {
+                committed = Some(index);
+                Some(format!("committed up to index {index}"))
             }
-            Observation::Paxos(paxos::Observation::Learned { instance, value }) => seen
-                .insert(Decided::Learned(*instance, value.clone()))
-                .then(|| format!("learned {value:?} in instance {instance}")),
-            Observation::Paxos(paxos::Observation::Applied { slot, value }) => seen
-                .insert(Decided::Applied(*slot))
-                .then(|| format!("applied {value:?} at slot {slot}")),
-            _ => None,
+        } else {
+            match o.get() {
+                Some(paxos::Observation::Learned { instance, value }) => seen
+                    .insert(Decided::Learned(*instance, value.clone()))
+                    .then(|| format!("learned {value:?} in instance {instance}")),
+                Some(paxos::Observation::Applied { slot, value }) => seen
+                    .insert(Decided::Applied(*slot))
+                    .then(|| format!("applied {value:?} at slot {slot}")),
+                _ => None,
+            }
         };
         if let Some(what) = what {
             out.push((o.t_ns, o.node, what));

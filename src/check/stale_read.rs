@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::ops::{Operation, operations};
 use crate::check::{CheckInfo, CheckResult};
+use crate::families::WorkloadKind;
 use crate::history::{EventType, Function, Value};
-use crate::protocols::WorkloadKind;
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 

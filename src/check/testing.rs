@@ -4,8 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::history::{EventType, Function, HistoryEvent, Value};
-use crate::process::NodeId;
-use crate::protocols::Observation;
+use crate::process::{NodeId, Payload, Wire};
 use crate::scenario::Scenario;
 use crate::sim::topology::Topology;
 use crate::sim::world::Status;
@@ -64,13 +63,13 @@ pub fn op(
 }
 
 /// Appends an observation at `t_ms` by `node`, with the next sequence number.
-pub fn observe(record: &mut RunRecord, t_ms: u64, node: u32, observation: impl Into<Observation>) {
+pub fn observe(record: &mut RunRecord, t_ms: u64, node: u32, observation: impl Wire) {
     let seq = next_seq(record);
     record.observations.push(ObservationRecord {
         seq,
         t_ns: t_ms * 1_000_000,
         node: NodeId(node),
-        observation: observation.into(),
+        observation: Payload::new(observation),
     });
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::check::{CHECKS, checks_for};
 use crate::cli::exit;
-use crate::protocols::PROTOCOLS;
+use crate::families::PROTOCOLS;
 use crate::scenario::{FaultKind, NemesisFault, PartitionShape};
 
 #[derive(Serialize)]

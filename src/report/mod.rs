@@ -121,14 +121,14 @@ impl Report {
 pub fn resolved_scenario(scenario: &Scenario) -> serde_json::Value {
     let mut value = serde_json::to_value(scenario).expect("scenarios serialize");
     if let Some(table) = value.as_object_mut() {
-        for p in crate::protocols::PROTOCOLS
+        for p in crate::families::PROTOCOLS
             .iter()
             .filter(|p| p.name != scenario.cluster.protocol)
         {
             table.remove(p.name);
         }
         if let (Some(protocol), Some(checks)) = (
-            crate::protocols::protocol(&scenario.cluster.protocol),
+            crate::families::protocol(&scenario.cluster.protocol),
             table.get_mut("check").and_then(|c| c.as_object_mut()),
         ) {
             let applies: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();

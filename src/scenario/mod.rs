@@ -25,7 +25,7 @@ pub use error::ScenarioError;
 pub use validate::{nemesis_worst_case_faults, valid_scenario_name, validate_bugs};
 
 use crate::check::CheckConfig;
-use crate::protocols::{broadcast, chatter, paxos, raft};
+use crate::families::{broadcast, chatter, paxos, raft};
 
 /// A whole scenario file. See `docs/scenario-format.md`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use super::{
     Duration, FaultKind, FaultSpec, LatencyDistribution, LatencySpec, Nemesis, NodeList,
     PartitionShape, Scenario, ScenarioError, Verdict,
 };
-use crate::protocols::{self, ProtocolInfo};
+use crate::families::{self as protocols, ProtocolInfo};
 use crate::sim::topology::{RESERVED_NAMES, Topology};
 
 /// The collector of problems found in one file.

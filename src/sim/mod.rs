@@ -27,11 +27,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::families::kv::Client;
+use crate::families::{self as protocols, NodeSetup};
 use crate::history::HistoryEvent;
 use crate::process::{AnyProcess, NodeId};
-use crate::protocols::{self, NodeSetup, Observation};
+use crate::process::{Observation, Wire};
 use crate::scenario::{Scenario, limits};
-use crate::workload::Client;
 use node::{Driver, ProcessFactory};
 use topology::{Role, Topology};
 use world::{Status, World};
@@ -187,6 +188,13 @@ pub struct ObservationRecord {
     pub node: NodeId,
     /// The fact.
     pub observation: Observation,
+}
+
+impl ObservationRecord {
+    /// The fact if it is a `T` (a family's observation type, or [`crate::process::CommonObservation`]).
+    pub fn get<T: Wire>(&self) -> Option<&T> {
+        self.observation.downcast_ref()
+    }
 }
 
 /// Lifecycle changes of a node.

@@ -27,6 +27,7 @@
 
 use serde::Serialize;
 
+use crate::payload::Payload;
 use crate::process::NodeId;
 
 /// The `node` of lines about the world itself (faults, the end of the run).
@@ -340,17 +341,28 @@ impl Line<'_> {
         self
     }
 
-    /// Like [`Line::json`], and adds the size in bytes of `value`'s canonical binary record (the
-    /// postcard encoding the hash covers, computed anyway) to `bytes`: a value's size without
-    /// encoding it a second time.
-    pub fn json_counting_bytes(
+    /// An erased message, timer or observation, written as [`Line::json`] writes its value (see
+    /// [`crate::payload`]: one virtual call per encoding, not per field).
+    pub fn payload(&mut self, key: &str, value: &Payload) -> &mut Self {
+        if let Some(s) = self.key(key) {
+            value.value().write_json(s);
+        }
+        let binary = std::mem::take(&mut self.trace.binary);
+        self.trace.binary = value.value().write_binary(binary);
+        self
+    }
+
+    /// Like [`Line::payload`], and adds the size in bytes of `value`'s canonical binary record
+    /// (the postcard encoding the hash covers, computed anyway) to `bytes`: a value's size
+    /// without encoding it a second time.
+    pub fn payload_counting_bytes(
         &mut self,
         key: &str,
-        value: &impl Serialize,
+        value: &Payload,
         bytes: &mut u64,
     ) -> &mut Self {
         let before = self.trace.binary.len();
-        self.json(key, value);
+        self.payload(key, value);
         *bytes += (self.trace.binary.len() - before) as u64;
         self
     }

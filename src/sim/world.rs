@@ -30,8 +30,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::history::{EventType, HistoryEvent};
-use crate::process::{AnyProcess, Context, Effect, NodeId, TimerId};
-use crate::protocols::{CommonObservation, Message, Observation, Timer};
+use crate::process::{
+    AnyProcess, CommonObservation, Context, Effect, Message, NodeId, NodeRole, Timer, TimerId,
+};
 use crate::scenario::Scenario;
 use crate::sim::clock::Clock;
 use crate::sim::disk::Disk;
@@ -102,7 +103,7 @@ pub struct NodeState {
     /// The running incarnation's process (empty while crashed or not yet booted).
     process: Weak<ProcessCell>,
     madsim_id: Option<madsim::task::NodeId>,
-    last_role: Option<(String, u64)>,
+    last_role: Option<(NodeRole, u64)>,
     /// False from a (re)start until the new process has run `on_start`.
     booted: bool,
 }
@@ -581,7 +582,7 @@ impl World {
                 self.trace
                     .line(self.now_ns, Some(node), "timer")
                     .u64("timer_id", id.0)
-                    .json("timer", &timer)
+                    .payload("timer", &timer)
                     .end();
                 match self.call(node, |ctx| process.timer(ctx, id, timer).map_err(|_| ())) {
                     Some(local_ns) => self.apply_effects(node, local_ns),
@@ -671,10 +672,10 @@ impl World {
                 self.stats.observations += 1;
                 self.trace
                     .line(self.now_ns, Some(node), "observe")
-                    .json("obs", &observation)
+                    .payload("obs", &observation)
                     .end();
-                if let Observation::Common(CommonObservation::Role { role, term }) = &observation {
-                    self.nodes[node.index()].last_role = Some((role.clone(), *term));
+                if let Some(&CommonObservation::Role { role, term }) = observation.downcast_ref() {
+                    self.nodes[node.index()].last_role = Some((role, term));
                 }
                 let seq = self.next_record_seq();
                 self.observations.push(ObservationRecord {
@@ -712,7 +713,7 @@ impl World {
             .line(self.now_ns, Some(from), "send")
             .node("to", to)
             .u64("msg_id", msg_id)
-            .json_counting_bytes("msg", &message, &mut self.stats.message_bytes_sent)
+            .payload_counting_bytes("msg", &message, &mut self.stats.message_bytes_sent)
             .end();
         match self.network.fate(from, to, self.now_ns) {
             Fate::Lost => self.drop_message(msg_id, from, to, "loss"),
@@ -813,7 +814,7 @@ impl World {
             .iter()
             .filter(|&&s| self.nodes[s.index()].status != Status::Crashed)
             .filter_map(|&s| match &self.nodes[s.index()].last_role {
-                Some((role, term)) if role == "leader" => Some((*term, Reverse(s))),
+                Some((NodeRole::Leader, term)) => Some((*term, Reverse(s))),
                 _ => None,
             })
             .max()

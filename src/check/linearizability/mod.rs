@@ -36,8 +36,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckInfo, CheckResult};
+use crate::families::WorkloadKind;
 use crate::history::{Function, HistoryEvent, Value};
-use crate::protocols::WorkloadKind;
 use crate::scenario::Duration;
 use crate::sim::RunRecord;
 

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use crate::check::{CheckInfo, CheckResult, ms};
+use crate::families::paxos;
 use crate::process::NodeId;
-use crate::protocols::{Observation, paxos};
 use crate::scenario::Verdict;
 use crate::sim::{LifecycleKind, RunRecord};
 
@@ -31,7 +31,7 @@ fn run(record: &RunRecord) -> CheckResult {
     }
     let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
     for o in &record.observations {
-        if let Observation::Paxos(paxos::Observation::Applied { slot, value }) = &o.observation {
+        if let Some(paxos::Observation::Applied { slot, value }) = o.get() {
             steps.push((o.seq, o.t_ns, o.node, Step::Applied(*slot, value)));
         }
     }

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use crate::check::availability::segments;
 use crate::check::paxos::{choices, learned};
 use crate::check::{CheckInfo, CheckResult, ms};
+use crate::families::paxos;
 use crate::process::NodeId;
-use crate::protocols::paxos;
 use crate::scenario::{Duration, Verdict};
 use crate::sim::{RunRecord, is_up};
 

@@ -94,7 +94,7 @@ mod tests {
     use super::*;
     use crate::check::paxos::testing::{accepted, b, record};
     use crate::check::testing::observe;
-    use crate::protocols::paxos::Observation;
+    use crate::families::paxos::Observation;
 
     fn learn(rec: &mut RunRecord, t: u64, node: u32, instance: u64, value: &str) {
         observe(

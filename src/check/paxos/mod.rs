@@ -25,9 +25,9 @@ pub mod validity;
 use std::collections::BTreeMap;
 
 use crate::check::ms;
+use crate::families::ProtocolInfo;
+use crate::families::paxos::{self, Ballot};
 use crate::process::NodeId;
-use crate::protocols::paxos::{self, Ballot};
-use crate::protocols::{Observation, ProtocolInfo};
 use crate::sim::RunRecord;
 
 /// True for the protocols these checks apply to.
@@ -76,11 +76,11 @@ pub fn choices(record: &RunRecord) -> BTreeMap<u64, Vec<Choice>> {
     let mut accepted: BTreeMap<(u64, Ballot, &str), BTreeMap<NodeId, u64>> = BTreeMap::new();
     let mut out: BTreeMap<u64, Vec<Choice>> = BTreeMap::new();
     for o in &record.observations {
-        let Observation::Paxos(paxos::Observation::Accepted {
+        let Some(paxos::Observation::Accepted {
             instance,
             ballot,
             value,
-        }) = &o.observation
+        }) = o.get()
         else {
             continue;
         };
@@ -121,11 +121,9 @@ pub fn choices(record: &RunRecord) -> BTreeMap<u64, Vec<Choice>> {
 pub fn learned(record: &RunRecord) -> BTreeMap<u64, Vec<(u64, NodeId, &str)>> {
     let mut out: BTreeMap<u64, Vec<(u64, NodeId, &str)>> = BTreeMap::new();
     for o in &record.observations {
-        let (instance, value) = match &o.observation {
-            Observation::Paxos(paxos::Observation::Learned { instance, value }) => {
-                (instance, value)
-            }
-            Observation::Paxos(paxos::Observation::Applied { slot, value }) => (slot, value),
+        let (instance, value) = match o.get() {
+            Some(paxos::Observation::Learned { instance, value }) => (instance, value),
+            Some(paxos::Observation::Applied { slot, value }) => (slot, value),
             _ => continue,
         };
         out.entry(*instance)
@@ -143,7 +141,7 @@ pub(crate) mod testing {
     use std::sync::Arc;
 
     use crate::check::testing;
-    use crate::protocols::paxos::{Ballot, Observation};
+    use crate::families::paxos::{Ballot, Observation};
     use crate::scenario::Scenario;
     use crate::sim::RunRecord;
     use crate::sim::topology::Topology;

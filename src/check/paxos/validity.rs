@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::check::paxos::{applies, choices};
 use crate::check::{CheckInfo, CheckResult};
-use crate::protocols::{Observation, paxos};
+use crate::families::paxos;
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -25,9 +25,9 @@ pub const CHECK: CheckInfo = CheckInfo {
 fn run(record: &RunRecord) -> CheckResult {
     let mut proposed: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
     for o in &record.observations {
-        if let Observation::Paxos(paxos::Observation::Proposed {
+        if let Some(paxos::Observation::Proposed {
             instance, value, ..
-        }) = &o.observation
+        }) = o.get()
         {
             proposed.entry(*instance).or_default().insert(value);
         }

@@ -40,7 +40,7 @@ mod tests {
     use super::*;
     use crate::check::raft::tests::{append, e, role};
     use crate::check::testing::{observe, record};
-    use crate::protocols::raft::Observation as O;
+    use crate::families::raft::Observation as O;
     use crate::scenario::Verdict;
 
     #[test]

@@ -35,10 +35,10 @@ pub mod state_machine_safety;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::check::ms;
+use crate::families::kv::CommandId;
+use crate::families::raft::{EntryRef, Observation as RaftObservation};
 use crate::process::NodeId;
-use crate::protocols::kv::CommandId;
-use crate::protocols::raft::{EntryRef, Observation as RaftObservation};
-use crate::protocols::{CommonObservation, Observation};
+use crate::process::{CommonObservation, NodeRole};
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// The exact identity of an entry together with its whole prefix (0: the empty log).
@@ -138,7 +138,7 @@ pub struct Replay {
 }
 
 enum Step<'a> {
-    Role(&'a str, u64),
+    Role(NodeRole, u64),
     Raft(&'a RaftObservation),
     Life(LifecycleKind),
 }
@@ -160,12 +160,10 @@ impl Replay {
         });
         let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
         for o in &record.observations {
-            match &o.observation {
-                Observation::Common(CommonObservation::Role { role, term }) => {
-                    steps.push((o.seq, o.t_ns, o.node, Step::Role(role, *term)))
-                }
-                Observation::Raft(obs) => steps.push((o.seq, o.t_ns, o.node, Step::Raft(obs))),
-                _ => {}
+            if let Some(CommonObservation::Role { role, term }) = o.get() {
+                steps.push((o.seq, o.t_ns, o.node, Step::Role(*role, *term)));
+            } else if let Some(obs) = o.get::<RaftObservation>() {
+                steps.push((o.seq, o.t_ns, o.node, Step::Raft(obs)));
             }
         }
         for l in &record.lifecycle {
@@ -180,7 +178,7 @@ impl Replay {
             match step {
                 Step::Role(role, term) => {
                     state.term = state.term.max(term);
-                    if role == "leader" {
+                    if role == NodeRole::Leader {
                         state.leading = Some(term);
                         r.elections.push(Election {
                             at: seen,
@@ -446,7 +444,7 @@ pub fn verdict(
 pub(crate) mod tests {
     use super::*;
     use crate::check::testing::{observe, record};
-    use crate::protocols::raft::Observation as O;
+    use crate::families::raft::Observation as O;
     use crate::sim::RunRecord;
 
     /// An entry reference of `term` for client command `request` (0: the no-op).
@@ -467,7 +465,11 @@ pub(crate) mod tests {
             t,
             node,
             CommonObservation::Role {
-                role: role.into(),
+                role: match role {
+                    "leader" => NodeRole::Leader,
+                    "candidate" => NodeRole::Candidate,
+                    _ => NodeRole::Follower,
+                },
                 term,
             },
         );

@@ -42,7 +42,7 @@ mod tests {
     use super::*;
     use crate::check::raft::tests::e;
     use crate::check::testing::{lifecycle, observe, record};
-    use crate::protocols::raft::Observation as O;
+    use crate::families::raft::Observation as O;
     use crate::scenario::Verdict;
     use crate::sim::LifecycleKind;
 
@@ -51,7 +51,7 @@ mod tests {
         t: u64,
         node: u32,
         index: u64,
-        entries: &[crate::protocols::raft::EntryRef],
+        entries: &[crate::families::raft::EntryRef],
     ) {
         observe(
             rec,

@@ -1,5 +1,5 @@
 //! Multi-Paxos ("Paxos Made Simple" §3) serving the shared key-value store
-//! ([`crate::protocols::kv`]), as protocol `multi-paxos`.
+//! ([`crate::families::kv`]), as protocol `multi-paxos`.
 //!
 //! Every server is a proposer, an acceptor and a learner (§3: "each server plays all the roles").
 //! The replicated log is a sequence of Synod instances, one per slot (slots count from 1); the
@@ -57,17 +57,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::protocols::kv::{self, Command, CommandId, KvStore};
-use crate::protocols::paxos::acceptor::{Acceptor, Scope};
-use crate::protocols::paxos::{
+use crate::families::kv::{self, Command, CommandId, KvStore};
+use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
+use crate::families::paxos::acceptor::{Acceptor, Scope};
+use crate::families::paxos::{
     BUG_ACCEPT_IGNORES_PROMISE, BUG_ACCEPTOR_OMITS_ACCEPTED, BUG_DUPLICATE_BALLOTS, BUG_NO_BACKOFF,
     BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
     ValueId, choose_value,
 };
-use crate::protocols::{Bug, CommonObservation, NodeSetup, ProtocolInfo, WorkloadKind};
+use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
+use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
+use crate::process::{CommonObservation, NodeRole};
 use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
-use crate::workload::{Op, Outcome, Reply, Request};
 
 /// The registry entry.
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
@@ -392,7 +393,7 @@ pub struct Node {
     leader_chosen_through: u64,
     /// The outstanding catch-up request: first slot asked for, and when.
     catch_up: Option<(u64, i64)>,
-    last_role: Option<(&'static str, u64)>,
+    last_role: Option<(NodeRole, u64)>,
 }
 
 impl Node {
@@ -443,13 +444,10 @@ impl Node {
         self.servers.iter().copied().filter(move |&s| s != self.id)
     }
 
-    fn observe_role(&mut self, ctx: &mut Context<'_>, role: &'static str, round: u64) {
+    fn observe_role(&mut self, ctx: &mut Context<'_>, role: NodeRole, round: u64) {
         if self.last_role != Some((role, round)) {
             self.last_role = Some((role, round));
-            ctx.observe(CommonObservation::Role {
-                role: role.into(),
-                term: round,
-            });
+            ctx.observe(CommonObservation::Role { role, term: round });
         }
     }
 
@@ -485,7 +483,7 @@ impl Node {
             promises: BTreeMap::new(),
         };
         self.leader = None;
-        self.observe_role(ctx, "candidate", ballot.round);
+        self.observe_role(ctx, NodeRole::Candidate, ballot.round);
         self.reset_election_deadline(ctx);
         for &s in &self.servers {
             ctx.send(s, Message::Prepare { ballot, from_slot });
@@ -506,7 +504,7 @@ impl Node {
         if leader.is_some() {
             self.leader = leader;
         }
-        self.observe_role(ctx, "follower", ballot.round);
+        self.observe_role(ctx, NodeRole::Follower, ballot.round);
         if was_leading && self.bugs.no_backoff && leader.is_none() {
             // No back-off: a preempted candidate tries again at once.
             self.campaign(ctx);
@@ -585,7 +583,7 @@ impl Node {
             .collect();
         self.role = Role::Leader(Box::new(leader));
         self.leader = Some(self.id);
-        self.observe_role(ctx, "leader", ballot.round);
+        self.observe_role(ctx, NodeRole::Leader, ballot.round);
         self.propose(ctx, ballot, entries, None);
         self.heartbeat(ctx);
     }
@@ -806,7 +804,7 @@ impl Node {
                     }
                     if self.own_ballot().is_none() {
                         self.leader = Some(from);
-                        self.observe_role(ctx, "follower", ballot.round);
+                        self.observe_role(ctx, NodeRole::Follower, ballot.round);
                         self.reset_election_deadline(ctx);
                     }
                 }
@@ -943,6 +941,12 @@ impl Node {
         }
     }
 
+    /// A client request arrived (routed here by [`Process::on_other`]).
+    pub fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+        self.on_client(ctx, client, request);
+        self.check_invariants(ctx);
+    }
+
     fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
         if !matches!(
             request.op,
@@ -1051,7 +1055,7 @@ impl Process for Node {
             .map(|b| String::from_utf8_lossy(&b).parse().expect("a round"))
             .unwrap_or(0);
         self.round_seen = self.round.max(self.acceptor.promised(0).round);
-        self.observe_role(ctx, "follower", self.round_seen);
+        self.observe_role(ctx, NodeRole::Follower, self.round_seen);
         self.reset_election_deadline(ctx);
         let timeout = self.election_timeout(ctx);
         ctx.set_timer(timeout, Timer::Election);
@@ -1105,17 +1109,23 @@ impl Process for Node {
         self.check_invariants(ctx);
     }
 
-    fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        self.on_client(ctx, client, request);
-        self.check_invariants(ctx);
+    fn on_other(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        message: crate::process::Message,
+    ) -> Result<(), crate::process::Message> {
+        let request = into_request(message)?;
+        self.on_request(ctx, client, request);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::families::kv::ClientMessage;
     use crate::process::{Effect, TestContext};
-    use crate::protocols::Message as Wire;
 
     fn setup(id: u32) -> NodeSetup {
         NodeSetup {
@@ -1136,10 +1146,7 @@ mod tests {
         tc.take_effects()
             .into_iter()
             .filter_map(|e| match e {
-                Effect::Send {
-                    to,
-                    message: Wire::MultiPaxos(m),
-                } => Some((to, m)),
+                Effect::Send { to, message } => message.downcast().ok().map(|m| (to, m)),
                 _ => None,
             })
             .collect()
@@ -1236,7 +1243,7 @@ mod tests {
         );
         assert_eq!(node.acceptor.accepted(1), Some(&(b(1, 0), a2)));
         let effects_roles = node.last_role;
-        assert_eq!(effects_roles, Some(("leader", 1)));
+        assert_eq!(effects_roles, Some((NodeRole::Leader, 1)));
     }
 
     #[test]
@@ -1273,15 +1280,7 @@ mod tests {
         let effects = tc.take_effects();
         let replies: Vec<&Effect> = effects
             .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Effect::Send {
-                        message: Wire::Client(_),
-                        ..
-                    }
-                )
-            })
+            .filter(|e| matches!(e, Effect::Send { message, .. } if message.is::<ClientMessage>()))
             .collect();
         assert_eq!(replies.len(), 1, "{effects:?}");
         // A retry after it applied is answered from the session.
@@ -1290,20 +1289,15 @@ mod tests {
         assert!(
             sent.iter().any(|e| matches!(
                 e,
-                Effect::Send {
-                    message: Wire::Client(_),
-                    ..
-                }
+                Effect::Send { message, .. } if message.is::<ClientMessage>()
             )),
             "{sent:?}"
         );
         assert!(
             !sent.iter().any(|e| matches!(
                 e,
-                Effect::Send {
-                    message: Wire::MultiPaxos(Message::Accept { .. }),
-                    ..
-                }
+                Effect::Send { message, .. }
+                    if matches!(message.downcast_ref(), Some(Message::Accept { .. }))
             )),
             "{sent:?}"
         );
@@ -1388,15 +1382,15 @@ mod tests {
         assert!(
             sent.iter().any(|e| matches!(
                 e,
-                Effect::Send {
-                    message: Wire::Client(crate::protocols::ClientMessage::Reply(Reply {
+                Effect::Send { message, .. } if matches!(
+                    message.downcast_ref(),
+                    Some(ClientMessage::Reply(Reply {
                         outcome: Outcome::Redirect {
                             leader: Some(NodeId(2))
                         },
                         ..
-                    })),
-                    ..
-                }
+                    }))
+                )
             )),
             "{sent:?}"
         );

@@ -1,4 +1,4 @@
-//! One Raft server as a sans-IO state machine. See the module docs of [`crate::protocols::raft`]
+//! One Raft server as a sans-IO state machine. See the module docs of [`crate::families::raft`]
 //! for the algorithm; the handlers below cite the paper's sections.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -7,16 +7,17 @@ use std::sync::Arc;
 use rand::Rng;
 use smallvec::SmallVec;
 
-use crate::process::{Context, NodeId, Process, TimerId};
-use crate::protocols::kv::{Command, CommandId, KvStore};
-use crate::protocols::raft::log::{self, Log, Snapshot};
-use crate::protocols::raft::{
+use crate::families::NodeSetup;
+use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
+use crate::families::kv::{Command, CommandId, KvStore};
+use crate::families::raft::log::{self, Log, Snapshot};
+use crate::families::raft::{
     BUG_COMMIT_PREVIOUS_TERM, BUG_FORGET_VOTE_ON_RESTART, BUG_READ_FROM_LOCAL_STATE,
     BUG_TRUNCATE_ON_STALE_APPEND, BUG_VOTE_WITHOUT_LOG_CHECK, Config, Entry, EntryRef, Message,
     Observation, Payload, ReadMode, Timer,
 };
-use crate::protocols::{CommonObservation, NodeSetup};
-use crate::workload::{Op, Outcome, Reply, Request};
+use crate::process::{CommonObservation, NodeRole};
+use crate::process::{Context, NodeId, Process, TimerId};
 
 /// Batches in flight per follower while streaming (times `max_entries_per_append`).
 const MAX_INFLIGHT_BATCHES: u64 = 8;
@@ -37,12 +38,12 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    fn node_role(self) -> NodeRole {
         match self {
-            Role::Follower => "follower",
-            Role::PreCandidate => "pre-candidate",
-            Role::Candidate => "candidate",
-            Role::Leader => "leader",
+            Role::Follower => NodeRole::Follower,
+            Role::PreCandidate => NodeRole::PreCandidate,
+            Role::Candidate => NodeRole::Candidate,
+            Role::Leader => NodeRole::Leader,
         }
     }
 }
@@ -229,7 +230,7 @@ impl Node {
     fn set_role(&mut self, ctx: &mut Context<'_>, role: Role) {
         self.role = role;
         ctx.observe(CommonObservation::Role {
-            role: role.name().into(),
+            role: role.node_role(),
             term: self.term,
         });
     }
@@ -1047,6 +1048,12 @@ impl Node {
 
     // ----- client requests -----
 
+    /// A client request arrived (routed here by [`Process::on_other`]).
+    pub fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+        self.on_client(ctx, client, request);
+        self.end_step(ctx);
+    }
+
     fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
         if !matches!(
             request.op,
@@ -1356,8 +1363,14 @@ impl Process for Node {
         self.end_step(ctx);
     }
 
-    fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        self.on_client(ctx, client, request);
-        self.end_step(ctx);
+    fn on_other(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        message: crate::process::Message,
+    ) -> Result<(), crate::process::Message> {
+        let request = into_request(message)?;
+        self.on_request(ctx, client, request);
+        Ok(())
     }
 }

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::families::paxos::{Ballot, Bugs, Observation, ValueId};
 use crate::process::Context;
-use crate::protocols::paxos::{Ballot, Bugs, Observation, ValueId};
 use crate::sim::disk::Disk;
 
 const PROMISE_ALL_KEY: &str = "acceptor/promise-all";
@@ -260,7 +260,6 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
 mod tests {
     use super::*;
     use crate::process::{Effect, NodeId, TestContext};
-    use crate::protocols::Observation as Wire;
 
     fn b(round: u64, node: u32) -> Ballot {
         Ballot {
@@ -273,7 +272,7 @@ mod tests {
         tc.take_effects()
             .into_iter()
             .filter_map(|e| match e {
-                Effect::Observe(Wire::Paxos(o)) => Some(o),
+                Effect::Observe(o) => o.downcast().ok(),
                 _ => None,
             })
             .collect()

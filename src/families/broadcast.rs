@@ -26,10 +26,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply, Request, into_request};
+use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::protocols::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Duration, Scenario, ScenarioError};
-use crate::workload::{Op, OpValue, Outcome, Reply, Request};
 
 /// Planted bug: no periodic retransmission.
 pub const BUG_NO_RETRANSMIT: &str = "no-retransmit";
@@ -278,6 +278,19 @@ impl Process for Node {
         }
     }
 
+    fn on_other(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        message: crate::process::Message,
+    ) -> Result<(), crate::process::Message> {
+        let request = into_request(message)?;
+        self.on_request(ctx, client, request);
+        Ok(())
+    }
+}
+
+impl Node {
     fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
         let outcome = match &request.op {
             Op::Broadcast { value } => {
@@ -314,8 +327,8 @@ impl Process for Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::Payload;
     use crate::process::{Effect, TestContext};
-    use crate::protocols::Message as Wire;
 
     fn setup() -> NodeSetup {
         NodeSetup {
@@ -325,7 +338,7 @@ mod tests {
         }
     }
 
-    fn sends(effects: &[Effect]) -> Vec<(NodeId, Wire)> {
+    fn sends(effects: &[Effect]) -> Vec<(NodeId, Payload)> {
         effects
             .iter()
             .filter_map(|e| match e {
@@ -350,11 +363,21 @@ mod tests {
             },
         );
         let effects = tc.take_effects();
-        assert!(effects.contains(&Effect::Observe(Observation::Holds { value: 42 }.into())));
+        assert!(
+            effects.contains(&Effect::Observe(Payload::new(Observation::Holds {
+                value: 42
+            })))
+        );
         let sent = sends(&effects);
         assert_eq!(sent.len(), 3, "two pushes and one reply: {sent:?}");
-        assert!(sent.contains(&(NodeId(1), Message::Gossip { values: vec![42] }.into())));
-        assert!(sent.contains(&(NodeId(2), Message::Gossip { values: vec![42] }.into())));
+        assert!(sent.contains(&(
+            NodeId(1),
+            Payload::new(Message::Gossip { values: vec![42] })
+        )));
+        assert!(sent.contains(&(
+            NodeId(2),
+            Payload::new(Message::Gossip { values: vec![42] })
+        )));
         tc.crash();
         let mut node = Node::new(&setup(), Config::default());
         node.on_start(&mut tc.ctx());
@@ -406,7 +429,7 @@ mod tests {
                 assert_eq!(sent.len(), 2);
                 assert!(
                     sent.iter()
-                        .all(|(_, m)| *m == Message::Gossip { values: vec![6] }.into())
+                        .all(|(_, m)| *m == Payload::new(Message::Gossip { values: vec![6] }))
                 );
             }
         }

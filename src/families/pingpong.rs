@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
+use crate::families::{NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::protocols::{NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Scenario, ScenarioError};
 
 /// The registry entry.

@@ -34,8 +34,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply};
 use crate::process::{Context, NodeId};
-use crate::workload::{Op, OpValue, Outcome, Reply};
 
 /// Default number of request outcomes remembered per client (4x the largest `concurrency`).
 pub const DEFAULT_SESSION_LIMIT: u32 = 256;

@@ -5,7 +5,7 @@
 //! may play any of them. Instance `i` (0-based) starts at `start + i * instance_interval` on each
 //! proposer's local clock: every proposer then tries to get its own value, `i<i>:n<k>` (`k` is
 //! the proposer's position in the server list, from 1), chosen. The algorithm, its invariants and
-//! the planted bugs are described in [`crate::protocols::paxos`]; this file adds the message flow:
+//! the planted bugs are described in [`crate::families::paxos`]; this file adds the message flow:
 //!
 //! - proposer: `prepare` → `promise`/`nack` → `accept` → `accepted`/`nack`. A ballot preempted
 //!   by a `nack`, or whose phase is not complete within the phase timeout, is retried with a
@@ -34,10 +34,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::paxos::acceptor::{Acceptor, Scope};
+use crate::families::paxos::{self, BUGS, Ballot, Bugs, NodeRefs, Observation, choose_value};
+use crate::families::{NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::protocols::paxos::acceptor::{Acceptor, Scope};
-use crate::protocols::paxos::{self, BUGS, Ballot, Bugs, NodeRefs, Observation, choose_value};
-use crate::protocols::{NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
 use crate::sim::topology::Topology;
 
@@ -914,7 +914,6 @@ impl Process for Node {
 mod tests {
     use super::*;
     use crate::process::{Effect, TestContext};
-    use crate::protocols::Message as Wire;
 
     fn roles(proposers: &[u32]) -> Roles {
         let ids = |v: &[u32]| v.iter().map(|&i| NodeId(i)).collect();
@@ -929,10 +928,7 @@ mod tests {
         tc.take_effects()
             .into_iter()
             .filter_map(|e| match e {
-                Effect::Send {
-                    to,
-                    message: Wire::Paxos(m),
-                } => Some((to, m)),
+                Effect::Send { to, message } => message.downcast().ok().map(|m| (to, m)),
                 _ => None,
             })
             .collect()

@@ -21,8 +21,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::raft::Entry;
 use crate::process::NodeId;
-use crate::protocols::raft::Entry;
 use crate::sim::disk::Disk;
 
 const HARD_STATE_KEY: &str = "raft/hard-state";
@@ -278,8 +278,8 @@ pub fn load(disk: &Disk) -> Durable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocols::raft::Payload;
-    use crate::workload::Op;
+    use crate::families::kv::Op;
+    use crate::families::raft::Payload;
 
     #[test]
     fn the_log_file_is_a_header_and_length_prefixed_records() {
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn every_kind_of_entry_comes_back_from_the_disk() {
         let command = |op| {
-            Payload::Command(std::sync::Arc::new(crate::protocols::kv::Command {
+            Payload::Command(std::sync::Arc::new(crate::families::kv::Command {
                 client: NodeId(6),
                 request: 9,
                 op,

@@ -1,4 +1,4 @@
-//! The workload client process. See the module docs of [`crate::workload`].
+//! The workload client process. See the module docs of [`crate::families::kv`].
 
 use std::collections::BTreeMap;
 
@@ -6,11 +6,11 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp};
 use serde::Serialize;
 
+use crate::families::kv::{ClientContext, ClientMessage, Op, Outcome, Reply, Request};
+use crate::families::{NodeSetup, WorkloadKind};
 use crate::history::{EventType, HistoryEvent};
 use crate::process::{Context, NodeId, Process, TimerId};
-use crate::protocols::{NodeSetup, WorkloadKind};
 use crate::scenario::Workload;
-use crate::workload::{Op, Outcome, Reply, Request};
 
 /// Redirects followed in a row before the client pauses for `retry_delay`.
 const MAX_REDIRECTS_IN_A_ROW: u32 = 3;
@@ -312,7 +312,7 @@ impl Client {
         };
         if let (Outcome::Ok { value }, Some(key)) = (outcome, op.key()) {
             let seen = match (op, value) {
-                (Op::Get { .. }, crate::workload::OpValue::Value(Some(v))) => Some(v.clone()),
+                (Op::Get { .. }, crate::families::kv::OpValue::Value(Some(v))) => Some(v.clone()),
                 (Op::Put { value, .. }, _) | (Op::Cas { to: value, .. }, _) => Some(value.clone()),
                 _ => None,
             };
@@ -364,7 +364,7 @@ impl Client {
 }
 
 impl Process for Client {
-    type Message = crate::protocols::ClientMessage;
+    type Message = ClientMessage;
     type Timer = ClientTimer;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
@@ -391,8 +391,11 @@ impl Process for Client {
         }
     }
 
-    fn on_message(&mut self, _ctx: &mut Context<'_>, _from: NodeId, _message: Self::Message) {
-        // Clients only receive replies, which the driver routes to `on_reply`.
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: ClientMessage) {
+        // Clients only receive replies; a request sent to a client is ignored.
+        if let ClientMessage::Reply(reply) = message {
+            self.on_reply(ctx, from, reply);
+        }
     }
 
     fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: ClientTimer) {
@@ -440,7 +443,9 @@ impl Process for Client {
             }
         }
     }
+}
 
+impl Client {
     fn on_reply(&mut self, ctx: &mut Context<'_>, from: NodeId, reply: Reply) {
         let Some(slot) = self
             .slots

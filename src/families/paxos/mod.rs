@@ -69,8 +69,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::Bug;
 use crate::process::NodeId;
-use crate::protocols::Bug;
 use crate::scenario::{PathSeg, Scenario, ScenarioError};
 use crate::sim::topology::Topology;
 

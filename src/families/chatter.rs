@@ -9,8 +9,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::families::{NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::protocols::{NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Duration, Scenario, ScenarioError};
 
 /// The registry entry.

@@ -11,6 +11,17 @@ use serde::{Deserialize, Serialize};
 use crate::history::{Function, Value};
 use crate::process::NodeId;
 
+/// Requests and replies between key-value (and broadcast) clients and servers: the payload
+/// their client traffic travels in.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    /// A client's request to a server.
+    Request(Request),
+    /// A server's reply to a client.
+    Reply(Reply),
+}
+
 /// A client operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "lowercase")]
@@ -184,4 +195,32 @@ pub struct Reply {
     pub id: u64,
     /// The answer.
     pub outcome: Outcome,
+}
+
+/// Client traffic helpers on a process's [`Context`]: what key-value (and broadcast) servers and
+/// clients send.
+pub trait ClientContext {
+    /// Sends `reply` to the client that made a request.
+    fn reply(&mut self, client: NodeId, reply: Reply);
+    /// Sends `request` to a server (clients only).
+    fn request(&mut self, server: NodeId, request: Request);
+}
+
+impl ClientContext for crate::process::Context<'_> {
+    fn reply(&mut self, client: NodeId, reply: Reply) {
+        self.send(client, ClientMessage::Reply(reply));
+    }
+
+    fn request(&mut self, server: NodeId, request: Request) {
+        self.send(server, ClientMessage::Request(request));
+    }
+}
+
+/// The request inside `message`, or the message back if it is not a client request: for a
+/// server's [`crate::process::Process::on_other`].
+pub fn into_request(message: crate::process::Message) -> Result<Request, crate::process::Message> {
+    match message.downcast::<ClientMessage>()? {
+        ClientMessage::Request(request) => Ok(request),
+        reply => Err(crate::process::Payload::new(reply)),
+    }
 }

@@ -1,4 +1,8 @@
-//! Client workloads: simulated client nodes that issue operations and record the history.
+//! The key-value family: the replicated key-value state machine with client sessions
+//! ([`store`]), the workload's operations, requests and replies ([`op`]), and the client process
+//! that issues them and records the history ([`client`]). The consensus families (Raft,
+//! Multi-Paxos) replicate this store; the broadcast family reuses the client with its own
+//! operations.
 //!
 //! Clients are ordinary processes on simulated nodes, so partitions, latency and loss apply to
 //! them too. Each client node runs `concurrency` logical processes (Jepsen's `:process`); a
@@ -11,8 +15,10 @@
 //! request id (servers deduplicate by (client, id)). When `request_timeout` passes the operation
 //! is recorded as `info`: its outcome is unknown and is never guessed.
 
-mod client;
-mod op;
+pub mod client;
+pub mod op;
+pub mod store;
 
 pub use client::{Client, ClientTimer};
-pub use op::{Op, OpValue, Outcome, Reply, Request};
+pub use op::{ClientContext, ClientMessage, Op, OpValue, Outcome, Reply, Request, into_request};
+pub use store::*;

@@ -1,4 +1,4 @@
-//! Raft consensus serving the replicated key-value store ([`crate::protocols::kv`]).
+//! Raft consensus serving the replicated key-value store ([`crate::families::kv`]).
 //!
 //! Sources: D. Ongaro and J. Ousterhout, "In Search of an Understandable Consensus Algorithm
 //! (Extended Version)" (the paper, §n below), and D. Ongaro, "Consensus: Bridging Theory and
@@ -95,9 +95,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::families::kv::{self, CommandId};
+use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::process::{AnyProcess, NodeId};
-use crate::protocols::kv::{self, CommandId};
-use crate::protocols::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
 
 pub use log::Log;

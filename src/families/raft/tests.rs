@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use super::node::Role;
 use super::*;
+use crate::families::NodeSetup;
+use crate::families::kv::ClientMessage;
+use crate::families::kv::{Op, OpValue, Outcome, Reply, Request};
+use crate::process::{CommonObservation, NodeRole};
 use crate::process::{Effect, NodeId, Process, TestContext, TimerId};
-use crate::protocols::{ClientMessage, CommonObservation, Message as Wire, NodeSetup};
-use crate::protocols::{Observation as WireObservation, Timer as WireTimer};
-use crate::workload::{Op, OpValue, Outcome, Reply, Request};
 
 const MS: i64 = 1_000_000;
 /// Client node ids used by the tests (after the servers).
@@ -29,7 +30,7 @@ struct Harness {
     /// Raft observations, in order.
     observations: Vec<(NodeId, Observation)>,
     /// Role observations, in order.
-    roles: Vec<(NodeId, String, u64)>,
+    roles: Vec<(NodeId, NodeRole, u64)>,
     /// Links that drop everything (directed).
     cut: Vec<(NodeId, NodeId)>,
 }
@@ -78,13 +79,15 @@ impl Harness {
         let now = self.ctxs[i].local_time_ns;
         for effect in self.ctxs[i].take_effects() {
             match effect {
-                Effect::Send { to, message } => match message {
-                    Wire::Raft(m) => self.inflight.push((from, to, m)),
-                    Wire::Client(ClientMessage::Reply(r)) => self.replies.push((from, to, r)),
-                    other => panic!("unexpected message {other:?}"),
+                Effect::Send { to, message } => match message.downcast::<Message>() {
+                    Ok(m) => self.inflight.push((from, to, m)),
+                    Err(other) => match other.downcast::<ClientMessage>() {
+                        Ok(ClientMessage::Reply(r)) => self.replies.push((from, to, r)),
+                        other => panic!("unexpected message {other:?}"),
+                    },
                 },
                 Effect::SetTimer { id, delay, timer } => {
-                    let WireTimer::Raft(t) = timer else {
+                    let Ok(t) = timer.downcast() else {
                         panic!("unexpected timer")
                     };
                     self.timers[i].insert(id, (t, now + delay.as_nanos() as i64));
@@ -92,11 +95,15 @@ impl Harness {
                 Effect::CancelTimer { id } => {
                     self.timers[i].remove(&id);
                 }
-                Effect::Observe(WireObservation::Raft(o)) => self.observations.push((from, o)),
-                Effect::Observe(WireObservation::Common(CommonObservation::Role {
-                    role,
-                    term,
-                })) => self.roles.push((from, role, term)),
+                Effect::Observe(o) => match o.downcast() {
+                    Ok(o) => self.observations.push((from, o)),
+                    Err(o) => match o.downcast() {
+                        Ok(CommonObservation::Role { role, term }) => {
+                            self.roles.push((from, role, term))
+                        }
+                        other => panic!("unexpected observation {other:?}"),
+                    },
+                },
                 other => panic!("unexpected effect {other:?}"),
             }
         }
@@ -249,7 +256,7 @@ fn entry(term: u64, request: u64) -> Entry {
         payload: if request == 0 {
             Payload::Noop
         } else {
-            Payload::Command(std::sync::Arc::new(crate::protocols::kv::Command {
+            Payload::Command(std::sync::Arc::new(crate::families::kv::Command {
                 client: CLIENT,
                 request,
                 op: put("k", &format!("v{request}")),
@@ -292,7 +299,7 @@ fn s5_2_a_timed_out_follower_votes_for_itself_persists_and_wins_a_majority() {
     assert_eq!(requests, 2);
     h.settle();
     assert_eq!(h.nodes[0].role(), Role::Leader);
-    assert!(h.roles.contains(&(NodeId(0), "leader".into(), 1)));
+    assert!(h.roles.contains(&(NodeId(0), NodeRole::Leader, 1)));
     for i in 1..3 {
         assert_eq!(h.nodes[i].role(), Role::Follower);
         assert_eq!(h.nodes[i].term(), 1);
@@ -408,7 +415,7 @@ fn s5_1_a_leader_that_sees_a_higher_term_steps_down_and_adopts_it() {
     );
     assert_eq!(h.nodes[0].role(), Role::Follower);
     assert_eq!(h.nodes[0].term(), 7);
-    assert!(h.roles.contains(&(NodeId(0), "follower".into(), 7)));
+    assert!(h.roles.contains(&(NodeId(0), NodeRole::Follower, 7)));
     // A stale leader's AppendEntries is refused with the current term (§5.1).
     h.inflight.clear();
     h.deliver(NodeId(1), NodeId(0), append(3, (0, 0), vec![], 0));
