@@ -13,9 +13,11 @@ compile_error!(
      set RUSTFLAGS, include `--cfg madsim` in it."
 );
 
+pub mod api;
 pub mod check;
 pub mod cli;
 pub mod families;
+pub mod family;
 pub mod history;
 pub mod payload;
 pub mod process;

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use faultline::check::{overall, paxos::choices, run_checks};
+use faultline::check::{overall, run_checks};
+use faultline::families::paxos::checks::choices;
 use faultline::scenario::{Scenario, Verdict};
 use faultline::sim::{RunOptions, run};
 
@@ -18,7 +19,10 @@ fn nothing_is_chosen_while_no_side_holds_a_majority_then_the_majority_decides() 
     let record = run(&s, s.seed, &RunOptions::default());
     let chosen = choices(&record);
     let first = |i: u64| chosen.get(&i).and_then(|l| l.first()).map(|c| c.chosen_ns);
-    for i in 0..u64::from(s.paxos.instances) {
+    let instances = s.cluster.roles[0].options["instances"]
+        .as_integer()
+        .expect("resolved options hold every default") as u64;
+    for i in 0..instances {
         let t = first(i).unwrap_or_else(|| panic!("instance {i} was never chosen"));
         // 2|2|1 until 3s: no majority anywhere. 3|2 until 6s: {n1, n2, n3} decides.
         assert!(

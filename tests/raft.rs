@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline::check::raft::Replay;
 use faultline::check::{CheckResult, overall, run_checks};
 use faultline::families::raft::Observation as RaftObs;
+use faultline::families::raft::checks::Replay;
 use faultline::history::{EventType, Function};
 use faultline::process::NodeId;
 use faultline::process::{CommonObservation, NodeRole};

@@ -88,23 +88,21 @@ fn documented_rates() -> BTreeMap<String, u64> {
 #[test]
 fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
     let scenarios = bug_scenarios();
-    let bugs_of = |s: &Scenario| -> Vec<String> {
-        [
-            &s.raft.bugs,
-            &s.paxos.bugs,
-            &s.multi_paxos.bugs,
-            &s.broadcast.bugs,
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect()
+    // The bugs switched on in the roles that run `protocol`.
+    let bugs_of = |s: &Scenario, protocol: &str| -> Vec<String> {
+        s.cluster
+            .roles
+            .iter()
+            .filter(|r| r.protocol == protocol)
+            .filter_map(|r| r.options.get("bugs").and_then(|b| b.as_array()))
+            .flatten()
+            .filter_map(|b| b.as_str().map(str::to_string))
+            .collect()
     };
-    for protocol in families::PROTOCOLS {
+    for protocol in families::builtin().protocols() {
         for bug in protocol.bugs {
             let found = scenarios.iter().any(|(_, s)| {
-                s.cluster.protocol == protocol.name
-                    && bugs_of(s) == [bug.name.to_string()]
+                bugs_of(s, protocol.name) == [bug.name.to_string()]
                     && s.expect.failing_checks.iter().any(|c| c == bug.caught_by)
             });
             assert!(

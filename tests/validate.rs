@@ -377,9 +377,10 @@ proptest! {
     fn every_scenario_that_validates_runs_without_a_kernel_panic(text in generated_scenario(), seed in any::<u64>()) {
         if let Ok(scenario) = Scenario::parse(Path::new("v.toml"), text.as_bytes()) {
             let record = faultline::sim::run(&scenario, seed, &faultline::sim::RunOptions::default());
-            prop_assert!(record.halt.is_none() || scenario.cluster.protocol == "pingpong", "{:?}\n{text}", record.halt);
+            let pingpong = scenario.runs_protocol("pingpong");
+            prop_assert!(record.halt.is_none() || pingpong, "{:?}\n{text}", record.halt);
             // Only ping-pong on a network that can take no time may run into an event limit.
-            prop_assert!(record.limit_exceeded.is_none() || scenario.cluster.protocol == "pingpong", "{:?}\n{text}", record.limit_exceeded);
+            prop_assert!(record.limit_exceeded.is_none() || pingpong, "{:?}\n{text}", record.limit_exceeded);
             let _ = faultline::check::run_checks(&record);
         }
     }
@@ -593,8 +594,12 @@ fn the_nemesis_worst_case_bounds_every_planned_schedule() {
             "duration = \"100ms\"\n[cluster]\nprotocol = \"raft\"\nnodes = 3\n[nemesis]\nfaults = [\"crash\", \"partition\"]\n\
              interval = \"{interval}\"\nfault_duration = \"{length}\"\nstart = \"{start}\"\nfinal_heal = \"{heal}\"\n"
         );
-        // Parsed without the limit check (the first cases plan far more than 10,000 faults).
-        let scenario: Scenario = toml::from_str(&text).unwrap();
+        // The nemesis is set after loading, without the limit check (the first cases plan far
+        // more than 10,000 faults).
+        let valid = text.replace(&format!("interval = \"{interval}\""), "interval = \"1s\"");
+        let mut scenario = Scenario::parse(Path::new("n.toml"), valid.as_bytes()).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        scenario.nemesis = Some(table["nemesis"].clone().try_into().unwrap());
         let nemesis = scenario.nemesis.as_ref().unwrap();
         let worst = nemesis_worst_case_faults(nemesis, scenario.duration);
         if worst > 200_000 {
@@ -638,7 +643,10 @@ fn a_zero_latency_closed_loop_without_think_time_is_refused_before_the_run() {
         let err = Scenario::parse(Path::new("zero.toml"), text.as_bytes()).unwrap_err();
         assert!(
             err.message
-                .starts_with("network.latency: a latency that is always 0"),
+                .starts_with("workload.think_time: a network latency that is always 0")
+                || err
+                    .message
+                    .starts_with("workload.retry_delay: a network latency that is always 0"),
             "{}",
             err.message
         );
@@ -684,7 +692,9 @@ fn the_default_event_limits_are_the_documented_ones() {
 fn a_zero_time_cycle_stops_at_the_events_per_instant_limit() {
     let text = "duration = \"20s\"\n[cluster]\nprotocol = \"raft\"\nnodes = 3\n[network]\nlatency = \"0s\"\n[workload]\nclients = 4\n";
     let mut scenario = Scenario::parse(Path::new("runaway.toml"), text.as_bytes()).unwrap();
-    scenario.workload.think_time = faultline::scenario::Duration(0);
+    scenario.clients[0]
+        .options
+        .insert("think_time".into(), toml::Value::String("0s".into()));
     let record = faultline::sim::run(&scenario, 1, &limited(u64::MAX, 20_000));
     let stop = record
         .limit_exceeded
@@ -813,23 +823,42 @@ fn a_name_taken_from_the_file_name_is_checked_and_the_error_says_so() {
 #[test]
 fn the_resolved_scenario_shows_only_the_check_tables_of_its_protocol() {
     let cases: [(&str, &str, &[&str]); 3] = [
-        ("broadcast", "clients = 1", &["convergence"]),
+        (
+            "broadcast",
+            "clients = 1",
+            &["bounds", "convergence", "no-decision", "node-invariants"],
+        ),
         (
             "raft",
             "clients = 1",
             &[
                 "availability",
+                "bounds",
                 "election-safety",
                 "leader-append-only",
                 "leader-completeness",
                 "linearizability",
                 "liveness",
                 "log-matching",
+                "no-decision",
+                "node-invariants",
                 "stale-read",
                 "state-machine-safety",
             ],
         ),
-        ("paxos", "clients = 0", &["decision"]),
+        (
+            "paxos",
+            "clients = 0",
+            &[
+                "agreement",
+                "bounds",
+                "decision",
+                "learner-agreement",
+                "no-decision",
+                "node-invariants",
+                "validity",
+            ],
+        ),
     ];
     for (protocol, clients, checks) in cases {
         let text = format!(

@@ -36,9 +36,10 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::{Operation, operations};
-use crate::check::{CheckInfo, CheckResult, ms};
-use crate::families::WorkloadKind;
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::family::OptionError;
 use crate::process::NodeId;
+use crate::scenario::Scenario;
 use crate::scenario::Verdict;
 use crate::sim::topology::Topology;
 use crate::sim::{LifecycleKind, RunRecord};
@@ -47,10 +48,32 @@ use crate::sim::{LifecycleKind, RunRecord};
 pub const CHECK: CheckInfo = CheckInfo {
     name: "availability",
     summary: "per partition interval, the fraction of operations that succeeded on the majority and on the minority side (thresholds optional)",
-    applies_to: |p| p.workload == WorkloadKind::KeyValue,
-    enabled: |c| c.availability.enabled,
+    applies_to: |s| s.workloads().iter().any(|w| w.history.availability),
+    enabled: check::on_unless_disabled,
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run,
 };
+
+fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
+    match crate::family::parse_options::<Config>(table) {
+        Ok(c) => [
+            ("majority_ok_min", c.majority_ok_min),
+            ("minority_ok_max", c.minority_ok_max),
+        ]
+        .into_iter()
+        .filter_map(|(key, p)| Some((key, p?)))
+        .filter(|(_, p)| !(0.0..=1.0).contains(p))
+        .map(|(key, p)| {
+            OptionError::at(
+                key,
+                format!("expected a probability between 0 and 1, found {p}"),
+            )
+        })
+        .collect(),
+        Err(e) => e,
+    }
+}
 
 /// `[check.availability]` options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -224,7 +247,8 @@ impl Tally {
 }
 
 fn run(record: &RunRecord) -> CheckResult {
-    let config = &record.scenario.check.availability;
+    let config: Config = record.scenario.check_options(CHECK.name);
+    let config = &config;
     let topo = &record.topology;
     let segs = judged_segments(record);
     if segs.is_empty() {

@@ -22,19 +22,34 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
-use crate::check::{CheckInfo, CheckResult, ms, until_problem};
+use crate::check::{self, CheckInfo, CheckResult, ms, until_problem};
+use crate::family::OptionError;
 use crate::process::CommonObservation;
-use crate::scenario::{Duration, Verdict};
+use crate::scenario::{Duration, Scenario, Verdict};
 use crate::sim::RunRecord;
+use crate::sim::topology::Topology;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "bounds",
     summary: "optional bounds on messages and bytes per operation, elections in an interval, durable bytes, and operation latency (mean, percentile)",
     applies_to: |_| true,
-    enabled: |c| c.bounds.enabled && c.bounds.any_bound(),
+    enabled: |t| check::on_unless_disabled(t) && check::parse_or_default::<Config>(t).any_bound(),
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run,
 };
+
+fn validate_options(table: &toml::Table, s: &Scenario, _: &Topology) -> Vec<OptionError> {
+    match crate::family::parse_options::<Config>(table) {
+        Ok(c) => c
+            .problems(s.duration)
+            .into_iter()
+            .map(|(key, message)| OptionError::at(key, message))
+            .collect(),
+        Err(e) => e,
+    }
+}
 
 /// `[check.bounds]` options. Every bound is optional; the check runs if at least one is set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,7 +242,8 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 }
 
 fn run(record: &RunRecord) -> CheckResult {
-    let c = &record.scenario.check.bounds;
+    let c: Config = record.scenario.check_options(CHECK.name);
+    let c = &c;
     let from = c.from.as_nanos();
     let until = c.until.map_or(record.end_ns, Duration::as_nanos);
     let interval = format!("[{}, {})", ms(from), ms(until));
@@ -407,7 +423,7 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testing::{observe, put, record};
+    use crate::check::testing::{enabled, observe, put, record};
     use crate::history::EventType;
     use crate::process::NodeId;
     use crate::sim::trace::Trace;
@@ -435,9 +451,9 @@ mod tests {
     #[test]
     fn the_check_runs_only_when_a_bound_is_set() {
         let rec = record(3, 1, "");
-        assert!(!(CHECK.enabled)(&rec.scenario.check));
+        assert!(!enabled(&CHECK, &rec));
         let rec = with_ops("messages_per_op_max = 10\n");
-        assert!((CHECK.enabled)(&rec.scenario.check));
+        assert!(enabled(&CHECK, &rec));
     }
 
     #[test]

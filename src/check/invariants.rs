@@ -1,7 +1,7 @@
 //! `node-invariants`: every process asserts its own invariants after every step; a failed
 //! assertion stops the run, and this check reports it with the node, time and message.
 
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -10,7 +10,9 @@ pub const CHECK: CheckInfo = CheckInfo {
     name: "node-invariants",
     summary: "no process assertion failed (a failure stops the run at that step)",
     applies_to: |_| true,
-    enabled: |_| true,
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 

@@ -41,11 +41,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::check::ops::{Operation, operations};
-use crate::check::{CheckInfo, CheckResult, ms};
-use crate::families::WorkloadKind;
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::family::OptionError;
 use crate::process::NodeId;
 use crate::process::{CommonObservation, NodeRole};
+use crate::scenario::Scenario;
 use crate::scenario::{Duration, Verdict};
+use crate::sim::topology::Topology;
 use crate::sim::world::Status;
 use crate::sim::{LifecycleKind, RunRecord};
 
@@ -53,10 +55,26 @@ use crate::sim::{LifecycleKind, RunRecord};
 pub const CHECK: CheckInfo = CheckInfo {
     name: "liveness",
     summary: "after the final heal: a leader within a bound, then every operation answered within a bound",
-    applies_to: |p| p.workload == WorkloadKind::KeyValue,
-    enabled: |c| c.liveness.enabled,
+    applies_to: |s| s.workloads().iter().any(|w| w.history.availability),
+    enabled: check::on_unless_disabled,
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run,
 };
+
+fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
+    match crate::family::parse_options::<Config>(table) {
+        Ok(c) => [
+            ("leader_within", c.leader_within),
+            ("answer_within", c.answer_within),
+        ]
+        .into_iter()
+        .filter(|(_, d)| d.as_nanos() == 0)
+        .map(|(key, _)| OptionError::at(key, "expected a positive duration"))
+        .collect(),
+        Err(e) => e,
+    }
+}
 
 /// `[check.liveness]` options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -206,7 +224,8 @@ fn last_permanent_crash(record: &RunRecord) -> Option<(u64, NodeId)> {
 }
 
 fn run(record: &RunRecord) -> CheckResult {
-    let config = &record.scenario.check.liveness;
+    let config: Config = record.scenario.check_options(CHECK.name);
+    let config = &config;
     let Some(heal) = record.final_heal_ns else {
         return CheckResult::new(
             CHECK.name,

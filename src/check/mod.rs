@@ -2,19 +2,17 @@
 //! evidence. They never run inside the simulation, so they also work on imported histories.
 //! Safety and liveness checks are separate checks (STYLE.md rule 11).
 //!
-//! Each check lives in its own module with its `[check.<name>]` options; [`CHECKS`] lists them
-//! for `faultline list` and for [`run_checks`].
+//! Each generic check lives in its own module with its `[check.<name>]` options; [`CHECKS`]
+//! lists them. Checks of one family's properties (Raft's election safety, Paxos's agreement,
+//! the lock family's mutual exclusion) live with their family and are listed by it.
 
 pub mod availability;
 pub mod bounds;
-pub mod convergence;
 pub mod invariants;
 pub mod linearizability;
 pub mod liveness;
 pub mod no_decision;
 pub mod ops;
-pub mod paxos;
-pub mod raft;
 pub mod stale_read;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -23,9 +21,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::families::ProtocolInfo;
-use crate::scenario::{Duration, Verdict};
+use serde::de::DeserializeOwned;
+
+use crate::family::{OptionError, parse_options};
+use crate::scenario::{Duration, Scenario, Verdict};
 use crate::sim::RunRecord;
+use crate::sim::topology::Topology;
 
 /// The result of one check.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -56,56 +57,6 @@ impl CheckResult {
     }
 }
 
-/// `[check]`: options of each check, by name. A check not mentioned runs with its defaults.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckConfig {
-    /// `[check.convergence]`.
-    #[serde(default)]
-    pub convergence: convergence::Config,
-    /// `[check.linearizability]`.
-    #[serde(default)]
-    pub linearizability: linearizability::Config,
-    /// `[check.availability]`.
-    #[serde(default)]
-    pub availability: availability::Config,
-    /// `[check.liveness]`.
-    #[serde(default)]
-    pub liveness: liveness::Config,
-    /// `[check.stale-read]`.
-    #[serde(default, rename = "stale-read")]
-    pub stale_read: stale_read::Config,
-    /// `[check.election-safety]`.
-    #[serde(default, rename = "election-safety")]
-    pub election_safety: Toggle,
-    /// `[check.log-matching]`.
-    #[serde(default, rename = "log-matching")]
-    pub log_matching: Toggle,
-    /// `[check.leader-completeness]`.
-    #[serde(default, rename = "leader-completeness")]
-    pub leader_completeness: Toggle,
-    /// `[check.state-machine-safety]`.
-    #[serde(default, rename = "state-machine-safety")]
-    pub state_machine_safety: Toggle,
-    /// `[check.leader-append-only]`.
-    #[serde(default, rename = "leader-append-only")]
-    pub leader_append_only: Toggle,
-    /// `[check.decision]` (single-decree Paxos).
-    #[serde(default)]
-    pub decision: paxos::decision::Config,
-    /// `[check.bounds]` (runs, and shows in a resolved scenario, only when a bound is set).
-    #[serde(default, skip_serializing_if = "bounds::Config::is_unset")]
-    pub bounds: bounds::Config,
-    /// `[check.no-decision]` (runs, and shows in a resolved scenario, only when an interval is
-    /// set).
-    #[serde(
-        default,
-        rename = "no-decision",
-        skip_serializing_if = "no_decision::Config::is_unset"
-    )]
-    pub no_decision: no_decision::Config,
-}
-
 /// Options of a check that has no option but `enabled`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,34 +72,29 @@ impl Default for Toggle {
     }
 }
 
-/// A check faultline can run.
+/// A check faultline can run: a generic one (listed in [`CHECKS`]) or a family's (listed by its
+/// [`crate::family::Family`]).
 pub struct CheckInfo {
     /// Name (in reports, `[check.<name>]` and `[expect] failing_checks`).
     pub name: &'static str,
     /// One line for `faultline list`.
     pub summary: &'static str,
-    /// Whether it applies to a protocol.
-    pub applies_to: fn(&ProtocolInfo) -> bool,
-    /// Whether the scenario switched it off.
-    pub enabled: fn(&CheckConfig) -> bool,
-    /// The check itself.
+    /// Whether it applies to a scenario (the protocols its roles run, the workloads of its
+    /// client groups and what their histories allow).
+    pub applies_to: fn(&Scenario) -> bool,
+    /// Whether it runs, given its `[check.<name>]` table (empty when the file has none).
+    pub enabled: fn(&toml::Table) -> bool,
+    /// Checks its `[check.<name>]` table and returns every problem.
+    pub validate: fn(&toml::Table, &Scenario, &Topology) -> Vec<OptionError>,
+    /// Its (valid) table with every default filled in, for the resolved scenario.
+    pub resolve: fn(&toml::Table) -> toml::Table,
+    /// The check itself; it reads its options with [`Scenario::check_options`].
     pub run: fn(&RunRecord) -> CheckResult,
 }
 
-/// Every check, in report order.
+/// The generic checks, in report order (family checks follow, in registry order).
 pub static CHECKS: &[CheckInfo] = &[
     invariants::CHECK,
-    convergence::CHECK,
-    raft::election_safety::CHECK,
-    raft::log_matching::CHECK,
-    raft::leader_completeness::CHECK,
-    raft::leader_append_only::CHECK,
-    raft::state_machine_safety::CHECK,
-    paxos::agreement::CHECK,
-    paxos::validity::CHECK,
-    paxos::learner_agreement::CHECK,
-    paxos::applied_prefix::CHECK,
-    paxos::decision::CHECK,
     stale_read::CHECK,
     linearizability::CHECK,
     availability::CHECK,
@@ -157,19 +103,52 @@ pub static CHECKS: &[CheckInfo] = &[
     bounds::CHECK,
 ];
 
-/// The checks that apply to `protocol`.
-pub fn checks_for(protocol: &ProtocolInfo) -> impl Iterator<Item = &'static CheckInfo> + '_ {
-    CHECKS.iter().filter(move |c| (c.applies_to)(protocol))
+/// Every check that applies to `scenario`: the generic ones, then its families'.
+pub fn checks_for(scenario: &Scenario) -> Vec<&'static CheckInfo> {
+    let mut out: Vec<&'static CheckInfo> = CHECKS.iter().collect();
+    // Family checks go after the invariants and before the generic history checks, as before.
+    let family: Vec<&'static CheckInfo> = scenario.registry.checks().collect();
+    out.splice(1..1, family);
+    out.into_iter()
+        .filter(|c| (c.applies_to)(scenario))
+        .collect()
 }
 
-/// Runs every enabled check that applies to the record's protocol.
+/// Runs every enabled check that applies to the record's scenario.
 pub fn run_checks(record: &RunRecord) -> Vec<CheckResult> {
-    let protocol =
-        crate::families::protocol(&record.scenario.cluster.protocol).expect("validated protocol");
-    checks_for(protocol)
-        .filter(|c| (c.enabled)(&record.scenario.check))
+    let empty = toml::Table::new();
+    checks_for(&record.scenario)
+        .into_iter()
+        .filter(|c| (c.enabled)(record.scenario.check.get(c.name).unwrap_or(&empty)))
         .map(|c| (c.run)(record))
         .collect()
+}
+
+/// The usual `enabled` of a check: on unless its table says `enabled = false`.
+pub fn on_unless_disabled(table: &toml::Table) -> bool {
+    table
+        .get("enabled")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(true)
+}
+
+/// The usual `validate` of a check: its table must parse as `T`.
+pub fn validate_as<T: DeserializeOwned>(
+    table: &toml::Table,
+    _: &Scenario,
+    _: &Topology,
+) -> Vec<OptionError> {
+    parse_options::<T>(table).err().unwrap_or_default()
+}
+
+/// The usual `resolve` of a check: its table parsed as `T` and written back, defaults included.
+pub fn resolve_as<T: DeserializeOwned + Serialize + Default>(table: &toml::Table) -> toml::Table {
+    crate::family::resolved_options(&parse_or_default::<T>(table))
+}
+
+/// `table` parsed as `T`, or `T`'s defaults if it does not parse (validation reported that).
+pub fn parse_or_default<T: DeserializeOwned + Default>(table: &toml::Table) -> T {
+    parse_options(table).unwrap_or_default()
 }
 
 /// The overall verdict: fail if any check failed, else unknown if any was unknown, else pass.

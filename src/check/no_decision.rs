@@ -21,9 +21,10 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::operations;
-use crate::check::{CheckInfo, CheckResult, ms, until_problem};
-use crate::families::{paxos, raft};
+use crate::check::{self, CheckInfo, CheckResult, ms, until_problem};
+use crate::family::OptionError;
 use crate::process::NodeId;
+use crate::scenario::Scenario;
 use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
 use crate::sim::topology::Topology;
@@ -33,9 +34,27 @@ pub const CHECK: CheckInfo = CheckInfo {
     name: "no-decision",
     summary: "nothing new chosen, committed or answered ok by the named nodes during an interval (a minority must not decide)",
     applies_to: |_| true,
-    enabled: |c| c.no_decision.enabled && c.no_decision.from.is_some(),
+    enabled: |t| {
+        check::on_unless_disabled(t) && check::parse_or_default::<Config>(t).from.is_some()
+    },
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run,
 };
+
+fn validate_options(table: &toml::Table, s: &Scenario, topology: &Topology) -> Vec<OptionError> {
+    match crate::family::parse_options::<Config>(table) {
+        Ok(c) => c
+            .problems(s.duration, topology)
+            .into_iter()
+            .map(|(key, index, message)| match index {
+                Some(i) => OptionError::at_path(&[key, &i.to_string()], message),
+                None => OptionError::at(key, message),
+            })
+            .collect(),
+        Err(e) => e,
+    }
+}
 
 /// `[check.no-decision]` options. `from` and `until` are required together; without them the
 /// check does not run.
@@ -132,46 +151,24 @@ impl Config {
     }
 }
 
-/// What was decided, for de-duplication across nodes and time.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Decided {
-    Learned(u64, String),
-    Applied(u64),
-}
-
-/// (time, node, description) of every new decision observation in the run.
+/// (time, node, description) of every decision in the run, from every family that reports
+/// decisions (`Family::decisions`), in time order.
 fn decisions(record: &RunRecord) -> Vec<(u64, NodeId, String)> {
-    let mut seen: BTreeSet<Decided> = BTreeSet::new();
-    let mut committed: Option<u64> = None;
-    let mut out = Vec::new();
-    for o in &record.observations {
-        let what = if let Some(&raft::Observation::Commit { index }) = o.get() {
-            if committed.is_some_and(|c| index <= c) {
-                None
-            } else {
-                committed = Some(index);
-                Some(format!("committed up to index {index}"))
-            }
-        } else {
-            match o.get() {
-                Some(paxos::Observation::Learned { instance, value }) => seen
-                    .insert(Decided::Learned(*instance, value.clone()))
-                    .then(|| format!("learned {value:?} in instance {instance}")),
-                Some(paxos::Observation::Applied { slot, value }) => seen
-                    .insert(Decided::Applied(*slot))
-                    .then(|| format!("applied {value:?} at slot {slot}")),
-                _ => None,
-            }
-        };
-        if let Some(what) = what {
-            out.push((o.t_ns, o.node, what));
-        }
-    }
+    let mut out: Vec<(u64, NodeId, String)> = record
+        .scenario
+        .registry
+        .families()
+        .iter()
+        .filter_map(|f| f.decisions)
+        .flat_map(|decisions| decisions(record))
+        .collect();
+    out.sort_by_key(|d| d.0);
     out
 }
 
 fn run(record: &RunRecord) -> CheckResult {
-    let c = &record.scenario.check.no_decision;
+    let c: Config = record.scenario.check_options(CHECK.name);
+    let c = &c;
     let topo = &record.topology;
     let (Some(from), Some(until)) = (c.from, c.until) else {
         return CheckResult::new(
@@ -248,7 +245,8 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::testing::{observe, op, put, record};
+    use crate::check::testing::{enabled, observe, op, put, record};
+    use crate::families::{paxos, raft};
     use crate::history::{EventType, Function, Value};
 
     const OPTS: &str =
@@ -256,8 +254,8 @@ mod tests {
 
     #[test]
     fn the_check_runs_only_with_an_interval() {
-        assert!(!(CHECK.enabled)(&record(3, 1, "").scenario.check));
-        assert!((CHECK.enabled)(&record(5, 2, OPTS).scenario.check));
+        assert!(!enabled(&CHECK, &record(3, 1, "")));
+        assert!(enabled(&CHECK, &record(5, 2, OPTS)));
     }
 
     #[test]

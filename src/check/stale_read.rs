@@ -35,8 +35,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::ops::{Operation, operations};
-use crate::check::{CheckInfo, CheckResult};
-use crate::families::WorkloadKind;
+use crate::check::{self, CheckInfo, CheckResult};
 use crate::history::{EventType, Function, Value};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
@@ -45,8 +44,10 @@ use crate::sim::RunRecord;
 pub const CHECK: CheckInfo = CheckInfo {
     name: "stale-read",
     summary: "no read returns a value that real-time order proves was already replaced (sound, incomplete linearizability test)",
-    applies_to: |p| p.workload == WorkloadKind::KeyValue,
-    enabled: |c| c.stale_read.enabled,
+    applies_to: |s| s.workloads().iter().any(|w| w.history.stale_reads),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<Config>,
+    resolve: check::resolve_as::<Config>,
     run,
 };
 

@@ -2,14 +2,15 @@
 
 use serde::Serialize;
 
-use crate::check::{CHECKS, checks_for};
+use crate::check::CHECKS;
 use crate::cli::exit;
-use crate::families::PROTOCOLS;
 use crate::scenario::{FaultKind, NemesisFault, PartitionShape};
 
 #[derive(Serialize)]
 struct Listing {
+    families: Vec<FamilyEntry>,
     protocols: Vec<ProtocolEntry>,
+    workloads: Vec<Named>,
     fault_kinds: Vec<Named>,
     partition_shapes: Vec<&'static str>,
     nemesis_faults: Vec<&'static str>,
@@ -17,9 +18,20 @@ struct Listing {
 }
 
 #[derive(Serialize)]
+struct FamilyEntry {
+    name: &'static str,
+    summary: &'static str,
+    protocols: Vec<&'static str>,
+    workloads: Vec<&'static str>,
+    checks: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
 struct ProtocolEntry {
     name: &'static str,
     summary: &'static str,
+    family: &'static str,
+    serves: Vec<&'static str>,
     checks: Vec<&'static str>,
     bugs: Vec<BugEntry>,
 }
@@ -38,13 +50,28 @@ struct Named {
 }
 
 fn listing() -> Listing {
+    let registry = crate::families::builtin();
+    let families = registry.families();
     Listing {
-        protocols: PROTOCOLS
+        families: families
             .iter()
-            .map(|p| ProtocolEntry {
+            .map(|f| FamilyEntry {
+                name: f.name,
+                summary: f.summary,
+                protocols: f.protocols.iter().map(|p| p.name).collect(),
+                workloads: f.workloads.iter().map(|w| w.name).collect(),
+                checks: f.checks.iter().map(|c| c.name).collect(),
+            })
+            .collect(),
+        protocols: families
+            .iter()
+            .flat_map(|f| f.protocols.iter().map(move |p| (f, p)))
+            .map(|(f, p)| ProtocolEntry {
                 name: p.name,
                 summary: p.summary,
-                checks: checks_for(p).map(|c| c.name).collect(),
+                family: f.name,
+                serves: p.serves.to_vec(),
+                checks: f.checks.iter().map(|c| c.name).collect(),
                 bugs: p
                     .bugs
                     .iter()
@@ -54,6 +81,13 @@ fn listing() -> Listing {
                         caught_by: b.caught_by,
                     })
                     .collect(),
+            })
+            .collect(),
+        workloads: registry
+            .workloads()
+            .map(|w| Named {
+                name: w.name,
+                summary: w.summary,
             })
             .collect(),
         fault_kinds: FaultKind::ALL
@@ -67,6 +101,7 @@ fn listing() -> Listing {
         nemesis_faults: NemesisFault::ALL.iter().map(|f| f.name()).collect(),
         checks: CHECKS
             .iter()
+            .chain(registry.checks())
             .map(|c| Named {
                 name: c.name,
                 summary: c.summary,
@@ -85,16 +120,25 @@ pub fn list(json: bool) -> u8 {
         );
         return exit::PASS;
     }
-    println!("protocols:");
+    println!("protocols ([cluster] protocol, [[cluster.role]] protocol):");
     for p in &l.protocols {
         println!("  {:<16} {}", p.name, p.summary);
-        println!("  {:<16} checks: {}", "", p.checks.join(", "));
+        if !p.serves.is_empty() {
+            println!("  {:<16} serves: {}", "", p.serves.join(", "));
+        }
+        if !p.checks.is_empty() {
+            println!("  {:<16} checks: {}", "", p.checks.join(", "));
+        }
         for b in &p.bugs {
             println!(
                 "  {:<16} planted bug {:<34} {} (caught by {})",
                 "", b.name, b.summary, b.caught_by
             );
         }
+    }
+    println!("workloads ([[clients]] workload):");
+    for w in &l.workloads {
+        println!("  {:<16} {}", w.name, w.summary);
     }
     println!("fault kinds ([[fault]] kind = ...):");
     for k in &l.fault_kinds {

@@ -94,20 +94,21 @@ pub fn parse_seeds(text: &str) -> Result<SeedRange, String> {
 
 /// Whether the scenario switches on any planted bug.
 pub fn has_bugs(s: &Scenario) -> bool {
-    !(s.raft.bugs.is_empty()
-        && s.paxos.bugs.is_empty()
-        && s.multi_paxos.bugs.is_empty()
-        && s.broadcast.bugs.is_empty())
+    s.cluster.roles.iter().any(|r| {
+        r.options
+            .get("bugs")
+            .and_then(toml::Value::as_array)
+            .is_some_and(|b| !b.is_empty())
+    })
 }
 
 /// The correct twin of a planted-bug scenario: the same scenario with every planted bug
 /// switched off, expected to `pass` (an `unknown` verdict does not meet that expectation).
 pub fn twin(s: &Scenario) -> Scenario {
     let mut t = s.clone();
-    t.raft.bugs.clear();
-    t.paxos.bugs.clear();
-    t.multi_paxos.bugs.clear();
-    t.broadcast.bugs.clear();
+    for role in &mut t.cluster.roles {
+        role.options.remove("bugs");
+    }
     t.expect = Expect::default();
     t
 }
@@ -376,7 +377,8 @@ mod tests {
         assert_eq!(t.expect.verdict, crate::scenario::Verdict::Pass);
         assert!(t.expect.failing_checks.is_empty());
         assert_eq!(
-            t.paxos.instances, s.paxos.instances,
+            t.cluster.roles[0].options.get("instances"),
+            s.cluster.roles[0].options.get("instances"),
             "otherwise the same scenario"
         );
     }

@@ -115,27 +115,11 @@ impl Report {
     }
 }
 
-/// The scenario as JSON with every default filled in, keeping only what applies to the running
-/// protocol: its own section (each protocol's options live under a key equal to its name) and
-/// the `check` tables of the checks that run for it (each under the check's name).
+/// The scenario as JSON in its resolved form: every role and client group spelled out (the
+/// shorthand forms turned into them) with every option's default filled in, and the `check`
+/// tables as written.
 pub fn resolved_scenario(scenario: &Scenario) -> serde_json::Value {
-    let mut value = serde_json::to_value(scenario).expect("scenarios serialize");
-    if let Some(table) = value.as_object_mut() {
-        for p in crate::families::PROTOCOLS
-            .iter()
-            .filter(|p| p.name != scenario.cluster.protocol)
-        {
-            table.remove(p.name);
-        }
-        if let (Some(protocol), Some(checks)) = (
-            crate::families::protocol(&scenario.cluster.protocol),
-            table.get_mut("check").and_then(|c| c.as_object_mut()),
-        ) {
-            let applies: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();
-            checks.retain(|name, _| applies.contains(&name.as_str()));
-        }
-    }
-    value
+    serde_json::to_value(scenario).expect("scenarios serialize")
 }
 
 /// The command that reproduces a run.

@@ -76,7 +76,28 @@ impl ScenarioError {
         path: &[PathSeg<'_>],
         message: impl Into<String>,
     ) -> Self {
-        let offset = span_of(text, path).unwrap_or(0);
+        ScenarioError::at_located(file, text, path, false, message)
+    }
+
+    /// Like [`ScenarioError::at_path`], but located at the last key itself rather than its value
+    /// (for an unknown key).
+    pub fn at_key(
+        file: &Path,
+        text: &str,
+        path: &[PathSeg<'_>],
+        message: impl Into<String>,
+    ) -> Self {
+        ScenarioError::at_located(file, text, path, true, message)
+    }
+
+    fn at_located(
+        file: &Path,
+        text: &str,
+        path: &[PathSeg<'_>],
+        key_only: bool,
+        message: impl Into<String>,
+    ) -> Self {
+        let offset = span_of(text, path, key_only).unwrap_or(0);
         let (line, column) = line_col(text.as_bytes(), offset);
         ScenarioError::at(
             file,
@@ -92,8 +113,14 @@ impl ScenarioError {
 /// `a sequence`), the value as written in the file (`found`, when known) instead of serde's
 /// description of it, and no mention of untagged enums or `i128`. Messages already in the
 /// format's words (unknown fields, unknown names, missing keys, durations) pass unchanged.
-fn scenario_language(message: &str, found: Option<&str>) -> String {
+pub(crate) fn scenario_language(message: &str, found: Option<&str>) -> String {
     let found_or = |described: &str| found.map_or_else(|| described.to_string(), str::to_string);
+    // A number beyond TOML's 64-bit integers, read into a free-form table (an options table).
+    if message.ends_with("expected any valid TOML value")
+        && let Some(f) = found.filter(|f| f.chars().all(|c| c.is_ascii_digit() || c == '-'))
+    {
+        return format!("expected an integer that fits in 64 bits (TOML's integers), found {f}");
+    }
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some((unexpected, expected)) = message
             .strip_prefix(prefix)
@@ -231,12 +258,12 @@ pub fn render_path(path: &[PathSeg<'_>]) -> String {
 }
 
 /// Byte offset of the value at `path`, or of its deepest ancestor present in the file.
-fn span_of(text: &str, path: &[PathSeg<'_>]) -> Option<usize> {
+fn span_of(text: &str, path: &[PathSeg<'_>], key_only: bool) -> Option<usize> {
     let root = DeTable::parse(text).ok()?;
     let mut best = root.span().start;
     let mut current: Option<&DeValue<'_>> = None;
     let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
-    for seg in path {
+    for (i, seg) in path.iter().enumerate() {
         let next = match (seg, table, current) {
             (PathSeg::Key(k), Some(t), _) => t
                 .iter()
@@ -249,6 +276,9 @@ fn span_of(text: &str, path: &[PathSeg<'_>]) -> Option<usize> {
             _ => None,
         };
         let Some(next) = next else { break };
+        if key_only && i + 1 == path.len() && matches!(seg, PathSeg::Key(_)) {
+            break;
+        }
         if !matches!(seg, PathSeg::Key(_)) || !matches!(next.get_ref(), DeValue::Table(_)) {
             best = next.span().start;
         }
@@ -259,26 +289,6 @@ fn span_of(text: &str, path: &[PathSeg<'_>]) -> Option<usize> {
         };
     }
     Some(best)
-}
-
-/// The keys the file itself writes in the table at `path` (`["check"]`: the check tables it
-/// configures), in file order; empty if there is no such table or the text is not TOML.
-pub(crate) fn keys_in_file(text: &str, path: &[&str]) -> Vec<String> {
-    let Ok(root) = DeTable::parse(text) else {
-        return Vec::new();
-    };
-    let mut table: &DeTable<'_> = root.get_ref();
-    for key in path {
-        match table
-            .iter()
-            .find(|(k, _)| k.get_ref().as_ref() == *key)
-            .map(|(_, v)| v.get_ref())
-        {
-            Some(DeValue::Table(t)) => table = t,
-            _ => return Vec::new(),
-        }
-    }
-    table.iter().map(|(k, _)| k.get_ref().to_string()).collect()
 }
 
 /// The rendered key path (`workload.clients`, `fault[2].at`) of the deepest key or value whose

@@ -13,10 +13,14 @@ pub const MAX_SCENARIO_BYTES: u64 = 4 << 20;
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest node or group name, in characters.
 pub const MAX_NODE_NAME_CHARS: usize = 64;
-/// Most server nodes (`[cluster] nodes`).
+/// Most server nodes, over every role (`[cluster] nodes`, `[[cluster.role]] nodes`).
 pub const MAX_SERVERS: u32 = 256;
-/// Most client nodes (`[workload] clients`).
+/// Most client nodes, over every client group (`[workload] clients`, `[[clients]] count`).
 pub const MAX_CLIENTS: u32 = 256;
+/// Most roles (`[[cluster.role]]`).
+pub const MAX_ROLES: usize = 64;
+/// Most client groups (`[[clients]]`).
+pub const MAX_CLIENT_GROUPS: usize = 64;
 /// Most named groups (`[cluster] groups`).
 pub const MAX_GROUPS: usize = 1_000;
 /// Most logical processes per client (`[workload] concurrency`).

@@ -1,10 +1,18 @@
 //! Scenario files: the serde model of the TOML format, loading, and validation.
 //!
-//! A scenario is data only: which protocol runs on which nodes, the client workload, the network,
-//! the clocks, the fault schedule (scripted `[[fault]]` entries and a random `[nemesis]`), the
-//! checks and the expected verdict. Every table denies unknown keys. Loading reports every
-//! problem as a [`ScenarioError`] naming the file, line and column and what was expected.
-//! The format is documented key by key in `docs/scenario-format.md`; keep the two in step.
+//! A scenario is data only: the cluster's roles (which protocol runs on which nodes, with its
+//! options), the client groups (which workload, how many clients, which roles they talk to), the
+//! network, the clocks, the fault schedule (scripted `[[fault]]` entries and a random
+//! `[nemesis]`), the checks and the expected verdict. Every table denies unknown keys. Loading
+//! reports every problem as a [`ScenarioError`] naming the file, line and column and what was
+//! expected. The format is documented key by key in `docs/scenario-format.md`; keep the two in
+//! step.
+//!
+//! The loader knows no family: protocols, workloads and checks are looked up in the
+//! [`Registry`] it is given, and each role's and client group's `options` table is checked by
+//! the family that owns it. The single-protocol form (`[cluster] protocol`, `nodes`, a
+//! `[<protocol>]` options table and `[workload]`) is shorthand for one role and one client
+//! group; loading turns it into that form ([`normalize`]).
 //!
 //! Model: raft-rs `Config::validate`; TigerBeetle's VOPR, which logs the seed and every option.
 
@@ -12,6 +20,7 @@ mod de;
 mod duration;
 pub mod error;
 pub mod limits;
+mod normalize;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,14 +31,15 @@ use serde::{Deserialize, Serialize};
 pub use duration::{Duration, SignedDuration};
 pub use error::PathSeg;
 pub use error::ScenarioError;
-pub use validate::{nemesis_worst_case_faults, valid_scenario_name, validate_bugs};
+pub use validate::{nemesis_worst_case_faults, valid_scenario_name};
 
-use crate::check::CheckConfig;
-use crate::families::{broadcast, chatter, paxos, raft};
+use crate::family::Registry;
 
 /// A whole scenario file. See `docs/scenario-format.md`.
+///
+/// Top-level keys are checked by the loader rather than by `deny_unknown_fields`: a table named
+/// after the shorthand cluster's protocol (`[raft]`) holds that role's options.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Name used for the report folder; defaults to the file stem.
     #[serde(default)]
@@ -56,47 +66,85 @@ pub struct Scenario {
     /// Random faults drawn from the seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<Nemesis>,
-    /// Client workload.
-    #[serde(default)]
-    pub workload: Workload,
-    /// Check options; checks not named here run with their defaults.
-    #[serde(default)]
-    pub check: CheckConfig,
+    /// Shorthand for one client group (`[workload]`: `clients` and the workload's options);
+    /// loading moves it into [`Scenario::clients`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<toml::Table>,
+    /// Client groups (`[[clients]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientGroup>,
+    /// Check options by check name (`[check.<name>]`); checks not named here run with their
+    /// defaults. Each check reads its own table ([`Scenario::check_options`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub check: BTreeMap<String, toml::Table>,
     /// What the run must produce for `faultline test`.
     #[serde(default)]
     pub expect: Expect,
-    /// Options of the `broadcast` protocol.
-    #[serde(default)]
-    pub broadcast: broadcast::Config,
-    /// Options of the `chatter` protocol.
-    #[serde(default)]
-    pub chatter: chatter::Config,
-    /// Options of the `raft` protocol (`[raft]`, see `docs/raft.md`).
-    #[serde(default)]
-    pub raft: raft::Config,
-    /// Options of the single-decree `paxos` protocol (`[paxos]`, see `docs/paxos.md`).
-    #[serde(default)]
-    pub paxos: paxos::synod::Config,
-    /// Options of the `multi-paxos` protocol (`[multi-paxos]`, see `docs/paxos.md`).
-    #[serde(default, rename = "multi-paxos")]
-    pub multi_paxos: paxos::multi::Config,
+    /// The families this scenario was loaded with (not part of the file).
+    #[serde(skip)]
+    pub registry: Registry,
 }
 
 fn default_seed() -> u64 {
     1
 }
 
-/// `[cluster]`: the server nodes and their protocol. Client nodes come from `[workload]`.
+/// `[cluster]`: the server roles. Client nodes come from the client groups.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// Protocol (role) of the server nodes, as listed by `faultline list`.
-    pub protocol: String,
-    /// Server nodes: a count (named `n1`..`nN`) or a list of names.
-    pub nodes: NodeList,
+    /// Shorthand: the protocol of every server node (one role named after it). Loading moves
+    /// it into [`Cluster::roles`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Shorthand: the server nodes, a count (named `n1`..`nN`) or a list of names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeList>,
+    /// The roles (`[[cluster.role]]`), in node order.
+    #[serde(default, rename = "role", skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleSpec>,
     /// Named groups of nodes, usable wherever a node can be named (fault targets, links).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// `[[cluster.role]]`: server nodes that run one protocol with one options table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// The role's name: a fault target and link end for all its nodes.
+    pub name: String,
+    /// The protocol, as listed by `faultline list`.
+    pub protocol: String,
+    /// Its nodes: a count (named `<name>1`..`<name>N`) or a list of names.
+    pub nodes: NodeList,
+    /// The protocol's options (checked by its family).
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub options: toml::Table,
+    /// True if it came from the shorthand `[cluster] protocol` (for error locations).
+    #[serde(skip)]
+    pub shorthand: bool,
+}
+
+/// `[[clients]]`: client nodes that run one workload against some roles.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientGroup {
+    /// The group's name: a fault target for all its nodes, and the prefix of their names.
+    pub name: String,
+    /// The workload, as listed by `faultline list`.
+    pub workload: String,
+    /// Number of client nodes (`<name>1`..`<name>N`).
+    pub count: u32,
+    /// The roles its clients talk to (default: every role whose protocol serves the workload).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub talks_to: Vec<String>,
+    /// The workload's options (checked by its family).
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub options: toml::Table,
+    /// True if it came from the shorthand `[workload]` table (for error locations).
+    #[serde(skip)]
+    pub shorthand: bool,
 }
 
 /// `nodes = 5` or `nodes = ["a", "b", "c"]` (deserialized in `de.rs`).
@@ -158,6 +206,27 @@ pub enum LatencyDistribution {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<Duration>,
     },
+}
+
+impl LatencySpec {
+    /// True if every latency this spec can draw is 0 (messages arrive at the instant they are
+    /// sent).
+    pub fn always_zero(&self) -> bool {
+        match self {
+            LatencySpec::Constant(d)
+            | LatencySpec::Distribution(LatencyDistribution::Constant { value: d }) => {
+                d.as_nanos() == 0
+            }
+            LatencySpec::Distribution(LatencyDistribution::Uniform { max, .. }) => {
+                max.as_nanos() == 0
+            }
+            LatencySpec::Distribution(LatencyDistribution::Exponential { .. }) => false,
+            LatencySpec::Distribution(LatencyDistribution::Normal { mean, std_dev, max }) => {
+                (mean.as_nanos() == 0 && std_dev.as_nanos() == 0)
+                    || max.is_some_and(|m| m.as_nanos() == 0)
+            }
+        }
+    }
 }
 
 impl Default for LatencySpec {
@@ -544,80 +613,6 @@ fn default_clock_drift_max() -> f64 {
     0.2
 }
 
-/// `[workload]`: client nodes `c1`..`cN` and what they do. Each client has a home server
-/// (`c1` -> first server, `c2` -> second, ...): it sends there first, and partition shapes put
-/// it on its home server's side.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Workload {
-    /// Number of client nodes.
-    #[serde(default = "default_clients")]
-    pub clients: u32,
-    /// Closed loop: operations each client keeps outstanding (one per logical process).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u32,
-    /// Open loop: if set, each client starts operations at this Poisson rate (per simulated
-    /// second) whether or not earlier ones finished, up to `concurrency` outstanding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_per_s: Option<f64>,
-    /// Closed loop: pause between one operation's completion and the process's next invoke.
-    #[serde(default = "default_think_time")]
-    pub think_time: Duration,
-    /// Time after which an unanswered operation is recorded as `info` (outcome unknown).
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout: Duration,
-    /// If a server has not answered an attempt within this time, the client retries the same
-    /// request (same id, so servers can deduplicate it) on the next server, until
-    /// `request_timeout`.
-    #[serde(default = "default_attempt_timeout")]
-    pub attempt_timeout: Duration,
-    /// How long a client waits before retrying on another server after a redirect without a
-    /// leader hint.
-    #[serde(default = "default_retry_delay")]
-    pub retry_delay: Duration,
-    /// Number of keys (`k1`..`kN`) for key-value workloads.
-    #[serde(default = "default_keys")]
-    pub keys: u32,
-    /// Operation mix: relative weights by function name (`get`, `put`, `append`, `cas` for
-    /// key-value; `broadcast`, `read` for broadcast). Defaults depend on the protocol.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub mix: BTreeMap<String, f64>,
-    /// Clients start invoking at this time.
-    #[serde(default)]
-    pub start: Duration,
-    /// Clients invoke nothing new after this time (default: the scenario's `duration`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<Duration>,
-}
-
-fn default_clients() -> u32 {
-    2
-}
-fn default_concurrency() -> u32 {
-    1
-}
-fn default_think_time() -> Duration {
-    Duration::from_millis(50)
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_attempt_timeout() -> Duration {
-    Duration::from_millis(300)
-}
-fn default_retry_delay() -> Duration {
-    Duration::from_millis(20)
-}
-fn default_keys() -> u32 {
-    5
-}
-
-impl Default for Workload {
-    fn default() -> Self {
-        toml::from_str("").expect("the empty workload table deserializes")
-    }
-}
-
 /// The verdict of a run or of one check.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -644,15 +639,37 @@ pub struct Expect {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file; the error is the first problem in the file (see
-    /// [`Scenario::load_all`] for all of them). Errors name the file, line and column.
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        Scenario::load_all(path).map_err(first)
+    /// The options of check `name` (its `[check.<name>]` table), or the defaults if the file
+    /// has none. The table was validated when the scenario was loaded.
+    pub fn check_options<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> T {
+        match self.check.get(name) {
+            Some(table) => crate::family::parse_options(table).unwrap_or_default(),
+            None => T::default(),
+        }
     }
 
-    /// Reads and validates a scenario file, returning every problem found (never an empty
-    /// list), in file order. Files over [`limits::MAX_SCENARIO_BYTES`] are refused unread.
-    pub fn load_all(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
+    /// True if some role runs `protocol`.
+    pub fn runs_protocol(&self, protocol: &str) -> bool {
+        self.cluster.roles.iter().any(|r| r.protocol == protocol)
+    }
+
+    /// The workloads of the client groups (each once), as registered.
+    pub fn workloads(&self) -> Vec<&'static crate::family::WorkloadInfo> {
+        let mut out: Vec<&'static crate::family::WorkloadInfo> = Vec::new();
+        for g in &self.clients {
+            if let Some(w) = self.registry.workload(&g.workload)
+                && !out.iter().any(|o| o.name == w.name)
+            {
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Reads and validates a scenario file with the families of `registry`, returning every
+    /// problem found (never an empty list), in file order. Files over
+    /// [`limits::MAX_SCENARIO_BYTES`] are refused unread.
+    pub fn load_all_with(path: &Path, registry: &Registry) -> Result<Scenario, Vec<ScenarioError>> {
         let too_big = |len: u64| {
             vec![ScenarioError::at(
                 path,
@@ -683,20 +700,19 @@ impl Scenario {
             &mut bytes,
         )
         .map_err(|e| vec![ScenarioError::io(path, &e)])?;
-        Scenario::parse_all(path, &bytes)
+        Scenario::parse_all_with(path, &bytes, registry)
     }
 
-    /// Parses and validates scenario text; `path` is used for error messages and the default
-    /// name. The error is the first problem in the text. Never panics, whatever the bytes.
-    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Scenario, ScenarioError> {
-        Scenario::parse_all(path, bytes).map_err(first)
-    }
-
-    /// Parses and validates scenario text, returning every problem found (never an empty
-    /// list), in file order. A file that is not TOML, or whose values do not have the types of
-    /// the format, reports the first such problem only (the parser stops there); every rule
-    /// beyond types is checked and reported. Never panics, whatever the bytes.
-    pub fn parse_all(path: &Path, bytes: &[u8]) -> Result<Scenario, Vec<ScenarioError>> {
+    /// Parses and validates scenario text with the families of `registry`, returning every
+    /// problem found (never an empty list), in file order; `path` is used for error messages and
+    /// the default name. A file that is not TOML, or whose values do not have the types of the
+    /// format, reports the first such problem only (the parser stops there); every rule beyond
+    /// types is checked and reported. Never panics, whatever the bytes.
+    pub fn parse_all_with(
+        path: &Path,
+        bytes: &[u8],
+        registry: &Registry,
+    ) -> Result<Scenario, Vec<ScenarioError>> {
         if bytes.len() as u64 > limits::MAX_SCENARIO_BYTES {
             return Err(vec![ScenarioError::at(
                 path,
@@ -718,8 +734,33 @@ impl Scenario {
                 "expected UTF-8 text (a TOML file)",
             )]
         })?;
-        let mut scenario: Scenario =
-            toml::from_str(text).map_err(|e| vec![ScenarioError::from_toml(path, text, &e)])?;
+        let toml_error = |e: toml::de::Error| vec![ScenarioError::from_toml(path, text, &e)];
+        let mut ignored = Vec::new();
+        let parsed = serde_ignored::deserialize(
+            toml::Deserializer::parse(text).map_err(toml_error)?,
+            |key| ignored.push(key.to_string()),
+        );
+        let mut scenario: Scenario = match parsed {
+            Ok(s) => s,
+            Err(e) => {
+                // A misspelt top-level key (`duraton`) explains a missing one: report it first.
+                ignored.retain(|k| {
+                    registry
+                        .protocol(k.split('.').next().unwrap_or(k))
+                        .is_none()
+                });
+                let unknown = normalize::unknown_keys(&ignored, None, registry, path, text)
+                    .into_iter()
+                    .filter(|_| e.message().starts_with("missing field"))
+                    .collect::<Vec<_>>();
+                return Err(if unknown.is_empty() {
+                    toml_error(e)
+                } else {
+                    unknown
+                });
+            }
+        };
+        scenario.registry = registry.clone();
         let name_from_file = scenario.name.is_empty();
         if name_from_file {
             scenario.name = path
@@ -727,7 +768,10 @@ impl Scenario {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "scenario".into());
         }
-        let errors = validate::validate(&scenario, path, text, name_from_file);
+        let mut errors = normalize::normalize(&mut scenario, path, text, &ignored);
+        if errors.is_empty() {
+            errors = validate::validate(&mut scenario, path, text, name_from_file);
+        }
         if errors.is_empty() {
             Ok(scenario)
         } else {
@@ -737,7 +781,7 @@ impl Scenario {
 }
 
 /// The first of a non-empty list of problems.
-fn first(errors: Vec<ScenarioError>) -> ScenarioError {
+pub fn first(errors: Vec<ScenarioError>) -> ScenarioError {
     errors
         .into_iter()
         .next()

@@ -8,7 +8,7 @@
 //! within [`limits`].
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::error::PathSeg;
@@ -17,7 +17,7 @@ use super::{
     Duration, FaultKind, FaultSpec, LatencyDistribution, LatencySpec, Nemesis, NodeList,
     PartitionShape, Scenario, ScenarioError, Verdict,
 };
-use crate::families::{self as protocols, ProtocolInfo};
+use crate::family::RoleContext;
 use crate::sim::topology::{RESERVED_NAMES, Topology};
 
 /// The collector of problems found in one file.
@@ -185,48 +185,6 @@ fn child<'a>(base: &[PathSeg<'a>], k: &'static str) -> Vec<PathSeg<'a>> {
 }
 
 /// True if every message on a link with this latency arrives at the instant it was sent.
-fn always_zero(spec: &LatencySpec) -> bool {
-    match spec {
-        LatencySpec::Constant(d)
-        | LatencySpec::Distribution(LatencyDistribution::Constant { value: d }) => {
-            d.as_nanos() == 0
-        }
-        LatencySpec::Distribution(LatencyDistribution::Uniform { max, .. }) => max.as_nanos() == 0,
-        LatencySpec::Distribution(LatencyDistribution::Exponential { .. }) => false,
-        LatencySpec::Distribution(LatencyDistribution::Normal { mean, std_dev, max }) => {
-            (mean.as_nanos() == 0 && std_dev.as_nanos() == 0)
-                || max.is_some_and(|m| m.as_nanos() == 0)
-        }
-    }
-}
-
-/// Checks the bug names of a protocol section (`[<section>] bugs = [...]`).
-pub fn validate_bugs(
-    bugs: &[String],
-    protocol: &ProtocolInfo,
-    path: &Path,
-    text: &str,
-    section: &str,
-) -> Vec<ScenarioError> {
-    let mut errors = Vec::new();
-    for (i, bug) in bugs.iter().enumerate() {
-        if !protocol.bugs.iter().any(|b| b.name == bug) {
-            let known: Vec<&str> = protocol.bugs.iter().map(|b| b.name).collect();
-            errors.push(ScenarioError::at_path(
-                path,
-                text,
-                &[section.into(), "bugs".into(), i.into()],
-                format!(
-                    "unknown planted bug \"{bug}\" for {}; expected one of: {}",
-                    protocol.name,
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
-    errors
-}
-
 /// Whether a scenario `name` is safe as a folder name under `--out`: 1 to
 /// [`limits::MAX_NAME_CHARS`] characters from `[A-Za-z0-9._-]`, starting with a letter or digit.
 /// So no path separator, no `.` or `..`, no leading dot or dash, no NUL, no space.
@@ -254,7 +212,12 @@ pub fn nemesis_worst_case_faults(n: &Nemesis, duration: Duration) -> u64 {
 /// Validates a deserialized scenario against its source text and returns every problem found
 /// (empty: valid), in the order of their place in the file. `name_from_file` says the `name` was
 /// not in the text but taken from the file name.
-pub fn validate(s: &Scenario, path: &Path, text: &str, name_from_file: bool) -> Vec<ScenarioError> {
+pub fn validate(
+    s: &mut Scenario,
+    path: &Path,
+    text: &str,
+    name_from_file: bool,
+) -> Vec<ScenarioError> {
     let v = V {
         path,
         text,
@@ -266,7 +229,7 @@ pub fn validate(s: &Scenario, path: &Path, text: &str, name_from_file: bool) -> 
     errors
 }
 
-fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
+fn validate_into(v: &V<'_>, s: &mut Scenario, name_from_file: bool) {
     validate_name(v, s, name_from_file);
     let duration = s.duration;
     v.positive(duration, &["duration".into()]);
@@ -277,43 +240,27 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
         &["duration".into()],
     );
 
-    // Cluster.
-    let protocol = protocols::protocol(&s.cluster.protocol);
-    if protocol.is_none() {
-        let known: Vec<&str> = protocols::PROTOCOLS.iter().map(|p| p.name).collect();
-        v.report(
-            &["cluster".into(), "protocol".into()],
-            format!(
-                "unknown protocol \"{}\"; expected one of: {}",
-                s.cluster.protocol,
-                known.join(", ")
-            ),
-        );
-    }
-    let servers_ok = validate_nodes(v, s);
-    let clients_ok = v.at_most(
-        s.workload.clients,
-        limits::MAX_CLIENTS,
-        "clients",
-        &["workload".into(), "clients".into()],
-    );
-
-    validate_workload(v, s, protocol);
+    // Cluster and client groups.
+    let roles_ok = validate_roles(v, s);
+    let groups_ok = validate_client_groups(v, s);
     if let Some(n) = &s.nemesis {
         validate_nemesis(v, n, duration);
     }
-    validate_checks(v, s, protocol);
 
     // Node references are resolved on a topology, built only for a cluster within limits.
-    let topo = (servers_ok && clients_ok).then(|| Topology::new(s));
+    let topo = (roles_ok && groups_ok).then(|| Topology::new(s));
     validate_network(v, s, topo.as_ref());
-    let Some(topo) = topo else { return };
+    let Some(topo) = topo else {
+        // Still check every role's and group's options, on the cluster cut to the limits.
+        if s.cluster.roles.len() <= limits::MAX_ROLES
+            && s.clients.len() <= limits::MAX_CLIENT_GROUPS
+        {
+            let topo = Topology::new(&within_limits(s));
+            validate_options(v, s, &topo);
+        }
+        return;
+    };
     validate_groups(v, s, &topo);
-    for (key, index, message) in s.check.no_decision.problems(s.duration, &topo) {
-        let mut p: Vec<PathSeg<'_>> = vec!["check".into(), "no-decision".into(), key.into()];
-        p.extend(index.map(PathSeg::Index));
-        v.check(false, &p, || message);
-    }
     for (node, clock) in &s.clock {
         let p = ["clock".into(), PathSeg::Key(node)];
         v.check(topo.node(node).is_some(), &p, || {
@@ -337,10 +284,403 @@ fn validate_into(v: &V<'_>, s: &Scenario, name_from_file: bool) {
             validate_fault(v, s, &topo, i, f);
         }
     }
-    if let Some(protocol) = protocol {
-        v.errors
-            .borrow_mut()
-            .extend((protocol.validate)(s, v.text, v.path));
+    validate_options(v, s, &topo);
+    validate_checks(v, s, &topo);
+}
+
+/// `s` with every role's and client group's size cut to the limits (for checking options when
+/// the cluster itself is too big).
+fn within_limits(s: &Scenario) -> Scenario {
+    let mut s = s.clone();
+    for role in &mut s.cluster.roles {
+        role.nodes = match &role.nodes {
+            NodeList::Count(n) => NodeList::Count((*n).clamp(1, limits::MAX_SERVERS)),
+            NodeList::Names(names) => NodeList::Names(
+                names
+                    .iter()
+                    .take(limits::MAX_SERVERS as usize)
+                    .cloned()
+                    .collect(),
+            ),
+        };
+    }
+    for group in &mut s.clients {
+        group.count = group.count.min(limits::MAX_CLIENTS);
+    }
+    s
+}
+
+/// Reports an option's problem at its place in the file.
+fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) {
+    if e.at_key {
+        let path: Vec<PathSeg<'_>> = segments.iter().map(|s| PathSeg::Key(s)).collect();
+        let err = ScenarioError::at_key(v.path, v.text, &path, e.message);
+        v.errors.borrow_mut().push(err);
+    } else {
+        report_at(v, segments, e.message);
+    }
+}
+
+/// Reports `message` at a path given as owned segments (list indexes as decimal strings).
+fn report_at(v: &V<'_>, segments: &[String], message: String) {
+    let path: Vec<PathSeg<'_>> = segments
+        .iter()
+        .map(|seg| match seg.parse::<usize>() {
+            Ok(i) => PathSeg::Index(i),
+            Err(_) => PathSeg::Key(seg),
+        })
+        .collect();
+    v.report(&path, message);
+}
+
+/// Where a key of role `i` (`of_role`) or of its options is written in the file.
+fn role_path(s: &Scenario, i: usize, path: &[String], of_role: bool) -> Vec<String> {
+    let role = &s.cluster.roles[i];
+    let mut out: Vec<String> = match (role.shorthand, of_role) {
+        (true, true) => vec!["cluster".into()],
+        (true, false) => vec![role.protocol.clone()],
+        (false, true) => vec!["cluster".into(), "role".into(), i.to_string()],
+        (false, false) => vec![
+            "cluster".into(),
+            "role".into(),
+            i.to_string(),
+            "options".into(),
+        ],
+    };
+    out.extend(path.iter().cloned());
+    out
+}
+
+/// Where a key of client group `i` (`of_role`) or of its options is written in the file.
+fn group_path(s: &Scenario, i: usize, path: &[String], of_role: bool) -> Vec<String> {
+    let group = &s.clients[i];
+    let mut out: Vec<String> = match (group.shorthand, of_role) {
+        (true, _) => vec!["workload".into()],
+        (false, true) => vec!["clients".into(), i.to_string()],
+        (false, false) => vec!["clients".into(), i.to_string(), "options".into()],
+    };
+    if group.shorthand && of_role && path.first().map(String::as_str) == Some("count") {
+        out.push("clients".into());
+        return out;
+    }
+    out.extend(path.iter().cloned());
+    out
+}
+
+/// A role or client group name: a valid node name that is no reserved word.
+fn check_part_name(v: &V<'_>, name: &str, seen: &mut BTreeSet<String>, at: &[String]) -> bool {
+    if !(valid_node_name(name) && !RESERVED_NAMES.contains(&name)) {
+        report_at(
+            v,
+            at,
+            format!(
+                "invalid name \"{}\"; expected 1 to {} letters, digits, '-' or '_', not a reserved name ({})",
+                name.escape_debug(),
+                limits::MAX_NODE_NAME_CHARS,
+                RESERVED_NAMES.join(", ")
+            ),
+        );
+        return false;
+    }
+    if !seen.insert(name.to_string()) {
+        report_at(
+            v,
+            at,
+            format!("duplicate role or client group name \"{name}\""),
+        );
+        return false;
+    }
+    true
+}
+
+/// The roles: names, protocols, nodes and the limits. Returns false if a topology cannot be
+/// built (too many nodes, bad names).
+fn validate_roles(v: &V<'_>, s: &Scenario) -> bool {
+    let roles = &s.cluster.roles;
+    if !v.at_most(
+        roles.len(),
+        limits::MAX_ROLES,
+        "roles",
+        &["cluster".into(), "role".into()],
+    ) {
+        return false;
+    }
+    let mut ok = true;
+    let mut names = BTreeSet::new();
+    let mut nodes = BTreeSet::new();
+    let mut total: u64 = 0;
+    for (i, role) in roles.iter().enumerate() {
+        let key = |k: &str| role_path(s, i, &[k.to_string()], true);
+        if !role.shorthand {
+            ok &= check_part_name(v, &role.name, &mut names, &key("name"));
+        } else {
+            names.insert(role.name.clone());
+        }
+        if s.registry.protocol(&role.protocol).is_none() {
+            let mut known: Vec<&str> = s.registry.protocols().map(|p| p.name).collect();
+            known.sort_unstable();
+            report_at(
+                v,
+                &key("protocol"),
+                format!(
+                    "unknown protocol \"{}\"; expected one of: {}",
+                    role.protocol,
+                    known.join(", ")
+                ),
+            );
+        }
+        let max = limits::MAX_SERVERS;
+        match &role.nodes {
+            NodeList::Count(n) => {
+                if !(1..=max).contains(n) {
+                    report_at(
+                        v,
+                        &key("nodes"),
+                        format!("expected between 1 and {max} nodes (the limit), found {n}"),
+                    );
+                    ok = false;
+                }
+                total += u64::from(*n);
+            }
+            NodeList::Names(list) => {
+                if list.is_empty() || list.len() > max as usize {
+                    report_at(
+                        v,
+                        &key("nodes"),
+                        format!(
+                            "expected between 1 and {max} node names (the limit), found {}",
+                            list.len()
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+                total += list.len() as u64;
+                for (k, name) in list.iter().enumerate() {
+                    let at = role_path(s, i, &["nodes".to_string(), k.to_string()], true);
+                    if !valid_node_name(name) {
+                        report_at(
+                            v,
+                            &at,
+                            format!(
+                                "invalid node name \"{}\"; expected 1 to {} letters, digits, '-' or '_'",
+                                name.escape_debug(),
+                                limits::MAX_NODE_NAME_CHARS
+                            ),
+                        );
+                        ok = false;
+                    } else if RESERVED_NAMES.contains(&name.as_str()) {
+                        report_at(v, &at, format!("\"{name}\" is a reserved name"));
+                        ok = false;
+                    } else if !nodes.insert(name.clone()) {
+                        report_at(v, &at, format!("duplicate node name \"{name}\""));
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    if ok && total > u64::from(limits::MAX_SERVERS) {
+        v.report(
+            &["cluster".into()],
+            format!(
+                "expected at most {} server nodes over all roles (the limit), found {total}",
+                limits::MAX_SERVERS
+            ),
+        );
+        ok = false;
+    }
+    if ok {
+        // Counted names (`<role>N`) must not collide with listed ones.
+        let topo = Topology::new(s);
+        let mut seen = BTreeSet::new();
+        for (id, name) in topo.names.iter().enumerate() {
+            if !seen.insert(name) {
+                let i = topo.part[id];
+                report_at(
+                    v,
+                    &role_path(s, i, &["nodes".to_string()], true),
+                    format!("duplicate node name \"{name}\""),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// The client groups: names, workloads, counts, `talks_to`; fills in a missing `talks_to` with
+/// every role whose protocol serves the workload. Returns false if a topology cannot be built.
+fn validate_client_groups(v: &V<'_>, s: &mut Scenario) -> bool {
+    if !v.at_most(
+        s.clients.len(),
+        limits::MAX_CLIENT_GROUPS,
+        "client groups",
+        &["clients".into()],
+    ) {
+        return false;
+    }
+    let mut ok = true;
+    let mut names: BTreeSet<String> = s.cluster.roles.iter().map(|r| r.name.clone()).collect();
+    let mut total: u64 = 0;
+    for i in 0..s.clients.len() {
+        let key = |s: &Scenario, k: &str| group_path(s, i, &[k.to_string()], true);
+        let group = &s.clients[i];
+        if !group.shorthand {
+            ok &= check_part_name(v, &group.name, &mut names, &key(s, "name"));
+        }
+        total += u64::from(group.count);
+        let Some(workload) = s.registry.workload(&group.workload) else {
+            let mut known: Vec<&str> = s.registry.workloads().map(|w| w.name).collect();
+            known.sort_unstable();
+            report_at(
+                v,
+                &key(s, "workload"),
+                format!(
+                    "unknown workload \"{}\"; expected one of: {}",
+                    group.workload,
+                    known.join(", ")
+                ),
+            );
+            continue;
+        };
+        let serves = |role: &super::RoleSpec| {
+            s.registry
+                .protocol(&role.protocol)
+                .is_some_and(|p| p.serves.contains(&workload.name))
+        };
+        if group.talks_to.is_empty() {
+            let talks_to: Vec<String> = s
+                .cluster
+                .roles
+                .iter()
+                .filter(|r| serves(r))
+                .map(|r| r.name.clone())
+                .collect();
+            if talks_to.is_empty() {
+                report_at(
+                    v,
+                    &key(s, "workload"),
+                    format!(
+                        "no role runs a protocol that serves the {} workload; expected a role whose protocol serves it",
+                        workload.name
+                    ),
+                );
+            }
+            s.clients[i].talks_to = talks_to;
+            continue;
+        }
+        let mut any_serves = false;
+        for (k, r) in group.talks_to.iter().enumerate() {
+            match s.cluster.roles.iter().find(|x| &x.name == r) {
+                Some(role) => any_serves |= serves(role),
+                None => {
+                    let known: Vec<&str> =
+                        s.cluster.roles.iter().map(|r| r.name.as_str()).collect();
+                    report_at(
+                        v,
+                        &group_path(s, i, &["talks_to".to_string(), k.to_string()], true),
+                        format!(
+                            "unknown role \"{r}\"; expected one of: {}",
+                            known.join(", ")
+                        ),
+                    );
+                    any_serves = true; // reported already
+                }
+            }
+        }
+        if !any_serves {
+            report_at(
+                v,
+                &key(s, "talks_to"),
+                format!(
+                    "none of these roles runs a protocol that serves the {} workload",
+                    workload.name
+                ),
+            );
+        }
+    }
+    if total > u64::from(limits::MAX_CLIENTS) {
+        let at = if s.clients.iter().any(|g| g.shorthand) {
+            vec!["workload".to_string(), "clients".to_string()]
+        } else {
+            vec!["clients".to_string()]
+        };
+        report_at(
+            v,
+            &at,
+            format!(
+                "expected at most {} clients (the limit), found {total}",
+                limits::MAX_CLIENTS
+            ),
+        );
+        ok = false;
+    }
+    ok
+}
+
+/// Every role's and client group's options, checked by the family that owns them; each is
+/// replaced by its resolved form (defaults filled in).
+fn validate_options(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
+    let mut resolved_roles = Vec::new();
+    for (i, role) in s.cluster.roles.iter().enumerate() {
+        let Some(protocol) = s.registry.protocol(&role.protocol) else {
+            continue;
+        };
+        let nodes = topo.groups.get(&role.name).cloned().unwrap_or_default();
+        let ctx = RoleContext {
+            name: &role.name,
+            options: &role.options,
+            scenario: s,
+            topology: topo,
+            nodes: &nodes,
+            talks_to: &[],
+            checking: true,
+        };
+        match (protocol.configure)(&ctx) {
+            Ok(configured) => resolved_roles.push((i, configured.options)),
+            Err(errors) => {
+                for e in errors {
+                    report_option(v, &role_path(s, i, &e.path, e.of_role), e);
+                }
+            }
+        }
+    }
+    let mut resolved_groups = Vec::new();
+    for (i, group) in s.clients.iter().enumerate() {
+        let Some(workload) = s.registry.workload(&group.workload) else {
+            continue;
+        };
+        let talks_to: Vec<&'static crate::family::ProtocolInfo> = group
+            .talks_to
+            .iter()
+            .filter_map(|r| s.cluster.roles.iter().find(|x| &x.name == r))
+            .filter_map(|r| s.registry.protocol(&r.protocol))
+            .collect();
+        let nodes = topo.groups.get(&group.name).cloned().unwrap_or_default();
+        let ctx = RoleContext {
+            name: &group.name,
+            options: &group.options,
+            scenario: s,
+            topology: topo,
+            nodes: &nodes,
+            talks_to: &talks_to,
+            checking: true,
+        };
+        match (workload.configure)(&ctx) {
+            Ok(configured) => resolved_groups.push((i, configured.options)),
+            Err(errors) => {
+                for e in errors {
+                    report_option(v, &group_path(s, i, &e.path, e.of_role), e);
+                }
+            }
+        }
+    }
+    for (i, options) in resolved_roles {
+        s.cluster.roles[i].options = options;
+    }
+    for (i, options) in resolved_groups {
+        s.clients[i].options = options;
     }
 }
 
@@ -361,53 +701,6 @@ fn validate_name(v: &V<'_>, s: &Scenario, name_from_file: bool) {
         v.check(valid_scenario_name(name), &["name".into()], || {
             format!("expected {rule}, found \"{}\"", name.escape_debug())
         });
-    }
-}
-
-/// `[cluster] nodes`; returns false if the count is outside the limits (no topology then).
-fn validate_nodes(v: &V<'_>, s: &Scenario) -> bool {
-    let nodes_path: [PathSeg<'_>; 2] = ["cluster".into(), "nodes".into()];
-    let max = limits::MAX_SERVERS;
-    match &s.cluster.nodes {
-        NodeList::Count(n) => v.check((1..=max).contains(n), &nodes_path, || {
-            format!("expected between 1 and {max} nodes (the limit), found {n}")
-        }),
-        NodeList::Names(names) => {
-            let ok = v.check(
-                !names.is_empty() && names.len() <= max as usize,
-                &nodes_path,
-                || {
-                    format!(
-                        "expected between 1 and {max} node names (the limit), found {}",
-                        names.len()
-                    )
-                },
-            );
-            if !ok {
-                return false;
-            }
-            let mut seen = BTreeSet::new();
-            for (i, name) in names.iter().enumerate() {
-                let p = ["cluster".into(), "nodes".into(), i.into()];
-                let _ = v.check(valid_node_name(name), &p, || {
-                    format!(
-                        "invalid node name \"{}\"; expected 1 to {} letters, digits, '-' or '_'",
-                        name.escape_debug(),
-                        limits::MAX_NODE_NAME_CHARS
-                    )
-                }) && v.check(!RESERVED_NAMES.contains(&name.as_str()), &p, || {
-                    format!("\"{name}\" is a reserved name")
-                }) && v.check(!is_client_name(name, s.workload.clients), &p, || {
-                    format!(
-                        "\"{name}\" is the name of a client node (c1..c{})",
-                        s.workload.clients
-                    )
-                }) && v.check(seen.insert(name), &p, || {
-                    format!("duplicate node name \"{name}\"")
-                });
-            }
-            true
-        }
     }
 }
 
@@ -435,7 +728,12 @@ fn validate_groups(v: &V<'_>, s: &Scenario, topo: &Topology) {
             },
         ) && v.check(topo.node(group).is_none(), &p, || {
             format!("group \"{group}\" has the name of a node")
-        }) && v.check(!members.is_empty(), &p, || {
+        }) && v.check(
+            !s.cluster.roles.iter().any(|r| &r.name == group)
+                && !s.clients.iter().any(|c| &c.name == group),
+            &p,
+            || format!("group \"{group}\" has the name of a role or client group"),
+        ) && v.check(!members.is_empty(), &p, || {
             format!("group \"{group}\" is empty")
         });
         for (i, m) in members.iter().enumerate() {
@@ -461,7 +759,6 @@ fn validate_network(v: &V<'_>, s: &Scenario, topo: Option<&Topology>) {
     v.probability(net.loss_probability, &np("loss_probability"));
     v.probability(net.duplicate_probability, &np("duplicate_probability"));
     v.latency(&net.latency, &np("latency"));
-    zero_time_cycle(v, s, &net.latency, &np("latency"));
     if !v.at_most(
         net.links.len(),
         limits::MAX_LINKS,
@@ -490,30 +787,6 @@ fn validate_network(v: &V<'_>, s: &Scenario, topo: Option<&Topology>) {
             link.loss_probability,
             link.duplicate_probability,
         );
-        if let Some(l) = &link.latency {
-            zero_time_cycle(v, s, l, &p("latency"));
-        }
-    }
-}
-
-/// A latency that is always zero lets a client and a server exchange messages without time
-/// passing; with no pause on the client's side either (`think_time` in a closed loop,
-/// `retry_delay` after a redirect) that exchange repeats at one instant forever.
-fn zero_time_cycle(v: &V<'_>, s: &Scenario, latency: &LatencySpec, path: &[PathSeg<'_>]) {
-    let w = &s.workload;
-    if w.clients == 0 || !always_zero(latency) {
-        return;
-    }
-    let pauses = [
-        ("think_time", w.think_time, w.rate_per_s.is_none()),
-        ("retry_delay", w.retry_delay, true),
-    ];
-    for (key, pause, applies) in pauses {
-        v.check(!applies || pause.as_nanos() > 0, path, || {
-            format!(
-                "a latency that is always 0 with workload.{key} = \"0s\" lets a client and a server exchange messages forever without time passing; expected a latency above 0 or a positive {key}"
-            )
-        });
     }
 }
 
@@ -569,149 +842,60 @@ fn validate_nemesis(v: &V<'_>, n: &Nemesis, duration: Duration) {
     }
 }
 
-fn validate_workload(v: &V<'_>, s: &Scenario, protocol: Option<&ProtocolInfo>) {
-    let w = &s.workload;
-    let duration = s.duration;
-    let wp = |k: &'static str| -> [PathSeg<'static>; 2] { ["workload".into(), PathSeg::Key(k)] };
-    v.check(
-        (1..=limits::MAX_CONCURRENCY).contains(&w.concurrency),
-        &wp("concurrency"),
-        || {
-            format!(
-                "expected between 1 and {} (the limit), found {}",
-                limits::MAX_CONCURRENCY,
-                w.concurrency
-            )
-        },
-    );
-    if let Some(rate) = w.rate_per_s {
+/// `[check.<name>]` tables (each checked by its check) and `[expect]`; every check that runs gets
+/// its resolved table (defaults filled in).
+fn validate_checks(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
+    let checks = crate::check::checks_for(s);
+    let check_names: Vec<&str> = checks.iter().map(|c| c.name).collect();
+    let runs = || {
+        let protocols: Vec<&str> = s
+            .cluster
+            .roles
+            .iter()
+            .map(|r| r.protocol.as_str())
+            .collect();
+        protocols.join(", ")
+    };
+    for (name, table) in &s.check {
+        let Some(check) = checks.iter().find(|c| c.name == name) else {
+            v.check(false, &["check".into(), PathSeg::Key(name)], || {
+                format!(
+                    "the {name} check does not run for {}; its checks are: {}",
+                    runs(),
+                    check_names.join(", ")
+                )
+            });
+            continue;
+        };
+        for e in (check.validate)(table, s, topo) {
+            let mut at = vec!["check".to_string(), name.clone()];
+            at.extend(e.path.iter().cloned());
+            report_option(v, &at, e);
+        }
+    }
+    if v.errors.borrow().is_empty() {
+        let empty = toml::Table::new();
+        let resolved: BTreeMap<String, toml::Table> = checks
+            .iter()
+            .map(|c| {
+                let table = s.check.get(c.name).unwrap_or(&empty);
+                (c.name.to_string(), (c.resolve)(table))
+            })
+            .collect();
+        s.check = resolved;
+    }
+    for (i, name) in s.expect.failing_checks.iter().enumerate() {
         v.check(
-            rate.is_finite() && rate > 0.0 && rate <= limits::MAX_RATE_PER_S,
-            &wp("rate_per_s"),
+            check_names.contains(&name.as_str()),
+            &["expect".into(), "failing_checks".into(), i.into()],
             || {
                 format!(
-                    "expected a rate above 0 and at most {} per second (the limit), found {rate}",
-                    limits::MAX_RATE_PER_S
+                    "unknown check \"{name}\" for {}; expected one of: {}",
+                    runs(),
+                    check_names.join(", ")
                 )
             },
         );
-    }
-    v.positive(w.request_timeout, &wp("request_timeout"));
-    v.positive(w.attempt_timeout, &wp("attempt_timeout"));
-    v.check(
-        (1..=limits::MAX_KEYS).contains(&w.keys),
-        &wp("keys"),
-        || {
-            format!(
-                "expected between 1 and {} (the limit), found {}",
-                limits::MAX_KEYS,
-                w.keys
-            )
-        },
-    );
-    if let Some(protocol) = protocol {
-        let allowed: Vec<&str> = protocol
-            .workload
-            .default_mix()
-            .iter()
-            .map(|(f, _)| *f)
-            .collect();
-        for (f, weight) in &w.mix {
-            let p = ["workload".into(), "mix".into(), PathSeg::Key(f)];
-            let _ = v.check(allowed.contains(&f.as_str()), &p, || {
-                format!(
-                    "unknown operation \"{f}\" for {}; expected one of: {}",
-                    protocol.name,
-                    allowed.join(", ")
-                )
-            }) && v.check(weight.is_finite() && *weight >= 0.0, &p, || {
-                format!("expected a weight of 0 or more, found {weight}")
-            });
-        }
-    }
-    if !w.mix.is_empty() {
-        v.check(w.mix.values().sum::<f64>() > 0.0, &wp("mix"), || {
-            "expected at least one positive weight".into()
-        });
-    }
-    let stop = w.stop.unwrap_or(duration);
-    v.check(stop <= duration, &wp("stop"), || {
-        format!("expected at most the run's duration ({duration})")
-    });
-    v.check(w.start < stop, &wp("start"), || {
-        format!("expected a start before the workload stops ({stop})")
-    });
-}
-
-fn validate_checks(v: &V<'_>, s: &Scenario, protocol: Option<&ProtocolInfo>) {
-    v.positive(
-        s.check.convergence.within,
-        &["check".into(), "convergence".into(), "within".into()],
-    );
-    let memory = s.check.linearizability.memory_limit_mib;
-    v.at_most(
-        memory,
-        limits::MAX_CHECK_MEMORY_MIB,
-        "MiB",
-        &[
-            "check".into(),
-            "linearizability".into(),
-            "memory_limit_mib".into(),
-        ],
-    );
-    let av = &s.check.availability;
-    for (key, value) in [
-        ("majority_ok_min", av.majority_ok_min),
-        ("minority_ok_max", av.minority_ok_max),
-    ] {
-        if let Some(x) = value {
-            v.probability(
-                x,
-                &["check".into(), "availability".into(), PathSeg::Key(key)],
-            );
-        }
-    }
-    for (key, d) in [
-        ("leader_within", s.check.liveness.leader_within),
-        ("answer_within", s.check.liveness.answer_within),
-    ] {
-        v.positive(d, &["check".into(), "liveness".into(), PathSeg::Key(key)]);
-    }
-    for (key, message) in s.check.bounds.problems(s.duration) {
-        v.check(
-            false,
-            &["check".into(), "bounds".into(), key.into()],
-            || message,
-        );
-    }
-    if let Some(protocol) = protocol {
-        let check_names: Vec<&str> = crate::check::checks_for(protocol).map(|c| c.name).collect();
-        for name in super::error::keys_in_file(v.text, &["check"]) {
-            v.check(
-                check_names.contains(&name.as_str()),
-                &["check".into(), PathSeg::Key(&name)],
-                || {
-                    format!(
-                        "the {name} check does not run for {}; its checks are: {}",
-                        protocol.name,
-                        check_names.join(", ")
-                    )
-                },
-            );
-        }
-        for (i, name) in s.expect.failing_checks.iter().enumerate() {
-            v.check(
-                check_names.contains(&name.as_str()),
-                &["expect".into(), "failing_checks".into(), i.into()],
-                || {
-                    format!(
-                        "unknown check \"{name}\" for {}; expected one of: {}",
-                        protocol.name,
-                        check_names.join(", ")
-                    )
-                },
-            );
-        }
     }
     v.check(
         s.expect.failing_checks.is_empty() || s.expect.verdict == Verdict::Fail,
@@ -988,10 +1172,4 @@ fn valid_node_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn is_client_name(name: &str, clients: u32) -> bool {
-    name.strip_prefix('c')
-        .and_then(|n| n.parse::<u32>().ok())
-        .is_some_and(|n| (1..=clients).contains(&n))
 }

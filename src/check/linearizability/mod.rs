@@ -35,11 +35,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::check::{CheckInfo, CheckResult};
-use crate::families::WorkloadKind;
+use crate::check::{self, CheckInfo, CheckResult};
+use crate::family::OptionError;
 use crate::history::{Function, HistoryEvent, Value};
 use crate::scenario::Duration;
+use crate::scenario::Scenario;
 use crate::sim::RunRecord;
+use crate::sim::topology::Topology;
 
 pub use budget::{Budget, Exhausted};
 pub use model::{Model, Operation, RawOp, RawOutcome};
@@ -65,8 +67,10 @@ pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 1024;
 pub const CHECK: CheckInfo = CheckInfo {
     name: "linearizability",
     summary: "the client history is linearizable (key-value model, checked key by key)",
-    applies_to: |p| p.workload == WorkloadKind::KeyValue,
-    enabled: |c| c.linearizability.enabled,
+    applies_to: |s| s.workloads().iter().any(|w| w.history.model.is_some()),
+    enabled: check::on_unless_disabled,
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run: run_check,
 };
 
@@ -110,8 +114,27 @@ impl Default for Config {
     }
 }
 
+fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
+    let config: Config = match crate::family::parse_options(table) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut errors = Vec::new();
+    if config.memory_limit_mib > crate::scenario::limits::MAX_CHECK_MEMORY_MIB {
+        errors.push(OptionError::at(
+            "memory_limit_mib",
+            format!(
+                "expected at most {} MiB (the limit), found {}",
+                crate::scenario::limits::MAX_CHECK_MEMORY_MIB,
+                config.memory_limit_mib
+            ),
+        ));
+    }
+    errors
+}
+
 fn run_check(record: &RunRecord) -> CheckResult {
-    check_run_history(&record.history, &record.scenario.check.linearizability)
+    check_run_history(&record.history, &record.scenario.check_options(CHECK.name))
 }
 
 /// The `linearizability` check of a simulated run's history: the key-value model, keys start

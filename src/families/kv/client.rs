@@ -7,10 +7,10 @@ use rand_distr::{Distribution, Exp};
 use serde::Serialize;
 
 use crate::families::kv::{ClientContext, ClientMessage, Op, Outcome, Reply, Request};
-use crate::families::{NodeSetup, WorkloadKind};
+use crate::families::kv::{WorkloadKind, WorkloadOptions};
+use crate::family::NodeSetup;
 use crate::history::{EventType, HistoryEvent};
 use crate::process::{Context, NodeId, Process, TimerId};
-use crate::scenario::Workload;
 
 /// Redirects followed in a row before the client pauses for `retry_delay`.
 const MAX_REDIRECTS_IN_A_ROW: u32 = 3;
@@ -136,7 +136,7 @@ pub struct Client {
     servers: Vec<NodeId>,
     leader_hint: NodeId,
     kind: WorkloadKind,
-    config: Workload,
+    config: WorkloadOptions,
     mix: Mix,
     total_slots: u64,
     epoch: u64,
@@ -150,16 +150,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `setup` (its `home` is the first server it talks to). `index` is its
-    /// position among the `clients` client nodes (0-based); `duration_ns` is the run's length.
-    pub fn new(
-        setup: &NodeSetup,
-        index: u32,
-        clients: u32,
-        kind: WorkloadKind,
-        config: &Workload,
-        duration_ns: u64,
-    ) -> Self {
+    /// A client for `setup` (its `home` is the first server it talks to; its `client_index`
+    /// and `client_count` make its process ids unique in the run).
+    pub fn new(setup: &NodeSetup, kind: WorkloadKind, config: &WorkloadOptions) -> Self {
+        let (index, clients, duration_ns) = (setup.client_index, setup.client_count, setup.end_ns);
         let slots = config.concurrency.max(1);
         Client {
             index,
@@ -194,9 +188,6 @@ impl Client {
     fn generate(&mut self, ctx: &mut Context<'_>) -> Op {
         let f = self.mix.pick(ctx.rng());
         match self.kind {
-            WorkloadKind::None => {
-                unreachable!("validated: a protocol without a workload has no clients")
-            }
             WorkloadKind::Broadcast => match f {
                 "read" => Op::Read,
                 _ => {

@@ -18,7 +18,22 @@
 pub mod client;
 pub mod op;
 pub mod store;
+pub mod workload;
 
 pub use client::{Client, ClientTimer};
 pub use op::{ClientContext, ClientMessage, Op, OpValue, Outcome, Reply, Request, into_request};
 pub use store::*;
+pub use workload::{
+    BROADCAST_WORKLOAD, BROADCAST_WORKLOAD_NAME, KV_WORKLOAD, WORKLOAD_NAME, WorkloadKind,
+    WorkloadOptions,
+};
+
+/// The registry entry: the key-value workload (served by the consensus families).
+pub static FAMILY: crate::family::Family = crate::family::Family {
+    name: "kv",
+    summary: "the replicated key-value store's client workload: get, put, append, cas",
+    protocols: &[],
+    workloads: &[KV_WORKLOAD],
+    checks: &[],
+    decisions: None,
+};

@@ -61,17 +61,61 @@
 //! see [`BUGS`].
 
 pub mod acceptor;
+pub mod checks;
 pub mod multi;
 pub mod synod;
+
+/// The registry entry: single-decree Paxos and Multi-Paxos, their safety checks and their
+/// decisions for `no-decision`.
+pub static FAMILY: crate::family::Family = crate::family::Family {
+    name: "paxos",
+    summary: "single-decree Paxos (the Synod protocol) and Multi-Paxos replicating the key-value store",
+    protocols: &[multi::PROTOCOL, synod::PROTOCOL],
+    workloads: &[],
+    checks: &[
+        checks::agreement::CHECK,
+        checks::validity::CHECK,
+        checks::learner_agreement::CHECK,
+        checks::applied_prefix::CHECK,
+        checks::decision::CHECK,
+    ],
+    decisions: Some(decisions),
+};
+
+/// Every new value learned or applied, for the generic `no-decision` check.
+fn decisions(record: &crate::sim::RunRecord) -> Vec<(u64, NodeId, String)> {
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Decided {
+        Learned(u64, String),
+        Applied(u64),
+    }
+    let mut seen: BTreeSet<Decided> = BTreeSet::new();
+    let mut out = Vec::new();
+    for o in &record.observations {
+        let what = match o.get() {
+            Some(Observation::Learned { instance, value }) => seen
+                .insert(Decided::Learned(*instance, value.clone()))
+                .then(|| format!("learned {value:?} in instance {instance}")),
+            Some(Observation::Applied { slot, value }) => seen
+                .insert(Decided::Applied(*slot))
+                .then(|| format!("applied {value:?} at slot {slot}")),
+            _ => None,
+        };
+        if let Some(what) = what {
+            out.push((o.t_ns, o.node, what));
+        }
+    }
+    out
+}
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::families::Bug;
+use crate::family::{Bug, OptionError};
 use crate::process::NodeId;
-use crate::scenario::{PathSeg, Scenario, ScenarioError};
+use crate::scenario::Scenario;
 use crate::sim::topology::Topology;
 
 /// Planted bug: a promise does not report the proposal the acceptor accepted.
@@ -410,34 +454,21 @@ impl NodeRefs {
         set.into_iter().collect()
     }
 
-    /// Validates the references at `[section] key`: each must name at least one node, and only
+    /// Validates the references at option `key`: each must name at least one node, and only
     /// servers (clients cannot play Paxos roles).
-    pub fn validate(
-        &self,
-        topology: &Topology,
-        section: &str,
-        key: &str,
-        text: &str,
-        path: &std::path::Path,
-    ) -> Result<(), ScenarioError> {
+    pub fn validate(&self, topology: &Topology, key: &str) -> Result<(), OptionError> {
         let refs = self.refs();
         if refs.is_empty() {
-            return Err(ScenarioError::at_path(
-                path,
-                text,
-                &[section.into(), key.into()],
-                "expected at least one node",
-            ));
+            return Err(OptionError::at(key, "expected at least one node"));
         }
         for (i, r) in refs.iter().enumerate() {
-            let at: Vec<PathSeg<'_>> = match self {
-                NodeRefs::One(_) => vec![section.into(), key.into()],
-                NodeRefs::Many(_) => vec![section.into(), key.into(), i.into()],
+            let index = i.to_string();
+            let at: Vec<&str> = match self {
+                NodeRefs::One(_) => vec![key],
+                NodeRefs::Many(_) => vec![key, &index],
             };
             let Some(ids) = topology.resolve_static(r) else {
-                return Err(ScenarioError::at_path(
-                    path,
-                    text,
+                return Err(OptionError::at_path(
                     &at,
                     format!(
                         "unknown node or group \"{r}\"; expected one of {}, a group, \"servers\"",
@@ -446,17 +477,13 @@ impl NodeRefs {
                 ));
             };
             if ids.is_empty() {
-                return Err(ScenarioError::at_path(
-                    path,
-                    text,
+                return Err(OptionError::at_path(
                     &at,
                     format!("\"{r}\" names no node (an empty group)"),
                 ));
             }
             if let Some(client) = ids.iter().find(|id| !topology.servers.contains(id)) {
-                return Err(ScenarioError::at_path(
-                    path,
-                    text,
+                return Err(OptionError::at_path(
                     &at,
                     format!(
                         "\"{r}\" includes client node {}; only servers can play Paxos roles",
@@ -469,23 +496,45 @@ impl NodeRefs {
     }
 }
 
-/// The acceptors of a Paxos run (for the checks): `[paxos] acceptors` for `paxos`, every server
-/// for `multi-paxos`.
+/// The options of the single-decree `paxos` role, if one runs.
+fn synod_config(scenario: &Scenario) -> Option<synod::Config> {
+    let role = scenario
+        .cluster
+        .roles
+        .iter()
+        .find(|r| r.protocol == synod::PROTOCOL.name)?;
+    Some(crate::family::parse_options(&role.options).unwrap_or_default())
+}
+
+/// The nodes of every role running a Paxos protocol.
+fn paxos_nodes(scenario: &Scenario, topology: &Topology) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = scenario
+        .cluster
+        .roles
+        .iter()
+        .filter(|r| is_paxos(&r.protocol))
+        .flat_map(|r| topology.groups.get(&r.name).cloned().unwrap_or_default())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// The acceptors of a Paxos run (for the checks): the `paxos` role's `acceptors`, or every node
+/// of the `multi-paxos` role.
 pub fn acceptors(scenario: &Scenario, topology: &Topology) -> Vec<NodeId> {
-    if scenario.cluster.protocol == synod::PROTOCOL.name {
-        scenario.paxos.acceptors.resolve(topology)
-    } else {
-        topology.servers.clone()
+    match synod_config(scenario) {
+        Some(c) => c.acceptors.resolve(topology),
+        None => paxos_nodes(scenario, topology),
     }
 }
 
-/// The learners of a Paxos run (for the checks): `[paxos] learners` for `paxos`, every server
-/// for `multi-paxos`.
+/// The learners of a Paxos run (for the checks): the `paxos` role's `learners`, or every node
+/// of the `multi-paxos` role.
 pub fn learners(scenario: &Scenario, topology: &Topology) -> Vec<NodeId> {
-    if scenario.cluster.protocol == synod::PROTOCOL.name {
-        scenario.paxos.learners.resolve(topology)
-    } else {
-        topology.servers.clone()
+    match synod_config(scenario) {
+        Some(c) => c.learners.resolve(topology),
+        None => paxos_nodes(scenario, topology),
     }
 }
 

@@ -65,19 +65,18 @@ use crate::families::paxos::{
     BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
     ValueId, choose_value,
 };
-use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
-use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
+use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{CommonObservation, NodeRole};
-use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
+use crate::process::{Context, NodeId, Process, TimerId};
+use crate::scenario::Duration;
 
 /// The registry entry.
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: "multi-paxos",
     summary: "Multi-Paxos (Paxos Made Simple §3): a leader runs phase 1 once for all slots, then phase 2 per command, serving a replicated key-value store",
-    workload: WorkloadKind::KeyValue,
+    serves: &[kv::WORKLOAD_NAME],
     bugs: MULTI_BUGS,
-    build,
-    validate,
+    configure,
 };
 
 /// The planted bugs of Multi-Paxos: the switches of single-decree Paxos that a shipped
@@ -189,13 +188,15 @@ impl Default for Config {
     }
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    family::configure(ctx, validate, |setup, c: &Config| {
+        Box::new(Node::new(setup, c.clone()))
+    })
+}
+
+fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = Vec::new();
-    let c = &scenario.multi_paxos;
-    let section = PROTOCOL.name;
-    let err = |key: &'static str, message: String| {
-        ScenarioError::at_path(path, text, &[PathSeg::Key(section), key.into()], message)
-    };
+    let err = |key: &str, message: String| OptionError::at(key, message);
     for (key, d) in [
         ("election_timeout_min", c.election_timeout_min),
         ("heartbeat_interval", c.heartbeat_interval),
@@ -236,14 +237,8 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<Scen
             errors.push(err(key, format!("expected between 1 and {max}")));
         }
     }
-    errors.extend(crate::scenario::validate_bugs(
-        &c.bugs, &PROTOCOL, path, text, section,
-    ));
+    errors.extend(family::check_bugs(&c.bugs, PROTOCOL.bugs, PROTOCOL.name));
     errors
-}
-
-fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
-    Box::new(Node::new(setup, scenario.multi_paxos.clone()))
 }
 
 /// The value of a log slot.
@@ -1128,11 +1123,7 @@ mod tests {
     use crate::process::{Effect, TestContext};
 
     fn setup(id: u32) -> NodeSetup {
-        NodeSetup {
-            id: NodeId(id),
-            servers: (0..3).map(NodeId).collect(),
-            home: None,
-        }
+        NodeSetup::server(NodeId(id), (0..3).map(NodeId).collect())
     }
 
     fn b(round: u64, node: u32) -> Ballot {

@@ -36,19 +36,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::families::paxos::acceptor::{Acceptor, Scope};
 use crate::families::paxos::{self, BUGS, Ballot, Bugs, NodeRefs, Observation, choose_value};
-use crate::families::{NodeSetup, ProtocolInfo, WorkloadKind};
-use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
-use crate::sim::topology::Topology;
+use crate::family::{self, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
+use crate::process::{Context, NodeId, Process, TimerId};
+use crate::scenario::Duration;
 
 /// The registry entry.
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: "paxos",
     summary: "single-decree Paxos (Synod, Paxos Made Simple §2): proposers, acceptors, learners; many independent instances",
-    workload: WorkloadKind::None,
+    serves: &[],
     bugs: BUGS,
-    build,
-    validate,
+    configure,
 };
 
 /// Most instances a scenario may run.
@@ -132,36 +130,24 @@ impl Config {
     }
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    family::configure(ctx, validate, |setup: &NodeSetup, c: &Config| {
+        let roles = Roles {
+            proposers: c.proposers.resolve(&setup.topology),
+            acceptors: c.acceptors.resolve(&setup.topology),
+            learners: c.learners.resolve(&setup.topology),
+        };
+        Box::new(Node::new(setup.id, roles, c.clone()))
+    })
+}
+
+fn validate(c: &Config, ctx: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = Vec::new();
-    let c = &scenario.paxos;
-    let at = |key: &'static str| -> [PathSeg<'static>; 2] { ["paxos".into(), key.into()] };
-    let err =
-        |key: &'static str, message: String| ScenarioError::at_path(path, text, &at(key), message);
-    if scenario.workload.clients != 0 {
-        errors.push(ScenarioError::at_path(
-            path,
-            text,
-            &["workload".into(), "clients".into()],
-            "expected 0: single-decree `paxos` serves no clients (its proposers propose their own values; use `multi-paxos` for the key-value workload)",
-        ));
-    }
-    let topology = Topology::new(scenario);
-    errors.extend(
-        c.proposers
-            .validate(&topology, "paxos", "proposers", text, path)
-            .err(),
-    );
-    errors.extend(
-        c.acceptors
-            .validate(&topology, "paxos", "acceptors", text, path)
-            .err(),
-    );
-    errors.extend(
-        c.learners
-            .validate(&topology, "paxos", "learners", text, path)
-            .err(),
-    );
+    let err = |key: &str, message: String| OptionError::at(key, message);
+    let topology = ctx.topology;
+    errors.extend(c.proposers.validate(topology, "proposers").err());
+    errors.extend(c.acceptors.validate(topology, "acceptors").err());
+    errors.extend(c.learners.validate(topology, "learners").err());
     if !(1..=MAX_INSTANCES).contains(&c.instances) {
         errors.push(err(
             "instances",
@@ -170,13 +156,13 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<Scen
     } else {
         // Only with a valid count: the last instance is number `instances - 1`.
         let last_start = c.start_ns(u64::from(c.instances - 1));
-        if last_start >= scenario.duration.as_nanos() {
+        if last_start >= ctx.scenario.duration.as_nanos() {
             errors.push(err(
                 "instance_interval",
                 format!(
                     "the last instance would start at {}, not before the end of the run ({})",
                     Duration(last_start),
-                    scenario.duration
+                    ctx.scenario.duration
                 ),
             ));
         }
@@ -199,32 +185,8 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<Scen
             ),
         ));
     }
-    if scenario.check.decision.within.as_nanos() == 0 {
-        errors.push(ScenarioError::at_path(
-            path,
-            text,
-            &["check".into(), "decision".into(), "within".into()],
-            "expected a positive duration",
-        ));
-    }
-    errors.extend(crate::scenario::validate_bugs(
-        &c.bugs, &PROTOCOL, path, text, "paxos",
-    ));
+    errors.extend(family::check_bugs(&c.bugs, PROTOCOL.bugs, PROTOCOL.name));
     errors
-}
-
-fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
-    let topology = Topology::new(scenario);
-    let c = &scenario.paxos;
-    Box::new(Node::new(
-        setup.id,
-        Roles {
-            proposers: c.proposers.resolve(&topology),
-            acceptors: c.acceptors.resolve(&topology),
-            learners: c.learners.resolve(&topology),
-        },
-        c.clone(),
-    ))
 }
 
 /// Which nodes play which role.

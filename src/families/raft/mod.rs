@@ -86,6 +86,7 @@
 //! - `read-from-local-state`: the leader answers reads from its local state machine at once,
 //!   without ReadIndex or a lease.
 
+pub mod checks;
 mod log;
 mod node;
 #[cfg(test)]
@@ -96,9 +97,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::families::kv::{self, CommandId};
-use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
-use crate::process::{AnyProcess, NodeId};
-use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
+use crate::family::{self, Bug, Configured, OptionError, ProtocolInfo, RoleContext};
+use crate::process::NodeId;
+use crate::scenario::Duration;
 
 pub use log::Log;
 pub use node::{Node, Role};
@@ -114,11 +115,42 @@ pub const BUG_TRUNCATE_ON_STALE_APPEND: &str = "truncate-on-stale-append";
 /// Planted bug: serve reads from the leader's local state without confirming leadership.
 pub const BUG_READ_FROM_LOCAL_STATE: &str = "read-from-local-state";
 
+/// The registry entry: Raft, its safety checks and its commits for `no-decision`.
+pub static FAMILY: family::Family = family::Family {
+    name: "raft",
+    summary: "Raft consensus (Ongaro's thesis) replicating the key-value store",
+    protocols: &[PROTOCOL],
+    workloads: &[],
+    checks: &[
+        checks::election_safety::CHECK,
+        checks::log_matching::CHECK,
+        checks::leader_completeness::CHECK,
+        checks::leader_append_only::CHECK,
+        checks::state_machine_safety::CHECK,
+    ],
+    decisions: Some(decisions),
+};
+
+/// Every advance of the commit index, for the generic `no-decision` check.
+fn decisions(record: &crate::sim::RunRecord) -> Vec<(u64, NodeId, String)> {
+    let mut committed: Option<u64> = None;
+    let mut out = Vec::new();
+    for o in &record.observations {
+        if let Some(&Observation::Commit { index }) = o.get()
+            && committed.is_none_or(|c| index > c)
+        {
+            committed = Some(index);
+            out.push((o.t_ns, o.node, format!("committed up to index {index}")));
+        }
+    }
+    out
+}
+
 /// The registry entry.
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: "raft",
     summary: "Raft consensus (PreVote, CheckQuorum, ReadIndex/lease reads, sessions, snapshots) serving a replicated key-value store",
-    workload: WorkloadKind::KeyValue,
+    serves: &[kv::WORKLOAD_NAME],
     bugs: &[
         Bug {
             name: BUG_COMMIT_PREVIOUS_TERM,
@@ -146,8 +178,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
             caught_by: "linearizability",
         },
     ],
-    build,
-    validate,
+    configure,
 };
 
 /// How the leader serves `get` (thesis §6.4).
@@ -486,16 +517,15 @@ pub enum Observation {
     },
 }
 
-fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
-    Box::new(Node::new(setup, scenario.raft.clone()))
+fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    family::configure(ctx, validate, |setup, c: &Config| {
+        Box::new(Node::new(setup, c.clone()))
+    })
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = Vec::new();
-    let c = &scenario.raft;
-    let err = |key: &'static str, message: String| {
-        ScenarioError::at_path(path, text, &["raft".into(), PathSeg::Key(key)], message)
-    };
+    let err = |key: &str, message: String| OptionError::at(key, message);
     if c.election_timeout_min.as_nanos() == 0 {
         errors.push(err(
             "election_timeout_min",
@@ -559,8 +589,6 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<Scen
             ),
         ));
     }
-    errors.extend(crate::scenario::validate_bugs(
-        &c.bugs, &PROTOCOL, path, text, "raft",
-    ));
+    errors.extend(family::check_bugs(&c.bugs, PROTOCOL.bugs, PROTOCOL.name));
     errors
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use rand::Rng;
 use smallvec::SmallVec;
 
-use crate::families::NodeSetup;
 use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
 use crate::families::kv::{Command, CommandId, KvStore};
 use crate::families::raft::log::{self, Log, Snapshot};
@@ -16,6 +15,7 @@ use crate::families::raft::{
     BUG_TRUNCATE_ON_STALE_APPEND, BUG_VOTE_WITHOUT_LOG_CHECK, Config, Entry, EntryRef, Message,
     Observation, Payload, ReadMode, Timer,
 };
+use crate::family::NodeSetup;
 use crate::process::{CommonObservation, NodeRole};
 use crate::process::{Context, NodeId, Process, TimerId};
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use super::node::Role;
 use super::*;
-use crate::families::NodeSetup;
 use crate::families::kv::ClientMessage;
 use crate::families::kv::{Op, OpValue, Outcome, Reply, Request};
+use crate::family::NodeSetup;
 use crate::process::{CommonObservation, NodeRole};
 use crate::process::{Effect, NodeId, Process, TestContext, TimerId};
 
@@ -64,11 +64,7 @@ impl Harness {
 
     fn fresh(&self, id: NodeId) -> Node {
         Node::new(
-            &NodeSetup {
-                id,
-                servers: self.servers.clone(),
-                home: None,
-            },
+            &NodeSetup::server(id, self.servers.clone()),
             self.config.clone(),
         )
     }
@@ -839,8 +835,10 @@ fn raft_options_are_validated_with_the_key_and_its_place_in_the_file() {
     };
     let ok = parse("pre_vote = false\nread_mode = \"lease\"\nelection_timeout_min = \"200ms\"\nelection_timeout_max = \"400ms\"\n")
         .expect("valid");
-    assert!(!ok.raft.pre_vote);
-    assert_eq!(ok.raft.read_mode, ReadMode::Lease);
+    let raft: Config =
+        crate::family::parse_options(&ok.cluster.roles[0].options).expect("resolved");
+    assert!(!raft.pre_vote);
+    assert_eq!(raft.read_mode, ReadMode::Lease);
     let cases = [
         (
             "election_timeout_min = \"200ms\"\nelection_timeout_max = \"100ms\"\n",

@@ -7,16 +7,18 @@
 //! (including the same node after a restart), is a violation. Per node, applications must
 //! follow each other index by index, starting after the snapshot it booted from or installed.
 
-use crate::check::raft::{Replay, verdict};
-use crate::check::{CheckInfo, CheckResult};
+use crate::check::{self, CheckInfo, CheckResult};
+use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "state-machine-safety",
     summary: "no two servers apply different entries at an index; each applies in order without gaps (Raft §5.4.3)",
-    applies_to: |p| p.name == "raft",
-    enabled: |c| c.state_machine_safety.enabled,
+    applies_to: |s| s.runs_protocol(crate::families::raft::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -40,9 +42,9 @@ pub fn judge(replay: &Replay) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::raft::tests::e;
     use crate::check::testing::{lifecycle, observe, record};
     use crate::families::raft::Observation as O;
+    use crate::families::raft::checks::tests::e;
     use crate::scenario::Verdict;
     use crate::sim::LifecycleKind;
 

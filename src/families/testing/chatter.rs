@@ -9,18 +9,17 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::families::{NodeSetup, ProtocolInfo, WorkloadKind};
-use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::scenario::{Duration, Scenario, ScenarioError};
+use crate::family::{self, Configured, OptionError, ProtocolInfo, RoleContext};
+use crate::process::{Context, NodeId, Process, TimerId};
+use crate::scenario::Duration;
 
 /// The registry entry.
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: "chatter",
     summary: "random notes between servers (exercises and demonstrates the network layer)",
-    workload: WorkloadKind::None,
+    serves: &[],
     bugs: &[],
-    build,
-    validate,
+    configure,
 };
 
 /// `[chatter]` options.
@@ -44,26 +43,25 @@ impl Default for Config {
     }
 }
 
-fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
-    Box::new(Node {
-        peers: setup.peers(),
-        interval_ns: scenario.chatter.interval.as_nanos(),
-        sent: 0,
-        received: 0,
-    })
-}
-
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
-    let mut errors = Vec::new();
-    if scenario.chatter.interval.as_nanos() == 0 {
-        errors.push(ScenarioError::at_path(
-            path,
-            text,
-            &["chatter".into(), "interval".into()],
-            "expected a positive duration",
-        ));
-    }
-    errors
+fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    family::configure(
+        ctx,
+        |c: &Config, _| {
+            if c.interval.as_nanos() == 0 {
+                vec![OptionError::at("interval", "expected a positive duration")]
+            } else {
+                Vec::new()
+            }
+        },
+        |setup, c| {
+            Box::new(Node {
+                peers: setup.peers(),
+                interval_ns: c.interval.as_nanos(),
+                sent: 0,
+                received: 0,
+            })
+        },
+    )
 }
 
 /// Peer messages.

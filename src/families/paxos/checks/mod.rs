@@ -25,14 +25,18 @@ pub mod validity;
 use std::collections::BTreeMap;
 
 use crate::check::ms;
-use crate::families::ProtocolInfo;
 use crate::families::paxos::{self, Ballot};
 use crate::process::NodeId;
+use crate::scenario::Scenario;
 use crate::sim::RunRecord;
 
 /// True for the protocols these checks apply to.
-pub fn applies(protocol: &ProtocolInfo) -> bool {
-    paxos::is_paxos(protocol.name)
+pub fn applies(scenario: &Scenario) -> bool {
+    scenario
+        .cluster
+        .roles
+        .iter()
+        .any(|r| paxos::is_paxos(&r.protocol))
 }
 
 /// One proposal that a majority of acceptors accepted.

@@ -5,16 +5,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::check::raft::{Replay, verdict};
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "election-safety",
     summary: "at most one leader per term (Raft §5.2)",
-    applies_to: |p| p.name == "raft",
-    enabled: |c| c.election_safety.enabled,
+    applies_to: |s| s.runs_protocol(crate::families::raft::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -57,8 +59,8 @@ pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::raft::tests::role;
     use crate::check::testing::record;
+    use crate::families::raft::checks::tests::role;
     use crate::scenario::Verdict;
 
     #[test]

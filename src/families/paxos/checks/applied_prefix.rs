@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::families::paxos;
 use crate::process::NodeId;
 use crate::scenario::Verdict;
@@ -19,8 +19,10 @@ use crate::sim::{LifecycleKind, RunRecord};
 pub const CHECK: CheckInfo = CheckInfo {
     name: "applied-prefix",
     summary: "replicas apply slots in order from 1, and their applied logs are prefixes of each other",
-    applies_to: |p| p.name == paxos::multi::PROTOCOL.name,
-    enabled: |_| true,
+    applies_to: |s| s.runs_protocol(paxos::multi::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -119,8 +121,8 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::paxos::testing::record;
     use crate::check::testing::{lifecycle, observe};
+    use crate::families::paxos::checks::testing::record;
 
     fn applied(rec: &mut RunRecord, t: u64, node: u32, slot: u64, value: &str) {
         observe(

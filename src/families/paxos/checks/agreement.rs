@@ -8,8 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::check::paxos::{applies, choices};
-use crate::check::{CheckInfo, CheckResult};
+use crate::check::{self, CheckInfo, CheckResult};
+use crate::families::paxos::checks::{applies, choices};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -18,7 +18,9 @@ pub const CHECK: CheckInfo = CheckInfo {
     name: "agreement",
     summary: "per instance (slot), at most one value is chosen: chosen = a majority of acceptors accepted the same ballot (from acceptor observations)",
     applies_to: applies,
-    enabled: |_| true,
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -85,7 +87,7 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::paxos::testing::{accepted, b, record};
+    use crate::families::paxos::checks::testing::{accepted, b, record};
 
     #[test]
     fn two_values_chosen_in_one_instance_fail_and_the_same_value_twice_passes() {

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::check::paxos::{applies, choices};
-use crate::check::{CheckInfo, CheckResult};
+use crate::check::{self, CheckInfo, CheckResult};
 use crate::families::paxos;
+use crate::families::paxos::checks::{applies, choices};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -18,7 +18,9 @@ pub const CHECK: CheckInfo = CheckInfo {
     name: "validity",
     summary: "every chosen value was proposed by some proposer in that instance (slot)",
     applies_to: applies,
-    enabled: |_| true,
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -81,8 +83,8 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::paxos::testing::{accepted, b, record};
     use crate::check::testing::observe;
+    use crate::families::paxos::checks::testing::{accepted, b, record};
 
     #[test]
     fn a_chosen_value_nobody_proposed_in_that_instance_fails() {

@@ -5,16 +5,18 @@
 //! any truncation, any append at an index it already holds, or any snapshot installation
 //! (which replaces the log) is a violation.
 
-use crate::check::raft::{Replay, verdict};
-use crate::check::{CheckInfo, CheckResult};
+use crate::check::{self, CheckInfo, CheckResult};
+use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "leader-append-only",
     summary: "a leader never overwrites or deletes entries in its log (Raft §5.3)",
-    applies_to: |p| p.name == "raft",
-    enabled: |c| c.leader_append_only.enabled,
+    applies_to: |s| s.runs_protocol(crate::families::raft::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -38,9 +40,9 @@ pub fn judge(replay: &Replay) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::raft::tests::{append, e, role};
     use crate::check::testing::{observe, record};
     use crate::families::raft::Observation as O;
+    use crate::families::raft::checks::tests::{append, e, role};
     use crate::scenario::Verdict;
 
     #[test]

@@ -6,16 +6,18 @@
 //! cites the first node and time that held each version and the lowest index where the two
 //! prefixes differ. Logs with gaps (an append past the end) are reported here too.
 
-use crate::check::raft::{EntryId, Replay, verdict};
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::families::raft::checks::{EntryId, Replay, verdict};
 use crate::sim::RunRecord;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "log-matching",
     summary: "entries with the same index and term have identical prefixes (Raft §5.3)",
-    applies_to: |p| p.name == "raft",
-    enabled: |c| c.log_matching.enabled,
+    applies_to: |s| s.runs_protocol(crate::families::raft::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -73,8 +75,8 @@ pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::raft::tests::{append, e, role};
     use crate::check::testing::record;
+    use crate::families::raft::checks::tests::{append, e, role};
     use crate::scenario::Verdict;
 
     #[test]

@@ -19,21 +19,35 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::check::availability::segments;
-use crate::check::paxos::{choices, learned};
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::families::paxos;
+use crate::families::paxos::checks::{choices, learned};
+use crate::family::OptionError;
 use crate::process::NodeId;
-use crate::scenario::{Duration, Verdict};
+use crate::scenario::{Duration, Scenario, Verdict};
+use crate::sim::topology::Topology;
 use crate::sim::{RunRecord, is_up};
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "decision",
     summary: "every instance is chosen and learned by every up learner within a bound after its start or the final heal (single-decree liveness)",
-    applies_to: |p| p.name == paxos::synod::PROTOCOL.name,
-    enabled: |c| c.decision.enabled,
+    applies_to: |s| s.runs_protocol(paxos::synod::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run,
 };
+
+fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
+    match crate::family::parse_options::<Config>(table) {
+        Ok(c) if c.within.as_nanos() == 0 => {
+            vec![OptionError::at("within", "expected a positive duration")]
+        }
+        Ok(_) => Vec::new(),
+        Err(e) => e,
+    }
+}
 
 /// `[check.decision]` options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,8 +75,17 @@ impl Default for Config {
 }
 
 fn run(record: &RunRecord) -> CheckResult {
-    let within = record.scenario.check.decision.within.as_nanos();
-    let config = &record.scenario.paxos;
+    let options: Config = record.scenario.check_options(CHECK.name);
+    let within = options.within.as_nanos();
+    let config: paxos::synod::Config = record
+        .scenario
+        .cluster
+        .roles
+        .iter()
+        .find(|r| r.protocol == paxos::synod::PROTOCOL.name)
+        .map(|r| crate::family::parse_options(&r.options).unwrap_or_default())
+        .unwrap_or_default();
+    let config = &config;
     let Some(heal) = record.final_heal_ns else {
         return CheckResult::new(
             CHECK.name,
@@ -127,7 +150,7 @@ fn run(record: &RunRecord) -> CheckResult {
             format!(
                 "{} problem(s) among {judged} judged instance(s): not decided within {} of their start or the final heal at {}",
                 late.len(),
-                record.scenario.check.decision.within,
+                options.within,
                 ms(heal)
             ),
         );
@@ -184,8 +207,8 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::paxos::testing::{accepted, b, record};
     use crate::check::testing::observe;
+    use crate::families::paxos::checks::testing::{accepted, b, record};
 
     #[test]
     fn every_instance_must_be_chosen_and_learned_in_time() {

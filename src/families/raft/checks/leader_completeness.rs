@@ -8,16 +8,18 @@
 //! §5.4.3 this holds whenever the entry becomes committed, before or after the election, so
 //! every pair is judged.
 
-use crate::check::raft::{Replay, verdict};
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "leader-completeness",
     summary: "every committed entry is in the log of every later-term leader (Raft §5.4)",
-    applies_to: |p| p.name == "raft",
-    enabled: |c| c.leader_completeness.enabled,
+    applies_to: |s| s.runs_protocol(crate::families::raft::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -75,8 +77,8 @@ pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::raft::tests::{append, e, role};
     use crate::check::testing::record;
+    use crate::families::raft::checks::tests::{append, e, role};
     use crate::scenario::Verdict;
 
     #[test]

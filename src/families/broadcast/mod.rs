@@ -26,10 +26,23 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::kv;
 use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply, Request, into_request};
-use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
-use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::scenario::{Duration, Scenario, ScenarioError};
+
+pub mod convergence;
+
+/// The registry entry: the broadcast protocol, its workload and the convergence check.
+pub static FAMILY: family::Family = family::Family {
+    name: "broadcast",
+    summary: "gossip broadcast of integers, as in Maelstrom",
+    protocols: &[PROTOCOL],
+    workloads: &[kv::BROADCAST_WORKLOAD],
+    checks: &[convergence::CHECK],
+    decisions: None,
+};
+use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
+use crate::process::{Context, NodeId, Process, TimerId};
+use crate::scenario::Duration;
 
 /// Planted bug: no periodic retransmission.
 pub const BUG_NO_RETRANSMIT: &str = "no-retransmit";
@@ -38,14 +51,13 @@ pub const BUG_NO_RETRANSMIT: &str = "no-retransmit";
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: "broadcast",
     summary: "gossip broadcast of integers (eager push + anti-entropy), as in Maelstrom",
-    workload: WorkloadKind::Broadcast,
+    serves: &[kv::BROADCAST_WORKLOAD_NAME],
     bugs: &[Bug {
         name: BUG_NO_RETRANSMIT,
         summary: "values are pushed once and never retransmitted, so a lost push is never repaired",
         caught_by: "convergence",
     }],
-    build,
-    validate,
+    configure,
 };
 
 /// `[broadcast]` options.
@@ -129,35 +141,27 @@ pub struct Node {
     unacked: BTreeMap<NodeId, BTreeSet<u64>>,
 }
 
-fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
-    Box::new(Node::new(setup, scenario.broadcast.clone()))
+fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    family::configure(ctx, validate, |setup, c: &Config| {
+        Box::new(Node::new(setup, c.clone()))
+    })
 }
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
+fn validate(config: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = Vec::new();
-    let config = &scenario.broadcast;
     if config.gossip_interval.as_nanos() == 0 {
-        errors.push(ScenarioError::at_path(
-            path,
-            text,
-            &["broadcast".into(), "gossip_interval".into()],
+        errors.push(OptionError::at(
+            "gossip_interval",
             "expected a positive duration",
         ));
     }
     if config.batch_limit == 0 {
-        errors.push(ScenarioError::at_path(
-            path,
-            text,
-            &["broadcast".into(), "batch_limit".into()],
-            "expected at least 1",
-        ));
+        errors.push(OptionError::at("batch_limit", "expected at least 1"));
     }
-    errors.extend(crate::scenario::validate_bugs(
+    errors.extend(family::check_bugs(
         &config.bugs,
-        &PROTOCOL,
-        path,
-        text,
-        "broadcast",
+        PROTOCOL.bugs,
+        PROTOCOL.name,
     ));
     errors
 }
@@ -331,11 +335,7 @@ mod tests {
     use crate::process::{Effect, TestContext};
 
     fn setup() -> NodeSetup {
-        NodeSetup {
-            id: NodeId(0),
-            servers: vec![NodeId(0), NodeId(1), NodeId(2)],
-            home: None,
-        }
+        NodeSetup::server(NodeId(0), vec![NodeId(0), NodeId(1), NodeId(2)])
     }
 
     fn sends(effects: &[Effect]) -> Vec<(NodeId, Payload)> {

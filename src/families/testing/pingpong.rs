@@ -7,42 +7,47 @@
 //! Invariant: a node only receives the sequence number it expects next (checked by assertion),
 //! which holds on a FIFO network without loss or duplication.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::families::{NodeSetup, ProtocolInfo, WorkloadKind};
-use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::scenario::{Scenario, ScenarioError};
+use crate::family::{self, Configured, OptionError, ProtocolInfo, RoleContext};
+use crate::process::{Context, NodeId, Process, TimerId};
 
 /// The registry entry.
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: "pingpong",
     summary: "two nodes bounce one message forever (benchmarks; the smallest protocol)",
-    workload: WorkloadKind::None,
+    serves: &[],
     bugs: &[],
-    build,
-    validate,
+    configure,
 };
 
-fn build(setup: &NodeSetup, _scenario: &Scenario) -> Box<dyn AnyProcess> {
-    Box::new(Node {
-        id: setup.id,
-        peer: setup.servers.iter().copied().find(|&s| s != setup.id),
-        first: setup.servers.first() == Some(&setup.id),
-        expected: 0,
-    })
-}
+/// Ping-pong has no options.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
 
-fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
-    let mut errors = Vec::new();
-    if matches!(scenario.cluster.nodes, crate::scenario::NodeList::Count(n) if n < 2) {
-        errors.push(ScenarioError::at_path(
-            path,
-            text,
-            &["cluster".into(), "nodes".into()],
-            "pingpong needs at least 2 nodes",
-        ));
-    }
-    errors
+fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    family::configure(
+        ctx,
+        |_: &Config, ctx| {
+            if ctx.nodes.len() < 2 {
+                vec![OptionError::of_role(
+                    "nodes",
+                    "pingpong needs at least 2 nodes",
+                )]
+            } else {
+                Vec::new()
+            }
+        },
+        |setup, _| {
+            Box::new(Node {
+                id: setup.id,
+                peer: setup.servers.iter().copied().find(|&s| s != setup.id),
+                first: setup.servers.first() == Some(&setup.id),
+                expected: 0,
+            })
+        },
+    )
 }
 
 /// Peer messages.

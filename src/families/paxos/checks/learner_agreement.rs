@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use crate::check::paxos::{applies, choices, learned};
-use crate::check::{CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::families::paxos::checks::{applies, choices, learned};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -16,7 +16,9 @@ pub const CHECK: CheckInfo = CheckInfo {
     name: "learner-agreement",
     summary: "learners never learn different values for an instance (slot), nor a value that was not chosen",
     applies_to: applies,
-    enabled: |_| true,
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
     run,
 };
 
@@ -92,9 +94,9 @@ fn run(record: &RunRecord) -> CheckResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::paxos::testing::{accepted, b, record};
     use crate::check::testing::observe;
     use crate::families::paxos::Observation;
+    use crate::families::paxos::checks::testing::{accepted, b, record};
 
     fn learn(rec: &mut RunRecord, t: u64, node: u32, instance: u64, value: &str) {
         observe(

@@ -13,21 +13,36 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::{CheckInfo, CheckResult, ms};
-use crate::families::{WorkloadKind, broadcast};
+use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::families::broadcast;
+use crate::family::OptionError;
 use crate::history::{EventType, Function, Value};
 use crate::process::NodeId;
+use crate::scenario::Scenario;
 use crate::scenario::{Duration, Verdict};
+use crate::sim::topology::Topology;
 use crate::sim::{LifecycleKind, RunRecord, is_up};
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "convergence",
     summary: "after the final heal every up node holds every acknowledged value within a bound",
-    applies_to: |p| p.workload == WorkloadKind::Broadcast,
-    enabled: |c| c.convergence.enabled,
+    applies_to: |s| s.runs_protocol(super::PROTOCOL.name),
+    enabled: check::on_unless_disabled,
+    validate: validate_options,
+    resolve: check::resolve_as::<Config>,
     run,
 };
+
+fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
+    match crate::family::parse_options::<Config>(table) {
+        Ok(c) if c.within.as_nanos() == 0 => {
+            vec![OptionError::at("within", "expected a positive duration")]
+        }
+        Ok(_) => Vec::new(),
+        Err(e) => e,
+    }
+}
 
 /// `[check.convergence]` options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,7 +102,8 @@ fn holdings(record: &RunRecord) -> BTreeMap<NodeId, BTreeMap<u64, u64>> {
 }
 
 fn run(record: &RunRecord) -> CheckResult {
-    let config = &record.scenario.check.convergence;
+    let config: Config = record.scenario.check_options(CHECK.name);
+    let config = &config;
     let within = config.within.as_nanos();
     let Some(final_heal) = record.final_heal_ns else {
         let mut r = CheckResult::new(

@@ -1,0 +1,399 @@
+//! The family interface: what a protocol family gives faultline, and the registry that lists
+//! the families of a run.
+//!
+//! A **family** (ARCHITECTURE.md, "Families") is one folder of everything about one kind of
+//! system: the **protocols** its cluster roles run ([`ProtocolInfo`]), the **workloads** its
+//! client groups run ([`WorkloadInfo`]), its own **checks** ([`CheckInfo`]) and its planted bugs.
+//! A scenario names protocols and workloads by name; the scenario loader looks them up in a
+//! [`Registry`] (the built-in families, plus any a library user adds), hands each role's and
+//! client group's `options` table to the family to validate, and the simulator asks the family to
+//! build a process for each node. Nothing in `sim/`, `process.rs` or `scenario/` names a family.
+//!
+//! Adding a family: write its folder (processes, options structs with `serde`
+//! `deny_unknown_fields`, messages, timers, observations, checks), declare one `static` [`Family`],
+//! and add it to the list in `families::builtin` (or pass it to [`Registry::with`] from your own
+//! crate). See `docs/architecture.md` for a worked example.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::check::linearizability::ModelKind;
+use crate::process::{AnyProcess, NodeId};
+use crate::scenario::Scenario;
+use crate::sim::topology::Topology;
+
+pub use crate::check::{CheckInfo, CheckResult};
+
+/// One family: its name, and the protocols, workloads and checks it brings.
+pub struct Family {
+    /// Short name (`raft`, `lock`), for `faultline list`.
+    pub name: &'static str,
+    /// One line for `faultline list`.
+    pub summary: &'static str,
+    /// The protocols cluster roles can run.
+    pub protocols: &'static [ProtocolInfo],
+    /// The workloads client groups can run.
+    pub workloads: &'static [WorkloadInfo],
+    /// Checks of this family's properties (run when a role runs one of its protocols, or a
+    /// client group one of its workloads, as each check's `applies_to` says).
+    pub checks: &'static [CheckInfo],
+    /// Optional: every decision of a run, for the generic `no-decision` check (time, node,
+    /// what was decided). Consensus families give their commits, learns or applies here.
+    pub decisions: Option<fn(&crate::sim::RunRecord) -> Vec<(u64, NodeId, String)>>,
+}
+
+/// A planted bug: a named switch that breaks a protocol on purpose, so that a checker can be shown
+/// to catch it.
+#[derive(Copy, Clone, Debug)]
+pub struct Bug {
+    /// The switch's name, as written in the role's `bugs = [...]`.
+    pub name: &'static str,
+    /// What it breaks.
+    pub summary: &'static str,
+    /// The check expected to catch it.
+    pub caught_by: &'static str,
+}
+
+/// What a node's process is built from: its place in the cluster.
+#[derive(Clone, Debug)]
+pub struct NodeSetup {
+    /// The node being built.
+    pub id: NodeId,
+    /// The nodes of its own role (for a server: itself and its peers), in scenario order. For a
+    /// client: the nodes of the first role it talks to.
+    pub servers: Vec<NodeId>,
+    /// For a client, the server it talks to first (round robin over `servers`).
+    pub home: Option<NodeId>,
+    /// For a client: the nodes of each role it talks to, in `talks_to` order (role name, nodes).
+    pub talks_to: Vec<(String, Vec<NodeId>)>,
+    /// For a client: its index among every client node of the cluster, and their number (for
+    /// unique process ids across client groups).
+    pub client_index: u32,
+    /// See `client_index`.
+    pub client_count: u32,
+    /// Global time at which the run ends, in nanoseconds.
+    pub end_ns: u64,
+    /// Every node of the cluster, with roles and groups (to resolve node names in options).
+    pub topology: Arc<Topology>,
+}
+
+impl NodeSetup {
+    /// The setup of server `id` of a role whose nodes are `servers`, outside a simulation (for
+    /// unit tests of a process): no clients, an empty topology, a run that never ends.
+    pub fn server(id: NodeId, servers: Vec<NodeId>) -> NodeSetup {
+        NodeSetup {
+            id,
+            servers,
+            home: None,
+            talks_to: Vec::new(),
+            client_index: 0,
+            client_count: 0,
+            end_ns: u64::MAX,
+            topology: Arc::new(Topology::default()),
+        }
+    }
+
+    /// Every server of its role but this node, in scenario order.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.servers
+            .iter()
+            .copied()
+            .filter(|&s| s != self.id)
+            .collect()
+    }
+
+    /// The nodes of role `name` this client talks to (empty if it does not).
+    pub fn role(&self, name: &str) -> &[NodeId] {
+        self.talks_to
+            .iter()
+            .find(|(r, _)| r == name)
+            .map_or(&[], |(_, nodes)| nodes)
+    }
+}
+
+/// Builds a fresh process for one node (at boot and after every restart).
+pub type Builder = Arc<dyn Fn(&NodeSetup) -> Box<dyn AnyProcess> + Send + Sync>;
+
+/// A role's or client group's options, checked and ready: the options with every default filled
+/// in (shown as the resolved scenario) and the process builder.
+pub struct Configured {
+    /// The options as the process will use them, defaults included.
+    pub options: toml::Table,
+    /// Builds one node's process.
+    pub build: Builder,
+}
+
+/// A problem with one value of an options table: its key path inside the table (empty: the
+/// table itself) and what was expected. The scenario loader turns it into a
+/// `file:line:col` error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionError {
+    /// Keys (and list indexes, as decimal strings) from the options table to the value.
+    pub path: Vec<String>,
+    /// True if `path` starts at the role or client group itself (e.g. its `nodes`) rather than
+    /// inside its options table.
+    pub of_role: bool,
+    /// True if the error is about the last key itself (an unknown key), not its value.
+    pub at_key: bool,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl OptionError {
+    /// A problem with the value at `key` of the table.
+    pub fn at(key: &str, message: impl Into<String>) -> OptionError {
+        OptionError::at_path(&[key], message)
+    }
+
+    /// A problem with the value at `path`.
+    pub fn at_path(path: &[&str], message: impl Into<String>) -> OptionError {
+        OptionError {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            of_role: false,
+            at_key: false,
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the role's (or client group's) own `key`, such as `nodes` or `count`.
+    pub fn of_role(key: &str, message: impl Into<String>) -> OptionError {
+        OptionError {
+            of_role: true,
+            ..OptionError::at(key, message)
+        }
+    }
+}
+
+/// What a protocol or workload sees when it configures a role or client group: its options
+/// table and the validated scenario around it.
+pub struct RoleContext<'a> {
+    /// The role's (or client group's) name.
+    pub name: &'a str,
+    /// Its `options` table as written (empty if none).
+    pub options: &'a toml::Table,
+    /// The whole scenario (its generic parts: duration, network, clocks, faults).
+    pub scenario: &'a Scenario,
+    /// Every node of the cluster, with roles and groups.
+    pub topology: &'a Topology,
+    /// The nodes of this role or group.
+    pub nodes: &'a [NodeId],
+    /// For a client group: the protocols of the roles it talks to, in `talks_to` order.
+    pub talks_to: &'a [&'a ProtocolInfo],
+    /// True when the scenario loader asks (check every rule and report every problem); false
+    /// when the simulator builds a validated scenario's processes (build what is there: a test
+    /// may have changed a validated scenario on purpose).
+    pub checking: bool,
+}
+
+/// A protocol cluster roles can run.
+pub struct ProtocolInfo {
+    /// Name used in a role's `protocol` (and `[cluster] protocol`).
+    pub name: &'static str,
+    /// One line for `faultline list`.
+    pub summary: &'static str,
+    /// The workloads whose clients it serves (by name); the first is the one the shorthand
+    /// `[workload]` table gets.
+    pub serves: &'static [&'static str],
+    /// Its planted bugs.
+    pub bugs: &'static [Bug],
+    /// Checks the role's options (returning every problem) and prepares its builder.
+    pub configure: fn(&RoleContext<'_>) -> Result<Configured, Vec<OptionError>>,
+}
+
+impl std::fmt::Debug for ProtocolInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtocolInfo")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the generic checks may do with a workload's history (they run only where it says so).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryTraits {
+    /// The linearizability model its operations follow, if any.
+    pub model: Option<ModelKind>,
+    /// Its `ok`/`fail` outcomes say whether the system served a client, so `availability` (per
+    /// partition side) and `liveness` (progress after the final heal) apply.
+    pub availability: bool,
+    /// Its reads return the value of one earlier write of a key, so `stale-read` applies.
+    pub stale_reads: bool,
+}
+
+/// A workload client groups can run.
+pub struct WorkloadInfo {
+    /// Name used in a client group's `workload`.
+    pub name: &'static str,
+    /// One line for `faultline list`.
+    pub summary: &'static str,
+    /// What the generic checks may do with its history.
+    pub history: HistoryTraits,
+    /// Checks the group's options (returning every problem) and prepares its builder.
+    pub configure: fn(&RoleContext<'_>) -> Result<Configured, Vec<OptionError>>,
+}
+
+impl std::fmt::Debug for WorkloadInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadInfo")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Family")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The families a scenario may use: the built-in ones (`families::builtin`) and any a library
+/// user adds ([`Registry::with`]). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    families: Arc<Vec<&'static Family>>,
+}
+
+impl Registry {
+    /// A registry of exactly these families.
+    pub fn new(families: Vec<&'static Family>) -> Registry {
+        Registry {
+            families: Arc::new(families),
+        }
+    }
+
+    /// This registry plus `family` (a family defined outside faultline).
+    pub fn with(&self, family: &'static Family) -> Registry {
+        let mut families = (*self.families).clone();
+        families.push(family);
+        Registry::new(families)
+    }
+
+    /// The families, in registration order.
+    pub fn families(&self) -> &[&'static Family] {
+        &self.families
+    }
+
+    /// Every protocol, in registration order.
+    pub fn protocols(&self) -> impl Iterator<Item = &'static ProtocolInfo> + '_ {
+        self.families.iter().flat_map(|f| f.protocols.iter())
+    }
+
+    /// Every workload, in registration order.
+    pub fn workloads(&self) -> impl Iterator<Item = &'static WorkloadInfo> + '_ {
+        self.families.iter().flat_map(|f| f.workloads.iter())
+    }
+
+    /// Every family check, in registration order.
+    pub fn checks(&self) -> impl Iterator<Item = &'static CheckInfo> + '_ {
+        self.families.iter().flat_map(|f| f.checks.iter())
+    }
+
+    /// The protocol called `name`.
+    pub fn protocol(&self, name: &str) -> Option<&'static ProtocolInfo> {
+        self.protocols().find(|p| p.name == name)
+    }
+
+    /// The workload called `name`.
+    pub fn workload(&self, name: &str) -> Option<&'static WorkloadInfo> {
+        self.workloads().find(|w| w.name == name)
+    }
+}
+
+/// Parses an options table into `T` (a `serde` struct with `deny_unknown_fields` and defaults),
+/// reporting a wrong type or an unknown key at its path inside the table.
+pub fn parse_options<T: DeserializeOwned>(table: &toml::Table) -> Result<T, Vec<OptionError>> {
+    let value = toml::Value::Table(table.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let raw = e.inner().to_string().trim().replace('\n', " ");
+        // toml's value deserializer names the key at the end (" in `bugs`"): the path says it.
+        let raw = match raw.rfind(" in `") {
+            Some(i) if raw.ends_with('`') => raw[..i].to_string(),
+            _ => raw,
+        };
+        let message = crate::scenario::error::scenario_language(&raw, None);
+        // An unknown key: point at the key itself (serde_path_to_error's path may end at it or at
+        // the table holding it).
+        let mut path = path;
+        let unknown = unknown_field(&message);
+        if let Some(key) = &unknown
+            && path.last() != Some(key)
+        {
+            path.push(key.clone());
+        }
+        vec![OptionError {
+            path,
+            of_role: false,
+            at_key: unknown.is_some(),
+            message,
+        }]
+    })
+}
+
+/// The key named by serde's "unknown field `x`, expected ..." message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// `options` as a table, defaults included: what a configured role shows as its resolved
+/// options.
+pub fn resolved_options<T: Serialize>(options: &T) -> toml::Table {
+    toml::Table::try_from(options).expect("options serialize to a TOML table")
+}
+
+/// Checks every name in `bugs` against `known` and returns one error per unknown one (at
+/// `bugs.<i>`).
+pub fn check_bugs(bugs: &[String], known: &[Bug], protocol: &str) -> Vec<OptionError> {
+    bugs.iter()
+        .enumerate()
+        .filter(|(_, b)| !known.iter().any(|k| k.name == b.as_str()))
+        .map(|(i, bug)| {
+            let names: Vec<&str> = known.iter().map(|b| b.name).collect();
+            OptionError::at_path(
+                &["bugs", &i.to_string()],
+                format!(
+                    "unknown planted bug \"{bug}\" for {protocol}; expected one of: {}",
+                    names.join(", ")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The usual `configure` of a protocol or workload: parse the options table into `T`, check it
+/// with `check` (every problem), and build each node's process with `build`.
+pub fn configure<T>(
+    ctx: &RoleContext<'_>,
+    check: fn(&T, &RoleContext<'_>) -> Vec<OptionError>,
+    build: fn(&NodeSetup, &T) -> Box<dyn AnyProcess>,
+) -> Result<Configured, Vec<OptionError>>
+where
+    T: DeserializeOwned + Serialize + Send + Sync + 'static,
+{
+    let options: T = parse_options(ctx.options)?;
+    let errors = if ctx.checking {
+        check(&options, ctx)
+    } else {
+        Vec::new()
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Configured {
+        options: resolved_options(&options),
+        build: Arc::new(move |setup| build(setup, &options)),
+    })
+}
