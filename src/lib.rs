@@ -21,4 +21,5 @@ pub mod protocols;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+mod wall;
 pub mod workload;
