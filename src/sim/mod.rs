@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod disk;
 pub mod faults;
+pub mod nemesis;
 pub mod network;
 pub mod node;
 pub mod record;

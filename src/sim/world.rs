@@ -35,7 +35,8 @@ use crate::protocols::{CommonObservation, Message, Observation, Timer};
 use crate::scenario::Scenario;
 use crate::sim::clock::Clock;
 use crate::sim::disk::Disk;
-use crate::sim::faults::{self, FaultAction, LinkSet, PartitionPlan, PlannedFault, Targets};
+use crate::sim::faults::PlannedFault;
+use crate::sim::nemesis::Undo;
 use crate::sim::network::{Fate, Network};
 use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
@@ -81,7 +82,7 @@ pub enum Input {
 }
 
 #[derive(Debug)]
-struct PendingTimer {
+pub(super) struct PendingTimer {
     local_deadline_ns: i64,
     timer: Timer,
     generation: u64,
@@ -93,24 +94,24 @@ pub struct NodeState {
     pub status: Status,
     /// Number of boots so far (1 after the first `on_start`).
     pub incarnation: u32,
-    disk: Disk,
-    clock: Clock,
-    rng: ChaCha8Rng,
-    next_timer_id: u64,
-    timers: BTreeMap<TimerId, PendingTimer>,
-    inbox: VecDeque<Input>,
+    pub(super) disk: Disk,
+    pub(super) clock: Clock,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) next_timer_id: u64,
+    pub(super) timers: BTreeMap<TimerId, PendingTimer>,
+    pub(super) inbox: VecDeque<Input>,
     /// The running incarnation's process (empty while crashed or not yet booted).
-    process: Weak<ProcessCell>,
-    madsim_id: Option<madsim::task::NodeId>,
-    last_role: Option<(String, u64)>,
+    pub(super) process: Weak<ProcessCell>,
+    pub(super) madsim_id: Option<madsim::task::NodeId>,
+    pub(super) last_role: Option<(String, u64)>,
     /// False from a (re)start until the new process has run `on_start`.
-    booted: bool,
+    pub(super) booted: bool,
 }
 
 /// A queued event. Kept small (the queue moves events on every push and pop): an arriving
 /// message waits in [`World::in_flight`] and the event holds its slot.
 #[derive(Debug)]
-enum Event {
+pub(super) enum Event {
     Arrive {
         msg_id: u64,
         from: NodeId,
@@ -130,10 +131,10 @@ enum Event {
     },
 }
 
-struct Scheduled {
-    t_ns: u64,
-    seq: u64,
-    event: Event,
+pub(super) struct Scheduled {
+    pub(super) t_ns: u64,
+    pub(super) seq: u64,
+    pub(super) event: Event,
 }
 
 impl PartialEq for Scheduled {
@@ -153,55 +154,43 @@ impl Ord for Scheduled {
     }
 }
 
-/// How to undo an active fault when its duration ends.
-#[derive(Debug)]
-enum Undo {
-    Nothing,
-    Cuts,
-    Restore,
-    Restart(Vec<NodeId>),
-    Resume(Vec<NodeId>),
-    ClockJump(Vec<NodeId>, i64),
-    ClockDrift(Vec<(NodeId, f64)>),
-}
-
 /// The state of one run. See the module docs.
 pub struct World {
     /// Current simulated time (global), in nanoseconds.
     pub now_ns: u64,
     /// When the run ends.
     pub end_ns: u64,
-    scenario: Arc<Scenario>,
-    seed: u64,
-    topology: Arc<Topology>,
-    nodes: Vec<NodeState>,
-    network: Network,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    pub(super) scenario: Arc<Scenario>,
+    pub(super) seed: u64,
+    pub(super) topology: Arc<Topology>,
+    pub(super) nodes: Vec<NodeState>,
+    pub(super) network: Network,
+    pub(super) queue: BinaryHeap<Reverse<Scheduled>>,
     /// Messages on their way, by slot (see [`Event::Arrive`]); `None` marks a free slot.
-    in_flight: Vec<Option<Message>>,
+    pub(super) in_flight: Vec<Option<Message>>,
     /// Free slots of `in_flight`.
-    free_slots: Vec<u32>,
-    next_seq: u64,
-    next_msg_id: u64,
-    faults: Vec<PlannedFault>,
-    active: BTreeMap<u64, Undo>,
-    trace: Trace,
-    stats: Stats,
-    history: Vec<HistoryEvent>,
-    observations: Vec<ObservationRecord>,
-    lifecycle: Vec<LifecycleRecord>,
-    partitions: Vec<PartitionRecord>,
-    last_heal_ns: u64,
-    record_seq: u64,
-    central_waker: Option<Waker>,
-    central_waits_for_drivers: bool,
-    halt: Option<Halt>,
-    effects: Vec<Effect>,
-    event_limits: EventLimits,
+    pub(super) free_slots: Vec<u32>,
+    pub(super) next_seq: u64,
+    pub(super) next_msg_id: u64,
+    pub(super) faults: Vec<PlannedFault>,
+    pub(super) active: BTreeMap<u64, Undo>,
+    pub(super) trace: Trace,
+    pub(super) stats: Stats,
+    pub(super) history: Vec<HistoryEvent>,
+    pub(super) observations: Vec<ObservationRecord>,
+    pub(super) lifecycle: Vec<LifecycleRecord>,
+    pub(super) partitions: Vec<PartitionRecord>,
+    pub(super) last_heal_ns: u64,
+    pub(super) record_seq: u64,
+    pub(super) central_waker: Option<Waker>,
+    pub(super) central_waits_for_drivers: bool,
+    pub(super) halt: Option<Halt>,
+    pub(super) effects: Vec<Effect>,
+    pub(super) event_limits: EventLimits,
     /// The instant of the latest events fired, and how many fired at it.
-    instant_ns: u64,
-    events_at_instant: u64,
-    limit_exceeded: Option<LimitExceeded>,
+    pub(super) instant_ns: u64,
+    pub(super) events_at_instant: u64,
+    pub(super) limit_exceeded: Option<LimitExceeded>,
 }
 
 impl World {
@@ -797,322 +786,6 @@ impl World {
         }
     }
 
-    // ----- faults -----
-
-    fn resolve(&self, targets: &Targets) -> Option<Vec<NodeId>> {
-        match targets {
-            Targets::Nodes(nodes) => Some(nodes.clone()),
-            Targets::Leader => self.leader().map(|l| vec![l]),
-        }
-    }
-
-    /// The up server whose latest role observation is `leader` with the highest term.
-    pub fn leader(&self) -> Option<NodeId> {
-        self.topology
-            .servers
-            .iter()
-            .filter(|&&s| self.nodes[s.index()].status != Status::Crashed)
-            .filter_map(|&s| match &self.nodes[s.index()].last_role {
-                Some((role, term)) if role == "leader" => Some((*term, Reverse(s))),
-                _ => None,
-            })
-            .max()
-            .map(|(_, Reverse(s))| s)
-    }
-
-    fn fault_start(&mut self, index: usize) {
-        let fault = self.faults[index].clone();
-        self.stats.faults_applied += 1;
-        let targets = match &fault.action {
-            FaultAction::Isolate { targets }
-            | FaultAction::Crash { targets }
-            | FaultAction::Restart { targets }
-            | FaultAction::Pause { targets }
-            | FaultAction::Resume { targets }
-            | FaultAction::ClockJump { targets, .. }
-            | FaultAction::ClockDrift { targets, .. }
-            | FaultAction::Partition {
-                plan: PartitionPlan::Halves(targets),
-            } => match self.resolve(targets) {
-                Some(nodes) => nodes,
-                None => return self.skip_leaderless(&fault),
-            },
-            _ => Vec::new(),
-        };
-        let undo = match &fault.action {
-            FaultAction::Partition { plan } => {
-                let links = faults::cut_links(plan, &self.topology, &targets);
-                let sides = match plan {
-                    PartitionPlan::Sides(sides) => {
-                        // Servers listed in no side form one more side.
-                        let mut sides = sides.clone();
-                        let rest: Vec<NodeId> = self
-                            .topology
-                            .servers
-                            .iter()
-                            .copied()
-                            .filter(|s| !sides.iter().any(|side| side.contains(s)))
-                            .collect();
-                        if !rest.is_empty() {
-                            sides.push(rest);
-                        }
-                        Some(sides)
-                    }
-                    PartitionPlan::Halves(_) => {
-                        Some(faults::halves(&self.topology.servers, &targets))
-                    }
-                    _ => None,
-                };
-                self.cut(&fault, links, sides);
-                Undo::Cuts
-            }
-            FaultAction::Isolate { .. } => {
-                let links = faults::isolate_links(&targets, &self.topology);
-                // Every target is cut off alone, from the rest and from the other targets.
-                let rest: Vec<NodeId> = self
-                    .topology
-                    .servers
-                    .iter()
-                    .copied()
-                    .filter(|s| !targets.contains(s))
-                    .collect();
-                let mut sides = vec![rest];
-                sides.extend(targets.iter().map(|&t| vec![t]));
-                self.cut(&fault, links, Some(sides));
-                Undo::Cuts
-            }
-            FaultAction::Cut { from, to } => {
-                let (Some(from), Some(to)) = (self.resolve(from), self.resolve(to)) else {
-                    return self.skip_leaderless(&fault);
-                };
-                self.cut(&fault, faults::one_way_links(&from, &to), None);
-                Undo::Cuts
-            }
-            FaultAction::Degrade { links, condition } => {
-                // `target` lists the nodes whose every link changes; `senders` and `receivers`
-                // the ends of one-way links.
-                let resolved = match links {
-                    LinkSet::Of(targets) => self.resolve(targets).map(|t| {
-                        let names = vec![("target", self.topology.names_of(&t))];
-                        (faults::isolate_links(&t, &self.topology), names)
-                    }),
-                    LinkSet::OneWay { from, to } => match (self.resolve(from), self.resolve(to)) {
-                        (Some(from), Some(to)) => Some((
-                            faults::one_way_links(&from, &to),
-                            vec![
-                                ("senders", self.topology.names_of(&from)),
-                                ("receivers", self.topology.names_of(&to)),
-                            ],
-                        )),
-                        _ => None,
-                    },
-                };
-                let Some((resolved, names)) = resolved else {
-                    return self.skip_leaderless(&fault);
-                };
-                let mut line = self.trace.line(self.now_ns, None, "degrade");
-                line.u64("fault_id", fault.id).name("origin", &fault.origin);
-                for (key, nodes) in &names {
-                    line.json(key, nodes);
-                }
-                line.json("condition", condition).end();
-                self.network.degrade(fault.id, &resolved, condition);
-                Undo::Restore
-            }
-            FaultAction::Heal => {
-                self.heal_all();
-                Undo::Nothing
-            }
-            FaultAction::Crash { .. } => {
-                let crashed: Vec<NodeId> = targets
-                    .iter()
-                    .copied()
-                    .filter(|&n| self.crash(n, &fault))
-                    .collect();
-                Undo::Restart(crashed)
-            }
-            FaultAction::Restart { .. } => {
-                for &n in &targets {
-                    self.restart(n, &fault.origin);
-                }
-                Undo::Nothing
-            }
-            FaultAction::Pause { .. } => {
-                let paused: Vec<NodeId> = targets
-                    .iter()
-                    .copied()
-                    .filter(|&n| self.pause(n, &fault.origin))
-                    .collect();
-                Undo::Resume(paused)
-            }
-            FaultAction::Resume { .. } => {
-                for &n in &targets {
-                    self.resume(n, &fault.origin);
-                }
-                Undo::Nothing
-            }
-            FaultAction::ClockJump { delta_ns, .. } => {
-                for &n in &targets {
-                    self.clock_jump(n, *delta_ns, &fault.origin);
-                }
-                Undo::ClockJump(targets.clone(), -*delta_ns)
-            }
-            FaultAction::ClockDrift { drift, .. } => {
-                let old: Vec<(NodeId, f64)> = targets
-                    .iter()
-                    .map(|&n| (n, self.nodes[n.index()].clock.drift()))
-                    .collect();
-                for &n in &targets {
-                    self.clock_drift(n, *drift, &fault.origin);
-                }
-                Undo::ClockDrift(old)
-            }
-        };
-        if fault.undo_at_ns.is_some() {
-            self.active.insert(fault.id, undo);
-        }
-    }
-
-    fn fault_end(&mut self, index: usize) {
-        let fault = self.faults[index].clone();
-        let Some(undo) = self.active.remove(&fault.id) else {
-            return; // skipped at start
-        };
-        self.stats.faults_undone += 1;
-        let origin = format!("{} (end)", fault.origin);
-        match undo {
-            Undo::Nothing => {}
-            Undo::Restore => {
-                if self.network.restore(fault.id) {
-                    self.last_heal_ns = self.now_ns;
-                    self.trace
-                        .line(self.now_ns, None, "restore")
-                        .u64("fault_id", fault.id)
-                        .name("origin", &origin)
-                        .end();
-                }
-            }
-            Undo::Cuts => {
-                if self.network.heal_fault(fault.id) > 0
-                    || self
-                        .partitions
-                        .iter()
-                        .any(|p| p.fault_id == fault.id && p.end_ns.is_none())
-                {
-                    self.end_partition(fault.id);
-                    self.trace
-                        .line(self.now_ns, None, "heal")
-                        .u64("fault_id", fault.id)
-                        .name("origin", &origin)
-                        .end();
-                }
-            }
-            Undo::Restart(nodes) => {
-                for n in nodes {
-                    self.restart(n, &origin);
-                }
-            }
-            Undo::Resume(nodes) => {
-                for n in nodes {
-                    self.resume(n, &origin);
-                }
-            }
-            Undo::ClockJump(nodes, delta) => {
-                for n in nodes {
-                    self.clock_jump(n, delta, &origin);
-                }
-            }
-            Undo::ClockDrift(old) => {
-                for (n, drift) in old {
-                    self.clock_drift(n, drift, &origin);
-                }
-            }
-        }
-    }
-
-    /// Skips a fault aimed at the leader when no node is observed as leader.
-    fn skip_leaderless(&mut self, fault: &PlannedFault) {
-        self.stats.faults_applied -= 1;
-        self.stats.faults_skipped += 1;
-        self.trace
-            .line(self.now_ns, None, "fault-skipped")
-            .u64("fault_id", fault.id)
-            .name("origin", &fault.origin)
-            .name("reason", "no node observed as leader")
-            .end();
-    }
-
-    fn cut(
-        &mut self,
-        fault: &PlannedFault,
-        links: Vec<(NodeId, NodeId)>,
-        sides: Option<Vec<Vec<NodeId>>>,
-    ) {
-        let kind = match fault.action {
-            FaultAction::Isolate { .. } => "isolate",
-            FaultAction::Cut { .. } => "cut",
-            _ => "partition",
-        };
-        let mut line = self.trace.line(self.now_ns, None, kind);
-        line.u64("fault_id", fault.id).name("origin", &fault.origin);
-        match &sides {
-            Some(sides) => {
-                let named: Vec<Vec<&str>> = sides
-                    .iter()
-                    .map(|s| {
-                        s.iter()
-                            .map(|&n| self.topology.names[n.index()].as_str())
-                            .collect()
-                    })
-                    .collect();
-                line.json("sides", &named);
-            }
-            None => {
-                let named: Vec<[&str; 2]> = links
-                    .iter()
-                    .map(|&(a, b)| {
-                        [
-                            self.topology.names[a.index()].as_str(),
-                            self.topology.names[b.index()].as_str(),
-                        ]
-                    })
-                    .collect();
-                line.json("cut_links", &named);
-            }
-        }
-        line.end();
-        self.partitions.push(PartitionRecord {
-            fault_id: fault.id,
-            start_ns: self.now_ns,
-            end_ns: None,
-            sides,
-            cut_links: links.clone(),
-        });
-        self.network.cut(fault.id, links);
-    }
-
-    fn end_partition(&mut self, fault_id: u64) {
-        for p in self
-            .partitions
-            .iter_mut()
-            .filter(|p| p.fault_id == fault_id && p.end_ns.is_none())
-        {
-            p.end_ns = Some(self.now_ns);
-        }
-        self.last_heal_ns = self.now_ns;
-    }
-
-    fn heal_all(&mut self) {
-        for id in self.network.heal_all() {
-            self.end_partition(id);
-        }
-        self.last_heal_ns = self.now_ns;
-        self.trace
-            .line(self.now_ns, None, "heal")
-            .name("origin", "heal")
-            .end();
-    }
-
     fn madsim(&self) -> madsim::runtime::Handle {
         madsim::runtime::Handle::current()
     }
@@ -1133,7 +806,7 @@ impl World {
 
     /// Crashes `node`: drops its queued inputs, timers and unsynced writes, kills its tasks.
     /// Returns false if it was already crashed.
-    fn crash(&mut self, node: NodeId, fault: &PlannedFault) -> bool {
+    pub(super) fn crash(&mut self, node: NodeId, fault: &PlannedFault) -> bool {
         if self.nodes[node.index()].status == Status::Crashed {
             return false;
         }
@@ -1169,7 +842,7 @@ impl World {
         true
     }
 
-    fn restart(&mut self, node: NodeId, origin: &str) {
+    pub(super) fn restart(&mut self, node: NodeId, origin: &str) {
         if self.nodes[node.index()].status != Status::Crashed {
             return;
         }
@@ -1183,7 +856,7 @@ impl World {
         }
     }
 
-    fn pause(&mut self, node: NodeId, origin: &str) -> bool {
+    pub(super) fn pause(&mut self, node: NodeId, origin: &str) -> bool {
         if self.nodes[node.index()].status != Status::Up {
             return false;
         }
@@ -1196,7 +869,7 @@ impl World {
         true
     }
 
-    fn resume(&mut self, node: NodeId, origin: &str) {
+    pub(super) fn resume(&mut self, node: NodeId, origin: &str) {
         if self.nodes[node.index()].status != Status::Paused {
             return;
         }
@@ -1209,7 +882,7 @@ impl World {
         self.dispatch(node);
     }
 
-    fn clock_jump(&mut self, node: NodeId, delta_ns: i64, origin: &str) {
+    pub(super) fn clock_jump(&mut self, node: NodeId, delta_ns: i64, origin: &str) {
         let now = self.now_ns;
         self.nodes[node.index()].clock.jump(now, delta_ns);
         let local = self.nodes[node.index()].clock.local_at(now);
@@ -1222,7 +895,7 @@ impl World {
         self.reschedule_timers(node);
     }
 
-    fn clock_drift(&mut self, node: NodeId, drift: f64, origin: &str) {
+    pub(super) fn clock_drift(&mut self, node: NodeId, drift: f64, origin: &str) {
         let now = self.now_ns;
         self.nodes[node.index()].clock.set_drift(now, drift);
         self.trace
