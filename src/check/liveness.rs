@@ -45,7 +45,7 @@ use crate::check::{CheckInfo, CheckResult, ms};
 use crate::process::NodeId;
 use crate::protocols::{CommonObservation, Observation, WorkloadKind};
 use crate::scenario::{Duration, Verdict};
-use crate::sim::world::Status;
+use crate::sim::host::Status;
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// The registry entry.

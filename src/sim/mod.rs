@@ -14,6 +14,7 @@
 pub mod clock;
 pub mod disk;
 pub mod faults;
+pub mod host;
 pub mod nemesis;
 pub mod network;
 pub mod node;
@@ -34,8 +35,9 @@ use crate::scenario::{Scenario, limits};
 use crate::workload::Client;
 use node::{Driver, ProcessFactory};
 use topology::{Role, Topology};
-use world::{Status, World};
+use world::World;
 
+pub use host::is_up;
 pub use record::{
     Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
     RunRecord, Stats,
@@ -240,9 +242,4 @@ fn advance_to(time: &madsim::time::TimeHandle, start: std::time::Instant, t_ns: 
     if t_ns > elapsed {
         time.advance(std::time::Duration::from_nanos(t_ns - elapsed));
     }
-}
-
-/// True if `status` means the node is running (for checkers).
-pub fn is_up(status: Status) -> bool {
-    status == Status::Up
 }

@@ -10,8 +10,8 @@ use std::cmp::Reverse;
 
 use crate::process::NodeId;
 use crate::sim::faults::{self, FaultAction, LinkSet, PartitionPlan, PlannedFault, Targets};
+use crate::sim::host::Status;
 use crate::sim::record::PartitionRecord;
-use crate::sim::world::Status;
 use crate::sim::world::World;
 
 /// How to undo an active fault when its duration ends.

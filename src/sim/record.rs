@@ -9,8 +9,8 @@ use crate::history::HistoryEvent;
 use crate::process::NodeId;
 use crate::protocols::Observation;
 use crate::scenario::Scenario;
+use crate::sim::host::Status;
 use crate::sim::topology::Topology;
-use crate::sim::world::Status;
 use crate::sim::{faults, trace};
 
 /// A run stopped because it reached one of its [`EventLimits`](crate::sim::EventLimits): the scenario asks for more work

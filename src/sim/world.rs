@@ -1,14 +1,14 @@
-//! All the state of one simulated run, and every state transition.
+//! The world: the state of one simulated run, its event queue, delivery and effects.
 //!
 //! The world owns the global event queue (message arrivals, timer expiries, fault starts and
-//! ends, ordered by `(time, sequence)`), each node's inbox, disk, clock, RNG and timers, the
-//! network, the trace and the run record. Two kinds of madsim task act on it:
+//! ends, ordered by `(time, sequence)`), every node's [`NodeState`] (see [`host`](super::host)),
+//! the network, the trace and what the run record collects. Two kinds of madsim task act on it:
 //!
 //! - the *central* task (`sim::run`) advances virtual time to the next event, sets
 //!   [`World::now_ns`] to its time and fires it: an arriving message is checked against cuts and
 //!   crashes and handed to the receiving process's handler, as is an expired timer; the handler's
-//!   recorded effects are applied here (sends, timers, observations, history); a fault changes
-//!   the network, a clock, or a node's madsim lifecycle (kill, restart, pause, resume);
+//!   recorded effects are applied here (sends, timers, observations, history); a fault is applied
+//!   by [`nemesis`](super::nemesis) (the network, a clock, or a node's lifecycle);
 //! - one *driver* task per node (`sim::node`) owns the node's process object: it builds and boots
 //!   it when madsim starts (or restarts) the node, and killing the node drops it, volatile state
 //!   and all. The world holds only a weak handle to it, through which the central task calls the
@@ -19,94 +19,36 @@
 //!
 //! Simulated time is `now_ns`, the time of the latest fired event, in integer nanoseconds; it only
 //! grows, so the trace is ordered by time. Handlers run at that time.
+//!
+//! `impl World` is spread by concept: this file holds the state, the queue, delivery and
+//! effects; [`host`](super::host) one node's boot and lifecycle (crash, restart, pause, resume,
+//! clock changes); [`nemesis`](super::nemesis) applying and undoing faults; [`run`](super::run)
+//! the end of the run and the record it hands over.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use crate::history::{EventType, HistoryEvent};
 use crate::process::{AnyProcess, Context, Effect, NodeId, TimerId};
-use crate::protocols::{CommonObservation, Message, Observation, Timer};
+use crate::protocols::{CommonObservation, Message, Observation};
 use crate::scenario::Scenario;
 use crate::sim::clock::Clock;
 use crate::sim::disk::Disk;
 use crate::sim::faults::PlannedFault;
+use crate::sim::host::{Input, NodeState, PendingTimer, Status};
 use crate::sim::nemesis::Undo;
 use crate::sim::network::{Fate, Network};
+use crate::sim::record::{
+    Halt, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord, Stats,
+};
 use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
-use crate::sim::{
-    EventLimits, Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord,
-    PartitionRecord, RunRecord, Stats,
-};
-
-/// A node's lifecycle state.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Running.
-    Up,
-    /// Stopped by a crash; its volatile state is gone.
-    Crashed,
-    /// Frozen: nothing is processed; messages and timers queue.
-    Paused,
-}
-
-/// The process object of one node incarnation, owned by its driver task (see `sim::node`).
-pub type ProcessCell = Mutex<Box<dyn AnyProcess>>;
-
-/// Something queued for a node that cannot handle it yet (paused, or not yet booted).
-#[derive(Debug)]
-pub enum Input {
-    /// A message that arrived.
-    Message {
-        /// Its id in the trace.
-        msg_id: u64,
-        /// Sender.
-        from: NodeId,
-        /// The message.
-        message: Message,
-    },
-    /// A timer that expired.
-    Timer {
-        /// Its id.
-        id: TimerId,
-        /// Its payload.
-        timer: Timer,
-    },
-}
-
-#[derive(Debug)]
-pub(super) struct PendingTimer {
-    local_deadline_ns: i64,
-    timer: Timer,
-    generation: u64,
-}
-
-/// Per-node state that outlives the process object (which a crash destroys).
-pub struct NodeState {
-    /// Lifecycle state.
-    pub status: Status,
-    /// Number of boots so far (1 after the first `on_start`).
-    pub incarnation: u32,
-    pub(super) disk: Disk,
-    pub(super) clock: Clock,
-    pub(super) rng: ChaCha8Rng,
-    pub(super) next_timer_id: u64,
-    pub(super) timers: BTreeMap<TimerId, PendingTimer>,
-    pub(super) inbox: VecDeque<Input>,
-    /// The running incarnation's process (empty while crashed or not yet booted).
-    pub(super) process: Weak<ProcessCell>,
-    pub(super) madsim_id: Option<madsim::task::NodeId>,
-    pub(super) last_role: Option<(String, u64)>,
-    /// False from a (re)start until the new process has run `on_start`.
-    pub(super) booted: bool,
-}
+use crate::sim::{EventLimits, RunRecord};
 
 /// A queued event. Kept small (the queue moves events on every push and pop): an arriving
 /// message waits in [`World::in_flight`] and the event holds its slot.
@@ -276,21 +218,16 @@ impl World {
         &self.topology
     }
 
-    /// Records the madsim node backing `node` (for kill, restart, pause, resume).
-    pub fn set_madsim_id(&mut self, node: NodeId, id: madsim::task::NodeId) {
-        self.nodes[node.index()].madsim_id = Some(id);
-    }
-
-    fn next_record_seq(&mut self) -> u64 {
+    pub(super) fn next_record_seq(&mut self) -> u64 {
         self.record_seq += 1;
         self.record_seq
     }
 
-    fn name(&self, node: NodeId) -> &str {
+    pub(super) fn name(&self, node: NodeId) -> &str {
         &self.topology.names[node.index()]
     }
 
-    fn schedule(&mut self, t_ns: u64, event: Event) {
+    pub(super) fn schedule(&mut self, t_ns: u64, event: Event) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push(Reverse(Scheduled { t_ns, seq, event }));
@@ -335,7 +272,7 @@ impl World {
         true
     }
 
-    fn set_central_waker(&mut self, waker: &Waker) {
+    pub(super) fn set_central_waker(&mut self, waker: &Waker) {
         match &self.central_waker {
             Some(w) if w.will_wake(waker) => {}
             _ => self.central_waker = Some(waker.clone()),
@@ -347,32 +284,11 @@ impl World {
         self.now_ns
     }
 
-    /// True while some running node has not yet booted (its driver has not run since madsim
-    /// started it). Time must not advance then: a node boots at exactly the time it was started.
-    /// (madsim advances its own clock a little with every task poll, so without this wait the
-    /// central task could fire a later event first.) Paused and crashed nodes do not count.
-    pub fn drivers_busy(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|n| n.status == Status::Up && !n.booted)
-    }
-
     /// Parks the central task until the drivers are idle ([`World::drivers_busy`] is false) or
     /// the run halts.
     pub fn wait_for_drivers(&mut self, waker: &Waker) {
         self.central_waits_for_drivers = true;
         self.set_central_waker(waker);
-    }
-
-    /// Called by a driver when it has booted its process: wakes the central task if it was
-    /// waiting for the drivers and they are now all idle.
-    pub fn driver_idle(&mut self) {
-        if self.central_waits_for_drivers && !self.drivers_busy() {
-            self.central_waits_for_drivers = false;
-            if let Some(waker) = self.central_waker.take() {
-                waker.wake();
-            }
-        }
     }
 
     /// Advances to `t_ns` and fires every event queued for that instant, in queue order.
@@ -434,7 +350,13 @@ impl World {
         }
     }
 
-    fn drop_message(&mut self, msg_id: u64, from: NodeId, to: NodeId, reason: &'static str) {
+    pub(super) fn drop_message(
+        &mut self,
+        msg_id: u64,
+        from: NodeId,
+        to: NodeId,
+        reason: &'static str,
+    ) {
         *self
             .stats
             .messages_dropped
@@ -484,7 +406,7 @@ impl World {
 
     /// Runs `node`'s queued inputs through its process now, if it is up and booted (otherwise
     /// they wait for its resume or boot).
-    fn dispatch(&mut self, node: NodeId) {
+    pub(super) fn dispatch(&mut self, node: NodeId) {
         let state = &self.nodes[node.index()];
         if state.status != Status::Up || !state.booted {
             return;
@@ -496,39 +418,9 @@ impl World {
         self.drain_inbox(node, process.as_mut());
     }
 
-    // ----- the drivers' side -----
-
-    /// Boots a fresh process on `node` (called by its driver, which owns `cell`): traces
-    /// `start`, runs `on_start`, then handles anything that queued for it.
-    pub fn boot(&mut self, node: NodeId, cell: &Arc<ProcessCell>) {
-        if self.halt.is_some() {
-            return;
-        }
-        let state = &mut self.nodes[node.index()];
-        state.incarnation += 1;
-        state.booted = true;
-        state.process = Arc::downgrade(cell);
-        let mut process = crate::sim::lock(cell);
-        let process = process.as_mut();
-        let incarnation = state.incarnation;
-        let durable_bytes = state.disk.durable_bytes() as u64;
-        self.trace
-            .line(self.now_ns, Some(node), "start")
-            .u64("incarnation", u64::from(incarnation))
-            .u64("durable_bytes", durable_bytes)
-            .end();
-        if let Some(local_ns) = self.call(node, |ctx| {
-            process.start(ctx);
-            Ok(())
-        }) {
-            self.apply_effects(node, local_ns);
-        }
-        self.drain_inbox(node, process);
-    }
-
     /// Runs every queued input of `node` through `process`. Each input is traced (`deliver` or
     /// `timer`) before the effects of its handler.
-    fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
+    pub(super) fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
         while self.halt.is_none() && self.nodes[node.index()].status == Status::Up {
             let Some(input) = self.nodes[node.index()].inbox.pop_front() else {
                 break;
@@ -586,7 +478,7 @@ impl World {
     /// Runs one handler with a fresh context; its effects are left in `self.effects`. A panic
     /// (a broken process invariant) halts the run. Returns the local time the handler saw, or
     /// `None` if it refused its input or panicked (no effects are kept then).
-    fn call(
+    pub(super) fn call(
         &mut self,
         node: NodeId,
         handler: impl FnOnce(&mut Context<'_>) -> Result<(), ()>,
@@ -620,7 +512,7 @@ impl World {
     }
 
     /// Applies the effects the last handler recorded, in order.
-    fn apply_effects(&mut self, node: NodeId, local_ns: i64) {
+    pub(super) fn apply_effects(&mut self, node: NodeId, local_ns: i64) {
         let mut effects = std::mem::take(&mut self.effects);
         for effect in effects.drain(..) {
             self.apply(node, local_ns, effect);
@@ -768,7 +660,7 @@ impl World {
         }
     }
 
-    fn halt_with(&mut self, node: NodeId, message: String) {
+    pub(super) fn halt_with(&mut self, node: NodeId, message: String) {
         if self.halt.is_some() {
             return;
         }
@@ -783,152 +675,6 @@ impl World {
         });
         if let Some(waker) = self.central_waker.take() {
             waker.wake();
-        }
-    }
-
-    fn madsim(&self) -> madsim::runtime::Handle {
-        madsim::runtime::Handle::current()
-    }
-
-    fn record_lifecycle(&mut self, node: NodeId, kind: LifecycleKind, origin: &str) {
-        self.trace
-            .line(self.now_ns, Some(node), kind.name())
-            .name("origin", origin)
-            .end();
-        let seq = self.next_record_seq();
-        self.lifecycle.push(LifecycleRecord {
-            seq,
-            t_ns: self.now_ns,
-            node,
-            kind,
-        });
-    }
-
-    /// Crashes `node`: drops its queued inputs, timers and unsynced writes, kills its tasks.
-    /// Returns false if it was already crashed.
-    pub(super) fn crash(&mut self, node: NodeId, fault: &PlannedFault) -> bool {
-        if self.nodes[node.index()].status == Status::Crashed {
-            return false;
-        }
-        let state = &mut self.nodes[node.index()];
-        state.status = Status::Crashed;
-        state.timers.clear();
-        state.process = Weak::new();
-        state.last_role = None;
-        let lost_writes = state.disk.crash() as u64;
-        let queued: Vec<Input> = state.inbox.drain(..).collect();
-        let madsim_id = state.madsim_id;
-        self.trace
-            .line(self.now_ns, Some(node), "crash")
-            .name("origin", &fault.origin)
-            .u64("lost_writes", lost_writes)
-            .end();
-        let seq = self.next_record_seq();
-        self.lifecycle.push(LifecycleRecord {
-            seq,
-            t_ns: self.now_ns,
-            node,
-            kind: LifecycleKind::Crash,
-        });
-        for input in queued {
-            if let Input::Message { msg_id, from, .. } = input {
-                self.drop_message(msg_id, from, node, "node-crashed");
-            }
-        }
-        self.stats.crashes += 1;
-        if let Some(id) = madsim_id {
-            self.madsim().kill(id);
-        }
-        true
-    }
-
-    pub(super) fn restart(&mut self, node: NodeId, origin: &str) {
-        if self.nodes[node.index()].status != Status::Crashed {
-            return;
-        }
-        self.nodes[node.index()].status = Status::Up;
-        self.nodes[node.index()].booted = false;
-        self.last_heal_ns = self.now_ns;
-        self.stats.restarts += 1;
-        self.record_lifecycle(node, LifecycleKind::Restart, origin);
-        if let Some(id) = self.nodes[node.index()].madsim_id {
-            self.madsim().restart(id); // re-runs the node's init: a new driver boots a new process
-        }
-    }
-
-    pub(super) fn pause(&mut self, node: NodeId, origin: &str) -> bool {
-        if self.nodes[node.index()].status != Status::Up {
-            return false;
-        }
-        self.nodes[node.index()].status = Status::Paused;
-        self.stats.pauses += 1;
-        self.record_lifecycle(node, LifecycleKind::Pause, origin);
-        if let Some(id) = self.nodes[node.index()].madsim_id {
-            self.madsim().pause(id);
-        }
-        true
-    }
-
-    pub(super) fn resume(&mut self, node: NodeId, origin: &str) {
-        if self.nodes[node.index()].status != Status::Paused {
-            return;
-        }
-        self.nodes[node.index()].status = Status::Up;
-        self.last_heal_ns = self.now_ns;
-        self.record_lifecycle(node, LifecycleKind::Resume, origin);
-        if let Some(id) = self.nodes[node.index()].madsim_id {
-            self.madsim().resume(id);
-        }
-        self.dispatch(node);
-    }
-
-    pub(super) fn clock_jump(&mut self, node: NodeId, delta_ns: i64, origin: &str) {
-        let now = self.now_ns;
-        self.nodes[node.index()].clock.jump(now, delta_ns);
-        let local = self.nodes[node.index()].clock.local_at(now);
-        self.trace
-            .line(now, Some(node), "clock-jump")
-            .name("origin", origin)
-            .i64("delta_ns", delta_ns)
-            .i64("local_ns", local)
-            .end();
-        self.reschedule_timers(node);
-    }
-
-    pub(super) fn clock_drift(&mut self, node: NodeId, drift: f64, origin: &str) {
-        let now = self.now_ns;
-        self.nodes[node.index()].clock.set_drift(now, drift);
-        self.trace
-            .line(now, Some(node), "clock-drift")
-            .name("origin", origin)
-            .json("drift", &drift)
-            .end();
-        self.reschedule_timers(node);
-    }
-
-    /// After a clock change, every pending timer of `node` gets a new global deadline (the old
-    /// queue entries become stale through the generation number).
-    fn reschedule_timers(&mut self, node: NodeId) {
-        let now = self.now_ns;
-        let state = &self.nodes[node.index()];
-        let deadlines: Vec<(TimerId, u64)> = state
-            .timers
-            .iter()
-            .map(|(&id, pending)| (id, state.clock.global_when(pending.local_deadline_ns, now)))
-            .collect();
-        for (id, at) in deadlines {
-            let generation = self.next_seq;
-            if let Some(pending) = self.nodes[node.index()].timers.get_mut(&id) {
-                pending.generation = generation;
-            }
-            self.schedule(
-                at,
-                Event::Timer {
-                    node,
-                    id,
-                    generation,
-                },
-            );
         }
     }
 
