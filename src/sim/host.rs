@@ -92,6 +92,8 @@ pub fn is_up(status: Status) -> bool {
 }
 
 impl World {
+    // ----- booting: the drivers' side -----
+
     /// Records the madsim node backing `node` (for kill, restart, pause, resume).
     pub fn set_madsim_id(&mut self, node: NodeId, id: madsim::task::NodeId) {
         self.nodes[node.index()].madsim_id = Some(id);
@@ -117,8 +119,6 @@ impl World {
             }
         }
     }
-
-    // ----- the drivers' side -----
 
     /// Boots a fresh process on `node` (called by its driver, which owns `cell`): traces
     /// `start`, runs `on_start`, then handles anything that queued for it.

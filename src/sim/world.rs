@@ -33,10 +33,10 @@ use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
 
-use crate::history::{EventType, HistoryEvent};
+use crate::history::HistoryEvent;
 use crate::process::{AnyProcess, Context, Effect, NodeId, TimerId};
 use crate::protocols::{CommonObservation, Message, Observation};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, limits};
 use crate::sim::clock::Clock;
 use crate::sim::disk::Disk;
 use crate::sim::faults::PlannedFault;
@@ -48,7 +48,26 @@ use crate::sim::record::{
 };
 use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
-use crate::sim::{EventLimits, RunRecord};
+
+/// Bounds on the events one run may fire (arrivals, timer firings, fault starts and ends). A run
+/// that would fire more stops there with [`RunRecord::limit_exceeded`](crate::sim::RunRecord::limit_exceeded) set.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Most events in the run.
+    pub per_run: u64,
+    /// Most events at one instant of simulated time.
+    pub per_instant: u64,
+}
+
+impl Default for EventLimits {
+    /// [`limits::MAX_EVENTS_PER_RUN`] and [`limits::MAX_EVENTS_PER_INSTANT`].
+    fn default() -> Self {
+        EventLimits {
+            per_run: limits::MAX_EVENTS_PER_RUN,
+            per_instant: limits::MAX_EVENTS_PER_INSTANT,
+        }
+    }
+}
 
 /// A queued event. Kept small (the queue moves events on every push and pop): an arriving
 /// message waits in [`World::in_flight`] and the event holds its slot.
@@ -675,96 +694,6 @@ impl World {
         });
         if let Some(waker) = self.central_waker.take() {
             waker.wake();
-        }
-    }
-
-    // ----- end of run -----
-
-    /// Ends the run: records `info` for every operation still pending, counts messages still in
-    /// flight, kills every node's tasks, and traces `end`.
-    pub fn shut_down(&mut self) {
-        if !self.halted() {
-            self.now_ns = self.now_ns.max(self.end_ns);
-        }
-        let mut open: BTreeMap<u64, usize> = BTreeMap::new();
-        for (i, e) in self.history.iter().enumerate() {
-            match e.kind {
-                EventType::Invoke => {
-                    open.insert(e.process, i);
-                }
-                _ => {
-                    open.remove(&e.process);
-                }
-            }
-        }
-        let mut pending: Vec<usize> = open.into_values().collect();
-        pending.sort();
-        for i in pending {
-            let mut event = self.history[i].clone();
-            event.kind = EventType::Info;
-            event.error = Some("unanswered at end of run".into());
-            event.index = self.history.len() as u64;
-            event.time_ns = self.now_ns;
-            let node = self.topology.node(&event.node);
-            self.trace
-                .line(self.now_ns, node, "history")
-                .json("op", &event)
-                .end();
-            self.history.push(event);
-        }
-        self.stats.messages_in_flight_at_end = self
-            .queue
-            .iter()
-            .filter(|Reverse(s)| matches!(s.event, Event::Arrive { .. }))
-            .count() as u64;
-        let handle = self.madsim();
-        for state in &mut self.nodes {
-            state.process = Weak::new();
-            if let (Some(id), false) = (state.madsim_id, state.status == Status::Crashed) {
-                handle.kill(id);
-            }
-        }
-        self.central_waker = None;
-        self.trace
-            .line(self.now_ns, None, "end")
-            .u64("messages_sent", self.stats.messages_sent)
-            .end();
-    }
-
-    /// Takes the run record out of the world (call after [`World::shut_down`]).
-    pub fn take_record(&mut self) -> RunRecord {
-        let trace = std::mem::replace(&mut self.trace, Trace::new(0, Vec::new()));
-        let lines = trace.lines();
-        let (trace_jsonl, trace_hash, truncated) = trace.finish();
-        let mut stats = std::mem::take(&mut self.stats);
-        stats.trace_lines = lines;
-        stats.history_events = self.history.len() as u64;
-        let healed = self.network.is_whole()
-            && !self.network.is_degraded()
-            && self.nodes.iter().all(|n| n.status != Status::Paused);
-        RunRecord {
-            scenario: self.scenario.clone(),
-            seed: self.seed,
-            topology: self.topology.clone(),
-            end_ns: self.now_ns,
-            trace_jsonl,
-            trace_hash,
-            trace_truncated: truncated,
-            history: std::mem::take(&mut self.history),
-            observations: std::mem::take(&mut self.observations),
-            lifecycle: std::mem::take(&mut self.lifecycle),
-            partitions: std::mem::take(&mut self.partitions),
-            faults: std::mem::take(&mut self.faults),
-            final_heal_ns: healed.then_some(self.last_heal_ns),
-            final_status: self.nodes.iter().map(|n| n.status).collect(),
-            final_durable_bytes: self
-                .nodes
-                .iter()
-                .map(|n| n.disk.durable_bytes() as u64)
-                .collect(),
-            stats,
-            halt: self.halt.take(),
-            limit_exceeded: self.limit_exceeded.take(),
         }
     }
 }
