@@ -24,3 +24,4 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+mod wall;

@@ -47,8 +47,8 @@ use crate::process::NodeId;
 use crate::process::{CommonObservation, NodeRole};
 use crate::scenario::Scenario;
 use crate::scenario::{Duration, Verdict};
+use crate::sim::host::Status;
 use crate::sim::topology::Topology;
-use crate::sim::world::Status;
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// The registry entry.

@@ -1,7 +1,7 @@
 //! `faultline bench [TARGET] [--json]`: how fast the simulator and checkers run.
 //!
 //! Build with `--release`; numbers from debug builds are meaningless. Each figure is the median
-//! of several repetitions, measured with the wall clock (only the CLI reads it).
+//! of several repetitions, measured with the wall clock (`crate::wall`; never read inside a simulation).
 //!
 //! - `kernel`: the same work two ways, in one process: a ping-pong between two faultline
 //!   processes through faultline's network (with tracing and hashing, as in every run), and the
@@ -25,9 +25,10 @@ use std::path::Path;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::cli::{exit, wall_now};
+use crate::cli::exit;
 use crate::scenario::Scenario;
 use crate::sim::{self, RunOptions};
+use crate::wall::wall_now;
 
 /// What to measure.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

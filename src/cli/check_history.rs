@@ -13,9 +13,10 @@ use clap::Args;
 use crate::check::linearizability::{
     Imported, Locator, ModelKind, Verdict, error_json, mib_to_bytes,
 };
-use crate::cli::{elapsed_ms, exit, wall_now};
+use crate::cli::exit;
 use crate::history::{Format, edn, value_from_edn};
 use crate::scenario::Duration;
+use crate::wall::{elapsed_ms, wall_now};
 
 /// Arguments of `faultline check-history`.
 #[derive(Args, Debug)]

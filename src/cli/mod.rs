@@ -1,6 +1,6 @@
 //! The `faultline` command line: parses arguments, calls the library, maps outcomes to exit
-//! codes. Only this module reads the wall clock (to report wall time) and formats errors for
-//! people. Exit codes (documented in the README):
+//! codes. Only this module formats errors for people; it reads the wall clock (to report wall
+//! time) through `crate::wall`, which no simulation uses. Exit codes (documented in the README):
 //!
 //! | code | meaning                                                                           |
 //! |------|-----------------------------------------------------------------------------------|
@@ -135,15 +135,4 @@ pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
     {
         eprintln!("faultline: cannot write to standard output: {e}");
     }
-}
-
-/// Milliseconds since `start` (the CLI is the only place that reads the wall clock).
-pub(crate) fn elapsed_ms(start: std::time::Instant) -> u64 {
-    start.elapsed().as_millis() as u64
-}
-
-/// The wall clock, for measurements only.
-#[allow(clippy::disallowed_methods)] // wall-clock measurement in the CLI (allowed)
-pub(crate) fn wall_now() -> std::time::Instant {
-    std::time::Instant::now()
 }

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::check::run_checks;
-use crate::cli::{elapsed_ms, exit, verdict_code, wall_now};
+use crate::cli::{exit, verdict_code};
 use crate::report::{self, Report, Staging};
 use crate::scenario::Scenario;
 use crate::sim::trace::DEFAULT_TRACE_LIMIT_BYTES;
 use crate::sim::{self, RunOptions, RunRecord};
+use crate::wall::{elapsed_ms, wall_now};
 
 /// Arguments of `faultline run`.
 #[derive(Args, Debug)]

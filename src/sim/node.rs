@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use crate::process::{AnyProcess, NodeId};
-use crate::sim::world::{ProcessCell, World};
+use crate::sim::host::ProcessCell;
+use crate::sim::world::World;
 
 /// Builds a fresh process for a node (at boot and at every restart).
 pub type ProcessFactory = Arc<dyn Fn() -> Box<dyn AnyProcess> + Send + Sync>;

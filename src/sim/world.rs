@@ -1,14 +1,14 @@
-//! All the state of one simulated run, and every state transition.
+//! The world: the state of one simulated run, its event queue, delivery and effects.
 //!
 //! The world owns the global event queue (message arrivals, timer expiries, fault starts and
-//! ends, ordered by `(time, sequence)`), each node's inbox, disk, clock, RNG and timers, the
-//! network, the trace and the run record. Two kinds of madsim task act on it:
+//! ends, ordered by `(time, sequence)`), every node's [`NodeState`] (see [`host`](super::host)),
+//! the network, the trace and what the run record collects. Two kinds of madsim task act on it:
 //!
 //! - the *central* task (`sim::run`) advances virtual time to the next event, sets
 //!   [`World::now_ns`] to its time and fires it: an arriving message is checked against cuts and
 //!   crashes and handed to the receiving process's handler, as is an expired timer; the handler's
-//!   recorded effects are applied here (sends, timers, observations, history); a fault changes
-//!   the network, a clock, or a node's madsim lifecycle (kill, restart, pause, resume);
+//!   recorded effects are applied here (sends, timers, observations, history); a fault is applied
+//!   by [`nemesis`](super::nemesis) (the network, a clock, or a node's lifecycle);
 //! - one *driver* task per node (`sim::node`) owns the node's process object: it builds and boots
 //!   it when madsim starts (or restarts) the node, and killing the node drops it, volatile state
 //!   and all. The world holds only a weak handle to it, through which the central task calls the
@@ -19,99 +19,59 @@
 //!
 //! Simulated time is `now_ns`, the time of the latest fired event, in integer nanoseconds; it only
 //! grows, so the trace is ordered by time. Handlers run at that time.
+//!
+//! `impl World` is spread by concept: this file holds the state, the queue, delivery and
+//! effects; [`host`](super::host) one node's boot and lifecycle (crash, restart, pause, resume,
+//! clock changes); [`nemesis`](super::nemesis) applying and undoing faults; [`run`](super::run)
+//! the end of the run and the record it hands over.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
-use crate::history::{EventType, HistoryEvent};
-use crate::process::{
-    AnyProcess, CommonObservation, Context, Effect, Message, NodeId, NodeRole, Timer, TimerId,
-};
-use crate::scenario::Scenario;
+use crate::history::HistoryEvent;
+use crate::process::{AnyProcess, CommonObservation, Context, Effect, Message, NodeId, TimerId};
+use crate::scenario::{Scenario, limits};
 use crate::sim::clock::Clock;
 use crate::sim::disk::Disk;
-use crate::sim::faults::{self, FaultAction, LinkSet, PartitionPlan, PlannedFault, Targets};
+use crate::sim::faults::PlannedFault;
+use crate::sim::host::{Input, NodeState, PendingTimer, Status};
+use crate::sim::nemesis::Undo;
 use crate::sim::network::{Fate, Network};
+use crate::sim::record::{
+    Halt, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord, Stats,
+};
 use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
-use crate::sim::{
-    EventLimits, Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord,
-    PartitionRecord, RunRecord, Stats,
-};
 
-/// A node's lifecycle state.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Running.
-    Up,
-    /// Stopped by a crash; its volatile state is gone.
-    Crashed,
-    /// Frozen: nothing is processed; messages and timers queue.
-    Paused,
+/// Bounds on the events one run may fire (arrivals, timer firings, fault starts and ends). A run
+/// that would fire more stops there with [`RunRecord::limit_exceeded`](crate::sim::RunRecord::limit_exceeded) set.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Most events in the run.
+    pub per_run: u64,
+    /// Most events at one instant of simulated time.
+    pub per_instant: u64,
 }
 
-/// The process object of one node incarnation, owned by its driver task (see `sim::node`).
-pub type ProcessCell = Mutex<Box<dyn AnyProcess>>;
-
-/// Something queued for a node that cannot handle it yet (paused, or not yet booted).
-#[derive(Debug)]
-pub enum Input {
-    /// A message that arrived.
-    Message {
-        /// Its id in the trace.
-        msg_id: u64,
-        /// Sender.
-        from: NodeId,
-        /// The message.
-        message: Message,
-    },
-    /// A timer that expired.
-    Timer {
-        /// Its id.
-        id: TimerId,
-        /// Its payload.
-        timer: Timer,
-    },
-}
-
-#[derive(Debug)]
-struct PendingTimer {
-    local_deadline_ns: i64,
-    timer: Timer,
-    generation: u64,
-}
-
-/// Per-node state that outlives the process object (which a crash destroys).
-pub struct NodeState {
-    /// Lifecycle state.
-    pub status: Status,
-    /// Number of boots so far (1 after the first `on_start`).
-    pub incarnation: u32,
-    disk: Disk,
-    clock: Clock,
-    rng: ChaCha8Rng,
-    next_timer_id: u64,
-    timers: BTreeMap<TimerId, PendingTimer>,
-    inbox: VecDeque<Input>,
-    /// The running incarnation's process (empty while crashed or not yet booted).
-    process: Weak<ProcessCell>,
-    madsim_id: Option<madsim::task::NodeId>,
-    last_role: Option<(NodeRole, u64)>,
-    /// False from a (re)start until the new process has run `on_start`.
-    booted: bool,
+impl Default for EventLimits {
+    /// [`limits::MAX_EVENTS_PER_RUN`] and [`limits::MAX_EVENTS_PER_INSTANT`].
+    fn default() -> Self {
+        EventLimits {
+            per_run: limits::MAX_EVENTS_PER_RUN,
+            per_instant: limits::MAX_EVENTS_PER_INSTANT,
+        }
+    }
 }
 
 /// A queued event. Kept small (the queue moves events on every push and pop): an arriving
 /// message waits in [`World::in_flight`] and the event holds its slot.
 #[derive(Debug)]
-enum Event {
+pub(super) enum Event {
     Arrive {
         msg_id: u64,
         from: NodeId,
@@ -131,10 +91,10 @@ enum Event {
     },
 }
 
-struct Scheduled {
-    t_ns: u64,
-    seq: u64,
-    event: Event,
+pub(super) struct Scheduled {
+    pub(super) t_ns: u64,
+    pub(super) seq: u64,
+    pub(super) event: Event,
 }
 
 impl PartialEq for Scheduled {
@@ -154,55 +114,43 @@ impl Ord for Scheduled {
     }
 }
 
-/// How to undo an active fault when its duration ends.
-#[derive(Debug)]
-enum Undo {
-    Nothing,
-    Cuts,
-    Restore,
-    Restart(Vec<NodeId>),
-    Resume(Vec<NodeId>),
-    ClockJump(Vec<NodeId>, i64),
-    ClockDrift(Vec<(NodeId, f64)>),
-}
-
 /// The state of one run. See the module docs.
 pub struct World {
     /// Current simulated time (global), in nanoseconds.
     pub now_ns: u64,
     /// When the run ends.
     pub end_ns: u64,
-    scenario: Arc<Scenario>,
-    seed: u64,
-    topology: Arc<Topology>,
-    nodes: Vec<NodeState>,
-    network: Network,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    pub(super) scenario: Arc<Scenario>,
+    pub(super) seed: u64,
+    pub(super) topology: Arc<Topology>,
+    pub(super) nodes: Vec<NodeState>,
+    pub(super) network: Network,
+    pub(super) queue: BinaryHeap<Reverse<Scheduled>>,
     /// Messages on their way, by slot (see [`Event::Arrive`]); `None` marks a free slot.
-    in_flight: Vec<Option<Message>>,
+    pub(super) in_flight: Vec<Option<Message>>,
     /// Free slots of `in_flight`.
-    free_slots: Vec<u32>,
-    next_seq: u64,
-    next_msg_id: u64,
-    faults: Vec<PlannedFault>,
-    active: BTreeMap<u64, Undo>,
-    trace: Trace,
-    stats: Stats,
-    history: Vec<HistoryEvent>,
-    observations: Vec<ObservationRecord>,
-    lifecycle: Vec<LifecycleRecord>,
-    partitions: Vec<PartitionRecord>,
-    last_heal_ns: u64,
-    record_seq: u64,
-    central_waker: Option<Waker>,
-    central_waits_for_drivers: bool,
-    halt: Option<Halt>,
-    effects: Vec<Effect>,
-    event_limits: EventLimits,
+    pub(super) free_slots: Vec<u32>,
+    pub(super) next_seq: u64,
+    pub(super) next_msg_id: u64,
+    pub(super) faults: Vec<PlannedFault>,
+    pub(super) active: BTreeMap<u64, Undo>,
+    pub(super) trace: Trace,
+    pub(super) stats: Stats,
+    pub(super) history: Vec<HistoryEvent>,
+    pub(super) observations: Vec<ObservationRecord>,
+    pub(super) lifecycle: Vec<LifecycleRecord>,
+    pub(super) partitions: Vec<PartitionRecord>,
+    pub(super) last_heal_ns: u64,
+    pub(super) record_seq: u64,
+    pub(super) central_waker: Option<Waker>,
+    pub(super) central_waits_for_drivers: bool,
+    pub(super) halt: Option<Halt>,
+    pub(super) effects: Vec<Effect>,
+    pub(super) event_limits: EventLimits,
     /// The instant of the latest events fired, and how many fired at it.
-    instant_ns: u64,
-    events_at_instant: u64,
-    limit_exceeded: Option<LimitExceeded>,
+    pub(super) instant_ns: u64,
+    pub(super) events_at_instant: u64,
+    pub(super) limit_exceeded: Option<LimitExceeded>,
 }
 
 impl World {
@@ -288,21 +236,16 @@ impl World {
         &self.topology
     }
 
-    /// Records the madsim node backing `node` (for kill, restart, pause, resume).
-    pub fn set_madsim_id(&mut self, node: NodeId, id: madsim::task::NodeId) {
-        self.nodes[node.index()].madsim_id = Some(id);
-    }
-
-    fn next_record_seq(&mut self) -> u64 {
+    pub(super) fn next_record_seq(&mut self) -> u64 {
         self.record_seq += 1;
         self.record_seq
     }
 
-    fn name(&self, node: NodeId) -> &str {
+    pub(super) fn name(&self, node: NodeId) -> &str {
         &self.topology.names[node.index()]
     }
 
-    fn schedule(&mut self, t_ns: u64, event: Event) {
+    pub(super) fn schedule(&mut self, t_ns: u64, event: Event) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push(Reverse(Scheduled { t_ns, seq, event }));
@@ -347,7 +290,7 @@ impl World {
         true
     }
 
-    fn set_central_waker(&mut self, waker: &Waker) {
+    pub(super) fn set_central_waker(&mut self, waker: &Waker) {
         match &self.central_waker {
             Some(w) if w.will_wake(waker) => {}
             _ => self.central_waker = Some(waker.clone()),
@@ -359,32 +302,11 @@ impl World {
         self.now_ns
     }
 
-    /// True while some running node has not yet booted (its driver has not run since madsim
-    /// started it). Time must not advance then: a node boots at exactly the time it was started.
-    /// (madsim advances its own clock a little with every task poll, so without this wait the
-    /// central task could fire a later event first.) Paused and crashed nodes do not count.
-    pub fn drivers_busy(&self) -> bool {
-        self.nodes
-            .iter()
-            .any(|n| n.status == Status::Up && !n.booted)
-    }
-
     /// Parks the central task until the drivers are idle ([`World::drivers_busy`] is false) or
     /// the run halts.
     pub fn wait_for_drivers(&mut self, waker: &Waker) {
         self.central_waits_for_drivers = true;
         self.set_central_waker(waker);
-    }
-
-    /// Called by a driver when it has booted its process: wakes the central task if it was
-    /// waiting for the drivers and they are now all idle.
-    pub fn driver_idle(&mut self) {
-        if self.central_waits_for_drivers && !self.drivers_busy() {
-            self.central_waits_for_drivers = false;
-            if let Some(waker) = self.central_waker.take() {
-                waker.wake();
-            }
-        }
     }
 
     /// Advances to `t_ns` and fires every event queued for that instant, in queue order.
@@ -446,7 +368,13 @@ impl World {
         }
     }
 
-    fn drop_message(&mut self, msg_id: u64, from: NodeId, to: NodeId, reason: &'static str) {
+    pub(super) fn drop_message(
+        &mut self,
+        msg_id: u64,
+        from: NodeId,
+        to: NodeId,
+        reason: &'static str,
+    ) {
         *self
             .stats
             .messages_dropped
@@ -496,7 +424,7 @@ impl World {
 
     /// Runs `node`'s queued inputs through its process now, if it is up and booted (otherwise
     /// they wait for its resume or boot).
-    fn dispatch(&mut self, node: NodeId) {
+    pub(super) fn dispatch(&mut self, node: NodeId) {
         let state = &self.nodes[node.index()];
         if state.status != Status::Up || !state.booted {
             return;
@@ -508,39 +436,9 @@ impl World {
         self.drain_inbox(node, process.as_mut());
     }
 
-    // ----- the drivers' side -----
-
-    /// Boots a fresh process on `node` (called by its driver, which owns `cell`): traces
-    /// `start`, runs `on_start`, then handles anything that queued for it.
-    pub fn boot(&mut self, node: NodeId, cell: &Arc<ProcessCell>) {
-        if self.halt.is_some() {
-            return;
-        }
-        let state = &mut self.nodes[node.index()];
-        state.incarnation += 1;
-        state.booted = true;
-        state.process = Arc::downgrade(cell);
-        let mut process = crate::sim::lock(cell);
-        let process = process.as_mut();
-        let incarnation = state.incarnation;
-        let durable_bytes = state.disk.durable_bytes() as u64;
-        self.trace
-            .line(self.now_ns, Some(node), "start")
-            .u64("incarnation", u64::from(incarnation))
-            .u64("durable_bytes", durable_bytes)
-            .end();
-        if let Some(local_ns) = self.call(node, |ctx| {
-            process.start(ctx);
-            Ok(())
-        }) {
-            self.apply_effects(node, local_ns);
-        }
-        self.drain_inbox(node, process);
-    }
-
     /// Runs every queued input of `node` through `process`. Each input is traced (`deliver` or
     /// `timer`) before the effects of its handler.
-    fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
+    pub(super) fn drain_inbox(&mut self, node: NodeId, process: &mut dyn AnyProcess) {
         while self.halt.is_none() && self.nodes[node.index()].status == Status::Up {
             let Some(input) = self.nodes[node.index()].inbox.pop_front() else {
                 break;
@@ -598,7 +496,7 @@ impl World {
     /// Runs one handler with a fresh context; its effects are left in `self.effects`. A panic
     /// (a broken process invariant) halts the run. Returns the local time the handler saw, or
     /// `None` if it refused its input or panicked (no effects are kept then).
-    fn call(
+    pub(super) fn call(
         &mut self,
         node: NodeId,
         handler: impl FnOnce(&mut Context<'_>) -> Result<(), ()>,
@@ -632,7 +530,7 @@ impl World {
     }
 
     /// Applies the effects the last handler recorded, in order.
-    fn apply_effects(&mut self, node: NodeId, local_ns: i64) {
+    pub(super) fn apply_effects(&mut self, node: NodeId, local_ns: i64) {
         let mut effects = std::mem::take(&mut self.effects);
         for effect in effects.drain(..) {
             self.apply(node, local_ns, effect);
@@ -780,7 +678,7 @@ impl World {
         }
     }
 
-    fn halt_with(&mut self, node: NodeId, message: String) {
+    pub(super) fn halt_with(&mut self, node: NodeId, message: String) {
         if self.halt.is_some() {
             return;
         }
@@ -795,558 +693,6 @@ impl World {
         });
         if let Some(waker) = self.central_waker.take() {
             waker.wake();
-        }
-    }
-
-    // ----- faults -----
-
-    fn resolve(&self, targets: &Targets) -> Option<Vec<NodeId>> {
-        match targets {
-            Targets::Nodes(nodes) => Some(nodes.clone()),
-            Targets::Leader => self.leader().map(|l| vec![l]),
-        }
-    }
-
-    /// The up server whose latest role observation is `leader` with the highest term.
-    pub fn leader(&self) -> Option<NodeId> {
-        self.topology
-            .servers
-            .iter()
-            .filter(|&&s| self.nodes[s.index()].status != Status::Crashed)
-            .filter_map(|&s| match &self.nodes[s.index()].last_role {
-                Some((NodeRole::Leader, term)) => Some((*term, Reverse(s))),
-                _ => None,
-            })
-            .max()
-            .map(|(_, Reverse(s))| s)
-    }
-
-    fn fault_start(&mut self, index: usize) {
-        let fault = self.faults[index].clone();
-        self.stats.faults_applied += 1;
-        let targets = match &fault.action {
-            FaultAction::Isolate { targets }
-            | FaultAction::Crash { targets }
-            | FaultAction::Restart { targets }
-            | FaultAction::Pause { targets }
-            | FaultAction::Resume { targets }
-            | FaultAction::ClockJump { targets, .. }
-            | FaultAction::ClockDrift { targets, .. }
-            | FaultAction::Partition {
-                plan: PartitionPlan::Halves(targets),
-            } => match self.resolve(targets) {
-                Some(nodes) => nodes,
-                None => return self.skip_leaderless(&fault),
-            },
-            _ => Vec::new(),
-        };
-        let undo = match &fault.action {
-            FaultAction::Partition { plan } => {
-                let links = faults::cut_links(plan, &self.topology, &targets);
-                let sides = match plan {
-                    PartitionPlan::Sides(sides) => {
-                        // Servers listed in no side form one more side.
-                        let mut sides = sides.clone();
-                        let rest: Vec<NodeId> = self
-                            .topology
-                            .servers
-                            .iter()
-                            .copied()
-                            .filter(|s| !sides.iter().any(|side| side.contains(s)))
-                            .collect();
-                        if !rest.is_empty() {
-                            sides.push(rest);
-                        }
-                        Some(sides)
-                    }
-                    PartitionPlan::Halves(_) => {
-                        Some(faults::halves(&self.topology.servers, &targets))
-                    }
-                    _ => None,
-                };
-                self.cut(&fault, links, sides);
-                Undo::Cuts
-            }
-            FaultAction::Isolate { .. } => {
-                let links = faults::isolate_links(&targets, &self.topology);
-                // Every target is cut off alone, from the rest and from the other targets.
-                let rest: Vec<NodeId> = self
-                    .topology
-                    .servers
-                    .iter()
-                    .copied()
-                    .filter(|s| !targets.contains(s))
-                    .collect();
-                let mut sides = vec![rest];
-                sides.extend(targets.iter().map(|&t| vec![t]));
-                self.cut(&fault, links, Some(sides));
-                Undo::Cuts
-            }
-            FaultAction::Cut { from, to } => {
-                let (Some(from), Some(to)) = (self.resolve(from), self.resolve(to)) else {
-                    return self.skip_leaderless(&fault);
-                };
-                self.cut(&fault, faults::one_way_links(&from, &to), None);
-                Undo::Cuts
-            }
-            FaultAction::Degrade { links, condition } => {
-                // `target` lists the nodes whose every link changes; `senders` and `receivers`
-                // the ends of one-way links.
-                let resolved = match links {
-                    LinkSet::Of(targets) => self.resolve(targets).map(|t| {
-                        let names = vec![("target", self.topology.names_of(&t))];
-                        (faults::isolate_links(&t, &self.topology), names)
-                    }),
-                    LinkSet::OneWay { from, to } => match (self.resolve(from), self.resolve(to)) {
-                        (Some(from), Some(to)) => Some((
-                            faults::one_way_links(&from, &to),
-                            vec![
-                                ("senders", self.topology.names_of(&from)),
-                                ("receivers", self.topology.names_of(&to)),
-                            ],
-                        )),
-                        _ => None,
-                    },
-                };
-                let Some((resolved, names)) = resolved else {
-                    return self.skip_leaderless(&fault);
-                };
-                let mut line = self.trace.line(self.now_ns, None, "degrade");
-                line.u64("fault_id", fault.id).name("origin", &fault.origin);
-                for (key, nodes) in &names {
-                    line.json(key, nodes);
-                }
-                line.json("condition", condition).end();
-                self.network.degrade(fault.id, &resolved, condition);
-                Undo::Restore
-            }
-            FaultAction::Heal => {
-                self.heal_all();
-                Undo::Nothing
-            }
-            FaultAction::Crash { .. } => {
-                let crashed: Vec<NodeId> = targets
-                    .iter()
-                    .copied()
-                    .filter(|&n| self.crash(n, &fault))
-                    .collect();
-                Undo::Restart(crashed)
-            }
-            FaultAction::Restart { .. } => {
-                for &n in &targets {
-                    self.restart(n, &fault.origin);
-                }
-                Undo::Nothing
-            }
-            FaultAction::Pause { .. } => {
-                let paused: Vec<NodeId> = targets
-                    .iter()
-                    .copied()
-                    .filter(|&n| self.pause(n, &fault.origin))
-                    .collect();
-                Undo::Resume(paused)
-            }
-            FaultAction::Resume { .. } => {
-                for &n in &targets {
-                    self.resume(n, &fault.origin);
-                }
-                Undo::Nothing
-            }
-            FaultAction::ClockJump { delta_ns, .. } => {
-                for &n in &targets {
-                    self.clock_jump(n, *delta_ns, &fault.origin);
-                }
-                Undo::ClockJump(targets.clone(), -*delta_ns)
-            }
-            FaultAction::ClockDrift { drift, .. } => {
-                let old: Vec<(NodeId, f64)> = targets
-                    .iter()
-                    .map(|&n| (n, self.nodes[n.index()].clock.drift()))
-                    .collect();
-                for &n in &targets {
-                    self.clock_drift(n, *drift, &fault.origin);
-                }
-                Undo::ClockDrift(old)
-            }
-        };
-        if fault.undo_at_ns.is_some() {
-            self.active.insert(fault.id, undo);
-        }
-    }
-
-    fn fault_end(&mut self, index: usize) {
-        let fault = self.faults[index].clone();
-        let Some(undo) = self.active.remove(&fault.id) else {
-            return; // skipped at start
-        };
-        self.stats.faults_undone += 1;
-        let origin = format!("{} (end)", fault.origin);
-        match undo {
-            Undo::Nothing => {}
-            Undo::Restore => {
-                if self.network.restore(fault.id) {
-                    self.last_heal_ns = self.now_ns;
-                    self.trace
-                        .line(self.now_ns, None, "restore")
-                        .u64("fault_id", fault.id)
-                        .name("origin", &origin)
-                        .end();
-                }
-            }
-            Undo::Cuts => {
-                if self.network.heal_fault(fault.id) > 0
-                    || self
-                        .partitions
-                        .iter()
-                        .any(|p| p.fault_id == fault.id && p.end_ns.is_none())
-                {
-                    self.end_partition(fault.id);
-                    self.trace
-                        .line(self.now_ns, None, "heal")
-                        .u64("fault_id", fault.id)
-                        .name("origin", &origin)
-                        .end();
-                }
-            }
-            Undo::Restart(nodes) => {
-                for n in nodes {
-                    self.restart(n, &origin);
-                }
-            }
-            Undo::Resume(nodes) => {
-                for n in nodes {
-                    self.resume(n, &origin);
-                }
-            }
-            Undo::ClockJump(nodes, delta) => {
-                for n in nodes {
-                    self.clock_jump(n, delta, &origin);
-                }
-            }
-            Undo::ClockDrift(old) => {
-                for (n, drift) in old {
-                    self.clock_drift(n, drift, &origin);
-                }
-            }
-        }
-    }
-
-    /// Skips a fault aimed at the leader when no node is observed as leader.
-    fn skip_leaderless(&mut self, fault: &PlannedFault) {
-        self.stats.faults_applied -= 1;
-        self.stats.faults_skipped += 1;
-        self.trace
-            .line(self.now_ns, None, "fault-skipped")
-            .u64("fault_id", fault.id)
-            .name("origin", &fault.origin)
-            .name("reason", "no node observed as leader")
-            .end();
-    }
-
-    fn cut(
-        &mut self,
-        fault: &PlannedFault,
-        links: Vec<(NodeId, NodeId)>,
-        sides: Option<Vec<Vec<NodeId>>>,
-    ) {
-        let kind = match fault.action {
-            FaultAction::Isolate { .. } => "isolate",
-            FaultAction::Cut { .. } => "cut",
-            _ => "partition",
-        };
-        let mut line = self.trace.line(self.now_ns, None, kind);
-        line.u64("fault_id", fault.id).name("origin", &fault.origin);
-        match &sides {
-            Some(sides) => {
-                let named: Vec<Vec<&str>> = sides
-                    .iter()
-                    .map(|s| {
-                        s.iter()
-                            .map(|&n| self.topology.names[n.index()].as_str())
-                            .collect()
-                    })
-                    .collect();
-                line.json("sides", &named);
-            }
-            None => {
-                let named: Vec<[&str; 2]> = links
-                    .iter()
-                    .map(|&(a, b)| {
-                        [
-                            self.topology.names[a.index()].as_str(),
-                            self.topology.names[b.index()].as_str(),
-                        ]
-                    })
-                    .collect();
-                line.json("cut_links", &named);
-            }
-        }
-        line.end();
-        self.partitions.push(PartitionRecord {
-            fault_id: fault.id,
-            start_ns: self.now_ns,
-            end_ns: None,
-            sides,
-            cut_links: links.clone(),
-        });
-        self.network.cut(fault.id, links);
-    }
-
-    fn end_partition(&mut self, fault_id: u64) {
-        for p in self
-            .partitions
-            .iter_mut()
-            .filter(|p| p.fault_id == fault_id && p.end_ns.is_none())
-        {
-            p.end_ns = Some(self.now_ns);
-        }
-        self.last_heal_ns = self.now_ns;
-    }
-
-    fn heal_all(&mut self) {
-        for id in self.network.heal_all() {
-            self.end_partition(id);
-        }
-        self.last_heal_ns = self.now_ns;
-        self.trace
-            .line(self.now_ns, None, "heal")
-            .name("origin", "heal")
-            .end();
-    }
-
-    fn madsim(&self) -> madsim::runtime::Handle {
-        madsim::runtime::Handle::current()
-    }
-
-    fn record_lifecycle(&mut self, node: NodeId, kind: LifecycleKind, origin: &str) {
-        self.trace
-            .line(self.now_ns, Some(node), kind.name())
-            .name("origin", origin)
-            .end();
-        let seq = self.next_record_seq();
-        self.lifecycle.push(LifecycleRecord {
-            seq,
-            t_ns: self.now_ns,
-            node,
-            kind,
-        });
-    }
-
-    /// Crashes `node`: drops its queued inputs, timers and unsynced writes, kills its tasks.
-    /// Returns false if it was already crashed.
-    fn crash(&mut self, node: NodeId, fault: &PlannedFault) -> bool {
-        if self.nodes[node.index()].status == Status::Crashed {
-            return false;
-        }
-        let state = &mut self.nodes[node.index()];
-        state.status = Status::Crashed;
-        state.timers.clear();
-        state.process = Weak::new();
-        state.last_role = None;
-        let lost_writes = state.disk.crash() as u64;
-        let queued: Vec<Input> = state.inbox.drain(..).collect();
-        let madsim_id = state.madsim_id;
-        self.trace
-            .line(self.now_ns, Some(node), "crash")
-            .name("origin", &fault.origin)
-            .u64("lost_writes", lost_writes)
-            .end();
-        let seq = self.next_record_seq();
-        self.lifecycle.push(LifecycleRecord {
-            seq,
-            t_ns: self.now_ns,
-            node,
-            kind: LifecycleKind::Crash,
-        });
-        for input in queued {
-            if let Input::Message { msg_id, from, .. } = input {
-                self.drop_message(msg_id, from, node, "node-crashed");
-            }
-        }
-        self.stats.crashes += 1;
-        if let Some(id) = madsim_id {
-            self.madsim().kill(id);
-        }
-        true
-    }
-
-    fn restart(&mut self, node: NodeId, origin: &str) {
-        if self.nodes[node.index()].status != Status::Crashed {
-            return;
-        }
-        self.nodes[node.index()].status = Status::Up;
-        self.nodes[node.index()].booted = false;
-        self.last_heal_ns = self.now_ns;
-        self.stats.restarts += 1;
-        self.record_lifecycle(node, LifecycleKind::Restart, origin);
-        if let Some(id) = self.nodes[node.index()].madsim_id {
-            self.madsim().restart(id); // re-runs the node's init: a new driver boots a new process
-        }
-    }
-
-    fn pause(&mut self, node: NodeId, origin: &str) -> bool {
-        if self.nodes[node.index()].status != Status::Up {
-            return false;
-        }
-        self.nodes[node.index()].status = Status::Paused;
-        self.stats.pauses += 1;
-        self.record_lifecycle(node, LifecycleKind::Pause, origin);
-        if let Some(id) = self.nodes[node.index()].madsim_id {
-            self.madsim().pause(id);
-        }
-        true
-    }
-
-    fn resume(&mut self, node: NodeId, origin: &str) {
-        if self.nodes[node.index()].status != Status::Paused {
-            return;
-        }
-        self.nodes[node.index()].status = Status::Up;
-        self.last_heal_ns = self.now_ns;
-        self.record_lifecycle(node, LifecycleKind::Resume, origin);
-        if let Some(id) = self.nodes[node.index()].madsim_id {
-            self.madsim().resume(id);
-        }
-        self.dispatch(node);
-    }
-
-    fn clock_jump(&mut self, node: NodeId, delta_ns: i64, origin: &str) {
-        let now = self.now_ns;
-        self.nodes[node.index()].clock.jump(now, delta_ns);
-        let local = self.nodes[node.index()].clock.local_at(now);
-        self.trace
-            .line(now, Some(node), "clock-jump")
-            .name("origin", origin)
-            .i64("delta_ns", delta_ns)
-            .i64("local_ns", local)
-            .end();
-        self.reschedule_timers(node);
-    }
-
-    fn clock_drift(&mut self, node: NodeId, drift: f64, origin: &str) {
-        let now = self.now_ns;
-        self.nodes[node.index()].clock.set_drift(now, drift);
-        self.trace
-            .line(now, Some(node), "clock-drift")
-            .name("origin", origin)
-            .json("drift", &drift)
-            .end();
-        self.reschedule_timers(node);
-    }
-
-    /// After a clock change, every pending timer of `node` gets a new global deadline (the old
-    /// queue entries become stale through the generation number).
-    fn reschedule_timers(&mut self, node: NodeId) {
-        let now = self.now_ns;
-        let state = &self.nodes[node.index()];
-        let deadlines: Vec<(TimerId, u64)> = state
-            .timers
-            .iter()
-            .map(|(&id, pending)| (id, state.clock.global_when(pending.local_deadline_ns, now)))
-            .collect();
-        for (id, at) in deadlines {
-            let generation = self.next_seq;
-            if let Some(pending) = self.nodes[node.index()].timers.get_mut(&id) {
-                pending.generation = generation;
-            }
-            self.schedule(
-                at,
-                Event::Timer {
-                    node,
-                    id,
-                    generation,
-                },
-            );
-        }
-    }
-
-    // ----- end of run -----
-
-    /// Ends the run: records `info` for every operation still pending, counts messages still in
-    /// flight, kills every node's tasks, and traces `end`.
-    pub fn shut_down(&mut self) {
-        if !self.halted() {
-            self.now_ns = self.now_ns.max(self.end_ns);
-        }
-        let mut open: BTreeMap<u64, usize> = BTreeMap::new();
-        for (i, e) in self.history.iter().enumerate() {
-            match e.kind {
-                EventType::Invoke => {
-                    open.insert(e.process, i);
-                }
-                _ => {
-                    open.remove(&e.process);
-                }
-            }
-        }
-        let mut pending: Vec<usize> = open.into_values().collect();
-        pending.sort();
-        for i in pending {
-            let mut event = self.history[i].clone();
-            event.kind = EventType::Info;
-            event.error = Some("unanswered at end of run".into());
-            event.index = self.history.len() as u64;
-            event.time_ns = self.now_ns;
-            let node = self.topology.node(&event.node);
-            self.trace
-                .line(self.now_ns, node, "history")
-                .json("op", &event)
-                .end();
-            self.history.push(event);
-        }
-        self.stats.messages_in_flight_at_end = self
-            .queue
-            .iter()
-            .filter(|Reverse(s)| matches!(s.event, Event::Arrive { .. }))
-            .count() as u64;
-        let handle = self.madsim();
-        for state in &mut self.nodes {
-            state.process = Weak::new();
-            if let (Some(id), false) = (state.madsim_id, state.status == Status::Crashed) {
-                handle.kill(id);
-            }
-        }
-        self.central_waker = None;
-        self.trace
-            .line(self.now_ns, None, "end")
-            .u64("messages_sent", self.stats.messages_sent)
-            .end();
-    }
-
-    /// Takes the run record out of the world (call after [`World::shut_down`]).
-    pub fn take_record(&mut self) -> RunRecord {
-        let trace = std::mem::replace(&mut self.trace, Trace::new(0, Vec::new()));
-        let lines = trace.lines();
-        let (trace_jsonl, trace_hash, truncated) = trace.finish();
-        let mut stats = std::mem::take(&mut self.stats);
-        stats.trace_lines = lines;
-        stats.history_events = self.history.len() as u64;
-        let healed = self.network.is_whole()
-            && !self.network.is_degraded()
-            && self.nodes.iter().all(|n| n.status != Status::Paused);
-        RunRecord {
-            scenario: self.scenario.clone(),
-            seed: self.seed,
-            topology: self.topology.clone(),
-            end_ns: self.now_ns,
-            trace_jsonl,
-            trace_hash,
-            trace_truncated: truncated,
-            history: std::mem::take(&mut self.history),
-            observations: std::mem::take(&mut self.observations),
-            lifecycle: std::mem::take(&mut self.lifecycle),
-            partitions: std::mem::take(&mut self.partitions),
-            faults: std::mem::take(&mut self.faults),
-            final_heal_ns: healed.then_some(self.last_heal_ns),
-            final_status: self.nodes.iter().map(|n| n.status).collect(),
-            final_durable_bytes: self
-                .nodes
-                .iter()
-                .map(|n| n.disk.durable_bytes() as u64)
-                .collect(),
-            stats,
-            halt: self.halt.take(),
-            limit_exceeded: self.limit_exceeded.take(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Benchmarks of the checker: the corpus files and a generated key-value history.
 //!
-//! Wall times come from `crate::cli::wall_now` (the CLI's clock; benchmarks are measurements,
+//! Wall times come from `crate::wall::wall_now` (the wall clock; benchmarks are measurements,
 //! not checks). Each corpus file is checked `repeats` times and the median is reported.
 //!
 //! Peak memory of the generated history is measured honestly as the process's peak resident set
@@ -153,7 +153,7 @@ fn repeat_timed<T, E>(
     let mut times = Vec::with_capacity(repeats.max(1));
     let mut last = None;
     for _ in 0..repeats.max(1) {
-        let start = crate::cli::wall_now();
+        let start = crate::wall::wall_now();
         let result = check()?;
         times.push(elapsed_ms(start));
         last = Some(result);
@@ -393,7 +393,7 @@ pub fn reset_peak_rss() -> bool {
 /// Generates the key-value history and times its check (partitioned by key, the default step
 /// limit, 8 GiB of tables per key).
 pub fn bench_generated(ops: usize, keys: usize, clients: usize) -> GeneratedTiming {
-    let start = crate::cli::wall_now();
+    let start = crate::wall::wall_now();
     let events = generate_kv_history(ops, keys, clients, 2024);
     let generate_ms = elapsed_ms(start);
     let info_operations = events.iter().filter(|e| e.kind == EventType::Info).count();
@@ -401,7 +401,7 @@ pub fn bench_generated(ops: usize, keys: usize, clients: usize) -> GeneratedTimi
     let reset = reset_peak_rss();
     let mut options = Options::new(ModelKind::KeyValue);
     options.memory_limit_bytes = 8 << 30;
-    let start = crate::cli::wall_now();
+    let start = crate::wall::wall_now();
     let report = check_events(&events, &options).expect("generated histories are well formed");
     let check_ms = elapsed_ms(start);
     GeneratedTiming {

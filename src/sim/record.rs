@@ -1,0 +1,218 @@
+//! What a run produces: the [`RunRecord`] handed to checkers and reports, and its parts
+//! (counters, observations, lifecycle changes, partitions, a halt, an exceeded event limit).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::history::HistoryEvent;
+use crate::process::{NodeId, Observation, Wire};
+use crate::scenario::Scenario;
+use crate::sim::host::Status;
+use crate::sim::topology::Topology;
+use crate::sim::{faults, trace};
+
+/// A run stopped because it reached one of its [`EventLimits`](crate::sim::EventLimits): the scenario asks for more work
+/// than faultline allows (most often a cycle of messages and timers that takes no simulated
+/// time). The record up to the stop is kept, but no verdict is given on it: `faultline run`
+/// reports this as bad input (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitExceeded {
+    /// The limit's name: `events_per_run` or `events_per_instant`.
+    pub limit: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// Global simulated time at which the run stopped.
+    pub t_ns: u64,
+}
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = crate::scenario::Duration(self.t_ns);
+        match self.limit {
+            "events_per_instant" => write!(
+                f,
+                "the run stopped at {at} of simulated time: more than {} events (the limit events_per_instant) at that one instant; something repeats without simulated time passing (for example a latency of 0 with a zero think_time or retry_delay, or a protocol message answered at once forever)",
+                self.value
+            ),
+            _ => write!(
+                f,
+                "the run stopped at {at} of simulated time: more than {} events (the limit {}); shorten `duration`, or slow the work down (latency, think_time, rate_per_s, timers)",
+                self.value, self.limit
+            ),
+        }
+    }
+}
+
+/// Counters of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Messages handed to the network.
+    pub messages_sent: u64,
+    /// Bytes of the messages handed to the network: the sum over `messages_sent` of each
+    /// message's canonical binary encoding (postcard, the record the trace hash covers; not
+    /// the longer JSON of a trace `send` line). Duplicates made by the network are not counted.
+    pub message_bytes_sent: u64,
+    /// Messages handled by their receiver.
+    pub messages_delivered: u64,
+    /// Extra copies created by duplication.
+    pub messages_duplicated: u64,
+    /// Dropped messages by reason: `loss`, `partition` (a cut link at arrival), `node-down`
+    /// (receiver crashed at arrival), `node-crashed` (queued when the receiver crashed),
+    /// `wrong-protocol`.
+    pub messages_dropped: std::collections::BTreeMap<String, u64>,
+    /// Messages still in flight when the run ended.
+    pub messages_in_flight_at_end: u64,
+    /// Timers that fired and were handled.
+    pub timers_fired: u64,
+    /// Faults started.
+    pub faults_applied: u64,
+    /// Faults skipped (e.g. no leader to target).
+    pub faults_skipped: u64,
+    /// Faults undone at the end of their duration.
+    pub faults_undone: u64,
+    /// Node crashes.
+    pub crashes: u64,
+    /// Node restarts.
+    pub restarts: u64,
+    /// Node pauses.
+    pub pauses: u64,
+    /// Observations emitted.
+    pub observations: u64,
+    /// History events recorded.
+    pub history_events: u64,
+    /// Trace lines written.
+    pub trace_lines: u64,
+    /// Simulation events fired (message arrivals, timer firings, fault starts and ends): the
+    /// count that [`EventLimits::per_run`](crate::sim::EventLimits::per_run) bounds.
+    pub events: u64,
+}
+
+/// An observation with its global time and node.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObservationRecord {
+    /// Order among observations and lifecycle records (they share one counter).
+    pub seq: u64,
+    /// Global simulated time.
+    pub t_ns: u64,
+    /// The observing node.
+    pub node: NodeId,
+    /// The fact.
+    pub observation: Observation,
+}
+
+impl ObservationRecord {
+    /// The fact if it is a `T` (a family's observation type, or [`crate::process::CommonObservation`]).
+    pub fn get<T: Wire>(&self) -> Option<&T> {
+        self.observation.downcast_ref()
+    }
+}
+
+/// Lifecycle changes of a node.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleKind {
+    /// Crashed.
+    Crash,
+    /// Restarted after a crash.
+    Restart,
+    /// Paused.
+    Pause,
+    /// Resumed.
+    Resume,
+}
+
+impl LifecycleKind {
+    /// The trace kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            LifecycleKind::Crash => "crash",
+            LifecycleKind::Restart => "restart",
+            LifecycleKind::Pause => "pause",
+            LifecycleKind::Resume => "resume",
+        }
+    }
+}
+
+/// A node lifecycle change at a time.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LifecycleRecord {
+    /// Order among observations and lifecycle records (they share one counter).
+    pub seq: u64,
+    /// Global simulated time.
+    pub t_ns: u64,
+    /// The node.
+    pub node: NodeId,
+    /// What happened.
+    pub kind: LifecycleKind,
+}
+
+/// One set of cut links, from the fault that cut them to its heal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartitionRecord {
+    /// The fault that cut them.
+    pub fault_id: u64,
+    /// When the cut started.
+    pub start_ns: u64,
+    /// When it healed (`None`: still cut at the end).
+    pub end_ns: Option<u64>,
+    /// For side-based partitions (groups, halves, random halves, isolate): the server sides.
+    pub sides: Option<Vec<Vec<NodeId>>>,
+    /// Every directed link cut.
+    pub cut_links: Vec<(NodeId, NodeId)>,
+}
+
+/// A run that stopped early because a process panicked (one of its invariants broke).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Halt {
+    /// When.
+    pub t_ns: u64,
+    /// Which node.
+    pub node: String,
+    /// The panic message.
+    pub message: String,
+}
+
+/// Everything a run produced, for checkers and reports.
+#[derive(Clone, Debug)]
+pub struct RunRecord {
+    /// The scenario that ran.
+    pub scenario: Arc<Scenario>,
+    /// The seed it ran with.
+    pub seed: u64,
+    /// Its nodes.
+    pub topology: Arc<Topology>,
+    /// Global time at which the run ended.
+    pub end_ns: u64,
+    /// The trace, as JSON lines (possibly truncated, see `trace_truncated`).
+    pub trace_jsonl: trace::TraceBytes,
+    /// Hex XXH3-128 of every trace line's binary record (see [`trace`]): the run's fingerprint.
+    pub trace_hash: String,
+    /// True if trace lines were hashed but not kept.
+    pub trace_truncated: bool,
+    /// The client history.
+    pub history: Vec<HistoryEvent>,
+    /// Every observation, in order.
+    pub observations: Vec<ObservationRecord>,
+    /// Crashes, restarts, pauses and resumes, in order.
+    pub lifecycle: Vec<LifecycleRecord>,
+    /// Cut links over time.
+    pub partitions: Vec<PartitionRecord>,
+    /// The fault timeline that was planned.
+    pub faults: Vec<faults::PlannedFault>,
+    /// When the last fault affecting connectivity or liveness ended, if everything was healed
+    /// (no cut link, no degraded link, no paused node) at the end; `Some(0)` if there were no
+    /// such faults.
+    pub final_heal_ns: Option<u64>,
+    /// Each node's state at the end.
+    pub final_status: Vec<Status>,
+    /// Each node's durable bytes at the end (keys and values on its disk, as a `start` trace
+    /// line's `durable_bytes`), indexed by node.
+    pub final_durable_bytes: Vec<u64>,
+    /// Counters.
+    pub stats: Stats,
+    /// Set if a process panicked and the run stopped early.
+    pub halt: Option<Halt>,
+    /// Set if the run stopped early at one of its [`EventLimits`](crate::sim::EventLimits) (no verdict then).
+    pub limit_exceeded: Option<LimitExceeded>,
+}
