@@ -11,6 +11,7 @@ pub mod kv;
 pub mod paxos;
 pub mod pingpong;
 pub mod raft;
+pub mod replicated;
 
 use crate::process::{AnyProcess, NodeId};
 use crate::scenario::{Scenario, ScenarioError};

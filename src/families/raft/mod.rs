@@ -95,7 +95,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::families::kv::{self, CommandId};
+use crate::families::kv::{self, CommandId, Op};
+use crate::families::replicated::Command;
 use crate::families::{Bug, NodeSetup, ProtocolInfo, WorkloadKind};
 use crate::process::{AnyProcess, NodeId};
 use crate::scenario::{Duration, PathSeg, Scenario, ScenarioError};
@@ -206,6 +207,10 @@ pub struct Config {
     /// `election_timeout_min`).
     #[serde(default = "default_lease_duration")]
     pub lease_duration: Duration,
+    /// The replicated state machine, by name (default `"kv"`, the key-value store; the names
+    /// are `families::kv::STATE_MACHINES`).
+    #[serde(default = "kv::default_state_machine")]
+    pub state_machine: String,
     /// Planted bugs to switch on (see `faultline list`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<String>,
@@ -255,27 +260,28 @@ impl Config {
     }
 }
 
-/// One log entry: the term of the leader that created it, and what it carries.
+/// One log entry: the term of the leader that created it, and what it carries. `C` is the
+/// replicated state machine's command type (the key-value [`Op`] by default).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct Entry<C = Op> {
     /// The term in which a leader created it.
     pub term: u64,
     /// Its payload.
-    pub payload: Payload,
+    pub payload: Payload<C>,
 }
 
 /// What an entry carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Payload {
+pub enum Payload<C = Op> {
     /// The no-op a new leader appends (§5.4.2, thesis §6.4).
     Noop,
     /// A client command, shared (not copied) by the log, the AppendEntries that carry it to
     /// each follower and the state machine; serialized as the command itself.
-    Command(Arc<kv::Command>),
+    Command(Arc<Command<C>>),
 }
 
-impl Entry {
+impl<C> Entry<C> {
     /// The entry as an observation reference: term and command identity.
     pub fn reference(&self) -> EntryRef {
         EntryRef {
@@ -315,10 +321,11 @@ impl std::fmt::Display for EntryRef {
     }
 }
 
-/// Peer messages. The sender is the message's `from`.
+/// Peer messages. The sender is the message's `from`. `C` is the replicated state machine's
+/// command type, as in [`Entry`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Message {
+pub enum Message<C = Op> {
     /// RequestVote (§5.2), or a PreVote request (`pre_vote`, for `term` = the sender's term + 1).
     RequestVote {
         /// The candidate's term (for a PreVote: the term it would campaign in).
@@ -348,7 +355,7 @@ pub enum Message {
         /// Term of that entry (the consistency check).
         prev_log_term: u64,
         /// Entries to store (empty for a heartbeat), at most `max_entries_per_append`.
-        entries: Vec<Entry>,
+        entries: Vec<Entry<C>>,
         /// The leader's commit index.
         leader_commit: u64,
         /// The leader's heartbeat round (ReadIndex, thesis §6.4).
@@ -370,7 +377,7 @@ pub enum Message {
         /// The round of the AppendEntries answered.
         round: u64,
     },
-    /// InstallSnapshot (§7), in one message; `data` is the key-value snapshot text.
+    /// InstallSnapshot (§7), in one message; `data` is the state machine's snapshot text.
     InstallSnapshot {
         /// The leader's term.
         term: u64,
@@ -378,7 +385,7 @@ pub enum Message {
         last_index: u64,
         /// Term of that entry.
         last_term: u64,
-        /// The state machine's snapshot text (`KvStore::to_snapshot`).
+        /// The state machine's snapshot text (`Sessions::to_snapshot`).
         data: String,
         /// The leader's heartbeat round.
         round: u64,
@@ -487,7 +494,7 @@ pub enum Observation {
 }
 
 fn build(setup: &NodeSetup, scenario: &Scenario) -> Box<dyn AnyProcess> {
-    Box::new(Node::new(setup, scenario.raft.clone()))
+    node::spawn(setup, scenario.raft.clone())
 }
 
 fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<ScenarioError> {
@@ -559,6 +566,12 @@ fn validate(scenario: &Scenario, text: &str, path: &std::path::Path) -> Vec<Scen
             ),
         ));
     }
+    errors.extend(kv::validate_state_machine(
+        &c.state_machine,
+        path,
+        text,
+        "raft",
+    ));
     errors.extend(crate::scenario::validate_bugs(
         &c.bugs, &PROTOCOL, path, text, "raft",
     ));
