@@ -28,10 +28,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::NodeSetup;
 use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply};
 pub use crate::families::replicated::{Applied, CommandId};
 use crate::families::replicated::{Sessions, StateMachine};
-use crate::process::Context;
+use crate::process::{AnyProcess, Context};
 use crate::scenario::{PathSeg, ScenarioError};
 
 /// Default number of request outcomes remembered per client (4x the largest `concurrency`).
@@ -170,6 +171,33 @@ pub fn with_state_machine<V: MachineVisitor>(name: &str, visitor: V) -> Option<V
         "kv" => Some(visitor.visit::<KvMachine>()),
         _ => None,
     }
+}
+
+/// A consensus family's server, buildable for any machine served to key-value clients: what
+/// [`build_replica`] builds.
+pub trait Replica {
+    /// The family's options.
+    type Config;
+    /// A server of the family replicating the machine `M`.
+    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Self::Config) -> Box<dyn AnyProcess>;
+}
+
+/// `R`'s server for `setup`, replicating the machine named `name` (validated before by
+/// [`validate_state_machine`]: an unknown name panics).
+pub fn build_replica<R: Replica>(
+    name: &str,
+    setup: &NodeSetup,
+    config: R::Config,
+) -> Box<dyn AnyProcess> {
+    struct Build<'a, R: Replica>(&'a NodeSetup, R::Config);
+    impl<R: Replica> MachineVisitor for Build<'_, R> {
+        type Output = Box<dyn AnyProcess>;
+        fn visit<M: ServesKvClients>(self) -> Box<dyn AnyProcess> {
+            R::build::<M>(self.0, self.1)
+        }
+    }
+    with_state_machine(name, Build::<R>(setup, config))
+        .unwrap_or_else(|| panic!("unknown state machine {name:?} passed validation"))
 }
 
 /// The default `state_machine` option: `"kv"`.

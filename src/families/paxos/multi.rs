@@ -1,5 +1,7 @@
-//! Multi-Paxos ("Paxos Made Simple" §3) serving the shared key-value store
-//! ([`crate::families::kv`]), as protocol `multi-paxos`.
+//! Multi-Paxos ("Paxos Made Simple" §3) replicating the state machine chosen by
+//! `[multi-paxos] state_machine` (any [`crate::families::replicated::StateMachine`] serving
+//! key-value clients; `"kv"`, the shared key-value store, by default), as protocol
+//! `multi-paxos`. The node, slot values and messages are generic over the machine.
 //!
 //! Every server is a proposer, an acceptor and a learner (§3: "each server plays all the roles").
 //! The replicated log is a sequence of Synod instances, one per slot (slots count from 1); the
@@ -25,9 +27,9 @@
 //!   `max_entries_per_message` per reply). Heartbeats also reset followers' election timers, and
 //!   carry the leader's id as the clients' redirect hint. The leader resends unanswered
 //!   `accept`s with each heartbeat.
-//! - **Applying.** Every server applies chosen slots to its [`KvStore`] strictly in slot order;
-//!   the leader answers the client when it applies the command. Sessions in the store make each
-//!   command execute once however often it is proposed or chosen (a client retries the same
+//! - **Applying.** Every server applies chosen slots to its state machine (in [`Sessions`])
+//!   strictly in slot order; the leader answers the client when it applies the command. The
+//!   sessions make each command execute once however often it is proposed or chosen (a client retries the same
 //!   request id on other servers).
 //! - **Stepping down.** A leader or candidate that meets a higher ballot (a `nack`, a prepare it
 //!   promised, a heartbeat) becomes a follower; a stale leader's heartbeats are answered with a
@@ -57,7 +59,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::families::kv::{self, CommandId, KvMachine, MachineVisitor, ServesKvClients};
+use crate::families::kv::{self, CommandId, KvMachine, ServesKvClients};
 use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
 use crate::families::paxos::acceptor::{Acceptor, Scope};
 use crate::families::paxos::{
@@ -1061,16 +1063,17 @@ impl<M: ServesKvClients> Node<M> {
 /// A Multi-Paxos server replicating the state machine `config.state_machine` names (validated
 /// before: an unknown name panics).
 fn spawn(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
-    struct Build<'a>(&'a NodeSetup, Config);
-    impl MachineVisitor for Build<'_> {
-        type Output = Box<dyn AnyProcess>;
-        fn visit<M: ServesKvClients>(self) -> Box<dyn AnyProcess> {
-            Box::new(Node::<M>::new(self.0, self.1))
-        }
+    kv::build_replica::<MultiPaxos>(&config.state_machine.clone(), setup, config)
+}
+
+/// The Multi-Paxos family as a [`kv::Replica`]: its [`Node`] for any machine.
+struct MultiPaxos;
+
+impl kv::Replica for MultiPaxos {
+    type Config = Config;
+    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+        Box::new(Node::<M>::new(setup, config))
     }
-    let name = config.state_machine.clone();
-    kv::with_state_machine(&name, Build(setup, config))
-        .unwrap_or_else(|| panic!("unknown state machine {name:?} passed validation"))
 }
 
 impl<M: ServesKvClients> Process for Node<M> {

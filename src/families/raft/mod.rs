@@ -1,4 +1,8 @@
-//! Raft consensus serving the replicated key-value store ([`crate::families::kv`]).
+//! Raft consensus replicating a state machine chosen by `[raft] state_machine`: any
+//! [`crate::families::replicated::StateMachine`] that serves key-value clients
+//! ([`crate::families::kv::ServesKvClients`]); `"kv"`, the key-value store, by default. The node
+//! ([`Node`]), its log, entries and messages are generic over the machine; nothing here depends
+//! on what the machine does, beyond which commands are read-only (served by ReadIndex or lease).
 //!
 //! Sources: D. Ongaro and J. Ousterhout, "In Search of an Understandable Consensus Algorithm
 //! (Extended Version)" (the paper, §n below), and D. Ongaro, "Consensus: Bridging Theory and
@@ -52,7 +56,7 @@
 //!   InstallSnapshot (in one message: snapshots here are small); the follower keeps the log
 //!   suffix that follows the snapshot if it matches, else discards its log.
 //! - **Client sessions (thesis §6.3).** Commands carry (client node, request id); the key-value
-//!   state machine executes each at most once (see `kv`). A leader answers a retry of a command
+//!   state machine's sessions execute each at most once (see `replicated`). A leader answers a retry of a command
 //!   it already applied from the session table, and does not append a second copy of a command
 //!   it has pending.
 //! - **Reads (thesis §6.4).** `read_mode = "read-index"` (default): the leader records its commit

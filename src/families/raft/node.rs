@@ -8,9 +8,8 @@ use rand::Rng;
 use smallvec::SmallVec;
 
 use crate::families::NodeSetup;
-use crate::families::kv::with_state_machine;
+use crate::families::kv::{self, CommandId, KvMachine, ServesKvClients};
 use crate::families::kv::{ClientContext, Outcome, Reply, Request, into_request};
-use crate::families::kv::{CommandId, KvMachine, MachineVisitor, ServesKvClients};
 use crate::families::raft::log::{self, Log, Snapshot};
 use crate::families::raft::{
     BUG_COMMIT_PREVIOUS_TERM, BUG_FORGET_VOTE_ON_RESTART, BUG_READ_FROM_LOCAL_STATE,
@@ -1239,16 +1238,17 @@ impl<M: ServesKvClients> Node<M> {
 /// A Raft server replicating the state machine `config.state_machine` names (validated before:
 /// an unknown name panics).
 pub fn spawn(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
-    struct Build<'a>(&'a NodeSetup, Config);
-    impl MachineVisitor for Build<'_> {
-        type Output = Box<dyn AnyProcess>;
-        fn visit<M: ServesKvClients>(self) -> Box<dyn AnyProcess> {
-            Box::new(Node::<M>::new(self.0, self.1))
-        }
+    kv::build_replica::<Raft>(&config.state_machine.clone(), setup, config)
+}
+
+/// The Raft family as a [`kv::Replica`]: its [`Node`] for any machine.
+struct Raft;
+
+impl kv::Replica for Raft {
+    type Config = Config;
+    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+        Box::new(Node::<M>::new(setup, config))
     }
-    let name = config.state_machine.clone();
-    with_state_machine(&name, Build(setup, config))
-        .unwrap_or_else(|| panic!("unknown state machine {name:?} passed validation"))
 }
 
 impl<M: ServesKvClients> Process for Node<M> {
