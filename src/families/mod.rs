@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod kv;
 pub mod paxos;
 pub mod raft;
+pub mod replicated;
 pub mod testing;
 
 use crate::family::{Family, Registry};

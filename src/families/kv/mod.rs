@@ -1,7 +1,8 @@
-//! The key-value family: the replicated key-value state machine with client sessions
-//! ([`store`]), the workload's operations, requests and replies ([`op`]), and the client process
-//! that issues them and records the history ([`client`]). The consensus families (Raft,
-//! Multi-Paxos) replicate this store; the broadcast family reuses the client with its own
+//! The key-value family: the replicated key-value state machine ([`store`]: [`KvMachine`], with
+//! client sessions [`KvStore`]; the registry of machines served to key-value clients,
+//! [`STATE_MACHINES`]), the workload's operations, requests and replies ([`op`]), and the client
+//! process that issues them and records the history ([`client`]). The consensus families (Raft,
+//! Multi-Paxos) replicate this store by default (`state_machine = "kv"`); the broadcast family reuses the client with its own
 //! operations.
 //!
 //! Clients are ordinary processes on simulated nodes, so partitions, latency and loss apply to

@@ -118,21 +118,13 @@ pub struct Request {
 impl Request {
     /// The reply of a process that does not serve client requests.
     pub fn reply_unsupported(&self) -> Reply {
-        Reply {
-            id: self.id,
-            outcome: Outcome::Fail {
-                error: "unsupported".into(),
-            },
-        }
+        Reply::unsupported(self.id)
     }
 
     /// The reply of a server that is not the leader: try `leader` (if it knows one, and not
     /// itself) or another server.
     pub fn reply_redirect(&self, leader: Option<NodeId>) -> Reply {
-        Reply {
-            id: self.id,
-            outcome: Outcome::Redirect { leader },
-        }
+        Reply::redirect(self.id, leader)
     }
 }
 
@@ -195,6 +187,27 @@ pub struct Reply {
     pub id: u64,
     /// The answer.
     pub outcome: Outcome,
+}
+
+impl Reply {
+    /// The reply to request `id` of a process that does not serve its operation.
+    pub fn unsupported(id: u64) -> Reply {
+        Reply {
+            id,
+            outcome: Outcome::Fail {
+                error: "unsupported".into(),
+            },
+        }
+    }
+
+    /// The reply to request `id` of a server that is not the leader: try `leader` (if it knows
+    /// one, and not itself) or another server.
+    pub fn redirect(id: u64, leader: Option<NodeId>) -> Reply {
+        Reply {
+            id,
+            outcome: Outcome::Redirect { leader },
+        }
+    }
 }
 
 /// Client traffic helpers on a process's [`Context`]: what key-value (and broadcast) servers and

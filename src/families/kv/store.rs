@@ -1,41 +1,37 @@
-//! The replicated key-value state machine with client sessions, shared by every consensus
-//! protocol that serves the key-value workload (Raft now, Multi-Paxos next). It knows nothing of
-//! logs, terms or ballots: a protocol decides the order of [`Command`]s and feeds them, in that
-//! order, to [`KvStore::apply`] on every replica.
+//! The key-value state machine ([`KvMachine`]), the one every shipped consensus scenario
+//! replicates (`state_machine = "kv"`, the default), and the bridge that lets any state machine
+//! serve the key-value clients' requests ([`ServesKvClients`]). It knows nothing of logs, terms
+//! or ballots: a protocol decides the order of [`Command`]s and feeds them, in that order, to
+//! [`KvStore::apply`] on every replica.
 //!
-//! State: a map from string keys to string values, plus one bounded session per client node.
+//! State: a map from string keys to string values; [`KvStore`] adds one bounded session per
+//! client node for exactly-once execution ([`crate::families::replicated`]).
 //!
 //! Operations (the [`Op`]s of the workload, Jepsen conventions as in `crate::history`):
-//! - `get k`: the value of `k`, or absent;
+//! - `get k`: the value of `k`, or absent (read-only: Raft serves it by ReadIndex or lease);
 //! - `put k v`: sets `k` to `v`;
 //! - `append k v`: concatenates `v` to `k`'s value (absent counts as empty); a value may not grow
 //!   beyond [`MAX_VALUE_BYTES`] (the append then fails, certainly not executed);
 //! - `cas k from to`: sets `k` to `to` if its value equals `from` (absent never equals), else fails
 //!   (certainly not executed).
 //!
-//! Exactly-once execution (Raft thesis §6.3, "Implementing linearizable semantics"): a client
-//! retries an unanswered request on other servers with the same request id, so the same command
-//! can reach the log twice. Each replica remembers, per client node, the outcome of the most
-//! recent [`KvStore::session_limit`] request ids it executed. Applying a command whose
-//! (client, id) is in that table does not execute it again: it returns the recorded outcome.
-//! Because a client runs several requests at once (`[workload] concurrency`) and they complete in
-//! any order, the table holds a set of ids, not just the last serial number. When the table is
-//! full the smallest id is evicted and remembered as the session's `forgotten_through` mark; a
-//! later command with an id at or below the mark that is not in the table may or may not have
-//! run before, so it is not executed and is answered `Unknown` (the client records `info`):
-//! never a guess, never a second execution. Sessions are part of the replicated state, so they
-//! are identical on every replica at the same log position and travel in snapshots.
+//! Which machine a consensus family replicates is its `state_machine` option; the names it
+//! accepts are [`STATE_MACHINES`], and [`with_state_machine`] turns a name into a type for the
+//! family's node. A new machine served to key-value clients is one more entry there; the
+//! protocols do not change.
 //!
 //! Determinism: only `BTreeMap`s; applying the same commands in the same order gives the same
 //! state and the same outcomes on every replica (what state machine safety relies on).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply};
-use crate::process::{Context, NodeId};
+pub use crate::families::replicated::{Applied, CommandId};
+use crate::families::replicated::{Sessions, StateMachine};
+use crate::family::NodeSetup;
+use crate::process::{AnyProcess, Context};
 
 /// Default number of request outcomes remembered per client (4x the largest `concurrency`).
 pub const DEFAULT_SESSION_LIMIT: u32 = 256;
@@ -43,143 +39,103 @@ pub const DEFAULT_SESSION_LIMIT: u32 = 256;
 /// Largest value, in bytes, an `append` may produce.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-/// A client command as a consensus log carries it: which client asked, its request id (the same
-/// across retries), and the operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
-    /// The client node that sent the request.
-    pub client: NodeId,
-    /// The client's request id (unique per client node, kept across retries).
-    pub request: u64,
-    /// The operation.
-    pub op: Op,
-}
+/// A key-value command as a consensus log carries it: client, request id and [`Op`].
+pub type Command = crate::families::replicated::Command<Op>;
 
-impl Command {
-    /// The command's identity: (client, request id).
-    pub fn id(&self) -> CommandId {
-        CommandId {
-            client: self.client,
-            request: self.request,
-        }
-    }
-}
+/// The key-value store with client sessions: what Raft and Multi-Paxos replicate under
+/// `state_machine = "kv"`.
+pub type KvStore = Sessions<KvMachine>;
 
-/// The identity of a client command: (client node, request id). Serializes as `"<client>#<id>"`
-/// with the client's numeric node id, e.g. `"5#12"`, in human-readable formats (JSON), and as
-/// the pair `(client, request)` in binary ones (the trace's records).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CommandId {
-    /// The client node.
-    pub client: NodeId,
-    /// Its request id.
-    pub request: u64,
-}
-
-impl fmt::Display for CommandId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{}", self.client.0, self.request)
-    }
-}
-
-impl Serialize for CommandId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if !serializer.is_human_readable() {
-            // Binary forms (the trace's records): the pair, without building text.
-            return (self.client.0, self.request).serialize(serializer);
-        }
-        // The Display text, built without the formatting machinery: observations name
-        // thousands of commands per simulated second.
-        let mut text = [0u8; 41];
-        let mut client_buf = itoa::Buffer::new();
-        let client = client_buf.format(self.client.0).as_bytes();
-        let mut request_buf = itoa::Buffer::new();
-        let request = request_buf.format(self.request).as_bytes();
-        let len = client.len() + 1 + request.len();
-        text[..client.len()].copy_from_slice(client);
-        text[client.len()] = b'#';
-        text[client.len() + 1..len].copy_from_slice(request);
-        serializer.serialize_str(std::str::from_utf8(&text[..len]).expect("ASCII digits"))
-    }
-}
-
-/// How [`KvStore::apply`] treated a command.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Execution {
-    /// It ran now (its outcome may still be a `Fail`, e.g. a `cas` mismatch).
-    Executed,
-    /// It had already run: the recorded outcome was returned and nothing changed.
-    Duplicate,
-    /// Its id is older than the session remembers: not executed, answered `Unknown`.
-    Forgotten,
-}
-
-/// One client's session: the outcomes of its most recent requests.
+/// The key-value state machine: string keys to string values. See the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Session {
-    /// Outcome of each remembered request id.
-    results: BTreeMap<u64, Outcome>,
-    /// Every id at or below this was evicted or never seen before an eviction: unknown.
-    forgotten_through: u64,
-}
-
-/// The key-value state machine with client sessions. See the module docs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KvStore {
+pub struct KvMachine {
     data: BTreeMap<String, String>,
-    sessions: BTreeMap<NodeId, Session>,
-    #[serde(skip)]
-    session_limit: u32,
 }
 
-impl KvStore {
-    /// An empty store remembering `session_limit` (at least 1) outcomes per client.
-    pub fn new(session_limit: u32) -> KvStore {
-        KvStore {
-            data: BTreeMap::new(),
-            sessions: BTreeMap::new(),
-            session_limit: session_limit.max(1),
-        }
+impl StateMachine for KvMachine {
+    type Command = Op;
+    type Outcome = Outcome;
+
+    fn apply(&mut self, op: &Op) -> Outcome {
+        execute(&mut self.data, op)
     }
 
-    /// The number of outcomes remembered per client.
-    pub fn session_limit(&self) -> u32 {
-        self.session_limit
+    fn is_read(op: &Op) -> bool {
+        matches!(op, Op::Get { .. })
     }
 
-    /// The current value of `key`.
-    pub fn value(&self, key: &str) -> Option<&str> {
-        self.data.get(key).map(String::as_str)
-    }
-
-    /// Number of keys holding a value.
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    /// True if no key holds a value.
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    /// A read served outside the log (ReadIndex or lease reads): `Ok` with the value of `key`
-    /// (absent: `null`). Reads do not touch sessions: they have no effect to deduplicate.
-    pub fn read(&self, key: &str) -> Outcome {
+    fn read(&self, op: &Op) -> Outcome {
+        let Op::Get { key } = op else {
+            unreachable!("only a get is read-only")
+        };
         Outcome::Ok {
             value: OpValue::Value(self.data.get(key).cloned()),
         }
     }
+}
 
-    /// The recorded outcome of `(client, request)` if this replica has executed it and still
-    /// remembers it: a server may answer a retry with it at once.
-    pub fn cached(&self, id: CommandId) -> Option<&Outcome> {
-        self.sessions.get(&id.client)?.results.get(&id.request)
+impl ServesKvClients for KvMachine {
+    fn command(op: Op) -> Option<Op> {
+        matches!(
+            op,
+            Op::Get { .. } | Op::Put { .. } | Op::Append { .. } | Op::Cas { .. }
+        )
+        .then_some(op)
     }
 
+    fn outcome(outcome: Outcome) -> Outcome {
+        outcome
+    }
+}
+
+impl KvStore {
+    /// The current value of `key`.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.machine().data.get(key).map(String::as_str)
+    }
+
+    /// Number of keys holding a value.
+    pub fn len(&self) -> usize {
+        self.machine().data.len()
+    }
+
+    /// True if no key holds a value.
+    pub fn is_empty(&self) -> bool {
+        self.machine().data.is_empty()
+    }
+}
+
+/// A state machine that key-value clients can drive: their [`Op`]s become its commands and its
+/// outcomes become their [`Outcome`]s. Raft and Multi-Paxos serve the key-value client vocabulary
+/// ([`crate::families::kv::ClientMessage`]), so every machine they replicate implements this.
+/// Both conversions are pure.
+pub trait ServesKvClients: StateMachine {
+    /// The machine's command for `op`, or `None` if the machine does not support it (the
+    /// server answers `unsupported`).
+    fn command(op: Op) -> Option<Self::Command>;
+
+    /// The client's outcome for one of the machine's outcomes.
+    fn outcome(outcome: Self::Outcome) -> Outcome;
+
+    /// The client's outcome for what [`Sessions::apply`] did: a forgotten request is `Unknown`
+    /// (the client records `info`).
+    fn answer(applied: Applied<Self::Outcome>) -> Outcome {
+        match applied {
+            Applied::Executed(o) | Applied::Duplicate(o) => Self::outcome(o),
+            Applied::Forgotten { error } => Outcome::Unknown { error },
+        }
+    }
+}
+
+impl<M: ServesKvClients> Sessions<M> {
     /// Answers a retry from the session (Ongaro's thesis §6.3): if `command` was already
     /// executed and its outcome is remembered, replies it to the client and returns true; the
     /// command must not run again.
-    pub fn reply_if_cached(&self, ctx: &mut Context<'_>, command: &Command) -> bool {
+    pub fn reply_if_cached(
+        &self,
+        ctx: &mut Context<'_>,
+        command: &crate::families::replicated::Command<M::Command>,
+    ) -> bool {
         let Some(outcome) = self.cached(command.id()) else {
             return false;
         };
@@ -187,54 +143,78 @@ impl KvStore {
             command.client,
             Reply {
                 id: command.request,
-                outcome: outcome.clone(),
+                outcome: M::outcome(outcome.clone()),
             },
         );
         true
     }
+}
 
-    /// Applies a command in log order: executes it at most once per (client, request id) and
-    /// returns its outcome and how it was treated. Deterministic.
-    pub fn apply(&mut self, command: &Command) -> (Outcome, Execution) {
-        let limit = self.session_limit as usize;
-        let session = self.sessions.entry(command.client).or_default();
-        if let Some(outcome) = session.results.get(&command.request) {
-            return (outcome.clone(), Execution::Duplicate);
-        }
-        if command.request <= session.forgotten_through {
-            let outcome = Outcome::Unknown {
-                error: format!(
-                    "session expired: request {} is older than the {} remembered per client",
-                    command.request, limit
-                ),
-            };
-            return (outcome, Execution::Forgotten);
-        }
-        let outcome = execute(&mut self.data, &command.op);
-        let session = self
-            .sessions
-            .get_mut(&command.client)
-            .expect("inserted above");
-        session.results.insert(command.request, outcome.clone());
-        while session.results.len() > limit {
-            let (oldest, _) = session.results.pop_first().expect("non-empty");
-            session.forgotten_through = session.forgotten_through.max(oldest);
-        }
-        (outcome, Execution::Executed)
-    }
+/// The `state_machine` names a consensus family serving key-value clients accepts.
+pub const STATE_MACHINES: &[&str] = &["kv"];
 
-    /// The store as snapshot text (JSON: data and sessions).
-    pub fn to_snapshot(&self) -> String {
-        serde_json::to_string(self).expect("the store serializes")
-    }
+/// Builds something for the state machine type a name stands for (a family's node, typically):
+/// see [`with_state_machine`].
+pub trait MachineVisitor {
+    /// What is built.
+    type Output;
+    /// Builds it for machine `M`.
+    fn visit<M: ServesKvClients>(self) -> Self::Output;
+}
 
-    /// Rebuilds a store from [`KvStore::to_snapshot`] text. Errors: the text is not a snapshot.
-    pub fn from_snapshot(text: &str, session_limit: u32) -> Result<KvStore, String> {
-        let mut store: KvStore =
-            serde_json::from_str(text).map_err(|e| format!("bad key-value snapshot: {e}"))?;
-        store.session_limit = session_limit.max(1);
-        Ok(store)
+/// Calls `visitor` with the machine type named `name` (one of [`STATE_MACHINES`]); `None` for
+/// an unknown name (validation rejects it first: [`validate_state_machine`]).
+pub fn with_state_machine<V: MachineVisitor>(name: &str, visitor: V) -> Option<V::Output> {
+    match name {
+        "kv" => Some(visitor.visit::<KvMachine>()),
+        _ => None,
     }
+}
+
+/// A consensus family's server, buildable for any machine served to key-value clients: what
+/// [`build_replica`] builds.
+pub trait Replica {
+    /// The family's options.
+    type Config;
+    /// A server of the family replicating the machine `M`.
+    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Self::Config) -> Box<dyn AnyProcess>;
+}
+
+/// `R`'s server for `setup`, replicating the machine named `name` (validated before by
+/// [`validate_state_machine`]: an unknown name panics).
+pub fn build_replica<R: Replica>(
+    name: &str,
+    setup: &NodeSetup,
+    config: R::Config,
+) -> Box<dyn AnyProcess> {
+    struct Build<'a, R: Replica>(&'a NodeSetup, R::Config);
+    impl<R: Replica> MachineVisitor for Build<'_, R> {
+        type Output = Box<dyn AnyProcess>;
+        fn visit<M: ServesKvClients>(self) -> Box<dyn AnyProcess> {
+            R::build::<M>(self.0, self.1)
+        }
+    }
+    with_state_machine(name, Build::<R>(setup, config))
+        .unwrap_or_else(|| panic!("unknown state machine {name:?} passed validation"))
+}
+
+/// The default `state_machine` option: `"kv"`.
+pub fn default_state_machine() -> String {
+    "kv".into()
+}
+
+/// Checks a family's `state_machine` option (at `[section] state_machine` of the scenario
+/// `text` read from `path`): an unknown name is an error listing the known ones.
+pub fn validate_state_machine(name: &str) -> Option<crate::family::OptionError> {
+    (!STATE_MACHINES.contains(&name)).then(|| {
+        crate::family::OptionError::at(
+            "state_machine",
+            format!(
+                "unknown state machine \"{name}\"; expected one of: {}",
+                STATE_MACHINES.join(", ")
+            ),
+        )
+    })
 }
 
 /// Executes one operation on `data` (no sessions).
@@ -292,6 +272,7 @@ fn execute(data: &mut BTreeMap<String, String>, op: &Op) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::NodeId;
 
     fn cmd(client: u32, request: u64, op: Op) -> Command {
         Command {
@@ -308,6 +289,11 @@ mod tests {
         }
     }
 
+    /// The outcome a client gets for applying `command`.
+    fn run(kv: &mut KvStore, command: &Command) -> Outcome {
+        KvMachine::answer(kv.apply(command))
+    }
+
     fn ok_done() -> Outcome {
         Outcome::Ok {
             value: OpValue::Done,
@@ -317,7 +303,7 @@ mod tests {
     #[test]
     fn operations_follow_the_jepsen_conventions() {
         let mut kv = KvStore::new(8);
-        let get = |kv: &mut KvStore, r| kv.apply(&cmd(9, r, Op::Get { key: "k".into() })).0;
+        let get = |kv: &mut KvStore, r| run(kv, &cmd(9, r, Op::Get { key: "k".into() }));
         assert_eq!(
             get(&mut kv, 1),
             Outcome::Ok {
@@ -330,30 +316,30 @@ mod tests {
             to: "x".into(),
         };
         assert!(
-            matches!(kv.apply(&cmd(9, 2, cas)).0, Outcome::Fail { .. }),
+            matches!(run(&mut kv, &cmd(9, 2, cas)), Outcome::Fail { .. }),
             "absent never equals"
         );
         let append = |v: &str| Op::Append {
             key: "k".into(),
             value: v.into(),
         };
-        assert_eq!(kv.apply(&cmd(9, 3, append("a;"))).0, ok_done());
-        assert_eq!(kv.apply(&cmd(9, 4, append("b;"))).0, ok_done());
+        assert_eq!(run(&mut kv, &cmd(9, 3, append("a;"))), ok_done());
+        assert_eq!(run(&mut kv, &cmd(9, 4, append("b;"))), ok_done());
         assert_eq!(kv.value("k"), Some("a;b;"));
         let cas = Op::Cas {
             key: "k".into(),
             from: "a;b;".into(),
             to: "z".into(),
         };
-        assert_eq!(kv.apply(&cmd(9, 5, cas)).0, ok_done());
-        assert_eq!(kv.apply(&cmd(9, 6, put("k", "w"))).0, ok_done());
+        assert_eq!(run(&mut kv, &cmd(9, 5, cas)), ok_done());
+        assert_eq!(run(&mut kv, &cmd(9, 6, put("k", "w"))), ok_done());
         assert_eq!(
             get(&mut kv, 7),
             Outcome::Ok {
                 value: OpValue::Value(Some("w".into()))
             }
         );
-        assert_eq!(kv.read("k"), get(&mut kv, 8));
+        assert_eq!(kv.read(&Op::Get { key: "k".into() }), get(&mut kv, 8));
     }
 
     #[test]
@@ -367,8 +353,8 @@ mod tests {
                 value: "x".into(),
             },
         );
-        assert_eq!(kv.apply(&append), (ok_done(), Execution::Executed));
-        assert_eq!(kv.apply(&append), (ok_done(), Execution::Duplicate));
+        assert_eq!(kv.apply(&append), Applied::Executed(ok_done()));
+        assert_eq!(kv.apply(&append), Applied::Duplicate(ok_done()));
         assert_eq!(kv.value("k"), Some("x"), "executed once");
         // A failed cas is remembered too: its retry must not run after the value changed.
         let cas = cmd(
@@ -380,10 +366,10 @@ mod tests {
                 to: "z".into(),
             },
         );
-        let (first, _) = kv.apply(&cas);
+        let first = run(&mut kv, &cas);
         assert!(matches!(first, Outcome::Fail { .. }));
         kv.apply(&cmd(6, 1, put("k", "y")));
-        assert_eq!(kv.apply(&cas), (first, Execution::Duplicate));
+        assert_eq!(kv.apply(&cas), Applied::Duplicate(first));
         assert_eq!(kv.value("k"), Some("y"));
         assert_eq!(
             kv.cached(CommandId {
@@ -398,19 +384,39 @@ mod tests {
     fn out_of_order_ids_are_deduplicated_and_the_table_is_bounded() {
         let mut kv = KvStore::new(3);
         for id in [3, 1, 2] {
-            assert_eq!(kv.apply(&cmd(5, id, put("k", "v"))).1, Execution::Executed);
+            assert!(matches!(
+                kv.apply(&cmd(5, id, put("k", "v"))),
+                Applied::Executed(_)
+            ));
         }
-        assert_eq!(kv.apply(&cmd(5, 1, put("k", "v"))).1, Execution::Duplicate);
+        assert!(matches!(
+            kv.apply(&cmd(5, 1, put("k", "v"))),
+            Applied::Duplicate(_)
+        ));
         // A fourth id evicts the smallest (1): a retry of 1 is now of unknown fate.
-        assert_eq!(kv.apply(&cmd(5, 7, put("k", "v"))).1, Execution::Executed);
-        let (outcome, how) = kv.apply(&cmd(5, 1, put("k", "other")));
-        assert_eq!(how, Execution::Forgotten);
-        assert!(matches!(outcome, Outcome::Unknown { .. }));
+        assert!(matches!(
+            kv.apply(&cmd(5, 7, put("k", "v"))),
+            Applied::Executed(_)
+        ));
+        let applied = kv.apply(&cmd(5, 1, put("k", "other")));
+        assert!(matches!(applied, Applied::Forgotten { .. }));
+        assert!(matches!(
+            KvMachine::answer(applied),
+            Outcome::Unknown { .. }
+        ));
         assert_eq!(kv.value("k"), Some("v"), "a forgotten id is never executed");
         // An id above the mark that was never seen still runs (concurrent requests).
-        assert_eq!(kv.apply(&cmd(5, 4, put("k", "w"))).1, Execution::Executed);
-        assert_eq!(kv.sessions[&NodeId(5)].results.len(), 3);
-        assert_eq!(kv.sessions[&NodeId(5)].forgotten_through, 2);
+        assert!(matches!(
+            kv.apply(&cmd(5, 4, put("k", "w"))),
+            Applied::Executed(_)
+        ));
+        let forgotten = |request| {
+            matches!(
+                kv.clone().apply(&cmd(5, request, put("k", "x"))),
+                Applied::Forgotten { .. }
+            )
+        };
+        assert!(forgotten(2) && !forgotten(3), "ids 1 and 2 were evicted");
     }
 
     #[test]
@@ -427,8 +433,11 @@ mod tests {
                 },
             )
         };
-        assert_eq!(kv.apply(&append(1, &big)).0, ok_done());
-        assert!(matches!(kv.apply(&append(2, "y")).0, Outcome::Fail { .. }));
+        assert_eq!(run(&mut kv, &append(1, &big)), ok_done());
+        assert!(matches!(
+            run(&mut kv, &append(2, "y")),
+            Outcome::Fail { .. }
+        ));
         assert_eq!(kv.value("k").map(str::len), Some(MAX_VALUE_BYTES));
     }
 
@@ -438,12 +447,16 @@ mod tests {
         kv.apply(&cmd(5, 1, put("a", "1")));
         kv.apply(&cmd(6, 9, put("b", "2")));
         let text = kv.to_snapshot();
+        assert!(
+            text.starts_with(r#"{"data":{"a":"1","b":"2"},"sessions":{"5":{"results":{"1":"#),
+            "the snapshot text keeps the layout the traces were recorded with: {text}"
+        );
         let back = KvStore::from_snapshot(&text, 4).unwrap();
         assert_eq!(back, kv);
         let mut back = back;
         assert_eq!(
-            back.apply(&cmd(6, 9, put("b", "3"))).1,
-            Execution::Duplicate,
+            back.apply(&cmd(6, 9, put("b", "3"))),
+            Applied::Duplicate(ok_done()),
             "sessions travel in the snapshot"
         );
         assert!(KvStore::from_snapshot("nope", 4).is_err());
@@ -453,5 +466,31 @@ mod tests {
     fn command_ids_serialize_compactly() {
         let id = cmd(5, 12, Op::Get { key: "k".into() }).id();
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"5#12\"");
+    }
+
+    #[test]
+    fn every_listed_state_machine_builds_and_unknown_names_do_not() {
+        struct Name;
+        impl MachineVisitor for Name {
+            type Output = &'static str;
+            fn visit<M: ServesKvClients>(self) -> &'static str {
+                std::any::type_name::<M>()
+            }
+        }
+        for name in STATE_MACHINES {
+            assert!(
+                with_state_machine(name, Name).is_some(),
+                "{name} is listed but not built"
+            );
+            assert!(validate_state_machine(name).is_none());
+        }
+        assert_eq!(
+            with_state_machine("kv", Name),
+            Some(std::any::type_name::<KvMachine>())
+        );
+        assert_eq!(with_state_machine("nope", Name), None);
+        let error = validate_state_machine("nope").unwrap();
+        assert_eq!(error.path, ["state_machine"]);
+        assert!(error.message.contains("expected one of: kv"), "{error:?}");
     }
 }

@@ -1,5 +1,7 @@
-//! Multi-Paxos ("Paxos Made Simple" §3) serving the shared key-value store
-//! ([`crate::families::kv`]), as protocol `multi-paxos`.
+//! Multi-Paxos ("Paxos Made Simple" §3) replicating the state machine chosen by
+//! `[multi-paxos] state_machine` (any [`crate::families::replicated::StateMachine`] serving
+//! key-value clients; `"kv"`, the shared key-value store, by default), as protocol
+//! `multi-paxos`. The node, slot values and messages are generic over the machine.
 //!
 //! Every server is a proposer, an acceptor and a learner (§3: "each server plays all the roles").
 //! The replicated log is a sequence of Synod instances, one per slot (slots count from 1); the
@@ -25,9 +27,9 @@
 //!   `max_entries_per_message` per reply). Heartbeats also reset followers' election timers, and
 //!   carry the leader's id as the clients' redirect hint. The leader resends unanswered
 //!   `accept`s with each heartbeat.
-//! - **Applying.** Every server applies chosen slots to its [`KvStore`] strictly in slot order;
-//!   the leader answers the client when it applies the command. Sessions in the store make each
-//!   command execute once however often it is proposed or chosen (a client retries the same
+//! - **Applying.** Every server applies chosen slots to its state machine (in [`Sessions`])
+//!   strictly in slot order; the leader answers the client when it applies the command. The
+//!   sessions make each command execute once however often it is proposed or chosen (a client retries the same
 //!   request id on other servers).
 //! - **Stepping down.** A leader or candidate that meets a higher ballot (a `nack`, a prepare it
 //!   promised, a heartbeat) becomes a follower; a stale leader's heartbeats are answered with a
@@ -57,7 +59,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::families::kv::{self, Command, CommandId, KvStore};
+use crate::families::kv::{self, CommandId, KvMachine, ServesKvClients};
 use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
 use crate::families::paxos::acceptor::{Acceptor, Scope};
 use crate::families::paxos::{
@@ -65,7 +67,9 @@ use crate::families::paxos::{
     BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
     ValueId, choose_value,
 };
+use crate::families::replicated::{Command, Sessions, StateMachine};
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
+use crate::process::AnyProcess;
 use crate::process::{CommonObservation, NodeRole};
 use crate::process::{Context, NodeId, Process, TimerId};
 use crate::scenario::Duration;
@@ -158,6 +162,10 @@ pub struct Config {
     /// Outcomes remembered per client for exactly-once execution (default 256).
     #[serde(default = "default_session_limit")]
     pub session_limit: u32,
+    /// The replicated state machine, by name (default `"kv"`, the key-value store; the names
+    /// are `families::kv::STATE_MACHINES`).
+    #[serde(default = "kv::default_state_machine")]
+    pub state_machine: String,
     /// Planted bugs to switch on (see `faultline list`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<String>,
@@ -189,9 +197,7 @@ impl Default for Config {
 }
 
 fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
-    family::configure(ctx, validate, |setup, c: &Config| {
-        Box::new(Node::new(setup, c.clone()))
-    })
+    family::configure(ctx, validate, |setup, c: &Config| spawn(setup, c.clone()))
 }
 
 fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
@@ -237,21 +243,23 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
             errors.push(err(key, format!("expected between 1 and {max}")));
         }
     }
+    errors.extend(kv::validate_state_machine(&c.state_machine));
     errors.extend(family::check_bugs(&c.bugs, PROTOCOL.bugs, PROTOCOL.name));
     errors
 }
 
-/// The value of a log slot.
+/// The value of a log slot. `C` is the replicated state machine's command type (the key-value
+/// [`Op`] by default).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Value {
+pub enum Value<C = Op> {
     /// Fills a slot no command was chosen for (§3).
     Noop,
     /// A client command.
-    Command(Command),
+    Command(Command<C>),
 }
 
-impl ValueId for Value {
+impl<C> ValueId for Value<C> {
     fn value_id(&self) -> String {
         match self {
             Value::Noop => "noop".into(),
@@ -260,10 +268,10 @@ impl ValueId for Value {
     }
 }
 
-/// Peer messages.
+/// Peer messages. `C` is the replicated state machine's command type, as in [`Value`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Message {
+pub enum Message<C = Op> {
     /// Phase 1a for every slot from `from_slot` on.
     Prepare {
         /// The candidate's ballot.
@@ -276,14 +284,14 @@ pub enum Message {
         /// The ballot promised.
         ballot: Ballot,
         /// `(slot, ballot, value)` of each accepted proposal.
-        accepted: Vec<(u64, Ballot, Value)>,
+        accepted: Vec<(u64, Ballot, Value<C>)>,
     },
     /// Phase 2a for some slots, and news of slots chosen since the last message.
     Accept {
         /// The leader's ballot.
         ballot: Ballot,
         /// `(slot, value)` pairs.
-        entries: Vec<(u64, Value)>,
+        entries: Vec<(u64, Value<C>)>,
         /// Slots now chosen with the value this leader proposed there with `ballot`.
         chosen: Vec<u64>,
     },
@@ -313,7 +321,7 @@ pub enum Message {
     /// These slots are chosen with these values (the answer to `catch-up`).
     Chosen {
         /// `(slot, value)` pairs.
-        entries: Vec<(u64, Value)>,
+        entries: Vec<(u64, Value<C>)>,
     },
     /// "Send me the chosen values from `from_slot` on."
     CatchUp {
@@ -332,19 +340,24 @@ pub enum Timer {
     Heartbeat,
 }
 
+/// Multi-Paxos slot values for the machine `M`.
+type Val<M> = Value<<M as StateMachine>::Command>;
+/// Multi-Paxos peer messages for the machine `M`.
+type Msg<M> = Message<<M as StateMachine>::Command>;
+
 #[derive(Clone, Debug)]
-struct Pending {
-    value: Value,
+struct Pending<C> {
+    value: Value<C>,
     acks: BTreeSet<NodeId>,
     sent_ns: i64,
 }
 
 #[derive(Clone, Debug)]
-struct Leader {
+struct Leader<C> {
     ballot: Ballot,
     next_slot: u64,
     /// Slots proposed with our ballot and not yet known chosen.
-    pending: BTreeMap<u64, Pending>,
+    pending: BTreeMap<u64, Pending<C>>,
     /// The pending slot of each command.
     by_command: BTreeMap<CommandId, u64>,
     /// Commands whose client waits for our answer.
@@ -354,36 +367,36 @@ struct Leader {
 }
 
 #[derive(Clone, Debug)]
-enum Role {
+enum Role<C> {
     Follower,
     Candidate {
         ballot: Ballot,
         from_slot: u64,
-        promises: BTreeMap<NodeId, Vec<(u64, Ballot, Value)>>,
+        promises: BTreeMap<NodeId, Vec<(u64, Ballot, Value<C>)>>,
     },
-    Leader(Box<Leader>),
+    Leader(Box<Leader<C>>),
 }
 
 /// One Multi-Paxos server.
 #[derive(Debug)]
-pub struct Node {
+pub struct Node<M: ServesKvClients = KvMachine> {
     id: NodeId,
     servers: Vec<NodeId>,
     majority: usize,
     config: Config,
     bugs: Bugs,
-    acceptor: Acceptor<Value>,
+    acceptor: Acceptor<Val<M>>,
     /// Highest round this node used as a proposer (persisted before use).
     round: u64,
     /// Highest round seen in any ballot.
     round_seen: u64,
-    role: Role,
+    role: Role<M::Command>,
     /// The leader this node follows (redirect hint).
     leader: Option<NodeId>,
     election_deadline_ns: i64,
-    chosen: BTreeMap<u64, Value>,
+    chosen: BTreeMap<u64, Val<M>>,
     applied: u64,
-    kv: KvStore,
+    machine: Sessions<M>,
     /// Highest `chosen_through` heard from a leader.
     leader_chosen_through: u64,
     /// The outstanding catch-up request: first slot asked for, and when.
@@ -391,15 +404,15 @@ pub struct Node {
     last_role: Option<(NodeRole, u64)>,
 }
 
-impl Node {
+impl<M: ServesKvClients> Node<M> {
     /// A fresh server (its durable state is loaded in `on_start`).
-    pub fn new(setup: &NodeSetup, config: Config) -> Node {
+    pub fn new(setup: &NodeSetup, config: Config) -> Self {
         let bugs = Bugs::from_names(&config.bugs);
         Node {
             id: setup.id,
             servers: setup.servers.clone(),
             majority: setup.servers.len() / 2 + 1,
-            kv: KvStore::new(config.session_limit),
+            machine: Sessions::new(config.session_limit),
             config,
             bugs,
             acceptor: Acceptor::load(&Default::default(), Scope::AllSlots, bugs),
@@ -481,7 +494,7 @@ impl Node {
         self.observe_role(ctx, NodeRole::Candidate, ballot.round);
         self.reset_election_deadline(ctx);
         for &s in &self.servers {
-            ctx.send(s, Message::Prepare { ballot, from_slot });
+            ctx.send(s, Msg::<M>::Prepare { ballot, from_slot });
         }
     }
 
@@ -515,7 +528,7 @@ impl Node {
         else {
             unreachable!("only a candidate becomes leader");
         };
-        let mut reported: BTreeMap<u64, Vec<(Ballot, Value)>> = BTreeMap::new();
+        let mut reported: BTreeMap<u64, Vec<(Ballot, Val<M>)>> = BTreeMap::new();
         for accepted in promises.into_values() {
             for (slot, b, v) in accepted {
                 if slot >= from_slot {
@@ -554,12 +567,12 @@ impl Node {
                     ctx.observe(Observation::Proposed {
                         instance: slot,
                         ballot,
-                        value: Value::Noop.value_id(),
+                        value: Val::<M>::Noop.value_id(),
                     });
-                    Value::Noop
+                    Val::<M>::Noop
                 }
             };
-            if let Value::Command(c) = &value {
+            if let Val::<M>::Command(c) = &value {
                 leader.by_command.insert(c.id(), slot);
             }
             leader.pending.insert(
@@ -571,7 +584,7 @@ impl Node {
                 },
             );
         }
-        let entries: Vec<(u64, Value)> = leader
+        let entries: Vec<(u64, Val<M>)> = leader
             .pending
             .iter()
             .map(|(&s, p)| (s, p.value.clone()))
@@ -590,7 +603,7 @@ impl Node {
         &mut self,
         ctx: &mut Context<'_>,
         ballot: Ballot,
-        entries: Vec<(u64, Value)>,
+        entries: Vec<(u64, Val<M>)>,
         only: Option<NodeId>,
     ) {
         let batch = self.config.max_entries_per_message as usize;
@@ -604,7 +617,7 @@ impl Node {
                 if only.is_none_or(|o| o == s) {
                     ctx.send(
                         s,
-                        Message::Accept {
+                        Msg::<M>::Accept {
                             ballot,
                             entries: chunk.to_vec(),
                             chosen: news.clone(),
@@ -630,7 +643,7 @@ impl Node {
         let now = ctx.local_time_ns();
         let interval = self.config.heartbeat_interval.as_nanos() as i64;
         let batch = self.config.max_entries_per_message as usize;
-        let mut resend: BTreeMap<NodeId, Vec<(u64, Value)>> = BTreeMap::new();
+        let mut resend: BTreeMap<NodeId, Vec<(u64, Val<M>)>> = BTreeMap::new();
         for (&slot, p) in leader.pending.iter_mut() {
             if now - p.sent_ns < interval {
                 continue;
@@ -657,7 +670,7 @@ impl Node {
         for s in self.others() {
             ctx.send(
                 s,
-                Message::Heartbeat {
+                Msg::<M>::Heartbeat {
                     ballot,
                     chosen_through,
                     chosen: chosen.clone(),
@@ -672,13 +685,13 @@ impl Node {
     /// Learns that `value` is chosen at `slot`; a conflicting value is observed (`learned`) and
     /// ignored. A first learn is not observed: the `applied` observation, emitted when the slot
     /// is applied (in order, as soon as the slots below it are known), stands for it.
-    fn learn(&mut self, ctx: &mut Context<'_>, slot: u64, value: Value) {
+    fn learn(&mut self, ctx: &mut Context<'_>, slot: u64, value: Val<M>) {
         assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
         if let Role::Leader(leader) = &mut self.role {
             // Our proposal there is decided (ours or, for a stale leader, another leader's), and
             // our next proposals go after every slot known chosen.
             if let Some(p) = leader.pending.remove(&slot)
-                && let Value::Command(c) = &p.value
+                && let Val::<M>::Command(c) = &p.value
             {
                 leader.by_command.remove(&c.id());
             }
@@ -700,8 +713,8 @@ impl Node {
     fn apply(&mut self, ctx: &mut Context<'_>) {
         while let Some(value) = self.chosen.get(&(self.applied + 1)) {
             let slot = self.applied + 1;
-            if let Value::Command(command) = value {
-                let (outcome, _) = self.kv.apply(command);
+            if let Val::<M>::Command(command) = value {
+                let applied = self.machine.apply(command);
                 let id = command.id();
                 if let Role::Leader(leader) = &mut self.role
                     && leader.awaiting.remove(&id)
@@ -710,7 +723,7 @@ impl Node {
                         id.client,
                         Reply {
                             id: id.request,
-                            outcome,
+                            outcome: M::answer(applied),
                         },
                     );
                 }
@@ -736,7 +749,7 @@ impl Node {
         }
         let from_slot = self.applied + 1;
         self.catch_up = Some((from_slot, now));
-        ctx.send(to, Message::CatchUp { from_slot });
+        ctx.send(to, Msg::<M>::CatchUp { from_slot });
     }
 
     // ----- handlers -----
@@ -749,9 +762,9 @@ impl Node {
                     // Give the candidate time to finish before competing with it.
                     self.reset_election_deadline(ctx);
                 }
-                ctx.send(from, Message::Promise { ballot, accepted });
+                ctx.send(from, Msg::<M>::Promise { ballot, accepted });
             }
-            Err(promised) => ctx.send(from, Message::Nack { ballot, promised }),
+            Err(promised) => ctx.send(from, Msg::<M>::Nack { ballot, promised }),
         }
     }
 
@@ -760,7 +773,7 @@ impl Node {
         ctx: &mut Context<'_>,
         from: NodeId,
         ballot: Ballot,
-        accepted: Vec<(u64, Ballot, Value)>,
+        accepted: Vec<(u64, Ballot, Val<M>)>,
     ) {
         let majority = self.majority;
         if let Role::Candidate {
@@ -782,7 +795,7 @@ impl Node {
         ctx: &mut Context<'_>,
         from: NodeId,
         ballot: Ballot,
-        entries: Vec<(u64, Value)>,
+        entries: Vec<(u64, Val<M>)>,
         chosen: Vec<u64>,
     ) {
         let result = if entries.is_empty() {
@@ -804,10 +817,10 @@ impl Node {
                     }
                 }
                 if !slots.is_empty() {
-                    ctx.send(from, Message::Accepted { ballot, slots });
+                    ctx.send(from, Msg::<M>::Accepted { ballot, slots });
                 }
             }
-            Err(promised) => ctx.send(from, Message::Nack { ballot, promised }),
+            Err(promised) => ctx.send(from, Msg::<M>::Nack { ballot, promised }),
         }
     }
 
@@ -854,7 +867,7 @@ impl Node {
         if leader.ballot != ballot {
             return;
         }
-        let mut newly: Vec<(u64, Value)> = Vec::new();
+        let mut newly: Vec<(u64, Val<M>)> = Vec::new();
         for slot in slots {
             if let Some(p) = leader.pending.get_mut(&slot) {
                 p.acks.insert(from);
@@ -897,7 +910,7 @@ impl Node {
         let promised = self.acceptor.promised(0);
         if ballot < promised {
             // A stale leader: tell it about the higher ballot.
-            return ctx.send(from, Message::Nack { ballot, promised });
+            return ctx.send(from, Msg::<M>::Nack { ballot, promised });
         }
         if self.own_ballot().is_some_and(|b| b >= ballot) {
             return; // we lead or campaign with a ballot at least as high
@@ -910,7 +923,7 @@ impl Node {
         self.ask_catch_up(ctx, from);
     }
 
-    fn on_chosen(&mut self, ctx: &mut Context<'_>, from: NodeId, entries: Vec<(u64, Value)>) {
+    fn on_chosen(&mut self, ctx: &mut Context<'_>, from: NodeId, entries: Vec<(u64, Val<M>)>) {
         let answered = self
             .catch_up
             .is_some_and(|(slot, _)| entries.iter().any(|(s, _)| *s == slot));
@@ -925,14 +938,14 @@ impl Node {
     }
 
     fn on_catch_up(&mut self, ctx: &mut Context<'_>, from: NodeId, from_slot: u64) {
-        let entries: Vec<(u64, Value)> = self
+        let entries: Vec<(u64, Val<M>)> = self
             .chosen
             .range(from_slot..)
             .take(self.config.max_entries_per_message as usize)
             .map(|(&s, v)| (s, v.clone()))
             .collect();
         if !entries.is_empty() {
-            ctx.send(from, Message::Chosen { entries });
+            ctx.send(from, Msg::<M>::Chosen { entries });
         }
     }
 
@@ -943,23 +956,21 @@ impl Node {
     }
 
     fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        if !matches!(
-            request.op,
-            Op::Get { .. } | Op::Put { .. } | Op::Append { .. } | Op::Cas { .. }
-        ) {
-            return ctx.reply(client, request.reply_unsupported());
-        }
+        let Request { id: request_id, op } = request;
+        let Some(op) = M::command(op) else {
+            return ctx.reply(client, Reply::unsupported(request_id));
+        };
         let max_pending = self.config.max_uncommitted_slots as usize;
         let Role::Leader(leader) = &mut self.role else {
             let leader = self.leader.filter(|&l| l != self.id);
-            return ctx.reply(client, request.reply_redirect(leader));
+            return ctx.reply(client, Reply::redirect(request_id, leader));
         };
         let command = Command {
             client,
-            request: request.id,
-            op: request.op,
+            request: request_id,
+            op,
         };
-        if self.kv.reply_if_cached(ctx, &command) {
+        if self.machine.reply_if_cached(ctx, &command) {
             return; // already applied: answered from the session, not run again
         }
         let id = command.id();
@@ -971,7 +982,7 @@ impl Node {
             return ctx.reply(
                 client,
                 Reply {
-                    id: request.id,
+                    id: request_id,
                     outcome: Outcome::Fail {
                         error: "overloaded: too many slots not yet chosen".into(),
                     },
@@ -982,7 +993,7 @@ impl Node {
         assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
         leader.next_slot += 1;
         let ballot = leader.ballot;
-        let value = Value::Command(command);
+        let value = Val::<M>::Command(command);
         ctx.observe(Observation::Proposed {
             instance: slot,
             ballot,
@@ -1038,8 +1049,24 @@ impl Node {
     }
 }
 
-impl Process for Node {
-    type Message = Message;
+/// A Multi-Paxos server replicating the state machine `config.state_machine` names (validated
+/// before: an unknown name panics).
+fn spawn(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+    kv::build_replica::<MultiPaxos>(&config.state_machine.clone(), setup, config)
+}
+
+/// The Multi-Paxos family as a [`kv::Replica`]: its [`Node`] for any machine.
+struct MultiPaxos;
+
+impl kv::Replica for MultiPaxos {
+    type Config = Config;
+    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+        Box::new(Node::<M>::new(setup, config))
+    }
+}
+
+impl<M: ServesKvClients> Process for Node<M> {
+    type Message = Msg<M>;
     type Timer = Timer;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
@@ -1057,32 +1084,34 @@ impl Process for Node {
         self.check_invariants(ctx);
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Message) {
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Msg<M>) {
         match &message {
-            Message::Prepare { ballot, .. }
-            | Message::Accept { ballot, .. }
-            | Message::Heartbeat { ballot, .. } => {
+            Msg::<M>::Prepare { ballot, .. }
+            | Msg::<M>::Accept { ballot, .. }
+            | Msg::<M>::Heartbeat { ballot, .. } => {
                 self.round_seen = self.round_seen.max(ballot.round);
             }
             _ => {}
         }
         match message {
-            Message::Prepare { ballot, from_slot } => self.on_prepare(ctx, from, ballot, from_slot),
-            Message::Promise { ballot, accepted } => self.on_promise(ctx, from, ballot, accepted),
-            Message::Accept {
+            Msg::<M>::Prepare { ballot, from_slot } => {
+                self.on_prepare(ctx, from, ballot, from_slot)
+            }
+            Msg::<M>::Promise { ballot, accepted } => self.on_promise(ctx, from, ballot, accepted),
+            Msg::<M>::Accept {
                 ballot,
                 entries,
                 chosen,
             } => self.on_accept(ctx, from, ballot, entries, chosen),
-            Message::Accepted { ballot, slots } => self.on_accepted(ctx, from, ballot, slots),
-            Message::Nack { ballot, promised } => self.on_nack(ctx, ballot, promised),
-            Message::Heartbeat {
+            Msg::<M>::Accepted { ballot, slots } => self.on_accepted(ctx, from, ballot, slots),
+            Msg::<M>::Nack { ballot, promised } => self.on_nack(ctx, ballot, promised),
+            Msg::<M>::Heartbeat {
                 ballot,
                 chosen_through,
                 chosen,
             } => self.on_heartbeat(ctx, from, ballot, chosen_through, chosen),
-            Message::Chosen { entries } => self.on_chosen(ctx, from, entries),
-            Message::CatchUp { from_slot } => self.on_catch_up(ctx, from, from_slot),
+            Msg::<M>::Chosen { entries } => self.on_chosen(ctx, from, entries),
+            Msg::<M>::CatchUp { from_slot } => self.on_catch_up(ctx, from, from_slot),
         }
         self.check_invariants(ctx);
     }
@@ -1143,7 +1172,7 @@ mod tests {
             .collect()
     }
 
-    fn put(client: u32, request: u64, key: &str, value: &str) -> Command {
+    fn put(client: u32, request: u64, key: &str, value: &str) -> kv::Command {
         Command {
             client: NodeId(client),
             request,
@@ -1288,7 +1317,7 @@ mod tests {
             !sent.iter().any(|e| matches!(
                 e,
                 Effect::Send { message, .. }
-                    if matches!(message.downcast_ref(), Some(Message::Accept { .. }))
+                    if matches!(message.downcast_ref::<Message>(), Some(Message::Accept { .. }))
             )),
             "{sent:?}"
         );
@@ -1301,7 +1330,7 @@ mod tests {
             let back: (Ballot, Value) = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(back, (b(2, 1), value));
         }
-        assert_eq!(Value::Noop.value_id(), "noop");
+        assert_eq!(Value::<Op>::Noop.value_id(), "noop");
         assert_eq!(Value::Command(put(9, 3, "k", "v")).value_id(), "9#3");
     }
 
@@ -1332,7 +1361,7 @@ mod tests {
             },
         );
         assert_eq!(node.applied(), 1);
-        assert_eq!(node.kv.value("k"), Some("a"));
+        assert_eq!(node.machine.value("k"), Some("a"));
         assert_eq!(
             sends(&mut tc),
             vec![(NodeId(0), Message::CatchUp { from_slot: 2 })]
@@ -1387,7 +1416,7 @@ mod tests {
         );
         // The stale leader's heartbeat is refused with the higher promise... once n1 promised it.
         let mut tc1 = TestContext::new(NodeId(1), 2);
-        let mut n1 = Node::new(&setup(1), Config::default());
+        let mut n1: Node = Node::new(&setup(1), Config::default());
         n1.on_start(&mut tc1.ctx());
         n1.on_message(
             &mut tc1.ctx(),

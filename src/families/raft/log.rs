@@ -19,8 +19,10 @@
 //! Writers here only stage writes; the node syncs once at the end of each step (Figure 2:
 //! persist before answering), so the snapshot and the rewritten log become durable together.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::families::kv::Op;
 use crate::families::raft::Entry;
 use crate::process::NodeId;
 use crate::sim::disk::Disk;
@@ -40,7 +42,7 @@ fn encode(value: &impl Serialize) -> Vec<u8> {
 }
 
 /// Appends `entry` to `file` as one log record (length, then MessagePack).
-fn encode_record(entry: &Entry, file: &mut Vec<u8>) {
+fn encode_record<C: Serialize>(entry: &Entry<C>, file: &mut Vec<u8>) {
     let start = file.len();
     file.extend_from_slice(&[0; RECORD_LENGTH_BYTES]);
     rmp_serde::encode::write(file, entry).expect("entries serialize");
@@ -49,12 +51,12 @@ fn encode_record(entry: &Entry, file: &mut Vec<u8>) {
 }
 
 /// The in-memory log: a snapshot boundary and the entries after it, and where each entry's
-/// record starts in the `raft/log` file.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Log {
+/// record starts in the `raft/log` file. `C` is the state machine's command type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Log<C = Op> {
     snapshot_index: u64,
     snapshot_term: u64,
-    entries: Vec<Entry>,
+    entries: Vec<Entry<C>>,
     /// Byte offset of each entry's record in the log file (parallel to `entries`).
     record_offsets: Vec<usize>,
     /// Length of the log file in bytes (0: no file yet).
@@ -68,24 +70,47 @@ pub struct Snapshot {
     pub index: u64,
     /// Term of that entry.
     pub term: u64,
-    /// The state machine (`KvStore::to_snapshot` text).
+    /// The state machine (`Sessions::to_snapshot` text).
     pub data: String,
 }
 
+impl<C> Default for Log<C> {
+    fn default() -> Self {
+        Log {
+            snapshot_index: 0,
+            snapshot_term: 0,
+            entries: Vec::new(),
+            record_offsets: Vec::new(),
+            file_bytes: 0,
+        }
+    }
+}
+
 /// Everything a node reloads at boot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Durable {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Durable<C = Op> {
     /// `currentTerm`.
     pub term: u64,
     /// `votedFor`.
     pub voted_for: Option<NodeId>,
     /// The log.
-    pub log: Log,
+    pub log: Log<C>,
     /// The last snapshot, if any.
     pub snapshot: Option<Snapshot>,
 }
 
-impl Log {
+impl<C> Default for Durable<C> {
+    fn default() -> Self {
+        Durable {
+            term: 0,
+            voted_for: None,
+            log: Log::default(),
+            snapshot: None,
+        }
+    }
+}
+
+impl<C: Clone + Serialize> Log<C> {
     /// Index of the last entry (the snapshot's if the log is empty; 0 if nothing at all).
     pub fn last_index(&self) -> u64 {
         self.snapshot_index + self.entries.len() as u64
@@ -119,7 +144,7 @@ impl Log {
     }
 
     /// The entry at `index` (after the snapshot, at most the last index).
-    pub fn entry(&self, index: u64) -> &Entry {
+    pub fn entry(&self, index: u64) -> &Entry<C> {
         assert!(
             index > self.snapshot_index && index <= self.last_index(),
             "entry {index} is outside the log ({}, {}]",
@@ -130,7 +155,7 @@ impl Log {
     }
 
     /// Up to `max` entries starting at `from` (after the snapshot).
-    pub fn entries_from(&self, from: u64, max: usize) -> Vec<Entry> {
+    pub fn entries_from(&self, from: u64, max: usize) -> Vec<Entry<C>> {
         if from <= self.snapshot_index || from > self.last_index() {
             return Vec::new();
         }
@@ -163,7 +188,7 @@ impl Log {
     }
 
     /// Appends an entry in memory and stages the append of its record.
-    pub fn append(&mut self, entry: Entry, disk: &mut Disk) {
+    pub fn append(&mut self, entry: Entry<C>, disk: &mut Disk) {
         let mut bytes = Vec::with_capacity(128);
         if self.file_bytes == 0 {
             bytes.extend_from_slice(&(self.snapshot_index + 1).to_le_bytes());
@@ -218,7 +243,7 @@ impl Log {
     }
 
     /// Iterates over `(index, entry)` from `from` to the end.
-    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = (u64, &Entry)> {
+    pub fn iter_from(&self, from: u64) -> impl Iterator<Item = (u64, &Entry<C>)> {
         let start = from.max(self.snapshot_index + 1);
         let skip = (start - self.snapshot_index - 1) as usize;
         self.entries
@@ -237,7 +262,7 @@ pub fn write_hard_state(disk: &mut Disk, term: u64, voted_for: Option<NodeId>) {
 
 /// Reads everything durable. A disk written by this module always parses; anything else is a
 /// programmer error and panics with the key.
-pub fn load(disk: &Disk) -> Durable {
+pub fn load<C: DeserializeOwned>(disk: &Disk) -> Durable<C> {
     let mut durable = Durable::default();
     if let Some(bytes) = disk.read(HARD_STATE_KEY) {
         let text = std::str::from_utf8(&bytes).expect("hard state is text");
@@ -264,7 +289,7 @@ pub fn load(disk: &Disk) -> Durable {
         log.file_bytes = LOG_HEADER_BYTES;
         while let Some((len, after)) = rest.split_first_chunk::<RECORD_LENGTH_BYTES>() {
             let len = u32::from_le_bytes(*len) as usize;
-            let entry: Entry = rmp_serde::from_slice(&after[..len]).expect("entry parses");
+            let entry: Entry<C> = rmp_serde::from_slice(&after[..len]).expect("entry parses");
             log.record_offsets.push(log.file_bytes);
             log.file_bytes += RECORD_LENGTH_BYTES + len;
             log.entries.push(entry);
@@ -366,7 +391,7 @@ mod tests {
         log.truncate_from(3, &mut disk);
         log.append(e(4), &mut disk);
         disk.crash();
-        let back = load(&disk);
+        let back: Durable = load(&disk);
         assert_eq!(back.term, 3);
         assert_eq!(back.voted_for, Some(NodeId(2)));
         assert_eq!(back.log.last_index(), 4);

@@ -1,4 +1,8 @@
-//! Raft consensus serving the replicated key-value store ([`crate::families::kv`]).
+//! Raft consensus replicating a state machine chosen by `[raft] state_machine`: any
+//! [`crate::families::replicated::StateMachine`] that serves key-value clients
+//! ([`crate::families::kv::ServesKvClients`]); `"kv"`, the key-value store, by default. The node
+//! ([`Node`]), its log, entries and messages are generic over the machine; nothing here depends
+//! on what the machine does, beyond which commands are read-only (served by ReadIndex or lease).
 //!
 //! Sources: D. Ongaro and J. Ousterhout, "In Search of an Understandable Consensus Algorithm
 //! (Extended Version)" (the paper, §n below), and D. Ongaro, "Consensus: Bridging Theory and
@@ -52,7 +56,7 @@
 //!   InstallSnapshot (in one message: snapshots here are small); the follower keeps the log
 //!   suffix that follows the snapshot if it matches, else discards its log.
 //! - **Client sessions (thesis §6.3).** Commands carry (client node, request id); the key-value
-//!   state machine executes each at most once (see `kv`). A leader answers a retry of a command
+//!   state machine's sessions execute each at most once (see `replicated`). A leader answers a retry of a command
 //!   it already applied from the session table, and does not append a second copy of a command
 //!   it has pending.
 //! - **Reads (thesis §6.4).** `read_mode = "read-index"` (default): the leader records its commit
@@ -96,7 +100,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::families::kv::{self, CommandId};
+use crate::families::kv::{self, CommandId, Op};
+use crate::families::replicated::Command;
 use crate::family::{self, Bug, Configured, OptionError, ProtocolInfo, RoleContext};
 use crate::process::NodeId;
 use crate::scenario::Duration;
@@ -237,6 +242,10 @@ pub struct Config {
     /// `election_timeout_min`).
     #[serde(default = "default_lease_duration")]
     pub lease_duration: Duration,
+    /// The replicated state machine, by name (default `"kv"`, the key-value store; the names
+    /// are `families::kv::STATE_MACHINES`).
+    #[serde(default = "kv::default_state_machine")]
+    pub state_machine: String,
     /// Planted bugs to switch on (see `faultline list`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<String>,
@@ -286,27 +295,28 @@ impl Config {
     }
 }
 
-/// One log entry: the term of the leader that created it, and what it carries.
+/// One log entry: the term of the leader that created it, and what it carries. `C` is the
+/// replicated state machine's command type (the key-value [`Op`] by default).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct Entry<C = Op> {
     /// The term in which a leader created it.
     pub term: u64,
     /// Its payload.
-    pub payload: Payload,
+    pub payload: Payload<C>,
 }
 
 /// What an entry carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Payload {
+pub enum Payload<C = Op> {
     /// The no-op a new leader appends (§5.4.2, thesis §6.4).
     Noop,
     /// A client command, shared (not copied) by the log, the AppendEntries that carry it to
     /// each follower and the state machine; serialized as the command itself.
-    Command(Arc<kv::Command>),
+    Command(Arc<Command<C>>),
 }
 
-impl Entry {
+impl<C> Entry<C> {
     /// The entry as an observation reference: term and command identity.
     pub fn reference(&self) -> EntryRef {
         EntryRef {
@@ -346,10 +356,11 @@ impl std::fmt::Display for EntryRef {
     }
 }
 
-/// Peer messages. The sender is the message's `from`.
+/// Peer messages. The sender is the message's `from`. `C` is the replicated state machine's
+/// command type, as in [`Entry`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Message {
+pub enum Message<C = Op> {
     /// RequestVote (§5.2), or a PreVote request (`pre_vote`, for `term` = the sender's term + 1).
     RequestVote {
         /// The candidate's term (for a PreVote: the term it would campaign in).
@@ -379,7 +390,7 @@ pub enum Message {
         /// Term of that entry (the consistency check).
         prev_log_term: u64,
         /// Entries to store (empty for a heartbeat), at most `max_entries_per_append`.
-        entries: Vec<Entry>,
+        entries: Vec<Entry<C>>,
         /// The leader's commit index.
         leader_commit: u64,
         /// The leader's heartbeat round (ReadIndex, thesis §6.4).
@@ -401,7 +412,7 @@ pub enum Message {
         /// The round of the AppendEntries answered.
         round: u64,
     },
-    /// InstallSnapshot (§7), in one message; `data` is the key-value snapshot text.
+    /// InstallSnapshot (§7), in one message; `data` is the state machine's snapshot text.
     InstallSnapshot {
         /// The leader's term.
         term: u64,
@@ -409,7 +420,7 @@ pub enum Message {
         last_index: u64,
         /// Term of that entry.
         last_term: u64,
-        /// The state machine's snapshot text (`KvStore::to_snapshot`).
+        /// The state machine's snapshot text (`Sessions::to_snapshot`).
         data: String,
         /// The leader's heartbeat round.
         round: u64,
@@ -519,7 +530,7 @@ pub enum Observation {
 
 fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     family::configure(ctx, validate, |setup, c: &Config| {
-        Box::new(Node::new(setup, c.clone()))
+        node::spawn(setup, c.clone())
     })
 }
 
@@ -589,6 +600,7 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
             ),
         ));
     }
+    errors.extend(kv::validate_state_machine(&c.state_machine));
     errors.extend(family::check_bugs(&c.bugs, PROTOCOL.bugs, PROTOCOL.name));
     errors
 }

@@ -7,17 +7,21 @@ use std::sync::Arc;
 use rand::Rng;
 use smallvec::SmallVec;
 
-use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
-use crate::families::kv::{Command, CommandId, KvStore};
+use crate::families::kv::{self, CommandId, KvMachine, ServesKvClients};
+use crate::families::kv::{ClientContext, Outcome, Reply, Request, into_request};
 use crate::families::raft::log::{self, Log, Snapshot};
 use crate::families::raft::{
     BUG_COMMIT_PREVIOUS_TERM, BUG_FORGET_VOTE_ON_RESTART, BUG_READ_FROM_LOCAL_STATE,
     BUG_TRUNCATE_ON_STALE_APPEND, BUG_VOTE_WITHOUT_LOG_CHECK, Config, Entry, EntryRef, Message,
     Observation, Payload, ReadMode, Timer,
 };
+use crate::families::replicated::{Command, Sessions, StateMachine};
 use crate::family::NodeSetup;
+use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
 use crate::process::{CommonObservation, NodeRole};
-use crate::process::{Context, NodeId, Process, TimerId};
+
+/// Raft's peer messages for the machine `M`.
+type Msg<M> = Message<<M as StateMachine>::Command>;
 
 /// Batches in flight per follower while streaming (times `max_entries_per_append`).
 const MAX_INFLIGHT_BATCHES: u64 = 8;
@@ -82,10 +86,11 @@ impl Progress {
 
 /// A `get` waiting for its ReadIndex to be confirmed and applied.
 #[derive(Clone, Debug)]
-struct PendingRead {
+struct PendingRead<C> {
     client: NodeId,
     request: u64,
-    key: String,
+    /// The read-only command ([`StateMachine::is_read`]).
+    command: C,
     /// The commit index at the time it could be fixed (after the leader's term committed).
     read_index: Option<u64>,
     /// The heartbeat round that must be answered by a majority (started after the read came).
@@ -105,7 +110,7 @@ struct Bugs {
 /// One Raft server. Built fresh at boot and after every restart; `on_start` reloads what the
 /// disk holds.
 #[derive(Debug)]
-pub struct Node {
+pub struct Node<M: ServesKvClients = KvMachine> {
     id: NodeId,
     servers: Vec<NodeId>,
     peers: Vec<NodeId>,
@@ -114,14 +119,14 @@ pub struct Node {
     // Persistent state (Figure 2).
     term: u64,
     voted_for: Option<NodeId>,
-    log: Log,
+    log: Log<M::Command>,
     snapshot_data: String,
     // Volatile state.
     role: Role,
     leader: Option<NodeId>,
     commit: u64,
     applied: u64,
-    kv: KvStore,
+    machine: Sessions<M>,
     election_deadline: i64,
     election_timer: Option<TimerId>,
     last_leader_contact: Option<i64>,
@@ -137,12 +142,12 @@ pub struct Node {
     /// The heartbeat round the newest pending ReadIndex read needs (started after it arrived).
     read_round: u64,
     lease_until: i64,
-    reads: VecDeque<PendingRead>,
+    reads: VecDeque<PendingRead<M::Command>>,
 }
 
-impl Node {
+impl<M: ServesKvClients> Node<M> {
     /// A server for `setup` (nothing loaded yet: that happens in `on_start`).
-    pub fn new(setup: &NodeSetup, config: Config) -> Node {
+    pub fn new(setup: &NodeSetup, config: Config) -> Self {
         let bugs = Bugs {
             commit_previous_term: config.bug(BUG_COMMIT_PREVIOUS_TERM),
             vote_without_log_check: config.bug(BUG_VOTE_WITHOUT_LOG_CHECK),
@@ -154,7 +159,7 @@ impl Node {
             id: setup.id,
             servers: setup.servers.clone(),
             peers: setup.peers(),
-            kv: KvStore::new(config.session_limit),
+            machine: Sessions::new(config.session_limit),
             config,
             bugs,
             term: 0,
@@ -198,13 +203,13 @@ impl Node {
     }
 
     /// The log.
-    pub fn log(&self) -> &Log {
+    pub fn log(&self) -> &Log<M::Command> {
         &self.log
     }
 
     /// The state machine.
-    pub fn state_machine(&self) -> &KvStore {
-        &self.kv
+    pub fn state_machine(&self) -> &Sessions<M> {
+        &self.machine
     }
 
     fn majority(&self) -> usize {
@@ -349,7 +354,7 @@ impl Node {
         for &peer in &self.peers {
             ctx.send(
                 peer,
-                Message::RequestVote {
+                Msg::<M>::RequestVote {
                     term,
                     last_log_index: self.log.last_index(),
                     last_log_term: self.log.last_term(),
@@ -407,7 +412,7 @@ impl Node {
     // ----- leader: replication -----
 
     /// Appends an entry of the current term to the leader's log (staged; synced at step end).
-    fn append_entry(&mut self, ctx: &mut Context<'_>, payload: Payload) -> u64 {
+    fn append_entry(&mut self, ctx: &mut Context<'_>, payload: Payload<M::Command>) -> u64 {
         let entry = Entry {
             term: self.term,
             payload,
@@ -508,7 +513,7 @@ impl Node {
             p.sent_round = round;
             ctx.send(
                 peer,
-                Message::InstallSnapshot {
+                Msg::<M>::InstallSnapshot {
                     term,
                     last_index: self.log.snapshot_index(),
                     last_term: self.log.snapshot_term(),
@@ -544,7 +549,7 @@ impl Node {
         p.sent_round = round;
         ctx.send(
             peer,
-            Message::AppendEntries {
+            Msg::<M>::AppendEntries {
                 term,
                 prev_log_index: prev,
                 prev_log_term: prev_term,
@@ -613,7 +618,7 @@ impl Node {
             let entry = self.log.entry(index);
             refs.push(entry.reference());
             if let Payload::Command(command) = &entry.payload {
-                let (outcome, _) = self.kv.apply(command);
+                let applied = self.machine.apply(command);
                 if self.waiters.get(&index) == Some(&command.id()) {
                     self.waiters.remove(&index);
                     self.proposed.remove(&command.id());
@@ -621,7 +626,7 @@ impl Node {
                         command.client,
                         Reply {
                             id: command.request,
-                            outcome,
+                            outcome: M::answer(applied),
                         },
                     );
                 }
@@ -649,7 +654,7 @@ impl Node {
                 read.client,
                 Reply {
                     id: read.request,
-                    outcome: self.kv.read(&read.key),
+                    outcome: M::outcome(self.machine.read(&read.command)),
                 },
             );
         }
@@ -667,7 +672,7 @@ impl Node {
                 .log
                 .term_at(self.applied)
                 .expect("applied is in the log"),
-            data: self.kv.to_snapshot(),
+            data: self.machine.to_snapshot(),
         };
         self.log.install_snapshot(&snapshot, true, ctx.disk());
         ctx.observe(Observation::SnapshotTaken {
@@ -704,7 +709,7 @@ impl Node {
             let reply_term = if granted { term } else { self.term };
             ctx.send(
                 from,
-                Message::Vote {
+                Msg::<M>::Vote {
                     term: reply_term,
                     granted,
                     pre_vote,
@@ -723,7 +728,7 @@ impl Node {
         }
         ctx.send(
             from,
-            Message::Vote {
+            Msg::<M>::Vote {
                 term: self.term,
                 granted,
                 pre_vote,
@@ -777,19 +782,20 @@ impl Node {
         term: u64,
         prev_log_index: u64,
         prev_log_term: u64,
-        entries: Vec<Entry>,
+        entries: Vec<Entry<M::Command>>,
         leader_commit: u64,
         round: u64,
     ) {
-        let reject =
-            |node: &Node, conflict_index: u64, conflict_term: Option<u64>| Message::AppendReply {
+        let reject = |node: &Node<M>, conflict_index: u64, conflict_term: Option<u64>| {
+            Msg::<M>::AppendReply {
                 term: node.term,
                 success: false,
                 match_index: 0,
                 conflict_index,
                 conflict_term,
                 round,
-            };
+            }
+        };
         if term < self.term || (term == self.term && self.role == Role::Leader) {
             // A stale leader (§5.1), or a second leader of our own term, which only a broken
             // election (a planted bug) can produce: refuse, and let the checks see the rest.
@@ -813,7 +819,7 @@ impl Node {
                 // Everything it carried is already committed here.
                 ctx.send(
                     from,
-                    Message::AppendReply {
+                    Msg::<M>::AppendReply {
                         term: self.term,
                         success: true,
                         match_index: prev,
@@ -875,7 +881,7 @@ impl Node {
         }
         ctx.send(
             from,
-            Message::AppendReply {
+            Msg::<M>::AppendReply {
                 term: self.term,
                 success: true,
                 match_index: last_new,
@@ -981,7 +987,7 @@ impl Node {
         if term < self.term || (term == self.term && self.role == Role::Leader) {
             ctx.send(
                 from,
-                Message::SnapshotReply {
+                Msg::<M>::SnapshotReply {
                     term: self.term,
                     last_index: 0,
                     round,
@@ -999,7 +1005,7 @@ impl Node {
                     last: self.log.last_index(),
                 });
             }
-            let kv = KvStore::from_snapshot(&data, self.config.session_limit)
+            let machine = Sessions::from_snapshot(&data, self.config.session_limit)
                 .expect("a leader sends valid snapshots");
             let snapshot = Snapshot {
                 index: last_index,
@@ -1009,7 +1015,7 @@ impl Node {
             self.log
                 .install_snapshot(&snapshot, keep_suffix, ctx.disk());
             self.snapshot_data = snapshot.data;
-            self.kv = kv;
+            self.machine = machine;
             self.commit = last_index;
             self.applied = last_index;
             ctx.observe(Observation::SnapshotInstalled {
@@ -1020,7 +1026,7 @@ impl Node {
         }
         ctx.send(
             from,
-            Message::SnapshotReply {
+            Msg::<M>::SnapshotReply {
                 term: self.term,
                 last_index,
                 round,
@@ -1055,36 +1061,34 @@ impl Node {
     }
 
     fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        if !matches!(
-            request.op,
-            Op::Get { .. } | Op::Put { .. } | Op::Append { .. } | Op::Cas { .. }
-        ) {
-            return ctx.reply(client, request.reply_unsupported());
-        }
+        let Request { id: request_id, op } = request;
+        let Some(op) = M::command(op) else {
+            return ctx.reply(client, Reply::unsupported(request_id));
+        };
         if self.role != Role::Leader {
             let leader = self.leader.filter(|&l| l != self.id);
-            return ctx.reply(client, request.reply_redirect(leader));
+            return ctx.reply(client, Reply::redirect(request_id, leader));
         }
-        if let Op::Get { key } = &request.op {
+        if M::is_read(&op) {
             if self.bugs.read_from_local_state {
                 return ctx.reply(
                     client,
                     Reply {
-                        id: request.id,
-                        outcome: self.kv.read(key),
+                        id: request_id,
+                        outcome: M::outcome(self.machine.read(&op)),
                     },
                 );
             }
             if self.config.read_mode != ReadMode::Log {
-                return self.start_read(ctx, client, request.id, key.clone());
+                return self.start_read(ctx, client, request_id, op);
             }
         }
         let command = Command {
             client,
-            request: request.id,
-            op: request.op,
+            request: request_id,
+            op,
         };
-        if self.kv.reply_if_cached(ctx, &command) {
+        if self.machine.reply_if_cached(ctx, &command) {
             return; // already applied (§6.3): answered from the session, not run again
         }
         let id = command.id();
@@ -1095,7 +1099,7 @@ impl Node {
             return ctx.reply(
                 client,
                 Reply {
-                    id: request.id,
+                    id: request_id,
                     outcome: Outcome::Fail {
                         error: "overloaded: too many uncommitted entries".into(),
                     },
@@ -1117,7 +1121,13 @@ impl Node {
     }
 
     /// Queues a `get` for ReadIndex (thesis §6.4), or serves it under a valid lease (§6.4.1).
-    fn start_read(&mut self, ctx: &mut Context<'_>, client: NodeId, request: u64, key: String) {
+    fn start_read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        request: u64,
+        command: M::Command,
+    ) {
         if self.reads.len() >= self.config.max_pending_reads as usize {
             return ctx.reply(
                 client,
@@ -1142,7 +1152,7 @@ impl Node {
         self.reads.push_back(PendingRead {
             client,
             request,
-            key,
+            command,
             read_index,
             round,
         });
@@ -1225,8 +1235,24 @@ impl Node {
     }
 }
 
-impl Process for Node {
-    type Message = Message;
+/// A Raft server replicating the state machine `config.state_machine` names (validated before:
+/// an unknown name panics).
+pub fn spawn(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+    kv::build_replica::<Raft>(&config.state_machine.clone(), setup, config)
+}
+
+/// The Raft family as a [`kv::Replica`]: its [`Node`] for any machine.
+struct Raft;
+
+impl kv::Replica for Raft {
+    type Config = Config;
+    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+        Box::new(Node::<M>::new(setup, config))
+    }
+}
+
+impl<M: ServesKvClients> Process for Node<M> {
+    type Message = Msg<M>;
     type Timer = Timer;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
@@ -1235,7 +1261,7 @@ impl Process for Node {
         self.voted_for = durable.voted_for;
         self.log = durable.log;
         if let Some(snapshot) = durable.snapshot {
-            self.kv = KvStore::from_snapshot(&snapshot.data, self.config.session_limit)
+            self.machine = Sessions::from_snapshot(&snapshot.data, self.config.session_limit)
                 .expect("our own snapshot parses");
             self.snapshot_data = snapshot.data;
         }
@@ -1254,20 +1280,20 @@ impl Process for Node {
         self.end_step(ctx);
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Message) {
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Msg<M>) {
         match message {
-            Message::RequestVote {
+            Msg::<M>::RequestVote {
                 term,
                 last_log_index,
                 last_log_term,
                 pre_vote,
             } => self.on_request_vote(ctx, from, term, last_log_index, last_log_term, pre_vote),
-            Message::Vote {
+            Msg::<M>::Vote {
                 term,
                 granted,
                 pre_vote,
             } => self.on_vote(ctx, from, term, granted, pre_vote),
-            Message::AppendEntries {
+            Msg::<M>::AppendEntries {
                 term,
                 prev_log_index,
                 prev_log_term,
@@ -1284,7 +1310,7 @@ impl Process for Node {
                 leader_commit,
                 round,
             ),
-            Message::AppendReply {
+            Msg::<M>::AppendReply {
                 term,
                 success,
                 match_index,
@@ -1301,14 +1327,14 @@ impl Process for Node {
                 conflict_term,
                 round,
             ),
-            Message::InstallSnapshot {
+            Msg::<M>::InstallSnapshot {
                 term,
                 last_index,
                 last_term,
                 data,
                 round,
             } => self.on_install_snapshot(ctx, from, term, last_index, last_term, data, round),
-            Message::SnapshotReply {
+            Msg::<M>::SnapshotReply {
                 term,
                 last_index,
                 round,

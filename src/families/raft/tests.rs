@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use super::node::Role;
 use super::*;
 use crate::families::kv::ClientMessage;
-use crate::families::kv::{Op, OpValue, Outcome, Reply, Request};
+use crate::families::kv::{KvMachine, Op, OpValue, Outcome, Reply, Request, ServesKvClients};
+use crate::families::replicated::StateMachine;
 use crate::family::NodeSetup;
 use crate::process::{CommonObservation, NodeRole};
 use crate::process::{Effect, NodeId, Process, TestContext, TimerId};
@@ -16,15 +17,17 @@ const MS: i64 = 1_000_000;
 /// Client node ids used by the tests (after the servers).
 const CLIENT: NodeId = NodeId(9);
 
-struct Harness {
+/// A cluster of Raft servers replicating the state machine `M` (the key-value store unless a
+/// test picks another).
+struct Harness<M: ServesKvClients = KvMachine> {
     config: Config,
     servers: Vec<NodeId>,
-    nodes: Vec<Node>,
+    nodes: Vec<Node<M>>,
     ctxs: Vec<TestContext>,
     /// Pending timers per node: id -> (timer, local deadline).
     timers: Vec<BTreeMap<TimerId, (Timer, i64)>>,
     /// Messages sent and not yet delivered, in order: (from, to, message).
-    inflight: Vec<(NodeId, NodeId, Message)>,
+    inflight: Vec<(NodeId, NodeId, Message<M::Command>)>,
     /// Client replies, in order: (server, client, reply).
     replies: Vec<(NodeId, NodeId, Reply)>,
     /// Raft observations, in order.
@@ -36,7 +39,15 @@ struct Harness {
 }
 
 impl Harness {
+    /// `n` servers replicating the key-value store.
     fn new(n: u32, config: Config) -> Harness {
+        Self::with_machine(n, config)
+    }
+}
+
+impl<M: ServesKvClients> Harness<M> {
+    /// `n` servers replicating the state machine `M`.
+    fn with_machine(n: u32, config: Config) -> Self {
         let servers: Vec<NodeId> = (0..n).map(NodeId).collect();
         let mut h = Harness {
             config,
@@ -62,7 +73,7 @@ impl Harness {
         h
     }
 
-    fn fresh(&self, id: NodeId) -> Node {
+    fn fresh(&self, id: NodeId) -> Node<M> {
         Node::new(
             &NodeSetup::server(id, self.servers.clone()),
             self.config.clone(),
@@ -75,7 +86,7 @@ impl Harness {
         let now = self.ctxs[i].local_time_ns;
         for effect in self.ctxs[i].take_effects() {
             match effect {
-                Effect::Send { to, message } => match message.downcast::<Message>() {
+                Effect::Send { to, message } => match message.downcast::<Message<M::Command>>() {
                     Ok(m) => self.inflight.push((from, to, m)),
                     Err(other) => match other.downcast::<ClientMessage>() {
                         Ok(ClientMessage::Reply(r)) => self.replies.push((from, to, r)),
@@ -106,7 +117,7 @@ impl Harness {
     }
 
     /// Delivers one message (dropping it if its link is cut).
-    fn deliver(&mut self, from: NodeId, to: NodeId, m: Message) {
+    fn deliver(&mut self, from: NodeId, to: NodeId, m: Message<M::Command>) {
         if self.cut.contains(&(from, to)) {
             return;
         }
@@ -281,7 +292,7 @@ fn s5_2_a_timed_out_follower_votes_for_itself_persists_and_wins_a_majority() {
     assert_eq!(h.nodes[0].role(), Role::Candidate);
     assert_eq!(h.nodes[0].term(), 1);
     // The vote for itself is on disk before any RequestVote leaves (Figure 2).
-    let durable = {
+    let durable: super::log::Durable = {
         let mut disk = h.ctxs[0].disk.clone();
         disk.crash();
         super::log::load(&disk)
@@ -870,4 +881,111 @@ fn raft_options_are_validated_with_the_key_and_its_place_in_the_file() {
         let err = parse(raft).expect_err(raft).to_string();
         assert!(err.starts_with(expected), "{raft:?}: {err}");
     }
+}
+
+// ----- any state machine -----
+
+/// A test-only state machine: a counter that `append` adds its value's length to and `get`
+/// reads. Proves that Raft replicates a machine other than the key-value store.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Counter {
+    total: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Count {
+    Add(u64),
+    Read,
+}
+
+impl StateMachine for Counter {
+    type Command = Count;
+    type Outcome = u64;
+
+    fn apply(&mut self, command: &Count) -> u64 {
+        if let Count::Add(n) = command {
+            self.total += n;
+        }
+        self.total
+    }
+
+    fn is_read(command: &Count) -> bool {
+        *command == Count::Read
+    }
+
+    fn read(&self, _: &Count) -> u64 {
+        self.total
+    }
+}
+
+impl ServesKvClients for Counter {
+    fn command(op: Op) -> Option<Count> {
+        match op {
+            Op::Append { value, .. } => Some(Count::Add(value.len() as u64)),
+            Op::Get { .. } => Some(Count::Read),
+            _ => None,
+        }
+    }
+
+    fn outcome(total: u64) -> Outcome {
+        Outcome::Ok {
+            value: OpValue::Value(Some(total.to_string())),
+        }
+    }
+}
+
+fn total(n: u64) -> Outcome {
+    Outcome::Ok {
+        value: OpValue::Value(Some(n.to_string())),
+    }
+}
+
+#[test]
+fn raft_replicates_a_state_machine_other_than_the_key_value_store() {
+    let mut h: Harness<Counter> = Harness::with_machine(
+        3,
+        config(|c| {
+            c.pre_vote = false;
+            c.snapshot_threshold_entries = 3;
+        }),
+    );
+    h.elect(0);
+    let add = |s: &str| Op::Append {
+        key: "ignored".into(),
+        value: s.into(),
+    };
+    h.request(0, 1, add("abc"));
+    h.settle();
+    assert_eq!(h.reply_to(1), Some(&total(3)), "the machine's outcome");
+    h.request(0, 2, add("xy"));
+    h.settle();
+    assert_eq!(h.reply_to(2), Some(&total(5)));
+    // A retry is answered from the session: the counter does not add again.
+    h.replies.clear();
+    h.request(0, 1, add("abc"));
+    assert_eq!(h.reply_to(1), Some(&total(3)));
+    // The machine says which commands are reads: served by ReadIndex, without a log entry.
+    let last = h.nodes[0].log().last_index();
+    h.request(0, 3, get("k"));
+    h.settle();
+    assert_eq!(h.reply_to(3), Some(&total(5)));
+    assert_eq!(
+        h.nodes[0].log().last_index(),
+        last,
+        "the read took no entry"
+    );
+    // An operation the machine does not support is refused.
+    h.request(0, 4, put("k", "v"));
+    assert!(matches!(h.reply_to(4), Some(Outcome::Fail { error }) if error == "unsupported"));
+    // Every replica applied the same commands; snapshots carry the machine across a restart.
+    h.heartbeat(0);
+    for node in &h.nodes {
+        assert_eq!(node.state_machine().machine(), &Counter { total: 5 });
+    }
+    assert!(
+        h.nodes[1].log().snapshot_index() >= 3,
+        "the follower compacted"
+    );
+    h.crash_restart(1);
+    assert_eq!(h.nodes[1].state_machine(), h.nodes[0].state_machine());
 }
