@@ -7,6 +7,7 @@
 
 pub mod broadcast;
 pub mod kv;
+pub mod lock;
 pub mod paxos;
 pub mod raft;
 pub mod replicated;
@@ -20,6 +21,7 @@ pub static FAMILIES: &[&Family] = &[
     &raft::FAMILY,
     &paxos::FAMILY,
     &broadcast::FAMILY,
+    &lock::FAMILY,
     &testing::FAMILY,
 ];
 

@@ -133,16 +133,74 @@ fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<Opti
     errors
 }
 
+/// Checks the history of every client group whose workload declares a model, with that model
+/// (one group's operations the model does not speak, such as a lock client's fenced writes, are
+/// left out). Groups with the same model are checked together.
 fn run_check(record: &RunRecord) -> CheckResult {
-    check_run_history(&record.history, &record.scenario.check_options(CHECK.name))
+    let config: Config = record.scenario.check_options(CHECK.name);
+    let scenario = &record.scenario;
+    let mut by_model: Vec<(ModelKind, Vec<&str>)> = Vec::new();
+    for group in &scenario.clients {
+        let Some(model) = scenario
+            .registry
+            .workload(&group.workload)
+            .and_then(|w| w.history.model)
+        else {
+            continue;
+        };
+        let names = record
+            .topology
+            .groups
+            .get(&group.name)
+            .into_iter()
+            .flatten()
+            .map(|&id| record.topology.name(id));
+        match by_model.iter_mut().find(|(m, _)| *m == model) {
+            Some((_, nodes)) => nodes.extend(names),
+            None => by_model.push((model, names.collect())),
+        }
+    }
+    let mut results: Vec<CheckResult> = by_model
+        .iter()
+        .map(|(model, nodes)| {
+            let history: Vec<HistoryEvent> = record
+                .history
+                .iter()
+                .filter(|e| nodes.contains(&e.node.as_str()) && model.speaks(e.f))
+                .cloned()
+                .collect();
+            check_run_history(&history, *model, &config)
+        })
+        .collect();
+    if results.len() == 1 {
+        return results.pop().expect("one result");
+    }
+    let verdict = crate::check::overall(&results);
+    let mut merged = CheckResult::new(
+        CHECK.name,
+        verdict,
+        results
+            .iter()
+            .map(|r| r.summary.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    for r in results {
+        merged.evidence.extend(r.evidence);
+    }
+    merged
 }
 
-/// The `linearizability` check of a simulated run's history: the key-value model, keys start
-/// absent (`nil`), checked key by key, within `config`'s budget. This is what `faultline run`
-/// calls (through [`CHECK`]).
-pub fn check_run_history(history: &[HistoryEvent], config: &Config) -> CheckResult {
+/// The `linearizability` check of a simulated run's history with `model` (for the key-value
+/// model: keys start absent (`nil`), checked key by key), within `config`'s budget. This is what
+/// `faultline run` calls (through [`CHECK`]) for each model its client groups declare.
+pub fn check_run_history(
+    history: &[HistoryEvent],
+    model: ModelKind,
+    config: &Config,
+) -> CheckResult {
     let options = Options {
-        model: ModelKind::KeyValue,
+        model,
         initial: None,
         partition: true,
         step_limit: config.step_limit,
@@ -201,6 +259,25 @@ pub enum ModelKind {
     Mutex,
     /// Registers read and written by transactions ([`models::MultiRegister`]).
     MultiRegister,
+}
+
+impl ModelKind {
+    /// True if the model has a meaning for operations of `function` (a history may hold others,
+    /// such as a lock client's writes to its storage, which a mutex check leaves out).
+    pub fn speaks(self, function: Function) -> bool {
+        match self {
+            ModelKind::Register => matches!(function, Function::Read | Function::Write),
+            ModelKind::CasRegister => {
+                matches!(function, Function::Read | Function::Write | Function::Cas)
+            }
+            ModelKind::KeyValue => matches!(
+                function,
+                Function::Get | Function::Put | Function::Append | Function::Cas
+            ),
+            ModelKind::Mutex => matches!(function, Function::Acquire | Function::Release),
+            ModelKind::MultiRegister => matches!(function, Function::Txn),
+        }
+    }
 }
 
 impl ModelKind {

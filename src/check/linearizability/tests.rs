@@ -936,11 +936,11 @@ fn run_check_reports_pass_and_fail_with_evidence() {
         e.time_ns = (i as u64 + 1) * 1_000_000;
     }
     let config = Config::default();
-    let r = check_run_history(&h, &config);
+    let r = check_run_history(&h, ModelKind::KeyValue, &config);
     assert_eq!(r.verdict, crate::scenario::Verdict::Pass, "{}", r.summary);
     assert_eq!(r.metrics["operations"], 2);
     h[3].value = s("b");
-    let r = check_run_history(&h, &config);
+    let r = check_run_history(&h, ModelKind::KeyValue, &config);
     assert_eq!(r.verdict, crate::scenario::Verdict::Fail, "{}", r.summary);
     assert!(
         r.evidence
@@ -950,7 +950,7 @@ fn run_check_reports_pass_and_fail_with_evidence() {
         r.evidence
     );
     // A malformed history is not a verdict on the system: unknown, with the reason.
-    let r = check_run_history(&h[1..], &config);
+    let r = check_run_history(&h[1..], ModelKind::KeyValue, &config);
     assert_eq!(r.verdict, crate::scenario::Verdict::Unknown);
     assert!(
         r.evidence[0].contains("no outstanding invoke"),

@@ -1,0 +1,589 @@
+//! The single-instance lock family: a lock server that grants a lock for a TTL with a fencing
+//! token, a storage resource that checks those tokens, and lock clients that acquire, write and
+//! release.
+//!
+//! Sources: the Redis documentation, "Distributed Locks with Redis" (the single-instance pattern:
+//! `SET resource_name my_random_value NX PX 30000`, and the Lua script that deletes the key only
+//! if it still holds the caller's random value); M. Kleppmann, "How to do distributed locking"
+//! (2016), for the process pause that breaks a lease and the fencing-token fix.
+//!
+//! # Algorithm
+//!
+//! - **Acquire** ([`server::LockServer`], role `lock-server`). A client sends
+//!   [`Message::Acquire`] with a fresh random `value` that identifies this acquisition. If the
+//!   lock is free (no holder, or the holder's deadline has passed on the server's *local* clock)
+//!   the server grants it: it takes the next fencing token (the previous token + 1), stores the
+//!   grant (holder, value, token, deadline = local now + `ttl`) and the token counter as one
+//!   record on its disk, syncs it when `sync_grants = true`, arms an expiry timer of `ttl` on its
+//!   local clock, and answers [`Message::Granted`] with the token and the TTL. Otherwise it
+//!   answers [`Message::Busy`]. This is `SET key value NX PX ttl` plus an `INCR` of a token
+//!   counter in the same write.
+//! - **Release.** [`Message::Release`] carries the value and the token; the server frees the lock
+//!   only if the value is the holder's (the Lua compare-and-delete), answering
+//!   [`Message::Released`], else [`Message::NotOwner`].
+//! - **Expiry.** When the expiry timer fires (or an acquire finds the deadline passed), the grant
+//!   ends. The deadline is on the server's local clock, so a server clock that jumps forward or
+//!   runs fast ends grants early in global time, while the holder still believes it holds.
+//! - **Fencing** ([`storage::FencedStorage`], role `fenced-storage`). Every
+//!   [`Message::Write`] carries the writer's token; with `check_fencing_token = true` the storage
+//!   refuses a token lower than the highest it has accepted ([`Message::WriteRefused`]) and keeps
+//!   that highest token on its synced disk.
+//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (retrying after
+//!   `busy` or a timeout with capped exponential back-off and jitter), hold for `hold` of local
+//!   time doing `writes_per_hold` writes with the token, spread over the hold, then release;
+//!   think; repeat until `stop`. A client that is paused (a GC pause: its timers fire late)
+//!   resumes believing it still holds the lock and goes on writing with its old token, exactly
+//!   as in Kleppmann's article; only `validity_check = true` makes it stop writing once its local
+//!   clock passes acquire time + TTL (the Redis docs' validity time).
+//!
+//! # Invariants
+//!
+//! - **Token monotonicity.** Every grant carries a token greater than every token granted before
+//!   by that server, across restarts, as long as grants are synced (the counter is in the synced
+//!   record). With `sync_grants = false` a crash loses the grants and the counter since the last
+//!   sync, so the next grant may reuse a token and be given while the old holder still holds.
+//! - **Mutual exclusion** (check `mutual-exclusion`, [`checks::mutual_exclusion`]): no two
+//!   clients believe they hold the lock at overlapping global times. A lease on one clock cannot
+//!   guarantee this against pauses and clock faults (Kleppmann); the check reports it, and the
+//!   scenarios show when it breaks.
+//! - **Fenced writes** (check `fenced-writes`, [`checks::fenced_writes`]): the storage never
+//!   accepts a write whose token is lower than a token it accepted before, nor the highest
+//!   token again from another client (a reused token). What fencing cannot prevent: a stale
+//!   holder's write that reaches the storage *before* the new holder's first write carries the
+//!   highest token seen so far and is accepted; no check on the storage can tell it apart, and
+//!   only mutual exclusion reports the overlap.
+//!
+//! # Options (one table per role or client group; unknown keys are errors)
+//!
+//! - `lock-server` ([`ServerConfig`]): `ttl` (duration, default `"10s"`, at most 1h),
+//!   `sync_grants` (default `true`), `bugs` (list of [`ServerBug`] names).
+//! - `fenced-storage` ([`StorageConfig`]): `check_fencing_token` (default `true`), `bugs` (list of
+//!   [`StorageBug`] names).
+//! - `lock` clients ([`ClientConfig`]): `hold` (`"500ms"`), `writes_per_hold` (2, at most 1000),
+//!   `think_time` (`"100ms"`), `request_timeout` (`"1s"`), `retry_delay_min` (`"50ms"`),
+//!   `retry_delay_max` (`"1s"`), `start` (`"0s"`), `stop` (none), `validity_check` (`false`).
+//!   Each client talks to one lock server and one storage, given to [`LockClient::new`].
+//!
+//! Each `validate()` returns [`OptionError`]s naming the key.
+//!
+//! # Planted bugs
+//!
+//! | name | where | what it breaks | caught by |
+//! |---|---|---|---|
+//! | `release-without-owner-check` | `lock-server` | any client's release frees the lock, so a paused ex-holder frees the new holder's lock | `mutual-exclusion` |
+//! | `expiry-by-client-clock` | `lock-server` | the deadline is the client's clock reading + TTL, compared with the server's clock: a client clock behind the server's ends the grant at once | `mutual-exclusion` |
+//! | `no-fencing` | `fenced-storage` | the storage ignores tokens even with `check_fencing_token = true` | `fenced-writes` |
+
+pub mod checks;
+pub mod client;
+pub mod server;
+pub mod storage;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::linearizability::ModelKind;
+use crate::check::{self, CheckInfo};
+use crate::family::{
+    self, Bug, Configured, Family, HistoryTraits, NodeSetup, OptionError, ProtocolInfo,
+    RoleContext, WorkloadInfo,
+};
+use crate::process::NodeId;
+use crate::scenario::Duration;
+use crate::sim::RunRecord;
+
+pub use checks::{fenced_writes, mutual_exclusion};
+pub use client::{ClientConfig, LockClient};
+pub use server::{LockServer, ServerConfig};
+pub use storage::{FencedStorage, StorageConfig};
+
+/// Name of the mutual-exclusion check.
+pub const CHECK_MUTUAL_EXCLUSION: &str = "mutual-exclusion";
+/// Name of the fenced-writes check.
+pub const CHECK_FENCED_WRITES: &str = "fenced-writes";
+
+/// Messages of the lock family. `request` numbers a client's requests, so a client can tell the
+/// answer to its current request from a late answer to an earlier one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Message {
+    /// Client to lock server: take the lock (`SET key value NX PX ttl`).
+    Acquire {
+        /// The client's request number.
+        request: u64,
+        /// The owner's random value, fresh for every acquisition.
+        value: u64,
+        /// The client's local clock reading when it sent this, in nanoseconds. A correct server
+        /// ignores it; the planted bug `expiry-by-client-clock` takes the deadline from it.
+        client_now_ns: i64,
+    },
+    /// Lock server to client: the lock is yours.
+    Granted {
+        /// The acquire answered.
+        request: u64,
+        /// The fencing token of this grant.
+        token: u64,
+        /// How long the grant lasts on the server's clock, in nanoseconds.
+        ttl_ns: u64,
+    },
+    /// Lock server to client: someone else holds the lock.
+    Busy {
+        /// The acquire answered.
+        request: u64,
+    },
+    /// Client to lock server: give the lock back (the Lua compare-and-delete).
+    Release {
+        /// The client's request number.
+        request: u64,
+        /// The owner's value given at acquire.
+        value: u64,
+        /// The token of the grant being released.
+        token: u64,
+    },
+    /// Lock server to client: the lock was released.
+    Released {
+        /// The release answered.
+        request: u64,
+    },
+    /// Lock server to client: you do not hold the lock (it expired or went to someone else).
+    NotOwner {
+        /// The release answered.
+        request: u64,
+    },
+    /// Client to storage: write `data` under fencing token `token`.
+    Write {
+        /// The client's request number.
+        request: u64,
+        /// The writer's fencing token.
+        token: u64,
+        /// What is written (opaque to the storage).
+        data: String,
+    },
+    /// Storage to client: the write was accepted.
+    WriteOk {
+        /// The write answered.
+        request: u64,
+    },
+    /// Storage to client: the token is lower than one already accepted.
+    WriteRefused {
+        /// The write answered.
+        request: u64,
+        /// The highest token the storage has accepted.
+        highest: u64,
+    },
+}
+
+/// Timers of the lock family.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "timer", rename_all = "kebab-case")]
+pub enum Timer {
+    /// Lock server: the grant with `token` may have reached its deadline.
+    Expire {
+        /// The grant's token (stale once that grant has ended).
+        token: u64,
+    },
+    /// Client: start the next acquire (after the start delay, think time or back-off).
+    Acquire,
+    /// Client: request `request` got no answer in `request_timeout`.
+    RequestTimeout {
+        /// The request.
+        request: u64,
+    },
+    /// Client: one of the writes of the hold with `token` is due.
+    WriteDue {
+        /// The hold's token.
+        token: u64,
+    },
+    /// Client: the hold with `token` is over; release.
+    HoldEnd {
+        /// The hold's token.
+        token: u64,
+    },
+    /// Client (`validity_check = true`): acquire time + TTL has passed on the local clock.
+    ValidityEnd {
+        /// The hold's token.
+        token: u64,
+    },
+}
+
+/// Why a client stopped believing it holds the lock.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// The client sent its release: from then on it writes nothing, so its hold ends there (not
+    /// when the answer comes back, by which time the server may have granted the lock again).
+    Released,
+    /// `validity_check = true`: the local clock passed acquire time + TTL.
+    ValidityExpired,
+}
+
+/// Facts of the lock family for the checks. Server facts describe the server's state; client
+/// facts (`holding`, `stopped-holding`) describe what the client believes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "fact", rename_all = "kebab-case")]
+pub enum Observation {
+    /// Server: granted the lock to `client` with `token`, until `expires_local_ns` of the
+    /// server's local clock (`ttl_ns` after the grant, unless `expiry-by-client-clock`).
+    Granted {
+        /// The new holder.
+        client: NodeId,
+        /// The grant's fencing token.
+        token: u64,
+        /// The TTL, in nanoseconds.
+        ttl_ns: u64,
+        /// The deadline on the server's local clock, in nanoseconds.
+        expires_local_ns: i64,
+    },
+    /// Server: `client`'s grant with `token` ended by a release.
+    Released {
+        /// The holder whose grant ended.
+        client: NodeId,
+        /// Its token.
+        token: u64,
+    },
+    /// Server: `client`'s grant with `token` reached its deadline.
+    Expired {
+        /// The holder whose grant ended.
+        client: NodeId,
+        /// Its token.
+        token: u64,
+    },
+    /// Server: refused a release by `client` (token `token`) that does not own the lock.
+    RefusedRelease {
+        /// The client that asked.
+        client: NodeId,
+        /// The token it named.
+        token: u64,
+    },
+    /// Server: booted from its disk with this state.
+    Restored {
+        /// The last token granted, as read from disk.
+        last_token: u64,
+        /// The holder on disk, with its token, if any.
+        holder: Option<(NodeId, u64)>,
+    },
+    /// Storage: accepted a write of `client` with `token`.
+    WriteAccepted {
+        /// The writer.
+        client: NodeId,
+        /// Its token.
+        token: u64,
+    },
+    /// Storage: refused a write of `client` with `token`, lower than `highest`.
+    WriteRefused {
+        /// The writer.
+        client: NodeId,
+        /// Its token.
+        token: u64,
+        /// The highest token accepted so far.
+        highest: u64,
+    },
+    /// Client: believes from now on that it holds the lock with `token`.
+    Holding {
+        /// The token of its grant.
+        token: u64,
+    },
+    /// Client: no longer believes it holds the lock with `token`.
+    StoppedHolding {
+        /// The token of its grant.
+        token: u64,
+        /// Why.
+        why: StopReason,
+    },
+}
+
+/// Planted bugs of the lock server (`bugs = [...]` in its options).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerBug {
+    /// Any client's release frees the lock (no compare of the owner's value).
+    ReleaseWithoutOwnerCheck,
+    /// The deadline is the client's clock reading in the acquire + TTL, compared with the
+    /// server's own clock.
+    ExpiryByClientClock,
+}
+
+/// Planted bugs of the fenced storage (`bugs = [...]` in its options).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageBug {
+    /// Tokens are ignored even with `check_fencing_token = true`.
+    NoFencing,
+}
+
+/// Every planted bug of the family, for `faultline list` and bug-name validation.
+pub const BUGS: &[Bug] = &[
+    Bug {
+        name: "release-without-owner-check",
+        summary: "the lock server frees the lock on any client's release, without comparing the owner's value",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
+    Bug {
+        name: "expiry-by-client-clock",
+        summary: "the lock server takes the grant's deadline from the client's clock reading + TTL and compares it with its own clock",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
+    Bug {
+        name: "no-fencing",
+        summary: "the storage ignores fencing tokens even with check_fencing_token = true",
+        caught_by: CHECK_FENCED_WRITES,
+    },
+];
+
+impl ServerBug {
+    /// Its entry in [`BUGS`].
+    pub fn info(self) -> &'static Bug {
+        match self {
+            ServerBug::ReleaseWithoutOwnerCheck => &BUGS[0],
+            ServerBug::ExpiryByClientClock => &BUGS[1],
+        }
+    }
+}
+
+impl StorageBug {
+    /// Its entry in [`BUGS`].
+    pub fn info(self) -> &'static Bug {
+        match self {
+            StorageBug::NoFencing => &BUGS[2],
+        }
+    }
+}
+
+/// Longest duration any lock-family option accepts (1 hour): bounds timers and back-off.
+pub const MAX_OPTION_DURATION: Duration = Duration::from_secs(3600);
+
+/// Pushes an error if `value` is not within `(0, MAX_OPTION_DURATION]` (or `[0, ..]` when
+/// `zero_ok`).
+fn check_duration(
+    errors: &mut Vec<OptionError>,
+    key: &'static str,
+    value: Duration,
+    zero_ok: bool,
+) {
+    if (!zero_ok && value.as_nanos() == 0) || value > MAX_OPTION_DURATION {
+        let low = if zero_ok { "0s" } else { "a positive duration" };
+        errors.push(OptionError::at(
+            key,
+            format!("expected from {low} to {MAX_OPTION_DURATION}, found {value}"),
+        ));
+    }
+}
+
+/// Reads a serde-JSON record from `key` of a disk, `None` if absent or unreadable.
+fn read_record<T: for<'de> Deserialize<'de>>(
+    disk: &crate::sim::disk::Disk,
+    key: &str,
+) -> Option<T> {
+    disk.read(key)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}
+
+/// Writes a serde-JSON record under `key`, and syncs it when `sync`.
+fn write_record<T: Serialize>(
+    disk: &mut crate::sim::disk::Disk,
+    key: &'static str,
+    record: &T,
+    sync: bool,
+) {
+    disk.write(
+        key,
+        serde_json::to_vec(record).expect("lock records always serialize"),
+    );
+    if sync {
+        disk.sync();
+    }
+}
+
+/// Reads the incarnation counter under `key` (0 if absent), stores and syncs the next one, and
+/// returns the one read: a client's boot number, so its history process ids stay unique across
+/// restarts. (The key-value client in `workload::client` does the same inline; one of the two
+/// can serve both once the workloads move into families.)
+pub fn next_incarnation(disk: &mut crate::sim::disk::Disk, key: &'static str) -> u64 {
+    let epoch = disk
+        .read(key)
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+        .unwrap_or(0);
+    disk.write(key, (epoch + 1).to_string());
+    disk.sync();
+    epoch
+}
+
+/// Observations for unit tests: the lock-family facts among recorded effects.
+#[cfg(test)]
+fn observed(effects: &[crate::process::Effect]) -> Vec<Observation> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            crate::process::Effect::Observe(o) => o.downcast_ref::<Observation>().cloned(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Messages sent, with their receivers, for unit tests.
+#[cfg(test)]
+fn sent(effects: &[crate::process::Effect]) -> Vec<(NodeId, Message)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            crate::process::Effect::Send { to, message } => {
+                message.downcast_ref::<Message>().map(|m| (*to, m.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Timers set (delay in nanoseconds, payload), for unit tests.
+#[cfg(test)]
+fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u64, Timer)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            crate::process::Effect::SetTimer { id, delay, timer } => timer
+                .downcast_ref::<Timer>()
+                .map(|t| (*id, delay.as_nanos() as u64, t.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The registry entry: the lock server and the fenced storage, the `lock` workload, and the
+/// mutual-exclusion and fenced-writes checks.
+pub static FAMILY: Family = Family {
+    name: "lock",
+    summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
+    protocols: &[LOCK_SERVER, FENCED_STORAGE],
+    workloads: &[LOCK_WORKLOAD],
+    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
+    decisions: None,
+};
+
+/// The `lock-server` protocol.
+pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
+    name: "lock-server",
+    summary: "grants one lock for a TTL with an increasing fencing token; owner-checked release; expiry by its local clock",
+    serves: &[LOCK_WORKLOAD_NAME],
+    bugs: &[BUGS[0], BUGS[1]],
+    configure: |ctx| {
+        family::configure(ctx, options_problems::<ServerConfig>, |setup, c| {
+            Box::new(LockServer::new(setup.id, c.clone()))
+        })
+    },
+};
+
+/// The `fenced-storage` protocol.
+pub const FENCED_STORAGE: ProtocolInfo = ProtocolInfo {
+    name: "fenced-storage",
+    summary: "a resource that accepts writes carrying a fencing token and refuses stale tokens",
+    serves: &[LOCK_WORKLOAD_NAME],
+    bugs: &[BUGS[2]],
+    configure: |ctx| {
+        family::configure(ctx, options_problems::<StorageConfig>, |setup, c| {
+            Box::new(FencedStorage::new(setup.id, c.clone()))
+        })
+    },
+};
+
+/// The lock workload's name.
+pub const LOCK_WORKLOAD_NAME: &str = "lock";
+
+/// The `lock` workload: clients that acquire, write with their token, and release. Its
+/// acquire/release history follows the mutex model.
+pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
+    name: LOCK_WORKLOAD_NAME,
+    summary: "acquire with back-off, hold doing fenced writes, release (a paused holder resumes believing it holds)",
+    history: HistoryTraits {
+        model: Some(ModelKind::Mutex),
+        availability: false,
+        stale_reads: false,
+    },
+    configure: configure_clients,
+};
+
+/// The options' own rules, for [`family::configure`].
+fn options_problems<T: Validate>(options: &T, _: &RoleContext<'_>) -> Vec<OptionError> {
+    options.validate()
+}
+
+/// Options structs that check themselves.
+trait Validate {
+    fn validate(&self) -> Vec<OptionError>;
+}
+
+impl Validate for ServerConfig {
+    fn validate(&self) -> Vec<OptionError> {
+        ServerConfig::validate(self)
+    }
+}
+
+impl Validate for StorageConfig {
+    fn validate(&self) -> Vec<OptionError> {
+        StorageConfig::validate(self)
+    }
+}
+
+/// A `lock` client group talks to one `lock-server` role and one `fenced-storage` role; each
+/// client uses the node of each that its index picks (round robin).
+fn configure_clients(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    let config: ClientConfig = family::parse_options(ctx.options)?;
+    let position = |protocol: &str| ctx.talks_to.iter().position(|p| p.name == protocol);
+    let (Some(lock), Some(storage)) = (position(LOCK_SERVER.name), position(FENCED_STORAGE.name))
+    else {
+        return Err(vec![OptionError::of_role(
+            "talks_to",
+            "a lock client group talks to one lock-server role and one fenced-storage role",
+        )]);
+    };
+    if ctx.checking {
+        let errors = config.validate();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+    }
+    Ok(Configured {
+        options: family::resolved_options(&config),
+        build: std::sync::Arc::new(move |setup: &NodeSetup| {
+            let pick = |part: usize| {
+                let nodes = &setup.talks_to[part].1;
+                nodes[setup.client_index as usize % nodes.len()]
+            };
+            Box::new(LockClient::new(
+                setup.id,
+                pick(lock),
+                pick(storage),
+                config.clone(),
+            ))
+        }),
+    })
+}
+
+/// The lock family's facts of a run, for its checks.
+fn facts(record: &RunRecord) -> Vec<checks::LockFact<'_>> {
+    record
+        .observations
+        .iter()
+        .filter_map(|o| o.get::<Observation>().map(|obs| (o.t_ns, o.node, obs)))
+        .collect()
+}
+
+/// The `mutual-exclusion` check.
+pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
+    name: CHECK_MUTUAL_EXCLUSION,
+    summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
+    applies_to: |s| s.runs_protocol(LOCK_SERVER.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
+    run: |record| mutual_exclusion(&facts(record), &record.topology.names, record.end_ns),
+};
+
+/// The `fenced-writes` check.
+pub const FENCED_WRITES_CHECK: CheckInfo = CheckInfo {
+    name: CHECK_FENCED_WRITES,
+    summary: "the storage never accepted a write with a token older than one it had accepted (fencing held)",
+    applies_to: |s| s.runs_protocol(FENCED_STORAGE.name),
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
+    run: |record| fenced_writes(&facts(record), &record.topology.names),
+};
