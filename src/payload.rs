@@ -8,79 +8,71 @@
 //! [`Payload::downcast_ref`] and skips the rest.
 //!
 //! The trace writes a payload as the compact JSON and the postcard encoding of the boxed value
-//! itself (not of the box), so a family's values appear in the trace exactly as its own
-//! `Serialize` writes them. Both encodings are monomorphized per type ([`Wire::write_json`],
-//! [`Wire::write_binary`]): one virtual call per value, not per field, on the hottest path of a
-//! run. Other serializers (reports) go through `erased_serde`.
+//! itself, so a family's values appear in the trace exactly as its own `Serialize` writes them.
+//! Both encodings are monomorphized per type ([`Payload::write_json`], [`Payload::write_binary`]):
+//! one indirect call per value, not per field, on the hottest path of a run. Other serializers
+//! (reports) go through `erased_serde`.
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Serialize;
+use smallbox::SmallBox;
+use smallbox::space::S8;
 
-/// A value a payload can hold. Implemented for every `Clone + Debug + PartialEq + Serialize +
-/// Send + Sync + 'static` type; families never implement it by hand.
-pub trait Wire: Any + Send + Sync + fmt::Debug {
-    /// A boxed copy.
-    fn clone_wire(&self) -> Box<dyn Wire>;
-    /// Equality with another payload's value (false if the types differ).
-    fn eq_wire(&self, other: &dyn Wire) -> bool;
-    /// Appends the value's compact JSON to `out`.
-    fn write_json(&self, out: &mut Vec<u8>);
-    /// Appends the value's postcard encoding to `out` (the trace hash's binary record).
-    fn write_binary(&self, out: Vec<u8>) -> Vec<u8>;
-    /// The value as a type-erased `Serialize`, for any other serializer.
-    fn as_serialize(&self) -> &dyn erased_serde::Serialize;
-    /// The value as `Any`, for downcasting by reference.
-    fn as_any(&self) -> &dyn Any;
-    /// The boxed value as `Any`, for downcasting by value.
-    fn into_any(self: Box<Self>) -> Box<dyn Any>;
-    /// The Rust type's name, for debugging and wrong-protocol drops.
-    fn type_name(&self) -> &'static str;
-}
+/// A value a payload can hold: plain data that can be cloned, compared and serialized.
+/// Implemented for every such type; families never implement it by hand.
+pub trait Wire: Any + Send + Clone + fmt::Debug + PartialEq + Serialize {}
 
-impl<T> Wire for T
-where
-    T: Any + Send + Sync + Clone + fmt::Debug + PartialEq + Serialize,
-{
-    fn clone_wire(&self) -> Box<dyn Wire> {
-        Box::new(self.clone())
-    }
-
-    fn eq_wire(&self, other: &dyn Wire) -> bool {
-        other.as_any().downcast_ref::<T>() == Some(self)
-    }
-
-    fn write_json(&self, out: &mut Vec<u8>) {
-        serde_json::to_writer(out, self).expect("payloads serialize");
-    }
-
-    fn write_binary(&self, out: Vec<u8>) -> Vec<u8> {
-        postcard::to_extend(self, out).expect("payloads serialize")
-    }
-
-    fn as_serialize(&self) -> &dyn erased_serde::Serialize {
-        self
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-
-    fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
-    }
-}
+impl<T> Wire for T where T: Any + Send + Clone + fmt::Debug + PartialEq + Serialize {}
 
 /// One erased value: a message, a timer payload or an observation. See the module docs.
-pub struct Payload(Box<dyn Wire>);
+///
+/// Values of up to 64 bytes (most messages, every timer and observation of the built-in
+/// families) are stored inline, without a heap allocation: a run creates one payload per
+/// message, timer and observation, and allocating each cost about 8% of the Raft benchmark.
+/// Larger values go to the heap.
+pub struct Payload {
+    value: SmallBox<dyn Any + Send, S8>,
+    ops: &'static Ops,
+}
+
+/// What a payload can do with its value, monomorphized per type (one table per type, so the
+/// trace's encodings cost one indirect call per value, not per field).
+struct Ops {
+    clone: fn(&dyn Any) -> Payload,
+    eq: fn(&dyn Any, &dyn Any) -> bool,
+    write_json: fn(&dyn Any, &mut Vec<u8>),
+    write_binary: fn(&dyn Any, Vec<u8>) -> Vec<u8>,
+    debug: fn(&dyn Any, &mut fmt::Formatter<'_>) -> fmt::Result,
+    serialize: fn(&dyn Any) -> &dyn erased_serde::Serialize,
+    type_name: fn() -> &'static str,
+}
+
+/// The [`Ops`] of `T`.
+struct OpsOf<T>(PhantomData<T>);
+
+impl<T: Wire> OpsOf<T> {
+    const OPS: Ops = Ops {
+        clone: |v| Payload::new(Self::get(v).clone()),
+        eq: |a, b| b.downcast_ref::<T>() == Some(Self::get(a)),
+        write_json: |v, out| serde_json::to_writer(out, Self::get(v)).expect("payloads serialize"),
+        write_binary: |v, out| postcard::to_extend(Self::get(v), out).expect("payloads serialize"),
+        debug: |v, f| fmt::Debug::fmt(Self::get(v), f),
+        serialize: |v| Self::get(v),
+        type_name: std::any::type_name::<T>,
+    };
+
+    fn get(value: &dyn Any) -> &T {
+        value
+            .downcast_ref::<T>()
+            .expect("a payload's table matches its value")
+    }
+}
 
 impl Payload {
-    /// Boxes `value`. A `Payload` passed in is taken as it is, never boxed twice.
+    /// Wraps `value`. A `Payload` passed in is taken as it is, never wrapped twice.
     pub fn new<T: Wire>(value: T) -> Payload {
         if TypeId::of::<T>() == TypeId::of::<Payload>() {
             let mut slot = Some(value);
@@ -90,60 +82,69 @@ impl Payload {
                 .and_then(Option::take)
                 .expect("the type was just compared");
         }
-        Payload(Box::new(value))
+        Payload {
+            value: smallbox::smallbox!(value),
+            ops: &OpsOf::<T>::OPS,
+        }
     }
 
     /// The value if it is a `T`, else the payload back unchanged.
     pub fn downcast<T: Wire>(self) -> Result<T, Payload> {
-        if self.is::<T>() {
-            Ok(*self
-                .0
-                .into_any()
-                .downcast::<T>()
-                .expect("the type was just checked"))
-        } else {
-            Err(self)
+        let ops = self.ops;
+        match self.value.downcast::<T>() {
+            Ok(value) => Ok(value.into_inner()),
+            Err(value) => Err(Payload { value, ops }),
         }
     }
 
     /// A reference to the value if it is a `T`.
     pub fn downcast_ref<T: Wire>(&self) -> Option<&T> {
-        self.0.as_any().downcast_ref::<T>()
+        self.value.downcast_ref::<T>()
     }
 
     /// True if the value is a `T`.
     pub fn is<T: Wire>(&self) -> bool {
-        self.0.as_any().type_id() == TypeId::of::<T>()
+        self.value.is::<T>()
     }
 
-    /// The boxed value, for writing it (see [`Wire`]).
-    pub fn value(&self) -> &dyn Wire {
-        &*self.0
+    /// Appends the value's compact JSON to `out` (as its own `Serialize` writes it).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        (self.ops.write_json)(&*self.value, out);
+    }
+
+    /// Appends the value's postcard encoding to `out` (the trace hash's binary record).
+    pub fn write_binary(&self, out: Vec<u8>) -> Vec<u8> {
+        (self.ops.write_binary)(&*self.value, out)
+    }
+
+    /// The Rust type's name, for debugging.
+    pub fn type_name(&self) -> &'static str {
+        (self.ops.type_name)()
     }
 }
 
 impl Clone for Payload {
     fn clone(&self) -> Self {
-        Payload(self.0.clone_wire())
+        (self.ops.clone)(&*self.value)
     }
 }
 
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
-        self.0.eq_wire(&*other.0)
+        (self.ops.eq)(&*self.value, &*other.value)
     }
 }
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        (self.ops.debug)(&*self.value, f)
     }
 }
 
 impl Serialize for Payload {
     /// Serializes the value itself, as its own `Serialize` does.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        erased_serde::serialize(self.0.as_serialize(), serializer)
+        erased_serde::serialize((self.ops.serialize)(&*self.value), serializer)
     }
 }
 
@@ -180,10 +181,10 @@ mod tests {
         assert_ne!(p, Payload::new(Pong(3)));
         assert_eq!(serde_json::to_string(&p).unwrap(), "3");
         let mut json = Vec::new();
-        p.value().write_json(&mut json);
+        p.write_json(&mut json);
         assert_eq!(json, b"3");
         assert_eq!(
-            p.value().write_binary(Vec::new()),
+            p.write_binary(Vec::new()),
             postcard::to_stdvec(&Ping(3)).unwrap()
         );
     }

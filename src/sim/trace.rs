@@ -345,10 +345,10 @@ impl Line<'_> {
     /// [`crate::payload`]: one virtual call per encoding, not per field).
     pub fn payload(&mut self, key: &str, value: &Payload) -> &mut Self {
         if let Some(s) = self.key(key) {
-            value.value().write_json(s);
+            value.write_json(s);
         }
         let binary = std::mem::take(&mut self.trace.binary);
-        self.trace.binary = value.value().write_binary(binary);
+        self.trace.binary = value.write_binary(binary);
         self
     }
 
