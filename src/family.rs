@@ -41,8 +41,11 @@ pub struct Family {
     pub checks: &'static [CheckInfo],
     /// Optional: every decision of a run, for the generic `no-decision` check (time, node,
     /// what was decided). Consensus families give their commits, learns or applies here.
-    pub decisions: Option<fn(&crate::sim::RunRecord) -> Vec<(u64, NodeId, String)>>,
+    pub decisions: Option<Decisions>,
 }
+
+/// Every decision of a run: (global time in ns, node, what was decided), in time order.
+pub type Decisions = fn(&crate::sim::RunRecord) -> Vec<(u64, NodeId, String)>;
 
 /// A planted bug: a named switch that breaks a protocol on purpose, so that a checker can be shown
 /// to catch it.

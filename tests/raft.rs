@@ -131,12 +131,11 @@ fn s5_1_a_stale_leader_steps_down_when_it_sees_a_higher_term() {
     let (record, checks) = run(&s, 5);
     assert_all_pass(&checks, "isolate leader");
     let roles = roles(&record);
-    let old = roles
+    let old = *roles
         .iter()
         .rev()
         .find(|r| r.0 < 2000 * MS && r.2 == NodeRole::Leader)
-        .expect("leader")
-        .clone();
+        .expect("leader");
     assert!(
         !roles
             .iter()

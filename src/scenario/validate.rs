@@ -369,7 +369,7 @@ fn group_path(s: &Scenario, i: usize, path: &[String], of_role: bool) -> Vec<Str
 
 /// A role or client group name: a valid node name that is no reserved word.
 fn check_part_name(v: &V<'_>, name: &str, seen: &mut BTreeSet<String>, at: &[String]) -> bool {
-    if !(valid_node_name(name) && !RESERVED_NAMES.contains(&name)) {
+    if !valid_node_name(name) || RESERVED_NAMES.contains(&name) {
         report_at(
             v,
             at,
