@@ -11,7 +11,7 @@
 //!
 //! Adding a family: write its folder (processes, options structs with `serde`
 //! `deny_unknown_fields`, messages, timers, observations, checks), declare one `static` [`Family`],
-//! and add it to the list in `families::builtin` (or pass it to [`Registry::with`] from your own
+//! and add it to the list `families::FAMILIES` (or pass it to [`Registry::with`] from your own
 //! crate). See `docs/architecture.md` for a worked example.
 
 use std::sync::Arc;

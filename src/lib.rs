@@ -4,7 +4,7 @@
 //! ([`sim`], built on madsim) that injects partitions, delays, loss, duplication, crashes, pauses
 //! and clock faults, all described by a scenario file ([`scenario`]). Checkers ([`check`]) judge
 //! the run record and [`report`] writes the results. Same scenario + seed + version = same run,
-//! byte for byte. See `../shared/ARCHITECTURE.md` for the map.
+//! byte for byte. `docs/architecture.md` is the map of the code.
 
 #[cfg(not(madsim))]
 compile_error!(

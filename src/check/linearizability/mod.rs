@@ -18,9 +18,10 @@
 //! - On a violation, a [`Counterexample`]: the longest linearizable prefix found, the operation
 //!   that cannot be placed, the state there, and the operations that could have come next.
 //!
-//! [`check_events`] is the entry point for any history; [`CHECK`] runs the key-value model on
-//! the history of a simulated run. `docs/checker.md` describes the algorithm and its
-//! measurements.
+//! [`check_events`] is the entry point for any history; [`CHECK`] checks the history of a
+//! simulated run with the model each client group's workload declares
+//! ([`crate::family::HistoryTraits::model`]), client groups of one model together.
+//! `docs/checker.md` describes the algorithm and its measurements.
 
 pub mod bench;
 pub mod budget;
@@ -63,7 +64,7 @@ pub const DEFAULT_STEP_LIMIT: u64 = 500_000_000;
 /// Default memory limit of one part's search tables, MiB.
 pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 1024;
 
-/// The registry entry: the key-value model on the history of a simulated run.
+/// The registry entry: each workload's model on the history of a simulated run.
 pub const CHECK: CheckInfo = CheckInfo {
     name: "linearizability",
     summary: "the client history is linearizable (key-value model, checked key by key)",

@@ -210,7 +210,7 @@ impl Reply {
     }
 }
 
-/// Client traffic helpers on a process's [`Context`]: what key-value (and broadcast) servers and
+/// Client traffic helpers on a process's [`Context`](crate::process::Context): what key-value (and broadcast) servers and
 /// clients send.
 pub trait ClientContext {
     /// Sends `reply` to the client that made a request.

@@ -203,8 +203,8 @@ pub fn default_state_machine() -> String {
     "kv".into()
 }
 
-/// Checks a family's `state_machine` option (at `[section] state_machine` of the scenario
-/// `text` read from `path`): an unknown name is an error listing the known ones.
+/// Checks a family's `state_machine` option: an unknown name is an error (at the options key
+/// `state_machine`) listing the known ones.
 pub fn validate_state_machine(name: &str) -> Option<crate::family::OptionError> {
     (!STATE_MACHINES.contains(&name)).then(|| {
         crate::family::OptionError::at(

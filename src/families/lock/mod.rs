@@ -395,7 +395,7 @@ fn write_record<T: Serialize>(
 
 /// Reads the incarnation counter under `key` (0 if absent), stores and syncs the next one, and
 /// returns the one read: a client's boot number, so its history process ids stay unique across
-/// restarts. (The key-value client in `workload::client` does the same inline; one of the two
+/// restarts. (The key-value client in `families::kv::client` does the same inline; one of the two
 /// can serve both once the workloads move into families.)
 pub fn next_incarnation(disk: &mut crate::sim::disk::Disk, key: &'static str) -> u64 {
     let epoch = disk
