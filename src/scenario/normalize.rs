@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::error::PathSeg;
-use super::{ClientGroup, RoleSpec, Scenario, ScenarioError};
+use super::{ClientGroup, NodeList, RoleSpec, Scenario, ScenarioError};
 
 /// The shorthand client group's name (its nodes are `c1`..`cN`).
 pub const SHORTHAND_CLIENTS: &str = "c";
@@ -60,6 +60,15 @@ pub fn normalize(
                     toml::Table::new()
                 }
                 None => toml::Table::new(),
+            };
+            // Spelled out as names, so the resolved scenario loads back as the same cluster (a
+            // count would name the nodes after the role); a count outside the limits stays for
+            // validation to report.
+            let nodes = match nodes {
+                NodeList::Count(n) if (1..=super::limits::MAX_SERVERS).contains(&n) => {
+                    NodeList::Names((1..=n).map(|i| format!("n{i}")).collect())
+                }
+                other => other,
             };
             s.cluster.roles.insert(
                 0,

@@ -18,7 +18,7 @@ use super::{
     PartitionShape, Scenario, ScenarioError, Verdict,
 };
 use crate::family::RoleContext;
-use crate::sim::topology::{RESERVED_NAMES, Topology};
+use crate::sim::topology::{RESERVED_NAMES, Role, Topology};
 
 /// The collector of problems found in one file.
 struct V<'a> {
@@ -248,7 +248,9 @@ fn validate_into(v: &V<'_>, s: &mut Scenario, name_from_file: bool) {
     }
 
     // Node references are resolved on a topology, built only for a cluster within limits.
-    let topo = (roles_ok && groups_ok).then(|| Topology::new(s));
+    let topo = (roles_ok && groups_ok)
+        .then(|| Topology::new(s))
+        .filter(|topo| validate_node_names(v, s, topo));
     validate_network(v, s, topo.as_ref());
     let Some(topo) = topo else {
         // Still check every role's and group's options, on the cluster cut to the limits.
@@ -313,7 +315,15 @@ fn within_limits(s: &Scenario) -> Scenario {
 /// Reports an option's problem at its place in the file.
 fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) {
     if e.at_key {
-        let path: Vec<PathSeg<'_>> = segments.iter().map(|s| PathSeg::Key(s)).collect();
+        let last = segments.len().saturating_sub(1);
+        let path: Vec<PathSeg<'_>> = segments
+            .iter()
+            .enumerate()
+            .map(|(i, seg)| match seg.parse::<usize>() {
+                Ok(index) if i < last => PathSeg::Index(index),
+                _ => PathSeg::Key(seg),
+            })
+            .collect();
         let err = ScenarioError::at_key(v.path, v.text, &path, e.message);
         v.errors.borrow_mut().push(err);
     } else {
@@ -490,21 +500,25 @@ fn validate_roles(v: &V<'_>, s: &Scenario) -> bool {
         );
         ok = false;
     }
-    if ok {
-        // Counted names (`<role>N`) must not collide with listed ones.
-        let topo = Topology::new(s);
-        let mut seen = BTreeSet::new();
-        for (id, name) in topo.names.iter().enumerate() {
-            if !seen.insert(name) {
-                let i = topo.part[id];
-                report_at(
-                    v,
-                    &role_path(s, i, &["nodes".to_string()], true),
-                    format!("duplicate node name \"{name}\""),
-                );
-                ok = false;
-            }
+    ok
+}
+
+/// Counted names (`<role>N`, `<group>N`) must not collide with each other or with listed ones.
+/// Returns false if two nodes share a name.
+fn validate_node_names(v: &V<'_>, s: &Scenario, topo: &Topology) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut ok = true;
+    for (id, name) in topo.names.iter().enumerate() {
+        if seen.insert(name) {
+            continue;
         }
+        let part = topo.part[id];
+        let at = match topo.roles[id] {
+            Role::Server => role_path(s, part, &["nodes".to_string()], true),
+            Role::Client => group_path(s, part, &["count".to_string()], true),
+        };
+        report_at(v, &at, format!("duplicate node name \"{name}\""));
+        ok = false;
     }
     ok
 }
