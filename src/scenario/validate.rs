@@ -310,11 +310,10 @@ fn within_limits(s: &Scenario) -> Scenario {
     s
 }
 
-/// Reports an option's problem at its place in the file.
+/// Reports an option's problem at its place in the file (at the key itself for an unknown key).
 fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) {
     if e.at_key {
-        let path: Vec<PathSeg<'_>> = segments.iter().map(|s| PathSeg::Key(s)).collect();
-        let err = ScenarioError::at_key(v.path, v.text, &path, e.message);
+        let err = ScenarioError::at_key(v.path, v.text, &path_segs(segments), e.message);
         v.errors.borrow_mut().push(err);
     } else {
         report_at(v, segments, e.message);
@@ -323,14 +322,18 @@ fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) 
 
 /// Reports `message` at a path given as owned segments (list indexes as decimal strings).
 fn report_at(v: &V<'_>, segments: &[String], message: String) {
-    let path: Vec<PathSeg<'_>> = segments
+    v.report(&path_segs(segments), message);
+}
+
+/// Owned segments as a key path: decimal strings are list indexes (`cluster.role[0]`).
+fn path_segs(segments: &[String]) -> Vec<PathSeg<'_>> {
+    segments
         .iter()
         .map(|seg| match seg.parse::<usize>() {
             Ok(i) => PathSeg::Index(i),
             Err(_) => PathSeg::Key(seg),
         })
-        .collect();
-    v.report(&path, message);
+        .collect()
 }
 
 /// Where a key of role `i` (`of_role`) or of its options is written in the file.
