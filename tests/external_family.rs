@@ -90,7 +90,10 @@ fn beacon_rules(config: &BeaconConfig, _: &RoleContext<'_>) -> Vec<OptionError> 
     }
 }
 
-fn build_beacon(setup: &NodeSetup, config: &BeaconConfig) -> Box<dyn faultline::process::AnyProcess> {
+fn build_beacon(
+    setup: &NodeSetup,
+    config: &BeaconConfig,
+) -> Box<dyn faultline::process::AnyProcess> {
     Box::new(Beacon {
         peers: setup.peers(),
         interval: config.interval.to_std(),
@@ -182,7 +185,10 @@ fn heard_from_all(record: &RunRecord) -> CheckResult {
     } else {
         (
             Verdict::Fail,
-            format!("{} pairs of beacons did not hear from each other", missing.len()),
+            format!(
+                "{} pairs of beacons did not hear from each other",
+                missing.len()
+            ),
         )
     };
     let mut result = CheckResult::new(HEARD_FROM_ALL, verdict, summary);
@@ -287,13 +293,26 @@ fn an_external_family_runs_from_a_file_and_its_check_passes_after_the_heal() {
     // The family's messages, facts and node names went through the simulator and its trace.
     let record = &outcome.record;
     assert!(record.stats.messages_delivered > 0);
-    assert!(record.observations.iter().any(|o| o.get::<Heard>().is_some()));
+    assert!(
+        record
+            .observations
+            .iter()
+            .any(|o| o.get::<Heard>().is_some())
+    );
     assert_eq!(record.topology.names, ["beacons1", "beacons2", "beacons3"]);
     let trace = String::from_utf8(record.trace_jsonl.to_vec()).unwrap();
     assert!(trace.contains("beacons1"), "node names in the trace");
     // The isolation cut beacons1 off and healed at 1.5s.
     assert_eq!(record.final_heal_ns, Some(1_500_000_000));
-    assert!(record.stats.messages_dropped.get("partition").copied().unwrap_or(0) > 0);
+    assert!(
+        record
+            .stats
+            .messages_dropped
+            .get("partition")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
 }
 
 #[test]
@@ -333,7 +352,10 @@ fn an_external_family_check_fails_when_a_partition_never_heals() {
 #[test]
 fn an_external_family_runs_deterministically_under_a_seed() {
     let runner = runner();
-    let scenario = load(&beacons(ISOLATE_THEN_HEAL, "[network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"20ms\" }\n"));
+    let scenario = load(&beacons(
+        ISOLATE_THEN_HEAL,
+        "[network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"20ms\" }\n",
+    ));
     let a = runner.run(&scenario, 11);
     let b = runner.run(&scenario, 11);
     assert_eq!(a.record.trace_hash, b.record.trace_hash);
@@ -382,13 +404,12 @@ fn a_bad_option_of_an_external_family_names_file_line_column_and_key() {
         assert_eq!(errors.len(), 1, "{errors:?}");
         let e = &errors[0];
         assert_eq!(e.file, file);
-        assert!(
-            e.message.starts_with(message),
-            "{}\n{text}",
-            e
-        );
+        assert!(e.message.starts_with(message), "{}\n{text}", e);
         assert_eq!((e.line, e.column), (line, column), "{e}\n{text}");
-        assert!(e.to_string().starts_with(&format!("{}:{line}:{column}: ", file.display())));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:{line}:{column}: ", file.display()))
+        );
     }
 }
 
@@ -398,16 +419,11 @@ fn without_the_family_the_builtin_registry_refuses_its_protocol() {
     let errors = Runner::builtin()
         .parse(Path::new("beacons.toml"), &text)
         .unwrap_err();
-    assert_eq!(
-        (errors[0].line, errors[0].column),
-        (7, 12),
-        "{:?}",
-        errors
-    );
+    assert_eq!((errors[0].line, errors[0].column), (7, 12), "{:?}", errors);
     assert!(
-        errors[0]
-            .message
-            .starts_with("cluster.role[0].protocol: unknown protocol \"beacon\"; expected one of: "),
+        errors[0].message.starts_with(
+            "cluster.role[0].protocol: unknown protocol \"beacon\"; expected one of: "
+        ),
         "{}",
         errors[0].message
     );

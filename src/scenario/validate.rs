@@ -18,7 +18,7 @@ use super::{
     PartitionShape, Scenario, ScenarioError, Verdict,
 };
 use crate::family::RoleContext;
-use crate::sim::topology::{RESERVED_NAMES, Topology};
+use crate::sim::topology::{RESERVED_NAMES, Role, Topology};
 
 /// The collector of problems found in one file.
 struct V<'a> {
@@ -494,16 +494,62 @@ fn validate_roles(v: &V<'_>, s: &Scenario) -> bool {
         ok = false;
     }
     if ok {
-        // Counted names (`<role>N`) must not collide with listed ones.
-        let topo = Topology::new(s);
+        // Counted names (`<role>N`, `<group>N`) must not collide with listed ones. (Client
+        // counts are not checked yet: the topology is built on the cluster cut to the limits.)
+        let topo = Topology::new(&within_limits(s));
         let mut seen = BTreeSet::new();
         for (id, name) in topo.names.iter().enumerate() {
             if !seen.insert(name) {
                 let i = topo.part[id];
+                let at = if topo.roles[id] == Role::Client {
+                    group_path(s, i, &["name".to_string()], true)
+                } else {
+                    role_path(s, i, &["nodes".to_string()], true)
+                };
+                report_at(v, &at, format!("duplicate node name \"{name}\""));
+                ok = false;
+            }
+        }
+        // A role's or client group's name names all its nodes: it must not be another's node.
+        let part_name = |id: crate::process::NodeId| match topo.roles[id.index()] {
+            Role::Server => &roles[topo.part[id.index()]].name,
+            Role::Client => &s.clients[topo.part[id.index()]].name,
+        };
+        let parts = roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.shorthand)
+            .map(|(i, r)| {
+                (
+                    &r.name,
+                    Role::Server,
+                    role_path(s, i, &["name".into()], true),
+                )
+            })
+            .chain(
+                s.clients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| !g.shorthand)
+                    .map(|(i, g)| {
+                        (
+                            &g.name,
+                            Role::Client,
+                            group_path(s, i, &["name".into()], true),
+                        )
+                    }),
+            );
+        for (name, kind, at) in parts {
+            if let Some(node) = topo.node(name)
+                && (part_name(node) != name || topo.roles[node.index()] != kind)
+            {
                 report_at(
                     v,
-                    &role_path(s, i, &["nodes".to_string()], true),
-                    format!("duplicate node name \"{name}\""),
+                    &at,
+                    format!(
+                        "\"{name}\" is also the name of a node of \"{}\"; expected a role or client group name that no node has",
+                        part_name(node)
+                    ),
                 );
                 ok = false;
             }
@@ -654,6 +700,13 @@ fn validate_options(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
         let Some(workload) = s.registry.workload(&group.workload) else {
             continue;
         };
+        if !group
+            .talks_to
+            .iter()
+            .all(|r| s.cluster.roles.iter().any(|x| &x.name == r))
+        {
+            continue; // an unknown role in `talks_to` is reported already
+        }
         let talks_to: Vec<&'static crate::family::ProtocolInfo> = group
             .talks_to
             .iter()
