@@ -372,33 +372,30 @@ fn a_bad_option_of_an_external_family_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad-beacons.toml");
     let runner = runner();
+    let interval = |option: &str| beacons("", "").replace("interval = \"100ms\"", option);
     let cases = [
         (
-            beacons("", "").replace("interval = \"100ms\"", "interval = \"0s\""),
-            9,
-            24,
+            interval("interval = \"0s\""),
+            (9, 24),
             "cluster.role[0].options.interval: expected a positive duration, found 0s",
         ),
         (
-            beacons("", "").replace("interval = \"100ms\"", "interval = 5"),
-            9,
-            24,
+            interval("interval = 5"),
+            (9, 24),
             "cluster.role[0].options.interval: expected a duration string with a unit, such as \"150ms\" or \"2s\", found 5",
         ),
         (
-            beacons("", "").replace("interval = \"100ms\"", "intervall = \"1s\""),
-            9,
-            13,
+            interval("intervall = \"1s\""),
+            (9, 13),
             "cluster.role[0].options.intervall: unknown field `intervall`, expected `interval`",
         ),
         (
             beacons("", "within = \"1s\"\nlouder = true\n").replace("within = \"500ms\"\n", ""),
-            13,
-            1,
+            (13, 1),
             "check.heard-from-all.louder: unknown field `louder`",
         ),
     ];
-    for (text, line, column, message) in cases {
+    for (text, (line, column), message) in cases {
         std::fs::write(&file, &text).unwrap();
         let errors = runner.load(&file).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");

@@ -35,11 +35,6 @@ election_timeout_max = "400ms"
 [workload]
 clients = 2
 think_time = "20ms"
-[[fault]]
-at = "1s"
-kind = "isolate"
-target = "leader"
-duration = "500ms"
 "#;
 
 const RAFT_ROLES: &str = r#"duration = "3s"
@@ -55,17 +50,16 @@ count = 2
 talks_to = ["raft"]
 [clients.options]
 think_time = "20ms"
-[[fault]]
-at = "1s"
-kind = "isolate"
-target = "leader"
-duration = "500ms"
 "#;
+
+/// Both forms run under the same fault.
+const ISOLATE_LEADER: &str =
+    "[[fault]]\nat = \"1s\"\nkind = \"isolate\"\ntarget = \"leader\"\nduration = \"500ms\"\n";
 
 #[test]
 fn the_shorthand_and_its_role_form_run_the_same() {
-    let short = parse(RAFT_SHORTHAND);
-    let long = parse(RAFT_ROLES);
+    let short = parse(&format!("{RAFT_SHORTHAND}{ISOLATE_LEADER}"));
+    let long = parse(&format!("{RAFT_ROLES}{ISOLATE_LEADER}"));
     for seed in [1, 2] {
         let a = run(&short, seed, &RunOptions::hash_only());
         let b = run(&long, seed, &RunOptions::hash_only());
@@ -73,6 +67,10 @@ fn the_shorthand_and_its_role_form_run_the_same() {
         assert_eq!(a.topology.names, ["n1", "n2", "n3", "c1", "c2"]);
         assert_eq!(b.topology.names, a.topology.names);
         assert!(a.history.len() > 10, "the clients did work");
+        assert_eq!(
+            a.stats.faults_applied, 1,
+            "the leader was found and isolated"
+        );
     }
     // Both resolve to the same roles, groups and options.
     assert_eq!(
