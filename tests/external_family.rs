@@ -240,20 +240,11 @@ within = "500ms"
     )
 }
 
-const ISOLATE_THEN_HEAL: &str = r#"
-[[fault]]
-at = "500ms"
-kind = "isolate"
-target = "beacons1"
-duration = "1s"
-"#;
-
-const ISOLATE_FOREVER: &str = r#"
-[[fault]]
-at = "500ms"
-kind = "isolate"
-target = "beacons1"
-"#;
+/// Isolates beacons1 at 500ms, healing after 1s (`true`) or never (`false`).
+fn isolate_beacons1(heals: bool) -> String {
+    let duration = if heals { "duration = \"1s\"\n" } else { "" };
+    format!("\n[[fault]]\nat = \"500ms\"\nkind = \"isolate\"\ntarget = \"beacons1\"\n{duration}")
+}
 
 const PARTITION_FOREVER: &str = r#"
 [[fault]]
@@ -282,7 +273,7 @@ fn check<'a>(outcome: &'a faultline::api::Outcome, name: &str) -> &'a CheckResul
 fn an_external_family_runs_from_a_file_and_its_check_passes_after_the_heal() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("beacons.toml");
-    std::fs::write(&file, beacons(ISOLATE_THEN_HEAL, "")).unwrap();
+    std::fs::write(&file, beacons(&isolate_beacons1(true), "")).unwrap();
     let runner = runner();
     let scenario = runner.load(&file).unwrap_or_else(|e| panic!("{e:?}"));
     let outcome = runner.run(&scenario, scenario.seed);
@@ -317,7 +308,7 @@ fn an_external_family_runs_from_a_file_and_its_check_passes_after_the_heal() {
 
 #[test]
 fn an_external_family_check_fails_when_a_node_stays_isolated() {
-    let outcome = runner().run(&load(&beacons(ISOLATE_FOREVER, "")), 7);
+    let outcome = runner().run(&load(&beacons(&isolate_beacons1(false), "")), 7);
     assert_eq!(outcome.verdict, Verdict::Fail);
     let heard = check(&outcome, HEARD_FROM_ALL);
     assert_eq!(heard.verdict, Verdict::Fail);
@@ -353,7 +344,7 @@ fn an_external_family_check_fails_when_a_partition_never_heals() {
 fn an_external_family_runs_deterministically_under_a_seed() {
     let runner = runner();
     let scenario = load(&beacons(
-        ISOLATE_THEN_HEAL,
+        &isolate_beacons1(true),
         "[network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"20ms\" }\n",
     ));
     let a = runner.run(&scenario, 11);
