@@ -248,9 +248,7 @@ fn validate_into(v: &V<'_>, s: &mut Scenario, name_from_file: bool) {
     }
 
     // Node references are resolved on a topology, built only for a cluster within limits.
-    let topo = (roles_ok && groups_ok)
-        .then(|| Topology::new(s))
-        .filter(|topo| validate_node_names(v, s, topo));
+    let topo = (roles_ok && groups_ok).then(|| Topology::new(s));
     validate_network(v, s, topo.as_ref());
     let Some(topo) = topo else {
         // Still check every role's and group's options, on the cluster cut to the limits.
@@ -312,19 +310,10 @@ fn within_limits(s: &Scenario) -> Scenario {
     s
 }
 
-/// Reports an option's problem at its place in the file.
+/// Reports an option's problem at its place in the file (at the key itself for an unknown key).
 fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) {
     if e.at_key {
-        let last = segments.len().saturating_sub(1);
-        let path: Vec<PathSeg<'_>> = segments
-            .iter()
-            .enumerate()
-            .map(|(i, seg)| match seg.parse::<usize>() {
-                Ok(index) if i < last => PathSeg::Index(index),
-                _ => PathSeg::Key(seg),
-            })
-            .collect();
-        let err = ScenarioError::at_key(v.path, v.text, &path, e.message);
+        let err = ScenarioError::at_key(v.path, v.text, &path_segs(segments), e.message);
         v.errors.borrow_mut().push(err);
     } else {
         report_at(v, segments, e.message);
@@ -333,14 +322,18 @@ fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) 
 
 /// Reports `message` at a path given as owned segments (list indexes as decimal strings).
 fn report_at(v: &V<'_>, segments: &[String], message: String) {
-    let path: Vec<PathSeg<'_>> = segments
+    v.report(&path_segs(segments), message);
+}
+
+/// Owned segments as a key path: decimal strings are list indexes (`cluster.role[0]`).
+fn path_segs(segments: &[String]) -> Vec<PathSeg<'_>> {
+    segments
         .iter()
         .map(|seg| match seg.parse::<usize>() {
             Ok(i) => PathSeg::Index(i),
             Err(_) => PathSeg::Key(seg),
         })
-        .collect();
-    v.report(&path, message);
+        .collect()
 }
 
 /// Where a key of role `i` (`of_role`) or of its options is written in the file.
@@ -500,25 +493,67 @@ fn validate_roles(v: &V<'_>, s: &Scenario) -> bool {
         );
         ok = false;
     }
-    ok
-}
-
-/// Counted names (`<role>N`, `<group>N`) must not collide with each other or with listed ones.
-/// Returns false if two nodes share a name.
-fn validate_node_names(v: &V<'_>, s: &Scenario, topo: &Topology) -> bool {
-    let mut seen = BTreeSet::new();
-    let mut ok = true;
-    for (id, name) in topo.names.iter().enumerate() {
-        if seen.insert(name) {
-            continue;
+    if ok {
+        // Counted names (`<role>N`, `<group>N`) must not collide with listed ones. (Client
+        // counts are not checked yet: the topology is built on the cluster cut to the limits.)
+        let topo = Topology::new(&within_limits(s));
+        let mut seen = BTreeSet::new();
+        for (id, name) in topo.names.iter().enumerate() {
+            if !seen.insert(name) {
+                let i = topo.part[id];
+                let at = if topo.roles[id] == Role::Client {
+                    group_path(s, i, &["name".to_string()], true)
+                } else {
+                    role_path(s, i, &["nodes".to_string()], true)
+                };
+                report_at(v, &at, format!("duplicate node name \"{name}\""));
+                ok = false;
+            }
         }
-        let part = topo.part[id];
-        let at = match topo.roles[id] {
-            Role::Server => role_path(s, part, &["nodes".to_string()], true),
-            Role::Client => group_path(s, part, &["count".to_string()], true),
+        // A role's or client group's name names all its nodes: it must not be another's node.
+        let part_name = |id: crate::process::NodeId| match topo.roles[id.index()] {
+            Role::Server => &roles[topo.part[id.index()]].name,
+            Role::Client => &s.clients[topo.part[id.index()]].name,
         };
-        report_at(v, &at, format!("duplicate node name \"{name}\""));
-        ok = false;
+        let parts = roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.shorthand)
+            .map(|(i, r)| {
+                (
+                    &r.name,
+                    Role::Server,
+                    role_path(s, i, &["name".into()], true),
+                )
+            })
+            .chain(
+                s.clients
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, g)| !g.shorthand)
+                    .map(|(i, g)| {
+                        (
+                            &g.name,
+                            Role::Client,
+                            group_path(s, i, &["name".into()], true),
+                        )
+                    }),
+            );
+        for (name, kind, at) in parts {
+            if let Some(node) = topo.node(name)
+                && (part_name(node) != name || topo.roles[node.index()] != kind)
+            {
+                report_at(
+                    v,
+                    &at,
+                    format!(
+                        "\"{name}\" is also the name of a node of \"{}\"; expected a role or client group name that no node has",
+                        part_name(node)
+                    ),
+                );
+                ok = false;
+            }
+        }
     }
     ok
 }
@@ -665,6 +700,13 @@ fn validate_options(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
         let Some(workload) = s.registry.workload(&group.workload) else {
             continue;
         };
+        if !group
+            .talks_to
+            .iter()
+            .all(|r| s.cluster.roles.iter().any(|x| &x.name == r))
+        {
+            continue; // an unknown role in `talks_to` is reported already
+        }
         let talks_to: Vec<&'static crate::family::ProtocolInfo> = group
             .talks_to
             .iter()
