@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use crate::check::linearizability::ModelKind;
 use crate::process::{AnyProcess, NodeId};
 use crate::scenario::Scenario;
-use crate::sim::topology::Topology;
+use crate::scenario::topology::Topology;
 
 pub use crate::check::{CheckInfo, CheckResult};
 

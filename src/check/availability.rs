@@ -41,7 +41,7 @@ use crate::family::OptionError;
 use crate::process::NodeId;
 use crate::scenario::Scenario;
 use crate::scenario::Verdict;
-use crate::sim::topology::Topology;
+use crate::scenario::topology::Topology;
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// The registry entry.

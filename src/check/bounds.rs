@@ -25,9 +25,9 @@ use crate::check::ops::operations;
 use crate::check::{self, CheckInfo, CheckResult, ms, until_problem};
 use crate::family::OptionError;
 use crate::process::CommonObservation;
+use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Scenario, Verdict};
 use crate::sim::RunRecord;
-use crate::sim::topology::Topology;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {

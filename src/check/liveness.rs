@@ -46,9 +46,9 @@ use crate::family::OptionError;
 use crate::process::NodeId;
 use crate::process::{CommonObservation, NodeRole};
 use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Verdict};
 use crate::sim::host::Status;
-use crate::sim::topology::Topology;
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// The registry entry.

@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
 
 use crate::family::{OptionError, parse_options};
+use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Scenario, Verdict};
 use crate::sim::RunRecord;
-use crate::sim::topology::Topology;
 
 /// The result of one check.
 #[derive(Clone, Debug, PartialEq, Serialize)]

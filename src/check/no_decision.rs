@@ -25,9 +25,9 @@ use crate::check::{self, CheckInfo, CheckResult, ms, until_problem};
 use crate::family::OptionError;
 use crate::process::NodeId;
 use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Verdict};
 use crate::sim::RunRecord;
-use crate::sim::topology::Topology;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {

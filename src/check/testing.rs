@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::history::{EventType, Function, HistoryEvent, Value};
 use crate::process::{NodeId, Payload, Wire};
 use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
 use crate::sim::host::Status;
-use crate::sim::topology::Topology;
 use crate::sim::{LifecycleKind, LifecycleRecord, ObservationRecord, RunRecord, Stats};
 
 /// An empty 10-second run record of a key-value cluster with `servers` servers and `clients`

@@ -56,5 +56,5 @@ pub const MAX_EVENTS_PER_RUN: u64 = 10_000_000;
 /// repeats without time passing (a zero-time cycle, e.g. zero latency with zero think time).
 pub const MAX_EVENTS_PER_INSTANT: u64 = 1_000_000;
 /// Most trace bytes kept in memory and written to `trace.jsonl`; later lines are hashed but
-/// not kept (`trace_truncated`). Defined by the trace module, listed here with the others.
-pub const MAX_TRACE_BYTES: usize = crate::sim::trace::DEFAULT_TRACE_LIMIT_BYTES;
+/// not kept (`trace_truncated`); the default of `sim::trace::DEFAULT_TRACE_LIMIT_BYTES`.
+pub const MAX_TRACE_BYTES: usize = 1 << 30;

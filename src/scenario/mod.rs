@@ -21,6 +21,7 @@ mod duration;
 pub mod error;
 pub mod limits;
 mod normalize;
+pub mod topology;
 mod validate;
 
 use std::collections::BTreeMap;

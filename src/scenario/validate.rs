@@ -18,7 +18,7 @@ use super::{
     PartitionShape, Scenario, ScenarioError, Verdict,
 };
 use crate::family::RoleContext;
-use crate::sim::topology::{RESERVED_NAMES, Role, Topology};
+use crate::scenario::topology::{RESERVED_NAMES, Role, Topology};
 
 /// The collector of problems found in one file.
 struct V<'a> {

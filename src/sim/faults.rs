@@ -15,12 +15,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::process::NodeId;
+use crate::scenario::topology::Topology;
 use crate::scenario::{
     Duration, FaultKind, FaultSpec, LatencyDistribution, LatencySpec, Nemesis, NemesisFault,
     PartitionShape, Scenario,
 };
 use crate::sim::network::Condition;
-use crate::sim::topology::Topology;
 
 /// Which nodes a fault acts on.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, Weak};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::process::disk::Disk;
 use crate::process::{AnyProcess, Message, NodeId, NodeRole, Timer, TimerId};
 use crate::sim::clock::Clock;
-use crate::sim::disk::Disk;
 use crate::sim::faults::PlannedFault;
 use crate::sim::record::{LifecycleKind, LifecycleRecord};
 use crate::sim::world::{Event, World};

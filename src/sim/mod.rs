@@ -3,7 +3,8 @@
 //! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time (which
 //! the central task brings to the current event's time whenever madsim runs a task) and the
 //! node lifecycle (kill, restart, pause, resume; a node's driver task owns its process).
-//! faultline supplies everything a fault touches: the network ([`network`]), disks ([`disk`]),
+//! faultline supplies everything a fault touches: the network ([`network`]), disks ([`disk`], defined
+//! below the process interface in [`crate::process::disk`]),
 //! clocks ([`clock`]) and the fault schedule ([`faults`]), all in [`world::World`]. See
 //! `../shared/ARCHITECTURE.md`, part 2.
 //!
@@ -16,12 +17,11 @@
 //!   and its lifecycle (boot, crash, restart, pause, resume, clock changes);
 //! - [`nemesis`]: applying planned faults at their time and undoing them;
 //! - [`faults`]: planning the fault timeline before the run;
-//! - [`network`], [`disk`], [`clock`]: what faults act on; [`topology`]: the nodes;
+//! - [`network`], [`disk`], [`clock`]: what faults act on; [`topology`]: the nodes (defined with the scenario, [`crate::scenario::topology`]);
 //! - [`node`]: the driver task that owns a node's process; [`trace`]: the trace and its hash;
 //! - [`record`]: the [`RunRecord`] a run hands to checkers and reports.
 
 pub mod clock;
-pub mod disk;
 pub mod faults;
 pub mod host;
 pub mod nemesis;
@@ -29,11 +29,16 @@ pub mod network;
 pub mod node;
 pub mod record;
 pub mod run;
-pub mod topology;
 pub mod trace;
 pub mod world;
 
 use std::sync::{Mutex, MutexGuard};
+
+/// Disks live below the process interface ([`crate::process::disk`]); this path stays for callers.
+pub use crate::process::disk;
+/// The nodes of a run live with the scenario ([`crate::scenario::topology`]); this path stays for
+/// callers.
+pub use crate::scenario::topology;
 
 pub use host::is_up;
 pub use record::{

@@ -29,8 +29,8 @@ use rand_distr::{Distribution, Exp, Normal};
 use serde::Serialize;
 
 use crate::process::NodeId;
+use crate::scenario::topology::Topology;
 use crate::scenario::{LatencyDistribution, LatencySpec, LinkSpec, Network as NetworkSpec};
-use crate::sim::topology::Topology;
 
 /// A resolved latency distribution, in nanoseconds.
 #[derive(Clone, Debug)]

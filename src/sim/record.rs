@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::history::HistoryEvent;
 use crate::process::{NodeId, Observation, Wire};
 use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
 use crate::sim::host::Status;
-use crate::sim::topology::Topology;
 use crate::sim::{faults, trace};
 
 /// A run stopped because it reached one of its [`EventLimits`](crate::sim::EventLimits): the scenario asks for more work

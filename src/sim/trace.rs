@@ -36,8 +36,9 @@ pub const WORLD: &str = "world";
 /// The binary record's index for [`WORLD`].
 const WORLD_INDEX: u32 = u32::MAX;
 
-/// Default cap on trace bytes kept in memory (hashing continues past it).
-pub const DEFAULT_TRACE_LIMIT_BYTES: usize = 1 << 30;
+/// Default cap on trace bytes kept in memory (hashing continues past it): the documented limit
+/// [`crate::scenario::limits::MAX_TRACE_BYTES`].
+pub const DEFAULT_TRACE_LIMIT_BYTES: usize = crate::scenario::limits::MAX_TRACE_BYTES;
 
 /// The `kind` of the line that closes a trace whose byte cap was reached.
 pub const TRUNCATED_KIND: &str = "trace-truncated";

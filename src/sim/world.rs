@@ -34,10 +34,11 @@ use std::task::Waker;
 use rand_chacha::ChaCha8Rng;
 
 use crate::history::HistoryEvent;
+use crate::process::disk::Disk;
 use crate::process::{AnyProcess, CommonObservation, Context, Effect, Message, NodeId, TimerId};
+use crate::scenario::topology::Topology;
 use crate::scenario::{Scenario, limits};
 use crate::sim::clock::Clock;
-use crate::sim::disk::Disk;
 use crate::sim::faults::PlannedFault;
 use crate::sim::host::{Input, NodeState, PendingTimer, Status};
 use crate::sim::nemesis::Undo;
@@ -45,7 +46,6 @@ use crate::sim::network::{Fate, Network};
 use crate::sim::record::{
     Halt, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord, Stats,
 };
-use crate::sim::topology::Topology;
 use crate::sim::trace::Trace;
 
 /// Bounds on the events one run may fire (arrivals, timer firings, fault starts and ends). A run

@@ -41,8 +41,8 @@ use crate::family::OptionError;
 use crate::history::{Function, HistoryEvent, Value};
 use crate::scenario::Duration;
 use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
 use crate::sim::RunRecord;
-use crate::sim::topology::Topology;
 
 pub use budget::{Budget, Exhausted};
 pub use model::{Model, Operation, RawOp, RawOutcome};

@@ -19,8 +19,8 @@ use crate::family::OptionError;
 use crate::history::{EventType, Function, Value};
 use crate::process::NodeId;
 use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Verdict};
-use crate::sim::topology::Topology;
 use crate::sim::{LifecycleKind, RunRecord, is_up};
 
 /// The registry entry.

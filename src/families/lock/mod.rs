@@ -370,7 +370,7 @@ fn check_duration(
 
 /// Reads a serde-JSON record from `key` of a disk, `None` if absent or unreadable.
 fn read_record<T: for<'de> Deserialize<'de>>(
-    disk: &crate::sim::disk::Disk,
+    disk: &crate::process::disk::Disk,
     key: &str,
 ) -> Option<T> {
     disk.read(key)
@@ -379,7 +379,7 @@ fn read_record<T: for<'de> Deserialize<'de>>(
 
 /// Writes a serde-JSON record under `key`, and syncs it when `sync`.
 fn write_record<T: Serialize>(
-    disk: &mut crate::sim::disk::Disk,
+    disk: &mut crate::process::disk::Disk,
     key: &'static str,
     record: &T,
     sync: bool,
@@ -397,7 +397,7 @@ fn write_record<T: Serialize>(
 /// returns the one read: a client's boot number, so its history process ids stay unique across
 /// restarts. (The key-value client in `families::kv::client` does the same inline; one of the two
 /// can serve both once the workloads move into families.)
-pub fn next_incarnation(disk: &mut crate::sim::disk::Disk, key: &'static str) -> u64 {
+pub fn next_incarnation(disk: &mut crate::process::disk::Disk, key: &'static str) -> u64 {
     let epoch = disk
         .read(key)
         .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())

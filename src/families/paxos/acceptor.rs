@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 use crate::families::paxos::{Ballot, Bugs, Observation, ValueId};
 use crate::process::Context;
-use crate::sim::disk::Disk;
+use crate::process::disk::Disk;
 
 const PROMISE_ALL_KEY: &str = "acceptor/promise-all";
 const PROMISE_PREFIX: &str = "acceptor/promise/";

@@ -116,7 +116,7 @@ use serde::{Deserialize, Serialize};
 use crate::family::{Bug, OptionError};
 use crate::process::NodeId;
 use crate::scenario::Scenario;
-use crate::sim::topology::Topology;
+use crate::scenario::topology::Topology;
 
 /// Planted bug: a promise does not report the proposal the acceptor accepted.
 pub const BUG_ACCEPTOR_OMITS_ACCEPTED: &str = "acceptor-omits-accepted";

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::families::kv::Op;
 use crate::families::raft::Entry;
 use crate::process::NodeId;
-use crate::sim::disk::Disk;
+use crate::process::disk::Disk;
 
 const HARD_STATE_KEY: &str = "raft/hard-state";
 const SNAPSHOT_KEY: &str = "raft/snapshot";

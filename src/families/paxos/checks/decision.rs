@@ -24,8 +24,8 @@ use crate::families::paxos;
 use crate::families::paxos::checks::{choices, learned};
 use crate::family::OptionError;
 use crate::process::NodeId;
+use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Scenario, Verdict};
-use crate::sim::topology::Topology;
 use crate::sim::{RunRecord, is_up};
 
 /// The registry entry.

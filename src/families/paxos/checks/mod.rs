@@ -147,8 +147,8 @@ pub(crate) mod testing {
     use crate::check::testing;
     use crate::families::paxos::{Ballot, Observation};
     use crate::scenario::Scenario;
+    use crate::scenario::topology::Topology;
     use crate::sim::RunRecord;
-    use crate::sim::topology::Topology;
 
     /// A 10 s record of `protocol` on 5 servers (every role on every server), no clients.
     pub fn record(protocol: &str, extra: &str) -> RunRecord {

@@ -17,6 +17,8 @@
 //! - a process MAY panic (`assert!`) when one of its own invariants breaks: the run stops and the
 //!   report shows a failed `node-invariants` check with the panic message.
 
+pub mod disk;
+
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::HistoryEvent;
 pub use crate::payload::{Payload, Wire};
-use crate::sim::disk::Disk;
+use disk::Disk;
 
 /// A message on the simulated network: any family's value, erased (see [`crate::payload`]).
 pub type Message = Payload;

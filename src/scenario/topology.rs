@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::{NodeList, RoleSpec, Scenario};
 use crate::process::NodeId;
-use crate::scenario::{NodeList, RoleSpec, Scenario};
 
 /// Names with a fixed meaning in node references; no node or group may use them.
 pub const RESERVED_NAMES: [&str; 6] = ["all", "servers", "clients", "random", "leader", "*"];
