@@ -14,17 +14,17 @@
 //! and add it to the list `families::FAMILIES` (or pass it to [`Registry::with`] from your own
 //! crate). See `docs/architecture.md` for a worked example.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::check::linearizability::ModelKind;
+use crate::history::ModelKind;
 use crate::process::{AnyProcess, NodeId};
-use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
-
-pub use crate::check::{CheckInfo, CheckResult};
+use crate::scenario::{Scenario, Verdict};
+use crate::sim::RunRecord;
 
 /// One family: its name, and the protocols, workloads and checks it brings.
 pub struct Family {
@@ -45,7 +45,7 @@ pub struct Family {
 }
 
 /// Every decision of a run: (global time in ns, node, what was decided), in time order.
-pub type Decisions = fn(&crate::sim::RunRecord) -> Vec<(u64, NodeId, String)>;
+pub type Decisions = fn(&RunRecord) -> Vec<(u64, NodeId, String)>;
 
 /// A planted bug: a named switch that breaks a protocol on purpose, so that a checker can be shown
 /// to catch it.
@@ -304,6 +304,55 @@ impl Registry {
     pub fn workload(&self, name: &str) -> Option<&'static WorkloadInfo> {
         self.workloads().find(|w| w.name == name)
     }
+}
+
+/// The result of one check.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// pass, fail or unknown.
+    pub verdict: Verdict,
+    /// One sentence for the terminal summary.
+    pub summary: String,
+    /// The facts that prove the verdict, each citing times (global, ms) and nodes; for a failure,
+    /// the events that show the violation.
+    pub evidence: Vec<String>,
+    /// Measured quantities (e.g. the time to converge), by name with a unit suffix.
+    pub metrics: BTreeMap<String, serde_json::Value>,
+}
+
+impl CheckResult {
+    /// A result without evidence or metrics yet.
+    pub fn new(name: &str, verdict: Verdict, summary: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.to_string(),
+            verdict,
+            summary: summary.into(),
+            evidence: Vec::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
+/// A check faultline can run: a generic one (listed in `check::CHECKS`) or a family's (listed by
+/// its [`Family`]).
+pub struct CheckInfo {
+    /// Name (in reports, `[check.<name>]` and `[expect] failing_checks`).
+    pub name: &'static str,
+    /// One line for `faultline list`.
+    pub summary: &'static str,
+    /// Whether it applies to a scenario (the protocols its roles run, the workloads of its
+    /// client groups and what their histories allow).
+    pub applies_to: fn(&Scenario) -> bool,
+    /// Whether it runs, given its `[check.<name>]` table (empty when the file has none).
+    pub enabled: fn(&toml::Table) -> bool,
+    /// Checks its `[check.<name>]` table and returns every problem.
+    pub validate: fn(&toml::Table, &Scenario, &Topology) -> Vec<OptionError>,
+    /// Its (valid) table with every default filled in, for the resolved scenario.
+    pub resolve: fn(&toml::Table) -> toml::Table,
+    /// The check itself; it reads its options with [`Scenario::check_options`].
+    pub run: fn(&RunRecord) -> CheckResult,
 }
 
 /// Parses an options table into `T` (a `serde` struct with `deny_unknown_fields` and defaults),

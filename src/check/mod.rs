@@ -17,45 +17,16 @@ pub mod stale_read;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use serde::de::DeserializeOwned;
 
+/// A check's interface is part of the family interface (a family lists its own checks).
+pub use crate::family::{CheckInfo, CheckResult};
 use crate::family::{OptionError, parse_options};
 use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Scenario, Verdict};
 use crate::sim::RunRecord;
-
-/// The result of one check.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CheckResult {
-    /// The check's name.
-    pub name: String,
-    /// pass, fail or unknown.
-    pub verdict: Verdict,
-    /// One sentence for the terminal summary.
-    pub summary: String,
-    /// The facts that prove the verdict, each citing times (global, ms) and nodes; for a failure,
-    /// the events that show the violation.
-    pub evidence: Vec<String>,
-    /// Measured quantities (e.g. the time to converge), by name with a unit suffix.
-    pub metrics: BTreeMap<String, serde_json::Value>,
-}
-
-impl CheckResult {
-    /// A result without evidence or metrics yet.
-    pub fn new(name: &str, verdict: Verdict, summary: impl Into<String>) -> Self {
-        CheckResult {
-            name: name.to_string(),
-            verdict,
-            summary: summary.into(),
-            evidence: Vec::new(),
-            metrics: BTreeMap::new(),
-        }
-    }
-}
 
 /// Options of a check that has no option but `enabled`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,26 +41,6 @@ impl Default for Toggle {
     fn default() -> Self {
         Toggle { enabled: true }
     }
-}
-
-/// A check faultline can run: a generic one (listed in [`CHECKS`]) or a family's (listed by its
-/// [`crate::family::Family`]).
-pub struct CheckInfo {
-    /// Name (in reports, `[check.<name>]` and `[expect] failing_checks`).
-    pub name: &'static str,
-    /// One line for `faultline list`.
-    pub summary: &'static str,
-    /// Whether it applies to a scenario (the protocols its roles run, the workloads of its
-    /// client groups and what their histories allow).
-    pub applies_to: fn(&Scenario) -> bool,
-    /// Whether it runs, given its `[check.<name>]` table (empty when the file has none).
-    pub enabled: fn(&toml::Table) -> bool,
-    /// Checks its `[check.<name>]` table and returns every problem.
-    pub validate: fn(&toml::Table, &Scenario, &Topology) -> Vec<OptionError>,
-    /// Its (valid) table with every default filled in, for the resolved scenario.
-    pub resolve: fn(&toml::Table) -> toml::Table,
-    /// The check itself; it reads its options with [`Scenario::check_options`].
-    pub run: fn(&RunRecord) -> CheckResult,
 }
 
 /// The generic checks, in report order (family checks follow, in registry order).

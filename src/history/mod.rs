@@ -23,6 +23,9 @@
 
 pub mod edn;
 pub mod jepsen_log;
+mod model_kind;
+
+pub use model_kind::ModelKind;
 
 use std::fmt;
 use std::str::FromStr;

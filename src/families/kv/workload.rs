@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::linearizability::ModelKind;
 use crate::families::kv::Client;
 use crate::family::{
     self, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
 };
+use crate::history::ModelKind;
 use crate::scenario::{Duration, limits};
 
 /// The key-value workload's name (`workload = "kv"`).

@@ -81,12 +81,12 @@ pub mod storage;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::linearizability::ModelKind;
 use crate::check::{self, CheckInfo};
 use crate::family::{
     self, Bug, Configured, Family, HistoryTraits, NodeSetup, OptionError, ProtocolInfo,
     RoleContext, WorkloadInfo,
 };
+use crate::history::ModelKind;
 use crate::process::NodeId;
 use crate::scenario::Duration;
 use crate::sim::RunRecord;
