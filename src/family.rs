@@ -15,15 +15,20 @@
 //! crate). See `docs/architecture.md` for a worked example.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::history::ModelKind;
+use crate::process::ProcessFactory;
 use crate::process::{AnyProcess, NodeId};
+use crate::scenario::topology::Role;
 use crate::scenario::topology::Topology;
-use crate::scenario::{Scenario, Verdict};
+use crate::scenario::{Scenario, ScenarioError, Verdict};
+
+pub use crate::scenario::{OptionError, parse_options};
 use crate::sim::RunRecord;
 
 /// One family: its name, and the protocols, workloads and checks it brings.
@@ -126,47 +131,6 @@ pub struct Configured {
     pub options: toml::Table,
     /// Builds one node's process.
     pub build: Builder,
-}
-
-/// A problem with one value of an options table: its key path inside the table (empty: the
-/// table itself) and what was expected. The scenario loader turns it into a
-/// `file:line:col` error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OptionError {
-    /// Keys (and list indexes, as decimal strings) from the options table to the value.
-    pub path: Vec<String>,
-    /// True if `path` starts at the role or client group itself (e.g. its `nodes`) rather than
-    /// inside its options table.
-    pub of_role: bool,
-    /// True if the error is about the last key itself (an unknown key), not its value.
-    pub at_key: bool,
-    /// What is wrong and what was expected.
-    pub message: String,
-}
-
-impl OptionError {
-    /// A problem with the value at `key` of the table.
-    pub fn at(key: &str, message: impl Into<String>) -> OptionError {
-        OptionError::at_path(&[key], message)
-    }
-
-    /// A problem with the value at `path`.
-    pub fn at_path(path: &[&str], message: impl Into<String>) -> OptionError {
-        OptionError {
-            path: path.iter().map(|s| s.to_string()).collect(),
-            of_role: false,
-            at_key: false,
-            message: message.into(),
-        }
-    }
-
-    /// A problem with the role's (or client group's) own `key`, such as `nodes` or `count`.
-    pub fn of_role(key: &str, message: impl Into<String>) -> OptionError {
-        OptionError {
-            of_role: true,
-            ..OptionError::at(key, message)
-        }
-    }
 }
 
 /// What a protocol or workload sees when it configures a role or client group: its options
@@ -355,49 +319,168 @@ pub struct CheckInfo {
     pub run: fn(&RunRecord) -> CheckResult,
 }
 
-/// Parses an options table into `T` (a `serde` struct with `deny_unknown_fields` and defaults),
-/// reporting a wrong type or an unknown key at its path inside the table.
-pub fn parse_options<T: DeserializeOwned>(table: &toml::Table) -> Result<T, Vec<OptionError>> {
-    let value = toml::Value::Table(table.clone());
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path: Vec<String> = e
-            .path()
+impl Registry {
+    /// Checks the options of role `role` of `scenario` with its protocol (every problem when
+    /// `checking`) and prepares its builder; `None` if the protocol is unknown.
+    pub fn configure_role(
+        &self,
+        scenario: &Scenario,
+        topology: &Topology,
+        role: usize,
+        checking: bool,
+    ) -> Option<Result<Configured, Vec<OptionError>>> {
+        let spec = &scenario.cluster.roles[role];
+        let protocol = self.protocol(&spec.protocol)?;
+        let nodes = topology.groups.get(&spec.name).cloned().unwrap_or_default();
+        let ctx = RoleContext {
+            name: &spec.name,
+            options: &spec.options,
+            scenario,
+            topology,
+            nodes: &nodes,
+            talks_to: &[],
+            checking,
+        };
+        Some((protocol.configure)(&ctx))
+    }
+
+    /// Checks the options of client group `group` of `scenario` with its workload (every
+    /// problem when `checking`) and prepares its builder; `None` if the workload is unknown.
+    pub fn configure_group(
+        &self,
+        scenario: &Scenario,
+        topology: &Topology,
+        group: usize,
+        checking: bool,
+    ) -> Option<Result<Configured, Vec<OptionError>>> {
+        let spec = &scenario.clients[group];
+        let workload = self.workload(&spec.workload)?;
+        let talks_to: Vec<&'static ProtocolInfo> = spec
+            .talks_to
             .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                _ => None,
+            .filter_map(|r| scenario.cluster.roles.iter().find(|x| &x.name == r))
+            .filter_map(|r| self.protocol(&r.protocol))
+            .collect();
+        let nodes = topology.groups.get(&spec.name).cloned().unwrap_or_default();
+        let ctx = RoleContext {
+            name: &spec.name,
+            options: &spec.options,
+            scenario,
+            topology,
+            nodes: &nodes,
+            talks_to: &talks_to,
+            checking,
+        };
+        Some((workload.configure)(&ctx))
+    }
+
+    /// The process factory of every node, by id: each role and client group is configured once by
+    /// the family that owns its protocol or workload (the scenario was validated, so this succeeds).
+    pub fn factories(&self, scenario: &Scenario, topology: &Arc<Topology>) -> Vec<ProcessFactory> {
+        let nodes_of = |name: &str| topology.groups.get(name).cloned().unwrap_or_default();
+        let role_builders: Vec<(Builder, Vec<NodeId>)> = (0..scenario.cluster.roles.len())
+            .map(|i| {
+                let configured = self
+                    .configure_role(scenario, topology, i, false)
+                    .expect("validated: a known protocol")
+                    .expect("validated: the role's options");
+                (configured.build, nodes_of(&scenario.cluster.roles[i].name))
             })
             .collect();
-        let raw = e.inner().to_string().trim().replace('\n', " ");
-        // toml's value deserializer names the key at the end (" in `bugs`"): the path says it.
-        let raw = match raw.rfind(" in `") {
-            Some(i) if raw.ends_with('`') => raw[..i].to_string(),
-            _ => raw,
-        };
-        let message = crate::scenario::error::scenario_language(&raw, None);
-        // An unknown key: point at the key itself (serde_path_to_error's path may end at it or at
-        // the table holding it).
-        let mut path = path;
-        let unknown = unknown_field(&message);
-        if let Some(key) = &unknown
-            && path.last() != Some(key)
-        {
-            path.push(key.clone());
-        }
-        vec![OptionError {
-            path,
-            of_role: false,
-            at_key: unknown.is_some(),
-            message,
-        }]
-    })
+        let group_builders: Vec<(Builder, Vec<(String, Vec<NodeId>)>)> =
+            (0..scenario.clients.len())
+                .map(|i| {
+                    let configured = self
+                        .configure_group(scenario, topology, i, false)
+                        .expect("validated: a known workload")
+                        .expect("validated: the group's options");
+                    let talks_to = scenario.clients[i]
+                        .talks_to
+                        .iter()
+                        .filter_map(|r| scenario.cluster.roles.iter().find(|x| &x.name == r))
+                        .map(|r| (r.name.clone(), nodes_of(&r.name)))
+                        .collect();
+                    (configured.build, talks_to)
+                })
+                .collect();
+        let client_count = topology.clients.len() as u32;
+        (0..topology.len())
+            .map(|i| {
+                let id = NodeId(i as u32);
+                let part = topology.part[i];
+                let mut setup = NodeSetup {
+                    id,
+                    servers: Vec::new(),
+                    home: topology.homes[i],
+                    talks_to: Vec::new(),
+                    client_index: 0,
+                    client_count,
+                    end_ns: scenario.duration.as_nanos(),
+                    topology: topology.clone(),
+                };
+                let build = match topology.roles[i] {
+                    Role::Server => {
+                        let (build, nodes) = &role_builders[part];
+                        setup.servers = nodes.clone();
+                        build.clone()
+                    }
+                    Role::Client => {
+                        let (build, talks_to) = &group_builders[part];
+                        setup.servers = talks_to.first().map(|t| t.1.clone()).unwrap_or_default();
+                        setup.talks_to = talks_to.clone();
+                        setup.client_index = (i - topology.servers.len()) as u32;
+                        build.clone()
+                    }
+                };
+                Arc::new(move || build(&setup)) as ProcessFactory
+            })
+            .collect()
+    }
 }
 
-/// The key named by serde's "unknown field `x`, expected ..." message.
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
+/// The registry-facing part of a scenario, defined here because `scenario/` sits below the
+/// family interface (see [`crate::scenario::families`]).
+impl Scenario {
+    /// The families this scenario was loaded with (empty for a scenario that was not loaded).
+    pub fn registry(&self) -> Registry {
+        self.families
+            .as_any()
+            .downcast_ref::<Registry>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The workloads of the client groups (each once), as registered.
+    pub fn workloads(&self) -> Vec<&'static WorkloadInfo> {
+        let mut out: Vec<&'static WorkloadInfo> = Vec::new();
+        for g in &self.clients {
+            if let Some(w) = self.registry().workload(&g.workload)
+                && !out.iter().any(|o| o.name == w.name)
+            {
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Reads and validates a scenario file with the families of `registry`, returning every
+    /// problem found (never an empty list), in file order. Files over
+    /// [`crate::scenario::limits::MAX_SCENARIO_BYTES`] are refused unread.
+    pub fn load_all_with(path: &Path, registry: &Registry) -> Result<Scenario, Vec<ScenarioError>> {
+        Scenario::load_with_families(path, Arc::new(registry.clone()))
+    }
+
+    /// Parses and validates scenario text with the families of `registry`, returning every
+    /// problem found (never an empty list), in file order; `path` is used for error messages and
+    /// the default name. Never panics, whatever the bytes (see
+    /// [`Scenario::parse_with_families`]).
+    pub fn parse_all_with(
+        path: &Path,
+        bytes: &[u8],
+        registry: &Registry,
+    ) -> Result<Scenario, Vec<ScenarioError>> {
+        Scenario::parse_with_families(path, bytes, Arc::new(registry.clone()))
+    }
 }
 
 /// `options` as a table, defaults included: what a configured role shows as its resolved

@@ -23,8 +23,13 @@ use serde::de::DeserializeOwned;
 
 /// A check's interface is part of the family interface (a family lists its own checks).
 pub use crate::family::{CheckInfo, CheckResult};
-use crate::family::{OptionError, parse_options};
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::family::{OptionError, Registry, parse_options};
+use crate::process::ProcessFactory;
 use crate::scenario::topology::Topology;
+use crate::scenario::{CheckOptions, Families};
 use crate::scenario::{Duration, Scenario, Verdict};
 use crate::sim::RunRecord;
 
@@ -58,11 +63,70 @@ pub static CHECKS: &[CheckInfo] = &[
 pub fn checks_for(scenario: &Scenario) -> Vec<&'static CheckInfo> {
     let mut out: Vec<&'static CheckInfo> = CHECKS.iter().collect();
     // Family checks go after the invariants and before the generic history checks, as before.
-    let family: Vec<&'static CheckInfo> = scenario.registry.checks().collect();
+    let family: Vec<&'static CheckInfo> = scenario.registry().checks().collect();
     out.splice(1..1, family);
     out.into_iter()
         .filter(|c| (c.applies_to)(scenario))
         .collect()
+}
+
+/// The registry as the scenario loader and the simulator see it ([`crate::scenario::Families`]).
+/// It lives here because the loader validates every check's table, and this is the lowest layer
+/// that knows the generic checks ([`CHECKS`]) as well as the families'.
+impl Families for Registry {
+    fn protocols(&self) -> Vec<&'static str> {
+        Registry::protocols(self).map(|p| p.name).collect()
+    }
+
+    fn workloads(&self) -> Vec<&'static str> {
+        Registry::workloads(self).map(|w| w.name).collect()
+    }
+
+    fn serves(&self, protocol: &str) -> Option<&'static [&'static str]> {
+        self.protocol(protocol).map(|p| p.serves)
+    }
+
+    fn has_workload(&self, name: &str) -> bool {
+        self.workload(name).is_some()
+    }
+
+    fn configure_role(
+        &self,
+        scenario: &Scenario,
+        topology: &Topology,
+        role: usize,
+    ) -> Option<Result<toml::Table, Vec<OptionError>>> {
+        Registry::configure_role(self, scenario, topology, role, true).map(|r| r.map(|c| c.options))
+    }
+
+    fn configure_group(
+        &self,
+        scenario: &Scenario,
+        topology: &Topology,
+        group: usize,
+    ) -> Option<Result<toml::Table, Vec<OptionError>>> {
+        Registry::configure_group(self, scenario, topology, group, true)
+            .map(|r| r.map(|c| c.options))
+    }
+
+    fn checks(&self, scenario: &Scenario) -> Vec<CheckOptions> {
+        checks_for(scenario)
+            .into_iter()
+            .map(|c| CheckOptions {
+                name: c.name,
+                validate: c.validate,
+                resolve: c.resolve,
+            })
+            .collect()
+    }
+
+    fn factories(&self, scenario: &Scenario, topology: &Arc<Topology>) -> Vec<ProcessFactory> {
+        Registry::factories(self, scenario, topology)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Runs every enabled check that applies to the record's scenario.

@@ -156,7 +156,7 @@ impl Config {
 fn decisions(record: &RunRecord) -> Vec<(u64, NodeId, String)> {
     let mut out: Vec<(u64, NodeId, String)> = record
         .scenario
-        .registry
+        .registry()
         .families()
         .iter()
         .filter_map(|f| f.decisions)

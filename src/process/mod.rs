@@ -28,6 +28,9 @@ use crate::history::HistoryEvent;
 pub use crate::payload::{Payload, Wire};
 use disk::Disk;
 
+/// Builds a fresh process for a node (at boot and at every restart).
+pub type ProcessFactory = std::sync::Arc<dyn Fn() -> Box<dyn AnyProcess> + Send + Sync>;
+
 /// A message on the simulated network: any family's value, erased (see [`crate::payload`]).
 pub type Message = Payload;
 /// A timer payload, erased.

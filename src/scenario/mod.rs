@@ -9,7 +9,7 @@
 //! step.
 //!
 //! The loader knows no family: protocols, workloads and checks are looked up in the
-//! [`Registry`] it is given, and each role's and client group's `options` table is checked by
+//! families it is given ([`Families`], a `family::Registry`), and each role's and client group's `options` table is checked by
 //! the family that owns it. The single-protocol form (`[cluster] protocol`, `nodes`, a
 //! `[<protocol>]` options table and `[workload]`) is shorthand for one role and one client
 //! group; loading turns it into that form ([`normalize`]).
@@ -19,6 +19,7 @@
 mod de;
 mod duration;
 pub mod error;
+pub mod families;
 pub mod limits;
 mod normalize;
 pub mod topology;
@@ -32,9 +33,8 @@ use serde::{Deserialize, Serialize};
 pub use duration::{Duration, SignedDuration};
 pub use error::PathSeg;
 pub use error::ScenarioError;
+pub use families::{CheckOptions, Families, OptionError, parse_options};
 pub use validate::{nemesis_worst_case_faults, valid_scenario_name};
-
-use crate::family::Registry;
 
 /// A whole scenario file. See `docs/scenario-format.md`.
 ///
@@ -81,9 +81,10 @@ pub struct Scenario {
     /// What the run must produce for `faultline test`.
     #[serde(default)]
     pub expect: Expect,
-    /// The families this scenario was loaded with (not part of the file).
-    #[serde(skip)]
-    pub registry: Registry,
+    /// The families this scenario was loaded with (not part of the file; `Scenario::registry`
+    /// gives them as a `family::Registry`).
+    #[serde(skip, default = "families::no_families")]
+    pub families: std::sync::Arc<dyn Families>,
 }
 
 fn default_seed() -> u64 {
@@ -644,7 +645,7 @@ impl Scenario {
     /// has none. The table was validated when the scenario was loaded.
     pub fn check_options<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> T {
         match self.check.get(name) {
-            Some(table) => crate::family::parse_options(table).unwrap_or_default(),
+            Some(table) => parse_options(table).unwrap_or_default(),
             None => T::default(),
         }
     }
@@ -654,23 +655,13 @@ impl Scenario {
         self.cluster.roles.iter().any(|r| r.protocol == protocol)
     }
 
-    /// The workloads of the client groups (each once), as registered.
-    pub fn workloads(&self) -> Vec<&'static crate::family::WorkloadInfo> {
-        let mut out: Vec<&'static crate::family::WorkloadInfo> = Vec::new();
-        for g in &self.clients {
-            if let Some(w) = self.registry.workload(&g.workload)
-                && !out.iter().any(|o| o.name == w.name)
-            {
-                out.push(w);
-            }
-        }
-        out
-    }
-
-    /// Reads and validates a scenario file with the families of `registry`, returning every
-    /// problem found (never an empty list), in file order. Files over
-    /// [`limits::MAX_SCENARIO_BYTES`] are refused unread.
-    pub fn load_all_with(path: &Path, registry: &Registry) -> Result<Scenario, Vec<ScenarioError>> {
+    /// Reads and validates a scenario file with `families`, returning every problem found
+    /// (never an empty list), in file order. Files over [`limits::MAX_SCENARIO_BYTES`] are
+    /// refused unread. (`Scenario::load_all_with` takes a `family::Registry`.)
+    pub fn load_with_families(
+        path: &Path,
+        families: std::sync::Arc<dyn Families>,
+    ) -> Result<Scenario, Vec<ScenarioError>> {
         let too_big = |len: u64| {
             vec![ScenarioError::at(
                 path,
@@ -701,18 +692,18 @@ impl Scenario {
             &mut bytes,
         )
         .map_err(|e| vec![ScenarioError::io(path, &e)])?;
-        Scenario::parse_all_with(path, &bytes, registry)
+        Scenario::parse_with_families(path, &bytes, families)
     }
 
-    /// Parses and validates scenario text with the families of `registry`, returning every
-    /// problem found (never an empty list), in file order; `path` is used for error messages and
-    /// the default name. A file that is not TOML, or whose values do not have the types of the
+    /// Parses and validates scenario text with `families`, returning every problem found (never
+    /// an empty list), in file order; `path` is used for error messages and the default name.
+    /// (`Scenario::parse_all_with` takes a `family::Registry`.) A file that is not TOML, or whose values do not have the types of the
     /// format, reports the first such problem only (the parser stops there); every rule beyond
     /// types is checked and reported. Never panics, whatever the bytes.
-    pub fn parse_all_with(
+    pub fn parse_with_families(
         path: &Path,
         bytes: &[u8],
-        registry: &Registry,
+        families: std::sync::Arc<dyn Families>,
     ) -> Result<Scenario, Vec<ScenarioError>> {
         if bytes.len() as u64 > limits::MAX_SCENARIO_BYTES {
             return Err(vec![ScenarioError::at(
@@ -745,12 +736,8 @@ impl Scenario {
             Ok(s) => s,
             Err(e) => {
                 // A misspelt top-level key (`duraton`) explains a missing one: report it first.
-                ignored.retain(|k| {
-                    registry
-                        .protocol(k.split('.').next().unwrap_or(k))
-                        .is_none()
-                });
-                let unknown = normalize::unknown_keys(&ignored, None, registry, path, text)
+                ignored.retain(|k| families.serves(k.split('.').next().unwrap_or(k)).is_none());
+                let unknown = normalize::unknown_keys(&ignored, None, &*families, path, text)
                     .into_iter()
                     .filter(|_| e.message().starts_with("missing field"))
                     .collect::<Vec<_>>();
@@ -761,7 +748,7 @@ impl Scenario {
                 });
             }
         };
-        scenario.registry = registry.clone();
+        scenario.families = families;
         let name_from_file = scenario.name.is_empty();
         if name_from_file {
             scenario.name = path

@@ -30,7 +30,7 @@ pub fn normalize(
         |keys: &[PathSeg<'_>], message: String| ScenarioError::at_path(path, text, keys, message);
     let document: toml::Table = toml::from_str(text).unwrap_or_default();
     let shorthand = s.cluster.protocol.clone();
-    let mut errors = unknown_keys(ignored, shorthand.as_deref(), &s.registry, path, text);
+    let mut errors = unknown_keys(ignored, shorthand.as_deref(), &*s.families, path, text);
     let section_used = ignored
         .iter()
         .any(|k| Some(k.split('.').next().unwrap_or(k)) == shorthand.as_deref());
@@ -116,7 +116,7 @@ pub fn normalize(
 pub fn unknown_keys(
     ignored: &[String],
     protocol: Option<&str>,
-    registry: &crate::family::Registry,
+    families: &dyn super::Families,
     path: &Path,
     text: &str,
 ) -> Vec<ScenarioError> {
@@ -127,7 +127,7 @@ pub fn unknown_keys(
         if Some(top) == protocol {
             continue;
         }
-        let message = if registry.protocol(top).is_some() {
+        let message = if families.serves(top).is_some() {
             format!(
                 "[{top}] holds options of the {top} protocol, which no role runs here; with roles, put them in the role's `options`"
             )
@@ -184,13 +184,9 @@ fn shorthand_group(
         }
         return;
     };
-    let Some(workload) = s
-        .registry
-        .protocol(&role.protocol)
-        .and_then(|p| p.serves.first())
-    else {
+    let Some(workload) = s.families.serves(&role.protocol).and_then(|w| w.first()) else {
         // An unknown protocol is reported by validation; one that serves no clients gets none.
-        if written && count != 0 && s.registry.protocol(&role.protocol).is_some() {
+        if written && count != 0 && s.families.serves(&role.protocol).is_some() {
             errors.push(ScenarioError::at_path(
                 path,
                 text,

@@ -13,12 +13,11 @@ use std::path::Path;
 
 use super::error::PathSeg;
 use super::limits;
+use super::topology::{RESERVED_NAMES, Role, Topology};
 use super::{
     Duration, FaultKind, FaultSpec, LatencyDistribution, LatencySpec, Nemesis, NodeList,
     PartitionShape, Scenario, ScenarioError, Verdict,
 };
-use crate::family::RoleContext;
-use crate::scenario::topology::{RESERVED_NAMES, Role, Topology};
 
 /// The collector of problems found in one file.
 struct V<'a> {
@@ -311,7 +310,7 @@ fn within_limits(s: &Scenario) -> Scenario {
 }
 
 /// Reports an option's problem at its place in the file (at the key itself for an unknown key).
-fn report_option(v: &V<'_>, segments: &[String], e: crate::family::OptionError) {
+fn report_option(v: &V<'_>, segments: &[String], e: super::OptionError) {
     if e.at_key {
         let err = ScenarioError::at_key(v.path, v.text, &path_segs(segments), e.message);
         v.errors.borrow_mut().push(err);
@@ -419,8 +418,8 @@ fn validate_roles(v: &V<'_>, s: &Scenario) -> bool {
         } else {
             names.insert(role.name.clone());
         }
-        if s.registry.protocol(&role.protocol).is_none() {
-            let mut known: Vec<&str> = s.registry.protocols().map(|p| p.name).collect();
+        if s.families.serves(&role.protocol).is_none() {
+            let mut known: Vec<&str> = s.families.protocols();
             known.sort_unstable();
             report_at(
                 v,
@@ -579,8 +578,8 @@ fn validate_client_groups(v: &V<'_>, s: &mut Scenario) -> bool {
             ok &= check_part_name(v, &group.name, &mut names, &key(s, "name"));
         }
         total += u64::from(group.count);
-        let Some(workload) = s.registry.workload(&group.workload) else {
-            let mut known: Vec<&str> = s.registry.workloads().map(|w| w.name).collect();
+        if !s.families.has_workload(&group.workload) {
+            let mut known: Vec<&str> = s.families.workloads();
             known.sort_unstable();
             report_at(
                 v,
@@ -592,11 +591,12 @@ fn validate_client_groups(v: &V<'_>, s: &mut Scenario) -> bool {
                 ),
             );
             continue;
-        };
+        }
+        let workload = group.workload.clone();
         let serves = |role: &super::RoleSpec| {
-            s.registry
-                .protocol(&role.protocol)
-                .is_some_and(|p| p.serves.contains(&workload.name))
+            s.families
+                .serves(&role.protocol)
+                .is_some_and(|w| w.contains(&workload.as_str()))
         };
         if group.talks_to.is_empty() {
             let talks_to: Vec<String> = s
@@ -612,7 +612,7 @@ fn validate_client_groups(v: &V<'_>, s: &mut Scenario) -> bool {
                     &key(s, "workload"),
                     format!(
                         "no role runs a protocol that serves the {} workload; expected a role whose protocol serves it",
-                        workload.name
+                        workload
                     ),
                 );
             }
@@ -644,7 +644,7 @@ fn validate_client_groups(v: &V<'_>, s: &mut Scenario) -> bool {
                 &key(s, "talks_to"),
                 format!(
                     "none of these roles runs a protocol that serves the {} workload",
-                    workload.name
+                    workload
                 ),
             );
         }
@@ -672,23 +672,11 @@ fn validate_client_groups(v: &V<'_>, s: &mut Scenario) -> bool {
 /// replaced by its resolved form (defaults filled in).
 fn validate_options(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
     let mut resolved_roles = Vec::new();
-    for (i, role) in s.cluster.roles.iter().enumerate() {
-        let Some(protocol) = s.registry.protocol(&role.protocol) else {
-            continue;
-        };
-        let nodes = topo.groups.get(&role.name).cloned().unwrap_or_default();
-        let ctx = RoleContext {
-            name: &role.name,
-            options: &role.options,
-            scenario: s,
-            topology: topo,
-            nodes: &nodes,
-            talks_to: &[],
-            checking: true,
-        };
-        match (protocol.configure)(&ctx) {
-            Ok(configured) => resolved_roles.push((i, configured.options)),
-            Err(errors) => {
+    for i in 0..s.cluster.roles.len() {
+        match s.families.configure_role(s, topo, i) {
+            None => {} // an unknown protocol is reported already
+            Some(Ok(options)) => resolved_roles.push((i, options)),
+            Some(Err(errors)) => {
                 for e in errors {
                     report_option(v, &role_path(s, i, &e.path, e.of_role), e);
                 }
@@ -697,9 +685,6 @@ fn validate_options(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
     }
     let mut resolved_groups = Vec::new();
     for (i, group) in s.clients.iter().enumerate() {
-        let Some(workload) = s.registry.workload(&group.workload) else {
-            continue;
-        };
         if !group
             .talks_to
             .iter()
@@ -707,25 +692,10 @@ fn validate_options(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
         {
             continue; // an unknown role in `talks_to` is reported already
         }
-        let talks_to: Vec<&'static crate::family::ProtocolInfo> = group
-            .talks_to
-            .iter()
-            .filter_map(|r| s.cluster.roles.iter().find(|x| &x.name == r))
-            .filter_map(|r| s.registry.protocol(&r.protocol))
-            .collect();
-        let nodes = topo.groups.get(&group.name).cloned().unwrap_or_default();
-        let ctx = RoleContext {
-            name: &group.name,
-            options: &group.options,
-            scenario: s,
-            topology: topo,
-            nodes: &nodes,
-            talks_to: &talks_to,
-            checking: true,
-        };
-        match (workload.configure)(&ctx) {
-            Ok(configured) => resolved_groups.push((i, configured.options)),
-            Err(errors) => {
+        match s.families.configure_group(s, topo, i) {
+            None => {} // an unknown workload is reported already
+            Some(Ok(options)) => resolved_groups.push((i, options)),
+            Some(Err(errors)) => {
                 for e in errors {
                     report_option(v, &group_path(s, i, &e.path, e.of_role), e);
                 }
@@ -901,7 +871,7 @@ fn validate_nemesis(v: &V<'_>, n: &Nemesis, duration: Duration) {
 /// `[check.<name>]` tables (each checked by its check) and `[expect]`; every check that runs gets
 /// its resolved table (defaults filled in).
 fn validate_checks(v: &V<'_>, s: &mut Scenario, topo: &Topology) {
-    let checks = crate::check::checks_for(s);
+    let checks = s.families.checks(s);
     let check_names: Vec<&str> = checks.iter().map(|c| c.name).collect();
     let runs = || {
         let protocols: Vec<&str> = s

@@ -13,12 +13,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
-use crate::process::{AnyProcess, NodeId};
+use crate::process::NodeId;
 use crate::sim::host::ProcessCell;
 use crate::sim::world::World;
 
-/// Builds a fresh process for a node (at boot and at every restart).
-pub type ProcessFactory = Arc<dyn Fn() -> Box<dyn AnyProcess> + Send + Sync>;
+pub use crate::process::ProcessFactory;
 
 /// The driver future of one node incarnation. It never completes.
 pub struct Driver {

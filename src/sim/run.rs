@@ -13,13 +13,12 @@ use std::task::Poll;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::family::{NodeSetup, ProtocolInfo, RoleContext};
 use crate::history::EventType;
 use crate::process::NodeId;
 use crate::scenario::Scenario;
-use crate::scenario::topology::{Role, Topology};
+use crate::scenario::topology::Topology;
 use crate::sim::host::Status;
-use crate::sim::node::{Driver, ProcessFactory};
+use crate::sim::node::Driver;
 use crate::sim::record::RunRecord;
 use crate::sim::trace::Trace;
 use crate::sim::world::{Event, EventLimits, World};
@@ -69,94 +68,6 @@ impl Default for RunOptions {
     }
 }
 
-/// The process factory of every node, by id: each role and client group is configured once by
-/// the family that owns its protocol or workload (the scenario was validated, so this succeeds).
-fn factories(scenario: &Scenario, topology: &Arc<Topology>) -> Vec<ProcessFactory> {
-    let registry = &scenario.registry;
-    let nodes_of = |name: &str| topology.groups.get(name).cloned().unwrap_or_default();
-    let mut role_builders = Vec::new();
-    for role in &scenario.cluster.roles {
-        let protocol = registry
-            .protocol(&role.protocol)
-            .expect("validated: a known protocol");
-        let nodes = nodes_of(&role.name);
-        let ctx = RoleContext {
-            name: &role.name,
-            options: &role.options,
-            scenario,
-            topology,
-            nodes: &nodes,
-            talks_to: &[],
-            checking: false,
-        };
-        let configured = (protocol.configure)(&ctx).expect("validated: the role's options");
-        role_builders.push((configured.build, nodes));
-    }
-    let mut group_builders = Vec::new();
-    for group in &scenario.clients {
-        let workload = registry
-            .workload(&group.workload)
-            .expect("validated: a known workload");
-        let roles: Vec<&crate::scenario::RoleSpec> = group
-            .talks_to
-            .iter()
-            .filter_map(|r| scenario.cluster.roles.iter().find(|x| &x.name == r))
-            .collect();
-        let protocols: Vec<&ProtocolInfo> = roles
-            .iter()
-            .filter_map(|r| registry.protocol(&r.protocol))
-            .collect();
-        let talks_to: Vec<(String, Vec<NodeId>)> = roles
-            .iter()
-            .map(|r| (r.name.clone(), nodes_of(&r.name)))
-            .collect();
-        let nodes = nodes_of(&group.name);
-        let ctx = RoleContext {
-            name: &group.name,
-            options: &group.options,
-            scenario,
-            topology,
-            nodes: &nodes,
-            talks_to: &protocols,
-            checking: false,
-        };
-        let configured = (workload.configure)(&ctx).expect("validated: the group's options");
-        group_builders.push((configured.build, talks_to));
-    }
-    let client_count = topology.clients.len() as u32;
-    (0..topology.len())
-        .map(|i| {
-            let id = NodeId(i as u32);
-            let part = topology.part[i];
-            let mut setup = NodeSetup {
-                id,
-                servers: Vec::new(),
-                home: topology.homes[i],
-                talks_to: Vec::new(),
-                client_index: 0,
-                client_count,
-                end_ns: scenario.duration.as_nanos(),
-                topology: topology.clone(),
-            };
-            let build = match topology.roles[i] {
-                Role::Server => {
-                    let (build, nodes) = &role_builders[part];
-                    setup.servers = nodes.clone();
-                    build.clone()
-                }
-                Role::Client => {
-                    let (build, talks_to) = &group_builders[part];
-                    setup.servers = talks_to.first().map(|t| t.1.clone()).unwrap_or_default();
-                    setup.talks_to = talks_to.clone();
-                    setup.client_index = (i - topology.servers.len()) as u32;
-                    build.clone()
-                }
-            };
-            Arc::new(move || build(&setup)) as ProcessFactory
-        })
-        .collect()
-}
-
 /// Runs a validated scenario with `seed` and returns what happened. Deterministic: the same
 /// scenario, seed and faultline version give the same record (and `trace_hash`).
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
@@ -188,7 +99,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
     let main_world = world.clone();
     runtime.block_on(async move {
         let handle = madsim::runtime::Handle::current();
-        let factories = factories(&scenario, &topology);
+        let factories = scenario.families.factories(&scenario, &topology);
         for (i, make) in factories.into_iter().enumerate() {
             let id = NodeId(i as u32);
             let init_world = main_world.clone();

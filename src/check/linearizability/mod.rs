@@ -146,7 +146,7 @@ fn run_check(record: &RunRecord) -> CheckResult {
     let mut by_model: Vec<(ModelKind, Vec<&str>)> = Vec::new();
     for group in &scenario.clients {
         let Some(model) = scenario
-            .registry
+            .registry()
             .workload(&group.workload)
             .and_then(|w| w.history.model)
         else {
