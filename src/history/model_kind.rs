@@ -20,7 +20,8 @@ pub enum ModelKind {
     KeyValue,
     /// A lock ([`crate::check::linearizability::models::Mutex`]).
     Mutex,
-    /// Registers read and written by transactions ([`crate::check::linearizability::models::MultiRegister`]).
+    /// Registers read and written by transactions
+    /// ([`crate::check::linearizability::models::MultiRegister`]).
     MultiRegister,
 }
 

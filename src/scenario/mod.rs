@@ -8,9 +8,10 @@
 //! expected. The format is documented key by key in `docs/scenario-format.md`; keep the two in
 //! step.
 //!
-//! The loader knows no family: protocols, workloads and checks are looked up in the
-//! families it is given ([`Families`], a `family::Registry`), and each role's and client group's `options` table is checked by
-//! the family that owns it. The single-protocol form (`[cluster] protocol`, `nodes`, a
+//! The loader knows no family: protocols, workloads and checks are looked up in the families
+//! it is given ([`Families`], implemented by `family::Registry`; `scenario/` sits below the
+//! family interface, see [`families`]), and each role's and client group's `options` table is
+//! checked by the family that owns it. The single-protocol form (`[cluster] protocol`, `nodes`, a
 //! `[<protocol>]` options table and `[workload]`) is shorthand for one role and one client
 //! group; loading turns it into that form ([`normalize`]).
 //!
@@ -697,9 +698,10 @@ impl Scenario {
 
     /// Parses and validates scenario text with `families`, returning every problem found (never
     /// an empty list), in file order; `path` is used for error messages and the default name.
-    /// (`Scenario::parse_all_with` takes a `family::Registry`.) A file that is not TOML, or whose values do not have the types of the
-    /// format, reports the first such problem only (the parser stops there); every rule beyond
-    /// types is checked and reported. Never panics, whatever the bytes.
+    /// (`Scenario::parse_all_with` takes a `family::Registry`.) A file that is not TOML, or whose
+    /// values do not have the types of the format, reports the first such problem only (the
+    /// parser stops there); every rule beyond types is checked and reported. Never panics,
+    /// whatever the bytes.
     pub fn parse_with_families(
         path: &Path,
         bytes: &[u8],

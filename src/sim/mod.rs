@@ -3,9 +3,8 @@
 //! madsim supplies the executor (seeded random scheduling of ready tasks), virtual time (which
 //! the central task brings to the current event's time whenever madsim runs a task) and the
 //! node lifecycle (kill, restart, pause, resume; a node's driver task owns its process).
-//! faultline supplies everything a fault touches: the network ([`network`]), disks ([`disk`], defined
-//! below the process interface in [`crate::process::disk`]),
-//! clocks ([`clock`]) and the fault schedule ([`faults`]), all in [`world::World`]. See
+//! faultline supplies everything a fault touches: the network ([`network`]), disks ([`disk`],
+//! defined below the process interface in [`crate::process::disk`]), clocks ([`clock`]) and the fault schedule ([`faults`]), all in [`world::World`]. See
 //! `../shared/ARCHITECTURE.md`, part 2.
 //!
 //! The files, one concept each (as turmoil splits `sim.rs`, `world.rs`, `host.rs`):
@@ -17,7 +16,8 @@
 //!   and its lifecycle (boot, crash, restart, pause, resume, clock changes);
 //! - [`nemesis`]: applying planned faults at their time and undoing them;
 //! - [`faults`]: planning the fault timeline before the run;
-//! - [`network`], [`disk`], [`clock`]: what faults act on; [`topology`]: the nodes (defined with the scenario, [`crate::scenario::topology`]);
+//! - [`network`], [`disk`], [`clock`]: what faults act on; [`topology`]: the nodes (defined
+//!   with the scenario, [`crate::scenario::topology`]);
 //! - [`node`]: the driver task that owns a node's process; [`trace`]: the trace and its hash;
 //! - [`record`]: the [`RunRecord`] a run hands to checkers and reports.
 
