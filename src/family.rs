@@ -378,7 +378,7 @@ impl Registry {
     /// the family that owns its protocol or workload (the scenario was validated, so this succeeds).
     pub fn factories(&self, scenario: &Scenario, topology: &Arc<Topology>) -> Vec<ProcessFactory> {
         let nodes_of = |name: &str| topology.groups.get(name).cloned().unwrap_or_default();
-        let role_builders: Vec<(Builder, Vec<NodeId>)> = (0..scenario.cluster.roles.len())
+        let role_builders: Vec<_> = (0..scenario.cluster.roles.len())
             .map(|i| {
                 let configured = self
                     .configure_role(scenario, topology, i, false)
@@ -387,22 +387,21 @@ impl Registry {
                 (configured.build, nodes_of(&scenario.cluster.roles[i].name))
             })
             .collect();
-        let group_builders: Vec<(Builder, Vec<(String, Vec<NodeId>)>)> =
-            (0..scenario.clients.len())
-                .map(|i| {
-                    let configured = self
-                        .configure_group(scenario, topology, i, false)
-                        .expect("validated: a known workload")
-                        .expect("validated: the group's options");
-                    let talks_to = scenario.clients[i]
-                        .talks_to
-                        .iter()
-                        .filter_map(|r| scenario.cluster.roles.iter().find(|x| &x.name == r))
-                        .map(|r| (r.name.clone(), nodes_of(&r.name)))
-                        .collect();
-                    (configured.build, talks_to)
-                })
-                .collect();
+        let group_builders: Vec<_> = (0..scenario.clients.len())
+            .map(|i| {
+                let configured = self
+                    .configure_group(scenario, topology, i, false)
+                    .expect("validated: a known workload")
+                    .expect("validated: the group's options");
+                let talks_to: Vec<(String, Vec<NodeId>)> = scenario.clients[i]
+                    .talks_to
+                    .iter()
+                    .filter_map(|r| scenario.cluster.roles.iter().find(|x| &x.name == r))
+                    .map(|r| (r.name.clone(), nodes_of(&r.name)))
+                    .collect();
+                (configured.build, talks_to)
+            })
+            .collect();
         let client_count = topology.clients.len() as u32;
         (0..topology.len())
             .map(|i| {
