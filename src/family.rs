@@ -331,17 +331,14 @@ impl Registry {
     ) -> Option<Result<Configured, Vec<OptionError>>> {
         let spec = &scenario.cluster.roles[role];
         let protocol = self.protocol(&spec.protocol)?;
-        let nodes = topology.groups.get(&spec.name).cloned().unwrap_or_default();
-        let ctx = RoleContext {
-            name: &spec.name,
-            options: &spec.options,
-            scenario,
-            topology,
-            nodes: &nodes,
-            talks_to: &[],
-            checking,
-        };
-        Some((protocol.configure)(&ctx))
+        let part = (scenario, topology, checking);
+        Some(configure_part(
+            part,
+            &spec.name,
+            &spec.options,
+            protocol.configure,
+            &[],
+        ))
     }
 
     /// Checks the options of client group `group` of `scenario` with its workload (every
@@ -361,17 +358,14 @@ impl Registry {
             .filter_map(|r| scenario.cluster.roles.iter().find(|x| &x.name == r))
             .filter_map(|r| self.protocol(&r.protocol))
             .collect();
-        let nodes = topology.groups.get(&spec.name).cloned().unwrap_or_default();
-        let ctx = RoleContext {
-            name: &spec.name,
-            options: &spec.options,
-            scenario,
-            topology,
-            nodes: &nodes,
-            talks_to: &talks_to,
-            checking,
-        };
-        Some((workload.configure)(&ctx))
+        let part = (scenario, topology, checking);
+        Some(configure_part(
+            part,
+            &spec.name,
+            &spec.options,
+            workload.configure,
+            &talks_to,
+        ))
     }
 
     /// The process factory of every node, by id: each role and client group is configured once by
@@ -435,6 +429,27 @@ impl Registry {
             })
             .collect()
     }
+}
+
+/// Runs a protocol's or workload's `configure` on the role or client group `name` with its
+/// `options` table, in (scenario, topology, checking).
+fn configure_part(
+    (scenario, topology, checking): (&Scenario, &Topology, bool),
+    name: &str,
+    options: &toml::Table,
+    configure: fn(&RoleContext<'_>) -> Result<Configured, Vec<OptionError>>,
+    talks_to: &[&ProtocolInfo],
+) -> Result<Configured, Vec<OptionError>> {
+    let nodes = topology.groups.get(name).cloned().unwrap_or_default();
+    configure(&RoleContext {
+        name,
+        options,
+        scenario,
+        topology,
+        nodes: &nodes,
+        talks_to,
+        checking,
+    })
 }
 
 /// The registry-facing part of a scenario, defined here because `scenario/` sits below the
