@@ -65,7 +65,7 @@ struct Belief {
     why: Option<StopReason>,
 }
 
-fn beliefs(facts: &[LockFact<'_>], end_ns: u64) -> Vec<Belief> {
+fn beliefs(facts: &[LockFact<'_>], crashes: &[(u64, NodeId)], end_ns: u64) -> Vec<Belief> {
     let mut open: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
     let mut done = Vec::new();
     for &(t, node, o) in facts {
@@ -104,6 +104,16 @@ fn beliefs(facts: &[LockFact<'_>], end_ns: u64) -> Vec<Belief> {
             end_ns: end_ns.max(start),
             why: None,
         });
+    }
+    // A belief ends at its client's first crash after it began: the process that held it is gone.
+    for b in &mut done {
+        if let Some(&(t, _)) = crashes
+            .iter()
+            .find(|&&(t, node)| node == b.client && t >= b.start_ns && t < b.end_ns)
+        {
+            b.end_ns = t;
+            b.why = Some(StopReason::Crashed);
+        }
     }
     done.sort_by_key(|b| (b.start_ns, b.client, b.token));
     done
@@ -223,17 +233,23 @@ fn cite(evidence: &mut Vec<String>, line: String) {
 }
 
 /// The `mutual-exclusion` check (see the module docs for the exact definition). `facts` are the
-/// run's lock observations in record order; `names` the node names by index; `end_ns` the end
-/// of the run in global nanoseconds (where beliefs still open end).
+/// run's lock observations in record order; `crashes` the (time, node) of every node crash (a
+/// crashed client holds nothing: its belief ends there); `names` the node names by index;
+/// `end_ns` the end of the run in global nanoseconds (where beliefs still open end).
 ///
 /// Metrics: `grants_count`, `beliefs_count`, `overlaps_count`, `overlap_ms_max`,
 /// `server_anomalies_count`.
-pub fn mutual_exclusion(facts: &[LockFact<'_>], names: &[String], end_ns: u64) -> CheckResult {
+pub fn mutual_exclusion(
+    facts: &[LockFact<'_>],
+    crashes: &[(u64, NodeId)],
+    names: &[String],
+    end_ns: u64,
+) -> CheckResult {
     let grants = facts
         .iter()
         .filter(|(_, _, o)| matches!(o, Observation::Granted { .. }))
         .count();
-    let beliefs = beliefs(facts, end_ns);
+    let beliefs = beliefs(facts, crashes, end_ns);
     if grants == 0 && beliefs.is_empty() {
         return CheckResult::new(
             CHECK_MUTUAL_EXCLUSION,
@@ -495,7 +511,7 @@ mod tests {
             (600 * MS, SERVER, granted(C2, 2)),
             (601 * MS, C2, Observation::Holding { token: 2 }),
         ];
-        let r = mutual_exclusion(&run(&record), &names(), 2_000 * MS);
+        let r = mutual_exclusion(&run(&record), &[], &names(), 2_000 * MS);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["beliefs_count"], 2);
         assert!(r.evidence.is_empty());
@@ -504,7 +520,7 @@ mod tests {
     #[test]
     fn mutual_exclusion_fails_when_a_paused_holder_still_believes_after_a_new_grant() {
         let record = kleppmann(false);
-        let r = mutual_exclusion(&run(&record), &names(), 20_000 * MS);
+        let r = mutual_exclusion(&run(&record), &[], &names(), 20_000 * MS);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["overlaps_count"], 1);
         let e = &r.evidence[0];
@@ -543,7 +559,7 @@ mod tests {
                 },
             ),
         ];
-        let r = mutual_exclusion(&run(&record), &names(), 1_000 * MS);
+        let r = mutual_exclusion(&run(&record), &[], &names(), 1_000 * MS);
         assert_eq!(r.verdict, Verdict::Fail);
         let all = r.evidence.join("\n");
         assert!(
@@ -559,6 +575,25 @@ mod tests {
     }
 
     #[test]
+    fn a_crashed_holder_holds_nothing_after_its_crash() {
+        // c1 holds token 1 and crashes at 300 ms; its lease expires and c2 gets token 2 at
+        // 1100 ms. c1 never reported the end of its hold (it could not), but it held nothing.
+        let record = vec![
+            (0, SERVER, granted(C1, 1)),
+            (1, C1, Observation::Holding { token: 1 }),
+            (1_100 * MS, SERVER, granted(C2, 2)),
+            (1_101 * MS, C2, Observation::Holding { token: 2 }),
+        ];
+        let without = mutual_exclusion(&run(&record), &[], &names(), 2_000 * MS);
+        assert_eq!(without.verdict, Verdict::Fail, "{without:?}");
+        let r = mutual_exclusion(&run(&record), &[(300 * MS, C1)], &names(), 2_000 * MS);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        // A crash before the belief began does not end it.
+        let early = mutual_exclusion(&run(&record), &[(0, C2)], &names(), 2_000 * MS);
+        assert_eq!(early.verdict, Verdict::Fail, "{early:?}");
+    }
+
+    #[test]
     fn mutual_exclusion_is_unknown_without_any_grant() {
         let record = vec![(
             5,
@@ -568,10 +603,10 @@ mod tests {
                 token: 1,
             },
         )];
-        let r = mutual_exclusion(&run(&record), &names(), MS);
+        let r = mutual_exclusion(&run(&record), &[], &names(), MS);
         assert_eq!(r.verdict, Verdict::Unknown);
         assert_eq!(
-            mutual_exclusion(&[], &names(), MS).verdict,
+            mutual_exclusion(&[], &[], &names(), MS).verdict,
             Verdict::Unknown
         );
     }
@@ -592,7 +627,7 @@ mod tests {
             (10, C2, Observation::Holding { token: 2 }),
         ];
         assert_eq!(
-            mutual_exclusion(&run(&record), &names(), 20).verdict,
+            mutual_exclusion(&run(&record), &[], &names(), 20).verdict,
             Verdict::Pass
         );
     }
@@ -682,7 +717,7 @@ mod tests {
             Verdict::Pass
         );
         assert_eq!(
-            mutual_exclusion(&run(&record), &names(), TTL + 10).verdict,
+            mutual_exclusion(&run(&record), &[], &names(), TTL + 10).verdict,
             Verdict::Fail
         );
     }

@@ -214,6 +214,9 @@ pub enum StopReason {
     Released,
     /// `validity_check = true`: the local clock passed acquire time + TTL.
     ValidityExpired,
+    /// The client crashed while it held the lock (set by the `mutual-exclusion` check from the
+    /// run's crashes; a client never reports it).
+    Crashed,
 }
 
 /// Facts of the lock family for the checks. Server facts describe the server's state; client
@@ -574,7 +577,20 @@ pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
-    run: |record| mutual_exclusion(&facts(record), &record.topology.names, record.end_ns),
+    run: |record| {
+        let crashes: Vec<(u64, NodeId)> = record
+            .lifecycle
+            .iter()
+            .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
+            .map(|l| (l.t_ns, l.node))
+            .collect();
+        mutual_exclusion(
+            &facts(record),
+            &crashes,
+            &record.topology.names,
+            record.end_ns,
+        )
+    },
 };
 
 /// The `fenced-writes` check.
