@@ -56,8 +56,8 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    match crate::family::parse_options::<Config>(table) {
-        Ok(c) => [
+    check::validate_with(table, |c: &Config| {
+        [
             ("majority_ok_min", c.majority_ok_min),
             ("minority_ok_max", c.minority_ok_max),
         ]
@@ -70,9 +70,8 @@ fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<Opti
                 format!("expected a probability between 0 and 1, found {p}"),
             )
         })
-        .collect(),
-        Err(e) => e,
-    }
+        .collect()
+    })
 }
 
 /// `[check.availability]` options.

@@ -41,14 +41,12 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn validate_options(table: &toml::Table, s: &Scenario, _: &Topology) -> Vec<OptionError> {
-    match crate::family::parse_options::<Config>(table) {
-        Ok(c) => c
-            .problems(s.duration)
+    check::validate_with(table, |c: &Config| {
+        c.problems(s.duration)
             .into_iter()
             .map(|(key, message)| OptionError::at(key, message))
-            .collect(),
-        Err(e) => e,
-    }
+            .collect()
+    })
 }
 
 /// `[check.bounds]` options. Every bound is optional; the check runs if at least one is set.

@@ -63,17 +63,12 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    match crate::family::parse_options::<Config>(table) {
-        Ok(c) => [
+    check::validate_with(table, |c: &Config| {
+        check::zero_durations(&[
             ("leader_within", c.leader_within),
             ("answer_within", c.answer_within),
-        ]
-        .into_iter()
-        .filter(|(_, d)| d.as_nanos() == 0)
-        .map(|(key, _)| OptionError::at(key, "expected a positive duration"))
-        .collect(),
-        Err(e) => e,
-    }
+        ])
+    })
 }
 
 /// `[check.liveness]` options.

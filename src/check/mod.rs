@@ -156,6 +156,27 @@ pub fn validate_as<T: DeserializeOwned>(
     parse_options::<T>(table).err().unwrap_or_default()
 }
 
+/// A check's `validate` with rules of its own: the problems of parsing `table` as `T`, or, if
+/// it parses, every problem `rules` finds in it.
+pub fn validate_with<T: DeserializeOwned>(
+    table: &toml::Table,
+    rules: impl FnOnce(&T) -> Vec<OptionError>,
+) -> Vec<OptionError> {
+    match parse_options::<T>(table) {
+        Ok(options) => rules(&options),
+        Err(errors) => errors,
+    }
+}
+
+/// One "expected a positive duration" problem for each `(key, duration)` that is zero.
+pub fn zero_durations(durations: &[(&str, Duration)]) -> Vec<OptionError> {
+    durations
+        .iter()
+        .filter(|(_, d)| d.as_nanos() == 0)
+        .map(|(key, _)| OptionError::at(key, "expected a positive duration"))
+        .collect()
+}
+
 /// The usual `resolve` of a check: its table parsed as `T` and written back, defaults included.
 pub fn resolve_as<T: DeserializeOwned + Serialize + Default>(table: &toml::Table) -> toml::Table {
     crate::family::resolved_options(&parse_or_default::<T>(table))

@@ -43,17 +43,15 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn validate_options(table: &toml::Table, s: &Scenario, topology: &Topology) -> Vec<OptionError> {
-    match crate::family::parse_options::<Config>(table) {
-        Ok(c) => c
-            .problems(s.duration, topology)
+    check::validate_with(table, |c: &Config| {
+        c.problems(s.duration, topology)
             .into_iter()
             .map(|(key, index, message)| match index {
                 Some(i) => OptionError::at_path(&[key, &i.to_string()], message),
                 None => OptionError::at(key, message),
             })
-            .collect(),
-        Err(e) => e,
-    }
+            .collect()
+    })
 }
 
 /// `[check.no-decision]` options. `from` and `until` are required together; without them the

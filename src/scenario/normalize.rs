@@ -28,7 +28,6 @@ pub fn normalize(
 ) -> Vec<ScenarioError> {
     let err =
         |keys: &[PathSeg<'_>], message: String| ScenarioError::at_path(path, text, keys, message);
-    let document: toml::Table = toml::from_str(text).unwrap_or_default();
     let shorthand = s.cluster.protocol.clone();
     let mut errors = unknown_keys(ignored, shorthand.as_deref(), &*s.families, path, text);
     let section_used = ignored
@@ -50,7 +49,13 @@ pub fn normalize(
                 ));
                 return errors;
             };
-            let options = match section_used.then(|| document.get(&protocol)).flatten() {
+            // The `[<protocol>]` table, read from the text only when the file has one.
+            let document: toml::Table = if section_used {
+                toml::from_str(text).unwrap_or_default()
+            } else {
+                toml::Table::new()
+            };
+            let options = match document.get(&protocol) {
                 Some(toml::Value::Table(t)) => t.clone(),
                 Some(_) => {
                     errors.push(err(

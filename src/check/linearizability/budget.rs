@@ -48,10 +48,9 @@ pub struct Budget {
 
 impl Budget {
     /// A budget starting now. `time_limit: None` means no time limit.
-    #[allow(clippy::disallowed_methods)] // the user's wall-clock limit (allowed)
     pub fn new(time_limit: Option<Duration>) -> Self {
         Budget {
-            start: Instant::now(), // wall-clock: the checker runs outside simulations
+            start: crate::wall::wall_now(), // the user's optional wall-clock limit
             time_limit,
             out: AtomicBool::new(false),
         }

@@ -119,22 +119,20 @@ impl Default for Config {
 }
 
 fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    let config: Config = match crate::family::parse_options(table) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let mut errors = Vec::new();
-    if config.memory_limit_mib > crate::scenario::limits::MAX_CHECK_MEMORY_MIB {
-        errors.push(OptionError::at(
-            "memory_limit_mib",
-            format!(
-                "expected at most {} MiB (the limit), found {}",
-                crate::scenario::limits::MAX_CHECK_MEMORY_MIB,
-                config.memory_limit_mib
-            ),
-        ));
-    }
-    errors
+    crate::check::validate_with(table, |config: &Config| {
+        let mut errors = Vec::new();
+        if config.memory_limit_mib > crate::scenario::limits::MAX_CHECK_MEMORY_MIB {
+            errors.push(OptionError::at(
+                "memory_limit_mib",
+                format!(
+                    "expected at most {} MiB (the limit), found {}",
+                    crate::scenario::limits::MAX_CHECK_MEMORY_MIB,
+                    config.memory_limit_mib
+                ),
+            ));
+        }
+        errors
+    })
 }
 
 /// Checks the history of every client group whose workload declares a model, with that model

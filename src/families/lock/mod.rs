@@ -468,9 +468,11 @@ pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
     serves: &[LOCK_WORKLOAD_NAME],
     bugs: &[BUGS[0], BUGS[1]],
     configure: |ctx| {
-        family::configure(ctx, options_problems::<ServerConfig>, |setup, c| {
-            Box::new(LockServer::new(setup.id, c.clone()))
-        })
+        family::configure(
+            ctx,
+            |c: &ServerConfig, _| c.validate(),
+            |setup, c| Box::new(LockServer::new(setup.id, c.clone())),
+        )
     },
 };
 
@@ -481,9 +483,11 @@ pub const FENCED_STORAGE: ProtocolInfo = ProtocolInfo {
     serves: &[LOCK_WORKLOAD_NAME],
     bugs: &[BUGS[2]],
     configure: |ctx| {
-        family::configure(ctx, options_problems::<StorageConfig>, |setup, c| {
-            Box::new(FencedStorage::new(setup.id, c.clone()))
-        })
+        family::configure(
+            ctx,
+            |c: &StorageConfig, _| c.validate(),
+            |setup, c| Box::new(FencedStorage::new(setup.id, c.clone())),
+        )
     },
 };
 
@@ -502,28 +506,6 @@ pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
     },
     configure: configure_clients,
 };
-
-/// The options' own rules, for [`family::configure`].
-fn options_problems<T: Validate>(options: &T, _: &RoleContext<'_>) -> Vec<OptionError> {
-    options.validate()
-}
-
-/// Options structs that check themselves.
-trait Validate {
-    fn validate(&self) -> Vec<OptionError>;
-}
-
-impl Validate for ServerConfig {
-    fn validate(&self) -> Vec<OptionError> {
-        ServerConfig::validate(self)
-    }
-}
-
-impl Validate for StorageConfig {
-    fn validate(&self) -> Vec<OptionError> {
-        StorageConfig::validate(self)
-    }
-}
 
 /// A `lock` client group talks to one `lock-server` role and one `fenced-storage` role; each
 /// client uses the node of each that its index picks (round robin).

@@ -40,13 +40,9 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    match crate::family::parse_options::<Config>(table) {
-        Ok(c) if c.within.as_nanos() == 0 => {
-            vec![OptionError::at("within", "expected a positive duration")]
-        }
-        Ok(_) => Vec::new(),
-        Err(e) => e,
-    }
+    check::validate_with(table, |c: &Config| {
+        check::zero_durations(&[("within", c.within)])
+    })
 }
 
 /// `[check.decision]` options.
