@@ -33,7 +33,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::process::NodeId;
+use crate::process::{Context, Message, NodeId};
 
 /// A deterministic state machine replicated by consensus.
 ///
@@ -73,6 +73,54 @@ pub trait StateMachine:
     /// The outcome of the read-only `command` at the current state (called only when
     /// [`StateMachine::is_read`] holds).
     fn read(&self, command: &Self::Command) -> Self::Outcome;
+}
+
+/// A replicated machine's client vocabulary: how a server replicating it (a Raft or
+/// Multi-Paxos node) reads its clients' requests and answers them. The protocol handles every
+/// request the same way (redirect when not the leader, propose, answer when applied, serve
+/// reads by ReadIndex); only the wire format is the machine's. The key-value machines speak the
+/// key-value clients' vocabulary through [`crate::families::kv::ServesKvClients`]; a machine
+/// with its own clients (the lock family's coordination service) implements this directly.
+pub trait Served: StateMachine {
+    /// A client request as it arrives.
+    type Request;
+
+    /// The client request inside `message`, or `message` back if it is not one (the server's
+    /// [`crate::process::Process::on_other`] then leaves it unhandled).
+    fn parse_request(message: Message) -> Result<Self::Request, Message>;
+
+    /// The request's id (unique per client node, kept across retries) and the machine's command
+    /// for it, `None` if this machine does not support the operation (answered
+    /// [`Answer::Unsupported`], certainly not executed).
+    fn split_request(request: Self::Request) -> (u64, Option<Self::Command>);
+
+    /// Sends `answer` to `client` as the reply to its request `id`.
+    fn send_reply(ctx: &mut Context<'_>, client: NodeId, id: u64, answer: Answer<Self::Outcome>);
+}
+
+/// A server's answer to a client request, in any machine's vocabulary ([`Served::send_reply`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer<O> {
+    /// The command ran (or was read) with this outcome.
+    Done(O),
+    /// This server is not the leader; `leader` is a hint. Not executed here.
+    Redirect(Option<NodeId>),
+    /// Refused before it was proposed (e.g. overloaded); certainly not executed.
+    Fail(String),
+    /// The server does not know whether the command ran (e.g. a session forgot it); the client
+    /// records `info`.
+    Unknown(String),
+    /// The machine does not support the operation; certainly not executed.
+    Unsupported,
+}
+
+impl<O> From<Applied<O>> for Answer<O> {
+    fn from(applied: Applied<O>) -> Answer<O> {
+        match applied {
+            Applied::Executed(o) | Applied::Duplicate(o) => Answer::Done(o),
+            Applied::Forgotten { error } => Answer::Unknown(error),
+        }
+    }
 }
 
 /// A client command as a consensus log carries it: which client asked, its request id (the same
@@ -230,6 +278,25 @@ impl<M: StateMachine> Sessions<M> {
             session.forgotten_through = session.forgotten_through.max(oldest);
         }
         Applied::Executed(outcome)
+    }
+
+    /// Answers a retry from the session (Ongaro's thesis §6.3): if `command` was already
+    /// executed and its outcome is remembered, replies it to the client and returns true; the
+    /// command must not run again.
+    pub fn reply_if_cached(&self, ctx: &mut Context<'_>, command: &Command<M::Command>) -> bool
+    where
+        M: Served,
+    {
+        let Some(outcome) = self.cached(command.id()) else {
+            return false;
+        };
+        M::send_reply(
+            ctx,
+            command.client,
+            command.request,
+            Answer::Done(outcome.clone()),
+        );
+        true
     }
 
     /// Answers the read-only `command` (see [`StateMachine::read`]); sessions are not touched:

@@ -28,10 +28,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply};
+use crate::families::kv::{Request, into_request};
+use crate::families::replicated::{Answer, Served, Sessions, StateMachine};
 pub use crate::families::replicated::{Applied, CommandId};
-use crate::families::replicated::{Sessions, StateMachine};
 use crate::family::NodeSetup;
 use crate::process::{AnyProcess, Context};
+use crate::process::{Message, NodeId};
 
 /// Default number of request outcomes remembered per client (4x the largest `concurrency`).
 pub const DEFAULT_SESSION_LIMIT: u32 = 256;
@@ -116,37 +118,30 @@ pub trait ServesKvClients: StateMachine {
 
     /// The client's outcome for one of the machine's outcomes.
     fn outcome(outcome: Self::Outcome) -> Outcome;
-
-    /// The client's outcome for what [`Sessions::apply`] did: a forgotten request is `Unknown`
-    /// (the client records `info`).
-    fn answer(applied: Applied<Self::Outcome>) -> Outcome {
-        match applied {
-            Applied::Executed(o) | Applied::Duplicate(o) => Self::outcome(o),
-            Applied::Forgotten { error } => Outcome::Unknown { error },
-        }
-    }
 }
 
-impl<M: ServesKvClients> Sessions<M> {
-    /// Answers a retry from the session (Ongaro's thesis §6.3): if `command` was already
-    /// executed and its outcome is remembered, replies it to the client and returns true; the
-    /// command must not run again.
-    pub fn reply_if_cached(
-        &self,
-        ctx: &mut Context<'_>,
-        command: &crate::families::replicated::Command<M::Command>,
-    ) -> bool {
-        let Some(outcome) = self.cached(command.id()) else {
-            return false;
+/// Every machine served to key-value clients speaks their vocabulary
+/// ([`crate::families::kv::ClientMessage`]).
+impl<M: ServesKvClients> Served for M {
+    type Request = Request;
+
+    fn parse_request(message: Message) -> Result<Request, Message> {
+        into_request(message)
+    }
+
+    fn split_request(request: Request) -> (u64, Option<M::Command>) {
+        (request.id, M::command(request.op))
+    }
+
+    fn send_reply(ctx: &mut Context<'_>, client: NodeId, id: u64, answer: Answer<M::Outcome>) {
+        let outcome = match answer {
+            Answer::Done(o) => M::outcome(o),
+            Answer::Redirect(leader) => Outcome::Redirect { leader },
+            Answer::Fail(error) => Outcome::Fail { error },
+            Answer::Unknown(error) => Outcome::Unknown { error },
+            Answer::Unsupported => return ctx.reply(client, Reply::unsupported(id)),
         };
-        ctx.reply(
-            command.client,
-            Reply {
-                id: command.request,
-                outcome: M::outcome(outcome.clone()),
-            },
-        );
-        true
+        ctx.reply(client, Reply { id, outcome });
     }
 }
 
@@ -177,7 +172,7 @@ pub trait Replica {
     /// The family's options.
     type Config;
     /// A server of the family replicating the machine `M`.
-    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Self::Config) -> Box<dyn AnyProcess>;
+    fn build<M: Served>(setup: &NodeSetup, config: Self::Config) -> Box<dyn AnyProcess>;
 }
 
 /// `R`'s server for `setup`, replicating the machine named `name` (validated before by
@@ -291,7 +286,16 @@ mod tests {
 
     /// The outcome a client gets for applying `command`.
     fn run(kv: &mut KvStore, command: &Command) -> Outcome {
-        KvMachine::answer(kv.apply(command))
+        answer(kv.apply(command))
+    }
+
+    /// The client's outcome for what the sessions did with a command.
+    fn answer(applied: Applied<Outcome>) -> Outcome {
+        match Answer::from(applied) {
+            Answer::Done(outcome) => outcome,
+            Answer::Unknown(error) => Outcome::Unknown { error },
+            other => panic!("applying never answers {other:?}"),
+        }
     }
 
     fn ok_done() -> Outcome {
@@ -400,10 +404,7 @@ mod tests {
         ));
         let applied = kv.apply(&cmd(5, 1, put("k", "other")));
         assert!(matches!(applied, Applied::Forgotten { .. }));
-        assert!(matches!(
-            KvMachine::answer(applied),
-            Outcome::Unknown { .. }
-        ));
+        assert!(matches!(answer(applied), Outcome::Unknown { .. }));
         assert_eq!(kv.value("k"), Some("v"), "a forgotten id is never executed");
         // An id above the mark that was never seen still runs (concurrent requests).
         assert!(matches!(

@@ -280,6 +280,15 @@ pub enum Observation {
         /// The highest token accepted so far.
         highest: u64,
     },
+    /// Client: wants the lock from now on: the start of an acquisition, before its first
+    /// attempt. Its next `holding` ends the wait (the acquisition latency).
+    Acquiring,
+    /// Client: a watch notification arrived (the ZooKeeper recipe, etcd's mutex): the watched
+    /// `key` changed. Counted per release to measure the herd effect.
+    Notified {
+        /// The key (or prefix) the client watched.
+        key: String,
+    },
     /// Client: believes from now on that it holds the lock with `token`.
     Holding {
         /// The token of its grant.

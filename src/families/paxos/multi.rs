@@ -59,15 +59,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::families::kv::{self, CommandId, KvMachine, ServesKvClients};
-use crate::families::kv::{ClientContext, Op, Outcome, Reply, Request, into_request};
+use crate::families::kv::{self, CommandId, KvMachine, Op};
 use crate::families::paxos::acceptor::{Acceptor, Scope};
 use crate::families::paxos::{
     BUG_ACCEPT_IGNORES_PROMISE, BUG_ACCEPTOR_OMITS_ACCEPTED, BUG_DUPLICATE_BALLOTS, BUG_NO_BACKOFF,
     BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
     ValueId, choose_value,
 };
-use crate::families::replicated::{Command, Sessions, StateMachine};
+use crate::families::replicated::{Answer, Command, Served, Sessions, StateMachine};
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::AnyProcess;
 use crate::process::{CommonObservation, NodeRole};
@@ -379,7 +378,7 @@ enum Role<C> {
 
 /// One Multi-Paxos server.
 #[derive(Debug)]
-pub struct Node<M: ServesKvClients = KvMachine> {
+pub struct Node<M: Served = KvMachine> {
     id: NodeId,
     servers: Vec<NodeId>,
     majority: usize,
@@ -404,7 +403,7 @@ pub struct Node<M: ServesKvClients = KvMachine> {
     last_role: Option<(NodeRole, u64)>,
 }
 
-impl<M: ServesKvClients> Node<M> {
+impl<M: Served> Node<M> {
     /// A fresh server (its durable state is loaded in `on_start`).
     pub fn new(setup: &NodeSetup, config: Config) -> Self {
         let bugs = Bugs::from_names(&config.bugs);
@@ -719,13 +718,7 @@ impl<M: ServesKvClients> Node<M> {
                 if let Role::Leader(leader) = &mut self.role
                     && leader.awaiting.remove(&id)
                 {
-                    ctx.reply(
-                        id.client,
-                        Reply {
-                            id: id.request,
-                            outcome: M::answer(applied),
-                        },
-                    );
+                    M::send_reply(ctx, id.client, id.request, applied.into());
                 }
             }
             ctx.observe(Observation::Applied {
@@ -950,20 +943,20 @@ impl<M: ServesKvClients> Node<M> {
     }
 
     /// A client request arrived (routed here by [`Process::on_other`]).
-    pub fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+    pub fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: M::Request) {
         self.on_client(ctx, client, request);
         self.check_invariants(ctx);
     }
 
-    fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        let Request { id: request_id, op } = request;
-        let Some(op) = M::command(op) else {
-            return ctx.reply(client, Reply::unsupported(request_id));
+    fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: M::Request) {
+        let (request_id, op) = M::split_request(request);
+        let Some(op) = op else {
+            return M::send_reply(ctx, client, request_id, Answer::Unsupported);
         };
         let max_pending = self.config.max_uncommitted_slots as usize;
         let Role::Leader(leader) = &mut self.role else {
             let leader = self.leader.filter(|&l| l != self.id);
-            return ctx.reply(client, Reply::redirect(request_id, leader));
+            return M::send_reply(ctx, client, request_id, Answer::Redirect(leader));
         };
         let command = Command {
             client,
@@ -979,14 +972,11 @@ impl<M: ServesKvClients> Node<M> {
             return; // already proposed: answered when applied
         }
         if leader.pending.len() >= max_pending {
-            return ctx.reply(
+            return M::send_reply(
+                ctx,
                 client,
-                Reply {
-                    id: request_id,
-                    outcome: Outcome::Fail {
-                        error: "overloaded: too many slots not yet chosen".into(),
-                    },
-                },
+                request_id,
+                Answer::Fail("overloaded: too many slots not yet chosen".into()),
             );
         }
         let slot = leader.next_slot;
@@ -1060,12 +1050,12 @@ struct MultiPaxos;
 
 impl kv::Replica for MultiPaxos {
     type Config = Config;
-    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+    fn build<M: Served>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
         Box::new(Node::<M>::new(setup, config))
     }
 }
 
-impl<M: ServesKvClients> Process for Node<M> {
+impl<M: Served> Process for Node<M> {
     type Message = Msg<M>;
     type Timer = Timer;
 
@@ -1139,7 +1129,7 @@ impl<M: ServesKvClients> Process for Node<M> {
         client: NodeId,
         message: crate::process::Message,
     ) -> Result<(), crate::process::Message> {
-        let request = into_request(message)?;
+        let request = M::parse_request(message)?;
         self.on_request(ctx, client, request);
         Ok(())
     }
@@ -1148,7 +1138,7 @@ impl<M: ServesKvClients> Process for Node<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::families::kv::ClientMessage;
+    use crate::families::kv::{ClientMessage, Outcome, Reply, Request};
     use crate::process::{Effect, TestContext};
 
     fn setup(id: u32) -> NodeSetup {

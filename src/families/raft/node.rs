@@ -7,15 +7,14 @@ use std::sync::Arc;
 use rand::Rng;
 use smallvec::SmallVec;
 
-use crate::families::kv::{self, CommandId, KvMachine, ServesKvClients};
-use crate::families::kv::{ClientContext, Outcome, Reply, Request, into_request};
+use crate::families::kv::{self, CommandId, KvMachine};
 use crate::families::raft::log::{self, Log, Snapshot};
 use crate::families::raft::{
     BUG_COMMIT_PREVIOUS_TERM, BUG_FORGET_VOTE_ON_RESTART, BUG_READ_FROM_LOCAL_STATE,
     BUG_TRUNCATE_ON_STALE_APPEND, BUG_VOTE_WITHOUT_LOG_CHECK, Config, Entry, EntryRef, Message,
     Observation, Payload, ReadMode, Timer,
 };
-use crate::families::replicated::{Command, Sessions, StateMachine};
+use crate::families::replicated::{Answer, Command, Served, Sessions, StateMachine};
 use crate::family::NodeSetup;
 use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
 use crate::process::{CommonObservation, NodeRole};
@@ -110,7 +109,7 @@ struct Bugs {
 /// One Raft server. Built fresh at boot and after every restart; `on_start` reloads what the
 /// disk holds.
 #[derive(Debug)]
-pub struct Node<M: ServesKvClients = KvMachine> {
+pub struct Node<M: Served = KvMachine> {
     id: NodeId,
     servers: Vec<NodeId>,
     peers: Vec<NodeId>,
@@ -145,7 +144,7 @@ pub struct Node<M: ServesKvClients = KvMachine> {
     reads: VecDeque<PendingRead<M::Command>>,
 }
 
-impl<M: ServesKvClients> Node<M> {
+impl<M: Served> Node<M> {
     /// A server for `setup` (nothing loaded yet: that happens in `on_start`).
     pub fn new(setup: &NodeSetup, config: Config) -> Self {
         let bugs = Bugs {
@@ -310,13 +309,7 @@ impl<M: ServesKvClients> Node<M> {
         self.read_round = 0;
         self.lease_until = i64::MIN;
         for read in std::mem::take(&mut self.reads) {
-            ctx.reply(
-                read.client,
-                Reply {
-                    id: read.request,
-                    outcome: Outcome::Redirect { leader: None },
-                },
-            );
+            M::send_reply(ctx, read.client, read.request, Answer::Redirect(None));
         }
     }
 
@@ -622,13 +615,7 @@ impl<M: ServesKvClients> Node<M> {
                 if self.waiters.get(&index) == Some(&command.id()) {
                     self.waiters.remove(&index);
                     self.proposed.remove(&command.id());
-                    ctx.reply(
-                        command.client,
-                        Reply {
-                            id: command.request,
-                            outcome: M::answer(applied),
-                        },
-                    );
+                    M::send_reply(ctx, command.client, command.request, applied.into());
                 }
             }
             self.applied = index;
@@ -650,12 +637,11 @@ impl<M: ServesKvClients> Node<M> {
                 break;
             }
             let read = self.reads.pop_front().expect("peeked");
-            ctx.reply(
+            M::send_reply(
+                ctx,
                 read.client,
-                Reply {
-                    id: read.request,
-                    outcome: M::outcome(self.machine.read(&read.command)),
-                },
+                read.request,
+                Answer::Done(self.machine.read(&read.command)),
             );
         }
     }
@@ -1055,28 +1041,27 @@ impl<M: ServesKvClients> Node<M> {
     // ----- client requests -----
 
     /// A client request arrived (routed here by [`Process::on_other`]).
-    pub fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
+    pub fn on_request(&mut self, ctx: &mut Context<'_>, client: NodeId, request: M::Request) {
         self.on_client(ctx, client, request);
         self.end_step(ctx);
     }
 
-    fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: Request) {
-        let Request { id: request_id, op } = request;
-        let Some(op) = M::command(op) else {
-            return ctx.reply(client, Reply::unsupported(request_id));
+    fn on_client(&mut self, ctx: &mut Context<'_>, client: NodeId, request: M::Request) {
+        let (request_id, op) = M::split_request(request);
+        let Some(op) = op else {
+            return M::send_reply(ctx, client, request_id, Answer::Unsupported);
         };
         if self.role != Role::Leader {
             let leader = self.leader.filter(|&l| l != self.id);
-            return ctx.reply(client, Reply::redirect(request_id, leader));
+            return M::send_reply(ctx, client, request_id, Answer::Redirect(leader));
         }
         if M::is_read(&op) {
             if self.bugs.read_from_local_state {
-                return ctx.reply(
+                return M::send_reply(
+                    ctx,
                     client,
-                    Reply {
-                        id: request_id,
-                        outcome: M::outcome(self.machine.read(&op)),
-                    },
+                    request_id,
+                    Answer::Done(self.machine.read(&op)),
                 );
             }
             if self.config.read_mode != ReadMode::Log {
@@ -1096,14 +1081,11 @@ impl<M: ServesKvClients> Node<M> {
             return; // already in the log this term: answered when applied
         }
         if self.log.last_index() - self.commit >= u64::from(self.config.max_uncommitted_entries) {
-            return ctx.reply(
+            return M::send_reply(
+                ctx,
                 client,
-                Reply {
-                    id: request_id,
-                    outcome: Outcome::Fail {
-                        error: "overloaded: too many uncommitted entries".into(),
-                    },
-                },
+                request_id,
+                Answer::Fail("overloaded: too many uncommitted entries".into()),
             );
         }
         let index = self.append_entry(ctx, Payload::Command(Arc::new(command)));
@@ -1129,14 +1111,11 @@ impl<M: ServesKvClients> Node<M> {
         command: M::Command,
     ) {
         if self.reads.len() >= self.config.max_pending_reads as usize {
-            return ctx.reply(
+            return M::send_reply(
+                ctx,
                 client,
-                Reply {
-                    id: request,
-                    outcome: Outcome::Fail {
-                        error: "overloaded: too many pending reads".into(),
-                    },
-                },
+                request,
+                Answer::Fail("overloaded: too many pending reads".into()),
             );
         }
         let term_committed = self.commit >= self.term_start;
@@ -1246,12 +1225,12 @@ struct Raft;
 
 impl kv::Replica for Raft {
     type Config = Config;
-    fn build<M: ServesKvClients>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
+    fn build<M: Served>(setup: &NodeSetup, config: Config) -> Box<dyn AnyProcess> {
         Box::new(Node::<M>::new(setup, config))
     }
 }
 
-impl<M: ServesKvClients> Process for Node<M> {
+impl<M: Served> Process for Node<M> {
     type Message = Msg<M>;
     type Timer = Timer;
 
@@ -1395,7 +1374,7 @@ impl<M: ServesKvClients> Process for Node<M> {
         client: NodeId,
         message: crate::process::Message,
     ) -> Result<(), crate::process::Message> {
-        let request = into_request(message)?;
+        let request = M::parse_request(message)?;
         self.on_request(ctx, client, request);
         Ok(())
     }
