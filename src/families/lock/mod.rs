@@ -76,6 +76,7 @@
 
 pub mod checks;
 pub mod client;
+pub mod coord;
 pub mod server;
 pub mod storage;
 
