@@ -76,6 +76,7 @@
 
 pub mod checks;
 pub mod client;
+pub mod redlock;
 pub mod server;
 pub mod storage;
 
@@ -93,6 +94,7 @@ use crate::sim::RunRecord;
 
 pub use checks::{fenced_writes, mutual_exclusion};
 pub use client::{ClientConfig, LockClient};
+pub use redlock::{REDLOCK_WORKLOAD, RedlockBug, RedlockConfig, RedlockOptions};
 pub use server::{LockServer, ServerConfig};
 pub use storage::{FencedStorage, StorageConfig};
 
@@ -312,6 +314,10 @@ pub enum ServerBug {
     /// The deadline is the client's clock reading in the acquire + TTL, compared with the
     /// server's own clock.
     ExpiryByClientClock,
+    /// `restart_delay` is ignored: a restarted server grants at once, even when it forgot its
+    /// grants (`sync_grants = false`).
+    #[serde(rename = "redlock-forgetful-restart")]
+    ForgetfulRestart,
 }
 
 /// Planted bugs of the fenced storage (`bugs = [...]` in its options).
@@ -339,6 +345,21 @@ pub const BUGS: &[Bug] = &[
         summary: "the storage ignores fencing tokens even with check_fencing_token = true",
         caught_by: CHECK_FENCED_WRITES,
     },
+    Bug {
+        name: "redlock-forgetful-restart",
+        summary: "the lock server ignores restart_delay: restarted without its grants, it grants a lock a Redlock client still holds",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
+    Bug {
+        name: "redlock-no-validity-check",
+        summary: "the Redlock client holds even when its validity time (TTL - elapsed - drift) is not positive, and past its end",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
+    Bug {
+        name: "redlock-minority-ok",
+        summary: "the Redlock client holds with fewer than a majority of the lock servers",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
 ];
 
 impl ServerBug {
@@ -347,6 +368,7 @@ impl ServerBug {
         match self {
             ServerBug::ReleaseWithoutOwnerCheck => &BUGS[0],
             ServerBug::ExpiryByClientClock => &BUGS[1],
+            ServerBug::ForgetfulRestart => &BUGS[3],
         }
     }
 }
@@ -465,7 +487,7 @@ pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
     protocols: &[LOCK_SERVER, FENCED_STORAGE],
-    workloads: &[LOCK_WORKLOAD],
+    workloads: &[LOCK_WORKLOAD, REDLOCK_WORKLOAD],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
     decisions: None,
 };
@@ -474,8 +496,8 @@ pub static FAMILY: Family = Family {
 pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
     name: "lock-server",
     summary: "grants one lock for a TTL with an increasing fencing token; owner-checked release; expiry by its local clock",
-    serves: &[LOCK_WORKLOAD_NAME],
-    bugs: &[BUGS[0], BUGS[1]],
+    serves: &[LOCK_WORKLOAD_NAME, redlock::REDLOCK_WORKLOAD_NAME],
+    bugs: &[BUGS[0], BUGS[1], BUGS[3]],
     configure: |ctx| {
         family::configure(
             ctx,
@@ -489,7 +511,7 @@ pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
 pub const FENCED_STORAGE: ProtocolInfo = ProtocolInfo {
     name: "fenced-storage",
     summary: "a resource that accepts writes carrying a fencing token and refuses stale tokens",
-    serves: &[LOCK_WORKLOAD_NAME],
+    serves: &[LOCK_WORKLOAD_NAME, redlock::REDLOCK_WORKLOAD_NAME],
     bugs: &[BUGS[2]],
     configure: |ctx| {
         family::configure(
@@ -513,6 +535,7 @@ pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
         availability: false,
         stale_reads: false,
     },
+    bugs: &[],
     configure: configure_clients,
 };
 
@@ -520,6 +543,26 @@ pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
 /// client uses the node of each that its index picks (round robin).
 fn configure_clients(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     let config: ClientConfig = family::parse_options(ctx.options)?;
+    let (lock, storage) = lock_and_storage(ctx, config.validate())?;
+    Ok(Configured {
+        options: family::resolved_options(&config),
+        build: std::sync::Arc::new(move |setup: &NodeSetup| {
+            Box::new(LockClient::new(
+                setup.id,
+                pick(setup, lock),
+                pick(setup, storage),
+                config.clone(),
+            ))
+        }),
+    })
+}
+
+/// The positions in `talks_to` of a lock client group's `lock-server` and `fenced-storage`
+/// roles; an error if either is missing, or (when checking) the option `errors` found.
+fn lock_and_storage(
+    ctx: &RoleContext<'_>,
+    errors: Vec<OptionError>,
+) -> Result<(usize, usize), Vec<OptionError>> {
     let position = |protocol: &str| ctx.talks_to.iter().position(|p| p.name == protocol);
     let (Some(lock), Some(storage)) = (position(LOCK_SERVER.name), position(FENCED_STORAGE.name))
     else {
@@ -528,27 +571,16 @@ fn configure_clients(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionErro
             "a lock client group talks to one lock-server role and one fenced-storage role",
         )]);
     };
-    if ctx.checking {
-        let errors = config.validate();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+    if ctx.checking && !errors.is_empty() {
+        return Err(errors);
     }
-    Ok(Configured {
-        options: family::resolved_options(&config),
-        build: std::sync::Arc::new(move |setup: &NodeSetup| {
-            let pick = |part: usize| {
-                let nodes = &setup.talks_to[part].1;
-                nodes[setup.client_index as usize % nodes.len()]
-            };
-            Box::new(LockClient::new(
-                setup.id,
-                pick(lock),
-                pick(storage),
-                config.clone(),
-            ))
-        }),
-    })
+    Ok((lock, storage))
+}
+
+/// The node of `talks_to[part]` a client uses: picked round robin by its client index.
+fn pick(setup: &NodeSetup, part: usize) -> NodeId {
+    let nodes = &setup.talks_to[part].1;
+    nodes[setup.client_index as usize % nodes.len()]
 }
 
 /// The lock family's facts of a run, for its checks.
