@@ -112,6 +112,29 @@ fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
             );
         }
     }
+    // The same for the planted bugs of workloads, switched on in client groups.
+    let group_bugs = |s: &Scenario, workload: &str| -> Vec<String> {
+        s.clients
+            .iter()
+            .filter(|g| g.workload == workload)
+            .filter_map(|g| g.options.get("bugs").and_then(|b| b.as_array()))
+            .flatten()
+            .filter_map(|b| b.as_str().map(str::to_string))
+            .collect()
+    };
+    for workload in families::builtin().workloads() {
+        for bug in workload.bugs {
+            let found = scenarios.iter().any(|(_, s)| {
+                group_bugs(s, workload.name) == [bug.name.to_string()]
+                    && s.expect.failing_checks.iter().any(|c| c == bug.caught_by)
+            });
+            assert!(
+                found,
+                "{}: bug {} has no scenario under scenarios/*/bugs expecting {} to fail",
+                workload.name, bug.name, bug.caught_by
+            );
+        }
+    }
     for (file, s) in &scenarios {
         assert!(
             has_bugs(s),
