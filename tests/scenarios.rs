@@ -83,8 +83,9 @@ fn documented_rates() -> BTreeMap<String, u64> {
     rates
 }
 
-/// Every planted bug of every protocol has a scenario under `scenarios/<protocol>/bugs/` that
-/// switches on that bug alone and expects the check the bug list names to fail.
+/// Every planted bug of every protocol (in a role) and of every workload (in a client group) has a
+/// scenario under `scenarios/<protocol>/bugs/` that switches on that bug alone and expects the
+/// check the bug list names to fail.
 #[test]
 fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
     let scenarios = bug_scenarios();

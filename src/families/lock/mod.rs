@@ -1,6 +1,7 @@
-//! The single-instance lock family: a lock server that grants a lock for a TTL with a fencing
-//! token, a storage resource that checks those tokens, and lock clients that acquire, write and
-//! release.
+//! The lock family: a lock server that grants a lock for a TTL with a fencing token, a storage
+//! resource that checks those tokens, and lock clients that acquire, write and release, from one
+//! server (the `lock` workload) or from a majority of N servers (Redlock, the `redlock` workload,
+//! see [`redlock`]).
 //!
 //! Sources: the Redis documentation, "Distributed Locks with Redis" (the single-instance pattern:
 //! `SET resource_name my_random_value NX PX 30000`, and the Lua script that deletes the key only
@@ -56,13 +57,19 @@
 //! # Options (one table per role or client group; unknown keys are errors)
 //!
 //! - `lock-server` ([`ServerConfig`]): `ttl` (duration, default `"10s"`, at most 1h),
-//!   `sync_grants` (default `true`), `bugs` (list of [`ServerBug`] names).
+//!   `sync_grants` (default `true`), `restart_delay` (default `"0s"`, at most 1h: after a
+//!   restart, answer `busy` to every acquire for that long), `bugs` (list of [`ServerBug`]
+//!   names).
 //! - `fenced-storage` ([`StorageConfig`]): `check_fencing_token` (default `true`), `bugs` (list of
 //!   [`StorageBug`] names).
 //! - `lock` clients ([`ClientConfig`]): `hold` (`"500ms"`), `writes_per_hold` (2, at most 1000),
 //!   `think_time` (`"100ms"`), `request_timeout` (`"1s"`), `retry_delay_min` (`"50ms"`),
 //!   `retry_delay_max` (`"1s"`), `start` (`"0s"`), `stop` (none), `validity_check` (`false`).
 //!   Each client talks to one lock server and one storage, given to [`LockClient::new`].
+//! - `redlock` clients ([`RedlockConfig`]): the `lock` options but `validity_check`, plus
+//!   `server_timeout` (`"50ms"`), `drift_factor` (0.01) and `bugs` (list of [`RedlockBug`]
+//!   names). Each client talks to every node of one `lock-server` role and one storage
+//!   ([`LockClient::redlock`]).
 //!
 //! Each `validate()` returns [`OptionError`]s naming the key.
 //!
@@ -73,6 +80,9 @@
 //! | `release-without-owner-check` | `lock-server` | any client's release frees the lock, so a paused ex-holder frees the new holder's lock | `mutual-exclusion` |
 //! | `expiry-by-client-clock` | `lock-server` | the deadline is the client's clock reading + TTL, compared with the server's clock: a client clock behind the server's ends the grant at once | `mutual-exclusion` |
 //! | `no-fencing` | `fenced-storage` | the storage ignores tokens even with `check_fencing_token = true` | `fenced-writes` |
+//! | `redlock-forgetful-restart` | `lock-server` | `restart_delay` is ignored: a restarted server that forgot its grants grants at once | `mutual-exclusion` |
+//! | `redlock-no-validity-check` | `redlock` clients | holds although the validity time (TTL - elapsed - drift) is not positive, and past its end | `mutual-exclusion` |
+//! | `redlock-minority-ok` | `redlock` clients | holds with fewer than a majority of grants | `mutual-exclusion` |
 
 pub mod checks;
 pub mod client;
@@ -481,11 +491,11 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
         .collect()
 }
 
-/// The registry entry: the lock server and the fenced storage, the `lock` workload, and the
-/// mutual-exclusion and fenced-writes checks.
+/// The registry entry: the lock server and the fenced storage, the `lock` and `redlock`
+/// workloads, and the mutual-exclusion and fenced-writes checks.
 pub static FAMILY: Family = Family {
     name: "lock",
-    summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
+    summary: "a lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing), single-instance or Redlock over N servers",
     protocols: &[LOCK_SERVER, FENCED_STORAGE],
     workloads: &[LOCK_WORKLOAD, REDLOCK_WORKLOAD],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
