@@ -167,10 +167,18 @@ impl RedlockConfig {
             .clone()
             .into_iter()
             .partition(|(k, _)| REDLOCK_KEYS.contains(&k.as_str()));
-        match (
-            family::parse_options::<ClientConfig>(&rest),
-            family::parse_options::<RedlockOptions>(&own),
-        ) {
+        // An unknown key is reported by the `lock` client's options: name Redlock's keys there.
+        let client = family::parse_options::<ClientConfig>(&rest).map_err(|errors| {
+            let mut errors = errors;
+            for e in errors.iter_mut().filter(|e| e.at_key) {
+                e.message = e.message.replace(
+                    "`validity_check`",
+                    "`server_timeout`, `drift_factor`, `bugs`",
+                );
+            }
+            errors
+        });
+        match (client, family::parse_options::<RedlockOptions>(&own)) {
             (Ok(client), Ok(redlock)) => Ok(RedlockConfig { client, redlock }),
             (client, redlock) => Err(client
                 .err()
@@ -776,5 +784,10 @@ mod tests {
         let errors = RedlockConfig::parse(&unknown).unwrap_err();
         let paths: Vec<String> = errors.iter().map(|e| e.path.join(".")).collect();
         assert_eq!(paths, ["holds", "bugs.0"]);
+        assert!(
+            errors[0].message.ends_with("`stop`, `server_timeout`, `drift_factor`, `bugs`"),
+            "an unknown key's message lists Redlock's keys, not validity_check: {}",
+            errors[0].message
+        );
     }
 }
