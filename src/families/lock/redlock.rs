@@ -628,14 +628,8 @@ mod tests {
         tc.local_time_ns = 50 * MS as i64;
         c.on_timer(&mut tc.ctx(), TimerId(1), Timer::RequestTimeout { request });
         let e = tc.take_effects();
-        assert_eq!(
-            history(&e),
-            vec![(
-                EventType::Fail,
-                Function::Acquire,
-                Some("no-majority: 2 of 5 granted".into())
-            )]
-        );
+        let why = Some("no-majority: 2 of 5 granted".to_string());
+        assert_eq!(history(&e), vec![(EventType::Fail, Function::Acquire, why)]);
         assert!(observed(&e).is_empty(), "never held");
         let (_, released) = sent_to_all(&e);
         assert_eq!(
@@ -785,7 +779,9 @@ mod tests {
         let paths: Vec<String> = errors.iter().map(|e| e.path.join(".")).collect();
         assert_eq!(paths, ["holds", "bugs.0"]);
         assert!(
-            errors[0].message.ends_with("`stop`, `server_timeout`, `drift_factor`, `bugs`"),
+            errors[0]
+                .message
+                .ends_with("`stop`, `server_timeout`, `drift_factor`, `bugs`"),
             "an unknown key's message lists Redlock's keys, not validity_check: {}",
             errors[0].message
         );
