@@ -386,4 +386,26 @@ mod tests {
             "otherwise the same scenario"
         );
     }
+
+    #[test]
+    fn a_twin_switches_off_planted_bugs_of_client_groups_too() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios/locks/bugs/redlock-minority-ok.toml");
+        let s = Scenario::load(&path).unwrap();
+        assert!(
+            s.cluster
+                .roles
+                .iter()
+                .all(|r| !r.options.contains_key("bugs"))
+        );
+        assert!(has_bugs(&s), "a client group's bugs count");
+        let t = twin(&s);
+        assert!(!has_bugs(&t));
+        assert!(t.clients.iter().all(|g| !g.options.contains_key("bugs")));
+        assert_eq!(
+            t.clients[0].options.get("hold"),
+            s.clients[0].options.get("hold"),
+            "otherwise the same scenario"
+        );
+    }
 }
