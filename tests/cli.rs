@@ -273,6 +273,28 @@ fn list_names_protocols_faults_checks_and_bugs() {
     assert!(human.contains("planted bug no-retransmit"), "{human}");
 }
 
+#[test]
+fn list_shows_the_planted_bugs_of_a_workload() {
+    let l: serde_json::Value =
+        serde_json::from_slice(&faultline(&["list", "--json"]).stdout).unwrap();
+    let redlock = l["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "redlock")
+        .expect("the redlock workload is listed");
+    let bugs: Vec<&str> = redlock["bugs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(bugs, ["redlock-no-validity-check", "redlock-minority-ok"]);
+    assert_eq!(redlock["bugs"][1]["caught_by"], "mutual-exclusion");
+    let human = text(&faultline(&["list"]).stdout);
+    assert!(human.contains("planted bug redlock-minority-ok"), "{human}");
+}
+
 /// Runs `faultline run SCENARIO --out OUT extra...`.
 fn run_into(scenario: &str, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["run", scenario, "--out", out.to_str().unwrap()];

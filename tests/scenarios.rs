@@ -83,32 +83,45 @@ fn documented_rates() -> BTreeMap<String, u64> {
     rates
 }
 
-/// Every planted bug of every protocol has a scenario under `scenarios/<protocol>/bugs/` that
-/// switches on that bug alone and expects the check the bug list names to fail.
+/// Every planted bug of every protocol (in a role) and of every workload (in a client group) has a
+/// scenario under `scenarios/<protocol>/bugs/` that switches on that bug alone and expects the
+/// check the bug list names to fail.
 #[test]
 fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
     let scenarios = bug_scenarios();
-    // The bugs switched on in the roles that run `protocol`.
-    let bugs_of = |s: &Scenario, protocol: &str| -> Vec<String> {
-        s.cluster
-            .roles
-            .iter()
-            .filter(|r| r.protocol == protocol)
-            .filter_map(|r| r.options.get("bugs").and_then(|b| b.as_array()))
-            .flatten()
-            .filter_map(|b| b.as_str().map(str::to_string))
-            .collect()
-    };
-    for protocol in families::builtin().protocols() {
-        for bug in protocol.bugs {
+    let registry = families::builtin();
+    // Each protocol's bugs are switched on in the roles that run it, each workload's in the
+    // client groups that run it.
+    let protocols = registry.protocols().map(|p| (p.name, p.bugs, true));
+    let owners = protocols.chain(registry.workloads().map(|w| (w.name, w.bugs, false)));
+    for (owner, bugs, is_protocol) in owners {
+        let switched_on = |s: &Scenario| -> Vec<String> {
+            let roles = s
+                .cluster
+                .roles
+                .iter()
+                .filter(|r| is_protocol && r.protocol == owner);
+            let groups = s
+                .clients
+                .iter()
+                .filter(|g| !is_protocol && g.workload == owner);
+            roles
+                .map(|r| &r.options)
+                .chain(groups.map(|g| &g.options))
+                .filter_map(|o| o.get("bugs").and_then(|b| b.as_array()))
+                .flatten()
+                .filter_map(|b| b.as_str().map(str::to_string))
+                .collect()
+        };
+        for bug in bugs {
             let found = scenarios.iter().any(|(_, s)| {
-                bugs_of(s, protocol.name) == [bug.name.to_string()]
+                switched_on(s) == [bug.name.to_string()]
                     && s.expect.failing_checks.iter().any(|c| c == bug.caught_by)
             });
             assert!(
                 found,
-                "{}: bug {} has no scenario under scenarios/*/bugs expecting {} to fail",
-                protocol.name, bug.name, bug.caught_by
+                "{owner}: bug {} has no scenario under scenarios/*/bugs expecting {} to fail",
+                bug.name, bug.caught_by
             );
         }
     }

@@ -10,7 +10,7 @@ use crate::scenario::{FaultKind, NemesisFault, PartitionShape};
 struct Listing {
     families: Vec<FamilyEntry>,
     protocols: Vec<ProtocolEntry>,
-    workloads: Vec<Named>,
+    workloads: Vec<WorkloadEntry>,
     fault_kinds: Vec<Named>,
     partition_shapes: Vec<&'static str>,
     nemesis_faults: Vec<&'static str>,
@@ -44,6 +44,24 @@ struct BugEntry {
 }
 
 #[derive(Serialize)]
+struct WorkloadEntry {
+    name: &'static str,
+    summary: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bugs: Vec<BugEntry>,
+}
+
+fn bug_entries(bugs: &[crate::family::Bug]) -> Vec<BugEntry> {
+    bugs.iter()
+        .map(|b| BugEntry {
+            name: b.name,
+            summary: b.summary,
+            caught_by: b.caught_by,
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
 struct Named {
     name: &'static str,
     summary: &'static str,
@@ -72,22 +90,15 @@ fn listing() -> Listing {
                 family: f.name,
                 serves: p.serves.to_vec(),
                 checks: f.checks.iter().map(|c| c.name).collect(),
-                bugs: p
-                    .bugs
-                    .iter()
-                    .map(|b| BugEntry {
-                        name: b.name,
-                        summary: b.summary,
-                        caught_by: b.caught_by,
-                    })
-                    .collect(),
+                bugs: bug_entries(p.bugs),
             })
             .collect(),
         workloads: registry
             .workloads()
-            .map(|w| Named {
+            .map(|w| WorkloadEntry {
                 name: w.name,
                 summary: w.summary,
+                bugs: bug_entries(w.bugs),
             })
             .collect(),
         fault_kinds: FaultKind::ALL
@@ -110,6 +121,15 @@ fn listing() -> Listing {
     }
 }
 
+fn print_bugs(bugs: &[BugEntry]) {
+    for b in bugs {
+        println!(
+            "  {:<16} planted bug {:<34} {} (caught by {})",
+            "", b.name, b.summary, b.caught_by
+        );
+    }
+}
+
 /// Prints the listing.
 pub fn list(json: bool) -> u8 {
     let l = listing();
@@ -129,16 +149,12 @@ pub fn list(json: bool) -> u8 {
         if !p.checks.is_empty() {
             println!("  {:<16} checks: {}", "", p.checks.join(", "));
         }
-        for b in &p.bugs {
-            println!(
-                "  {:<16} planted bug {:<34} {} (caught by {})",
-                "", b.name, b.summary, b.caught_by
-            );
-        }
+        print_bugs(&p.bugs);
     }
     println!("workloads ([[clients]] workload):");
     for w in &l.workloads {
         println!("  {:<16} {}", w.name, w.summary);
+        print_bugs(&w.bugs);
     }
     println!("fault kinds ([[fault]] kind = ...):");
     for k in &l.fault_kinds {

@@ -16,6 +16,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::Message;
+use super::redlock::{Outcome, Quorum, RedlockConfig};
 use super::{Observation, OptionError, StopReason, Timer, check_duration, next_incarnation};
 use crate::history::{EventType, Function, HistoryEvent, Value};
 use crate::process::{Context, NodeId, Process, TimerId};
@@ -191,6 +192,9 @@ pub struct LockClient {
     id: NodeId,
     lock_server: NodeId,
     storage: NodeId,
+    /// A Redlock client's lock servers and the answers to its request in flight (`None`: the
+    /// single-instance client of `lock_server`).
+    quorum: Option<Quorum>,
     config: ClientConfig,
     epoch: u64,
     round: u64,
@@ -199,6 +203,9 @@ pub struct LockClient {
     backoff_failures: u32,
     pending: Option<Pending>,
     hold: Option<Hold>,
+    /// An acquisition is under way (its `acquiring` was observed, no grant yet): retries after
+    /// `busy` or a timeout belong to it and report nothing new.
+    acquiring: bool,
 }
 
 impl LockClient {
@@ -209,6 +216,7 @@ impl LockClient {
             id,
             lock_server,
             storage,
+            quorum: None,
             config,
             epoch: 0,
             round: 0,
@@ -217,7 +225,22 @@ impl LockClient {
             backoff_failures: 0,
             pending: None,
             hold: None,
+            acquiring: false,
         }
+    }
+
+    /// A Redlock client on node `id` (the `redlock` workload, see [`super::redlock`]): it takes
+    /// the lock from a majority of `lock_servers` (at least one) and writes to `storage`, with
+    /// `config` (validated by [`RedlockConfig::validate`]).
+    pub fn redlock(
+        id: NodeId,
+        lock_servers: Vec<NodeId>,
+        storage: NodeId,
+        config: RedlockConfig,
+    ) -> Self {
+        let mut client = LockClient::new(id, lock_servers[0], storage, config.client);
+        client.quorum = Some(Quorum::new(lock_servers, config.redlock));
+        client
     }
 
     fn process_id(&self) -> u64 {
@@ -245,8 +268,8 @@ impl LockClient {
             Op::Acquire {
                 value,
                 sent_local_ns,
-            } => ctx.send(
-                self.lock_server,
+            } => self.send_to_lock_servers(
+                ctx,
                 Message::Acquire {
                     request,
                     value,
@@ -274,8 +297,8 @@ impl LockClient {
                     });
                 }
                 let value = self.hold.as_ref().map_or(0, |h| h.value);
-                ctx.send(
-                    self.lock_server,
+                self.send_to_lock_servers(
+                    ctx,
                     Message::Release {
                         request,
                         value,
@@ -284,15 +307,24 @@ impl LockClient {
                 );
             }
         }
-        let timeout = ctx.set_timer(
-            self.config.request_timeout.to_std(),
-            Timer::RequestTimeout { request },
-        );
+        let timeout = match (&self.quorum, op) {
+            (Some(q), Op::Acquire { .. }) => q.server_timeout(),
+            _ => self.config.request_timeout,
+        };
+        let timeout = ctx.set_timer(timeout.to_std(), Timer::RequestTimeout { request });
         self.pending = Some(Pending {
             request,
             op,
             timeout,
         });
+    }
+
+    /// Sends an acquire or release to the lock server, or to every Redlock server.
+    fn send_to_lock_servers(&mut self, ctx: &mut Context<'_>, message: Message) {
+        match &mut self.quorum {
+            Some(q) => q.send_to_all(ctx, message),
+            None => ctx.send(self.lock_server, message),
+        }
     }
 
     /// Ends the pending request with `kind`, recording `value` (ok) or the invoke value and
@@ -329,7 +361,12 @@ impl LockClient {
         self.pending.as_ref().is_some_and(|p| p.request == request)
     }
 
+    /// Sends an acquire attempt; the first attempt of an acquisition observes `acquiring`.
     fn start_acquire(&mut self, ctx: &mut Context<'_>) {
+        if !self.acquiring {
+            self.acquiring = true;
+            ctx.observe(Observation::Acquiring);
+        }
         let value = ctx.rng().r#gen::<u64>();
         let sent_local_ns = ctx.local_time_ns();
         self.invoke(
@@ -382,7 +419,10 @@ impl LockClient {
         ctx.set_timer(self.config.think_time.to_std(), Timer::Acquire);
     }
 
-    fn on_granted(&mut self, ctx: &mut Context<'_>, token: u64, ttl_ns: u64) {
+    /// The acquire in flight succeeded with `token`: hold. With `valid_ns`, the belief ends at
+    /// send time + `valid_ns` on the local clock (the validity time: the TTL for the
+    /// single-instance client with `validity_check`, TTL - drift for Redlock).
+    fn on_granted(&mut self, ctx: &mut Context<'_>, token: u64, valid_ns: Option<u64>) {
         let op = self.complete(ctx, EventType::Ok, Some(Value::Int(token as i64)), None);
         let Op::Acquire {
             value,
@@ -392,6 +432,7 @@ impl LockClient {
             unreachable!("a grant answers an acquire")
         };
         self.backoff_failures = 0;
+        self.acquiring = false;
         self.hold = Some(Hold {
             token,
             value,
@@ -410,13 +451,58 @@ impl LockClient {
             );
         }
         ctx.set_timer(self.config.hold.to_std(), Timer::HoldEnd { token });
-        if self.config.validity_check {
-            let valid_until = sent_local_ns.saturating_add(ttl_ns as i64);
+        if let Some(valid_ns) = valid_ns {
+            let valid_until = sent_local_ns.saturating_add(valid_ns as i64);
             let left = (valid_until - ctx.local_time_ns()).max(0) as u64;
             ctx.set_timer(
                 std::time::Duration::from_nanos(left),
                 Timer::ValidityEnd { token },
             );
+        }
+    }
+}
+
+/// Redlock (see [`super::redlock`]): deciding the request in flight from the servers' answers.
+impl LockClient {
+    /// The acquire in flight has every answer or reached `server_timeout`, or the release in
+    /// flight is decided: complete it.
+    fn on_quorum_answers(&mut self, ctx: &mut Context<'_>) {
+        let q = self
+            .quorum
+            .as_ref()
+            .expect("only Redlock clients decide by quorum");
+        let Some(Pending { op, request, .. }) = self.pending.clone() else {
+            return;
+        };
+        match op {
+            Op::Acquire {
+                value,
+                sent_local_ns,
+            } => {
+                let elapsed_ns = (ctx.local_time_ns() - sent_local_ns).max(0) as u64;
+                match q.acquire_outcome(elapsed_ns) {
+                    Outcome::Hold { token, valid_ns } => self.on_granted(ctx, token, valid_ns),
+                    Outcome::Fail { why } => {
+                        self.complete(ctx, EventType::Fail, None, Some(why));
+                        let release = Message::Release {
+                            request,
+                            value,
+                            token: 0,
+                        };
+                        self.send_to_lock_servers(ctx, release);
+                        self.back_off(ctx);
+                    }
+                }
+            }
+            Op::Release { .. } => {
+                if q.release_outcome() == Some(true) {
+                    self.complete(ctx, EventType::Ok, None, None);
+                } else {
+                    self.complete(ctx, EventType::Fail, None, Some("not-owner".into()));
+                }
+                self.end_hold(ctx);
+            }
+            Op::Write { .. } => {}
         }
     }
 }
@@ -431,7 +517,7 @@ impl Process for LockClient {
         ctx.set_timer(std::time::Duration::from_nanos(delay_ns), Timer::Acquire);
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, _from: NodeId, message: Message) {
+    fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Message) {
         let request = match &message {
             Message::Granted { request, .. }
             | Message::Busy { request }
@@ -444,8 +530,19 @@ impl Process for LockClient {
         if !self.pending_is(request) {
             return; // a late or duplicate answer to a request that already ended
         }
+        if let Some(q) = &mut self.quorum
+            && let Some(decided) = q.record(from, &message)
+        {
+            if decided {
+                self.on_quorum_answers(ctx);
+            }
+            return;
+        }
         match message {
-            Message::Granted { token, ttl_ns, .. } => self.on_granted(ctx, token, ttl_ns),
+            Message::Granted { token, ttl_ns, .. } => {
+                let valid_ns = self.config.validity_check.then_some(ttl_ns);
+                self.on_granted(ctx, token, valid_ns);
+            }
             Message::Busy { .. } => {
                 self.complete(ctx, EventType::Fail, None, Some("busy".into()));
                 self.back_off(ctx);
@@ -483,6 +580,14 @@ impl Process for LockClient {
             Timer::RequestTimeout { request } => {
                 if !self.pending_is(request) {
                     return;
+                }
+                if self.quorum.is_some()
+                    && matches!(
+                        self.pending.as_ref().map(|p| p.op),
+                        Some(Op::Acquire { .. })
+                    )
+                {
+                    return self.on_quorum_answers(ctx);
                 }
                 let op = self.complete(ctx, EventType::Info, None, Some("timeout".into()));
                 match op {
@@ -710,6 +815,7 @@ mod tests {
             history(&e),
             vec![(EventType::Invoke, Function::Acquire, Value::Nil, None)]
         );
+        assert_eq!(observed(&e), vec![Observation::Acquiring]);
         assert!(matches!(
             sent(&e)[..],
             [(
@@ -721,6 +827,48 @@ mod tests {
             )]
         ));
         assert_eq!(processes(&e), vec![u64::from(ME.0) << 32]);
+    }
+
+    #[test]
+    fn acquiring_is_observed_once_per_acquisition_not_per_retry() {
+        let config = ClientConfig {
+            writes_per_hold: 0,
+            ..ClientConfig::default()
+        };
+        let (mut c, mut tc, req) = acquiring(config);
+        // A busy answer and a timed-out attempt: both retries belong to the same acquisition.
+        c.on_message(&mut tc.ctx(), SERVER, Message::Busy { request: req });
+        let e = tc.take_effects();
+        let e = fire(&mut c, &mut tc, &e, |t| *t == Timer::Acquire);
+        assert_eq!(sent(&e).len(), 1, "the retry is sent");
+        assert!(observed(&e).is_empty(), "a retry is no new acquisition");
+        c.on_timer(
+            &mut tc.ctx(),
+            TimerId(1),
+            Timer::RequestTimeout {
+                request: last_request(&e),
+            },
+        );
+        let e = tc.take_effects();
+        let e = fire(&mut c, &mut tc, &e, |t| *t == Timer::Acquire);
+        assert!(observed(&e).is_empty(), "a retry is no new acquisition");
+        answer(&mut c, &mut tc, SERVER, &e, |request| Message::Granted {
+            request,
+            token: 3,
+            ttl_ns: 10_000 * MS,
+        });
+        let granted = tc.take_effects();
+        assert_eq!(observed(&granted), vec![Observation::Holding { token: 3 }]);
+        // Release, think, and the next acquisition is a new one.
+        let e = fire(&mut c, &mut tc, &granted, |t| {
+            matches!(t, Timer::HoldEnd { .. })
+        });
+        answer(&mut c, &mut tc, SERVER, &e, |request| Message::Released {
+            request,
+        });
+        let e = tc.take_effects();
+        let e = fire(&mut c, &mut tc, &e, |t| *t == Timer::Acquire);
+        assert_eq!(observed(&e), vec![Observation::Acquiring]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The single-instance lock family: a lock server that grants a lock for a TTL with a fencing
-//! token, a storage resource that checks those tokens, and lock clients that acquire, write and
-//! release.
+//! The lock family: a lock server that grants a lock for a TTL with a fencing token, a storage
+//! resource that checks those tokens, and lock clients that acquire, write and release, from one
+//! server (the `lock` workload) or from a majority of N servers (Redlock, the `redlock` workload,
+//! see [`redlock`]).
 //!
 //! Sources: the Redis documentation, "Distributed Locks with Redis" (the single-instance pattern:
 //! `SET resource_name my_random_value NX PX 30000`, and the Lua script that deletes the key only
@@ -56,13 +57,19 @@
 //! # Options (one table per role or client group; unknown keys are errors)
 //!
 //! - `lock-server` ([`ServerConfig`]): `ttl` (duration, default `"10s"`, at most 1h),
-//!   `sync_grants` (default `true`), `bugs` (list of [`ServerBug`] names).
+//!   `sync_grants` (default `true`), `restart_delay` (default `"0s"`, at most 1h: after a
+//!   restart, answer `busy` to every acquire for that long), `bugs` (list of [`ServerBug`]
+//!   names).
 //! - `fenced-storage` ([`StorageConfig`]): `check_fencing_token` (default `true`), `bugs` (list of
 //!   [`StorageBug`] names).
 //! - `lock` clients ([`ClientConfig`]): `hold` (`"500ms"`), `writes_per_hold` (2, at most 1000),
 //!   `think_time` (`"100ms"`), `request_timeout` (`"1s"`), `retry_delay_min` (`"50ms"`),
 //!   `retry_delay_max` (`"1s"`), `start` (`"0s"`), `stop` (none), `validity_check` (`false`).
 //!   Each client talks to one lock server and one storage, given to [`LockClient::new`].
+//! - `redlock` clients ([`RedlockConfig`]): the `lock` options but `validity_check`, plus
+//!   `server_timeout` (`"50ms"`), `drift_factor` (0.01) and `bugs` (list of [`RedlockBug`]
+//!   names). Each client talks to every node of one `lock-server` role and one storage
+//!   ([`LockClient::redlock`]).
 //!
 //! Each `validate()` returns [`OptionError`]s naming the key.
 //!
@@ -73,10 +80,14 @@
 //! | `release-without-owner-check` | `lock-server` | any client's release frees the lock, so a paused ex-holder frees the new holder's lock | `mutual-exclusion` |
 //! | `expiry-by-client-clock` | `lock-server` | the deadline is the client's clock reading + TTL, compared with the server's clock: a client clock behind the server's ends the grant at once | `mutual-exclusion` |
 //! | `no-fencing` | `fenced-storage` | the storage ignores tokens even with `check_fencing_token = true` | `fenced-writes` |
+//! | `redlock-forgetful-restart` | `lock-server` | `restart_delay` is ignored: a restarted server that forgot its grants grants at once | `mutual-exclusion` |
+//! | `redlock-no-validity-check` | `redlock` clients | holds although the validity time (TTL - elapsed - drift) is not positive, and past its end | `mutual-exclusion` |
+//! | `redlock-minority-ok` | `redlock` clients | holds with fewer than a majority of grants | `mutual-exclusion` |
 
 pub mod checks;
 pub mod client;
 pub mod coord;
+pub mod redlock;
 pub mod server;
 pub mod storage;
 
@@ -94,6 +105,7 @@ use crate::sim::RunRecord;
 
 pub use checks::{fenced_writes, mutual_exclusion};
 pub use client::{ClientConfig, LockClient};
+pub use redlock::{REDLOCK_WORKLOAD, RedlockBug, RedlockConfig, RedlockOptions};
 pub use server::{LockServer, ServerConfig};
 pub use storage::{FencedStorage, StorageConfig};
 
@@ -313,6 +325,10 @@ pub enum ServerBug {
     /// The deadline is the client's clock reading in the acquire + TTL, compared with the
     /// server's own clock.
     ExpiryByClientClock,
+    /// `restart_delay` is ignored: a restarted server grants at once, even when it forgot its
+    /// grants (`sync_grants = false`).
+    #[serde(rename = "redlock-forgetful-restart")]
+    ForgetfulRestart,
 }
 
 /// Planted bugs of the fenced storage (`bugs = [...]` in its options).
@@ -340,6 +356,21 @@ pub const BUGS: &[Bug] = &[
         summary: "the storage ignores fencing tokens even with check_fencing_token = true",
         caught_by: CHECK_FENCED_WRITES,
     },
+    Bug {
+        name: "redlock-forgetful-restart",
+        summary: "the lock server ignores restart_delay: restarted without its grants, it grants a lock a Redlock client still holds",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
+    Bug {
+        name: "redlock-no-validity-check",
+        summary: "the Redlock client holds even when its validity time (TTL - elapsed - drift) is not positive, and past its end",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
+    Bug {
+        name: "redlock-minority-ok",
+        summary: "the Redlock client holds with fewer than a majority of the lock servers",
+        caught_by: CHECK_MUTUAL_EXCLUSION,
+    },
 ];
 
 impl ServerBug {
@@ -348,6 +379,7 @@ impl ServerBug {
         match self {
             ServerBug::ReleaseWithoutOwnerCheck => &BUGS[0],
             ServerBug::ExpiryByClientClock => &BUGS[1],
+            ServerBug::ForgetfulRestart => &BUGS[3],
         }
     }
 }
@@ -460,13 +492,13 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
         .collect()
 }
 
-/// The registry entry: the lock server and the fenced storage, the `lock` workload, and the
-/// mutual-exclusion and fenced-writes checks.
+/// The registry entry: the lock server and the fenced storage, the `lock` and `redlock`
+/// workloads, and the mutual-exclusion and fenced-writes checks.
 pub static FAMILY: Family = Family {
     name: "lock",
-    summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
+    summary: "a lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing), single-instance or Redlock over N servers",
     protocols: &[LOCK_SERVER, FENCED_STORAGE],
-    workloads: &[LOCK_WORKLOAD],
+    workloads: &[LOCK_WORKLOAD, REDLOCK_WORKLOAD],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
     decisions: None,
 };
@@ -475,8 +507,8 @@ pub static FAMILY: Family = Family {
 pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
     name: "lock-server",
     summary: "grants one lock for a TTL with an increasing fencing token; owner-checked release; expiry by its local clock",
-    serves: &[LOCK_WORKLOAD_NAME],
-    bugs: &[BUGS[0], BUGS[1]],
+    serves: &[LOCK_WORKLOAD_NAME, redlock::REDLOCK_WORKLOAD_NAME],
+    bugs: &[BUGS[0], BUGS[1], BUGS[3]],
     configure: |ctx| {
         family::configure(
             ctx,
@@ -490,7 +522,7 @@ pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
 pub const FENCED_STORAGE: ProtocolInfo = ProtocolInfo {
     name: "fenced-storage",
     summary: "a resource that accepts writes carrying a fencing token and refuses stale tokens",
-    serves: &[LOCK_WORKLOAD_NAME],
+    serves: &[LOCK_WORKLOAD_NAME, redlock::REDLOCK_WORKLOAD_NAME],
     bugs: &[BUGS[2]],
     configure: |ctx| {
         family::configure(
@@ -514,6 +546,7 @@ pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
         availability: false,
         stale_reads: false,
     },
+    bugs: &[],
     configure: configure_clients,
 };
 
@@ -521,6 +554,26 @@ pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
 /// client uses the node of each that its index picks (round robin).
 fn configure_clients(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     let config: ClientConfig = family::parse_options(ctx.options)?;
+    let (lock, storage) = lock_and_storage(ctx, config.validate())?;
+    Ok(Configured {
+        options: family::resolved_options(&config),
+        build: std::sync::Arc::new(move |setup: &NodeSetup| {
+            Box::new(LockClient::new(
+                setup.id,
+                pick(setup, lock),
+                pick(setup, storage),
+                config.clone(),
+            ))
+        }),
+    })
+}
+
+/// The positions in `talks_to` of a lock client group's `lock-server` and `fenced-storage`
+/// roles; an error if either is missing, or (when checking) the option `errors` found.
+fn lock_and_storage(
+    ctx: &RoleContext<'_>,
+    errors: Vec<OptionError>,
+) -> Result<(usize, usize), Vec<OptionError>> {
     let position = |protocol: &str| ctx.talks_to.iter().position(|p| p.name == protocol);
     let (Some(lock), Some(storage)) = (position(LOCK_SERVER.name), position(FENCED_STORAGE.name))
     else {
@@ -529,27 +582,16 @@ fn configure_clients(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionErro
             "a lock client group talks to one lock-server role and one fenced-storage role",
         )]);
     };
-    if ctx.checking {
-        let errors = config.validate();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
+    if ctx.checking && !errors.is_empty() {
+        return Err(errors);
     }
-    Ok(Configured {
-        options: family::resolved_options(&config),
-        build: std::sync::Arc::new(move |setup: &NodeSetup| {
-            let pick = |part: usize| {
-                let nodes = &setup.talks_to[part].1;
-                nodes[setup.client_index as usize % nodes.len()]
-            };
-            Box::new(LockClient::new(
-                setup.id,
-                pick(lock),
-                pick(storage),
-                config.clone(),
-            ))
-        }),
-    })
+    Ok((lock, storage))
+}
+
+/// The node of `talks_to[part]` a client uses: picked round robin by its client index.
+fn pick(setup: &NodeSetup, part: usize) -> NodeId {
+    let nodes = &setup.talks_to[part].1;
+    nodes[setup.client_index as usize % nodes.len()]
 }
 
 /// The lock family's facts of a run, for its checks.

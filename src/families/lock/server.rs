@@ -6,13 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use super::Message;
 use super::{
-    Observation, OptionError, ServerBug, Timer, check_duration, read_record, write_record,
+    Observation, OptionError, ServerBug, Timer, check_duration, next_incarnation, read_record,
+    write_record,
 };
 use crate::process::{Context, NodeId, Process, TimerId};
 use crate::scenario::Duration;
 
 /// Disk key of the server's record (token counter and current grant, one JSON value).
 pub const STATE_KEY: &str = "lock/state";
+/// Disk key of the server's boot counter (always synced: a server knows it restarted, even when
+/// it forgot its grants), so `restart_delay` applies to restarts and not to the first boot.
+pub const BOOTS_KEY: &str = "lock/boots";
 
 /// Options of a `lock-server` role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,6 +30,12 @@ pub struct ServerConfig {
     /// so the restarted server may grant again, with a reused token, while the old holder holds.
     #[serde(default = "crate::scenario::yes")]
     pub sync_grants: bool,
+    /// After a restart (not the first boot), answer `busy` to every acquire for this long on the
+    /// local clock (default 0s, at most 1h): antirez's delayed restart for Redlock, so a server
+    /// that forgot its grants (`sync_grants = false`) cannot grant a lock someone may still
+    /// hold. Safe when at least the longest TTL a client may still hold.
+    #[serde(default)]
+    pub restart_delay: Duration,
     /// Planted bugs to switch on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<ServerBug>,
@@ -40,16 +50,19 @@ impl Default for ServerConfig {
         ServerConfig {
             ttl: default_ttl(),
             sync_grants: true,
+            restart_delay: Duration(0),
             bugs: Vec::new(),
         }
     }
 }
 
 impl ServerConfig {
-    /// Every problem with these options (none: valid). `ttl` must be positive and at most 1h.
+    /// Every problem with these options (none: valid). `ttl` must be positive and at most 1h,
+    /// `restart_delay` at most 1h.
     pub fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
         check_duration(&mut errors, "ttl", self.ttl, false);
+        check_duration(&mut errors, "restart_delay", self.restart_delay, true);
         errors
     }
 
@@ -84,6 +97,8 @@ pub struct LockServer {
     config: ServerConfig,
     state: State,
     expiry_timer: Option<TimerId>,
+    /// Until this local time (ns) every acquire is answered `busy` (`restart_delay`).
+    busy_until_local_ns: i64,
 }
 
 impl LockServer {
@@ -94,6 +109,7 @@ impl LockServer {
             config,
             state: State::default(),
             expiry_timer: None,
+            busy_until_local_ns: i64::MIN,
         }
     }
 
@@ -150,6 +166,10 @@ impl LockServer {
         client_now_ns: i64,
     ) {
         self.expire_if_due(ctx);
+        if ctx.local_time_ns() < self.busy_until_local_ns {
+            ctx.send(client, Message::Busy { request });
+            return;
+        }
         if let Some(g) = &self.state.holder {
             if g.client == client && g.value == value {
                 // A duplicate of the acquire that got this grant: answer it the same way.
@@ -242,6 +262,12 @@ impl Process for LockServer {
     type Timer = Timer;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let boots = next_incarnation(ctx.disk(), BOOTS_KEY);
+        if boots > 0 && !self.config.bug(ServerBug::ForgetfulRestart) {
+            self.busy_until_local_ns = ctx
+                .local_time_ns()
+                .saturating_add(self.config.restart_delay.as_nanos() as i64);
+        }
         self.state = read_record(ctx.disk(), STATE_KEY).unwrap_or_default();
         ctx.observe(Observation::Restored {
             last_token: self.state.last_token,
@@ -444,6 +470,55 @@ mod tests {
         tc.local_time_ns = SEC; // well within C1's TTL
         s.on_message(&mut tc.ctx(), C2, acquire(1, 88));
         assert_eq!(granted_token(&mut tc), Some(1));
+    }
+
+    /// A server without synced grants, restarted at `restart_ns` with `config` after granting
+    /// to C1 at 0; returns the token C2 gets (if any) asking at `ask_ns`.
+    fn forgetful_restart(config: ServerConfig, restart_ns: i64, ask_ns: i64) -> Option<u64> {
+        let (mut s, mut tc) = started(config.clone());
+        s.on_message(&mut tc.ctx(), C1, acquire(1, 77));
+        assert_eq!(granted_token(&mut tc), Some(1));
+        tc.crash();
+        tc.local_time_ns = restart_ns;
+        let mut s = LockServer::new(SERVER, config);
+        s.on_start(&mut tc.ctx());
+        tc.take_effects();
+        tc.local_time_ns = ask_ns;
+        s.on_message(&mut tc.ctx(), C2, acquire(1, 88));
+        granted_token(&mut tc)
+    }
+
+    #[test]
+    fn restart_delay_answers_busy_after_a_restart_for_that_long() {
+        let config = ServerConfig {
+            sync_grants: false,
+            restart_delay: Duration::from_secs(10),
+            ..ServerConfig::default()
+        };
+        assert_eq!(forgetful_restart(config.clone(), SEC, 2 * SEC), None);
+        assert_eq!(forgetful_restart(config.clone(), SEC, 11 * SEC - 1), None);
+        assert_eq!(forgetful_restart(config, SEC, 11 * SEC), Some(1));
+    }
+
+    #[test]
+    fn restart_delay_does_not_apply_to_the_first_boot() {
+        let (mut s, mut tc) = started(ServerConfig {
+            restart_delay: Duration::from_secs(10),
+            ..ServerConfig::default()
+        });
+        s.on_message(&mut tc.ctx(), C1, acquire(1, 77));
+        assert_eq!(granted_token(&mut tc), Some(1));
+    }
+
+    #[test]
+    fn bug_forgetful_restart_grants_at_once_after_a_restart() {
+        let config = ServerConfig {
+            sync_grants: false,
+            restart_delay: Duration::from_secs(10),
+            bugs: vec![ServerBug::ForgetfulRestart],
+            ..ServerConfig::default()
+        };
+        assert_eq!(forgetful_restart(config, SEC, 2 * SEC), Some(1));
     }
 
     #[test]
@@ -672,6 +747,11 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(zero.validate()[0].path, ["ttl"]);
+        let long = ServerConfig {
+            restart_delay: Duration::from_secs(3601),
+            ..ServerConfig::default()
+        };
+        assert_eq!(long.validate()[0].path, ["restart_delay"]);
         assert!(ServerConfig::default().validate().is_empty());
         assert!(toml::from_str::<ServerConfig>("tll = \"1s\"").is_err());
         let parsed: ServerConfig =
