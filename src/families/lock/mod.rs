@@ -74,8 +74,10 @@
 //! | `expiry-by-client-clock` | `lock-server` | the deadline is the client's clock reading + TTL, compared with the server's clock: a client clock behind the server's ends the grant at once | `mutual-exclusion` |
 //! | `no-fencing` | `fenced-storage` | the storage ignores tokens even with `check_fencing_token = true` | `fenced-writes` |
 
+pub mod bounds;
 pub mod checks;
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 
@@ -466,7 +468,7 @@ pub static FAMILY: Family = Family {
     summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
     protocols: &[LOCK_SERVER, FENCED_STORAGE],
     workloads: &[LOCK_WORKLOAD],
-    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
+    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
 };
 
@@ -560,6 +562,16 @@ fn facts(record: &RunRecord) -> Vec<checks::LockFact<'_>> {
         .collect()
 }
 
+/// (global ns, node) of every crash of the run.
+fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
+    record
+        .lifecycle
+        .iter()
+        .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
+        .map(|l| (l.t_ns, l.node))
+        .collect()
+}
+
 /// The `mutual-exclusion` check.
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
@@ -569,18 +581,12 @@ pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
     run: |record| {
-        let crashes: Vec<(u64, NodeId)> = record
-            .lifecycle
-            .iter()
-            .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
-            .map(|l| (l.t_ns, l.node))
-            .collect();
-        mutual_exclusion(
-            &facts(record),
-            &crashes,
-            &record.topology.names,
-            record.end_ns,
-        )
+        let (facts, crashes) = (facts(record), crashes(record));
+        let mut result = mutual_exclusion(&facts, &crashes, &record.topology.names, record.end_ns);
+        // Every lock run reports the family's measurements here (`metrics` module).
+        let measured = metrics::Measurements::measure(&facts, &crashes, record.end_ns);
+        result.metrics.extend(measured.metrics());
+        result
     },
 };
 
