@@ -28,7 +28,8 @@
 //!   [`Message::Write`] carries the writer's token; with `check_fencing_token = true` the storage
 //!   refuses a token lower than the highest it has accepted ([`Message::WriteRefused`]) and keeps
 //!   that highest token on its synced disk.
-//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (retrying after
+//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (observing
+//!   `acquiring` once per acquisition, retrying after
 //!   `busy` or a timeout with capped exponential back-off and jitter), hold for `hold` of local
 //!   time doing `writes_per_hold` writes with the token, spread over the hold, then release;
 //!   think; repeat until `stop`. A client that is paused (a GC pause: its timers fire late)
@@ -52,6 +53,14 @@
 //!   holder's write that reaches the storage *before* the new holder's first write carries the
 //!   highest token seen so far and is accepted; no check on the storage can tell it apart, and
 //!   only mutual exclusion reports the overlap.
+//!
+//! # Measurements
+//!
+//! [`metrics::Measurements`] measures every lock run from the same facts (violations, fenced
+//! and unsafe writes, acquisition latency from a client's `acquiring` to its `holding`, critical
+//! sections per second, notifications per release, time to detect a dead holder); the
+//! `mutual-exclusion` result carries them as metrics, and the check `lock-bounds`
+//! ([`bounds`]) bounds them when `[check.lock-bounds]` sets a bound.
 //!
 //! # Options (one table per role or client group; unknown keys are errors)
 //!
@@ -462,7 +471,7 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
 }
 
 /// The registry entry: the lock server and the fenced storage, the `lock` workload, and the
-/// mutual-exclusion and fenced-writes checks.
+/// mutual-exclusion, fenced-writes and lock-bounds checks.
 pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
