@@ -463,6 +463,46 @@ mod tests {
     }
 
     #[test]
+    fn every_lock_run_reports_the_measurements_on_mutual_exclusion() {
+        let runner = crate::api::Runner::builtin();
+        let path = "scenarios/locks/measured-dead-holder-and-starvation.toml";
+        let text =
+            include_str!("../../../scenarios/locks/measured-dead-holder-and-starvation.toml");
+        let scenario = runner
+            .parse(std::path::Path::new(path), text)
+            .expect("valid");
+        let outcome = runner.run(&scenario, 1);
+        let me = outcome
+            .checks
+            .iter()
+            .find(|c| c.name == "mutual-exclusion")
+            .expect("mutual-exclusion ran");
+        let m = &me.metrics;
+        // The real clients report `acquiring`: their acquisitions are measured.
+        assert!(m["acquisitions_count"].as_u64().unwrap() > 10, "{m:?}");
+        assert!(m["critical_sections_count"].as_u64().unwrap() > 10, "{m:?}");
+        // first1 crashed holding the lock; its 2 s lease was granted at about 1 s.
+        assert_eq!(m["dead_holders_count"], 1, "{m:?}");
+        let detection = m["dead_holder_detection_ms_max"].as_f64().unwrap();
+        assert!((1800.0..3000.0).contains(&detection), "{m:?}");
+        assert_eq!(m["mutual_exclusion_violations_count"], 0, "{m:?}");
+        assert_eq!(m["notifications_per_release"], 0.0, "no watches: {m:?}");
+        let bounds = outcome
+            .checks
+            .iter()
+            .find(|c| c.name == "lock-bounds")
+            .expect("lock-bounds ran: the scenario sets bounds");
+        // lock-bounds reports every measurement, with the same values.
+        assert_eq!(
+            bounds.metrics.len(),
+            Measurements::default().metrics().len()
+        );
+        for (key, value) in &bounds.metrics {
+            assert_eq!(me.metrics.get(key), Some(value), "{key}");
+        }
+    }
+
+    #[test]
     fn safety_counts_come_from_the_holds_and_the_storage() {
         // Kleppmann: c1 holds 33 and pauses; c2 holds 34 and writes; c1's stale write is refused,
         // then another stale write is accepted by a storage that ignores tokens.
