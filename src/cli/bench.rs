@@ -278,10 +278,12 @@ pub fn kv_scenario(protocol: &str) -> Scenario {
     ))
 }
 
-/// The lock designs `faultline bench lock` measures: (name, scenario). Each runs 5 lock
-/// servers and 20 lock clients for 60 simulated seconds over 1-5 ms links.
-pub const LOCK_DESIGNS: &[(&str, fn() -> Scenario)] =
-    &[("single-instance", single_instance_lock_scenario)];
+/// A lock design's benchmark: its name and its scenario.
+pub type LockBench = (&'static str, fn() -> Scenario);
+
+/// The lock designs `faultline bench lock` measures. Each runs 5 lock servers and 20 lock
+/// clients for 60 simulated seconds over 1-5 ms links.
+pub const LOCK_DESIGNS: &[LockBench] = &[("single-instance", single_instance_lock_scenario)];
 
 /// The single-instance lock benchmark: the `lock-server` role with 5 nodes and the
 /// `fenced-storage` role with 5 nodes; the 20 clients use them round robin (client i the i-th

@@ -262,8 +262,9 @@ fn dead_holder_bound(m: &Measurements, max: Duration, names: &[String]) -> Bound
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::families::lock::Observation;
     use crate::families::lock::checks::LockFact;
-    use crate::families::lock::{Observation, StopReason};
+    use crate::families::lock::metrics::tests::{notified, released};
     use crate::scenario::Verdict;
 
     const C1: NodeId = NodeId(2);
@@ -289,19 +290,6 @@ mod tests {
         let facts: Vec<LockFact<'_>> = record.iter().map(|(t, n, o)| (*t * MS, *n, o)).collect();
         let m = Measurements::measure(&facts, crashes, 10_000 * MS);
         lock_bounds(&config(text), &m, &names())
-    }
-
-    fn released(token: u64) -> Observation {
-        Observation::StoppedHolding {
-            token,
-            why: StopReason::Released,
-        }
-    }
-
-    fn notified() -> Observation {
-        Observation::Notified {
-            key: "/lock".into(),
-        }
     }
 
     /// Three clients queue for the lock at 0; c1 holds 0..1000 ms, c2 1000..2000, c3

@@ -210,68 +210,65 @@ impl Measurements {
 
     /// The metrics (see the module docs), by name with unit suffix; durations in ms.
     pub fn metrics(&self) -> BTreeMap<String, serde_json::Value> {
-        let ms = |ns: Option<f64>| ns.map(|x| x / 1e6);
-        let undetected = self
-            .dead_holders
-            .iter()
-            .filter(|d| d.next.is_none())
-            .count();
-        let mut m: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        let mut put = |k: &str, v: serde_json::Value| {
-            m.insert(k.to_string(), v);
-        };
-        put(
-            "mutual_exclusion_violations_count",
-            self.mutual_exclusion_violations.into(),
-        );
-        put(
-            "fenced_write_rejections_count",
-            self.fenced_write_rejections.into(),
-        );
-        put(
-            "unsafe_writes_accepted_count",
-            self.unsafe_writes_accepted.into(),
-        );
-        put("acquisitions_count", self.acquisitions.into());
-        put(
-            "acquisitions_waiting_count",
-            self.acquisitions_waiting.into(),
-        );
-        put(
-            "acquisitions_abandoned_count",
-            self.acquisitions_abandoned.into(),
-        );
-        for (name, p) in [
-            ("acquire_latency_ms_p50", 50.0),
-            ("acquire_latency_ms_p99", 99.0),
-        ] {
-            put(
-                name,
-                ms(self.acquire_latency_ns(p).map(|x| x as f64)).into(),
-            );
-        }
-        put("critical_sections_count", self.critical_sections.into());
-        put(
-            "critical_sections_per_second",
-            self.critical_sections_per_second().into(),
-        );
-        put("notifications_count", self.notifications.into());
-        put("handoffs_count", self.handoffs.into());
-        put(
-            "notifications_per_release",
-            self.notifications_per_release().into(),
-        );
-        put("dead_holders_count", self.dead_holders.len().into());
-        put("dead_holders_undetected_count", undetected.into());
-        put(
-            "dead_holder_detection_ms_max",
-            ms(self.dead_holder_detection_ns_max().map(|x| x as f64)).into(),
-        );
-        put(
-            "dead_holder_detection_ms_mean",
-            ms(self.dead_holder_detection_ns_mean()).into(),
-        );
-        m
+        use serde_json::Value;
+        let ms = |ns: Option<f64>| Value::from(ns.map(|x| x / 1e6));
+        let ms_u64 = |ns: Option<u64>| ms(ns.map(|x| x as f64));
+        let undetected = self.dead_holders.iter().filter(|d| d.next.is_none());
+        [
+            (
+                "mutual_exclusion_violations_count",
+                self.mutual_exclusion_violations.into(),
+            ),
+            (
+                "fenced_write_rejections_count",
+                self.fenced_write_rejections.into(),
+            ),
+            (
+                "unsafe_writes_accepted_count",
+                self.unsafe_writes_accepted.into(),
+            ),
+            ("acquisitions_count", self.acquisitions.into()),
+            (
+                "acquisitions_waiting_count",
+                self.acquisitions_waiting.into(),
+            ),
+            (
+                "acquisitions_abandoned_count",
+                self.acquisitions_abandoned.into(),
+            ),
+            (
+                "acquire_latency_ms_p50",
+                ms_u64(self.acquire_latency_ns(50.0)),
+            ),
+            (
+                "acquire_latency_ms_p99",
+                ms_u64(self.acquire_latency_ns(99.0)),
+            ),
+            ("critical_sections_count", self.critical_sections.into()),
+            (
+                "critical_sections_per_second",
+                self.critical_sections_per_second().into(),
+            ),
+            ("notifications_count", self.notifications.into()),
+            ("handoffs_count", self.handoffs.into()),
+            (
+                "notifications_per_release",
+                self.notifications_per_release().into(),
+            ),
+            ("dead_holders_count", self.dead_holders.len().into()),
+            ("dead_holders_undetected_count", undetected.count().into()),
+            (
+                "dead_holder_detection_ms_max",
+                ms_u64(self.dead_holder_detection_ns_max()),
+            ),
+            (
+                "dead_holder_detection_ms_mean",
+                ms(self.dead_holder_detection_ns_mean()),
+            ),
+        ]
+        .into_iter()
+        .map(|(name, value): (&str, Value)| (name.to_string(), value))
+        .collect()
     }
 }
 
@@ -296,7 +293,7 @@ fn dead_holders(holds: &[Belief]) -> Vec<DeadHolder> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const STORAGE: NodeId = NodeId(1);
@@ -313,14 +310,16 @@ mod tests {
         Observation::Holding { token }
     }
 
-    fn released(token: u64) -> Observation {
+    /// The client released its hold with `token`.
+    pub(in crate::families::lock) fn released(token: u64) -> Observation {
         Observation::StoppedHolding {
             token,
             why: StopReason::Released,
         }
     }
 
-    fn notified() -> Observation {
+    /// A watch notification on the lock's key.
+    pub(in crate::families::lock) fn notified() -> Observation {
         Observation::Notified {
             key: "/lock".into(),
         }
