@@ -107,19 +107,11 @@ fn validate(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError>
     check::validate_with(table, Config::problems)
 }
 
-/// True if some client group of `scenario` runs a workload of the lock family.
-pub fn has_lock_clients(scenario: &Scenario) -> bool {
-    scenario
-        .clients
-        .iter()
-        .any(|g| super::FAMILY.workloads.iter().any(|w| w.name == g.workload))
-}
-
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
     name: CHECK_LOCK_BOUNDS,
     summary: "optional bounds on lock measurements: acquisition latency p99, notifications per release (herd effect), time to detect a dead holder, critical sections per second",
-    applies_to: has_lock_clients,
+    applies_to: super::has_lock_clients,
     enabled: |t| check::on_unless_disabled(t) && check::parse_or_default::<Config>(t).any_bound(),
     validate,
     resolve: check::resolve_as::<Config>,

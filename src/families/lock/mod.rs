@@ -571,6 +571,14 @@ fn facts(record: &RunRecord) -> Vec<checks::LockFact<'_>> {
         .collect()
 }
 
+/// True if some client group of `scenario` runs a workload of the lock family.
+pub fn has_lock_clients(scenario: &crate::scenario::Scenario) -> bool {
+    scenario
+        .clients
+        .iter()
+        .any(|g| FAMILY.workloads.iter().any(|w| w.name == g.workload))
+}
+
 /// (global ns, node) of every crash of the run.
 fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
     record
@@ -585,7 +593,7 @@ fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
     summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
-    applies_to: |s| s.runs_protocol(LOCK_SERVER.name),
+    applies_to: |s| s.runs_protocol(LOCK_SERVER.name) || has_lock_clients(s),
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
