@@ -29,9 +29,8 @@
 //!   refuses a token lower than the highest it has accepted ([`Message::WriteRefused`]) and keeps
 //!   that highest token on its synced disk.
 //! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (observing
-//!   `acquiring` once per acquisition, retrying after
-//!   `busy` or a timeout with capped exponential back-off and jitter), hold for `hold` of local
-//!   time doing `writes_per_hold` writes with the token, spread over the hold, then release;
+//!   `acquiring` once per acquisition, retrying after `busy` or a timeout with capped
+//!   exponential back-off and jitter), hold for `hold` of local time doing `writes_per_hold` writes with the token, spread over the hold, then release;
 //!   think; repeat until `stop`. A client that is paused (a GC pause: its timers fire late)
 //!   resumes believing it still holds the lock and goes on writing with its old token, exactly
 //!   as in Kleppmann's article; only `validity_check = true` makes it stop writing once its local
