@@ -32,9 +32,10 @@
 //!   `acquiring` once per acquisition, retrying after `busy` or a timeout with capped
 //!   exponential back-off and jitter), hold for `hold` of local time doing `writes_per_hold`
 //!   writes with the token, spread over the hold, then release; think; repeat until `stop`.
-//!   A client that is paused (a GC pause: its timers fire late) resumes believing it still holds the lock and goes on writing with its old token, exactly
-//!   as in Kleppmann's article; only `validity_check = true` makes it stop writing once its local
-//!   clock passes acquire time + TTL (the Redis docs' validity time).
+//!   A client that is paused (a GC pause: its timers fire late) resumes believing it still
+//!   holds the lock and goes on writing with its old token, exactly as in Kleppmann's article;
+//!   only `validity_check = true` makes it stop writing once its local clock passes acquire
+//!   time + TTL (the Redis docs' validity time).
 //!
 //! # Invariants
 //!
