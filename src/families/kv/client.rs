@@ -55,7 +55,7 @@ pub enum ClientTimer {
 
 /// `prefix` followed by `n` in decimal (`k7`), without `format!`'s machinery: clients build
 /// one or two per operation.
-fn numbered(prefix: &str, n: u64) -> String {
+pub(crate) fn numbered(prefix: &str, n: u64) -> String {
     let mut digits = itoa::Buffer::new();
     let digits = digits.format(n);
     let mut s = String::with_capacity(prefix.len() + digits.len() + 8);

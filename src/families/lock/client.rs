@@ -278,7 +278,12 @@ impl LockClient {
             ),
             Op::Write { token } => {
                 self.writes_done += 1;
-                let data = format!("c{}-{token}-{}", self.id.0, self.writes_done);
+                // `c<node>-<token>-<write>`, built without `format!` (one per write).
+                let mut data = crate::families::kv::client::numbered("c", u64::from(self.id.0));
+                for n in [token, self.writes_done] {
+                    data.push('-');
+                    data.push_str(itoa::Buffer::new().format(n));
+                }
                 ctx.send(
                     self.storage,
                     Message::Write {

@@ -29,13 +29,14 @@
 //!   [`Message::Write`] carries the writer's token; with `check_fencing_token = true` the storage
 //!   refuses a token lower than the highest it has accepted ([`Message::WriteRefused`]) and keeps
 //!   that highest token on its synced disk.
-//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (retrying after
-//!   `busy` or a timeout with capped exponential back-off and jitter), hold for `hold` of local
-//!   time doing `writes_per_hold` writes with the token, spread over the hold, then release;
-//!   think; repeat until `stop`. A client that is paused (a GC pause: its timers fire late)
-//!   resumes believing it still holds the lock and goes on writing with its old token, exactly
-//!   as in Kleppmann's article; only `validity_check = true` makes it stop writing once its local
-//!   clock passes acquire time + TTL (the Redis docs' validity time).
+//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (observing
+//!   `acquiring` once per acquisition, retrying after `busy` or a timeout with capped
+//!   exponential back-off and jitter), hold for `hold` of local time doing `writes_per_hold`
+//!   writes with the token, spread over the hold, then release; think; repeat until `stop`.
+//!   A client that is paused (a GC pause: its timers fire late) resumes believing it still
+//!   holds the lock and goes on writing with its old token, exactly as in Kleppmann's article;
+//!   only `validity_check = true` makes it stop writing once its local clock passes acquire
+//!   time + TTL (the Redis docs' validity time).
 //!
 //! # Invariants
 //!
@@ -53,6 +54,14 @@
 //!   holder's write that reaches the storage *before* the new holder's first write carries the
 //!   highest token seen so far and is accepted; no check on the storage can tell it apart, and
 //!   only mutual exclusion reports the overlap.
+//!
+//! # Measurements
+//!
+//! [`metrics::Measurements`] measures every lock run from the same facts (violations, fenced
+//! and unsafe writes, acquisition latency from a client's `acquiring` to its `holding`, critical
+//! sections per second, notifications per release, time to detect a dead holder); the
+//! `mutual-exclusion` result carries them as metrics, and the check `lock-bounds`
+//! ([`bounds`]) bounds them when `[check.lock-bounds]` sets a bound.
 //!
 //! # Options (one table per role or client group; unknown keys are errors)
 //!
@@ -84,9 +93,11 @@
 //! | `redlock-no-validity-check` | `redlock` clients | holds although the validity time (TTL - elapsed - drift) is not positive, and past its end | `mutual-exclusion` |
 //! | `redlock-minority-ok` | `redlock` clients | holds with fewer than a majority of grants | `mutual-exclusion` |
 
+pub mod bounds;
 pub mod checks;
 pub mod client;
 pub mod coord;
+pub mod metrics;
 pub mod redlock;
 pub mod server;
 pub mod storage;
@@ -493,13 +504,13 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
 }
 
 /// The registry entry: the lock server and the fenced storage, the `lock` and `redlock`
-/// workloads, and the mutual-exclusion and fenced-writes checks.
+/// workloads, and the mutual-exclusion, fenced-writes and lock-bounds checks.
 pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing), single-instance or Redlock over N servers",
     protocols: &[LOCK_SERVER, FENCED_STORAGE],
     workloads: &[LOCK_WORKLOAD, REDLOCK_WORKLOAD],
-    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
+    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
 };
 
@@ -603,27 +614,39 @@ fn facts(record: &RunRecord) -> Vec<checks::LockFact<'_>> {
         .collect()
 }
 
+/// True if some client group of `scenario` runs a workload of the lock family.
+pub fn has_lock_clients(scenario: &crate::scenario::Scenario) -> bool {
+    scenario
+        .clients
+        .iter()
+        .any(|g| FAMILY.workloads.iter().any(|w| w.name == g.workload))
+}
+
+/// (global ns, node) of every crash of the run.
+fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
+    record
+        .lifecycle
+        .iter()
+        .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
+        .map(|l| (l.t_ns, l.node))
+        .collect()
+}
+
 /// The `mutual-exclusion` check.
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
     summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
-    applies_to: |s| s.runs_protocol(LOCK_SERVER.name),
+    applies_to: |s| s.runs_protocol(LOCK_SERVER.name) || has_lock_clients(s),
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
     run: |record| {
-        let crashes: Vec<(u64, NodeId)> = record
-            .lifecycle
-            .iter()
-            .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
-            .map(|l| (l.t_ns, l.node))
-            .collect();
-        mutual_exclusion(
-            &facts(record),
-            &crashes,
-            &record.topology.names,
-            record.end_ns,
-        )
+        let (facts, crashes) = (facts(record), crashes(record));
+        let mut result = mutual_exclusion(&facts, &crashes, &record.topology.names, record.end_ns);
+        // Every lock run reports the family's measurements here (`metrics` module).
+        let measured = metrics::Measurements::measure(&facts, &crashes, record.end_ns);
+        result.metrics.extend(measured.metrics());
+        result
     },
 };
 
