@@ -24,9 +24,15 @@
 //! [`CoordCommand::LeaseRevoke`], never by the machine itself (which has no clock): this is
 //! etcd's lessor and ZooKeeper's leader-side session tracker.
 
+pub mod machine;
+pub mod server;
+
 use serde::{Deserialize, Serialize};
 
 use crate::process::NodeId;
+
+pub use machine::CoordMachine;
+pub use server::{CoordConfig, CoordServer};
 
 /// A lease id (etcd) or session id (ZooKeeper): the revision that granted it.
 pub type LeaseId = u64;
