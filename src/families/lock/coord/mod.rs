@@ -26,6 +26,8 @@
 
 pub mod machine;
 pub mod server;
+#[cfg(test)]
+mod sim_tests;
 
 use serde::{Deserialize, Serialize};
 
