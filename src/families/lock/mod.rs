@@ -304,6 +304,15 @@ pub enum Observation {
         /// The highest token accepted so far.
         highest: u64,
     },
+    /// Server (the Raft leader's lessor, protocol `coordination`): `lease` went `ttl_ms` of the
+    /// leader's local clock without a keep-alive; the leader proposes its revoke now (the keys
+    /// attached to it go when the revoke is applied). The time a dead holder is detected.
+    LeaseExpired {
+        /// The lease (session).
+        lease: u64,
+        /// Its TTL in milliseconds.
+        ttl_ms: u64,
+    },
     /// Client: wants the lock from now on: the start of an acquisition, before its first
     /// attempt. Its next `holding` ends the wait (the acquisition latency).
     Acquiring,
@@ -507,8 +516,8 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
 /// workloads, and the mutual-exclusion, fenced-writes and lock-bounds checks.
 pub static FAMILY: Family = Family {
     name: "lock",
-    summary: "a lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing), single-instance or Redlock over N servers",
-    protocols: &[LOCK_SERVER, FENCED_STORAGE],
+    summary: "a lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing), single-instance, Redlock over N servers, or etcd's and ZooKeeper's recipes on a Raft-replicated coordination service",
+    protocols: &[LOCK_SERVER, FENCED_STORAGE, coord::server::PROTOCOL],
     workloads: &[LOCK_WORKLOAD, REDLOCK_WORKLOAD],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
@@ -520,6 +529,7 @@ pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
     summary: "grants one lock for a TTL with an increasing fencing token; owner-checked release; expiry by its local clock",
     serves: &[LOCK_WORKLOAD_NAME, redlock::REDLOCK_WORKLOAD_NAME],
     bugs: &[BUGS[0], BUGS[1], BUGS[3]],
+    built_on: &[],
     configure: |ctx| {
         family::configure(
             ctx,
@@ -535,6 +545,7 @@ pub const FENCED_STORAGE: ProtocolInfo = ProtocolInfo {
     summary: "a resource that accepts writes carrying a fencing token and refuses stale tokens",
     serves: &[LOCK_WORKLOAD_NAME, redlock::REDLOCK_WORKLOAD_NAME],
     bugs: &[BUGS[2]],
+    built_on: &[],
     configure: |ctx| {
         family::configure(
             ctx,
