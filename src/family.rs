@@ -197,6 +197,8 @@ pub struct WorkloadInfo {
     pub summary: &'static str,
     /// What the generic checks may do with its history.
     pub history: HistoryTraits,
+    /// Its planted bugs (switched on by a client group's `bugs = [...]` option).
+    pub bugs: &'static [Bug],
     /// Checks the group's options (returning every problem) and prepares its builder.
     pub configure: fn(&RoleContext<'_>) -> Result<Configured, Vec<OptionError>>,
 }

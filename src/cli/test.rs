@@ -92,22 +92,26 @@ pub fn parse_seeds(text: &str) -> Result<SeedRange, String> {
     Ok(SeedRange { first, last })
 }
 
-/// Whether the scenario switches on any planted bug.
+/// Whether the scenario switches on any planted bug (in a role's or a client group's options).
 pub fn has_bugs(s: &Scenario) -> bool {
-    s.cluster.roles.iter().any(|r| {
-        r.options
-            .get("bugs")
+    let roles = s.cluster.roles.iter().map(|r| &r.options);
+    roles.chain(s.clients.iter().map(|g| &g.options)).any(|o| {
+        o.get("bugs")
             .and_then(toml::Value::as_array)
             .is_some_and(|b| !b.is_empty())
     })
 }
 
 /// The correct twin of a planted-bug scenario: the same scenario with every planted bug
-/// switched off, expected to `pass` (an `unknown` verdict does not meet that expectation).
+/// switched off (in roles and client groups), expected to `pass` (an `unknown` verdict does not
+/// meet that expectation).
 pub fn twin(s: &Scenario) -> Scenario {
     let mut t = s.clone();
     for role in &mut t.cluster.roles {
         role.options.remove("bugs");
+    }
+    for group in &mut t.clients {
+        group.options.remove("bugs");
     }
     t.expect = Expect::default();
     t

@@ -49,6 +49,7 @@ pub const KV_WORKLOAD: WorkloadInfo = WorkloadInfo {
         availability: true,
         stale_reads: true,
     },
+    bugs: &[],
     configure: |ctx| configure(ctx, WorkloadKind::KeyValue),
 };
 
@@ -61,6 +62,7 @@ pub const BROADCAST_WORKLOAD: WorkloadInfo = WorkloadInfo {
         availability: false,
         stale_reads: false,
     },
+    bugs: &[],
     configure: |ctx| configure(ctx, WorkloadKind::Broadcast),
 };
 

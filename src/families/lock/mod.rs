@@ -218,6 +218,12 @@ pub enum StopReason {
     /// The client crashed while it held the lock (set by the `mutual-exclusion` check from the
     /// run's crashes; a client never reports it).
     Crashed,
+    /// `etcd-lock`, `zk-lock`: the client's lease (session) is over by its own clock (the send
+    /// time of its last acknowledged keep-alive + TTL), or the service said it is gone.
+    LeaseExpired,
+    /// `etcd-lock`: a guarded write failed: the client's lock key no longer exists with its
+    /// create revision (the lock was lost).
+    LockLost,
 }
 
 /// Facts of the lock family for the checks. Server facts describe the server's state; client
@@ -340,6 +346,9 @@ pub const BUGS: &[Bug] = &[
         summary: "the storage ignores fencing tokens even with check_fencing_token = true",
         caught_by: CHECK_FENCED_WRITES,
     },
+    coord::client::BUG_LEASE_NO_KEEPALIVE_CHECK,
+    coord::client::BUG_ZK_WATCH_PARENT,
+    coord::client::BUG_ZK_NO_SESSION_CHECK,
 ];
 
 impl ServerBug {
@@ -466,7 +475,11 @@ pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
     protocols: &[LOCK_SERVER, FENCED_STORAGE],
-    workloads: &[LOCK_WORKLOAD],
+    workloads: &[
+        LOCK_WORKLOAD,
+        coord::client::ETCD_LOCK_WORKLOAD,
+        coord::client::ZK_LOCK_WORKLOAD,
+    ],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
     decisions: None,
 };
@@ -514,6 +527,7 @@ pub const LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
         availability: false,
         stale_reads: false,
     },
+    bugs: &[],
     configure: configure_clients,
 };
 

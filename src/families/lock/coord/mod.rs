@@ -24,6 +24,8 @@
 //! [`CoordCommand::LeaseRevoke`], never by the machine itself (which has no clock): this is
 //! etcd's lessor and ZooKeeper's leader-side session tracker.
 
+pub mod client;
+
 use serde::{Deserialize, Serialize};
 
 use crate::process::NodeId;
