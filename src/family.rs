@@ -165,6 +165,11 @@ pub struct ProtocolInfo {
     pub serves: &'static [&'static str],
     /// Its planted bugs.
     pub bugs: &'static [Bug],
+    /// Protocols this one is built on or acts as, by name: its nodes report their facts, so
+    /// every check that applies to a role running one of them applies to a role running this
+    /// one too ([`Scenario::runs_protocol`]). The lock family's `coordination` runs Raft inside
+    /// (Raft's checks apply) and each replica acts as a `fenced-storage`. Usually empty.
+    pub built_on: &'static [&'static str],
     /// Checks the role's options (returning every problem) and prepares its builder.
     pub configure: fn(&RoleContext<'_>) -> Result<Configured, Vec<OptionError>>,
 }
@@ -464,6 +469,18 @@ impl Scenario {
             .downcast_ref::<Registry>()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// True if some role runs `protocol`, or a protocol built on it (its
+    /// [`ProtocolInfo::built_on`] names `protocol`): what a check's `applies_to` asks.
+    pub fn runs_protocol(&self, protocol: &str) -> bool {
+        let registry = self.registry();
+        self.cluster.roles.iter().any(|r| {
+            r.protocol == protocol
+                || registry
+                    .protocol(&r.protocol)
+                    .is_some_and(|p| p.built_on.contains(&protocol))
+        })
     }
 
     /// The workloads of the client groups (each once), as registered.

@@ -106,6 +106,7 @@ const BEACON: ProtocolInfo = ProtocolInfo {
     summary: "every node sends a numbered heartbeat to its peers each interval",
     serves: &[],
     bugs: &[],
+    built_on: &[],
     configure: |ctx| family::configure(ctx, beacon_rules, build_beacon),
 };
 

@@ -651,11 +651,6 @@ impl Scenario {
         }
     }
 
-    /// True if some role runs `protocol`.
-    pub fn runs_protocol(&self, protocol: &str) -> bool {
-        self.cluster.roles.iter().any(|r| r.protocol == protocol)
-    }
-
     /// Reads and validates a scenario file with `families`, returning every problem found
     /// (never an empty list), in file order. Files over [`limits::MAX_SCENARIO_BYTES`] are
     /// refused unread. (`Scenario::load_all_with` takes a `family::Registry`.)

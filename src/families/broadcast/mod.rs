@@ -57,6 +57,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
         summary: "values are pushed once and never retransmitted, so a lost push is never repaired",
         caught_by: "convergence",
     }],
+    built_on: &[],
     configure,
 };
 

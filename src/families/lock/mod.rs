@@ -287,6 +287,15 @@ pub enum Observation {
         /// The highest token accepted so far.
         highest: u64,
     },
+    /// Server (the Raft leader's lessor, protocol `coordination`): `lease` went `ttl_ms` of the
+    /// leader's local clock without a keep-alive; the leader proposes its revoke now (the keys
+    /// attached to it go when the revoke is applied). The time a dead holder is detected.
+    LeaseExpired {
+        /// The lease (session).
+        lease: u64,
+        /// Its TTL in milliseconds.
+        ttl_ms: u64,
+    },
     /// Client: wants the lock from now on: the start of an acquisition, before its first
     /// attempt. Its next `holding` ends the wait (the acquisition latency).
     Acquiring,
@@ -474,7 +483,7 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
 pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
-    protocols: &[LOCK_SERVER, FENCED_STORAGE],
+    protocols: &[LOCK_SERVER, FENCED_STORAGE, coord::server::PROTOCOL],
     workloads: &[
         LOCK_WORKLOAD,
         coord::client::ETCD_LOCK_WORKLOAD,
@@ -490,6 +499,7 @@ pub const LOCK_SERVER: ProtocolInfo = ProtocolInfo {
     summary: "grants one lock for a TTL with an increasing fencing token; owner-checked release; expiry by its local clock",
     serves: &[LOCK_WORKLOAD_NAME],
     bugs: &[BUGS[0], BUGS[1]],
+    built_on: &[],
     configure: |ctx| {
         family::configure(
             ctx,
@@ -505,6 +515,7 @@ pub const FENCED_STORAGE: ProtocolInfo = ProtocolInfo {
     summary: "a resource that accepts writes carrying a fencing token and refuses stale tokens",
     serves: &[LOCK_WORKLOAD_NAME],
     bugs: &[BUGS[2]],
+    built_on: &[],
     configure: |ctx| {
         family::configure(
             ctx,
@@ -579,7 +590,9 @@ fn facts(record: &RunRecord) -> Vec<checks::LockFact<'_>> {
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
     summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
-    applies_to: |s| s.runs_protocol(LOCK_SERVER.name),
+    applies_to: |s| {
+        s.runs_protocol(LOCK_SERVER.name) || s.runs_protocol(coord::server::PROTOCOL_NAME)
+    },
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,

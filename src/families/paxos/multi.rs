@@ -79,6 +79,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     summary: "Multi-Paxos (Paxos Made Simple §3): a leader runs phase 1 once for all slots, then phase 2 per command, serving a replicated key-value store",
     serves: &[kv::WORKLOAD_NAME],
     bugs: MULTI_BUGS,
+    built_on: &[],
     configure,
 };
 

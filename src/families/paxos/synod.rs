@@ -46,6 +46,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     summary: "single-decree Paxos (Synod, Paxos Made Simple §2): proposers, acceptors, learners; many independent instances",
     serves: &[],
     bugs: BUGS,
+    built_on: &[],
     configure,
 };
 

@@ -183,6 +183,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
             caught_by: "linearizability",
         },
     ],
+    built_on: &[],
     configure,
 };
 
@@ -534,7 +535,9 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     })
 }
 
-fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
+/// Every problem with `[raft]` options `c` (none: valid); also the Raft part of the lock
+/// family's `coordination` options.
+pub(crate) fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = Vec::new();
     let err = |key: &str, message: String| OptionError::at(key, message);
     if c.election_timeout_min.as_nanos() == 0 {

@@ -191,6 +191,11 @@ impl<M: Served> Node<M> {
         self.role
     }
 
+    /// The leader this server knows of in its term (itself when it leads), if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
     /// `currentTerm`.
     pub fn term(&self) -> u64 {
         self.term

@@ -19,6 +19,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     summary: "random notes between servers (exercises and demonstrates the network layer)",
     serves: &[],
     bugs: &[],
+    built_on: &[],
     configure,
 };
 

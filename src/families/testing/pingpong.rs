@@ -18,6 +18,7 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     summary: "two nodes bounce one message forever (benchmarks; the smallest protocol)",
     serves: &[],
     bugs: &[],
+    built_on: &[],
     configure,
 };
 

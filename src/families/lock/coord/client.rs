@@ -100,8 +100,6 @@ use crate::history::{EventType, Function, HistoryEvent, ModelKind, Value};
 use crate::process::{Context, NodeId, Process, TimerId};
 use crate::scenario::Duration;
 
-/// The protocol name of the coordination service the clients talk to.
-pub const COORDINATION: &str = "coordination";
 /// Disk key of the client's incarnation counter (process ids stay unique across restarts).
 pub const EPOCH_KEY: &str = "coord-lock-client/epoch";
 /// The resource key the etcd recipe's guarded writes put.
@@ -1419,7 +1417,7 @@ fn coordination_and_storage(
     needs_storage: bool,
 ) -> Result<(usize, Option<usize>), Vec<OptionError>> {
     let position = |protocol: &str| ctx.talks_to.iter().position(|p| p.name == protocol);
-    let coord = position(COORDINATION);
+    let coord = position(super::server::PROTOCOL_NAME);
     let storage = position(FENCED_STORAGE.name);
     match (coord, storage) {
         (Some(coord), storage) if storage.is_some() || !needs_storage => {

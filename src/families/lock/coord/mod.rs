@@ -25,10 +25,15 @@
 //! etcd's lessor and ZooKeeper's leader-side session tracker.
 
 pub mod client;
+pub mod machine;
+pub mod server;
 
 use serde::{Deserialize, Serialize};
 
 use crate::process::NodeId;
+
+pub use machine::CoordMachine;
+pub use server::{CoordConfig, CoordServer};
 
 /// A lease id (etcd) or session id (ZooKeeper): the revision that granted it.
 pub type LeaseId = u64;
