@@ -286,6 +286,7 @@ fn the_resolved_scenario_shows_each_running_check_with_its_defaults() {
             "bounds",
             "fenced-writes",
             "linearizability",
+            "lock-bounds",
             "mutual-exclusion",
             "no-decision",
             "node-invariants"

@@ -159,16 +159,39 @@ impl Config {
     }
 }
 
-/// The outcome of one bound: its verdict and one line of evidence.
-struct Bound {
-    verdict: Verdict,
-    line: String,
+/// The outcome of one bound: its verdict and one line of evidence. Shared with the families'
+/// bounds checks (the lock family's `lock-bounds`), which conclude with [`conclude`].
+pub(crate) struct Bound {
+    pub(crate) verdict: Verdict,
+    pub(crate) line: String,
 }
 
 impl Bound {
-    fn judge(name: &str, measured: f64, max: f64, show: impl Fn(f64) -> String) -> Self {
-        let (verdict, relation) = if measured > max {
-            (Verdict::Fail, "above")
+    /// `measured` against the upper bound `max`: fails if above.
+    pub(crate) fn judge(name: &str, measured: f64, max: f64, show: impl Fn(f64) -> String) -> Self {
+        Self::against(name, measured, max, show, measured > max, "above")
+    }
+
+    /// `measured` against the lower bound `min`: fails if below.
+    pub(crate) fn judge_min(
+        name: &str,
+        measured: f64,
+        min: f64,
+        show: impl Fn(f64) -> String,
+    ) -> Self {
+        Self::against(name, measured, min, show, measured < min, "below")
+    }
+
+    fn against(
+        name: &str,
+        measured: f64,
+        bound: f64,
+        show: impl Fn(f64) -> String,
+        failed: bool,
+        relation: &str,
+    ) -> Self {
+        let (verdict, relation) = if failed {
+            (Verdict::Fail, relation)
         } else {
             (Verdict::Pass, "within")
         };
@@ -177,12 +200,13 @@ impl Bound {
             line: format!(
                 "{name}: {} is {relation} the bound {}",
                 show(measured),
-                show(max)
+                show(bound)
             ),
         }
     }
 
-    fn unknown(name: &str, why: impl Into<String>) -> Self {
+    /// A bound the run cannot answer, and why.
+    pub(crate) fn unknown(name: &str, why: impl Into<String>) -> Self {
         Bound {
             verdict: Verdict::Unknown,
             line: format!("{name}: unknown, {}", why.into()),
@@ -230,7 +254,7 @@ fn new_terms(record: &RunRecord, from: u64, until: u64) -> Option<Vec<(u64, u64)
 }
 
 /// The nearest-rank `p`-th percentile (0 < p <= 100) of sorted values.
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     let n = sorted.len();
     if n == 0 {
         return None;
@@ -387,6 +411,16 @@ fn run(record: &RunRecord) -> CheckResult {
         });
     }
 
+    conclude(CHECK.name, &bounds, metrics)
+}
+
+/// The result of a bounds check named `name`: fail if a bound failed, else unknown if one could
+/// not be measured, else pass; evidence lists failures, then unknowns, then the bounds that hold.
+pub(crate) fn conclude(
+    name: &str,
+    bounds: &[Bound],
+    metrics: BTreeMap<String, serde_json::Value>,
+) -> CheckResult {
     let count = |v: Verdict| bounds.iter().filter(|b| b.verdict == v).count();
     let (fail, unknown) = (count(Verdict::Fail), count(Verdict::Unknown));
     let verdict = if fail > 0 {
@@ -404,7 +438,7 @@ fn run(record: &RunRecord) -> CheckResult {
         ),
         Verdict::Pass => format!("all {} bounds hold", bounds.len()),
     };
-    let mut result = CheckResult::new(CHECK.name, verdict, summary);
+    let mut result = CheckResult::new(name, verdict, summary);
     // Failures first, then unknowns, then the bounds that hold.
     for v in [Verdict::Fail, Verdict::Unknown, Verdict::Pass] {
         result.evidence.extend(

@@ -19,6 +19,10 @@
 //!   run once afterwards and must pass.
 //! - `paxos`: the same figure for Multi-Paxos (default `[multi-paxos]` options), so the two
 //!   compare directly.
+//! - `lock`: one figure per lock design (see [`LOCK_DESIGNS`]), each 5 lock servers and 20 lock
+//!   clients for 60 simulated seconds over 1-5 ms links, with the same figures as `raft`
+//!   (target: at least 1000x faster than real time). `single-instance`: the `lock-server` role
+//!   with 5 nodes, each client using one of them (round robin), so 5 independent locks.
 
 use std::path::Path;
 
@@ -33,7 +37,7 @@ use crate::wall::wall_now;
 /// What to measure.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Target {
-    /// Every simulator figure (kernel, raft, paxos).
+    /// Every simulator figure (kernel, raft, paxos, lock).
     All,
     /// The linearizability checker on the corpus and a generated 1M-operation history
     /// (see `bench_checker`; reads the corpus from `FAULTLINE_CORPUS`).
@@ -44,6 +48,8 @@ pub enum Target {
     Raft,
     /// A 5-node Multi-Paxos key-value cluster at 100 operations per simulated second.
     Paxos,
+    /// Each lock design with 5 lock servers and 20 clients.
+    Lock,
 }
 
 /// Arguments of `faultline bench`.
@@ -217,9 +223,10 @@ fn kernel(repeat: u32) -> KernelReport {
     }
 }
 
-/// A consensus key-value figure (Raft or Multi-Paxos, same workload).
+/// The figure of one scenario's run: a consensus key-value cluster (Raft or Multi-Paxos, same
+/// workload) or a lock design.
 #[derive(Clone, Debug, Serialize)]
-pub struct KvFigure {
+pub struct ScenarioFigure {
     /// What was measured.
     pub name: String,
     /// Median wall time of one run (simulation only), in milliseconds.
@@ -242,7 +249,7 @@ pub struct KvFigure {
     pub verdict: String,
 }
 
-impl KvFigure {
+impl ScenarioFigure {
     /// One line for people.
     fn line(&self, target: &str) -> String {
         format!(
@@ -271,14 +278,45 @@ pub fn kv_scenario(protocol: &str) -> Scenario {
     ))
 }
 
-/// Measures the consensus figure of `protocol` (see [`kv_scenario`]): only the simulation is
-/// timed; the checks run once afterwards on the last run.
-fn kv_figure(protocol: &str, repeat: u32) -> KvFigure {
-    let sc = kv_scenario(protocol);
+/// The lock designs `faultline bench lock` measures: (name, scenario). Each runs 5 lock
+/// servers and 20 lock clients for 60 simulated seconds over 1-5 ms links.
+pub const LOCK_DESIGNS: &[(&str, fn() -> Scenario)] =
+    &[("single-instance", single_instance_lock_scenario)];
+
+/// The single-instance lock benchmark: the `lock-server` role with 5 nodes and the
+/// `fenced-storage` role with 5 nodes; the 20 clients use them round robin (client i the i-th
+/// modulo 5 of each), so the run holds 5 independent locks of 4 clients each. That is why
+/// `mutual-exclusion` (which treats all clients as contending for one lock) and linearizability
+/// (one mutex) are off; `fenced-writes` runs, and `lock-bounds` reports the lock measurements.
+pub fn single_instance_lock_scenario() -> Scenario {
+    scenario(
+        "name = \"bench-lock-single-instance\"\nduration = \"60s\"\n\
+         [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"5ms\" }\n\
+         [[cluster.role]]\nname = \"locks\"\nprotocol = \"lock-server\"\nnodes = 5\noptions = { ttl = \"2s\" }\n\
+         [[cluster.role]]\nname = \"storage\"\nprotocol = \"fenced-storage\"\nnodes = 5\n\
+         [[clients]]\nname = \"workers\"\nworkload = \"lock\"\ncount = 20\ntalks_to = [\"locks\", \"storage\"]\n\
+         options = { hold = \"100ms\", writes_per_hold = 2, think_time = \"50ms\", retry_delay_min = \"10ms\", retry_delay_max = \"200ms\", validity_check = true }\n\
+         [check.mutual-exclusion]\nenabled = false\n[check.linearizability]\nenabled = false\n\
+         [check.lock-bounds]\ncritical_sections_per_second_min = 1.0\n",
+    )
+}
+
+/// Measures the consensus figure of `protocol` (see [`kv_scenario`]).
+fn kv_figure(protocol: &str, repeat: u32) -> ScenarioFigure {
+    scenario_figure(
+        &format!("{protocol} kv, 5 nodes, 100 ops/s, 60 s"),
+        &kv_scenario(protocol),
+        repeat,
+    )
+}
+
+/// Measures `sc` at seed 1 under the figure name `name`: only the simulation is timed; the
+/// checks run once afterwards on the last run.
+fn scenario_figure(name: &str, sc: &Scenario, repeat: u32) -> ScenarioFigure {
     let options = RunOptions::hash_only();
     let mut last = None;
     let (_, wall_ms, sim_ns) = measure(repeat, || {
-        let r = sim::run(&sc, 1, &options);
+        let r = sim::run(sc, 1, &options);
         let end = r.end_ns;
         last = Some(r);
         (0, end)
@@ -294,8 +332,8 @@ fn kv_figure(protocol: &str, repeat: u32) -> KvFigure {
         .filter(|e| e.kind == crate::history::EventType::Ok)
         .count() as u64;
     let simulated_ms = sim_ns as f64 / 1e6;
-    KvFigure {
-        name: format!("{protocol} kv, 5 nodes, 100 ops/s, 60 s"),
+    ScenarioFigure {
+        name: name.to_string(),
         wall_ms,
         simulated_ms,
         sim_to_wall: simulated_ms / wall_ms,
@@ -358,6 +396,24 @@ pub fn bench(args: &BenchArgs) -> u8 {
             serde_json::to_value(&p).expect("serializes"),
         );
     }
+    if matches!(args.target, Target::All | Target::Lock) {
+        let mut figures = serde_json::Map::new();
+        if !args.json {
+            println!("lock (median of {} runs, simulation only):", args.repeat);
+        }
+        for (design, build) in LOCK_DESIGNS {
+            let name = format!("lock {design}, 5 servers, 20 clients, 60 s");
+            let f = scenario_figure(&name, &build(), args.repeat);
+            if !args.json {
+                println!("  {}", f.line(" (target >= 1000x)"));
+            }
+            figures.insert(
+                (*design).into(),
+                serde_json::to_value(&f).expect("serializes"),
+            );
+        }
+        json.insert("lock".into(), figures.into());
+    }
     if args.json {
         println!(
             "{}",
@@ -365,4 +421,24 @@ pub fn bench(args: &BenchArgs) -> u8 {
         );
     }
     exit::PASS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_bench_scenarios_are_valid_with_5_servers_and_20_clients() {
+        for (design, build) in LOCK_DESIGNS {
+            let s = build();
+            assert_eq!(
+                s.duration,
+                crate::scenario::Duration::from_secs(60),
+                "{design}"
+            );
+            let clients: u32 = s.clients.iter().map(|g| g.count).sum();
+            assert_eq!(clients, 20, "{design}");
+            assert!(s.runs_protocol("lock-server"), "{design}");
+        }
+    }
 }

@@ -54,18 +54,25 @@ fn name(names: &[String], node: NodeId) -> String {
         .unwrap_or_else(|| format!("node{}", node.0))
 }
 
-/// A client's belief that it holds the lock.
+/// A client's belief that it holds the lock: from its `holding` to its `stopped-holding`, its
+/// crash, its next `holding`, or the end of the run.
 #[derive(Clone, Debug)]
-struct Belief {
-    client: NodeId,
-    token: u64,
-    start_ns: u64,
-    end_ns: u64,
+pub(super) struct Belief {
+    pub(super) client: NodeId,
+    pub(super) token: u64,
+    pub(super) start_ns: u64,
+    pub(super) end_ns: u64,
     /// How it ended (`None`: still open at the end, or replaced by a newer `holding`).
-    why: Option<StopReason>,
+    pub(super) why: Option<StopReason>,
 }
 
-fn beliefs(facts: &[LockFact<'_>], crashes: &[(u64, NodeId)], end_ns: u64) -> Vec<Belief> {
+/// Every client's beliefs, sorted by start (then client, token). `crashes` are (time, node) of
+/// every crash; `end_ns` is the end of the run.
+pub(super) fn beliefs(
+    facts: &[LockFact<'_>],
+    crashes: &[(u64, NodeId)],
+    end_ns: u64,
+) -> Vec<Belief> {
     let mut open: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
     let mut done = Vec::new();
     for &(t, node, o) in facts {
@@ -225,6 +232,23 @@ fn server_anomalies(facts: &[LockFact<'_>], names: &[String]) -> Vec<String> {
     notes
 }
 
+/// Every pair of beliefs of different clients that overlap in global time (`a` starts first),
+/// with the length of the overlap in nanoseconds. `beliefs` are sorted by start.
+pub(super) fn overlapping(beliefs: &[Belief]) -> Vec<(&Belief, &Belief, u64)> {
+    let mut pairs = Vec::new();
+    for (i, a) in beliefs.iter().enumerate() {
+        for b in &beliefs[i + 1..] {
+            if b.start_ns >= a.end_ns {
+                break; // sorted by start: no later belief overlaps `a`
+            }
+            if b.client != a.client {
+                pairs.push((a, b, a.end_ns.min(b.end_ns) - b.start_ns));
+            }
+        }
+    }
+    pairs
+}
+
 /// Pushes `line` unless the evidence is full.
 fn cite(evidence: &mut Vec<String>, line: String) {
     if evidence.len() < MAX_EVIDENCE_LINES {
@@ -257,31 +281,22 @@ pub fn mutual_exclusion(
             "nothing to judge: no lock was granted",
         );
     }
-    let mut overlaps = 0usize;
+    let pairs = overlapping(&beliefs);
+    let overlaps = pairs.len();
     let mut overlap_max_ns = 0u64;
     let mut evidence = Vec::new();
-    for (i, a) in beliefs.iter().enumerate() {
-        for b in &beliefs[i + 1..] {
-            if b.start_ns >= a.end_ns {
-                break; // sorted by start: no later belief overlaps `a`
-            }
-            if b.client == a.client {
-                continue;
-            }
-            overlaps += 1;
-            let overlap = a.end_ns.min(b.end_ns) - b.start_ns;
-            overlap_max_ns = overlap_max_ns.max(overlap);
-            cite(
-                &mut evidence,
-                format!(
-                    "{}, and {}: both for {} from {}",
-                    describe_belief(a, names),
-                    describe_belief(b, names),
-                    ms(overlap),
-                    ms(b.start_ns)
-                ),
-            );
-        }
+    for (a, b, overlap) in pairs {
+        overlap_max_ns = overlap_max_ns.max(overlap);
+        cite(
+            &mut evidence,
+            format!(
+                "{}, and {}: both for {} from {}",
+                describe_belief(a, names),
+                describe_belief(b, names),
+                ms(overlap),
+                ms(b.start_ns)
+            ),
+        );
     }
     let notes = server_anomalies(facts, names);
     for note in &notes {
@@ -318,41 +333,50 @@ pub fn mutual_exclusion(
     result
 }
 
-/// The `fenced-writes` check (see the module docs for the exact definition). `facts` are the
-/// run's lock observations in record order; `names` the node names by index.
-///
-/// Metrics: `writes_accepted_count`, `writes_refused_count`, `violations_count`.
-pub fn fenced_writes(facts: &[LockFact<'_>], names: &[String]) -> CheckResult {
+/// A write the storage accepted although it had accepted a higher token before, or the same
+/// token from another client: a write fencing should have refused.
+#[derive(Clone, Debug)]
+pub(super) struct UnsafeAccept {
+    pub(super) t_ns: u64,
+    pub(super) storage: NodeId,
+    pub(super) client: NodeId,
+    pub(super) token: u64,
+    /// The highest token the storage had accepted, its writer and when.
+    pub(super) top: u64,
+    pub(super) top_writer: NodeId,
+    pub(super) top_ns: u64,
+}
+
+/// The storages' writes: accepted and refused counts, and the unsafe accepts in record order.
+#[derive(Clone, Debug, Default)]
+pub(super) struct WriteTally {
+    pub(super) accepted: usize,
+    pub(super) refused: usize,
+    pub(super) unsafe_accepts: Vec<UnsafeAccept>,
+}
+
+/// Scans every storage's `write-accepted` and `write-refused` facts, in record order.
+pub(super) fn tally_writes(facts: &[LockFact<'_>]) -> WriteTally {
     // Per storage: the highest accepted token, with its writer and time.
     let mut highest: BTreeMap<NodeId, (u64, NodeId, u64)> = BTreeMap::new();
-    let (mut accepted, mut refused, mut violations) = (0usize, 0usize, 0usize);
-    let mut evidence = Vec::new();
-    let mut refusals = Vec::new();
+    let mut tally = WriteTally::default();
     for &(t, storage, o) in facts {
         match o {
             Observation::WriteAccepted { client, token } => {
-                accepted += 1;
+                tally.accepted += 1;
                 match highest.get(&storage) {
                     Some(&(top, writer, at))
                         if *token < top || (*token == top && *client != writer) =>
                     {
-                        violations += 1;
-                        let why = if *token < top {
-                            "a lower token"
-                        } else {
-                            "the same token from another client (token reused)"
-                        };
-                        cite(
-                            &mut evidence,
-                            format!(
-                                "storage {} accepted token {token} from {} at {}, {why}, after accepting token {top} from {} at {}",
-                                name(names, storage),
-                                name(names, *client),
-                                ms(t),
-                                name(names, writer),
-                                ms(at)
-                            ),
-                        );
+                        tally.unsafe_accepts.push(UnsafeAccept {
+                            t_ns: t,
+                            storage,
+                            client: *client,
+                            token: *token,
+                            top,
+                            top_writer: writer,
+                            top_ns: at,
+                        });
                     }
                     Some(&(top, _, _)) if *token <= top => {}
                     _ => {
@@ -360,22 +384,55 @@ pub fn fenced_writes(facts: &[LockFact<'_>], names: &[String]) -> CheckResult {
                     }
                 }
             }
-            Observation::WriteRefused {
-                client,
-                token,
-                highest,
-            } => {
-                refused += 1;
-                refusals.push(format!(
-                    "storage {} refused token {token} from {} at {} (it had accepted token {highest})",
-                    name(names, storage),
-                    name(names, *client),
-                    ms(t)
-                ));
-            }
+            Observation::WriteRefused { .. } => tally.refused += 1,
             _ => {}
         }
     }
+    tally
+}
+
+/// The `fenced-writes` check (see the module docs for the exact definition). `facts` are the
+/// run's lock observations in record order; `names` the node names by index.
+///
+/// Metrics: `writes_accepted_count`, `writes_refused_count`, `violations_count`.
+pub fn fenced_writes(facts: &[LockFact<'_>], names: &[String]) -> CheckResult {
+    let tally = tally_writes(facts);
+    let (accepted, refused, violations) =
+        (tally.accepted, tally.refused, tally.unsafe_accepts.len());
+    let mut evidence = Vec::new();
+    for u in &tally.unsafe_accepts {
+        let why = if u.token < u.top {
+            "a lower token"
+        } else {
+            "the same token from another client (token reused)"
+        };
+        cite(
+            &mut evidence,
+            format!(
+                "storage {} accepted token {} from {} at {}, {why}, after accepting token {} from {} at {}",
+                name(names, u.storage),
+                u.token,
+                name(names, u.client),
+                ms(u.t_ns),
+                u.top,
+                name(names, u.top_writer),
+                ms(u.top_ns)
+            ),
+        );
+    }
+    let refusals = facts.iter().filter_map(|&(t, storage, o)| match o {
+        Observation::WriteRefused {
+            client,
+            token,
+            highest,
+        } => Some(format!(
+            "storage {} refused token {token} from {} at {} (it had accepted token {highest})",
+            name(names, storage),
+            name(names, *client),
+            ms(t)
+        )),
+        _ => None,
+    });
     if accepted == 0 {
         return CheckResult::new(
             CHECK_FENCED_WRITES,

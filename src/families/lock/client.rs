@@ -229,6 +229,9 @@ pub struct LockClient {
     backoff_failures: u32,
     pending: Option<Pending>,
     hold: Option<Hold>,
+    /// An acquisition is under way (its `acquiring` was observed, no grant yet): retries after
+    /// `busy` or a timeout belong to it and report nothing new.
+    acquiring: bool,
 }
 
 impl LockClient {
@@ -247,6 +250,7 @@ impl LockClient {
             backoff_failures: 0,
             pending: None,
             hold: None,
+            acquiring: false,
         }
     }
 
@@ -359,7 +363,12 @@ impl LockClient {
         self.pending.as_ref().is_some_and(|p| p.request == request)
     }
 
+    /// Sends an acquire attempt; the first attempt of an acquisition observes `acquiring`.
     fn start_acquire(&mut self, ctx: &mut Context<'_>) {
+        if !self.acquiring {
+            self.acquiring = true;
+            ctx.observe(Observation::Acquiring);
+        }
         let value = ctx.rng().r#gen::<u64>();
         let sent_local_ns = ctx.local_time_ns();
         self.invoke(
@@ -416,6 +425,7 @@ impl LockClient {
             unreachable!("a grant answers an acquire")
         };
         self.backoff_failures = 0;
+        self.acquiring = false;
         self.hold = Some(Hold {
             token,
             value,
@@ -728,6 +738,7 @@ mod tests {
             history(&e),
             vec![(EventType::Invoke, Function::Acquire, Value::Nil, None)]
         );
+        assert_eq!(observed(&e), vec![Observation::Acquiring]);
         assert!(matches!(
             sent(&e)[..],
             [(
@@ -739,6 +750,48 @@ mod tests {
             )]
         ));
         assert_eq!(processes(&e), vec![u64::from(ME.0) << 32]);
+    }
+
+    #[test]
+    fn acquiring_is_observed_once_per_acquisition_not_per_retry() {
+        let config = ClientConfig {
+            writes_per_hold: 0,
+            ..ClientConfig::default()
+        };
+        let (mut c, mut tc, req) = acquiring(config);
+        // A busy answer and a timed-out attempt: both retries belong to the same acquisition.
+        c.on_message(&mut tc.ctx(), SERVER, Message::Busy { request: req });
+        let e = tc.take_effects();
+        let e = fire(&mut c, &mut tc, &e, |t| *t == Timer::Acquire);
+        assert_eq!(sent(&e).len(), 1, "the retry is sent");
+        assert!(observed(&e).is_empty(), "a retry is no new acquisition");
+        c.on_timer(
+            &mut tc.ctx(),
+            TimerId(1),
+            Timer::RequestTimeout {
+                request: last_request(&e),
+            },
+        );
+        let e = tc.take_effects();
+        let e = fire(&mut c, &mut tc, &e, |t| *t == Timer::Acquire);
+        assert!(observed(&e).is_empty(), "a retry is no new acquisition");
+        answer(&mut c, &mut tc, SERVER, &e, |request| Message::Granted {
+            request,
+            token: 3,
+            ttl_ns: 10_000 * MS,
+        });
+        let granted = tc.take_effects();
+        assert_eq!(observed(&granted), vec![Observation::Holding { token: 3 }]);
+        // Release, think, and the next acquisition is a new one.
+        let e = fire(&mut c, &mut tc, &granted, |t| {
+            matches!(t, Timer::HoldEnd { .. })
+        });
+        answer(&mut c, &mut tc, SERVER, &e, |request| Message::Released {
+            request,
+        });
+        let e = tc.take_effects();
+        let e = fire(&mut c, &mut tc, &e, |t| *t == Timer::Acquire);
+        assert_eq!(observed(&e), vec![Observation::Acquiring]);
     }
 
     #[test]

@@ -28,7 +28,8 @@
 //!   [`Message::Write`] carries the writer's token; with `check_fencing_token = true` the storage
 //!   refuses a token lower than the highest it has accepted ([`Message::WriteRefused`]) and keeps
 //!   that highest token on its synced disk.
-//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (retrying after
+//! - **Clients** ([`client::LockClient`], the `lock` workload). Loop: acquire (observing
+//!   `acquiring` once per acquisition, retrying after
 //!   `busy` or a timeout with capped exponential back-off and jitter), hold for `hold` of local
 //!   time doing `writes_per_hold` writes with the token, spread over the hold, then release;
 //!   think; repeat until `stop`. A client that is paused (a GC pause: its timers fire late)
@@ -53,6 +54,14 @@
 //!   highest token seen so far and is accepted; no check on the storage can tell it apart, and
 //!   only mutual exclusion reports the overlap.
 //!
+//! # Measurements
+//!
+//! [`metrics::Measurements`] measures every lock run from the same facts (violations, fenced
+//! and unsafe writes, acquisition latency from a client's `acquiring` to its `holding`, critical
+//! sections per second, notifications per release, time to detect a dead holder); the
+//! `mutual-exclusion` result carries them as metrics, and the check `lock-bounds`
+//! ([`bounds`]) bounds them when `[check.lock-bounds]` sets a bound.
+//!
 //! # Options (one table per role or client group; unknown keys are errors)
 //!
 //! - `lock-server` ([`ServerConfig`]): `ttl` (duration, default `"10s"`, at most 1h),
@@ -74,9 +83,11 @@
 //! | `expiry-by-client-clock` | `lock-server` | the deadline is the client's clock reading + TTL, compared with the server's clock: a client clock behind the server's ends the grant at once | `mutual-exclusion` |
 //! | `no-fencing` | `fenced-storage` | the storage ignores tokens even with `check_fencing_token = true` | `fenced-writes` |
 
+pub mod bounds;
 pub mod checks;
 pub mod client;
 pub mod coord;
+pub mod metrics;
 pub mod server;
 pub mod storage;
 
@@ -479,7 +490,7 @@ fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u
 }
 
 /// The registry entry: the lock server and the fenced storage, the `lock` workload, and the
-/// mutual-exclusion and fenced-writes checks.
+/// mutual-exclusion, fenced-writes and lock-bounds checks.
 pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a single-instance lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing)",
@@ -489,7 +500,7 @@ pub static FAMILY: Family = Family {
         coord::client::ETCD_LOCK_WORKLOAD,
         coord::client::ZK_LOCK_WORKLOAD,
     ],
-    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK],
+    checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
 };
 
@@ -586,6 +597,16 @@ fn facts(record: &RunRecord) -> Vec<checks::LockFact<'_>> {
         .collect()
 }
 
+/// (global ns, node) of every crash of the run.
+fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
+    record
+        .lifecycle
+        .iter()
+        .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
+        .map(|l| (l.t_ns, l.node))
+        .collect()
+}
+
 /// The `mutual-exclusion` check.
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
@@ -597,18 +618,12 @@ pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
     run: |record| {
-        let crashes: Vec<(u64, NodeId)> = record
-            .lifecycle
-            .iter()
-            .filter(|l| l.kind == crate::sim::LifecycleKind::Crash)
-            .map(|l| (l.t_ns, l.node))
-            .collect();
-        mutual_exclusion(
-            &facts(record),
-            &crashes,
-            &record.topology.names,
-            record.end_ns,
-        )
+        let (facts, crashes) = (facts(record), crashes(record));
+        let mut result = mutual_exclusion(&facts, &crashes, &record.topology.names, record.end_ns);
+        // Every lock run reports the family's measurements here (`metrics` module).
+        let measured = metrics::Measurements::measure(&facts, &crashes, record.end_ns);
+        result.metrics.extend(measured.metrics());
+        result
     },
 };
 
