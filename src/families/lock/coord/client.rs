@@ -1363,27 +1363,21 @@ pub const ETCD_LOCK_WORKLOAD_NAME: &str = "etcd-lock";
 /// The `zk-lock` workload's name.
 pub const ZK_LOCK_WORKLOAD_NAME: &str = "zk-lock";
 
+/// The history both workloads record: the `lock` client's (the mutex model reads it).
+const MUTEX_HISTORY: HistoryTraits = HistoryTraits {
+    model: Some(ModelKind::Mutex),
+    availability: false,
+    stale_reads: false,
+};
+
 /// The `etcd-lock` workload: etcd's `concurrency.Mutex` on the coordination service. Its
 /// acquire/release history follows the mutex model.
 pub const ETCD_LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
     name: ETCD_LOCK_WORKLOAD_NAME,
     summary: "etcd's concurrency.Mutex: a lease kept alive, a key per client, lowest create revision holds (the fencing token), writes guarded by a Txn",
-    history: HistoryTraits {
-        model: Some(ModelKind::Mutex),
-        availability: false,
-        stale_reads: false,
-    },
+    history: MUTEX_HISTORY,
     bugs: ETCD_BUGS,
-    configure: |ctx| {
-        let config: EtcdLockConfig = parse_flat(ctx.options)?;
-        let (coord, storage) = coordination_and_storage(ctx, config.validate(), false)?;
-        build(
-            family::resolved_options(&config),
-            Recipe::from(&config),
-            coord,
-            storage,
-        )
-    },
+    configure: |ctx| configure::<EtcdLockConfig>(ctx, EtcdLockConfig::validate, false),
 };
 
 /// The `zk-lock` workload: ZooKeeper's lock recipe on the coordination service. Its
@@ -1391,23 +1385,32 @@ pub const ETCD_LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
 pub const ZK_LOCK_WORKLOAD: WorkloadInfo = WorkloadInfo {
     name: ZK_LOCK_WORKLOAD_NAME,
     summary: "ZooKeeper's lock recipe: ephemeral sequential nodes, each waiter watching its predecessor, the czxid as fencing token on a fenced storage",
-    history: HistoryTraits {
-        model: Some(ModelKind::Mutex),
-        availability: false,
-        stale_reads: false,
-    },
+    history: MUTEX_HISTORY,
     bugs: ZK_BUGS,
-    configure: |ctx| {
-        let config: ZkLockConfig = parse_flat(ctx.options)?;
-        let (coord, storage) = coordination_and_storage(ctx, config.validate(), true)?;
-        build(
-            family::resolved_options(&config),
-            Recipe::from(&config),
-            coord,
-            storage,
-        )
-    },
+    configure: |ctx| configure::<ZkLockConfig>(ctx, ZkLockConfig::validate, true),
 };
+
+/// A client group's `configure`: parse its options as `T`, check them with `validate` and
+/// its `talks_to` (a `fenced-storage` role required with `needs_storage`), and build each
+/// client with the recipe `T` makes.
+fn configure<T>(
+    ctx: &RoleContext<'_>,
+    validate: fn(&T) -> Vec<OptionError>,
+    needs_storage: bool,
+) -> Result<Configured, Vec<OptionError>>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+    for<'a> Recipe: From<&'a T>,
+{
+    let config: T = parse_flat(ctx.options)?;
+    let (coord, storage) = coordination_and_storage(ctx, validate(&config), needs_storage)?;
+    build(
+        family::resolved_options(&config),
+        Recipe::from(&config),
+        coord,
+        storage,
+    )
+}
 
 /// The positions in `talks_to` of the group's `coordination` role and (required with
 /// `needs_storage`) its `fenced-storage` role; or the option `errors` (when checking).

@@ -216,9 +216,7 @@ impl CoordMachine {
     /// it off its lease's key set (not when the lease is being revoked as a whole).
     fn remove_key(&mut self, key: &str, detach: bool) {
         if let Some(gone) = self.keys.remove(key) {
-            if detach
-                && let Some(lease) = gone.lease.and_then(|l| self.leases.get_mut(&l))
-            {
+            if detach && let Some(lease) = gone.lease.and_then(|l| self.leases.get_mut(&l)) {
                 lease.keys.remove(key);
             }
             self.log(EventKind::Deleted { key: key.into() });
@@ -296,7 +294,14 @@ impl CoordMachine {
         }
     }
 
-    fn txn(&mut self, guard_key: &str, guard_revision: u64, put: (&str, &str), writer: NodeId, token: u64) -> CoordOutcome {
+    fn txn(
+        &mut self,
+        guard_key: &str,
+        guard_revision: u64,
+        put: (&str, &str),
+        writer: NodeId,
+        token: u64,
+    ) -> CoordOutcome {
         let (key, value) = put;
         let guard_holds = guard_key.is_empty()
             || self
@@ -503,14 +508,18 @@ mod tests {
         match read {
             CoordOutcome::Keys { keys, revision } => {
                 assert_eq!(revision, m.revision());
-                keys.into_iter().map(|k| (k.key, k.create_revision)).collect()
+                keys.into_iter()
+                    .map(|k| (k.key, k.create_revision))
+                    .collect()
             }
             other => panic!("range answered {other:?}"),
         }
     }
 
     fn kinds(m: &CoordMachine) -> Vec<(u64, EventKind)> {
-        m.events_from(0).map(|e| (e.revision, e.kind.clone())).collect()
+        m.events_from(0)
+            .map(|e| (e.revision, e.kind.clone()))
+            .collect()
     }
 
     #[test]
@@ -543,10 +552,13 @@ mod tests {
             CoordOutcome::Exists { create_revision: 1 }
         );
         assert_eq!(m.revision(), 1, "an existing key changes nothing");
-        assert!(matches!(
-            m.apply(&create("/lock/b", Some(99), false)),
-            CoordOutcome::Error { .. }
-        ), "a create naming a missing lease fails");
+        assert!(
+            matches!(
+                m.apply(&create("/lock/b", Some(99), false)),
+                CoordOutcome::Error { .. }
+            ),
+            "a create naming a missing lease fails"
+        );
         assert_eq!(m.revision(), 1);
     }
 
@@ -603,8 +615,18 @@ mod tests {
         assert_eq!(
             kinds(&m),
             vec![
-                (2, EventKind::Created { key: "/lock/a".into() }),
-                (3, EventKind::Deleted { key: "/lock/a".into() })
+                (
+                    2,
+                    EventKind::Created {
+                        key: "/lock/a".into()
+                    }
+                ),
+                (
+                    3,
+                    EventKind::Deleted {
+                        key: "/lock/a".into()
+                    }
+                )
             ]
         );
     }
@@ -633,7 +655,10 @@ mod tests {
             .filter(|(_, k)| matches!(k, EventKind::Deleted { .. }))
             .collect();
         assert_eq!(deletes.len(), 2);
-        assert!(deletes.iter().all(|(r, _)| *r == 7), "one revision: {deletes:?}");
+        assert!(
+            deletes.iter().all(|(r, _)| *r == 7),
+            "one revision: {deletes:?}"
+        );
         assert_eq!(
             m.apply(&CoordCommand::LeaseRevoke { lease }),
             CoordOutcome::Revoked { existed: false }
@@ -700,7 +725,15 @@ mod tests {
         assert_eq!(m.key("resource").unwrap().create_revision, 1);
         assert!(matches!(
             kinds(&m).last(),
-            Some((2, EventKind::Write { accepted: true, token: 3, highest: 9, .. }))
+            Some((
+                2,
+                EventKind::Write {
+                    accepted: true,
+                    token: 3,
+                    highest: 9,
+                    ..
+                }
+            ))
         ));
     }
 
@@ -715,7 +748,10 @@ mod tests {
         assert_eq!(m.first_seq(), 10);
         assert_eq!(m.next_seq(), MAX_EVENTS as u64 + 10);
         assert_eq!(m.events_from(m.next_seq() - 2).count(), 2);
-        assert_eq!(m.events_from(m.next_seq() - 2).next().unwrap().seq, m.next_seq() - 2);
+        assert_eq!(
+            m.events_from(m.next_seq() - 2).next().unwrap().seq,
+            m.next_seq() - 2
+        );
     }
 
     #[test]
@@ -758,7 +794,12 @@ mod tests {
         let other = CoordMessage::KeepAlive { lease: 1 };
         assert!(CoordMachine::parse_request(Payload::new(other)).is_err());
         let mut tc = crate::process::TestContext::new(NodeId(0), 1);
-        CoordMachine::send_reply(&mut tc.ctx(), NodeId(9), 4, Answer::Redirect(Some(NodeId(2))));
+        CoordMachine::send_reply(
+            &mut tc.ctx(),
+            NodeId(9),
+            4,
+            Answer::Redirect(Some(NodeId(2))),
+        );
         let effects = tc.take_effects();
         let [crate::process::Effect::Send { to, message }] = &effects[..] else {
             panic!("one send: {effects:?}")

@@ -133,12 +133,7 @@ impl CoordConfig {
                 max_watches: own.max_watches,
                 raft,
             }),
-            (own, raft) => Err(own
-                .err()
-                .into_iter()
-                .chain(raft.err())
-                .flatten()
-                .collect()),
+            (own, raft) => Err(own.err().into_iter().chain(raft.err()).flatten().collect()),
         }
     }
 }
@@ -929,8 +924,15 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(c.servers[leader].lease_deadline(lease), Some(c.now + 500 * MS));
-        assert_eq!(c.servers[follower].lease_deadline(lease), None, "no lessor on a follower");
+        assert_eq!(
+            c.servers[leader].lease_deadline(lease),
+            Some(c.now + 500 * MS)
+        );
+        assert_eq!(
+            c.servers[follower].lease_deadline(lease),
+            None,
+            "no lessor on a follower"
+        );
     }
 
     #[test]
@@ -948,8 +950,16 @@ mod tests {
             let next = c.now / MS + 200;
             c.run_until(next);
         }
-        assert!(!c.facts.iter().any(|(_, _, f)| matches!(f, Observation::LeaseExpired { .. })));
-        assert!(c.servers.iter().all(|s| s.machine().key("/lock/a").is_some()));
+        assert!(
+            !c.facts
+                .iter()
+                .any(|(_, _, f)| matches!(f, Observation::LeaseExpired { .. }))
+        );
+        assert!(
+            c.servers
+                .iter()
+                .all(|s| s.machine().key("/lock/a").is_some())
+        );
         // Silent from now on.
         let end = c.now / MS + 1000;
         c.run_until(end);
@@ -960,7 +970,11 @@ mod tests {
             .collect();
         assert_eq!(expired.len(), 1, "{expired:?}");
         let (by, at, fact) = expired[0];
-        assert_eq!(*by, NodeId(leader as u32), "only the leader's lessor expires leases");
+        assert_eq!(
+            *by,
+            NodeId(leader as u32),
+            "only the leader's lessor expires leases"
+        );
         assert_eq!(*fact, Observation::LeaseExpired { lease, ttl_ms: 500 });
         let granularity = c.config.lease_check_interval.as_nanos() as i64;
         assert!(
@@ -969,7 +983,10 @@ mod tests {
         );
         for s in &c.servers {
             assert!(s.machine().lease(lease).is_none());
-            assert!(s.machine().key("/lock/a").is_none(), "the lease's key is gone");
+            assert!(
+                s.machine().key("/lock/a").is_none(),
+                "the lease's key is gone"
+            );
             assert!(s.machine().key("/plain").is_some(), "other keys stay");
         }
         // A keep-alive for the revoked lease is refused.
@@ -1016,7 +1033,10 @@ mod tests {
         );
         let later = promoted / MS + 2000 + 100;
         c.run_until(later);
-        assert!(c.servers[new].machine().key("/lock/a").is_none(), "expired by the new leader");
+        assert!(
+            c.servers[new].machine().key("/lock/a").is_none(),
+            "expired by the new leader"
+        );
     }
 
     #[test]
@@ -1028,9 +1048,19 @@ mod tests {
         c.send(follower, watch(7, "/lock/a", false, revision));
         c.send(leader, watch(8, "/lock/", true, revision));
         assert!(c.watch_events().is_empty(), "nothing changed yet");
-        c.request(2, CoordCommand::Delete { key: "/lock/a".into() });
+        c.request(
+            2,
+            CoordCommand::Delete {
+                key: "/lock/a".into(),
+            },
+        );
         c.create(3, "/lock/a", None);
-        c.request(4, CoordCommand::Delete { key: "/lock/a".into() });
+        c.request(
+            4,
+            CoordCommand::Delete {
+                key: "/lock/a".into(),
+            },
+        );
         assert_eq!(
             c.watch_events(),
             vec![
@@ -1047,7 +1077,12 @@ mod tests {
         let mut c = cluster();
         let leader = c.leader();
         let revision = c.create(1, "/lock/a", None);
-        c.request(2, CoordCommand::Delete { key: "/lock/a".into() });
+        c.request(
+            2,
+            CoordCommand::Delete {
+                key: "/lock/a".into(),
+            },
+        );
         c.send(leader, watch(1, "/lock/a", false, revision));
         c.send(leader, watch(2, "/lock/never", false, 0));
         c.send(leader, watch(3, "/lock/", true, revision));
@@ -1078,8 +1113,16 @@ mod tests {
         c.run_until(t);
         assert!(c.servers[lagging].machine().key("/lock/a").is_some());
         assert!(c.watch_events().is_empty(), "caught up: the key exists");
-        c.request(2, CoordCommand::Delete { key: "/lock/a".into() });
-        assert_eq!(c.watch_events(), vec![(5, "/lock/a".to_string(), true, false)]);
+        c.request(
+            2,
+            CoordCommand::Delete {
+                key: "/lock/a".into(),
+            },
+        );
+        assert_eq!(
+            c.watch_events(),
+            vec![(5, "/lock/a".to_string(), true, false)]
+        );
     }
 
     #[test]
@@ -1093,7 +1136,10 @@ mod tests {
         for w in 1..=3 {
             c.send(leader, watch(w, "/lock/a", false, revision));
         }
-        assert_eq!(c.watch_events(), vec![(1, "/lock/a".to_string(), false, true)]);
+        assert_eq!(
+            c.watch_events(),
+            vec![(1, "/lock/a".to_string(), false, true)]
+        );
         assert_eq!(c.servers[leader].watch_count(), 2);
     }
 
@@ -1113,11 +1159,17 @@ mod tests {
         };
         assert!(matches!(
             c.request(3, txn(token, token)),
-            CoordOutcome::TxnDone { succeeded: true, .. }
+            CoordOutcome::TxnDone {
+                succeeded: true,
+                ..
+            }
         ));
         assert!(matches!(
             c.request(4, txn(token - 1, token - 1)),
-            CoordOutcome::TxnDone { succeeded: false, .. }
+            CoordOutcome::TxnDone {
+                succeeded: false,
+                ..
+            }
         ));
         let t = c.now / MS + 100;
         c.run_until(t);
@@ -1153,7 +1205,10 @@ mod tests {
         c.crash_restart(follower);
         let t = c.now / MS + 500;
         c.run_until(t);
-        assert!(c.servers[follower].machine().key("/resource").is_some(), "re-applied");
+        assert!(
+            c.servers[follower].machine().key("/resource").is_some(),
+            "re-applied"
+        );
         assert_eq!(facts_of(&c, follower), expected);
     }
 
@@ -1178,7 +1233,10 @@ mod tests {
             request: (term << 32) | 2,
         };
         assert!(
-            matches!(sessions.cached(own), Some(CoordOutcome::Revoked { existed: true })),
+            matches!(
+                sessions.cached(own),
+                Some(CoordOutcome::Revoked { existed: true })
+            ),
             "the leader's second revoke of term {term} ran under its own id"
         );
     }
