@@ -27,6 +27,8 @@
 pub mod client;
 pub mod machine;
 pub mod server;
+#[cfg(test)]
+mod sim_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -219,7 +221,9 @@ pub enum CoordMessage {
         answer: CoordAnswer,
     },
     /// Client to leader: keep `lease` alive (etcd `LeaseKeepAlive`, ZooKeeper's ping). Handled
-    /// by the leader's lessor in memory, not through the log (as etcd does).
+    /// by the leader's lessor in memory, not through the log (as etcd does). A leader that has
+    /// not yet committed an entry of its term does not answer (it may not have applied every
+    /// grant yet): the client sends it again.
     KeepAlive {
         /// The lease.
         lease: LeaseId,
@@ -242,7 +246,11 @@ pub enum CoordMessage {
     },
     /// Client to any server: notify once when `key` (or, with `prefix`, any key under it) is
     /// created or deleted after `after_revision` (ZooKeeper's one-shot watch; etcd's watch
-    /// from a revision). If such a change already happened, the notification comes at once.
+    /// from a revision). If such a change already happened, the notification comes at once;
+    /// so does a deletion (at the current revision) for an exact `key` that does not exist
+    /// once the server has applied `after_revision` (ZooKeeper's `exists` finding no node: the
+    /// recipes watch a key to learn that it is gone). A server that has not applied
+    /// `after_revision` yet waits until it has. Kept in the receiving server's memory only.
     Watch {
         /// The client's id for this watch.
         watch: u64,

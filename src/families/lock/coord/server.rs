@@ -1127,8 +1127,10 @@ mod tests {
 
     #[test]
     fn the_oldest_watch_is_dropped_beyond_max_watches_and_told_compacted() {
-        let mut config = CoordConfig::default();
-        config.max_watches = 2;
+        let config = CoordConfig {
+            max_watches: 2,
+            ..CoordConfig::default()
+        };
         let mut c = Cluster::new(3, config);
         c.run_until(1000);
         let leader = c.leader();
