@@ -133,7 +133,19 @@ impl CoordConfig {
                 max_watches: own.max_watches,
                 raft,
             }),
-            (own, raft) => Err(own.err().into_iter().chain(raft.err()).flatten().collect()),
+            (own, raft) => {
+                let mut raft_errors = raft.err().unwrap_or_default();
+                // An unknown key went to Raft's part: name every key the table takes.
+                for e in &mut raft_errors {
+                    if e.at_key && e.message.contains(", expected one of ") {
+                        e.message = e.message.replace(", `state_machine`", "");
+                        for key in SERVICE_KEYS {
+                            e.message.push_str(&format!(", `{key}`"));
+                        }
+                    }
+                }
+                Err(own.err().into_iter().flatten().chain(raft_errors).collect())
+            }
         }
     }
 }
@@ -1254,6 +1266,17 @@ mod tests {
         let table: toml::Table = toml::from_str("heartbeat_intervall = \"20ms\"").unwrap();
         let errors = CoordConfig::parse(&table).unwrap_err();
         assert_eq!(errors[0].path, vec!["heartbeat_intervall".to_string()]);
-        assert!(errors[0].message.contains("unknown"), "{:?}", errors[0]);
+        assert!(
+            errors[0].message.starts_with("unknown field"),
+            "{:?}",
+            errors[0]
+        );
+        assert!(
+            errors[0]
+                .message
+                .ends_with("`lease_check_interval`, `max_watches`"),
+            "{:?}",
+            errors[0]
+        );
     }
 }

@@ -1,15 +1,14 @@
-//! End to end through the simulator ([`crate::api::Runner`]): three `coordination` servers and a
+//! End to end through the simulator (`sim::run`, then every check that applies): three `coordination` servers and a
 //! scripted client role (a test family) that takes a lease, creates a key with it, writes through
 //! a guarded transaction, goes silent, and checks that the lease expired and the key is gone.
 
 use serde::Serialize;
 
 use super::{CoordAnswer, CoordCommand, CoordMessage, CoordOutcome, LeaseId};
-use crate::api::Runner;
 use crate::families::lock::Observation;
 use crate::family::{self, Family, NodeSetup, ProtocolInfo};
 use crate::process::{AnyProcess, Context, NodeId, Process, TimerId};
-use crate::scenario::Verdict;
+use crate::scenario::{Scenario, Verdict};
 
 const MS: i64 = 1_000_000;
 /// The scripted client stops its keep-alives at this local time.
@@ -244,12 +243,20 @@ nodes = 1
 
 #[test]
 fn a_silent_clients_lease_expires_and_its_key_is_gone_on_every_replica_with_raft_checks_passing() {
-    let runner = Runner::builtin().with(&SCRIPT_FAMILY);
-    let scenario = runner
-        .parse(std::path::Path::new("coord.toml"), SCENARIO)
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    let outcome = runner.run(&scenario, 3);
-    let record = &outcome.record;
+    let registry = crate::families::builtin().with(&SCRIPT_FAMILY);
+    let scenario = Scenario::parse_all_with(
+        std::path::Path::new("coord.toml"),
+        SCENARIO.as_bytes(),
+        &registry,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        scenario.runs_protocol("raft") && scenario.runs_protocol("fenced-storage"),
+        "a coordination role counts as the protocols it is built on"
+    );
+    assert!(!scenario.runs_protocol("lock-server"));
+    let record = crate::sim::run(&scenario, 3, &crate::sim::RunOptions::default());
+    let checks = crate::check::run_checks(&record);
     let coord: Vec<NodeId> = record.topology.groups["coord"].clone();
     let script = record.topology.groups["script"][0];
     // Raft's checks and fenced-writes ran on the coordination role, and passed.
@@ -261,11 +268,10 @@ fn a_silent_clients_lease_expires_and_its_key_is_gone_on_every_replica_with_raft
         "state-machine-safety",
         "fenced-writes",
     ] {
-        let check = outcome
-            .checks
+        let check = checks
             .iter()
             .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("{name} did not run: {:?}", outcome.checks));
+            .unwrap_or_else(|| panic!("{name} did not run: {checks:?}"));
         assert_eq!(check.verdict, Verdict::Pass, "{check:?}");
     }
     let answers: Vec<(u64, &Answered)> = record
