@@ -280,9 +280,12 @@ pub fn kv_scenario(protocol: &str) -> Scenario {
     ))
 }
 
+/// A lock design of the benchmark: its name and its scenario.
+pub type LockDesign = (&'static str, fn() -> Scenario);
+
 /// The lock designs `faultline bench lock` measures: (name, scenario). Each runs 5 lock
 /// servers and 20 lock clients for 60 simulated seconds over 1-5 ms links.
-pub const LOCK_DESIGNS: &[(&str, fn() -> Scenario)] = &[
+pub const LOCK_DESIGNS: &[LockDesign] = &[
     ("single-instance", single_instance_lock_scenario),
     ("etcd-lock", || coordination_lock_scenario("etcd-lock")),
     ("zk-lock", || coordination_lock_scenario("zk-lock")),

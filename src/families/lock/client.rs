@@ -162,6 +162,12 @@ pub(crate) fn back_off_delay(
     std::time::Duration::from_nanos(ctx.rng().gen_range(cap / 2..=cap))
 }
 
+/// What client `id` writes in its `n`-th write with `token`: `c<id>-<token>-<n>`, unique in the
+/// run. Shared by every lock client.
+pub(crate) fn write_data(id: NodeId, token: u64, n: u64) -> String {
+    format!("c{}-{token}-{n}", id.0)
+}
+
 /// When the writes of a hold are due, after its grant: `writes_per_hold` writes evenly spread
 /// over `hold` (at `hold / (n + 1) * i`). Shared by every lock client.
 pub(crate) fn write_offsets(config: &ClientConfig) -> impl Iterator<Item = std::time::Duration> {
@@ -289,7 +295,7 @@ impl LockClient {
             ),
             Op::Write { token } => {
                 self.writes_done += 1;
-                let data = format!("c{}-{token}-{}", self.id.0, self.writes_done);
+                let data = write_data(self.id, token, self.writes_done);
                 ctx.send(
                     self.storage,
                     Message::Write {

@@ -88,7 +88,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::{CoordAnswer, CoordCommand, CoordMessage, CoordOutcome, KeyInfo, LeaseId};
-use crate::families::lock::client::{ClientConfig, back_off_delay, process_id, write_offsets};
+use crate::families::lock::client::{
+    ClientConfig, back_off_delay, process_id, write_data, write_offsets,
+};
 use crate::families::lock::{
     CHECK_MUTUAL_EXCLUSION, FENCED_STORAGE, Message as LockMessage, Observation, StopReason,
     check_duration, next_incarnation,
@@ -209,12 +211,15 @@ where
         .keys()
         .filter(|k| !known.contains_key(*k))
         .map(|k| {
-            let mut expected: Vec<&str> = known.keys().map(String::as_str).collect();
-            expected.push("stop");
+            let mut expected: Vec<String> = known.keys().map(|k| format!("`{k}`")).collect();
+            expected.push("`stop`".to_string());
             expected.sort_unstable();
             OptionError::at(
                 k,
-                format!("unknown option; expected one of: {}", expected.join(", ")),
+                format!(
+                    "unknown field `{k}`, expected one of {}",
+                    expected.join(", ")
+                ),
             )
         })
         .collect();
@@ -688,7 +693,7 @@ impl CoordLockClient {
             }
             (None, Purpose::Write { token }) => {
                 self.writes_done += 1;
-                let data = format!("c{}-{token}-{}", self.id.0, self.writes_done);
+                let data = write_data(self.id, *token, self.writes_done);
                 ctx.send(
                     p.server,
                     LockMessage::Write {
@@ -794,7 +799,7 @@ impl CoordLockClient {
                     guard_key,
                     guard_revision: token,
                     key: RESOURCE_KEY.to_string(),
-                    value: format!("c{}-{token}-{}", self.id.0, self.writes_done),
+                    value: write_data(self.id, token, self.writes_done),
                     writer: self.id,
                     token,
                 };
