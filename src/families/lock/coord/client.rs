@@ -871,6 +871,8 @@ impl CoordLockClient {
         );
         self.key = None;
         self.watching = None;
+        // A new session creates under a new GUID (see `Purpose::FindMine`).
+        self.guid = ctx.rng().r#gen::<u64>();
     }
 
     /// The session is over (by the local clock, or the service said so). A holder stops
@@ -1036,8 +1038,14 @@ impl CoordLockClient {
                 self.session_over(ctx);
             }
             (Purpose::FindMine { create_id, create }, CoordOutcome::Keys { keys, .. }) => {
+                // The node with this acquisition's GUID, of this session: a node of an earlier
+                // session (whose create's answer was lost too) dies with that session.
                 let tag = self.guid_tag();
-                match keys.iter().find(|k| k.key.contains(&tag)) {
+                let lease = self.session.as_ref().map(|s| s.lease);
+                match keys
+                    .iter()
+                    .find(|k| k.key.contains(&tag) && k.lease.is_some() && k.lease == lease)
+                {
                     Some(k) => {
                         self.key = Some(LockKey {
                             key: k.key.clone(),
@@ -1904,6 +1912,47 @@ mod tests {
             matches!(requests(&e)[..], [(_, _, CoordCommand::Range { .. })]),
             "no second create"
         );
+    }
+
+    #[test]
+    fn a_protected_create_never_takes_a_node_of_an_earlier_session() {
+        let mut h = Harness::acquiring(zk());
+        let (_, create_id, create) = h.last_request();
+        let CoordCommand::Create { key, .. } = create.clone() else {
+            panic!()
+        };
+        h.fire(|t| *t == CoordTimer::Attempt { request: create_id });
+        // A node with this GUID, but of lease 3, an earlier session: not ours.
+        let stale = vec![info(&format!("{key}0000000005"), 5, 3)];
+        let e = h.answer(CoordOutcome::Keys {
+            keys: stale,
+            revision: 6,
+        });
+        assert_eq!(h.c.key, None);
+        assert_eq!(requests(&e), vec![(S2, create_id, create)]);
+    }
+
+    #[test]
+    fn a_new_session_creates_under_a_new_guid() {
+        let mut h = Harness::acquiring(zk());
+        let CoordCommand::Create { key: first, .. } = h.last_request().2 else {
+            panic!()
+        };
+        let ack = CoordMessage::KeepAliveAck {
+            lease: LEASE,
+            found: false,
+            ttl_ms: 0,
+        };
+        h.c.on_message(&mut h.tc.ctx(), S1, ack);
+        h.take();
+        h.answer(CoordOutcome::Lease {
+            lease: LEASE + 1,
+            ttl_ms: 10_000,
+        });
+        let CoordCommand::Create { key: second, .. } = h.last_request().2 else {
+            panic!("expected a create")
+        };
+        assert_ne!(first, second);
     }
 
     #[test]
