@@ -161,15 +161,9 @@ pub struct EtcdLockConfig {
     /// The lock's key prefix (default `/lock`); lock keys are `<prefix>/<lease in hex>`.
     #[serde(default = "default_dir")]
     pub prefix: String,
-    /// An attempt without an answer after this long goes to the next server (default 250ms).
-    #[serde(default = "default_attempt_timeout")]
-    pub attempt_timeout: Duration,
-    /// Planted bugs: `lease-no-keepalive-check`.
-    #[serde(default)]
-    pub bugs: Vec<String>,
-    /// The `lock` client's options.
+    /// The options both recipes take (planted bugs: `lease-no-keepalive-check`).
     #[serde(flatten)]
-    pub client: ClientConfig,
+    pub common: CommonOptions,
 }
 
 /// Options of a `zk-lock` client group: the `lock` client's options ([`ClientConfig`], but
@@ -186,10 +180,19 @@ pub struct ZkLockConfig {
     /// listing that finds the node by its GUID; `false` creates again (ZOOKEEPER-1262).
     #[serde(default = "default_true")]
     pub protected_create: bool,
+    /// The options both recipes take (planted bugs: `zk-watch-parent`, `zk-no-session-check`).
+    #[serde(flatten)]
+    pub common: CommonOptions,
+}
+
+/// The options of both coordination lock clients, besides their session's: the `lock`
+/// client's ([`ClientConfig`], but `validity_check`), the attempt timeout and planted bugs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommonOptions {
     /// An attempt without an answer after this long goes to the next server (default 250ms).
     #[serde(default = "default_attempt_timeout")]
     pub attempt_timeout: Duration,
-    /// Planted bugs: `zk-watch-parent`, `zk-no-session-check`.
+    /// Planted bugs, by name (each recipe has its own: [`ETCD_BUGS`], [`ZK_BUGS`]).
     #[serde(default)]
     pub bugs: Vec<String>,
     /// The `lock` client's options.
@@ -293,9 +296,9 @@ impl From<&EtcdLockConfig> for Recipe {
             ttl: c.ttl,
             dir: c.prefix.trim_end_matches('/').to_string(),
             protected_create: true,
-            attempt_timeout: c.attempt_timeout,
-            bugs: ClientBugs::from_names(&c.bugs),
-            client: c.client.clone(),
+            attempt_timeout: c.common.attempt_timeout,
+            bugs: ClientBugs::from_names(&c.common.bugs),
+            client: c.common.client.clone(),
         }
     }
 }
@@ -307,9 +310,9 @@ impl From<&ZkLockConfig> for Recipe {
             ttl: c.session_timeout,
             dir: c.path.trim_end_matches('/').to_string(),
             protected_create: c.protected_create,
-            attempt_timeout: c.attempt_timeout,
-            bugs: ClientBugs::from_names(&c.bugs),
-            client: c.client.clone(),
+            attempt_timeout: c.common.attempt_timeout,
+            bugs: ClientBugs::from_names(&c.common.bugs),
+            client: c.common.client.clone(),
         }
     }
 }
@@ -321,6 +324,20 @@ struct OptionNames {
     workload: &'static str,
     bugs: &'static [Bug],
 }
+
+const ETCD_NAMES: OptionNames = OptionNames {
+    ttl_key: "ttl",
+    dir_key: "prefix",
+    workload: ETCD_LOCK_WORKLOAD_NAME,
+    bugs: ETCD_BUGS,
+};
+
+const ZK_NAMES: OptionNames = OptionNames {
+    ttl_key: "session_timeout",
+    dir_key: "path",
+    workload: ZK_LOCK_WORKLOAD_NAME,
+    bugs: ZK_BUGS,
+};
 
 /// Every problem with the options both recipes share (none: valid), given as the `recipe`
 /// they make, the key prefix or path as written, and the bug names.
@@ -369,13 +386,12 @@ impl EtcdLockConfig {
     /// from 3ms to 1h, `attempt_timeout` positive and at most 1h, `prefix` a path of at most
     /// 256 characters, known bug names, no `validity_check`.
     pub fn validate(&self) -> Vec<OptionError> {
-        let names = OptionNames {
-            ttl_key: "ttl",
-            dir_key: "prefix",
-            workload: ETCD_LOCK_WORKLOAD_NAME,
-            bugs: ETCD_BUGS,
-        };
-        validate_common(&Recipe::from(self), &self.prefix, &self.bugs, &names)
+        validate_common(
+            &Recipe::from(self),
+            &self.prefix,
+            &self.common.bugs,
+            &ETCD_NAMES,
+        )
     }
 }
 
@@ -383,13 +399,12 @@ impl ZkLockConfig {
     /// Every problem with these options (none: valid): as [`EtcdLockConfig::validate`], with
     /// `session_timeout` and `path`.
     pub fn validate(&self) -> Vec<OptionError> {
-        let names = OptionNames {
-            ttl_key: "session_timeout",
-            dir_key: "path",
-            workload: ZK_LOCK_WORKLOAD_NAME,
-            bugs: ZK_BUGS,
-        };
-        validate_common(&Recipe::from(self), &self.path, &self.bugs, &names)
+        validate_common(
+            &Recipe::from(self),
+            &self.path,
+            &self.common.bugs,
+            &ZK_NAMES,
+        )
     }
 }
 
@@ -1617,6 +1632,11 @@ mod tests {
         }
     }
 
+    /// The one observation of a belief that ended.
+    fn stopped(token: u64, why: StopReason) -> Vec<Observation> {
+        vec![Observation::StoppedHolding { token, why }]
+    }
+
     fn info(key: &str, create_revision: u64, lease: LeaseId) -> KeyInfo {
         KeyInfo {
             key: key.to_string(),
@@ -1768,13 +1788,7 @@ mod tests {
         // No keep-alive answered: the session ends at the grant's send time + 10 s.
         h.tc.local_time_ns = 10_000 * MS;
         let e = h.fire(|t| *t == CoordTimer::SessionEnd { lease: LEASE });
-        assert_eq!(
-            observed(&e),
-            vec![Observation::StoppedHolding {
-                token: 9,
-                why: StopReason::LeaseExpired
-            }]
-        );
+        assert_eq!(observed(&e), stopped(9, StopReason::LeaseExpired));
         let commands: Vec<CoordCommand> = requests(&e).into_iter().map(|r| r.2).collect();
         assert_eq!(commands, vec![CoordCommand::LeaseRevoke { lease: LEASE }]);
         // After the think time it acquires again, with a new session first.
@@ -1803,13 +1817,7 @@ mod tests {
         assert!(observed(&e).is_empty(), "the session lasts until 13 s");
         h.tc.local_time_ns = 13_000 * MS;
         let e = h.fire(|t| *t == CoordTimer::SessionEnd { lease: LEASE });
-        assert_eq!(
-            observed(&e),
-            vec![Observation::StoppedHolding {
-                token: 9,
-                why: StopReason::LeaseExpired
-            }]
-        );
+        assert_eq!(observed(&e), stopped(9, StopReason::LeaseExpired));
     }
 
     #[test]
@@ -1821,13 +1829,7 @@ mod tests {
             ttl_ms: 0,
         };
         h.c.on_message(&mut h.tc.ctx(), S1, ack);
-        assert_eq!(
-            observed(&h.take()),
-            vec![Observation::StoppedHolding {
-                token: 9,
-                why: StopReason::LeaseExpired
-            }]
-        );
+        assert_eq!(observed(&h.take()), stopped(9, StopReason::LeaseExpired));
     }
 
     #[test]
@@ -1856,13 +1858,7 @@ mod tests {
             succeeded: false,
             revision: 20,
         });
-        assert_eq!(
-            observed(&e),
-            vec![Observation::StoppedHolding {
-                token: 9,
-                why: StopReason::LockLost
-            }]
-        );
+        assert_eq!(observed(&e), stopped(9, StopReason::LockLost));
         assert!(h.c.hold.is_none());
     }
 
@@ -2038,13 +2034,7 @@ mod tests {
         r.client.writes_per_hold = 0;
         let mut h = Harness::holding(r, 9);
         let e = h.fire(|t| *t == CoordTimer::HoldEnd { token: 9 });
-        assert_eq!(
-            observed(&e),
-            vec![Observation::StoppedHolding {
-                token: 9,
-                why: StopReason::Released
-            }]
-        );
+        assert_eq!(observed(&e), stopped(9, StopReason::Released));
         assert!(matches!(
             requests(&e)[..],
             [(_, _, CoordCommand::Delete { .. })]
@@ -2059,7 +2049,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.session_timeout, Duration::from_secs(2));
-        assert_eq!(c.client.hold, Duration::from_secs(3));
+        assert_eq!(c.common.client.hold, Duration::from_secs(3));
         assert!(!c.protected_create);
         assert!(c.validate().is_empty());
         let errors = parse_flat::<ZkLockConfig>(&table("sesion_timeout = \"2s\"")).unwrap_err();
