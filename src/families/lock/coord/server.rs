@@ -1137,6 +1137,93 @@ mod tests {
         );
     }
 
+    /// Three servers snapshotting every `snapshot_every` entries; a follower holds an exact
+    /// watch (1) on `/lock/a` and a prefix watch (2) on `/lock/` from the key's create revision,
+    /// is cut off, and the key is deleted. Returns the cluster, the leader, the cut-off
+    /// follower and the revision.
+    fn lagging_watchers(snapshot_every: u32) -> (Cluster, usize, usize, u64) {
+        let mut config = CoordConfig::default();
+        config.raft.snapshot_threshold_entries = snapshot_every;
+        let mut c = Cluster::new(3, config);
+        c.run_until(1000);
+        let leader = c.leader();
+        let lagging = (leader + 1) % 3;
+        let revision = c.create(1, "/lock/a", None);
+        c.send(lagging, watch(1, "/lock/a", false, revision));
+        c.send(lagging, watch(2, "/lock/", true, revision));
+        c.isolated.insert(NodeId(lagging as u32));
+        c.request(
+            2,
+            CoordCommand::Delete {
+                key: "/lock/a".into(),
+            },
+        );
+        (c, leader, lagging, revision)
+    }
+
+    #[test]
+    fn a_watch_on_a_replica_that_installs_a_snapshot_still_fires() {
+        let (mut c, _, lagging, _) = lagging_watchers(5);
+        for id in 3..20 {
+            c.create(id, &format!("/other/{id}"), None);
+        }
+        c.isolated.clear();
+        let t = c.now / MS + 300;
+        c.run_until(t);
+        let installed = c.servers[lagging].node().log().snapshot_index() > 0;
+        assert!(installed, "the lagging replica caught up from a snapshot");
+        assert!(c.servers[lagging].machine().key("/lock/a").is_none());
+        // The delete is still in the event log (not compacted): both watches see it.
+        assert_eq!(
+            c.watch_events(),
+            vec![
+                (1, "/lock/a".to_string(), true, false),
+                (2, "/lock/a".to_string(), true, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn watches_whose_events_were_compacted_away_fire_from_the_key_or_as_compacted() {
+        use crate::families::lock::coord::machine::MAX_EVENTS;
+        let (mut c, leader, lagging, revision) = lagging_watchers(100);
+        // More events than the log keeps: the delete is compacted away.
+        // The snapshot the lagging replica installs must itself miss it: well past MAX_EVENTS.
+        for id in 3..(MAX_EVENTS as u64 + 150) {
+            let command = CoordCommand::Create {
+                key: format!("/other/{id}"),
+                value: String::new(),
+                lease: None,
+                sequential: false,
+            };
+            c.servers[leader]
+                .message(
+                    &mut c.ctxs[leader].ctx(),
+                    CLIENT,
+                    Payload::new(CoordMessage::Request { id, command }),
+                )
+                .unwrap();
+            c.collect(leader);
+            c.settle();
+        }
+        assert!(c.servers[leader].machine().compacted_revision() > revision + 1);
+        c.isolated.clear();
+        let t = c.now / MS + 300;
+        c.run_until(t);
+        assert!(
+            c.servers[lagging].machine().key("/other/100").is_some(),
+            "caught up"
+        );
+        assert_eq!(
+            c.watch_events(),
+            vec![
+                (1, "/lock/a".to_string(), true, false),
+                (2, "/lock/".to_string(), false, true)
+            ],
+            "the exact key is gone (deleted); the prefix watch must read again (compacted)"
+        );
+    }
+
     #[test]
     fn the_oldest_watch_is_dropped_beyond_max_watches_and_told_compacted() {
         let config = CoordConfig {
