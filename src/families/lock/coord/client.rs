@@ -42,7 +42,7 @@
 //! # ZooKeeper recipe ("Recipes and Solutions: Locks")
 //!
 //! 1. Create an ephemeral sequential node `<path>/lock-` with the session (with
-//!    `protected_create`, the name carries a fresh GUID per acquisition, as Curator's
+//!    `protected_create`, the name carries a GUID fresh per acquisition and session, as Curator's
 //!    `_c_<guid>-lock-`). Its create revision (`czxid`) is the fencing token.
 //! 2. `getChildren(<path>)` (`Range`), ordered by sequence number (create revision). The lowest
 //!    holds the lock.
@@ -55,12 +55,13 @@
 //!
 //! A create whose answer is lost (no reply before `attempt_timeout`, or an `unknown` answer)
 //! may have run. With `protected_create = true` (Curator's protection mode) the client lists
-//! the children and takes the node carrying its GUID; only if none is there does it send the
-//! create again (with the same request id, so the service runs it at most once). With `false`
-//! it sends a second create, a new request, as ZooKeeper applications do after
-//! `ConnectionLoss`: if the first one ran, its node is orphaned (ZOOKEEPER-1262), and since the
-//! orphan belongs to the client's live session it is never deleted while the session lives:
-//! the client waits behind its own orphan, and every client behind it, until the session ends.
+//! the children and takes the node carrying its GUID in its current session; only if none is
+//! there does it send the create again (with the same request id, so the service runs it at
+//! most once). With `false` it sends a second create, a new request, as ZooKeeper applications
+//! do after `ConnectionLoss`: if the first one ran, its node is orphaned (ZOOKEEPER-1262), and
+//! since the orphan belongs to the client's live session it is never deleted while the session
+//! lives: the client waits behind its own orphan, and every client behind it, until the
+//! session ends.
 //!
 //! The ordering guarantees the recipe relies on (a client sees its own create in its next
 //! `getChildren`; a watch set after a read sees every later change) hold here because every
@@ -542,7 +543,7 @@ pub struct CoordLockClient {
     backing_off: bool,
     session: Option<Session>,
     key: Option<LockKey>,
-    /// This acquisition's GUID (in a protected ZooKeeper node's name).
+    /// This acquisition's (and session's) GUID, in a protected ZooKeeper node's name.
     guid: u64,
     acquiring: bool,
     watching: Option<Watching>,
