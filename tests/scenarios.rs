@@ -125,6 +125,28 @@ fn every_planted_bug_has_a_scenario_that_expects_its_check_to_fail() {
             );
         }
     }
+    // The same for the planted bugs of client workloads, switched on in client groups.
+    for workload in families::builtin().workloads() {
+        for bug in workload.bugs {
+            let found = scenarios.iter().any(|(_, s)| {
+                let on: Vec<String> = s
+                    .clients
+                    .iter()
+                    .filter(|g| g.workload == workload.name)
+                    .filter_map(|g| g.options.get("bugs").and_then(|b| b.as_array()))
+                    .flatten()
+                    .filter_map(|b| b.as_str().map(str::to_string))
+                    .collect();
+                on == [bug.name.to_string()]
+                    && s.expect.failing_checks.iter().any(|c| c == bug.caught_by)
+            });
+            assert!(
+                found,
+                "{}: bug {} has no scenario under scenarios/*/bugs expecting {} to fail",
+                workload.name, bug.name, bug.caught_by
+            );
+        }
+    }
     for (file, s) in &scenarios {
         assert!(
             has_bugs(s),

@@ -23,7 +23,8 @@
 //!   clients for 60 simulated seconds over 1-5 ms links, with the same figures as `raft`
 //!   (target: at least 1000x faster than real time). `single-instance`: the `lock-server` role
 //!   with 5 nodes, each client using one of them (round robin), so 5 independent locks;
-//!   `redlock`: 20 Redlock clients contending for one lock on all 5.
+//!   `redlock`: 20 Redlock clients contending for one lock on all 5; `etcd-lock`, `zk-lock`: a
+//!   5-node `coordination` role (Raft), the 20 clients contending for one lock.
 
 use std::path::Path;
 
@@ -279,14 +280,16 @@ pub fn kv_scenario(protocol: &str) -> Scenario {
     ))
 }
 
-/// A lock design's benchmark: its name and its scenario.
-pub type LockBench = (&'static str, fn() -> Scenario);
+/// A lock design of the benchmark: its name and its scenario.
+pub type LockDesign = (&'static str, fn() -> Scenario);
 
-/// The lock designs `faultline bench lock` measures. Each runs 5 lock servers and 20 lock
-/// clients for 60 simulated seconds over 1-5 ms links.
-pub const LOCK_DESIGNS: &[LockBench] = &[
+/// The lock designs `faultline bench lock` measures: (name, scenario). Each runs 5 lock
+/// servers and 20 lock clients for 60 simulated seconds over 1-5 ms links.
+pub const LOCK_DESIGNS: &[LockDesign] = &[
     ("single-instance", single_instance_lock_scenario),
     ("redlock", redlock_scenario),
+    ("etcd-lock", || coordination_lock_scenario("etcd-lock")),
+    ("zk-lock", || coordination_lock_scenario("zk-lock")),
 ];
 
 /// The single-instance lock benchmark: the `lock-server` role with 5 nodes and the
@@ -323,6 +326,30 @@ pub fn redlock_scenario() -> Scenario {
          [check.fenced-writes]\nenabled = false\n\
          [check.lock-bounds]\ncritical_sections_per_second_min = 1.0\n",
     )
+}
+
+/// The consensus lock benchmark for `workload` (`etcd-lock` or `zk-lock`): a 5-node
+/// `coordination` role (Raft with the default options) and 20 clients contending for one lock
+/// (2 s sessions), each hold 100 ms with 2 writes (`zk-lock`: to a 1-node `fenced-storage`
+/// role). All checks run: one lock, so mutual-exclusion and linearizability judge it.
+pub fn coordination_lock_scenario(workload: &str) -> Scenario {
+    let (ttl, storage, talks_to) = if workload == "zk-lock" {
+        (
+            "session_timeout",
+            "[[cluster.role]]\nname = \"storage\"\nprotocol = \"fenced-storage\"\nnodes = 1\n",
+            "[\"coord\", \"storage\"]",
+        )
+    } else {
+        ("ttl", "", "[\"coord\"]")
+    };
+    scenario(&format!(
+        "name = \"bench-lock-{workload}\"\nduration = \"60s\"\n\
+         [network]\nlatency = {{ distribution = \"uniform\", min = \"1ms\", max = \"5ms\" }}\n\
+         [[cluster.role]]\nname = \"coord\"\nprotocol = \"coordination\"\nnodes = 5\n{storage}\
+         [[clients]]\nname = \"workers\"\nworkload = \"{workload}\"\ncount = 20\ntalks_to = {talks_to}\n\
+         options = {{ {ttl} = \"2s\", hold = \"100ms\", writes_per_hold = 2, think_time = \"50ms\" }}\n\
+         [check.lock-bounds]\ncritical_sections_per_second_min = 1.0\n",
+    ))
 }
 
 /// Measures the consensus figure of `protocol` (see [`kv_scenario`]).
@@ -462,7 +489,16 @@ mod tests {
             );
             let clients: u32 = s.clients.iter().map(|g| g.count).sum();
             assert_eq!(clients, 20, "{design}");
-            assert!(s.runs_protocol("lock-server"), "{design}");
+            let servers = s
+                .cluster
+                .roles
+                .iter()
+                .find(|r| r.protocol == "lock-server" || r.protocol == "coordination")
+                .map(|r| r.nodes.clone());
+            assert!(
+                matches!(servers, Some(crate::scenario::NodeList::Count(5))),
+                "{design}"
+            );
         }
     }
 }

@@ -141,6 +141,48 @@ impl ClientConfig {
     }
 }
 
+/// The history process id of client `id` in incarnation `epoch` at `round`:
+/// `node index * 2^32 + epoch * 2^20 + round` (unique across clients and restarts). Shared by
+/// every lock client (`lock`, `etcd-lock`, `zk-lock`).
+pub(crate) fn process_id(id: NodeId, epoch: u64, round: u64) -> u64 {
+    (u64::from(id.0) << 32) + epoch * ROUNDS_PER_EPOCH + round
+}
+
+/// The next back-off after `failures` failed attempts in a row (then counted one more): the cap
+/// doubles from `retry_delay_min` per failure up to `retry_delay_max`, and the delay is drawn
+/// uniformly in `[cap/2, cap]`. Shared by every lock client.
+pub(crate) fn back_off_delay(
+    ctx: &mut Context<'_>,
+    config: &ClientConfig,
+    failures: &mut u32,
+) -> std::time::Duration {
+    let min = config.retry_delay_min.as_nanos();
+    let max = config.retry_delay_max.as_nanos();
+    let cap = min.saturating_mul(1u64 << (*failures).min(40)).min(max);
+    *failures = failures.saturating_add(1);
+    std::time::Duration::from_nanos(ctx.rng().gen_range(cap / 2..=cap))
+}
+
+/// What client `id` writes in its `n`-th write with `token`: `c<id>-<token>-<n>`, unique in the
+/// run. Shared by every lock client.
+pub(crate) fn write_data(id: NodeId, token: u64, n: u64) -> String {
+    // Built without `format!`: one per write.
+    let mut data = crate::families::kv::client::numbered("c", u64::from(id.0));
+    for n in [token, n] {
+        data.push('-');
+        data.push_str(itoa::Buffer::new().format(n));
+    }
+    data
+}
+
+/// When the writes of a hold are due, after its grant: `writes_per_hold` writes evenly spread
+/// over `hold` (at `hold / (n + 1) * i`). Shared by every lock client.
+pub(crate) fn write_offsets(config: &ClientConfig) -> impl Iterator<Item = std::time::Duration> {
+    let hold_ns = config.hold.as_nanos();
+    let writes = u64::from(config.writes_per_hold);
+    (1..=writes).map(move |i| std::time::Duration::from_nanos(hold_ns / (writes + 1) * i))
+}
+
 /// The request in flight (at most one: the client is one sequential process).
 #[derive(Clone, Debug)]
 struct Pending {
@@ -244,7 +286,7 @@ impl LockClient {
     }
 
     fn process_id(&self) -> u64 {
-        (u64::from(self.id.0) << 32) + self.epoch * ROUNDS_PER_EPOCH + self.round
+        process_id(self.id, self.epoch, self.round)
     }
 
     fn may_acquire(&self, ctx: &Context<'_>) -> bool {
@@ -278,12 +320,7 @@ impl LockClient {
             ),
             Op::Write { token } => {
                 self.writes_done += 1;
-                // `c<node>-<token>-<write>`, built without `format!` (one per write).
-                let mut data = crate::families::kv::client::numbered("c", u64::from(self.id.0));
-                for n in [token, self.writes_done] {
-                    data.push('-');
-                    data.push_str(itoa::Buffer::new().format(n));
-                }
+                let data = write_data(self.id, token, self.writes_done);
                 ctx.send(
                     self.storage,
                     Message::Write {
@@ -387,14 +424,8 @@ impl LockClient {
     /// from `retry_delay_min` per failure up to `retry_delay_max`, and the delay is drawn
     /// uniformly in `[cap/2, cap]`.
     fn back_off(&mut self, ctx: &mut Context<'_>) {
-        let min = self.config.retry_delay_min.as_nanos();
-        let max = self.config.retry_delay_max.as_nanos();
-        let cap = min
-            .saturating_mul(1u64 << self.backoff_failures.min(40))
-            .min(max);
-        self.backoff_failures = self.backoff_failures.saturating_add(1);
-        let delay = ctx.rng().gen_range(cap / 2..=cap);
-        ctx.set_timer(std::time::Duration::from_nanos(delay), Timer::Acquire);
+        let delay = back_off_delay(ctx, &self.config, &mut self.backoff_failures);
+        ctx.set_timer(delay, Timer::Acquire);
     }
 
     /// Sends the next request of the hold, if any and none is in flight.
@@ -446,14 +477,8 @@ impl LockClient {
             believed: true,
         });
         ctx.observe(Observation::Holding { token });
-        let hold_ns = self.config.hold.as_nanos();
-        let writes = u64::from(self.config.writes_per_hold);
-        for i in 1..=writes {
-            let at = hold_ns / (writes + 1) * i;
-            ctx.set_timer(
-                std::time::Duration::from_nanos(at),
-                Timer::WriteDue { token },
-            );
+        for at in write_offsets(&self.config) {
+            ctx.set_timer(at, Timer::WriteDue { token });
         }
         ctx.set_timer(self.config.hold.to_std(), Timer::HoldEnd { token });
         if let Some(valid_ns) = valid_ns {

@@ -241,6 +241,12 @@ pub enum StopReason {
     /// The client crashed while it held the lock (set by the `mutual-exclusion` check from the
     /// run's crashes; a client never reports it).
     Crashed,
+    /// `etcd-lock`, `zk-lock`: the client's lease (session) is over by its own clock (the send
+    /// time of its last acknowledged keep-alive + TTL), or the service said it is gone.
+    LeaseExpired,
+    /// `etcd-lock`: a guarded write failed: the client's lock key no longer exists with its
+    /// create revision (the lock was lost).
+    LockLost,
 }
 
 /// Facts of the lock family for the checks. Server facts describe the server's state; client
@@ -391,6 +397,9 @@ pub const BUGS: &[Bug] = &[
         summary: "the Redlock client holds with fewer than a majority of the lock servers",
         caught_by: CHECK_MUTUAL_EXCLUSION,
     },
+    coord::client::BUG_LEASE_NO_KEEPALIVE_CHECK,
+    coord::client::BUG_ZK_WATCH_PARENT,
+    coord::client::BUG_ZK_NO_SESSION_CHECK,
 ];
 
 impl ServerBug {
@@ -518,7 +527,12 @@ pub static FAMILY: Family = Family {
     name: "lock",
     summary: "a lock service with TTL leases and fencing tokens (Redis SET NX PX; Kleppmann's fencing), single-instance, Redlock over N servers, or etcd's and ZooKeeper's recipes on a Raft-replicated coordination service",
     protocols: &[LOCK_SERVER, FENCED_STORAGE, coord::server::PROTOCOL],
-    workloads: &[LOCK_WORKLOAD, REDLOCK_WORKLOAD],
+    workloads: &[
+        LOCK_WORKLOAD,
+        REDLOCK_WORKLOAD,
+        coord::client::ETCD_LOCK_WORKLOAD,
+        coord::client::ZK_LOCK_WORKLOAD,
+    ],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
 };
@@ -647,7 +661,11 @@ fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
     summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
-    applies_to: |s| s.runs_protocol(LOCK_SERVER.name) || has_lock_clients(s),
+    applies_to: |s| {
+        s.runs_protocol(LOCK_SERVER.name)
+            || s.runs_protocol(coord::server::PROTOCOL_NAME)
+            || has_lock_clients(s)
+    },
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,

@@ -24,6 +24,7 @@
 //! [`CoordCommand::LeaseRevoke`], never by the machine itself (which has no clock): this is
 //! etcd's lessor and ZooKeeper's leader-side session tracker.
 
+pub mod client;
 pub mod machine;
 pub mod server;
 #[cfg(test)]
