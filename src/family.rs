@@ -522,6 +522,46 @@ pub fn resolved_options<T: Serialize>(options: &T) -> toml::Table {
     toml::Table::try_from(options).expect("options serialize to a TOML table")
 }
 
+/// Parses an options table into `T`, a config built of `#[serde(flatten)]` parts (a client
+/// group's options around the `lock` client's, a `coordination` role's around Raft's). serde
+/// does not reject unknown keys through a flattened struct, so this does: a key that does not
+/// come back when the parsed options are written out again is unknown, and its error (at the
+/// key) lists every key `T` writes out plus `unlisted`, the keys it omits when unset (e.g. an
+/// optional `stop`, an empty `bugs`).
+pub fn parse_flattened_options<T>(
+    options: &toml::Table,
+    unlisted: &[&str],
+) -> Result<T, Vec<OptionError>>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    let config: T = parse_options(options)?;
+    let known = resolved_options(&config);
+    let mut expected: Vec<&str> = known.keys().map(String::as_str).collect();
+    expected.extend(unlisted.iter().filter(|k| !known.contains_key(**k)));
+    let expected = expected
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let errors: Vec<OptionError> = options
+        .keys()
+        .filter(|k| !known.contains_key(*k) && !unlisted.contains(&k.as_str()))
+        .map(|k| OptionError {
+            at_key: true,
+            ..OptionError::at(
+                k,
+                format!("unknown field `{k}`, expected one of {expected}"),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors)
+    }
+}
+
 /// Checks every name in `bugs` against `known` and returns one error per unknown one (at
 /// `bugs.<i>`).
 pub fn check_bugs(bugs: &[String], known: &[Bug], protocol: &str) -> Vec<OptionError> {

@@ -202,36 +202,13 @@ pub struct CommonOptions {
 }
 
 /// Parses a client group's options into `T`, a config that flattens the `lock` client's
-/// [`ClientConfig`] into its own keys. serde does not reject unknown keys through a flattened
-/// struct, so this does: a key that does not come back when the parsed options are written out
-/// again is unknown (every field is written out, `stop` when given).
+/// [`ClientConfig`] into its own keys ([`family::parse_flattened_options`]; `stop` is written
+/// out only when given).
 pub fn parse_flat<T>(options: &toml::Table) -> Result<T, Vec<OptionError>>
 where
     T: serde::de::DeserializeOwned + Serialize,
 {
-    let config: T = family::parse_options(options)?;
-    let known = family::resolved_options(&config);
-    let errors: Vec<OptionError> = options
-        .keys()
-        .filter(|k| !known.contains_key(*k))
-        .map(|k| {
-            let mut expected: Vec<String> = known.keys().map(|k| format!("`{k}`")).collect();
-            expected.push("`stop`".to_string());
-            expected.sort_unstable();
-            OptionError::at(
-                k,
-                format!(
-                    "unknown field `{k}`, expected one of {}",
-                    expected.join(", ")
-                ),
-            )
-        })
-        .collect();
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(errors)
-    }
+    family::parse_flattened_options(options, &["stop"])
 }
 
 /// Which recipe a [`CoordLockClient`] runs.

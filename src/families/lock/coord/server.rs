@@ -82,31 +82,20 @@ pub const MAX_WATCHES_LIMIT: u32 = 100_000;
 /// Options of a `coordination` role: Raft's options (the same keys and defaults as a `raft`
 /// role; `state_machine` does not apply) plus the lessor's and the watch hub's, in one flat
 /// table. Read with [`CoordConfig::parse`].
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CoordConfig {
     /// Period of the leader's lease expiry check, on its local clock (default 50ms; from 1ms to
     /// 1h): a lease is revoked at most this long after its deadline.
+    #[serde(default = "default_lease_check_interval")]
     pub lease_check_interval: Duration,
     /// Most watches one server holds (default 1024, from 1 to 100000); one more drops the
     /// oldest, which is told `compacted`.
+    #[serde(default = "default_max_watches")]
     pub max_watches: u32,
     /// Raft's options.
     #[serde(flatten)]
     pub raft: raft::Config,
 }
-
-/// The keys of a `coordination` table that are not Raft's.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServiceOptions {
-    #[serde(default = "default_lease_check_interval")]
-    lease_check_interval: Duration,
-    #[serde(default = "default_max_watches")]
-    max_watches: u32,
-}
-
-/// The option keys of a `coordination` role besides Raft's.
-pub const SERVICE_KEYS: &[&str] = &["lease_check_interval", "max_watches"];
 
 fn default_lease_check_interval() -> Duration {
     Duration::from_millis(50)
@@ -117,36 +106,17 @@ fn default_max_watches() -> u32 {
 }
 
 impl CoordConfig {
-    /// Reads a `coordination` options table: [`SERVICE_KEYS`] are the service's, every other key
-    /// is Raft's (an unknown one is an error at its key, like a wrong type).
+    /// Reads a `coordination` options table: the service's keys and Raft's in one table; an
+    /// unknown key is an error at its key, like a wrong type
+    /// ([`family::parse_flattened_options`]; Raft's `bugs` is written out only when given).
     pub fn parse(table: &toml::Table) -> Result<CoordConfig, Vec<OptionError>> {
-        let (own, raft): (toml::Table, toml::Table) = table
-            .clone()
-            .into_iter()
-            .partition(|(k, _)| SERVICE_KEYS.contains(&k.as_str()));
-        match (
-            family::parse_options::<ServiceOptions>(&own),
-            family::parse_options::<raft::Config>(&raft),
-        ) {
-            (Ok(own), Ok(raft)) => Ok(CoordConfig {
-                lease_check_interval: own.lease_check_interval,
-                max_watches: own.max_watches,
-                raft,
-            }),
-            (own, raft) => {
-                let mut raft_errors = raft.err().unwrap_or_default();
-                // An unknown key went to Raft's part: name every key the table takes.
-                for e in &mut raft_errors {
-                    if e.at_key && e.message.contains(", expected one of ") {
-                        e.message = e.message.replace(", `state_machine`", "");
-                        for key in SERVICE_KEYS {
-                            e.message.push_str(&format!(", `{key}`"));
-                        }
-                    }
-                }
-                Err(own.err().into_iter().flatten().chain(raft_errors).collect())
+        family::parse_flattened_options(table, &["bugs"]).map_err(|mut errors| {
+            // Raft's `state_machine` is written out but does not apply here: not expected.
+            for e in &mut errors {
+                e.message = e.message.replace(", `state_machine`", "");
             }
-        }
+            errors
+        })
     }
 }
 
@@ -1358,10 +1328,17 @@ mod tests {
             "{:?}",
             errors[0]
         );
+        assert!(errors[0].at_key, "{:?}", errors[0]);
+        for key in [
+            "`heartbeat_interval`",
+            "`lease_check_interval`",
+            "`max_watches`",
+            "`bugs`",
+        ] {
+            assert!(errors[0].message.contains(key), "{key}: {:?}", errors[0]);
+        }
         assert!(
-            errors[0]
-                .message
-                .ends_with("`lease_check_interval`, `max_watches`"),
+            !errors[0].message.contains("state_machine"),
             "{:?}",
             errors[0]
         );
