@@ -610,22 +610,40 @@ fn lock_and_storage(
     ctx: &RoleContext<'_>,
     errors: Vec<OptionError>,
 ) -> Result<(usize, usize), Vec<OptionError>> {
+    let (lock, storage) = server_and_storage(
+        ctx,
+        errors,
+        LOCK_SERVER.name,
+        true,
+        "a lock client group talks to one lock-server role and one fenced-storage role",
+    )?;
+    Ok((lock, storage.expect("required")))
+}
+
+/// The positions in `talks_to` of a client group's role running `server` and of its
+/// `fenced-storage` role (`None` if it has none). Errors: `missing` (at `talks_to`) if the
+/// server role is missing, or the storage role when `needs_storage`; else, when checking, the
+/// option `errors` found. Shared by every lock client workload.
+pub(crate) fn server_and_storage(
+    ctx: &RoleContext<'_>,
+    errors: Vec<OptionError>,
+    server: &str,
+    needs_storage: bool,
+    missing: &str,
+) -> Result<(usize, Option<usize>), Vec<OptionError>> {
     let position = |protocol: &str| ctx.talks_to.iter().position(|p| p.name == protocol);
-    let (Some(lock), Some(storage)) = (position(LOCK_SERVER.name), position(FENCED_STORAGE.name))
-    else {
-        return Err(vec![OptionError::of_role(
-            "talks_to",
-            "a lock client group talks to one lock-server role and one fenced-storage role",
-        )]);
+    let storage = position(FENCED_STORAGE.name);
+    let Some(server) = position(server).filter(|_| storage.is_some() || !needs_storage) else {
+        return Err(vec![OptionError::of_role("talks_to", missing)]);
     };
     if ctx.checking && !errors.is_empty() {
         return Err(errors);
     }
-    Ok((lock, storage))
+    Ok((server, storage))
 }
 
 /// The node of `talks_to[part]` a client uses: picked round robin by its client index.
-fn pick(setup: &NodeSetup, part: usize) -> NodeId {
+pub(crate) fn pick(setup: &NodeSetup, part: usize) -> NodeId {
     let nodes = &setup.talks_to[part].1;
     nodes[setup.client_index as usize % nodes.len()]
 }

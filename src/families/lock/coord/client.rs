@@ -93,8 +93,8 @@ use crate::families::lock::client::{
     ClientConfig, back_off_delay, process_id, write_data, write_offsets,
 };
 use crate::families::lock::{
-    CHECK_MUTUAL_EXCLUSION, FENCED_STORAGE, Message as LockMessage, Observation, StopReason,
-    check_duration, next_incarnation,
+    CHECK_MUTUAL_EXCLUSION, Message as LockMessage, Observation, StopReason, check_duration,
+    next_incarnation, pick, server_and_storage,
 };
 use crate::family::{
     self, Bug, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
@@ -1425,25 +1425,17 @@ fn coordination_and_storage(
     errors: Vec<OptionError>,
     needs_storage: bool,
 ) -> Result<(usize, Option<usize>), Vec<OptionError>> {
-    let position = |protocol: &str| ctx.talks_to.iter().position(|p| p.name == protocol);
-    let coord = position(super::server::PROTOCOL_NAME);
-    let storage = position(FENCED_STORAGE.name);
-    match (coord, storage) {
-        (Some(coord), storage) if storage.is_some() || !needs_storage => {
-            if ctx.checking && !errors.is_empty() {
-                return Err(errors);
-            }
-            Ok((coord, storage))
-        }
-        _ => Err(vec![OptionError::of_role(
-            "talks_to",
-            if needs_storage {
-                "a zk-lock client group talks to one coordination role and one fenced-storage role"
-            } else {
-                "an etcd-lock client group talks to one coordination role (and optionally a fenced-storage role, unused: its writes go through the service)"
-            },
-        )]),
-    }
+    server_and_storage(
+        ctx,
+        errors,
+        super::server::PROTOCOL_NAME,
+        needs_storage,
+        if needs_storage {
+            "a zk-lock client group talks to one coordination role and one fenced-storage role"
+        } else {
+            "an etcd-lock client group talks to one coordination role (and optionally a fenced-storage role, unused: its writes go through the service)"
+        },
+    )
 }
 
 fn build(
@@ -1457,10 +1449,7 @@ fn build(
         build: std::sync::Arc::new(move |setup: &NodeSetup| {
             let servers = setup.talks_to[coord].1.clone();
             let home = servers[setup.client_index as usize % servers.len()];
-            let storage = storage.map(|part| {
-                let nodes = &setup.talks_to[part].1;
-                nodes[setup.client_index as usize % nodes.len()]
-            });
+            let storage = storage.map(|part| pick(setup, part));
             Box::new(CoordLockClient::new(
                 setup.id,
                 servers,

@@ -190,6 +190,8 @@ pub struct CoordServer {
     next_watch: u64,
     /// Events with a lower sequence number were looked at by the watch hub.
     seen_seq: u64,
+    /// The machine's revision when the watch hub last looked at it.
+    seen_revision: u64,
     /// Events with a lower sequence number had their storage facts reported (synced).
     facts_seq: u64,
 }
@@ -205,6 +207,7 @@ impl CoordServer {
             watches: BTreeMap::new(),
             next_watch: 0,
             seen_seq: 0,
+            seen_revision: 0,
             facts_seq: 0,
         }
     }
@@ -230,9 +233,15 @@ impl CoordServer {
     }
 
     /// Runs after every input: storage facts, watches, and the lessor's view of leadership.
+    /// Most inputs are Raft traffic that changes no machine state; the watches can fire only on
+    /// a change (a registration looks at its own watch at once), so they are looked at only
+    /// when the machine's events or revision moved.
     fn after_step(&mut self, ctx: &mut Context<'_>) {
         self.report_facts(ctx);
-        self.notify_watches(ctx);
+        let machine = self.machine();
+        if (machine.next_seq(), machine.revision()) != (self.seen_seq, self.seen_revision) {
+            self.notify_watches(ctx);
+        }
         self.track_leadership(ctx);
     }
 
@@ -357,6 +366,7 @@ impl CoordServer {
             }
         }
         self.seen_seq = machine.next_seq();
+        self.seen_revision = machine.revision();
         for (n, fire) in fired {
             let w = self.watches.remove(&n).expect("registered");
             Self::send_fire(ctx, &w, fire);
