@@ -10,6 +10,7 @@ pub mod kv;
 pub mod lock;
 pub mod paxos;
 pub mod raft;
+pub mod registry;
 pub mod replicated;
 pub mod testing;
 
