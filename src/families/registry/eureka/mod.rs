@@ -76,6 +76,8 @@
 pub mod agent;
 pub mod check;
 pub mod server;
+#[cfg(test)]
+mod sim_tests;
 
 use serde::{Deserialize, Serialize};
 

@@ -236,8 +236,15 @@ impl EurekaServer {
             .values()
             .flat_map(|leases| leases.values())
             .map(|l| {
-                let covered = (now - l.registered_ns).clamp(0, window) as f64;
-                covered / (l.info.renewal_interval_ms.max(1) as f64 * MS as f64)
+                // Renewals due in the window: `window / interval` for a lease older than the
+                // window, else those due since its registration.
+                let interval = l.info.renewal_interval_ms.max(1) as f64 * MS as f64;
+                let age = (now - l.registered_ns).max(0);
+                if age >= window {
+                    window as f64 / interval
+                } else {
+                    (age as f64 / interval).floor()
+                }
             })
             .sum();
         (self.renewals.len() as u64, expected)
