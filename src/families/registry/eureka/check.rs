@@ -29,7 +29,7 @@ pub const EVICTION_SAFETY_CHECK: CheckInfo = CheckInfo {
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
-    run: run,
+    run,
 };
 
 fn run(record: &RunRecord) -> CheckResult {
