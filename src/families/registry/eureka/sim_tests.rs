@@ -79,9 +79,9 @@ const INSTANCE: ProtocolInfo = ProtocolInfo {
 static TEST_FAMILY: Family = Family {
     name: "eureka-test",
     summary: "eureka servers and bare instances (tests)",
-    protocols: &[super::PROTOCOL, INSTANCE],
+    protocols: &[INSTANCE],
     workloads: &[],
-    checks: &[super::EVICTION_SAFETY_CHECK],
+    checks: &[],
     decisions: None,
 };
 
