@@ -244,3 +244,32 @@ target = "web1""#,
     }
     assert_eq!(eviction_safety(&record).verdict, Verdict::Pass);
 }
+
+#[test]
+fn a_bad_eureka_option_is_refused_at_its_key_before_any_run() {
+    let text = r#"name = "bad"
+duration = "5s"
+
+[[cluster.role]]
+name = "registry"
+protocol = "eureka"
+nodes = 2
+options = { renewal_percent_threshold = 1.5, eviction_interval = "0s" }
+"#;
+    let errors = Scenario::parse_all_with(
+        std::path::Path::new("bad.toml"),
+        text.as_bytes(),
+        &crate::families::builtin(),
+    )
+    .expect_err("invalid options");
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        shown.iter().any(|e| e.starts_with("bad.toml:8:")
+            && e.contains("options.renewal_percent_threshold: expected a share in (0, 1], found 1.5")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|e| e.contains("options.eviction_interval: expected from 1ms")),
+        "{shown:?}"
+    );
+}
