@@ -265,11 +265,15 @@ options = { renewal_percent_threshold = 1.5, eviction_interval = "0s" }
     let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert!(
         shown.iter().any(|e| e.starts_with("bad.toml:8:")
-            && e.contains("options.renewal_percent_threshold: expected a share in (0, 1], found 1.5")),
+            && e.contains(
+                "options.renewal_percent_threshold: expected a share in (0, 1], found 1.5"
+            )),
         "{shown:?}"
     );
     assert!(
-        shown.iter().any(|e| e.contains("options.eviction_interval: expected from 1ms")),
+        shown
+            .iter()
+            .any(|e| e.contains("options.eviction_interval: expected from 1ms")),
         "{shown:?}"
     );
 }
