@@ -195,22 +195,43 @@ impl Facts {
             .filter(|g| g.workload == DISCOVERY_NAME)
             .flat_map(|g| nodes_of(&g.name))
             .collect();
-        let mut views: BTreeMap<(NodeId, String), Timeline> = BTreeMap::new();
+        // Views at every change, in the run's order (observations and lifecycle records share
+        // one sequence): a crashed server or client forgets its view (a Eureka server's
+        // registry and a client's cache are in memory; a CP replica rebuilds its state and
+        // reports it again as it applies the log), so a crash empties it.
+        let services: BTreeSet<String> = instances.values().map(|(_, s)| s.clone()).collect();
+        let mut changes: Vec<(u64, u64, NodeId, String, BTreeSet<String>)> = Vec::new();
         let mut leaves: Vec<(u64, String)> = Vec::new();
         for o in &record.observations {
             match o.get::<Observation>() {
                 Some(
                     Observation::ServerView { service, instances }
                     | Observation::ClientView { service, instances },
-                ) => views
-                    .entry((o.node, service.clone()))
-                    .or_default()
-                    .push((o.t_ns, instances.iter().cloned().collect())),
+                ) => changes.push((
+                    o.seq,
+                    o.t_ns,
+                    o.node,
+                    service.clone(),
+                    instances.iter().cloned().collect(),
+                )),
                 Some(Observation::Leaving { instance, .. }) => {
                     leaves.push((o.t_ns, instance.clone()));
                 }
                 _ => {}
             }
+        }
+        let observers: BTreeSet<NodeId> = registry.iter().chain(&clients).copied().collect();
+        for l in &record.lifecycle {
+            if l.kind == LifecycleKind::Crash && observers.contains(&l.node) {
+                for service in &services {
+                    changes.push((l.seq, l.t_ns, l.node, service.clone(), BTreeSet::new()));
+                }
+            }
+        }
+        changes.sort_by_key(|(seq, ..)| *seq);
+        let mut views: BTreeMap<(NodeId, String), Timeline> = BTreeMap::new();
+        for (_, t_ns, node, service, view) in changes {
+            views.entry((node, service)).or_default().push((t_ns, view));
         }
         // Dead intervals: from a crash or a leave to the next restart (a restarted instance
         // that had left stays gone; it does not serve, so its leave keeps it dead).
