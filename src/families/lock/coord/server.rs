@@ -60,16 +60,18 @@
 //! leader's lessor (a follower never proposes a revoke, and an expiry decided by a deposed
 //! leader whose revoke never commits has no effect); a watch fires at most once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::machine::{CoordMachine, Event, EventKind};
-use super::{CoordCommand, CoordMessage, LeaseId};
+use super::{CoordCommand, CoordMessage, CoordOutcome, LeaseId};
 use crate::families::lock::Observation;
 use crate::families::raft::{self, Node, Role};
-use crate::family::{self, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
+use crate::families::registry::{self, Consistency, SERVICES_PREFIX};
+use crate::families::replicated::{Answer, Served};
+use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{AnyProcess, Context, Message, NodeId, Process, Timer, TimerId};
 use crate::scenario::Duration;
 
@@ -194,11 +196,32 @@ pub struct CoordServer {
     seen_revision: u64,
     /// Events with a lower sequence number had their storage facts reported (synced).
     facts_seq: u64,
+    /// Events with a lower sequence number were looked at for service views.
+    views_seq: u64,
+    /// The instances of each service under [`SERVICES_PREFIX`] as last reported.
+    views: BTreeMap<String, BTreeSet<String>>,
+    /// The Raft term the watch hub last saw (for the planted bug `watch-lost-on-leader-change`).
+    watch_term: u64,
+    /// Planted bugs switched on.
+    bugs: CoordBugs,
+}
+
+/// The coordination server's own planted bugs (see [`PROTOCOL`]'s `bugs`).
+#[derive(Clone, Copy, Debug, Default)]
+struct CoordBugs {
+    /// `stale-read-as-consistent`.
+    stale_read_as_consistent: bool,
+    /// `watch-lost-on-leader-change`.
+    watch_lost_on_leader_change: bool,
 }
 
 impl CoordServer {
     /// A server for `setup` (nothing loaded until it starts).
     pub fn new(setup: &NodeSetup, config: CoordConfig) -> CoordServer {
+        let bugs = CoordBugs {
+            stale_read_as_consistent: config.raft.bug(BUG_STALE_READ_AS_CONSISTENT),
+            watch_lost_on_leader_change: config.raft.bug(BUG_WATCH_LOST_ON_LEADER_CHANGE),
+        };
         CoordServer {
             id: setup.id,
             node: Node::new(setup, config.raft.clone()),
@@ -209,6 +232,10 @@ impl CoordServer {
             seen_seq: 0,
             seen_revision: 0,
             facts_seq: 0,
+            views_seq: 0,
+            views: BTreeMap::new(),
+            watch_term: 0,
+            bugs,
         }
     }
 
@@ -238,11 +265,122 @@ impl CoordServer {
     /// when the machine's events or revision moved.
     fn after_step(&mut self, ctx: &mut Context<'_>) {
         self.report_facts(ctx);
+        self.drop_watches_on_new_term();
         let machine = self.machine();
         if (machine.next_seq(), machine.revision()) != (self.seen_seq, self.seen_revision) {
+            self.report_views(ctx);
             self.notify_watches(ctx);
         }
         self.track_leadership(ctx);
+    }
+
+    // ----- reads at a consistency level -----
+
+    /// A range at `default` or `stale` consistency, answered here from this replica's applied
+    /// state (see [`CoordCommand::Range`]); `consistent` ranges go to the Raft node (ReadIndex),
+    /// except with the planted bug `stale-read-as-consistent`, which serves them as `stale`.
+    /// Returns the request back if the Raft node must handle it.
+    fn local_read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        id: u64,
+        command: CoordCommand,
+    ) -> Option<(u64, CoordCommand)> {
+        let CoordCommand::Range {
+            prefix,
+            consistency,
+            with_values,
+        } = &command
+        else {
+            return Some((id, command));
+        };
+        let level = match consistency {
+            Consistency::Consistent if self.bugs.stale_read_as_consistent => Consistency::Stale,
+            level => *level,
+        };
+        let answer = match level {
+            Consistency::Consistent => return Some((id, command)),
+            Consistency::Default if self.node.role() != Role::Leader => {
+                Answer::Redirect(self.node.leader().filter(|&l| l != self.id))
+            }
+            Consistency::Default | Consistency::Stale => {
+                Answer::Done(self.machine().range(prefix, *with_values))
+            }
+        };
+        CoordMachine::send_reply(ctx, client, id, answer);
+        None
+    }
+
+    // ----- service views -----
+
+    /// Reports every change of a service's instances (keys `/services/<service>/<instance>`)
+    /// this replica applied since the last step, revision by revision: the registry family's
+    /// [`registry::Observation::ServerView`] and, with the revision, the CP registry's
+    /// [`registry::cp::Observation::Applied`]. After a gap in the events (a snapshot installed,
+    /// a restart) the whole state is read again. Keys outside [`SERVICES_PREFIX`] report
+    /// nothing.
+    fn report_views(&mut self, ctx: &mut Context<'_>) {
+        let machine = self.node.state_machine().machine();
+        if machine.first_seq() > self.views_seq {
+            let now = services_of(machine);
+            let empty = BTreeSet::new();
+            let changed: BTreeSet<String> = now
+                .keys()
+                .chain(self.views.keys())
+                .filter(|s| now.get(*s).unwrap_or(&empty) != self.views.get(*s).unwrap_or(&empty))
+                .cloned()
+                .collect();
+            self.views = now;
+            self.views_seq = machine.next_seq();
+            let revision = machine.revision();
+            for service in changed {
+                report_view(ctx, &self.views, &service, revision);
+            }
+            return;
+        }
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut at = None;
+        for event in machine.events_from(self.views_seq) {
+            let (key, deleted) = match &event.kind {
+                EventKind::Created { key } => (key, false),
+                EventKind::Deleted { key } => (key, true),
+                EventKind::Write { .. } => continue,
+            };
+            let Some((service, instance)) = service_key(key) else {
+                continue;
+            };
+            if at.is_some_and(|r| r != event.revision) {
+                for service in std::mem::take(&mut dirty) {
+                    report_view(ctx, &self.views, &service, at.expect("set"));
+                }
+            }
+            at = Some(event.revision);
+            let set = self.views.entry(service.to_string()).or_default();
+            if deleted {
+                set.remove(instance);
+            } else {
+                set.insert(instance.to_string());
+            }
+            dirty.insert(service.to_string());
+        }
+        for service in dirty {
+            report_view(ctx, &self.views, &service, at.expect("set"));
+        }
+        self.views_seq = machine.next_seq();
+    }
+
+    /// The planted bug `watch-lost-on-leader-change`: on a new term, every watch registered
+    /// here is forgotten without a word (the correct server keeps them: watches fire from the
+    /// applied log, which a leader change does not interrupt).
+    fn drop_watches_on_new_term(&mut self) {
+        let term = self.node.term();
+        if term != self.watch_term {
+            if self.bugs.watch_lost_on_leader_change && self.watch_term != 0 {
+                self.watches.clear();
+            }
+            self.watch_term = term;
+        }
     }
 
     // ----- storage facts -----
@@ -503,7 +641,9 @@ impl CoordServer {
     fn on_coord_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: CoordMessage) {
         match message {
             CoordMessage::Request { id, command } => {
-                self.node.on_request(ctx, from, (id, command));
+                if let Some(request) = self.local_read(ctx, from, id, command) {
+                    self.node.on_request(ctx, from, request);
+                }
             }
             CoordMessage::KeepAlive { lease } => self.keep_alive(ctx, from, lease),
             CoordMessage::Watch {
@@ -536,11 +676,13 @@ impl AnyProcess for CoordServer {
         self.node.on_start(ctx);
         let machine = self.node.state_machine().machine();
         self.seen_seq = machine.next_seq();
+        self.watch_term = self.node.term();
         self.facts_seq = ctx
             .disk()
             .read(FACTS_KEY)
             .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
             .unwrap_or(0);
+        self.report_views(ctx); // the state loaded from disk
         self.after_step(ctx);
     }
 
@@ -576,11 +718,76 @@ pub const PROTOCOL_NAME: &str = "coordination";
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: PROTOCOL_NAME,
     summary: "a coordination service (etcd's keys, revisions, leases and watches; ZooKeeper's sessions, ephemeral sequential nodes) replicated by Raft, with the leader's lessor",
-    serves: &["etcd-lock", "zk-lock"],
-    bugs: &[],
+    serves: &["etcd-lock", "zk-lock", "discovery"],
+    bugs: &BUGS,
     built_on: &[raft::PROTOCOL.name, super::super::FENCED_STORAGE.name],
     configure,
 };
+
+/// Planted bug: a `consistent` read is served from the receiving server's applied state, like
+/// a `stale` one (a follower's or a deposed leader's old data passes for linearizable).
+pub const BUG_STALE_READ_AS_CONSISTENT: &str = "stale-read-as-consistent";
+/// Planted bug: a server forgets every watch it holds when it sees a new term, silently.
+pub const BUG_WATCH_LOST_ON_LEADER_CHANGE: &str = "watch-lost-on-leader-change";
+
+/// The coordination server's own planted bugs (its `bugs` option also takes Raft's).
+pub const BUGS: [Bug; 2] = [
+    Bug {
+        name: BUG_STALE_READ_AS_CONSISTENT,
+        summary: "a consistent read is answered from the receiving server's applied state, so a minority-side or deposed server serves stale data as linearizable",
+        caught_by: "registry-linearizable",
+    },
+    Bug {
+        name: BUG_WATCH_LOST_ON_LEADER_CHANGE,
+        summary: "a server silently forgets its registered watches when it sees a new term, so a watching client's view freezes",
+        caught_by: "registry-convergence",
+    },
+];
+
+/// The instances of every service under [`SERVICES_PREFIX`] in `machine`.
+fn services_of(machine: &CoordMachine) -> BTreeMap<String, BTreeSet<String>> {
+    let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let CoordOutcome::Keys { keys, .. } = machine.range(SERVICES_PREFIX, false) {
+        for k in keys {
+            if let Some((service, instance)) = service_key(&k.key) {
+                services
+                    .entry(service.to_string())
+                    .or_default()
+                    .insert(instance.to_string());
+            }
+        }
+    }
+    services
+}
+
+/// `(service, instance)` of a key `/services/<service>/<instance>`; `None` for any other key.
+pub fn service_key(key: &str) -> Option<(&str, &str)> {
+    let (service, instance) = key.strip_prefix(SERVICES_PREFIX)?.split_once('/')?;
+    (!service.is_empty() && !instance.is_empty() && !instance.contains('/'))
+        .then_some((service, instance))
+}
+
+/// Observes `service`'s instances in `views` at `revision` (see `CoordServer::report_views`).
+fn report_view(
+    ctx: &mut Context<'_>,
+    views: &BTreeMap<String, BTreeSet<String>>,
+    service: &str,
+    revision: u64,
+) {
+    let instances: Vec<String> = views
+        .get(service)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    ctx.observe(registry::Observation::ServerView {
+        service: service.to_string(),
+        instances: instances.clone(),
+    });
+    ctx.observe(registry::cp::Observation::Applied {
+        service: service.to_string(),
+        revision,
+        instances,
+    });
+}
 
 fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     let config = CoordConfig::parse(ctx.options)?;
@@ -604,6 +811,10 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
 /// does not apply), and the lessor's and watch hub's limits.
 fn validate(c: &CoordConfig, ctx: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = raft::validate(&c.raft, ctx);
+    // `bugs` takes Raft's planted bugs and the server's own.
+    errors.retain(|e| e.path.first().is_none_or(|k| k != "bugs"));
+    let known: Vec<Bug> = raft::PROTOCOL.bugs.iter().chain(&BUGS).copied().collect();
+    errors.extend(family::check_bugs(&c.raft.bugs, &known, PROTOCOL_NAME));
     if ctx.options.contains_key("state_machine") {
         errors.retain(|e| e.path.first().is_none_or(|k| k != "state_machine"));
         errors.push(OptionError::at(
