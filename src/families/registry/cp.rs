@@ -52,6 +52,8 @@
 //! that crashes is lost with it (as in ZooKeeper without a session to tell the client); this
 //! agent does not notice: see docs/registry.md.
 
+pub mod linearizable;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;

@@ -237,13 +237,7 @@ pub trait RegistryAgent: Send + 'static {
 
     /// Starts lookup `lookup` of `service` at `consistency` (an AP registry reads every level
     /// as [`Consistency::Stale`]).
-    fn lookup(
-        &mut self,
-        ctx: &mut Context<'_>,
-        lookup: u64,
-        service: &str,
-        consistency: Consistency,
-    );
+    fn lookup(&mut self, ctx: &mut Context<'_>, lookup: u64, service: &str, consistency: Consistency);
 
     /// Subscribes to changes of `service`: each change (after an initial read) is reported as
     /// [`AgentEvent::View`]. Returns false if this registry has no watches (the host polls).
@@ -258,12 +252,8 @@ pub trait RegistryAgent: Send + 'static {
     ) -> Vec<AgentEvent>;
 
     /// An agent timer fired.
-    fn on_timer(
-        &mut self,
-        ctx: &mut Context<'_>,
-        id: TimerId,
-        timer: Self::Timer,
-    ) -> Vec<AgentEvent>;
+    fn on_timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Self::Timer)
+    -> Vec<AgentEvent>;
 }
 
 /// The registry family's facts of a run, reported by instances, registry servers and
@@ -318,7 +308,7 @@ pub trait HostBuilder {
 
 /// The registry protocols instances and discovering clients can use, by role protocol name.
 /// Each registry adds its name here and its arm in [`with_agent`].
-pub const REGISTRY_PROTOCOLS: &[&str] = &[crate::families::lock::coord::server::PROTOCOL_NAME];
+pub const REGISTRY_PROTOCOLS: &[&str] = &["coordination"];
 
 /// Builds `host` over the agent of the registry protocol `protocol` (one of
 /// [`REGISTRY_PROTOCOLS`]); `None` for any other protocol.
@@ -328,9 +318,7 @@ pub fn with_agent<B: HostBuilder>(
     config: AgentConfig,
 ) -> Option<Box<dyn crate::process::AnyProcess>> {
     match protocol {
-        crate::families::lock::coord::server::PROTOCOL_NAME => {
-            Some(host.build::<cp::CoordAgent>(config))
-        }
+        "coordination" => Some(host.build::<cp::CoordAgent>(config)), // CP registry
         // "eureka" => Some(host.build::<eureka::EurekaAgent>(config)),     (AP registry)
         _ => None,
     }

@@ -868,6 +868,10 @@ mod tests {
         facts: Vec<(NodeId, i64, Observation)>,
         /// When each server last became leader.
         became_leader: BTreeMap<NodeId, i64>,
+        /// The CP registry's facts, with the observing server.
+        applied: Vec<(NodeId, registry::cp::Observation)>,
+        /// Registry server views, with the observing server.
+        views: Vec<(NodeId, registry::Observation)>,
         /// Servers cut off from everyone.
         isolated: BTreeSet<NodeId>,
         now: i64,
@@ -884,6 +888,8 @@ mod tests {
                 to_client: Vec::new(),
                 facts: Vec::new(),
                 became_leader: BTreeMap::new(),
+                applied: Vec::new(),
+                views: Vec::new(),
                 isolated: BTreeSet::new(),
                 now: 0,
             };
@@ -927,6 +933,12 @@ mod tests {
                     Effect::Observe(o) => {
                         if let Some(f) = o.downcast_ref::<Observation>() {
                             self.facts.push((from, self.now, f.clone()));
+                        }
+                        if let Some(f) = o.downcast_ref::<registry::cp::Observation>() {
+                            self.applied.push((from, f.clone()));
+                        }
+                        if let Some(f) = o.downcast_ref::<registry::Observation>() {
+                            self.views.push((from, f.clone()));
                         }
                         if let Some(CommonObservation::Role {
                             role: NodeRole::Leader,
@@ -1563,5 +1575,188 @@ mod tests {
             "{:?}",
             errors[0]
         );
+    }
+
+    fn range(prefix: &str, consistency: Consistency) -> CoordMessage {
+        CoordMessage::Request {
+            id: 77,
+            command: CoordCommand::Range {
+                prefix: prefix.into(),
+                consistency,
+                with_values: true,
+            },
+        }
+    }
+
+    /// What server `i` answered request 77 with right away (None: no answer yet).
+    fn read_at(c: &mut Cluster, i: usize, consistency: Consistency) -> Option<CoordAnswer> {
+        c.to_client.clear();
+        c.send(i, range("/services/web/", consistency));
+        c.to_client.iter().find_map(|(from, m)| match m {
+            CoordMessage::Reply { id: 77, answer } if from.index() == i => Some(answer.clone()),
+            _ => None,
+        })
+    }
+
+    fn keys_of(answer: Option<CoordAnswer>) -> (Vec<(String, Option<String>)>, u64) {
+        match answer {
+            Some(CoordAnswer::Done {
+                outcome: CoordOutcome::Keys { keys, revision },
+            }) => (
+                keys.into_iter().map(|k| (k.key, k.value)).collect(),
+                revision,
+            ),
+            other => panic!("expected keys, got {other:?}"),
+        }
+    }
+
+    fn bugged(bug: &str) -> CoordConfig {
+        let mut config = CoordConfig::default();
+        config.raft.bugs = vec![bug.to_string()];
+        config
+    }
+
+    #[test]
+    fn default_reads_are_served_by_the_leader_stale_reads_by_any_server_consistent_by_read_index() {
+        let mut c = cluster();
+        let leader = c.leader();
+        let follower = (leader + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        let leader_id = Some(NodeId(leader as u32));
+        // At once, without a heartbeat round: the leader at default, anyone at stale.
+        let (keys, revision) = keys_of(read_at(&mut c, leader, Consistency::Default));
+        assert_eq!(
+            keys,
+            vec![("/services/web/a".to_string(), Some("c".to_string()))]
+        );
+        assert_eq!(revision, 1);
+        // A follower knows the commit from the next heartbeat.
+        let run = c.now / MS + 100;
+        c.run_until(run);
+        assert_eq!(keys_of(read_at(&mut c, follower, Consistency::Stale)).1, 1);
+        assert_eq!(
+            read_at(&mut c, follower, Consistency::Default),
+            Some(CoordAnswer::Redirect { leader: leader_id })
+        );
+        assert_eq!(
+            read_at(&mut c, follower, Consistency::Consistent),
+            Some(CoordAnswer::Redirect { leader: leader_id })
+        );
+        // A consistent read waits for a round a majority answers (ReadIndex)...
+        c.isolated.insert(NodeId(follower as u32));
+        c.isolated.insert(NodeId(((leader + 2) % 3) as u32));
+        assert_eq!(read_at(&mut c, leader, Consistency::Consistent), None);
+        let later = c.now / MS + 100;
+        c.run_until(later);
+        assert!(
+            !c.to_client
+                .iter()
+                .any(|(_, m)| matches!(m, CoordMessage::Reply { id: 77, .. })),
+            "a leader cut off from its majority never answers a consistent read"
+        );
+        // ...while the cut-off leader still answers default and stale reads from its state.
+        assert_eq!(keys_of(read_at(&mut c, leader, Consistency::Default)).1, 1);
+        assert_eq!(keys_of(read_at(&mut c, leader, Consistency::Stale)).1, 1);
+    }
+
+    #[test]
+    fn stale_read_as_consistent_lets_a_follower_answer_a_consistent_read() {
+        let mut c = Cluster::new(3, bugged(BUG_STALE_READ_AS_CONSISTENT));
+        c.run_until(1000);
+        let follower = (c.leader() + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        assert_eq!(
+            keys_of(read_at(&mut c, follower, Consistency::Consistent)).1,
+            0,
+            "the follower answers at once from its state, which lags the commit"
+        );
+    }
+
+    #[test]
+    fn every_replica_reports_each_service_change_with_its_revision_and_lock_keys_report_nothing() {
+        let mut c = cluster();
+        let lease = c.grant(1, 60_000);
+        c.create(2, "/lock/x", Some(lease));
+        c.create(3, "/services/web/a", Some(lease));
+        c.create(4, "/services/web/b", None);
+        c.create(5, "/services/db/c", Some(lease));
+        c.create(6, "/services/web/a/deeper", None);
+        c.request(7, CoordCommand::LeaseRevoke { lease });
+        let run = c.now / MS + 200;
+        c.run_until(run);
+        let applied =
+            |r: u64, service: &str, instances: &[&str]| registry::cp::Observation::Applied {
+                service: service.into(),
+                revision: r,
+                instances: instances.iter().map(|s| s.to_string()).collect(),
+            };
+        let expected = vec![
+            applied(3, "web", &["a"]),
+            applied(4, "web", &["a", "b"]),
+            applied(5, "db", &["c"]),
+            // One revoke, one revision, both services.
+            applied(7, "db", &[]),
+            applied(7, "web", &["b"]),
+        ];
+        for i in 0..3 {
+            let mine: Vec<_> = c
+                .applied
+                .iter()
+                .filter(|(n, _)| n.index() == i)
+                .map(|(_, o)| o.clone())
+                .collect();
+            assert_eq!(mine, expected, "replica {i}");
+            let views = c.views.iter().filter(|(n, _)| n.index() == i).count();
+            assert_eq!(views, expected.len(), "a ServerView beside each");
+        }
+        // A restarted replica reports its state again as it rebuilds it.
+        c.applied.clear();
+        c.crash_restart(0);
+        let run = c.now / MS + 1000;
+        c.run_until(run);
+        let last = c.applied.iter().rev().find(|(n, _)| n.index() == 0);
+        assert_eq!(
+            last.map(|(_, o)| o.clone()),
+            Some(applied(7, "web", &["b"]))
+        );
+    }
+
+    /// A watch on a follower's service prefix, then a new term, then a change: does it fire?
+    fn watch_across_a_new_term(config: CoordConfig) -> bool {
+        let mut c = Cluster::new(3, config);
+        c.run_until(1000);
+        let old = c.leader();
+        let watcher = (old + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        c.send(watcher, watch(5, "/services/web/", true, 1));
+        assert_eq!(c.servers[watcher].watch_count(), 1);
+        c.isolated.insert(NodeId(old as u32));
+        let run = c.now / MS + 2000;
+        c.run_until(run);
+        assert_ne!(c.leader(), old, "a new leader in a new term");
+        c.create(2, "/services/web/b", None);
+        c.watch_events().iter().any(|(w, _, _, _)| *w == 5)
+    }
+
+    #[test]
+    fn watches_survive_a_leader_change_unless_watch_lost_on_leader_change() {
+        assert!(watch_across_a_new_term(CoordConfig::default()));
+        assert!(!watch_across_a_new_term(bugged(
+            BUG_WATCH_LOST_ON_LEADER_CHANGE
+        )));
+    }
+
+    #[test]
+    fn service_keys_parse_as_service_and_instance() {
+        assert_eq!(service_key("/services/web/a"), Some(("web", "a")));
+        for other in [
+            "/services/web/",
+            "/services//a",
+            "/services/web/a/b",
+            "/lock/a",
+            "/services/web",
+        ] {
+            assert_eq!(service_key(other), None, "{other}");
+        }
     }
 }
