@@ -724,3 +724,395 @@ impl RegistryAgent for CoordAgent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::registry::RegistryTimer;
+    use crate::process::{Effect, TestContext};
+
+    const ME: NodeId = NodeId(7);
+    const S: [NodeId; 3] = [NodeId(0), NodeId(1), NodeId(2)];
+
+    struct Harness {
+        agent: CoordAgent,
+        tc: TestContext,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let config = AgentConfig {
+                id: ME,
+                registry: S.to_vec(),
+                home: S[1],
+                ttl_ms: 3000,
+                heartbeat_interval_ms: 1000,
+                request_timeout_ms: 800,
+            };
+            Harness {
+                agent: CoordAgent::new(config),
+                tc: TestContext::new(ME, 1),
+            }
+        }
+
+        /// Sends and timers (id, timer) since the last call.
+        fn effects(&mut self) -> (Vec<(NodeId, CoordMessage)>, Vec<(TimerId, CpTimer)>) {
+            let mut sends = Vec::new();
+            let mut timers = Vec::new();
+            for e in self.tc.take_effects() {
+                match e {
+                    Effect::Send { to, message } => {
+                        sends.push((to, message.downcast_ref::<CoordMessage>().unwrap().clone()));
+                    }
+                    Effect::SetTimer { id, timer, .. } => {
+                        match timer.downcast_ref::<RegistryTimer<CpTimer>>().unwrap() {
+                            RegistryTimer::Agent { timer } => timers.push((id, timer.clone())),
+                            RegistryTimer::Host { .. } => panic!("an agent sets agent timers"),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (sends, timers)
+        }
+
+        fn reply(&mut self, from: NodeId, id: u64, answer: CoordAnswer) -> Vec<AgentEvent> {
+            let m = CoordMessage::Reply { id, answer };
+            self.agent.on_message(&mut self.tc.ctx(), from, m)
+        }
+
+        fn done(&mut self, from: NodeId, id: u64, outcome: CoordOutcome) -> Vec<AgentEvent> {
+            self.reply(from, id, CoordAnswer::Done { outcome })
+        }
+
+        fn fire(&mut self, id: TimerId, timer: CpTimer) -> Vec<AgentEvent> {
+            self.agent.on_timer(&mut self.tc.ctx(), id, timer)
+        }
+    }
+
+    fn info(instance: &str) -> InstanceInfo {
+        InstanceInfo {
+            service: "web".into(),
+            instance: instance.into(),
+            node: NodeId(5),
+            tags: vec![],
+            weight: 1,
+        }
+    }
+
+    fn request(sends: &[(NodeId, CoordMessage)]) -> (NodeId, u64, CoordCommand) {
+        match &sends[..] {
+            [(to, CoordMessage::Request { id, command })] => (*to, *id, command.clone()),
+            other => panic!("expected one request, got {other:?}"),
+        }
+    }
+
+    fn key_info(instance: &str) -> KeyInfo {
+        KeyInfo {
+            key: format!("/services/web/{instance}"),
+            create_revision: 3,
+            lease: Some(2),
+            value: Some(serde_json::to_string(&info(instance)).unwrap()),
+        }
+    }
+
+    /// Registers `i1` with lease 2 on S[1]; returns the heartbeat timer.
+    fn registered(h: &mut Harness) -> (TimerId, CpTimer) {
+        h.agent.register(&mut h.tc.ctx(), &info("i1"));
+        let (to, id, command) = request(&h.effects().0);
+        assert_eq!(
+            (to, command),
+            (S[1], CoordCommand::LeaseGrant { ttl_ms: 3000 })
+        );
+        let lease = CoordOutcome::Lease {
+            lease: 2,
+            ttl_ms: 3000,
+        };
+        assert_eq!(h.done(S[1], id, lease), vec![]);
+        let (to, id, command) = request(&h.effects().0);
+        assert_eq!(to, S[1]);
+        let CoordCommand::Create {
+            key,
+            value,
+            lease,
+            sequential,
+        } = command
+        else {
+            panic!("{command:?}")
+        };
+        assert_eq!(
+            (key.as_str(), lease, sequential),
+            ("/services/web/i1", Some(2), false)
+        );
+        assert_eq!(
+            serde_json::from_str::<InstanceInfo>(&value).unwrap(),
+            info("i1")
+        );
+        let created = CoordOutcome::Created { key, revision: 3 };
+        assert_eq!(h.done(S[1], id, created), vec![AgentEvent::Registered]);
+        let (_, timers) = h.effects();
+        timers
+            .into_iter()
+            .find(|(_, t)| *t == CpTimer::Heartbeat)
+            .expect("heartbeats start")
+    }
+
+    #[test]
+    fn register_grants_a_lease_creates_the_ephemeral_key_and_keeps_the_lease_alive() {
+        let mut h = Harness::new();
+        let (id, t) = registered(&mut h);
+        assert_eq!(h.fire(id, t), vec![]);
+        let (sends, timers) = h.effects();
+        assert_eq!(sends, vec![(S[1], CoordMessage::KeepAlive { lease: 2 })]);
+        assert!(timers.iter().any(|(_, t)| *t == CpTimer::Heartbeat));
+    }
+
+    #[test]
+    fn a_keepalive_that_finds_no_lease_reports_registration_lost_and_registers_again() {
+        let mut h = Harness::new();
+        registered(&mut h);
+        let ack = CoordMessage::KeepAliveAck {
+            lease: 2,
+            found: false,
+            ttl_ms: 0,
+        };
+        let events = h.agent.on_message(&mut h.tc.ctx(), S[1], ack);
+        assert_eq!(events, vec![AgentEvent::RegistrationLost]);
+        let (_, _, command) = request(&h.effects().0);
+        assert_eq!(command, CoordCommand::LeaseGrant { ttl_ms: 3000 });
+    }
+
+    #[test]
+    fn an_unanswered_keepalive_moves_to_the_next_server_and_a_redirect_is_followed() {
+        let mut h = Harness::new();
+        let (id, t) = registered(&mut h);
+        h.fire(id, t);
+        let (_, timers) = h.effects();
+        let (id, t) = timers
+            .into_iter()
+            .find(|(_, t)| *t == CpTimer::Heartbeat)
+            .unwrap();
+        h.fire(id, t);
+        let (sends, _) = h.effects();
+        assert_eq!(sends, vec![(S[2], CoordMessage::KeepAlive { lease: 2 })]);
+        let redirect = CoordMessage::KeepAliveRedirect {
+            lease: 2,
+            leader: Some(S[0]),
+        };
+        h.agent.on_message(&mut h.tc.ctx(), S[2], redirect);
+        assert_eq!(
+            h.effects().0,
+            vec![(S[0], CoordMessage::KeepAlive { lease: 2 })]
+        );
+    }
+
+    #[test]
+    fn an_existing_key_of_an_earlier_life_is_deleted_and_created_on_the_new_lease() {
+        let mut h = Harness::new();
+        h.agent.register(&mut h.tc.ctx(), &info("i1"));
+        let (_, id, _) = request(&h.effects().0);
+        h.done(
+            S[1],
+            id,
+            CoordOutcome::Lease {
+                lease: 9,
+                ttl_ms: 3000,
+            },
+        );
+        let (_, id, _) = request(&h.effects().0);
+        h.done(S[1], id, CoordOutcome::Exists { create_revision: 1 });
+        let (_, id, command) = request(&h.effects().0);
+        assert_eq!(
+            command,
+            CoordCommand::Delete {
+                key: "/services/web/i1".into()
+            }
+        );
+        h.done(S[1], id, CoordOutcome::Deleted { existed: true });
+        let (_, _, command) = request(&h.effects().0);
+        assert!(
+            matches!(command, CoordCommand::Create { lease: Some(9), .. }),
+            "{command:?}"
+        );
+    }
+
+    #[test]
+    fn deregister_revokes_the_lease() {
+        let mut h = Harness::new();
+        registered(&mut h);
+        h.agent.deregister(&mut h.tc.ctx());
+        let (_, id, command) = request(&h.effects().0);
+        assert_eq!(command, CoordCommand::LeaseRevoke { lease: 2 });
+        let events = h.done(S[1], id, CoordOutcome::Revoked { existed: true });
+        assert_eq!(events, vec![AgentEvent::Deregistered]);
+    }
+
+    #[test]
+    fn a_lookup_follows_redirects_and_answers_the_parsed_instances_with_the_revision() {
+        let mut h = Harness::new();
+        h.agent
+            .lookup(&mut h.tc.ctx(), 4, "web", Consistency::Consistent);
+        let (to, id, command) = request(&h.effects().0);
+        assert_eq!(to, S[1]);
+        assert_eq!(
+            command,
+            CoordCommand::Range {
+                prefix: "/services/web/".into(),
+                consistency: Consistency::Consistent,
+                with_values: true
+            }
+        );
+        h.reply(S[1], id, CoordAnswer::Redirect { leader: Some(S[2]) });
+        let (to, id2, _) = request(&h.effects().0);
+        assert_eq!((to, id2), (S[2], id), "the same request, to the leader");
+        let keys = vec![key_info("i2"), key_info("i1")];
+        let events = h.done(S[2], id, CoordOutcome::Keys { keys, revision: 11 });
+        assert_eq!(
+            events,
+            vec![AgentEvent::LookupOk {
+                lookup: 4,
+                instances: vec![info("i1"), info("i2")],
+                server: S[2],
+                revision: Some(11)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_lookup_ends_failed_on_a_refusal_or_at_its_deadline_and_stale_goes_home() {
+        let mut h = Harness::new();
+        h.agent
+            .lookup(&mut h.tc.ctx(), 1, "web", Consistency::Stale);
+        let (sends, timers) = h.effects();
+        let (to, id, _) = request(&sends);
+        assert_eq!(to, S[1], "a stale read goes to the home server");
+        let refused = h.reply(
+            S[1],
+            id,
+            CoordAnswer::Fail {
+                error: "overloaded".into(),
+            },
+        );
+        assert!(matches!(
+            refused[..],
+            [AgentEvent::LookupFailed {
+                lookup: 1,
+                definite: true,
+                ..
+            }]
+        ));
+        // An attempt timer of a finished lookup does nothing.
+        let (tid, t) = timers
+            .into_iter()
+            .find(|(_, t)| matches!(t, CpTimer::Attempt { .. }))
+            .unwrap();
+        assert_eq!(h.fire(tid, t), vec![]);
+        h.agent
+            .lookup(&mut h.tc.ctx(), 2, "web", Consistency::Default);
+        let (sends, timers) = h.effects();
+        let (_, id, _) = request(&sends);
+        let (aid, at) = timers
+            .iter()
+            .find(|(_, t)| matches!(t, CpTimer::Attempt { .. }))
+            .cloned()
+            .unwrap();
+        assert_eq!(h.fire(aid, at), vec![]);
+        let (to, again, _) = request(&h.effects().0);
+        assert_eq!(
+            (to, again),
+            (S[2], id),
+            "an unanswered attempt moves to the next server"
+        );
+        let (did, dt) = timers
+            .into_iter()
+            .find(|(_, t)| matches!(t, CpTimer::Deadline { .. }))
+            .unwrap();
+        let failed = h.fire(did, dt);
+        assert!(matches!(
+            failed[..],
+            [AgentEvent::LookupFailed {
+                lookup: 2,
+                definite: false,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_watch_reads_watches_from_the_read_revision_and_reads_again_when_it_fires() {
+        let mut h = Harness::new();
+        assert!(h.agent.watch(&mut h.tc.ctx(), "web"));
+        let (to, id, command) = request(&h.effects().0);
+        assert_eq!(to, S[1]);
+        assert!(matches!(
+            command,
+            CoordCommand::Range {
+                consistency: Consistency::Stale,
+                ..
+            }
+        ));
+        let events = h.done(
+            S[1],
+            id,
+            CoordOutcome::Keys {
+                keys: vec![key_info("i1")],
+                revision: 5,
+            },
+        );
+        assert_eq!(
+            events,
+            vec![AgentEvent::View {
+                service: "web".into(),
+                instances: vec![info("i1")]
+            }]
+        );
+        let (sends, _) = h.effects();
+        let [
+            (
+                to,
+                CoordMessage::Watch {
+                    watch,
+                    key,
+                    prefix: true,
+                    after_revision: 5,
+                },
+            ),
+        ] = &sends[..]
+        else {
+            panic!("{sends:?}")
+        };
+        assert_eq!((*to, key.as_str()), (S[1], "/services/web/"));
+        let fired = CoordMessage::WatchEvent {
+            watch: *watch,
+            key: "/services/web/i2".into(),
+            deleted: false,
+            revision: 6,
+            compacted: false,
+        };
+        assert_eq!(h.agent.on_message(&mut h.tc.ctx(), S[1], fired), vec![]);
+        let (to, id, _) = request(&h.effects().0);
+        assert_eq!(to, S[1]);
+        let keys = vec![key_info("i1"), key_info("i2")];
+        let events = h.done(S[1], id, CoordOutcome::Keys { keys, revision: 6 });
+        assert_eq!(
+            events,
+            vec![AgentEvent::View {
+                service: "web".into(),
+                instances: vec![info("i1"), info("i2")]
+            }]
+        );
+        assert!(
+            matches!(
+                h.effects().0[..],
+                [(
+                    _,
+                    CoordMessage::Watch {
+                        after_revision: 6,
+                        ..
+                    }
+                )]
+            ),
+            "re-armed"
+        );
+    }
+}
