@@ -679,11 +679,8 @@ fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
 pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
     summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
-    applies_to: |s| {
-        s.runs_protocol(LOCK_SERVER.name)
-            || s.runs_protocol(coord::server::PROTOCOL_NAME)
-            || has_lock_clients(s)
-    },
+    // A coordination role without lock clients (a CP service registry) holds no lock.
+    applies_to: |s| s.runs_protocol(LOCK_SERVER.name) || has_lock_clients(s),
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,
