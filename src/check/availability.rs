@@ -118,9 +118,19 @@ pub fn client_side(
     up: &[bool],
     client: NodeId,
 ) -> (Side, Vec<NodeId>) {
+    client_side_among(&topology.servers, cut, up, client)
+}
+
+/// [`client_side`] over the nodes `servers` only (e.g. one role's nodes in a cluster of
+/// several server roles): the majority counts `servers`.
+pub fn client_side_among(
+    servers: &[NodeId],
+    cut: &BTreeSet<(NodeId, NodeId)>,
+    up: &[bool],
+    client: NodeId,
+) -> (Side, Vec<NodeId>) {
     let is_up = |n: NodeId| up.get(n.index()).copied().unwrap_or(false);
     let linked = |a: NodeId, b: NodeId| !cut.contains(&(a, b)) && !cut.contains(&(b, a));
-    let servers = &topology.servers;
     let majority = servers.len() / 2 + 1;
     let reach: Vec<NodeId> = servers
         .iter()
@@ -155,7 +165,7 @@ pub fn up_at(record: &RunRecord, t_ns: u64) -> Vec<bool> {
 
 /// The partition segments of a run, cut further at every lifecycle change inside them, each with
 /// the nodes up during it.
-fn judged_segments(record: &RunRecord) -> Vec<(Segment, Vec<bool>)> {
+pub fn judged_segments(record: &RunRecord) -> Vec<(Segment, Vec<bool>)> {
     let mut out = Vec::new();
     for seg in segments(record) {
         let mut cuts: Vec<u64> = record

@@ -23,6 +23,7 @@ pub static FAMILIES: &[&Family] = &[
     &paxos::FAMILY,
     &broadcast::FAMILY,
     &lock::FAMILY,
+    &registry::FAMILY,
     &testing::FAMILY,
 ];
 

@@ -70,6 +70,11 @@ pub enum Function {
     Release,
     /// A multi-operation transaction (imported multi-register histories).
     Txn,
+    /// A service registry lookup; the key is the service, the completion's value the list of
+    /// instance ids found.
+    Lookup,
+    /// A call to a service instance; the key is the service, the value the instance called.
+    Call,
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
@@ -183,7 +188,7 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 }
 
 /// Every function with its name as written in histories.
-const FUNCTION_NAMES: [(Function, &str); 10] = [
+const FUNCTION_NAMES: [(Function, &str); 12] = [
     (Function::Get, "get"),
     (Function::Put, "put"),
     (Function::Append, "append"),
@@ -194,6 +199,8 @@ const FUNCTION_NAMES: [(Function, &str); 10] = [
     (Function::Acquire, "acquire"),
     (Function::Release, "release"),
     (Function::Txn, "txn"),
+    (Function::Lookup, "lookup"),
+    (Function::Call, "call"),
 ];
 
 /// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.

@@ -698,7 +698,8 @@ pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
 pub const FENCED_WRITES_CHECK: CheckInfo = CheckInfo {
     name: CHECK_FENCED_WRITES,
     summary: "the storage never accepted a write with a token older than one it had accepted (fencing held)",
-    applies_to: |s| s.runs_protocol(FENCED_STORAGE.name),
+    // Coordination roles are built on fenced storage; without lock clients they store nothing.
+    applies_to: |s| s.runs_protocol(FENCED_STORAGE.name) && has_lock_clients(s),
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,

@@ -93,6 +93,16 @@ pub enum Observation {
         /// The instance ids after it, sorted.
         instances: Vec<String>,
     },
+    /// A discovering client's agent got lookup `lookup`'s answer, read at `consistency` at
+    /// `revision` (observed in the step its host records the lookup `ok`).
+    Answered {
+        /// The host's id for the lookup.
+        lookup: u64,
+        /// The level it was read at.
+        consistency: Consistency,
+        /// The machine's revision of the answer.
+        revision: u64,
+    },
 }
 
 /// The agent's timers.
@@ -132,6 +142,7 @@ enum Purpose {
     Revoke,
     Lookup {
         lookup: u64,
+        consistency: Consistency,
     },
     /// A watched service's read.
     WatchRead {
@@ -375,7 +386,7 @@ impl CoordAgent {
                 return vec![];
             }
             CoordAnswer::Fail { error } => {
-                if let Purpose::Lookup { lookup } = p.purpose {
+                if let Purpose::Lookup { lookup, .. } = p.purpose {
                     self.finish(ctx, id);
                     return vec![AgentEvent::LookupFailed {
                         lookup,
@@ -389,7 +400,18 @@ impl CoordAgent {
         };
         let p = self.finish(ctx, id).expect("pending");
         match (p.purpose, outcome) {
-            (Purpose::Lookup { lookup }, CoordOutcome::Keys { keys, revision }) => {
+            (
+                Purpose::Lookup {
+                    lookup,
+                    consistency,
+                },
+                CoordOutcome::Keys { keys, revision },
+            ) => {
+                ctx.observe(Observation::Answered {
+                    lookup,
+                    consistency,
+                    revision,
+                });
                 vec![AgentEvent::LookupOk {
                     lookup,
                     instances: instances_of(&keys),
@@ -587,7 +609,11 @@ impl RegistryAgent for CoordAgent {
             consistency,
             with_values: true,
         };
-        self.request(ctx, Purpose::Lookup { lookup }, command, server);
+        let purpose = Purpose::Lookup {
+            lookup,
+            consistency,
+        };
+        self.request(ctx, purpose, command, server);
     }
 
     fn watch(&mut self, ctx: &mut Context<'_>, service: &str) -> bool {
@@ -706,7 +732,7 @@ impl RegistryAgent for CoordAgent {
                 definite: true,
             }],
             CpTimer::Deadline { id: request } => {
-                let Some(Purpose::Lookup { lookup }) = self
+                let Some(Purpose::Lookup { lookup, .. }) = self
                     .pending
                     .get(&request)
                     .filter(|p| p.deadline == Some(id))

@@ -36,12 +36,24 @@
 //! client/server communication", self-preservation), Jepsen's Consul (2014) and etcd (2020)
 //! analyses.
 
+pub mod checks;
 pub mod cp;
+pub mod discovery;
+pub mod instance;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::process::{Context, NodeId, TimerId};
+use crate::family::{
+    self, Configured, Family, HistoryTraits, NodeSetup, OptionError, ProtocolInfo, RoleContext,
+    WorkloadInfo,
+};
+use crate::process::{AnyProcess, Context, NodeId, TimerId};
 use crate::scenario::Duration;
+
+use discovery::{Discoverer, DiscoveryConfig};
+use instance::{InstanceConfig, ServiceInstance};
 
 /// Prefix under which the CP registry stores instances in the coordination service:
 /// `/services/<service>/<instance>`.
@@ -237,7 +249,13 @@ pub trait RegistryAgent: Send + 'static {
 
     /// Starts lookup `lookup` of `service` at `consistency` (an AP registry reads every level
     /// as [`Consistency::Stale`]).
-    fn lookup(&mut self, ctx: &mut Context<'_>, lookup: u64, service: &str, consistency: Consistency);
+    fn lookup(
+        &mut self,
+        ctx: &mut Context<'_>,
+        lookup: u64,
+        service: &str,
+        consistency: Consistency,
+    );
 
     /// Subscribes to changes of `service`: each change (after an initial read) is reported as
     /// [`AgentEvent::View`]. Returns false if this registry has no watches (the host polls).
@@ -252,8 +270,12 @@ pub trait RegistryAgent: Send + 'static {
     ) -> Vec<AgentEvent>;
 
     /// An agent timer fired.
-    fn on_timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Self::Timer)
-    -> Vec<AgentEvent>;
+    fn on_timer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: TimerId,
+        timer: Self::Timer,
+    ) -> Vec<AgentEvent>;
 }
 
 /// The registry family's facts of a run, reported by instances, registry servers and
@@ -321,5 +343,294 @@ pub fn with_agent<B: HostBuilder>(
         "coordination" => Some(host.build::<cp::CoordAgent>(config)), // CP registry
         // "eureka" => Some(host.build::<eureka::EurekaAgent>(config)),     (AP registry)
         _ => None,
+    }
+}
+
+/// The `service-instance` protocol's name.
+pub const SERVICE_INSTANCE_NAME: &str = "service-instance";
+/// The `discovery` workload's name.
+pub const DISCOVERY_NAME: &str = "discovery";
+
+/// The `service-instance` role: nodes that register themselves with a registry role, renew by
+/// heartbeat and serve calls.
+pub const SERVICE_INSTANCE: ProtocolInfo = ProtocolInfo {
+    name: SERVICE_INSTANCE_NAME,
+    summary: "a service instance: registers itself (service, tags, weight, TTL) with a registry role, renews by heartbeat, serves calls, optionally leaves gracefully",
+    serves: &[],
+    bugs: &[],
+    built_on: &[],
+    configure: configure_instance,
+};
+
+/// The `discovery` workload: clients that look a service up and call its instances.
+pub const DISCOVERY: WorkloadInfo = WorkloadInfo {
+    name: DISCOVERY_NAME,
+    summary: "look a service's instances up in the registry (polling, optionally watching) and call them round robin",
+    history: HistoryTraits {
+        model: None,
+        availability: false,
+        stale_reads: false,
+    },
+    bugs: &[],
+    configure: configure_discovery,
+};
+
+/// The registry family.
+pub static FAMILY: Family = Family {
+    name: "registry",
+    summary: "service instances registering with TTL heartbeats, discovering clients, and a CP or AP registry (measured side by side)",
+    protocols: &[SERVICE_INSTANCE],
+    workloads: &[DISCOVERY],
+    checks: &[
+        checks::CONVERGENCE_CHECK,
+        checks::BOUNDS_CHECK,
+        cp::linearizable::CHECK,
+    ],
+    decisions: None,
+};
+
+/// The registry role an instance role registers with: `name` if given, else the one role
+/// running a registry protocol. Returns (role name, protocol).
+fn registry_role(ctx: &RoleContext<'_>, name: &str) -> Result<(String, String), OptionError> {
+    let roles = &ctx.scenario.cluster.roles;
+    let registries: Vec<_> = roles
+        .iter()
+        .filter(|r| REGISTRY_PROTOCOLS.contains(&r.protocol.as_str()))
+        .collect();
+    let found = if name.is_empty() {
+        match registries.as_slice() {
+            [one] => Some(*one),
+            _ => {
+                return Err(OptionError::at(
+                    "registry",
+                    format!(
+                        "expected the name of the registry role (one running {}); the scenario has {} such roles",
+                        REGISTRY_PROTOCOLS.join(" or "),
+                        registries.len()
+                    ),
+                ));
+            }
+        }
+    } else {
+        registries.iter().copied().find(|r| r.name == name)
+    };
+    found
+        .map(|r| (r.name.clone(), r.protocol.clone()))
+        .ok_or_else(|| {
+            OptionError::at(
+                "registry",
+                format!(
+                    "expected a role running {}, found \"{name}\"",
+                    REGISTRY_PROTOCOLS.join(" or ")
+                ),
+            )
+        })
+}
+
+/// The service of an instance role: its `service` option, else the role's name.
+fn service_of(role: &crate::scenario::RoleSpec) -> String {
+    match role.options.get("service").and_then(|v| v.as_str()) {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => role.name.clone(),
+    }
+}
+
+fn configure_instance(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    let mut config: InstanceConfig = family::parse_options(ctx.options)?;
+    if config.service.is_empty() {
+        config.service = ctx.name.to_string();
+    }
+    let mut errors = if ctx.checking {
+        config.validate()
+    } else {
+        Vec::new()
+    };
+    let registry = match registry_role(ctx, &config.registry) {
+        Ok(found) => Some(found),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let (role, protocol) = registry.expect("no errors");
+    config.registry = role.clone();
+    let resolved = config.clone();
+    Ok(Configured {
+        options: family::resolved_options(&resolved),
+        build: Arc::new(move |setup: &NodeSetup| {
+            let registry = setup.topology.resolve_static(&role).unwrap_or_default();
+            let index = setup
+                .servers
+                .iter()
+                .position(|&s| s == setup.id)
+                .unwrap_or(0);
+            let home = registry[index % registry.len()];
+            let info = InstanceInfo {
+                service: config.service.clone(),
+                instance: setup.topology.name(setup.id).to_string(),
+                node: setup.id,
+                tags: config.tags.clone(),
+                weight: config.weight,
+            };
+            let agent = config.agent(setup.id, registry, home);
+            let host = InstanceHost {
+                info,
+                leave_at: config.leave_at,
+            };
+            with_agent(&protocol, host, agent).expect("a registry protocol, validated")
+        }),
+    })
+}
+
+struct InstanceHost {
+    info: InstanceInfo,
+    leave_at: Option<Duration>,
+}
+
+impl HostBuilder for InstanceHost {
+    fn build<A: RegistryAgent>(self, config: AgentConfig) -> Box<dyn AnyProcess> {
+        Box::new(ServiceInstance::<A>::new(self.info, self.leave_at, config))
+    }
+}
+
+struct DiscoveryHost {
+    client_index: u32,
+    config: DiscoveryConfig,
+}
+
+impl HostBuilder for DiscoveryHost {
+    fn build<A: RegistryAgent>(self, agent: AgentConfig) -> Box<dyn AnyProcess> {
+        Box::new(Discoverer::<A>::new(self.client_index, self.config, agent))
+    }
+}
+
+fn configure_discovery(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
+    let mut config: DiscoveryConfig = family::parse_options(ctx.options)?;
+    let mut errors = if ctx.checking {
+        config.validate()
+    } else {
+        Vec::new()
+    };
+    let Some(position) = ctx
+        .talks_to
+        .iter()
+        .position(|p| REGISTRY_PROTOCOLS.contains(&p.name))
+    else {
+        return Err(vec![OptionError::of_role(
+            "talks_to",
+            format!(
+                "a discovery client group talks to a registry role (one running {})",
+                REGISTRY_PROTOCOLS.join(" or ")
+            ),
+        )]);
+    };
+    let protocol = ctx.talks_to[position].name;
+    if config.service.is_empty() {
+        let services: Vec<String> = ctx
+            .scenario
+            .cluster
+            .roles
+            .iter()
+            .filter(|r| r.protocol == SERVICE_INSTANCE_NAME)
+            .map(service_of)
+            .collect();
+        match services.as_slice() {
+            [one] => config.service = one.clone(),
+            _ => errors.push(OptionError::at(
+                "service",
+                format!(
+                    "expected the service to look up; the scenario has {} service-instance roles",
+                    services.len()
+                ),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let resolved = config.clone();
+    Ok(Configured {
+        options: family::resolved_options(&resolved),
+        build: Arc::new(move |setup: &NodeSetup| {
+            let registry = setup.talks_to[position].1.clone();
+            let home = registry[setup.client_index as usize % registry.len()];
+            let agent = config.agent(setup.id, registry, home);
+            let host = DiscoveryHost {
+                client_index: setup.client_index,
+                config: config.clone(),
+            };
+            with_agent(protocol, host, agent).expect("a registry protocol, validated")
+        }),
+    })
+}
+
+/// A registry agent for unit tests of the hosts: it logs what the host asked and, for each
+/// [`fake::Reply`] message, returns the events it carries.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+
+    /// A message that makes the fake agent report `0`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct Reply(pub Vec<AgentEvent>);
+
+    /// The fake agent.
+    pub struct FakeAgent {
+        /// What the host asked, in order.
+        pub log: Vec<String>,
+    }
+
+    impl RegistryAgent for FakeAgent {
+        type Message = Reply;
+        type Timer = ();
+
+        fn new(_: AgentConfig) -> Self {
+            FakeAgent { log: Vec::new() }
+        }
+        fn register(&mut self, _: &mut Context<'_>, instance: &InstanceInfo) {
+            self.log.push(format!("register {}", instance.instance));
+        }
+        fn deregister(&mut self, _: &mut Context<'_>) {
+            self.log.push("deregister".into());
+        }
+        fn lookup(&mut self, _: &mut Context<'_>, lookup: u64, service: &str, c: Consistency) {
+            self.log.push(format!("lookup {lookup} {service} {c:?}"));
+        }
+        fn watch(&mut self, _: &mut Context<'_>, service: &str) -> bool {
+            self.log.push(format!("watch {service}"));
+            true
+        }
+        fn on_message(&mut self, _: &mut Context<'_>, _: NodeId, m: Reply) -> Vec<AgentEvent> {
+            m.0
+        }
+        fn on_timer(&mut self, _: &mut Context<'_>, _: TimerId, _: ()) -> Vec<AgentEvent> {
+            Vec::new()
+        }
+    }
+
+    /// An instance `name` of service `web` on node `node`.
+    pub fn instance(name: &str, node: u32) -> InstanceInfo {
+        InstanceInfo {
+            service: "web".into(),
+            instance: name.into(),
+            node: NodeId(node),
+            tags: Vec::new(),
+            weight: 1,
+        }
+    }
+
+    /// An agent configuration for node `id` of a 3-node registry.
+    pub fn config(id: u32) -> AgentConfig {
+        AgentConfig {
+            id: NodeId(id),
+            registry: vec![NodeId(0), NodeId(1), NodeId(2)],
+            home: NodeId(0),
+            ttl_ms: 3000,
+            heartbeat_interval_ms: 1000,
+            request_timeout_ms: 500,
+        }
     }
 }

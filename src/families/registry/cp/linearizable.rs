@@ -43,13 +43,107 @@
 
 use std::collections::BTreeMap;
 
-use crate::check::ms;
+use super::Observation;
+use crate::check::ops::operations;
+use crate::check::{self, CheckInfo, ms};
+use crate::families::lock::coord::server::PROTOCOL_NAME as COORDINATION;
+use crate::families::registry::{Consistency, DISCOVERY_NAME};
 use crate::family::CheckResult;
+use crate::history::{Function, Value};
 use crate::process::NodeId;
-use crate::scenario::Verdict;
+use crate::scenario::{Scenario, Verdict};
+use crate::sim::RunRecord;
 
 /// The check's name.
 pub const CHECK_NAME: &str = "registry-linearizable";
+
+/// The `registry-linearizable` check.
+pub const CHECK: CheckInfo = CheckInfo {
+    name: CHECK_NAME,
+    summary: "every ok consistent lookup of the CP registry saw every change and answer completed before it began, and the log's instances at its revision",
+    applies_to: consistent_discovery,
+    enabled: check::on_unless_disabled,
+    validate: check::validate_as::<check::Toggle>,
+    resolve: check::resolve_as::<check::Toggle>,
+    run,
+};
+
+/// True if a `discovery` group of `scenario` looks up at `consistent` and the scenario runs a
+/// `coordination` role.
+pub fn consistent_discovery(scenario: &Scenario) -> bool {
+    scenario.runs_protocol(COORDINATION)
+        && scenario.clients.iter().any(|g| {
+            g.workload == DISCOVERY_NAME
+                && g.options.get("consistency").and_then(|v| v.as_str()) == Some("consistent")
+        })
+}
+
+/// The check on a run: the replicas' [`Observation::Applied`] facts, and the history's `ok`
+/// lookups, each with the revision and level its agent observed ([`Observation::Answered`],
+/// in the step that recorded the `ok`).
+fn run(record: &RunRecord) -> CheckResult {
+    let mut applied = Vec::new();
+    let mut answered: BTreeMap<(NodeId, u64), (Consistency, u64)> = BTreeMap::new();
+    for o in &record.observations {
+        match o.get::<Observation>() {
+            Some(Observation::Applied {
+                service,
+                revision,
+                instances,
+            }) => applied.push(AppliedFact {
+                t_ns: o.t_ns,
+                node: o.node,
+                service,
+                revision: *revision,
+                instances,
+            }),
+            Some(Observation::Answered {
+                consistency,
+                revision,
+                ..
+            }) => {
+                answered.insert((o.node, o.t_ns), (*consistency, *revision));
+            }
+            None => {}
+        }
+    }
+    let names = &record.topology.names;
+    let node_of: BTreeMap<&str, NodeId> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), NodeId(i as u32)))
+        .collect();
+    let lookups: Vec<Lookup> = operations(&record.history)
+        .into_iter()
+        .filter(|op| op.f == Function::Lookup && op.is_ok())
+        .filter_map(|op| {
+            let client = *node_of.get(op.node.as_str())?;
+            let complete_ns = op.complete_ns?;
+            let &(consistency, revision) = answered.get(&(client, complete_ns))?;
+            let Value::List(items) = &op.result else {
+                return None;
+            };
+            let mut instances: Vec<String> = items
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            instances.sort();
+            Some(Lookup {
+                client,
+                service: op.key.clone().unwrap_or_default(),
+                consistent: consistency == Consistency::Consistent,
+                invoke_ns: op.invoke_ns,
+                complete_ns,
+                revision,
+                instances,
+            })
+        })
+        .collect();
+    check(&applied, &lookups, names)
+}
 
 /// Most evidence lines written; the summary counts them all.
 pub const MAX_EVIDENCE_LINES: usize = 20;
@@ -125,7 +219,7 @@ pub fn check(applied: &[AppliedFact<'_>], lookups: &[Lookup], names: &[String]) 
             Some(c) => {
                 if c.instances != f.instances {
                     problems.push(format!(
-                        "replicas disagree on service {} at revision {}: {} reported {:?} at {} ms, {} reported {:?} at {} ms",
+                        "replicas disagree on service {} at revision {}: {} reported {:?} at {}, {} reported {:?} at {}",
                         f.service,
                         f.revision,
                         name(c.first),
@@ -163,7 +257,7 @@ pub fn check(applied: &[AppliedFact<'_>], lookups: &[Lookup], names: &[String]) 
     for l in lookups.iter().filter(|l| l.consistent) {
         judged += 1;
         let who = format!(
-            "{}'s consistent lookup of {} invoked at {} ms (ok at {} ms, revision {}, {:?})",
+            "{}'s consistent lookup of {} invoked at {} (ok at {}, revision {}, {:?})",
             name(l.client),
             l.service,
             ms(l.invoke_ns),
@@ -176,7 +270,7 @@ pub fn check(applied: &[AppliedFact<'_>], lookups: &[Lookup], names: &[String]) 
         {
             let o = &lookups[done[i].2];
             problems.push(format!(
-                "(a) {who} read an older revision than {}'s lookup of {} that completed at {} ms with revision {r}",
+                "(a) {who} read an older revision than {}'s lookup of {} that completed at {} with revision {r}",
                 name(o.client),
                 o.service,
                 ms(o.complete_ns)
@@ -187,7 +281,7 @@ pub fn check(applied: &[AppliedFact<'_>], lookups: &[Lookup], names: &[String]) 
         {
             let (t, _, s) = commits[i];
             problems.push(format!(
-                "(b) {who} misses the change of {s} at revision {r}, applied (so committed) by {} ms",
+                "(b) {who} misses the change of {s} at revision {r}, applied (so committed) by {}",
                 ms(t)
             ));
         }
