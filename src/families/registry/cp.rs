@@ -760,6 +760,8 @@ mod tests {
     const ME: NodeId = NodeId(7);
     const S: [NodeId; 3] = [NodeId(0), NodeId(1), NodeId(2)];
 
+    type Sent = Vec<(NodeId, CoordMessage)>;
+
     struct Harness {
         agent: CoordAgent,
         tc: TestContext,
@@ -782,7 +784,7 @@ mod tests {
         }
 
         /// Sends and timers (id, timer) since the last call.
-        fn effects(&mut self) -> (Vec<(NodeId, CoordMessage)>, Vec<(TimerId, CpTimer)>) {
+        fn effects(&mut self) -> (Sent, Vec<(TimerId, CpTimer)>) {
             let mut sends = Vec::new();
             let mut timers = Vec::new();
             for e in self.tc.take_effects() {
@@ -827,7 +829,7 @@ mod tests {
     }
 
     fn request(sends: &[(NodeId, CoordMessage)]) -> (NodeId, u64, CoordCommand) {
-        match &sends[..] {
+        match sends {
             [(to, CoordMessage::Request { id, command })] => (*to, *id, command.clone()),
             other => panic!("expected one request, got {other:?}"),
         }

@@ -53,6 +53,28 @@
 //!   last reported event is synced to disk (`coord/facts-through`) in the same step, so the
 //!   writes a restarted replica applies again from its log are not reported twice.
 //!
+//! - **Read levels.** A [`CoordCommand::Range`] at `consistent` (the default) goes to the Raft
+//!   node: a ReadIndex read on the leader, as above. At `default` the leader answers at once from
+//!   its applied state, without confirming it still leads (a follower redirects); at `stale`
+//!   any server answers from its own applied state (Consul's consistency modes; etcd's
+//!   serializable read).
+//! - **Service views (every replica).** For keys `/services/<service>/<instance>` only (the CP
+//!   service registry's, [`crate::families::registry::cp`]), the server replays each step's
+//!   created and deleted keys revision by revision and observes every change of a service's
+//!   instance set: [`crate::families::registry::Observation::ServerView`] and, with the
+//!   revision, [`crate::families::registry::cp::Observation::Applied`]. After a gap in the
+//!   events (a snapshot installed) it reads the whole state again.
+//!
+//! # Planted bugs
+//!
+//! - `stale-read-as-consistent`: a `consistent` range is served like a `stale` one, from the
+//!   receiving server's applied state (caught by `registry-linearizable`).
+//! - `watch-lost-on-leader-change`: when the server sees a new term it forgets every watch it
+//!   holds, without notifying anyone (caught by `registry-convergence`). The correct server keeps
+//!   them: a watch fires from this replica's applied log, which a leader change does not
+//!   interrupt (cancelling them with a notification, so clients watch again, would be correct
+//!   too, but needless).
+//!
 //! # Invariants
 //!
 //! Revisions grow and a key's create revision never changes (the machine's); a revoked lease's
