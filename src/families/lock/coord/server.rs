@@ -1781,4 +1781,70 @@ mod tests {
             assert_eq!(service_key(other), None, "{other}");
         }
     }
+
+    #[test]
+    fn a_replica_that_catches_up_past_compacted_events_reports_the_services_as_they_are_now() {
+        use crate::families::lock::coord::machine::MAX_EVENTS;
+        let mut config = CoordConfig::default();
+        config.raft.snapshot_threshold_entries = 100;
+        let mut c = Cluster::new(3, config);
+        c.run_until(1000);
+        let leader = c.leader();
+        let lagging = (leader + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        let run = c.now / MS + 100;
+        c.run_until(run);
+        c.isolated.insert(NodeId(lagging as u32));
+        c.request(
+            2,
+            CoordCommand::Delete {
+                key: "/services/web/a".into(),
+            },
+        );
+        let b = c.create(3, "/services/web/b", None);
+        for id in 4..(MAX_EVENTS as u64 + 150) {
+            let command = CoordCommand::Create {
+                key: format!("/other/{id}"),
+                value: String::new(),
+                lease: None,
+                sequential: false,
+            };
+            c.servers[leader]
+                .message(
+                    &mut c.ctxs[leader].ctx(),
+                    CLIENT,
+                    Payload::new(CoordMessage::Request { id, command }),
+                )
+                .unwrap();
+            c.collect(leader);
+            c.settle();
+        }
+        assert!(c.servers[leader].machine().compacted_revision() > b);
+        c.applied.clear();
+        c.isolated.clear();
+        let t = c.now / MS + 300;
+        c.run_until(t);
+        let mine: Vec<_> = c
+            .applied
+            .iter()
+            .filter(|(n, _)| n.index() == lagging)
+            .map(|(_, o)| o.clone())
+            .collect();
+        let registry::cp::Observation::Applied {
+            service,
+            revision,
+            instances,
+        } = &mine[..]
+            .first()
+            .unwrap_or_else(|| panic!("the lagging replica reported nothing: {mine:?}"))
+        else {
+            panic!("{mine:?}")
+        };
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(
+            (service.as_str(), instances.clone()),
+            ("web", vec!["b".to_string()])
+        );
+        assert!(*revision >= b, "read at the snapshot's revision");
+    }
 }
