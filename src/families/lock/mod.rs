@@ -665,6 +665,14 @@ pub fn has_lock_clients(scenario: &crate::scenario::Scenario) -> bool {
         .any(|g| FAMILY.workloads.iter().any(|w| w.name == g.workload))
 }
 
+/// True if `scenario` uses a coordination role as a service registry (it runs service instances)
+/// and runs no lock clients: no lock is held and no fenced write made, so the lock checks do not
+/// apply.
+fn is_service_registry(scenario: &crate::scenario::Scenario) -> bool {
+    scenario.runs_protocol(crate::families::registry::SERVICE_INSTANCE_NAME)
+        && !has_lock_clients(scenario)
+}
+
 /// (global ns, node) of every crash of the run.
 fn crashes(record: &RunRecord) -> Vec<(u64, NodeId)> {
     record
@@ -680,9 +688,10 @@ pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
     name: CHECK_MUTUAL_EXCLUSION,
     summary: "no two lock clients believe they hold the lock at overlapping times (server-side overlaps shown as evidence)",
     applies_to: |s| {
-        s.runs_protocol(LOCK_SERVER.name)
+        (s.runs_protocol(LOCK_SERVER.name)
             || s.runs_protocol(coord::server::PROTOCOL_NAME)
-            || has_lock_clients(s)
+            || has_lock_clients(s))
+            && !is_service_registry(s)
     },
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
@@ -701,7 +710,7 @@ pub const MUTUAL_EXCLUSION_CHECK: CheckInfo = CheckInfo {
 pub const FENCED_WRITES_CHECK: CheckInfo = CheckInfo {
     name: CHECK_FENCED_WRITES,
     summary: "the storage never accepted a write with a token older than one it had accepted (fencing held)",
-    applies_to: |s| s.runs_protocol(FENCED_STORAGE.name),
+    applies_to: |s| s.runs_protocol(FENCED_STORAGE.name) && !is_service_registry(s),
     enabled: check::on_unless_disabled,
     validate: check::validate_as::<check::Toggle>,
     resolve: check::resolve_as::<check::Toggle>,

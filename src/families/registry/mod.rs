@@ -37,6 +37,7 @@
 //! analyses.
 
 pub mod checks;
+pub mod cp;
 pub mod discovery;
 pub mod eureka;
 pub mod instance;
@@ -330,7 +331,10 @@ pub trait HostBuilder {
 
 /// The registry protocols instances and discovering clients can use, by role protocol name.
 /// Each registry adds its name here and its arm in [`with_agent`].
-pub const REGISTRY_PROTOCOLS: &[&str] = &[eureka::PROTOCOL_NAME];
+pub const REGISTRY_PROTOCOLS: &[&str] = &[
+    crate::families::lock::coord::server::PROTOCOL_NAME,
+    eureka::PROTOCOL_NAME,
+];
 
 /// Builds `host` over the agent of the registry protocol `protocol` (one of
 /// [`REGISTRY_PROTOCOLS`]); `None` for any other protocol.
@@ -340,7 +344,9 @@ pub fn with_agent<B: HostBuilder>(
     config: AgentConfig,
 ) -> Option<Box<dyn crate::process::AnyProcess>> {
     match protocol {
-        // "coordination" => Some(host.build::<cp::CoordAgent>(config)),   (CP registry)
+        crate::families::lock::coord::server::PROTOCOL_NAME => {
+            Some(host.build::<cp::CoordAgent>(config))
+        }
         eureka::PROTOCOL_NAME => Some(host.build::<eureka::EurekaAgent>(config)),
         _ => None,
     }
@@ -385,6 +391,7 @@ pub static FAMILY: Family = Family {
         checks::CONVERGENCE_CHECK,
         checks::BOUNDS_CHECK,
         eureka::EVICTION_SAFETY_CHECK,
+        cp::linearizable::CHECK,
     ],
     decisions: None,
 };

@@ -761,12 +761,7 @@ impl CoordLockClient {
             }
             Some(_) => {
                 let prefix = format!("{}/", self.recipe.dir);
-                self.send_request(
-                    ctx,
-                    Purpose::Range,
-                    Some(CoordCommand::Range { prefix }),
-                    None,
-                );
+                self.send_request(ctx, Purpose::Range, Some(CoordCommand::range(prefix)), None);
             }
         }
     }
@@ -1136,7 +1131,7 @@ impl CoordLockClient {
                     create_id: p.id,
                     create,
                 };
-                self.send_request(ctx, find, Some(CoordCommand::Range { prefix }), None);
+                self.send_request(ctx, find, Some(CoordCommand::range(prefix)), None);
             } else {
                 // ConnectionLoss: a new create, as applications do (ZOOKEEPER-1262).
                 self.send_request(ctx, Purpose::Create, Some(create), None);
@@ -1609,6 +1604,7 @@ mod tests {
             key: key.to_string(),
             create_revision,
             lease: Some(lease),
+            value: None,
         }
     }
 
@@ -1644,12 +1640,7 @@ mod tests {
             key: "/lock/7".into(),
             revision: 12,
         });
-        assert_eq!(
-            requests(&e)[0].2,
-            CoordCommand::Range {
-                prefix: "/lock/".into()
-            }
-        );
+        assert_eq!(requests(&e)[0].2, CoordCommand::range("/lock/"));
         let keys = vec![info("/lock/9", 15, 9), info("/lock/7", 12, LEASE)];
         let e = h.answer(CoordOutcome::Keys { keys, revision: 15 });
         assert_eq!(observed(&e), vec![Observation::Holding { token: 12 }]);

@@ -229,7 +229,10 @@ impl CoordMachine {
         }
     }
 
-    fn range(&self, prefix: &str) -> CoordOutcome {
+    /// Every key starting with `prefix`, in key order, at the current revision (what a
+    /// [`CoordCommand::Range`] answers), with their values if `with_values`:
+    /// [`CoordOutcome::Keys`].
+    pub fn range(&self, prefix: &str, with_values: bool) -> CoordOutcome {
         let keys = self
             .keys
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
@@ -238,6 +241,7 @@ impl CoordMachine {
                 key: k.clone(),
                 create_revision: v.create_revision,
                 lease: v.lease,
+                value: with_values.then(|| v.value.clone()),
             })
             .collect();
         CoordOutcome::Keys {
@@ -407,7 +411,11 @@ impl StateMachine for CoordMachine {
                 self.remove_key(key, true);
                 CoordOutcome::Deleted { existed: true }
             }
-            CoordCommand::Range { prefix } => self.range(prefix),
+            CoordCommand::Range {
+                prefix,
+                with_values,
+                ..
+            } => self.range(prefix, *with_values),
             CoordCommand::Txn {
                 guard_key,
                 guard_revision,
@@ -424,10 +432,15 @@ impl StateMachine for CoordMachine {
     }
 
     fn read(&self, command: &CoordCommand) -> CoordOutcome {
-        let CoordCommand::Range { prefix } = command else {
+        let CoordCommand::Range {
+            prefix,
+            with_values,
+            ..
+        } = command
+        else {
             unreachable!("only a range is read-only")
         };
-        self.range(prefix)
+        self.range(prefix, *with_values)
     }
 }
 
@@ -495,14 +508,10 @@ mod tests {
     }
 
     fn range(m: &mut CoordMachine, prefix: &str) -> Vec<(String, u64)> {
-        let read = m.read(&CoordCommand::Range {
-            prefix: prefix.into(),
-        });
+        let read = m.read(&CoordCommand::range(prefix));
         assert_eq!(
             read,
-            m.apply(&CoordCommand::Range {
-                prefix: prefix.into()
-            }),
+            m.apply(&CoordCommand::range(prefix)),
             "a read answers what applying would"
         );
         match read {
@@ -785,11 +794,11 @@ mod tests {
     fn requests_parse_from_coordination_messages_and_replies_carry_the_answer() {
         let request = CoordMessage::Request {
             id: 4,
-            command: CoordCommand::Range { prefix: "/".into() },
+            command: CoordCommand::range("/"),
         };
         assert_eq!(
             CoordMachine::parse_request(Payload::new(request)).unwrap(),
-            (4, CoordCommand::Range { prefix: "/".into() })
+            (4, CoordCommand::range("/"))
         );
         let other = CoordMessage::KeepAlive { lease: 1 };
         assert!(CoordMachine::parse_request(Payload::new(other)).is_err());

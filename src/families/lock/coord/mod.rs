@@ -32,6 +32,7 @@ mod sim_tests;
 
 use serde::{Deserialize, Serialize};
 
+use crate::families::registry::Consistency;
 use crate::process::NodeId;
 
 pub use machine::CoordMachine;
@@ -86,6 +87,17 @@ pub enum CoordCommand {
     Range {
         /// The prefix.
         prefix: String,
+        /// How fresh the answer must be (see [`Consistency`]; default and what the lock
+        /// recipes use: `consistent`, a ReadIndex read on the leader). `default` is answered
+        /// by the leader from its applied state without confirming it still leads; `stale` by
+        /// any server from its own applied state. Left out of the wire form when
+        /// `consistent`.
+        #[serde(default = "consistent", skip_serializing_if = "is_consistent")]
+        consistency: Consistency,
+        /// Answer each key's value too (etcd's `RangeRequest.keys_only`, inverted; the lock
+        /// recipes read keys only). Left out of the wire form when false.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        with_values: bool,
     },
     /// A guarded write (etcd `Txn(If(CreateRevision(guard_key) == guard_revision)).Then(Put(key,
     /// value))`): the lock holder's write to a resource kept in the service, applied only while
@@ -110,6 +122,25 @@ pub enum CoordCommand {
     },
 }
 
+fn consistent() -> Consistency {
+    Consistency::Consistent
+}
+
+fn is_consistent(c: &Consistency) -> bool {
+    *c == Consistency::Consistent
+}
+
+impl CoordCommand {
+    /// A linearizable read of every key under `prefix` (what the lock recipes send).
+    pub fn range(prefix: impl Into<String>) -> CoordCommand {
+        CoordCommand::Range {
+            prefix: prefix.into(),
+            consistency: Consistency::Consistent,
+            with_values: false,
+        }
+    }
+}
+
 /// One key as [`CoordCommand::Range`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
@@ -119,6 +150,9 @@ pub struct KeyInfo {
     pub create_revision: u64,
     /// The lease (session) it is attached to, if any.
     pub lease: Option<LeaseId>,
+    /// Its value, when the range asked for values (`with_values`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// What a [`CoordCommand`] answered.

@@ -53,6 +53,28 @@
 //!   last reported event is synced to disk (`coord/facts-through`) in the same step, so the
 //!   writes a restarted replica applies again from its log are not reported twice.
 //!
+//! - **Read levels.** A [`CoordCommand::Range`] at `consistent` (the default) goes to the Raft
+//!   node: a ReadIndex read on the leader, as above. At `default` the leader answers at once from
+//!   its applied state, without confirming it still leads (a follower redirects); at `stale`
+//!   any server answers from its own applied state (Consul's consistency modes; etcd's
+//!   serializable read).
+//! - **Service views (every replica).** For keys `/services/<service>/<instance>` only (the CP
+//!   service registry's, [`crate::families::registry::cp`]), the server replays each step's
+//!   created and deleted keys revision by revision and observes every change of a service's
+//!   instance set: [`crate::families::registry::Observation::ServerView`] and, with the
+//!   revision, [`crate::families::registry::cp::Observation::Applied`]. After a gap in the
+//!   events (a snapshot installed) it reads the whole state again.
+//!
+//! # Planted bugs
+//!
+//! - `stale-read-as-consistent`: a `consistent` range is served like a `stale` one, from the
+//!   receiving server's applied state (caught by `registry-linearizable`).
+//! - `watch-lost-on-leader-change`: when the server sees a new term it forgets every watch it
+//!   holds, without notifying anyone (caught by `registry-convergence`). The correct server keeps
+//!   them: a watch fires from this replica's applied log, which a leader change does not
+//!   interrupt (cancelling them with a notification, so clients watch again, would be correct
+//!   too, but needless).
+//!
 //! # Invariants
 //!
 //! Revisions grow and a key's create revision never changes (the machine's); a revoked lease's
@@ -60,16 +82,18 @@
 //! leader's lessor (a follower never proposes a revoke, and an expiry decided by a deposed
 //! leader whose revoke never commits has no effect); a watch fires at most once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::machine::{CoordMachine, Event, EventKind};
-use super::{CoordCommand, CoordMessage, LeaseId};
+use super::{CoordCommand, CoordMessage, CoordOutcome, LeaseId};
 use crate::families::lock::Observation;
 use crate::families::raft::{self, Node, Role};
-use crate::family::{self, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
+use crate::families::registry::{self, Consistency, SERVICES_PREFIX};
+use crate::families::replicated::{Answer, Served};
+use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{AnyProcess, Context, Message, NodeId, Process, Timer, TimerId};
 use crate::scenario::Duration;
 
@@ -194,11 +218,32 @@ pub struct CoordServer {
     seen_revision: u64,
     /// Events with a lower sequence number had their storage facts reported (synced).
     facts_seq: u64,
+    /// Events with a lower sequence number were looked at for service views.
+    views_seq: u64,
+    /// The instances of each service under [`SERVICES_PREFIX`] as last reported.
+    views: BTreeMap<String, BTreeSet<String>>,
+    /// The Raft term the watch hub last saw (for the planted bug `watch-lost-on-leader-change`).
+    watch_term: u64,
+    /// Planted bugs switched on.
+    bugs: CoordBugs,
+}
+
+/// The coordination server's own planted bugs (see [`PROTOCOL`]'s `bugs`).
+#[derive(Clone, Copy, Debug, Default)]
+struct CoordBugs {
+    /// `stale-read-as-consistent`.
+    stale_read_as_consistent: bool,
+    /// `watch-lost-on-leader-change`.
+    watch_lost_on_leader_change: bool,
 }
 
 impl CoordServer {
     /// A server for `setup` (nothing loaded until it starts).
     pub fn new(setup: &NodeSetup, config: CoordConfig) -> CoordServer {
+        let bugs = CoordBugs {
+            stale_read_as_consistent: config.raft.bug(BUG_STALE_READ_AS_CONSISTENT),
+            watch_lost_on_leader_change: config.raft.bug(BUG_WATCH_LOST_ON_LEADER_CHANGE),
+        };
         CoordServer {
             id: setup.id,
             node: Node::new(setup, config.raft.clone()),
@@ -209,6 +254,10 @@ impl CoordServer {
             seen_seq: 0,
             seen_revision: 0,
             facts_seq: 0,
+            views_seq: 0,
+            views: BTreeMap::new(),
+            watch_term: 0,
+            bugs,
         }
     }
 
@@ -238,11 +287,122 @@ impl CoordServer {
     /// when the machine's events or revision moved.
     fn after_step(&mut self, ctx: &mut Context<'_>) {
         self.report_facts(ctx);
+        self.drop_watches_on_new_term();
         let machine = self.machine();
         if (machine.next_seq(), machine.revision()) != (self.seen_seq, self.seen_revision) {
+            self.report_views(ctx);
             self.notify_watches(ctx);
         }
         self.track_leadership(ctx);
+    }
+
+    // ----- reads at a consistency level -----
+
+    /// A range at `default` or `stale` consistency, answered here from this replica's applied
+    /// state (see [`CoordCommand::Range`]); `consistent` ranges go to the Raft node (ReadIndex),
+    /// except with the planted bug `stale-read-as-consistent`, which serves them as `stale`.
+    /// Returns the request back if the Raft node must handle it.
+    fn local_read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        id: u64,
+        command: CoordCommand,
+    ) -> Option<(u64, CoordCommand)> {
+        let CoordCommand::Range {
+            prefix,
+            consistency,
+            with_values,
+        } = &command
+        else {
+            return Some((id, command));
+        };
+        let level = match consistency {
+            Consistency::Consistent if self.bugs.stale_read_as_consistent => Consistency::Stale,
+            level => *level,
+        };
+        let answer = match level {
+            Consistency::Consistent => return Some((id, command)),
+            Consistency::Default if self.node.role() != Role::Leader => {
+                Answer::Redirect(self.node.leader().filter(|&l| l != self.id))
+            }
+            Consistency::Default | Consistency::Stale => {
+                Answer::Done(self.machine().range(prefix, *with_values))
+            }
+        };
+        CoordMachine::send_reply(ctx, client, id, answer);
+        None
+    }
+
+    // ----- service views -----
+
+    /// Reports every change of a service's instances (keys `/services/<service>/<instance>`)
+    /// this replica applied since the last step, revision by revision: the registry family's
+    /// [`registry::Observation::ServerView`] and, with the revision, the CP registry's
+    /// [`registry::cp::Observation::Applied`]. After a gap in the events (a snapshot installed,
+    /// a restart) the whole state is read again. Keys outside [`SERVICES_PREFIX`] report
+    /// nothing.
+    fn report_views(&mut self, ctx: &mut Context<'_>) {
+        let machine = self.node.state_machine().machine();
+        if machine.first_seq() > self.views_seq {
+            let now = services_of(machine);
+            let empty = BTreeSet::new();
+            let changed: BTreeSet<String> = now
+                .keys()
+                .chain(self.views.keys())
+                .filter(|s| now.get(*s).unwrap_or(&empty) != self.views.get(*s).unwrap_or(&empty))
+                .cloned()
+                .collect();
+            self.views = now;
+            self.views_seq = machine.next_seq();
+            let revision = machine.revision();
+            for service in changed {
+                report_view(ctx, &self.views, &service, revision);
+            }
+            return;
+        }
+        let mut dirty: BTreeSet<String> = BTreeSet::new();
+        let mut at = None;
+        for event in machine.events_from(self.views_seq) {
+            let (key, deleted) = match &event.kind {
+                EventKind::Created { key } => (key, false),
+                EventKind::Deleted { key } => (key, true),
+                EventKind::Write { .. } => continue,
+            };
+            let Some((service, instance)) = service_key(key) else {
+                continue;
+            };
+            if at.is_some_and(|r| r != event.revision) {
+                for service in std::mem::take(&mut dirty) {
+                    report_view(ctx, &self.views, &service, at.expect("set"));
+                }
+            }
+            at = Some(event.revision);
+            let set = self.views.entry(service.to_string()).or_default();
+            if deleted {
+                set.remove(instance);
+            } else {
+                set.insert(instance.to_string());
+            }
+            dirty.insert(service.to_string());
+        }
+        for service in dirty {
+            report_view(ctx, &self.views, &service, at.expect("set"));
+        }
+        self.views_seq = machine.next_seq();
+    }
+
+    /// The planted bug `watch-lost-on-leader-change`: on a new term, every watch registered
+    /// here is forgotten without a word (the correct server keeps them: watches fire from the
+    /// applied log, which a leader change does not interrupt).
+    fn drop_watches_on_new_term(&mut self) {
+        let term = self.node.term();
+        if term != self.watch_term {
+            if self.bugs.watch_lost_on_leader_change && self.watch_term != 0 {
+                self.watches.clear();
+            }
+            self.watch_term = term;
+        }
     }
 
     // ----- storage facts -----
@@ -503,7 +663,9 @@ impl CoordServer {
     fn on_coord_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: CoordMessage) {
         match message {
             CoordMessage::Request { id, command } => {
-                self.node.on_request(ctx, from, (id, command));
+                if let Some(request) = self.local_read(ctx, from, id, command) {
+                    self.node.on_request(ctx, from, request);
+                }
             }
             CoordMessage::KeepAlive { lease } => self.keep_alive(ctx, from, lease),
             CoordMessage::Watch {
@@ -536,11 +698,13 @@ impl AnyProcess for CoordServer {
         self.node.on_start(ctx);
         let machine = self.node.state_machine().machine();
         self.seen_seq = machine.next_seq();
+        self.watch_term = self.node.term();
         self.facts_seq = ctx
             .disk()
             .read(FACTS_KEY)
             .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
             .unwrap_or(0);
+        self.report_views(ctx); // the state loaded from disk
         self.after_step(ctx);
     }
 
@@ -576,11 +740,76 @@ pub const PROTOCOL_NAME: &str = "coordination";
 pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
     name: PROTOCOL_NAME,
     summary: "a coordination service (etcd's keys, revisions, leases and watches; ZooKeeper's sessions, ephemeral sequential nodes) replicated by Raft, with the leader's lessor",
-    serves: &["etcd-lock", "zk-lock"],
-    bugs: &[],
+    serves: &["etcd-lock", "zk-lock", "discovery"],
+    bugs: &BUGS,
     built_on: &[raft::PROTOCOL.name, super::super::FENCED_STORAGE.name],
     configure,
 };
+
+/// Planted bug: a `consistent` read is served from the receiving server's applied state, like
+/// a `stale` one (a follower's or a deposed leader's old data passes for linearizable).
+pub const BUG_STALE_READ_AS_CONSISTENT: &str = "stale-read-as-consistent";
+/// Planted bug: a server forgets every watch it holds when it sees a new term, silently.
+pub const BUG_WATCH_LOST_ON_LEADER_CHANGE: &str = "watch-lost-on-leader-change";
+
+/// The coordination server's own planted bugs (its `bugs` option also takes Raft's).
+pub const BUGS: [Bug; 2] = [
+    Bug {
+        name: BUG_STALE_READ_AS_CONSISTENT,
+        summary: "a consistent read is answered from the receiving server's applied state, so a minority-side or deposed server serves stale data as linearizable",
+        caught_by: "registry-linearizable",
+    },
+    Bug {
+        name: BUG_WATCH_LOST_ON_LEADER_CHANGE,
+        summary: "a server silently forgets its registered watches when it sees a new term, so a watching client's view freezes",
+        caught_by: "registry-convergence",
+    },
+];
+
+/// The instances of every service under [`SERVICES_PREFIX`] in `machine`.
+fn services_of(machine: &CoordMachine) -> BTreeMap<String, BTreeSet<String>> {
+    let mut services: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let CoordOutcome::Keys { keys, .. } = machine.range(SERVICES_PREFIX, false) {
+        for k in keys {
+            if let Some((service, instance)) = service_key(&k.key) {
+                services
+                    .entry(service.to_string())
+                    .or_default()
+                    .insert(instance.to_string());
+            }
+        }
+    }
+    services
+}
+
+/// `(service, instance)` of a key `/services/<service>/<instance>`; `None` for any other key.
+pub fn service_key(key: &str) -> Option<(&str, &str)> {
+    let (service, instance) = key.strip_prefix(SERVICES_PREFIX)?.split_once('/')?;
+    (!service.is_empty() && !instance.is_empty() && !instance.contains('/'))
+        .then_some((service, instance))
+}
+
+/// Observes `service`'s instances in `views` at `revision` (see `CoordServer::report_views`).
+fn report_view(
+    ctx: &mut Context<'_>,
+    views: &BTreeMap<String, BTreeSet<String>>,
+    service: &str,
+    revision: u64,
+) {
+    let instances: Vec<String> = views
+        .get(service)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    ctx.observe(registry::Observation::ServerView {
+        service: service.to_string(),
+        instances: instances.clone(),
+    });
+    ctx.observe(registry::cp::Observation::Applied {
+        service: service.to_string(),
+        revision,
+        instances,
+    });
+}
 
 fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     let config = CoordConfig::parse(ctx.options)?;
@@ -604,6 +833,10 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
 /// does not apply), and the lessor's and watch hub's limits.
 fn validate(c: &CoordConfig, ctx: &RoleContext<'_>) -> Vec<OptionError> {
     let mut errors = raft::validate(&c.raft, ctx);
+    // `bugs` takes Raft's planted bugs and the server's own.
+    errors.retain(|e| e.path.first().is_none_or(|k| k != "bugs"));
+    let known: Vec<Bug> = raft::PROTOCOL.bugs.iter().chain(&BUGS).copied().collect();
+    errors.extend(family::check_bugs(&c.raft.bugs, &known, PROTOCOL_NAME));
     if ctx.options.contains_key("state_machine") {
         errors.retain(|e| e.path.first().is_none_or(|k| k != "state_machine"));
         errors.push(OptionError::at(
@@ -657,6 +890,10 @@ mod tests {
         facts: Vec<(NodeId, i64, Observation)>,
         /// When each server last became leader.
         became_leader: BTreeMap<NodeId, i64>,
+        /// The CP registry's facts, with the observing server.
+        applied: Vec<(NodeId, registry::cp::Observation)>,
+        /// Registry server views, with the observing server.
+        views: Vec<(NodeId, registry::Observation)>,
         /// Servers cut off from everyone.
         isolated: BTreeSet<NodeId>,
         now: i64,
@@ -673,6 +910,8 @@ mod tests {
                 to_client: Vec::new(),
                 facts: Vec::new(),
                 became_leader: BTreeMap::new(),
+                applied: Vec::new(),
+                views: Vec::new(),
                 isolated: BTreeSet::new(),
                 now: 0,
             };
@@ -716,6 +955,12 @@ mod tests {
                     Effect::Observe(o) => {
                         if let Some(f) = o.downcast_ref::<Observation>() {
                             self.facts.push((from, self.now, f.clone()));
+                        }
+                        if let Some(f) = o.downcast_ref::<registry::cp::Observation>() {
+                            self.applied.push((from, f.clone()));
+                        }
+                        if let Some(f) = o.downcast_ref::<registry::Observation>() {
+                            self.views.push((from, f.clone()));
                         }
                         if let Some(CommonObservation::Role {
                             role: NodeRole::Leader,
@@ -1352,5 +1597,254 @@ mod tests {
             "{:?}",
             errors[0]
         );
+    }
+
+    fn range(prefix: &str, consistency: Consistency) -> CoordMessage {
+        CoordMessage::Request {
+            id: 77,
+            command: CoordCommand::Range {
+                prefix: prefix.into(),
+                consistency,
+                with_values: true,
+            },
+        }
+    }
+
+    /// What server `i` answered request 77 with right away (None: no answer yet).
+    fn read_at(c: &mut Cluster, i: usize, consistency: Consistency) -> Option<CoordAnswer> {
+        c.to_client.clear();
+        c.send(i, range("/services/web/", consistency));
+        c.to_client.iter().find_map(|(from, m)| match m {
+            CoordMessage::Reply { id: 77, answer } if from.index() == i => Some(answer.clone()),
+            _ => None,
+        })
+    }
+
+    fn keys_of(answer: Option<CoordAnswer>) -> (Vec<(String, Option<String>)>, u64) {
+        match answer {
+            Some(CoordAnswer::Done {
+                outcome: CoordOutcome::Keys { keys, revision },
+            }) => (
+                keys.into_iter().map(|k| (k.key, k.value)).collect(),
+                revision,
+            ),
+            other => panic!("expected keys, got {other:?}"),
+        }
+    }
+
+    fn bugged(bug: &str) -> CoordConfig {
+        let mut config = CoordConfig::default();
+        config.raft.bugs = vec![bug.to_string()];
+        config
+    }
+
+    #[test]
+    fn default_reads_are_served_by_the_leader_stale_reads_by_any_server_consistent_by_read_index() {
+        let mut c = cluster();
+        let leader = c.leader();
+        let follower = (leader + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        let leader_id = Some(NodeId(leader as u32));
+        // At once, without a heartbeat round: the leader at default, anyone at stale.
+        let (keys, revision) = keys_of(read_at(&mut c, leader, Consistency::Default));
+        assert_eq!(
+            keys,
+            vec![("/services/web/a".to_string(), Some("c".to_string()))]
+        );
+        assert_eq!(revision, 1);
+        // A follower knows the commit from the next heartbeat.
+        let run = c.now / MS + 100;
+        c.run_until(run);
+        assert_eq!(keys_of(read_at(&mut c, follower, Consistency::Stale)).1, 1);
+        assert_eq!(
+            read_at(&mut c, follower, Consistency::Default),
+            Some(CoordAnswer::Redirect { leader: leader_id })
+        );
+        assert_eq!(
+            read_at(&mut c, follower, Consistency::Consistent),
+            Some(CoordAnswer::Redirect { leader: leader_id })
+        );
+        // A consistent read waits for a round a majority answers (ReadIndex)...
+        c.isolated.insert(NodeId(follower as u32));
+        c.isolated.insert(NodeId(((leader + 2) % 3) as u32));
+        assert_eq!(read_at(&mut c, leader, Consistency::Consistent), None);
+        let later = c.now / MS + 100;
+        c.run_until(later);
+        assert!(
+            !c.to_client
+                .iter()
+                .any(|(_, m)| matches!(m, CoordMessage::Reply { id: 77, .. })),
+            "a leader cut off from its majority never answers a consistent read"
+        );
+        // ...while the cut-off leader still answers default and stale reads from its state.
+        assert_eq!(keys_of(read_at(&mut c, leader, Consistency::Default)).1, 1);
+        assert_eq!(keys_of(read_at(&mut c, leader, Consistency::Stale)).1, 1);
+    }
+
+    #[test]
+    fn stale_read_as_consistent_lets_a_follower_answer_a_consistent_read() {
+        let mut c = Cluster::new(3, bugged(BUG_STALE_READ_AS_CONSISTENT));
+        c.run_until(1000);
+        let follower = (c.leader() + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        assert_eq!(
+            keys_of(read_at(&mut c, follower, Consistency::Consistent)).1,
+            0,
+            "the follower answers at once from its state, which lags the commit"
+        );
+    }
+
+    #[test]
+    fn every_replica_reports_each_service_change_with_its_revision_and_lock_keys_report_nothing() {
+        let mut c = cluster();
+        let lease = c.grant(1, 60_000);
+        c.create(2, "/lock/x", Some(lease));
+        c.create(3, "/services/web/a", Some(lease));
+        c.create(4, "/services/web/b", None);
+        c.create(5, "/services/db/c", Some(lease));
+        c.create(6, "/services/web/a/deeper", None);
+        c.request(7, CoordCommand::LeaseRevoke { lease });
+        let run = c.now / MS + 200;
+        c.run_until(run);
+        let applied =
+            |r: u64, service: &str, instances: &[&str]| registry::cp::Observation::Applied {
+                service: service.into(),
+                revision: r,
+                instances: instances.iter().map(|s| s.to_string()).collect(),
+            };
+        let expected = vec![
+            applied(3, "web", &["a"]),
+            applied(4, "web", &["a", "b"]),
+            applied(5, "db", &["c"]),
+            // One revoke, one revision, both services.
+            applied(7, "db", &[]),
+            applied(7, "web", &["b"]),
+        ];
+        for i in 0..3 {
+            let mine: Vec<_> = c
+                .applied
+                .iter()
+                .filter(|(n, _)| n.index() == i)
+                .map(|(_, o)| o.clone())
+                .collect();
+            assert_eq!(mine, expected, "replica {i}");
+            let views = c.views.iter().filter(|(n, _)| n.index() == i).count();
+            assert_eq!(views, expected.len(), "a ServerView beside each");
+        }
+        // A restarted replica reports its state again as it rebuilds it.
+        c.applied.clear();
+        c.crash_restart(0);
+        let run = c.now / MS + 1000;
+        c.run_until(run);
+        let last = c.applied.iter().rev().find(|(n, _)| n.index() == 0);
+        assert_eq!(
+            last.map(|(_, o)| o.clone()),
+            Some(applied(7, "web", &["b"]))
+        );
+    }
+
+    /// A watch on a follower's service prefix, then a new term, then a change: does it fire?
+    fn watch_across_a_new_term(config: CoordConfig) -> bool {
+        let mut c = Cluster::new(3, config);
+        c.run_until(1000);
+        let old = c.leader();
+        let watcher = (old + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        c.send(watcher, watch(5, "/services/web/", true, 1));
+        assert_eq!(c.servers[watcher].watch_count(), 1);
+        c.isolated.insert(NodeId(old as u32));
+        let run = c.now / MS + 2000;
+        c.run_until(run);
+        assert_ne!(c.leader(), old, "a new leader in a new term");
+        c.create(2, "/services/web/b", None);
+        c.watch_events().iter().any(|(w, _, _, _)| *w == 5)
+    }
+
+    #[test]
+    fn watches_survive_a_leader_change_unless_watch_lost_on_leader_change() {
+        assert!(watch_across_a_new_term(CoordConfig::default()));
+        assert!(!watch_across_a_new_term(bugged(
+            BUG_WATCH_LOST_ON_LEADER_CHANGE
+        )));
+    }
+
+    #[test]
+    fn service_keys_parse_as_service_and_instance() {
+        assert_eq!(service_key("/services/web/a"), Some(("web", "a")));
+        for other in [
+            "/services/web/",
+            "/services//a",
+            "/services/web/a/b",
+            "/lock/a",
+            "/services/web",
+        ] {
+            assert_eq!(service_key(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_replica_that_catches_up_past_compacted_events_reports_the_services_as_they_are_now() {
+        use crate::families::lock::coord::machine::MAX_EVENTS;
+        let mut config = CoordConfig::default();
+        config.raft.snapshot_threshold_entries = 100;
+        let mut c = Cluster::new(3, config);
+        c.run_until(1000);
+        let leader = c.leader();
+        let lagging = (leader + 1) % 3;
+        c.create(1, "/services/web/a", None);
+        let run = c.now / MS + 100;
+        c.run_until(run);
+        c.isolated.insert(NodeId(lagging as u32));
+        c.request(
+            2,
+            CoordCommand::Delete {
+                key: "/services/web/a".into(),
+            },
+        );
+        let b = c.create(3, "/services/web/b", None);
+        for id in 4..(MAX_EVENTS as u64 + 150) {
+            let command = CoordCommand::Create {
+                key: format!("/other/{id}"),
+                value: String::new(),
+                lease: None,
+                sequential: false,
+            };
+            c.servers[leader]
+                .message(
+                    &mut c.ctxs[leader].ctx(),
+                    CLIENT,
+                    Payload::new(CoordMessage::Request { id, command }),
+                )
+                .unwrap();
+            c.collect(leader);
+            c.settle();
+        }
+        assert!(c.servers[leader].machine().compacted_revision() > b);
+        c.applied.clear();
+        c.isolated.clear();
+        let t = c.now / MS + 300;
+        c.run_until(t);
+        let mine: Vec<_> = c
+            .applied
+            .iter()
+            .filter(|(n, _)| n.index() == lagging)
+            .map(|(_, o)| o.clone())
+            .collect();
+        let registry::cp::Observation::Applied {
+            service,
+            revision,
+            instances,
+        } = &mine[..]
+            .first()
+            .unwrap_or_else(|| panic!("the lagging replica reported nothing: {mine:?}"))
+        else {
+            panic!("{mine:?}")
+        };
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(
+            (service.as_str(), instances.clone()),
+            ("web", vec!["b".to_string()])
+        );
+        assert!(*revision >= b, "read at the snapshot's revision");
     }
 }

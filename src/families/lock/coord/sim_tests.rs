@@ -89,13 +89,7 @@ impl Script {
             ),
             3 => self.send(ctx, 3, self.txn()),
             4 => self.send(ctx, 4, self.txn()),
-            5 => self.send(
-                ctx,
-                5,
-                CoordCommand::Range {
-                    prefix: "/lock/".into(),
-                },
-            ),
+            5 => self.send(ctx, 5, CoordCommand::range("/lock/")),
             _ => {}
         }
     }
