@@ -392,6 +392,8 @@ pub struct SideTally {
     pub stale_lookups: u64,
     /// Calls invoked to an instance.
     pub calls: u64,
+    /// Of which answered (ok).
+    pub calls_ok: u64,
     /// Of which to a dead instance.
     pub dead_calls: u64,
 }
@@ -492,6 +494,7 @@ impl Measurements {
                     }
                     Function::Call if op.argument != Value::Nil => {
                         tally.calls += 1;
+                        tally.calls_ok += op.is_ok() as u64;
                         tally.dead_calls += call_dead(op) as u64;
                     }
                     _ => {}
@@ -604,6 +607,7 @@ impl Measurements {
             );
             put(&format!("{side}_stale_lookups"), t.stale_lookups.into());
             put(&format!("{side}_calls"), t.calls.into());
+            put(&format!("{side}_calls_ok"), t.calls_ok.into());
             put(&format!("{side}_calls_to_dead"), t.dead_calls.into());
         }
         out
