@@ -111,7 +111,6 @@ use crate::family::{
 };
 use crate::history::ModelKind;
 use crate::process::NodeId;
-use crate::scenario::Duration;
 use crate::sim::RunRecord;
 
 pub use checks::{fenced_writes, mutual_exclusion};
@@ -422,25 +421,7 @@ impl StorageBug {
     }
 }
 
-/// Longest duration any lock-family option accepts (1 hour): bounds timers and back-off.
-pub const MAX_OPTION_DURATION: Duration = Duration::from_secs(3600);
-
-/// Pushes an error if `value` is not within `(0, MAX_OPTION_DURATION]` (or `[0, ..]` when
-/// `zero_ok`).
-fn check_duration(
-    errors: &mut Vec<OptionError>,
-    key: &'static str,
-    value: Duration,
-    zero_ok: bool,
-) {
-    if (!zero_ok && value.as_nanos() == 0) || value > MAX_OPTION_DURATION {
-        let low = if zero_ok { "0s" } else { "a positive duration" };
-        errors.push(OptionError::at(
-            key,
-            format!("expected from {low} to {MAX_OPTION_DURATION}, found {value}"),
-        ));
-    }
-}
+pub use super::{MAX_OPTION_DURATION, check_duration, next_incarnation};
 
 /// Reads a serde-JSON record from `key` of a disk, `None` if absent or unreadable.
 fn read_record<T: for<'de> Deserialize<'de>>(
@@ -465,20 +446,6 @@ fn write_record<T: Serialize>(
     if sync {
         disk.sync();
     }
-}
-
-/// Reads the incarnation counter under `key` (0 if absent), stores and syncs the next one, and
-/// returns the one read: a client's boot number, so its history process ids stay unique across
-/// restarts. (The key-value client in `families::kv::client` does the same inline; one of the two
-/// can serve both once the workloads move into families.)
-pub fn next_incarnation(disk: &mut crate::process::disk::Disk, key: &'static str) -> u64 {
-    let epoch = disk
-        .read(key)
-        .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
-        .unwrap_or(0);
-    disk.write(key, (epoch + 1).to_string());
-    disk.sync();
-    epoch
 }
 
 /// Observations for unit tests: the lock-family facts among recorded effects.

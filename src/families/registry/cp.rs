@@ -253,9 +253,9 @@ impl CoordAgent {
         command: CoordCommand,
         server: NodeId,
     ) -> u64 {
-        let incarnation = *self.incarnation.get_or_insert_with(|| {
-            crate::families::lock::next_incarnation(ctx.disk(), INCARNATION_KEY)
-        });
+        let incarnation = *self
+            .incarnation
+            .get_or_insert_with(|| crate::families::next_incarnation(ctx.disk(), INCARNATION_KEY));
         self.next_request += 1;
         let id = (incarnation << 32) | (self.next_request & 0xffff_ffff);
         let deadline = matches!(purpose, Purpose::Lookup { .. }).then(|| {

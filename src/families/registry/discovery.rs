@@ -19,11 +19,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::instance::check_duration;
 use super::{
     AgentConfig, AgentEvent, Consistency, HostTimer, InstanceInfo, Observation, RegistryAgent,
     RegistryTimer, ServiceMessage, ms,
 };
+use crate::families::check_duration;
 use crate::family::OptionError;
 use crate::history::{EventType, Function, HistoryEvent, Value};
 use crate::process::{Context, Message, NodeId, Process, TimerId};
@@ -347,7 +347,7 @@ impl<A: RegistryAgent> Process for Discoverer<A> {
     type Timer = RegistryTimer<A::Timer>;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
-        self.epoch = crate::families::lock::next_incarnation(ctx.disk(), EPOCH_KEY);
+        self.epoch = crate::families::next_incarnation(ctx.disk(), EPOCH_KEY);
         let now = ctx.local_time_ns().max(0) as u64;
         let first = Duration(self.config.start.as_nanos().saturating_sub(now));
         Self::host_timer(ctx, first, HostTimer::Lookup);

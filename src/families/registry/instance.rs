@@ -10,12 +10,11 @@ use super::{
     AgentConfig, AgentEvent, HostTimer, InstanceInfo, Observation, RegistryAgent, RegistryTimer,
     ServiceMessage, ms,
 };
+use crate::families::check_duration;
 use crate::family::OptionError;
 use crate::process::{Context, Message, NodeId, Process, TimerId};
 use crate::scenario::Duration;
 
-/// Longest duration option of the family (one hour).
-pub const MAX_OPTION_DURATION: Duration = Duration::from_secs(3600);
 /// Most tags an instance may carry.
 pub const MAX_TAGS: usize = 64;
 /// Largest instance weight.
@@ -119,23 +118,6 @@ impl InstanceConfig {
             heartbeat_interval_ms: ms(self.heartbeat_interval),
             request_timeout_ms: ms(self.request_timeout),
         }
-    }
-}
-
-/// Pushes an error if `value` is not within `(0, MAX_OPTION_DURATION]` (or `[0, ..]` when
-/// `zero_ok`).
-pub(crate) fn check_duration(
-    errors: &mut Vec<OptionError>,
-    key: &'static str,
-    value: Duration,
-    zero_ok: bool,
-) {
-    if (!zero_ok && value.as_nanos() == 0) || value > MAX_OPTION_DURATION {
-        let low = if zero_ok { "0s" } else { "a positive duration" };
-        errors.push(OptionError::at(
-            key,
-            format!("expected from {low} to {MAX_OPTION_DURATION}, found {value}"),
-        ));
     }
 }
 

@@ -304,8 +304,6 @@ pub const BUGS: &[Bug] = &[
     },
 ];
 
-/// Longest duration a `eureka` option accepts (1 hour).
-pub const MAX_OPTION_DURATION: Duration = Duration::from_secs(3600);
 /// Most items one replication batch may hold (`replication_batch_max`).
 pub const MAX_BATCH_ITEMS: u32 = 10_000;
 /// Most items queued for one peer (`replication_queue_max`).
@@ -386,13 +384,8 @@ impl EurekaConfig {
     pub fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
         let mut duration = |key: &str, value: Duration, zero_ok: bool| {
-            if (!zero_ok && value.as_nanos() < 1_000_000) || value > MAX_OPTION_DURATION {
-                let low = if zero_ok { "0s" } else { "1ms" };
-                errors.push(OptionError::at(
-                    key,
-                    format!("expected from {low} to {MAX_OPTION_DURATION}, found {value}"),
-                ));
-            }
+            let min = Duration::from_millis(if zero_ok { 0 } else { 1 });
+            crate::families::check_duration_from(&mut errors, key, value, min);
         };
         duration("eviction_interval", self.eviction_interval, false);
         duration("renewal_window", self.renewal_window, false);
