@@ -1066,6 +1066,29 @@ mod tests {
             }
         }
 
+        /// Creates keys `/other/<id>` through `leader` (request ids from `first_id`) until
+        /// more events than the machine keeps have passed: earlier events are compacted away.
+        fn create_past_compaction(&mut self, leader: usize, first_id: u64) {
+            use crate::families::lock::coord::machine::MAX_EVENTS;
+            for id in first_id..(MAX_EVENTS as u64 + 150) {
+                let command = CoordCommand::Create {
+                    key: format!("/other/{id}"),
+                    value: String::new(),
+                    lease: None,
+                    sequential: false,
+                };
+                self.servers[leader]
+                    .message(
+                        &mut self.ctxs[leader].ctx(),
+                        CLIENT,
+                        Payload::new(CoordMessage::Request { id, command }),
+                    )
+                    .unwrap();
+                self.collect(leader);
+                self.settle();
+            }
+        }
+
         fn create(&mut self, id: u64, key: &str, lease: Option<LeaseId>) -> u64 {
             let command = CoordCommand::Create {
                 key: key.into(),
@@ -1410,27 +1433,10 @@ mod tests {
 
     #[test]
     fn watches_whose_events_were_compacted_away_fire_from_the_key_or_as_compacted() {
-        use crate::families::lock::coord::machine::MAX_EVENTS;
         let (mut c, leader, lagging, revision) = lagging_watchers(100);
         // More events than the log keeps: the delete is compacted away.
         // The snapshot the lagging replica installs must itself miss it: well past MAX_EVENTS.
-        for id in 3..(MAX_EVENTS as u64 + 150) {
-            let command = CoordCommand::Create {
-                key: format!("/other/{id}"),
-                value: String::new(),
-                lease: None,
-                sequential: false,
-            };
-            c.servers[leader]
-                .message(
-                    &mut c.ctxs[leader].ctx(),
-                    CLIENT,
-                    Payload::new(CoordMessage::Request { id, command }),
-                )
-                .unwrap();
-            c.collect(leader);
-            c.settle();
-        }
+        c.create_past_compaction(leader, 3);
         assert!(c.servers[leader].machine().compacted_revision() > revision + 1);
         c.isolated.clear();
         let t = c.now / MS + 300;
@@ -1784,7 +1790,6 @@ mod tests {
 
     #[test]
     fn a_replica_that_catches_up_past_compacted_events_reports_the_services_as_they_are_now() {
-        use crate::families::lock::coord::machine::MAX_EVENTS;
         let mut config = CoordConfig::default();
         config.raft.snapshot_threshold_entries = 100;
         let mut c = Cluster::new(3, config);
@@ -1802,23 +1807,7 @@ mod tests {
             },
         );
         let b = c.create(3, "/services/web/b", None);
-        for id in 4..(MAX_EVENTS as u64 + 150) {
-            let command = CoordCommand::Create {
-                key: format!("/other/{id}"),
-                value: String::new(),
-                lease: None,
-                sequential: false,
-            };
-            c.servers[leader]
-                .message(
-                    &mut c.ctxs[leader].ctx(),
-                    CLIENT,
-                    Payload::new(CoordMessage::Request { id, command }),
-                )
-                .unwrap();
-            c.collect(leader);
-            c.settle();
-        }
+        c.create_past_compaction(leader, 4);
         assert!(c.servers[leader].machine().compacted_revision() > b);
         c.applied.clear();
         c.isolated.clear();
