@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod kv;
 pub mod lock;
 pub mod paxos;
+pub mod quorum;
 pub mod raft;
 pub mod replicated;
 pub mod testing;
@@ -22,6 +23,7 @@ pub static FAMILIES: &[&Family] = &[
     &paxos::FAMILY,
     &broadcast::FAMILY,
     &lock::FAMILY,
+    &quorum::FAMILY,
     &testing::FAMILY,
 ];
 

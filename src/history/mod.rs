@@ -70,6 +70,8 @@ pub enum Function {
     Release,
     /// A multi-operation transaction (imported multi-register histories).
     Txn,
+    /// Counter (or set) addition; the value is the amount (Jepsen's counter workload).
+    Add,
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
@@ -183,7 +185,7 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 }
 
 /// Every function with its name as written in histories.
-const FUNCTION_NAMES: [(Function, &str); 10] = [
+const FUNCTION_NAMES: [(Function, &str); 11] = [
     (Function::Get, "get"),
     (Function::Put, "put"),
     (Function::Append, "append"),
@@ -194,6 +196,7 @@ const FUNCTION_NAMES: [(Function, &str); 10] = [
     (Function::Acquire, "acquire"),
     (Function::Release, "release"),
     (Function::Txn, "txn"),
+    (Function::Add, "add"),
 ];
 
 /// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.
