@@ -284,6 +284,8 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
         })
         .collect();
     let mut lost: Vec<String> = Vec::new();
+    // Lost writes, counting each lost increment of a counter.
+    let mut lost_count = 0u64;
     let mut acknowledged = 0usize;
     let keys: BTreeSet<&str> = ops.iter().filter_map(|o| o.key.as_deref()).collect();
     for key in keys {
@@ -309,6 +311,7 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                     _ => 0,
                 };
                 if count < ok {
+                    lost_count += (ok - count) as u64;
                     lost.push(format!(
                         "{key}: the final count is {count}, but {ok} was acknowledged ({} increment(s) lost)",
                         ok - count
@@ -356,6 +359,7 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                         _ => None,
                     };
                     if let Some(why) = verdict {
+                        lost_count += 1;
                         lost.push(format!("{}: {why}", w.describe()));
                     }
                 }
@@ -373,8 +377,7 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
             name,
             Verdict::Fail,
             format!(
-                "{} acknowledged write(s) can never be read again ({} resolution)",
-                lost.len(),
+                "{lost_count} acknowledged write(s) can never be read again ({} resolution)",
                 serde_json::to_value(resolution)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
@@ -388,7 +391,7 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
         r
     };
     r.metrics.insert("acknowledged_writes".into(), acknowledged.into());
-    r.metrics.insert("lost_writes".into(), lost.len().into());
+    r.metrics.insert("lost_writes".into(), lost_count.into());
     r
 }
 

@@ -371,9 +371,15 @@ impl Server {
                     value: value.clone(),
                     dot: sibling.dot,
                 });
-                Some(State::Siblings {
+                // The coordinator keeps every version it made of the key (in its own copy, even
+                // if it is not a replica) and ships that whole copy, as Riak does: then any state
+                // holding this node's dot `c` for the key also holds (or supersedes) each of its
+                // earlier dots for the key, which is what lets a context be a plain vector.
+                let new = State::Siblings {
                     versions: vec![sibling],
-                })
+                };
+                self.store_merge(ctx, key, &new);
+                self.store.get(key).cloned()
             }
             (Resolution::Counter, QOp::Add { key, delta }) => {
                 let own = self.own.entry(key.clone()).or_insert((0, 0));
@@ -466,7 +472,9 @@ impl Server {
     /// Sends op `id`'s write or read to `node` (`hint`: the owner it stands in for), or serves
     /// it locally if `node` is this one.
     fn ask(&mut self, ctx: &mut Context<'_>, id: u64, node: NodeId, hint: Option<NodeId>) {
-        let p = &self.ops[&id];
+        let Some(p) = self.ops.get(&id) else {
+            return; // already answered (w = 1 met by the coordinator's own copy)
+        };
         let key = p.key.clone();
         match &p.phase {
             Phase::Write { state, .. } => {
@@ -679,7 +687,7 @@ impl Server {
         let entries: Vec<(String, u64)> = self
             .store
             .iter()
-            .filter(|(k, _)| self.is_replica(k, peer))
+            .filter(|(k, _)| self.is_replica(k, peer) && self.is_replica(k, self.id))
             .map(|(k, s)| (k.clone(), s.digest()))
             .collect();
         ctx.send(peer, Message::Digest { entries });
