@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::server::{Config as ServerConfig, Resolution};
 use super::{Answer, ClientMessage, PROTOCOL_NAME, QOp, Reply, Request, VClock};
 use crate::family::{
     self, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
@@ -105,7 +106,7 @@ fn default_read_fraction() -> f64 {
 fn configure(ctx: &RoleContext<'_>, kind: Kind) -> Result<Configured, Vec<OptionError>> {
     let options: Options = family::parse_options(ctx.options)?;
     if ctx.checking {
-        let errors = validate(&options, ctx);
+        let errors = validate(&options, ctx, kind);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -118,13 +119,53 @@ fn configure(ctx: &RoleContext<'_>, kind: Kind) -> Result<Configured, Vec<Option
     })
 }
 
-fn validate(o: &Options, ctx: &RoleContext<'_>) -> Vec<OptionError> {
+/// The resolution this workload needs from its servers.
+fn needed(kind: Kind) -> Resolution {
+    match kind {
+        Kind::Siblings => Resolution::VersionVectors,
+        Kind::Counter => Resolution::Counter,
+    }
+}
+
+fn validate(o: &Options, ctx: &RoleContext<'_>, kind: Kind) -> Vec<OptionError> {
     let mut errors = Vec::new();
     if ctx.talks_to.first().is_none_or(|p| p.name != PROTOCOL_NAME) {
         errors.push(OptionError::of_role(
             "talks_to",
             format!("expected a role running {PROTOCOL_NAME} first"),
         ));
+    }
+    // The servers must resolve conflicts the way this workload reads them.
+    let group = ctx.scenario.clients.iter().find(|g| g.name == ctx.name);
+    let first = group
+        .and_then(|g| g.talks_to.first())
+        .and_then(|name| ctx.scenario.cluster.roles.iter().find(|r| &r.name == name))
+        .or_else(|| {
+            ctx.scenario
+                .cluster
+                .roles
+                .iter()
+                .find(|r| r.protocol == PROTOCOL_NAME)
+        });
+    if let Some(role) = first.filter(|r| r.protocol == PROTOCOL_NAME) {
+        let config: ServerConfig = crate::check::parse_or_default(&role.options);
+        if config.resolution != needed(kind) {
+            let name = |r: Resolution| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            };
+            errors.push(OptionError::of_role(
+                "talks_to",
+                format!(
+                    "this workload needs a {PROTOCOL_NAME} role with resolution = \"{}\"; role {} has \"{}\"",
+                    name(needed(kind)),
+                    role.name,
+                    name(config.resolution)
+                ),
+            ));
+        }
     }
     for (key, d) in [
         ("think_time", o.think_time),

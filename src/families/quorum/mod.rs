@@ -52,6 +52,9 @@ pub mod ring;
 pub mod server;
 pub mod state;
 
+#[cfg(test)]
+mod tests;
+
 use serde::Serialize;
 
 use crate::families::kv;
