@@ -378,10 +378,7 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
             Verdict::Fail,
             format!(
                 "{lost_count} acknowledged write(s) can never be read again ({} resolution)",
-                serde_json::to_value(resolution)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
+                resolution.name()
             ),
         );
         r.evidence.extend(lost.iter().take(10).cloned());

@@ -150,19 +150,13 @@ fn validate(o: &Options, ctx: &RoleContext<'_>, kind: Kind) -> Vec<OptionError> 
     if let Some(role) = first.filter(|r| r.protocol == PROTOCOL_NAME) {
         let config: ServerConfig = crate::check::parse_or_default(&role.options);
         if config.resolution != needed(kind) {
-            let name = |r: Resolution| {
-                serde_json::to_value(r)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            };
             errors.push(OptionError::of_role(
                 "talks_to",
                 format!(
                     "this workload needs a {PROTOCOL_NAME} role with resolution = \"{}\"; role {} has \"{}\"",
-                    name(needed(kind)),
+                    needed(kind).name(),
                     role.name,
-                    name(config.resolution)
+                    config.resolution.name()
                 ),
             ));
         }

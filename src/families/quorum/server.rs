@@ -29,6 +29,17 @@ pub enum Resolution {
     Counter,
 }
 
+impl Resolution {
+    /// The name as written in a scenario (`"lww"`, `"version-vectors"`, `"counter"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Resolution::Lww => "lww",
+            Resolution::VersionVectors => "version-vectors",
+            Resolution::Counter => "counter",
+        }
+    }
+}
+
 /// A `quorum-store` role's options.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -421,10 +432,7 @@ impl Server {
         if !supported {
             let error = format!(
                 "unsupported: resolution = \"{}\" does not serve this operation",
-                serde_json::to_value(self.config.resolution)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
+                self.config.resolution.name()
             );
             self.answer(ctx, client, request, origin, Answer::Fail { error });
             return;

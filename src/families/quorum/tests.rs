@@ -387,3 +387,54 @@ fn staleness_fails_over_its_bound_and_convergence_fails_without_anti_entropy() {
     let conv = check(&record, &results, "replica-convergence");
     assert_eq!(conv.verdict, Verdict::Fail, "{}", conv.summary);
 }
+
+/// Every problem of a scenario with one `quorum-store` role of 3 nodes with `options`, and a
+/// client group of `workload`.
+fn problems(options: &str, workload: &str) -> Vec<String> {
+    let text = format!(
+        "duration = \"2s\"\n[[cluster.role]]\nname = \"n\"\nprotocol = \"quorum-store\"\nnodes = 3\noptions = {{ {options} }}\n[[clients]]\nname = \"c\"\nworkload = \"{workload}\"\ncount = 1\n"
+    );
+    match Scenario::parse_all(Path::new("q.toml"), text.as_bytes()) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn options_out_of_range_are_refused_at_their_key_and_workloads_need_their_resolution() {
+    assert_eq!(problems("n = 3, r = \"all\", w = 1", "kv"), Vec::<String>::new());
+    for (options, key) in [
+        ("n = 4", "options.n"),
+        ("r = 4", "options.r"),
+        ("w = 0", "options.w"),
+        ("r = \"most\"", "options.r"),
+        ("vnodes = 0", "options.vnodes"),
+        ("fallback_after = \"300ms\"", "options.fallback_after"),
+        ("anti_entropy_interval = \"0s\"", "options.anti_entropy_interval"),
+        ("bugs = [\"nope\"]", "options.bugs"),
+    ] {
+        let found = problems(options, "kv");
+        assert!(
+            found.iter().any(|p| p.contains(key) && p.starts_with("q.toml:")),
+            "{options}: {found:?}"
+        );
+    }
+    let found = problems("resolution = \"lww\"", "siblings");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.contains("talks_to") && p.contains("version-vectors")),
+        "{found:?}"
+    );
+    assert_eq!(
+        problems("resolution = \"counter\"", "counter"),
+        Vec::<String>::new()
+    );
+    for r in [
+        super::Resolution::Lww,
+        super::Resolution::VersionVectors,
+        super::Resolution::Counter,
+    ] {
+        assert_eq!(serde_json::to_value(r).unwrap(), r.name(), "name() is the serde form");
+    }
+}
