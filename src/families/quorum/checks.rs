@@ -165,9 +165,12 @@ fn stores(record: &RunRecord) -> Vec<Store> {
         .collect()
 }
 
+/// One replayed fact: (time, sequence, node, the state it stored or `None` for a crash).
+type Step<'a> = (u64, u64, NodeId, Option<(&'a String, &'a State)>);
+
 /// Each node's final own state of each key, replaying crashes.
 fn final_states(record: &RunRecord) -> BTreeMap<NodeId, BTreeMap<String, State>> {
-    let mut steps: Vec<(u64, u64, NodeId, Option<(&String, &State)>)> = Vec::new();
+    let mut steps: Vec<Step<'_>> = Vec::new();
     for o in &record.observations {
         if let Some(Observation::Stored { key, state }) = o.get::<Observation>() {
             steps.push((o.t_ns, o.seq, o.node, Some((key, state))));
@@ -192,9 +195,12 @@ fn final_states(record: &RunRecord) -> BTreeMap<NodeId, BTreeMap<String, State>>
     out
 }
 
-/// Per key: the store it belongs to, and each up replica's final state (absent: none).
+/// Each up replica of a key with its final state (absent: none).
+type Replicas = Vec<(NodeId, Option<State>)>;
+
+/// Per key: the store it belongs to, and its up replicas' final states.
 struct Finals<'a> {
-    keys: BTreeMap<String, (&'a Store, Vec<(NodeId, Option<State>)>)>,
+    keys: BTreeMap<String, (&'a Store, Replicas)>,
 }
 
 impl<'a> Finals<'a> {
@@ -224,9 +230,9 @@ impl<'a> Finals<'a> {
     fn merged(&self, key: &str) -> Option<State> {
         let (store, replicas) = self.keys.get(key)?;
         let rules: MergeRules = store.config.rules();
-        replicas
-            .iter()
-            .fold(None, |acc, (_, s)| State::merged(acc.as_ref(), s.as_ref(), rules))
+        replicas.iter().fold(None, |acc, (_, s)| {
+            State::merged(acc.as_ref(), s.as_ref(), rules)
+        })
     }
 }
 
@@ -289,14 +295,19 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
     let mut acknowledged = 0usize;
     let keys: BTreeSet<&str> = ops.iter().filter_map(|o| o.key.as_deref()).collect();
     for key in keys {
-        let on_key: Vec<&Operation> = ops.iter().filter(|o| o.key.as_deref() == Some(key)).collect();
+        let on_key: Vec<&Operation> = ops
+            .iter()
+            .filter(|o| o.key.as_deref() == Some(key))
+            .collect();
         let merged = finals.merged(key);
         match resolution {
             Resolution::Counter => {
                 let adds = |kinds: &[EventType]| -> i64 {
                     on_key
                         .iter()
-                        .filter(|o| o.f == Function::Add && o.outcome.is_some_and(|k| kinds.contains(&k)))
+                        .filter(|o| {
+                            o.f == Function::Add && o.outcome.is_some_and(|k| kinds.contains(&k))
+                        })
                         .filter_map(|o| match o.argument {
                             Value::Int(d) => Some(d),
                             _ => None,
@@ -305,7 +316,10 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                 };
                 let ok = adds(&[EventType::Ok]);
                 let possible = ok + adds(&[EventType::Info]);
-                acknowledged += on_key.iter().filter(|o| o.f == Function::Add && o.is_ok()).count();
+                acknowledged += on_key
+                    .iter()
+                    .filter(|o| o.f == Function::Add && o.is_ok())
+                    .count();
                 let count = match &merged {
                     Some(State::Counter(c)) => c.value(),
                     _ => 0,
@@ -323,19 +337,29 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                 }
             }
             Resolution::Lww | Resolution::VersionVectors => {
-                let writes: Vec<&&Operation> = on_key.iter().filter(|o| o.f == Function::Put).collect();
+                let writes: Vec<&&Operation> =
+                    on_key.iter().filter(|o| o.f == Function::Put).collect();
                 for w in writes.iter().filter(|w| w.is_ok()) {
                     acknowledged += 1;
-                    let Value::Str(value) = &w.argument else { continue };
+                    let Value::Str(value) = &w.argument else {
+                        continue;
+                    };
                     let verdict = match (&merged, resolution) {
                         (None, _) => Some("no up replica holds the key at all".to_string()),
                         (Some(State::Lww { value: last, .. }), _) => {
-                            let winner = writes.iter().find(|o| o.argument == Value::Str(last.clone()));
+                            let winner = writes
+                                .iter()
+                                .find(|o| o.argument == Value::Str(last.clone()));
                             match winner {
-                                Some(o) if o.is_ok() && o.complete_ns.is_some_and(|c| c < w.invoke_ns) => Some(format!(
-                                    "the final value is {last:?}, written by {} which completed before this write was invoked",
-                                    o.describe()
-                                )),
+                                Some(o)
+                                    if o.is_ok()
+                                        && o.complete_ns.is_some_and(|c| c < w.invoke_ns) =>
+                                {
+                                    Some(format!(
+                                        "the final value is {last:?}, written by {} which completed before this write was invoked",
+                                        o.describe()
+                                    ))
+                                }
                                 _ => None,
                             }
                         }
@@ -370,7 +394,9 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
         CheckResult::new(
             name,
             Verdict::Pass,
-            format!("every one of {acknowledged} acknowledged write(s) is visible in the final state of its replicas"),
+            format!(
+                "every one of {acknowledged} acknowledged write(s) is visible in the final state of its replicas"
+            ),
         )
     } else {
         let mut r = CheckResult::new(
@@ -387,7 +413,8 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
         }
         r
     };
-    r.metrics.insert("acknowledged_writes".into(), acknowledged.into());
+    r.metrics
+        .insert("acknowledged_writes".into(), acknowledged.into());
     r.metrics.insert("lost_writes".into(), lost_count.into());
     r
 }
@@ -441,7 +468,8 @@ fn run_convergence(record: &RunRecord) -> CheckResult {
         r
     };
     r.metrics.insert("keys".into(), finals.keys.len().into());
-    r.metrics.insert("diverged_keys".into(), diverged.len().into());
+    r.metrics
+        .insert("diverged_keys".into(), diverged.len().into());
     r
 }
 
@@ -582,7 +610,11 @@ fn run_staleness(record: &RunRecord) -> CheckResult {
     } else {
         versions_total as f64 / reads as f64
     };
-    let fraction = if reads == 0 { 0.0 } else { stale as f64 / reads as f64 };
+    let fraction = if reads == 0 {
+        0.0
+    } else {
+        stale as f64 / reads as f64
+    };
     for (k, v) in [
         ("reads", serde_json::Value::from(reads)),
         ("stale_reads", stale.into()),

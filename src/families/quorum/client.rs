@@ -335,18 +335,17 @@ impl QuorumClient {
             Answer::Fail { error } => (EventType::Fail, invoke_value, Some(error.clone())),
             Answer::Unknown { error } => (EventType::Info, invoke_value, Some(error.clone())),
         };
-        let mut event = HistoryEvent::new(
-            self.process(),
-            kind,
-            f,
-            Some(op.key().to_string()),
-            value,
-        );
+        let mut event =
+            HistoryEvent::new(self.process(), kind, f, Some(op.key().to_string()), value);
         event.error = error;
         ctx.record(event);
         if kind == EventType::Info {
             self.round += 1;
-            let at = self.servers.iter().position(|&s| s == self.server).unwrap_or(0);
+            let at = self
+                .servers
+                .iter()
+                .position(|&s| s == self.server)
+                .unwrap_or(0);
             self.server = self.servers[(at + 1) % self.servers.len()];
         }
         ctx.set_timer(self.options.think_time.to_std(), ClientTimer::Invoke);
@@ -364,7 +363,8 @@ impl Process for QuorumClient {
             .read("client/round")
             .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
             .unwrap_or(0);
-        ctx.disk().write("client/round", (self.round + 1_000_000).to_string());
+        ctx.disk()
+            .write("client/round", (self.round + 1_000_000).to_string());
         ctx.disk().sync();
         let start = self.options.start.as_nanos() as i64;
         let jitter = ctx.rng().gen_range(0..=self.options.think_time.as_nanos());
@@ -388,7 +388,11 @@ impl Process for QuorumClient {
                 }
             }
             ClientTimer::Timeout { request } => {
-                if self.pending.as_ref().is_some_and(|p| p.request.id == request) {
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.request.id == request)
+                {
                     let answer = Answer::Unknown {
                         error: "timeout".into(),
                     };

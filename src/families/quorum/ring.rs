@@ -215,7 +215,10 @@ mod tests {
         assert!(!quorums_overlap(3, 1, 1));
         for n in 1..9 {
             let q = Level::Quorum.of(n);
-            assert!(quorums_overlap(n, q, q), "quorum reads meet quorum writes at n = {n}");
+            assert!(
+                quorums_overlap(n, q, q),
+                "quorum reads meet quorum writes at n = {n}"
+            );
         }
     }
 

@@ -186,7 +186,11 @@ pub fn validate(config: &Config, ctx: &RoleContext<'_>) -> Vec<OptionError> {
             "expected a positive duration (leave it out to switch anti-entropy off)",
         ));
     }
-    errors.extend(family::check_bugs(&config.bugs, PROTOCOL.bugs, PROTOCOL.name));
+    errors.extend(family::check_bugs(
+        &config.bugs,
+        PROTOCOL.bugs,
+        PROTOCOL.name,
+    ));
     errors
 }
 
@@ -334,7 +338,13 @@ impl Server {
     }
 
     /// A replica's write: as the owner, or as a fallback holding a hint for `hint`.
-    fn accept_write(&mut self, ctx: &mut Context<'_>, key: &str, state: &State, hint: Option<NodeId>) {
+    fn accept_write(
+        &mut self,
+        ctx: &mut Context<'_>,
+        key: &str,
+        state: &State,
+        hint: Option<NodeId>,
+    ) {
         match hint {
             Some(owner) if owner != self.id => self.hint_merge(ctx, owner, key, state),
             _ => {
@@ -352,7 +362,9 @@ impl Server {
         self.hints
             .iter()
             .filter(|((_, k), _)| k == key)
-            .fold(None, |acc, (_, s)| State::merged(acc.as_ref(), Some(s), self.rules))
+            .fold(None, |acc, (_, s)| {
+                State::merged(acc.as_ref(), Some(s), self.rules)
+            })
     }
 
     /// The new version a write creates at this coordinator.
@@ -365,7 +377,14 @@ impl Server {
                 },
                 value: value.clone(),
             }),
-            (Resolution::VersionVectors, QOp::Put { key, value, context }) => {
+            (
+                Resolution::VersionVectors,
+                QOp::Put {
+                    key,
+                    value,
+                    context,
+                },
+            ) => {
                 self.dots = self.dots.max(context.get(self.index)) + 1;
                 ctx.disk().write(DOTS, self.dots.to_string());
                 ctx.disk().sync();
@@ -400,10 +419,8 @@ impl Server {
                     own.1 += delta.unsigned_abs();
                 }
                 let own = *own;
-                ctx.disk().write(
-                    format!("{OWN}{key}"),
-                    format!("{} {}", own.0, own.1),
-                );
+                ctx.disk()
+                    .write(format!("{OWN}{key}"), format!("{} {}", own.0, own.1));
                 ctx.disk().sync();
                 Some(State::Counter(Counter {
                     p: [(self.index, own.0)].into(),
@@ -415,7 +432,14 @@ impl Server {
     }
 
     /// Coordinates one client request (Dynamo §4.5: any node coordinates what it receives).
-    fn coordinate(&mut self, ctx: &mut Context<'_>, client: NodeId, request: u64, origin: Origin, op: QOp) {
+    fn coordinate(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        request: u64,
+        origin: Origin,
+        op: QOp,
+    ) {
         if self
             .ops
             .values()
@@ -426,7 +450,10 @@ impl Server {
         let supported = matches!(
             (self.config.resolution, &op),
             (Resolution::Lww, QOp::Put { .. } | QOp::Get { .. })
-                | (Resolution::VersionVectors, QOp::Put { .. } | QOp::Get { .. })
+                | (
+                    Resolution::VersionVectors,
+                    QOp::Put { .. } | QOp::Get { .. }
+                )
                 | (Resolution::Counter, QOp::Add { .. } | QOp::Read { .. })
         ) && (origin == Origin::Own || self.config.resolution == Resolution::Lww);
         if !supported {
@@ -469,7 +496,10 @@ impl Server {
             self.ask(ctx, id, t, None);
         }
         if self.config.sloppy_quorum {
-            ctx.set_timer(self.config.fallback_after.to_std(), Timer::Fallback { op: id });
+            ctx.set_timer(
+                self.config.fallback_after.to_std(),
+                Timer::Fallback { op: id },
+            );
         }
         ctx.set_timer(
             self.config.coordinator_timeout.to_std(),
@@ -491,7 +521,15 @@ impl Server {
                     self.accept_write(ctx, &key, &state, hint);
                     self.on_ack(ctx, id, node);
                 } else {
-                    ctx.send(node, Message::Write { op: id, key, state, hint });
+                    ctx.send(
+                        node,
+                        Message::Write {
+                            op: id,
+                            key,
+                            state,
+                            hint,
+                        },
+                    );
                 }
             }
             Phase::Read { .. } => {
@@ -500,7 +538,14 @@ impl Server {
                     let state = self.local_read(&key, fallback);
                     self.on_read_reply(ctx, id, node, state);
                 } else {
-                    ctx.send(node, Message::Read { op: id, key, fallback });
+                    ctx.send(
+                        node,
+                        Message::Read {
+                            op: id,
+                            key,
+                            fallback,
+                        },
+                    );
                 }
             }
         }
@@ -521,7 +566,13 @@ impl Server {
         }
     }
 
-    fn on_read_reply(&mut self, ctx: &mut Context<'_>, id: u64, from: NodeId, state: Option<State>) {
+    fn on_read_reply(
+        &mut self,
+        ctx: &mut Context<'_>,
+        id: u64,
+        from: NodeId,
+        state: Option<State>,
+    ) {
         let (r, rules, read_repair) = (self.r, self.rules, self.config.read_repair);
         let Some(p) = self.ops.get_mut(&id) else {
             return;
@@ -533,9 +584,9 @@ impl Server {
         if replies.len() < r {
             return;
         }
-        let merged = replies
-            .values()
-            .fold(None, |acc, s| State::merged(acc.as_ref(), s.as_ref(), rules));
+        let merged = replies.values().fold(None, |acc, s| {
+            State::merged(acc.as_ref(), s.as_ref(), rules)
+        });
         let first = !*answered;
         *answered = true;
         let key = p.key.clone();
@@ -581,7 +632,14 @@ impl Server {
         }
     }
 
-    fn answer(&mut self, ctx: &mut Context<'_>, client: NodeId, request: u64, origin: Origin, answer: Answer) {
+    fn answer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        request: u64,
+        origin: Origin,
+        answer: Answer,
+    ) {
         match origin {
             Origin::Own => ctx.send(
                 client,
@@ -728,7 +786,13 @@ impl Server {
         }
     }
 
-    fn on_sync(&mut self, ctx: &mut Context<'_>, from: NodeId, states: Vec<(String, State)>, want: Vec<String>) {
+    fn on_sync(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        states: Vec<(String, State)>,
+        want: Vec<String>,
+    ) {
         for (key, state) in &states {
             if self.is_replica(key, self.id) {
                 self.store_merge(ctx, key, state);
@@ -808,7 +872,12 @@ impl Process for Server {
 
     fn on_message(&mut self, ctx: &mut Context<'_>, from: NodeId, message: Message) {
         match message {
-            Message::Write { op, key, state, hint } => {
+            Message::Write {
+                op,
+                key,
+                state,
+                hint,
+            } => {
                 self.accept_write(ctx, &key, &state, hint);
                 ctx.send(from, Message::WriteAck { op });
             }

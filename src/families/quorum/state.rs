@@ -157,14 +157,13 @@ impl State {
                     stamp: s2,
                     value: v2,
                 },
-            ) => {
                 // Equal stamps (one coordinator, two writes at one instant) fall to the value, so
                 // the merge stays commutative.
-                if (s2, v2) > (stamp, value) {
-                    *stamp = *s2;
-                    value.clone_from(v2);
-                }
+            ) if (s2, v2) > (&*stamp, &*value) => {
+                *stamp = *s2;
+                value.clone_from(v2);
             }
+            (State::Lww { .. }, State::Lww { .. }) => {}
             (State::Siblings { versions }, State::Siblings { versions: other }) => {
                 let mut all: Vec<Sibling> =
                     versions.drain(..).chain(other.iter().cloned()).collect();
@@ -258,11 +257,17 @@ mod tests {
     #[test]
     fn lww_keeps_the_higher_stamp_even_when_it_arrives_first() {
         let early = State::Lww {
-            stamp: Stamp { time_ns: 5, node: 1 },
+            stamp: Stamp {
+                time_ns: 5,
+                node: 1,
+            },
             value: "a".into(),
         };
         let late = State::Lww {
-            stamp: Stamp { time_ns: 9, node: 0 },
+            stamp: Stamp {
+                time_ns: 9,
+                node: 0,
+            },
             value: "b".into(),
         };
         let mut s = late.clone();
@@ -287,7 +292,11 @@ mod tests {
         let mut s = base.clone();
         s.merge(&left, MergeRules::default());
         s.merge(&right, MergeRules::default());
-        assert_eq!(s.values(), vec!["b", "c"], "a is superseded, b and c are concurrent");
+        assert_eq!(
+            s.values(),
+            vec!["b", "c"],
+            "a is superseded, b and c are concurrent"
+        );
         assert_eq!(s.context(), vc(&[(0, 1), (1, 1), (2, 1)]));
         // A write with the merged context supersedes both.
         let resolved = State::Siblings {
@@ -304,7 +313,12 @@ mod tests {
         assert_eq!(s.values(), vec!["d", "e"]);
         // The planted bug keeps one of two concurrent siblings.
         let mut bugged = left;
-        bugged.merge(&right, MergeRules { drop_siblings: true });
+        bugged.merge(
+            &right,
+            MergeRules {
+                drop_siblings: true,
+            },
+        );
         assert_eq!(bugged.values().len(), 1);
     }
 
@@ -327,7 +341,10 @@ mod tests {
         match kind {
             0 => (0i64..5, 0u32..3, "[ab]")
                 .prop_map(|(t, n, v)| State::Lww {
-                    stamp: Stamp { time_ns: t, node: n },
+                    stamp: Stamp {
+                        time_ns: t,
+                        node: n,
+                    },
                     value: format!("{v}{t}{n}"),
                 })
                 .boxed(),

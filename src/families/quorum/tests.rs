@@ -68,11 +68,16 @@ fn a_write_is_acknowledged_after_w_replicas_and_stamped_by_the_coordinators_loca
         .expect("the store serves kv clients");
     let effects = tc.take_effects();
     // The coordinator is a replica of every key on 3 nodes with n = 3: its own copy is one ack.
-    assert!(kv_replies(&effects).is_empty(), "one ack of two: no answer yet");
+    assert!(
+        kv_replies(&effects).is_empty(),
+        "one ack of two: no answer yet"
+    );
     let writes: Vec<_> = peer_messages(&effects)
         .into_iter()
         .filter_map(|(to, m)| match m {
-            Message::Write { op, state, hint, .. } => Some((to, op, state, hint)),
+            Message::Write {
+                op, state, hint, ..
+            } => Some((to, op, state, hint)),
             _ => None,
         })
         .collect();
@@ -82,7 +87,10 @@ fn a_write_is_acknowledged_after_w_replicas_and_stamped_by_the_coordinators_loca
     let State::Lww { stamp, value } = state else {
         panic!("an LWW version: {state:?}")
     };
-    assert_eq!((stamp.time_ns, stamp.node, value.as_str()), (7_000, 0, "v1"));
+    assert_eq!(
+        (stamp.time_ns, stamp.node, value.as_str()),
+        (7_000, 0, "v1")
+    );
     node.on_message(&mut tc.ctx(), NodeId(1), Message::WriteAck { op: *op });
     let replies = kv_replies(&tc.take_effects());
     assert_eq!(replies.len(), 1);
@@ -114,11 +122,17 @@ fn a_read_answers_the_merge_of_r_replies_and_repairs_the_stale_replica() {
         .collect();
     assert_eq!(reads.len(), 2);
     let newer = State::Lww {
-        stamp: super::state::Stamp { time_ns: 9, node: 2 },
+        stamp: super::state::Stamp {
+            time_ns: 9,
+            node: 2,
+        },
         value: "new".into(),
     };
     let older = State::Lww {
-        stamp: super::state::Stamp { time_ns: 5, node: 1 },
+        stamp: super::state::Stamp {
+            time_ns: 5,
+            node: 1,
+        },
         value: "old".into(),
     };
     node.on_message(
@@ -129,7 +143,10 @@ fn a_read_answers_the_merge_of_r_replies_and_repairs_the_stale_replica() {
             state: Some(older),
         },
     );
-    assert!(kv_replies(&tc.take_effects()).is_empty(), "r = all: two of three");
+    assert!(
+        kv_replies(&tc.take_effects()).is_empty(),
+        "r = all: two of three"
+    );
     node.on_message(
         &mut tc.ctx(),
         NodeId(2),
@@ -169,15 +186,26 @@ fn a_coordinator_timeout_ends_a_write_unknown_and_a_read_failed() {
         key: "k1".into(),
         value: "v".into(),
     };
-    node.on_other(&mut tc.ctx(), CLIENT, kv_request(1, put)).unwrap();
-    node.on_other(&mut tc.ctx(), CLIENT, kv_request(2, kv::Op::Get { key: "k1".into() }))
+    node.on_other(&mut tc.ctx(), CLIENT, kv_request(1, put))
         .unwrap();
+    node.on_other(
+        &mut tc.ctx(),
+        CLIENT,
+        kv_request(2, kv::Op::Get { key: "k1".into() }),
+    )
+    .unwrap();
     tc.take_effects();
     node.on_timer(&mut tc.ctx(), TimerId(0), Timer::Coordinator { op: 1 });
     node.on_timer(&mut tc.ctx(), TimerId(1), Timer::Coordinator { op: 2 });
     let replies = kv_replies(&tc.take_effects());
-    assert!(matches!(replies[0].outcome, kv::Outcome::Unknown { .. }), "{replies:?}");
-    assert!(matches!(replies[1].outcome, kv::Outcome::Fail { .. }), "{replies:?}");
+    assert!(
+        matches!(replies[0].outcome, kv::Outcome::Unknown { .. }),
+        "{replies:?}"
+    );
+    assert!(
+        matches!(replies[1].outcome, kv::Outcome::Fail { .. }),
+        "{replies:?}"
+    );
 }
 
 #[test]
@@ -221,7 +249,11 @@ fn a_sloppy_quorum_writes_hints_to_fallbacks_which_hand_them_back_unless_the_bug
     assert_eq!(hinted[0].0, fallbacks[1]);
     assert!(owners.contains(&hinted[0].1.expect("a hint")));
     node.on_message(&mut tc.ctx(), fallbacks[1], Message::WriteAck { op: 1 });
-    assert_eq!(kv_replies(&tc.take_effects()).len(), 1, "w = 2 met by fallbacks");
+    assert_eq!(
+        kv_replies(&tc.take_effects()).len(),
+        1,
+        "w = 2 met by fallbacks"
+    );
     // Handoff: the coordinator's own hint goes to its owner, and is dropped once acknowledged.
     for (bugs, hands_off) in [("", true), (BUG_IGNORE_HINTS, false)] {
         let mut tc = TestContext::new(coordinator, 1);
@@ -230,7 +262,10 @@ fn a_sloppy_quorum_writes_hints_to_fallbacks_which_hand_them_back_unless_the_bug
         let mut node = Server::new(&setup(coordinator.0, 5), config(&text));
         node.on_start(&mut tc.ctx());
         let state = State::Lww {
-            stamp: super::state::Stamp { time_ns: 1, node: 4 },
+            stamp: super::state::Stamp {
+                time_ns: 1,
+                node: 4,
+            },
             value: "v".into(),
         };
         node.on_message(
@@ -301,7 +336,11 @@ fn a_counter_coordinator_ships_its_durable_own_total_which_survives_a_crash() {
     let Some(State::Counter(c)) = shipped.first() else {
         panic!("{shipped:?}")
     };
-    assert_eq!(c.value(), 2, "the second add builds on the first, synced before");
+    assert_eq!(
+        c.value(),
+        2,
+        "the second add builds on the first, synced before"
+    );
 }
 
 fn scenario(path: &str) -> Scenario {
@@ -364,17 +403,19 @@ fn liveness_judges_a_leaderless_store_from_the_final_heal() {
     let results = crate::check::run_checks(&record);
     let live = check(&record, &results, "liveness");
     assert_eq!(live.verdict, Verdict::Pass, "{}", live.summary);
-    assert!(live.summary.contains("no leader to wait for"), "{}", live.summary);
+    assert!(
+        live.summary.contains("no leader to wait for"),
+        "{}",
+        live.summary
+    );
     assert!(live.metrics["ops_judged"].as_u64().unwrap() > 0);
 }
 
 #[test]
 fn staleness_fails_over_its_bound_and_convergence_fails_without_anti_entropy() {
     let mut s = scenario("scenarios/quorum/one-one-diverges.toml");
-    s.check.insert(
-        "staleness".into(),
-        toml::toml! { versions_max = 0 },
-    );
+    s.check
+        .insert("staleness".into(), toml::toml! { versions_max = 0 });
     // No anti-entropy, no read repair, and no write after the heal to carry the last value
     // everywhere: the two sides' replicas stay apart.
     s.cluster.roles[0].options.remove("anti_entropy_interval");
@@ -402,7 +443,10 @@ fn problems(options: &str, workload: &str) -> Vec<String> {
 
 #[test]
 fn options_out_of_range_are_refused_at_their_key_and_workloads_need_their_resolution() {
-    assert_eq!(problems("n = 3, r = \"all\", w = 1", "kv"), Vec::<String>::new());
+    assert_eq!(
+        problems("n = 3, r = \"all\", w = 1", "kv"),
+        Vec::<String>::new()
+    );
     for (options, key) in [
         ("n = 4", "options.n"),
         ("r = 4", "options.r"),
@@ -410,12 +454,17 @@ fn options_out_of_range_are_refused_at_their_key_and_workloads_need_their_resolu
         ("r = \"most\"", "options.r"),
         ("vnodes = 0", "options.vnodes"),
         ("fallback_after = \"300ms\"", "options.fallback_after"),
-        ("anti_entropy_interval = \"0s\"", "options.anti_entropy_interval"),
+        (
+            "anti_entropy_interval = \"0s\"",
+            "options.anti_entropy_interval",
+        ),
         ("bugs = [\"nope\"]", "options.bugs"),
     ] {
         let found = problems(options, "kv");
         assert!(
-            found.iter().any(|p| p.contains(key) && p.starts_with("q.toml:")),
+            found
+                .iter()
+                .any(|p| p.contains(key) && p.starts_with("q.toml:")),
             "{options}: {found:?}"
         );
     }
@@ -435,6 +484,10 @@ fn options_out_of_range_are_refused_at_their_key_and_workloads_need_their_resolu
         super::Resolution::VersionVectors,
         super::Resolution::Counter,
     ] {
-        assert_eq!(serde_json::to_value(r).unwrap(), r.name(), "name() is the serde form");
+        assert_eq!(
+            serde_json::to_value(r).unwrap(),
+            r.name(),
+            "name() is the serde form"
+        );
     }
 }
