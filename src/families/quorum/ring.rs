@@ -203,6 +203,17 @@ mod tests {
     }
 
     #[test]
+    fn k1_on_five_nodes_lives_where_the_shipped_scenarios_put_their_partitions() {
+        // scenarios/quorum/{sloppy-quorum-partition,counter-partition,bugs/ignore-hints}.toml
+        // cut n2 and n5 (positions 1 and 4) away from k1's three replicas.
+        let ring = Ring::new(&nodes(5), 16);
+        assert_eq!(
+            ring.walk("k1"),
+            vec![NodeId(3), NodeId(2), NodeId(0), NodeId(1), NodeId(4)]
+        );
+    }
+
+    #[test]
     fn levels_count_replicas_and_quorums_overlap_only_when_r_plus_w_exceeds_n() {
         assert_eq!(Level::One.of(3), 1);
         assert_eq!(Level::Quorum.of(3), 2);
