@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::ring::Ring;
 use super::server::{Config as ServerConfig, Resolution};
 use super::state::{MergeRules, State};
-use super::{Dot, Observation, PROTOCOL_NAME};
+use super::{CausalContext, Dot, Observation, PROTOCOL_NAME};
 use crate::check::ops::{Operation, operations};
 use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::family::OptionError;
@@ -279,16 +279,25 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
     let resolution = stores
         .first()
         .map_or(Resolution::Lww, |s| s.config.resolution);
-    let dots: BTreeMap<(String, String), Dot> = record
-        .observations
-        .iter()
-        .filter_map(|o| match o.get::<Observation>() {
-            Some(Observation::Versioned { key, value, dot }) => {
-                Some(((key.clone(), value.clone()), *dot))
-            }
-            _ => None,
-        })
-        .collect();
+    // Version vectors: each version's dot by (key, value), and each key's versions with the
+    // context their clients read.
+    let mut dots: BTreeMap<(String, String), Dot> = BTreeMap::new();
+    let mut versions_of: BTreeMap<String, Vec<(Dot, CausalContext)>> = BTreeMap::new();
+    for o in &record.observations {
+        if let Some(Observation::Versioned {
+            key,
+            value,
+            dot,
+            context,
+        }) = o.get::<Observation>()
+        {
+            dots.insert((key.clone(), value.clone()), *dot);
+            versions_of
+                .entry(key.clone())
+                .or_default()
+                .push((*dot, context.clone()));
+        }
+    }
     let mut lost: Vec<String> = Vec::new();
     // Lost writes, counting each lost increment of a counter.
     let mut lost_count = 0u64;
@@ -363,16 +372,21 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                                 _ => None,
                             }
                         }
-                        (Some(State::Siblings { versions }), _) => {
+                        (Some(State::Siblings { versions, seen }), _) => {
                             match dots.get(&(key.to_string(), value.clone())) {
                                 Some(dot) => {
-                                    let seen = versions.iter().any(|s| {
-                                        s.dot == *dot || s.context.get(dot.node) >= dot.counter
-                                    });
+                                    // Visible, or superseded by a version that reached the
+                                    // final state and whose client had read this one.
+                                    let seen = versions.iter().any(|s| s.dot == *dot)
+                                        || versions_of.get(key).is_some_and(|vs| {
+                                            vs.iter().any(|(d, c)| {
+                                                seen.contains(*d) && c.contains(*dot)
+                                            })
+                                        });
                                     (!seen).then(|| {
                                         let finals: Vec<&str> = versions.iter().map(|s| s.value.as_str()).collect();
                                         format!(
-                                            "its version {}:{} is neither among the final siblings {finals:?} nor covered by their contexts",
+                                            "its version {}:{} is neither among the final siblings {finals:?} nor read by the client of a version the final state holds or superseded",
                                             dot.node, dot.counter
                                         )
                                     })

@@ -18,7 +18,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::server::{Config as ServerConfig, Resolution};
-use super::{Answer, ClientMessage, PROTOCOL_NAME, QOp, Reply, Request, VClock};
+use super::{Answer, CausalContext, ClientMessage, PROTOCOL_NAME, QOp, Reply, Request};
 use crate::family::{
     self, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
 };
@@ -235,7 +235,7 @@ pub struct QuorumClient {
     next_value: u64,
     pending: Option<Pending>,
     /// The context of this client's last read of each key.
-    contexts: BTreeMap<String, VClock>,
+    contexts: BTreeMap<String, CausalContext>,
     stop_ns: i64,
 }
 

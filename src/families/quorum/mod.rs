@@ -62,7 +62,7 @@ use crate::family::{self, Bug, Family, ProtocolInfo};
 use crate::process::NodeId;
 
 pub use server::{Config, Resolution, Server};
-pub use state::{Dot, State, VClock};
+pub use state::{CausalContext, Dot, State, VClock};
 
 /// The protocol's name.
 pub const PROTOCOL_NAME: &str = "quorum-store";
@@ -233,6 +233,8 @@ pub enum Observation {
         value: String,
         /// The version's identity.
         dot: Dot,
+        /// The causal context its client read: the versions it supersedes.
+        context: CausalContext,
     },
 }
 
@@ -251,8 +253,8 @@ pub enum QOp {
         key: String,
         /// The value (unique in the run).
         value: String,
-        /// The merged clock of the siblings the client read.
-        context: VClock,
+        /// The causal context the client read (every version it saw).
+        context: CausalContext,
     },
     /// Add `delta` to a counter.
     Add {
@@ -285,12 +287,13 @@ impl QOp {
 pub enum Answer {
     /// A write took effect.
     Done,
-    /// A read's siblings (sorted) and their merged clock, the context for the next write.
+    /// A read's siblings (sorted) and the merged state's causal context, the context for the
+    /// next write.
     Siblings {
         /// The values.
         values: Vec<String>,
         /// The context.
-        context: VClock,
+        context: CausalContext,
     },
     /// A counter read.
     Count {

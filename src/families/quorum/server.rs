@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::ring::{Level, Ring};
-use super::state::{Counter, Dot, MergeRules, Sibling, Stamp, State, VClock};
+use super::state::{CausalContext, Counter, Dot, MergeRules, Stamp, State};
 use super::{
     Answer, BUG_DROP_SIBLINGS, BUG_IGNORE_HINTS, Message, Observation, PROTOCOL, QOp, Timer,
 };
@@ -247,8 +247,6 @@ pub struct Server {
     hints: BTreeMap<(NodeId, String), State>,
     /// Counter mode: this node's own totals per key (added, subtracted).
     own: BTreeMap<String, (u64, u64)>,
-    /// Version-vector mode: the last dot counter this node issued.
-    dots: u64,
     next_op: u64,
     ops: BTreeMap<u64, Pending>,
     anti_entropy_next: usize,
@@ -257,7 +255,6 @@ pub struct Server {
 const DATA: &str = "data/";
 const HINT: &str = "hint/";
 const OWN: &str = "own/";
-const DOTS: &str = "dots";
 
 impl Server {
     /// A fresh server (its disk is loaded in `on_start`).
@@ -281,7 +278,6 @@ impl Server {
             store: BTreeMap::new(),
             hints: BTreeMap::new(),
             own: BTreeMap::new(),
-            dots: 0,
             next_op: 0,
             ops: BTreeMap::new(),
             anti_entropy_next: 0,
@@ -385,29 +381,20 @@ impl Server {
                     context,
                 },
             ) => {
-                self.dots = self.dots.max(context.get(self.index)) + 1;
-                ctx.disk().write(DOTS, self.dots.to_string());
-                ctx.disk().sync();
-                let sibling = Sibling {
-                    dot: Dot {
-                        node: self.index,
-                        counter: self.dots,
-                    },
-                    context: context.clone(),
-                    value: value.clone(),
+                let dot = Dot {
+                    node: self.index,
+                    counter: State::next_counter(self.store.get(key), context, self.index),
                 };
                 ctx.observe(Observation::Versioned {
                     key: key.clone(),
                     value: value.clone(),
-                    dot: sibling.dot,
+                    dot,
+                    context: context.clone(),
                 });
-                // The coordinator keeps every version it made of the key (in its own copy, even
-                // if it is not a replica) and ships that whole copy, as Riak does: then any state
-                // holding this node's dot `c` for the key also holds (or supersedes) each of its
-                // earlier dots for the key, which is what lets a context be a plain vector.
-                let new = State::Siblings {
-                    versions: vec![sibling],
-                };
+                // The coordinator keeps every version it made of the key in its own durable copy
+                // (even if it is not a replica), which is where its next counter for the key
+                // comes from, and ships that whole copy, as Riak does.
+                let new = State::write(context, dot, value);
                 self.store_merge(ctx, key, &new);
                 self.store.get(key).cloned()
             }
@@ -608,7 +595,7 @@ impl Server {
                 },
                 (_, None) => Answer::Siblings {
                     values: Vec::new(),
-                    context: VClock::default(),
+                    context: CausalContext::default(),
                 },
             };
             self.answer(ctx, client, request, origin, answer);
@@ -850,11 +837,6 @@ impl Server {
                 self.own.insert(disk_key[OWN.len()..].to_string(), (p, n));
             }
         }
-        self.dots = ctx
-            .disk()
-            .read(DOTS)
-            .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
-            .unwrap_or(0);
     }
 }
 
@@ -954,7 +936,7 @@ impl Process for Server {
                         QOp::Put {
                             key,
                             value,
-                            context: VClock::default(),
+                            context: CausalContext::default(),
                         },
                     ),
                     _ => kv::ClientContext::reply(ctx, client, kv::Reply::unsupported(request.id)),

@@ -8,21 +8,27 @@
 //!   one value with a [`Stamp`] (the coordinator's *local* clock reading, then its node index
 //!   to break ties). Merge keeps the higher stamp. A coordinator whose clock is behind gives a
 //!   later write a lower stamp, and the merge silently drops it.
-//! - **`version-vectors`** (Dynamo §4.4): a set of **siblings**. A write carries the context
-//!   its client read (the merged [`VClock`] of the siblings it saw, Dynamo's "context"); the
-//!   coordinator gives the new version a fresh [`Dot`] (its node index and the next value of a
-//!   durable per-node counter) and keeps the context beside it. A sibling is superseded exactly
-//!   when another's context covers its dot, so a write replaces what its client saw and stays
-//!   concurrent with everything else. This is the dotted version vector of Preguiça et al.
-//!   (2012), which Riak adopted: with a plain vector advanced at the coordinator, a write whose
-//!   client saw nothing would wrongly dominate an unseen version coordinated by the same node.
-//!   Merge is the union by dot minus every superseded sibling.
+//! - **`version-vectors`** (Dynamo §4.4, kept as Riak does with dotted version vectors,
+//!   Preguiça et al. 2012, in the causal-context form of Almeida, Shoker and Baquero, "Delta
+//!   state replicated data types", 2018, their multi-value register): a set of **siblings**, each
+//!   a value with a [`Dot`] (its coordinator's node index and a counter), plus the state's
+//!   [`CausalContext`]: the set of every dot the state has seen, surviving or superseded. A
+//!   write carries the causal context its client read (Dynamo's "context"); the coordinator
+//!   gives the new version a fresh dot, and the write is the state {that sibling} with context
+//!   "what the client read, plus the new dot". A sibling is superseded exactly when the other
+//!   state's context holds its dot without the sibling, so a write replaces what its client saw
+//!   and stays concurrent with everything else. Merge keeps the siblings both states hold and
+//!   each sibling the other state has not seen, and unites the contexts. Because a context is a
+//!   set of dots (not one vector folded over a sibling's dot, which would claim that sibling's
+//!   writer saw every earlier dot of its coordinator) and belongs to the whole state (so the
+//!   knowledge a superseded sibling carried outlives it), this is a join: the state is the pair
+//!   (seen, seen minus siblings), merged by union on both.
 //! - **`counter`** (a PN-counter, Shapiro et al. 2011, §3.1.2): for each node, the total it
 //!   added (`p`) and subtracted (`n`); merge is the entrywise maximum; the value is
 //!   `Σp − Σn`. Each coordinator only ever raises its own entries, from a durable total of its
 //!   own, so no increment is counted twice or lost by a merge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
@@ -37,8 +43,8 @@ pub struct Stamp {
     pub node: u32,
 }
 
-/// A version vector: node index → the number of versions that node coordinated (Dynamo's
-/// "vector clock", §4.4). Absent entries are 0.
+/// A version vector: node index → a counter (absent entries are 0). In a [`CausalContext`] it
+/// says that every dot of that node up to the counter was seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct VClock(pub BTreeMap<u32, u64>);
 
@@ -47,29 +53,10 @@ impl VClock {
     pub fn get(&self, node: u32) -> u64 {
         self.0.get(&node).copied().unwrap_or(0)
     }
-
-    /// True if every entry of `self` is at most the one of `other` (`self` happened before or
-    /// equals `other`).
-    pub fn le(&self, other: &VClock) -> bool {
-        self.0.iter().all(|(&n, &c)| c <= other.get(n))
-    }
-
-    /// True if `self` happened strictly before `other`.
-    pub fn lt(&self, other: &VClock) -> bool {
-        self.le(other) && self != other
-    }
-
-    /// The entrywise maximum with `other`.
-    pub fn merge(&mut self, other: &VClock) {
-        for (&n, &c) in &other.0 {
-            let e = self.0.entry(n).or_insert(0);
-            *e = (*e).max(c);
-        }
-    }
 }
 
 /// One write's identity under version vectors: its coordinator's node index and that node's
-/// counter for it (unique in a run: the counter is durable and only grows).
+/// counter for the key (unique per key in a run: see [`State::next_counter`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Dot {
     /// The coordinator's node index.
@@ -78,29 +65,75 @@ pub struct Dot {
     pub counter: u64,
 }
 
+/// A set of dots: what a state (or the client that read it) has seen. Held compactly and
+/// canonically (so equal sets compare equal): `vv` holds, per node, the longest run of
+/// counters `1..=vv[node]` in the set, and `cloud` every other dot of the set (each beyond its
+/// node's run by at least 2). This is the causal context of Almeida, Shoker and Baquero (2018),
+/// the version vector plus "dot cloud" of Riak's `riak_dt`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CausalContext {
+    /// Node index → every counter from 1 to this one is in the set (no zero entries).
+    pub vv: VClock,
+    /// The set's other dots, sorted.
+    pub cloud: BTreeSet<Dot>,
+}
+
+impl CausalContext {
+    /// True if `dot` is in the set.
+    pub fn contains(&self, dot: Dot) -> bool {
+        dot.counter <= self.vv.get(dot.node) || self.cloud.contains(&dot)
+    }
+
+    /// The highest counter of `node` in the set (0 if none).
+    pub fn max_counter(&self, node: u32) -> u64 {
+        let in_cloud = self
+            .cloud
+            .range(Dot { node, counter: 0 }..=Dot { node, counter: u64::MAX })
+            .next_back()
+            .map_or(0, |d| d.counter);
+        self.vv.get(node).max(in_cloud)
+    }
+
+    /// Adds `dot`.
+    pub fn insert(&mut self, dot: Dot) {
+        if !self.contains(dot) {
+            self.cloud.insert(dot);
+            self.compact();
+        }
+    }
+
+    /// Adds every dot of `other` (set union).
+    pub fn union(&mut self, other: &CausalContext) {
+        for (&node, &c) in &other.vv.0 {
+            let e = self.vv.0.entry(node).or_insert(0);
+            *e = (*e).max(c);
+        }
+        self.cloud.extend(other.cloud.iter().copied());
+        self.compact();
+    }
+
+    /// Restores the canonical form: moves every dot that extends its node's run into `vv` and
+    /// drops cloud dots the run covers.
+    fn compact(&mut self) {
+        let cloud = std::mem::take(&mut self.cloud);
+        for dot in cloud {
+            let run = self.vv.get(dot.node);
+            if dot.counter == run + 1 {
+                self.vv.0.insert(dot.node, dot.counter);
+            } else if dot.counter > run + 1 {
+                self.cloud.insert(dot);
+            }
+        }
+    }
+}
+
 /// One version of a key under version vectors.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Sibling {
     /// The write's identity.
     pub dot: Dot,
-    /// What the write's client had read: the versions it supersedes.
-    pub context: VClock,
     /// The value written.
     pub value: String,
-}
-
-impl Sibling {
-    /// True if `other`'s context covers this sibling's dot (`other` supersedes it).
-    pub fn superseded_by(&self, other: &Sibling) -> bool {
-        other.context.get(self.dot.node) >= self.dot.counter
-    }
-
-    /// The version's clock: its context with its dot.
-    pub fn clock(&self) -> VClock {
-        let mut c = self.context.clone();
-        c.merge(&VClock([(self.dot.node, self.dot.counter)].into()));
-        c
-    }
 }
 
 /// A PN-counter's state.
@@ -130,10 +163,13 @@ pub enum State {
         /// Its value.
         value: String,
     },
-    /// Version vectors: the siblings, sorted by clock, none dominating another.
+    /// Version vectors: the surviving siblings and every dot the state has seen (each
+    /// sibling's dot among them).
     Siblings {
-        /// The concurrent versions.
+        /// The concurrent versions, sorted by dot.
         versions: Vec<Sibling>,
+        /// Every dot seen: the siblings' and those of the versions they superseded.
+        seen: CausalContext,
     },
     /// A PN-counter.
     Counter(Counter),
@@ -142,8 +178,8 @@ pub enum State {
 /// How merges behave: correct, or with a planted bug.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct MergeRules {
-    /// Planted bug `drop-siblings`: of two concurrent versions keep only the one with the
-    /// greater (clock, value), as if the other were superseded.
+    /// Planted bug `drop-siblings`: of concurrent versions keep only the one with the greatest
+    /// dot, as if the others were superseded (their dots stay seen).
     pub drop_siblings: bool,
 }
 
@@ -164,21 +200,31 @@ impl State {
                 value.clone_from(v2);
             }
             (State::Lww { .. }, State::Lww { .. }) => {}
-            (State::Siblings { versions }, State::Siblings { versions: other }) => {
-                let mut all: Vec<Sibling> =
-                    versions.drain(..).chain(other.iter().cloned()).collect();
-                all.sort();
-                all.dedup_by(|a, b| a.dot == b.dot);
-                let kept: Vec<Sibling> = all
+            (
+                State::Siblings { versions, seen },
+                State::Siblings {
+                    versions: theirs,
+                    seen: their_seen,
+                },
+            ) => {
+                // A sibling survives if the other state holds it too or has never seen its dot.
+                let survives = |s: &Sibling, others: &[Sibling], others_seen: &CausalContext| {
+                    !others_seen.contains(s.dot) || others.iter().any(|o| o.dot == s.dot)
+                };
+                let mut kept: Vec<Sibling> = versions
                     .iter()
-                    .filter(|s| !all.iter().any(|t| s.superseded_by(t)))
+                    .filter(|s| survives(s, theirs, their_seen))
+                    .chain(theirs.iter().filter(|t| {
+                        !versions.iter().any(|s| s.dot == t.dot) && survives(t, versions, seen)
+                    }))
                     .cloned()
                     .collect();
-                *versions = if rules.drop_siblings {
-                    kept.into_iter().max().into_iter().collect()
-                } else {
-                    kept
-                };
+                kept.sort();
+                if rules.drop_siblings && kept.len() > 1 {
+                    kept.drain(..kept.len() - 1);
+                }
+                *versions = kept;
+                seen.union(their_seen);
             }
             (State::Counter(a), State::Counter(b)) => {
                 for (mine, theirs) in [(&mut a.p, &b.p), (&mut a.n, &b.n)] {
@@ -210,16 +256,38 @@ impl State {
         xxh3_64(&serde_json::to_vec(self).expect("states serialize"))
     }
 
-    /// The merged clock of every sibling: the context a client reading this state writes back
-    /// (empty for other kinds).
-    pub fn context(&self) -> VClock {
-        let mut c = VClock::default();
-        if let State::Siblings { versions } = self {
-            for s in versions {
-                c.merge(&s.clock());
-            }
+    /// The state a version-vectors write makes: the sibling `dot` = `value`, having seen what
+    /// its client read (`context`) and itself.
+    pub fn write(context: &CausalContext, dot: Dot, value: &str) -> State {
+        let mut seen = context.clone();
+        seen.insert(dot);
+        State::Siblings {
+            versions: vec![Sibling {
+                dot,
+                value: value.to_string(),
+            }],
+            seen,
         }
-        c
+    }
+
+    /// The counter a new version of this key coordinated by `node` gets, given the context its
+    /// client read: one past the highest of `node`'s dots that either has seen. A coordinator
+    /// keeps every version it makes in its own durable copy of the key, whose context therefore
+    /// holds all its dots for the key: counters never repeat, and stay contiguous per key so
+    /// contexts stay compact.
+    pub fn next_counter(own: Option<&State>, context: &CausalContext, node: u32) -> u64 {
+        own.map_or(0, |s| s.context().max_counter(node))
+            .max(context.max_counter(node))
+            + 1
+    }
+
+    /// Every dot the state has seen: the context a client reading it writes back (empty for
+    /// other kinds).
+    pub fn context(&self) -> CausalContext {
+        match self {
+            State::Siblings { seen, .. } => seen.clone(),
+            _ => CausalContext::default(),
+        }
     }
 
     /// The values a client sees: the LWW value, or the siblings' values sorted (empty for a
@@ -227,7 +295,7 @@ impl State {
     pub fn values(&self) -> Vec<String> {
         match self {
             State::Lww { value, .. } => vec![value.clone()],
-            State::Siblings { versions } => {
+            State::Siblings { versions, .. } => {
                 let mut v: Vec<String> = versions.iter().map(|s| s.value.clone()).collect();
                 v.sort();
                 v
@@ -242,16 +310,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn vc(entries: &[(u32, u64)]) -> VClock {
-        VClock(entries.iter().copied().collect())
+    fn dot(node: u32, counter: u64) -> Dot {
+        Dot { node, counter }
     }
 
-    fn sib(node: u32, counter: u64, context: &[(u32, u64)], value: &str) -> Sibling {
-        Sibling {
-            dot: Dot { node, counter },
-            context: vc(context),
-            value: value.into(),
-        }
+    fn merge(a: &State, b: &State) -> State {
+        State::merged(Some(a), Some(b), MergeRules::default()).unwrap()
     }
 
     #[test]
@@ -280,46 +344,80 @@ mod tests {
 
     #[test]
     fn version_vectors_keep_concurrent_siblings_and_drop_dominated_ones() {
-        let base = State::Siblings {
-            versions: vec![sib(0, 1, &[], "a")],
-        };
-        let left = State::Siblings {
-            versions: vec![sib(1, 1, &[(0, 1)], "b")],
-        };
-        let right = State::Siblings {
-            versions: vec![sib(2, 1, &[(0, 1)], "c")],
-        };
-        let mut s = base.clone();
-        s.merge(&left, MergeRules::default());
-        s.merge(&right, MergeRules::default());
+        let nothing = CausalContext::default();
+        let base = State::write(&nothing, dot(0, 1), "a");
+        let left = State::write(&base.context(), dot(1, 1), "b");
+        let right = State::write(&base.context(), dot(2, 1), "c");
+        let s = merge(&merge(&base, &left), &right);
         assert_eq!(
             s.values(),
             vec!["b", "c"],
             "a is superseded, b and c are concurrent"
         );
-        assert_eq!(s.context(), vc(&[(0, 1), (1, 1), (2, 1)]));
+        let mut all = CausalContext::default();
+        for d in [dot(0, 1), dot(1, 1), dot(2, 1)] {
+            all.insert(d);
+        }
+        assert_eq!(s.context(), all);
         // A write with the merged context supersedes both.
-        let resolved = State::Siblings {
-            versions: vec![sib(0, 2, &[(0, 1), (1, 1), (2, 1)], "d")],
-        };
-        s.merge(&resolved, MergeRules::default());
+        let resolved = State::write(&s.context(), dot(0, 2), "d");
+        let s = merge(&s, &resolved);
         assert_eq!(s.values(), vec!["d"]);
-        // A blind write (empty context) at node 0 does not hide b or c, though its dot is the
+        // A blind write (empty context) at node 0 does not hide d, though its dot is the
         // highest node 0 made: the dot, not a vector, says what it supersedes.
-        let blind = State::Siblings {
-            versions: vec![sib(0, 3, &[], "e")],
-        };
-        s.merge(&blind, MergeRules::default());
-        assert_eq!(s.values(), vec!["d", "e"]);
+        let blind = State::write(&nothing, dot(0, 3), "e");
+        assert_eq!(merge(&s, &blind).values(), vec!["d", "e"]);
         // The planted bug keeps one of two concurrent siblings.
-        let mut bugged = left;
-        bugged.merge(
-            &right,
+        let bugged = State::merged(
+            Some(&left),
+            Some(&right),
             MergeRules {
                 drop_siblings: true,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(bugged.values().len(), 1);
+    }
+
+    /// The case proptest shrank the old merge's failure to (dots folded into contiguous vectors,
+    /// knowledge dropped with the siblings that carried it): w1 ‖ w3; w2 saw w1; w4 saw w3; w5
+    /// saw w4 but not w2. Every order of merging must give {w2, w5}: w2 was never seen by w5's
+    /// writer, though it is an earlier dot of w5's coordinator, and w1 stays superseded by w2
+    /// even in a state where w2 arrives after the sibling that knew it.
+    #[test]
+    fn merge_keeps_an_unseen_earlier_dot_and_what_superseded_siblings_knew() {
+        let nothing = CausalContext::default();
+        let w1 = State::write(&nothing, dot(1, 1), "w1");
+        let w2 = State::write(&w1.context(), dot(0, 2), "w2");
+        let w3 = State::write(&nothing, dot(2, 1), "w3");
+        let w4 = State::write(&w3.context(), dot(0, 3), "w4");
+        let w5 = State::write(&merge(&w3, &w4).context(), dot(0, 4), "w5");
+        let a = merge(&w4, &w1);
+        let b = w5.clone();
+        let c = merge(&w2, &w3);
+        let left = merge(&merge(&a, &b), &c);
+        let right = merge(&a, &merge(&b, &c));
+        assert_eq!(left, right);
+        assert_eq!(left.values(), vec!["w2", "w5"]);
+        assert_eq!(merge(&merge(&a, &c), &b), left);
+    }
+
+    #[test]
+    fn causal_contexts_are_canonical_whatever_the_insertion_order() {
+        let mut x = CausalContext::default();
+        for d in [dot(0, 3), dot(0, 1), dot(1, 2), dot(0, 2), dot(0, 5)] {
+            x.insert(d);
+        }
+        assert_eq!(x.vv, VClock([(0, 3)].into()));
+        assert_eq!(x.cloud, [dot(0, 5), dot(1, 2)].into());
+        assert!(x.contains(dot(0, 2)) && x.contains(dot(0, 5)) && !x.contains(dot(0, 4)));
+        assert_eq!((x.max_counter(0), x.max_counter(1), x.max_counter(2)), (5, 2, 0));
+        let mut y = CausalContext::default();
+        y.insert(dot(1, 1));
+        y.insert(dot(0, 4));
+        y.union(&x);
+        assert_eq!(y.vv, VClock([(0, 5), (1, 2)].into()));
+        assert!(y.cloud.is_empty());
     }
 
     #[test]
@@ -358,8 +456,9 @@ mod tests {
     }
 
     /// Three sibling states made of writes from one causal history (as a run makes them):
-    /// write `i` goes to node `node`, whose client read the earlier writes in the bit mask
-    /// `seen`; each state holds the writes in its own mask, merged.
+    /// write `i` goes to node `node`, whose client read the merge of the earlier writes in the
+    /// bit mask `seen`; each state holds the writes in its own mask, merged. Dots are unique but,
+    /// unlike a run's, need not follow their node's earlier dots into every state.
     fn three_sibling_states() -> impl Strategy<Value = (State, State, State)> {
         (
             proptest::collection::vec((0u32..3, 0u32..255), 6),
@@ -367,37 +466,29 @@ mod tests {
         )
             .prop_map(|(writes, keeps)| {
                 let mut counters = [0u64; 3];
-                let mut made: Vec<Sibling> = Vec::new();
+                let mut made: Vec<State> = Vec::new();
+                let merge_of = |made: &[State], mask: u32| {
+                    made.iter()
+                        .enumerate()
+                        .filter(|(j, _)| mask & (1 << j) != 0)
+                        .fold(None, |acc, (_, w)| {
+                            State::merged(acc.as_ref(), Some(w), MergeRules::default())
+                        })
+                };
                 for (i, &(node, seen)) in writes.iter().enumerate() {
-                    let mut context = VClock::default();
-                    for (j, w) in made.iter().enumerate() {
-                        if seen & (1 << j) != 0 {
-                            context.merge(&w.clock());
-                        }
-                    }
+                    let context = merge_of(&made, seen).map(|s| s.context()).unwrap_or_default();
                     counters[node as usize] += 1;
-                    made.push(Sibling {
-                        dot: Dot {
-                            node,
-                            counter: counters[node as usize],
-                        },
-                        context,
-                        value: format!("w{i}"),
-                    });
+                    made.push(State::write(
+                        &context,
+                        dot(node, counters[node as usize]),
+                        &format!("w{i}"),
+                    ));
                 }
                 let state = |keep: u32| {
-                    let mut s = State::Siblings { versions: vec![] };
-                    for (i, w) in made.iter().enumerate() {
-                        if keep & (1 << i) != 0 {
-                            s.merge(
-                                &State::Siblings {
-                                    versions: vec![w.clone()],
-                                },
-                                MergeRules::default(),
-                            );
-                        }
-                    }
-                    s
+                    merge_of(&made, keep).unwrap_or(State::Siblings {
+                        versions: Vec::new(),
+                        seen: CausalContext::default(),
+                    })
                 };
                 (state(keeps[0]), state(keeps[1]), state(keeps[2]))
             })
