@@ -12,9 +12,9 @@
 //! - `lww`: the final merge holds a value whose write completed before the lost write was
 //!   invoked (the lost write is newer in real time but lost the timestamp comparison, or was
 //!   never stored), or the key has no final state at all;
-//! - `version-vectors`: neither the write's version (its dot, from the coordinator's
-//!   `versioned` observation) nor a version whose context covers it (a write whose client had
-//!   read it) is among the final siblings;
+//! - `version-vectors`: the write's version (its dot, from the coordinator's `versioned`
+//!   observation) is not among the final siblings, and no version the final merge has seen
+//!   (holds or superseded) was written by a client whose read context held it;
 //! - `counter`: the final count is below the sum of the `ok` additions (or above the sum of the
 //!   `ok` and `info` ones: a phantom increment).
 //!
@@ -379,9 +379,8 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                                     // final state and whose client had read this one.
                                     let seen = versions.iter().any(|s| s.dot == *dot)
                                         || versions_of.get(key).is_some_and(|vs| {
-                                            vs.iter().any(|(d, c)| {
-                                                seen.contains(*d) && c.contains(*dot)
-                                            })
+                                            vs.iter()
+                                                .any(|(d, c)| seen.contains(*d) && c.contains(*dot))
                                         });
                                     (!seen).then(|| {
                                         let finals: Vec<&str> = versions.iter().map(|s| s.value.as_str()).collect();

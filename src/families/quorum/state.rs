@@ -88,7 +88,12 @@ impl CausalContext {
     pub fn max_counter(&self, node: u32) -> u64 {
         let in_cloud = self
             .cloud
-            .range(Dot { node, counter: 0 }..=Dot { node, counter: u64::MAX })
+            .range(
+                Dot { node, counter: 0 }..=Dot {
+                    node,
+                    counter: u64::MAX,
+                },
+            )
             .next_back()
             .map_or(0, |d| d.counter);
         self.vv.get(node).max(in_cloud)
@@ -411,7 +416,10 @@ mod tests {
         assert_eq!(x.vv, VClock([(0, 3)].into()));
         assert_eq!(x.cloud, [dot(0, 5), dot(1, 2)].into());
         assert!(x.contains(dot(0, 2)) && x.contains(dot(0, 5)) && !x.contains(dot(0, 4)));
-        assert_eq!((x.max_counter(0), x.max_counter(1), x.max_counter(2)), (5, 2, 0));
+        assert_eq!(
+            (x.max_counter(0), x.max_counter(1), x.max_counter(2)),
+            (5, 2, 0)
+        );
         let mut y = CausalContext::default();
         y.insert(dot(1, 1));
         y.insert(dot(0, 4));
@@ -458,8 +466,9 @@ mod tests {
     /// Three sibling states made of writes from one causal history (as a run makes them):
     /// write `i` goes to node `node`, whose client read the merge of the earlier writes in the
     /// bit mask `seen`; each state holds the writes in its own mask, merged. Dots are unique but,
-    /// unlike a run's, need not follow their node's earlier dots into every state.
-    fn three_sibling_states() -> impl Strategy<Value = (State, State, State)> {
+    /// unlike a run's, need not follow their node's earlier dots into every state. Also gives
+    /// each write's dot and the context its client read.
+    fn sibling_history() -> impl Strategy<Value = (Vec<(Dot, CausalContext)>, [State; 3])> {
         (
             proptest::collection::vec((0u32..3, 0u32..255), 6),
             [0u32..64, 0u32..64, 0u32..64],
@@ -467,6 +476,7 @@ mod tests {
             .prop_map(|(writes, keeps)| {
                 let mut counters = [0u64; 3];
                 let mut made: Vec<State> = Vec::new();
+                let mut reads: Vec<(Dot, CausalContext)> = Vec::new();
                 let merge_of = |made: &[State], mask: u32| {
                     made.iter()
                         .enumerate()
@@ -476,13 +486,13 @@ mod tests {
                         })
                 };
                 for (i, &(node, seen)) in writes.iter().enumerate() {
-                    let context = merge_of(&made, seen).map(|s| s.context()).unwrap_or_default();
+                    let context = merge_of(&made, seen)
+                        .map(|s| s.context())
+                        .unwrap_or_default();
                     counters[node as usize] += 1;
-                    made.push(State::write(
-                        &context,
-                        dot(node, counters[node as usize]),
-                        &format!("w{i}"),
-                    ));
+                    let d = dot(node, counters[node as usize]);
+                    made.push(State::write(&context, d, &format!("w{i}")));
+                    reads.push((d, context));
                 }
                 let state = |keep: u32| {
                     merge_of(&made, keep).unwrap_or(State::Siblings {
@@ -490,8 +500,12 @@ mod tests {
                         seen: CausalContext::default(),
                     })
                 };
-                (state(keeps[0]), state(keeps[1]), state(keeps[2]))
+                (reads, keeps.map(state))
             })
+    }
+
+    fn three_sibling_states() -> impl Strategy<Value = (State, State, State)> {
+        sibling_history().prop_map(|(_, [a, b, c])| (a, b, c))
     }
 
     fn three() -> impl Strategy<Value = (State, State, State)> {
@@ -511,6 +525,25 @@ mod tests {
             prop_assert_eq!(m(&m(&a, &b), &c), m(&a, &m(&b, &c)));
             prop_assert_eq!(m(&a, &a), a.clone());
             prop_assert_eq!(m(&m(&a, &b), &b), m(&a, &b));
+        }
+
+        /// What `lost-writes` demands of the merge: every write any state holds is, in the
+        /// merge, a sibling or read by the client of a write the merge has seen.
+        #[test]
+        fn merge_keeps_every_write_no_later_writer_read((reads, states) in sibling_history()) {
+            let r = MergeRules::default();
+            let all = states.iter().fold(None, |acc, s| State::merged(acc.as_ref(), Some(s), r));
+            let Some(State::Siblings { versions: merged, seen }) = all else {
+                panic!("sibling states merge to a sibling state")
+            };
+            for s in &states {
+                let State::Siblings { versions, .. } = s else { panic!() };
+                for v in versions {
+                    let kept = merged.iter().any(|m| m.dot == v.dot)
+                        || reads.iter().any(|(d, c)| seen.contains(*d) && c.contains(v.dot));
+                    prop_assert!(kept, "{:?} vanished from {:?}", v, merged);
+                }
+            }
         }
     }
 }
