@@ -34,6 +34,10 @@
 //! end), or if no operation was invoked in the judged window, the check cannot show liveness and
 //! says `unknown` (naming which window was empty) instead of passing.
 //!
+//! **Leaderless protocols.** If no server reports a role during the whole run (the quorum
+//! store: any node coordinates), step 1 is skipped and operations are judged from the window
+//! start.
+//!
 //! The unit of a term is the protocol's (Raft term, Paxos ballot round).
 
 use serde::{Deserialize, Serialize};
@@ -275,33 +279,50 @@ fn run(record: &RunRecord) -> CheckResult {
         ));
         return r;
     }
-    let leader_deadline = start + config.leader_within.as_nanos();
-    let (leader, roles) = first_leader(record, start, leader_deadline);
-    let Some((leader_at, leader, term)) = leader else {
-        if record.end_ns < leader_deadline {
-            return CheckResult::new(
+    // A leaderless protocol (no server ever reports a role, e.g. the quorum store, where any
+    // node coordinates) owes no leader: operations are judged from the window start.
+    let leaderless = !record
+        .observations
+        .iter()
+        .any(|o| o.get::<CommonObservation>().is_some());
+    let (leader_at, leader, leader_text) = if leaderless {
+        let text = format!("no leader to wait for (no server reports a role) from {start_text}");
+        (start, None, text)
+    } else {
+        let leader_deadline = start + config.leader_within.as_nanos();
+        let (leader, roles) = first_leader(record, start, leader_deadline);
+        let Some((leader_at, leader, term)) = leader else {
+            if record.end_ns < leader_deadline {
+                return CheckResult::new(
+                    CHECK.name,
+                    Verdict::Unknown,
+                    format!(
+                        "no leader yet, and the run ends before {start_text} + leader_within {}",
+                        config.leader_within
+                    ),
+                );
+            }
+            let mut r = CheckResult::new(
                 CHECK.name,
-                Verdict::Unknown,
+                Verdict::Fail,
                 format!(
-                    "no leader yet, and the run ends before {start_text} + leader_within {}",
-                    config.leader_within
+                    "no leader of the highest term within {} of {start_text}",
+                    config.leader_within,
                 ),
             );
-        }
-        let mut r = CheckResult::new(
-            CHECK.name,
-            Verdict::Fail,
-            format!(
-                "no leader of the highest term within {} of {start_text}",
-                config.leader_within,
-            ),
+            r.evidence.push(format!(
+                "roles at {}: {}",
+                ms(leader_deadline),
+                roles.describe(record)
+            ));
+            return r;
+        };
+        let leader_text = format!(
+            "leader {} (term {term}) {} after {start_text}",
+            record.topology.name(leader),
+            ms(leader_at - start),
         );
-        r.evidence.push(format!(
-            "roles at {}: {}",
-            ms(leader_deadline),
-            roles.describe(record)
-        ));
-        return r;
+        (leader_at, Some(leader), leader_text)
     };
     let within = config.answer_within.as_nanos();
     let judged_from = leader_at;
@@ -339,11 +360,6 @@ fn run(record: &RunRecord) -> CheckResult {
         .filter_map(|o| Some(o.complete_ns? - o.invoke_ns))
         .max()
         .unwrap_or(0);
-    let leader_text = format!(
-        "leader {} (term {term}) {} after {start_text}",
-        record.topology.name(leader),
-        ms(leader_at - start),
-    );
     let mut result = if !late.is_empty() {
         let mut r = CheckResult::new(
             CHECK.name,
@@ -399,11 +415,13 @@ fn run(record: &RunRecord) -> CheckResult {
             ),
         )
     };
-    result.evidence.push(format!(
-        "{} became the leader of the highest term at {}",
-        record.topology.name(leader),
-        ms(leader_at)
-    ));
+    if let Some(leader) = leader {
+        result.evidence.push(format!(
+            "{} became the leader of the highest term at {}",
+            record.topology.name(leader),
+            ms(leader_at)
+        ));
+    }
     let m = &mut result.metrics;
     m.insert("final_heal_ns".into(), heal.into());
     m.insert("window_start_ns".into(), start.into());

@@ -9,6 +9,7 @@ pub mod broadcast;
 pub mod kv;
 pub mod lock;
 pub mod paxos;
+pub mod quorum;
 pub mod raft;
 pub mod registry;
 pub mod replicated;
@@ -68,6 +69,7 @@ pub static FAMILIES: &[&Family] = &[
     &broadcast::FAMILY,
     &lock::FAMILY,
     &registry::FAMILY,
+    &quorum::FAMILY,
     &testing::FAMILY,
 ];
 

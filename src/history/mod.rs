@@ -75,6 +75,8 @@ pub enum Function {
     Lookup,
     /// A call to a service instance; the key is the service, the value the instance called.
     Call,
+    /// Counter (or set) addition; the value is the amount (Jepsen's counter workload).
+    Add,
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
@@ -188,7 +190,7 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 }
 
 /// Every function with its name as written in histories.
-const FUNCTION_NAMES: [(Function, &str); 12] = [
+const FUNCTION_NAMES: [(Function, &str); 13] = [
     (Function::Get, "get"),
     (Function::Put, "put"),
     (Function::Append, "append"),
@@ -201,6 +203,7 @@ const FUNCTION_NAMES: [(Function, &str); 12] = [
     (Function::Txn, "txn"),
     (Function::Lookup, "lookup"),
     (Function::Call, "call"),
+    (Function::Add, "add"),
 ];
 
 /// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.
