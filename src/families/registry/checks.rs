@@ -144,12 +144,11 @@ pub const BOUNDS_CHECK: CheckInfo = CheckInfo {
 type Timeline = Vec<(u64, BTreeSet<String>)>;
 
 /// The view of `timeline` at `t_ns` (empty before its first change).
-fn view_at(timeline: &Timeline, t_ns: u64) -> BTreeSet<String> {
-    timeline
-        .iter()
-        .take_while(|(t, _)| *t <= t_ns)
-        .last()
-        .map(|(_, v)| v.clone())
+fn view_at(timeline: &[(u64, BTreeSet<String>)], t_ns: u64) -> BTreeSet<String> {
+    let after = timeline.partition_point(|(t, _)| *t <= t_ns);
+    after
+        .checked_sub(1)
+        .map(|i| timeline[i].1.clone())
         .unwrap_or_default()
 }
 
@@ -300,11 +299,10 @@ impl Facts {
         })
     }
 
-    fn timeline(&self, node: NodeId, service: &str) -> Timeline {
+    fn timeline(&self, node: NodeId, service: &str) -> &[(u64, BTreeSet<String>)] {
         self.views
             .get(&(node, service.to_string()))
-            .cloned()
-            .unwrap_or_default()
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -323,7 +321,7 @@ pub fn convergence(facts: &Facts) -> CheckResult {
     for service in facts.services() {
         let mut by_view: BTreeMap<BTreeSet<String>, Vec<&str>> = BTreeMap::new();
         for &node in &observers {
-            let view = view_at(&facts.timeline(node, service), facts.end_ns);
+            let view = view_at(facts.timeline(node, service), facts.end_ns);
             by_view.entry(view).or_default().push(facts.name(node));
         }
         let dead: BTreeSet<&String> = by_view
@@ -516,7 +514,7 @@ impl Measurements {
                 for (observers, is_client) in [(&facts.registry, false), (&facts.clients, true)] {
                     for &node in observers {
                         let timeline = facts.timeline(node, service);
-                        if !view_at(&timeline, from).contains(instance) {
+                        if !view_at(timeline, from).contains(instance) {
                             continue;
                         }
                         let removed = timeline
@@ -547,7 +545,7 @@ impl Measurements {
                 cuts.insert(facts.end_ns);
                 let cuts: Vec<u64> = cuts.into_iter().filter(|&t| t <= facts.end_ns).collect();
                 for w in cuts.windows(2) {
-                    let view = view_at(&timeline, w[0]);
+                    let view = view_at(timeline, w[0]);
                     if view.iter().any(|i| facts.dead_at(i, w[0])) {
                         stale += w[1] - w[0];
                     }
