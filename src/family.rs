@@ -474,13 +474,22 @@ impl Scenario {
     /// True if some role runs `protocol`, or a protocol built on it (its
     /// [`ProtocolInfo::built_on`] names `protocol`): what a check's `applies_to` asks.
     pub fn runs_protocol(&self, protocol: &str) -> bool {
+        !self.roles_running(protocol).is_empty()
+    }
+
+    /// The roles that run `protocol`, or a protocol built on it, in scenario order.
+    pub fn roles_running(&self, protocol: &str) -> Vec<&crate::scenario::RoleSpec> {
         let registry = self.registry();
-        self.cluster.roles.iter().any(|r| {
-            r.protocol == protocol
-                || registry
-                    .protocol(&r.protocol)
-                    .is_some_and(|p| p.built_on.contains(&protocol))
-        })
+        self.cluster
+            .roles
+            .iter()
+            .filter(|r| {
+                r.protocol == protocol
+                    || registry
+                        .protocol(&r.protocol)
+                        .is_some_and(|p| p.built_on.contains(&protocol))
+            })
+            .collect()
     }
 
     /// The workloads of the client groups (each once), as registered.

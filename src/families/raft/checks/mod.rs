@@ -146,8 +146,16 @@ enum Step<'a> {
 impl Replay {
     /// Replays a run.
     pub fn new(record: &RunRecord) -> Replay {
-        let servers = record.topology.servers.len();
-        let majority = servers / 2 + 1;
+        // The majority is of the Raft cluster: the nodes of the roles running Raft (or a
+        // protocol built on it), not every server of the scenario (a CP registry's cluster
+        // also holds service instances, a lock scenario fenced storage).
+        let servers: usize = record
+            .scenario
+            .roles_running(crate::families::raft::PROTOCOL.name)
+            .iter()
+            .map(|r| record.topology.groups.get(&r.name).map_or(0, Vec::len))
+            .sum();
+        let majority = servers.max(1) / 2 + 1;
         let mut r = Replay::default();
         r.entries.push(EntryInfo {
             index: 0,
