@@ -19,11 +19,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::instance::MIN_INTERVAL;
 use super::{
     AgentConfig, AgentEvent, Consistency, HostTimer, InstanceInfo, Observation, RegistryAgent,
     RegistryTimer, ServiceMessage, ms,
 };
-use crate::families::check_duration;
+use crate::families::{check_duration, check_duration_from};
 use crate::family::OptionError;
 use crate::history::{EventType, Function, HistoryEvent, Value};
 use crate::process::{Context, Message, NodeId, Process, TimerId};
@@ -88,7 +89,7 @@ impl DiscoveryConfig {
             ("call_timeout", self.call_timeout),
             ("request_timeout", self.request_timeout),
         ] {
-            check_duration(&mut errors, key, value, false);
+            check_duration_from(&mut errors, key, value, MIN_INTERVAL);
         }
         check_duration(&mut errors, "start", self.start, true);
         if let Some(stop) = self.stop {

@@ -10,11 +10,14 @@ use super::{
     AgentConfig, AgentEvent, HostTimer, InstanceInfo, Observation, RegistryAgent, RegistryTimer,
     ServiceMessage, ms,
 };
-use crate::families::check_duration;
+use crate::families::{check_duration, check_duration_from};
 use crate::family::OptionError;
 use crate::process::{Context, Message, NodeId, Process, TimerId};
 use crate::scenario::Duration;
 
+/// Shortest interval, timeout or TTL of the family's options (1 ms): shorter ones would
+/// only flood the run's event budget.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Most tags an instance may carry.
 pub const MAX_TAGS: usize = 64;
 /// Largest instance weight.
@@ -76,7 +79,7 @@ impl InstanceConfig {
             ("heartbeat_interval", self.heartbeat_interval),
             ("request_timeout", self.request_timeout),
         ] {
-            check_duration(&mut errors, key, value, false);
+            check_duration_from(&mut errors, key, value, MIN_INTERVAL);
         }
         if let Some(leave_at) = self.leave_at {
             check_duration(&mut errors, "leave_at", leave_at, true);
