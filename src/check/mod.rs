@@ -48,6 +48,38 @@ impl Default for Toggle {
     }
 }
 
+/// Options of a check bounded by one time, `within` (default 2s, positive), after an event
+/// the check names (the final heal, an instance's start): broadcast's `convergence`, Paxos's
+/// `decision`, the quorum store's `lost-writes` and `replica-convergence`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Within {
+    /// Run the check (default true).
+    #[serde(default = "crate::scenario::yes")]
+    pub enabled: bool,
+    /// The bound (default 2s).
+    #[serde(default = "default_within")]
+    pub within: Duration,
+}
+
+fn default_within() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for Within {
+    fn default() -> Self {
+        Within {
+            enabled: true,
+            within: default_within(),
+        }
+    }
+}
+
+/// `validate` of a check whose options are [`Within`]: `within` must be positive.
+pub fn validate_within(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
+    validate_with(table, |c: &Within| zero_durations(&[("within", c.within)]))
+}
+
 /// The generic checks, in report order (family checks follow, in registry order).
 pub static CHECKS: &[CheckInfo] = &[
     invariants::CHECK,

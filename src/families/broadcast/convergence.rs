@@ -11,16 +11,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
 use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::families::broadcast;
-use crate::family::OptionError;
 use crate::history::{EventType, Function, Value};
 use crate::process::NodeId;
-use crate::scenario::Scenario;
-use crate::scenario::topology::Topology;
-use crate::scenario::{Duration, Verdict};
+use crate::scenario::Verdict;
 use crate::sim::{LifecycleKind, RunRecord, is_up};
 
 /// The registry entry.
@@ -29,42 +24,14 @@ pub const CHECK: CheckInfo = CheckInfo {
     summary: "after the final heal every up node holds every acknowledged value within a bound",
     applies_to: |s| s.runs_protocol(super::PROTOCOL.name),
     enabled: check::on_unless_disabled,
-    validate: validate_options,
+    validate: check::validate_within,
     resolve: check::resolve_as::<Config>,
     run,
 };
 
-fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    check::validate_with(table, |c: &Config| {
-        check::zero_durations(&[("within", c.within)])
-    })
-}
-
-/// `[check.convergence]` options.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Run the check.
-    #[serde(default = "crate::scenario::yes")]
-    pub enabled: bool,
-    /// The bound: how long after the final heal (or after a later acknowledgement) every up
-    /// node must hold the value.
-    #[serde(default = "default_within")]
-    pub within: Duration,
-}
-
-fn default_within() -> Duration {
-    Duration::from_secs(2)
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            enabled: true,
-            within: default_within(),
-        }
-    }
-}
+/// `[check.convergence]` options: `within` is how long after the final heal (or after a later
+/// acknowledgement) every up node must hold the value.
+pub type Config = check::Within;
 
 /// When each server (last) came to hold each value, replaying crashes.
 fn holdings(record: &RunRecord) -> BTreeMap<NodeId, BTreeMap<u64, u64>> {

@@ -42,11 +42,9 @@ use super::state::{MergeRules, State};
 use super::{CausalContext, Dot, Observation, PROTOCOL_NAME};
 use crate::check::ops::{Operation, operations};
 use crate::check::{self, CheckInfo, CheckResult, ms};
-use crate::family::OptionError;
 use crate::history::{EventType, Function, Value};
 use crate::process::NodeId;
-use crate::scenario::topology::Topology;
-use crate::scenario::{Duration, Scenario, Verdict};
+use crate::scenario::{Duration, Verdict};
 use crate::sim::{LifecycleKind, RunRecord, is_up};
 
 /// The `lost-writes` check.
@@ -55,7 +53,7 @@ pub const LOST_WRITES_CHECK: CheckInfo = CheckInfo {
     summary: "no acknowledged write becomes invisible to every later read (quorum-store)",
     applies_to: |s| s.runs_protocol(PROTOCOL_NAME),
     enabled: check::on_unless_disabled,
-    validate: validate_settle,
+    validate: check::validate_within,
     resolve: check::resolve_as::<SettleConfig>,
     run: run_lost_writes,
 };
@@ -66,7 +64,7 @@ pub const CONVERGENCE_CHECK: CheckInfo = CheckInfo {
     summary: "after the final heal every up replica of a key holds the same state (quorum-store)",
     applies_to: |s| s.runs_protocol(PROTOCOL_NAME),
     enabled: check::on_unless_disabled,
-    validate: validate_settle,
+    validate: check::validate_within,
     resolve: check::resolve_as::<SettleConfig>,
     run: run_convergence,
 };
@@ -82,37 +80,10 @@ pub const STALENESS_CHECK: CheckInfo = CheckInfo {
     run: run_staleness,
 };
 
-/// `[check.lost-writes]` and `[check.replica-convergence]` options.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SettleConfig {
-    /// Run the check.
-    #[serde(default = "crate::scenario::yes")]
-    pub enabled: bool,
-    /// How long after the final heal (and the last client invocation) the replicas have to
-    /// settle (hinted handoff, anti-entropy) before the final states are judged.
-    #[serde(default = "default_within")]
-    pub within: Duration,
-}
-
-fn default_within() -> Duration {
-    Duration::from_secs(2)
-}
-
-impl Default for SettleConfig {
-    fn default() -> Self {
-        SettleConfig {
-            enabled: true,
-            within: default_within(),
-        }
-    }
-}
-
-fn validate_settle(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    check::validate_with(table, |c: &SettleConfig| {
-        check::zero_durations(&[("within", c.within)])
-    })
-}
+/// `[check.lost-writes]` and `[check.replica-convergence]` options: `within` is how long after
+/// the final heal (and the last client invocation) the replicas have to settle (hinted handoff,
+/// anti-entropy) before the final states are judged.
+pub type SettleConfig = check::Within;
 
 /// `[check.staleness]` options.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -16,16 +16,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::check::availability::segments;
 use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::families::paxos;
 use crate::families::paxos::checks::{choices, learned};
-use crate::family::OptionError;
 use crate::process::NodeId;
-use crate::scenario::topology::Topology;
-use crate::scenario::{Duration, Scenario, Verdict};
+use crate::scenario::Verdict;
 use crate::sim::{RunRecord, is_up};
 
 /// The registry entry.
@@ -34,41 +30,13 @@ pub const CHECK: CheckInfo = CheckInfo {
     summary: "every instance is chosen and learned by every up learner within a bound after its start or the final heal (single-decree liveness)",
     applies_to: |s| s.runs_protocol(paxos::synod::PROTOCOL.name),
     enabled: check::on_unless_disabled,
-    validate: validate_options,
+    validate: check::validate_within,
     resolve: check::resolve_as::<Config>,
     run,
 };
 
-fn validate_options(table: &toml::Table, _: &Scenario, _: &Topology) -> Vec<OptionError> {
-    check::validate_with(table, |c: &Config| {
-        check::zero_durations(&[("within", c.within)])
-    })
-}
-
-/// `[check.decision]` options.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Run the check (default true).
-    #[serde(default = "crate::scenario::yes")]
-    pub enabled: bool,
-    /// The bound after `max(instance start, final heal)` (default 2s).
-    #[serde(default = "default_within")]
-    pub within: Duration,
-}
-
-fn default_within() -> Duration {
-    Duration::from_secs(2)
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            enabled: true,
-            within: default_within(),
-        }
-    }
-}
+/// `[check.decision]` options: `within` is the bound after `max(instance start, final heal)`.
+pub type Config = check::Within;
 
 fn run(record: &RunRecord) -> CheckResult {
     let options: Config = record.scenario.check_options(CHECK.name);
