@@ -200,11 +200,14 @@ pub fn validate_with<T: DeserializeOwned>(
     }
 }
 
-/// One "expected a positive duration" problem for each `(key, duration)` that is zero.
-pub fn zero_durations(durations: &[(&str, Duration)]) -> Vec<OptionError> {
+/// One "expected a positive duration" problem for each `(key, duration)` that is zero; a
+/// duration may be an `Option` (an optional bound: `None` is no problem).
+pub fn zero_durations<D: Into<Option<Duration>> + Copy>(
+    durations: &[(&str, D)],
+) -> Vec<OptionError> {
     durations
         .iter()
-        .filter(|(_, d)| d.as_nanos() == 0)
+        .filter(|(_, d)| (*d).into().is_some_and(|d| d.as_nanos() == 0))
         .map(|(key, _)| OptionError::at(key, "expected a positive duration"))
         .collect()
 }

@@ -318,6 +318,43 @@ impl<'a> Context<'a> {
     }
 }
 
+/// The messages of type `M` among `effects` (e.g. from [`TestContext::take_effects`]), with
+/// their receivers, for unit tests of a process.
+pub fn sent_messages<M: Wire>(effects: &[Effect]) -> Vec<(NodeId, M)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, message } => message.downcast_ref::<M>().map(|m| (*to, m.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The observations of type `O` among `effects`, for unit tests of a process.
+pub fn observations<O: Wire>(effects: &[Effect]) -> Vec<O> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Observe(o) => o.downcast_ref::<O>().cloned(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The timers of type `T` set among `effects`: (id, local-clock delay, payload), for unit tests
+/// of a process.
+pub fn timers_set<T: Wire>(effects: &[Effect]) -> Vec<(TimerId, Duration, T)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::SetTimer { id, delay, timer } => {
+                timer.downcast_ref::<T>().map(|t| (*id, *delay, t.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Owns everything a [`Context`] borrows, for unit tests of protocol state machines without a
 /// simulator: call a handler with `tc.ctx()`, then inspect and drain `tc.effects`.
 pub struct TestContext {

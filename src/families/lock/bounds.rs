@@ -91,14 +91,10 @@ impl Config {
                 ));
             }
         }
-        let durations: Vec<(&str, Duration)> = [
+        out.extend(zero_durations(&[
             ("acquire_latency_p99_max", self.acquire_latency_p99_max),
             ("dead_holder_detection_max", self.dead_holder_detection_max),
-        ]
-        .into_iter()
-        .filter_map(|(k, d)| Some((k, d?)))
-        .collect();
-        out.extend(zero_durations(&durations));
+        ]));
         out
     }
 }

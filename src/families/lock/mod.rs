@@ -451,40 +451,21 @@ fn write_record<T: Serialize>(
 /// Observations for unit tests: the lock-family facts among recorded effects.
 #[cfg(test)]
 fn observed(effects: &[crate::process::Effect]) -> Vec<Observation> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            crate::process::Effect::Observe(o) => o.downcast_ref::<Observation>().cloned(),
-            _ => None,
-        })
-        .collect()
+    crate::process::observations(effects)
 }
 
 /// Messages sent, with their receivers, for unit tests.
 #[cfg(test)]
 fn sent(effects: &[crate::process::Effect]) -> Vec<(NodeId, Message)> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            crate::process::Effect::Send { to, message } => {
-                message.downcast_ref::<Message>().map(|m| (*to, m.clone()))
-            }
-            _ => None,
-        })
-        .collect()
+    crate::process::sent_messages(effects)
 }
 
 /// Timers set (delay in nanoseconds, payload), for unit tests.
 #[cfg(test)]
 fn timers(effects: &[crate::process::Effect]) -> Vec<(crate::process::TimerId, u64, Timer)> {
-    effects
-        .iter()
-        .filter_map(|e| match e {
-            crate::process::Effect::SetTimer { id, delay, timer } => timer
-                .downcast_ref::<Timer>()
-                .map(|t| (*id, delay.as_nanos() as u64, t.clone())),
-            _ => None,
-        })
+    crate::process::timers_set(effects)
+        .into_iter()
+        .map(|(id, delay, t)| (id, delay.as_nanos() as u64, t))
         .collect()
 }
 

@@ -161,14 +161,10 @@ fn validate(o: &Options, ctx: &RoleContext<'_>, kind: Kind) -> Vec<OptionError> 
             ));
         }
     }
-    for (key, d) in [
+    errors.extend(crate::check::zero_durations(&[
         ("think_time", o.think_time),
         ("request_timeout", o.request_timeout),
-    ] {
-        if d.as_nanos() == 0 {
-            errors.push(OptionError::at(key, "expected a positive duration"));
-        }
-    }
+    ]));
     if !(1..=limits::MAX_KEYS).contains(&o.keys) {
         errors.push(OptionError::at(
             "keys",

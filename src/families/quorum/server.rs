@@ -160,15 +160,11 @@ pub fn validate(config: &Config, ctx: &RoleContext<'_>) -> Vec<OptionError> {
             ),
         ));
     }
-    for (key, d) in [
+    errors.extend(crate::check::zero_durations(&[
         ("coordinator_timeout", config.coordinator_timeout),
         ("fallback_after", config.fallback_after),
         ("handoff_interval", config.handoff_interval),
-    ] {
-        if d.as_nanos() == 0 {
-            errors.push(OptionError::at(key, "expected a positive duration"));
-        }
-    }
+    ]));
     if config.fallback_after >= config.coordinator_timeout {
         errors.push(OptionError::at(
             "fallback_after",

@@ -109,14 +109,10 @@ impl Config {
                 ));
             }
         }
-        let durations: Vec<(&str, Duration)> = [
+        out.extend(zero_durations(&[
             ("removal_time_max", self.removal_time_max),
             ("stale_window_max", self.stale_window_max),
-        ]
-        .into_iter()
-        .filter_map(|(k, d)| Some((k, d?)))
-        .collect();
-        out.extend(zero_durations(&durations));
+        ]));
         out
     }
 }

@@ -240,13 +240,7 @@ mod tests {
     use crate::process::{Effect, TestContext};
 
     fn observed(effects: &[Effect]) -> Vec<Observation> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Observe(o) => o.downcast_ref::<Observation>().cloned(),
-                _ => None,
-            })
-            .collect()
+        crate::process::observations(effects)
     }
 
     #[test]

@@ -436,17 +436,18 @@ fn registry_role(ctx: &RoleContext<'_>, name: &str) -> Result<(String, String), 
 
 /// The service of an instance role: its `service` option, else the role's name.
 fn service_of(role: &crate::scenario::RoleSpec) -> String {
-    match role.options.get("service").and_then(|v| v.as_str()) {
-        Some(s) if !s.is_empty() => s.to_string(),
-        _ => role.name.clone(),
-    }
+    let option = role.options.get("service").and_then(|v| v.as_str());
+    service_or_role(option.unwrap_or(""), &role.name)
+}
+
+/// An instance role's service: its `service` option, or the role's name when that is empty.
+fn service_or_role(service: &str, role: &str) -> String {
+    if service.is_empty() { role } else { service }.to_string()
 }
 
 fn configure_instance(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     let mut config: InstanceConfig = family::parse_options(ctx.options)?;
-    if config.service.is_empty() {
-        config.service = ctx.name.to_string();
-    }
+    config.service = service_or_role(&config.service, ctx.name);
     let mut errors = if ctx.checking {
         config.validate()
     } else {

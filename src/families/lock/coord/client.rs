@@ -1471,15 +1471,7 @@ mod tests {
     const LEASE: LeaseId = 7;
 
     fn sent(effects: &[Effect]) -> Vec<(NodeId, CoordMessage)> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Send { to, message } => message
-                    .downcast_ref::<CoordMessage>()
-                    .map(|m| (*to, m.clone())),
-                _ => None,
-            })
-            .collect()
+        crate::process::sent_messages(effects)
     }
 
     fn requests(effects: &[Effect]) -> Vec<(NodeId, u64, CoordCommand)> {
@@ -1493,14 +1485,9 @@ mod tests {
     }
 
     fn timers(effects: &[Effect]) -> Vec<(TimerId, CoordTimer)> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::SetTimer { id, timer, .. } => {
-                    timer.downcast_ref::<CoordTimer>().map(|t| (*id, t.clone()))
-                }
-                _ => None,
-            })
+        crate::process::timers_set(effects)
+            .into_iter()
+            .map(|(id, _, t)| (id, t))
             .collect()
     }
 

@@ -456,42 +456,15 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
 #[cfg(test)]
 mod test_support {
     //! Effects of a handler, by kind, for unit tests.
-    use crate::process::{Effect, NodeId, TimerId, Wire};
+    use crate::process::{Effect, TimerId, Wire};
 
-    /// Messages of type `M` sent, with their receivers.
-    pub fn sent<M: Wire>(effects: &[Effect]) -> Vec<(NodeId, M)> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Send { to, message } => {
-                    message.downcast_ref::<M>().map(|m| (*to, m.clone()))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Observations of type `O`.
-    pub fn observed<O: Wire>(effects: &[Effect]) -> Vec<O> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Observe(o) => o.downcast_ref::<O>().cloned(),
-                _ => None,
-            })
-            .collect()
-    }
+    pub use crate::process::{observations as observed, sent_messages as sent};
 
     /// Timers of type `T` set: (id, delay in ms, payload).
     pub fn timers<T: Wire>(effects: &[Effect]) -> Vec<(TimerId, u64, T)> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::SetTimer { id, delay, timer } => timer
-                    .downcast_ref::<T>()
-                    .map(|t| (*id, delay.as_millis() as u64, t.clone())),
-                _ => None,
-            })
+        crate::process::timers_set(effects)
+            .into_iter()
+            .map(|(id, delay, t)| (id, delay.as_millis() as u64, t))
             .collect()
     }
 }
