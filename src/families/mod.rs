@@ -5,6 +5,7 @@
 //! types, which the simulator carries erased ([`crate::payload::Payload`]); its workloads, checks
 //! and planted bugs live beside them. [`FAMILIES`] is the one list that names them all.
 
+pub mod balancing;
 pub mod broadcast;
 pub mod kv;
 pub mod lock;
@@ -70,6 +71,7 @@ pub static FAMILIES: &[&Family] = &[
     &lock::FAMILY,
     &registry::FAMILY,
     &quorum::FAMILY,
+    &balancing::FAMILY,
     &testing::FAMILY,
 ];
 
