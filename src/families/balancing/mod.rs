@@ -32,6 +32,8 @@
 //! "Exponential Backoff and Jitter" (Brooker, 2015), Hystrix and resilience4j (circuit
 //! breakers), Garcia-Molina and Salem, "Sagas" (1987), Stripe's idempotency keys.
 
+pub mod checks;
+
 use serde::Serialize;
 
 use crate::family::Family;
@@ -196,6 +198,6 @@ pub static FAMILY: Family = Family {
     summary: "backends with latency, capacity and errors; balancers (a proxy role or a client-side library) with strategies, health checks and outlier detection; retries, budgets, circuit breakers, rate limiters, fallbacks, idempotency keys and sagas",
     protocols: &[],
     workloads: &[],
-    checks: &[],
+    checks: &[checks::BOUNDS_CHECK],
     decisions: None,
 };
