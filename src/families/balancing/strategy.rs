@@ -113,6 +113,21 @@ pub enum StrategyKind {
     PeakEwma,
 }
 
+impl StrategyKind {
+    /// The name as written in a scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::RoundRobin => "round-robin",
+            StrategyKind::WeightedRoundRobin => "weighted-round-robin",
+            StrategyKind::Random => "random",
+            StrategyKind::LeastConnections => "least-connections",
+            StrategyKind::ConsistentHash => "consistent-hash",
+            StrategyKind::PowerOfTwoChoices => "power-of-two-choices",
+            StrategyKind::PeakEwma => "peak-ewma",
+        }
+    }
+}
+
 /// Planted bugs of the strategies (`bugs = [...]`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -174,7 +189,8 @@ impl Default for StrategyConfig {
 impl StrategyConfig {
     /// Every problem with these options, each at its key: `virtual_nodes` from 1 to
     /// [`MAX_VIRTUAL_NODES`]; `bounded_load` from 1 to [`MAX_BOUNDED_LOAD`] and only with
-    /// `consistent-hash`; `ewma_decay` and `slow_start` from 1ms to 1h.
+    /// `consistent-hash`; `ewma_decay` and `slow_start` from 1ms to 1h; each planted bug only
+    /// under a strategy it affects.
     pub fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
         if !(1..=MAX_VIRTUAL_NODES).contains(&self.virtual_nodes) {
@@ -203,6 +219,26 @@ impl StrategyConfig {
         crate::families::check_duration_from(&mut errors, "ewma_decay", self.ewma_decay, ms);
         if let Some(window) = self.slow_start {
             crate::families::check_duration_from(&mut errors, "slow_start", window, ms);
+        }
+        for (i, bug) in self.bugs.iter().enumerate() {
+            let applies = match bug {
+                StrategyBug::ModuloHashing => self.strategy == StrategyKind::ConsistentHash,
+                StrategyBug::LeastConnIgnoresErrors => matches!(
+                    self.strategy,
+                    StrategyKind::LeastConnections
+                        | StrategyKind::PowerOfTwoChoices
+                        | StrategyKind::PeakEwma
+                ),
+            };
+            if !applies {
+                errors.push(OptionError::at_path(
+                    &["bugs", &i.to_string()],
+                    format!(
+                        "this planted bug does nothing under strategy \"{}\": modulo-hashing needs consistent-hash; least-conn-ignores-errors needs least-connections, power-of-two-choices or peak-ewma",
+                        self.strategy.name()
+                    ),
+                ));
+            }
         }
         errors
     }
@@ -387,6 +423,13 @@ impl Balancer {
         &self.endpoints
     }
 
+    /// The index of `node` in the current list. Indices shift when the list changes: a
+    /// caller with requests in flight across [`Balancer::set_endpoints`] MUST look their
+    /// backend up again before [`Balancer::on_result`].
+    pub fn index_of(&self, node: NodeId) -> Option<usize> {
+        self.endpoints.iter().position(|e| e.node == node)
+    }
+
     /// Requests in flight at endpoint `index` (sent and not yet answered).
     pub fn in_flight(&self, index: usize) -> u32 {
         self.states[index].in_flight
@@ -562,7 +605,7 @@ impl Balancer {
             let start = (pos % n as u64) as usize;
             return (0..n)
                 .map(|k| (start + k) % n)
-                .find(|&i| eligible[i])
+                .find(|&i| eligible.get(i) == Some(&true))
                 .unwrap_or(list[0]);
         }
         let Some(start) = self.ring_start(pos) else {
@@ -579,7 +622,10 @@ impl Balancer {
         let len = self.ring.len();
         (0..len)
             .map(|k| self.ring[(start + k) % len].1 as usize)
-            .find(|&i| eligible[i] && bound.is_none_or(|b| (self.states[i].in_flight as u64) < b))
+            .find(|&i| {
+                eligible.get(i) == Some(&true)
+                    && bound.is_none_or(|b| (self.states[i].in_flight as u64) < b)
+            })
             .unwrap_or(list[0])
     }
 
@@ -986,6 +1032,18 @@ mod tests {
     fn options_parse_with_defaults_and_refuse_unknown_keys_and_bad_values() {
         let c: StrategyConfig = toml::from_str("strategy = \"p2c\"").unwrap();
         assert_eq!(c.strategy, StrategyKind::PowerOfTwoChoices);
+        for kind in [
+            StrategyKind::RoundRobin,
+            StrategyKind::WeightedRoundRobin,
+            StrategyKind::Random,
+            StrategyKind::LeastConnections,
+            StrategyKind::ConsistentHash,
+            StrategyKind::PowerOfTwoChoices,
+            StrategyKind::PeakEwma,
+        ] {
+            let written = toml::Value::try_from(kind).unwrap();
+            assert_eq!(written.as_str(), Some(kind.name()));
+        }
         assert_eq!(c.virtual_nodes, 100);
         assert_eq!(c.ewma_decay, Duration::from_secs(10));
         assert!(c.validate().is_empty());
@@ -1012,6 +1070,15 @@ mod tests {
             ..StrategyConfig::default()
         };
         assert_eq!(c.validate().len(), 1);
+        let c = StrategyConfig {
+            bugs: vec![
+                StrategyBug::ModuloHashing,
+                StrategyBug::LeastConnIgnoresErrors,
+            ],
+            ..StrategyConfig::default()
+        };
+        let keys: Vec<String> = c.validate().iter().map(|e| e.path.join(".")).collect();
+        assert_eq!(keys, ["bugs.0", "bugs.1"], "round robin has neither");
     }
 
     proptest! {
