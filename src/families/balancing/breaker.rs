@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::BreakerState;
-use super::health::check_count;
+use super::options::{check_count, nested};
 use super::window::WindowCount;
 use crate::families::check_duration_from;
 use crate::family::OptionError;
@@ -142,10 +142,7 @@ impl BreakerConfig {
                 check_duration_from(&mut trip, "window", *window, Duration::from_millis(10));
             }
         }
-        errors.extend(trip.into_iter().map(|mut e| {
-            e.path.insert(0, "trip".into());
-            e
-        }));
+        errors.extend(nested("trip", trip));
         check_duration_from(
             &mut errors,
             "open_duration",

@@ -31,6 +31,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::HealthState;
+use super::options::{check_count, nested};
 use crate::families::check_duration_from;
 use crate::family::OptionError;
 use crate::process::NodeId;
@@ -79,25 +80,6 @@ impl Default for HealthCheckConfig {
             unhealthy_threshold: three(),
             healthy_threshold: two(),
         }
-    }
-}
-
-/// Pushes an error at `key` unless `value` is within `range`.
-pub(crate) fn check_count(
-    errors: &mut Vec<OptionError>,
-    key: &str,
-    value: u32,
-    range: std::ops::RangeInclusive<u32>,
-) {
-    if !range.contains(&value) {
-        errors.push(OptionError::at(
-            key,
-            format!(
-                "expected from {} to {}, found {value}",
-                range.start(),
-                range.end()
-            ),
-        ));
     }
 }
 
@@ -246,18 +228,12 @@ impl Default for HealthConfig {
 impl HealthConfig {
     /// Every problem, at `active.<key>`, `outlier.<key>` or `panic_threshold_percent`.
     pub fn validate(&self) -> Vec<OptionError> {
-        fn nest(table: &str, errors: Vec<OptionError>) -> impl Iterator<Item = OptionError> {
-            errors.into_iter().map(move |mut e| {
-                e.path.insert(0, table.to_string());
-                e
-            })
-        }
         let mut errors: Vec<OptionError> = Vec::new();
         if let Some(a) = &self.active {
-            errors.extend(nest("active", a.validate()));
+            errors.extend(nested("active", a.validate()));
         }
         if let Some(o) = &self.outlier {
-            errors.extend(nest("outlier", o.validate()));
+            errors.extend(nested("outlier", o.validate()));
         }
         check_count(
             &mut errors,

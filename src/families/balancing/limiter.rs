@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::health::check_count;
+use super::options::check_count;
 use crate::families::check_duration_from;
 use crate::family::OptionError;
 use crate::scenario::Duration;
@@ -371,8 +371,15 @@ mod tests {
         assert_eq!(bad.validate()[0].path, ["rate_per_s"]);
     }
 
-    /// Times each request goes (now or after its wait), for arrivals at `gaps` apart.
-    fn run(l: &mut RateLimiter, gaps: &[u64]) -> Vec<u64> {
+    /// Times each request goes (now or after its wait), for arrivals at `gaps` apart, in
+    /// queue mode or reject mode.
+    fn run(kind: LimiterKind, queue: bool, gaps: &[u64]) -> Vec<u64> {
+        let mode = if queue {
+            LimitMode::Queue
+        } else {
+            LimitMode::Reject
+        };
+        let mut l = limiter(kind, mode);
         let mut now = 0;
         let mut gone = Vec::new();
         for &g in gaps {
@@ -393,9 +400,7 @@ mod tests {
             gaps in proptest::collection::vec(0u64..50 * MS, 1..400),
             queue in any::<bool>(),
         ) {
-            let mode = if queue { LimitMode::Queue } else { LimitMode::Reject };
-            let mut l = limiter(LimiterKind::TokenBucket, mode);
-            let gone = run(&mut l, &gaps);
+            let gone = run(LimiterKind::TokenBucket, queue, &gaps);
             for (k, &t) in gone.iter().enumerate() {
                 let allowed = 5.0 + 10.0 * t as f64 / 1e9;
                 prop_assert!((k + 1) as f64 <= allowed + 1e-6, "{} by {}", k + 1, t);
@@ -407,9 +412,7 @@ mod tests {
             gaps in proptest::collection::vec(0u64..50 * MS, 1..400),
             queue in any::<bool>(),
         ) {
-            let mode = if queue { LimitMode::Queue } else { LimitMode::Reject };
-            let mut l = limiter(LimiterKind::SlidingWindow, mode);
-            let gone = run(&mut l, &gaps);
+            let gone = run(LimiterKind::SlidingWindow, queue, &gaps);
             for (k, &t) in gone.iter().enumerate() {
                 let in_window = gone[..=k].iter().filter(|&&s| s + 1000 * MS > t).count();
                 prop_assert!(in_window <= 10, "{} in the window ending at {}", in_window, t);
@@ -421,9 +424,7 @@ mod tests {
             gaps in proptest::collection::vec(0u64..200 * MS, 1..300),
             queue in any::<bool>(),
         ) {
-            let mode = if queue { LimitMode::Queue } else { LimitMode::Reject };
-            let mut l = limiter(LimiterKind::LeakyBucket, mode);
-            let gone = run(&mut l, &gaps);
+            let gone = run(LimiterKind::LeakyBucket, queue, &gaps);
             for pair in gone.windows(2) {
                 prop_assert!(pair[1] - pair[0] >= 100 * MS);
             }

@@ -35,6 +35,7 @@
 pub mod breaker;
 pub mod health;
 pub mod limiter;
+pub mod options;
 pub mod retry;
 pub mod strategy;
 pub mod window;

@@ -32,7 +32,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::health::check_count;
+use super::options::{check_count, nested};
 use super::window::WindowCount;
 use crate::families::check_duration_from;
 use crate::family::OptionError;
@@ -168,24 +168,21 @@ impl RetryConfig {
         check_duration_from(&mut errors, "base", self.base, ms);
         check_duration_from(&mut errors, "cap", self.cap, self.base.max(ms));
         if let Some(b) = &self.budget {
+            let mut inner = Vec::new();
             if !(0.0..=MAX_BUDGET_RATIO).contains(&b.ratio) {
-                errors.push(OptionError::at_path(
-                    &["budget", "ratio"],
+                inner.push(OptionError::at(
+                    "ratio",
                     format!("expected from 0 to {MAX_BUDGET_RATIO}, found {}", b.ratio),
                 ));
             }
-            let mut nested = Vec::new();
             check_count(
-                &mut nested,
+                &mut inner,
                 "min_per_second",
                 b.min_per_second,
                 0..=MAX_MIN_PER_SECOND,
             );
-            check_duration_from(&mut nested, "window", b.window, Duration::from_millis(10));
-            errors.extend(nested.into_iter().map(|mut e| {
-                e.path.insert(0, "budget".into());
-                e
-            }));
+            check_duration_from(&mut inner, "window", b.window, Duration::from_millis(10));
+            errors.extend(nested("budget", inner));
         }
         errors
     }

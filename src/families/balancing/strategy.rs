@@ -71,6 +71,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use super::options::check_count;
 use crate::family::OptionError;
 use crate::process::NodeId;
 use crate::scenario::Duration;
@@ -193,15 +194,12 @@ impl StrategyConfig {
     /// under a strategy it affects.
     pub fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
-        if !(1..=MAX_VIRTUAL_NODES).contains(&self.virtual_nodes) {
-            errors.push(OptionError::at(
-                "virtual_nodes",
-                format!(
-                    "expected from 1 to {MAX_VIRTUAL_NODES}, found {}",
-                    self.virtual_nodes
-                ),
-            ));
-        }
+        check_count(
+            &mut errors,
+            "virtual_nodes",
+            self.virtual_nodes,
+            1..=MAX_VIRTUAL_NODES,
+        );
         if let Some(c) = self.bounded_load {
             if !(1.0..=MAX_BOUNDED_LOAD).contains(&c) {
                 errors.push(OptionError::at(
