@@ -344,7 +344,7 @@ impl Balancer {
 
     /// Replaces the endpoint set (a static list, or a registry's view). Nodes that stay keep
     /// their state (in flight, penalty, EWMA, slow start); new ones start slow start at `now_ns`
-    /// unless this is the first non-empty set. For consistent hashing (and the modulo bug)
+    /// unless the list was empty before (a balancer's first set). For consistent hashing (and the modulo bug)
     /// returns the [`Remap`] of the fixed key sample if the set of nodes changed and was not
     /// empty before; otherwise None.
     pub fn set_endpoints(&mut self, endpoints: Vec<Endpoint>, now_ns: u64) -> Option<Remap> {
@@ -372,10 +372,16 @@ impl Balancer {
         before_nodes.sort();
         after_nodes.sort();
         let changed = before_nodes != after_nodes;
+        let reordered = !self
+            .endpoints
+            .iter()
+            .map(|e| e.node)
+            .eq(endpoints.iter().map(|e| e.node));
         let owners_before = (self.hashing() && changed && !first).then(|| self.sample_owners());
         self.endpoints = endpoints;
         self.states = states;
-        if self.hashing() && !self.modulo {
+        // The ring names endpoints by index: rebuild it only when the list itself changed.
+        if self.hashing() && !self.modulo && reordered {
             self.ring = build_ring(&self.endpoints, self.config.virtual_nodes, self.seed);
         }
         let before = owners_before?;
@@ -962,6 +968,20 @@ mod tests {
         }
         let c = counts(&mut b, 5000, &all);
         assert!(c.iter().all(|&n| n > 600), "keys spread: {c:?}");
+        // The same backends listed in another order: every key stays on its node.
+        let nodes: Vec<NodeId> = (0..100)
+            .map(|key| {
+                let i = b.pick(key, &all, 0, &mut r).unwrap();
+                b.endpoints()[i].node
+            })
+            .collect();
+        let mut reversed = b.endpoints().to_vec();
+        reversed.reverse();
+        assert_eq!(b.set_endpoints(reversed, 0), None);
+        for (key, &node) in nodes.iter().enumerate() {
+            let i = b.pick(key as u64, &all, 0, &mut r).unwrap();
+            assert_eq!(b.endpoints()[i].node, node);
+        }
     }
 
     #[test]
