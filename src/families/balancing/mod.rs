@@ -32,7 +32,14 @@
 //! "Exponential Backoff and Jitter" (Brooker, 2015), Hystrix and resilience4j (circuit
 //! breakers), Garcia-Molina and Salem, "Sagas" (1987), Stripe's idempotency keys.
 
+pub mod breaker;
 pub mod checks;
+pub mod health;
+pub mod limiter;
+pub mod options;
+pub mod retry;
+pub mod strategy;
+pub mod window;
 
 use serde::Serialize;
 
