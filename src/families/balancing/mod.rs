@@ -32,6 +32,11 @@
 //! "Exponential Backoff and Jitter" (Brooker, 2015), Hystrix and resilience4j (circuit
 //! breakers), Garcia-Molina and Salem, "Sagas" (1987), Stripe's idempotency keys.
 
+pub mod ledger;
+pub mod payments;
+pub mod saga;
+pub mod saga_checks;
+
 use serde::Serialize;
 
 use crate::family::Family;
@@ -194,8 +199,11 @@ pub enum Observation {
 pub static FAMILY: Family = Family {
     name: "balancing",
     summary: "backends with latency, capacity and errors; balancers (a proxy role or a client-side library) with strategies, health checks and outlier detection; retries, budgets, circuit breakers, rate limiters, fallbacks, idempotency keys and sagas",
-    protocols: &[],
-    workloads: &[],
-    checks: &[],
+    protocols: &[ledger::PROTOCOL],
+    workloads: &[payments::WORKLOAD, saga::WORKLOAD],
+    checks: &[
+        saga_checks::NO_DOUBLE_APPLY_CHECK,
+        saga_checks::SAGA_ATOMICITY_CHECK,
+    ],
     decisions: None,
 };
