@@ -335,9 +335,12 @@ impl Ledger {
         (self.config.keys_max as usize).max(1024)
     }
 
-    /// Stores `entry` in memory, forgetting the oldest key beyond `keys_max`.
-    fn remember(&mut self, entry: Entry) {
-        if entry.outcome == Outcome::Applied
+    /// Stores `entry` in memory, forgetting the oldest key beyond `keys_max`; sets its
+    /// account's balance to the entry's when `newest` (not when restoring a snapshot's
+    /// entries, which are older than the snapshot's balances).
+    fn remember(&mut self, entry: Entry, newest: bool) {
+        if newest
+            && entry.outcome == Outcome::Applied
             && let Some(b) = self.balances.get_mut(entry.account as usize)
         {
             *b = entry.balance;
@@ -432,7 +435,7 @@ impl Ledger {
             outcome,
             balance: after,
         };
-        self.remember(entry.clone());
+        self.remember(entry.clone(), true);
         self.persist(ctx, &entry);
         ctx.observe(if outcome == Outcome::Applied {
             LedgerObservation::Applied {
@@ -477,13 +480,13 @@ impl Process for Ledger {
             self.balances = snapshot.balances;
         }
         for entry in snapshot.entries {
-            self.remember(entry);
+            self.remember(entry, false);
         }
         let log = ctx.disk().read(LOG_KEY).map(|b| b.into_owned());
         self.log_lines = 0;
         for line in log.as_deref().unwrap_or(&[]).split(|&b| b == b'\n') {
             if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
-                self.remember(entry);
+                self.remember(entry, true);
                 self.log_lines += 1;
             }
         }
