@@ -79,7 +79,7 @@ pub fn ledger_position(ctx: &RoleContext<'_>, workload: &str) -> Result<usize, O
 }
 
 fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
-    let config: PaymentsConfig = family::parse_options(ctx.options)?;
+    let config: PaymentsConfig = parse_caller_options(ctx.options)?;
     let mut errors = if ctx.checking {
         config.validate()
     } else {
@@ -113,18 +113,59 @@ pub enum PaymentsBug {
     NoIdempotencyKey,
 }
 
-/// How a caller retries a ledger request: the options `payments` and `saga` share.
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub struct Retry {
-    /// An attempt without an answer after this long is sent again.
+/// When a caller starts requests and how it retries them: the options `payments` and `saga`
+/// share (flattened into each). Durations are on the caller's local clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// Pause between the end of one payment or saga and the start of the next (default 100ms,
+    /// from 1ms to 1h).
+    #[serde(default = "default_think_time")]
+    pub think_time: Duration,
+    /// An attempt without an answer after this long is retried (default 100ms, 1ms to 1h).
+    #[serde(default = "default_request_timeout")]
     pub request_timeout: Duration,
-    /// The back-off before the first retry; it doubles for each further retry.
+    /// Back-off before the first retry, doubling after (default 20ms, 1ms to 1h).
+    #[serde(default = "default_retry_delay_min")]
     pub retry_delay_min: Duration,
-    /// The back-off's cap.
+    /// The back-off's cap (default 500ms, from `retry_delay_min` to 1h).
+    #[serde(default = "default_retry_delay_max")]
     pub retry_delay_max: Duration,
+    /// The first one starts at this local time (default 0s, at most 1h).
+    #[serde(default)]
+    pub start: Duration,
+    /// None starts at or after this local time (default: never stop; at most 1h); the one in
+    /// flight runs to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Duration>,
 }
 
-impl Retry {
+fn default_think_time() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_retry_delay_min() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_retry_delay_max() -> Duration {
+    Duration::from_millis(500)
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            think_time: default_think_time(),
+            request_timeout: default_request_timeout(),
+            retry_delay_min: default_retry_delay_min(),
+            retry_delay_max: default_retry_delay_max(),
+            start: Duration(0),
+            stop: None,
+        }
+    }
+}
+
+impl Pacing {
     /// The back-off before attempt `attempt` (2 is the first retry):
     /// `min(retry_delay_max, retry_delay_min * 2^(attempt - 2))`.
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -136,11 +177,24 @@ impl Retry {
         Duration(d.min(self.retry_delay_max.as_nanos()))
     }
 
-    /// Every problem with these durations, each at its key: each from 1ms to 1h, and
-    /// `retry_delay_max` at least `retry_delay_min`.
+    /// True once the local clock has reached `stop`.
+    pub fn stopped(&self, ctx: &Context<'_>) -> bool {
+        self.stop
+            .is_some_and(|s| ctx.local_time_ns() >= s.as_nanos() as i64)
+    }
+
+    /// How long from now (local clock) until `start`: zero once it has passed.
+    pub fn until_start(&self, ctx: &Context<'_>) -> std::time::Duration {
+        let wait = (self.start.as_nanos() as i64).saturating_sub(ctx.local_time_ns());
+        std::time::Duration::from_nanos(wait.max(0) as u64)
+    }
+
+    /// Every problem with these options, each at its key: the durations from 1ms to 1h
+    /// (`start` and `stop` from 0s), and `retry_delay_max` at least `retry_delay_min`.
     pub fn validate(&self) -> Vec<OptionError> {
         let mut errors = Vec::new();
         for (key, value) in [
+            ("think_time", self.think_time),
             ("request_timeout", self.request_timeout),
             ("retry_delay_min", self.retry_delay_min),
             ("retry_delay_max", self.retry_delay_max),
@@ -156,8 +210,41 @@ impl Retry {
                 ),
             ));
         }
+        check_duration(&mut errors, "start", self.start, true);
+        if let Some(stop) = self.stop {
+            check_duration(&mut errors, "stop", stop, true);
+        }
         errors
     }
+}
+
+/// Timers of a `payments` client and of a `saga` coordinator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "timer", rename_all = "kebab-case")]
+pub enum CallerTimer {
+    /// Start the next payment or saga.
+    Next,
+    /// Attempt `attempt` of `request` got no answer in time.
+    Timeout {
+        /// The request.
+        request: u64,
+        /// The attempt.
+        attempt: u32,
+    },
+    /// Send the next attempt of `request` (the back-off ended).
+    Retry {
+        /// The request.
+        request: u64,
+    },
+}
+
+/// Parses a `payments` or `saga` group's options, a config flattening a [`Pacing`]: unknown
+/// keys are errors at the key (`stop` and `bugs` are written out only when set).
+pub fn parse_caller_options<T>(options: &toml::Table) -> Result<T, Vec<OptionError>>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    family::parse_flattened_options(options, &["stop", "bugs"])
 }
 
 /// Pushes an error at `key` unless `value` is within `[1, max]`.
@@ -170,59 +257,31 @@ pub fn check_count(errors: &mut Vec<OptionError>, key: &str, value: i64, max: i6
     }
 }
 
-/// Options of a `payments` client group. Durations are on the client's local clock.
+/// Options of a `payments` client group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PaymentsConfig {
-    /// Pause between the end of one payment and the next (default 100ms, from 1ms to 1h).
-    #[serde(default = "default_think_time")]
-    pub think_time: Duration,
+    /// When payments start and how they are retried.
+    #[serde(flatten)]
+    pub pacing: Pacing,
     /// Units each payment debits (default 1, from 1 to 1000000).
     #[serde(default = "one")]
     pub amount: i64,
     /// Accounts paid from, chosen at random below this (default 10, from 1 to 100000).
     #[serde(default = "default_accounts")]
     pub accounts: u32,
-    /// An attempt without an answer after this long is retried (default 100ms, 1ms to 1h).
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout: Duration,
-    /// Back-off before the first retry, doubling after (default 20ms, 1ms to 1h).
-    #[serde(default = "default_retry_delay_min")]
-    pub retry_delay_min: Duration,
-    /// The back-off's cap (default 500ms, from `retry_delay_min` to 1h).
-    #[serde(default = "default_retry_delay_max")]
-    pub retry_delay_max: Duration,
     /// Attempts per payment before it ends in `info` (default 10, from 1 to 1000).
     #[serde(default = "default_attempts_max")]
     pub attempts_max: u32,
-    /// First payment at this local time (default 0s, at most 1h).
-    #[serde(default)]
-    pub start: Duration,
-    /// No payment starts at or after this local time (default: never stop; at most 1h).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<Duration>,
     /// Planted bugs to switch on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<PaymentsBug>,
 }
 
-fn default_think_time() -> Duration {
-    Duration::from_millis(100)
-}
 pub(crate) fn one() -> i64 {
     1
 }
 fn default_accounts() -> u32 {
     10
-}
-pub(crate) fn default_request_timeout() -> Duration {
-    Duration::from_millis(100)
-}
-pub(crate) fn default_retry_delay_min() -> Duration {
-    Duration::from_millis(20)
-}
-pub(crate) fn default_retry_delay_max() -> Duration {
-    Duration::from_millis(500)
 }
 fn default_attempts_max() -> u32 {
     10
@@ -231,34 +290,19 @@ fn default_attempts_max() -> u32 {
 impl Default for PaymentsConfig {
     fn default() -> Self {
         PaymentsConfig {
-            think_time: default_think_time(),
+            pacing: Pacing::default(),
             amount: 1,
             accounts: default_accounts(),
-            request_timeout: default_request_timeout(),
-            retry_delay_min: default_retry_delay_min(),
-            retry_delay_max: default_retry_delay_max(),
             attempts_max: default_attempts_max(),
-            start: Duration(0),
-            stop: None,
             bugs: Vec::new(),
         }
     }
 }
 
 impl PaymentsConfig {
-    /// The retry options.
-    pub fn retry(&self) -> Retry {
-        Retry {
-            request_timeout: self.request_timeout,
-            retry_delay_min: self.retry_delay_min,
-            retry_delay_max: self.retry_delay_max,
-        }
-    }
-
     /// Every problem with these options, each at its key (none: valid).
     pub fn validate(&self) -> Vec<OptionError> {
-        let mut errors = Vec::new();
-        check_duration_from(&mut errors, "think_time", self.think_time, MIN_INTERVAL);
+        let mut errors = self.pacing.validate();
         check_count(&mut errors, "amount", self.amount, AMOUNT_MAX);
         check_count(
             &mut errors,
@@ -266,39 +310,14 @@ impl PaymentsConfig {
             self.accounts.into(),
             super::ledger::ACCOUNTS_MAX.into(),
         );
-        errors.extend(self.retry().validate());
         check_count(
             &mut errors,
             "attempts_max",
             self.attempts_max.into(),
             ATTEMPTS_MAX.into(),
         );
-        check_duration(&mut errors, "start", self.start, true);
-        if let Some(stop) = self.stop {
-            check_duration(&mut errors, "stop", stop, true);
-        }
         errors
     }
-}
-
-/// Timers of a payments client.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "timer", rename_all = "kebab-case")]
-pub enum PaymentsTimer {
-    /// Start the next payment.
-    Next,
-    /// Attempt `attempt` of `request` got no answer in time.
-    Timeout {
-        /// The payment.
-        request: u64,
-        /// The attempt.
-        attempt: u32,
-    },
-    /// Send the next attempt of `request` (the back-off ended).
-    Retry {
-        /// The payment.
-        request: u64,
-    },
 }
 
 /// The payment in flight.
@@ -370,8 +389,8 @@ impl PaymentsClient {
             },
         );
         p.timeout = Some(ctx.set_timer(
-            self.config.request_timeout.to_std(),
-            PaymentsTimer::Timeout {
+            self.config.pacing.request_timeout.to_std(),
+            CallerTimer::Timeout {
                 request: p.request,
                 attempt: p.attempt,
             },
@@ -379,12 +398,7 @@ impl PaymentsClient {
     }
 
     fn start_payment(&mut self, ctx: &mut Context<'_>) {
-        if self.current.is_some()
-            || self
-                .config
-                .stop
-                .is_some_and(|s| ctx.local_time_ns() >= s.as_nanos() as i64)
-        {
+        if self.current.is_some() || self.config.pacing.stopped(ctx) {
             return;
         }
         self.requests += 1;
@@ -416,21 +430,17 @@ impl PaymentsClient {
         if kind == EventType::Info {
             self.round += 1;
         }
-        ctx.set_timer(self.config.think_time.to_std(), PaymentsTimer::Next);
+        ctx.set_timer(self.config.pacing.think_time.to_std(), CallerTimer::Next);
     }
 }
 
 impl Process for PaymentsClient {
     type Message = LedgerMessage;
-    type Timer = PaymentsTimer;
+    type Timer = CallerTimer;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         self.epoch = next_incarnation(ctx.disk(), EPOCH_KEY);
-        let wait = (self.config.start.as_nanos() as i64 - ctx.local_time_ns()).max(0);
-        ctx.set_timer(
-            std::time::Duration::from_nanos(wait as u64),
-            PaymentsTimer::Next,
-        );
+        ctx.set_timer(self.config.pacing.until_start(ctx), CallerTimer::Next);
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, _from: NodeId, message: LedgerMessage) {
@@ -449,10 +459,10 @@ impl Process for PaymentsClient {
         }
     }
 
-    fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: PaymentsTimer) {
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: CallerTimer) {
         match timer {
-            PaymentsTimer::Next => self.start_payment(ctx),
-            PaymentsTimer::Timeout { request, attempt } => {
+            CallerTimer::Next => self.start_payment(ctx),
+            CallerTimer::Timeout { request, attempt } => {
                 let Some(p) = self.current.as_mut() else {
                     return;
                 };
@@ -463,11 +473,11 @@ impl Process for PaymentsClient {
                 if attempt >= self.config.attempts_max {
                     self.finish(ctx, EventType::Info, Some("timeout"));
                 } else {
-                    let delay = self.config.retry().delay(attempt + 1);
-                    ctx.set_timer(delay.to_std(), PaymentsTimer::Retry { request });
+                    let delay = self.config.pacing.delay(attempt + 1);
+                    ctx.set_timer(delay.to_std(), CallerTimer::Retry { request });
                 }
             }
-            PaymentsTimer::Retry { request } => {
+            CallerTimer::Retry { request } => {
                 let Some(mut p) = self.current.take_if(|p| p.request == request) else {
                     return;
                 };
@@ -501,7 +511,7 @@ mod tests {
         let mut c = PaymentsClient::new(2, L, config);
         c.on_start(&mut tc.ctx());
         tc.take_effects();
-        c.on_timer(&mut tc.ctx(), TimerId(0), PaymentsTimer::Next);
+        c.on_timer(&mut tc.ctx(), TimerId(0), CallerTimer::Next);
         (c, tc)
     }
 
@@ -531,7 +541,7 @@ mod tests {
         c.on_timer(
             &mut tc.ctx(),
             TimerId(0),
-            PaymentsTimer::Timeout {
+            CallerTimer::Timeout {
                 request: p.request,
                 attempt: p.attempt,
             },
@@ -539,7 +549,7 @@ mod tests {
         c.on_timer(
             &mut tc.ctx(),
             TimerId(0),
-            PaymentsTimer::Retry { request: p.request },
+            CallerTimer::Retry { request: p.request },
         );
     }
 
@@ -566,9 +576,9 @@ mod tests {
         let effects = tc.take_effects();
         assert_eq!(history(&effects), vec![(EventType::Ok, None)]);
         assert!(
-            timers_set::<PaymentsTimer>(&effects)
+            timers_set::<CallerTimer>(&effects)
                 .iter()
-                .any(|t| t.2 == PaymentsTimer::Next)
+                .any(|t| t.2 == CallerTimer::Next)
         );
     }
 
@@ -605,13 +615,13 @@ mod tests {
             history(&tc.take_effects()),
             vec![(EventType::Fail, Some("declined".into()))]
         );
-        c.on_timer(&mut tc.ctx(), TimerId(0), PaymentsTimer::Next);
+        c.on_timer(&mut tc.ctx(), TimerId(0), CallerTimer::Next);
         time_out(&mut c, &mut tc);
         let p = c.current.clone().unwrap();
         c.on_timer(
             &mut tc.ctx(),
             TimerId(0),
-            PaymentsTimer::Timeout {
+            CallerTimer::Timeout {
                 request: p.request,
                 attempt: 2,
             },
@@ -623,7 +633,7 @@ mod tests {
 
     #[test]
     fn back_off_doubles_up_to_its_cap() {
-        let r = PaymentsConfig::default().retry();
+        let r = Pacing::default();
         let ms: Vec<u64> = (2..9).map(|a| r.delay(a).as_nanos() / 1_000_000).collect();
         assert_eq!(ms, [20, 40, 80, 160, 320, 500, 500]);
         assert_eq!(r.delay(u32::MAX), Duration::from_millis(500));
@@ -632,11 +642,14 @@ mod tests {
     #[test]
     fn options_have_limits_reported_at_their_keys() {
         let bad = PaymentsConfig {
-            think_time: Duration(0),
+            pacing: Pacing {
+                think_time: Duration(0),
+                retry_delay_min: Duration::from_secs(2),
+                retry_delay_max: Duration::from_secs(1),
+                ..Pacing::default()
+            },
             amount: 0,
             accounts: 0,
-            retry_delay_min: Duration::from_secs(2),
-            retry_delay_max: Duration::from_secs(1),
             attempts_max: 0,
             ..PaymentsConfig::default()
         };
@@ -649,13 +662,19 @@ mod tests {
             keys,
             [
                 "think_time",
+                "retry_delay_max",
                 "amount",
                 "accounts",
-                "retry_delay_max",
                 "attempts_max"
             ]
         );
-        assert!(PaymentsConfig::default().validate().is_empty());
-        assert!(toml::from_str::<PaymentsConfig>("bugs = [\"no-such\"]").is_err());
+        let defaults = PaymentsConfig::default();
+        let parsed: PaymentsConfig = parse_caller_options(&toml::Table::new()).unwrap();
+        assert_eq!(parsed, defaults);
+        assert!(defaults.validate().is_empty());
+        let table = |text: &str| text.parse::<toml::Table>().unwrap();
+        assert!(parse_caller_options::<PaymentsConfig>(&table("bugs = [\"no-such\"]")).is_err());
+        let unknown = parse_caller_options::<PaymentsConfig>(&table("think = \"1s\""));
+        assert_eq!(unknown.unwrap_err()[0].path, ["think"]);
     }
 }

@@ -50,17 +50,13 @@ use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use super::ledger::{LedgerMessage, LedgerObservation, Outcome};
-use super::payments::{
-    AMOUNT_MAX, MIN_INTERVAL, Retry, check_count, default_request_timeout, default_retry_delay_max,
-    default_retry_delay_min, one,
-};
-use crate::families::{check_duration, check_duration_from, next_incarnation};
+use super::payments::{AMOUNT_MAX, CallerTimer, Pacing, check_count, one, parse_caller_options};
+use crate::families::next_incarnation;
 use crate::family::{
     self, Bug, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
 };
 use crate::history::{EventType, Function, HistoryEvent, Value};
 use crate::process::{Context, NodeId, Process, TimerId};
-use crate::scenario::Duration;
 
 /// The workload's name.
 pub const WORKLOAD_NAME: &str = "saga";
@@ -107,7 +103,7 @@ pub const WORKLOAD: WorkloadInfo = WorkloadInfo {
 };
 
 fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
-    let mut config: SagaConfig = family::parse_options(ctx.options)?;
+    let mut config: SagaConfig = parse_caller_options(ctx.options)?;
     let spec = ctx.scenario.clients.iter().find(|g| g.name == ctx.name);
     let talks_to: Vec<&str> = spec
         .map(|g| g.talks_to.iter().map(String::as_str).collect())
@@ -159,10 +155,13 @@ pub enum SagaBug {
     NoCompensation,
 }
 
-/// Options of a `saga` client group. Durations are on the coordinator's local clock.
+/// Options of a `saga` client group.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SagaConfig {
+    /// When sagas start and how their requests are retried (a saga's requests have no
+    /// attempt limit).
+    #[serde(flatten)]
+    pub pacing: Pacing,
     /// The `ledger` roles of the steps, in order (default: every `ledger` role of `talks_to`,
     /// in order; from 1 to 16 steps; a role may appear more than once).
     #[serde(default)]
@@ -171,67 +170,30 @@ pub struct SagaConfig {
     #[serde(default = "one")]
     pub amount: i64,
     /// Saga `s` uses account `s mod accounts` of each ledger (default 1, from 1 to 100000).
-    #[serde(default = "default_accounts")]
+    #[serde(default = "one_account")]
     pub accounts: u32,
-    /// Pause between the end of one saga and the start of the next (default 100ms, 1ms to
-    /// 1h).
-    #[serde(default = "default_think_time")]
-    pub think_time: Duration,
-    /// An attempt without an answer after this long is retried (default 100ms, 1ms to 1h).
-    #[serde(default = "default_request_timeout")]
-    pub request_timeout: Duration,
-    /// Back-off before the first retry, doubling after (default 20ms, 1ms to 1h).
-    #[serde(default = "default_retry_delay_min")]
-    pub retry_delay_min: Duration,
-    /// The back-off's cap (default 500ms, from `retry_delay_min` to 1h).
-    #[serde(default = "default_retry_delay_max")]
-    pub retry_delay_max: Duration,
-    /// First saga at this local time (default 0s, at most 1h).
-    #[serde(default)]
-    pub start: Duration,
-    /// No saga starts at or after this local time (default: never stop; at most 1h). A saga in
-    /// flight runs to its end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<Duration>,
     /// Planted bugs to switch on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<SagaBug>,
 }
 
-fn default_accounts() -> u32 {
+fn one_account() -> u32 {
     1
-}
-fn default_think_time() -> Duration {
-    Duration::from_millis(100)
 }
 
 impl Default for SagaConfig {
     fn default() -> Self {
         SagaConfig {
+            pacing: Pacing::default(),
             steps: Vec::new(),
             amount: 1,
             accounts: 1,
-            think_time: default_think_time(),
-            request_timeout: default_request_timeout(),
-            retry_delay_min: default_retry_delay_min(),
-            retry_delay_max: default_retry_delay_max(),
-            start: Duration(0),
-            stop: None,
             bugs: Vec::new(),
         }
     }
 }
 
 impl SagaConfig {
-    /// The retry options.
-    pub fn retry(&self) -> Retry {
-        Retry {
-            request_timeout: self.request_timeout,
-            retry_delay_min: self.retry_delay_min,
-            retry_delay_max: self.retry_delay_max,
-        }
-    }
-
     /// Every problem with these options, each at its key, given the `ledger` roles the group
     /// talks to (none: valid).
     pub fn validate(&self, ledger_roles: &[&str]) -> Vec<OptionError> {
@@ -263,12 +225,7 @@ impl SagaConfig {
             self.accounts.into(),
             super::ledger::ACCOUNTS_MAX.into(),
         );
-        check_duration_from(&mut errors, "think_time", self.think_time, MIN_INTERVAL);
-        errors.extend(self.retry().validate());
-        check_duration(&mut errors, "start", self.start, true);
-        if let Some(stop) = self.stop {
-            check_duration(&mut errors, "stop", stop, true);
-        }
+        errors.extend(self.pacing.validate());
         errors
     }
 }
@@ -323,26 +280,6 @@ pub enum SagaObservation {
         saga: u64,
         /// How.
         outcome: SagaOutcome,
-    },
-}
-
-/// Timers of a coordinator.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "timer", rename_all = "kebab-case")]
-pub enum SagaTimer {
-    /// Start the next saga.
-    Next,
-    /// Attempt `attempt` of `request` got no answer in time.
-    Timeout {
-        /// The request.
-        request: u64,
-        /// The attempt.
-        attempt: u32,
-    },
-    /// Send the next attempt of `request`.
-    Retry {
-        /// The request.
-        request: u64,
     },
 }
 
@@ -423,8 +360,8 @@ impl SagaCoordinator {
             },
         );
         self.timeout = Some(ctx.set_timer(
-            self.config.request_timeout.to_std(),
-            SagaTimer::Timeout {
+            self.config.pacing.request_timeout.to_std(),
+            CallerTimer::Timeout {
                 request,
                 attempt: self.attempt,
             },
@@ -442,12 +379,7 @@ impl SagaCoordinator {
     }
 
     fn start_saga(&mut self, ctx: &mut Context<'_>) {
-        if self.log.current.is_some()
-            || self
-                .config
-                .stop
-                .is_some_and(|s| ctx.local_time_ns() >= s.as_nanos() as i64)
-        {
+        if self.log.current.is_some() || self.config.pacing.stopped(ctx) {
             return;
         }
         let saga = self.log.next_saga.max(1);
@@ -501,7 +433,7 @@ impl SagaCoordinator {
             event = event.with_error(e);
         }
         ctx.record(event);
-        ctx.set_timer(self.config.think_time.to_std(), SagaTimer::Next);
+        ctx.set_timer(self.config.pacing.think_time.to_std(), CallerTimer::Next);
     }
 
     fn on_answer(&mut self, ctx: &mut Context<'_>, outcome: Outcome) {
@@ -542,7 +474,7 @@ impl SagaCoordinator {
 
 impl Process for SagaCoordinator {
     type Message = LedgerMessage;
-    type Timer = SagaTimer;
+    type Timer = CallerTimer;
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         self.epoch = next_incarnation(ctx.disk(), EPOCH_KEY);
@@ -561,17 +493,18 @@ impl Process for SagaCoordinator {
             self.send(ctx);
             return;
         }
-        let wait = (self.config.start.as_nanos() as i64 - ctx.local_time_ns()).max(0);
+        let wait = self.config.pacing.until_start(ctx);
         // A restarted coordinator starts a little later than its peers (a jitter of up to one
         // think time), so restarts do not line sagas up.
         let jitter = if self.epoch > 0 {
-            ctx.rng().gen_range(0..=self.config.think_time.as_nanos())
+            ctx.rng()
+                .gen_range(0..=self.config.pacing.think_time.as_nanos())
         } else {
             0
         };
         ctx.set_timer(
-            std::time::Duration::from_nanos(wait as u64 + jitter),
-            SagaTimer::Next,
+            wait + std::time::Duration::from_nanos(jitter),
+            CallerTimer::Next,
         );
     }
 
@@ -590,18 +523,18 @@ impl Process for SagaCoordinator {
         }
     }
 
-    fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: SagaTimer) {
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _id: TimerId, timer: CallerTimer) {
         let current = self.log.current.as_ref().map(Self::request);
         match timer {
-            SagaTimer::Next => self.start_saga(ctx),
-            SagaTimer::Timeout { request, attempt } => {
+            CallerTimer::Next => self.start_saga(ctx),
+            CallerTimer::Timeout { request, attempt } => {
                 if current == Some(request) && attempt == self.attempt {
                     self.timeout = None;
-                    let delay = self.config.retry().delay(attempt + 1);
-                    ctx.set_timer(delay.to_std(), SagaTimer::Retry { request });
+                    let delay = self.config.pacing.delay(attempt + 1);
+                    ctx.set_timer(delay.to_std(), CallerTimer::Retry { request });
                 }
             }
-            SagaTimer::Retry { request } => {
+            CallerTimer::Retry { request } => {
                 if current == Some(request) && self.timeout.is_none() {
                     self.attempt += 1;
                     let r = self.log.current.as_ref().expect("checked");
@@ -622,6 +555,7 @@ impl Process for SagaCoordinator {
 mod tests {
     use super::*;
     use crate::process::{Effect, TestContext, observations, sent_messages};
+    use crate::scenario::Duration;
 
     const C: NodeId = NodeId(9);
     const LEDGERS: [NodeId; 3] = [NodeId(0), NodeId(1), NodeId(2)];
@@ -638,7 +572,7 @@ mod tests {
         );
         c.on_start(&mut tc.ctx());
         tc.take_effects();
-        c.on_timer(&mut tc.ctx(), TimerId(0), SagaTimer::Next);
+        c.on_timer(&mut tc.ctx(), TimerId(0), CallerTimer::Next);
         (c, tc)
     }
 
@@ -765,9 +699,9 @@ mod tests {
             c.on_timer(
                 &mut tc.ctx(),
                 TimerId(0),
-                SagaTimer::Timeout { request, attempt },
+                CallerTimer::Timeout { request, attempt },
             );
-            c.on_timer(&mut tc.ctx(), TimerId(0), SagaTimer::Retry { request });
+            c.on_timer(&mut tc.ctx(), TimerId(0), CallerTimer::Retry { request });
             let effects = tc.take_effects();
             assert_eq!(applies(&effects), vec![(LEDGERS[0], request, 1)]);
             assert_eq!(
@@ -814,7 +748,7 @@ mod tests {
             })
             .collect();
         assert_eq!(h, vec![0], "completed by the process that invoked it");
-        c2.on_timer(&mut tc.ctx(), TimerId(0), SagaTimer::Next);
+        c2.on_timer(&mut tc.ctx(), TimerId(0), CallerTimer::Next);
         assert_eq!(
             observations::<SagaObservation>(&tc.take_effects())[0],
             SagaObservation::Started { saga: 2, steps: 3 },
@@ -828,7 +762,10 @@ mod tests {
             steps: vec!["orders".into(), "nope".into()],
             amount: 0,
             accounts: 0,
-            think_time: Duration(0),
+            pacing: Pacing {
+                think_time: Duration(0),
+                ..Pacing::default()
+            },
             ..SagaConfig::default()
         };
         let paths: Vec<String> = bad
