@@ -244,7 +244,26 @@ pub fn parse_caller_options<T>(options: &toml::Table) -> Result<T, Vec<OptionErr
 where
     T: serde::de::DeserializeOwned + Serialize,
 {
-    family::parse_flattened_options(options, &["stop", "bugs"])
+    family::parse_flattened_options(options, &["stop", "bugs"]).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| {
+                if !e.path.is_empty() {
+                    return e;
+                }
+                // serde loses the path through a flattened struct: the key is the one whose
+                // value fails alone (every key has a default).
+                let key = options.iter().find(|(k, v)| {
+                    let alone = toml::Table::from_iter([((*k).clone(), (*v).clone())]);
+                    family::parse_options::<T>(&alone).is_err()
+                });
+                OptionError {
+                    path: key.map(|(k, _)| vec![k.clone()]).unwrap_or_default(),
+                    ..e
+                }
+            })
+            .collect()
+    })
 }
 
 /// Pushes an error at `key` unless `value` is within `[1, max]`.
@@ -676,5 +695,11 @@ mod tests {
         assert!(parse_caller_options::<PaymentsConfig>(&table("bugs = [\"no-such\"]")).is_err());
         let unknown = parse_caller_options::<PaymentsConfig>(&table("think = \"1s\""));
         assert_eq!(unknown.unwrap_err()[0].path, ["think"]);
+        let wrong = parse_caller_options::<PaymentsConfig>(&table("amount = 1\nstop = 5"));
+        assert_eq!(
+            wrong.unwrap_err()[0].path,
+            ["stop"],
+            "at the key, through the flatten"
+        );
     }
 }
