@@ -454,4 +454,36 @@ mod tests {
         assert!((NO_DOUBLE_APPLY_CHECK.applies_to)(&sagas.scenario));
         assert!((SAGA_ATOMICITY_CHECK.applies_to)(&sagas.scenario));
     }
+
+    /// Runs the shipped scenario `file` at seed 1 and returns its checks' metrics, by
+    /// `check.metric`.
+    fn shipped(file: &str) -> BTreeMap<String, u64> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let scenario = Scenario::load_all_with(&path, &crate::families::builtin())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let record = crate::sim::run(&scenario, 1, &crate::sim::RunOptions::hash_only());
+        let mut metrics = BTreeMap::new();
+        for c in crate::check::run_checks(&record) {
+            assert_eq!(c.verdict, Verdict::Pass, "{file}: {c:?}");
+            for (k, v) in c.metrics {
+                metrics.insert(format!("{}.{k}", c.name), v.as_u64().unwrap_or(0));
+            }
+        }
+        metrics
+    }
+
+    /// The lessons happen: under their faults the shipped scenarios do retry, answer retries
+    /// from the store, compensate and resume a saga after a coordinator crash (seed 1).
+    #[test]
+    fn the_shipped_scenarios_retry_replay_compensate_and_resume() {
+        let m = shipped("scenarios/balancing/idempotency-lossy-retries.toml");
+        assert!(m["no-double-apply.retries"] >= 50, "{m:?}");
+        assert!(m["no-double-apply.replayed"] >= 20, "{m:?}");
+        let m = shipped("scenarios/balancing/saga-compensations-under-faults.toml");
+        assert!(m["no-double-apply.replayed"] >= 20, "{m:?}");
+        assert!(m["saga-atomicity.sagas_committed"] >= 20, "{m:?}");
+        assert!(m["saga-atomicity.sagas_compensated"] >= 20, "{m:?}");
+        assert!(m["saga-atomicity.compensations_applied"] >= 20, "{m:?}");
+        assert!(m["saga-atomicity.sagas_resumed"] >= 1, "{m:?}");
+    }
 }
