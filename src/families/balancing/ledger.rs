@@ -290,6 +290,21 @@ struct Entry {
     balance: i64,
 }
 
+impl Entry {
+    /// Sends the entry's answer to its caller.
+    fn answer(&self, ctx: &mut Context<'_>) {
+        ctx.send(
+            self.client,
+            LedgerMessage::Answer {
+                key: self.key,
+                request: self.request,
+                outcome: self.outcome,
+                balance: self.balance,
+            },
+        );
+    }
+}
+
 /// What the snapshot holds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Snapshot {
@@ -393,23 +408,13 @@ impl Ledger {
         delta: i64,
     ) {
         if let Some(stored) = self.store.get(&(from, key)) {
-            let (outcome, balance, first) = (stored.outcome, stored.balance, stored.request);
             ctx.observe(LedgerObservation::Replayed {
                 client: from,
                 request,
                 key,
-                outcome,
+                outcome: stored.outcome,
             });
-            ctx.send(
-                from,
-                LedgerMessage::Answer {
-                    key,
-                    request: first,
-                    outcome,
-                    balance,
-                },
-            );
-            return;
+            return stored.answer(ctx);
         }
         let balance = self.balance(account);
         let outcome = match balance {
@@ -454,15 +459,7 @@ impl Ledger {
                 outcome,
             }
         });
-        ctx.send(
-            from,
-            LedgerMessage::Answer {
-                key,
-                request,
-                outcome,
-                balance: after,
-            },
-        );
+        entry.answer(ctx);
     }
 }
 
