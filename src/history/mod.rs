@@ -77,6 +77,12 @@ pub enum Function {
     Call,
     /// Counter (or set) addition; the value is the amount (Jepsen's counter workload).
     Add,
+    /// A payment (a debit on a ledger under an idempotency key); the key is the account, the
+    /// value the amount.
+    Pay,
+    /// A saga (a multi-step workflow with compensations); the key is the saga number, the
+    /// value its number of steps; `ok` when every step applied, `fail` when compensated.
+    Saga,
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
@@ -190,7 +196,7 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 }
 
 /// Every function with its name as written in histories.
-const FUNCTION_NAMES: [(Function, &str); 13] = [
+const FUNCTION_NAMES: [(Function, &str); 15] = [
     (Function::Get, "get"),
     (Function::Put, "put"),
     (Function::Append, "append"),
@@ -204,6 +210,8 @@ const FUNCTION_NAMES: [(Function, &str); 13] = [
     (Function::Lookup, "lookup"),
     (Function::Call, "call"),
     (Function::Add, "add"),
+    (Function::Pay, "pay"),
+    (Function::Saga, "saga"),
 ];
 
 /// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.

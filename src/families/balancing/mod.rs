@@ -35,9 +35,13 @@
 pub mod breaker;
 pub mod checks;
 pub mod health;
+pub mod ledger;
 pub mod limiter;
 pub mod options;
+pub mod payments;
 pub mod retry;
+pub mod saga;
+pub mod saga_checks;
 pub mod strategy;
 pub mod window;
 
@@ -203,8 +207,12 @@ pub enum Observation {
 pub static FAMILY: Family = Family {
     name: "balancing",
     summary: "backends with latency, capacity and errors; balancers (a proxy role or a client-side library) with strategies, health checks and outlier detection; retries, budgets, circuit breakers, rate limiters, fallbacks, idempotency keys and sagas",
-    protocols: &[],
-    workloads: &[],
-    checks: &[checks::BOUNDS_CHECK],
+    protocols: &[ledger::PROTOCOL],
+    workloads: &[payments::WORKLOAD, saga::WORKLOAD],
+    checks: &[
+        checks::BOUNDS_CHECK,
+        saga_checks::NO_DOUBLE_APPLY_CHECK,
+        saga_checks::SAGA_ATOMICITY_CHECK,
+    ],
     decisions: None,
 };
