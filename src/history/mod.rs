@@ -77,6 +77,9 @@ pub enum Function {
     Call,
     /// Counter (or set) addition; the value is the amount (Jepsen's counter workload).
     Add,
+    /// A request of the load-balancing family's `requests` workload; the key is the routing
+    /// key, the completion's value `[backend, attempts]`.
+    Request,
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
@@ -190,7 +193,7 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 }
 
 /// Every function with its name as written in histories.
-const FUNCTION_NAMES: [(Function, &str); 13] = [
+const FUNCTION_NAMES: [(Function, &str); 14] = [
     (Function::Get, "get"),
     (Function::Put, "put"),
     (Function::Append, "append"),
@@ -204,6 +207,7 @@ const FUNCTION_NAMES: [(Function, &str); 13] = [
     (Function::Lookup, "lookup"),
     (Function::Call, "call"),
     (Function::Add, "add"),
+    (Function::Request, "request"),
 ];
 
 /// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.

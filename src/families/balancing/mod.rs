@@ -39,6 +39,12 @@ pub mod retry;
 pub mod strategy;
 pub mod window;
 
+// The nodes: backends, the call pipeline, the proxy, the clients.
+pub mod backend;
+pub mod balancer;
+pub mod caller;
+pub mod client;
+
 use serde::Serialize;
 
 use crate::family::Family;
@@ -201,8 +207,8 @@ pub enum Observation {
 pub static FAMILY: Family = Family {
     name: "balancing",
     summary: "backends with latency, capacity and errors; balancers (a proxy role or a client-side library) with strategies, health checks and outlier detection; retries, budgets, circuit breakers, rate limiters, fallbacks, idempotency keys and sagas",
-    protocols: &[],
-    workloads: &[],
+    protocols: &[backend::PROTOCOL, balancer::PROTOCOL],
+    workloads: &[client::WORKLOAD],
     checks: &[],
     decisions: None,
 };
