@@ -1023,3 +1023,191 @@ pub fn build_caller(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::balancing::BreakerState;
+    use crate::families::balancing::backend::static_endpoints;
+    use crate::process::{Effect, TestContext, observations, sent_messages, timers_set};
+
+    fn config(text: &str) -> CallerConfig {
+        let table: toml::Table = toml::from_str(text).expect("toml");
+        crate::family::parse_flattened_options(&table, UNLISTED).expect("options")
+    }
+
+    fn caller(text: &str, backends: u32) -> (Caller, TestContext) {
+        let nodes: Vec<NodeId> = (10..10 + backends).map(NodeId).collect();
+        let mut c = Caller::new(
+            &config(text).with_bugs_applied(),
+            static_endpoints(&nodes),
+            None,
+        );
+        let mut tc = TestContext::new(NodeId(1), 1);
+        c.start(&mut tc.ctx());
+        tc.take_effects();
+        (c, tc)
+    }
+
+    /// The attempts sent among `effects`: (backend, attempt id).
+    fn requests(effects: &[Effect]) -> Vec<(NodeId, u64)> {
+        sent_messages::<BalancingMessage>(effects)
+            .into_iter()
+            .filter_map(|(to, m)| match m {
+                BalancingMessage::Request { id, .. } => Some((to, id)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn answer(c: &mut Caller, tc: &mut TestContext, from: NodeId, id: u64, status: Status) -> Option<Outcome> {
+        let m = BalancingMessage::Response {
+            id,
+            status,
+            backend: from,
+            attempts: 1,
+        };
+        c.on_message(&mut tc.ctx(), from, &m)
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_after_its_back_off_on_another_backend() {
+        let (mut c, mut tc) = caller(
+            "retry = { max_attempts = 3, base = \"100ms\", jitter = \"none\" }",
+            2,
+        );
+        assert_eq!(c.call(&mut tc.ctx(), 5, 77), None);
+        let first = requests(&tc.take_effects());
+        assert_eq!(first.len(), 1);
+        let (b1, id1) = first[0];
+        assert_eq!(answer(&mut c, &mut tc, b1, id1, Status::Error), None);
+        let effects = tc.take_effects();
+        let obs = observations::<Observation>(&effects);
+        assert!(matches!(obs[0], Observation::Attempt { attempt: 1, status: Status::Error, .. }));
+        let timers = timers_set::<CallerTimer>(&effects);
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers[0].1, std::time::Duration::from_millis(100), "back-off, no jitter");
+        assert_eq!(c.on_timer(&mut tc.ctx(), timers[0].2.clone()), None);
+        let second = requests(&tc.take_effects());
+        assert_ne!(second[0].0, b1, "a retry avoids the backend that failed");
+        let done = answer(&mut c, &mut tc, second[0].0, second[0].1, Status::Ok);
+        assert_eq!(
+            done,
+            Some(Outcome {
+                tag: 77,
+                status: Status::Ok,
+                backend: second[0].0,
+                attempts: 2
+            })
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_attempt_without_an_answer_times_out_and_the_last_status_ends_the_request() {
+        let (mut c, mut tc) = caller("retry = { max_attempts = 1 }\ntimeout = \"50ms\"", 1);
+        c.call(&mut tc.ctx(), 5, 1);
+        let effects = tc.take_effects();
+        let (_, _, t) = timers_set::<CallerTimer>(&effects)[0].clone();
+        tc.local_time_ns = 50_000_000;
+        let o = c.on_timer(&mut tc.ctx(), t).expect("the request ended");
+        assert_eq!((o.status, o.attempts), (Status::Timeout, 1));
+        let obs = observations::<Observation>(&tc.take_effects());
+        assert_eq!(
+            obs,
+            [Observation::Attempt {
+                backend: NodeId(10),
+                attempt: 1,
+                status: Status::Timeout,
+                latency_ns: 50_000_000
+            }]
+        );
+    }
+
+    #[test]
+    fn an_open_breaker_fails_fast_with_unavailable_and_fallback_answers_instead() {
+        let text = "retry = { max_attempts = 1 }\nbreaker = { trip = { kind = \"consecutive-failures\", failures = 2 }, open_duration = \"5s\" }";
+        let (mut c, mut tc) = caller(text, 1);
+        for tag in 0..2 {
+            c.call(&mut tc.ctx(), 5, tag);
+            let (b, id) = requests(&tc.take_effects())[0];
+            let o = answer(&mut c, &mut tc, b, id, Status::Error).expect("ended");
+            assert_eq!(o.status, Status::Error);
+        }
+        let obs = observations::<Observation>(&tc.take_effects());
+        assert!(obs.contains(&Observation::Breaker {
+            backend: NodeId(10),
+            from: BreakerState::Closed,
+            to: BreakerState::Open
+        }));
+        let o = c.call(&mut tc.ctx(), 5, 9).expect("fails fast");
+        assert_eq!((o.status, o.attempts), (Status::Unavailable, 0));
+        assert!(requests(&tc.take_effects()).is_empty());
+        let (mut c, mut tc) = caller(&format!("{text}\nfallback = true"), 1);
+        for tag in 0..2 {
+            c.call(&mut tc.ctx(), 5, tag);
+            let (b, id) = requests(&tc.take_effects())[0];
+            answer(&mut c, &mut tc, b, id, Status::Error);
+        }
+        assert_eq!(c.call(&mut tc.ctx(), 5, 9).map(|o| o.status), Some(Status::Fallback));
+    }
+
+    #[test]
+    fn planted_bugs_go_in_the_top_level_list_and_reach_their_library() {
+        let c = config("bugs = [\"retry-without-backoff\", \"modulo-hashing\"]\nbalancing = { strategy = \"consistent-hash\" }");
+        assert!(c.validate(BUGS, "balancer").is_empty());
+        let applied = c.with_bugs_applied();
+        assert_eq!(applied.retry.bugs.len(), 1);
+        assert_eq!(applied.balancing.bugs.len(), 1);
+        let nested = config("retry = { bugs = [\"retry-without-budget\"] }");
+        let paths: Vec<String> = nested
+            .validate(BUGS, "balancer")
+            .iter()
+            .map(|e| e.path.join("."))
+            .collect();
+        assert_eq!(paths, ["retry.bugs"]);
+        let misplaced = config("bugs = [\"half-open-admits-all\", \"modulo-hashing\"]");
+        let paths: Vec<String> = misplaced
+            .validate(BUGS, "balancer")
+            .iter()
+            .map(|e| e.path.join("."))
+            .collect();
+        assert_eq!(paths, ["bugs.0", "bugs.1"], "no breaker; round robin has no hashing");
+        let not_here = config("bugs = [\"modulo-hashing\"]");
+        let errors = not_here.validate(&[], "requests");
+        assert!(
+            errors[0].message.contains("unknown planted bug"),
+            "clients take no bugs: {errors:?}"
+        );
+    }
+
+    #[test]
+    fn every_backend_is_probed_and_failed_probes_make_it_unhealthy() {
+        let (mut c, mut tc) = caller(
+            "health = { active = { interval = \"1s\", timeout = \"100ms\", unhealthy_threshold = 1 }, panic_threshold_percent = 0 }",
+            2,
+        );
+        c.on_timer(&mut tc.ctx(), CallerTimer::ProbeRound);
+        let effects = tc.take_effects();
+        let probes = sent_messages::<BalancingMessage>(&effects);
+        assert_eq!(probes.len(), 2);
+        let BalancingMessage::Probe { id } = probes[0].1 else {
+            panic!("a probe");
+        };
+        let reply = BalancingMessage::ProbeReply { id, healthy: false };
+        c.on_message(&mut tc.ctx(), probes[0].0, &reply);
+        let obs = observations::<Observation>(&tc.take_effects());
+        assert_eq!(
+            obs,
+            [Observation::Health {
+                backend: probes[0].0,
+                state: HealthState::Unhealthy
+            }]
+        );
+        for tag in 0..4 {
+            c.call(&mut tc.ctx(), tag, tag);
+        }
+        let sent = requests(&tc.take_effects());
+        assert!(sent.iter().all(|(b, _)| *b != probes[0].0), "{sent:?}");
+    }
+}
