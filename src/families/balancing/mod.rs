@@ -45,6 +45,8 @@ pub mod balancer;
 pub mod caller;
 pub mod client;
 
+pub mod checks;
+
 use serde::Serialize;
 
 use crate::family::Family;
@@ -209,6 +211,6 @@ pub static FAMILY: Family = Family {
     summary: "backends with latency, capacity and errors; balancers (a proxy role or a client-side library) with strategies, health checks and outlier detection; retries, budgets, circuit breakers, rate limiters, fallbacks, idempotency keys and sagas",
     protocols: &[backend::PROTOCOL, balancer::PROTOCOL],
     workloads: &[client::WORKLOAD],
-    checks: &[],
+    checks: &[checks::BOUNDS_CHECK],
     decisions: None,
 };
