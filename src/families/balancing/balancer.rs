@@ -194,3 +194,111 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::balancing::Status;
+    use crate::families::balancing::backend::static_endpoints;
+    use crate::payload::Payload;
+    use crate::process::{TestContext, sent_messages};
+
+    #[test]
+    fn the_proxy_forwards_a_clients_request_and_answers_it_with_the_backends_outcome() {
+        let table = toml::Table::new();
+        let config: BalancerConfig = family::parse_flattened_options(&table, UNLISTED).unwrap();
+        let caller = Caller::new(&config.caller, static_endpoints(&[NodeId(10)]), None);
+        let mut p = Proxy::new(caller);
+        let mut tc = TestContext::new(NodeId(1), 1);
+        p.start(&mut tc.ctx());
+        tc.take_effects();
+        p.message(
+            &mut tc.ctx(),
+            NodeId(30),
+            Payload::new(BalancingMessage::Request { id: 4, key: 9 }),
+        )
+        .unwrap();
+        let sent = sent_messages::<BalancingMessage>(&tc.take_effects());
+        let [(NodeId(10), BalancingMessage::Request { id, key: 9 })] = sent[..] else {
+            panic!("forwarded: {sent:?}");
+        };
+        let answer = BalancingMessage::Response {
+            id,
+            status: Status::Ok,
+            backend: NodeId(10),
+            attempts: 1,
+        };
+        p.message(&mut tc.ctx(), NodeId(10), Payload::new(answer))
+            .unwrap();
+        assert_eq!(
+            sent_messages::<BalancingMessage>(&tc.take_effects()),
+            [(
+                NodeId(30),
+                BalancingMessage::Response {
+                    id: 4,
+                    status: Status::Ok,
+                    backend: NodeId(10),
+                    attempts: 1
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn bad_roles_and_groups_get_every_problem_at_its_line_and_key() {
+        let text = r#"name = "bad"
+seed = 1
+duration = "5s"
+
+[[cluster.role]]
+name = "a"
+protocol = "backend"
+nodes = 2
+options = { capacity = 0, downstream = { role = "b", retry = { max_attempts = 0 }, bogus = 1 } }
+
+[[cluster.role]]
+name = "b"
+protocol = "backend"
+nodes = 2
+options = { downstream = { role = "a" }, conditions = [{ at = "1s", kind = "slow", nodes = ["zz"] }] }
+
+[[cluster.role]]
+name = "lb"
+protocol = "balancer"
+nodes = 1
+options = { backends = "a", bugs = ["nope"], retry = { bugs = ["retry-without-budget"] } }
+
+[[clients]]
+name = "users"
+workload = "requests"
+count = 1
+talks_to = ["lb"]
+options = { rate = 1e9, bugs = ["modulo-hashing"] }
+"#;
+        let errors = crate::scenario::Scenario::parse_all_with(
+            std::path::Path::new("bad.toml"),
+            text.as_bytes(),
+            &crate::families::builtin(),
+        )
+        .expect_err("invalid");
+        let found: Vec<String> = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for expected in [
+            "bad.toml:9:24: cluster.role[0].options.capacity",
+            "cluster.role[0].options.downstream.bogus: unknown field",
+            "cluster.role[1].options.downstream.role: the downstream chain b -> a -> b is a cycle",
+            "cluster.role[1].options.conditions[0].nodes[0]: expected a node of role b",
+            "cluster.role[2].options.bugs[0]: unknown planted bug \"nope\"",
+            "cluster.role[2].options.retry.bugs: write planted bugs in the top-level `bugs`",
+            "clients[0].options.rate: expected above 0",
+            "clients[0].options.bugs[0]: requests takes no planted bugs",
+        ] {
+            assert!(
+                found.iter().any(|f| f.contains(expected)),
+                "missing {expected:?} in {found:#?}"
+            );
+        }
+    }
+}

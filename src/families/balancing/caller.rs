@@ -215,15 +215,26 @@ impl CallerConfig {
                 ),
             ));
         }
-        errors.extend(crate::family::check_bugs(&self.bugs, known_bugs, host));
-        errors.extend(self.check_bug_placement());
+        if known_bugs.is_empty() {
+            errors.extend(self.bugs.iter().enumerate().map(|(i, bug)| {
+                OptionError::at_path(
+                    &["bugs", &i.to_string()],
+                    format!(
+                        "{host} takes no planted bugs, found \"{bug}\"; the call pipeline's bugs are switches of the balancer role"
+                    ),
+                )
+            }));
+        } else {
+            errors.extend(crate::family::check_bugs(&self.bugs, known_bugs, host));
+            errors.extend(self.check_bug_placement(known_bugs));
+        }
         errors
     }
 
     /// Planted bugs are written in the top-level `bugs` only (a correct twin drops that list,
     /// so a bug nested in a library's table would stay on), and each must be able to act: a
     /// strategy bug under a strategy it affects, `half-open-admits-all` with a breaker.
-    fn check_bug_placement(&self) -> Vec<OptionError> {
+    fn check_bug_placement(&self, known_bugs: &[Bug]) -> Vec<OptionError> {
         let mut errors = Vec::new();
         let nested = [
             ("balancing", !self.balancing.bugs.is_empty()),
@@ -242,6 +253,9 @@ impl CallerConfig {
             }
         }
         for (i, bug) in self.bugs.iter().enumerate() {
+            if !known_bugs.iter().any(|k| k.name == bug.as_str()) {
+                continue;
+            }
             let alone = CallerConfig {
                 bugs: vec![bug.clone()],
                 ..self.clone()
@@ -1176,7 +1190,7 @@ mod tests {
         let not_here = config("bugs = [\"modulo-hashing\"]");
         let errors = not_here.validate(&[], "requests");
         assert!(
-            errors[0].message.contains("unknown planted bug"),
+            errors.len() == 1 && errors[0].message.contains("takes no planted bugs"),
             "clients take no bugs: {errors:?}"
         );
     }

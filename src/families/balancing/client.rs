@@ -559,3 +559,119 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Payload;
+    use crate::process::{Effect, TestContext, sent_messages, timers_set};
+
+    fn config(text: &str) -> RequestsConfig {
+        let table: toml::Table = toml::from_str(text).expect("toml");
+        family::parse_flattened_options(&table, UNLISTED_KEYS).expect("options")
+    }
+
+    fn history(effects: &[Effect]) -> Vec<HistoryEvent> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::History(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn next(p: &mut RequestClient, tc: &mut TestContext) -> Vec<Effect> {
+        p.timer(&mut tc.ctx(), TimerId(0), Payload::new(ClientTimer::Next))
+            .expect("a client timer");
+        tc.take_effects()
+    }
+
+    #[test]
+    fn each_request_is_its_own_process_and_its_answer_completes_it() {
+        let mut p = RequestClient::new(3, config("rate = 100\narrival = \"fixed\""), Target::Balancer(NodeId(1)));
+        let mut tc = TestContext::new(NodeId(7), 1);
+        p.start(&mut tc.ctx());
+        tc.take_effects();
+        let first = next(&mut p, &mut tc);
+        let second = next(&mut p, &mut tc);
+        let gaps: Vec<_> = timers_set::<ClientTimer>(&first)
+            .into_iter()
+            .filter(|t| t.2 == ClientTimer::Next)
+            .map(|t| t.1)
+            .collect();
+        assert_eq!(gaps, [std::time::Duration::from_millis(10)], "100 per second, fixed");
+        let (h1, h2) = (history(&first), history(&second));
+        assert_eq!((h1[0].kind, h1[0].f), (EventType::Invoke, Function::Request));
+        assert_ne!(h1[0].process, h2[0].process, "overlapping requests are distinct processes");
+        assert_eq!(h1[0].process >> 40, 3, "the client index leads the process id");
+        let sent = sent_messages::<BalancingMessage>(&first);
+        let (to, BalancingMessage::Request { id, key }) = sent[0].clone() else {
+            panic!("a request");
+        };
+        assert_eq!(to, NodeId(1));
+        assert_eq!(h1[0].key, Some(key.to_string()));
+        let answer = BalancingMessage::Response {
+            id,
+            status: Status::Ok,
+            backend: NodeId(4),
+            attempts: 2,
+        };
+        p.message(&mut tc.ctx(), NodeId(1), Payload::new(answer)).unwrap();
+        let h = history(&tc.take_effects());
+        assert_eq!((h[0].kind, h[0].process), (EventType::Ok, h1[0].process));
+        assert_eq!(h[0].value, Value::List(vec![Value::Int(4), Value::Int(2)]));
+    }
+
+    #[test]
+    fn refusals_fail_and_an_unanswered_request_is_info_after_its_timeout() {
+        let mut p = RequestClient::new(0, config("request_timeout = \"1s\""), Target::Balancer(NodeId(1)));
+        let mut tc = TestContext::new(NodeId(7), 1);
+        p.start(&mut tc.ctx());
+        tc.take_effects();
+        let sent = sent_messages::<BalancingMessage>(&next(&mut p, &mut tc));
+        let BalancingMessage::Request { id, .. } = sent[0].1 else {
+            panic!("a request");
+        };
+        let refused = BalancingMessage::Response {
+            id,
+            status: Status::Unavailable,
+            backend: NodeId(1),
+            attempts: 0,
+        };
+        p.message(&mut tc.ctx(), NodeId(1), Payload::new(refused)).unwrap();
+        let h = history(&tc.take_effects());
+        assert_eq!((h[0].kind, h[0].error.as_deref()), (EventType::Fail, Some("unavailable")));
+        let effects = next(&mut p, &mut tc);
+        let timeout = timers_set::<ClientTimer>(&effects)
+            .into_iter()
+            .find(|t| matches!(t.2, ClientTimer::Timeout { .. }))
+            .expect("a timeout guard");
+        assert_eq!(timeout.1, std::time::Duration::from_secs(1));
+        p.timer(&mut tc.ctx(), timeout.0, Payload::new(timeout.2)).unwrap();
+        let h = history(&tc.take_effects());
+        assert_eq!((h[0].kind, h[0].error.as_deref()), (EventType::Info, Some("timeout")));
+    }
+
+    #[test]
+    fn zipf_keys_favour_the_first_keys_and_stay_in_the_keyspace() {
+        let mut p = RequestClient::new(
+            0,
+            config("keys = 100\nkey_distribution = \"zipf\"\nzipf_exponent = 1.2"),
+            Target::Balancer(NodeId(1)),
+        );
+        let mut tc = TestContext::new(NodeId(7), 1);
+        let keys: Vec<u64> = (0..2000).map(|_| p.draw_key(&mut tc.ctx())).collect();
+        assert!(keys.iter().all(|&k| k < 100));
+        let hot = keys.iter().filter(|&&k| k == 0).count();
+        let cold = keys.iter().filter(|&&k| k == 99).count();
+        assert!(hot > 10 * cold.max(1), "hot {hot}, cold {cold}");
+    }
+
+    #[test]
+    fn requests_options_are_checked_at_their_keys() {
+        let c = config("rate = 0\nkeys = 0\nzipf_exponent = 11\nrequest_timeout = \"0s\"");
+        let paths: Vec<String> = c.validate().iter().map(|e| e.path.join(".")).collect();
+        assert_eq!(paths, ["rate", "keys", "zipf_exponent", "request_timeout"]);
+    }
+}
