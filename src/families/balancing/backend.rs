@@ -240,7 +240,10 @@ impl BackendConfig {
         if self.queue_limit > MAX_CAPACITY {
             errors.push(OptionError::at(
                 "queue_limit",
-                format!("expected at most {MAX_CAPACITY}, found {}", self.queue_limit),
+                format!(
+                    "expected at most {MAX_CAPACITY}, found {}",
+                    self.queue_limit
+                ),
             ));
         }
         check_probability(&mut errors, &["error_rate"], self.error_rate);
@@ -433,7 +436,14 @@ impl Backend {
         s
     }
 
-    fn answer(&mut self, ctx: &mut Context<'_>, to: NodeId, id: u64, status: Status, attempts: u32) {
+    fn answer(
+        &mut self,
+        ctx: &mut Context<'_>,
+        to: NodeId,
+        id: u64,
+        status: Status,
+        attempts: u32,
+    ) {
         self.load.finished += 1;
         match status {
             Status::Error => self.load.errors += 1,
@@ -755,8 +765,10 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     let downstream = match &config.downstream {
         None => None,
         Some(table) => {
-            match family::parse_flattened_options::<DownstreamConfig>(table, super::caller::UNLISTED)
-            {
+            match family::parse_flattened_options::<DownstreamConfig>(
+                table,
+                super::caller::UNLISTED,
+            ) {
                 Ok(d) => {
                     if ctx.checking {
                         errors.extend(under("downstream", d.caller.validate(&[], PROTOCOL_NAME)));
@@ -849,7 +861,10 @@ fn check_downstream(ctx: &RoleContext<'_>, d: &DownstreamConfig) -> Vec<OptionEr
         }
         _ => errors.push(OptionError::at(
             "role",
-            format!("expected a role running {PROTOCOL_NAME}, found \"{}\"", d.role),
+            format!(
+                "expected a role running {PROTOCOL_NAME}, found \"{}\"",
+                d.role
+            ),
         )),
     }
     errors
@@ -891,8 +906,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_served_after_its_service_time_and_over_capacity_it_queues_then_is_rejected()
-    {
+    fn a_request_is_served_after_its_service_time_and_over_capacity_it_queues_then_is_rejected() {
         let c = config("latency = \"20ms\"\ncapacity = 1\nqueue_limit = 1");
         let mut p = Backend::new(&c, "web1", None, None);
         let mut tc = TestContext::new(NodeId(3), 1);
@@ -954,12 +968,26 @@ conditions = [
         assert_eq!(t[0].1, std::time::Duration::from_millis(50), "slow: 5x");
         tc.local_time_ns = at(2.5);
         request(&mut p, &mut tc, 9, 2);
-        assert_eq!(answers(&mut tc), [(NodeId(9), 2, Status::Error)], "fails fast");
-        p.message(&mut tc.ctx(), NodeId(9), Payload::new(BalancingMessage::Probe { id: 5 }))
-            .unwrap();
+        assert_eq!(
+            answers(&mut tc),
+            [(NodeId(9), 2, Status::Error)],
+            "fails fast"
+        );
+        p.message(
+            &mut tc.ctx(),
+            NodeId(9),
+            Payload::new(BalancingMessage::Probe { id: 5 }),
+        )
+        .unwrap();
         assert_eq!(
             sent_messages::<BalancingMessage>(&tc.take_effects()),
-            [(NodeId(9), BalancingMessage::ProbeReply { id: 5, healthy: false })]
+            [(
+                NodeId(9),
+                BalancingMessage::ProbeReply {
+                    id: 5,
+                    healthy: false
+                }
+            )]
         );
         tc.local_time_ns = at(3.2); // flapping: failing spell
         request(&mut p, &mut tc, 9, 3);
@@ -969,11 +997,22 @@ conditions = [
         assert!(answers(&mut tc).is_empty(), "served, not failed");
         tc.local_time_ns = at(6.0);
         request(&mut dead, &mut tc, 9, 5);
-        dead.message(&mut tc.ctx(), NodeId(9), Payload::new(BalancingMessage::Probe { id: 6 }))
-            .unwrap();
-        assert!(tc.take_effects().is_empty(), "a dead backend answers nothing");
+        dead.message(
+            &mut tc.ctx(),
+            NodeId(9),
+            Payload::new(BalancingMessage::Probe { id: 6 }),
+        )
+        .unwrap();
+        assert!(
+            tc.take_effects().is_empty(),
+            "a dead backend answers nothing"
+        );
         request(&mut p, &mut tc, 9, 6);
-        assert_eq!(timers_set::<BackendTimer>(&tc.take_effects()).len(), 1, "only web2 is dead");
+        assert_eq!(
+            timers_set::<BackendTimer>(&tc.take_effects()).len(),
+            1,
+            "only web2 is dead"
+        );
     }
 
     #[test]
@@ -987,7 +1026,12 @@ conditions = [{ at = "1s", kind = "slow", factor = 0.5 }]"#,
         let paths: Vec<String> = c.validate().iter().map(|e| e.path.join(".")).collect();
         assert_eq!(
             paths,
-            ["latency.max", "capacity", "error_rate", "conditions.0.factor"]
+            [
+                "latency.max",
+                "capacity",
+                "error_rate",
+                "conditions.0.factor"
+            ]
         );
     }
 
@@ -995,8 +1039,7 @@ conditions = [{ at = "1s", kind = "slow", factor = 0.5 }]"#,
     fn a_backend_with_a_downstream_answers_after_the_downstream_call_with_its_fallback() {
         let c = config("latency = \"1ms\"");
         let table: toml::Table =
-            toml::from_str("role = \"db\"\nfallback = true\nretry = { max_attempts = 1 }")
-                .unwrap();
+            toml::from_str("role = \"db\"\nfallback = true\nretry = { max_attempts = 1 }").unwrap();
         let d: DownstreamConfig =
             family::parse_flattened_options(&table, crate::families::balancing::caller::UNLISTED)
                 .unwrap();

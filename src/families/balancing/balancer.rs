@@ -281,10 +281,7 @@ options = { rate = 1e9, bugs = ["modulo-hashing"] }
             &crate::families::builtin(),
         )
         .expect_err("invalid");
-        let found: Vec<String> = errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let found: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         for expected in [
             "bad.toml:9:24: cluster.role[0].options.capacity",
             "cluster.role[0].options.downstream.bogus: unknown field",

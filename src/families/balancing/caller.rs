@@ -37,10 +37,10 @@ use super::limiter::{Admission, RateLimitConfig, RateLimiter};
 use super::retry::{Retrier, RetryConfig};
 use super::strategy::{Balancer, Endpoint, StrategyConfig};
 use super::{BalancingMessage, HealthState, Observation, Status};
+use crate::families::check_duration_from;
 use crate::families::registry::{
     AgentConfig, AgentEvent, Consistency, InstanceInfo, RegistryAgent, RegistryTimer,
 };
-use crate::families::check_duration_from;
 use crate::family::{Bug, NodeSetup, OptionError, RoleContext};
 use crate::process::{Context, Message, NodeId, TimerId};
 use crate::scenario::Duration;
@@ -131,12 +131,7 @@ pub struct CallerConfig {
 }
 
 /// The keys of [`CallerConfig`] it omits when unset (for `parse_flattened_options`).
-pub const UNLISTED: &[&str] = &[
-    "breaker",
-    "rate_limit",
-    "discovery",
-    "bugs",
-];
+pub const UNLISTED: &[&str] = &["breaker", "rate_limit", "discovery", "bugs"];
 
 fn default_retry() -> RetryConfig {
     crate::family::parse_options(&toml::Table::new()).expect("retry defaults")
@@ -201,8 +196,18 @@ impl CallerConfig {
         }
         if let Some(d) = &self.discovery {
             let mut found = Vec::new();
-            check_duration_from(&mut found, "lookup_interval", d.lookup_interval, MIN_TIMEOUT);
-            check_duration_from(&mut found, "request_timeout", d.request_timeout, MIN_TIMEOUT);
+            check_duration_from(
+                &mut found,
+                "lookup_interval",
+                d.lookup_interval,
+                MIN_TIMEOUT,
+            );
+            check_duration_from(
+                &mut found,
+                "request_timeout",
+                d.request_timeout,
+                MIN_TIMEOUT,
+            );
             nested("discovery", found);
         }
         check_duration_from(&mut errors, "timeout", self.timeout, MIN_TIMEOUT);
@@ -263,7 +268,12 @@ impl CallerConfig {
             .with_bugs_applied();
             let at = ["bugs".to_string(), i.to_string()];
             let at: Vec<&str> = at.iter().map(String::as_str).collect();
-            if let Some(e) = alone.balancing.validate().into_iter().find(|e| e.path.first().is_some_and(|k| k == "bugs")) {
+            if let Some(e) = alone
+                .balancing
+                .validate()
+                .into_iter()
+                .find(|e| e.path.first().is_some_and(|k| k == "bugs"))
+            {
                 errors.push(OptionError::at_path(&at, e.message));
             }
             if bug == "half-open-admits-all" && self.breaker.is_none() {
@@ -470,9 +480,11 @@ pub fn registry_source(
 ) -> Option<Box<dyn EndpointSource>> {
     use crate::families::registry::{cp, eureka};
     match protocol {
-        crate::families::lock::coord::server::PROTOCOL_NAME => Some(Box::new(
-            RegistrySource::<cp::CoordAgent>::new(options, agent),
-        )),
+        crate::families::lock::coord::server::PROTOCOL_NAME => {
+            Some(Box::new(RegistrySource::<cp::CoordAgent>::new(
+                options, agent,
+            )))
+        }
         eureka::PROTOCOL_NAME => Some(Box::new(RegistrySource::<eureka::EurekaAgent>::new(
             options, agent,
         ))),
@@ -584,8 +596,12 @@ impl Caller {
             return;
         }
         if let Some(breaker) = &self.config.breaker {
-            let mut old: Vec<(NodeId, CircuitBreaker)> =
-                self.nodes.iter().copied().zip(self.breakers.drain(..)).collect();
+            let mut old: Vec<(NodeId, CircuitBreaker)> = self
+                .nodes
+                .iter()
+                .copied()
+                .zip(self.breakers.drain(..))
+                .collect();
             self.breakers = nodes
                 .iter()
                 .map(|n| match old.iter().position(|(o, _)| o == n) {
@@ -647,10 +663,7 @@ impl Caller {
                     return None;
                 }
                 Admission::Reject => {
-                    self.calls
-                        .get_mut(&id)
-                        .expect("just inserted")
-                        .last_status = Status::Rejected;
+                    self.calls.get_mut(&id).expect("just inserted").last_status = Status::Rejected;
                     return self.finish(ctx, id);
                 }
             }
@@ -716,7 +729,13 @@ impl Caller {
         let attempt = call.attempts;
         self.next_id += 1;
         let attempt_id = self.next_id;
-        ctx.send(node, BalancingMessage::Request { id: attempt_id, key });
+        ctx.send(
+            node,
+            BalancingMessage::Request {
+                id: attempt_id,
+                key,
+            },
+        );
         let timer = ctx.set_timer(
             self.config.timeout.to_std(),
             CallerTimer::AttemptTimeout {
@@ -1074,7 +1093,13 @@ mod tests {
             .collect()
     }
 
-    fn answer(c: &mut Caller, tc: &mut TestContext, from: NodeId, id: u64, status: Status) -> Option<Outcome> {
+    fn answer(
+        c: &mut Caller,
+        tc: &mut TestContext,
+        from: NodeId,
+        id: u64,
+        status: Status,
+    ) -> Option<Outcome> {
         let m = BalancingMessage::Response {
             id,
             status,
@@ -1097,10 +1122,21 @@ mod tests {
         assert_eq!(answer(&mut c, &mut tc, b1, id1, Status::Error), None);
         let effects = tc.take_effects();
         let obs = observations::<Observation>(&effects);
-        assert!(matches!(obs[0], Observation::Attempt { attempt: 1, status: Status::Error, .. }));
+        assert!(matches!(
+            obs[0],
+            Observation::Attempt {
+                attempt: 1,
+                status: Status::Error,
+                ..
+            }
+        ));
         let timers = timers_set::<CallerTimer>(&effects);
         assert_eq!(timers.len(), 1);
-        assert_eq!(timers[0].1, std::time::Duration::from_millis(100), "back-off, no jitter");
+        assert_eq!(
+            timers[0].1,
+            std::time::Duration::from_millis(100),
+            "back-off, no jitter"
+        );
         assert_eq!(c.on_timer(&mut tc.ctx(), timers[0].2.clone()), None);
         let second = requests(&tc.take_effects());
         assert_ne!(second[0].0, b1, "a retry avoids the backend that failed");
@@ -1163,12 +1199,17 @@ mod tests {
             let (b, id) = requests(&tc.take_effects())[0];
             answer(&mut c, &mut tc, b, id, Status::Error);
         }
-        assert_eq!(c.call(&mut tc.ctx(), 5, 9).map(|o| o.status), Some(Status::Fallback));
+        assert_eq!(
+            c.call(&mut tc.ctx(), 5, 9).map(|o| o.status),
+            Some(Status::Fallback)
+        );
     }
 
     #[test]
     fn planted_bugs_go_in_the_top_level_list_and_reach_their_library() {
-        let c = config("bugs = [\"retry-without-backoff\", \"modulo-hashing\"]\nbalancing = { strategy = \"consistent-hash\" }");
+        let c = config(
+            "bugs = [\"retry-without-backoff\", \"modulo-hashing\"]\nbalancing = { strategy = \"consistent-hash\" }",
+        );
         assert!(c.validate(BUGS, "balancer").is_empty());
         let applied = c.with_bugs_applied();
         assert_eq!(applied.retry.bugs.len(), 1);
@@ -1186,7 +1227,11 @@ mod tests {
             .iter()
             .map(|e| e.path.join("."))
             .collect();
-        assert_eq!(paths, ["bugs.0", "bugs.1"], "no breaker; round robin has no hashing");
+        assert_eq!(
+            paths,
+            ["bugs.0", "bugs.1"],
+            "no breaker; round robin has no hashing"
+        );
         let not_here = config("bugs = [\"modulo-hashing\"]");
         let errors = not_here.validate(&[], "requests");
         assert!(

@@ -29,10 +29,12 @@ use rand_distr::{Distribution, Exp, Zipf};
 use serde::{Deserialize, Serialize};
 
 use super::caller::{Caller, CallerConfig, CallerTimer, Outcome, build_caller, resolve_discovery};
-use crate::families::registry::REGISTRY_PROTOCOLS;
 use super::{BalancingMessage, Status};
+use crate::families::registry::REGISTRY_PROTOCOLS;
 use crate::families::{check_duration, check_duration_from};
-use crate::family::{self, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo};
+use crate::family::{
+    self, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
+};
 use crate::history::{EventType, Function, HistoryEvent, Value};
 use crate::process::{AnyProcess, Context, Message, NodeId, TimerId};
 use crate::scenario::Duration;
@@ -122,7 +124,10 @@ impl RequestsConfig {
         if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
             errors.push(OptionError::at(
                 "rate",
-                format!("expected above 0 and at most {MAX_RATE}, found {}", self.rate),
+                format!(
+                    "expected above 0 and at most {MAX_RATE}, found {}",
+                    self.rate
+                ),
             ));
         }
         if !(1..=MAX_KEYS).contains(&self.keys) {
@@ -589,7 +594,11 @@ mod tests {
 
     #[test]
     fn each_request_is_its_own_process_and_its_answer_completes_it() {
-        let mut p = RequestClient::new(3, config("rate = 100\narrival = \"fixed\""), Target::Balancer(NodeId(1)));
+        let mut p = RequestClient::new(
+            3,
+            config("rate = 100\narrival = \"fixed\""),
+            Target::Balancer(NodeId(1)),
+        );
         let mut tc = TestContext::new(NodeId(7), 1);
         p.start(&mut tc.ctx());
         tc.take_effects();
@@ -600,11 +609,25 @@ mod tests {
             .filter(|t| t.2 == ClientTimer::Next)
             .map(|t| t.1)
             .collect();
-        assert_eq!(gaps, [std::time::Duration::from_millis(10)], "100 per second, fixed");
+        assert_eq!(
+            gaps,
+            [std::time::Duration::from_millis(10)],
+            "100 per second, fixed"
+        );
         let (h1, h2) = (history(&first), history(&second));
-        assert_eq!((h1[0].kind, h1[0].f), (EventType::Invoke, Function::Request));
-        assert_ne!(h1[0].process, h2[0].process, "overlapping requests are distinct processes");
-        assert_eq!(h1[0].process >> 40, 3, "the client index leads the process id");
+        assert_eq!(
+            (h1[0].kind, h1[0].f),
+            (EventType::Invoke, Function::Request)
+        );
+        assert_ne!(
+            h1[0].process, h2[0].process,
+            "overlapping requests are distinct processes"
+        );
+        assert_eq!(
+            h1[0].process >> 40,
+            3,
+            "the client index leads the process id"
+        );
         let sent = sent_messages::<BalancingMessage>(&first);
         let (to, BalancingMessage::Request { id, key }) = sent[0].clone() else {
             panic!("a request");
@@ -617,7 +640,8 @@ mod tests {
             backend: NodeId(4),
             attempts: 2,
         };
-        p.message(&mut tc.ctx(), NodeId(1), Payload::new(answer)).unwrap();
+        p.message(&mut tc.ctx(), NodeId(1), Payload::new(answer))
+            .unwrap();
         let h = history(&tc.take_effects());
         assert_eq!((h[0].kind, h[0].process), (EventType::Ok, h1[0].process));
         assert_eq!(h[0].value, Value::List(vec![Value::Int(4), Value::Int(2)]));
@@ -625,7 +649,11 @@ mod tests {
 
     #[test]
     fn refusals_fail_and_an_unanswered_request_is_info_after_its_timeout() {
-        let mut p = RequestClient::new(0, config("request_timeout = \"1s\""), Target::Balancer(NodeId(1)));
+        let mut p = RequestClient::new(
+            0,
+            config("request_timeout = \"1s\""),
+            Target::Balancer(NodeId(1)),
+        );
         let mut tc = TestContext::new(NodeId(7), 1);
         p.start(&mut tc.ctx());
         tc.take_effects();
@@ -639,18 +667,26 @@ mod tests {
             backend: NodeId(1),
             attempts: 0,
         };
-        p.message(&mut tc.ctx(), NodeId(1), Payload::new(refused)).unwrap();
+        p.message(&mut tc.ctx(), NodeId(1), Payload::new(refused))
+            .unwrap();
         let h = history(&tc.take_effects());
-        assert_eq!((h[0].kind, h[0].error.as_deref()), (EventType::Fail, Some("unavailable")));
+        assert_eq!(
+            (h[0].kind, h[0].error.as_deref()),
+            (EventType::Fail, Some("unavailable"))
+        );
         let effects = next(&mut p, &mut tc);
         let timeout = timers_set::<ClientTimer>(&effects)
             .into_iter()
             .find(|t| matches!(t.2, ClientTimer::Timeout { .. }))
             .expect("a timeout guard");
         assert_eq!(timeout.1, std::time::Duration::from_secs(1));
-        p.timer(&mut tc.ctx(), timeout.0, Payload::new(timeout.2)).unwrap();
+        p.timer(&mut tc.ctx(), timeout.0, Payload::new(timeout.2))
+            .unwrap();
         let h = history(&tc.take_effects());
-        assert_eq!((h[0].kind, h[0].error.as_deref()), (EventType::Info, Some("timeout")));
+        assert_eq!(
+            (h[0].kind, h[0].error.as_deref()),
+            (EventType::Info, Some("timeout"))
+        );
     }
 
     #[test]

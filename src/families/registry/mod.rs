@@ -398,7 +398,10 @@ pub static FAMILY: Family = Family {
 
 /// The registry role an instance role registers with: `name` if given, else the one role
 /// running a registry protocol. Returns (role name, protocol).
-pub(crate) fn registry_role(ctx: &RoleContext<'_>, name: &str) -> Result<(String, String), OptionError> {
+pub(crate) fn registry_role(
+    ctx: &RoleContext<'_>,
+    name: &str,
+) -> Result<(String, String), OptionError> {
     let roles = &ctx.scenario.cluster.roles;
     let registries: Vec<_> = roles
         .iter()
