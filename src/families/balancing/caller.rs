@@ -884,9 +884,7 @@ impl Caller {
                 }
             }
             CallerTimer::ProbeRound => {
-                let Some(h) = self.config.health.active.clone() else {
-                    return None;
-                };
+                let h = self.config.health.active.clone()?;
                 for i in 0..self.nodes.len() {
                     self.next_id += 1;
                     let probe = self.next_id;

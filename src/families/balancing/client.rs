@@ -163,8 +163,8 @@ impl RequestsConfig {
 pub enum Target {
     /// A balancer node (the client's home balancer).
     Balancer(NodeId),
-    /// Backends, through the client-side pipeline.
-    Direct(Caller),
+    /// Backends, through the client-side pipeline (boxed: it is large).
+    Direct(Box<Caller>),
 }
 
 /// The client's own timers.
@@ -541,20 +541,20 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
                     let nodes = &setup.talks_to[*i].1;
                     Target::Balancer(nodes[setup.client_index as usize % nodes.len()])
                 }
-                Route::Backends(role) => Target::Direct(build_caller(
+                Route::Backends(role) => Target::Direct(Box::new(build_caller(
                     setup,
                     setup.client_index,
                     &config.caller,
                     role,
                     None,
-                )),
-                Route::Registry(protocol) => Target::Direct(build_caller(
+                ))),
+                Route::Registry(protocol) => Target::Direct(Box::new(build_caller(
                     setup,
                     setup.client_index,
                     &config.caller,
                     "",
                     Some(protocol),
-                )),
+                ))),
             };
             Box::new(RequestClient::new(
                 setup.client_index,
