@@ -35,15 +35,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::caller::{Caller, CallerConfig, CallerTimer, Outcome, build_caller};
+use super::caller::{Caller, CallerConfig, CallerTimer, Outcome, build_caller, index_in_role};
 use super::limiter::{Admission, RateLimitConfig, RateLimiter};
 use super::strategy::Endpoint;
 use super::{BalancingMessage, Observation, Status};
-use crate::families::registry::instance::{InstanceConfig, ServiceInstance};
-use crate::families::registry::{
-    AgentConfig, HostBuilder, InstanceInfo, REGISTRY_PROTOCOLS, RegistryAgent, registry_role,
-    with_agent,
-};
+use crate::families::registry::instance::InstanceConfig;
+use crate::families::registry::{REGISTRY_PROTOCOLS, instance_process, registry_role};
 use crate::families::{MAX_OPTION_DURATION, check_duration};
 use crate::family::{self, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{AnyProcess, Context, Message, NodeId, TimerId};
@@ -677,20 +674,6 @@ impl AnyProcess for Backend {
     }
 }
 
-/// Builds the erased [`ServiceInstance`] of a registering backend over the registry's agent.
-pub struct Registration {
-    /// The instance announced.
-    pub info: InstanceInfo,
-    /// When it leaves gracefully.
-    pub leave_at: Option<Duration>,
-}
-
-impl HostBuilder for Registration {
-    fn build<A: RegistryAgent>(self, config: AgentConfig) -> Box<dyn AnyProcess> {
-        Box::new(ServiceInstance::<A>::new(self.info, self.leave_at, config))
-    }
-}
-
 /// The static endpoints of a role's nodes (weight 1 each).
 pub fn static_endpoints(nodes: &[NodeId]) -> Vec<Endpoint> {
     nodes
@@ -790,34 +773,15 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     Ok(Configured {
         options: family::resolved_options(&resolved),
         build: Arc::new(move |setup: &NodeSetup| {
-            let me = setup.topology.name(setup.id).to_string();
-            let index = setup
-                .servers
-                .iter()
-                .position(|&s| s == setup.id)
-                .unwrap_or(0);
-            let registration = registry.as_ref().and_then(|(role, protocol)| {
-                let registry = setup.topology.resolve_static(role).unwrap_or_default();
-                let home = *registry.get(index % registry.len().max(1))?;
-                let r = &config.registration;
-                let info = InstanceInfo {
-                    service: r.service.clone(),
-                    instance: me.clone(),
-                    node: setup.id,
-                    tags: r.tags.clone(),
-                    weight: r.weight,
-                };
-                let agent = r.agent(setup.id, registry, home);
-                let host = Registration {
-                    info,
-                    leave_at: r.leave_at,
-                };
-                with_agent(protocol, host, agent)
+            let me = setup.topology.name(setup.id);
+            let index = index_in_role(setup);
+            let registration = registry.as_ref().map(|(role, protocol)| {
+                instance_process(setup, &config.registration, role, protocol)
             });
             let caller = downstream
                 .as_ref()
-                .map(|d| build_caller(setup, index as u32, &d.caller, &d.role, None));
-            Box::new(Backend::new(&config, &me, registration, caller))
+                .map(|d| build_caller(setup, index, &d.caller, &d.role, None));
+            Box::new(Backend::new(&config, me, registration, caller))
         }),
     })
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::BalancingMessage;
 use super::caller::{
     BUGS, Caller, CallerConfig, CallerTimer, Outcome, UNLISTED, backend_roles, build_caller,
-    resolve_discovery,
+    index_in_role, resolve_discovery,
 };
 use crate::family::{self, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{AnyProcess, Context, Message, NodeId, TimerId};
@@ -178,14 +178,9 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
     Ok(Configured {
         options: family::resolved_options(&resolved),
         build: Arc::new(move |setup: &NodeSetup| {
-            let index = setup
-                .servers
-                .iter()
-                .position(|&s| s == setup.id)
-                .unwrap_or(0);
             let caller = build_caller(
                 setup,
-                index as u32,
+                index_in_role(setup),
                 &config.caller,
                 &config.backends,
                 protocol.as_deref(),

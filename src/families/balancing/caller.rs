@@ -1016,6 +1016,15 @@ pub fn resolve_discovery(
     }
 }
 
+/// The index of node `setup.id` among its role's nodes (0 if absent).
+pub fn index_in_role(setup: &NodeSetup) -> u32 {
+    setup
+        .servers
+        .iter()
+        .position(|&s| s == setup.id)
+        .unwrap_or(0) as u32
+}
+
 /// The caller of node `setup.id` (whose index among its peers is `index`): static over
 /// `backends`' nodes, or fed by the registry when `discovery` is set (`protocol` is then the
 /// registry role's protocol).
