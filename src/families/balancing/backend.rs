@@ -245,15 +245,9 @@ impl BackendConfig {
         }
         check_probability(&mut errors, &["error_rate"], self.error_rate);
         if let Some(r) = &self.rate_limit {
-            for mut e in r.validate() {
-                e.path.insert(0, "rate_limit".into());
-                errors.push(e);
-            }
+            errors.extend(under("rate_limit", r.validate()));
         }
-        for mut e in self.registration.validate() {
-            e.path.insert(0, "registration".into());
-            errors.push(e);
-        }
+        errors.extend(under("registration", self.registration.validate()));
         if self.conditions.len() > MAX_CONDITIONS {
             errors.push(OptionError::at(
                 "conditions",
@@ -283,11 +277,7 @@ impl BackendConfig {
                 ));
             }
             check_probability(&mut found, &["error_rate"], c.error_rate);
-            for mut e in found {
-                e.path.insert(0, i.clone());
-                e.path.insert(0, "conditions".into());
-                errors.push(e);
-            }
+            errors.extend(under("conditions", under(&i, found).collect()));
         }
         errors
     }

@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::under;
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::health::{HealthConfig, HealthTracker};
 use super::limiter::{Admission, RateLimitConfig, RateLimiter};
@@ -179,12 +180,7 @@ impl CallerConfig {
     /// are the planted bugs the host accepts.
     pub fn validate(&self, known_bugs: &[Bug], host: &str) -> Vec<OptionError> {
         let mut errors = Vec::new();
-        let mut nested = |key: &str, found: Vec<OptionError>| {
-            for mut e in found {
-                e.path.insert(0, key.to_string());
-                errors.push(e);
-            }
-        };
+        let mut nested = |key: &str, found: Vec<OptionError>| errors.extend(under(key, found));
         nested("balancing", self.balancing.validate());
         nested("health", self.health.validate());
         if let Some(b) = &self.breaker {
