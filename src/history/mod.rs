@@ -83,6 +83,9 @@ pub enum Function {
     /// A saga (a multi-step workflow with compensations); the key is the saga number, the
     /// value its number of steps; `ok` when every step applied, `fail` when compensated.
     Saga,
+    /// A request of the load-balancing family's `requests` workload; the key is the routing
+    /// key, the completion's value `[backend, attempts]`.
+    Request,
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
@@ -196,7 +199,7 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 }
 
 /// Every function with its name as written in histories.
-const FUNCTION_NAMES: [(Function, &str); 15] = [
+const FUNCTION_NAMES: [(Function, &str); 16] = [
     (Function::Get, "get"),
     (Function::Put, "put"),
     (Function::Append, "append"),
@@ -212,6 +215,7 @@ const FUNCTION_NAMES: [(Function, &str); 15] = [
     (Function::Add, "add"),
     (Function::Pay, "pay"),
     (Function::Saga, "saga"),
+    (Function::Request, "request"),
 ];
 
 /// The function written in histories as `name` (`"read"`, `"cas"`, ...), or `None`.

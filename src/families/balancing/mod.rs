@@ -32,8 +32,12 @@
 //! "Exponential Backoff and Jitter" (Brooker, 2015), Hystrix and resilience4j (circuit
 //! breakers), Garcia-Molina and Salem, "Sagas" (1987), Stripe's idempotency keys.
 
+pub mod backend;
+pub mod balancer;
 pub mod breaker;
+pub mod caller;
 pub mod checks;
+pub mod client;
 pub mod health;
 pub mod ledger;
 pub mod limiter;
@@ -207,8 +211,8 @@ pub enum Observation {
 pub static FAMILY: Family = Family {
     name: "balancing",
     summary: "backends with latency, capacity and errors; balancers (a proxy role or a client-side library) with strategies, health checks and outlier detection; retries, budgets, circuit breakers, rate limiters, fallbacks, idempotency keys and sagas",
-    protocols: &[ledger::PROTOCOL],
-    workloads: &[payments::WORKLOAD, saga::WORKLOAD],
+    protocols: &[backend::PROTOCOL, balancer::PROTOCOL, ledger::PROTOCOL],
+    workloads: &[client::WORKLOAD, payments::WORKLOAD, saga::WORKLOAD],
     checks: &[
         checks::BOUNDS_CHECK,
         saga_checks::NO_DOUBLE_APPLY_CHECK,

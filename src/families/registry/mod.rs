@@ -398,7 +398,10 @@ pub static FAMILY: Family = Family {
 
 /// The registry role an instance role registers with: `name` if given, else the one role
 /// running a registry protocol. Returns (role name, protocol).
-fn registry_role(ctx: &RoleContext<'_>, name: &str) -> Result<(String, String), OptionError> {
+pub(crate) fn registry_role(
+    ctx: &RoleContext<'_>,
+    name: &str,
+) -> Result<(String, String), OptionError> {
     let roles = &ctx.scenario.cluster.roles;
     let registries: Vec<_> = roles
         .iter()
@@ -469,28 +472,41 @@ fn configure_instance(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionErr
     Ok(Configured {
         options: family::resolved_options(&resolved),
         build: Arc::new(move |setup: &NodeSetup| {
-            let registry = setup.topology.resolve_static(&role).unwrap_or_default();
-            let index = setup
-                .servers
-                .iter()
-                .position(|&s| s == setup.id)
-                .unwrap_or(0);
-            let home = registry[index % registry.len()];
-            let info = InstanceInfo {
-                service: config.service.clone(),
-                instance: setup.topology.name(setup.id).to_string(),
-                node: setup.id,
-                tags: config.tags.clone(),
-                weight: config.weight,
-            };
-            let agent = config.agent(setup.id, registry, home);
-            let host = InstanceHost {
-                info,
-                leave_at: config.leave_at,
-            };
-            with_agent(&protocol, host, agent).expect("a registry protocol, validated")
+            instance_process(setup, &config, &role, &protocol)
         }),
     })
+}
+
+/// The `service-instance` process of node `setup.id`, registering as `config` says with the
+/// registry role `role` running `protocol` (one of [`REGISTRY_PROTOCOLS`]); its index among
+/// its own role's nodes picks its home registry node. The load-balancing family's backends
+/// embed it too.
+pub(crate) fn instance_process(
+    setup: &NodeSetup,
+    config: &InstanceConfig,
+    role: &str,
+    protocol: &str,
+) -> Box<dyn AnyProcess> {
+    let registry = setup.topology.resolve_static(role).unwrap_or_default();
+    let index = setup
+        .servers
+        .iter()
+        .position(|&s| s == setup.id)
+        .unwrap_or(0);
+    let home = registry[index % registry.len()];
+    let info = InstanceInfo {
+        service: config.service.clone(),
+        instance: setup.topology.name(setup.id).to_string(),
+        node: setup.id,
+        tags: config.tags.clone(),
+        weight: config.weight,
+    };
+    let agent = config.agent(setup.id, registry, home);
+    let host = InstanceHost {
+        info,
+        leave_at: config.leave_at,
+    };
+    with_agent(protocol, host, agent).expect("a registry protocol, validated")
 }
 
 struct InstanceHost {
