@@ -25,6 +25,11 @@
 //!   with 5 nodes, each client using one of them (round robin), so 5 independent locks;
 //!   `redlock`: 20 Redlock clients contending for one lock on all 5; `etcd-lock`, `zk-lock`: a
 //!   5-node `coordination` role (Raft), the 20 clients contending for one lock.
+//! - `balancing`: the load-balancing family at load: 10 backends, 1 balancer (peak EWMA, one
+//!   retry) and 50 clients at 40 requests per simulated second each (2,000 requests per second)
+//!   for 60 simulated seconds over 1-3 ms links ([`balancing_scenario`], the same as
+//!   `scenarios/balancing/bench-2000rps.toml`). Same figures as `raft` (target: at least 100x
+//!   faster than real time).
 
 use std::path::Path;
 
@@ -39,7 +44,7 @@ use crate::wall::wall_now;
 /// What to measure.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Target {
-    /// Every simulator figure (kernel, raft, paxos, lock).
+    /// Every simulator figure (kernel, raft, paxos, lock, balancing).
     All,
     /// The linearizability checker on the corpus and a generated 1M-operation history
     /// (see `bench_checker`; reads the corpus from `FAULTLINE_CORPUS`).
@@ -52,6 +57,8 @@ pub enum Target {
     Paxos,
     /// Each lock design with 5 lock servers and 20 clients.
     Lock,
+    /// 10 backends, 1 balancer and 50 clients at 2,000 requests per simulated second.
+    Balancing,
 }
 
 /// Arguments of `faultline bench`.
@@ -352,6 +359,23 @@ pub fn coordination_lock_scenario(workload: &str) -> Scenario {
     ))
 }
 
+/// The balancing benchmark: 10 backends (exponential service time, mean 10 ms, capacity 200),
+/// one balancer (peak EWMA, 1 s timeout, one retry) and 50 `requests` clients at 40 requests
+/// per simulated second each, 60 s over 1-3 ms links; `balancing-bounds` judges the success
+/// rate and the p99. `scenarios/balancing/bench-2000rps.toml` is the same scenario as a file.
+pub fn balancing_scenario() -> Scenario {
+    scenario(
+        "name = \"bench-balancing\"\nduration = \"60s\"\n\
+         [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"3ms\" }\n\
+         [[cluster.role]]\nname = \"web\"\nprotocol = \"backend\"\nnodes = 10\n\
+         options = { latency = { distribution = \"exponential\", mean = \"10ms\", min = \"2ms\", max = \"200ms\" }, capacity = 200 }\n\
+         [[cluster.role]]\nname = \"lb\"\nprotocol = \"balancer\"\nnodes = 1\n\
+         options = { balancing = { strategy = \"peak-ewma\" }, timeout = \"1s\", retry = { max_attempts = 2, base = \"10ms\" } }\n\
+         [[clients]]\nname = \"users\"\nworkload = \"requests\"\ncount = 50\ntalks_to = [\"lb\"]\noptions = { rate = 40 }\n\
+         [check.balancing-bounds]\nuntil = \"59s\"\nsuccess_rate_min = 0.999\np99_max = \"100ms\"\n",
+    )
+}
+
 /// Measures the consensus figure of `protocol` (see [`kv_scenario`]).
 fn kv_figure(protocol: &str, repeat: u32) -> ScenarioFigure {
     scenario_figure(
@@ -465,6 +489,24 @@ pub fn bench(args: &BenchArgs) -> u8 {
         }
         json.insert("lock".into(), figures.into());
     }
+    if matches!(args.target, Target::All | Target::Balancing) {
+        let f = scenario_figure(
+            "balancing, 10 backends, 1 balancer, 50 clients, 2000 req/s, 60 s",
+            &balancing_scenario(),
+            args.repeat,
+        );
+        if !args.json {
+            println!(
+                "balancing (median of {} runs, simulation only):",
+                args.repeat
+            );
+            println!("  {}", f.line(" (target >= 100x)"));
+        }
+        json.insert(
+            "balancing".into(),
+            serde_json::to_value(&f).expect("serializes"),
+        );
+    }
     if args.json {
         println!(
             "{}",
@@ -477,6 +519,35 @@ pub fn bench(args: &BenchArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_balancing_bench_is_the_shipped_bench_scenario() {
+        let file = Scenario::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scenarios/balancing/bench-2000rps.toml"
+        )))
+        .expect("the shipped scenario loads");
+        let bench = balancing_scenario();
+        assert_eq!(bench.duration, file.duration);
+        // The same roles, clients and network, compared in their serialized (resolved) form.
+        let json = |a: &Scenario| {
+            serde_json::to_string(&(&a.cluster.roles, &a.clients, &a.network)).expect("serializes")
+        };
+        assert_eq!(json(&bench), json(&file));
+        let rate: f64 = bench
+            .clients
+            .iter()
+            .map(|g| {
+                let rate = &g.options["rate"];
+                g.count as f64
+                    * rate
+                        .as_float()
+                        .or(rate.as_integer().map(|r| r as f64))
+                        .unwrap_or(0.0)
+            })
+            .sum();
+        assert_eq!(rate, 2000.0, "requests per simulated second");
+    }
 
     #[test]
     fn lock_bench_scenarios_are_valid_with_5_servers_and_20_clients() {

@@ -68,6 +68,10 @@ impl Default for RunOptions {
     }
 }
 
+/// The error of the `info` event the simulator records for every operation still open when the
+/// run ends.
+pub const UNANSWERED_AT_END: &str = "unanswered at end of run";
+
 /// Runs a validated scenario with `seed` and returns what happened. Deterministic: the same
 /// scenario, seed and faultline version give the same record (and `trace_hash`).
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
@@ -191,7 +195,7 @@ impl World {
         for i in pending {
             let mut event = self.history[i].clone();
             event.kind = EventType::Info;
-            event.error = Some("unanswered at end of run".into());
+            event.error = Some(UNANSWERED_AT_END.into());
             event.index = self.history.len() as u64;
             event.time_ns = self.now_ns;
             let node = self.topology.node(&event.node);

@@ -5,7 +5,7 @@
 //!
 //! | measurement | from | bound |
 //! |---|---|---|
-//! | client latency percentiles (p50, p95, p99, max) | every `requests` operation that ended (ok, fail or info: a timeout is latency a user waited), completion − invocation | `p99_max` |
+//! | client latency percentiles (p50, p95, p99, max) | every `requests` operation that ended (ok, fail or info: a timeout is latency a user waited), completion − invocation; operations the end of the run cut off (`unanswered at end of run`) are left out | `p99_max` |
 //! | success rate | `ok` operations / operations that ended | `success_rate_min` |
 //! | per backend: attempts, load share, ok / error / rejected / timeout, latency percentiles | attempts, by the backend tried | `load_share_max` (per window) |
 //! | amplification per role | attempts sent to the nodes of a role / client requests | `amplification_max` (the largest over roles) |
@@ -36,6 +36,7 @@ use crate::family::OptionError;
 use crate::process::NodeId;
 use crate::scenario::topology::Topology;
 use crate::scenario::{Duration, Scenario};
+use crate::sim::run::UNANSWERED_AT_END;
 use crate::sim::{LifecycleKind, RunRecord};
 
 /// Name of the check.
@@ -297,9 +298,11 @@ impl Measurements {
             .into_iter()
             .filter(|o| clients.contains(&o.node) && within(o.invoke_ns))
             .collect();
-        let invoked = ops.len() as u64;
+        let cut_off = |o: &Operation| o.error.as_deref() == Some(UNANSWERED_AT_END);
+        let invoked = ops.iter().filter(|o| !cut_off(o)).count() as u64;
         let requests = ops
             .iter()
+            .filter(|o| !cut_off(o))
             .filter_map(|o| {
                 let done = o.complete_ns?;
                 Some((o.invoke_ns, done - o.invoke_ns, o.is_ok()))
@@ -933,6 +936,42 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(measure(&config, &r).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn requests_the_end_of_the_run_cut_off_are_not_failures() {
+        let mut r = base();
+        for i in 0..10 {
+            r.history.extend(op(
+                i,
+                "c1",
+                Function::Read,
+                Value::Nil,
+                10 * i,
+                EventType::Ok,
+                Value::Nil,
+                10 * i + 5,
+            ));
+        }
+        let mut cut = op(
+            99,
+            "c2",
+            Function::Read,
+            Value::Nil,
+            9_990,
+            EventType::Info,
+            Value::Nil,
+            10_000,
+        );
+        cut[1].error = Some(UNANSWERED_AT_END.into());
+        r.history.extend(cut);
+        let config = Config {
+            success_rate_min: Some(1.0),
+            ..Config::default()
+        };
+        let result = measure(&config, &r);
+        assert_eq!(result.verdict, Verdict::Pass, "{result:?}");
+        assert_eq!(result.metrics["requests"], json!(10));
     }
 
     #[test]

@@ -613,11 +613,13 @@ pub fn has_lock_clients(scenario: &crate::scenario::Scenario) -> bool {
         .any(|g| FAMILY.workloads.iter().any(|w| w.name == g.workload))
 }
 
-/// True if `scenario` uses a coordination role as a service registry (it runs service instances)
-/// and runs no lock clients: no lock is held and no fenced write made, so the lock checks do not
-/// apply.
+/// True if `scenario` uses a coordination role as a service registry (it runs service instances
+/// or backends that register) and runs no lock clients: no lock is held and no fenced write
+/// made, so the lock checks do not apply.
 fn is_service_registry(scenario: &crate::scenario::Scenario) -> bool {
-    scenario.runs_protocol(crate::families::registry::SERVICE_INSTANCE_NAME)
+    crate::families::registry::REGISTERING_PROTOCOLS
+        .iter()
+        .any(|p| scenario.runs_protocol(p))
         && !has_lock_clients(scenario)
 }
 

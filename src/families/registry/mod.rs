@@ -354,6 +354,12 @@ pub fn with_agent<B: HostBuilder>(
 
 /// The `service-instance` protocol's name.
 pub const SERVICE_INSTANCE_NAME: &str = "service-instance";
+/// Protocols whose nodes register themselves with a registry role: service instances, and the
+/// balancing family's `backend`s (each wraps a service instance).
+pub const REGISTERING_PROTOCOLS: &[&str] = &[
+    SERVICE_INSTANCE_NAME,
+    crate::families::balancing::backend::PROTOCOL_NAME,
+];
 /// The `discovery` workload's name.
 pub const DISCOVERY_NAME: &str = "discovery";
 
