@@ -312,3 +312,39 @@ fn the_resolved_scenario_shows_each_running_check_with_its_defaults() {
     assert!(ran.contains(&"mutual-exclusion"), "{ran:?}");
     assert_eq!(outcome.verdict, Verdict::Pass, "{:?}", outcome.checks);
 }
+
+/// A `requests` group that talks to a backend role with `discovery` takes its backends from the
+/// registry: a backend that left (deregistered at 0 s, still answering what reaches it) gets
+/// no request once the clients looked it up, while the static list keeps sending to it.
+#[test]
+fn client_side_discovery_takes_the_backends_from_the_registry() {
+    let scenario = |discovery: &str| {
+        parse(&format!(
+            "duration = \"5s\"\n\
+             [[cluster.role]]\nname = \"reg\"\nprotocol = \"eureka\"\nnodes = 1\n\
+             [[cluster.role]]\nname = \"web\"\nprotocol = \"backend\"\nnodes = 2\n\
+             options = {{ registration = {{ leave_at = \"0s\" }}, conditions = [] }}\n\
+             [[clients]]\nname = \"users\"\nworkload = \"requests\"\ncount = 2\ntalks_to = [\"web\"]\n\
+             options = {{ rate = 50{discovery} }}\n"
+        ))
+    };
+    let attempts = |s: &Scenario| {
+        let outcome = Runner::builtin().run(s, 1);
+        outcome
+            .checks
+            .iter()
+            .find(|r| r.name == "balancing-bounds")
+            .and_then(|r| r.metrics["attempts"].as_u64())
+            .expect("balancing-bounds measures attempts")
+    };
+    let static_list = attempts(&scenario(""));
+    let discovered = attempts(&scenario(", discovery = { lookup_interval = \"100ms\" }"));
+    assert!(
+        static_list > 400,
+        "the static list sends to both: {static_list}"
+    );
+    assert_eq!(
+        discovered, 0,
+        "both backends left the registry before any lookup answered"
+    );
+}

@@ -7,8 +7,9 @@
 //!
 //! A client talks either to a `balancer` role (it sends each request to its home balancer,
 //! by client index, and waits `timeout` for the answer) or straight to backends with the
-//! client-side call pipeline ([`Caller`], the same library the balancer uses): a backend role
-//! (static list) or a registry role (the backends registered for the service).
+//! client-side call pipeline ([`Caller`], the same library the balancer uses): a backend role,
+//! as a static list of its nodes or, with the `discovery` option, as the instances registered
+//! for its service in a registry role.
 //!
 //! # History
 //!
@@ -31,7 +32,6 @@ use serde::{Deserialize, Serialize};
 
 use super::caller::{Caller, CallerConfig, CallerTimer, Outcome, build_caller, resolve_discovery};
 use super::{BalancingMessage, Status};
-use crate::families::registry::REGISTRY_PROTOCOLS;
 use crate::families::{check_duration, check_duration_from};
 use crate::family::{
     self, Configured, HistoryTraits, NodeSetup, OptionError, RoleContext, WorkloadInfo,
@@ -506,26 +506,21 @@ fn configure(ctx: &RoleContext<'_>) -> Result<Configured, Vec<OptionError>> {
         .iter()
         .position(|&p| p == super::backend::PROTOCOL_NAME)
     {
-        Some(Route::Backends(names.get(i).cloned().unwrap_or_default()))
-    } else if protocols.iter().any(|p| REGISTRY_PROTOCOLS.contains(p)) {
-        let d = config
-            .caller
-            .discovery
-            .get_or_insert_with(|| family::parse_options(&toml::Table::new()).expect("defaults"));
-        match resolve_discovery(ctx, d) {
-            Ok(p) => Some(Route::Registry(p)),
-            Err(e) => {
-                errors.extend(e);
-                None
-            }
+        match config.caller.discovery.as_mut() {
+            // With `discovery`, the backends are the ones registered in the registry.
+            Some(d) => match resolve_discovery(ctx, d) {
+                Ok(p) => Some(Route::Registry(p)),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+            None => Some(Route::Backends(names.get(i).cloned().unwrap_or_default())),
         }
     } else {
         errors.push(OptionError::of_role(
             "talks_to",
-            format!(
-                "a requests client group talks to a balancer role, a backend role, or a registry role ({})",
-                REGISTRY_PROTOCOLS.join(" or ")
-            ),
+            "a requests client group talks to a balancer role or a backend role (its static list, or with `discovery` the instances registered in a registry role)",
         ));
         None
     };
