@@ -449,7 +449,7 @@ impl Backend {
     }
 
     fn on_request(&mut self, ctx: &mut Context<'_>, from: NodeId, id: u64, key: u64) {
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         if self.state(now).dead {
             return;
         }
@@ -473,7 +473,7 @@ impl Backend {
     }
 
     fn admitted(&mut self, ctx: &mut Context<'_>, from: NodeId, id: u64, key: u64) {
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         let state = self.state(now);
         if state.dead {
             return;
@@ -510,7 +510,7 @@ impl Backend {
     /// A slot is free: the next queued request takes it.
     fn release(&mut self, ctx: &mut Context<'_>) {
         self.in_service = self.in_service.saturating_sub(1);
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         let state = self.state(now);
         if let Some((from, id, key)) = self.queue.pop_front() {
             self.serve(ctx, from, id, key, state.slow);
@@ -518,7 +518,7 @@ impl Backend {
     }
 
     fn done(&mut self, ctx: &mut Context<'_>, from: NodeId, id: u64, key: u64) {
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         if let Some(caller) = self.downstream.as_mut() {
             self.next_tag += 1;
             let tag = self.next_tag;
@@ -541,7 +541,7 @@ impl Backend {
         let Some((from, id)) = self.waiting.remove(&outcome.tag) else {
             return;
         };
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         let status = match outcome.status {
             Status::Ok => {
                 if self.error_rate > 0.0 && rand::Rng::gen_bool(ctx.rng(), self.error_rate) {
@@ -577,7 +577,7 @@ impl Backend {
         match message {
             BalancingMessage::Request { id, key } => self.on_request(ctx, from, id, key),
             BalancingMessage::Probe { id } => {
-                let now = ctx.local_time_ns().max(0) as u64;
+                let now = super::now_ns(ctx);
                 let state = self.state(now);
                 if !state.dead {
                     ctx.send(

@@ -37,7 +37,7 @@ use super::health::{HealthConfig, HealthTracker};
 use super::limiter::{Admission, RateLimitConfig, RateLimiter};
 use super::retry::{Retrier, RetryConfig};
 use super::strategy::{Balancer, Endpoint, StrategyConfig};
-use super::{BalancingMessage, HealthState, Observation, Status};
+use super::{BalancingMessage, HealthState, Observation, Status, now_ns};
 use crate::families::check_duration_from;
 use crate::families::registry::{
     AgentConfig, AgentEvent, Consistency, InstanceInfo, RegistryAgent, RegistryTimer,
@@ -521,9 +521,9 @@ pub struct Caller {
     retrier: Retrier,
     limiter: Option<RateLimiter>,
     source: Option<Box<dyn EndpointSource>>,
-    /// The endpoints (static, or the last registry view).
+    /// The static endpoints, until [`Caller::start`] hands them to the balancer (whose list,
+    /// static or the last registry view, is the one every index here points into).
     initial: Vec<Endpoint>,
-    nodes: Vec<NodeId>,
     calls: BTreeMap<u64, Call>,
     attempts: BTreeMap<u64, Attempt>,
     probes: BTreeMap<u64, (NodeId, TimerId)>,
@@ -531,10 +531,6 @@ pub struct Caller {
     panic: bool,
     /// Reused buffer of eligibility flags.
     eligible: Vec<bool>,
-}
-
-fn now_ns(ctx: &Context<'_>) -> u64 {
-    ctx.local_time_ns().max(0) as u64
 }
 
 impl Caller {
@@ -553,7 +549,6 @@ impl Caller {
             limiter: config.rate_limit.as_ref().map(RateLimiter::new),
             source,
             initial: endpoints,
-            nodes: Vec::new(),
             calls: BTreeMap::new(),
             attempts: BTreeMap::new(),
             probes: BTreeMap::new(),
@@ -588,14 +583,14 @@ impl Caller {
     fn set_endpoints(&mut self, ctx: &mut Context<'_>, endpoints: Vec<Endpoint>) {
         let now = now_ns(ctx);
         let nodes: Vec<NodeId> = endpoints.iter().map(|e| e.node).collect();
-        if nodes == self.nodes && !self.nodes.is_empty() {
+        let current = self.balancer.endpoints();
+        if !current.is_empty() && current.iter().map(|e| e.node).eq(nodes.iter().copied()) {
             return;
         }
         if let Some(breaker) = &self.config.breaker {
-            let mut old: Vec<(NodeId, CircuitBreaker)> = self
-                .nodes
+            let mut old: Vec<(NodeId, CircuitBreaker)> = current
                 .iter()
-                .copied()
+                .map(|e| e.node)
                 .zip(self.breakers.drain(..))
                 .collect();
             self.breakers = nodes
@@ -607,7 +602,6 @@ impl Caller {
                 .collect();
         }
         self.health.set_endpoints(&nodes);
-        self.nodes = nodes;
         if let Some(remap) = self.balancer.set_endpoints(endpoints, now) {
             ctx.observe(Observation::Remap {
                 before: remap.before,
@@ -619,7 +613,12 @@ impl Caller {
     }
 
     fn index_of(&self, node: NodeId) -> Option<usize> {
-        self.nodes.iter().position(|&n| n == node)
+        self.balancer.index_of(node)
+    }
+
+    /// The node of endpoint `index` of the current list.
+    fn node(&self, index: usize) -> NodeId {
+        self.balancer.endpoints()[index].node
     }
 
     /// Starts a request for `key`; `tag` comes back in its [`Outcome`]. Returns the outcome
@@ -699,7 +698,7 @@ impl Caller {
             let (admitted, change) = breaker.allow(now);
             if let Some((from, to)) = change {
                 ctx.observe(Observation::Breaker {
-                    backend: self.nodes[index],
+                    backend: self.node(index),
                     from,
                     to,
                 });
@@ -717,7 +716,7 @@ impl Caller {
             }
             return self.finish(ctx, id);
         };
-        let node = self.nodes[index];
+        let node = self.node(index);
         self.balancer.on_send(index, now);
         let call = self.calls.get_mut(&id).expect("a call in flight");
         call.attempts += 1;
@@ -826,7 +825,7 @@ impl Caller {
             self.balancer.rejoined(index, now_ns(ctx));
         }
         ctx.observe(Observation::Health {
-            backend: self.nodes[index],
+            backend: self.node(index),
             state,
         });
     }
@@ -881,10 +880,10 @@ impl Caller {
             }
             CallerTimer::ProbeRound => {
                 let h = self.config.health.active.clone()?;
-                for i in 0..self.nodes.len() {
+                for i in 0..self.balancer.endpoints().len() {
                     self.next_id += 1;
                     let probe = self.next_id;
-                    let node = self.nodes[i];
+                    let node = self.node(i);
                     ctx.send(node, BalancingMessage::Probe { id: probe });
                     let t = ctx.set_timer(h.timeout.to_std(), CallerTimer::ProbeTimeout { probe });
                     self.probes.insert(probe, (node, t));

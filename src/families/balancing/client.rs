@@ -249,7 +249,7 @@ impl RequestClient {
     }
 
     fn send_next(&mut self, ctx: &mut Context<'_>) {
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         if self.config.stop.is_some_and(|s| now >= s.as_nanos()) {
             return;
         }
@@ -365,7 +365,7 @@ impl AnyProcess for RequestClient {
         if let Target::Direct(caller) = &mut self.target {
             caller.start(ctx);
         }
-        let now = ctx.local_time_ns().max(0) as u64;
+        let now = super::now_ns(ctx);
         let mut first = self.config.start.as_nanos().saturating_sub(now);
         // A random phase, so that clients at a fixed rate do not all send at one instant.
         first += ctx.rng().gen_range(0..self.interval_ns().max(1));

@@ -207,6 +207,12 @@ pub enum Observation {
     },
 }
 
+/// The node's local clock in nanoseconds, clamped at 0 (a clock jumped before the epoch reads
+/// 0): the time every library of the family takes.
+pub(crate) fn now_ns(ctx: &crate::process::Context<'_>) -> u64 {
+    ctx.local_time_ns().max(0) as u64
+}
+
 /// The balancing family.
 pub static FAMILY: Family = Family {
     name: "balancing",
