@@ -47,10 +47,160 @@ pub struct Family {
     /// Optional: every decision of a run, for the generic `no-decision` check (time, node,
     /// what was decided). Consensus families give their commits, learns or applies here.
     pub decisions: Option<Decisions>,
+    /// Optional: how this family tells a run's story in its own terms (`faultline explain`,
+    /// the HTML report's story and scrubber). See [`Narrator`].
+    pub narrator: Option<NarratorFactory>,
 }
 
 /// Every decision of a run: (global time in ns, node, what was decided), in time order.
 pub type Decisions = fn(&RunRecord) -> Vec<(u64, NodeId, String)>;
+
+/// One node of a run and what it runs: the cast of a run, as `report.json`'s `nodes` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CastMember {
+    /// The node's name (`n1`, `c3`, `lock2`).
+    pub name: String,
+    /// True for a client (a member of a client group), false for a server (a member of a role).
+    pub client: bool,
+    /// The name of its role or client group.
+    pub part: String,
+    /// The protocol its role runs, or the workload its group runs.
+    pub runs: String,
+}
+
+impl CastMember {
+    /// The cast of a run: every node in topology order (servers, then clients).
+    pub fn cast(scenario: &Scenario, topology: &Topology) -> Vec<CastMember> {
+        (0..topology.len())
+            .map(|i| {
+                let id = NodeId(i as u32);
+                let part = topology.part[i];
+                let (client, part, runs) = if topology.clients.contains(&id) {
+                    let g = &scenario.clients[part];
+                    (true, g.name.clone(), g.workload.clone())
+                } else {
+                    let r = &scenario.cluster.roles[part];
+                    (false, r.name.clone(), r.protocol.clone())
+                };
+                CastMember {
+                    name: topology.name(id).to_string(),
+                    client,
+                    part,
+                    runs,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Makes a family's [`Narrator`] for a run with this cast; `None` if no node of the cast runs one
+/// of the family's protocols or workloads.
+pub type NarratorFactory = fn(cast: &[CastMember]) -> Option<Box<dyn Narrator>>;
+
+/// A family's storyteller: reads a run's trace events in order and says what happened in the
+/// protocol's own terms ("n2 becomes leader of term 5 with votes from n3, n4, n5"), and how each
+/// node's state changed (role, term, log length, holder, health), for `faultline explain` and the
+/// HTML report's scrubber. Faults, crashes, restarts, pauses and client operations are told by
+/// faultline itself (`report::view`); a family tells only its own facts, mostly from its
+/// `observe` lines, and from messages where a fact needs them (the votes a candidate received).
+///
+/// A narrator sees only the trace (it may come from a `trace.jsonl` on disk), so it works from
+/// the JSON form of observations and messages (`docs/trace-format.md`).
+pub trait Narrator {
+    /// One trace event, in trace order: push story lines and state changes into `out`.
+    fn event(&mut self, event: &crate::sim::trace::TraceEvent, out: &mut Narration);
+    /// The trace ended (at `end_ns`): push anything held back.
+    fn finish(&mut self, _end_ns: u64, _out: &mut Narration) {}
+}
+
+/// One line of a run's story.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StoryLine {
+    /// Global simulated time, in nanoseconds.
+    pub t_ns: u64,
+    /// The node it is about (`None`: the whole run, e.g. a partition heals).
+    pub node: Option<String>,
+    /// What kind of event, for `explain --kinds` (e.g. `election`, `log`, `commit`, `fault`,
+    /// `node`, `client`, `message`, `lock`, `registry`, `health`, `breaker`); the list is in
+    /// `docs/explain.md`.
+    pub topic: String,
+    /// The sentence, without the time (e.g. `n2 times out in term 4 and starts PreVote`).
+    pub text: String,
+}
+
+/// A change in one node's state, for the scrubber (the state at an instant is the latest change
+/// of each field at or before it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StateChange {
+    /// Global simulated time, in nanoseconds.
+    pub t_ns: u64,
+    /// The node.
+    pub node: String,
+    /// Which part of its state: `status` (up / crashed / paused, told by faultline), `role`
+    /// (leader / follower / candidate, holder, healthy / ejected, ...), `term`, `log`, or a
+    /// family's own.
+    pub field: String,
+    /// Its new value, as shown (empty: the field no longer applies).
+    pub value: String,
+}
+
+/// One point of a family's numeric series over time, for its charts (the commit index per node,
+/// each backend's load share per second).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Global simulated time, in nanoseconds.
+    pub t_ns: u64,
+    /// The chart it belongs to, as its title with the unit (`commit index`, `load share (%)`,
+    /// `p99 latency (ms)`); one chart is drawn per title.
+    pub chart: String,
+    /// The line it belongs to in that chart (usually a node's name).
+    pub series: String,
+    /// The value.
+    pub value: f64,
+}
+
+/// What narrators produce: story lines, state changes and samples, each in time order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Narration {
+    /// The story.
+    pub lines: Vec<StoryLine>,
+    /// The state changes.
+    pub states: Vec<StateChange>,
+    /// Numeric series for the family's charts.
+    pub samples: Vec<Sample>,
+}
+
+impl Narration {
+    /// Adds a story line.
+    pub fn say(&mut self, t_ns: u64, node: Option<&str>, topic: &str, text: impl Into<String>) {
+        self.lines.push(StoryLine {
+            t_ns,
+            node: node.map(str::to_string),
+            topic: topic.to_string(),
+            text: text.into(),
+        });
+    }
+
+    /// Adds a point to the series `series` of the chart `chart`.
+    pub fn sample(&mut self, t_ns: u64, chart: &str, series: &str, value: f64) {
+        self.samples.push(Sample {
+            t_ns,
+            chart: chart.to_string(),
+            series: series.to_string(),
+            value,
+        });
+    }
+
+    /// Records that `node`'s `field` became `value` at `t_ns`.
+    pub fn set(&mut self, t_ns: u64, node: &str, field: &str, value: impl Into<String>) {
+        self.states.push(StateChange {
+            t_ns,
+            node: node.to_string(),
+            field: field.to_string(),
+            value: value.into(),
+        });
+    }
+}
 
 /// A planted bug: a named switch that breaks a protocol on purpose, so that a checker can be shown
 /// to catch it.

@@ -214,6 +214,7 @@ static FAMILY: Family = Family {
     workloads: &[],
     checks: &[HEARD_CHECK],
     decisions: None,
+    narrator: None,
 };
 
 // ----- scenarios -----

@@ -5,7 +5,9 @@
 //! runs side by side. `report.json` is documented in
 //! `docs/report-format.md`; bump [`SCHEMA_VERSION`] on any incompatible change.
 
+pub mod charts;
 pub mod output;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,9 @@ pub struct Report {
     pub scenario_file: String,
     /// The fully resolved scenario (every default filled in).
     pub scenario: serde_json::Value,
+    /// Every node of the run in topology order (servers, then clients), with its role or client
+    /// group and the protocol or workload it runs.
+    pub nodes: Vec<crate::family::CastMember>,
     /// The seed of this run.
     pub seed: u64,
     /// The run's fingerprint: hex XXH3-128 of the canonical binary record of every trace line
@@ -83,6 +88,7 @@ impl Report {
             scenario_name: record.scenario.name.clone(),
             scenario_file: scenario_file.display().to_string(),
             scenario: resolved_scenario(&record.scenario),
+            nodes: crate::family::CastMember::cast(&record.scenario, &record.topology),
             seed: record.seed,
             trace_hash: record.trace_hash.clone(),
             trace_lines: record.stats.trace_lines,
@@ -183,7 +189,24 @@ pub fn write_run(
     let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
     json.push(b'\n');
     staging.write("report.json", [json.as_slice()])?;
+    let view = view_of_run(report, record);
+    for chart in charts::render(&view) {
+        staging.write(&chart.file_name, [chart.svg.as_bytes()])?;
+    }
     Ok(staging.commit()?.join("report.json"))
+}
+
+/// The view of a run that just finished (see [`view`]), from its record and report.
+pub fn view_of_run(report: &Report, record: &RunRecord) -> view::RunView {
+    let kept = !record.trace_jsonl.is_empty();
+    view::RunView::build(
+        &record.scenario.registry(),
+        serde_json::to_value(report).expect("reports serialize"),
+        report.nodes.clone(),
+        record.history.clone(),
+        kept.then(|| record.trace_jsonl.lines()),
+        &view::ViewOptions::default(),
+    )
 }
 
 /// The terminal summary: verdict, each check, and for a failure the reproduction command.

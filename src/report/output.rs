@@ -24,16 +24,27 @@
 //!
 //! The staging folder is made, with `new/NAME` inside it, before the simulation starts
 //! ([`Staging::prepare`]): an unwritable folder or a name the file system refuses fails at once.
-//! An existing target is replaced only if it looks like a report folder (nothing but the three
-//! report files and stale `.faultline-*.tmp` files), so `--out` can never wipe another folder.
+//! An existing target is replaced only if it looks like a report folder (nothing but the report
+//! files, charts and stale `.faultline-*.tmp` files), so `--out` can never wipe another folder.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
-/// The files a run writes into its folder.
-pub const RUN_FILES: [&str; 3] = ["report.json", "trace.jsonl", "history.jsonl"];
+/// The files a run writes into its folder, besides its charts (see [`is_chart_file_name`]).
+pub const RUN_FILES: [&str; 4] = ["report.json", "trace.jsonl", "history.jsonl", "report.html"];
+
+/// True for the name of a chart a run writes: lowercase letters, digits and `-`, ending in
+/// `.svg` (`latency.svg`, `node-timeline.svg`).
+pub fn is_chart_file_name(name: &str) -> bool {
+    name.strip_suffix(".svg").is_some_and(|stem| {
+        !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
+}
 
 /// Start of the names of staging folders and stale temporary files.
 const PREFIX: &str = ".faultline-";
@@ -275,7 +286,9 @@ fn check_replaceable(given: &Path, path: &Path) -> Result<(), OutputError> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let ours = RUN_FILES.contains(&name.as_ref()) || is_stale_file_name(&name);
+        let ours = RUN_FILES.contains(&name.as_ref())
+            || is_chart_file_name(&name)
+            || is_stale_file_name(&name);
         if !(is_file && ours) {
             return Err(refuse(format!("it holds {name:?}")));
         }

@@ -559,3 +559,97 @@ mod tests {
         assert_eq!(h1, h2, "the marker is not hashed");
     }
 }
+
+/// One line of `trace.jsonl` read back: its three leading fields and the rest as JSON, for
+/// readers of a finished trace (narration, charts, the HTML report). The line formats are in
+/// `docs/trace-format.md`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceEvent {
+    /// Global simulated time, in nanoseconds.
+    pub t_ns: u64,
+    /// The node's name, or `"world"`.
+    pub node: String,
+    /// What happened (`send`, `deliver`, `observe`, `partition`, ...).
+    pub kind: String,
+    /// Every other field of the line, in the line's order.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TraceEvent {
+    /// Parses one line (without its newline). Errors: the line is not a JSON object with a
+    /// numeric `t_ns` and string `node` and `kind` (the message names what is missing).
+    pub fn parse(line: &str) -> Result<TraceEvent, String> {
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+        let t_ns = fields
+            .remove("t_ns")
+            .and_then(|v| v.as_u64())
+            .ok_or("no numeric `t_ns`")?;
+        let mut string = |key: &str| match fields.remove(key) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(format!("no string `{key}`")),
+        };
+        let node = string("node")?;
+        let kind = string("kind")?;
+        Ok(TraceEvent {
+            t_ns,
+            node,
+            kind,
+            fields,
+        })
+    }
+
+    /// The field `key` if it is a string.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The field `key` if it is an unsigned integer.
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        self.fields.get(key).and_then(|v| v.as_u64())
+    }
+
+    /// The field `key`.
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.fields.get(key)
+    }
+
+    /// For an `observe` line, the observation's `fact` (its tag, e.g. `role`, `commit`).
+    pub fn fact(&self) -> Option<&str> {
+        self.fields.get("obs")?.get("fact")?.as_str()
+    }
+}
+
+#[cfg(test)]
+mod trace_event_tests {
+    use super::TraceEvent;
+
+    #[test]
+    fn a_trace_line_reads_back_with_its_fields() {
+        let e = TraceEvent::parse(
+            r#"{"t_ns":5,"node":"n1","kind":"observe","obs":{"fact":"role","role":"leader","term":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.t_ns, e.node.as_str(), e.kind.as_str()),
+            (5, "n1", "observe")
+        );
+        assert_eq!(e.fact(), Some("role"));
+        assert_eq!(e.get("obs").unwrap()["term"], 3);
+    }
+
+    #[test]
+    fn a_line_without_its_leading_fields_is_an_error() {
+        assert!(
+            TraceEvent::parse(r#"{"node":"n1","kind":"x"}"#)
+                .unwrap_err()
+                .contains("t_ns")
+        );
+        assert!(
+            TraceEvent::parse(r#"{"t_ns":1,"kind":"x"}"#)
+                .unwrap_err()
+                .contains("node")
+        );
+        assert!(TraceEvent::parse("[1]").is_err());
+    }
+}

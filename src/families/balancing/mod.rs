@@ -225,4 +225,5 @@ pub static FAMILY: Family = Family {
         saga_checks::SAGA_ATOMICITY_CHECK,
     ],
     decisions: None,
+    narrator: None,
 };

@@ -39,6 +39,7 @@ pub static FAMILY: family::Family = family::Family {
     workloads: &[kv::BROADCAST_WORKLOAD],
     checks: &[convergence::CHECK],
     decisions: None,
+    narrator: None,
 };
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{Context, NodeId, Process, TimerId};

@@ -37,4 +37,5 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
     workloads: &[KV_WORKLOAD],
     checks: &[],
     decisions: None,
+    narrator: None,
 };

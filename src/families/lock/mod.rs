@@ -483,6 +483,7 @@ pub static FAMILY: Family = Family {
     ],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
+    narrator: None,
 };
 
 /// The `lock-server` protocol.

@@ -80,6 +80,7 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
         checks::decision::CHECK,
     ],
     decisions: Some(decisions),
+    narrator: None,
 };
 
 /// Every new value learned or applied, for the generic `no-decision` check.

@@ -83,6 +83,7 @@ pub static FAMILY: Family = Family {
         checks::STALENESS_CHECK,
     ],
     decisions: None,
+    narrator: None,
 };
 
 /// The `quorum-store` protocol.

@@ -134,6 +134,7 @@ pub static FAMILY: family::Family = family::Family {
         checks::state_machine_safety::CHECK,
     ],
     decisions: Some(decisions),
+    narrator: None,
 };
 
 /// Every advance of the commit index, for the generic `no-decision` check.

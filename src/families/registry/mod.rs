@@ -400,6 +400,7 @@ pub static FAMILY: Family = Family {
         cp::linearizable::CHECK,
     ],
     decisions: None,
+    narrator: None,
 };
 
 /// The registry role an instance role registers with: `name` if given, else the one role

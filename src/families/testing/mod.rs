@@ -16,4 +16,5 @@ pub static FAMILY: Family = Family {
     workloads: &[],
     checks: &[],
     decisions: None,
+    narrator: None,
 };

@@ -217,6 +217,7 @@ static SCRIPT_FAMILY: Family = Family {
     workloads: &[],
     checks: &[],
     decisions: None,
+    narrator: None,
 };
 
 const SCENARIO: &str = r#"name = "coordination-lease-expiry"

@@ -83,6 +83,7 @@ static TEST_FAMILY: Family = Family {
     workloads: &[],
     checks: &[],
     decisions: None,
+    narrator: None,
 };
 
 /// Three servers, eight instances; `faults` and the servers' `bugs` as given.
