@@ -72,3 +72,31 @@ fn keeping_the_trace_does_not_change_its_hash() {
     assert_eq!(kept.trace_hash, hashed.trace_hash);
     assert_eq!(kept.trace_hash.len(), 32, "hex XXH3-128");
 }
+
+#[test]
+fn publishing_progress_does_not_change_the_run_and_ends_at_its_totals() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let counters = Arc::new(faultline::sim::RunProgress::default());
+    let watched = run(
+        &scenario(),
+        9,
+        &RunOptions {
+            progress: Some(counters.clone()),
+            ..RunOptions::hash_only()
+        },
+    );
+    let plain = run(&scenario(), 9, &RunOptions::hash_only());
+    assert_eq!(watched.trace_hash, plain.trace_hash);
+    assert!(counters.finished.load(Ordering::Relaxed));
+    assert_eq!(counters.now_ns.load(Ordering::Relaxed), watched.end_ns);
+    assert_eq!(counters.end_ns.load(Ordering::Relaxed), 4_000_000_000);
+    assert_eq!(
+        counters.events.load(Ordering::Relaxed),
+        watched.stats.events
+    );
+    assert_eq!(
+        counters.messages_sent.load(Ordering::Relaxed),
+        watched.stats.messages_sent
+    );
+}

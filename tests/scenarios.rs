@@ -211,3 +211,33 @@ fn every_planted_bug_is_caught_at_its_documented_rate_and_its_twin_passes_every_
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Every lesson under `scenarios/lessons/` opens with the headings a class reads first (what
+/// happens, what to look for, what to predict), a `Run:` line naming its own file, a name
+/// starting with `lesson-`, and a row in docs/teaching.md's table.
+#[test]
+fn every_lesson_says_what_to_look_for_and_what_to_predict_and_is_in_the_teaching_guide() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/teaching.md")).expect("docs/teaching.md");
+    let files = find_scenarios(&[root.join("scenarios/lessons")]).expect("lessons folder");
+    assert!(files.len() >= 9, "the lesson series is missing");
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        for heading in ["# What happens:", "# Look for:", "# Predict"] {
+            assert!(text.contains(heading), "{name} has no {heading:?}");
+        }
+        let run = format!("# Run:     faultline run scenarios/lessons/{name}");
+        assert!(text.contains(&run), "{name} has no line {run:?}");
+        let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            scenario.name.starts_with("lesson-"),
+            "{name}: name {:?}",
+            scenario.name
+        );
+        assert!(
+            guide.contains(&format!("| `{name}` |")),
+            "docs/teaching.md has no row for {name}"
+        );
+    }
+}

@@ -32,6 +32,7 @@ pub mod bench;
 pub mod bench_checker;
 mod check_history;
 mod list;
+mod progress;
 pub mod run;
 pub mod test;
 mod validate;

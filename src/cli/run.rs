@@ -1,11 +1,12 @@
 //! `faultline run SCENARIO [--seed N] [--out DIR] [--json] [--check-determinism] [--no-trace]
-//! [--trace-limit-bytes N]`.
+//! [--trace-limit-bytes N] [--quiet]`.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::check::run_checks;
+use crate::cli::progress::ProgressLine;
 use crate::cli::{exit, verdict_code};
 use crate::report::{self, Report, Staging};
 use crate::scenario::Scenario;
@@ -33,6 +34,9 @@ pub struct RunArgs {
     /// Write no trace.jsonl (the trace is still hashed): for seed sweeps.
     #[arg(long)]
     pub no_trace: bool,
+    /// Show no progress line (it appears on a terminal once a run takes about a second).
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Bytes of trace kept for trace.jsonl; later lines are hashed, not written, and the file
     /// ends with a `trace-truncated` line.
     #[arg(long, default_value_t = DEFAULT_TRACE_LIMIT_BYTES as u64,
@@ -70,13 +74,15 @@ pub fn run(args: &RunArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
-    let options = if args.no_trace {
-        RunOptions::hash_only()
-    } else {
-        RunOptions {
-            trace_limit_bytes: usize::try_from(args.trace_limit_bytes).unwrap_or(usize::MAX),
-            ..RunOptions::default()
-        }
+    let (progress, counters) = ProgressLine::start(args.quiet || args.json);
+    let options = RunOptions {
+        trace_limit_bytes: if args.no_trace {
+            0
+        } else {
+            usize::try_from(args.trace_limit_bytes).unwrap_or(usize::MAX)
+        },
+        progress: counters,
+        ..RunOptions::default()
     };
     let start = wall_now();
     let record = sim::run(&scenario, seed, &options);
@@ -106,7 +112,9 @@ pub fn run(args: &RunArgs) -> u8 {
         report = report.without_trace();
     }
     let target = staging.target().to_path_buf();
-    let path = match report::write_run(staging, &report, &record, !args.no_trace) {
+    let written = report::write_run(staging, &report, &record, !args.no_trace);
+    progress.stop();
+    let path = match written {
         Ok(p) => p,
         Err(e) => {
             eprintln!(

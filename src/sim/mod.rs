@@ -45,7 +45,7 @@ pub use record::{
     Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
     RunRecord, Stats,
 };
-pub use run::{RunOptions, run, stream_rng};
+pub use run::{RunOptions, RunProgress, run, stream_rng};
 pub use world::EventLimits;
 
 /// Locks the world or a process cell; a poisoned lock (a panic elsewhere) is still usable

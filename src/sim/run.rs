@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
 
@@ -47,7 +48,30 @@ pub struct RunOptions {
     pub trace_limit_bytes: usize,
     /// The run's event limits (default: the documented ones in `scenario::limits`).
     pub event_limits: EventLimits,
+    /// Where the run publishes how far it got, for a progress display outside the simulation
+    /// (`None`: nowhere). Publishing never changes the run.
+    pub progress: Option<Arc<RunProgress>>,
 }
+
+/// How far a running simulation got, published every [`PROGRESS_EVERY`] instants for a display
+/// that reads it from another thread (the CLI's progress line). The run only stores into it; a
+/// reader never influences the run.
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    /// Simulated time reached (ns).
+    pub now_ns: AtomicU64,
+    /// Simulated time the run ends at (ns).
+    pub end_ns: AtomicU64,
+    /// Events fired so far.
+    pub events: AtomicU64,
+    /// Messages sent so far.
+    pub messages_sent: AtomicU64,
+    /// Set when the simulation is over (checks and reports may follow).
+    pub finished: AtomicBool,
+}
+
+/// Instants fired between two publications of [`RunProgress`].
+pub const PROGRESS_EVERY: u64 = 4096;
 
 impl RunOptions {
     /// Options for a run whose trace is only hashed, never written.
@@ -64,6 +88,7 @@ impl Default for RunOptions {
         RunOptions {
             trace_limit_bytes: trace::DEFAULT_TRACE_LIMIT_BYTES,
             event_limits: EventLimits::default(),
+            progress: None,
         }
     }
 }
@@ -101,6 +126,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
     let runtime =
         madsim::runtime::Runtime::with_seed_and_config(madsim_seed, madsim::Config::default());
     let main_world = world.clone();
+    let progress = options.progress.clone();
     runtime.block_on(async move {
         let handle = madsim::runtime::Handle::current();
         let factories = scenario.families.factories(&scenario, &topology);
@@ -114,13 +140,21 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
                 .build();
             lock(&main_world).set_madsim_id(id, node.id());
         }
-        central(&main_world).await;
+        central(&main_world, progress.as_deref()).await;
         lock(&main_world).shut_down();
         // Let madsim drop the killed tasks before the runtime goes (MADSIM-NOTES: leaks).
         madsim::time::sleep(std::time::Duration::from_millis(1)).await;
     });
     drop(runtime);
-    lock(&world).take_record()
+    let record = lock(&world).take_record();
+    if let Some(p) = &options.progress {
+        p.now_ns.store(record.end_ns, Ordering::Relaxed);
+        p.events.store(record.stats.events, Ordering::Relaxed);
+        p.messages_sent
+            .store(record.stats.messages_sent, Ordering::Relaxed);
+        p.finished.store(true, Ordering::Relaxed);
+    }
+    record
 }
 
 /// The central task: fires the world's queued events in time order until the end of the run
@@ -134,12 +168,22 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
 /// poll, at least 1 ms each), or even an `advance` per instant, cost more than the events. So
 /// whenever madsim runs a task its clock reads the time of the current event (or slightly more:
 /// madsim adds a little time per task poll), and the run ends with it at the run's end.
-async fn central(world: &Arc<Mutex<World>>) {
+async fn central(world: &Arc<Mutex<World>>, progress: Option<&RunProgress>) {
     let time = madsim::time::TimeHandle::current();
     let start = time.now_instant();
+    if let Some(p) = progress {
+        p.end_ns.store(lock(world).end_ns, Ordering::Relaxed);
+    }
+    let mut instants: u64 = 0;
     std::future::poll_fn(|cx| {
         let mut w = lock(world);
         loop {
+            instants += 1;
+            if let Some(p) = progress
+                && instants.is_multiple_of(PROGRESS_EVERY)
+            {
+                w.publish_progress(p);
+            }
             if w.halted() {
                 advance_to(&time, start, w.now_ns());
                 return Poll::Ready(());
@@ -171,6 +215,14 @@ fn advance_to(time: &madsim::time::TimeHandle, start: std::time::Instant, t_ns: 
 }
 
 impl World {
+    /// Publishes how far the run got (see [`RunProgress`]).
+    fn publish_progress(&self, p: &RunProgress) {
+        p.now_ns.store(self.now_ns(), Ordering::Relaxed);
+        p.events.store(self.stats.events, Ordering::Relaxed);
+        p.messages_sent
+            .store(self.stats.messages_sent, Ordering::Relaxed);
+    }
+
     // ----- end of run -----
 
     /// Ends the run: records `info` for every operation still pending, counts messages still in
