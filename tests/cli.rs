@@ -563,7 +563,10 @@ fn no_trace_writes_no_trace_file_and_keeps_the_hash() {
     let out = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--no-trace"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("trace: not written"));
-    assert_eq!(names_in(&dir), ["history.jsonl", "report.html", "report.json"]);
+    assert_eq!(
+        names_in(&dir),
+        ["history.jsonl", "report.html", "report.json"]
+    );
     let report = report_of(&dir);
     assert_eq!(report["trace_written"], false);
     assert_eq!(report["trace_truncated"], false);

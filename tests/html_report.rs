@@ -135,14 +135,22 @@ fn loaded_dom(browser: &Path, page: &Path, hash: &str) -> String {
     let (dom, console) = chromium(browser, page, hash, &["--dump-dom"]);
     assert!(console.is_empty(), "console messages: {console:#?}");
     let root_tag = tag_with(&dom, "<html");
-    assert!(root_tag.contains("data-ready=\"1\""), "the script did not finish: {root_tag}");
-    assert!(!root_tag.contains("data-errors"), "script errors: {root_tag}");
+    assert!(
+        root_tag.contains("data-ready=\"1\""),
+        "the script did not finish: {root_tag}"
+    );
+    assert!(
+        !root_tag.contains("data-errors"),
+        "script errors: {root_tag}"
+    );
     dom
 }
 
 /// The opening tag of the element whose attributes contain `marker`.
 fn tag_with<'a>(dom: &'a str, marker: &str) -> &'a str {
-    let at = dom.find(marker).unwrap_or_else(|| panic!("no {marker} in the page"));
+    let at = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in the page"));
     let start = dom[..=at].rfind('<').unwrap();
     let end = at + dom[at..].find('>').unwrap();
     &dom[start..=end]
@@ -182,13 +190,25 @@ fn report_html_of_a_failed_linearizability_run_renders_every_part_in_a_browser()
     let dom = loaded_dom(&browser, &page, "");
     // The Lamport diagram: lanes for the five servers and arrows, dropped messages marked.
     let diagram = &dom[dom.find("id=\"lamport\"").unwrap()..];
-    assert!(count(diagram, "class=\"msg") > 100, "too few messages drawn");
-    assert!(count(diagram, "class=\"msg dropped\"") > 0, "no dropped message drawn");
+    assert!(
+        count(diagram, "class=\"msg") > 100,
+        "too few messages drawn"
+    );
+    assert!(
+        count(diagram, "class=\"msg dropped\"") > 0,
+        "no dropped message drawn"
+    );
     assert!(count(diagram, "class=\"drop-mark\"") > 0);
-    assert!(count(diagram, "network-fault") > 0, "the partition is not shaded");
+    assert!(
+        count(diagram, "network-fault") > 0,
+        "the partition is not shaded"
+    );
     for n in ["n1", "n2", "n3", "n4", "n5"] {
         assert!(diagram.contains(&format!(">{n}</text>")), "no lane for {n}");
-        assert!(dom.contains(&format!("data-node=\"{n}\"")), "no card for {n}");
+        assert!(
+            dom.contains(&format!("data-node=\"{n}\"")),
+            "no card for {n}"
+        );
     }
     // The counterexample: one blocked operation, a linearizable prefix.
     let cx = &dom[dom.find("id=\"porcupine\"").unwrap()..];
@@ -263,7 +283,10 @@ fn the_scrubber_shows_a_crashed_node_as_crashed_at_that_instant_and_up_before() 
     let card = tag_with(&during, "data-node=\"n2\"");
     assert!(card.contains("data-status=\"crashed\""), "{card}");
     assert!(tag_with(&during, "data-node=\"n1\"").contains("data-status=\"up\""));
-    assert!(during.contains("crash n2 (since 2000.0 ms)"), "the fault in effect is not shown");
+    assert!(
+        during.contains("crash n2 (since 2000.0 ms)"),
+        "the fault in effect is not shown"
+    );
     let before = loaded_dom(&browser, &page, "t=1000000000");
     let card = tag_with(&before, "data-node=\"n2\"");
     assert!(card.contains("data-status=\"up\""), "{card}");
@@ -302,11 +325,17 @@ fn an_injected_script_in_a_scenario_does_not_run() {
     let dom = loaded_dom(&browser, &page, "");
     // The injected code would mark the root or the body, or leave an element behind.
     for tag in ["<html", "<body"] {
-        assert!(!tag_with(&dom, tag).contains("data-pwned"), "an injected script ran");
+        assert!(
+            !tag_with(&dom, tag).contains("data-pwned"),
+            "an injected script ran"
+        );
     }
     assert!(!dom.contains("<img"), "an injected element");
     let title = &dom[dom.find("<title>").unwrap()..dom.find("</title>").unwrap()];
-    assert!(!title.contains("pwned") && title.contains("html-hostile"), "{title}");
+    assert!(
+        !title.contains("pwned") && title.contains("html-hostile"),
+        "{title}"
+    );
     // The description is shown as text.
     assert!(dom.contains("&lt;script&gt;document.title='pwned'"));
 }

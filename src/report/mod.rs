@@ -172,8 +172,8 @@ pub fn verdict_word(v: Verdict) -> &'static str {
 }
 
 /// Writes `history.jsonl`, `report.json`, (if `with_trace`) `trace.jsonl`, the charts and
-/// `report.html` into the staging folder and moves it into place as a whole (see [`output`]). Returns the path of
-/// `report.json` under the target as given.
+/// `report.html` into the staging folder and moves it into place as a whole (see [`output`]).
+/// Returns the path of `report.json` under the target as given.
 pub fn write_run(
     staging: Staging,
     report: &Report,

@@ -46,7 +46,9 @@ pub struct Focus {
 /// The page's focus: the first time the first failed check's evidence cites, else the start of
 /// the first fault, else the start of the run.
 pub fn focus(view: &RunView) -> Focus {
-    let checks = view.report["checks"].as_array().map_or(&[][..], Vec::as_slice);
+    let checks = view.report["checks"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     for check in checks.iter().filter(|c| c["verdict"] == "fail") {
         let evidence = check["evidence"].as_array().map_or(&[][..], Vec::as_slice);
         let first = evidence
@@ -257,7 +259,9 @@ fn header(h: &mut String, view: &RunView, verdict: &str, name: &str, seed: u64) 
 
 fn checks(h: &mut String, view: &RunView) {
     h.push_str("<section id=\"checks\"><h2>Checks</h2>\n");
-    let checks = view.report["checks"].as_array().map_or(&[][..], Vec::as_slice);
+    let checks = view.report["checks"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     if checks.is_empty() {
         h.push_str("<p class=\"note\">No check ran.</p>\n");
     }
@@ -309,7 +313,10 @@ fn linked_sentence(sentence: &str) -> String {
         match rest.find(&text) {
             Some(i) => {
                 out.push_str(&esc(&rest[..i]));
-                let _ = write!(out, "<a class=\"t\" href=\"#t={t}\" data-t=\"{t}\">{text}</a>");
+                let _ = write!(
+                    out,
+                    "<a class=\"t\" href=\"#t={t}\" data-t=\"{t}\">{text}</a>"
+                );
                 rest = &rest[i + text.len()..];
             }
             None => unplaced.push(t),
@@ -587,18 +594,16 @@ fn bounded_lines(view: &RunView) -> (Vec<&crate::family::StoryLine>, usize) {
 
 /// `s` with `& < > " '` escaped, for HTML text and quoted attribute values.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    replace_chars(
+        s,
+        &[
+            ('&', "&amp;"),
+            ('<', "&lt;"),
+            ('>', "&gt;"),
+            ('"', "&quot;"),
+            ('\'', "&#39;"),
+        ],
+    )
 }
 
 /// `value` as JSON safe inside a `<script>` element: `<`, `>` and `&` (which appear only inside
@@ -606,13 +611,19 @@ pub fn esc(s: &str) -> String {
 /// (`</script>`) or open a comment (`<!--`); `JSON.parse` reads the same value back.
 pub fn json_for_script(value: &Value) -> String {
     let text = serde_json::to_string(value).expect("JSON values serialize");
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            c => out.push(c),
+    replace_chars(
+        &text,
+        &[('<', "\\u003c"), ('>', "\\u003e"), ('&', "\\u0026")],
+    )
+}
+
+/// `s` with each character of `table` replaced by its text.
+fn replace_chars(s: &str, table: &[(char, &str)]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match table.iter().find(|(from, _)| *from == c) {
+            Some((_, to)) => out.push_str(to),
+            None => out.push(c),
         }
     }
     out

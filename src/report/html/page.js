@@ -56,7 +56,7 @@
     var badge = el('span', { 'class': 'badge' });
     head.appendChild(badge);
     card.appendChild(head);
-    card.appendChild(el('div', { 'class': 'field' }, n.part + ' · ' + n.runs));
+    card.appendChild(el('div', { 'class': 'field' }, n.part === n.runs ? n.runs : n.part + ' · ' + n.runs));
     var fields = el('div', { 'class': 'fields' });
     card.appendChild(fields);
     cards.appendChild(card);
@@ -276,7 +276,7 @@
         g.appendChild(sv('line', { x1: x1, y1: y1, x2: x2, y2: y2, stroke: kindColour(kind), 'stroke-width': 1.1, 'stroke-dasharray': end === null ? '2 3' : null, 'marker-end': 'url(#arrow)' }));
       }
       // A label where there is room for one.
-      var mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - 2, cell = Math.round(mx / 60) + ':' + Math.round(my / 12);
+      var mx = (x1 + x2) / 2, my = (y1 + y2) / 2 - 2, cell = Math.round(mx / 90) + ':' + Math.round(my / 14);
       if (!labelled[cell] && from_ !== to) {
         labelled[cell] = true;
         g.appendChild(sv('text', { x: mx, y: my, 'text-anchor': 'middle', 'font-size': 10, fill: dropped ? dropColour(dropped) : '#333', 'class': 'halo' }, kind));
@@ -285,7 +285,7 @@
     });
     lamportNow = sv('g', { 'class': 'now-line' });
     lamportNow.appendChild(sv('line', { x1: 0, x2: W, y1: 0, y2: 0, stroke: '#1d2330', 'stroke-width': 1.5, 'stroke-dasharray': '6 3' }));
-    lamportNow.appendChild(sv('text', { x: W - 6, y: -3, 'text-anchor': 'end', 'font-weight': 700, 'class': 'halo' }, 'scrubber'));
+    lamportNow.appendChild(sv('text', { x: 4, y: -3, 'font-weight': 700, 'font-size': 10, 'class': 'halo' }, 'scrubber'));
     svg.appendChild(lamportNow);
     svg.addEventListener('click', function (e) {
       var box = svg.getBoundingClientRect();

@@ -1,24 +1,23 @@
 use super::*;
 use crate::family::{CastMember, Registry};
 
-const HOSTILE: &str = "</script><script>document.title='pwned'</script><!-- \"><img src=x onerror=alert(1)> & '";
+const HOSTILE: &str =
+    "</script><script>document.title='pwned'</script><!-- \"><img src=x onerror=alert(1)> & '";
 
 fn view(report: Value, trace: &str) -> RunView {
-    let cast = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| CastMember {
-            name: n.to_string(),
-            client: false,
-            part: "raft".into(),
-            runs: "raft".into(),
-        })
-        .collect();
+    let servers: Vec<CastMember> = serde_json::from_value(json!([
+        {"name": "n1", "client": false, "part": "raft", "runs": "raft"},
+        {"name": "n2", "client": false, "part": "raft", "runs": "raft"},
+        {"name": "n3", "client": false, "part": "raft", "runs": "raft"},
+    ]))
+    .unwrap();
+    let lines = Some(trace.lines());
     RunView::build(
         &Registry::new(Vec::new()),
         report,
-        cast,
+        servers,
         Vec::new(),
-        Some(trace.lines()),
+        lines,
         &ViewOptions::default(),
     )
 }
@@ -109,7 +108,10 @@ fn focus_is_the_first_failure_then_the_first_fault_then_the_start() {
     assert!(f.why.contains("check b"));
     let partition = r#"{"t_ns":700,"node":"world","kind":"partition","fault_id":0,"origin":"fault[0]","sides":[["n1"],["n2","n3"]]}"#;
     let f = focus(&view(json!({"virtual_time_ns": 1000}), partition));
-    assert_eq!((f.t_ns, f.why.contains("partition n1 | n2 n3")), (700, true));
+    assert_eq!(
+        (f.t_ns, f.why.contains("partition n1 | n2 n3")),
+        (700, true)
+    );
     assert_eq!(focus(&view(json!({}), "")).t_ns, 0);
 }
 
@@ -134,7 +136,10 @@ fn the_diagram_window_holds_the_focus_with_a_quarter_before_it() {
     // window's start.
     match choose_window(&kept, 5, 99_990) {
         Window::Rebuild(o) => {
-            assert_eq!(o.messages_from_ns, kept[9_999 - MAX_PAGE_MESSAGES / 4].send_ns);
+            assert_eq!(
+                o.messages_from_ns,
+                kept[9_999 - MAX_PAGE_MESSAGES / 4].send_ns
+            );
             assert_eq!(o.max_messages, MAX_PAGE_MESSAGES);
         }
         other => panic!("{other:?}"),
@@ -177,7 +182,8 @@ fn long_runs_keep_the_state_changes_bounded_and_every_status_change() {
 
 #[test]
 fn risky_chart_svg_is_shown_as_an_image() {
-    let safe = "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"><text>one</text></svg>";
+    let safe =
+        "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"><text>one</text></svg>";
     assert!(inline_svg(safe).starts_with("<svg"));
     for risky in [
         "<svg><script>alert(1)</script></svg>",
