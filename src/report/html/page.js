@@ -49,6 +49,11 @@
   var cards = document.getElementById('cards');
   var cardOf = {};
   var shownClients = clients.length <= 16 ? clients : [];
+  // Without a trace nothing is known of the nodes' states: no cards rather than cards saying 'up'.
+  if (!D.trace_available) {
+    servers = []; clients = []; shownClients = [];
+    cards.appendChild(el('p', { 'class': 'note' }, 'No trace was kept for this run: the nodes\' states are not known.'));
+  }
   servers.concat(shownClients).forEach(function (n) {
     var card = el('div', { 'class': 'card' + (n.client ? ' client' : ''), 'data-node': n.name });
     var head = el('div', { 'class': 'name' });

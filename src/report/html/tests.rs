@@ -195,3 +195,20 @@ fn risky_chart_svg_is_shown_as_an_image() {
         assert!(!shown[4..].contains('<'), "{shown}");
     }
 }
+
+#[test]
+fn charts_are_inlined_as_svg_under_their_title() {
+    let chart = Chart {
+        file_name: "latency.svg".into(),
+        title: "Latency <ms>".into(),
+        svg: "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect width=\"5\" height=\"5\"/></svg>".into(),
+    };
+    let page = render_run(&view(json!({}), ""), &[chart], |_| unreachable!());
+    assert!(page.contains(
+        "<figure class=\"chart\" data-chart=\"latency.svg\"><figcaption>Latency &lt;ms&gt;</figcaption>\
+         <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><rect width=\"5\" height=\"5\"/></svg></figure>"
+    ));
+    assert!(!page.contains("<?xml"));
+    let none = render_run(&view(json!({}), ""), &[], |_| unreachable!());
+    assert!(none.contains("This run has no charts."));
+}
