@@ -441,6 +441,12 @@ pub struct CheckResult {
     pub evidence: Vec<String>,
     /// Measured quantities (e.g. the time to converge), by name with a unit suffix.
     pub metrics: BTreeMap<String, serde_json::Value>,
+    /// Structured data behind the verdict, for pictures (the HTML report), in a shape named by
+    /// its `kind` field; absent from `report.json` when `None`. A failed `linearizability` check
+    /// puts its counterexample on a time axis here
+    /// (`check::linearizability::TimelineView`, `kind = "linearizability-counterexample"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl CheckResult {
@@ -452,6 +458,7 @@ impl CheckResult {
             summary: summary.into(),
             evidence: Vec::new(),
             metrics: BTreeMap::new(),
+            details: None,
         }
     }
 }

@@ -351,7 +351,7 @@ fn a_second_run_replaces_the_whole_folder_and_leaves_no_staging_folder() {
     assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
     assert_eq!(
         names_in(&dir),
-        ["history.jsonl", "report.json"],
+        ["history.jsonl", "report.html", "report.json"],
         "the trace of seed 1 is gone with its folder, not left beside seed 2's report"
     );
     assert_eq!(report_of(&dir)["seed"], 2);
@@ -563,7 +563,10 @@ fn no_trace_writes_no_trace_file_and_keeps_the_hash() {
     let out = run_into("scenarios/broadcast/no-faults.toml", &dir, &["--no-trace"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("trace: not written"));
-    assert_eq!(names_in(&dir), ["history.jsonl", "report.json"]);
+    assert_eq!(
+        names_in(&dir),
+        ["history.jsonl", "report.html", "report.json"]
+    );
     let report = report_of(&dir);
     assert_eq!(report["trace_written"], false);
     assert_eq!(report["trace_truncated"], false);

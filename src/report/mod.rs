@@ -6,6 +6,7 @@
 //! `docs/report-format.md`; bump [`SCHEMA_VERSION`] on any incompatible change.
 
 pub mod charts;
+pub mod html;
 pub mod output;
 pub mod view;
 
@@ -170,9 +171,9 @@ pub fn verdict_word(v: Verdict) -> &'static str {
     }
 }
 
-/// Writes `history.jsonl`, `report.json` and (if `with_trace`) `trace.jsonl` into the staging
-/// folder and moves it into place as a whole (see [`output`]). Returns the path of
-/// `report.json` under the target as given.
+/// Writes `history.jsonl`, `report.json`, (if `with_trace`) `trace.jsonl`, the charts and
+/// `report.html` into the staging folder and moves it into place as a whole (see [`output`]).
+/// Returns the path of `report.json` under the target as given.
 pub fn write_run(
     staging: Staging,
     report: &Report,
@@ -190,14 +191,26 @@ pub fn write_run(
     json.push(b'\n');
     staging.write("report.json", [json.as_slice()])?;
     let view = view_of_run(report, record);
-    for chart in charts::render(&view) {
+    let charts = charts::render(&view);
+    for chart in &charts {
         staging.write(&chart.file_name, [chart.svg.as_bytes()])?;
     }
+    let page = html::render_run(&view, &charts, |o| view_of_run_with(report, record, o));
+    staging.write("report.html", [page.as_bytes()])?;
     Ok(staging.commit()?.join("report.json"))
 }
 
 /// The view of a run that just finished (see [`view`]), from its record and report.
 pub fn view_of_run(report: &Report, record: &RunRecord) -> view::RunView {
+    view_of_run_with(report, record, &view::ViewOptions::default())
+}
+
+/// [`view_of_run`] with the messages `options` choose.
+pub fn view_of_run_with(
+    report: &Report,
+    record: &RunRecord,
+    options: &view::ViewOptions,
+) -> view::RunView {
     let kept = !record.trace_jsonl.is_empty();
     view::RunView::build(
         &record.scenario.registry(),
@@ -205,7 +218,7 @@ pub fn view_of_run(report: &Report, record: &RunRecord) -> view::RunView {
         report.nodes.clone(),
         record.history.clone(),
         kept.then(|| record.trace_jsonl.lines()),
-        &view::ViewOptions::default(),
+        options,
     )
 }
 

@@ -189,6 +189,9 @@ fn run_check(record: &RunRecord) -> CheckResult {
     );
     for r in results {
         merged.evidence.extend(r.evidence);
+        if merged.details.is_none() {
+            merged.details = r.details;
+        }
     }
     merged
 }
@@ -236,6 +239,10 @@ pub fn check_run_history(
                     .lines()
                     .map(str::to_string)
                     .collect();
+                r.details = Some(
+                    serde_json::to_value(c.timeline_view(history, report.model))
+                        .expect("timeline views serialize"),
+                );
             }
             r.metrics
                 .insert("operations".into(), report.operations.into());
@@ -425,6 +432,123 @@ pub struct Counterexample {
     /// False if the prefix comes from a search that stopped at a limit (the verdict then rests
     /// on `impossible`).
     pub search_complete: bool,
+    /// Every operation of the part (after unobservable ones were pruned), in invoke order, with
+    /// its place in the prefix: what a picture of the counterexample draws
+    /// ([`TimelineView`]). Not serialized (`check-history --json` prints the fields above).
+    #[serde(skip)]
+    pub timeline: Vec<TimelineOp>,
+}
+
+/// An operation of a counterexample's part, for drawing it on a time axis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineOp {
+    /// The operation.
+    pub op: OpView,
+    /// Its position in the longest linearizable prefix (0-based), if it is in it.
+    pub prefix_position: Option<usize>,
+}
+
+/// Operations of the failing part a [`TimelineView`] keeps: the blocked one and the ones
+/// invoked nearest before and after it.
+pub const TIMELINE_SHOWN: usize = 400;
+
+/// A counterexample of a run's history laid out on a time axis, for the HTML report
+/// (Porcupine's picture): `CheckResult::details` of a failed `linearizability` check, as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineView {
+    /// Always `"linearizability-counterexample"`.
+    pub kind: String,
+    /// The model's name (`kv`, `register`, ...).
+    pub model: String,
+    /// The failing part (the key of a key-value history), if the check was partitioned.
+    pub partition: Option<String>,
+    /// Operations in the part (after pruning operations whose effect nothing observes).
+    pub part_operations: usize,
+    /// The operations shown, in invoke order: at most [`TIMELINE_SHOWN`], around the blocked one.
+    pub operations: Vec<TimelineViewOp>,
+    /// Operations of the part not shown, invoked before / after the ones shown.
+    pub left_out_before: usize,
+    /// See `left_out_before`.
+    pub left_out_after: usize,
+    /// Length of the longest linearizable prefix found.
+    pub prefix_length: usize,
+    /// The model's state after the prefix.
+    pub state: String,
+    /// Index in `operations` of the operation that cannot be placed.
+    pub blocked: usize,
+    /// Why it cannot be placed, in one sentence.
+    pub explanation: String,
+}
+
+/// One operation of a [`TimelineView`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineViewOp {
+    /// The client process.
+    pub process: u64,
+    /// The client node that ran it (empty if the history names none).
+    pub node: String,
+    /// The operation as text (`get k1 -> 3`).
+    pub op: String,
+    /// When it was invoked (ns).
+    pub invoke_ns: u64,
+    /// When it completed (ns); `None`: never (outcome unknown, pending to the end).
+    pub complete_ns: Option<u64>,
+    /// Its position in the linearizable prefix (0-based), if it is in it.
+    pub prefix_position: Option<usize>,
+}
+
+impl Counterexample {
+    /// Why the blocked operation cannot be placed, in one sentence.
+    pub fn explanation(&self) -> String {
+        match &self.blocked_leads_to {
+            None => format!("it is impossible in state {}", self.state),
+            Some(next) => {
+                format!("it could give {next}, but every order that places it there fails later")
+            }
+        }
+    }
+
+    /// The counterexample on a time axis: `history` is the history the check read (the events
+    /// its operations' positions refer to), `model` the model's name.
+    pub fn timeline_view(&self, history: &[HistoryEvent], model: &str) -> TimelineView {
+        let at = |event: usize| history.get(event).map_or(0, |e| e.time_ns);
+        let blocked = self
+            .timeline
+            .iter()
+            .position(|t| t.op == self.blocked)
+            .unwrap_or(0);
+        let from = blocked
+            .saturating_sub(TIMELINE_SHOWN * 3 / 4)
+            .min(self.timeline.len().saturating_sub(TIMELINE_SHOWN));
+        let until = (from + TIMELINE_SHOWN).min(self.timeline.len());
+        let operations = self.timeline[from..until]
+            .iter()
+            .map(|t| TimelineViewOp {
+                process: t.op.process,
+                node: history
+                    .get(t.op.invoke_event)
+                    .map(|e| e.node.clone())
+                    .unwrap_or_default(),
+                op: t.op.op.clone(),
+                invoke_ns: at(t.op.invoke_event),
+                complete_ns: t.op.complete_event.map(at),
+                prefix_position: t.prefix_position,
+            })
+            .collect();
+        TimelineView {
+            kind: "linearizability-counterexample".into(),
+            model: model.to_string(),
+            partition: self.partition.clone(),
+            part_operations: self.operations,
+            operations,
+            left_out_before: from,
+            left_out_after: self.timeline.len() - until,
+            prefix_length: self.prefix_length,
+            state: self.state.clone(),
+            blocked: blocked - from,
+            explanation: self.explanation(),
+        }
+    }
 }
 
 /// How to name a position of the history in counterexample text.
@@ -503,16 +627,7 @@ impl Counterexample {
             self.blocked.op,
             at.span(&self.blocked)
         );
-        let _ = writeln!(
-            s,
-            "  {}",
-            match &self.blocked_leads_to {
-                None => format!("it is impossible in state {}", self.state),
-                Some(next) => format!(
-                    "it could give {next}, but every order that places it there fails later"
-                ),
-            }
-        );
+        let _ = writeln!(s, "  {}", self.explanation());
         if self.concurrent.is_empty() {
             let _ = writeln!(s, "no other operation was invoked before it completed");
         } else {
@@ -1074,6 +1189,17 @@ fn counterexample<M: Model>(
     let blocked_leads_to = model
         .step(&state, &b.input, b.output.as_ref())
         .map(|n| model.describe_state(&n));
+    let mut position: Vec<Option<usize>> = vec![None; part.ops.len()];
+    for (n, &i) in prefix.iter().enumerate() {
+        position[i] = Some(n);
+    }
+    let mut timeline: Vec<TimelineOp> = (0..part.ops.len())
+        .map(|i| TimelineOp {
+            op: view(model, i),
+            prefix_position: position[i],
+        })
+        .collect();
+    timeline.sort_by_key(|t| t.op.invoke_event);
     Counterexample {
         partition: part.key.clone(),
         operations: part.ops.len(),
@@ -1086,6 +1212,7 @@ fn counterexample<M: Model>(
         concurrent_more: more,
         impossible: impossible.map(|(i, why)| (view(model, i), why)),
         search_complete,
+        timeline,
     }
 }
 
