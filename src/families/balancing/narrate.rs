@@ -159,6 +159,9 @@ impl BalancingNarrator {
                     finished as f64 * 100.0 / total as f64,
                 );
             }
+            if finished == 0 {
+                continue; // no traffic (e.g. ejected): no evidence either way
+            }
             Self::toggle(
                 &mut self.failing,
                 backend,

@@ -43,6 +43,15 @@ struct Second {
     synced_keys: u64,
 }
 
+/// An acknowledgement in flight.
+#[derive(Debug)]
+enum Ack {
+    /// A replica's `write-ack` of operation `op` to its coordinator (the receiver).
+    Write { op: u64 },
+    /// An owner's `handoff-ack` of the hint of `key` (to the fallback that held it).
+    Handoff { key: String },
+}
+
 /// See the module docs.
 struct QuorumNarrator {
     cast: Cast,
@@ -50,8 +59,8 @@ struct QuorumNarrator {
     now: Second,
     /// Client requests awaiting a reply: (client, id) -> is a write.
     open: BTreeMap<(String, u64), bool>,
-    /// Write acks and handoff acks in flight: msg id -> (for handoff acks) the key.
-    acks_in_flight: BTreeMap<u64, Option<String>>,
+    /// Acks in flight by msg id.
+    acks_in_flight: BTreeMap<u64, Ack>,
     /// Hints each node holds: (key, owner).
     hints: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Sibling counts per key and node, for keys that ever had more than one.
@@ -92,13 +101,20 @@ impl QuorumNarrator {
         let s = std::mem::take(&mut self.now);
         let (writes, reads): (u64, u64) = (s.writes.values().sum(), s.reads.values().sum());
         if writes + reads > 0 {
+            let part = |n: u64, noun: &str, counts: &BTreeMap<&'static str, u64>| {
+                (n > 0).then(|| format!("{} ({})", narrate::count(n, noun), tally(counts)))
+            };
+            let parts: Vec<String> = [
+                part(writes, "write", &s.writes),
+                part(reads, "read", &s.reads),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let mut text = format!(
-                "in the second to {}: {} ({}) and {} ({})",
+                "in the second to {}: {} answered",
                 narrate::duration(end_ns),
-                narrate::count(writes, "write"),
-                tally(&s.writes),
-                narrate::count(reads, "read"),
-                tally(&s.reads),
+                parts.join(" and ")
             );
             if !s.write_ops.is_empty() {
                 text.push_str(&format!(
@@ -208,22 +224,15 @@ impl QuorumNarrator {
                 }
             }
             "write-ack" => {
-                if let Some(id) = e.u64("msg_id") {
-                    self.acks_in_flight.insert(id, None);
+                if let (Some(id), Some(op)) = (e.u64("msg_id"), msg["op"].as_u64()) {
+                    self.acks_in_flight.insert(id, Ack::Write { op });
                 }
             }
             "handoff-ack" => {
                 if let Some(id) = e.u64("msg_id") {
-                    self.acks_in_flight
-                        .insert(id, Some(msg["key"].as_str().unwrap_or("").to_string()));
+                    let key = msg["key"].as_str().unwrap_or("").to_string();
+                    self.acks_in_flight.insert(id, Ack::Handoff { key });
                 }
-            }
-            "handoff" => {
-                *self
-                    .now
-                    .handed
-                    .entry((e.node.clone(), to.to_string()))
-                    .or_default() += 1;
             }
             "repair" => self.now.repairs += 1,
             "sync" => {
@@ -307,7 +316,7 @@ impl Narrator for QuorumNarrator {
             "send" => self.send(e, out),
             "observe" => self.observe(e, out),
             "deliver" | "drop" if !self.acks_in_flight.is_empty() => {
-                let Some(key) = e
+                let Some(ack) = e
                     .u64("msg_id")
                     .and_then(|id| self.acks_in_flight.remove(&id))
                 else {
@@ -316,10 +325,21 @@ impl Narrator for QuorumNarrator {
                 if e.kind == "drop" {
                     return;
                 }
-                match key {
-                    None => self.now.acks += 1,
-                    Some(key) => {
+                match ack {
+                    // Counted with the writes coordinated in this second (an ack crossing
+                    // into the next second is left out, so the average never exceeds N).
+                    Ack::Write { op } => {
+                        if self.now.write_ops.contains(&(e.node.clone(), op)) {
+                            self.now.acks += 1;
+                        }
+                    }
+                    Ack::Handoff { key } => {
                         let owner = e.str("from").unwrap_or("?").to_string();
+                        *self
+                            .now
+                            .handed
+                            .entry((e.node.clone(), owner.clone()))
+                            .or_default() += 1;
                         if self
                             .hints
                             .get_mut(&e.node)
@@ -385,7 +405,7 @@ mod tests {
         assert_eq!(
             texts,
             vec![
-                "in the second to 1 s: 1 write (1 ok) and 1 read (1 fail); 1.0 replicas acknowledged each write on average",
+                "in the second to 1 s: 1 write (1 ok) and 1 read (1 fail) answered; 1.0 replicas acknowledged each write on average",
                 "n3 stores 1 hint for n2, which it cannot reach (sloppy quorum)",
                 "n3 hands 1 hint back to n2 (hinted handoff)",
             ]

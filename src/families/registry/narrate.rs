@@ -45,6 +45,9 @@ pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
     })
 }
 
+/// Most instance names a client-view line lists.
+const MAX_NAMES: usize = 12;
+
 /// Changes of one registry view at one instant, told in one line when the instant ends.
 #[derive(Debug, Default)]
 struct Pending {
@@ -275,16 +278,16 @@ impl RegistryNarrator {
                 );
             }
             "warmed-up" => {
-                out.say(
-                    t,
-                    Some(node),
-                    "registry",
+                let (leases, peer) = (narrate::num(obs, "leases"), self.cast.name(obs.get("peer")));
+                let text = if leases == 0 {
+                    format!("{node} warms up: {peer} has no lease to copy yet")
+                } else {
                     format!(
-                        "{node} warms up: it copies {} from {}",
-                        narrate::count(narrate::num(obs, "leases"), "lease"),
-                        self.cast.name(obs.get("peer"))
-                    ),
-                );
+                        "{node} warms up: it copies {} from {peer}",
+                        narrate::count(leases, "lease")
+                    )
+                };
+                out.say(t, Some(node), "registry", text);
             }
             "registration" => {
                 let state = narrate::text(obs, "state").to_string();
@@ -314,6 +317,15 @@ impl RegistryNarrator {
             }
             "client-view" => {
                 let now: Vec<String> = instances("instances").into_iter().collect();
+                let shown = if now.len() > MAX_NAMES {
+                    format!(
+                        "{}, ... ({} more)",
+                        now[..MAX_NAMES].join(", "),
+                        now.len() - MAX_NAMES
+                    )
+                } else {
+                    now.join(", ")
+                };
                 let text = if now.is_empty() {
                     format!(
                         "{node} now sees no instance of {}",
@@ -324,7 +336,7 @@ impl RegistryNarrator {
                         "{node} now sees {} of {}: {}",
                         narrate::count(now.len() as u64, "instance"),
                         narrate::text(obs, "service"),
-                        now.join(", ")
+                        shown
                     )
                 };
                 out.say(t, Some(node), "registry", text);
