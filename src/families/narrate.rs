@@ -114,6 +114,46 @@ pub fn second_of(t_ns: u64) -> u64 {
     t_ns / 1_000_000_000
 }
 
+/// Helpers for the narrators' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::family::{CastMember, Narration, Narrator};
+    use crate::sim::trace::TraceEvent;
+
+    /// A cast of (name, is a client, what it runs).
+    pub(crate) fn cast(members: &[(&str, bool, &str)]) -> Vec<CastMember> {
+        members
+            .iter()
+            .map(|(name, client, runs)| CastMember {
+                name: name.to_string(),
+                client: *client,
+                part: "p".into(),
+                runs: runs.to_string(),
+            })
+            .collect()
+    }
+
+    /// Feeds trace `lines` to the narrator `made` for a cast, then finishes at `end_ns`.
+    pub(crate) fn tell<S: AsRef<str>>(
+        made: Option<Box<dyn Narrator>>,
+        lines: &[S],
+        end_ns: u64,
+    ) -> Narration {
+        let mut n = made.expect("the cast has a narrator");
+        let mut out = Narration::default();
+        for l in lines {
+            n.event(&TraceEvent::parse(l.as_ref()).unwrap(), &mut out);
+        }
+        n.finish(end_ns, &mut out);
+        out
+    }
+
+    /// The story's sentences, in order.
+    pub(crate) fn texts(out: &Narration) -> Vec<&str> {
+        out.lines.iter().map(|l| l.text.as_str()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

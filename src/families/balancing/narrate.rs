@@ -537,32 +537,17 @@ impl Narrator for BalancingNarrator {
 mod tests {
     use super::*;
 
-    fn cast() -> Vec<CastMember> {
-        [
+    use crate::families::narrate::testing;
+
+    fn tell(lines: &[String]) -> Narration {
+        let cast = testing::cast(&[
             ("web1", false, "backend"),
             ("web2", false, "backend"),
             ("web3", false, "backend"),
             ("lb1", false, "balancer"),
             ("shop1", true, "saga"),
-        ]
-        .iter()
-        .map(|(n, client, runs)| CastMember {
-            name: n.to_string(),
-            client: *client,
-            part: "p".into(),
-            runs: runs.to_string(),
-        })
-        .collect()
-    }
-
-    fn tell(lines: &[String]) -> Narration {
-        let mut n = narrator(&cast()).unwrap();
-        let mut out = Narration::default();
-        for l in lines {
-            n.event(&TraceEvent::parse(l).unwrap(), &mut out);
-        }
-        n.finish(u64::MAX, &mut out);
-        out
+        ]);
+        testing::tell(narrator(&cast), lines, u64::MAX)
     }
 
     fn obs(t: u64, node: &str, obs: &str) -> String {

@@ -545,35 +545,19 @@ impl Narrator for LockNarrator {
 mod tests {
     use super::*;
 
+    use crate::families::narrate::testing::{self, texts};
+
     fn cast() -> Vec<CastMember> {
-        [
+        testing::cast(&[
             ("locks1", false, "lock-server"),
             ("disk", false, "fenced-storage"),
             ("c1", true, "lock"),
             ("c2", true, "lock"),
-        ]
-        .iter()
-        .map(|(n, client, runs)| CastMember {
-            name: n.to_string(),
-            client: *client,
-            part: "p".into(),
-            runs: runs.to_string(),
-        })
-        .collect()
+        ])
     }
 
     fn tell(lines: &[&str]) -> Narration {
-        let mut n = narrator(&cast()).expect("a lock cast has a narrator");
-        let mut out = Narration::default();
-        for l in lines {
-            n.event(&TraceEvent::parse(l).unwrap(), &mut out);
-        }
-        n.finish(u64::MAX, &mut out);
-        out
-    }
-
-    fn texts(out: &Narration) -> Vec<&str> {
-        out.lines.iter().map(|l| l.text.as_str()).collect()
+        testing::tell(narrator(&cast()), lines, u64::MAX)
     }
 
     #[test]
@@ -633,20 +617,19 @@ mod tests {
     fn sessions_and_watch_notifications_are_summarised() {
         let mut cast = cast();
         cast[0].runs = "coordination".into();
-        let mut n = narrator(&cast).unwrap();
-        let mut out = Narration::default();
-        for l in [
-            r#"{"t_ns":1,"node":"locks1","kind":"observe","obs":{"fact":"role","role":"leader","term":2}}"#,
-            r#"{"t_ns":2,"node":"locks1","kind":"send","to":"c1","msg_id":9,"msg":{"type":"reply","id":1,"answer":{"status":"done","outcome":{"outcome":"lease","lease":3,"ttl_ms":2000}}}}"#,
-            r#"{"t_ns":3,"node":"c1","kind":"deliver","from":"locks1","msg_id":9}"#,
-            r#"{"t_ns":4,"node":"c1","kind":"observe","obs":{"fact":"notified","key":"/lock/a"}}"#,
-            r#"{"t_ns":5,"node":"c2","kind":"observe","obs":{"fact":"notified","key":"/lock/a"}}"#,
-            r#"{"t_ns":6,"node":"locks1","kind":"observe","obs":{"fact":"lease-expired","lease":3,"ttl_ms":2000}}"#,
-            r#"{"t_ns":7,"node":"c1","kind":"send","to":"locks1","msg_id":10,"msg":{"type":"request","id":2,"command":{"cmd":"lease-revoke","lease":3}}}"#,
-        ] {
-            n.event(&TraceEvent::parse(l).unwrap(), &mut out);
-        }
-        n.finish(10, &mut out);
+        let out = testing::tell(
+            narrator(&cast),
+            &[
+                r#"{"t_ns":1,"node":"locks1","kind":"observe","obs":{"fact":"role","role":"leader","term":2}}"#,
+                r#"{"t_ns":2,"node":"locks1","kind":"send","to":"c1","msg_id":9,"msg":{"type":"reply","id":1,"answer":{"status":"done","outcome":{"outcome":"lease","lease":3,"ttl_ms":2000}}}}"#,
+                r#"{"t_ns":3,"node":"c1","kind":"deliver","from":"locks1","msg_id":9}"#,
+                r#"{"t_ns":4,"node":"c1","kind":"observe","obs":{"fact":"notified","key":"/lock/a"}}"#,
+                r#"{"t_ns":5,"node":"c2","kind":"observe","obs":{"fact":"notified","key":"/lock/a"}}"#,
+                r#"{"t_ns":6,"node":"locks1","kind":"observe","obs":{"fact":"lease-expired","lease":3,"ttl_ms":2000}}"#,
+                r#"{"t_ns":7,"node":"c1","kind":"send","to":"locks1","msg_id":10,"msg":{"type":"request","id":2,"command":{"cmd":"lease-revoke","lease":3}}}"#,
+            ],
+            10,
+        );
         assert_eq!(
             texts(&out),
             vec![
@@ -666,15 +649,10 @@ mod tests {
 
     #[test]
     fn a_registry_without_lock_clients_gets_no_lock_narrator() {
-        let cast: Vec<CastMember> = [("r1", "coordination"), ("web1", "service-instance")]
-            .iter()
-            .map(|(n, runs)| CastMember {
-                name: n.to_string(),
-                client: false,
-                part: "p".into(),
-                runs: runs.to_string(),
-            })
-            .collect();
+        let cast = testing::cast(&[
+            ("r1", false, "coordination"),
+            ("web1", false, "service-instance"),
+        ]);
         assert!(narrator(&cast).is_none());
     }
 }

@@ -363,47 +363,39 @@ impl Narrator for QuorumNarrator {
 mod tests {
     use super::*;
 
+    use crate::families::narrate::testing::{self, texts};
+
     fn cast() -> Vec<CastMember> {
-        [
+        testing::cast(&[
             ("n1", false, "quorum-store"),
             ("n2", false, "quorum-store"),
             ("n3", false, "quorum-store"),
             ("c1", true, "kv"),
-        ]
-        .iter()
-        .map(|(n, client, runs)| CastMember {
-            name: n.to_string(),
-            client: *client,
-            part: "p".into(),
-            runs: runs.to_string(),
-        })
-        .collect()
+        ])
     }
 
     #[test]
     fn a_second_of_traffic_is_one_summary_and_hints_are_counted() {
-        let mut n = narrator(&cast()).unwrap();
-        let mut out = Narration::default();
-        for l in [
-            r#"{"t_ns":1,"node":"c1","kind":"send","to":"n1","msg_id":0,"msg":{"type":"request","id":1,"op":{"f":"put","key":"k1","value":"a"}}}"#,
-            r#"{"t_ns":2,"node":"n1","kind":"send","to":"n2","msg_id":1,"msg":{"type":"write","op":7,"key":"k1","state":{},"hint":null}}"#,
-            r#"{"t_ns":2,"node":"n1","kind":"send","to":"n3","msg_id":2,"msg":{"type":"write","op":7,"key":"k1","state":{},"hint":2}}"#,
-            r#"{"t_ns":3,"node":"n2","kind":"send","to":"n1","msg_id":3,"msg":{"type":"write-ack","op":7}}"#,
-            r#"{"t_ns":3,"node":"n3","kind":"observe","obs":{"fact":"hinted","key":"k1","owner":1}}"#,
-            r#"{"t_ns":4,"node":"n1","kind":"deliver","from":"n2","msg_id":3}"#,
-            r#"{"t_ns":5,"node":"n1","kind":"send","to":"c1","msg_id":4,"msg":{"type":"reply","id":1,"outcome":{"status":"ok","value":null}}}"#,
-            r#"{"t_ns":6,"node":"c1","kind":"send","to":"n1","msg_id":5,"msg":{"type":"request","id":2,"op":{"f":"get","key":"k1"}}}"#,
-            r#"{"t_ns":7,"node":"n1","kind":"send","to":"c1","msg_id":6,"msg":{"type":"reply","id":2,"outcome":{"status":"fail","value":null}}}"#,
-            r#"{"t_ns":1500000000,"node":"n3","kind":"send","to":"n2","msg_id":7,"msg":{"type":"handoff","key":"k1","state":{}}}"#,
-            r#"{"t_ns":1500000001,"node":"n2","kind":"send","to":"n3","msg_id":8,"msg":{"type":"handoff-ack","key":"k1","digest":1}}"#,
-            r#"{"t_ns":1500000002,"node":"n3","kind":"deliver","from":"n2","msg_id":8}"#,
-        ] {
-            n.event(&TraceEvent::parse(l).unwrap(), &mut out);
-        }
-        n.finish(2_000_000_000, &mut out);
-        let texts: Vec<&str> = out.lines.iter().map(|l| l.text.as_str()).collect();
+        let out = testing::tell(
+            narrator(&cast()),
+            &[
+                r#"{"t_ns":1,"node":"c1","kind":"send","to":"n1","msg_id":0,"msg":{"type":"request","id":1,"op":{"f":"put","key":"k1","value":"a"}}}"#,
+                r#"{"t_ns":2,"node":"n1","kind":"send","to":"n2","msg_id":1,"msg":{"type":"write","op":7,"key":"k1","state":{},"hint":null}}"#,
+                r#"{"t_ns":2,"node":"n1","kind":"send","to":"n3","msg_id":2,"msg":{"type":"write","op":7,"key":"k1","state":{},"hint":2}}"#,
+                r#"{"t_ns":3,"node":"n2","kind":"send","to":"n1","msg_id":3,"msg":{"type":"write-ack","op":7}}"#,
+                r#"{"t_ns":3,"node":"n3","kind":"observe","obs":{"fact":"hinted","key":"k1","owner":1}}"#,
+                r#"{"t_ns":4,"node":"n1","kind":"deliver","from":"n2","msg_id":3}"#,
+                r#"{"t_ns":5,"node":"n1","kind":"send","to":"c1","msg_id":4,"msg":{"type":"reply","id":1,"outcome":{"status":"ok","value":null}}}"#,
+                r#"{"t_ns":6,"node":"c1","kind":"send","to":"n1","msg_id":5,"msg":{"type":"request","id":2,"op":{"f":"get","key":"k1"}}}"#,
+                r#"{"t_ns":7,"node":"n1","kind":"send","to":"c1","msg_id":6,"msg":{"type":"reply","id":2,"outcome":{"status":"fail","value":null}}}"#,
+                r#"{"t_ns":1500000000,"node":"n3","kind":"send","to":"n2","msg_id":7,"msg":{"type":"handoff","key":"k1","state":{}}}"#,
+                r#"{"t_ns":1500000001,"node":"n2","kind":"send","to":"n3","msg_id":8,"msg":{"type":"handoff-ack","key":"k1","digest":1}}"#,
+                r#"{"t_ns":1500000002,"node":"n3","kind":"deliver","from":"n2","msg_id":8}"#,
+            ],
+            2_000_000_000,
+        );
         assert_eq!(
-            texts,
+            texts(&out),
             vec![
                 "in the second to 1 s: 1 write (1 ok) and 1 read (1 fail) answered; 1.0 replicas acknowledged each write on average",
                 "n3 stores 1 hint for n2, which it cannot reach (sloppy quorum)",
@@ -421,18 +413,17 @@ mod tests {
 
     #[test]
     fn siblings_appearing_and_merging_are_told() {
-        let mut n = narrator(&cast()).unwrap();
-        let mut out = Narration::default();
-        for l in [
-            r#"{"t_ns":1,"node":"n1","kind":"observe","obs":{"fact":"stored","key":"k1","state":{"kind":"siblings","versions":[{"v":"a"}],"seen":[]}}}"#,
-            r#"{"t_ns":2,"node":"n1","kind":"observe","obs":{"fact":"stored","key":"k1","state":{"kind":"siblings","versions":[{"v":"a"},{"v":"b"}],"seen":[]}}}"#,
-            r#"{"t_ns":3,"node":"n1","kind":"observe","obs":{"fact":"stored","key":"k1","state":{"kind":"siblings","versions":[{"v":"c"}],"seen":[]}}}"#,
-        ] {
-            n.event(&TraceEvent::parse(l).unwrap(), &mut out);
-        }
-        let texts: Vec<&str> = out.lines.iter().map(|l| l.text.as_str()).collect();
+        let out = testing::tell(
+            narrator(&cast()),
+            &[
+                r#"{"t_ns":1,"node":"n1","kind":"observe","obs":{"fact":"stored","key":"k1","state":{"kind":"siblings","versions":[{"v":"a"}],"seen":[]}}}"#,
+                r#"{"t_ns":2,"node":"n1","kind":"observe","obs":{"fact":"stored","key":"k1","state":{"kind":"siblings","versions":[{"v":"a"},{"v":"b"}],"seen":[]}}}"#,
+                r#"{"t_ns":3,"node":"n1","kind":"observe","obs":{"fact":"stored","key":"k1","state":{"kind":"siblings","versions":[{"v":"c"}],"seen":[]}}}"#,
+            ],
+            u64::MAX,
+        );
         assert_eq!(
-            texts,
+            texts(&out),
             vec![
                 "k1 now has 2 concurrent siblings on n1",
                 "k1's siblings are merged: every node holding it has one version",

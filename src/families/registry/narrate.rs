@@ -372,27 +372,14 @@ impl Narrator for RegistryNarrator {
 mod tests {
     use super::*;
 
+    use crate::families::narrate::testing::{self, texts};
+
     fn member(name: &str, client: bool, runs: &str) -> CastMember {
-        CastMember {
-            name: name.into(),
-            client,
-            part: "p".into(),
-            runs: runs.into(),
-        }
+        testing::cast(&[(name, client, runs)]).remove(0)
     }
 
     fn tell(cast: &[CastMember], lines: &[&str]) -> Narration {
-        let mut n = narrator(cast).expect("a registry cast has a narrator");
-        let mut out = Narration::default();
-        for l in lines {
-            n.event(&TraceEvent::parse(l).unwrap(), &mut out);
-        }
-        n.finish(u64::MAX, &mut out);
-        out
-    }
-
-    fn texts(out: &Narration) -> Vec<&str> {
-        out.lines.iter().map(|l| l.text.as_str()).collect()
+        testing::tell(narrator(cast), lines, u64::MAX)
     }
 
     #[test]
