@@ -9,6 +9,7 @@ pub mod balancing;
 pub mod broadcast;
 pub mod kv;
 pub mod lock;
+pub mod narrate;
 pub mod paxos;
 pub mod quorum;
 pub mod raft;

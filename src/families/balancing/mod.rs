@@ -41,6 +41,7 @@ pub mod client;
 pub mod health;
 pub mod ledger;
 pub mod limiter;
+pub mod narrate;
 pub mod options;
 pub mod payments;
 pub mod retry;
@@ -225,5 +226,5 @@ pub static FAMILY: Family = Family {
         saga_checks::SAGA_ATOMICITY_CHECK,
     ],
     decisions: None,
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };

@@ -98,6 +98,7 @@ pub mod checks;
 pub mod client;
 pub mod coord;
 pub mod metrics;
+pub mod narrate;
 pub mod redlock;
 pub mod server;
 pub mod storage;
@@ -483,7 +484,7 @@ pub static FAMILY: Family = Family {
     ],
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };
 
 /// The `lock-server` protocol.

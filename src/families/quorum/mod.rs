@@ -48,6 +48,7 @@
 
 pub mod checks;
 pub mod client;
+pub mod narrate;
 pub mod ring;
 pub mod server;
 pub mod state;
@@ -83,7 +84,7 @@ pub static FAMILY: Family = Family {
         checks::STALENESS_CHECK,
     ],
     decisions: None,
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };
 
 /// The `quorum-store` protocol.

@@ -41,6 +41,7 @@ pub mod cp;
 pub mod discovery;
 pub mod eureka;
 pub mod instance;
+pub mod narrate;
 
 use std::sync::Arc;
 
@@ -400,7 +401,7 @@ pub static FAMILY: Family = Family {
         cp::linearizable::CHECK,
     ],
     decisions: None,
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };
 
 /// The registry role an instance role registers with: `name` if given, else the one role
