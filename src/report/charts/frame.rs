@@ -13,7 +13,8 @@ pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 /// What drawing on an SVG page can return.
 pub(crate) type Drawn<T = ()> = Result<T, DrawingAreaErrorKind<std::io::Error>>;
 /// A chart whose x axis is simulated time in seconds.
-pub(crate) type TimeChart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+pub(crate) type TimeChart<'a, 'b, Y> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
 
 /// Page width (px).
 pub(crate) const WIDTH: u32 = 1000;
@@ -137,7 +138,11 @@ fn draw_legend(area: &Area, entries: &[LegendEntry]) -> Drawn {
     let font = (FONT, 13).into_font().color(&BLACK);
     let (_, height) = area.dim_in_pixel();
     let rows = ((height as i32 - 30) / ROW).max(1) as usize;
-    let shown = if entries.len() > rows { rows - 1 } else { entries.len() };
+    let shown = if entries.len() > rows {
+        rows - 1
+    } else {
+        entries.len()
+    };
     for (i, e) in entries.iter().take(shown).enumerate() {
         let y = 14 + ROW * i as i32;
         let mark_style = ShapeStyle::from(&e.color).filled();
@@ -232,8 +237,8 @@ where
 
 /// The fault kinds in legend order, with their legend text and colour.
 const FAULT_KINDS: [(&str, &str, RGBColor); 8] = [
-    ("partition", "partition", RGBColor(31, 119, 180)),
-    ("isolate", "isolate", RGBColor(31, 119, 180)),
+    ("partition", "partition", RGBColor(230, 170, 0)),
+    ("isolate", "isolate", RGBColor(230, 170, 0)),
     ("cut", "cut links", RGBColor(23, 190, 207)),
     ("degrade", "degraded link", RGBColor(188, 189, 34)),
     ("crash", "crash", RGBColor(90, 90, 90)),
@@ -257,7 +262,9 @@ fn is_instant(f: &FaultSpan) -> bool {
 }
 
 /// Legend entries for the kinds among `faults`.
-pub(crate) fn fault_legend<'f>(faults: impl Iterator<Item = &'f FaultSpan> + Clone) -> Vec<LegendEntry> {
+pub(crate) fn fault_legend<'f>(
+    faults: impl Iterator<Item = &'f FaultSpan> + Clone,
+) -> Vec<LegendEntry> {
     FAULT_KINDS
         .iter()
         .filter(|(kind, _, _)| faults.clone().any(|f| f.kind == *kind))

@@ -121,7 +121,8 @@ pub(crate) mod test_views {
             error: None,
         };
         let index = view.history.len() as u64;
-        view.history.push(event(EventType::Invoke, invoke_ns, index));
+        view.history
+            .push(event(EventType::Invoke, invoke_ns, index));
         if let Some((t, kind)) = complete {
             view.history.push(event(kind, t, index + 1));
         }
@@ -210,13 +211,23 @@ mod tests {
         let mut v = view(&["n1", "n2", "n3"], &["c1", "c2"], 5_000_000_000);
         for i in 0..300u64 {
             let outcome = [EventType::Ok, EventType::Fail, EventType::Info][(i % 3) as usize];
-            op(&mut v, i % 2, i * 10_000_000, Some((i * 10_000_000 + 3_000_000 + i * 1000, outcome)));
+            op(
+                &mut v,
+                i % 2,
+                i * 10_000_000,
+                Some((i * 10_000_000 + 3_000_000 + i * 1000, outcome)),
+            );
         }
-        v.faults
-            .push(fault("partition", "partition n1 | n2 n3", 1_000_000_000, Some(2_000_000_000)));
+        v.faults.push(fault(
+            "partition",
+            "partition n1 | n2 n3",
+            1_000_000_000,
+            Some(2_000_000_000),
+        ));
         v.narration.set(700_000_000, "n2", "role", "leader");
         v.narration.set(700_000_000, "n2", "term", "2");
-        v.narration.sample(1_000_000_000, "commit index", "n2", 10.0);
+        v.narration
+            .sample(1_000_000_000, "commit index", "n2", 10.0);
         let first = render(&v);
         let second = render(&v.clone());
         assert_eq!(first.len(), 4);

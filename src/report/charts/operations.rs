@@ -113,7 +113,9 @@ pub fn strides(counts: [usize; 3], budget: usize) -> [usize; 3] {
     while kept(fail, k_rare) + kept(info, k_rare) > rare_budget {
         k_rare += 1;
     }
-    let ok_budget = budget.saturating_sub(kept(fail, k_rare) + kept(info, k_rare)).max(1);
+    let ok_budget = budget
+        .saturating_sub(kept(fail, k_rare) + kept(info, k_rare))
+        .max(1);
     let k_ok = ok.div_ceil(ok_budget).max(1);
     [k_ok, k_rare, k_rare]
 }
@@ -125,7 +127,8 @@ pub fn latency(view: &RunView) -> Option<Chart> {
         return None;
     }
     let end_ns = (time_range(view).end * 1e9) as u64;
-    let latency_ms = |o: &Operation| (o.complete_ns.unwrap_or(end_ns).saturating_sub(o.invoke_ns)) as f64 / 1e6;
+    let latency_ms =
+        |o: &Operation| (o.complete_ns.unwrap_or(end_ns).saturating_sub(o.invoke_ns)) as f64 / 1e6;
     let mut counts = [0; 3];
     for o in &ops {
         counts[o.outcome.index()] += 1;
@@ -165,7 +168,8 @@ pub fn latency(view: &RunView) -> Option<Chart> {
             } else {
                 format!("{} ({n})", o.word())
             };
-            page.legend.push(LegendEntry::new(label, o.color(), Mark::Dot));
+            page.legend
+                .push(LegendEntry::new(label, o.color(), Mark::Dot));
         }
     }
     page.legend.extend(fault_legend(view.faults.iter()));
@@ -278,13 +282,7 @@ pub fn throughput(view: &RunView) -> Option<Chart> {
         ));
     }
     page.legend.extend(fault_legend(view.faults.iter()));
-    let max_rate = counts
-        .iter()
-        .flatten()
-        .copied()
-        .max()
-        .unwrap_or(0) as f64
-        * per_second;
+    let max_rate = counts.iter().flatten().copied().max().unwrap_or(0) as f64 * per_second;
     let hi = (max_rate * 1.1).max(1.0);
     let svg = page.draw(|area| {
         let mut chart = time_chart(area, view, 0.0..hi, Some("operations per second"), 60)?;
@@ -329,13 +327,27 @@ mod tests {
         op(&mut v, 4, 50 * MS, None);
         let ops = operations(&v);
         assert_eq!(ops.len(), 5);
-        assert_eq!(ops[4], Operation { invoke_ns: 50 * MS, complete_ns: None, outcome: Outcome::Info });
+        assert_eq!(
+            ops[4],
+            Operation {
+                invoke_ns: 50 * MS,
+                complete_ns: None,
+                outcome: Outcome::Info
+            }
+        );
         let svg = latency(&v).unwrap().svg;
-        assert_eq!(count_filled(&svg, "circle", &hex(OK_COLOR)), 2 + 1, "two points and the legend's dot");
+        assert_eq!(
+            count_filled(&svg, "circle", &hex(OK_COLOR)),
+            2 + 1,
+            "two points and the legend's dot"
+        );
         assert_eq!(count_filled(&svg, "circle", &hex(FAIL_COLOR)), 1 + 1);
         assert_eq!(count_filled(&svg, "circle", &hex(INFO_COLOR)), 2 + 1);
         let texts = texts(&svg);
-        assert!(texts.iter().any(|t| t == "info (2, 1 pending)"), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t == "info (2, 1 pending)"),
+            "{texts:?}"
+        );
         assert!(texts.iter().any(|t| t == "latency (ms)"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "simulated time (s)"), "{texts:?}");
     }
@@ -363,7 +375,8 @@ mod tests {
         assert!(30_000usize.div_ceil(k[0]) + 100 <= 10_000);
         // Failures alone over half the budget are thinned too.
         let k = strides([50_000, 40_000, 20_000], 10_000);
-        let kept = 50_000usize.div_ceil(k[0]) + 40_000usize.div_ceil(k[1]) + 20_000usize.div_ceil(k[2]);
+        let kept =
+            50_000usize.div_ceil(k[0]) + 40_000usize.div_ceil(k[1]) + 20_000usize.div_ceil(k[2]);
         assert!(kept <= 10_000, "{k:?} keeps {kept}");
         assert!(40_000usize.div_ceil(k[1]) + 20_000usize.div_ceil(k[2]) <= 5_000);
     }
@@ -372,7 +385,11 @@ mod tests {
     fn a_long_history_draws_at_most_the_point_bound_and_says_so() {
         let mut v = view(&["n1"], &["c1"], 100_000 * MS);
         for i in 0..30_000u64 {
-            let outcome = if i % 1000 == 0 { EventType::Fail } else { EventType::Ok };
+            let outcome = if i % 1000 == 0 {
+                EventType::Fail
+            } else {
+                EventType::Ok
+            };
             op(&mut v, 1, i * 3 * MS, Some((i * 3 * MS + MS, outcome)));
         }
         let svg = latency(&v).unwrap().svg;
@@ -383,7 +400,9 @@ mod tests {
         assert!(ok >= MAX_LATENCY_POINTS / 3, "{ok} ok points");
         let texts = texts(&svg);
         assert!(
-            texts.iter().any(|t| t.contains("of 30000 operations drawn") && t.contains("every 4th ok")),
+            texts
+                .iter()
+                .any(|t| t.contains("of 30000 operations drawn") && t.contains("every 4th ok")),
             "{texts:?}"
         );
     }
@@ -392,9 +411,19 @@ mod tests {
     fn a_fault_is_shaded_and_labelled_and_a_clock_jump_is_a_line() {
         let mut v = view(&["n1", "n2"], &["c1"], 1_000 * MS);
         op(&mut v, 1, 10 * MS, Some((12 * MS, EventType::Ok)));
-        v.faults.push(fault("partition", "partition n1 | n2", 100 * MS, Some(400 * MS)));
+        v.faults.push(fault(
+            "partition",
+            "partition n1 | n2",
+            100 * MS,
+            Some(400 * MS),
+        ));
         v.faults.push(fault("crash", "crash n2", 500 * MS, None));
-        v.faults.push(fault("clock-jump", "n1's clock jumps by +50.0 ms", 600 * MS, Some(600 * MS)));
+        v.faults.push(fault(
+            "clock-jump",
+            "n1's clock jumps by +50.0 ms",
+            600 * MS,
+            Some(600 * MS),
+        ));
         for svg in [latency(&v).unwrap().svg, throughput(&v).unwrap().svg] {
             let doc = parse(&svg);
             let shaded: Vec<_> = doc
@@ -403,7 +432,13 @@ mod tests {
                 .collect();
             assert_eq!(shaded.len(), 2, "one rect per interval");
             let texts = texts(&svg);
-            for label in ["partition n1 | n2", "crash n2", "partition", "crash", "clock jump"] {
+            for label in [
+                "partition n1 | n2",
+                "crash n2",
+                "partition",
+                "crash",
+                "clock jump",
+            ] {
                 assert!(texts.iter().any(|t| t == label), "{label} in {texts:?}");
             }
             assert!(doc.descendants().any(|n| n.has_tag_name("polyline")
@@ -415,7 +450,12 @@ mod tests {
     fn throughput_counts_completions_per_second_by_outcome() {
         let mut v = view(&["n1"], &["c1"], 10_000 * MS);
         for i in 0..50u64 {
-            op(&mut v, 1, i * 20 * MS, Some((i * 20 * MS + MS, EventType::Ok)));
+            op(
+                &mut v,
+                1,
+                i * 20 * MS,
+                Some((i * 20 * MS + MS, EventType::Ok)),
+            );
         }
         op(&mut v, 2, 0, Some((5_000 * MS, EventType::Fail)));
         let chart = throughput(&v).unwrap();
@@ -423,7 +463,10 @@ mod tests {
         assert!(texts.iter().any(|t| t == "ok (50)"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "fail (1)"), "{texts:?}");
         assert!(texts.iter().any(|t| t == "operations per second"));
-        assert!(texts.iter().any(|t| t.contains("100ms buckets")), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t.contains("100ms buckets")),
+            "{texts:?}"
+        );
         let lines = parse(&chart.svg)
             .descendants()
             .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))

@@ -9,8 +9,7 @@ use plotters::prelude::*;
 
 use super::Chart;
 use super::frame::{
-    LegendEntry, Mark, Page, fault_legend, secs, series_color, shade_faults, time_chart,
-    time_range,
+    LegendEntry, Mark, Page, fault_legend, secs, series_color, shade_faults, time_chart, time_range,
 };
 use crate::family::Sample;
 use crate::report::view::RunView;
@@ -117,7 +116,10 @@ fn draw(view: &RunView, title: &str, series: &BTreeMap<&str, Vec<&Sample>>) -> O
         let mut chart = time_chart(area, view, lo..hi, Some(title), 70)?;
         shade_faults(&mut chart, view.faults.iter(), view.end_ns, (lo, hi))?;
         for (color, steps) in &lines {
-            chart.draw_series(LineSeries::new(steps.iter().copied(), color.stroke_width(2)))?;
+            chart.draw_series(LineSeries::new(
+                steps.iter().copied(),
+                color.stroke_width(2),
+            ))?;
         }
         Ok(())
     })
@@ -141,21 +143,32 @@ mod tests {
         let taken = vec!["latency.svg".to_string(), "latency-2.svg".to_string()];
         assert_eq!(file_name("Latency", &taken), "latency-3.svg");
         for title in ["x", "a  b", "--", "ÄÖÜ", "p99 (ms)"] {
-            assert!(crate::report::output::is_chart_file_name(&file_name(title, &none)));
+            assert!(crate::report::output::is_chart_file_name(&file_name(
+                title, &none
+            )));
         }
     }
 
     #[test]
     fn one_chart_per_title_one_line_per_series() {
         let mut v = view(&["b1", "b2"], &[], 3_000 * MS);
-        for (t, series, value) in [(0, "b1", 50.0), (0, "b2", 50.0), (1_000, "b1", 70.0), (1_000, "b2", 30.0)] {
+        for (t, series, value) in [
+            (0, "b1", 50.0),
+            (0, "b2", 50.0),
+            (1_000, "b1", 70.0),
+            (1_000, "b2", 30.0),
+        ] {
             v.narration.sample(t * MS, "load share (%)", series, value);
         }
-        v.narration.sample(1_000 * MS, "p99 latency (ms)", "b1", 12.0);
+        v.narration
+            .sample(1_000 * MS, "p99 latency (ms)", "b1", 12.0);
         v.narration.sample(1_000 * MS, "latency", "b1", 1.0);
         let charts = family_charts(&v, &["latency.svg".to_string()]);
         let names: Vec<&str> = charts.iter().map(|c| c.file_name.as_str()).collect();
-        assert_eq!(names, ["latency-2.svg", "load-share.svg", "p99-latency-ms.svg"]);
+        assert_eq!(
+            names,
+            ["latency-2.svg", "load-share.svg", "p99-latency-ms.svg"]
+        );
         let share = &charts[1].svg;
         let lines = parse(share)
             .descendants()
@@ -172,16 +185,32 @@ mod tests {
     fn user_strings_are_escaped_and_control_characters_removed() {
         let mut v = view(&["n<1>&\"x\""], &[], 1_000 * MS);
         v.report["scenario_name"] = "<script>alert('x')</script> & co\u{7}".into();
-        v.narration.sample(0, "load <share> & (%)", "b<1>&\u{1}", 1.0);
+        v.narration
+            .sample(0, "load <share> & (%)", "b<1>&\u{1}", 1.0);
         v.narration.set(100, "n<1>&\"x\"", "role", "lea<der>&");
-        v.faults.push(fault("partition", "partition n<1> | &", 10 * MS, Some(20 * MS)));
-        crate::report::charts::test_views::op(&mut v, 1, 0, Some((MS, crate::history::EventType::Ok)));
+        v.faults.push(fault(
+            "partition",
+            "partition n<1> | &",
+            10 * MS,
+            Some(20 * MS),
+        ));
+        crate::report::charts::test_views::op(
+            &mut v,
+            1,
+            0,
+            Some((MS, crate::history::EventType::Ok)),
+        );
         let charts = crate::report::charts::render(&v);
         assert_eq!(charts.len(), 4);
         for c in &charts {
             assert!(!c.svg.contains("<script"), "{}", c.file_name);
             let texts = texts(&c.svg);
-            assert!(texts.iter().any(|t| t.contains("<script>alert('x')</script> & co ")), "{texts:?}");
+            assert!(
+                texts
+                    .iter()
+                    .any(|t| t.contains("<script>alert('x')</script> & co ")),
+                "{texts:?}"
+            );
         }
         let all: Vec<String> = charts.iter().flat_map(|c| texts(&c.svg)).collect();
         for t in ["b<1>&", "n<1>&\"x\"", "lea<der>&", "partition n<1> | &"] {
@@ -203,7 +232,11 @@ mod tests {
             .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
             .last()
             .unwrap();
-        let points: Vec<&str> = line.attribute("points").unwrap().split_whitespace().collect();
+        let points: Vec<&str> = line
+            .attribute("points")
+            .unwrap()
+            .split_whitespace()
+            .collect();
         assert_eq!(points.len(), 4, "{points:?}");
         let y = |p: &str| p.split(',').nth(1).unwrap().to_string();
         assert_eq!(y(points[0]), y(points[1]));

@@ -166,7 +166,10 @@ fn role_color(value: &str) -> RGBColor {
 /// Legend order of a value: the fixed ones first in their order, then the others by name.
 fn legend_rank<'v>(value: &'v str, fixed: &[&str]) -> (usize, &'v str) {
     (
-        fixed.iter().position(|f| *f == value).unwrap_or(fixed.len()),
+        fixed
+            .iter()
+            .position(|f| *f == value)
+            .unwrap_or(fixed.len()),
         value,
     )
 }
@@ -210,27 +213,48 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
         ));
     }
     if with_roles {
-        page.notes.push("the bar is the role (the term written in a leader's), the strip under it the status".into());
+        page.notes.push(
+            "the bar is the role (the term written in a leader's), the strip under it the status"
+                .into(),
+        );
     } else {
-        page.notes.push("each node's status (no role was told for this run)".into());
+        page.notes
+            .push("each node's status (no role was told for this run)".into());
     }
-    let mut statuses: Vec<&str> = lanes.iter().flat_map(|l| l.status.iter().map(|s| s.value.as_str())).collect();
+    let mut statuses: Vec<&str> = lanes
+        .iter()
+        .flat_map(|l| l.status.iter().map(|s| s.value.as_str()))
+        .collect();
     statuses.sort_by_key(|v| legend_rank(v, &["up", "paused", "crashed"]));
     statuses.dedup();
     let role_order: Vec<&str> = ROLE_COLORS.iter().map(|(v, _)| *v).collect();
-    let mut roles: Vec<&str> = lanes.iter().flat_map(|l| l.role.iter().map(|s| s.value.as_str())).collect();
+    let mut roles: Vec<&str> = lanes
+        .iter()
+        .flat_map(|l| l.role.iter().map(|s| s.value.as_str()))
+        .collect();
     roles.sort_by_key(|v| legend_rank(v, &role_order));
     roles.dedup();
     for s in &statuses {
-        page.legend.push(LegendEntry::new(s, status_color(s), Mark::Box));
+        page.legend
+            .push(LegendEntry::new(s, status_color(s), Mark::Box));
     }
     for r in &roles {
-        page.legend.push(LegendEntry::new(r, role_color(r), Mark::Box));
+        page.legend
+            .push(LegendEntry::new(r, role_color(r), Mark::Box));
     }
-    page.legend.extend(fault_legend(view.faults.iter().filter(|f| on_timeline(f))));
+    page.legend
+        .extend(fault_legend(view.faults.iter().filter(|f| on_timeline(f))));
 
-    let names: Vec<String> = lanes.iter().map(|l| shorten(&clean(&l.node), MAX_LABEL_CHARS)).collect();
-    let label_width = names.iter().map(|n| n.chars().count() as u32 * 7 + 16).max().unwrap_or(40).clamp(40, 200);
+    let names: Vec<String> = lanes
+        .iter()
+        .map(|l| shorten(&clean(&l.node), MAX_LABEL_CHARS))
+        .collect();
+    let label_width = names
+        .iter()
+        .map(|n| n.chars().count() as u32 * 7 + 16)
+        .max()
+        .unwrap_or(40)
+        .clamp(40, 200);
     let n = lanes.len() as f64;
     // The top 0.6 of a lane's height is left free for the fault labels.
     let top = n + 0.6;
@@ -242,8 +266,14 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
             let (x, y) = chart.backend_coord(&(secs(t_ns), y));
             (x - origin.0, y - origin.1)
         };
-        let name_font = (FONT, 13).into_font().color(&BLACK).pos(Pos::new(HPos::Right, VPos::Center));
-        let term_font = (FONT, 11).into_font().color(&WHITE).pos(Pos::new(HPos::Left, VPos::Center));
+        let name_font = (FONT, 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        let term_font = (FONT, 11)
+            .into_font()
+            .color(&WHITE)
+            .pos(Pos::new(HPos::Left, VPos::Center));
         for (i, lane) in lanes.iter().enumerate() {
             let base = n - 1.0 - i as f64;
             let (status_band, role_band) = if with_roles {
@@ -264,7 +294,10 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
                 let Some([(x0, y0), (x1, y1)]) = pixels(&px, s, role_band, &mut drawn_to) else {
                     continue;
                 };
-                plot.draw(&Rectangle::new([(x0, y0), (x1, y1)], role_color(&s.value).filled()))?;
+                plot.draw(&Rectangle::new(
+                    [(x0, y0), (x1, y1)],
+                    role_color(&s.value).filled(),
+                ))?;
                 if s.value == "leader" && !s.term.is_empty() {
                     let term = clean(&s.term);
                     let room = x1 - x0 - 6;
@@ -277,7 +310,12 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
                 }
             }
         }
-        shade_faults(&mut chart, view.faults.iter().filter(|f| on_timeline(f)), view.end_ns, (0.0, top))?;
+        shade_faults(
+            &mut chart,
+            view.faults.iter().filter(|f| on_timeline(f)),
+            view.end_ns,
+            (0.0, top),
+        )?;
         Ok(())
     })?;
     Some(Chart {
@@ -338,7 +376,11 @@ mod tests {
         let l = lane("n1", v.narration.states.iter(), 1_000);
         assert_eq!(
             l.status,
-            [segment(0, 500, "up", ""), segment(500, 600, "crashed", ""), segment(600, 1_000, "up", "")]
+            [
+                segment(0, 500, "up", ""),
+                segment(500, 600, "crashed", ""),
+                segment(600, 1_000, "up", "")
+            ]
         );
         assert_eq!(
             l.role,
@@ -373,8 +415,14 @@ mod tests {
             v.narration.set(t * MS, node, field, value);
         }
         v.narration.states.sort_by_key(|c| c.t_ns);
-        v.faults.push(fault("partition", "partition n1 | n2 n3", 1_000 * MS, Some(2_000 * MS)));
-        v.faults.push(fault("crash", "crash n2", 3_000 * MS, Some(6_000 * MS)));
+        v.faults.push(fault(
+            "partition",
+            "partition n1 | n2 n3",
+            1_000 * MS,
+            Some(2_000 * MS),
+        ));
+        v.faults
+            .push(fault("crash", "crash n2", 3_000 * MS, Some(6_000 * MS)));
         v
     }
 
@@ -383,13 +431,39 @@ mod tests {
         let v = raft_view();
         let svg = node_timeline(&v).unwrap().svg;
         let texts = texts(&svg);
-        for t in ["n1", "n2", "n3", "c1", "term 1", "term 2", "leader", "follower", "candidate", "up", "crashed", "paused", "partition", "partition n1 | n2 n3"] {
+        for t in [
+            "n1",
+            "n2",
+            "n3",
+            "c1",
+            "term 1",
+            "term 2",
+            "leader",
+            "follower",
+            "candidate",
+            "up",
+            "crashed",
+            "paused",
+            "partition",
+            "partition n1 | n2 n3",
+        ] {
             assert!(texts.iter().any(|x| x == t), "{t} in {texts:?}");
         }
-        assert!(!texts.iter().any(|x| x == "crash n2"), "crashes show as status, not as bands");
+        assert!(
+            !texts.iter().any(|x| x == "crash n2"),
+            "crashes show as status, not as bands"
+        );
         let leader_bars = count_filled(&svg, "rect", "#1F77B4");
-        assert_eq!(leader_bars, 2 + 1, "n2's and n1's leader bars and the legend's box");
-        assert_eq!(count_filled(&svg, "rect", "#3C3C3C"), 1 + 1, "n2 crashed, and the legend");
+        assert_eq!(
+            leader_bars,
+            2 + 1,
+            "n2's and n1's leader bars and the legend's box"
+        );
+        assert_eq!(
+            count_filled(&svg, "rect", "#3C3C3C"),
+            1 + 1,
+            "n2 crashed, and the legend"
+        );
         let bands = parse(&svg)
             .descendants()
             .filter(|n| n.has_tag_name("rect") && n.attribute("opacity") == Some("0.13"))
@@ -404,7 +478,10 @@ mod tests {
         v.narration.set(200 * MS, "n1", "status", "up");
         let svg = node_timeline(&v).unwrap().svg;
         let texts = texts(&svg);
-        assert!(texts.iter().any(|t| t.contains("no role was told")), "{texts:?}");
+        assert!(
+            texts.iter().any(|t| t.contains("no role was told")),
+            "{texts:?}"
+        );
         assert!(texts.iter().any(|t| t == "paused"));
         assert!(!texts.iter().any(|t| t == "leader"));
         // n1: up, paused, up; n2: up; and the two legend boxes.
@@ -416,13 +493,21 @@ mod tests {
         let mut v = view(&["n1"], &[], 1_000);
         v.trace_available = false;
         assert!(node_timeline(&v).is_none());
-        let servers: Vec<String> = (0..MAX_TIMELINE_LANES + 6).map(|i| format!("s{i}")).collect();
+        let servers: Vec<String> = (0..MAX_TIMELINE_LANES + 6)
+            .map(|i| format!("s{i}"))
+            .collect();
         let names: Vec<&str> = servers.iter().map(String::as_str).collect();
         let v = view(&names, &["c1"], 1_000);
         let svg = node_timeline(&v).unwrap().svg;
         let texts = texts(&svg);
-        assert!(texts.iter().any(|t| t.contains("6 more are left out")), "{texts:?}");
-        assert!(!texts.iter().any(|t| t == "c1"), "clients of a big run get no lane");
+        assert!(
+            texts.iter().any(|t| t.contains("6 more are left out")),
+            "{texts:?}"
+        );
+        assert!(
+            !texts.iter().any(|t| t == "c1"),
+            "clients of a big run get no lane"
+        );
         assert!(!texts.iter().any(|t| t == &format!("s{MAX_TIMELINE_LANES}")));
     }
 
@@ -434,7 +519,10 @@ mod tests {
             v.narration.set(i * 100_000, "n1", "role", role);
         }
         let svg = node_timeline(&v).unwrap().svg;
-        let rects = parse(&svg).descendants().filter(|n| n.has_tag_name("rect")).count();
+        let rects = parse(&svg)
+            .descendants()
+            .filter(|n| n.has_tag_name("rect"))
+            .count();
         assert!(rects < 2_000, "{rects} rectangles");
     }
 
