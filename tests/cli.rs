@@ -336,6 +336,14 @@ fn long_scenario(dir: &Path) -> PathBuf {
     file
 }
 
+/// The files of a run without a trace: the report, the history and the charts drawn from it.
+const HISTORY_ONLY_FILES: [&str; 4] = [
+    "history.jsonl",
+    "latency.svg",
+    "report.json",
+    "throughput.svg",
+];
+
 #[test]
 fn a_second_run_replaces_the_whole_folder_and_leaves_no_staging_folder() {
     let (keep, dir) = out_dir();
@@ -351,12 +359,7 @@ fn a_second_run_replaces_the_whole_folder_and_leaves_no_staging_folder() {
     assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
     assert_eq!(
         names_in(&dir),
-        [
-            "history.jsonl",
-            "latency.svg",
-            "report.json",
-            "throughput.svg"
-        ],
+        HISTORY_ONLY_FILES,
         "the trace and node timeline of seed 1 are gone with its folder, not left beside seed 2's report"
     );
     assert_eq!(report_of(&dir)["seed"], 2);
@@ -570,12 +573,7 @@ fn no_trace_writes_no_trace_file_and_keeps_the_hash() {
     assert!(text(&out.stdout).contains("trace: not written"));
     assert_eq!(
         names_in(&dir),
-        [
-            "history.jsonl",
-            "latency.svg",
-            "report.json",
-            "throughput.svg"
-        ],
+        HISTORY_ONLY_FILES,
         "the charts drawn from the history alone"
     );
     let report = report_of(&dir);

@@ -89,7 +89,7 @@ impl Page {
             );
         }
         Page {
-            title: format!("{what} · {}{seed}", shorten(&clean(scenario), 60)),
+            title: clean(&format!("{what} · {}{seed}", shorten(scenario, 60))),
             notes,
             legend: Vec::new(),
             height: HEIGHT,
@@ -106,17 +106,17 @@ impl Page {
             root.fill(&WHITE)?;
             root.draw_text(
                 &self.title,
-                &(FONT, 18).into_font().style(FontStyle::Bold).color(&BLACK),
+                &(FONT, 22).into_font().style(FontStyle::Bold).color(&BLACK),
                 (12, 8),
             )?;
             for (i, note) in self.notes.iter().enumerate() {
                 root.draw_text(
                     &clean(note),
-                    &(FONT, 13).into_font().color(&RGBColor(90, 90, 90)),
-                    (12, 32 + 16 * i as i32),
+                    &(FONT, 15).into_font().color(&RGBColor(90, 90, 90)),
+                    (12, 34 + 17 * i as i32),
                 )?;
             }
-            let top = 34 + 16 * self.notes.len() as i32;
+            let top = 38 + 17 * self.notes.len() as i32;
             let body = root.margin(top, 0, 0, 0);
             let (chart, legend) = body.split_horizontally(WIDTH - LEGEND_WIDTH);
             draw_legend(&legend, &self.legend)?;
@@ -135,7 +135,7 @@ impl Page {
 
 fn draw_legend(area: &Area, entries: &[LegendEntry]) -> Drawn {
     const ROW: i32 = 18;
-    let font = (FONT, 13).into_font().color(&BLACK);
+    let font = (FONT, 15).into_font().color(&BLACK);
     let (_, height) = area.dim_in_pixel();
     let rows = ((height as i32 - 30) / ROW).max(1) as usize;
     let shown = if entries.len() > rows {
@@ -194,10 +194,11 @@ pub(crate) fn secs(t_ns: u64) -> f64 {
     t_ns as f64 / 1e9
 }
 
-/// The time axis of a run: from 0 to its end (at least 1 ms).
-pub(crate) fn time_range(view: &RunView) -> std::ops::Range<f64> {
+/// The end of the time axis of a run (ns): its end, or its last history event if later, and at
+/// least 1 ms.
+pub(crate) fn run_end_ns(view: &RunView) -> u64 {
     let last_event = view.history.last().map_or(0, |e| e.time_ns);
-    0.0..secs(view.end_ns.max(last_event).max(1_000_000))
+    view.end_ns.max(last_event).max(1_000_000)
 }
 
 /// Builds the chart of a plot area with time across and `y` up, and draws its axes (`y_desc`
@@ -218,17 +219,17 @@ where
         .margin_right(12)
         .x_label_area_size(44)
         .y_label_area_size(y_label_width)
-        .build_cartesian_2d(time_range(view), y)?;
+        .build_cartesian_2d(0.0..secs(run_end_ns(view)), y)?;
     let mut mesh = chart.configure_mesh();
     match y_desc {
-        Some(desc) => mesh.y_desc(desc),
+        Some(desc) => mesh.y_desc(clean(desc)),
         None => mesh.y_labels(0).disable_y_mesh(),
     };
     mesh.x_desc(TIME_AXIS)
         .x_label_formatter(&number_label)
         .y_label_formatter(&number_label)
-        .label_style((FONT, 12))
-        .axis_desc_style((FONT, 13))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
         .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
@@ -290,7 +291,7 @@ pub(crate) fn shade_faults<'f, Y: Ranged<ValueType = f64>>(
     const ROWS: usize = 3;
     const CHAR_PX: i32 = 6;
     let mut row_end_px = [i32::MIN; ROWS];
-    let label_font = (FONT, 11).into_font().color(&RGBColor(60, 60, 60));
+    let label_font = (FONT, 13).into_font().color(&RGBColor(60, 60, 60));
     for f in faults {
         let color = fault_color(&f.kind);
         let (start, end) = (secs(f.start_ns), secs(f.end_ns.unwrap_or(end_ns)));

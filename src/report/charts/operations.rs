@@ -11,8 +11,8 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use super::frame::{
-    Area, Drawn, FAIL_COLOR, INFO_COLOR, LegendEntry, Mark, OK_COLOR, Page, fault_legend, secs,
-    shade_faults, time_chart, time_range,
+    Area, Drawn, FAIL_COLOR, INFO_COLOR, LegendEntry, Mark, OK_COLOR, Page, fault_legend,
+    run_end_ns, secs, shade_faults, time_chart,
 };
 use super::{Chart, MAX_LATENCY_POINTS};
 use crate::history::EventType;
@@ -126,7 +126,7 @@ pub fn latency(view: &RunView) -> Option<Chart> {
     if ops.is_empty() {
         return None;
     }
-    let end_ns = (time_range(view).end * 1e9) as u64;
+    let end_ns = run_end_ns(view);
     let latency_ms =
         |o: &Operation| (o.complete_ns.unwrap_or(end_ns).saturating_sub(o.invoke_ns)) as f64 / 1e6;
     let mut counts = [0; 3];
@@ -210,7 +210,7 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let mut chart = time_chart(area, view, y, Some("latency (ms)"), 60)?;
-    shade_faults(&mut chart, view.faults.iter(), view.end_ns, (lo, hi))?;
+    shade_faults(&mut chart, view.faults.iter(), run_end_ns(view), (lo, hi))?;
     for o in Outcome::ALL {
         let style = o.color().filled();
         chart.draw_series(
@@ -245,7 +245,7 @@ const MAX_BUCKETS: u64 = 150;
 /// `throughput.svg`, or `None` if no operation completed.
 pub fn throughput(view: &RunView) -> Option<Chart> {
     let ops = operations(view);
-    let end_ns = (time_range(view).end * 1e9) as u64;
+    let end_ns = run_end_ns(view);
     let bucket_ns = BUCKET_MS
         .iter()
         .map(|ms| ms * 1_000_000)
@@ -286,7 +286,7 @@ pub fn throughput(view: &RunView) -> Option<Chart> {
     let hi = (max_rate * 1.1).max(1.0);
     let svg = page.draw(|area| {
         let mut chart = time_chart(area, view, 0.0..hi, Some("operations per second"), 60)?;
-        shade_faults(&mut chart, view.faults.iter(), view.end_ns, (0.0, hi))?;
+        shade_faults(&mut chart, view.faults.iter(), run_end_ns(view), (0.0, hi))?;
         for o in &drawn {
             // A step per bucket: the rate holds over the bucket's width.
             let steps = counts.iter().enumerate().flat_map(|(b, c)| {

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 use super::Chart;
 use super::frame::{
-    LegendEntry, Mark, Page, fault_legend, secs, series_color, shade_faults, time_chart, time_range,
+    LegendEntry, Mark, Page, fault_legend, run_end_ns, secs, series_color, shade_faults, time_chart,
 };
 use crate::family::Sample;
 use crate::report::view::RunView;
@@ -72,7 +72,7 @@ pub fn family_charts(view: &RunView, taken: &[String]) -> Vec<Chart> {
 }
 
 fn draw(view: &RunView, title: &str, series: &BTreeMap<&str, Vec<&Sample>>) -> Option<String> {
-    let end_ns = (time_range(view).end * 1e9) as u64;
+    let end_ns = run_end_ns(view);
     let mut page = Page::new(view, title);
     let mut thinned = false;
     // Steps of each series: (time in s, value).
@@ -114,7 +114,7 @@ fn draw(view: &RunView, title: &str, series: &BTreeMap<&str, Vec<&Sample>>) -> O
     let (lo, hi) = (if lo < 0.0 { lo - pad } else { lo }, hi + pad);
     page.draw(|area| {
         let mut chart = time_chart(area, view, lo..hi, Some(title), 70)?;
-        shade_faults(&mut chart, view.faults.iter(), view.end_ns, (lo, hi))?;
+        shade_faults(&mut chart, view.faults.iter(), run_end_ns(view), (lo, hi))?;
         for (color, steps) in &lines {
             chart.draw_series(LineSeries::new(
                 steps.iter().copied(),

@@ -16,8 +16,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::Chart;
 use super::frame::{
-    FONT, LegendEntry, MAX_LABEL_CHARS, Mark, Page, clean, color_of_name, fault_legend, secs,
-    shade_faults, shorten, time_chart, time_range,
+    FONT, LegendEntry, MAX_LABEL_CHARS, Mark, Page, clean, color_of_name, fault_legend, run_end_ns,
+    secs, shade_faults, shorten, time_chart,
 };
 use crate::family::StateChange;
 use crate::report::view::{FaultSpan, RunView};
@@ -190,7 +190,7 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
     if nodes.is_empty() {
         return None;
     }
-    let end_ns = (time_range(view).end * 1e9) as u64;
+    let end_ns = run_end_ns(view);
     let mut by_node: BTreeMap<&str, Vec<&StateChange>> = BTreeMap::new();
     for c in &view.narration.states {
         by_node.entry(c.node.as_str()).or_default().push(c);
@@ -205,7 +205,7 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
     let with_roles = lanes.iter().any(|l| !l.role.is_empty());
 
     let mut page = Page::new(view, "node timeline");
-    page.height = (34 + 16 * 2 + 50 + 14) + LANE_PX * lanes.len() as u32;
+    page.height = (38 + 17 * 2 + 50 + 14) + LANE_PX * lanes.len() as u32;
     if left_out > 0 {
         page.notes.push(format!(
             "the first {} nodes are shown, {left_out} more are left out",
@@ -266,11 +266,11 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
             let (x, y) = chart.backend_coord(&(secs(t_ns), y));
             (x - origin.0, y - origin.1)
         };
-        let name_font = (FONT, 13)
+        let name_font = (FONT, 15)
             .into_font()
             .color(&BLACK)
             .pos(Pos::new(HPos::Right, VPos::Center));
-        let term_font = (FONT, 11)
+        let term_font = (FONT, 13)
             .into_font()
             .color(&WHITE)
             .pos(Pos::new(HPos::Left, VPos::Center));
@@ -313,7 +313,7 @@ pub fn node_timeline(view: &RunView) -> Option<Chart> {
         shade_faults(
             &mut chart,
             view.faults.iter().filter(|f| on_timeline(f)),
-            view.end_ns,
+            run_end_ns(view),
             (0.0, top),
         )?;
         Ok(())
