@@ -229,8 +229,7 @@ mod tests {
         // The last such line: the legend's mark is drawn before the plot.
         let line = doc
             .descendants()
-            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
-            .last()
+            .rfind(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
             .unwrap();
         let points: Vec<&str> = line
             .attribute("points")
