@@ -336,6 +336,15 @@ fn long_scenario(dir: &Path) -> PathBuf {
     file
 }
 
+/// The files of a run without a trace: the report, the history and the charts drawn from it.
+const HISTORY_ONLY_FILES: [&str; 5] = [
+    "history.jsonl",
+    "latency.svg",
+    "report.html",
+    "report.json",
+    "throughput.svg",
+];
+
 #[test]
 fn a_second_run_replaces_the_whole_folder_and_leaves_no_staging_folder() {
     let (keep, dir) = out_dir();
@@ -351,8 +360,8 @@ fn a_second_run_replaces_the_whole_folder_and_leaves_no_staging_folder() {
     assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
     assert_eq!(
         names_in(&dir),
-        ["history.jsonl", "report.html", "report.json"],
-        "the trace of seed 1 is gone with its folder, not left beside seed 2's report"
+        HISTORY_ONLY_FILES,
+        "the trace and node timeline of seed 1 are gone with its folder, not left beside seed 2's report"
     );
     assert_eq!(report_of(&dir)["seed"], 2);
     assert_eq!(names_in(keep.path()), ["run"], "no staging folder is left");
@@ -565,7 +574,8 @@ fn no_trace_writes_no_trace_file_and_keeps_the_hash() {
     assert!(text(&out.stdout).contains("trace: not written"));
     assert_eq!(
         names_in(&dir),
-        ["history.jsonl", "report.html", "report.json"]
+        HISTORY_ONLY_FILES,
+        "the charts drawn from the history alone"
     );
     let report = report_of(&dir);
     assert_eq!(report["trace_written"], false);
@@ -626,4 +636,41 @@ fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code() {
         "pass",
         "the run still wrote its report"
     );
+}
+
+#[test]
+fn a_run_writes_its_charts_beside_the_report_the_same_bytes_each_time() {
+    let scenario = "scenarios/broadcast/partition-heal.toml";
+    let (_keep, first) = out_dir();
+    let (_keep2, second) = out_dir();
+    for dir in [&first, &second] {
+        let out = run_into(scenario, dir, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let charts: Vec<String> = names_in(&first)
+        .into_iter()
+        .filter(|n| n.ends_with(".svg"))
+        .collect();
+    assert_eq!(
+        charts,
+        ["latency.svg", "node-timeline.svg", "throughput.svg"]
+    );
+    for name in &charts {
+        let svg = text(&std::fs::read(first.join(name)).unwrap());
+        let doc = roxmltree::Document::parse(&svg)
+            .unwrap_or_else(|e| panic!("{name} is not well-formed: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        // The partition of the scenario is shaded and labelled on every chart.
+        assert!(
+            doc.descendants().any(
+                |n| n.has_tag_name("text") && n.text().is_some_and(|t| t.trim() == "partition")
+            ),
+            "{name} names the partition in its legend"
+        );
+        assert_eq!(
+            std::fs::read(second.join(name)).unwrap(),
+            svg.as_bytes(),
+            "{name} differs between two runs of the same seed"
+        );
+    }
 }
