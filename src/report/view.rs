@@ -466,6 +466,10 @@ impl<'o> Builder<'o> {
             }
         };
         let fault_id = e.u64("fault_id");
+        if nodes.is_empty() {
+            // A shape that cut nothing (e.g. drawn while its nodes were down): no event.
+            return;
+        }
         if let Some(id) = fault_id {
             self.open_network.insert(id, self.faults.len());
         }

@@ -299,16 +299,14 @@ impl RaftNarrator {
                         format!("{n} steps down in term {term}")
                     }),
                     "leader" => Some(format!("{n} learns term {term} and steps down")),
-                    "candidate" | "pre-candidate" => {
-                        let tries = if rounds > 1 {
-                            format!(" ({rounds} PreVote rounds failed in term {old_term})")
-                        } else {
-                            String::new()
-                        };
+                    // A lost election is told only when the node campaigned in vain for
+                    // several PreVote rounds (e.g. cut off by a partition).
+                    "candidate" | "pre-candidate" if rounds > 1 => {
+                        let tries = format!("{rounds} PreVote rounds failed in term {old_term}");
                         Some(if term > old_term {
-                            format!("{n} learns term {term} and stops campaigning{tries}")
+                            format!("{n} learns term {term} and stops campaigning ({tries})")
                         } else {
-                            format!("{n} hears from a leader and stops campaigning{tries}")
+                            format!("{n} hears from a leader and stops campaigning ({tries})")
                         })
                     }
                     _ => None,
@@ -390,7 +388,7 @@ impl RaftNarrator {
                 Some(&e.node),
                 "commit",
                 format!(
-                    "{} commits index {index}, an entry of term {} from an earlier term, by counting replicas in term {} (Figure 8: only entries of the leader's own term may be committed so)",
+                    "{} commits index {index} (term {}) by counting replicas, as leader of term {}: an entry of an earlier term, which Raft never commits so (Figure 8)",
                     e.node,
                     entry_term.unwrap_or(0),
                     node.term
@@ -490,5 +488,111 @@ impl Narrator for RaftNarrator {
         for (t, n, v) in self.commit_samples.flush(end_ns) {
             out.sample(t, "commit index", &n, v as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn story(trace: &str) -> Narration {
+        let cast: Vec<CastMember> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| CastMember {
+                name: n.to_string(),
+                client: false,
+                part: "raft".into(),
+                runs: "raft".into(),
+            })
+            .collect();
+        let mut narrator = narrator(&cast).expect("a Raft cast");
+        let mut out = Narration::default();
+        for line in trace.lines().filter(|l| !l.trim().is_empty()) {
+            narrator.event(&TraceEvent::parse(line.trim()).unwrap(), &mut out);
+        }
+        narrator.finish(1_000_000_000, &mut out);
+        out
+    }
+
+    fn texts(n: &Narration) -> Vec<&str> {
+        n.lines.iter().map(|l| l.text.as_str()).collect()
+    }
+
+    #[test]
+    fn a_leader_is_told_with_the_voters_whose_granted_votes_reached_it() {
+        let n = story(
+            r#"
+            {"t_ns":10,"node":"n1","kind":"timer","timer_id":1,"timer":{"timer":"election"}}
+            {"t_ns":10,"node":"n1","kind":"observe","obs":{"fact":"role","role":"candidate","term":1}}
+            {"t_ns":11,"node":"n2","kind":"send","to":"n1","msg_id":5,"msg":{"type":"vote","term":1,"granted":true,"pre_vote":false}}
+            {"t_ns":11,"node":"n3","kind":"send","to":"n1","msg_id":6,"msg":{"type":"vote","term":1,"granted":true,"pre_vote":false}}
+            {"t_ns":12,"node":"n1","kind":"drop","from":"n3","msg_id":6,"reason":"loss"}
+            {"t_ns":13,"node":"n1","kind":"deliver","from":"n2","msg_id":5}
+            {"t_ns":13,"node":"n1","kind":"observe","obs":{"fact":"role","role":"leader","term":1}}
+            {"t_ns":13,"node":"n1","kind":"observe","obs":{"fact":"append","index":1,"entries":[{"term":1,"cmd":"noop"}]}}
+            {"t_ns":15,"node":"n1","kind":"observe","obs":{"fact":"commit","index":1}}
+            {"t_ns":16,"node":"n1","kind":"observe","obs":{"fact":"commit","index":1}}
+            "#,
+        );
+        assert_eq!(
+            texts(&n),
+            vec![
+                "n1 times out in term 0 and starts an election for term 1",
+                "n1 becomes leader of term 1 with votes from n2",
+                "n1 commits its first entry of term 1 (index 1)",
+            ]
+        );
+        let roles: Vec<&str> = n
+            .states
+            .iter()
+            .filter(|s| s.field == "role")
+            .map(|s| s.value.as_str())
+            .collect();
+        assert_eq!(roles, vec!["candidate", "leader"]);
+        assert_eq!(n.states.last().unwrap().value, "last 1 · commit 1");
+    }
+
+    #[test]
+    fn check_quorum_step_downs_and_replaced_committed_entries_are_told() {
+        let n = story(
+            r#"
+            {"t_ns":1,"node":"n1","kind":"observe","obs":{"fact":"role","role":"leader","term":2}}
+            {"t_ns":1,"node":"n1","kind":"observe","obs":{"fact":"append","index":1,"entries":[{"term":1,"cmd":"1#1"},{"term":2,"cmd":"noop"}]}}
+            {"t_ns":1,"node":"n2","kind":"observe","obs":{"fact":"append","index":1,"entries":[{"term":1,"cmd":"1#1"},{"term":1,"cmd":"1#2"}]}}
+            {"t_ns":2,"node":"n1","kind":"observe","obs":{"fact":"commit","index":1}}
+            {"t_ns":3,"node":"n1","kind":"timer","timer_id":4,"timer":{"timer":"check-quorum","term":2}}
+            {"t_ns":3,"node":"n1","kind":"observe","obs":{"fact":"role","role":"follower","term":2}}
+            {"t_ns":4,"node":"n2","kind":"observe","obs":{"fact":"truncate","index":1,"last":2}}
+            "#,
+        );
+        let t = texts(&n);
+        assert!(
+            t[0].starts_with("n1 commits index 1 (term 1) by counting replicas, as leader of term 2"),
+            "{t:?}"
+        );
+        assert_eq!(
+            t[1],
+            "n1 steps down: CheckQuorum finds no majority answering it in term 2"
+        );
+        assert_eq!(
+            t[2],
+            "n2's entries 1-2 (term 1) are replaced, though entry 1 was committed by n1 at 0.000 s: a committed entry is lost"
+        );
+        let samples: Vec<f64> = n.samples.iter().map(|s| s.value).collect();
+        assert_eq!(samples, vec![0.0, 0.0, 1.0], "{:?}", n.samples);
+    }
+
+    #[test]
+    fn term_runs_answer_terms_and_segments() {
+        let mut log = TermRuns::default();
+        for (i, t) in [(1, 1), (2, 1), (3, 2), (4, 2), (5, 3)] {
+            log.push(i, t);
+        }
+        assert_eq!(log.term_at(4), Some(2));
+        assert_eq!(log.segments(2, 5), vec![(2, 2, 1), (3, 4, 2), (5, 5, 3)]);
+        log.truncate_from(4);
+        assert_eq!((log.last, log.term_at(4), log.term_at(3)), (3, None, Some(2)));
+        log.replace_prefix(10, 7);
+        assert_eq!((log.last, log.term_at(10)), (10, Some(7)));
     }
 }
