@@ -191,6 +191,23 @@ impl Narration {
         });
     }
 
+    /// Records a role change of a consensus node: the state field `role` if it changed (`was`
+    /// is the old one, empty if none) and `term` if it changed or no role was known.
+    pub fn set_role_and_term(
+        &mut self,
+        t_ns: u64,
+        node: &str,
+        (was, role): (&str, &str),
+        (old_term, term): (u64, u64),
+    ) {
+        if was != role {
+            self.set(t_ns, node, "role", role);
+        }
+        if old_term != term || was.is_empty() {
+            self.set(t_ns, node, "term", term.to_string());
+        }
+    }
+
     /// Records that `node`'s `field` became `value` at `t_ns`.
     pub fn set(&mut self, t_ns: u64, node: &str, field: &str, value: impl Into<String>) {
         self.states.push(StateChange {
@@ -232,7 +249,8 @@ impl<V: Clone + PartialEq> Throttle<V> {
     /// (none, the held one, the new one, or both, in time order).
     pub fn update(&mut self, t_ns: u64, key: &str, value: V) -> Vec<(u64, V)> {
         let Some((last_ns, last, held)) = self.keys.get_mut(key) else {
-            self.keys.insert(key.to_string(), (t_ns, value.clone(), None));
+            self.keys
+                .insert(key.to_string(), (t_ns, value.clone(), None));
             return vec![(t_ns, value)];
         };
         let mut out = Vec::new();

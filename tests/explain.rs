@@ -64,7 +64,10 @@ fn raft_leader_isolated_tells_elections_with_named_voters_and_the_checkquorum_st
         story.contains("3.000 s  isolate n1 n2 n3 n4 | n5 begins"),
         "{story}"
     );
-    assert!(story.contains("n2 times out in term 1 and starts PreVote"), "{story}");
+    assert!(
+        story.contains("n2 times out in term 1 and starts PreVote"),
+        "{story}"
+    );
     // --kinds left out the other topics.
     assert!(!story.contains("messages ("), "{story}");
     assert!(!story.contains("snapshot"), "{story}");
@@ -121,9 +124,14 @@ fn explain_check_tells_figure_8_in_a_few_lines_naming_the_lost_committed_entry()
 #[test]
 fn paxos_dueling_proposers_are_told_as_preempted_ballots_and_chosen_values() {
     let story = explain(&["scenarios/paxos/dueling-proposers.toml", "--to", "200ms"]);
-    assert!(story.contains("n5 prepares ballot (1, n5) in instance 0"), "{story}");
     assert!(
-        story.contains("'s ballot (1, n3) is preempted in instance 0: n1 promised the higher ballot (1, n4)"),
+        story.contains("n5 prepares ballot (1, n5) in instance 0"),
+        "{story}"
+    );
+    assert!(
+        story.contains(
+            "'s ballot (1, n3) is preempted in instance 0: n1 promised the higher ballot (1, n4)"
+        ),
         "{story}"
     );
     assert!(story.contains("is chosen in instance 0"), "{story}");
@@ -131,19 +139,36 @@ fn paxos_dueling_proposers_are_told_as_preempted_ballots_and_chosen_values() {
 
 #[test]
 fn multi_paxos_and_broadcast_runs_tell_their_leaders_and_values() {
-    let story = explain(&["scenarios/paxos/multi-paxos-leader-isolated.toml", "--kinds", "election"]);
+    let story = explain(&[
+        "scenarios/paxos/multi-paxos-leader-isolated.toml",
+        "--kinds",
+        "election",
+    ]);
     assert!(
         story.contains("n4 becomes leader with ballot (1, n4): promises from n2, n3, n5"),
         "{story}"
     );
-    let story = explain(&["scenarios/broadcast/partition-heal.toml", "--kinds", "gossip"]);
+    let story = explain(&[
+        "scenarios/broadcast/partition-heal.toml",
+        "--kinds",
+        "gossip",
+    ]);
     assert!(story.contains(" first holds "), "{story}");
     assert!(story.contains("every server holds "), "{story}");
 }
 
 #[test]
 fn explain_messages_lists_each_message_of_the_window() {
-    let story = explain(&[LEADER_ISOLATED, "--messages", "--from", "3s", "--to", "3010ms", "--kinds", "message"]);
+    let story = explain(&[
+        LEADER_ISOLATED,
+        "--messages",
+        "--from",
+        "3s",
+        "--to",
+        "3010ms",
+        "--kinds",
+        "message",
+    ]);
     assert!(story.contains(" -> "), "{story}");
     assert!(story.contains("dropped (partition) at"), "{story}");
     assert!(!story.contains("3.000-4.000 s:"), "{story}");
@@ -156,15 +181,35 @@ fn explain_twice_gives_the_same_bytes() {
 
 #[test]
 fn bad_explain_input_exits_2_naming_the_flag_or_file() {
-    assert!(explain_fails(&["no/such/place"]).contains("no/such/place: no such report folder or scenario file"));
+    assert!(
+        explain_fails(&["no/such/place"])
+            .contains("no/such/place: no such report folder or scenario file")
+    );
     let empty = tempfile::tempdir().unwrap();
-    assert!(explain_fails(&[empty.path().to_str().unwrap()]).contains("not a report folder (no report.json)"));
-    assert!(explain_fails(&[LEADER_ISOLATED, "--from", "3"]).contains("--from 3: expected a duration"));
-    assert!(explain_fails(&[LEADER_ISOLATED, "--from", "5s", "--to", "1s"]).contains("--from 5s is after --to 1s"));
-    assert!(explain_fails(&[LEADER_ISOLATED, "--node", "n9"]).contains("--node n9: no such node in this run; expected one of n1,"));
-    assert!(explain_fails(&[LEADER_ISOLATED, "--kinds", "elections"]).contains("--kinds elections: no such topic"));
+    assert!(
+        explain_fails(&[empty.path().to_str().unwrap()])
+            .contains("not a report folder (no report.json)")
+    );
+    assert!(
+        explain_fails(&[LEADER_ISOLATED, "--from", "3"]).contains("--from 3: expected a duration")
+    );
+    assert!(
+        explain_fails(&[LEADER_ISOLATED, "--from", "5s", "--to", "1s"])
+            .contains("--from 5s is after --to 1s")
+    );
+    assert!(
+        explain_fails(&[LEADER_ISOLATED, "--node", "n9"])
+            .contains("--node n9: no such node in this run; expected one of n1,")
+    );
+    assert!(
+        explain_fails(&[LEADER_ISOLATED, "--kinds", "elections"])
+            .contains("--kinds elections: no such topic")
+    );
     let stderr = explain_fails(&[LEADER_ISOLATED, "--check", "nope"]);
-    assert!(stderr.contains("--check nope: no such check in this run; expected one of"), "{stderr}");
+    assert!(
+        stderr.contains("--check nope: no such check in this run; expected one of"),
+        "{stderr}"
+    );
     assert!(stderr.contains("election-safety"), "{stderr}");
 }
 

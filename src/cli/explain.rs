@@ -11,8 +11,8 @@ use clap::Args;
 use crate::check::run_checks;
 use crate::cli::exit;
 use crate::family::{StoryLine, seconds};
-use crate::report::view::{MessageView, RunView, ViewOptions, cited_times_ns};
 use crate::report::Report;
+use crate::report::view::{MessageView, RunView, ViewOptions, cited_times_ns};
 use crate::scenario::{Duration, Scenario};
 use crate::sim::{self, RunOptions};
 
@@ -273,7 +273,10 @@ fn check_focus(
     names: &BTreeSet<&str>,
     out: &mut String,
 ) -> Result<Focus, String> {
-    let checks = view.report["checks"].as_array().cloned().unwrap_or_default();
+    let checks = view.report["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let Some(check) = checks.iter().find(|c| c["name"] == name) else {
         let list: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
         return Err(format!(

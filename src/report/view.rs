@@ -319,7 +319,12 @@ struct Builder<'o> {
 }
 
 impl<'o> Builder<'o> {
-    fn new(registry: &Registry, cast: &[CastMember], options: &'o ViewOptions, end_ns: u64) -> Self {
+    fn new(
+        registry: &Registry,
+        cast: &[CastMember],
+        options: &'o ViewOptions,
+        end_ns: u64,
+    ) -> Self {
         let narrators = registry
             .families()
             .iter()

@@ -42,7 +42,10 @@ impl Narrator for BroadcastNarrator {
         if e.kind != "observe" || e.fact() != Some("holds") || !self.servers.contains(&e.node) {
             return;
         }
-        let Some(value) = e.get("obs").and_then(|o| o.get("value")).and_then(|v| v.as_u64())
+        let Some(value) = e
+            .get("obs")
+            .and_then(|o| o.get("value"))
+            .and_then(|v| v.as_u64())
         else {
             return;
         };
@@ -52,7 +55,12 @@ impl Narrator for BroadcastNarrator {
             .entry(value)
             .or_insert_with(|| (e.t_ns, BTreeSet::new()));
         if holders.is_empty() {
-            out.say(e.t_ns, Some(n), "gossip", format!("{n} first holds {value}"));
+            out.say(
+                e.t_ns,
+                Some(n),
+                "gossip",
+                format!("{n} first holds {value}"),
+            );
         }
         if holders.insert(n.to_string()) {
             let count = self.held.entry(n.to_string()).or_default();

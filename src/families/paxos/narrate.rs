@@ -127,7 +127,11 @@ impl PaxosNarrator {
             "accept" if single => {
                 let b = self.ballot(msg.get("ballot"));
                 let value = msg.get("value").and_then(|v| v.as_str()).unwrap_or("?");
-                if self.first("accept", n, instance, &b) && !self.told.contains(&("proposed", n.to_string(), instance, b.clone())) {
+                if self.first("accept", n, instance, &b)
+                    && !self
+                        .told
+                        .contains(&("proposed", n.to_string(), instance, b.clone()))
+                {
                     out.say(
                         e.t_ns,
                         Some(n),
@@ -274,12 +278,7 @@ impl PaxosNarrator {
                 if let Some(text) = line {
                     out.say(e.t_ns, Some(n), "election", text);
                 }
-                if was != role {
-                    out.set(e.t_ns, n, "role", role);
-                }
-                if old_round != round || was.is_empty() {
-                    out.set(e.t_ns, n, "term", round.to_string());
-                }
+                out.set_role_and_term(e.t_ns, n, (&was, role), (old_round, round));
             }
             _ => {}
         }

@@ -68,7 +68,10 @@ impl TermRuns {
         let to = to.min(self.last);
         let mut out = Vec::new();
         for (i, &(first, term)) in self.runs.iter().enumerate() {
-            let end = self.runs.get(i + 1).map_or(self.last, |&(next, _)| next - 1);
+            let end = self
+                .runs
+                .get(i + 1)
+                .map_or(self.last, |&(next, _)| next - 1);
             let (a, b) = (first.max(from), end.min(to));
             if a <= b {
                 out.push((a, b, term));
@@ -174,7 +177,10 @@ impl RaftNarrator {
             "truncate" => self.truncate(e, u("index"), u("last"), out),
             "commit" => self.commit(e, u("index"), out),
             "apply" => {
-                let n = obs.get("entries").and_then(|v| v.as_array()).map_or(0, Vec::len) as u64;
+                let n = obs
+                    .get("entries")
+                    .and_then(|v| v.as_array())
+                    .map_or(0, Vec::len) as u64;
                 let node = self.nodes.get_mut(&e.node).expect("a Raft node");
                 node.commit = node.commit.max((u("index") + n).saturating_sub(1));
                 self.show_log(e.t_ns, &e.node, out);
@@ -239,7 +245,10 @@ impl RaftNarrator {
     fn role(&mut self, e: &TraceEvent, role: &str, term: u64, out: &mut Narration) {
         let n = e.node.as_str();
         let node = self.nodes.get_mut(n).expect("a Raft node");
-        let (was, old_term) = (std::mem::replace(&mut node.role, role.to_string()), node.term);
+        let (was, old_term) = (
+            std::mem::replace(&mut node.role, role.to_string()),
+            node.term,
+        );
         node.term = term;
         let timer = node
             .timer
@@ -267,7 +276,9 @@ impl RaftNarrator {
                 Some(if was == "pre-candidate" {
                     format!("{n} wins PreVote and starts an election for term {term}")
                 } else if timed_out {
-                    format!("{n} times out in term {old_term} and starts an election for term {term}")
+                    format!(
+                        "{n} times out in term {old_term} and starts an election for term {term}"
+                    )
                 } else {
                     format!("{n} starts an election for term {term}")
                 })
@@ -317,12 +328,7 @@ impl RaftNarrator {
         if let Some(text) = line {
             out.say(e.t_ns, Some(n), "election", text);
         }
-        if was != role {
-            out.set(e.t_ns, n, "role", role);
-        }
-        if old_term != term || was.is_empty() {
-            out.set(e.t_ns, n, "term", term.to_string());
-        }
+        out.set_role_and_term(e.t_ns, n, (&was, role), (old_term, term));
     }
 
     fn truncate(&mut self, e: &TraceEvent, index: u64, last: u64, out: &mut Narration) {
@@ -357,11 +363,7 @@ impl RaftNarrator {
                 .advances
                 .get(at)
                 .map(|&(_, t, who)| {
-                    format!(
-                        " by {} at {}",
-                        self.name(Some(u64::from(who))),
-                        seconds(t)
-                    )
+                    format!(" by {} at {}", self.name(Some(u64::from(who))), seconds(t))
                 })
                 .unwrap_or_default();
             let what = if a == b {
@@ -566,16 +568,19 @@ mod tests {
             "#,
         );
         let t = texts(&n);
+        assert_eq!(t[0], "n1 becomes leader of term 2");
         assert!(
-            t[0].starts_with("n1 commits index 1 (term 1) by counting replicas, as leader of term 2"),
+            t[1].starts_with(
+                "n1 commits index 1 (term 1) by counting replicas, as leader of term 2"
+            ),
             "{t:?}"
         );
         assert_eq!(
-            t[1],
+            t[2],
             "n1 steps down: CheckQuorum finds no majority answering it in term 2"
         );
         assert_eq!(
-            t[2],
+            t[3],
             "n2's entries 1-2 (term 1) are replaced, though entry 1 was committed by n1 at 0.000 s: a committed entry is lost"
         );
         let samples: Vec<f64> = n.samples.iter().map(|s| s.value).collect();
@@ -591,7 +596,10 @@ mod tests {
         assert_eq!(log.term_at(4), Some(2));
         assert_eq!(log.segments(2, 5), vec![(2, 2, 1), (3, 4, 2), (5, 5, 3)]);
         log.truncate_from(4);
-        assert_eq!((log.last, log.term_at(4), log.term_at(3)), (3, None, Some(2)));
+        assert_eq!(
+            (log.last, log.term_at(4), log.term_at(3)),
+            (3, None, Some(2))
+        );
         log.replace_prefix(10, 7);
         assert_eq!((log.last, log.term_at(10)), (10, Some(7)));
     }

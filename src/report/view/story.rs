@@ -250,13 +250,7 @@ mod tests {
     use crate::history::{Function, Value};
 
     fn op(t_ms: u64, node: &str, kind: EventType, error: Option<&str>) -> HistoryEvent {
-        let mut e = HistoryEvent::new(
-            1,
-            kind,
-            Function::Put,
-            Some("k1".into()),
-            Value::Nil,
-        );
+        let mut e = HistoryEvent::new(1, kind, Function::Put, Some("k1".into()), Value::Nil);
         e.time_ns = t_ms * 1_000_000;
         e.node = node.into();
         e.error = error.map(str::to_string);
@@ -320,9 +314,15 @@ mod tests {
     fn traffic_is_summed_per_interval_with_drop_reasons() {
         let mut t = Traffic::new(3_500_000_000);
         let line = |s: &str| TraceEvent::parse(s).unwrap();
-        t.event(&line(r#"{"t_ns":1,"node":"n1","kind":"send","to":"n2","msg_id":0,"msg":{"type":"vote"}}"#));
-        t.event(&line(r#"{"t_ns":2,"node":"n1","kind":"send","to":"n3","msg_id":1,"msg":{"type":"vote"}}"#));
-        t.event(&line(r#"{"t_ns":3,"node":"n3","kind":"drop","from":"n1","msg_id":1,"reason":"partition"}"#));
+        t.event(&line(
+            r#"{"t_ns":1,"node":"n1","kind":"send","to":"n2","msg_id":0,"msg":{"type":"vote"}}"#,
+        ));
+        t.event(&line(
+            r#"{"t_ns":2,"node":"n1","kind":"send","to":"n3","msg_id":1,"msg":{"type":"vote"}}"#,
+        ));
+        t.event(&line(
+            r#"{"t_ns":3,"node":"n3","kind":"drop","from":"n1","msg_id":1,"reason":"partition"}"#,
+        ));
         t.event(&line(r#"{"t_ns":3000000000,"node":"n1","kind":"send","to":"n2","msg_id":2,"msg":{"type":"x"}}"#));
         let mut out = Narration::default();
         t.tell(3_500_000_000, &mut out);
