@@ -191,6 +191,23 @@ impl Narration {
         });
     }
 
+    /// Records a role change of a consensus node: the state field `role` if it changed (`was`
+    /// is the old one, empty if none) and `term` if it changed or no role was known.
+    pub fn set_role_and_term(
+        &mut self,
+        t_ns: u64,
+        node: &str,
+        (was, role): (&str, &str),
+        (old_term, term): (u64, u64),
+    ) {
+        if was != role {
+            self.set(t_ns, node, "role", role);
+        }
+        if old_term != term || was.is_empty() {
+            self.set(t_ns, node, "term", term.to_string());
+        }
+    }
+
     /// Records that `node`'s `field` became `value` at `t_ns`.
     pub fn set(&mut self, t_ns: u64, node: &str, field: &str, value: impl Into<String>) {
         self.states.push(StateChange {
@@ -199,6 +216,74 @@ impl Narration {
             field: field.to_string(),
             value: value.into(),
         });
+    }
+}
+
+/// A time as story lines write it: seconds with millisecond precision (`3.012 s`).
+pub fn seconds(t_ns: u64) -> String {
+    format!("{}.{:03} s", t_ns / 1_000_000_000, t_ns / 1_000_000 % 1000)
+}
+
+/// Keeps a narrator's frequent state changes and samples bounded: per key (usually a node), a
+/// value is passed on at most once per `period_ns`; a change inside the period is held and
+/// passed on at the period's end (when the key's next change comes, or at [`Throttle::flush`]),
+/// so the shown value lags the truth by at most one period. Values are compared, so an
+/// unchanged value is never passed on twice.
+#[derive(Clone, Debug)]
+pub struct Throttle<V> {
+    period_ns: u64,
+    /// Per key: when a value was last passed on, that value, and the one held back (if any).
+    keys: BTreeMap<String, (u64, V, Option<V>)>,
+}
+
+impl<V: Clone + PartialEq> Throttle<V> {
+    /// A throttle passing on at most one value per key per `period_ns`.
+    pub fn new(period_ns: u64) -> Self {
+        Throttle {
+            period_ns,
+            keys: BTreeMap::new(),
+        }
+    }
+
+    /// `key` has the value `value` at `t_ns`: returns the (time, value) pairs to pass on now
+    /// (none, the held one, the new one, or both, in time order).
+    pub fn update(&mut self, t_ns: u64, key: &str, value: V) -> Vec<(u64, V)> {
+        let Some((last_ns, last, held)) = self.keys.get_mut(key) else {
+            self.keys
+                .insert(key.to_string(), (t_ns, value.clone(), None));
+            return vec![(t_ns, value)];
+        };
+        let mut out = Vec::new();
+        let due = last_ns.saturating_add(self.period_ns);
+        if t_ns < due {
+            *held = (value != *last).then_some(value);
+            return out;
+        }
+        if let Some(h) = held.take() {
+            *last_ns = due;
+            *last = h.clone();
+            out.push((due, h));
+        }
+        if value != *last {
+            *last_ns = t_ns;
+            *last = value.clone();
+            out.push((t_ns, value));
+        }
+        out
+    }
+
+    /// Every held value, at the end of its key's period (at most `end_ns`), by key.
+    pub fn flush(&mut self, end_ns: u64) -> Vec<(u64, String, V)> {
+        let mut out = Vec::new();
+        for (key, (last_ns, last, held)) in &mut self.keys {
+            if let Some(h) = held.take() {
+                let t = last_ns.saturating_add(self.period_ns).min(end_ns);
+                *last_ns = t;
+                *last = h.clone();
+                out.push((t, key.clone(), h));
+            }
+        }
+        out
     }
 }
 

@@ -31,6 +31,7 @@ macro_rules! println {
 pub mod bench;
 pub mod bench_checker;
 mod check_history;
+pub mod explain;
 mod list;
 mod progress;
 pub mod run;
@@ -100,6 +101,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check a history file for linearizability (exit 0 yes, 1 no, 3 unknown, 2 unreadable).
     CheckHistory(check_history::CheckHistoryArgs),
+    /// Tell the story of a run (a report folder, or a scenario run in memory), one line per
+    /// event; filter by time, node, topic, or the check a story should explain.
+    Explain(explain::ExplainArgs),
 }
 
 /// Entry point of the binary.
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::List { json } => list::list(json),
         Command::Bench(args) => bench::bench(&args),
         Command::CheckHistory(args) => check_history::check_history(&args),
+        Command::Explain(args) => explain::explain(&args),
     };
     ExitCode::from(code)
 }

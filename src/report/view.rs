@@ -5,7 +5,10 @@
 //! The view holds what the pictures and the story need, not the trace itself: the report, the
 //! cast, the history, the fault intervals, the story and each node's state changes (told by
 //! faultline for faults and node lifecycle, by each family's [`Narrator`] for its own facts),
-//! and the messages of a time window, up to a cap, joined send-to-delivery.
+//! and the messages of a time window, up to a cap, joined send-to-delivery. faultline's own
+//! summaries of client operations and message traffic are in [`story`].
+
+pub mod story;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -147,7 +150,7 @@ impl RunView {
         options: &ViewOptions,
     ) -> RunView {
         let end_ns = report["virtual_time_ns"].as_u64().unwrap_or(0);
-        let mut builder = Builder::new(registry, &cast, options);
+        let mut builder = Builder::new(registry, &cast, options, end_ns);
         let trace_available = trace.is_some();
         if let Some(lines) = trace {
             for line in lines {
@@ -158,7 +161,7 @@ impl RunView {
                 }
             }
         }
-        let (faults, narration, messages, messages_left_out) = builder.finish(end_ns);
+        let (faults, narration, messages, messages_left_out) = builder.finish(end_ns, &history);
         RunView {
             trace_truncated: report["trace_truncated"].as_bool().unwrap_or(false),
             report,
@@ -312,10 +315,16 @@ struct Builder<'o> {
     kept: BTreeMap<u64, usize>,
     left_out: u64,
     options: &'o ViewOptions,
+    traffic: story::Traffic,
 }
 
 impl<'o> Builder<'o> {
-    fn new(registry: &Registry, cast: &[CastMember], options: &'o ViewOptions) -> Self {
+    fn new(
+        registry: &Registry,
+        cast: &[CastMember],
+        options: &'o ViewOptions,
+        end_ns: u64,
+    ) -> Self {
         let narrators = registry
             .families()
             .iter()
@@ -335,13 +344,21 @@ impl<'o> Builder<'o> {
             kept: BTreeMap::new(),
             left_out: 0,
             options,
+            traffic: story::Traffic::new(end_ns),
         }
     }
 
     fn event(&mut self, e: &TraceEvent) {
         match e.kind.as_str() {
-            "send" | "duplicate" => self.send(e),
-            "deliver" | "drop" => self.arrive(e),
+            "send" | "duplicate" => {
+                self.traffic.event(e);
+                self.send(e)
+            }
+            "deliver" => self.arrive(e),
+            "drop" => {
+                self.traffic.event(e);
+                self.arrive(e)
+            }
             "partition" | "isolate" | "cut" | "degrade" => self.network_fault(e),
             "heal" | "restore" => self.network_heal(e),
             "crash" | "pause" | "restart" | "resume" | "clock-jump" | "clock-drift" => {
@@ -454,6 +471,10 @@ impl<'o> Builder<'o> {
             }
         };
         let fault_id = e.u64("fault_id");
+        if nodes.is_empty() {
+            // A shape that cut nothing (e.g. drawn while its nodes were down): no event.
+            return;
+        }
         if let Some(id) = fault_id {
             self.open_network.insert(id, self.faults.len());
         }
@@ -545,10 +566,16 @@ impl<'o> Builder<'o> {
         });
     }
 
-    fn finish(mut self, end_ns: u64) -> (Vec<FaultSpan>, Narration, Vec<MessageView>, u64) {
+    fn finish(
+        mut self,
+        end_ns: u64,
+        history: &[HistoryEvent],
+    ) -> (Vec<FaultSpan>, Narration, Vec<MessageView>, u64) {
         for n in &mut self.narrators {
             n.finish(end_ns, &mut self.narration);
         }
+        story::tell_clients(history, end_ns, &mut self.narration);
+        self.traffic.tell(end_ns, &mut self.narration);
         // Families tell their facts at the times of their events; a stable sort keeps the
         // order of lines at one instant.
         self.narration.lines.sort_by_key(|l| l.t_ns);

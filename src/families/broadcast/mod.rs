@@ -30,6 +30,7 @@ use crate::families::kv;
 use crate::families::kv::{ClientContext, Op, OpValue, Outcome, Reply, Request, into_request};
 
 pub mod convergence;
+pub mod narrate;
 
 /// The registry entry: the broadcast protocol, its workload and the convergence check.
 pub static FAMILY: family::Family = family::Family {
@@ -39,7 +40,7 @@ pub static FAMILY: family::Family = family::Family {
     workloads: &[kv::BROADCAST_WORKLOAD],
     checks: &[convergence::CHECK],
     decisions: None,
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{Context, NodeId, Process, TimerId};

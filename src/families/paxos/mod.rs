@@ -63,6 +63,7 @@
 pub mod acceptor;
 pub mod checks;
 pub mod multi;
+pub mod narrate;
 pub mod synod;
 
 /// The registry entry: single-decree Paxos and Multi-Paxos, their safety checks and their
@@ -80,7 +81,7 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
         checks::decision::CHECK,
     ],
     decisions: Some(decisions),
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };
 
 /// Every new value learned or applied, for the generic `no-decision` check.

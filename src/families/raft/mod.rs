@@ -92,6 +92,7 @@
 
 pub mod checks;
 mod log;
+pub mod narrate;
 mod node;
 #[cfg(test)]
 mod tests;
@@ -134,7 +135,7 @@ pub static FAMILY: family::Family = family::Family {
         checks::state_machine_safety::CHECK,
     ],
     decisions: Some(decisions),
-    narrator: None,
+    narrator: Some(narrate::narrator),
 };
 
 /// Every advance of the commit index, for the generic `no-decision` check.
