@@ -103,11 +103,7 @@ fn p99(latencies: &mut [u64]) -> u64 {
 }
 
 fn percent(part: u64, whole: u64) -> u64 {
-    if whole == 0 {
-        0
-    } else {
-        (part * 100 + whole / 2) / whole
-    }
+    (part * 100 + whole / 2).checked_div(whole).unwrap_or(0)
 }
 
 impl BalancingNarrator {
@@ -127,13 +123,12 @@ impl BalancingNarrator {
         }
     }
 
-    /// Says `on` or `off` when `flag` of `node` changes to `value`.
+    /// Says `on` or `off` at time `t` under `topic` when `flag` of `node` changes to `value`.
     fn toggle(
         flags: &mut BTreeMap<String, bool>,
         node: &str,
         value: bool,
-        t: u64,
-        topic: &str,
+        (t, topic): (u64, &str),
         on: String,
         off: String,
         out: &mut Narration,
@@ -166,8 +161,7 @@ impl BalancingNarrator {
                 &mut self.failing,
                 backend,
                 errors > 0 && errors * 5 >= finished,
-                end_ns,
-                "health",
+                (end_ns, "health"),
                 format!(
                     "{backend} fails {errors} of its {finished} requests in the second to {to}"
                 ),
@@ -178,8 +172,7 @@ impl BalancingNarrator {
                 &mut self.rejecting,
                 backend,
                 rejected > 0 && rejected * 10 >= finished,
-                end_ns,
-                "health",
+                (end_ns, "health"),
                 format!(
                     "{backend} rejects {rejected} of its {finished} requests for overload in the second to {to}"
                 ),
@@ -203,8 +196,7 @@ impl BalancingNarrator {
                     &mut self.slow,
                     backend,
                     slow,
-                    end_ns,
-                    "health",
+                    (end_ns, "health"),
                     format!(
                         "{backend} is slow: p99 {} ms in the second to {to}, the backends' median {} ms",
                         p / 1_000_000,
@@ -220,8 +212,7 @@ impl BalancingNarrator {
                 &mut self.storming,
                 caller,
                 retries >= STORM_MIN_RETRIES && retries as f64 >= STORM_SHARE * attempts as f64,
-                end_ns,
-                "retry",
+                (end_ns, "retry"),
                 format!(
                     "{caller} retries heavily: {retries} of its {attempts} attempts in the second to {to} are retries ({}%)",
                     percent(retries, attempts)

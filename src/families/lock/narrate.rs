@@ -456,11 +456,8 @@ impl LockNarrator {
 impl Narrator for LockNarrator {
     fn event(&mut self, e: &TraceEvent, out: &mut Narration) {
         match e.kind.as_str() {
-            "observe" => {
-                if !self.coord.event(&self.cast, e, "session", out) {
-                    self.observe(e, out);
-                }
-            }
+            "observe" if !self.coord.event(&self.cast, e, "session", out) => self.observe(e, out),
+            "observe" => {}
             "send" | "deliver" | "drop" => {
                 if self.coord.event(&self.cast, e, "session", out) || e.kind != "send" {
                     return;
