@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::families::narrate::duration;
 use crate::family::{Narration, seconds};
 use crate::history::{EventType, HistoryEvent};
 use crate::sim::trace::TraceEvent;
@@ -53,7 +54,7 @@ pub fn tell_clients(history: &[HistoryEvent], end_ns: u64, out: &mut Narration) 
                             "clients get answers again ({} {}) after {} without any{meanwhile}",
                             describe(e),
                             e.kind.name(),
-                            span(e.time_ns - a)
+                            duration(e.time_ns - a)
                         ),
                     );
                 }
@@ -130,15 +131,6 @@ fn describe(e: &HistoryEvent) -> String {
     match &e.key {
         Some(k) => format!("{}'s {} {k}", e.node, e.f.name()),
         None => format!("{}'s {}", e.node, e.f.name()),
-    }
-}
-
-/// `1.834 s` or `250 ms`.
-fn span(ns: u64) -> String {
-    if ns >= 1_000_000_000 {
-        seconds(ns)
-    } else {
-        format!("{} ms", ns / 1_000_000)
     }
 }
 
