@@ -674,3 +674,18 @@ fn a_run_writes_its_charts_beside_the_report_the_same_bytes_each_time() {
         );
     }
 }
+
+#[test]
+fn the_summary_names_the_report_page_that_was_written() {
+    let (_keep, dir) = out_dir();
+    let out = run_into("scenarios/broadcast/partition-heal.toml", &dir, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = dir.join("report.html");
+    assert!(page.is_file());
+    let line = format!("  page:   {} (open it in a browser)", page.display());
+    assert!(
+        text(&out.stdout).lines().any(|l| l == line),
+        "no line {line:?} in:\n{}",
+        text(&out.stdout)
+    );
+}

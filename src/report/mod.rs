@@ -271,6 +271,10 @@ pub fn summary(report: &Report, report_path: Option<&Path>) -> String {
     }
     if let Some(p) = report_path {
         out.push_str(&format!("  report: {}\n", p.display()));
+        out.push_str(&format!(
+            "  page:   {} (open it in a browser)\n",
+            p.with_file_name("report.html").display()
+        ));
     }
     if !report.expectation_met() {
         out.push_str(&format!(
