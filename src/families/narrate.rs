@@ -5,6 +5,16 @@
 use crate::family::CastMember;
 use crate::sim::trace::TraceEvent;
 
+/// The names of the servers (role members, not clients) that run `protocol`, in cast order.
+pub fn servers_running<'a>(
+    cast: &'a [CastMember],
+    protocol: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    cast.iter()
+        .filter(move |m| !m.client && m.runs == protocol)
+        .map(|m| m.name.as_str())
+}
+
 /// The cast of a run, looked up by node index or name.
 #[derive(Clone, Debug, Default)]
 pub struct Cast {

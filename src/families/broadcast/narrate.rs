@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::families::narrate::servers_running;
 use crate::family::{CastMember, Narration, Narrator, Throttle, seconds};
 use crate::sim::trace::TraceEvent;
 
@@ -12,10 +13,8 @@ pub const SAMPLE_PERIOD_NS: u64 = 100_000_000;
 
 /// Makes the narrator of a run's broadcast servers; `None` if no role runs `broadcast`.
 pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
-    let servers: BTreeSet<String> = cast
-        .iter()
-        .filter(|m| !m.client && m.runs == super::PROTOCOL.name)
-        .map(|m| m.name.clone())
+    let servers: BTreeSet<String> = servers_running(cast, super::PROTOCOL.name)
+        .map(str::to_string)
         .collect();
     if servers.is_empty() {
         return None;

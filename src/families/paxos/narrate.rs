@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::families::narrate::servers_running;
 use crate::family::{CastMember, Narration, Narrator, Throttle};
 use crate::sim::trace::TraceEvent;
 
@@ -20,8 +21,12 @@ pub const SAMPLE_PERIOD_NS: u64 = 100_000_000;
 
 /// Makes the narrator of a run's Paxos and Multi-Paxos nodes; `None` if no role runs either.
 pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
-    let multi: BTreeSet<String> = servers_running(cast, super::multi::PROTOCOL.name);
-    let synod: BTreeSet<String> = servers_running(cast, super::synod::PROTOCOL.name);
+    let multi: BTreeSet<String> = servers_running(cast, super::multi::PROTOCOL.name)
+        .map(str::to_string)
+        .collect();
+    let synod: BTreeSet<String> = servers_running(cast, super::synod::PROTOCOL.name)
+        .map(str::to_string)
+        .collect();
     if multi.is_empty() && synod.is_empty() {
         return None;
     }
@@ -39,13 +44,6 @@ pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
         log_state: Throttle::new(SAMPLE_PERIOD_NS),
         samples: Throttle::new(SAMPLE_PERIOD_NS),
     }))
-}
-
-fn servers_running(cast: &[CastMember], protocol: &str) -> BTreeSet<String> {
-    cast.iter()
-        .filter(|m| !m.client && m.runs == protocol)
-        .map(|m| m.name.clone())
-        .collect()
 }
 
 /// The Paxos narrator (see the module docs).

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::families::narrate::servers_running;
 use crate::family::{CastMember, Narration, Narrator, Throttle, seconds};
 use crate::sim::trace::TraceEvent;
 
@@ -19,11 +20,7 @@ pub const SAMPLE_PERIOD_NS: u64 = 100_000_000;
 
 /// Makes the narrator of a run's Raft nodes (those whose role runs `raft`); `None` if none does.
 pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
-    let nodes: Vec<&str> = cast
-        .iter()
-        .filter(|m| !m.client && m.runs == super::PROTOCOL.name)
-        .map(|m| m.name.as_str())
-        .collect();
+    let nodes: Vec<&str> = servers_running(cast, super::PROTOCOL.name).collect();
     if nodes.is_empty() {
         return None;
     }
