@@ -19,6 +19,7 @@ pub mod cli;
 pub mod families;
 pub mod family;
 pub mod history;
+pub mod outcome;
 pub mod payload;
 pub mod process;
 pub mod report;

@@ -13,6 +13,7 @@ pub mod linearizability;
 pub mod liveness;
 pub mod no_decision;
 pub mod ops;
+pub mod signature;
 pub mod stale_read;
 #[cfg(test)]
 pub(crate) mod testing;
