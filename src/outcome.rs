@@ -46,7 +46,11 @@ impl Checked {
 /// Runs `scenario` at `seed` with `options` and checks it. Never panics: a panic is returned as
 /// [`SeedError::Panic`] (the default panic hook still prints it unless the caller replaced the
 /// hook), a run stopped at an event limit as [`SeedError::Limit`].
-pub fn run_seed(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Checked, SeedError> {
+pub fn run_seed(
+    scenario: &Scenario,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<Checked, SeedError> {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let record = sim::run(scenario, seed, options);
         if let Some(limit) = &record.limit_exceeded {
@@ -57,18 +61,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<
     }));
     match result {
         Ok(outcome) => outcome,
-        Err(panic) => Err(SeedError::Panic(panic_message(&*panic))),
-    }
-}
-
-/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder; also the text of a process panic in the trace, so keep its wording).
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
+        Err(panic) => Err(SeedError::Panic(sim::panic_message(&*panic))),
     }
 }
 
@@ -96,14 +89,20 @@ mod tests {
         let checked = run_seed(&scenario, scenario.seed, &RunOptions::hash_only()).unwrap();
         assert_eq!(checked.verdict(), Verdict::Fail);
         let signature = checked.signature().unwrap();
-        assert!(signature.checks.contains(&"election-safety".to_string()), "{signature:?}");
+        assert!(
+            signature.checks.contains(&"election-safety".to_string()),
+            "{signature:?}"
+        );
     }
 
     #[test]
     fn panic_messages_are_read_from_either_payload() {
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(String::from("boom")));
-        assert_eq!(panic_message(&*caught.unwrap_err()), "boom");
+        assert_eq!(sim::panic_message(&*caught.unwrap_err()), "boom");
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(7u8));
-        assert_eq!(panic_message(&*caught.unwrap_err()), "panic with a non-string payload");
+        assert_eq!(
+            sim::panic_message(&*caught.unwrap_err()),
+            "panic with a non-string payload"
+        );
     }
 }

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["family"],
     &["check"],
     &["families"],
-    &["report"],
+    &["report", "outcome"],
     &["api"],
     &["cli"],
 ];

@@ -641,6 +641,17 @@ pub struct Expect {
     pub failing_checks: Vec<String>,
 }
 
+impl Verdict {
+    /// `pass`, `fail` or `unknown` (as in `report.json`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
 impl Scenario {
     /// The options of check `name` (its `[check.<name>]` table), or the defaults if the file
     /// has none. The table was validated when the scenario was loaded.
