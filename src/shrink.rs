@@ -4,7 +4,8 @@
 //! 1. The run's fault schedule (the nemesis's draws and the scripted faults) is written out as
 //!    scripted `[[fault]]` entries ([`crate::sim::export`]); the scripted scenario must still fail
 //!    at the seed.
-//! 2. Delta debugging over the fault list ([`ddmin`]; Zeller & Hildebrandt, "Simplifying and
+//! 2. The shortest prefix of the run that still fails (binary search on `duration`, dropping the
+//!    faults that start after it); then delta debugging over the fault list ([`ddmin`]; Zeller & Hildebrandt, "Simplifying and
 //!    Isolating Failure-Inducing Input", IEEE TSE 28(2), 2002), after one try with no faults.
 //! 3. Greedy reductions, each kept if the candidate still fails ([`greedy`]): a shorter run
 //!    (binary search down to the last fault's end), each fault shorter and earlier, fewer
@@ -46,6 +47,8 @@ pub trait Judge {
     fn judge(&mut self, candidate: &Scenario, seed: u64) -> Judged;
     /// Runs made so far.
     fn runs(&self) -> u64;
+    /// The most runs it will make.
+    fn max_runs(&self) -> u64;
 }
 
 /// The budget of a search: runs (deterministic) and, optionally, wall time (not deterministic).
@@ -126,6 +129,10 @@ impl Judge for RunJudge {
 
     fn runs(&self) -> u64 {
         self.runs
+    }
+
+    fn max_runs(&self) -> u64 {
+        self.budget.max_runs
     }
 }
 
@@ -236,8 +243,9 @@ pub struct Failing {
     pub seed: u64,
 }
 
-/// Tells the caller about each accepted reduction: the step's name and the new failing scenario.
-pub type OnAccept<'a> = dyn FnMut(&str, &Failing) + 'a;
+/// Tells the caller about each accepted reduction: the step's name, the new failing scenario and
+/// the runs made so far.
+pub type OnAccept<'a> = dyn FnMut(&str, &Failing, u64) + 'a;
 
 /// Steps 2 and 3: ddmin over `start`'s faults, then the greedy reductions, within the judge's
 /// budget. `start` must fail at its seed.
@@ -247,11 +255,14 @@ pub fn shrink(
     seed_tries: u64,
     on_accept: &mut OnAccept<'_>,
 ) -> Failing {
-    let reduced = reduce_faults(start, judge, on_accept);
+    let mut out = false;
+    let prefix = shorter_run(&start, judge, 0, on_accept, &mut out, true).unwrap_or(start);
+    let reduced = reduce_faults(prefix, judge, on_accept);
     greedy(reduced, judge, seed_tries, on_accept)
 }
 
-/// No faults at all, else ddmin over the fault list (at the current seed).
+/// No faults at all, else ddmin over the fault list (at the current seed), with at most two
+/// thirds of the runs left (the rest is for the greedy reductions).
 pub fn reduce_faults(
     start: Failing,
     judge: &mut dyn Judge,
@@ -272,11 +283,15 @@ pub fn reduce_faults(
             scenario: with(&[]),
             seed,
         };
-        on_accept("no faults", &best);
+        on_accept("no faults", &best, judge.runs());
         return best;
     }
     let mut last_len = all.len();
+    let cap = judge.runs() + judge.max_runs().saturating_sub(judge.runs()) * 2 / 3;
     let kept = ddmin(all.len(), &mut |subset| {
+        if judge.runs() >= cap {
+            return Judged::OutOfBudget;
+        }
         let judged = judge.judge(&with(subset), seed);
         if judged == Judged::Fails && subset.len() < last_len {
             last_len = subset.len();
@@ -286,6 +301,7 @@ pub fn reduce_faults(
                     scenario: with(subset),
                     seed,
                 },
+                judge.runs(),
             );
         }
         judged
@@ -304,7 +320,8 @@ pub fn greedy(
     on_accept: &mut OnAccept<'_>,
 ) -> Failing {
     let mut best = start;
-    let passes: [(&str, fn(&Scenario) -> Vec<Scenario>); 5] = [
+    let passes: [(&str, fn(&Scenario) -> Vec<Scenario>); 6] = [
+        ("fewer faults", fewer_faults),
         ("shorter faults", shorter_faults),
         ("fewer clients", fewer_clients),
         ("less concurrency", less_concurrency),
@@ -314,7 +331,7 @@ pub fn greedy(
     loop {
         let mut changed = false;
         let mut out = false;
-        if let Some(b) = shorter_run(&best, judge, seed_tries, on_accept, &mut out) {
+        if let Some(b) = shorter_run(&best, judge, seed_tries, on_accept, &mut out, false) {
             best = b;
             changed = true;
         }
@@ -327,7 +344,7 @@ pub fn greedy(
                                 scenario: candidate,
                                 seed,
                             };
-                            on_accept(name, &best);
+                            on_accept(name, &best, judge.runs());
                             changed = true;
                             continue 'pass;
                         }
@@ -390,21 +407,32 @@ fn last_fault_end(s: &Scenario) -> u64 {
         .unwrap_or(0)
 }
 
-/// Binary search for a shorter run, between the last fault's end and the current duration.
+/// Binary search for a shorter run, between the last fault's end and the current duration; with
+/// `cut_faults`, between 1 ms and the current duration, dropping the faults that would start after
+/// the end. (Up to the new end such a run is the same run, so a safety violation found early is
+/// kept: this is the first step, before ddmin.)
 fn shorter_run(
     best: &Failing,
     judge: &mut dyn Judge,
     seed_tries: u64,
     on_accept: &mut OnAccept<'_>,
     out: &mut bool,
+    cut_faults: bool,
 ) -> Option<Failing> {
-    let mut lo = round_ms(last_fault_end(&best.scenario) + MS).as_nanos();
+    let mut lo = if cut_faults {
+        0
+    } else {
+        round_ms(last_fault_end(&best.scenario) + MS).as_nanos()
+    };
     let mut hi = best.scenario.duration.as_nanos();
     let mut found: Option<Failing> = None;
     while hi > lo && hi - lo > (hi / 16).max(MS) {
         let mid = round_ms(lo + (hi - lo) / 2).as_nanos();
         let mut candidate = found.as_ref().unwrap_or(best).scenario.clone();
         candidate.duration = Duration(mid);
+        if cut_faults {
+            candidate.faults.retain(|f| f.at.as_nanos() < mid);
+        }
         let seed = found.as_ref().unwrap_or(best).seed;
         match try_candidate(&candidate, seed, judge, seed_tries) {
             Tried::Fails(seed) => {
@@ -412,7 +440,11 @@ fn shorter_run(
                     scenario: candidate,
                     seed,
                 };
-                on_accept("shorter run", &f);
+                on_accept(
+                    if cut_faults { "prefix" } else { "shorter run" },
+                    &f,
+                    judge.runs(),
+                );
                 found = Some(f);
                 hi = mid;
             }
@@ -424,6 +456,26 @@ fn shorter_run(
         }
     }
     found
+}
+
+/// Without the first half of the faults, without the second half, then without each one (tried at
+/// other seeds too, unlike ddmin's candidates).
+fn fewer_faults(s: &Scenario) -> Vec<Scenario> {
+    let n = s.faults.len();
+    let mut out = Vec::new();
+    if n >= 4 {
+        for range in [0..n / 2, n / 2..n] {
+            let mut c = s.clone();
+            c.faults.drain(range);
+            out.push(c);
+        }
+    }
+    for i in 0..n {
+        let mut c = s.clone();
+        c.faults.remove(i);
+        out.push(c);
+    }
+    out
 }
 
 /// For each fault: half as long, then starting half as early.
@@ -649,6 +701,9 @@ mod tests {
         fn runs(&self) -> u64 {
             self.runs
         }
+        fn max_runs(&self) -> u64 {
+            self.max_runs
+        }
     }
 
     #[test]
@@ -677,7 +732,7 @@ mod tests {
             },
             &mut judge,
             0,
-            &mut |step, _| accepted.push(step.to_string()),
+            &mut |step, _, _| accepted.push(step.to_string()),
         );
         let size = Size::of(&out.scenario);
         assert_eq!(size.faults, 1, "{:?}", out.scenario.faults);
