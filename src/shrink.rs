@@ -145,9 +145,7 @@ pub fn ddmin(count: usize, test: &mut dyn FnMut(&[usize]) -> Judged) -> Vec<usiz
         if *out {
             return false;
         }
-        let judged = *seen
-            .entry(subset.to_vec())
-            .or_insert_with(|| test(subset));
+        let judged = *seen.entry(subset.to_vec()).or_insert_with(|| test(subset));
         *out = judged == Judged::OutOfBudget;
         judged == Judged::Fails
     };
@@ -312,6 +310,9 @@ pub fn reduce_faults(
     }
 }
 
+/// A greedy pass: the candidates it makes of a scenario, most promising first.
+type Pass = fn(&Scenario) -> Vec<Scenario>;
+
 /// The greedy reductions, repeated until a whole round changes nothing or the budget is spent.
 pub fn greedy(
     start: Failing,
@@ -320,7 +321,7 @@ pub fn greedy(
     on_accept: &mut OnAccept<'_>,
 ) -> Failing {
     let mut best = start;
-    let passes: [(&str, fn(&Scenario) -> Vec<Scenario>); 6] = [
+    let passes: [(&str, Pass); 6] = [
         ("fewer faults", fewer_faults),
         ("shorter faults", shorter_faults),
         ("fewer clients", fewer_clients),
@@ -524,7 +525,11 @@ fn fewer_clients(s: &Scenario) -> Vec<Scenario> {
 fn less_concurrency(s: &Scenario) -> Vec<Scenario> {
     let mut out = Vec::new();
     for (i, g) in s.clients.iter().enumerate() {
-        let Some(n) = g.options.get("concurrency").and_then(toml::Value::as_integer) else {
+        let Some(n) = g
+            .options
+            .get("concurrency")
+            .and_then(toml::Value::as_integer)
+        else {
             continue;
         };
         for k in smaller_counts(u32::try_from(n).unwrap_or(1), 1) {

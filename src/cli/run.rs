@@ -65,11 +65,11 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
     let seed = args.seed.unwrap_or(scenario.seed);
-    if let Some(file) = &args.export_faults {
-        if let Err(e) = exportable(seed).and_then(|()| report::output::prepare_file(file)) {
-            eprintln!("faultline: --export-faults: {e}");
-            return exit::BAD_INPUT;
-        }
+    if let Some(file) = &args.export_faults
+        && let Err(e) = exportable(seed).and_then(|()| report::output::prepare_file(file))
+    {
+        eprintln!("faultline: --export-faults: {e}");
+        return exit::BAD_INPUT;
     }
     let staging = match report::out_dir(
         args.out.as_deref(),
@@ -148,7 +148,10 @@ pub fn run(args: &RunArgs) -> u8 {
             record.faults.len(),
         );
         if let Err(e) = write_scenario_file(file, &header, &scripted) {
-            eprintln!("faultline: --export-faults: cannot write {}: {e}", file.display());
+            eprintln!(
+                "faultline: --export-faults: cannot write {}: {e}",
+                file.display()
+            );
             return exit::BAD_INPUT;
         }
     }
@@ -185,7 +188,7 @@ pub(crate) fn write_scenario_file(
     let body = scenario.to_toml_text().map_err(|e| e.to_string())?;
     let mut text = String::new();
     for line in header.lines() {
-        text.push_str(&format!("# {line}").trim_end().to_string());
+        text.push_str(format!("# {line}").trim_end());
         text.push('\n');
     }
     text.push('\n');

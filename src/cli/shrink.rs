@@ -45,7 +45,7 @@ pub struct ShrinkArgs {
     pub max_seconds: Option<f64>,
     /// Other seeds (seed + 1, ...) tried for a smaller candidate that no longer fails at the
     /// current seed.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub seed_tries: u64,
     /// Print no progress lines on stderr.
     #[arg(long, short)]
@@ -79,7 +79,9 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
     let original = match run_seed(&scenario, seed, &RunOptions::hash_only()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("faultline shrink: {path} seed {seed} has no verdict ({e}); nothing to shrink");
+            eprintln!(
+                "faultline shrink: {path} seed {seed} has no verdict ({e}); nothing to shrink"
+            );
             return exit::FAIL;
         }
     };
@@ -125,7 +127,14 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
             );
         }
     };
-    progress("exported", &Failing { scenario: exported.clone(), seed }, judge.runs());
+    progress(
+        "exported",
+        &Failing {
+            scenario: exported.clone(),
+            seed,
+        },
+        judge.runs(),
+    );
     if judge.judge(&exported, seed) != Judged::Fails {
         eprintln!(
             "faultline shrink: {path} seed {seed}: the run's fault schedule written as [[fault]] \
@@ -163,7 +172,14 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
         .iter()
         .find(|c| c.name == checks[0])
         .and_then(|c| c.evidence.first())
-        .map(|e| e.lines().next().unwrap_or("").chars().take(200).collect::<String>())
+        .map(|e| {
+            e.lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>()
+        })
         .unwrap_or_default();
     let name = format!(
         "{}-shrunk",
@@ -189,7 +205,7 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
          It still shows: {}\n  first evidence: {evidence}\n\
          Before: {before} (the run's fault schedule as scripted faults).\n\
          After:  {after}, at seed {} (`seed` below).\n\
-         Search: {runs} runs (budget {}): ddmin over the faults, then greedy reductions; see \
+         Search: {runs} runs (budget {}): shortest failing prefix, ddmin over the faults, greedy reductions; see \
          docs/shrinking.md.\n\
          `faultline run` on this file fails {}; `faultline test` expects it to.",
         env!("CARGO_PKG_VERSION"),
@@ -228,7 +244,9 @@ fn usable(args: &ShrinkArgs, scenario: &Scenario, seed: u64, out: &Path) -> Resu
     if let Some(s) = args.max_seconds
         && !(s.is_finite() && s > 0.0)
     {
-        return Err(format!("--max-seconds {s}: expected a positive number of seconds"));
+        return Err(format!(
+            "--max-seconds {s}: expected a positive number of seconds"
+        ));
     }
     exportable(seed)?;
     report::output::prepare_file(out).map_err(|e| format!("--out: {e}"))

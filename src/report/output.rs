@@ -359,7 +359,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// that `path` names a file (not a folder) and creates its folder. Errors name the path.
 pub fn prepare_file(path: &Path) -> Result<(), String> {
     if path.is_dir() {
-        return Err(format!("{} is a folder; expected a file name", path.display()));
+        return Err(format!(
+            "{} is a folder; expected a file name",
+            path.display()
+        ));
     }
     if path.file_name().is_none() {
         return Err(format!("{} names no file", path.display()));

@@ -76,7 +76,12 @@ impl Names<'_> {
         let existing = standard
             .iter()
             .map(|s| s.to_string())
-            .chain(t.groups.keys().filter(|k| !standard.contains(&k.as_str())).cloned())
+            .chain(
+                t.groups
+                    .keys()
+                    .filter(|k| !standard.contains(&k.as_str()))
+                    .cloned(),
+            )
             .find(|g| t.groups.get(g).is_some_and(|m| m == ids));
         if let Some(name) = existing {
             return name;
@@ -87,7 +92,9 @@ impl Names<'_> {
         }
         let name = (1..)
             .map(|k| format!("export-{k}"))
-            .find(|n| t.node(n).is_none() && !t.groups.contains_key(n) && !self.groups.contains_key(n))
+            .find(|n| {
+                t.node(n).is_none() && !t.groups.contains_key(n) && !self.groups.contains_key(n)
+            })
             .expect("some name is free");
         self.groups.insert(name.clone(), members);
         name
@@ -235,7 +242,10 @@ mod tests {
     #[test]
     fn exported_faults_plan_the_same_timeline_at_every_seed() {
         let mut files = Vec::new();
-        scenario_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"), &mut files);
+        scenario_files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"),
+            &mut files,
+        );
         let mut with_nemesis = 0;
         for path in files {
             let original = Scenario::load(&path).unwrap();
@@ -264,7 +274,10 @@ mod tests {
                 );
             }
         }
-        assert!(with_nemesis >= 10, "only {with_nemesis} scenarios with a nemesis");
+        assert!(
+            with_nemesis >= 10,
+            "only {with_nemesis} scenarios with a nemesis"
+        );
     }
 
     #[test]
@@ -283,10 +296,19 @@ mod tests {
             },
         };
         let out = export_faults(
-            &[fault(&[0, 1]), fault(&[2, 3]), fault(&[0, 1, 2, 3, 4]), fault(&[2, 3])],
+            &[
+                fault(&[0, 1]),
+                fault(&[2, 3]),
+                fault(&[0, 1, 2, 3, 4]),
+                fault(&[2, 3]),
+            ],
             &t,
         );
-        let targets: Vec<_> = out.faults.iter().map(|f| f.target.clone().unwrap()).collect();
+        let targets: Vec<_> = out
+            .faults
+            .iter()
+            .map(|f| f.target.clone().unwrap())
+            .collect();
         assert_eq!(targets, ["left", "export-1", "servers", "export-1"]);
         assert_eq!(out.groups["export-1"], ["n3", "n4"]);
         assert_eq!(out.faults[0].duration, Some(Duration(2_000_123)));
