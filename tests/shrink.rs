@@ -322,28 +322,12 @@ fn export_faults_into_a_folder_is_bad_input_before_the_run() {
     assert!(!dir.path().join("run").exists(), "no run happened");
 }
 
-fn shipped_scenarios(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            shipped_scenarios(&p, out);
-        } else if p.extension().is_some_and(|e| e == "toml") {
-            out.push(p);
-        }
-    }
-}
-
 /// Every shipped scenario written by `Scenario::to_toml_text` loads back and writes the same
 /// text again; the first scenario of every folder (a representative set: running them all twice
 /// is too slow for the debug suite) also runs at its seed to the same trace hash.
 #[test]
 fn written_scenarios_load_back_and_run_to_the_same_trace_hash() {
-    let mut files = Vec::new();
-    shipped_scenarios(&repo("scenarios"), &mut files);
+    let files = faultline::cli::test::find_scenarios(&[repo("scenarios")]).unwrap();
     let mut folders_run = std::collections::BTreeSet::new();
     for path in files {
         let original = Scenario::load(&path).unwrap();

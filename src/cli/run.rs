@@ -55,14 +55,9 @@ pub const DEFAULT_OUT_ROOT: &str = "reports";
 /// Runs a scenario and writes its outputs; returns the exit code. Every problem with the
 /// scenario or the output folder is reported (exit 2) before the simulation starts.
 pub fn run(args: &RunArgs) -> u8 {
-    let scenario = match Scenario::load_all(&args.scenario) {
+    let scenario = match load_or_report(&args.scenario) {
         Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let seed = args.seed.unwrap_or(scenario.seed);
     if let Some(file) = &args.export_faults
@@ -164,6 +159,17 @@ pub fn run(args: &RunArgs) -> u8 {
         print!("{}", report::summary(&report, Some(&path)));
     }
     verdict_code(report.verdict)
+}
+
+/// Loads a scenario, or prints every problem in it (`file:line:col: ...`) and gives the exit code
+/// of bad input.
+pub(crate) fn load_or_report(path: &Path) -> Result<Scenario, u8> {
+    Scenario::load_all(path).map_err(|errors| {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        exit::BAD_INPUT
+    })
 }
 
 /// Seeds above `i64::MAX` have no TOML form, so no scenario file can hold them.

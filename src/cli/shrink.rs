@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::check::checks_for;
 use crate::cli::exit;
-use crate::cli::run::{exportable, write_scenario_file};
+use crate::cli::run::{exportable, load_or_report, write_scenario_file};
 use crate::outcome::run_seed;
 use crate::report::{self, verdict_word};
 use crate::scenario::limits::MAX_NAME_CHARS;
@@ -57,14 +57,9 @@ pub const DEFAULT_OUT_ROOT: &str = "shrunk";
 
 /// Shrinks a failing scenario; returns the exit code.
 pub fn shrink_command(args: &ShrinkArgs) -> u8 {
-    let scenario = match Scenario::load_all(&args.scenario) {
+    let scenario = match load_or_report(&args.scenario) {
         Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let seed = args.seed.unwrap_or(scenario.seed);
     let out = args.out.clone().unwrap_or_else(|| {
@@ -85,12 +80,7 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
             return exit::FAIL;
         }
     };
-    let failed: Vec<String> = original
-        .checks
-        .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
-        .map(|c| c.name.clone())
-        .collect();
+    let failed = failed_checks(&original);
     if failed.is_empty() {
         eprintln!(
             "faultline shrink: {path} does not fail at seed {seed} (verdict {}); nothing to shrink",
@@ -99,7 +89,7 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
         return exit::FAIL;
     }
     let checks = if args.checks.is_empty() {
-        failed
+        failed.clone()
     } else {
         args.checks.clone()
     };
@@ -112,7 +102,7 @@ pub fn shrink_command(args: &ShrinkArgs) -> u8 {
         eprintln!(
             "faultline shrink: {path} at seed {seed} does not fail {} (it fails {})",
             checks.join(", "),
-            failed_names(&original)
+            failed.join(", ")
         );
         return exit::FAIL;
     }
@@ -252,17 +242,12 @@ fn usable(args: &ShrinkArgs, scenario: &Scenario, seed: u64, out: &Path) -> Resu
     report::output::prepare_file(out).map_err(|e| format!("--out: {e}"))
 }
 
-/// The names of the checks that failed in a run.
-fn failed_names(checked: &crate::outcome::Checked) -> String {
-    let names: Vec<&str> = checked
+/// The names of the checks that failed in a run, in report order.
+fn failed_checks(checked: &crate::outcome::Checked) -> Vec<String> {
+    checked
         .checks
         .iter()
         .filter(|c| c.verdict == Verdict::Fail)
-        .map(|c| c.name.as_str())
-        .collect();
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
-    }
+        .map(|c| c.name.clone())
+        .collect()
 }

@@ -208,24 +208,9 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     use crate::sim::faults::plan;
-
-    fn scenario_files(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                scenario_files(&p, out);
-            } else if p.extension().is_some_and(|e| e == "toml") {
-                out.push(p);
-            }
-        }
-    }
 
     fn without_origin(faults: Vec<PlannedFault>) -> Vec<PlannedFault> {
         faults
@@ -241,11 +226,8 @@ mod tests {
     /// written as TOML and loaded back, plans the same timeline as the original.
     #[test]
     fn exported_faults_plan_the_same_timeline_at_every_seed() {
-        let mut files = Vec::new();
-        scenario_files(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"),
-            &mut files,
-        );
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let files = crate::cli::test::find_scenarios(&[root]).unwrap();
         let mut with_nemesis = 0;
         for path in files {
             let original = Scenario::load(&path).unwrap();

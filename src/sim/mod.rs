@@ -56,3 +56,15 @@ pub(crate) fn lock<T: ?Sized>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
     cell.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder; also the
+/// text of a process panic in the trace, so keep its wording). `outcome::panic_message` is this.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

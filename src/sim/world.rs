@@ -523,7 +523,7 @@ impl World {
             }
             Err(panic) => {
                 self.effects.clear();
-                self.halt_with(node, crate::outcome::panic_message(&*panic));
+                self.halt_with(node, super::panic_message(&*panic));
                 None
             }
         }
