@@ -289,6 +289,16 @@ fn export_faults_writes_a_scripted_scenario_with_the_same_verdict_and_failing_ch
             text.starts_with("# Exported by faultline") && text.contains(scenario),
             "{text}"
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o777,
+                0o644,
+                "an ordinary file, not a private temporary one"
+            );
+        }
         let exported = Scenario::load(&file).unwrap();
         assert!(exported.nemesis.is_none());
         assert_eq!(exported.seed.to_string(), seed);

@@ -386,6 +386,13 @@ pub fn write_file_atomically(path: &Path, text: &str) -> io::Result<()> {
         .suffix(STAGING_SUFFIX)
         .tempfile_in(parent)?;
     file.write_all(text.as_bytes())?;
+    // A temporary file is private (0600); the file written is an ordinary one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
