@@ -61,13 +61,9 @@ pub fn run_seed(
     }));
     match result {
         Ok(outcome) => outcome,
-        Err(panic) => Err(SeedError::Panic(panic_message(&*panic))),
+        Err(panic) => Err(SeedError::Panic(sim::panic_message(&*panic))),
     }
 }
-
-/// The message of a caught panic (defined in `sim`, below this layer, which also names a process
-/// panic in the trace with it).
-pub use crate::sim::panic_message;
 
 #[cfg(test)]
 mod tests {
@@ -102,10 +98,10 @@ mod tests {
     #[test]
     fn panic_messages_are_read_from_either_payload() {
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(String::from("boom")));
-        assert_eq!(panic_message(&*caught.unwrap_err()), "boom");
+        assert_eq!(sim::panic_message(&*caught.unwrap_err()), "boom");
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(7u8));
         assert_eq!(
-            panic_message(&*caught.unwrap_err()),
+            sim::panic_message(&*caught.unwrap_err()),
             "panic with a non-string payload"
         );
     }

@@ -634,17 +634,6 @@ pub enum Verdict {
     Unknown,
 }
 
-impl Verdict {
-    /// `pass`, `fail` or `unknown`.
-    pub fn word(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::Unknown => "unknown",
-        }
-    }
-}
-
 /// `[expect]`: what `faultline test` requires of the run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -655,6 +644,17 @@ pub struct Expect {
     /// Checks that must fail (for a scenario demonstrating a bug).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing_checks: Vec<String>,
+}
+
+impl Verdict {
+    /// `pass`, `fail` or `unknown` (as in `report.json`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unknown => "unknown",
+        }
+    }
 }
 
 impl Scenario {

@@ -47,7 +47,7 @@ pub use record::{
     RunRecord, Stats,
 };
 pub use run::{RunOptions, RunProgress, run, stream_rng};
-pub use world::EventLimits;
+pub use world::{EventLimits, panic_message};
 
 /// Locks the world or a process cell; a poisoned lock (a panic elsewhere) is still usable
 /// because every transition is applied whole or not at all before any panic can occur (handler
@@ -55,16 +55,4 @@ pub use world::EventLimits;
 pub(crate) fn lock<T: ?Sized>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
     cell.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder; also the
-/// text of a process panic in the trace, so keep its wording). `outcome::panic_message` is this.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
 }
