@@ -24,5 +24,6 @@ pub mod payload;
 pub mod process;
 pub mod report;
 pub mod scenario;
+pub mod shrink;
 pub mod sim;
 mod wall;

@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["check"],
     &["families"],
     &["report", "outcome"],
-    &["api"],
+    &["api", "shrink"],
     &["cli"],
 ];
 

@@ -35,6 +35,7 @@ pub mod explain;
 mod list;
 mod progress;
 pub mod run;
+mod shrink;
 pub mod test;
 mod validate;
 
@@ -101,6 +102,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check a history file for linearizability (exit 0 yes, 1 no, 3 unknown, 2 unreadable).
     CheckHistory(check_history::CheckHistoryArgs),
+    /// Shrink a failing scenario: a smaller one (fewer and shorter faults, a shorter run, fewer
+    /// clients and nodes) that still fails the same checks, written as a scenario file.
+    Shrink(shrink::ShrinkArgs),
     /// Tell the story of a run (a report folder, or a scenario run in memory), one line per
     /// event; filter by time, node, topic, or the check a story should explain.
     Explain(explain::ExplainArgs),
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::CheckHistory(args) => check_history::check_history(&args),
         Command::Explain(args) => explain::explain(&args),
+        Command::Shrink(args) => shrink::shrink_command(&args),
     };
     ExitCode::from(code)
 }

@@ -1,5 +1,5 @@
 //! `faultline run SCENARIO [--seed N] [--out DIR] [--json] [--check-determinism] [--no-trace]
-//! [--trace-limit-bytes N] [--quiet]`.
+//! [--trace-limit-bytes N] [--export-faults FILE] [--quiet]`.
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = DEFAULT_TRACE_LIMIT_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub trace_limit_bytes: u64,
+    /// Also write the run's fault schedule (the nemesis's draws and the scripted faults) as a
+    /// runnable scenario: this one with every planned fault as a `[[fault]]` entry, no
+    /// `[nemesis]`, and `seed` set to this run's seed.
+    #[arg(long, value_name = "FILE")]
+    pub export_faults: Option<PathBuf>,
 }
 
 /// Where `run` puts its folder when `--out` is not given: `reports/<name>/seed-<N>`.
@@ -50,16 +55,17 @@ pub const DEFAULT_OUT_ROOT: &str = "reports";
 /// Runs a scenario and writes its outputs; returns the exit code. Every problem with the
 /// scenario or the output folder is reported (exit 2) before the simulation starts.
 pub fn run(args: &RunArgs) -> u8 {
-    let scenario = match Scenario::load_all(&args.scenario) {
+    let scenario = match load_or_report(&args.scenario) {
         Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return exit::BAD_INPUT;
-        }
+        Err(code) => return code,
     };
     let seed = args.seed.unwrap_or(scenario.seed);
+    if let Some(file) = &args.export_faults
+        && let Err(e) = exportable(seed).and_then(|()| report::output::prepare_file(file))
+    {
+        eprintln!("faultline: --export-faults: {e}");
+        return exit::BAD_INPUT;
+    }
     let staging = match report::out_dir(
         args.out.as_deref(),
         Path::new(DEFAULT_OUT_ROOT),
@@ -124,6 +130,26 @@ pub fn run(args: &RunArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
+    if let Some(file) = &args.export_faults {
+        let scripted = crate::sim::export::scripted_scenario(&scenario, &record.faults, seed);
+        let header = format!(
+            "Exported by faultline {} (faultline run --export-faults) from {}, seed {seed}.\n\
+             That run's verdict: {}. Its {} planned faults (nemesis draws included) are the \
+             [[fault]] entries below,\nso `faultline run` on this file replays the same fault \
+             schedule.",
+            env!("CARGO_PKG_VERSION"),
+            args.scenario.display(),
+            report::verdict_word(report.verdict),
+            record.faults.len(),
+        );
+        if let Err(e) = write_scenario_file(file, &header, &scripted) {
+            eprintln!(
+                "faultline: --export-faults: cannot write {}: {e}",
+                file.display()
+            );
+            return exit::BAD_INPUT;
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -133,6 +159,47 @@ pub fn run(args: &RunArgs) -> u8 {
         print!("{}", report::summary(&report, Some(&path)));
     }
     verdict_code(report.verdict)
+}
+
+/// Loads a scenario, or prints every problem in it (`file:line:col: ...`) and gives the exit code
+/// of bad input.
+pub(crate) fn load_or_report(path: &Path) -> Result<Scenario, u8> {
+    Scenario::load_all(path).map_err(|errors| {
+        for e in errors {
+            eprintln!("{e}");
+        }
+        exit::BAD_INPUT
+    })
+}
+
+/// Seeds above `i64::MAX` have no TOML form, so no scenario file can hold them.
+pub(crate) fn exportable(seed: u64) -> Result<(), String> {
+    if i64::try_from(seed).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "seed {seed} cannot be written in a scenario file (TOML integers end at {})",
+            i64::MAX
+        ))
+    }
+}
+
+/// Writes `scenario` as a scenario file (atomically) under `header` (lines of text, each written
+/// as a `# ` comment).
+pub(crate) fn write_scenario_file(
+    path: &Path,
+    header: &str,
+    scenario: &Scenario,
+) -> Result<(), String> {
+    let body = scenario.to_toml_text().map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    for line in header.lines() {
+        text.push_str(format!("# {line}").trim_end());
+        text.push('\n');
+    }
+    text.push('\n');
+    text.push_str(&body);
+    report::output::write_file_atomically(path, &text).map_err(|e| e.to_string())
 }
 
 /// Describes the first difference between two runs' traces, or `None` if the hashes agree.

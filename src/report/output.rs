@@ -355,6 +355,49 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A scenario file `faultline` writes (`run --export-faults`, `shrink`): checks, before any run,
+/// that `path` names a file (not a folder) and creates its folder. Errors name the path.
+pub fn prepare_file(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "{} is a folder; expected a file name",
+            path.display()
+        ));
+    }
+    if path.file_name().is_none() {
+        return Err(format!("{} names no file", path.display()));
+    }
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create the folder {}: {e}", parent.display())),
+        None => Ok(()),
+    }
+}
+
+/// Writes `text` to the file `path` atomically: into a temporary file beside it, flushed to disk,
+/// then renamed over `path`, so `path` holds the old file or the whole new one, never a part.
+pub fn write_file_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::Builder::new()
+        .prefix(PREFIX)
+        .suffix(STAGING_SUFFIX)
+        .tempfile_in(parent)?;
+    file.write_all(text.as_bytes())?;
+    // A temporary file is private (0600); the file written is an ordinary one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -465,6 +465,11 @@ pub struct FaultSpec {
     /// side, so a single side cuts that group off from the rest as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<Vec<String>>>,
+    /// For `partition` with shape `majorities-ring` or `bridge`: the servers' order (every server
+    /// once, by name) instead of one drawn from the fault stream. The ring's order, or the bridge's
+    /// first half, bridge node and second half. `faultline run --export-faults` writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Vec<String>>,
     /// For `cut` and `degrade`: sending node(s) (may be `leader` or `random`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -653,6 +658,15 @@ impl Verdict {
 }
 
 impl Scenario {
+    /// The resolved scenario as TOML text (every role and client group spelled out, defaults
+    /// filled in, unset keys left out): loaded again, it is the same scenario and runs to the
+    /// same trace. The one writer of scenarios as text (`report.html`, `faultline run
+    /// --export-faults`, `faultline shrink`). Errors if some value has no TOML form (a seed above
+    /// `i64::MAX`).
+    pub fn to_toml_text(&self) -> Result<String, toml::ser::Error> {
+        toml_text(&serde_json::to_value(self).expect("scenarios serialize"))
+    }
+
     /// The options of check `name` (its `[check.<name>]` table), or the defaults if the file
     /// has none. The table was validated when the scenario was loaded.
     pub fn check_options<T: serde::de::DeserializeOwned + Default>(&self, name: &str) -> T {
@@ -774,6 +788,25 @@ impl Scenario {
             Err(errors)
         }
     }
+}
+
+/// A resolved scenario as JSON (as in `report.json`) written as TOML text, JSON nulls left out
+/// (see [`Scenario::to_toml_text`]).
+pub fn toml_text(scenario: &serde_json::Value) -> Result<String, toml::ser::Error> {
+    fn without_nulls(v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), without_nulls(v)))
+                    .collect(),
+            ),
+            Value::Array(xs) => Value::Array(xs.iter().map(without_nulls).collect()),
+            other => other.clone(),
+        }
+    }
+    toml::to_string_pretty(&without_nulls(scenario))
 }
 
 /// The first of a non-empty list of problems.

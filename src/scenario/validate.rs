@@ -942,7 +942,7 @@ fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultS
         v.positive(d, &p("duration"));
     }
     let allowed: &[&str] = match f.kind {
-        FaultKind::Partition => &["target", "shape", "groups", "duration"],
+        FaultKind::Partition => &["target", "shape", "groups", "order", "duration"],
         FaultKind::Isolate | FaultKind::Crash | FaultKind::Pause => &["target", "duration"],
         FaultKind::Cut => &["from", "to", "duration"],
         FaultKind::Degrade => &[
@@ -964,6 +964,7 @@ fn validate_fault(v: &V<'_>, s: &Scenario, topo: &Topology, i: usize, f: &FaultS
         ("target", f.target.is_some()),
         ("shape", f.shape.is_some()),
         ("groups", f.groups.is_some()),
+        ("order", f.order.is_some()),
         ("from", f.from.is_some()),
         ("to", f.to.is_some()),
         ("delta", f.delta.is_some()),
@@ -1101,6 +1102,44 @@ fn validate_partition(v: &V<'_>, topo: &Topology, i: usize, f: &FaultSpec) {
             "a partition needs at least two servers".into()
         });
     }
+    if let Some(order) = &f.order {
+        validate_order(v, topo, f.shape, order, &p("order"));
+    }
+}
+
+/// A partition's `order`: only with shape `majorities-ring` or `bridge`, and every server once.
+fn validate_order(
+    v: &V<'_>,
+    topo: &Topology,
+    shape: Option<PartitionShape>,
+    order: &[String],
+    at: &[PathSeg<'_>],
+) {
+    let shaped = v.check(
+        matches!(
+            shape,
+            Some(PartitionShape::MajoritiesRing | PartitionShape::Bridge)
+        ),
+        at,
+        || "`order` only applies to shape = \"majorities-ring\" or \"bridge\"".into(),
+    );
+    if !shaped {
+        return;
+    }
+    let mut ids: Vec<u32> = order
+        .iter()
+        .filter_map(|name| topo.node(name))
+        .filter(|id| topo.servers.contains(id))
+        .map(|id| id.0)
+        .collect();
+    ids.sort_unstable();
+    let servers: Vec<u32> = topo.servers.iter().map(|s| s.0).collect();
+    v.check(ids.len() == order.len() && ids == servers, at, || {
+        format!(
+            "expected every server exactly once, by name (a permutation of {})",
+            topo.names_of(&topo.servers).join(", ")
+        )
+    });
 }
 
 /// A `degrade` fault: its links (`target`, or both `from` and `to`) and at least one condition.

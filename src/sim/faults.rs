@@ -204,12 +204,24 @@ fn scripted_action(spec: &FaultSpec, topology: &Topology, rng: &mut ChaCha8Rng) 
                         })
                         .collect(),
                 ),
-                (None, shape) => shape_plan(
-                    shape.unwrap_or(PartitionShape::Halves),
-                    target.map(|t| targets(Some(t), topology, rng)),
-                    topology,
-                    rng,
-                ),
+                (None, shape) => {
+                    let shape = shape.unwrap_or(PartitionShape::Halves);
+                    let minority = target.map(|t| targets(Some(t), topology, rng));
+                    match (&spec.order, shape) {
+                        // A given order replaces the draw (validated: a permutation of the
+                        // servers, with these two shapes only).
+                        (Some(order), PartitionShape::MajoritiesRing | PartitionShape::Bridge) => {
+                            let order: Vec<NodeId> =
+                                order.iter().filter_map(|n| topology.node(n)).collect();
+                            if shape == PartitionShape::Bridge {
+                                PartitionPlan::Bridge(order)
+                            } else {
+                                PartitionPlan::MajoritiesRing(order)
+                            }
+                        }
+                        _ => shape_plan(shape, minority, topology, rng),
+                    }
+                }
             };
             FaultAction::Partition { plan }
         }

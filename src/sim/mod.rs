@@ -22,6 +22,7 @@
 //! - [`record`]: the [`RunRecord`] a run hands to checkers and reports.
 
 pub mod clock;
+pub mod export;
 pub mod faults;
 pub mod host;
 pub mod nemesis;

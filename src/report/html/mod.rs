@@ -477,19 +477,7 @@ fn reproduce_section(h: &mut String, view: &RunView) {
 
 /// The resolved scenario as TOML (as JSON if it has no TOML form).
 fn scenario_text(scenario: &Value) -> String {
-    fn without_nulls(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), without_nulls(v)))
-                    .collect(),
-            ),
-            Value::Array(xs) => Value::Array(xs.iter().map(without_nulls).collect()),
-            other => other.clone(),
-        }
-    }
-    toml::to_string_pretty(&without_nulls(scenario))
+    crate::scenario::toml_text(scenario)
         .unwrap_or_else(|_| serde_json::to_string_pretty(scenario).unwrap_or_default())
 }
 
