@@ -25,4 +25,5 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod sweep;
 mod wall;

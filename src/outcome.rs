@@ -46,7 +46,11 @@ impl Checked {
 /// Runs `scenario` at `seed` with `options` and checks it. Never panics: a panic is returned as
 /// [`SeedError::Panic`] (the default panic hook still prints it unless the caller replaced the
 /// hook), a run stopped at an event limit as [`SeedError::Limit`].
-pub fn run_seed(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Checked, SeedError> {
+pub fn run_seed(
+    scenario: &Scenario,
+    seed: u64,
+    options: &RunOptions,
+) -> Result<Checked, SeedError> {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let record = sim::run(scenario, seed, options);
         if let Some(limit) = &record.limit_exceeded {
@@ -96,7 +100,10 @@ mod tests {
         let checked = run_seed(&scenario, scenario.seed, &RunOptions::hash_only()).unwrap();
         assert_eq!(checked.verdict(), Verdict::Fail);
         let signature = checked.signature().unwrap();
-        assert!(signature.checks.contains(&"election-safety".to_string()), "{signature:?}");
+        assert!(
+            signature.checks.contains(&"election-safety".to_string()),
+            "{signature:?}"
+        );
     }
 
     #[test]
@@ -104,6 +111,9 @@ mod tests {
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(String::from("boom")));
         assert_eq!(panic_message(&*caught.unwrap_err()), "boom");
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(7u8));
-        assert_eq!(panic_message(&*caught.unwrap_err()), "panic with a non-string payload");
+        assert_eq!(
+            panic_message(&*caught.unwrap_err()),
+            "panic with a non-string payload"
+        );
     }
 }

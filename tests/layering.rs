@@ -15,8 +15,8 @@ const LAYERS: &[&[&str]] = &[
     &["family"],
     &["check"],
     &["families"],
-    &["report"],
-    &["api"],
+    &["report", "outcome"],
+    &["api", "sweep"],
     &["cli"],
 ];
 

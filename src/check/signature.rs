@@ -70,7 +70,9 @@ pub fn evidence_kind(evidence: &str) -> String {
     let mut words: Vec<&str> = Vec::new();
     for word in evidence.split_whitespace() {
         let word = word.trim_end_matches([',', ';', ':', '.']);
-        let masked = word.chars().any(|c| c.is_ascii_digit() || c == '"' || c == '\'');
+        let masked = word
+            .chars()
+            .any(|c| c.is_ascii_digit() || c == '"' || c == '\'');
         let word = if masked { "_" } else { word };
         if word.is_empty() || (word == "_" && words.last() == Some(&"_")) {
             continue;
@@ -126,7 +128,11 @@ mod tests {
     fn a_signature_names_the_checks_of_the_verdict_and_the_first_ones_evidence() {
         let results = [
             result("liveness", Verdict::Unknown, &["nothing invoked"]),
-            result("election-safety", Verdict::Fail, &["two leaders in term 3: n1"]),
+            result(
+                "election-safety",
+                Verdict::Fail,
+                &["two leaders in term 3: n1"],
+            ),
             result("log-matching", Verdict::Pass, &[]),
             result("linearizability", Verdict::Fail, &["longest prefix 3"]),
         ];
@@ -139,7 +145,14 @@ mod tests {
             "fail: election-safety, linearizability (two leaders in term _)"
         );
         let unknown = Signature::of(&results[..1]).unwrap();
-        assert_eq!((unknown.verdict, unknown.checks.len()), (Verdict::Unknown, 1));
-        assert_eq!(Signature::of(&results[2..3]), None, "a passing run has none");
+        assert_eq!(
+            (unknown.verdict, unknown.checks.len()),
+            (Verdict::Unknown, 1)
+        );
+        assert_eq!(
+            Signature::of(&results[2..3]),
+            None,
+            "a passing run has none"
+        );
     }
 }

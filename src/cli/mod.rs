@@ -35,6 +35,7 @@ pub mod explain;
 mod list;
 mod progress;
 pub mod run;
+pub mod sweep;
 pub mod test;
 mod validate;
 
@@ -104,6 +105,9 @@ enum Command {
     /// Tell the story of a run (a report folder, or a scenario run in memory), one line per
     /// event; filter by time, node, topic, or the check a story should explain.
     Explain(explain::ExplainArgs),
+    /// Run scenarios over a seed range on every core (or a shard of it), recording every
+    /// seed's result in a resumable sweep.jsonl; `sweep merge` merges shards' results.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Entry point of the binary.
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::CheckHistory(args) => check_history::check_history(&args),
         Command::Explain(args) => explain::explain(&args),
+        Command::Sweep(args) => sweep::sweep(&args),
     };
     ExitCode::from(code)
 }
