@@ -481,9 +481,12 @@ fn compare_runs(first: SeedOutcome, second: SeedOutcome) -> SeedOutcome {
     )
 }
 
+/// A panic hook, as `std::panic::take_hook` returns it.
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
 /// Replaces the panic hook with a silent one while it lives.
 struct SilentPanics {
-    previous: Option<Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>>,
+    previous: Option<PanicHook>,
 }
 
 impl SilentPanics {
@@ -1159,12 +1162,15 @@ pub fn summarize(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<Summary, Sw
     Ok(tally.finish(first, seeds, shards))
 }
 
+/// A group of [`Summary::groups`]: (scenario index, verdict, checks, evidence kind).
+type GroupKey = (usize, SeedVerdict, Vec<String>, String);
+
 /// The running aggregation of [`summarize`].
 struct Tally<'a> {
     dirs: &'a [PathBuf],
     counts: Vec<ScenarioCounts>,
     /// (scenario, verdict, checks, kind) -> (count, smallest seed).
-    groups: std::collections::BTreeMap<(usize, SeedVerdict, Vec<String>, String), (u64, u64)>,
+    groups: std::collections::BTreeMap<GroupKey, (u64, u64)>,
     nondeterministic: Vec<Nondeterministic>,
     run_time_ms: u64,
 }
@@ -1394,6 +1400,22 @@ mod tests {
         Scenario::parse(Path::new("pp.toml"), text.as_bytes()).unwrap()
     }
 
+    /// A plan over seeds `1..=last` of every scenario on `workers` workers, running each once.
+    fn plan(scenarios: &[Scenario], last: u64, workers: usize) -> Plan<'_> {
+        Plan {
+            scenarios,
+            space: JobSpace {
+                scenarios: scenarios.len(),
+                seeds: SeedRange { first: 1, last },
+                shard: Shard::WHOLE,
+            },
+            workers,
+            until_fail: false,
+            check_determinism: false,
+            done: None,
+        }
+    }
+
     fn collect(plan: &Plan<'_>) -> Vec<(Job, SeedOutcome)> {
         let got = Mutex::new(Vec::new());
         execute(plan, &|job, outcome| {
@@ -1408,19 +1430,7 @@ mod tests {
     #[test]
     fn an_event_limit_is_that_seeds_error_and_the_other_jobs_still_run() {
         let scenarios = [event_limit_scenario(), pingpong_scenario()];
-        let plan = Plan {
-            scenarios: &scenarios,
-            space: JobSpace {
-                scenarios: 2,
-                seeds: SeedRange { first: 1, last: 3 },
-                shard: Shard::WHOLE,
-            },
-            workers: 2,
-            until_fail: false,
-            check_determinism: false,
-            done: None,
-        };
-        let got = collect(&plan);
+        let got = collect(&plan(&scenarios, 3, 2));
         assert_eq!(got.len(), 6, "every job once");
         for (job, outcome) in &got {
             if job.scenario == 0 {
@@ -1444,16 +1454,8 @@ mod tests {
     fn until_fail_takes_no_new_job_after_the_first_that_does_not_pass() {
         let scenarios = [event_limit_scenario()];
         let plan = Plan {
-            scenarios: &scenarios,
-            space: JobSpace {
-                scenarios: 1,
-                seeds: SeedRange { first: 1, last: 50 },
-                shard: Shard::WHOLE,
-            },
-            workers: 1,
             until_fail: true,
-            check_determinism: false,
-            done: None,
+            ..plan(&scenarios, 50, 1)
         };
         assert_eq!(collect(&plan).len(), 1);
     }
@@ -1461,21 +1463,13 @@ mod tests {
     #[test]
     fn determinism_checking_runs_every_job_twice_and_skips_done_ones() {
         let scenarios = [pingpong_scenario()];
-        let space = JobSpace {
-            scenarios: 1,
-            seeds: SeedRange { first: 1, last: 5 },
-            shard: Shard::WHOLE,
-        };
-        let mut done = BitSet::new(space.len());
+        let mut done = BitSet::new(5);
         done.insert(2);
         for workers in [1, 2, 3] {
             let plan = Plan {
-                scenarios: &scenarios,
-                space,
-                workers,
-                until_fail: false,
                 check_determinism: true,
                 done: Some(&done),
+                ..plan(&scenarios, 5, workers)
             };
             let got = collect(&plan);
             let seeds: Vec<u64> = got.iter().map(|(j, _)| j.seed).collect();

@@ -21,6 +21,14 @@ fn faultline(args: &[&str]) -> Output {
     faultline_command(args).output().expect("the binary runs")
 }
 
+/// `faultline sweep ARGS... --out OUT`.
+fn sweep_into(out: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["sweep"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    faultline(&all)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -146,15 +154,10 @@ fn a_correct_twin_passes_every_seed_with_exit_0_and_writes_no_report_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let twin = correct_twin(tmp.path());
     let out = tmp.path().join("sweep");
-    let run = faultline(&[
-        "sweep",
-        twin.to_str().unwrap(),
-        "--seeds",
-        "1..10",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let run = sweep_into(
+        &out,
+        &[twin.to_str().unwrap(), "--seeds", "1..10", "--json"],
+    );
     assert_code(&run, 0);
     let printed: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(printed["total"]["pass"], 10);
@@ -214,16 +217,7 @@ fn a_torn_last_line_is_dropped_and_its_seed_run_again() {
     let tmp = tempfile::tempdir().unwrap();
     let twin = correct_twin(tmp.path());
     let out = tmp.path().join("sweep");
-    let sweep = |seeds: &str| {
-        faultline(&[
-            "sweep",
-            twin.to_str().unwrap(),
-            "--seeds",
-            seeds,
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
+    let sweep = |seeds: &str| sweep_into(&out, &[twin.to_str().unwrap(), "--seeds", seeds]);
     assert_code(&sweep("1..3"), 0);
     let results = out.join("sweep.jsonl");
     let mut bytes = std::fs::read(&results).unwrap();
@@ -310,14 +304,7 @@ fn merging_a_seed_recorded_twice_with_different_hashes_reports_nondeterminism() 
     let twin = correct_twin(tmp.path());
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     for out in [&a, &b] {
-        let run = faultline(&[
-            "sweep",
-            twin.to_str().unwrap(),
-            "--seeds",
-            "1..2",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let run = sweep_into(out, &[twin.to_str().unwrap(), "--seeds", "1..2"]);
         assert_code(&run, 0);
     }
     let results = b.join("sweep.jsonl");
@@ -348,17 +335,17 @@ fn check_determinism_passes_on_a_correct_scenario() {
     let tmp = tempfile::tempdir().unwrap();
     let twin = correct_twin(tmp.path());
     let out = tmp.path().join("sweep");
-    let run = faultline(&[
-        "sweep",
-        twin.to_str().unwrap(),
-        "--seeds",
-        "1..6",
-        "--jobs",
-        "2",
-        "--check-determinism",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = sweep_into(
+        &out,
+        &[
+            twin.to_str().unwrap(),
+            "--seeds",
+            "1..6",
+            "--jobs",
+            "2",
+            "--check-determinism",
+        ],
+    );
     assert_code(&run, 0);
     assert_eq!(per_seed(&lines(&out)).len(), 6);
 }
@@ -375,16 +362,16 @@ fn a_seed_at_an_event_limit_is_that_seeds_error_and_the_sweep_goes_on() {
     .unwrap();
     let twin = correct_twin(tmp.path());
     let out = tmp.path().join("sweep");
-    let run = faultline(&[
-        "sweep",
-        zero.to_str().unwrap(),
-        twin.to_str().unwrap(),
-        "--seeds",
-        "1..3",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let run = sweep_into(
+        &out,
+        &[
+            zero.to_str().unwrap(),
+            twin.to_str().unwrap(),
+            "--seeds",
+            "1..3",
+            "--json",
+        ],
+    );
     assert_code(&run, 1);
     let s: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(s["scenarios"][0]["error"], 3);

@@ -51,7 +51,7 @@ impl Signature {
 
     /// One line for people: `fail: election-safety (two leaders in term _ ...)`.
     pub fn describe(&self) -> String {
-        let verdict = crate::report::verdict_word(self.verdict);
+        let verdict = self.verdict.word();
         if self.evidence_kind.is_empty() {
             format!("{verdict}: {}", self.checks.join(", "))
         } else {

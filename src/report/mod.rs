@@ -164,11 +164,7 @@ pub fn expectation_problems(
 
 /// `pass`, `fail` or `unknown`.
 pub fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "fail",
-        Verdict::Unknown => "unknown",
-    }
+    v.word()
 }
 
 /// Writes `history.jsonl`, `report.json`, (if `with_trace`) `trace.jsonl`, the charts and

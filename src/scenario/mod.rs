@@ -629,6 +629,17 @@ pub enum Verdict {
     Unknown,
 }
 
+impl Verdict {
+    /// `pass`, `fail` or `unknown` (as in `report.json`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
 /// `[expect]`: what `faultline test` requires of the run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
