@@ -65,16 +65,9 @@ pub fn run_seed(
     }
 }
 
-/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder; also the text of a process panic in the trace, so keep its wording).
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
-}
+/// The message of a caught panic (defined in `sim`, which reports a process's panic with it,
+/// below this module's layer).
+pub use crate::sim::panic_message;
 
 #[cfg(test)]
 mod tests {

@@ -46,7 +46,7 @@ pub use record::{
     RunRecord, Stats,
 };
 pub use run::{RunOptions, RunProgress, run, stream_rng};
-pub use world::EventLimits;
+pub use world::{EventLimits, panic_message};
 
 /// Locks the world or a process cell; a poisoned lock (a panic elsewhere) is still usable
 /// because every transition is applied whole or not at all before any panic can occur (handler

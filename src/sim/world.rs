@@ -523,7 +523,7 @@ impl World {
             }
             Err(panic) => {
                 self.effects.clear();
-                self.halt_with(node, crate::outcome::panic_message(&*panic));
+                self.halt_with(node, panic_message(&*panic));
                 None
             }
         }
@@ -694,5 +694,17 @@ impl World {
         if let Some(waker) = self.central_waker.take() {
             waker.wake();
         }
+    }
+}
+
+/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder): the
+/// text of a process panic in the trace, and of a seed's panic in `outcome`, so keep its wording.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
     }
 }
