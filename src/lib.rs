@@ -26,4 +26,5 @@ pub mod report;
 pub mod scenario;
 pub mod shrink;
 pub mod sim;
+pub mod sweep;
 mod wall;

@@ -61,9 +61,13 @@ pub fn run_seed(
     }));
     match result {
         Ok(outcome) => outcome,
-        Err(panic) => Err(SeedError::Panic(sim::panic_message(&*panic))),
+        Err(panic) => Err(SeedError::Panic(panic_message(&*panic))),
     }
 }
+
+/// The message of a caught panic (defined in `sim`, which reports a process's panic with it,
+/// below this module's layer).
+pub use crate::sim::panic_message;
 
 #[cfg(test)]
 mod tests {
@@ -101,7 +105,7 @@ mod tests {
         assert_eq!(sim::panic_message(&*caught.unwrap_err()), "boom");
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(7u8));
         assert_eq!(
-            sim::panic_message(&*caught.unwrap_err()),
+            panic_message(&*caught.unwrap_err()),
             "panic with a non-string payload"
         );
     }

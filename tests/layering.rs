@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["check"],
     &["families"],
     &["report", "outcome"],
-    &["api", "shrink"],
+    &["api", "shrink", "sweep"],
     &["cli"],
 ];
 

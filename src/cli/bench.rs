@@ -30,6 +30,10 @@
 //!   for 60 simulated seconds over 1-3 ms links ([`balancing_scenario`], the same as
 //!   `scenarios/balancing/bench-2000rps.toml`). Same figures as `raft` (target: at least 100x
 //!   faster than real time).
+//! - `sweep`: [`SWEEP_BENCH_SEEDS`] seeds of `scenarios/raft/leader-isolated.toml` (embedded)
+//!   run by `crate::sweep::execute` (no files written) on 1 worker, then on 2; prints seeds per
+//!   second for each and the parallel efficiency `t1 / (2 * t2)` (target: at least 0.9 on 2
+//!   idle cores). Not part of `all`.
 
 use std::path::Path;
 
@@ -59,6 +63,9 @@ pub enum Target {
     Lock,
     /// 10 backends, 1 balancer and 50 clients at 2,000 requests per simulated second.
     Balancing,
+    /// `faultline sweep`'s parallel efficiency: the same seeds of a shipped Raft scenario on 1
+    /// worker, then on 2 (see [`sweep_bench`]). Not part of `all`.
+    Sweep,
 }
 
 /// Arguments of `faultline bench`.
@@ -431,6 +438,31 @@ pub fn bench(args: &BenchArgs) -> u8 {
     if args.target == Target::Checker {
         return crate::cli::bench_checker::bench_checker(args.json);
     }
+    if args.target == Target::Sweep {
+        let b = sweep_bench(args.repeat);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&b).expect("serializes"));
+        } else {
+            println!(
+                "sweep: {} seeds of {} (median of {} runs each):",
+                b.seeds, b.scenario, args.repeat
+            );
+            println!("  {} of {} seeds passed", b.passed, b.seeds);
+            println!(
+                "  1 worker:  {:>8.1} seeds/s ({:.0} ms)",
+                b.seeds_per_s_1, b.wall_ms_1
+            );
+            println!(
+                "  2 workers: {:>8.1} seeds/s ({:.0} ms)",
+                b.seeds_per_s_2, b.wall_ms_2
+            );
+            println!(
+                "  parallel efficiency t1 / (2 t2) = {:.2} (target >= 0.90 on 2 idle cores)",
+                b.efficiency
+            );
+        }
+        return exit::PASS;
+    }
     let mut json = serde_json::Map::new();
     if matches!(args.target, Target::All | Target::Kernel) {
         let k = kernel(args.repeat);
@@ -514,6 +546,76 @@ pub fn bench(args: &BenchArgs) -> u8 {
         );
     }
     exit::PASS
+}
+
+/// Seeds of the sweep benchmark: a few seconds on one worker of a release build.
+pub const SWEEP_BENCH_SEEDS: u64 = 200;
+
+/// The result of `faultline bench sweep`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepBench {
+    /// The scenario swept.
+    pub scenario: String,
+    /// Seeds swept (1..=seeds).
+    pub seeds: u64,
+    /// Median wall time on 1 worker, in milliseconds.
+    pub wall_ms_1: f64,
+    /// Median wall time on 2 workers, in milliseconds.
+    pub wall_ms_2: f64,
+    /// Seeds per wall-clock second on 1 worker.
+    pub seeds_per_s_1: f64,
+    /// Seeds per wall-clock second on 2 workers.
+    pub seeds_per_s_2: f64,
+    /// `wall_ms_1 / (2 * wall_ms_2)`: 1.0 is a perfect 2x.
+    pub efficiency: f64,
+    /// Seeds that passed (the others failed, were unknown or errors; they count the same).
+    pub passed: u64,
+}
+
+/// Sweeps [`SWEEP_BENCH_SEEDS`] seeds of the shipped `raft/leader-isolated.toml` on 1 then 2
+/// workers (`repeat` times each, the median kept).
+pub fn sweep_bench(repeat: u32) -> SweepBench {
+    let sc = scenario(include_str!("../../scenarios/raft/leader-isolated.toml"));
+    let scenarios = [sc];
+    let time = |workers: usize| {
+        let plan = crate::sweep::Plan {
+            scenarios: &scenarios,
+            space: crate::sweep::JobSpace {
+                scenarios: 1,
+                seeds: crate::sweep::SeedRange {
+                    first: 1,
+                    last: SWEEP_BENCH_SEEDS,
+                },
+                shard: crate::sweep::Shard::WHOLE,
+            },
+            workers,
+            until_fail: false,
+            check_determinism: false,
+            done: None,
+        };
+        measure(repeat, || {
+            let passed = std::sync::atomic::AtomicU64::new(0);
+            crate::sweep::execute(&plan, &|_, o| {
+                if o.verdict == crate::sweep::SeedVerdict::Pass {
+                    passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                crate::sweep::Next::Continue
+            });
+            (passed.into_inner(), 0)
+        })
+    };
+    let ((passed, t1, _), (_, t2, _)) = (time(1), time(2));
+    let rate = |ms: f64| SWEEP_BENCH_SEEDS as f64 / (ms / 1e3);
+    SweepBench {
+        scenario: "scenarios/raft/leader-isolated.toml".into(),
+        seeds: SWEEP_BENCH_SEEDS,
+        wall_ms_1: t1,
+        wall_ms_2: t2,
+        seeds_per_s_1: rate(t1),
+        seeds_per_s_2: rate(t2),
+        efficiency: t1 / (2.0 * t2),
+        passed,
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod list;
 mod progress;
 pub mod run;
 mod shrink;
+pub mod sweep;
 pub mod test;
 mod validate;
 
@@ -108,6 +109,9 @@ enum Command {
     /// Tell the story of a run (a report folder, or a scenario run in memory), one line per
     /// event; filter by time, node, topic, or the check a story should explain.
     Explain(explain::ExplainArgs),
+    /// Run scenarios over a seed range on every core (or a shard of it), recording every
+    /// seed's result in a resumable sweep.jsonl; `sweep merge` merges shards' results.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Entry point of the binary.
@@ -133,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::CheckHistory(args) => check_history::check_history(&args),
         Command::Explain(args) => explain::explain(&args),
         Command::Shrink(args) => shrink::shrink_command(&args),
+        Command::Sweep(args) => sweep::sweep(&args),
     };
     ExitCode::from(code)
 }

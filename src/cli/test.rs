@@ -38,58 +38,13 @@ pub struct TestArgs {
     pub twins: bool,
 }
 
-/// An inclusive range of seeds, `first..=last`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeedRange {
-    /// First seed.
-    pub first: u64,
-    /// Last seed (included).
-    pub last: u64,
-}
-
-impl SeedRange {
-    /// The seeds, in order.
-    pub fn iter(self) -> std::ops::RangeInclusive<u64> {
-        self.first..=self.last
-    }
-
-    /// How many seeds the range holds.
-    pub fn len(self) -> u64 {
-        self.last - self.first + 1
-    }
-
-    /// Never true (a range holds at least one seed); for clippy's `len_without_is_empty`.
-    pub fn is_empty(self) -> bool {
-        false
-    }
-}
+pub use crate::sweep::SeedRange;
 
 /// Parses `--seeds`: `A..B` or `A..=B` (both include `B`), or a single seed `N`. Errors say
-/// what was expected; ranges are limited to [`MAX_SWEEP_SEEDS`] seeds.
+/// what was expected; ranges are limited to [`MAX_SWEEP_SEEDS`] seeds (`faultline sweep` takes
+/// longer ranges: `crate::sweep::parse_seed_range`).
 pub fn parse_seeds(text: &str) -> Result<SeedRange, String> {
-    let number = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("expected a seed range like 1..20 or a seed, found {text:?}"))
-    };
-    let (first, last) = match text.split_once("..") {
-        Some((a, b)) => (number(a)?, number(b.strip_prefix('=').unwrap_or(b))?),
-        None => {
-            let n = number(text)?;
-            (n, n)
-        }
-    };
-    if last < first {
-        return Err(format!(
-            "expected the first seed at most the last, found {text:?}"
-        ));
-    }
-    if last - first >= MAX_SWEEP_SEEDS {
-        return Err(format!(
-            "expected at most {MAX_SWEEP_SEEDS} seeds, found {text:?}"
-        ));
-    }
-    Ok(SeedRange { first, last })
+    crate::sweep::parse_seed_range(text, MAX_SWEEP_SEEDS)
 }
 
 /// Whether the scenario switches on any planted bug (in a role's or a client group's options).

@@ -697,7 +697,8 @@ impl World {
     }
 }
 
-/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder; also the text of a process panic in the trace, so keep its wording).
+/// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder): the
+/// text of a process panic in the trace, and of a seed's panic in `outcome`, so keep its wording.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
