@@ -37,7 +37,7 @@ pub struct ShrinkArgs {
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Most runs of candidate scenarios (the search is deterministic for a given budget).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_runs: u64,
     /// Most wall-clock seconds of searching (off by default; with it the result depends on the
     /// machine's speed).
@@ -45,7 +45,7 @@ pub struct ShrinkArgs {
     pub max_seconds: Option<f64>,
     /// Other seeds (seed + 1, ...) tried for a smaller candidate that no longer fails at the
     /// current seed.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(0..=100))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(0..=100))]
     pub seed_tries: u64,
     /// Print no progress lines on stderr.
     #[arg(long, short)]
