@@ -1,26 +1,14 @@
 //! The `faultline` command end to end: outputs, exit codes, determinism check, test, list.
 
+mod common;
+
+use common::{faultline, faultline_command, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// `faultline ARGS...` run from the repository's folder, not yet started.
-fn faultline_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_faultline"));
-    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
-
-fn faultline(args: &[&str]) -> Output {
-    faultline_command(args).output().expect("the binary runs")
-}
+use std::process::Output;
 
 /// The text of a shipped scenario (`path` relative to the repository).
 fn shipped_scenario(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn out_dir() -> (tempfile::TempDir, PathBuf) {

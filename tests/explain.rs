@@ -2,19 +2,10 @@
 //! voters, the Figure 8 story of `--check`, Paxos dueling proposers), the filters, bad input
 //! (exit 2), and determinism (same bytes twice).
 
-use std::process::{Command, Output};
+mod common;
 
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{faultline, text};
+use std::process::Command;
 
 /// Runs `explain ARGS`, asserts exit 0, returns stdout.
 fn explain(args: &[&str]) -> String {

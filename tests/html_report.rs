@@ -7,22 +7,13 @@
 //! `skipped: chromium not found` and pass, unless `FAULTLINE_REQUIRE_BROWSER=1` (as in `.ci/run`),
 //! where a missing browser fails. The checks of the file itself always run.
 
+mod common;
+
+use common::{faultline, text};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Runs `scenario` into a fresh folder; returns the folder (kept alive by the TempDir).
 fn run(scenario: &str, expected_exit: i32) -> (tempfile::TempDir, PathBuf) {

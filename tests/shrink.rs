@@ -1,27 +1,13 @@
 //! `faultline shrink` and `faultline run --export-faults` end to end, and the scenario writer's
 //! round trip (`Scenario::to_toml_text`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{faultline, repo, text};
 use faultline::scenario::Scenario;
 use faultline::sim::{self, RunOptions};
-
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// The checks that failed in a `run --json` report.
 fn failing_checks(report: &serde_json::Value) -> Vec<String> {

@@ -1,25 +1,18 @@
 //! `faultline sweep` and `faultline sweep merge` end to end (the built binary), and the
 //! deployment examples of `docs/sweeping.md`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{faultline, faultline_command, repo, text};
 use faultline::outcome::run_seed;
 use faultline::scenario::{Scenario, Verdict};
 use faultline::sim::RunOptions;
 
 const BUG: &str = "scenarios/raft/bugs/forget-vote-on-restart.toml";
-
-fn faultline_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_faultline"));
-    command.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
-
-fn faultline(args: &[&str]) -> Output {
-    faultline_command(args).output().expect("the binary runs")
-}
 
 /// `faultline sweep ARGS... --out OUT`.
 fn sweep_into(out: &Path, args: &[&str]) -> Output {
@@ -27,14 +20,6 @@ fn sweep_into(out: &Path, args: &[&str]) -> Output {
     all.extend_from_slice(args);
     all.extend_from_slice(&["--out", out.to_str().unwrap()]);
     faultline(&all)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// The correct twin of the planted-bug scenario (its bug switched off), 10 simulated seconds
