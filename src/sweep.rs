@@ -942,7 +942,8 @@ pub fn write_seed_report(
     let staging = report::out_dir(None, dir, &scenario.name, seed)
         .and_then(|target| Staging::prepare(&target))
         .map_err(|e| failed(format!("cannot write the report folder: {e}")))?;
-    let (record, checks) = match outcome::run_seed(scenario, seed, &RunOptions::default()) {
+    let options = RunOptions::streaming_to(staging.file_path("trace.jsonl"));
+    let (record, checks) = match outcome::run_seed(scenario, seed, &options) {
         Ok(checked) => (checked.record, checked.checks),
         Err(e) => {
             return Err(SeedOutcome::not_deterministic(

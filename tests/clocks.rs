@@ -19,7 +19,7 @@ fn gossip_times(extra: &str, node: &str) -> Vec<u64> {
     record
         .trace_jsonl
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l).unwrap())
         .filter(|v| v["kind"] == "timer" && v["node"] == node)
         .map(|v| v["t_ns"].as_u64().unwrap())
         .collect()

@@ -57,7 +57,7 @@ struct Traffic {
 fn traffic(record: &RunRecord) -> Traffic {
     let mut t = Traffic::default();
     for line in record.trace_jsonl.lines() {
-        let l: Line = serde_json::from_str(line).expect("trace lines are JSON");
+        let l: Line = serde_json::from_str(&line).expect("trace lines are JSON");
         match l.kind.as_str() {
             "send" => {
                 t.sent

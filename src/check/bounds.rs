@@ -215,7 +215,7 @@ impl Bound {
 }
 
 /// The trace lines, if the run kept every one of them.
-fn full_trace(record: &RunRecord) -> Option<impl Iterator<Item = &str>> {
+fn full_trace(record: &RunRecord) -> Option<impl Iterator<Item = impl AsRef<str>>> {
     (!record.trace_truncated && !record.trace_jsonl.is_empty()).then(|| record.trace_jsonl.lines())
 }
 

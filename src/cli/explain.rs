@@ -220,7 +220,8 @@ fn load(args: &ExplainArgs, options: &ViewOptions) -> Result<RunView, String> {
     run_in_memory(path, args.seed, options)
 }
 
-/// Runs a scenario keeping its trace in memory and builds its view; nothing is written.
+/// Runs a scenario with its trace in a temporary file (removed afterwards) and builds its view;
+/// nothing else is written.
 fn run_in_memory(path: &Path, seed: Option<u64>, options: &ViewOptions) -> Result<RunView, String> {
     let scenario = Scenario::load_all(path).map_err(|errors| {
         errors
@@ -230,20 +231,21 @@ fn run_in_memory(path: &Path, seed: Option<u64>, options: &ViewOptions) -> Resul
             .join("\n")
     })?;
     let seed = seed.unwrap_or(scenario.seed);
-    let record = sim::run(&scenario, seed, &RunOptions::default());
+    let trace = tempfile::NamedTempFile::new()
+        .map_err(|e| format!("cannot create a temporary file for the trace: {e}"))?;
+    let record = sim::run(
+        &scenario,
+        seed,
+        &RunOptions::streaming_to(trace.path().to_path_buf()),
+    );
     if let Some(limit) = &record.limit_exceeded {
         return Err(format!("{}: {limit}", path.display()));
     }
+    if let Some(e) = record.trace_jsonl.write_error() {
+        return Err(format!("the trace of {}: {e}", path.display()));
+    }
     let report = Report::new(&record, run_checks(&record), path, 0);
-    let kept = !record.trace_jsonl.is_empty();
-    Ok(RunView::build(
-        &record.scenario.registry(),
-        serde_json::to_value(&report).expect("reports serialize"),
-        report.nodes.clone(),
-        record.history.clone(),
-        kept.then(|| record.trace_jsonl.lines()),
-        options,
-    ))
+    Ok(crate::report::view_of_run_with(&report, &record, options))
 }
 
 /// What `--check` keeps: lines near the times the check cites, about the nodes it names (or

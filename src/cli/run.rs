@@ -10,7 +10,6 @@ use crate::cli::progress::ProgressLine;
 use crate::cli::{exit, verdict_code};
 use crate::report::{self, Report, Staging};
 use crate::scenario::Scenario;
-use crate::sim::trace::DEFAULT_TRACE_LIMIT_BYTES;
 use crate::sim::{self, RunOptions, RunRecord};
 use crate::wall::{elapsed_ms, wall_now};
 
@@ -37,11 +36,11 @@ pub struct RunArgs {
     /// Show no progress line (it appears on a terminal once a run takes about a second).
     #[arg(long, short)]
     pub quiet: bool,
-    /// Bytes of trace kept for trace.jsonl; later lines are hashed, not written, and the file
-    /// ends with a `trace-truncated` line.
-    #[arg(long, default_value_t = DEFAULT_TRACE_LIMIT_BYTES as u64,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub trace_limit_bytes: u64,
+    /// Largest trace.jsonl to write, in bytes; later lines are hashed, not written, and the
+    /// file ends with a `trace-truncated` line. Default: no limit (the trace is streamed to the
+    /// file as the run goes, so its size costs disk, not memory).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub trace_limit_bytes: Option<u64>,
     /// Also write the run's fault schedule (the nemesis's draws and the scripted faults) as a
     /// runnable scenario: this one with every planned fault as a `[[fault]]` entry, no
     /// `[nemesis]`, and `seed` set to this run's seed.
@@ -85,8 +84,10 @@ pub fn run(args: &RunArgs) -> u8 {
         trace_limit_bytes: if args.no_trace {
             0
         } else {
-            usize::try_from(args.trace_limit_bytes).unwrap_or(usize::MAX)
+            args.trace_limit_bytes
+                .map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX))
         },
+        trace_file: Some(staging.file_path("trace.jsonl")),
         progress: counters,
         ..RunOptions::default()
     };
@@ -97,7 +98,14 @@ pub fn run(args: &RunArgs) -> u8 {
         return exit::BAD_INPUT;
     }
     if args.check_determinism {
-        let again = sim::run(&scenario, seed, &options);
+        let again = sim::run(
+            &scenario,
+            seed,
+            &RunOptions {
+                trace_file: Some(staging.scratch_path("trace-again.jsonl")),
+                ..options.clone()
+            },
+        );
         if let Some(message) = first_difference(&record, &again) {
             eprintln!(
                 "faultline: NOT DETERMINISTIC: {} seed {seed}\n{message}",
@@ -225,8 +233,8 @@ pub fn first_difference(a: &RunRecord, b: &RunRecord) -> Option<String> {
                     "trace hashes differ ({} vs {}); first differing line {n}:\n  run 1: {}\n  run 2: {}",
                     a.trace_hash,
                     b.trace_hash,
-                    x.unwrap_or("<end of trace>"),
-                    y.unwrap_or("<end of trace>")
+                    x.as_deref().unwrap_or("<end of trace>"),
+                    y.as_deref().unwrap_or("<end of trace>")
                 ));
             }
         }

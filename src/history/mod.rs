@@ -191,11 +191,18 @@ impl HistoryEvent {
 /// Writes a history as JSON lines (one event per line, `\n`-terminated).
 pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
     let mut out = Vec::with_capacity(events.len() * 96);
-    for event in events {
-        serde_json::to_writer(&mut out, event).expect("history events always serialize");
-        out.push(b'\n');
-    }
+    write_jsonl(events, &mut out).expect("writing to memory cannot fail");
     out
+}
+
+/// Writes `events` as [`to_jsonl`] gives them to `out`, one line at a time (for a history too
+/// long to hold twice). Errors: `out`'s.
+pub fn write_jsonl(events: &[HistoryEvent], out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    for event in events {
+        serde_json::to_writer(&mut *out, event).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Every function with its name as written in histories.

@@ -51,6 +51,10 @@ pub struct Report {
     pub trace_truncated: bool,
     /// Event lines in `trace.jsonl` (`trace_lines` unless truncated; 0 if none was written).
     pub trace_lines_written: u64,
+    /// Why `trace.jsonl` stopped short (the file could not be written, e.g. a full disk; the
+    /// trace is then truncated without a `trace-truncated` line), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_write_error: Option<String>,
     /// False if no `trace.jsonl` was written (`run --no-trace`, `faultline test`).
     pub trace_written: bool,
     /// pass, fail or unknown (fail if any check failed; unknown if any could not decide).
@@ -95,6 +99,7 @@ impl Report {
             trace_lines: record.stats.trace_lines,
             trace_truncated: record.trace_truncated,
             trace_lines_written: record.trace_jsonl.lines_kept(),
+            trace_write_error: record.trace_jsonl.write_error().map(str::to_string),
             trace_written: true,
             verdict,
             checks,
@@ -113,6 +118,7 @@ impl Report {
         self.trace_written = false;
         self.trace_truncated = false;
         self.trace_lines_written = 0;
+        self.trace_write_error = None;
         self
     }
 
@@ -176,13 +182,31 @@ pub fn write_run(
     record: &RunRecord,
     with_trace: bool,
 ) -> Result<PathBuf, OutputError> {
-    if with_trace {
-        staging.write("trace.jsonl", record.trace_jsonl.chunks())?;
+    let trace_path = staging.file_path("trace.jsonl");
+    match record.trace_jsonl.file() {
+        // Streamed into place while the run went (see `sim::RunOptions::trace_file`).
+        Some(file) if file == trace_path => {
+            if !with_trace {
+                std::fs::remove_file(&trace_path).map_err(|source| OutputError::Io {
+                    action: "remove",
+                    path: trace_path.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        Some(file) if with_trace => {
+            std::fs::copy(file, &trace_path).map_err(|source| OutputError::Io {
+                action: "write",
+                path: trace_path.display().to_string(),
+                source,
+            })?;
+        }
+        _ if with_trace => staging.write("trace.jsonl", record.trace_jsonl.chunks())?,
+        _ => {}
     }
-    staging.write(
-        "history.jsonl",
-        [crate::history::to_jsonl(&record.history).as_slice()],
-    )?;
+    staging.write_with("history.jsonl", |out| {
+        crate::history::write_jsonl(&record.history, out)
+    })?;
     let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
     json.push(b'\n');
     staging.write("report.json", [json.as_slice()])?;
@@ -256,7 +280,13 @@ pub fn summary(report: &Report, report_path: Option<&Path>) -> String {
         }
     }
     out.push_str(&format!("  trace_hash: {}\n", report.trace_hash));
-    if report.trace_truncated {
+    if let Some(e) = &report.trace_write_error {
+        out.push_str(&format!(
+            "  TRACE TRUNCATED: trace.jsonl holds the first {} of {} lines: {e}; trace_hash \
+             covers every line\n",
+            report.trace_lines_written, report.trace_lines
+        ));
+    } else if report.trace_truncated {
         out.push_str(&format!(
             "  TRACE TRUNCATED: trace.jsonl holds the first {} of {} lines (the trace byte cap \
              was reached); trace_hash covers every line\n",

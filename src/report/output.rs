@@ -220,18 +220,44 @@ impl Staging {
         file_name: &str,
         parts: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), OutputError> {
-        let path = self.new_dir().join(file_name);
-        let write = || -> io::Result<()> {
-            let file = File::create(&path)?;
-            let mut out = io::BufWriter::new(&file);
+        self.write_with(file_name, |out| {
             for part in parts {
                 out.write_all(part)?;
             }
+            Ok(())
+        })
+    }
+
+    /// Writes the file `file_name` of the new folder with `write` (through a buffer, so it may
+    /// write in small pieces), and flushes it to disk.
+    pub fn write_with(
+        &self,
+        file_name: &str,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), OutputError> {
+        let path = self.file_path(file_name);
+        let run = || -> io::Result<()> {
+            let file = File::create(&path)?;
+            let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+            write(&mut out)?;
             out.flush()?;
             drop(out);
             file.sync_all()
         };
-        write().map_err(io_error("write", &path))
+        run().map_err(io_error("write", &path))
+    }
+
+    /// Where the file `file_name` of the new folder is written: for a file streamed there
+    /// while the run goes (the trace, see `sim::RunOptions::trace_file`), which the commit then
+    /// moves into place with the rest.
+    pub fn file_path(&self, file_name: &str) -> PathBuf {
+        self.new_dir().join(file_name)
+    }
+
+    /// A path for a scratch file of this run, inside the staging folder but outside the new
+    /// folder (so never part of the report; removed with the staging folder).
+    pub fn scratch_path(&self, file_name: &str) -> PathBuf {
+        self.dir.join(file_name)
     }
 
     /// Moves the new folder into place (see the module docs for what a kill at each step

@@ -141,12 +141,12 @@ pub enum ViewError {
 impl RunView {
     /// Builds the view of a run that just finished: `report` is its `report.json` as JSON,
     /// `trace` its trace lines (`None` if none were kept).
-    pub fn build<'a>(
+    pub fn build(
         registry: &Registry,
         report: serde_json::Value,
         cast: Vec<CastMember>,
         history: Vec<HistoryEvent>,
-        trace: Option<impl Iterator<Item = &'a str>>,
+        trace: Option<impl Iterator<Item = impl AsRef<str>>>,
         options: &ViewOptions,
     ) -> RunView {
         let end_ns = report["virtual_time_ns"].as_u64().unwrap_or(0);
@@ -156,7 +156,7 @@ impl RunView {
             for line in lines {
                 // Lines faultline wrote always parse; anything else (a hand-edited file) is
                 // skipped rather than fatal for a picture.
-                if let Ok(event) = TraceEvent::parse(line) {
+                if let Ok(event) = TraceEvent::parse(line.as_ref()) {
                     builder.event(&event);
                 }
             }

@@ -55,6 +55,8 @@ pub const MAX_EVENTS_PER_RUN: u64 = 10_000_000;
 /// Most simulation events at one instant of simulated time. Reaching it means something
 /// repeats without time passing (a zero-time cycle, e.g. zero latency with zero think time).
 pub const MAX_EVENTS_PER_INSTANT: u64 = 1_000_000;
-/// Most trace bytes kept in memory and written to `trace.jsonl`; later lines are hashed but
-/// not kept (`trace_truncated`); the default of `sim::trace::DEFAULT_TRACE_LIMIT_BYTES`.
+/// Most trace bytes kept in memory by a run that keeps its trace there (a library run without
+/// `RunOptions::trace_file`); later lines are hashed but not kept (`trace_truncated`); the
+/// default of `sim::trace::DEFAULT_TRACE_LIMIT_BYTES`. `faultline run` streams the trace to its
+/// file instead, with no cap unless `--trace-limit-bytes` sets one.
 pub const MAX_TRACE_BYTES: usize = 1 << 30;

@@ -46,6 +46,10 @@ pub struct RunOptions {
     /// Trace bytes kept in memory (the hash always covers every line). 0: keep nothing (for
     /// runs whose trace is never written: benchmarks, `faultline test`, sweeps).
     pub trace_limit_bytes: usize,
+    /// Where kept trace lines go: `None` keeps them in memory (in the record); `Some(path)`
+    /// streams them to that file as the run goes (the record names the file), so memory does
+    /// not grow with the trace (see [`trace::Trace::to_file`]).
+    pub trace_file: Option<std::path::PathBuf>,
     /// The run's event limits (default: the documented ones in `scenario::limits`).
     pub event_limits: EventLimits,
     /// Where the run publishes how far it got, for a progress display outside the simulation
@@ -74,6 +78,16 @@ pub struct RunProgress {
 pub const PROGRESS_EVERY: u64 = 4096;
 
 impl RunOptions {
+    /// Options for a run whose trace is streamed, without a cap, to the file `path` (created
+    /// or truncated; see [`RunOptions::trace_file`]).
+    pub fn streaming_to(path: std::path::PathBuf) -> RunOptions {
+        RunOptions {
+            trace_limit_bytes: usize::MAX,
+            trace_file: Some(path),
+            ..RunOptions::default()
+        }
+    }
+
     /// Options for a run whose trace is only hashed, never written.
     pub fn hash_only() -> RunOptions {
         RunOptions {
@@ -87,6 +101,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             trace_limit_bytes: trace::DEFAULT_TRACE_LIMIT_BYTES,
+            trace_file: None,
             event_limits: EventLimits::default(),
             progress: None,
         }
@@ -111,7 +126,12 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
     let node_rngs = (0..topology.len() as u64)
         .map(|i| stream_rng(seed, stream::NODE_BASE + i))
         .collect();
-    let trace = trace::Trace::new(options.trace_limit_bytes, topology.names.clone());
+    let trace = match &options.trace_file {
+        Some(path) if options.trace_limit_bytes > 0 => {
+            trace::Trace::to_file(path, options.trace_limit_bytes, topology.names.clone())
+        }
+        _ => trace::Trace::new(options.trace_limit_bytes, topology.names.clone()),
+    };
     let world = Arc::new(Mutex::new(World::new(
         scenario.clone(),
         seed,

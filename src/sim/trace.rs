@@ -17,7 +17,10 @@
 //!   formatting, about a third of the bytes of the JSON) and always done, so a run that keeps
 //!   nothing (a benchmark, a seed sweep) has the same hash as a run that writes `trace.jsonl`;
 //! - as a JSON line, only while lines are kept (up to a byte limit; 0 keeps nothing). Kept lines
-//!   go straight into 1 MiB chunks that are never copied into one growing buffer.
+//!   go straight into 1 MiB chunks. A trace kept in memory ([`Trace::new`]) holds its chunks,
+//!   never copied into one growing buffer; a trace streamed to a file ([`Trace::to_file`])
+//!   writes each chunk to the file as it fills and reuses the buffer, so its memory does not grow
+//!   with the run.
 //!
 //! Two runs of one faultline version with the same hash wrote the same JSON lines: the record
 //! holds every value the line shows, in the same order. The hash is a fingerprint for telling
@@ -69,7 +72,10 @@ pub struct Trace {
 
 /// Kept JSON lines, in chunks.
 struct JsonLines {
+    /// Full chunks (in memory; empty when streamed to `file`).
     chunks: Vec<Vec<u8>>,
+    /// Where full chunks go instead of `chunks`.
+    file: Option<TraceFile>,
     current: Vec<u8>,
     kept_bytes: usize,
     /// Lines in `chunks`.
@@ -81,33 +87,67 @@ struct JsonLines {
     keeping: bool,
 }
 
+/// The file a streamed trace is written to.
+struct TraceFile {
+    path: std::path::PathBuf,
+    /// `None` if it could not be created (`error` says why).
+    file: Option<std::fs::File>,
+    /// The first write error; lines are no longer kept after it.
+    error: Option<String>,
+}
+
 impl JsonLines {
-    /// Moves the current chunk into `chunks`. If that would pass the limit, keeps only the
-    /// whole lines that fit and stops keeping.
+    /// Moves the current chunk into `chunks` or the file. If that would pass the limit, keeps
+    /// only the whole lines that fit and stops keeping.
     fn flush(&mut self) {
         if self.current.is_empty() {
             return;
         }
-        let chunk = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES + 4096));
-        let lines = std::mem::take(&mut self.current_lines);
-        if self.kept_bytes + chunk.len() <= self.limit_bytes {
-            self.kept_bytes += chunk.len();
+        let mut lines = std::mem::take(&mut self.current_lines);
+        let mut len = self.current.len();
+        if self.kept_bytes + len > self.limit_bytes {
+            let room = self.limit_bytes - self.kept_bytes;
+            len = self.current[..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+            lines = self.current[..len].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.keeping = false;
+        }
+        if len > 0 && self.store(len) {
+            self.kept_bytes += len;
             self.kept_lines += lines;
-            self.chunks.push(chunk);
-            return;
         }
-        let room = self.limit_bytes - self.kept_bytes;
-        let cut = chunk[..room]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        if cut > 0 {
-            self.kept_bytes += cut;
-            self.kept_lines += chunk[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
-            self.chunks.push(chunk[..cut].to_vec());
+        self.current.clear();
+        if !self.keeping {
+            self.current = Vec::new();
         }
-        self.keeping = false;
-        self.current = Vec::new();
+    }
+
+    /// Stores the first `len` bytes of the current chunk; false (and no more keeping) if the
+    /// file refused them.
+    fn store(&mut self, len: usize) -> bool {
+        match &mut self.file {
+            Some(TraceFile {
+                file: Some(file),
+                path,
+                error,
+            }) => {
+                if let Err(e) = std::io::Write::write_all(file, &self.current[..len]) {
+                    *error = Some(format!("cannot write {}: {e}", path.display()));
+                    self.keeping = false;
+                    return false;
+                }
+            }
+            Some(_) => return false,
+            None if len == self.current.len() => {
+                let chunk =
+                    std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK_BYTES + 4096));
+                self.chunks.push(chunk);
+            }
+            None => self.chunks.push(self.current[..len].to_vec()),
+        }
+        true
     }
 }
 
@@ -128,6 +168,7 @@ impl Trace {
             hasher: xxhash_rust::xxh3::Xxh3::new(),
             json: JsonLines {
                 chunks: Vec::new(),
+                file: None,
                 current: if limit_bytes > 0 {
                     Vec::with_capacity(CHUNK_BYTES + 4096)
                 } else {
@@ -142,6 +183,25 @@ impl Trace {
             lines: 0,
             last_t_ns: 0,
         }
+    }
+
+    /// An empty trace like [`Trace::new`] whose JSON lines are streamed to the file `path`
+    /// (created or truncated) as they are written, at most `limit_bytes` bytes of them
+    /// (`usize::MAX`: no limit): memory stays one 1 MiB chunk however long the run. If the file
+    /// cannot be created or a write fails, lines stop there (the hash goes on) and
+    /// [`TraceBytes::write_error`] says why.
+    pub fn to_file(path: &std::path::Path, limit_bytes: usize, names: Vec<String>) -> Trace {
+        let (file, error) = match std::fs::File::create(path) {
+            Ok(file) => (Some(file), None),
+            Err(e) => (None, Some(format!("cannot create {}: {e}", path.display()))),
+        };
+        let mut trace = Trace::new(if file.is_some() { limit_bytes } else { 0 }, names);
+        trace.json.file = Some(TraceFile {
+            path: path.to_path_buf(),
+            file,
+            error,
+        });
+        trace
     }
 
     /// Starts a line with the three common fields; add fields, then [`Line::end`]. `node` is
@@ -178,40 +238,63 @@ impl Trace {
         if self.json.keeping {
             self.json.flush();
         }
-        let truncated = !self.json.keeping && self.lines > 0;
         let json = &mut self.json;
-        let lines_kept = json.kept_lines;
-        if truncated && json.limit_bytes > 0 {
-            json.chunks.push(
-                format!(
-                    "{{\"t_ns\":{},\"node\":\"{WORLD}\",\"kind\":\"{TRUNCATED_KIND}\",\"lines_kept\":{lines_kept},\"lines\":{},\"limit_bytes\":{}}}\n",
-                    self.last_t_ns, self.lines, json.limit_bytes
-                )
-                .into_bytes(),
-            );
+        let truncated = !json.keeping && self.lines > 0;
+        let write_error = json.file.as_mut().and_then(|f| f.error.take());
+        if truncated && json.limit_bytes > 0 && write_error.is_none() {
+            json.current = format!(
+                "{{\"t_ns\":{},\"node\":\"{WORLD}\",\"kind\":\"{TRUNCATED_KIND}\",\"lines_kept\":{},\"lines\":{},\"limit_bytes\":{}}}\n",
+                self.last_t_ns, json.kept_lines, self.lines, json.limit_bytes
+            )
+            .into_bytes();
+            json.store(json.current.len());
         }
-        (
-            TraceBytes {
-                chunks: self.json.chunks,
-                lines_kept,
-            },
-            hash,
-            truncated,
-        )
+        let mut bytes = TraceBytes {
+            chunks: std::mem::take(&mut json.chunks),
+            file: None,
+            lines_kept: json.kept_lines,
+            write_error,
+        };
+        if let Some(f) = json.file.take() {
+            if let Some(Err(e)) = f.file.as_ref().map(std::fs::File::sync_all) {
+                bytes
+                    .write_error
+                    .get_or_insert(format!("cannot write {}: {e}", f.path.display()));
+            }
+            bytes.file = f.file.is_some().then_some(f.path);
+        }
+        (bytes, hash, truncated)
     }
 }
 
-/// The bytes of a finished trace, in the chunks they were written in (never copied into one
-/// buffer). Every chunk ends at the end of a line.
+/// The JSON lines of a finished trace: in memory, in the chunks they were written in (never
+/// copied into one buffer; every chunk ends at the end of a line), or in the file they were
+/// streamed to ([`Trace::to_file`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TraceBytes {
     chunks: Vec<Vec<u8>>,
+    /// The file holding the lines, if they were streamed.
+    file: Option<std::path::PathBuf>,
     /// Event lines kept (not counting a final `trace-truncated` line).
     lines_kept: u64,
+    /// Why the file stopped taking lines, if it did.
+    write_error: Option<String>,
 }
 
 impl TraceBytes {
-    /// The chunks, in order; their concatenation is `trace.jsonl`.
+    /// The file the lines were streamed to, if any (then [`TraceBytes::chunks`] is empty).
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// Why the trace file stopped taking lines (a write error, e.g. a full disk), if it did:
+    /// the lines before it are in the file, the hash covers every line.
+    pub fn write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
+    }
+
+    /// The chunks kept in memory, in order; their concatenation is `trace.jsonl` (none if the
+    /// lines went to a file).
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         self.chunks.iter().map(Vec::as_slice)
     }
@@ -221,28 +304,50 @@ impl TraceBytes {
         self.lines_kept
     }
 
-    /// Total length in bytes.
-    pub fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
-    }
-
     /// True if no line was kept.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.lines_kept == 0 && self.chunks.iter().all(Vec::is_empty)
     }
 
-    /// Every line (without its newline), in order.
-    pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.chunks.iter().flat_map(|c| {
-            std::str::from_utf8(c)
-                .expect("trace lines are UTF-8 JSON")
-                .lines()
-        })
+    /// Every line (without its newline), in order, read from memory or from the file (one
+    /// line buffered at a time).
+    ///
+    /// Panics if the trace file cannot be read back (it was removed or the disk failed while
+    /// the process ran: not a condition of the input).
+    pub fn lines(&self) -> Box<dyn Iterator<Item = std::borrow::Cow<'_, str>> + '_> {
+        match &self.file {
+            None => Box::new(self.chunks.iter().flat_map(|c| {
+                std::str::from_utf8(c)
+                    .expect("trace lines are UTF-8 JSON")
+                    .lines()
+                    .map(std::borrow::Cow::Borrowed)
+            })),
+            Some(path) => {
+                use std::io::BufRead;
+                let file = std::fs::File::open(path).unwrap_or_else(|e| {
+                    panic!("cannot read back the trace file {}: {e}", path.display())
+                });
+                Box::new(
+                    std::io::BufReader::with_capacity(1 << 20, file)
+                        .lines()
+                        .map(move |l| {
+                            std::borrow::Cow::Owned(l.unwrap_or_else(|e| {
+                                panic!("cannot read back the trace file {}: {e}", path.display())
+                            }))
+                        }),
+                )
+            }
+        }
     }
 
-    /// All bytes in one buffer (a copy).
+    /// All bytes in one buffer (a copy; read from the file if the lines went there).
     pub fn to_vec(&self) -> Vec<u8> {
-        self.chunks.concat()
+        match &self.file {
+            None => self.chunks.concat(),
+            Some(path) => std::fs::read(path).unwrap_or_else(|e| {
+                panic!("cannot read back the trace file {}: {e}", path.display())
+            }),
+        }
     }
 }
 
@@ -535,6 +640,49 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_streamed_to_a_file_holds_the_same_bytes_and_hash_as_one_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.jsonl");
+        let mut kept = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
+        let mut streamed = Trace::to_file(&path, usize::MAX, names());
+        for t in 0..40_000u64 {
+            for trace in [&mut kept, &mut streamed] {
+                trace.line(t, N1, "timer").u64("timer_id", t * 7).end();
+            }
+        }
+        assert!(
+            streamed.json.chunks.is_empty(),
+            "full chunks go to the file, not to memory"
+        );
+        let (memory, h1, t1) = kept.finish();
+        let (file, h2, t2) = streamed.finish();
+        assert_eq!((h1, t1), (h2, t2));
+        assert_eq!(file.file(), Some(path.as_path()));
+        assert_eq!(file.chunks().count(), 0);
+        assert_eq!(std::fs::read(&path).unwrap(), memory.to_vec());
+        assert_eq!(file.lines().count(), 40_000);
+        assert_eq!(file.lines_kept(), memory.lines_kept());
+        assert!(file.write_error().is_none());
+        // A capped file ends with the marker line, as the memory copy does.
+        let mut small = Trace::to_file(&path, 100, names());
+        for t in 0..3 {
+            small.line(t, N1, "timer").end();
+        }
+        let (capped, _, truncated) = small.finish();
+        assert!(truncated);
+        let text = String::from_utf8(capped.to_vec()).unwrap();
+        assert!(
+            text.ends_with("\"lines_kept\":2,\"lines\":3,\"limit_bytes\":100}\n"),
+            "{text}"
+        );
+        // A file that cannot be created keeps nothing and says why.
+        let (none, _, _) =
+            Trace::to_file(&dir.path().join("no/such/dir/t.jsonl"), usize::MAX, names()).finish();
+        assert!(none.is_empty());
+        assert!(none.write_error().unwrap().contains("cannot create"));
+    }
+
+    #[test]
     fn lines_past_the_limit_are_hashed_not_kept_and_a_final_line_marks_the_cut() {
         let mut small = Trace::new(100, names());
         let mut big = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
@@ -545,8 +693,8 @@ mod tests {
         let (kept, h1, truncated) = small.finish();
         let (all, h2, _) = big.finish();
         assert_eq!((kept.lines_kept(), all.lines_kept()), (2, 3));
-        let kept_lines: Vec<&str> = kept.lines().collect();
-        let marker = *kept_lines.last().unwrap();
+        let kept_lines: Vec<String> = kept.lines().map(|l| l.into_owned()).collect();
+        let marker = kept_lines.last().unwrap().as_str();
         let events = kept_lines[..kept_lines.len() - 1].join("\n") + "\n";
         let all = all.to_vec();
         assert!(truncated);
