@@ -185,14 +185,13 @@ pub fn write_run(
     let trace_path = staging.file_path("trace.jsonl");
     match record.trace_jsonl.file() {
         // Streamed into place while the run went (see `sim::RunOptions::trace_file`).
+        Some(file) if file == trace_path && with_trace => {}
         Some(file) if file == trace_path => {
-            if !with_trace {
-                std::fs::remove_file(&trace_path).map_err(|source| OutputError::Io {
-                    action: "remove",
-                    path: trace_path.display().to_string(),
-                    source,
-                })?;
-            }
+            std::fs::remove_file(&trace_path).map_err(|source| OutputError::Io {
+                action: "remove",
+                path: trace_path.display().to_string(),
+                source,
+            })?;
         }
         Some(file) if with_trace => {
             std::fs::copy(file, &trace_path).map_err(|source| OutputError::Io {
