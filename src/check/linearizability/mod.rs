@@ -5,6 +5,8 @@
 //! respects real time (an operation that completed before another was invoked comes first) and in
 //! which every output is what the model's sequential specification gives.
 //!
+//! - [`read_mapping`]: where values are unique, each read names its writer and the part is
+//!   decided without searching (Gibbons & Korach 1997, extended to appends and cas).
 //! - [`search`]: Wing & Gong's search with Lowe's memoisation of (linearized set, state) pairs.
 //! - P-compositionality (Horn & Kroening, "Faster linearizability checking via
 //!   P-compositionality", FORTE 2015, §3): a model that partitions (the key-value store, by key)
@@ -1115,8 +1117,13 @@ fn check_within<M: Model>(
                     // search, within a step limit, usually gets further; show the longer.
                     // Stopped only once another part has certainly failed first.
                     let lost = |_: u64| fail_steps.load(Ordering::Relaxed) < failed_after;
+                    // A part known to fail is only searched for its counterexample: a shorter look.
                     let plain = SearchOptions {
-                        step_limit: Some(COUNTEREXAMPLE_STEPS),
+                        step_limit: Some(if known.is_some() {
+                            FIRST_ROUND_STEPS
+                        } else {
+                            COUNTEREXAMPLE_STEPS
+                        }),
                         prune_by_later_reads: false,
                         cancelled: &lost,
                         ..search_options
