@@ -1,6 +1,6 @@
 //! `cargo bench`: every faultline benchmark in one go, as `faultline bench all` followed by
-//! `faultline bench checker` (the same code, see `faultline::cli::bench`): the kernel against
-//! bare madsim, the 5-node broadcast, the Raft and Multi-Paxos key-value figures, the lock
+//! `faultline bench checker` (the same code, see `faultline::cli::bench`): the kernel's ping-pong
+//! against the bare event loop and bare madsim, the 5-node broadcast, the Raft and Multi-Paxos key-value figures, the lock
 //! designs (5 lock servers, 20 clients), the balancing family at 2,000 requests per simulated
 //! second (10 backends, 1 balancer, 50 clients), and the
 //! linearizability checker on the corpus (read from `FAULTLINE_CORPUS`, default

@@ -44,7 +44,7 @@ struct Ops {
     clone: fn(&dyn Any) -> Payload,
     eq: fn(&dyn Any, &dyn Any) -> bool,
     write_json: fn(&dyn Any, &mut Vec<u8>),
-    write_binary: fn(&dyn Any, Vec<u8>) -> Vec<u8>,
+    write_binary: fn(&dyn Any, &mut Vec<u8>),
     debug: fn(&dyn Any, &mut fmt::Formatter<'_>) -> fmt::Result,
     serialize: fn(&dyn Any) -> &dyn erased_serde::Serialize,
     type_name: fn() -> &'static str,
@@ -58,7 +58,7 @@ impl<T: Wire> OpsOf<T> {
         clone: |v| Payload::new(Self::get(v).clone()),
         eq: |a, b| b.downcast_ref::<T>() == Some(Self::get(a)),
         write_json: |v, out| serde_json::to_writer(out, Self::get(v)).expect("payloads serialize"),
-        write_binary: |v, out| postcard::to_extend(Self::get(v), out).expect("payloads serialize"),
+        write_binary: |v, out| append_postcard(Self::get(v), out),
         debug: |v, f| fmt::Debug::fmt(Self::get(v), f),
         serialize: |v| Self::get(v),
         type_name: std::any::type_name::<T>,
@@ -113,14 +113,45 @@ impl Payload {
     }
 
     /// Appends the value's postcard encoding to `out` (the trace hash's binary record).
-    pub fn write_binary(&self, out: Vec<u8>) -> Vec<u8> {
-        (self.ops.write_binary)(&*self.value, out)
+    pub fn write_binary(&self, out: &mut Vec<u8>) {
+        (self.ops.write_binary)(&*self.value, out);
     }
 
     /// The Rust type's name, for debugging.
     pub fn type_name(&self) -> &'static str {
         (self.ops.type_name)()
     }
+}
+
+/// postcard's output appended to a borrowed buffer: the bytes of `postcard::to_extend`, without
+/// moving the buffer in and out of the serializer's result on every value.
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s postcard encoding to `out` (the trace's binary record of a value).
+/// Panics if `value`'s `Serialize` fails (trace values are plain data; it never does).
+pub(crate) fn append_postcard<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    postcard::serialize_with_flavor(value, AppendTo(out)).expect("trace values serialize");
 }
 
 impl Clone for Payload {
@@ -183,9 +214,12 @@ mod tests {
         let mut json = Vec::new();
         p.write_json(&mut json);
         assert_eq!(json, b"3");
-        assert_eq!(
-            p.write_binary(Vec::new()),
-            postcard::to_stdvec(&Ping(3)).unwrap()
-        );
+        let mut binary = vec![9];
+        p.write_binary(&mut binary);
+        assert_eq!(binary[1..], postcard::to_stdvec(&Ping(3)).unwrap());
+        let long = (u64::MAX, "x".repeat(300), vec![Pong(1); 3]);
+        let mut appended = vec![9];
+        append_postcard(&long, &mut appended);
+        assert_eq!(appended[1..], postcard::to_stdvec(&long).unwrap());
     }
 }

@@ -219,17 +219,29 @@ fn zero_time_or_step_limits_exit_3_and_the_default_budget_is_a_count() {
         out.contains("unknown: the time limit of 0s ran out"),
         "{out}"
     );
-    let (code, out, _) = run("h.log", GOOD_LOG, &["--step-limit", "0", "--json"]);
+    // A value written twice: no read mapping, so the search decides, within its step limit.
+    let repeated = format!(
+        "{GOOD_LOG}INFO  jepsen.util - 3\t:invoke\t:write\t1\nINFO  jepsen.util - 3\t:ok\t:write\t1\n"
+    );
+    let (code, out, _) = run("h.log", &repeated, &["--step-limit", "0", "--json"]);
     assert_eq!(code, 3, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v["report"]["unknown_reason"],
         "the step limit of 0 model steps ran out"
     );
-    let (code, out, _) = run("h.log", GOOD_LOG, &["--json"]);
+    let (code, out, _) = run("h.log", &repeated, &["--json"]);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["report"]["steps"], 3, "{v}");
+    assert_eq!(v["report"]["steps"], 4, "{v}");
+}
+
+#[test]
+fn unique_values_are_decided_by_the_read_mapping_without_search_steps() {
+    let (code, out, _) = run("h.log", GOOD_LOG, &["--step-limit", "0", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["report"]["steps"], 0, "{v}");
 }
 
 /// Issue 11: 5 clients appending to one key on an unreliable network; the search ran out of

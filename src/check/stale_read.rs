@@ -29,6 +29,12 @@
 //!
 //! `info` (and unfinished) operations may take effect at any time after their invocation, so they
 //! only ever make a rule inapplicable, never create a violation.
+//!
+//! Cost: each key's operations are indexed once ([`KeyIndex`]: the first-completed write, a
+//! min-segment tree over the `ok` writes' completion times in invoke order, a table of the values
+//! puts and cas operations write, the appended strings by length, the `ok` appends by completion
+//! and a running maximum over the replacing operations), so each read is judged in O(log n) plus
+//! the length of its value: O(n log n) per key instead of a scan of every write for every read.
 
 use std::collections::BTreeMap;
 
@@ -97,104 +103,216 @@ fn appended(op: &Operation) -> Option<&str> {
     }
 }
 
-/// Finds the stale reads among the operations on one key; each finding is (read, reason).
-fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
-    let ok_writes: Vec<&Operation> = ops
-        .iter()
-        .copied()
-        .filter(|o| is_write(o.f) && o.is_ok())
-        .collect();
-    let replacing: Vec<&Operation> = ops
-        .iter()
-        .copied()
-        .filter(|o| matches!(o.f, Function::Put | Function::Cas))
-        .filter(|o| o.outcome != Some(EventType::Fail))
-        .collect();
-    let appends: Vec<&Operation> = ops
-        .iter()
-        .copied()
-        .filter(|o| o.f == Function::Append && o.outcome != Some(EventType::Fail))
-        .collect();
-    let mut found = Vec::new();
-    for read in ops
-        .iter()
-        .copied()
-        .filter(|o| o.f == Function::Get && o.is_ok())
-    {
+/// A min-segment tree over completion times (nanoseconds, `u64::MAX` for none), answering "the
+/// first position at or after `from` whose operation completed before time `t`" in O(log n).
+struct FirstCompletedBefore {
+    /// Leaves at `size..size + n`; each inner node the minimum of its two children.
+    tree: Vec<u64>,
+    size: usize,
+}
+
+impl FirstCompletedBefore {
+    fn new(completes: impl ExactSizeIterator<Item = u64>) -> Self {
+        let size = completes.len().next_power_of_two().max(1);
+        let mut tree = vec![u64::MAX; 2 * size];
+        for (i, c) in completes.enumerate() {
+            tree[size + i] = c;
+        }
+        for i in (1..size).rev() {
+            tree[i] = tree[2 * i].min(tree[2 * i + 1]);
+        }
+        FirstCompletedBefore { tree, size }
+    }
+
+    /// The first position `>= from` whose time is below `t`.
+    fn first(&self, from: usize, t: u64) -> Option<usize> {
+        self.descend(1, 0, self.size, from, t)
+    }
+
+    fn descend(&self, node: usize, lo: usize, hi: usize, from: usize, t: u64) -> Option<usize> {
+        if hi <= from || self.tree[node] >= t {
+            return None;
+        }
+        if hi - lo == 1 {
+            return Some(lo);
+        }
+        let mid = (lo + hi) / 2;
+        self.descend(2 * node, lo, mid, from, t)
+            .or_else(|| self.descend(2 * node + 1, mid, hi, from, t))
+    }
+}
+
+/// One key's operations indexed for the three rules, built in O(n log n); each read is then
+/// judged in O(log n) plus the length of its value.
+struct KeyIndex<'a> {
+    /// Rule 1: the `ok` write that completed first (the first in history order among equals).
+    first_completed_write: Option<&'a Operation>,
+    /// Rule 2: `ok` writes in history (invoke) order, and the first-completed-before index on them.
+    ok_writes: Vec<&'a Operation>,
+    ok_write_completed: FirstCompletedBefore,
+    /// Rule 2: per whole value written by a put or cas that did not fail: how many write it, and
+    /// the first that does.
+    producers: rustc_hash::FxHashMap<&'a str, (usize, &'a Operation)>,
+    /// Rule 2: non-empty appended strings (of appends that did not fail), and their lengths.
+    appended: rustc_hash::FxHashSet<&'a str>,
+    appended_lengths: Vec<usize>,
+    /// Rule 3: `ok` appends sorted by completion time (history order among equals).
+    ok_appends_by_completion: Vec<&'a Operation>,
+    /// Rule 3: puts and cas operations that did not fail, in invoke order, with the running
+    /// maximum of their effect ends ([`effect_end`]).
+    replacing_invokes: Vec<u64>,
+    replacing_max_end: Vec<u64>,
+}
+
+impl<'a> KeyIndex<'a> {
+    /// `ops` must be in invoke order (as [`operations`] gives them).
+    fn new(ops: &[&'a Operation]) -> Self {
+        let ok_writes: Vec<&Operation> = ops
+            .iter()
+            .copied()
+            .filter(|o| is_write(o.f) && o.is_ok())
+            .collect();
+        let first_completed_write = ok_writes
+            .iter()
+            .copied()
+            .filter(|w| w.complete_ns.is_some())
+            .min_by_key(|w| w.complete_ns);
+        let ok_write_completed =
+            FirstCompletedBefore::new(ok_writes.iter().map(|w| w.complete_ns.unwrap_or(u64::MAX)));
+        let replacing: Vec<&Operation> = ops
+            .iter()
+            .copied()
+            .filter(|o| matches!(o.f, Function::Put | Function::Cas))
+            .filter(|o| o.outcome != Some(EventType::Fail))
+            .collect();
+        let mut producers: rustc_hash::FxHashMap<&str, (usize, &Operation)> = Default::default();
+        for &o in &replacing {
+            if let Some(v) = written(o) {
+                producers.entry(v).or_insert((0, o)).0 += 1;
+            }
+        }
+        let appended: rustc_hash::FxHashSet<&str> = ops
+            .iter()
+            .filter(|o| o.f == Function::Append && o.outcome != Some(EventType::Fail))
+            .filter_map(|o| appended(o))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut appended_lengths: Vec<usize> = appended.iter().map(|s| s.len()).collect();
+        appended_lengths.sort_unstable();
+        appended_lengths.dedup();
+        let mut ok_appends_by_completion: Vec<&Operation> = ok_writes
+            .iter()
+            .copied()
+            .filter(|w| w.f == Function::Append && w.complete_ns.is_some())
+            .collect();
+        // Stable: equal completion times stay in history order.
+        ok_appends_by_completion.sort_by_key(|w| w.complete_ns);
+        let replacing_invokes = replacing.iter().map(|x| x.invoke_ns).collect();
+        let mut running = 0;
+        let replacing_max_end = replacing
+            .iter()
+            .map(|x| {
+                running = effect_end(x).max(running);
+                running
+            })
+            .collect();
+        KeyIndex {
+            first_completed_write,
+            ok_writes,
+            ok_write_completed,
+            producers,
+            appended,
+            appended_lengths,
+            ok_appends_by_completion,
+            replacing_invokes,
+            replacing_max_end,
+        }
+    }
+
+    /// True if some (non-empty) appended string is a suffix of `v`.
+    fn append_can_produce(&self, v: &str) -> bool {
+        self.appended_lengths.iter().any(|&n| {
+            n <= v.len()
+                && v.is_char_boundary(v.len() - n)
+                && self.appended.contains(&v[v.len() - n..])
+        })
+    }
+
+    /// True if a put or cas that did not fail was invoked at or before `until` and may take
+    /// effect at or after `from`.
+    fn replaced_between(&self, from: u64, until: u64) -> bool {
+        let invoked = self.replacing_invokes.partition_point(|&i| i <= until);
+        invoked > 0 && self.replacing_max_end[invoked - 1] >= from
+    }
+
+    /// Why `read` is stale, if it is.
+    fn judge(&self, read: &Operation) -> Option<String> {
         let (invoke, complete) = (read.invoke_ns, read.complete_ns.unwrap_or(u64::MAX));
         // Rule 1.
         if read.result == Value::Nil
-            && let Some(w) = ok_writes
-                .iter()
-                .filter(|w| w.complete_ns.is_some_and(|c| c < invoke))
-                .min_by_key(|w| w.complete_ns)
+            && let Some(w) = self.first_completed_write
+            && w.complete_ns.is_some_and(|c| c < invoke)
         {
-            found.push((
-                read,
-                format!(
-                    "it read absent, but {} had completed before it began",
-                    w.describe()
-                ),
+            return Some(format!(
+                "it read absent, but {} had completed before it began",
+                w.describe()
             ));
-            continue;
         }
         // Rule 2.
-        if let Value::Str(v) = &read.result {
-            let producers: Vec<&&Operation> = replacing
-                .iter()
-                .filter(|o| written(o) == Some(v.as_str()))
-                .collect();
-            let append_can_produce = appends
-                .iter()
-                .any(|a| appended(a).is_some_and(|s| !s.is_empty() && v.ends_with(s)));
-            if let ([p], false) = (producers.as_slice(), append_can_produce)
-                && let Some(p_done) = p.complete_ns.filter(|_| p.is_ok())
-                && let Some(w) = ok_writes.iter().find(|w| {
-                    !std::ptr::eq(**w, **p)
-                        && w.invoke_ns > p_done
-                        && w.complete_ns.is_some_and(|c| c < invoke)
-                })
-            {
-                found.push((
-                            read,
-                            format!(
-                                "its value was written by {}, which was overwritten by {} before the read began",
-                                p.describe(),
-                                w.describe()
-                            ),
-                        ));
-                continue;
+        if let Value::Str(v) = &read.result
+            && let Some(&(1, p)) = self.producers.get(v.as_str())
+            && !self.append_can_produce(v)
+            && let Some(p_done) = p.complete_ns.filter(|_| p.is_ok())
+        {
+            // `ok_writes` is in invoke order: the ones invoked after `p_done` are a suffix.
+            let from = self.ok_writes.partition_point(|w| w.invoke_ns <= p_done);
+            let mut at = from;
+            while let Some(i) = self.ok_write_completed.first(at, invoke) {
+                let w = self.ok_writes[i];
+                if !std::ptr::eq(w, p) {
+                    return Some(format!(
+                        "its value was written by {}, which was overwritten by {} before the read began",
+                        p.describe(),
+                        w.describe()
+                    ));
+                }
+                at = i + 1;
             }
         }
         // Rule 3.
-        let last_append = ok_writes
-            .iter()
-            .filter(|w| w.f == Function::Append && w.complete_ns.is_some_and(|c| c < invoke))
-            .max_by_key(|w| w.complete_ns);
-        if let Some(w) = last_append {
+        let before = self
+            .ok_appends_by_completion
+            .partition_point(|w| w.complete_ns.is_some_and(|c| c < invoke));
+        if before > 0 {
+            let w = self.ok_appends_by_completion[before - 1];
             let a = appended(w).unwrap_or_default();
             // Real-time order is strict: X is ordered before W only if it completed strictly
             // before W was invoked, and after R only if it was invoked strictly after R
             // completed; equal times are concurrent, so X may take effect between them.
-            let replaced_between = replacing
-                .iter()
-                .any(|x| effect_end(x) >= w.invoke_ns && x.invoke_ns <= complete);
             let contains = match &read.result {
                 Value::Str(s) => s.contains(a),
                 _ => false,
             };
-            if !replaced_between && !a.is_empty() && !contains {
-                found.push((
-                    read,
-                    format!(
-                        "it lacks {a:?}, appended by {}, which completed before the read began with no put or cas able to intervene",
-                        w.describe()
-                    ),
+            if !a.is_empty() && !contains && !self.replaced_between(w.invoke_ns, complete) {
+                return Some(format!(
+                    "it lacks {a:?}, appended by {}, which completed before the read began with no put or cas able to intervene",
+                    w.describe()
                 ));
             }
         }
+        None
     }
-    found
+}
+
+/// Finds the stale reads among the operations on one key (in invoke order); each finding is
+/// (read, reason). O(n log n) in the key's operations plus the length of the values read.
+fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
+    let index = KeyIndex::new(ops);
+    ops.iter()
+        .copied()
+        .filter(|o| o.f == Function::Get && o.is_ok())
+        .filter_map(|read| index.judge(read).map(|why| (read, why)))
+        .collect()
 }
 
 fn run(record: &RunRecord) -> CheckResult {
@@ -210,7 +328,9 @@ fn run(record: &RunRecord) -> CheckResult {
         .filter(|o| o.f == Function::Get && o.is_ok())
         .count();
     let mut findings = Vec::new();
-    for key_ops in by_key.values() {
+    for key_ops in by_key.values_mut() {
+        // A run's history is in time order already; a stable sort keeps it as it is.
+        key_ops.sort_by_key(|o| o.invoke_ns);
         findings.extend(stale_reads(key_ops));
     }
     findings.sort_by_key(|(r, _)| r.invoke_ns);
@@ -361,5 +481,186 @@ mod tests {
             op(2, "c2", Get, Value::Nil, 40, Ok, s("x;"), 50),
         ]);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+    }
+
+    // ------------------------------------------------------------------------------------
+    // The index against the quadratic reference.
+
+    /// The quadratic implementation the index replaced (every write scanned for every read): the
+        /// reference the property test compares with.
+        fn reference_stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
+        let ok_writes: Vec<&Operation> = ops
+            .iter()
+            .copied()
+            .filter(|o| is_write(o.f) && o.is_ok())
+            .collect();
+        let replacing: Vec<&Operation> = ops
+            .iter()
+            .copied()
+            .filter(|o| matches!(o.f, Function::Put | Function::Cas))
+            .filter(|o| o.outcome != Some(EventType::Fail))
+            .collect();
+        let appends: Vec<&Operation> = ops
+            .iter()
+            .copied()
+            .filter(|o| o.f == Function::Append && o.outcome != Some(EventType::Fail))
+            .collect();
+        let mut found = Vec::new();
+        for read in ops
+            .iter()
+            .copied()
+            .filter(|o| o.f == Function::Get && o.is_ok())
+        {
+            let (invoke, complete) = (read.invoke_ns, read.complete_ns.unwrap_or(u64::MAX));
+            // Rule 1.
+            if read.result == Value::Nil
+                && let Some(w) = ok_writes
+                    .iter()
+                    .filter(|w| w.complete_ns.is_some_and(|c| c < invoke))
+                    .min_by_key(|w| w.complete_ns)
+            {
+                found.push((
+                    read,
+                    format!(
+                        "it read absent, but {} had completed before it began",
+                        w.describe()
+                    ),
+                ));
+                continue;
+            }
+            // Rule 2.
+            if let Value::Str(v) = &read.result {
+                let producers: Vec<&&Operation> = replacing
+                    .iter()
+                    .filter(|o| written(o) == Some(v.as_str()))
+                    .collect();
+                let append_can_produce = appends
+                    .iter()
+                    .any(|a| appended(a).is_some_and(|s| !s.is_empty() && v.ends_with(s)));
+                if let ([p], false) = (producers.as_slice(), append_can_produce)
+                    && let Some(p_done) = p.complete_ns.filter(|_| p.is_ok())
+                    && let Some(w) = ok_writes.iter().find(|w| {
+                        !std::ptr::eq(**w, **p)
+                            && w.invoke_ns > p_done
+                            && w.complete_ns.is_some_and(|c| c < invoke)
+                    })
+                {
+                    found.push((
+                                read,
+                                format!(
+                                    "its value was written by {}, which was overwritten by {} before the read began",
+                                    p.describe(),
+                                    w.describe()
+                                ),
+                            ));
+                    continue;
+                }
+            }
+            // Rule 3.
+            let last_append = ok_writes
+                .iter()
+                .filter(|w| w.f == Function::Append && w.complete_ns.is_some_and(|c| c < invoke))
+                .max_by_key(|w| w.complete_ns);
+            if let Some(w) = last_append {
+                let a = appended(w).unwrap_or_default();
+                // Real-time order is strict: X is ordered before W only if it completed strictly
+                // before W was invoked, and after R only if it was invoked strictly after R
+                // completed; equal times are concurrent, so X may take effect between them.
+                let replaced_between = replacing
+                    .iter()
+                    .any(|x| effect_end(x) >= w.invoke_ns && x.invoke_ns <= complete);
+                let contains = match &read.result {
+                    Value::Str(s) => s.contains(a),
+                    _ => false,
+                };
+                if !replaced_between && !a.is_empty() && !contains {
+                    found.push((
+                        read,
+                        format!(
+                            "it lacks {a:?}, appended by {}, which completed before the read began with no put or cas able to intervene",
+                            w.describe()
+                        ),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+
+    fn arbitrary_ops() -> impl proptest::strategy::Strategy<Value = Vec<Operation>> {
+        use proptest::prelude::*;
+        // Few distinct values, so that values repeat, appends are suffixes of reads and puts
+        // produce what appends could; small times, so that equal times (concurrency) are common.
+        let value = prop_oneof![
+            Just(Value::Nil),
+            Just(s("a")),
+            Just(s("b")),
+            Just(s("x;")),
+            Just(s("y;")),
+            Just(s("ax;")),
+            Just(s("x;y;")),
+            Just(s("")),
+        ];
+        let one = (
+            0u8..4,
+            value.clone(),
+            value,
+            0u64..30,
+            0u64..12,
+            prop_oneof![Just(Some(Ok)), Just(Some(Ok)), Just(Some(Fail)), Just(Some(Info)), Just(None)],
+        );
+        proptest::collection::vec(one, 0..24).prop_map(|raw| {
+            let mut invoke = 0;
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (f, arg, result, gap, length, outcome))| {
+                    invoke += gap / 3;
+                    let f = [Get, Put, Append, Cas][f as usize];
+                    let argument = match f {
+                        Get => Value::Nil,
+                        Cas => Value::List(vec![arg.clone(), result.clone()]),
+                        _ => arg,
+                    };
+                    Operation {
+                        process: i as u64,
+                        node: format!("c{i}"),
+                        f,
+                        key: Some("k".into()),
+                        argument: argument.clone(),
+                        invoke_ns: invoke,
+                        outcome,
+                        result: if f == Get { result } else { argument },
+                        complete_ns: outcome.map(|_| invoke + length),
+                        error: None,
+                        index: i as u64,
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn the_index_finds_what_the_quadratic_scan_finds(ops in arbitrary_ops()) {
+            let refs: Vec<&Operation> = ops.iter().collect();
+            let fast: Vec<(u64, String)> =
+                stale_reads(&refs).into_iter().map(|(r, why)| (r.index, why)).collect();
+            let slow: Vec<(u64, String)> =
+                reference_stale_reads(&refs).into_iter().map(|(r, why)| (r.index, why)).collect();
+            proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn first_completed_before_finds_the_first_position_at_or_after_a_start() {
+        let index = FirstCompletedBefore::new([9u64, 3, 7, 2, 8].into_iter());
+        assert_eq!(index.first(0, 5), Some(1));
+        assert_eq!(index.first(2, 5), Some(3));
+        assert_eq!(index.first(4, 5), None);
+        assert_eq!(index.first(0, 2), None);
+        assert_eq!(index.first(0, 10), Some(0));
+        assert_eq!(FirstCompletedBefore::new(std::iter::empty()).first(0, 5), None);
     }
 }

@@ -3,12 +3,17 @@
 //! Build with `--release`; numbers from debug builds are meaningless. Each figure is the median
 //! of several repetitions, measured with the wall clock (`crate::wall`; never read inside a simulation).
 //!
-//! - `kernel`: the same work two ways, in one process: a ping-pong between two faultline
-//!   processes through faultline's network (with tracing and hashing, as in every run), and the
-//!   same number of messages ping-ponged over bare madsim (`Endpoint`s and tasks only). Both use
-//!   uniform 1-10 ms latency (madsim's default). Prints delivered messages per wall-clock second
-//!   and their ratio (target: faultline >= 0.7 of bare madsim), plus a standard 5-node broadcast
-//!   scenario.
+//! - `kernel`: the same work three ways, in one process, one after the other: the bare
+//!   deterministic event loop ([`bare_loop_pingpong`]: a binary heap of timed deliveries and
+//!   seeded ChaCha8 latency draws, nothing else; the reference, the most a single-threaded
+//!   discrete-event simulator can do for this work), a ping-pong between two faultline
+//!   processes through faultline's network (with the trace hash computed, as in every run;
+//!   [`RunOptions::hash_only`]), and the same number of messages ping-ponged over bare madsim
+//!   (`Endpoint`s and tasks only). All three use uniform 1-10 ms latency (madsim's default)
+//!   and carry the same number of messages, one in flight at a time. Prints delivered messages
+//!   per wall-clock second of each, the ratio faultline / bare loop (target: at least 0.25,
+//!   i.e. within 4x of the bare loop) and faultline / bare madsim (target: at least 0.7), plus
+//!   a standard 5-node broadcast scenario.
 //! - `checker`: the linearizability checker (see `bench_checker`): corpus files and a generated
 //!   1,000,000-operation key-value history, with peak memory. Not part of `all`.
 //! - `raft`: a 5-node Raft key-value cluster serving 100 client operations per simulated second
@@ -120,11 +125,20 @@ impl Figure {
     }
 }
 
+/// The figures of `faultline bench kernel` (its `--json` object `kernel`).
 #[derive(Serialize)]
 struct KernelReport {
+    /// The bare event loop's ping-pong ([`bare_loop_pingpong`]): the reference.
+    pingpong_bare_loop: Figure,
+    /// faultline's ping-pong (2 `pingpong` nodes, trace hashed).
     pingpong_faultline: Figure,
+    /// The same number of messages over bare madsim endpoints.
     pingpong_madsim: Figure,
+    /// faultline / bare loop, in messages per second (target: at least 0.25).
+    ratio_to_bare_loop: f64,
+    /// faultline / bare madsim, in messages per second (target: at least 0.7).
     ratio: f64,
+    /// The 5-node broadcast scenario ([`broadcast_scenario`]).
     broadcast: Figure,
 }
 
@@ -160,6 +174,41 @@ pub fn broadcast_scenario() -> Scenario {
          [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"10ms\" }\nloss_probability = 0.02\n\
          [workload]\nclients = 3\nconcurrency = 2\nthink_time = \"20ms\"\n",
     )
+}
+
+/// Latency bounds of the kernel ping-pongs, in nanoseconds: uniform 1-10 ms (madsim's default).
+const PINGPONG_LATENCY_NS: (u64, u64) = (1_000_000, 10_000_000);
+
+/// The bare deterministic event loop, the kernel figure's reference: ping-pongs `messages`
+/// messages between two nodes with nothing but a binary heap of timed deliveries (ordered by
+/// time, then sequence number) and latency draws from a ChaCha8 stream seeded with `seed`,
+/// uniform in [`PINGPONG_LATENCY_NS`] as faultline's network draws them. Each delivery
+/// schedules the answer. Returns (messages delivered, simulated ns at the last delivery).
+pub fn bare_loop_pingpong(messages: u64, seed: u64) -> (u64, u64) {
+    use rand::{Rng, SeedableRng};
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let (min, max) = PINGPONG_LATENCY_NS;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    // (arrival ns, sequence, receiver, ping-pong number)
+    let mut queue: BinaryHeap<Reverse<(u64, u64, u32, u64)>> = BinaryHeap::new();
+    let mut seq = 0;
+    if messages > 0 {
+        queue.push(Reverse((rng.gen_range(min..=max), seq, 1, 0)));
+    }
+    let (mut delivered, mut now_ns) = (0, 0);
+    while let Some(Reverse((t_ns, _, to, n))) = queue.pop() {
+        now_ns = t_ns;
+        delivered += 1;
+        if delivered == messages {
+            break;
+        }
+        seq += 1;
+        let answer_at = t_ns + rng.gen_range(min..=max);
+        queue.push(Reverse((answer_at, seq, 1 - to, n + 1)));
+    }
+    std::hint::black_box(&queue);
+    (delivered, now_ns)
 }
 
 /// Ping-pongs `messages` messages over bare madsim endpoints; returns (messages, simulated ns).
@@ -218,6 +267,15 @@ fn kernel(repeat: u32) -> KernelReport {
         wall,
         sim_ns,
     );
+    let (m, wall, sim_ns) = measure(repeat, || {
+        std::hint::black_box(bare_loop_pingpong(std::hint::black_box(messages), 1))
+    });
+    let pingpong_bare_loop = Figure::new(
+        "ping-pong, bare event loop (heap + ChaCha8)",
+        m,
+        wall,
+        sim_ns,
+    );
     let (m, wall, sim_ns) = measure(repeat, || madsim_pingpong(messages));
     let pingpong_madsim = Figure::new(
         "ping-pong, bare madsim endpoints (2 nodes)",
@@ -232,7 +290,9 @@ fn kernel(repeat: u32) -> KernelReport {
     });
     let broadcast = Figure::new("broadcast, 5 nodes + 3 clients, 60 s", m, wall, sim_ns);
     KernelReport {
+        ratio_to_bare_loop: pingpong_faultline.messages_per_s / pingpong_bare_loop.messages_per_s,
         ratio: pingpong_faultline.messages_per_s / pingpong_madsim.messages_per_s,
+        pingpong_bare_loop,
         pingpong_faultline,
         pingpong_madsim,
         broadcast,
@@ -468,8 +528,13 @@ pub fn bench(args: &BenchArgs) -> u8 {
         let k = kernel(args.repeat);
         if !args.json {
             println!("kernel (median of {} runs):", args.repeat);
+            println!("  {}", k.pingpong_bare_loop.line());
             println!("  {}", k.pingpong_faultline.line());
             println!("  {}", k.pingpong_madsim.line());
+            println!(
+                "  faultline / bare loop = {:.2} (target >= 0.25)",
+                k.ratio_to_bare_loop
+            );
             println!(
                 "  faultline / bare madsim = {:.2} (target >= 0.70)",
                 k.ratio
@@ -649,6 +714,24 @@ mod tests {
             })
             .sum();
         assert_eq!(rate, 2000.0, "requests per simulated second");
+    }
+
+    #[test]
+    fn the_bare_loop_reference_does_the_work_of_faultlines_pingpong() {
+        let (delivered, end_ns) = bare_loop_pingpong(3000, 1);
+        assert_eq!(delivered, 3000);
+        assert_eq!(bare_loop_pingpong(3000, 1), (delivered, end_ns), "deterministic");
+        assert_ne!(bare_loop_pingpong(3000, 2).1, end_ns, "the seed draws the latencies");
+        let (min, max) = PINGPONG_LATENCY_NS;
+        assert!((delivered * min..=delivered * max).contains(&end_ns));
+        assert_eq!(bare_loop_pingpong(0, 1), (0, 0));
+        // faultline's ping-pong over the same simulated time delivers about as many messages
+        // (same latency distribution, one message in flight).
+        let r = sim::run(&pingpong_scenario(20), 1, &RunOptions::hash_only());
+        let faultline = r.stats.messages_delivered;
+        let (_, bare_ns) = bare_loop_pingpong(faultline, 1);
+        let ratio = bare_ns as f64 / r.end_ns as f64;
+        assert!((0.95..=1.05).contains(&ratio), "{faultline} messages: {bare_ns} ns vs 20 s");
     }
 
     #[test]

@@ -89,7 +89,9 @@ pub enum Function {
 }
 
 /// A value in a history: `null`, an integer, a string, or a list of values (JSON shapes).
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Deserialized by a visitor of its own (not serde's `untagged`, which buffers every value
+/// before trying each form: reading a large history.jsonl spent most of its time there).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum Value {
     /// No value (`null`): an absent key, or an operation without a value.
@@ -103,6 +105,65 @@ pub enum Value {
     List(Vec<Value>),
     /// A boolean (imported histories; faultline's clients do not write it).
     Bool(bool),
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+/// Reads a [`Value`] from whatever form the data has.
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("null, an integer, a string, a boolean or a list of those")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        i64::try_from(u)
+            .map(Value::Int)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(u), &self))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::List(items))
+    }
 }
 
 impl fmt::Display for Value {
@@ -615,6 +676,26 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(back, events);
+    }
+
+    #[test]
+    fn values_deserialize_from_every_json_shape_and_reject_the_rest() {
+        let v = |t: &str| serde_json::from_str::<Value>(t);
+        assert_eq!(v("null").unwrap(), Value::Nil);
+        assert_eq!(v("-3").unwrap(), Value::Int(-3));
+        assert_eq!(v("\"c1-2;\"").unwrap(), Value::Str("c1-2;".into()));
+        assert_eq!(v("true").unwrap(), Value::Bool(true));
+        assert_eq!(
+            v("[\"a\", [1, null]]").unwrap(),
+            Value::List(vec![
+                Value::Str("a".into()),
+                Value::List(vec![Value::Int(1), Value::Nil])
+            ])
+        );
+        for bad in ["1.5", "{}", "18446744073709551615"] {
+            let e = v(bad).unwrap_err().to_string();
+            assert!(e.contains("expected null, an integer, a string"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -222,7 +222,9 @@ pub enum Effect {
     /// Record a protocol fact for the checkers (and the trace).
     Observe(Observation),
     /// Record a client history event (clients only); the world stamps it with global time.
-    History(HistoryEvent),
+    /// Boxed: it is the largest effect, and every effect moves at the size of the largest
+    /// (twice per sent message, on the hottest path of a run).
+    History(Box<HistoryEvent>),
 }
 
 /// What a handler may use and do. Built by the simulator's driver for each input, or by
@@ -314,7 +316,7 @@ impl<'a> Context<'a> {
     /// Records a client history event (invoke / ok / fail / info). Its `time_ns` and `index` are
     /// filled in by the world with global simulated time and the history position.
     pub fn record(&mut self, event: HistoryEvent) {
-        self.effects.push(Effect::History(event));
+        self.effects.push(Effect::History(Box::new(event)));
     }
 }
 

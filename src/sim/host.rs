@@ -1,16 +1,15 @@
 //! One host: the state of a node that outlives its process, and its lifecycle.
 //!
 //! A node's [`NodeState`] holds its [`Status`], its inbox (inputs waiting for a resume or a
-//! boot), its pending timers, its disk, its local clock, its RNG stream and a weak handle to the
-//! running incarnation's process (owned by its driver task, `sim::node`). A crash destroys the
-//! process and unsynced writes; everything here survives it.
+//! boot), its pending timers, its disk, its local clock, its RNG stream and the running
+//! incarnation's process (built by its driver task, `sim::node`). A crash destroys the process
+//! and unsynced writes; everything else here survives it.
 //!
 //! The transitions of a host are methods of [`World`] (they trace, count and schedule): booting
 //! a fresh process (called by its driver), crash, restart, pause, resume, clock jumps and drift
 //! (which reschedule the pending timers), and the wait of the central task for booting drivers.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
 
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -33,9 +32,6 @@ pub enum Status {
     /// Frozen: nothing is processed; messages and timers queue.
     Paused,
 }
-
-/// The process object of one node incarnation, owned by its driver task (see `sim::node`).
-pub type ProcessCell = Mutex<Box<dyn AnyProcess>>;
 
 /// Something queued for a node that cannot handle it yet (paused, or not yet booted).
 #[derive(Debug)]
@@ -77,8 +73,9 @@ pub struct NodeState {
     pub(super) next_timer_id: u64,
     pub(super) timers: BTreeMap<TimerId, PendingTimer>,
     pub(super) inbox: VecDeque<Input>,
-    /// The running incarnation's process (empty while crashed or not yet booted).
-    pub(super) process: Weak<ProcessCell>,
+    /// The running incarnation's process (empty while crashed or not yet booted, and while
+    /// one of its handlers runs: the world takes it out for the call).
+    pub(super) process: Option<Box<dyn AnyProcess>>,
     pub(super) madsim_id: Option<madsim::task::NodeId>,
     pub(super) last_role: Option<(NodeRole, u64)>,
     /// False from a (re)start until the new process has run `on_start`.
@@ -119,18 +116,16 @@ impl World {
         }
     }
 
-    /// Boots a fresh process on `node` (called by its driver, which owns `cell`): traces
-    /// `start`, runs `on_start`, then handles anything that queued for it.
-    pub fn boot(&mut self, node: NodeId, cell: &Arc<ProcessCell>) {
+    /// Boots `process`, freshly built for `node` by its driver: traces `start`, runs
+    /// `on_start`, then handles anything that queued for it. The world keeps the process until
+    /// the node crashes (or the run ends).
+    pub fn boot(&mut self, node: NodeId, mut process: Box<dyn AnyProcess>) {
         if self.halt.is_some() {
             return;
         }
         let state = &mut self.nodes[node.index()];
         state.incarnation += 1;
         state.booted = true;
-        state.process = Arc::downgrade(cell);
-        let mut process = crate::sim::lock(cell);
-        let process = process.as_mut();
         let incarnation = state.incarnation;
         let durable_bytes = state.disk.durable_bytes() as u64;
         self.trace
@@ -144,7 +139,8 @@ impl World {
         }) {
             self.apply_effects(node, local_ns);
         }
-        self.drain_inbox(node, process);
+        self.drain_inbox(node, process.as_mut());
+        self.put_back(node, process);
     }
 
     // ----- lifecycle -----
@@ -176,7 +172,7 @@ impl World {
         let state = &mut self.nodes[node.index()];
         state.status = Status::Crashed;
         state.timers.clear();
-        state.process = Weak::new();
+        state.process = None;
         state.last_role = None;
         let lost_writes = state.disk.crash() as u64;
         let queued: Vec<Input> = state.inbox.drain(..).collect();

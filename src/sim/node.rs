@@ -1,12 +1,12 @@
-//! The generic driver: holds any [`AnyProcess`] on a madsim node.
+//! The generic driver: boots any [`AnyProcess`](crate::process::AnyProcess) on a madsim node.
 //!
-//! A driver is the only task of its madsim node and owns the node's process object. On its first
-//! poll it builds a fresh process and boots it (`on_start`, then whatever queued for it); after
-//! that the world's central task calls the process's handlers directly through a weak handle,
-//! so delivering an event costs no task switch. Killing the madsim node (a crash) drops the
-//! driver and with it the process's volatile state; madsim's `restart` re-runs the node's init,
-//! which creates a new driver that boots a new process. A paused node's inputs queue in the
-//! world until it resumes.
+//! A driver is the only task of its madsim node. On its first poll it builds a fresh process
+//! and hands it to the world, which boots it (`on_start`, then whatever queued for it) and
+//! owns it from then on: the world's central task calls the process's handlers directly, so
+//! delivering an event costs no task switch, lock or reference count. A crash drops the
+//! process (its volatile state) and kills the madsim node, and with it the driver; madsim's
+//! `restart` re-runs the node's init, which creates a new driver that boots a new process. A
+//! paused node's inputs queue in the world until it resumes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use crate::process::NodeId;
-use crate::sim::host::ProcessCell;
 use crate::sim::world::World;
 
 pub use crate::process::ProcessFactory;
@@ -24,7 +23,7 @@ pub struct Driver {
     world: Arc<Mutex<World>>,
     node: NodeId,
     factory: ProcessFactory,
-    process: Option<Arc<ProcessCell>>,
+    booted: bool,
 }
 
 impl Driver {
@@ -34,7 +33,7 @@ impl Driver {
             world,
             node,
             factory,
-            process: None,
+            booted: false,
         }
     }
 }
@@ -44,15 +43,15 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.process.is_none() {
-            let cell = Arc::new(Mutex::new((this.factory)()));
+        if !this.booted {
+            this.booted = true;
+            let process = (this.factory)();
             let mut world = crate::sim::lock(&this.world);
-            world.boot(this.node, &cell);
+            world.boot(this.node, process);
             world.driver_idle();
-            this.process = Some(cell);
         }
         // From now on the central task calls the process's handlers directly; nothing wakes
-        // this task again. It lives only to own the process until madsim kills the node.
+        // this task again. It lives only until madsim kills the node.
         Poll::Pending
     }
 }

@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use rand::SeedableRng;
@@ -284,7 +284,7 @@ impl World {
             .count() as u64;
         let handle = self.madsim();
         for state in &mut self.nodes {
-            state.process = Weak::new();
+            state.process = None;
             if let (Some(id), false) = (state.madsim_id, state.status == Status::Crashed) {
                 handle.kill(id);
             }

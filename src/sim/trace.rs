@@ -442,8 +442,7 @@ impl Line<'_> {
         if let Some(s) = self.key(key) {
             serde_json::to_writer(s, value).expect("trace values serialize");
         }
-        let binary = std::mem::take(&mut self.trace.binary);
-        self.trace.binary = postcard::to_extend(value, binary).expect("trace values serialize");
+        crate::payload::append_postcard(value, &mut self.trace.binary);
         self
     }
 
@@ -453,8 +452,7 @@ impl Line<'_> {
         if let Some(s) = self.key(key) {
             value.write_json(s);
         }
-        let binary = std::mem::take(&mut self.trace.binary);
-        self.trace.binary = value.write_binary(binary);
+        value.write_binary(&mut self.trace.binary);
         self
     }
 

@@ -9,10 +9,11 @@
 //!   crashes and handed to the receiving process's handler, as is an expired timer; the handler's
 //!   recorded effects are applied here (sends, timers, observations, history); a fault is applied
 //!   by [`nemesis`](super::nemesis) (the network, a clock, or a node's lifecycle);
-//! - one *driver* task per node (`sim::node`) owns the node's process object: it builds and boots
-//!   it when madsim starts (or restarts) the node, and killing the node drops it, volatile state
-//!   and all. The world holds only a weak handle to it, through which the central task calls the
-//!   handlers directly, so an event costs no task switch.
+//! - one *driver* task per node (`sim::node`) builds the node's process object and boots it
+//!   when madsim starts (or restarts) the node. The world then owns the process (in its
+//!   [`NodeState`]) and the central task calls its handlers directly, so an event costs no
+//!   task switch and no lock or reference count; a crash drops the process, volatile state
+//!   and all, and kills the madsim node.
 //!
 //! A message or timer for a node that is paused, or restarted but not yet booted, waits in the
 //! node's inbox and is handled (in order) when it resumes or boots.
@@ -28,7 +29,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
@@ -182,7 +183,7 @@ impl World {
                     next_timer_id: 0,
                     timers: BTreeMap::new(),
                     inbox: VecDeque::new(),
-                    process: Weak::new(),
+                    process: None,
                     madsim_id: None,
                     last_role: None,
                     booted: false,
@@ -413,10 +414,11 @@ impl World {
         if self.halt.is_none()
             && state.status == Status::Up
             && state.booted
-            && let (true, Some(cell)) = (state.inbox.is_empty(), state.process.upgrade())
+            && state.inbox.is_empty()
+            && let Some(mut process) = state.process.take()
         {
-            let mut process = crate::sim::lock(&cell);
             self.handle(node, process.as_mut(), input);
+            self.put_back(node, process);
             return;
         }
         state.inbox.push_back(input);
@@ -429,11 +431,19 @@ impl World {
         if state.status != Status::Up || !state.booted {
             return;
         }
-        let Some(cell) = state.process.upgrade() else {
+        let Some(mut process) = self.nodes[node.index()].process.take() else {
             return;
         };
-        let mut process = crate::sim::lock(&cell);
         self.drain_inbox(node, process.as_mut());
+        self.put_back(node, process);
+    }
+
+    /// Gives `node` back the process taken out of its state to run a handler (which cannot
+    /// change the node's lifecycle: only faults crash, restart or pause it).
+    pub(super) fn put_back(&mut self, node: NodeId, process: Box<dyn AnyProcess>) {
+        let slot = &mut self.nodes[node.index()].process;
+        debug_assert!(slot.is_none(), "a handler never replaces its own process");
+        *slot = Some(process);
     }
 
     /// Runs every queued input of `node` through `process`. Each input is traced (`deliver` or
@@ -583,7 +593,8 @@ impl World {
                     observation,
                 });
             }
-            Effect::History(mut event) => {
+            Effect::History(event) => {
+                let mut event = *event;
                 event.index = self.history.len() as u64;
                 event.time_ns = self.now_ns;
                 event.node = self.topology.names[node.index()].clone();

@@ -441,7 +441,8 @@ pub struct AppendTiming {
 
 /// Times the check of a generated single-key history of appends and reads ([`APPEND_MIX`],
 /// `ops` operations from `clients` clients; median of `repeats`), and checks it once more
-/// without pruning by later reads, within `plain_step_limit` steps, for comparison.
+/// with the search alone (no read mapping) without pruning by later reads, within
+/// `plain_step_limit` steps, for comparison.
 pub fn bench_single_key_appends(
     ops: usize,
     clients: usize,
@@ -454,6 +455,7 @@ pub fn bench_single_key_appends(
         .expect("generated histories are well formed");
     let mut plain = options.clone();
     plain.prune_by_later_reads = false;
+    plain.read_mapping = false;
     plain.step_limit = plain_step_limit;
     let plain_report = check_events(&events, &plain).expect("well formed");
     AppendTiming {
@@ -523,6 +525,7 @@ mod tests {
         // A count of work: a few steps per operation.
         assert!(report.steps < 20 * 2000, "{} steps", report.steps);
         options.prune_by_later_reads = false;
+        options.read_mapping = false;
         options.step_limit = 1_000_000;
         let plain = check_events(&events, &options).unwrap();
         assert_eq!(plain.verdict, Verdict::Unknown, "{}", plain.summary());
@@ -541,6 +544,7 @@ mod tests {
             bad[i].value = Value::Str(s[first..].to_string());
         }
         options.prune_by_later_reads = true;
+        options.read_mapping = true;
         options.step_limit = DEFAULT_STEP_LIMIT;
         assert_eq!(
             check_events(&bad, &options).unwrap().verdict,

@@ -5,6 +5,8 @@
 //! respects real time (an operation that completed before another was invoked comes first) and in
 //! which every output is what the model's sequential specification gives.
 //!
+//! - [`read_mapping`]: where values are unique, each read names its writer and the part is
+//!   decided without searching (Gibbons & Korach 1997, extended to appends and cas).
 //! - [`search`]: Wing & Gong's search with Lowe's memoisation of (linearized set, state) pairs.
 //! - P-compositionality (Horn & Kroening, "Faster linearizability checking via
 //!   P-compositionality", FORTE 2015, §3): a model that partitions (the key-value store, by key)
@@ -28,10 +30,11 @@ pub mod budget;
 pub mod model;
 pub mod models;
 pub mod ops;
+pub mod read_mapping;
 pub mod search;
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -213,6 +216,7 @@ pub fn check_run_history(
         time_limit: config.time_limit.map(Duration::to_std),
         failed_cas_returns_false: false,
         prune_by_later_reads: true,
+        read_mapping: true,
     };
     let name = CHECK.name;
     match check_events(history, &options) {
@@ -275,11 +279,15 @@ pub struct Options {
     /// Prune search configurations that cannot grow into a read that must come later
     /// ([`Model::can_grow_into`]; appends). Off only to compare with the plain search.
     pub prune_by_later_reads: bool,
+    /// Decide parts whose values name their writers from the read mapping, without searching
+    /// ([`read_mapping`]). Off only to compare with the search.
+    pub read_mapping: bool,
 }
 
 impl Options {
     /// Defaults for `model`: partitioned, [`DEFAULT_STEP_LIMIT`] steps,
-    /// [`DEFAULT_MEMORY_LIMIT_MIB`] per part, no time limit, pruning by later reads.
+    /// [`DEFAULT_MEMORY_LIMIT_MIB`] per part, no time limit, pruning by later reads, the read
+    /// mapping.
     pub fn new(model: ModelKind) -> Self {
         Options {
             model,
@@ -290,6 +298,7 @@ impl Options {
             time_limit: None,
             failed_cas_returns_false: false,
             prune_by_later_reads: true,
+            read_mapping: true,
         }
     }
 }
@@ -995,46 +1004,100 @@ fn check_within<M: Model>(
     if let Err(why) = budget.check_time() {
         return unknown(report, why);
     }
+    // The read mapping decides, without searching, every part whose values name their writers.
+    // A part it finds not linearizable is searched within `COUNTEREXAMPLE_STEPS` for a
+    // counterexample; its reason is shown only if that search stops at the limit.
+    let mapped: Vec<Option<read_mapping::Decision>> = parts
+        .par_iter()
+        .zip(impossible.par_iter())
+        .map(|(p, imp)| {
+            if imp.is_some() || !options.read_mapping {
+                return None;
+            }
+            let accesses = p.model.map_reads(&p.ops)?;
+            let spans: Vec<read_mapping::Span> = p
+                .ops
+                .iter()
+                .map(|o| read_mapping::Span {
+                    call: o.call,
+                    ret: o.ret,
+                })
+                .collect();
+            let describe = |i: usize| {
+                let o = &p.ops[i];
+                format!(
+                    "process {}: {}",
+                    o.process,
+                    p.model.describe_op(&o.input, o.output.as_ref())
+                )
+            };
+            Some(read_mapping::decide(&accesses, &spans, &describe))
+        })
+        .collect();
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
+    }
+    let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
+    let mut decided_fail: Vec<Option<(usize, String)>> = vec![None; parts.len()];
+    for (idx, decision) in mapped.into_iter().enumerate() {
+        match decision {
+            Some(read_mapping::Decision::Linearizable) => {
+                outcomes[idx] = Some(PartOutcome::Linearizable)
+            }
+            Some(read_mapping::Decision::NotLinearizable(op, why)) => {
+                decided_fail[idx] = Some((op, why))
+            }
+            _ => {}
+        }
+    }
 
     let configurations = AtomicUsize::new(0);
     let memo_max = AtomicUsize::new(0);
-    // Rounds with growing step limits keep the verdict and the counterexample deterministic
-    // while parts run in parallel: a round reports the failing part of lowest index, and every
-    // part below it ran to the same step limit whatever the scheduling. A part that fails
-    // quickly is thus found without waiting for a hard part to finish.
-    let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
+    // Which failing part is reported, deterministically, whatever the threads do:
+    // - a part known to fail before any search (`Model::impossible`, or the read mapping) wins,
+    //   the lowest such part; only it is searched (for a counterexample), the others not at all;
+    // - otherwise, parts are searched in rounds with growing step limits, and a round reports
+    //   the failing part whose search failed after the fewest steps (the lowest part among
+    //   equals). Once a part has failed after `s` steps, every other part stops as soon as its
+    //   own search passes `s` steps: it can no longer fail first. Each part's search is
+    //   deterministic, so which part wins does not depend on the scheduling, and a part that
+    //   fails quickly is reported without waiting for a hard part's round.
+    let known_fail: Option<usize> =
+        (0..parts.len()).find(|&i| impossible[i].is_some() || decided_fail[i].is_some());
     let mut last_cap: Vec<u64> = vec![0; parts.len()];
     let mut round_steps = FIRST_ROUND_STEPS;
     let mut used: u64 = 0;
     loop {
         let undecided = outcomes.iter().filter(|o| o.is_none()).count().max(1) as u64;
         let cap = round_steps.min(options.step_limit.saturating_sub(used) / undecided);
-        let min_fail = AtomicUsize::new(usize::MAX);
-        let round: Vec<(usize, PartOutcome, u64)> = parts
+        let fail_steps = AtomicU64::new(u64::MAX);
+        let round: Vec<(usize, PartOutcome, u64, u64)> = parts
             .par_iter_mut()
             .zip(impossible.par_iter_mut())
+            .zip(decided_fail.par_iter_mut())
             .zip(last_cap.par_iter_mut())
             .enumerate()
-            .filter(|(idx, _)| outcomes[*idx].is_none())
-            .map(|(idx, ((part, imp), last))| {
-                if min_fail.load(Ordering::Relaxed) < idx {
-                    return (idx, PartOutcome::Skipped, 0);
-                }
-                if imp.is_none() && cap <= *last {
+            .filter(|(idx, _)| outcomes[*idx].is_none() && known_fail.is_none_or(|k| k == *idx))
+            .map(|(idx, (((part, imp), mapped), last))| {
+                if known_fail.is_none() && cap <= *last {
                     // A search no longer than the last one cannot decide more.
                     let why = Exhausted::Steps(options.step_limit);
-                    return (idx, PartOutcome::Unknown(why.to_string()), 0);
+                    return (idx, PartOutcome::Unknown(why.to_string()), 0, u64::MAX);
                 }
-                let cancelled = || min_fail.load(Ordering::Relaxed) < idx;
-                let imp = imp.take();
-                if imp.is_some() {
-                    min_fail.fetch_min(idx, Ordering::Relaxed);
-                } else {
+                let cancelled = |steps: u64| steps > fail_steps.load(Ordering::Relaxed);
+                // A reason found before searching, and whether to show it even when the search
+                // finds the counterexample (the read mapping's reason is shown only if not).
+                let known = match (imp.take(), mapped.take()) {
+                    (Some(i), _) => Some((i, true)),
+                    (None, Some(m)) => Some((m, false)),
+                    (None, None) => None,
+                };
+                if known.is_none() {
                     *last = cap;
                 }
                 let search_options = SearchOptions {
                     budget,
-                    step_limit: Some(if imp.is_some() {
+                    step_limit: Some(if known.is_some() {
                         COUNTEREXAMPLE_STEPS
                     } else {
                         cap
@@ -1045,15 +1108,24 @@ fn check_within<M: Model>(
                 };
                 let (mut result, mut stats) =
                     search::search(&mut part.model, &part.ops, &search_options);
+                let failed_after = stats.steps;
                 if let (SearchResult::Violation(pruned), true) =
                     (&result, options.prune_by_later_reads)
                 {
                     // Pruning cuts a dead configuration before its read fails, so its longest
                     // prefix can stop short of the operation a reader should see. The plain
                     // search, within a step limit, usually gets further; show the longer.
+                    // Stopped only once another part has certainly failed first.
+                    let lost = |_: u64| fail_steps.load(Ordering::Relaxed) < failed_after;
+                    // A part known to fail is only searched for its counterexample: a shorter look.
                     let plain = SearchOptions {
-                        step_limit: Some(COUNTEREXAMPLE_STEPS),
+                        step_limit: Some(if known.is_some() {
+                            FIRST_ROUND_STEPS
+                        } else {
+                            COUNTEREXAMPLE_STEPS
+                        }),
                         prune_by_later_reads: false,
+                        cancelled: &lost,
                         ..search_options
                     };
                     let (again, more) = search::search(&mut part.model, &part.ops, &plain);
@@ -1066,29 +1138,50 @@ fn check_within<M: Model>(
                 }
                 configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
                 memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
-                let outcome = match (result, imp) {
+                let mut rank = u64::MAX;
+                let outcome = match (result, known) {
                     (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
                     (SearchResult::Linearizable, Some(_)) => {
-                        // `Model::impossible` must be sound; trust the search.
-                        debug_assert!(false, "Model::impossible flagged a linearizable history");
+                        // `Model::impossible` and the read mapping must be sound; trust the
+                        // search.
+                        debug_assert!(false, "a part decided not linearizable is linearizable");
                         PartOutcome::Linearizable
                     }
-                    (SearchResult::Violation(d), imp) => {
-                        min_fail.fetch_min(idx, Ordering::Relaxed);
-                        PartOutcome::Violation(Box::new(counterexample(part, Some(d), imp, true)))
+                    (SearchResult::Violation(d), known) => {
+                        if known.is_none() {
+                            fail_steps.fetch_min(failed_after, Ordering::Relaxed);
+                            rank = failed_after;
+                        }
+                        let shown = known.and_then(|(k, always)| always.then_some(k));
+                        PartOutcome::Violation(Box::new(counterexample(part, Some(d), shown, true)))
                     }
-                    (SearchResult::Exhausted(_, d), Some(imp)) => {
-                        PartOutcome::Violation(Box::new(counterexample(part, d, Some(imp), false)))
-                    }
+                    (SearchResult::Exhausted(_, d), Some((known, _))) => PartOutcome::Violation(
+                        Box::new(counterexample(part, d, Some(known), false)),
+                    ),
                     // Its share of steps ran out (or it was cancelled): a later round decides.
                     (SearchResult::Exhausted(Exhausted::Steps(_), _), None) => PartOutcome::Skipped,
                     (SearchResult::Exhausted(why, _), None) => {
                         PartOutcome::Unknown(why.to_string())
                     }
                 };
-                (idx, outcome, stats.steps)
+                (idx, outcome, stats.steps, rank)
             })
             .collect();
+        // The violation reported: the one found after the fewest steps, the lowest part among
+        // equals (a part known to fail before searching is the only one searched).
+        let winner = round
+            .iter()
+            .filter(|(_, o, _, _)| matches!(o, PartOutcome::Violation(_)))
+            .map(|(idx, _, _, rank)| (*rank, *idx))
+            .min()
+            .map(|(_, idx)| idx);
+        let round = round.into_iter().map(|(idx, outcome, steps, _)| {
+            let outcome = match outcome {
+                PartOutcome::Violation(_) if Some(idx) != winner => PartOutcome::Skipped,
+                other => other,
+            };
+            (idx, outcome, steps)
+        });
         let mut failed = false;
         for (idx, outcome, steps) in round {
             used = used.saturating_add(steps);

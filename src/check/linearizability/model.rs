@@ -153,6 +153,17 @@ pub trait Model: Clone + Send + Sync {
         None
     }
 
+    /// The read mapping (optional; [`super::read_mapping`]): every operation as an
+    /// [`Access`](super::read_mapping::Access) naming the versions it reads and writes, or
+    /// `None` when values do not name their writers (the search then decides). The default:
+    /// `None`.
+    fn map_reads(
+        &self,
+        _ops: &[Operation<Self::Input, Self::Output>],
+    ) -> Option<Vec<super::read_mapping::Access>> {
+        None
+    }
+
     /// Pruning by later reads (optional; with [`Model::may_shrink`] and
     /// [`Model::can_grow_into`]): true if this known-outcome operation is a read whose output
     /// shows how far the state has grown (key-value: a get, whose value holds every append

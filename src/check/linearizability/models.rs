@@ -6,6 +6,7 @@ use smallvec::SmallVec;
 
 use super::budget::{Budget, Exhausted};
 use super::model::{Interner, Model, Operation, RawOp, RawOutcome};
+use super::read_mapping::{Access as Mapped, BaseId, TokenId};
 use crate::history::{Function, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +168,36 @@ impl Model for Register {
         refute_reads(self.initial, &accesses, |v| {
             self.values.value(v).to_string()
         })
+    }
+
+    /// Each value written names its writer (ids shifted by one: base 0 is the initial value);
+    /// declines when a cas may have returned false.
+    fn map_reads(&self, ops: &[Operation<RegisterOp, u32>]) -> Option<Vec<Mapped>> {
+        let base = |v: u32| if v == self.initial { 0 } else { v + 1 };
+        let written = |v: u32| (v != self.initial).then_some(v + 1);
+        ops.iter()
+            .map(|o| {
+                Some(match (o.input, o.output) {
+                    (RegisterOp::Read, Some(v)) => Mapped::Read {
+                        cell: 0,
+                        base: base(v),
+                        tokens: Box::default(),
+                    },
+                    (RegisterOp::Read, None) => Mapped::Skip,
+                    (RegisterOp::Write(v), _) => Mapped::Put {
+                        cell: 0,
+                        base: written(v)?,
+                    },
+                    (RegisterOp::Cas(_, _), Some(CAS_FALSE)) => return None,
+                    (RegisterOp::Cas(from, to), _) => Mapped::Cas {
+                        cell: 0,
+                        base: base(from),
+                        tokens: Box::default(),
+                        to: written(to)?,
+                    },
+                })
+            })
+            .collect()
     }
 
     fn describe_state(&self, state: &u32) -> String {
@@ -586,6 +617,82 @@ impl Model for KeyValue {
         Ok(marks)
     }
 
+    /// Each key is a cell. A value read decomposes into a base (the initial value, or the value
+    /// of a put or cas) followed by appended strings; declines unless every value read
+    /// decomposes in exactly one way, every written value and appended string is a non-empty
+    /// string, and no cas may have returned false or expects the absent value.
+    fn map_reads(&self, ops: &[Operation<KvOp, u32>]) -> Option<Vec<Mapped>> {
+        let initial_text = self.text(self.initial);
+        let mut cells: rustc_hash::FxHashMap<u32, Decomposer<'_>> = Default::default();
+        for o in ops {
+            let (v, is_token) = match o.input.action {
+                KvAction::Put(v) | KvAction::Cas(_, v) => (v, false),
+                KvAction::Append(v) => (v, true),
+                KvAction::Get => continue,
+            };
+            let Value::Str(text) = self.values.value(v) else {
+                return None;
+            };
+            if text.is_empty() || v == self.initial {
+                return None;
+            }
+            let d = cells
+                .entry(o.input.key)
+                .or_insert_with(|| Decomposer::new(initial_text.as_bytes()));
+            let (table, lengths) = if is_token {
+                (&mut d.tokens, &mut d.token_lengths)
+            } else {
+                (&mut d.bases, &mut d.base_lengths)
+            };
+            table.insert(text.as_bytes(), v);
+            if !lengths.contains(&text.len()) {
+                lengths.push(text.len());
+                if lengths.len() > MAX_DISTINCT_LENGTHS {
+                    return None;
+                }
+            }
+        }
+        let mut parsed: rustc_hash::FxHashMap<(u32, u32), Option<(BaseId, Box<[TokenId]>)>> =
+            Default::default();
+        let mut version = |key: u32, v: u32| -> Option<(BaseId, Box<[TokenId]>)> {
+            if v == self.initial {
+                return Some((0, Box::default()));
+            }
+            parsed
+                .entry((key, v))
+                .or_insert_with(|| match (self.values.value(v), cells.get(&key)) {
+                    (Value::Str(text), Some(d)) => d.decompose(text.as_bytes()),
+                    _ => None,
+                })
+                .clone()
+        };
+        ops.iter()
+            .map(|o| {
+                let cell = o.input.key;
+                Some(match (o.input.action, o.output) {
+                    (KvAction::Get, Some(v)) => {
+                        let (base, tokens) = version(cell, v)?;
+                        Mapped::Read { cell, base, tokens }
+                    }
+                    (KvAction::Get, None) => Mapped::Skip,
+                    (KvAction::Put(v), _) => Mapped::Put { cell, base: v + 1 },
+                    (KvAction::Append(v), _) => Mapped::Append { cell, token: v },
+                    (KvAction::Cas(_, _), Some(CAS_FALSE)) => return None,
+                    (KvAction::Cas(0, _), _) => return None,
+                    (KvAction::Cas(from, to), _) => {
+                        let (base, tokens) = version(cell, from)?;
+                        Mapped::Cas {
+                            cell,
+                            base,
+                            tokens,
+                            to: to + 1,
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
     fn witnesses_growth(&self, input: &KvOp, _output: &u32) -> bool {
         input.action == KvAction::Get
     }
@@ -678,6 +785,88 @@ impl Model for KeyValue {
 
     fn heap_bytes(&self) -> usize {
         self.values.heap_bytes() + self.appends.len() * 24
+    }
+}
+
+/// Most distinct lengths of written values (or of appended strings) of one key that the read
+/// mapping decomposes values with; past it the model declines and the search decides.
+const MAX_DISTINCT_LENGTHS: usize = 64;
+
+/// Decomposes one key's values read into a base and appended strings
+/// ([`KeyValue::map_reads`]). Base ids are value ids plus one (0 is the initial value); token ids
+/// are the appended strings' value ids.
+struct Decomposer<'a> {
+    /// The initial value's text (`""` for absent).
+    initial: &'a [u8],
+    bases: rustc_hash::FxHashMap<&'a [u8], u32>,
+    base_lengths: Vec<usize>,
+    tokens: rustc_hash::FxHashMap<&'a [u8], u32>,
+    token_lengths: Vec<usize>,
+}
+
+impl<'a> Decomposer<'a> {
+    fn new(initial: &'a [u8]) -> Self {
+        Decomposer {
+            initial,
+            bases: Default::default(),
+            base_lengths: Vec::new(),
+            tokens: Default::default(),
+            token_lengths: Vec::new(),
+        }
+    }
+
+    /// The one decomposition of `text` (not the initial value itself) as a base followed by
+    /// appended strings, or `None` if it has none or several.
+    fn decompose(&self, text: &[u8]) -> Option<(BaseId, Box<[TokenId]>)> {
+        let n = text.len();
+        // ways[j]: decompositions of text[j..] into appended strings, counted up to 2.
+        let mut ways = vec![0u8; n + 1];
+        ways[n] = 1;
+        for j in (0..n).rev() {
+            let mut w = 0u8;
+            for &l in &self.token_lengths {
+                if j + l <= n && ways[j + l] > 0 && self.tokens.contains_key(&text[j..j + l]) {
+                    w = (w + ways[j + l]).min(2);
+                }
+            }
+            ways[j] = w;
+        }
+        // Where the appended strings start: after the initial value (with at least one string,
+        // else the value would be the initial one), or after a written value.
+        let mut starts: Vec<(BaseId, usize)> = Vec::new();
+        if text.starts_with(self.initial) && self.initial.len() < n {
+            starts.push((0, self.initial.len()));
+        }
+        for &l in &self.base_lengths {
+            if l <= n
+                && let Some(&v) = self.bases.get(&text[..l])
+            {
+                starts.push((v + 1, l));
+            }
+        }
+        let mut total = 0u8;
+        let mut found = None;
+        for &(base, at) in &starts {
+            if ways[at] > 0 {
+                total = total.saturating_add(ways[at]);
+                found = Some((base, at));
+            }
+        }
+        if total != 1 {
+            return None;
+        }
+        let (base, mut at) = found?;
+        let mut tokens = Vec::new();
+        while at < n {
+            let (l, id) = self.token_lengths.iter().find_map(|&l| {
+                (at + l <= n && ways[at + l] > 0)
+                    .then(|| self.tokens.get(&text[at..at + l]).map(|&id| (l, id)))
+                    .flatten()
+            })?;
+            tokens.push(id);
+            at += l;
+        }
+        Some((base, tokens.into_boxed_slice()))
     }
 }
 

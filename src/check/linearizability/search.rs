@@ -333,8 +333,9 @@ pub struct SearchOptions<'a> {
     /// Stop when the memo table and the model's tables would hold more than this many bytes
     /// (an estimate that depends only on the search, so the verdict is reproducible).
     pub memory_limit_bytes: usize,
-    /// Polled now and then; `true` stops the search (its result is then not used).
-    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+    /// Polled now and then with the steps taken so far; `true` stops the search (its result is
+    /// then not used).
+    pub cancelled: &'a (dyn Fn(u64) -> bool + Sync),
     /// Prune configurations that cannot grow into a read that must come later
     /// ([`Model::can_grow_into`]). Off only to compare with the plain search.
     pub prune_by_later_reads: bool,
@@ -585,7 +586,7 @@ pub fn search<M: Model>(
                 stats.memo_bytes = stats.memo_bytes.max(memo.bytes());
                 return (SearchResult::Exhausted(why, deepest(&best, &saved)), stats);
             }
-            if (options.cancelled)() {
+            if (options.cancelled)(stats.steps) {
                 return (
                     SearchResult::Exhausted(Exhausted::Steps(stats.steps), None),
                     stats,

@@ -1132,3 +1132,144 @@ fn pruning_keeps_verdicts_and_decides_histories_full_of_unobserved_timeouts() {
         Verdict::Linearizable
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The read mapping against the search.
+
+/// The verdict and steps of `h` with the read mapping, and the verdict of the search alone.
+fn mapped_and_searched(h: &[HistoryEvent], model: ModelKind) -> (Verdict, u64, Verdict) {
+    let mut o = Options::new(model);
+    let mapped = check_events(h, &o).unwrap();
+    o.read_mapping = false;
+    let searched = check_events(h, &o).unwrap().verdict;
+    (mapped.verdict, mapped.steps, searched)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn read_mapping_agrees_with_the_search_on_unique_registers(c in choices(), clients in 2usize..5) {
+        let written = std::cell::Cell::new(0);
+        let h = random_history(&c, clients, &unique_register_op(&written));
+        let (mapped, _, searched) = mapped_and_searched(&h, ModelKind::CasRegister);
+        prop_assert_eq!(mapped, searched, "{:?}", h);
+    }
+
+    #[test]
+    fn read_mapping_agrees_with_the_search_on_unique_key_values(c in choices(), clients in 2usize..5) {
+        let written = std::cell::Cell::new(0);
+        let h = random_history(&c, clients, &unique_kv_op(&written));
+        let (mapped, _, searched) = mapped_and_searched(&h, ModelKind::KeyValue);
+        prop_assert_eq!(mapped, searched, "{:?}", h);
+    }
+
+    #[test]
+    fn read_mapping_agrees_with_the_search_on_append_histories(
+        c in proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..40),
+        clients in 2usize..6,
+        corrupt in proptest::option::of(any::<u8>()),
+    ) {
+        let h = append_history(&c, clients, corrupt);
+        let (mapped, steps, searched) = mapped_and_searched(&h, ModelKind::KeyValue);
+        prop_assert_eq!(mapped, searched, "{:?}", h);
+        if corrupt.is_none() {
+            // Unique values: the mapping decides without a single search step.
+            prop_assert_eq!((mapped, steps), (Verdict::Linearizable, 0), "{:?}", h);
+        }
+    }
+}
+
+#[test]
+fn read_mapping_decides_appends_and_cas_by_the_values_read() {
+    let s = |v: &str| Value::Str(v.into());
+    let k = Some("k");
+    // p0 puts "a", p1 appends "x;" and p2 "y;" concurrently; p3 reads "ax;y;", then p4 cas
+    // "ax;y;" -> "b" and p3 reads "b".
+    let base = vec![
+        ev(0, Invoke, Function::Put, k, s("a")),
+        ev(0, Done, Function::Put, k, s("a")),
+        ev(1, Invoke, Function::Append, k, s("x;")),
+        ev(2, Invoke, Function::Append, k, s("y;")),
+        ev(2, Done, Function::Append, k, s("y;")),
+        ev(1, Done, Function::Append, k, s("x;")),
+        ev(3, Invoke, Function::Get, k, Value::Nil),
+        ev(3, Done, Function::Get, k, s("ax;y;")),
+        ev(4, Invoke, Function::Cas, k, pair_v(s("ax;y;"), s("b"))),
+        ev(4, Done, Function::Cas, k, pair_v(s("ax;y;"), s("b"))),
+    ];
+    let mut ok = base.clone();
+    ok.push(ev(3, Invoke, Function::Get, k, Value::Nil));
+    ok.push(ev(3, Done, Function::Get, k, s("b")));
+    let (mapped, steps, searched) = mapped_and_searched(&ok, ModelKind::KeyValue);
+    assert_eq!((mapped, steps, searched), (Verdict::Linearizable, 0, Verdict::Linearizable));
+    // A read of "ay;" after "ax;y;" was read: the appends' order is contradicted.
+    let mut reordered = base.clone();
+    reordered.push(ev(3, Invoke, Function::Get, k, Value::Nil));
+    reordered.push(ev(3, Done, Function::Get, k, s("ay;")));
+    let (mapped, _, searched) = mapped_and_searched(&reordered, ModelKind::KeyValue);
+    assert_eq!((mapped, searched), (Verdict::NotLinearizable, Verdict::NotLinearizable));
+    // The cas's old value read after the cas completed: its stretch and the cas's overlap.
+    let mut stale = base;
+    stale.push(ev(3, Invoke, Function::Get, k, Value::Nil));
+    stale.push(ev(3, Done, Function::Get, k, s("ax;y;")));
+    let (mapped, _, searched) = mapped_and_searched(&stale, ModelKind::KeyValue);
+    assert_eq!((mapped, searched), (Verdict::NotLinearizable, Verdict::NotLinearizable));
+}
+
+#[test]
+fn read_mapping_keeps_observed_timeouts_and_drops_unobserved_ones() {
+    use read_mapping::{Access, Decision, Span, decide};
+    let describe = |i: usize| format!("op {i}");
+    let span = |call: usize, ret: Option<usize>| Span { call, ret };
+    let put = |base| Access::Put { cell: 0, base };
+    let read = |base| Access::Read {
+        cell: 0,
+        base,
+        tokens: Box::default(),
+    };
+    // A timed-out put of 1 (never completes) read after an ok put of 2 completed: the put of 1
+    // took effect late, which is fine.
+    let late = [put(1), put(2), read(2), read(1)];
+    let spans = [
+        span(0, None),
+        span(1, Some(2)),
+        span(3, Some(4)),
+        span(5, Some(6)),
+    ];
+    assert_eq!(decide(&late, &spans, &describe), Decision::Linearizable);
+    // The same with the put of 1 completed before the put of 2 began: reading 1 after 2 is stale.
+    let spans_ok = [
+        span(0, Some(1)),
+        span(2, Some(3)),
+        span(4, Some(5)),
+        span(6, Some(7)),
+    ];
+    assert!(matches!(
+        decide(&late, &spans_ok, &describe),
+        Decision::NotLinearizable(..)
+    ));
+    // A timed-out put nobody reads is dropped: the initial value read after it is fine.
+    let unread = [put(1), read(0)];
+    assert_eq!(
+        decide(&unread, &[span(0, None), span(1, Some(2))], &describe),
+        Decision::Linearizable
+    );
+    // An ok put nobody reads must still take effect somewhere: not while the initial value must
+    // hold (read before it began and after it completed).
+    let inside = [read(0), put(1), read(0)];
+    let spans = [span(0, Some(5)), span(1, Some(2)), span(3, Some(4))];
+    assert!(matches!(
+        decide(&inside, &spans, &describe),
+        Decision::NotLinearizable(1, _)
+    ));
+    // A value written twice is no mapping: undecided, the search decides.
+    assert_eq!(
+        decide(
+            &[put(1), put(1)],
+            &[span(0, Some(1)), span(2, Some(3))],
+            &describe
+        ),
+        Decision::Undecided
+    );
+}

@@ -576,7 +576,7 @@ mod tests {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::History(h) => Some(h.clone()),
+                Effect::History(h) => Some((**h).clone()),
                 _ => None,
             })
             .collect()
