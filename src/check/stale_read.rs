@@ -487,8 +487,8 @@ mod tests {
     // The index against the quadratic reference.
 
     /// The quadratic implementation the index replaced (every write scanned for every read): the
-        /// reference the property test compares with.
-        fn reference_stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
+    /// reference the property test compares with.
+    fn reference_stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
         let ok_writes: Vec<&Operation> = ops
             .iter()
             .copied()
@@ -587,7 +587,6 @@ mod tests {
         found
     }
 
-
     fn arbitrary_ops() -> impl proptest::strategy::Strategy<Value = Vec<Operation>> {
         use proptest::prelude::*;
         // Few distinct values, so that values repeat, appends are suffixes of reads and puts
@@ -608,7 +607,13 @@ mod tests {
             value,
             0u64..30,
             0u64..12,
-            prop_oneof![Just(Some(Ok)), Just(Some(Ok)), Just(Some(Fail)), Just(Some(Info)), Just(None)],
+            prop_oneof![
+                Just(Some(Ok)),
+                Just(Some(Ok)),
+                Just(Some(Fail)),
+                Just(Some(Info)),
+                Just(None)
+            ],
         );
         proptest::collection::vec(one, 0..24).prop_map(|raw| {
             let mut invoke = 0;
@@ -661,6 +666,9 @@ mod tests {
         assert_eq!(index.first(4, 5), None);
         assert_eq!(index.first(0, 2), None);
         assert_eq!(index.first(0, 10), Some(0));
-        assert_eq!(FirstCompletedBefore::new(std::iter::empty()).first(0, 5), None);
+        assert_eq!(
+            FirstCompletedBefore::new(std::iter::empty()).first(0, 5),
+            None
+        );
     }
 }

@@ -720,8 +720,16 @@ mod tests {
     fn the_bare_loop_reference_does_the_work_of_faultlines_pingpong() {
         let (delivered, end_ns) = bare_loop_pingpong(3000, 1);
         assert_eq!(delivered, 3000);
-        assert_eq!(bare_loop_pingpong(3000, 1), (delivered, end_ns), "deterministic");
-        assert_ne!(bare_loop_pingpong(3000, 2).1, end_ns, "the seed draws the latencies");
+        assert_eq!(
+            bare_loop_pingpong(3000, 1),
+            (delivered, end_ns),
+            "deterministic"
+        );
+        assert_ne!(
+            bare_loop_pingpong(3000, 2).1,
+            end_ns,
+            "the seed draws the latencies"
+        );
         let (min, max) = PINGPONG_LATENCY_NS;
         assert!((delivered * min..=delivered * max).contains(&end_ns));
         assert_eq!(bare_loop_pingpong(0, 1), (0, 0));
@@ -731,7 +739,10 @@ mod tests {
         let faultline = r.stats.messages_delivered;
         let (_, bare_ns) = bare_loop_pingpong(faultline, 1);
         let ratio = bare_ns as f64 / r.end_ns as f64;
-        assert!((0.95..=1.05).contains(&ratio), "{faultline} messages: {bare_ns} ns vs 20 s");
+        assert!(
+            (0.95..=1.05).contains(&ratio),
+            "{faultline} messages: {bare_ns} ns vs 20 s"
+        );
     }
 
     #[test]

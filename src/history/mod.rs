@@ -694,7 +694,10 @@ mod tests {
         );
         for bad in ["1.5", "{}", "18446744073709551615"] {
             let e = v(bad).unwrap_err().to_string();
-            assert!(e.contains("expected null, an integer, a string"), "{bad}: {e}");
+            assert!(
+                e.contains("expected null, an integer, a string"),
+                "{bad}: {e}"
+            );
         }
     }
 

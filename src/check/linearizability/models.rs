@@ -652,9 +652,10 @@ impl Model for KeyValue {
                 }
             }
         }
-        let mut parsed: rustc_hash::FxHashMap<(u32, u32), Option<(BaseId, Box<[TokenId]>)>> =
-            Default::default();
-        let mut version = |key: u32, v: u32| -> Option<(BaseId, Box<[TokenId]>)> {
+        /// A value read as its base write and the appends after it.
+        type Version = Option<(BaseId, Box<[TokenId]>)>;
+        let mut parsed: rustc_hash::FxHashMap<(u32, u32), Version> = Default::default();
+        let mut version = |key: u32, v: u32| -> Version {
             if v == self.initial {
                 return Some((0, Box::default()));
             }

@@ -260,9 +260,7 @@ fn decide_cell(
             continue;
         }
         let (base, tokens) = match &accesses[i] {
-            Access::Read { base, tokens, .. } | Access::Cas { base, tokens, .. } => {
-                (*base, tokens)
-            }
+            Access::Read { base, tokens, .. } | Access::Cas { base, tokens, .. } => (*base, tokens),
             _ => continue,
         };
         observations.push(i);
@@ -291,9 +289,7 @@ fn decide_cell(
     let mut token_place: FxHashMap<TokenId, (BaseId, usize)> = FxHashMap::default();
     for &i in &observations {
         let (base, tokens) = match &accesses[i] {
-            Access::Read { base, tokens, .. } | Access::Cas { base, tokens, .. } => {
-                (*base, tokens)
-            }
+            Access::Read { base, tokens, .. } | Access::Cas { base, tokens, .. } => (*base, tokens),
             _ => unreachable!("observations are reads and cas operations"),
         };
         let info = bases.get_mut(&base).expect("checked above");

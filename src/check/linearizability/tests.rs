@@ -1202,19 +1202,28 @@ fn read_mapping_decides_appends_and_cas_by_the_values_read() {
     ok.push(ev(3, Invoke, Function::Get, k, Value::Nil));
     ok.push(ev(3, Done, Function::Get, k, s("b")));
     let (mapped, steps, searched) = mapped_and_searched(&ok, ModelKind::KeyValue);
-    assert_eq!((mapped, steps, searched), (Verdict::Linearizable, 0, Verdict::Linearizable));
+    assert_eq!(
+        (mapped, steps, searched),
+        (Verdict::Linearizable, 0, Verdict::Linearizable)
+    );
     // A read of "ay;" after "ax;y;" was read: the appends' order is contradicted.
     let mut reordered = base.clone();
     reordered.push(ev(3, Invoke, Function::Get, k, Value::Nil));
     reordered.push(ev(3, Done, Function::Get, k, s("ay;")));
     let (mapped, _, searched) = mapped_and_searched(&reordered, ModelKind::KeyValue);
-    assert_eq!((mapped, searched), (Verdict::NotLinearizable, Verdict::NotLinearizable));
+    assert_eq!(
+        (mapped, searched),
+        (Verdict::NotLinearizable, Verdict::NotLinearizable)
+    );
     // The cas's old value read after the cas completed: its stretch and the cas's overlap.
     let mut stale = base;
     stale.push(ev(3, Invoke, Function::Get, k, Value::Nil));
     stale.push(ev(3, Done, Function::Get, k, s("ax;y;")));
     let (mapped, _, searched) = mapped_and_searched(&stale, ModelKind::KeyValue);
-    assert_eq!((mapped, searched), (Verdict::NotLinearizable, Verdict::NotLinearizable));
+    assert_eq!(
+        (mapped, searched),
+        (Verdict::NotLinearizable, Verdict::NotLinearizable)
+    );
 }
 
 #[test]
