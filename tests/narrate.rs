@@ -9,7 +9,7 @@ use std::path::Path;
 use faultline::api::Runner;
 use faultline::report::{Report, view::RunView, view_of_run};
 
-fn view(scenario: &str) -> RunView {
+fn view(scenario: &str) -> RunView<'static> {
     let runner = Runner::builtin();
     let path = Path::new(scenario);
     let s = runner.load(path).expect("shipped scenarios load");
@@ -23,7 +23,7 @@ fn view(scenario: &str) -> RunView {
             }
         }
     }
-    v
+    v.into_owned()
 }
 
 /// The first story line containing every one of `words`, as (time ns, text).

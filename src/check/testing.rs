@@ -28,7 +28,7 @@ pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
         trace_hash: String::new(),
         trace_truncated: false,
         history: Vec::new(),
-        observations: Vec::new(),
+        observations: Default::default(),
         lifecycle: Vec::new(),
         partitions: Vec::new(),
         faults: Vec::new(),
@@ -38,6 +38,7 @@ pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
         stats: Stats::default(),
         halt: None,
         limit_exceeded: None,
+        derived: Default::default(),
     }
 }
 

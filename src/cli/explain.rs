@@ -193,7 +193,7 @@ fn time_flag(flag: &str, value: Option<&str>) -> Result<Option<u64>, String> {
 }
 
 /// The view of the run named: a report folder read back, or a scenario file run in memory.
-fn load(args: &ExplainArgs, options: &ViewOptions) -> Result<RunView, String> {
+fn load(args: &ExplainArgs, options: &ViewOptions) -> Result<RunView<'static>, String> {
     let path = &args.target;
     if path.is_dir() {
         if args.seed.is_some() {
@@ -222,7 +222,11 @@ fn load(args: &ExplainArgs, options: &ViewOptions) -> Result<RunView, String> {
 
 /// Runs a scenario with its trace in a temporary file (removed afterwards) and builds its view;
 /// nothing else is written.
-fn run_in_memory(path: &Path, seed: Option<u64>, options: &ViewOptions) -> Result<RunView, String> {
+fn run_in_memory(
+    path: &Path,
+    seed: Option<u64>,
+    options: &ViewOptions,
+) -> Result<RunView<'static>, String> {
     let scenario = Scenario::load_all(path).map_err(|errors| {
         errors
             .iter()
@@ -245,7 +249,7 @@ fn run_in_memory(path: &Path, seed: Option<u64>, options: &ViewOptions) -> Resul
         return Err(format!("the trace of {}: {e}", path.display()));
     }
     let report = Report::new(&record, run_checks(&record), path, 0);
-    Ok(crate::report::view_of_run_with(&report, &record, options))
+    Ok(crate::report::view_of_run_with(&report, &record, options).into_owned())
 }
 
 /// What `--check` keeps: lines near the times the check cites, about the nodes it names (or

@@ -220,22 +220,22 @@ pub fn write_run(
 }
 
 /// The view of a run that just finished (see [`view`]), from its record and report.
-pub fn view_of_run(report: &Report, record: &RunRecord) -> view::RunView {
+pub fn view_of_run<'r>(report: &Report, record: &'r RunRecord) -> view::RunView<'r> {
     view_of_run_with(report, record, &view::ViewOptions::default())
 }
 
 /// [`view_of_run`] with the messages `options` choose.
-pub fn view_of_run_with(
+pub fn view_of_run_with<'r>(
     report: &Report,
-    record: &RunRecord,
+    record: &'r RunRecord,
     options: &view::ViewOptions,
-) -> view::RunView {
+) -> view::RunView<'r> {
     let kept = !record.trace_jsonl.is_empty();
     view::RunView::build(
         &record.scenario.registry(),
         serde_json::to_value(report).expect("reports serialize"),
         report.nodes.clone(),
-        record.history.clone(),
+        record.history.as_slice(),
         kept.then(|| record.trace_jsonl.lines()),
         options,
     )

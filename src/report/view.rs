@@ -10,6 +10,7 @@
 
 pub mod story;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -85,15 +86,17 @@ pub struct MessageView {
     pub duplicate_of: Option<u64>,
 }
 
-/// A run read back for people.
+/// A run read back for people. `'h` is the life of the history it borrows: a view of a run
+/// that just finished borrows its record's history (a 600-second run's is about 90 MiB; a view
+/// used to copy it), a view read from a folder owns what it read.
 #[derive(Clone, Debug, Serialize)]
-pub struct RunView {
+pub struct RunView<'h> {
     /// `report.json` as JSON.
     pub report: serde_json::Value,
     /// Every node and what it runs.
     pub cast: Vec<CastMember>,
     /// The client history.
-    pub history: Vec<HistoryEvent>,
+    pub history: Cow<'h, [HistoryEvent]>,
     /// Simulated time the run covered (ns).
     pub end_ns: u64,
     /// False if no trace was available (`run --no-trace`): then only the report and the
@@ -138,17 +141,37 @@ pub enum ViewError {
     },
 }
 
-impl RunView {
+impl<'h> RunView<'h> {
+    /// The same view owning its history (a copy if it borrowed one), to outlive the record.
+    pub fn into_owned(self) -> RunView<'static> {
+        RunView {
+            history: Cow::Owned(self.history.into_owned()),
+            report: self.report,
+            cast: self.cast,
+            end_ns: self.end_ns,
+            trace_available: self.trace_available,
+            trace_truncated: self.trace_truncated,
+            faults: self.faults,
+            narration: self.narration,
+            messages: self.messages,
+            messages_left_out: self.messages_left_out,
+            messages_from_ns: self.messages_from_ns,
+            messages_until_ns: self.messages_until_ns,
+        }
+    }
+
     /// Builds the view of a run that just finished: `report` is its `report.json` as JSON,
-    /// `trace` its trace lines (`None` if none were kept).
+    /// `history` its history (borrowed or owned), `trace` its trace lines (`None` if none were
+    /// kept).
     pub fn build(
         registry: &Registry,
         report: serde_json::Value,
         cast: Vec<CastMember>,
-        history: Vec<HistoryEvent>,
+        history: impl Into<Cow<'h, [HistoryEvent]>>,
         trace: Option<impl Iterator<Item = impl AsRef<str>>>,
         options: &ViewOptions,
-    ) -> RunView {
+    ) -> RunView<'h> {
+        let history = history.into();
         let end_ns = report["virtual_time_ns"].as_u64().unwrap_or(0);
         let mut builder = Builder::new(registry, &cast, options, end_ns);
         let trace_available = trace.is_some();
@@ -184,7 +207,7 @@ impl RunView {
         registry: &Registry,
         dir: &Path,
         options: &ViewOptions,
-    ) -> Result<RunView, ViewError> {
+    ) -> Result<RunView<'static>, ViewError> {
         let read = |name: &str| -> Result<Option<String>, ViewError> {
             let path = dir.join(name);
             match std::fs::read_to_string(&path) {
@@ -602,7 +625,7 @@ mod tests {
         assert!(cited_times_ns("n12 has 40 msgs, v1.5ms2").is_empty());
     }
 
-    fn view_of(trace: &str) -> RunView {
+    fn view_of(trace: &str) -> RunView<'static> {
         let cast = ["n1", "n2", "n3"]
             .iter()
             .map(|n| CastMember {

@@ -44,7 +44,7 @@ pub use crate::scenario::topology;
 pub use host::is_up;
 pub use record::{
     Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
-    RunRecord, Stats,
+    Records, RunRecord, Stats,
 };
 pub use run::{RunOptions, RunProgress, run, stream_rng};
 pub use world::{EventLimits, panic_message};

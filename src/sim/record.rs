@@ -1,7 +1,9 @@
 //! What a run produces: the [`RunRecord`] handed to checkers and reports, and its parts
 //! (counters, observations, lifecycle changes, partitions, a halt, an exceeded event limit).
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -60,7 +62,7 @@ pub struct Stats {
     /// Dropped messages by reason: `loss`, `partition` (a cut link at arrival), `node-down`
     /// (receiver crashed at arrival), `node-crashed` (queued when the receiver crashed),
     /// `wrong-protocol`.
-    pub messages_dropped: std::collections::BTreeMap<String, u64>,
+    pub messages_dropped: BTreeMap<String, u64>,
     /// Messages still in flight when the run ended.
     pub messages_in_flight_at_end: u64,
     /// Timers that fired and were handled.
@@ -192,8 +194,8 @@ pub struct RunRecord {
     pub trace_truncated: bool,
     /// The client history.
     pub history: Vec<HistoryEvent>,
-    /// Every observation, in order.
-    pub observations: Vec<ObservationRecord>,
+    /// Every observation, in order (in chunks: see [`Records`]).
+    pub observations: Records<ObservationRecord>,
     /// Crashes, restarts, pauses and resumes, in order.
     pub lifecycle: Vec<LifecycleRecord>,
     /// Cut links over time.
@@ -215,4 +217,201 @@ pub struct RunRecord {
     pub halt: Option<Halt>,
     /// Set if the run stopped early at one of its [`EventLimits`](crate::sim::EventLimits) (no verdict then).
     pub limit_exceeded: Option<LimitExceeded>,
+    /// What checkers derived from this record once for several checks (see
+    /// [`RunRecord::derived`]).
+    pub derived: Derived,
+}
+
+impl RunRecord {
+    /// The `T` built from this record by `build`, built once and shared by every check that asks
+    /// (Raft's five safety checks share one replay of the observations instead of replaying the
+    /// run five times). `T` is the key: one value per type. A value is built again if the
+    /// record's lists changed length since (tests extend a record between checks); editing a
+    /// record in place after a check ran is not noticed.
+    pub fn derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&RunRecord) -> T) -> Arc<T> {
+        let key = TypeId::of::<T>();
+        let shape = self.shape();
+        if let Some((built_for, v)) = self.derived.lock().get(&key)
+            && *built_for == shape
+        {
+            return v.clone().downcast().expect("keyed by its type");
+        }
+        // Built without the lock held: `build` may ask for other derived values.
+        let value = Arc::new(build(self));
+        self.derived.lock().insert(key, (shape, value.clone()));
+        value
+    }
+
+    /// The lengths a derived value was built for.
+    fn shape(&self) -> [usize; 4] {
+        [
+            self.observations.len(),
+            self.history.len(),
+            self.lifecycle.len(),
+            self.partitions.len(),
+        ]
+    }
+}
+
+/// Values derived from a run record (see [`RunRecord::derived`]), each with the record's shape
+/// it was built for. A clone starts empty: a copy of a record may be edited (tests do), so
+/// nothing derived from the original carries over.
+#[derive(Default)]
+pub struct Derived(Mutex<DerivedValues>);
+
+type DerivedValues = BTreeMap<TypeId, ([usize; 4], Arc<dyn Any + Send + Sync>)>;
+
+impl Derived {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DerivedValues> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+impl std::fmt::Debug for Derived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Derived({} values)", self.lock().len())
+    }
+}
+
+/// An append-only list built in fixed-size chunks, for the records a run accumulates
+/// (observations, history events): growing it never copies what it holds, so a long run does not
+/// peak at one and a half or two times its records while a `Vec` reallocates. Observations stay
+/// in it for the checkers ([`RunRecord::observations`]); [`Records::into_vec`] hands records over
+/// as one exact-size `Vec` where a slice is needed (the history).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Records<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Default for Records<T> {
+    fn default() -> Self {
+        Records {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Records<T> {
+    /// Records per chunk (a chunk of observation records is about 7 MiB).
+    const CHUNK_LEN: usize = 1 << 16;
+
+    /// Appends `item`.
+    pub fn push(&mut self, item: T) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < Self::CHUNK_LEN => chunk.push(item),
+            _ => {
+                let mut chunk = Vec::with_capacity(Self::CHUNK_LEN);
+                chunk.push(item);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The record at `index`, if any.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.chunks
+            .get(index / Self::CHUNK_LEN)
+            .and_then(|c| c.get(index % Self::CHUNK_LEN))
+    }
+
+    /// The last record, if any.
+    pub fn last(&self) -> Option<&T> {
+        self.chunks.last().and_then(|c| c.last())
+    }
+
+    /// The records in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone {
+        self.chunks.iter().flatten()
+    }
+
+    /// Keeps only the records `keep` accepts, in order (for tests that edit a record).
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let old = std::mem::take(self);
+        for item in old.into_vec() {
+            if keep(&item) {
+                self.push(item);
+            }
+        }
+    }
+
+    /// Every record, in order, in a `Vec` of exactly their number; each chunk is freed as soon as
+    /// it is moved.
+    pub fn into_vec(self) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.len);
+        for chunk in self.chunks {
+            out.extend(chunk);
+        }
+        out
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Records<T> {
+    type Item = &'a T;
+    type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<T>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<T> FromIterator<T> for Records<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        let mut out = Records::default();
+        for item in items {
+            out.push(item);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod records_tests {
+    use super::Records;
+
+    #[test]
+    fn records_keep_order_and_index_across_chunk_boundaries() {
+        let n = Records::<u32>::CHUNK_LEN * 2 + 7;
+        let mut list = Records::default();
+        for i in 0..n {
+            list.push(i as u32);
+        }
+        assert_eq!(list.len(), n);
+        assert_eq!(list.chunks.len(), 3);
+        for i in [
+            0,
+            1,
+            Records::<u32>::CHUNK_LEN - 1,
+            Records::<u32>::CHUNK_LEN,
+            n - 1,
+        ] {
+            assert_eq!(list.get(i), Some(&(i as u32)));
+        }
+        assert_eq!(list.get(n), None);
+        assert!(list.iter().copied().eq(0..n as u32));
+        let v = list.into_vec();
+        assert_eq!(v.len(), n);
+        assert_eq!(v.capacity(), n);
+        assert!(v.into_iter().eq(0..n as u32));
+    }
 }

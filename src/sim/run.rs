@@ -265,7 +265,11 @@ impl World {
         let mut pending: Vec<usize> = open.into_values().collect();
         pending.sort();
         for i in pending {
-            let mut event = self.history[i].clone();
+            let mut event = self
+                .history
+                .get(i)
+                .expect("an open operation's index")
+                .clone();
             event.kind = EventType::Info;
             event.error = Some(UNANSWERED_AT_END.into());
             event.index = self.history.len() as u64;
@@ -315,7 +319,7 @@ impl World {
             trace_jsonl,
             trace_hash,
             trace_truncated: truncated,
-            history: std::mem::take(&mut self.history),
+            history: std::mem::take(&mut self.history).into_vec(),
             observations: std::mem::take(&mut self.observations),
             lifecycle: std::mem::take(&mut self.lifecycle),
             partitions: std::mem::take(&mut self.partitions),
@@ -330,6 +334,7 @@ impl World {
             stats,
             halt: self.halt.take(),
             limit_exceeded: self.limit_exceeded.take(),
+            derived: Default::default(),
         }
     }
 }

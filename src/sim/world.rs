@@ -45,7 +45,7 @@ use crate::sim::host::{Input, NodeState, PendingTimer, Status};
 use crate::sim::nemesis::Undo;
 use crate::sim::network::{Fate, Network};
 use crate::sim::record::{
-    Halt, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord, Stats,
+    Halt, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord, Records, Stats,
 };
 use crate::sim::trace::Trace;
 
@@ -137,8 +137,8 @@ pub struct World {
     pub(super) active: BTreeMap<u64, Undo>,
     pub(super) trace: Trace,
     pub(super) stats: Stats,
-    pub(super) history: Vec<HistoryEvent>,
-    pub(super) observations: Vec<ObservationRecord>,
+    pub(super) history: Records<HistoryEvent>,
+    pub(super) observations: Records<ObservationRecord>,
     pub(super) lifecycle: Vec<LifecycleRecord>,
     pub(super) partitions: Vec<PartitionRecord>,
     pub(super) last_heal_ns: u64,
@@ -207,8 +207,8 @@ impl World {
             active: BTreeMap::new(),
             trace,
             stats: Stats::default(),
-            history: Vec::new(),
-            observations: Vec::new(),
+            history: Records::default(),
+            observations: Records::default(),
             lifecycle: Vec::new(),
             partitions: Vec::new(),
             last_heal_ns: 0,

@@ -67,7 +67,7 @@ pub(crate) mod test_views {
     use crate::report::view::{FaultSpan, RunView};
 
     /// A view of a run of `end_ns` with these servers and clients and nothing else.
-    pub fn view(servers: &[&str], clients: &[&str], end_ns: u64) -> RunView {
+    pub fn view(servers: &[&str], clients: &[&str], end_ns: u64) -> RunView<'static> {
         let member = |name: &&str, client: bool| CastMember {
             name: name.to_string(),
             client,
@@ -88,7 +88,7 @@ pub(crate) mod test_views {
                 "scenario_name": "hand-built", "seed": 7, "virtual_time_ns": end_ns
             }),
             cast,
-            history: Vec::new(),
+            history: Vec::new().into(),
             end_ns,
             trace_available: true,
             trace_truncated: false,
@@ -122,9 +122,10 @@ pub(crate) mod test_views {
         };
         let index = view.history.len() as u64;
         view.history
+            .to_mut()
             .push(event(EventType::Invoke, invoke_ns, index));
         if let Some((t, kind)) = complete {
-            view.history.push(event(kind, t, index + 1));
+            view.history.to_mut().push(event(kind, t, index + 1));
         }
     }
 

@@ -70,7 +70,7 @@ pub struct Operation {
 pub fn operations(view: &RunView) -> Vec<Operation> {
     let mut open: BTreeMap<u64, u64> = BTreeMap::new();
     let mut done = Vec::new();
-    for e in &view.history {
+    for e in view.history.iter() {
         let outcome = match e.kind {
             EventType::Invoke => {
                 open.insert(e.process, e.time_ns);

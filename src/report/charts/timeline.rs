@@ -116,7 +116,7 @@ pub fn lane<'c>(node: &str, changes: impl Iterator<Item = &'c StateChange>, end_
 }
 
 /// The nodes that get lanes, and how many were left out.
-fn lane_nodes(view: &RunView) -> (Vec<&str>, usize) {
+fn lane_nodes<'v>(view: &'v RunView<'_>) -> (Vec<&'v str>, usize) {
     let mut nodes: Vec<&str> = view.servers().collect();
     if view.cast.len() <= MAX_NODES_WITH_CLIENTS {
         nodes.extend(view.clients());
@@ -394,7 +394,7 @@ mod tests {
         );
     }
 
-    fn raft_view() -> RunView {
+    fn raft_view() -> RunView<'static> {
         let mut v = view(&["n1", "n2", "n3"], &["c1"], 10_000 * MS);
         for (t, node, field, value) in [
             (300, "n1", "role", "follower"),

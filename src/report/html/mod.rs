@@ -119,10 +119,10 @@ fn choose_window(kept: &[MessageView], left_out: u64, focus_ns: u64) -> Window {
 /// The page of a run: `view` is its view (any message window), `charts` its charts, and
 /// `rebuild` builds the run's view again with other message options (called at most once, when
 /// `view`'s messages do not cover the diagram's window).
-pub fn render_run(
-    view: &RunView,
+pub fn render_run<'h>(
+    view: &RunView<'h>,
     charts: &[Chart],
-    rebuild: impl FnOnce(&ViewOptions) -> RunView,
+    rebuild: impl FnOnce(&ViewOptions) -> RunView<'h>,
 ) -> String {
     let focus = focus(view);
     match choose_window(&view.messages, view.messages_left_out, focus.t_ns) {
@@ -334,7 +334,7 @@ fn linked_sentence(sentence: &str) -> String {
 }
 
 /// The first failed check's structured counterexample, if any.
-fn counterexample_of(view: &RunView) -> Option<&Value> {
+fn counterexample_of<'v>(view: &'v RunView<'_>) -> Option<&'v Value> {
     view.report["checks"].as_array()?.iter().find_map(|c| {
         let d = &c["details"];
         (c["verdict"] == "fail" && d["kind"] == "linearizability-counterexample").then_some(d)
@@ -553,7 +553,7 @@ fn bounded_states(states: &[StateChange], end_ns: u64) -> (Vec<&StateChange>, us
 /// At most [`MAX_PAGE_STORY_LINES`] story lines: every `fault`, `node` and `election` line
 /// first, then the others in time order. Returns the kept lines (in time order) and how many
 /// were left out.
-fn bounded_lines(view: &RunView) -> (Vec<&crate::family::StoryLine>, usize) {
+fn bounded_lines<'v>(view: &'v RunView<'_>) -> (Vec<&'v crate::family::StoryLine>, usize) {
     let all = &view.narration.lines;
     if all.len() <= MAX_PAGE_STORY_LINES {
         return (all.iter().collect(), 0);

@@ -4,7 +4,7 @@ use crate::family::{CastMember, Registry};
 const HOSTILE: &str =
     "</script><script>document.title='pwned'</script><!-- \"><img src=x onerror=alert(1)> & '";
 
-fn view(report: Value, trace: &str) -> RunView {
+fn view(report: Value, trace: &str) -> RunView<'static> {
     let servers: Vec<CastMember> = serde_json::from_value(json!([
         {"name": "n1", "client": false, "part": "raft", "runs": "raft"},
         {"name": "n2", "client": false, "part": "raft", "runs": "raft"},

@@ -21,7 +21,7 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn run(record: &RunRecord) -> CheckResult {
-    judge(record, &Replay::new(record))
+    judge(record, &Replay::of(record))
 }
 
 /// The verdict from a replay.

@@ -7,7 +7,7 @@
 //! prefixes differ. Logs with gaps (an append past the end) are reported here too.
 
 use crate::check::{self, CheckInfo, CheckResult, ms};
-use crate::families::raft::checks::{EntryId, Replay, verdict};
+use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
 /// The registry entry.
@@ -22,7 +22,7 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn run(record: &RunRecord) -> CheckResult {
-    judge(record, &Replay::new(record))
+    judge(record, &Replay::of(record))
 }
 
 /// The verdict from a replay.
@@ -32,8 +32,7 @@ pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
         .into_iter()
         .map(|f| (f.t_ns, f.text.clone()))
         .collect();
-    for (&(index, term), ids) in &replay.by_position {
-        let ids: Vec<EntryId> = ids.iter().copied().collect();
+    for (&(index, term), ids) in &replay.diverging {
         for pair in ids.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             let (ca, cb) = (replay.chain(a), replay.chain(b));

@@ -32,7 +32,7 @@ pub mod leader_completeness;
 pub mod log_matching;
 pub mod state_machine_safety;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::check::ms;
 use crate::families::kv::CommandId;
@@ -122,13 +122,19 @@ pub struct Replay {
     /// Every distinct entry; `entries[0]` is the empty log.
     pub entries: Vec<EntryInfo>,
     interned: BTreeMap<(EntryId, u64, Option<CommandId>), EntryId>,
-    /// Distinct entries seen at each (index, term).
-    pub by_position: BTreeMap<(u64, u64), BTreeSet<EntryId>>,
+    /// The first distinct entry seen at each (index, term): under correct Raft the only one.
+    pub by_position: BTreeMap<(u64, u64), EntryId>,
+    /// Every distinct entry, in identity order, at each (index, term) that saw more than one
+    /// (a log-matching violation); kept apart so a long run holds one identity per position.
+    pub diverging: BTreeMap<(u64, u64), Vec<EntryId>>,
     /// Every leadership, in order.
     pub elections: Vec<Election>,
     /// Entries committed by the majority rule, in the order they became committed.
     pub committed: Vec<Committed>,
+    /// The servers that appended each entry in its term, until it is committed.
     holders: BTreeMap<EntryId, Vec<NodeId>>,
+    /// Whether each entry (by identity) is committed by the majority rule.
+    is_committed: Vec<bool>,
     /// The first application of each index.
     pub applied: BTreeMap<u64, Applied>,
     /// Violations found on the way (by the check that reports them).
@@ -143,7 +149,40 @@ enum Step<'a> {
     Life(LifecycleKind),
 }
 
+/// The `role` and `raft` observations and the lifecycle records of a run, merged in their
+/// global order (both lists are in `seq` order already), as (time, node, step).
+fn steps(record: &RunRecord) -> impl Iterator<Item = (u64, NodeId, Step<'_>)> {
+    let observations = record.observations.iter().filter_map(|o| {
+        let step = if let Some(CommonObservation::Role { role, term }) = o.get() {
+            Step::Role(*role, *term)
+        } else {
+            Step::Raft(o.get::<RaftObservation>()?)
+        };
+        Some((o.seq, o.t_ns, o.node, step))
+    });
+    let mut observations = observations.peekable();
+    let mut lifecycle = record
+        .lifecycle
+        .iter()
+        .map(|l| (l.seq, l.t_ns, l.node, Step::Life(l.kind)))
+        .peekable();
+    std::iter::from_fn(move || {
+        let next = match (observations.peek(), lifecycle.peek()) {
+            (Some(o), Some(l)) if l.0 < o.0 => lifecycle.next(),
+            (Some(_), _) => observations.next(),
+            (None, _) => lifecycle.next(),
+        };
+        next.map(|(_, t, node, step)| (t, node, step))
+    })
+}
+
 impl Replay {
+    /// The replay of `record`, built once and shared by the checks that need it (see
+    /// [`RunRecord::derived`]).
+    pub fn of(record: &RunRecord) -> std::sync::Arc<Replay> {
+        record.derived(Replay::new)
+    }
+
     /// Replays a run.
     pub fn new(record: &RunRecord) -> Replay {
         // The majority is of the Raft cluster: the nodes of the roles running Raft (or a
@@ -157,6 +196,7 @@ impl Replay {
             .sum();
         let majority = servers.max(1) / 2 + 1;
         let mut r = Replay::default();
+        r.is_committed.push(false);
         r.entries.push(EntryInfo {
             index: 0,
             entry: EntryRef { term: 0, cmd: None },
@@ -166,20 +206,8 @@ impl Replay {
                 t_ns: 0,
             },
         });
-        let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
-        for o in &record.observations {
-            if let Some(CommonObservation::Role { role, term }) = o.get() {
-                steps.push((o.seq, o.t_ns, o.node, Step::Role(*role, *term)));
-            } else if let Some(obs) = o.get::<RaftObservation>() {
-                steps.push((o.seq, o.t_ns, o.node, Step::Raft(obs)));
-            }
-        }
-        for l in &record.lifecycle {
-            steps.push((l.seq, l.t_ns, l.node, Step::Life(l.kind)));
-        }
-        steps.sort_by_key(|s| s.0);
         let mut nodes = vec![NodeState::default(); record.topology.len()];
-        for (_, t, node, step) in steps {
+        for (t, node, step) in steps(record) {
             let seen = Seen { node, t_ns: t };
             let name = record.topology.name(node).to_string();
             let state = &mut nodes[node.index()];
@@ -270,10 +298,19 @@ impl Replay {
             first: seen,
         });
         self.interned.insert(key, id);
-        self.by_position
-            .entry((index, entry.term))
-            .or_default()
-            .insert(id);
+        self.is_committed.push(false);
+        match self.by_position.entry((index, entry.term)) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::btree_map::Entry::Occupied(first) => {
+                let versions = self.diverging.entry(*first.key()).or_default();
+                if versions.is_empty() {
+                    versions.push(*first.get());
+                }
+                versions.push(id);
+            }
+        }
         id
     }
 
@@ -314,12 +351,13 @@ impl Replay {
         let parent = state.log.last().copied().unwrap_or(0);
         let id = self.intern(parent, index, entry, seen);
         state.log.push(id);
-        if state.term == entry.term {
+        if state.term == entry.term && !self.is_committed[id as usize] {
             let holders = self.holders.entry(id).or_default();
             if !holders.contains(&seen.node) {
                 holders.push(seen.node);
                 if holders.len() == majority {
-                    let holders = holders.clone();
+                    let holders = self.holders.remove(&id).expect("just filled");
+                    self.is_committed[id as usize] = true;
                     self.committed.push(Committed {
                         id,
                         t_ns: seen.t_ns,
@@ -331,11 +369,7 @@ impl Replay {
     }
 
     fn install(&mut self, state: &mut NodeState, seen: Seen, name: &str, index: u64, term: u64) {
-        let Some(&id) = self
-            .by_position
-            .get(&(index, term))
-            .and_then(|ids| ids.iter().next())
-        else {
+        let Some(&id) = self.by_position.get(&(index, term)) else {
             self.findings.push(Finding {
                 check: log_matching::CHECK.name,
                 t_ns: seen.t_ns,

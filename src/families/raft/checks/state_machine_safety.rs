@@ -23,7 +23,7 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn run(record: &RunRecord) -> CheckResult {
-    judge(&Replay::new(record))
+    judge(&Replay::of(record))
 }
 
 /// The verdict from a replay.
