@@ -263,7 +263,16 @@ impl<C> ValueId for Value<C> {
     fn value_id(&self) -> String {
         match self {
             Value::Noop => "noop".into(),
-            Value::Command(c) => c.id().to_string(),
+            Value::Command(c) => {
+                // `<client>#<request>` (as `CommandId`'s `Display`), without the formatting
+                // machinery: every acceptance, proposal and application names its value.
+                let id = c.id();
+                let mut text = String::with_capacity(24);
+                text.push_str(itoa::Buffer::new().format(id.client.0));
+                text.push('#');
+                text.push_str(itoa::Buffer::new().format(id.request));
+                text
+            }
         }
     }
 }
