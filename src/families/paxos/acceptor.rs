@@ -222,22 +222,23 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
             let bytes = serde_json::to_vec(&(ballot, &value)).expect("proposals serialize");
             ctx.disk().write(key(ACCEPTED_PREFIX, instance), bytes);
             self.raise_promise(instance, ballot);
+            accepted.push((instance, value.value_id()));
             self.accepted.insert(instance, (ballot, value));
-            accepted.push(instance);
         }
         if accepted.is_empty() {
             return Err(refused_by);
         }
         ctx.disk().sync();
-        for &instance in &accepted {
-            let value = self.accepted[&instance].1.value_id();
+        let mut instances = Vec::with_capacity(accepted.len());
+        for (instance, value) in accepted {
+            instances.push(instance);
             ctx.observe(Observation::Accepted {
                 instance,
                 ballot,
                 value,
             });
         }
-        Ok(accepted)
+        Ok(instances)
     }
 
     /// Asserts the acceptor's local invariant: every accepted ballot is at most the promise of
