@@ -608,17 +608,23 @@ mod tests {
         }
     }
 
+    /// The first record of a trace of [`names`].
+    fn names_record() -> Vec<u8> {
+        let mut record = Vec::new();
+        put_u64(&mut record, 2);
+        put_str(&mut record, "n1");
+        put_str(&mut record, "n2");
+        record.push(END_OF_RECORD);
+        record
+    }
+
     #[test]
     fn the_hash_is_xxh3_128_of_the_binary_records() {
         let mut trace = Trace::new(0, names());
         sample(&mut trace);
         let (bytes, hash, truncated) = trace.finish();
         assert!(bytes.is_empty() && truncated);
-        let mut expected = Vec::new();
-        put_u64(&mut expected, 2);
-        put_str(&mut expected, "n1");
-        put_str(&mut expected, "n2");
-        expected.push(END_OF_RECORD);
+        let mut expected = names_record();
         put_u64(&mut expected, 5);
         expected.extend(0u32.to_le_bytes());
         put_str(&mut expected, "send");
@@ -651,11 +657,7 @@ mod tests {
         line.node("to", NodeId(0))
             .payload("p", &Payload::new(7u32))
             .end();
-        let mut expected = Vec::new();
-        put_u64(&mut expected, 2);
-        put_str(&mut expected, "n1");
-        put_str(&mut expected, "n2");
-        expected.push(END_OF_RECORD);
+        let mut expected = names_record();
         put_u64(&mut expected, 3);
         expected.extend(1u32.to_le_bytes());
         put_str(&mut expected, "deliver");
