@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{self, CheckInfo, CheckResult};
 use crate::family::OptionError;
-use crate::history::{HistoryEvent, Value};
+use crate::history::{Events, HistoryEvent, Value};
 use crate::scenario::Duration;
 use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
@@ -168,11 +168,11 @@ fn run_check(record: &RunRecord) -> CheckResult {
     let mut results: Vec<CheckResult> = by_model
         .iter()
         .map(|(model, nodes)| {
-            let history: Vec<HistoryEvent> = record
+            // The group's events, borrowed from the run's history (never copied).
+            let history: Vec<&HistoryEvent> = record
                 .history
                 .iter()
                 .filter(|e| nodes.contains(&e.node.as_str()) && model.speaks(e.f))
-                .cloned()
                 .collect();
             check_run_history(&history, *model, &config)
         })
@@ -202,8 +202,8 @@ fn run_check(record: &RunRecord) -> CheckResult {
 /// The `linearizability` check of a simulated run's history with `model` (for the key-value
 /// model: keys start absent (`nil`), checked key by key), within `config`'s budget. This is what
 /// `faultline run` calls (through [`CHECK`]) for each model its client groups declare.
-pub fn check_run_history(
-    history: &[HistoryEvent],
+pub fn check_run_history<E: Events + ?Sized>(
+    history: &E,
     model: ModelKind,
     config: &Config,
 ) -> CheckResult {
@@ -237,7 +237,9 @@ pub fn check_run_history(
             };
             let mut r = CheckResult::new(name, verdict, report.summary());
             if let Some(c) = &report.counterexample {
-                let positions: Vec<u64> = history.iter().map(|e| e.time_ns).collect();
+                let positions: Vec<u64> = (0..history.len())
+                    .map(|i| history.event(i).time_ns)
+                    .collect();
                 r.evidence = c
                     .render(&Locator::TimeNs(&positions))
                     .lines()
@@ -519,8 +521,9 @@ impl Counterexample {
 
     /// The counterexample on a time axis: `history` is the history the check read (the events
     /// its operations' positions refer to), `model` the model's name.
-    pub fn timeline_view(&self, history: &[HistoryEvent], model: &str) -> TimelineView {
-        let at = |event: usize| history.get(event).map_or(0, |e| e.time_ns);
+    pub fn timeline_view<E: Events + ?Sized>(&self, history: &E, model: &str) -> TimelineView {
+        let get = |event: usize| (event < history.len()).then(|| history.event(event));
+        let at = |event: usize| get(event).map_or(0, |e| e.time_ns);
         let blocked = self
             .timeline
             .iter()
@@ -534,9 +537,8 @@ impl Counterexample {
             .iter()
             .map(|t| TimelineViewOp {
                 process: t.op.process,
-                node: history
-                    .get(t.op.invoke_event)
-                    .map(|e| e.node.clone())
+                node: get(t.op.invoke_event)
+                    .map(|e| e.node.to_string())
                     .unwrap_or_default(),
                 op: t.op.op.clone(),
                 invoke_ns: at(t.op.invoke_event),
@@ -689,7 +691,10 @@ impl Counterexample {
 /// # Errors
 /// [`HistoryError`] naming the event whose shape is wrong (unpaired completion, a value the
 /// model cannot read, ...).
-pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report, HistoryError> {
+pub fn check_events<E: Events + ?Sized>(
+    events: &E,
+    options: &Options,
+) -> Result<Report, HistoryError> {
     let budget = Budget::new(options.time_limit);
     let raw = ops::pair_with(events, options.failed_cas_returns_false)?;
     let initial = options
@@ -811,8 +816,8 @@ pub fn error_json(file: &str, line: Option<u32>, found: &str, expected: &str) ->
 /// A history file, read and ready to check.
 #[derive(Clone, Debug)]
 pub struct Imported {
-    /// Events and their lines.
-    pub history: crate::history::ImportedHistory,
+    /// Events and their lines, held compactly.
+    pub history: crate::history::CompactHistory,
     /// The format it was read as.
     pub format: crate::history::Format,
     /// The model to check it against.
@@ -831,11 +836,40 @@ impl Imported {
         format: Option<crate::history::Format>,
         model: Option<ModelKind>,
     ) -> Result<Imported, ImportError> {
-        let format = format.unwrap_or_else(|| crate::history::Format::detect(path, bytes));
-        let history = crate::history::read_history(bytes, format)?;
+        Imported::from_reader(path, bytes, format, model)
+    }
+
+    /// Reads a history from `reader` (from `path`, used only to guess the format). A
+    /// `history.jsonl` is read one line at a time ([`crate::history::jsonl::read_compact`]),
+    /// never holding the file's text; the other formats are read whole, then made compact.
+    /// `format`/`model`: `None` guesses from the first 64 KiB ([`crate::history::Format::detect`])
+    /// and from the events ([`ModelKind::detect`]).
+    ///
+    /// # Errors
+    /// [`ImportError`] with the line and what was expected (an I/O error of `reader` too).
+    pub fn from_reader<R: std::io::BufRead>(
+        path: Option<&std::path::Path>,
+        mut reader: R,
+        format: Option<crate::history::Format>,
+        model: Option<ModelKind>,
+    ) -> Result<Imported, ImportError> {
+        use crate::history::{CompactHistory, Format, ReadError};
+        let io =
+            |e: std::io::Error| ReadError::new(0, format!("a read error ({e})"), "a readable file");
+        let format = match format {
+            Some(f) => f,
+            None => Format::detect(path, reader.fill_buf().map_err(io)?),
+        };
+        let history = if format == Format::Jsonl {
+            crate::history::jsonl::read_compact(reader)?
+        } else {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map_err(io)?;
+            CompactHistory::from(crate::history::read_history(&bytes, format)?)
+        };
         let model = match model {
             Some(m) => m,
-            None => ModelKind::detect(&history.events).ok_or(ImportError::NoModel)?,
+            None => ModelKind::detect(&history).ok_or(ImportError::NoModel)?,
         };
         Ok(Imported {
             history,
@@ -860,7 +894,7 @@ impl Imported {
     /// [`ImportError::History`] naming the line of a malformed event.
     pub fn check(&self, options: &Options) -> Result<Report, ImportError> {
         let line_of = |event: usize| self.history.lines.get(event).copied().unwrap_or(0);
-        check_events(&self.history.events, options).map_err(|error| ImportError::History {
+        check_events(&self.history, options).map_err(|error| ImportError::History {
             line: line_of(error.event),
             earlier_line: error.earlier.map(line_of),
             error,

@@ -1002,7 +1002,7 @@ fn the_model_is_guessed_from_the_functions() {
         ModelKind::detect(&[e(Function::Broadcast, None), e(Function::Read, None)]),
         None
     );
-    assert_eq!(ModelKind::detect(&[]), None);
+    assert_eq!(ModelKind::detect(&Vec::<HistoryEvent>::new()), None);
     assert_eq!("kv".parse::<ModelKind>(), Ok(ModelKind::KeyValue));
     assert!("queue".parse::<ModelKind>().is_err());
 }
