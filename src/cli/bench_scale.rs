@@ -144,7 +144,8 @@ pub struct LoadFigure {
     /// Full run: the child's peak resident memory in bytes (`wait4`'s `ru_maxrss`; `None`
     /// where the platform does not report it).
     pub peak_rss_bytes: Option<u64>,
-    /// Full run: size of `trace.jsonl`, in bytes (0 if none was written).
+    /// Full run: size of `trace.jsonl`, in bytes (0 if none was written: a run stopped at an
+    /// event limit writes no report folder).
     pub trace_bytes: u64,
     /// Full run: `pass`, `fail`, `unknown`, `limit-exceeded` or `error`.
     pub verdict: String,
