@@ -81,7 +81,7 @@ impl Load {
     /// `5 nodes, 20 clients, 60 s`.
     pub fn label(&self, quick: bool) -> String {
         let ms = self.duration_ms(quick);
-        let time = if ms % 1000 == 0 {
+        let time = if ms.is_multiple_of(1000) {
             format!("{} s", ms / 1000)
         } else {
             format!("{ms} ms")
@@ -416,11 +416,8 @@ mod tests {
                     s.duration,
                     crate::scenario::Duration::from_millis(load.duration_ms(quick))
                 );
-                let servers: Vec<_> = s.cluster.roles.iter().map(|r| r.nodes.clone()).collect();
-                assert!(
-                    matches!(servers[..], [crate::scenario::NodeList::Count(n)] if n == load.nodes),
-                    "{text}"
-                );
+                let topology = crate::scenario::topology::Topology::new(&s);
+                assert_eq!(topology.servers.len(), load.nodes as usize, "{text}");
                 let clients: u32 = s.clients.iter().map(|g| g.count).sum();
                 assert_eq!(clients, load.clients);
                 // Everything else is the shipped scenario's.
