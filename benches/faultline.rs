@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         target,
         json: false,
         repeat: 5,
+        quick: false,
     };
     // The checker benchmark re-runs this program as its memory-measuring child.
     let targets: &[Target] = if std::env::var_os(CHILD_ENV).is_some() {

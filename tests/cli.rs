@@ -677,3 +677,67 @@ fn the_summary_names_the_report_page_that_was_written() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn bench_scale_quick_measures_every_load_in_a_child_and_each_passes() {
+    let out = faultline(&["bench", "scale", "--quick", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let scale = &json["scale"];
+    assert_eq!(scale["quick"], true);
+    assert!(
+        scale["peak_rss_source"].as_str().unwrap().contains("wait4"),
+        "{scale}"
+    );
+    let loads = scale["loads"].as_array().expect("loads");
+    let shapes: Vec<(u64, u64, u64)> = loads
+        .iter()
+        .map(|l| {
+            (
+                l["nodes"].as_u64().unwrap(),
+                l["clients"].as_u64().unwrap(),
+                l["simulated_ms"].as_f64().unwrap() as u64,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            (5, 5, 4000),
+            (5, 20, 4000),
+            (15, 20, 4000),
+            (5, 50, 4000),
+            (5, 5, 6000),
+            (5, 50, 6000)
+        ]
+    );
+    for l in loads {
+        assert_eq!(l["verdict"], "pass", "{l}");
+        assert!(l["note"].is_null(), "{l}");
+        assert!(l["sim_limit_exceeded"].is_null(), "{l}");
+        for key in [
+            "sim_wall_ms",
+            "sim_to_wall",
+            "run_wall_ms",
+            "run_sim_to_wall",
+        ] {
+            assert!(l[key].as_f64().unwrap() > 0.0, "{key}: {l}");
+        }
+        assert!(l["sim_events"].as_u64().unwrap() > 1000, "{l}");
+        // The child's own peak memory: more than a bare process, less than the machine.
+        let rss = l["peak_rss_bytes"].as_u64().unwrap();
+        assert!((1 << 20..64 << 30).contains(&rss), "{l}");
+        assert!(l["trace_bytes"].as_u64().unwrap() > 100_000, "{l}");
+    }
+    // More clients: more events and a bigger trace, over the same simulated time.
+    let events = |i: usize| loads[i]["sim_events"].as_u64().unwrap();
+    let trace = |i: usize| loads[i]["trace_bytes"].as_u64().unwrap();
+    assert!(events(3) > events(1) && events(1) > events(0));
+    assert!(trace(3) > trace(0));
+    // Text: one row per load.
+    let out = faultline(&["bench", "scale", "--quick"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("5 nodes, 50 clients, 6 s"), "{table}");
+    assert_eq!(table.matches(" pass").count(), 6, "{table}");
+}

@@ -222,3 +222,52 @@ fn explain_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn explain_streams_a_report_folders_trace_and_history_naming_an_unreadable_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let run = faultline(&["run", LEADER_ISOLATED, "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let folder = out_dir.to_str().unwrap();
+    let whole = explain(&[folder]);
+    let count = |name: &str| {
+        std::fs::read_to_string(out_dir.join(name))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let (trace_lines, history_lines) = (count("trace.jsonl"), count("history.jsonl"));
+    assert!(trace_lines > 1000, "{trace_lines}");
+    // A line that is not UTF-8 after the last one: the error names the file and that line.
+    let append = |name: &str, bytes: &[u8]| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out_dir.join(name))
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    let trace = std::fs::read(out_dir.join("trace.jsonl")).unwrap();
+    append("trace.jsonl", b"{\"t_ns\": \xff}\n");
+    let stderr = explain_fails(&[folder]);
+    assert!(
+        stderr.contains(&format!("trace.jsonl:{}: cannot read", trace_lines + 1)),
+        "{stderr}"
+    );
+    std::fs::write(out_dir.join("trace.jsonl"), &trace).unwrap();
+    append("history.jsonl", b"{\"not\": \"an event\"}\n");
+    let stderr = explain_fails(&[folder]);
+    assert!(
+        stderr.contains(&format!(
+            "history.jsonl:{}: not a history event",
+            history_lines + 1
+        )),
+        "{stderr}"
+    );
+    // A folder without its trace still tells what the report and history know.
+    std::fs::remove_file(out_dir.join("history.jsonl")).unwrap();
+    std::fs::remove_file(out_dir.join("trace.jsonl")).unwrap();
+    let bare = explain(&[folder]);
+    assert_ne!(bare, whole);
+}

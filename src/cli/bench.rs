@@ -39,6 +39,11 @@
 //!   run by `crate::sweep::execute` (no files written) on 1 worker, then on 2; prints seeds per
 //!   second for each and the parallel efficiency `t1 / (2 * t2)` (target: at least 0.9 on 2
 //!   idle cores). Not part of `all`.
+//! - `scale`: how one run's cost grows with nodes, clients and simulated time (see
+//!   `bench_scale`): steady-state Raft from 5 nodes and 5 clients to 50 clients and 600
+//!   simulated seconds; for each load the simulation alone, the full `faultline run` (in a child
+//!   process) with its wall time, peak RSS and trace size, and the verdict. Takes minutes and
+//!   gigabytes of temporary disk: not part of `all`; `--quick` shortens every load to seconds.
 
 use std::path::Path;
 
@@ -71,6 +76,10 @@ pub enum Target {
     /// `faultline sweep`'s parallel efficiency: the same seeds of a shipped Raft scenario on 1
     /// worker, then on 2 (see [`sweep_bench`]). Not part of `all`.
     Sweep,
+    /// Steady-state Raft from 5 to 50 clients, 5 and 15 nodes, 60 and 600 simulated seconds:
+    /// simulation speed, full-run wall time, peak RSS (of a child process), trace size and
+    /// verdict per load (see `bench_scale`). Minutes long: not part of `all`.
+    Scale,
 }
 
 /// Arguments of `faultline bench`.
@@ -85,6 +94,9 @@ pub struct BenchArgs {
     /// Repetitions per figure (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub repeat: u32,
+    /// `scale` only: run every load for a few simulated seconds (for tests), not 60 or 600.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// One measured figure.
@@ -497,6 +509,9 @@ pub fn bench(args: &BenchArgs) -> u8 {
     }
     if args.target == Target::Checker {
         return crate::cli::bench_checker::bench_checker(args.json);
+    }
+    if args.target == Target::Scale {
+        return crate::cli::bench_scale::bench_scale(args.quick, args.json);
     }
     if args.target == Target::Sweep {
         let b = sweep_bench(args.repeat);

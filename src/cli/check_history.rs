@@ -70,8 +70,9 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
         }
         exit::BAD_INPUT
     };
-    let bytes = match std::fs::read(&args.file) {
-        Ok(b) => b,
+    // Read as a stream: a history.jsonl never sits in memory as text.
+    let reader = match std::fs::File::open(&args.file) {
+        Ok(f) => std::io::BufReader::with_capacity(1 << 16, f),
         Err(e) => {
             return bad_input(error_json(
                 &file,
@@ -81,7 +82,7 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
             ));
         }
     };
-    let imported = match Imported::read(Some(&args.file), &bytes, args.format, args.model) {
+    let imported = match Imported::from_reader(Some(&args.file), reader, args.format, args.model) {
         Ok(i) => i,
         Err(e) => return bad_input(e.to_json(&file)),
     };

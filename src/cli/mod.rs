@@ -30,6 +30,7 @@ macro_rules! println {
 
 pub mod bench;
 pub mod bench_checker;
+pub mod bench_scale;
 mod check_history;
 pub mod explain;
 mod list;

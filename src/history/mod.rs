@@ -21,10 +21,13 @@
 //! ([`jepsen_log`]), EDN histories of Jepsen and Knossos, one EDN map per line (Porcupine's
 //! key-value data) ([`edn`]), and faultline's own `history.jsonl`.
 
+pub mod compact;
 pub mod edn;
 pub mod jepsen_log;
+pub mod jsonl;
 mod model_kind;
 
+pub use compact::{CompactHistory, EventRef, Events, Interner};
 pub use model_kind::ModelKind;
 
 use std::fmt;
@@ -486,35 +489,10 @@ pub fn read_history(bytes: &[u8], format: Format) -> Result<ImportedHistory, Rea
     // A byte-order mark is not part of the history (editors on Windows write one).
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
-        Format::Jsonl => read_jsonl(text),
+        Format::Jsonl => jsonl::read_events(text),
         Format::JepsenLog => jepsen_log::read(text),
         Format::Edn | Format::EdnLines => read_edn(text),
     }
-}
-
-fn read_jsonl(text: &str) -> Result<ImportedHistory, ReadError> {
-    let mut history = ImportedHistory::default();
-    for (i, raw) in text.lines().enumerate() {
-        let line = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let event: HistoryEvent = serde_json::from_str(raw).map_err(|e| {
-            ReadError::new(
-                line,
-                format!("an invalid event ({e})"),
-                "a JSON object with process, type (invoke|ok|fail|info), f and optional index, \
-                 time_ns, node, key, value, error",
-            )
-        })?;
-        let index = event.index;
-        history.push(line, event);
-        // Keep the file's own index (faultline writes 0, 1, 2, ...).
-        if let Some(last) = history.events.last_mut() {
-            last.index = index;
-        }
-    }
-    Ok(history)
 }
 
 /// Reads EDN: either one vector/list of operation maps, or a sequence of top-level maps (one per

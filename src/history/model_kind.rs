@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Function, HistoryEvent, Value};
+use super::{Events, Function, Value};
 
 /// The linearizability models a history can be checked against (implemented in
 /// `check::linearizability::models`).
@@ -66,14 +66,14 @@ impl ModelKind {
     /// Guesses the model from the functions used: get/put/append (or any key) → kv; txn →
     /// multi-register; acquire/release → mutex; read/write/cas → cas-register (a superset of
     /// register). `None` for an empty history, a broadcast history, or other functions.
-    pub fn detect(events: &[HistoryEvent]) -> Option<ModelKind> {
-        let has = |fs: &[Function]| events.iter().any(|e| fs.contains(&e.f));
+    pub fn detect<E: Events + ?Sized>(events: &E) -> Option<ModelKind> {
+        let has = |fs: &[Function]| (0..events.len()).any(|i| fs.contains(&events.event(i).f));
         if has(&[Function::Broadcast]) {
             // A broadcast history (its reads return sets): no model here checks it.
             return None;
         }
         if has(&[Function::Get, Function::Put, Function::Append])
-            || events.iter().any(|e| e.key.is_some())
+            || (0..events.len()).any(|i| events.event(i).key.is_some())
         {
             Some(ModelKind::KeyValue)
         } else if has(&[Function::Txn]) {

@@ -132,11 +132,18 @@ impl Disk {
         let touched = self.pending.len();
         for (key, op) in self.pending.drain(..) {
             match op {
-                Pending::Write(value) => match self.durable.get_mut(key.as_ref()) {
-                    Some(old) => *old = value,
-                    None => {
-                        self.durable.insert(key.into_owned(), value);
+                // An owned key (built per write, e.g. per log slot) is looked up once; a
+                // constant one is copied only the first time it becomes durable.
+                Pending::Write(value) => match key {
+                    Cow::Owned(key) => {
+                        self.durable.insert(key, value);
                     }
+                    Cow::Borrowed(key) => match self.durable.get_mut(key) {
+                        Some(old) => *old = value,
+                        None => {
+                            self.durable.insert(key.to_string(), value);
+                        }
+                    },
                 },
                 Pending::Remove => {
                     self.durable.remove(key.as_ref());

@@ -202,33 +202,28 @@ impl<'h> RunView<'h> {
     }
 
     /// Reads a report folder (`report.json`, `history.jsonl`, and `trace.jsonl` if present)
-    /// written by `faultline run`. Errors name the file and line that could not be read.
+    /// written by `faultline run`. `history.jsonl` and `trace.jsonl` are read as streams, one
+    /// line at a time, so memory grows with the view (history, story, the message window), not
+    /// with the size of the trace. Errors name the file and line that could not be read.
     pub fn from_dir(
         registry: &Registry,
         dir: &Path,
         options: &ViewOptions,
     ) -> Result<RunView<'static>, ViewError> {
-        let read = |name: &str| -> Result<Option<String>, ViewError> {
-            let path = dir.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(s) => Ok(Some(s)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && name != "report.json" => {
-                    Ok(None)
-                }
-                Err(source) => Err(ViewError::Io {
-                    path: path.display().to_string(),
-                    source,
-                }),
-            }
-        };
-        let report_path = dir.join("report.json").display().to_string();
-        let report_text = read("report.json")?.unwrap_or_default();
+        let report_path = dir.join("report.json");
+        let report_text =
+            std::fs::read_to_string(&report_path).map_err(|source| ViewError::Io {
+                path: report_path.display().to_string(),
+                source,
+            })?;
+        let report_path = report_path.display().to_string();
         let report: serde_json::Value =
             serde_json::from_str(&report_text).map_err(|e| ViewError::Format {
                 path: report_path.clone(),
                 line: e.line(),
                 message: format!("not a report.json: {e}"),
             })?;
+        drop(report_text);
         let cast: Vec<CastMember> =
             serde_json::from_value(report["nodes"].clone()).map_err(|e| ViewError::Format {
                 path: report_path.clone(),
@@ -237,31 +232,39 @@ impl<'h> RunView<'h> {
                     "no readable `nodes` list (a report.json of faultline 0.1 or later): {e}"
                 ),
             })?;
-        let history_path = dir.join("history.jsonl").display().to_string();
-        let history = match read("history.jsonl")? {
-            None => Vec::new(),
-            Some(text) => text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-                .map(|(i, l)| {
-                    serde_json::from_str::<HistoryEvent>(l).map_err(|e| ViewError::Format {
-                        path: history_path.clone(),
-                        line: i + 1,
+        let mut history = Vec::new();
+        if let Some(lines) = FileLines::open(&dir.join("history.jsonl"))? {
+            for line in lines {
+                let (number, text) = line?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let event =
+                    serde_json::from_str::<HistoryEvent>(&text).map_err(|e| ViewError::Format {
+                        path: dir.join("history.jsonl").display().to_string(),
+                        line: number,
                         message: format!("not a history event: {e}"),
-                    })
+                    })?;
+                history.push(event);
+            }
+        }
+        let mut trace_error = None;
+        let view = {
+            let trace = FileLines::open(&dir.join("trace.jsonl"))?.map(|lines| {
+                lines.map_while(|line| match line {
+                    Ok((_, text)) => Some(text),
+                    Err(e) => {
+                        trace_error = Some(e);
+                        None
+                    }
                 })
-                .collect::<Result<Vec<_>, _>>()?,
+            });
+            RunView::build(registry, report, cast, history, trace, options)
         };
-        let trace = read("trace.jsonl")?;
-        Ok(RunView::build(
-            registry,
-            report,
-            cast,
-            history,
-            trace.as_deref().map(str::lines),
-            options,
-        ))
+        match trace_error {
+            Some(e) => Err(e),
+            None => Ok(view),
+        }
     }
 
     /// The names of the servers, in topology order.
@@ -293,6 +296,50 @@ impl<'h> RunView<'h> {
     }
 }
 
+/// The lines of a report folder's file, read one at a time (a buffered reader, no copy of the
+/// whole file): `(line number from 1, text without its newline)`, or the error naming the file
+/// and line that could not be read (an I/O error, or bytes that are not UTF-8).
+struct FileLines {
+    path: std::path::PathBuf,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    number: usize,
+}
+
+impl FileLines {
+    /// Opens `path`; `None` if it does not exist.
+    fn open(path: &Path) -> Result<Option<FileLines>, ViewError> {
+        use std::io::BufRead;
+        match std::fs::File::open(path) {
+            Ok(file) => Ok(Some(FileLines {
+                path: path.to_path_buf(),
+                lines: std::io::BufReader::with_capacity(1 << 16, file).lines(),
+                number: 0,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ViewError::Io {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+impl Iterator for FileLines {
+    type Item = Result<(usize, String), ViewError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let line = self.lines.next()?;
+        self.number += 1;
+        Some(
+            line.map(|text| (self.number, text))
+                .map_err(|e| ViewError::Format {
+                    path: self.path.display().to_string(),
+                    line: self.number,
+                    message: format!("cannot read the line: {e}"),
+                }),
+        )
+    }
+}
 /// Times (ns) a sentence of evidence cites: every `<number>ms` in it (the form
 /// `check::ms` writes), in order.
 pub fn cited_times_ns(sentence: &str) -> Vec<u64> {

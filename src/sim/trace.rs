@@ -97,6 +97,13 @@ struct TraceFile {
 }
 
 impl JsonLines {
+    /// Opens a JSON line with its `t_ns`.
+    fn start(&mut self, t_ns: u64) {
+        self.current.extend_from_slice(b"{\"t_ns\":");
+        self.current
+            .extend_from_slice(itoa::Buffer::new().format(t_ns).as_bytes());
+    }
+
     /// Moves the current chunk into `chunks` or the file. If that would pass the limit, keeps
     /// only the whole lines that fit and stops keeping.
     fn flush(&mut self) {
@@ -207,17 +214,27 @@ impl Trace {
     /// Starts a line with the three common fields; add fields, then [`Line::end`]. `node` is
     /// the node the event happened on (`None`: the world). `kind` MUST be an identifier that
     /// needs no JSON escaping (the kinds of docs/trace-format.md).
+    #[inline(always)]
     pub fn line(&mut self, t_ns: u64, node: Option<NodeId>, kind: &str) -> Line<'_> {
-        put_u64(&mut self.binary, t_ns);
         self.last_t_ns = t_ns;
-        if self.json.keeping {
-            let s = &mut self.json.current;
-            s.extend_from_slice(b"{\"t_ns\":");
-            s.extend_from_slice(itoa::Buffer::new().format(t_ns).as_bytes());
+        let keeping = self.json.keeping;
+        if keeping {
+            self.json.start(t_ns);
         }
-        let mut line = Line { trace: self };
+        let mut line = Line {
+            trace: self,
+            keeping,
+        };
+        line.put(&t_ns.to_le_bytes());
         line.node_or_world("node", node).name("kind", kind);
         line
+    }
+
+    /// Hashes the batch of records and empties it.
+    #[cold]
+    fn hash_batch(&mut self) {
+        self.hasher.update(&self.binary);
+        self.binary.clear();
     }
 
     /// Number of lines so far.
@@ -352,19 +369,35 @@ impl TraceBytes {
 }
 
 /// One trace line being written: each field goes into the binary record and, while lines are
-/// kept, into the JSON line.
+/// kept, into the JSON line. Its methods are small and inlined into the simulator's hot path;
+/// the JSON writing (only while lines are kept) is out of line.
 pub struct Line<'a> {
     trace: &'a mut Trace,
+    /// Whether the JSON line is kept (read once per line: it only changes when a line ends).
+    keeping: bool,
 }
 
 impl Line<'_> {
+    /// Appends `bytes` to the record.
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.trace.binary.extend_from_slice(bytes);
+    }
+
+    /// A string in the record: its 4-byte little-endian length, then its bytes.
+    #[inline(always)]
+    fn put_str(&mut self, value: &str) {
+        self.put(&(value.len() as u32).to_le_bytes());
+        self.put(value.as_bytes());
+    }
+
     /// Writes `key` to the JSON line; returns its buffer if lines are kept.
+    #[inline]
     fn key(&mut self, key: &str) -> Option<&mut Vec<u8>> {
-        let json = &mut self.trace.json;
-        if !json.keeping {
+        if !self.keeping {
             return None;
         }
-        let s = &mut json.current;
+        let s = &mut self.trace.json.current;
         s.extend_from_slice(b",\"");
         s.extend_from_slice(key.as_bytes());
         s.extend_from_slice(b"\":");
@@ -376,12 +409,13 @@ impl Line<'_> {
         if let Some(s) = self.key(key) {
             serde_json::to_writer(s, value).expect("strings serialize");
         }
-        put_str(&mut self.trace.binary, value);
+        self.put_str(value);
         self
     }
 
     /// A string field that needs no escaping: a validated node name or a fixed identifier
     /// (letters, digits, `-`, `_`, spaces, `.`, `[`, `]`, `(`, `)`).
+    #[inline(always)]
     pub fn name(&mut self, key: &str, value: &str) -> &mut Self {
         debug_assert!(
             value
@@ -389,52 +423,66 @@ impl Line<'_> {
                 .all(|b| b.is_ascii_alphanumeric() || b" -_.[]()".contains(&b)),
             "{value:?} needs escaping"
         );
-        if let Some(s) = self.key(key) {
-            s.push(b'"');
-            s.extend_from_slice(value.as_bytes());
-            s.push(b'"');
+        if self.keeping {
+            self.json_quoted(key, value);
         }
-        put_str(&mut self.trace.binary, value);
+        self.put_str(value);
         self
     }
 
+    /// Writes `,"key":"value"` to the JSON line (`value` needs no escaping).
+    fn json_quoted(&mut self, key: &str, value: &str) {
+        quoted(&mut self.trace.json.current, key, value);
+    }
+
     /// A node field (`from`, `to`): the node's name in the line, its index in the record.
+    #[inline(always)]
     pub fn node(&mut self, key: &str, node: NodeId) -> &mut Self {
         self.node_or_world(key, Some(node))
     }
 
+    #[inline(always)]
     fn node_or_world(&mut self, key: &str, node: Option<NodeId>) -> &mut Self {
-        let trace = &mut *self.trace;
-        if trace.json.keeping {
-            let name = node.map_or(WORLD, |n| trace.names[n.index()].as_str());
-            let s = &mut trace.json.current;
-            s.extend_from_slice(b",\"");
-            s.extend_from_slice(key.as_bytes());
-            s.extend_from_slice(b"\":\"");
-            s.extend_from_slice(name.as_bytes());
-            s.push(b'"');
+        if self.keeping {
+            self.json_node(key, node);
         }
         let index = node.map_or(WORLD_INDEX, |n| n.0);
-        self.trace.binary.extend_from_slice(&index.to_le_bytes());
+        self.put(&index.to_le_bytes());
         self
     }
 
+    /// Writes a node field to the JSON line: its name, or [`WORLD`].
+    fn json_node(&mut self, key: &str, node: Option<NodeId>) {
+        let trace = &mut *self.trace;
+        let name = node.map_or(WORLD, |n| trace.names[n.index()].as_str());
+        quoted(&mut trace.json.current, key, name);
+    }
+
     /// An unsigned integer field.
+    #[inline(always)]
     pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
-        if let Some(s) = self.key(key) {
-            s.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        if self.keeping {
+            self.json_int(key, itoa::Buffer::new().format(value));
         }
-        put_u64(&mut self.trace.binary, value);
+        self.put(&value.to_le_bytes());
         self
     }
 
     /// A signed integer field.
+    #[inline(always)]
     pub fn i64(&mut self, key: &str, value: i64) -> &mut Self {
-        if let Some(s) = self.key(key) {
-            s.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        if self.keeping {
+            self.json_int(key, itoa::Buffer::new().format(value));
         }
-        put_u64(&mut self.trace.binary, value as u64);
+        self.put(&value.to_le_bytes());
         self
+    }
+
+    /// Writes `,"key":digits` to the JSON line.
+    fn json_int(&mut self, key: &str, digits: &str) {
+        if let Some(s) = self.key(key) {
+            s.extend_from_slice(digits.as_bytes());
+        }
     }
 
     /// Any serializable value: compact JSON in the line, postcard in the record.
@@ -448,6 +496,7 @@ impl Line<'_> {
 
     /// An erased message, timer or observation, written as [`Line::json`] writes its value (see
     /// [`crate::payload`]: one virtual call per encoding, not per field).
+    #[inline]
     pub fn payload(&mut self, key: &str, value: &Payload) -> &mut Self {
         if let Some(s) = self.key(key) {
             value.write_json(s);
@@ -459,6 +508,7 @@ impl Line<'_> {
     /// Like [`Line::payload`], and adds the size in bytes of `value`'s canonical binary record
     /// (the postcard encoding the hash covers, computed anyway) to `bytes`: a value's size
     /// without encoding it a second time.
+    #[inline]
     pub fn payload_counting_bytes(
         &mut self,
         key: &str,
@@ -473,23 +523,38 @@ impl Line<'_> {
 
     /// Closes the line. Full batches are hashed; a full chunk of JSON lines is kept (within the
     /// limit).
+    #[inline(always)]
     pub fn end(&mut self) {
         let trace = &mut *self.trace;
         trace.lines += 1;
         trace.binary.push(END_OF_RECORD);
         if trace.binary.len() >= HASH_BATCH_BYTES {
-            trace.hasher.update(&trace.binary);
-            trace.binary.clear();
+            trace.hash_batch();
         }
-        let json = &mut trace.json;
-        if json.keeping {
-            json.current.extend_from_slice(b"}\n");
-            json.current_lines += 1;
-            if json.current.len() >= CHUNK_BYTES {
-                json.flush();
-            }
+        if self.keeping {
+            trace.json.end_line();
         }
     }
+}
+
+impl JsonLines {
+    /// Closes the current JSON line; keeps the chunk if it is full.
+    fn end_line(&mut self) {
+        self.current.extend_from_slice(b"}\n");
+        self.current_lines += 1;
+        if self.current.len() >= CHUNK_BYTES {
+            self.flush();
+        }
+    }
+}
+
+/// Appends `,"key":"value"` to a JSON line (`value` needs no escaping).
+fn quoted(s: &mut Vec<u8>, key: &str, value: &str) {
+    s.extend_from_slice(b",\"");
+    s.extend_from_slice(key.as_bytes());
+    s.extend_from_slice(b"\":\"");
+    s.extend_from_slice(value.as_bytes());
+    s.push(b'"');
 }
 
 fn put_u64(buf: &mut Vec<u8>, value: u64) {
@@ -543,17 +608,23 @@ mod tests {
         }
     }
 
+    /// The first record of a trace of [`names`].
+    fn names_record() -> Vec<u8> {
+        let mut record = Vec::new();
+        put_u64(&mut record, 2);
+        put_str(&mut record, "n1");
+        put_str(&mut record, "n2");
+        record.push(END_OF_RECORD);
+        record
+    }
+
     #[test]
     fn the_hash_is_xxh3_128_of_the_binary_records() {
         let mut trace = Trace::new(0, names());
         sample(&mut trace);
         let (bytes, hash, truncated) = trace.finish();
         assert!(bytes.is_empty() && truncated);
-        let mut expected = Vec::new();
-        put_u64(&mut expected, 2);
-        put_str(&mut expected, "n1");
-        put_str(&mut expected, "n2");
-        expected.push(END_OF_RECORD);
+        let mut expected = names_record();
         put_u64(&mut expected, 5);
         expected.extend(0u32.to_le_bytes());
         put_str(&mut expected, "send");
@@ -570,6 +641,49 @@ mod tests {
         let expected_hash = xxhash_rust::xxh3::xxh3_128(&expected);
         assert_eq!(hash, format!("{expected_hash:032x}"));
         assert_eq!(hash.len(), 32);
+    }
+
+    #[test]
+    fn a_record_holds_every_field_in_line_order() {
+        // Many fixed-size fields, a long string and values of unknown size in between: the
+        // record is the fields in order, as `put_*` writes them one by one.
+        let long = "x".repeat(200);
+        let mut trace = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
+        let mut line = trace.line(3, N2, "deliver");
+        for i in 0..12 {
+            line.u64("n", i);
+        }
+        line.str("s", &long).i64("d", -1).json("v", &(1u8, "ab"));
+        line.node("to", NodeId(0))
+            .payload("p", &Payload::new(7u32))
+            .end();
+        let mut expected = names_record();
+        put_u64(&mut expected, 3);
+        expected.extend(1u32.to_le_bytes());
+        put_str(&mut expected, "deliver");
+        for i in 0..12 {
+            put_u64(&mut expected, i);
+        }
+        put_str(&mut expected, &long);
+        put_u64(&mut expected, u64::MAX);
+        expected.extend(postcard::to_stdvec(&(1u8, "ab")).unwrap());
+        expected.extend(0u32.to_le_bytes());
+        expected.extend(postcard::to_stdvec(&7u32).unwrap());
+        expected.push(END_OF_RECORD);
+        assert_eq!(trace.binary, expected);
+        let (bytes, hash, _) = trace.finish();
+        assert_eq!(
+            hash,
+            format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&expected))
+        );
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["s"].as_str(), Some(long.as_str()));
+        assert_eq!(
+            (line["d"].as_i64(), line["p"].as_u64()),
+            (Some(-1), Some(7))
+        );
+        assert_eq!(line["to"].as_str(), Some("n1"));
     }
 
     #[test]

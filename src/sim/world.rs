@@ -36,7 +36,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::history::HistoryEvent;
 use crate::process::disk::Disk;
-use crate::process::{AnyProcess, CommonObservation, Context, Effect, Message, NodeId, TimerId};
+use crate::process::{
+    AnyProcess, CommonObservation, Context, Effect, Message, NodeId, Timer, TimerId,
+};
 use crate::scenario::topology::Topology;
 use crate::scenario::{Scenario, limits};
 use crate::sim::clock::Clock;
@@ -356,16 +358,7 @@ impl World {
         };
         match reason {
             Some(reason) => self.drop_message(msg_id, from, to, reason),
-            None => {
-                self.deliver(
-                    to,
-                    Input::Message {
-                        msg_id,
-                        from,
-                        message,
-                    },
-                );
-            }
+            None => self.deliver_message(to, msg_id, from, message),
         }
     }
 
@@ -397,31 +390,50 @@ impl World {
             .is_some_and(|t| t.generation == generation)
         {
             let pending = state.timers.remove(&id).expect("checked");
-            self.deliver(
-                node,
-                Input::Timer {
+            match self.ready(node) {
+                Some(mut process) => {
+                    self.handle_timer(node, process.as_mut(), id, pending.timer);
+                    self.put_back(node, process);
+                }
+                None => self.nodes[node.index()].inbox.push_back(Input::Timer {
                     id,
                     timer: pending.timer,
-                },
-            );
+                }),
+            }
         }
     }
 
-    /// Hands `input` to `node`'s process now if it is up, booted and has nothing queued;
-    /// otherwise queues it (for its resume or boot).
-    fn deliver(&mut self, node: NodeId, input: Input) {
+    /// Hands an arriving message to `node`'s process now if it is [`World::ready`]; otherwise
+    /// queues it (for its resume or boot). The message moves straight from its in-flight slot
+    /// to the handler, never through an [`Input`] unless it waits.
+    fn deliver_message(&mut self, node: NodeId, msg_id: u64, from: NodeId, message: Message) {
+        match self.ready(node) {
+            Some(mut process) => {
+                self.handle_message(node, process.as_mut(), msg_id, from, message);
+                self.put_back(node, process);
+            }
+            None => self.nodes[node.index()].inbox.push_back(Input::Message {
+                msg_id,
+                from,
+                message,
+            }),
+        }
+    }
+
+    /// Takes `node`'s process out to run a handler now, if the node is up, booted and has
+    /// nothing queued (and the run goes on); give it back with [`World::put_back`].
+    #[inline]
+    fn ready(&mut self, node: NodeId) -> Option<Box<dyn AnyProcess>> {
         let state = &mut self.nodes[node.index()];
         if self.halt.is_none()
             && state.status == Status::Up
             && state.booted
             && state.inbox.is_empty()
-            && let Some(mut process) = state.process.take()
         {
-            self.handle(node, process.as_mut(), input);
-            self.put_back(node, process);
-            return;
+            state.process.take()
+        } else {
+            None
         }
-        state.inbox.push_back(input);
     }
 
     /// Runs `node`'s queued inputs through its process now, if it is up and booted (otherwise
@@ -465,41 +477,58 @@ impl World {
                 msg_id,
                 from,
                 message,
-            } => {
-                let outcome = self.call(node, |ctx| {
-                    process.message(ctx, from, message).map_err(|_| ())
-                });
-                match outcome {
-                    Some(local_ns) => {
-                        self.stats.messages_delivered += 1;
-                        self.trace
-                            .line(self.now_ns, Some(node), "deliver")
-                            .node("from", from)
-                            .u64("msg_id", msg_id)
-                            .end();
-                        self.apply_effects(node, local_ns);
-                    }
-                    None if self.halt.is_none() => {
-                        self.drop_message(msg_id, from, node, "wrong-protocol")
-                    }
-                    None => {}
-                }
-            }
-            Input::Timer { id, timer } => {
-                self.stats.timers_fired += 1;
+            } => self.handle_message(node, process, msg_id, from, message),
+            Input::Timer { id, timer } => self.handle_timer(node, process, id, timer),
+        }
+    }
+
+    /// Runs an arrived message through `process` (see [`World::handle`]).
+    fn handle_message(
+        &mut self,
+        node: NodeId,
+        process: &mut dyn AnyProcess,
+        msg_id: u64,
+        from: NodeId,
+        message: Message,
+    ) {
+        let outcome = self.call(node, |ctx| {
+            process.message(ctx, from, message).map_err(|_| ())
+        });
+        match outcome {
+            Some(local_ns) => {
+                self.stats.messages_delivered += 1;
                 self.trace
-                    .line(self.now_ns, Some(node), "timer")
-                    .u64("timer_id", id.0)
-                    .payload("timer", &timer)
+                    .line(self.now_ns, Some(node), "deliver")
+                    .node("from", from)
+                    .u64("msg_id", msg_id)
                     .end();
-                match self.call(node, |ctx| process.timer(ctx, id, timer).map_err(|_| ())) {
-                    Some(local_ns) => self.apply_effects(node, local_ns),
-                    None => self.halt_with(
-                        node,
-                        "a timer of another protocol reached this process".into(),
-                    ),
-                }
+                self.apply_effects(node, local_ns);
             }
+            None if self.halt.is_none() => self.drop_message(msg_id, from, node, "wrong-protocol"),
+            None => {}
+        }
+    }
+
+    /// Runs an expired timer through `process` (see [`World::handle`]).
+    fn handle_timer(
+        &mut self,
+        node: NodeId,
+        process: &mut dyn AnyProcess,
+        id: TimerId,
+        timer: Timer,
+    ) {
+        self.stats.timers_fired += 1;
+        self.trace
+            .line(self.now_ns, Some(node), "timer")
+            .u64("timer_id", id.0)
+            .payload("timer", &timer)
+            .end();
+        match self.call(node, |ctx| process.timer(ctx, id, timer).map_err(|_| ())) {
+            Some(local_ns) => self.apply_effects(node, local_ns),
+            None => self.halt_with(
+                node,
+                "a timer of another protocol reached this process".into(),
+            ),
         }
     }
 

@@ -116,7 +116,7 @@ pub fn bench_corpus(
         let mut variants = vec![(cols[0].to_string(), imported.options())];
         // Whole-history checks of the small key-value files only (Porcupine's reference times
         // are for c10; c50 unpartitioned is out of reach for both checkers).
-        if model == ModelKind::KeyValue && imported.history.events.len() <= 1000 {
+        if model == ModelKind::KeyValue && crate::history::Events::len(&imported.history) <= 1000 {
             let mut whole = imported.options();
             whole.partition = false;
             variants.push((format!("{} (unpartitioned)", cols[0]), whole));

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{self, CheckInfo, CheckResult};
 use crate::family::OptionError;
-use crate::history::{HistoryEvent, Value};
+use crate::history::{Events, HistoryEvent, Value};
 use crate::scenario::Duration;
 use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
@@ -168,11 +168,11 @@ fn run_check(record: &RunRecord) -> CheckResult {
     let mut results: Vec<CheckResult> = by_model
         .iter()
         .map(|(model, nodes)| {
-            let history: Vec<HistoryEvent> = record
+            // The group's events, borrowed from the run's history (never copied).
+            let history: Vec<&HistoryEvent> = record
                 .history
                 .iter()
                 .filter(|e| nodes.contains(&e.node.as_str()) && model.speaks(e.f))
-                .cloned()
                 .collect();
             check_run_history(&history, *model, &config)
         })
@@ -202,8 +202,8 @@ fn run_check(record: &RunRecord) -> CheckResult {
 /// The `linearizability` check of a simulated run's history with `model` (for the key-value
 /// model: keys start absent (`nil`), checked key by key), within `config`'s budget. This is what
 /// `faultline run` calls (through [`CHECK`]) for each model its client groups declare.
-pub fn check_run_history(
-    history: &[HistoryEvent],
+pub fn check_run_history<E: Events + ?Sized>(
+    history: &E,
     model: ModelKind,
     config: &Config,
 ) -> CheckResult {
@@ -237,7 +237,9 @@ pub fn check_run_history(
             };
             let mut r = CheckResult::new(name, verdict, report.summary());
             if let Some(c) = &report.counterexample {
-                let positions: Vec<u64> = history.iter().map(|e| e.time_ns).collect();
+                let positions: Vec<u64> = (0..history.len())
+                    .map(|i| history.event(i).time_ns)
+                    .collect();
                 r.evidence = c
                     .render(&Locator::TimeNs(&positions))
                     .lines()
@@ -519,8 +521,9 @@ impl Counterexample {
 
     /// The counterexample on a time axis: `history` is the history the check read (the events
     /// its operations' positions refer to), `model` the model's name.
-    pub fn timeline_view(&self, history: &[HistoryEvent], model: &str) -> TimelineView {
-        let at = |event: usize| history.get(event).map_or(0, |e| e.time_ns);
+    pub fn timeline_view<E: Events + ?Sized>(&self, history: &E, model: &str) -> TimelineView {
+        let get = |event: usize| (event < history.len()).then(|| history.event(event));
+        let at = |event: usize| get(event).map_or(0, |e| e.time_ns);
         let blocked = self
             .timeline
             .iter()
@@ -534,9 +537,8 @@ impl Counterexample {
             .iter()
             .map(|t| TimelineViewOp {
                 process: t.op.process,
-                node: history
-                    .get(t.op.invoke_event)
-                    .map(|e| e.node.clone())
+                node: get(t.op.invoke_event)
+                    .map(|e| e.node.to_string())
                     .unwrap_or_default(),
                 op: t.op.op.clone(),
                 invoke_ns: at(t.op.invoke_event),
@@ -689,7 +691,10 @@ impl Counterexample {
 /// # Errors
 /// [`HistoryError`] naming the event whose shape is wrong (unpaired completion, a value the
 /// model cannot read, ...).
-pub fn check_events(events: &[HistoryEvent], options: &Options) -> Result<Report, HistoryError> {
+pub fn check_events<E: Events + ?Sized>(
+    events: &E,
+    options: &Options,
+) -> Result<Report, HistoryError> {
     let budget = Budget::new(options.time_limit);
     let raw = ops::pair_with(events, options.failed_cas_returns_false)?;
     let initial = options
@@ -811,8 +816,8 @@ pub fn error_json(file: &str, line: Option<u32>, found: &str, expected: &str) ->
 /// A history file, read and ready to check.
 #[derive(Clone, Debug)]
 pub struct Imported {
-    /// Events and their lines.
-    pub history: crate::history::ImportedHistory,
+    /// Events and their lines, held compactly.
+    pub history: crate::history::CompactHistory,
     /// The format it was read as.
     pub format: crate::history::Format,
     /// The model to check it against.
@@ -831,11 +836,40 @@ impl Imported {
         format: Option<crate::history::Format>,
         model: Option<ModelKind>,
     ) -> Result<Imported, ImportError> {
-        let format = format.unwrap_or_else(|| crate::history::Format::detect(path, bytes));
-        let history = crate::history::read_history(bytes, format)?;
+        Imported::from_reader(path, bytes, format, model)
+    }
+
+    /// Reads a history from `reader` (from `path`, used only to guess the format). A
+    /// `history.jsonl` is read one line at a time ([`crate::history::jsonl::read_compact`]),
+    /// never holding the file's text; the other formats are read whole, then made compact.
+    /// `format`/`model`: `None` guesses from the first 64 KiB ([`crate::history::Format::detect`])
+    /// and from the events ([`ModelKind::detect`]).
+    ///
+    /// # Errors
+    /// [`ImportError`] with the line and what was expected (an I/O error of `reader` too).
+    pub fn from_reader<R: std::io::BufRead>(
+        path: Option<&std::path::Path>,
+        mut reader: R,
+        format: Option<crate::history::Format>,
+        model: Option<ModelKind>,
+    ) -> Result<Imported, ImportError> {
+        use crate::history::{CompactHistory, Format, ReadError};
+        let io =
+            |e: std::io::Error| ReadError::new(0, format!("a read error ({e})"), "a readable file");
+        let format = match format {
+            Some(f) => f,
+            None => Format::detect(path, reader.fill_buf().map_err(io)?),
+        };
+        let history = if format == Format::Jsonl {
+            crate::history::jsonl::read_compact(reader)?
+        } else {
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).map_err(io)?;
+            CompactHistory::from(crate::history::read_history(&bytes, format)?)
+        };
         let model = match model {
             Some(m) => m,
-            None => ModelKind::detect(&history.events).ok_or(ImportError::NoModel)?,
+            None => ModelKind::detect(&history).ok_or(ImportError::NoModel)?,
         };
         Ok(Imported {
             history,
@@ -860,7 +894,7 @@ impl Imported {
     /// [`ImportError::History`] naming the line of a malformed event.
     pub fn check(&self, options: &Options) -> Result<Report, ImportError> {
         let line_of = |event: usize| self.history.lines.get(event).copied().unwrap_or(0);
-        check_events(&self.history.events, options).map_err(|error| ImportError::History {
+        check_events(&self.history, options).map_err(|error| ImportError::History {
             line: line_of(error.event),
             earlier_line: error.earlier.map(line_of),
             error,
@@ -926,7 +960,77 @@ fn check_within<M: Model>(
     if let Err(why) = budget.check_time() {
         return unknown(report, why);
     }
-    // Group by partition key, then order the groups by key (deterministic).
+    let groups = partition(&spec, raw);
+    report.partitions = groups.len().max(1);
+    let Some(mut parts) = convert_parts(&spec, raw, groups, options, budget)? else {
+        return unknown(report, budget.check_time().expect_err("polled"));
+    };
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
+    }
+    if let Err(why) = prune_unobservable(&mut parts, budget) {
+        return unknown(report, why);
+    }
+    let mut impossible: Vec<Option<(usize, String)>> = parts
+        .par_iter()
+        .map(|p| p.model.impossible(&p.ops))
+        .collect();
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
+    }
+    let mapped = map_reads(&parts, &impossible, options);
+    if let Err(why) = budget.check_time() {
+        return unknown(report, why);
+    }
+    let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
+    let mut decided_fail: Vec<Option<(usize, String)>> = vec![None; parts.len()];
+    for (idx, decision) in mapped.into_iter().enumerate() {
+        match decision {
+            Some(read_mapping::Decision::Linearizable) => {
+                outcomes[idx] = Some(PartOutcome::Linearizable)
+            }
+            Some(read_mapping::Decision::NotLinearizable(op, why)) => {
+                decided_fail[idx] = Some((op, why))
+            }
+            _ => {}
+        }
+    }
+    let mut rounds = Rounds {
+        options,
+        budget,
+        configurations: AtomicUsize::new(0),
+        memo_max: AtomicUsize::new(0),
+    };
+    report.steps = rounds.run(
+        &mut parts,
+        &mut impossible,
+        &mut decided_fail,
+        &mut outcomes,
+    );
+    report.configurations = rounds.configurations.into_inner() as u64;
+    report.memo_peak_bytes = rounds.memo_max.into_inner();
+    for outcome in outcomes.into_iter().flatten() {
+        match outcome {
+            PartOutcome::Violation(c) => {
+                report.verdict = Verdict::NotLinearizable;
+                report.counterexample = Some(*c);
+                report.unknown_reason = None;
+                break;
+            }
+            PartOutcome::Unknown(why) if report.unknown_reason.is_none() => {
+                report.verdict = Verdict::Unknown;
+                report.unknown_reason = Some(why);
+            }
+            _ => {}
+        }
+    }
+    Ok(report)
+}
+
+/// The operations of `raw` grouped by partition key (positions in `raw`), the groups ordered
+/// by key (deterministic); one group for a model that does not partition.
+fn partition<'a, M: Model>(spec: &M, raw: &[RawOp<'a>]) -> Vec<(Option<&'a str>, Vec<usize>)> {
+    // Lookups only: the groups are sorted by key below.
     let mut group_of: rustc_hash::FxHashMap<Option<&str>, usize> = Default::default();
     let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
     for (i, op) in raw.iter().enumerate() {
@@ -938,9 +1042,18 @@ fn check_within<M: Model>(
         groups[g].1.push(i);
     }
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    report.partitions = groups.len().max(1);
-    // Convert each group with its own copy of the model (in parallel); the first error in key
-    // order is reported. `None`: the time limit passed.
+    groups
+}
+
+/// Converts each group with its own copy of the model (in parallel); the first error in key
+/// order is reported. `Ok(None)`: the time limit passed.
+fn convert_parts<M: Model>(
+    spec: &M,
+    raw: &[RawOp<'_>],
+    groups: Vec<(Option<&str>, Vec<usize>)>,
+    options: &Options,
+    budget: &Budget,
+) -> Result<Option<Vec<Part<M>>>, HistoryError> {
     let converted: Vec<Result<Option<Part<M>>, HistoryError>> = groups
         .into_par_iter()
         .map(|(key, members)| {
@@ -951,22 +1064,10 @@ fn check_within<M: Model>(
                     return Ok(None);
                 }
                 let r = &raw[i];
-                part_ops.push(Operation::convert(&mut model, r).map_err(|message| {
-                    // A model says `what it found; expected what` (or only what it found).
-                    let (found, expected) = match message.split_once("; expected ") {
-                        Some((found, expected)) => (found.to_string(), expected.to_string()),
-                        None => (
-                            message,
-                            format!("an operation of the {} model", options.model.name()),
-                        ),
-                    };
-                    HistoryError {
-                        event: r.ret.unwrap_or(r.call),
-                        found: format!("process {}: {found}", r.process),
-                        expected,
-                        earlier: r.ret.map(|_| r.call),
-                    }
-                })?);
+                part_ops.push(
+                    Operation::convert(&mut model, r)
+                        .map_err(|message| conversion_error(r, message, options.model))?,
+                );
             }
             Ok(Some(Part {
                 key: key.map(str::to_string),
@@ -979,35 +1080,53 @@ fn check_within<M: Model>(
     for part in converted {
         match part? {
             Some(p) => parts.push(p),
-            None => return unknown(report, budget.check_time().expect_err("polled")),
+            None => return Ok(None),
         }
     }
-    if let Err(why) = budget.check_time() {
-        return unknown(report, why);
+    Ok(Some(parts))
+}
+
+/// The error of an operation `model` could not read: a model says `what it found; expected
+/// what` (or only what it found).
+fn conversion_error(r: &RawOp<'_>, message: String, model: ModelKind) -> HistoryError {
+    let (found, expected) = match message.split_once("; expected ") {
+        Some((found, expected)) => (found.to_string(), expected.to_string()),
+        None => (
+            message,
+            format!("an operation of the {} model", model.name()),
+        ),
+    };
+    HistoryError {
+        event: r.ret.unwrap_or(r.call),
+        found: format!("process {}: {found}", r.process),
+        expected,
+        earlier: r.ret.map(|_| r.call),
     }
-    // Unknown-outcome operations whose effect nothing observes cannot change the verdict.
-    let pruned: Result<(), Exhausted> = parts.par_iter_mut().try_for_each(|part| {
+}
+
+/// Drops unknown-outcome operations whose effect nothing observes: they cannot change the
+/// verdict ([`Model::unobservable`]).
+fn prune_unobservable<M: Model>(parts: &mut [Part<M>], budget: &Budget) -> Result<(), Exhausted> {
+    parts.par_iter_mut().try_for_each(|part| {
         let unobservable = part.model.unobservable(&part.ops, budget)?;
         if unobservable.iter().any(|&u| u) {
             let mut keep = unobservable.iter().map(|u| !u);
             part.ops.retain(|_| keep.next().unwrap_or(true));
         }
         Ok(())
-    });
-    if let Err(why) = pruned {
-        return unknown(report, why);
-    }
-    let mut impossible: Vec<Option<(usize, String)>> = parts
-        .par_iter()
-        .map(|p| p.model.impossible(&p.ops))
-        .collect();
-    if let Err(why) = budget.check_time() {
-        return unknown(report, why);
-    }
-    // The read mapping decides, without searching, every part whose values name their writers.
-    // A part it finds not linearizable is searched within `COUNTEREXAMPLE_STEPS` for a
-    // counterexample; its reason is shown only if that search stops at the limit.
-    let mapped: Vec<Option<read_mapping::Decision>> = parts
+    })
+}
+
+/// The read mapping's decision on every part whose values name their writers (`None`: the
+/// search decides; also for parts already known impossible). A part it finds not linearizable
+/// is later searched within `COUNTEREXAMPLE_STEPS` for a counterexample; its reason is shown
+/// only if that search stops at the limit.
+fn map_reads<M: Model>(
+    parts: &[Part<M>],
+    impossible: &[Option<(usize, String)>],
+    options: &Options,
+) -> Vec<Option<read_mapping::Decision>> {
+    parts
         .par_iter()
         .zip(impossible.par_iter())
         .map(|(p, imp)| {
@@ -1033,187 +1152,202 @@ fn check_within<M: Model>(
             };
             Some(read_mapping::decide(&accesses, &spans, &describe))
         })
-        .collect();
-    if let Err(why) = budget.check_time() {
-        return unknown(report, why);
-    }
-    let mut outcomes: Vec<Option<PartOutcome>> = (0..parts.len()).map(|_| None).collect();
-    let mut decided_fail: Vec<Option<(usize, String)>> = vec![None; parts.len()];
-    for (idx, decision) in mapped.into_iter().enumerate() {
-        match decision {
-            Some(read_mapping::Decision::Linearizable) => {
-                outcomes[idx] = Some(PartOutcome::Linearizable)
+        .collect()
+}
+
+/// The searches of one check, in rounds, and what they counted.
+///
+/// Which failing part is reported, deterministically, whatever the threads do:
+/// - a part known to fail before any search (`Model::impossible`, or the read mapping) wins,
+///   the lowest such part; only it is searched (for a counterexample), the others not at all;
+/// - otherwise, parts are searched in rounds with growing step limits, and a round reports
+///   the failing part whose search failed after the fewest steps (the lowest part among
+///   equals). Once a part has failed after `s` steps, every other part stops as soon as its
+///   own search passes `s` steps: it can no longer fail first. Each part's search is
+///   deterministic, so which part wins does not depend on the scheduling, and a part that
+///   fails quickly is reported without waiting for a hard part's round.
+struct Rounds<'a> {
+    options: &'a Options,
+    budget: &'a Budget,
+    /// Configurations stored by every search.
+    configurations: AtomicUsize,
+    /// Largest memo table of one search, bytes.
+    memo_max: AtomicUsize,
+}
+
+/// What one part's search in a round gave: the outcome, the steps it used and its rank among
+/// violations (the steps after which it failed; `u64::MAX` if it did not).
+struct Searched {
+    outcome: PartOutcome,
+    steps: u64,
+    rank: u64,
+}
+
+impl Rounds<'_> {
+    /// Searches the undecided parts round by round until one fails or every part is decided;
+    /// fills in `outcomes` and returns the steps used.
+    fn run<M: Model>(
+        &mut self,
+        parts: &mut [Part<M>],
+        impossible: &mut [Option<(usize, String)>],
+        decided_fail: &mut [Option<(usize, String)>],
+        outcomes: &mut [Option<PartOutcome>],
+    ) -> u64 {
+        let known_fail: Option<usize> =
+            (0..parts.len()).find(|&i| impossible[i].is_some() || decided_fail[i].is_some());
+        let mut last_cap: Vec<u64> = vec![0; parts.len()];
+        let mut round_steps = FIRST_ROUND_STEPS;
+        let mut used: u64 = 0;
+        loop {
+            let undecided = outcomes.iter().filter(|o| o.is_none()).count().max(1) as u64;
+            let cap = round_steps.min(self.options.step_limit.saturating_sub(used) / undecided);
+            let fail_steps = AtomicU64::new(u64::MAX);
+            let this = &*self;
+            let round: Vec<(usize, Searched)> = parts
+                .par_iter_mut()
+                .zip(impossible.par_iter_mut())
+                .zip(decided_fail.par_iter_mut())
+                .zip(last_cap.par_iter_mut())
+                .enumerate()
+                .filter(|(idx, _)| outcomes[*idx].is_none() && known_fail.is_none_or(|k| k == *idx))
+                .map(|(idx, (((part, imp), mapped), last))| {
+                    if known_fail.is_none() && cap <= *last {
+                        // A search no longer than the last one cannot decide more.
+                        let why = Exhausted::Steps(this.options.step_limit);
+                        let outcome = PartOutcome::Unknown(why.to_string());
+                        return (
+                            idx,
+                            Searched {
+                                outcome,
+                                steps: 0,
+                                rank: u64::MAX,
+                            },
+                        );
+                    }
+                    // A reason found before searching, and whether to show it even when the
+                    // search finds the counterexample (the read mapping's reason is shown only
+                    // if not).
+                    let known = match (imp.take(), mapped.take()) {
+                        (Some(i), _) => Some((i, true)),
+                        (None, Some(m)) => Some((m, false)),
+                        (None, None) => None,
+                    };
+                    if known.is_none() {
+                        *last = cap;
+                    }
+                    (idx, this.search_part(part, known, cap, &fail_steps))
+                })
+                .collect();
+            // The violation reported: the one found after the fewest steps, the lowest part
+            // among equals (a part known to fail before searching is the only one searched).
+            let winner = round
+                .iter()
+                .filter(|(_, s)| matches!(s.outcome, PartOutcome::Violation(_)))
+                .map(|(idx, s)| (s.rank, *idx))
+                .min()
+                .map(|(_, idx)| idx);
+            let mut failed = false;
+            for (idx, searched) in round {
+                used = used.saturating_add(searched.steps);
+                let outcome = match searched.outcome {
+                    PartOutcome::Violation(_) if Some(idx) != winner => PartOutcome::Skipped,
+                    other => other,
+                };
+                failed |= matches!(outcome, PartOutcome::Violation(_));
+                if !matches!(outcome, PartOutcome::Skipped) {
+                    outcomes[idx] = Some(outcome);
+                }
             }
-            Some(read_mapping::Decision::NotLinearizable(op, why)) => {
-                decided_fail[idx] = Some((op, why))
+            if failed || outcomes.iter().all(Option::is_some) {
+                return used;
             }
-            _ => {}
+            round_steps = round_steps.saturating_mul(8);
         }
     }
 
-    let configurations = AtomicUsize::new(0);
-    let memo_max = AtomicUsize::new(0);
-    // Which failing part is reported, deterministically, whatever the threads do:
-    // - a part known to fail before any search (`Model::impossible`, or the read mapping) wins,
-    //   the lowest such part; only it is searched (for a counterexample), the others not at all;
-    // - otherwise, parts are searched in rounds with growing step limits, and a round reports
-    //   the failing part whose search failed after the fewest steps (the lowest part among
-    //   equals). Once a part has failed after `s` steps, every other part stops as soon as its
-    //   own search passes `s` steps: it can no longer fail first. Each part's search is
-    //   deterministic, so which part wins does not depend on the scheduling, and a part that
-    //   fails quickly is reported without waiting for a hard part's round.
-    let known_fail: Option<usize> =
-        (0..parts.len()).find(|&i| impossible[i].is_some() || decided_fail[i].is_some());
-    let mut last_cap: Vec<u64> = vec![0; parts.len()];
-    let mut round_steps = FIRST_ROUND_STEPS;
-    let mut used: u64 = 0;
-    loop {
-        let undecided = outcomes.iter().filter(|o| o.is_none()).count().max(1) as u64;
-        let cap = round_steps.min(options.step_limit.saturating_sub(used) / undecided);
-        let fail_steps = AtomicU64::new(u64::MAX);
-        let round: Vec<(usize, PartOutcome, u64, u64)> = parts
-            .par_iter_mut()
-            .zip(impossible.par_iter_mut())
-            .zip(decided_fail.par_iter_mut())
-            .zip(last_cap.par_iter_mut())
-            .enumerate()
-            .filter(|(idx, _)| outcomes[*idx].is_none() && known_fail.is_none_or(|k| k == *idx))
-            .map(|(idx, (((part, imp), mapped), last))| {
-                if known_fail.is_none() && cap <= *last {
-                    // A search no longer than the last one cannot decide more.
-                    let why = Exhausted::Steps(options.step_limit);
-                    return (idx, PartOutcome::Unknown(why.to_string()), 0, u64::MAX);
-                }
-                let cancelled = |steps: u64| steps > fail_steps.load(Ordering::Relaxed);
-                // A reason found before searching, and whether to show it even when the search
-                // finds the counterexample (the read mapping's reason is shown only if not).
-                let known = match (imp.take(), mapped.take()) {
-                    (Some(i), _) => Some((i, true)),
-                    (None, Some(m)) => Some((m, false)),
-                    (None, None) => None,
-                };
-                if known.is_none() {
-                    *last = cap;
-                }
-                let search_options = SearchOptions {
-                    budget,
-                    step_limit: Some(if known.is_some() {
-                        COUNTEREXAMPLE_STEPS
-                    } else {
-                        cap
-                    }),
-                    memory_limit_bytes: options.memory_limit_bytes,
-                    cancelled: &cancelled,
-                    prune_by_later_reads: options.prune_by_later_reads,
-                };
-                let (mut result, mut stats) =
-                    search::search(&mut part.model, &part.ops, &search_options);
-                let failed_after = stats.steps;
-                if let (SearchResult::Violation(pruned), true) =
-                    (&result, options.prune_by_later_reads)
-                {
-                    // Pruning cuts a dead configuration before its read fails, so its longest
-                    // prefix can stop short of the operation a reader should see. The plain
-                    // search, within a step limit, usually gets further; show the longer.
-                    // Stopped only once another part has certainly failed first.
-                    let lost = |_: u64| fail_steps.load(Ordering::Relaxed) < failed_after;
-                    // A part known to fail is only searched for its counterexample: a shorter look.
-                    let plain = SearchOptions {
-                        step_limit: Some(if known.is_some() {
-                            FIRST_ROUND_STEPS
-                        } else {
-                            COUNTEREXAMPLE_STEPS
-                        }),
-                        prune_by_later_reads: false,
-                        cancelled: &lost,
-                        ..search_options
-                    };
-                    let (again, more) = search::search(&mut part.model, &part.ops, &plain);
-                    stats.steps += more.steps;
-                    if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again
-                        && d.prefix.len() > pruned.prefix.len()
-                    {
-                        result = SearchResult::Violation(d);
-                    }
-                }
-                configurations.fetch_add(stats.configurations as usize, Ordering::Relaxed);
-                memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
-                let mut rank = u64::MAX;
-                let outcome = match (result, known) {
-                    (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
-                    (SearchResult::Linearizable, Some(_)) => {
-                        // `Model::impossible` and the read mapping must be sound; trust the
-                        // search.
-                        debug_assert!(false, "a part decided not linearizable is linearizable");
-                        PartOutcome::Linearizable
-                    }
-                    (SearchResult::Violation(d), known) => {
-                        if known.is_none() {
-                            fail_steps.fetch_min(failed_after, Ordering::Relaxed);
-                            rank = failed_after;
-                        }
-                        let shown = known.and_then(|(k, always)| always.then_some(k));
-                        PartOutcome::Violation(Box::new(counterexample(part, Some(d), shown, true)))
-                    }
-                    (SearchResult::Exhausted(_, d), Some((known, _))) => PartOutcome::Violation(
-                        Box::new(counterexample(part, d, Some(known), false)),
-                    ),
-                    // Its share of steps ran out (or it was cancelled): a later round decides.
-                    (SearchResult::Exhausted(Exhausted::Steps(_), _), None) => PartOutcome::Skipped,
-                    (SearchResult::Exhausted(why, _), None) => {
-                        PartOutcome::Unknown(why.to_string())
-                    }
-                };
-                (idx, outcome, stats.steps, rank)
-            })
-            .collect();
-        // The violation reported: the one found after the fewest steps, the lowest part among
-        // equals (a part known to fail before searching is the only one searched).
-        let winner = round
-            .iter()
-            .filter(|(_, o, _, _)| matches!(o, PartOutcome::Violation(_)))
-            .map(|(idx, _, _, rank)| (*rank, *idx))
-            .min()
-            .map(|(_, idx)| idx);
-        let round = round.into_iter().map(|(idx, outcome, steps, _)| {
-            let outcome = match outcome {
-                PartOutcome::Violation(_) if Some(idx) != winner => PartOutcome::Skipped,
-                other => other,
+    /// One part's search within `cap` steps (or, for a part `known` to fail, within
+    /// `COUNTEREXAMPLE_STEPS` for its counterexample), cancelled once it passes `fail_steps`:
+    /// another part has then failed first.
+    fn search_part<M: Model>(
+        &self,
+        part: &mut Part<M>,
+        known: Option<((usize, String), bool)>,
+        cap: u64,
+        fail_steps: &AtomicU64,
+    ) -> Searched {
+        let cancelled = |steps: u64| steps > fail_steps.load(Ordering::Relaxed);
+        let search_options = SearchOptions {
+            budget: self.budget,
+            step_limit: Some(if known.is_some() {
+                COUNTEREXAMPLE_STEPS
+            } else {
+                cap
+            }),
+            memory_limit_bytes: self.options.memory_limit_bytes,
+            cancelled: &cancelled,
+            prune_by_later_reads: self.options.prune_by_later_reads,
+        };
+        let (mut result, mut stats) = search::search(&mut part.model, &part.ops, &search_options);
+        let failed_after = stats.steps;
+        if let (SearchResult::Violation(pruned), true) =
+            (&result, self.options.prune_by_later_reads)
+        {
+            // Pruning cuts a dead configuration before its read fails, so its longest prefix
+            // can stop short of the operation a reader should see. The plain search, within a
+            // step limit, usually gets further; show the longer. Stopped only once another
+            // part has certainly failed first.
+            let lost = |_: u64| fail_steps.load(Ordering::Relaxed) < failed_after;
+            // A part known to fail is only searched for its counterexample: a shorter look.
+            let plain = SearchOptions {
+                step_limit: Some(if known.is_some() {
+                    FIRST_ROUND_STEPS
+                } else {
+                    COUNTEREXAMPLE_STEPS
+                }),
+                prune_by_later_reads: false,
+                cancelled: &lost,
+                ..search_options
             };
-            (idx, outcome, steps)
-        });
-        let mut failed = false;
-        for (idx, outcome, steps) in round {
-            used = used.saturating_add(steps);
-            failed |= matches!(outcome, PartOutcome::Violation(_));
-            if !matches!(outcome, PartOutcome::Skipped) {
-                outcomes[idx] = Some(outcome);
+            let (again, more) = search::search(&mut part.model, &part.ops, &plain);
+            stats.steps += more.steps;
+            if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again
+                && d.prefix.len() > pruned.prefix.len()
+            {
+                result = SearchResult::Violation(d);
             }
         }
-        if failed || outcomes.iter().all(Option::is_some) {
-            break;
+        self.configurations
+            .fetch_add(stats.configurations as usize, Ordering::Relaxed);
+        self.memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
+        let mut rank = u64::MAX;
+        let outcome = match (result, known) {
+            (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
+            (SearchResult::Linearizable, Some(_)) => {
+                // `Model::impossible` and the read mapping must be sound; trust the search.
+                debug_assert!(false, "a part decided not linearizable is linearizable");
+                PartOutcome::Linearizable
+            }
+            (SearchResult::Violation(d), known) => {
+                if known.is_none() {
+                    fail_steps.fetch_min(failed_after, Ordering::Relaxed);
+                    rank = failed_after;
+                }
+                let shown = known.and_then(|(k, always)| always.then_some(k));
+                PartOutcome::Violation(Box::new(counterexample(part, Some(d), shown, true)))
+            }
+            (SearchResult::Exhausted(_, d), Some((known, _))) => {
+                PartOutcome::Violation(Box::new(counterexample(part, d, Some(known), false)))
+            }
+            // Its share of steps ran out (or it was cancelled): a later round decides.
+            (SearchResult::Exhausted(Exhausted::Steps(_), _), None) => PartOutcome::Skipped,
+            (SearchResult::Exhausted(why, _), None) => PartOutcome::Unknown(why.to_string()),
+        };
+        Searched {
+            outcome,
+            steps: stats.steps,
+            rank,
         }
-        round_steps = round_steps.saturating_mul(8);
     }
-    report.steps = used;
-    report.configurations = configurations.load(Ordering::Relaxed) as u64;
-    report.memo_peak_bytes = memo_max.load(Ordering::Relaxed);
-    for outcome in outcomes.into_iter().flatten() {
-        match outcome {
-            PartOutcome::Violation(c) => {
-                report.verdict = Verdict::NotLinearizable;
-                report.counterexample = Some(*c);
-                report.unknown_reason = None;
-                break;
-            }
-            PartOutcome::Unknown(why) if report.unknown_reason.is_none() => {
-                report.verdict = Verdict::Unknown;
-                report.unknown_reason = Some(why);
-            }
-            _ => {}
-        }
-    }
-    Ok(report)
 }
 
 fn counterexample<M: Model>(

@@ -7,7 +7,7 @@
 //! effect (at any time after its invoke).
 
 use super::model::{RawOp, RawOutcome};
-use crate::history::{EventType, HistoryEvent};
+use crate::history::{EventType, Events};
 
 /// A history that cannot be paired into operations, in the history's own words (`get`,
 /// `invoke`, the key as written).
@@ -36,7 +36,7 @@ fn key_text(key: Option<&str>) -> String {
 /// # Errors
 /// [`HistoryError`] for a completion without an outstanding invoke, a second invoke while one
 /// is outstanding, or a completion whose function or key differs from its invoke's.
-pub fn pair(events: &[HistoryEvent]) -> Result<Vec<RawOp<'_>>, HistoryError> {
+pub fn pair<E: Events + ?Sized>(events: &E) -> Result<Vec<RawOp<'_>>, HistoryError> {
     pair_with(events, false)
 }
 
@@ -45,26 +45,27 @@ pub fn pair(events: &[HistoryEvent]) -> Result<Vec<RawOp<'_>>, HistoryError> {
 ///
 /// # Errors
 /// As [`pair`].
-pub fn pair_with(
-    events: &[HistoryEvent],
+pub fn pair_with<E: Events + ?Sized>(
+    events: &E,
     failed_cas_returns_false: bool,
 ) -> Result<Vec<RawOp<'_>>, HistoryError> {
     // Lookups only: the map's order never reaches the result.
-    let mut outstanding: rustc_hash::FxHashMap<u64, usize> = Default::default();
+    // Each process's outstanding invoke: (its position, its slot in `pairs`).
+    let mut outstanding: rustc_hash::FxHashMap<u64, (usize, usize)> = Default::default();
     // (invoke position, completion position or None) in invoke order.
     let mut pairs: Vec<(usize, Option<usize>)> = Vec::new();
-    let mut slot_of_invoke: rustc_hash::FxHashMap<usize, usize> = Default::default();
-    for (i, e) in events.iter().enumerate() {
+    for i in 0..events.len() {
+        let e = events.event(i);
         match e.kind {
             EventType::Invoke => {
-                if let Some(&prev) = outstanding.get(&e.process) {
+                if let Some(&(prev, _)) = outstanding.get(&e.process) {
                     return Err(HistoryError {
                         event: i,
                         found: format!(
                             "process {} invokes {} while its earlier {} is not complete",
                             e.process,
                             e.f.name(),
-                            events[prev].f.name()
+                            events.event(prev).f.name()
                         ),
                         expected:
                             "a completion (ok, fail or info) first: each process is sequential"
@@ -72,12 +73,11 @@ pub fn pair_with(
                         earlier: Some(prev),
                     });
                 }
-                outstanding.insert(e.process, i);
-                slot_of_invoke.insert(i, pairs.len());
+                outstanding.insert(e.process, (i, pairs.len()));
                 pairs.push((i, None));
             }
             EventType::Ok | EventType::Fail | EventType::Info => {
-                let Some(inv) = outstanding.remove(&e.process) else {
+                let Some((inv, slot)) = outstanding.remove(&e.process) else {
                     return Err(HistoryError {
                         event: i,
                         found: format!(
@@ -89,7 +89,7 @@ pub fn pair_with(
                         earlier: None,
                     });
                 };
-                let invoke = &events[inv];
+                let invoke = events.event(inv);
                 if invoke.f != e.f {
                     return Err(HistoryError {
                         event: i,
@@ -112,21 +112,21 @@ pub fn pair_with(
                             e.process,
                             e.kind.name(),
                             e.f.name(),
-                            key_text(e.key.as_deref()),
-                            key_text(invoke.key.as_deref())
+                            key_text(e.key),
+                            key_text(invoke.key)
                         ),
                         expected: "the same key as the invoke".into(),
                         earlier: Some(inv),
                     });
                 }
-                pairs[slot_of_invoke[&inv]].1 = Some(i);
+                pairs[slot].1 = Some(i);
             }
         }
     }
     let mut ops = Vec::with_capacity(pairs.len());
     for (inv, done) in pairs {
-        let invoke = &events[inv];
-        let (outcome, ret) = match done.map(|d| (d, &events[d])) {
+        let invoke = events.event(inv);
+        let (outcome, ret) = match done.map(|d| (d, events.event(d))) {
             Some((d, c))
                 if c.kind == EventType::Fail
                     && failed_cas_returns_false
@@ -135,14 +135,14 @@ pub fn pair_with(
                 (RawOutcome::CasFalse, Some(d))
             }
             Some((_, c)) if c.kind == EventType::Fail => continue,
-            Some((d, c)) if c.kind == EventType::Ok => (RawOutcome::Ok(&c.value), Some(d)),
+            Some((d, c)) if c.kind == EventType::Ok => (RawOutcome::Ok(c.value), Some(d)),
             _ => (RawOutcome::Unknown, None),
         };
         ops.push(RawOp {
             process: invoke.process,
             f: invoke.f,
-            key: invoke.key.as_deref(),
-            invoke: &invoke.value,
+            key: invoke.key,
+            invoke: invoke.value,
             outcome,
             call: inv,
             ret,
@@ -154,7 +154,7 @@ pub fn pair_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Function, Value};
+    use crate::history::{Function, HistoryEvent, Value};
 
     fn ev(p: u64, kind: EventType, f: Function, v: Value) -> HistoryEvent {
         HistoryEvent::new(p, kind, f, None, v)

@@ -53,8 +53,16 @@ pub struct Acceptor<V> {
     touched: Vec<u64>,
 }
 
+/// `prefix` and `instance` zero-padded to 20 digits (as `format!("{prefix}{instance:020}")`,
+/// without the formatting machinery: a key is built for every acceptance).
 fn key(prefix: &str, instance: u64) -> String {
-    format!("{prefix}{instance:020}")
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(instance);
+    let mut key = String::with_capacity(prefix.len() + 20);
+    key.push_str(prefix);
+    key.extend(std::iter::repeat_n('0', 20 - digits.len()));
+    key.push_str(digits);
+    key
 }
 
 fn parse_instance(key: &str, prefix: &str) -> u64 {
@@ -214,22 +222,23 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
             let bytes = serde_json::to_vec(&(ballot, &value)).expect("proposals serialize");
             ctx.disk().write(key(ACCEPTED_PREFIX, instance), bytes);
             self.raise_promise(instance, ballot);
+            accepted.push((instance, value.value_id()));
             self.accepted.insert(instance, (ballot, value));
-            accepted.push(instance);
         }
         if accepted.is_empty() {
             return Err(refused_by);
         }
         ctx.disk().sync();
-        for &instance in &accepted {
-            let value = self.accepted[&instance].1.value_id();
+        let mut instances = Vec::with_capacity(accepted.len());
+        for (instance, value) in accepted {
+            instances.push(instance);
             ctx.observe(Observation::Accepted {
                 instance,
                 ballot,
                 value,
             });
         }
-        Ok(accepted)
+        Ok(instances)
     }
 
     /// Asserts the acceptor's local invariant: every accepted ballot is at most the promise of
@@ -237,13 +246,20 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
     /// the last call (the others cannot have changed), so a step costs what it touched; call it
     /// after every step, and at boot to check the whole reloaded state.
     pub fn check_invariants(&mut self) {
-        let touched = std::mem::take(&mut self.touched);
-        if self.bugs.promise_not_persisted {
-            // An acceptor that keeps its promise in memory only has no such invariant after a
-            // restart: that is the planted bug, and `agreement` is the check meant to catch it.
-            return;
+        // Taken out and put back empty, so its buffer serves every step.
+        let mut touched = std::mem::take(&mut self.touched);
+        if !self.bugs.promise_not_persisted {
+            // (An acceptor that keeps its promise in memory only has no such invariant after a
+            // restart: that is the planted bug, and `agreement` is the check meant to catch it.)
+            self.check_instances(&touched);
         }
-        for instance in touched {
+        touched.clear();
+        self.touched = touched;
+    }
+
+    /// Asserts the invariant in each of `touched`.
+    fn check_instances(&self, touched: &[u64]) {
+        for &instance in touched {
             let Some((ballot, _)) = self.accepted.get(&instance) else {
                 continue;
             };
@@ -276,6 +292,20 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn disk_keys_pad_the_instance_to_20_digits() {
+        for instance in [0, 7, 12_345, 10_000_000, u64::MAX] {
+            assert_eq!(
+                key(ACCEPTED_PREFIX, instance),
+                format!("{ACCEPTED_PREFIX}{instance:020}")
+            );
+        }
+        assert_eq!(
+            key(PROMISE_PREFIX, 42),
+            "acceptor/promise/00000000000000000042"
+        );
     }
 
     #[test]

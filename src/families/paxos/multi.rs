@@ -263,7 +263,16 @@ impl<C> ValueId for Value<C> {
     fn value_id(&self) -> String {
         match self {
             Value::Noop => "noop".into(),
-            Value::Command(c) => c.id().to_string(),
+            Value::Command(c) => {
+                // `<client>#<request>` (as `CommandId`'s `Display`), without the formatting
+                // machinery: every acceptance, proposal and application names its value.
+                let id = c.id();
+                let mut text = String::with_capacity(24);
+                text.push_str(itoa::Buffer::new().format(id.client.0));
+                text.push('#');
+                text.push_str(itoa::Buffer::new().format(id.request));
+                text
+            }
         }
     }
 }
@@ -377,6 +386,58 @@ enum Role<C> {
     Leader(Box<Leader<C>>),
 }
 
+/// The values known chosen, by slot. Dense (indexed by slot): a log's slots are numbered
+/// consecutively by its leaders (gaps are filled with no-ops), so nearly every slot up to the
+/// highest known is chosen, and a replica reads and writes them on every step.
+#[derive(Clone, Debug)]
+struct ChosenLog<V> {
+    /// `slots[s]`: the value chosen at slot `s`, if known (`slots[0]` stays empty).
+    slots: Vec<Option<V>>,
+}
+
+impl<V> Default for ChosenLog<V> {
+    fn default() -> Self {
+        ChosenLog { slots: Vec::new() }
+    }
+}
+
+impl<V> ChosenLog<V> {
+    fn get(&self, slot: u64) -> Option<&V> {
+        self.slots.get(usize::try_from(slot).ok()?)?.as_ref()
+    }
+
+    fn contains(&self, slot: u64) -> bool {
+        self.get(slot).is_some()
+    }
+
+    /// Records `value` at `slot` (below [`MAX_SLOT`]).
+    fn insert(&mut self, slot: u64, value: V) {
+        let index = slot as usize;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some(value);
+    }
+
+    /// The highest slot known chosen.
+    fn last_slot(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .rposition(Option::is_some)
+            .map(|s| s as u64)
+    }
+
+    /// The known chosen slots from `from_slot` on, in order.
+    fn from(&self, from_slot: u64) -> impl Iterator<Item = (u64, &V)> {
+        let start =
+            usize::try_from(from_slot).map_or(self.slots.len(), |s| s.min(self.slots.len()));
+        self.slots[start..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, v)| v.as_ref().map(|v| ((start + i) as u64, v)))
+    }
+}
+
 /// One Multi-Paxos server.
 #[derive(Debug)]
 pub struct Node<M: Served = KvMachine> {
@@ -394,7 +455,7 @@ pub struct Node<M: Served = KvMachine> {
     /// The leader this node follows (redirect hint).
     leader: Option<NodeId>,
     election_deadline_ns: i64,
-    chosen: BTreeMap<u64, Val<M>>,
+    chosen: ChosenLog<Val<M>>,
     applied: u64,
     machine: Sessions<M>,
     /// Highest `chosen_through` heard from a leader.
@@ -421,7 +482,7 @@ impl<M: Served> Node<M> {
             role: Role::Follower,
             leader: None,
             election_deadline_ns: 0,
-            chosen: BTreeMap::new(),
+            chosen: ChosenLog::default(),
             applied: 0,
             leader_chosen_through: 0,
             catch_up: None,
@@ -541,7 +602,7 @@ impl<M: Served> Node<M> {
             .next_back()
             .copied()
             .into_iter()
-            .chain(self.chosen.keys().next_back().copied())
+            .chain(self.chosen.last_slot())
             .max()
             .unwrap_or(0)
             .max(from_slot - 1);
@@ -557,7 +618,7 @@ impl<M: Served> Node<M> {
         };
         // §3: re-propose the highest-ballot value of every slot not known chosen; fill gaps.
         for slot in from_slot..=max_slot {
-            if self.chosen.contains_key(&slot) {
+            if self.chosen.contains(slot) {
                 continue;
             }
             let proposals = reported.remove(&slot).unwrap_or_default();
@@ -697,7 +758,7 @@ impl<M: Served> Node<M> {
             }
             leader.next_slot = leader.next_slot.max(slot + 1);
         }
-        if let Some(known) = self.chosen.get(&slot) {
+        if let Some(known) = self.chosen.get(slot) {
             if *known != value {
                 ctx.observe(Observation::Learned {
                     instance: slot,
@@ -711,7 +772,7 @@ impl<M: Served> Node<M> {
 
     /// Applies chosen slots in order; the leader answers the clients waiting for them.
     fn apply(&mut self, ctx: &mut Context<'_>) {
-        while let Some(value) = self.chosen.get(&(self.applied + 1)) {
+        while let Some(value) = self.chosen.get(self.applied + 1) {
             let slot = self.applied + 1;
             if let Val::<M>::Command(command) = value {
                 let applied = self.machine.apply(command);
@@ -836,7 +897,7 @@ impl<M: Served> Node<M> {
                     self.learn(ctx, slot, v);
                 }
                 _ => {
-                    missing |= !self.chosen.contains_key(&slot);
+                    missing |= !self.chosen.contains(slot);
                     self.leader_chosen_through = self.leader_chosen_through.max(slot);
                 }
             }
@@ -934,9 +995,9 @@ impl<M: Served> Node<M> {
     fn on_catch_up(&mut self, ctx: &mut Context<'_>, from: NodeId, from_slot: u64) {
         let entries: Vec<(u64, Val<M>)> = self
             .chosen
-            .range(from_slot..)
+            .from(from_slot)
             .take(self.config.max_entries_per_message as usize)
-            .map(|(&s, v)| (s, v.clone()))
+            .map(|(s, v)| (s, v.clone()))
             .collect();
         if !entries.is_empty() {
             ctx.send(from, Msg::<M>::Chosen { entries });
@@ -1012,7 +1073,7 @@ impl<M: Served> Node<M> {
         );
         self.acceptor.check_invariants();
         assert!(
-            self.applied == 0 || self.chosen.contains_key(&self.applied),
+            self.applied == 0 || self.chosen.contains(self.applied),
             "applied slot {} is not chosen",
             self.applied
         );
@@ -1032,7 +1093,7 @@ impl<M: Served> Node<M> {
                     leader.next_slot
                 );
                 assert!(
-                    !self.chosen.contains_key(&slot),
+                    !self.chosen.contains(slot),
                     "pending slot {slot} is already chosen"
                 );
             }
@@ -1312,6 +1373,24 @@ mod tests {
             )),
             "{sent:?}"
         );
+    }
+
+    #[test]
+    fn the_chosen_log_reads_like_a_map_of_slots() {
+        let mut log: ChosenLog<&str> = ChosenLog::default();
+        assert_eq!(
+            (log.last_slot(), log.get(0), log.get(u64::MAX)),
+            (None, None, None)
+        );
+        log.insert(3, "c");
+        log.insert(1, "a");
+        assert!(log.contains(1) && !log.contains(2) && log.contains(3) && !log.contains(4));
+        assert_eq!(log.last_slot(), Some(3));
+        assert_eq!(log.from(0).collect::<Vec<_>>(), vec![(1, &"a"), (3, &"c")]);
+        assert_eq!(log.from(2).collect::<Vec<_>>(), vec![(3, &"c")]);
+        assert_eq!(log.from(9).count(), 0);
+        log.insert(1, "b");
+        assert_eq!(log.get(1), Some(&"b"));
     }
 
     #[test]

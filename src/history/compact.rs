@@ -1,0 +1,348 @@
+//! Histories held compactly, and read access to any history's events by position.
+//!
+//! A checker reads a history through [`Events`]: the events of a run (`[HistoryEvent]`), a
+//! filtered view of them (`[&HistoryEvent]`, no copy), or a [`CompactHistory`] read from a file,
+//! which keeps each event in 32 bytes (keys and node names interned once, values interned once
+//! in an [`Interner`], so a value written and then read back is stored once) instead of a
+//! [`HistoryEvent`] of about 136 bytes plus three heap strings.
+
+use super::{EventType, Function, HistoryEvent, ImportedHistory, Value};
+
+/// One event as a checker sees it, borrowed from wherever the history is held.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct EventRef<'a> {
+    /// The logical client process.
+    pub process: u64,
+    /// invoke, ok, fail or info.
+    pub kind: EventType,
+    /// The operation.
+    pub f: Function,
+    /// The key, for keyed operations.
+    pub key: Option<&'a str>,
+    /// Argument (invoke) or result (ok).
+    pub value: &'a Value,
+    /// Global time of the event, nanoseconds (0 if the history has none).
+    pub time_ns: u64,
+    /// The client node that recorded it (empty if the history names none).
+    pub node: &'a str,
+}
+
+impl<'a> From<&'a HistoryEvent> for EventRef<'a> {
+    fn from(e: &'a HistoryEvent) -> Self {
+        EventRef {
+            process: e.process,
+            kind: e.kind,
+            f: e.f,
+            key: e.key.as_deref(),
+            value: &e.value,
+            time_ns: e.time_ns,
+            node: &e.node,
+        }
+    }
+}
+
+/// A history's events by position (0-based, real-time order), however they are held.
+pub trait Events: Sync {
+    /// Number of events.
+    fn len(&self) -> usize;
+    /// Event `i` (`i < len()`; panics otherwise, like slice indexing).
+    fn event(&self, i: usize) -> EventRef<'_>;
+    /// True if there are no events.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Events for [HistoryEvent] {
+    fn len(&self) -> usize {
+        <[HistoryEvent]>::len(self)
+    }
+    fn event(&self, i: usize) -> EventRef<'_> {
+        (&self[i]).into()
+    }
+}
+
+impl Events for Vec<HistoryEvent> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn event(&self, i: usize) -> EventRef<'_> {
+        (&self[i]).into()
+    }
+}
+
+impl<const N: usize> Events for [HistoryEvent; N] {
+    fn len(&self) -> usize {
+        N
+    }
+    fn event(&self, i: usize) -> EventRef<'_> {
+        (&self[i]).into()
+    }
+}
+
+impl Events for [&HistoryEvent] {
+    fn len(&self) -> usize {
+        <[&HistoryEvent]>::len(self)
+    }
+    fn event(&self, i: usize) -> EventRef<'_> {
+        self[i].into()
+    }
+}
+
+impl Events for Vec<&HistoryEvent> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn event(&self, i: usize) -> EventRef<'_> {
+        self[i].into()
+    }
+}
+
+/// Interns history values as small integers so that states are cheap to copy, hash and compare.
+/// Id 0 is always `nil`. Each value is stored once.
+#[derive(Clone, Debug)]
+pub struct Interner {
+    ids: hashbrown::HashTable<u32>,
+    values: Vec<Value>,
+    bytes: usize,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        let mut i = Interner {
+            ids: hashbrown::HashTable::new(),
+            values: Vec::new(),
+            bytes: 0,
+        };
+        i.intern(&Value::Nil);
+        i
+    }
+}
+
+fn hash_value(value: &Value) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(value)
+}
+
+impl Interner {
+    /// The id of `value`, adding it if new.
+    pub fn intern(&mut self, value: &Value) -> u32 {
+        let hash = hash_value(value);
+        if let Some(&id) = self
+            .ids
+            .find(hash, |&id| self.values[id as usize] == *value)
+        {
+            return id;
+        }
+        self.insert_new(hash, value.clone())
+    }
+
+    /// The id of `value` (owned), adding it if new.
+    pub fn intern_owned(&mut self, value: Value) -> u32 {
+        let hash = hash_value(&value);
+        if let Some(&id) = self.ids.find(hash, |&id| self.values[id as usize] == value) {
+            return id;
+        }
+        self.insert_new(hash, value)
+    }
+
+    fn insert_new(&mut self, hash: u64, value: Value) -> u32 {
+        let id = self.values.len() as u32;
+        self.bytes += std::mem::size_of::<Value>() + value_heap(&value) + 8;
+        self.values.push(value);
+        let values = &self.values;
+        self.ids
+            .insert_unique(hash, id, |&i| hash_value(&values[i as usize]));
+        id
+    }
+
+    /// The value of `id`.
+    pub fn value(&self, id: u32) -> &Value {
+        &self.values[id as usize]
+    }
+
+    /// Number of distinct values (with `nil`).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Never true: `nil` is always there.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Bytes held (estimate).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+fn value_heap(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::List(items) => items
+            .iter()
+            .map(|i| std::mem::size_of::<Value>() + value_heap(i))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// `CompactEvent::key` of an event without a key.
+const NO_KEY: u32 = u32::MAX;
+
+/// One event of a [`CompactHistory`]: 32 bytes.
+#[derive(Copy, Clone, Debug)]
+struct CompactEvent {
+    time_ns: u64,
+    process: u64,
+    /// Id in [`CompactHistory::values`].
+    value: u32,
+    /// Id in [`CompactHistory::names`], or [`NO_KEY`].
+    key: u32,
+    /// Id in [`CompactHistory::names`].
+    node: u32,
+    kind: EventType,
+    f: Function,
+}
+
+/// A history held compactly (what `check-history` reads a file into): its events in file
+/// order, each with the 1-based line it starts on. Keys and node names are stored once each,
+/// values once each ([`Interner`]); the file's `index` and each event's `error` are not kept
+/// (the checker reads neither). Read it through [`Events`].
+#[derive(Clone, Debug, Default)]
+pub struct CompactHistory {
+    events: Vec<CompactEvent>,
+    values: Interner,
+    names: Vec<Box<str>>,
+    /// Lookups only: its order never reaches a result.
+    name_ids: rustc_hash::FxHashMap<Box<str>, u32>,
+    /// `lines[i]` is the 1-based line of event `i`.
+    pub lines: Vec<u32>,
+}
+
+impl CompactHistory {
+    fn name(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.name_ids.insert(name.into(), id);
+        id
+    }
+
+    /// Appends an event found on `line` (1-based).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        line: u32,
+        process: u64,
+        kind: EventType,
+        f: Function,
+        key: Option<&str>,
+        value: Value,
+        time_ns: u64,
+        node: &str,
+    ) {
+        let key = key.map_or(NO_KEY, |k| self.name(k));
+        let node = self.name(node);
+        let value = self.values.intern_owned(value);
+        self.events.push(CompactEvent {
+            time_ns,
+            process,
+            value,
+            key,
+            node,
+            kind,
+            f,
+        });
+        self.lines.push(line);
+    }
+
+    /// Frees what only reading needed (the name lookup table, spare capacity).
+    pub fn finish(&mut self) {
+        self.name_ids = Default::default();
+        self.events.shrink_to_fit();
+        self.lines.shrink_to_fit();
+    }
+}
+
+impl From<ImportedHistory> for CompactHistory {
+    fn from(imported: ImportedHistory) -> Self {
+        let mut h = CompactHistory::default();
+        for (e, line) in imported.events.into_iter().zip(imported.lines) {
+            h.push(
+                line,
+                e.process,
+                e.kind,
+                e.f,
+                e.key.as_deref(),
+                e.value,
+                e.time_ns,
+                &e.node,
+            );
+        }
+        h.finish();
+        h
+    }
+}
+
+impl Events for CompactHistory {
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn event(&self, i: usize) -> EventRef<'_> {
+        let e = &self.events[i];
+        EventRef {
+            process: e.process,
+            kind: e.kind,
+            f: e.f,
+            key: (e.key != NO_KEY).then(|| &*self.names[e.key as usize]),
+            value: self.values.value(e.value),
+            time_ns: e.time_ns,
+            node: &self.names[e.node as usize],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compact_history_gives_back_the_events_it_was_built_from() {
+        let mut events = vec![
+            HistoryEvent::new(
+                3,
+                EventType::Invoke,
+                Function::Put,
+                Some("k1".into()),
+                Value::Str("v".into()),
+            ),
+            HistoryEvent::new(
+                3,
+                EventType::Ok,
+                Function::Put,
+                None,
+                Value::Str("v".into()),
+            ),
+            HistoryEvent::new(4, EventType::Invoke, Function::Read, None, Value::Nil),
+        ];
+        events[1].time_ns = 7;
+        events[2].node = "c2".into();
+        let imported = ImportedHistory {
+            events: events.clone(),
+            lines: vec![1, 2, 5],
+        };
+        let compact = CompactHistory::from(imported);
+        assert_eq!(Events::len(&compact), 3);
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(compact.event(i), EventRef::from(e), "event {i}");
+        }
+        assert_eq!(compact.lines, vec![1, 2, 5]);
+        // "v" is stored once, with nil: values are interned.
+        assert_eq!(compact.values.len(), 2);
+    }
+}
