@@ -341,7 +341,7 @@ impl<T> Records<T> {
     }
 
     /// The records in order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone {
+    pub fn iter(&self) -> std::iter::Flatten<std::slice::Iter<'_, Vec<T>>> {
         self.chunks.iter().flatten()
     }
 
@@ -371,17 +371,7 @@ impl<'a, T> IntoIterator for &'a Records<T> {
     type IntoIter = std::iter::Flatten<std::slice::Iter<'a, Vec<T>>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.chunks.iter().flatten()
-    }
-}
-
-impl<T> FromIterator<T> for Records<T> {
-    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
-        let mut out = Records::default();
-        for item in items {
-            out.push(item);
-        }
-        out
+        self.iter()
     }
 }
 
