@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::history::ModelKind;
 use crate::process::ProcessFactory;
+use crate::process::fold::Fold;
 use crate::process::{AnyProcess, NodeId};
 use crate::scenario::topology::Role;
 use crate::scenario::topology::Topology;
@@ -50,10 +51,19 @@ pub struct Family {
     /// Optional: how this family tells a run's story in its own terms (`faultline explain`,
     /// the HTML report's story and scrubber). See [`Narrator`].
     pub narrator: Option<NarratorFactory>,
+    /// Optional: a reader of the run's observations while it goes, for this family's checks
+    /// (`None` from the factory: not needed for this scenario). See [`Fold`]: what it builds is
+    /// what [`RunRecord::derived`] returns for its type, and what it consumes is not kept in
+    /// the record.
+    pub fold: Option<FoldFactory>,
 }
 
 /// Every decision of a run: (global time in ns, node, what was decided), in time order.
 pub type Decisions = fn(&RunRecord) -> Vec<(u64, NodeId, String)>;
+
+/// Makes a family's [`Fold`] for one run of a validated scenario, or `None` if the scenario does
+/// not need it (none of the family's checks that read it runs).
+pub type FoldFactory = fn(&Scenario, &Arc<Topology>) -> Option<Box<dyn Fold>>;
 
 /// One node of a run and what it runs: the cast of a run, as `report.json`'s `nodes` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -615,6 +625,14 @@ impl Registry {
             workload.configure,
             &talks_to,
         ))
+    }
+
+    /// The folds of a run of `scenario`: each family's, if it wants one (see [`Family::fold`]).
+    pub fn folds(&self, scenario: &Scenario, topology: &Arc<Topology>) -> Vec<Box<dyn Fold>> {
+        self.families()
+            .iter()
+            .filter_map(|f| f.fold.and_then(|make| make(scenario, topology)))
+            .collect()
     }
 
     /// The process factory of every node, by id: each role and client group is configured once by

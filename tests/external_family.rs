@@ -215,6 +215,7 @@ static FAMILY: Family = Family {
     checks: &[HEARD_CHECK],
     decisions: None,
     narrator: None,
+    fold: None,
 };
 
 // ----- scenarios -----

@@ -21,7 +21,13 @@ fn scenario(text: &str) -> Scenario {
 }
 
 fn run(s: &Scenario, seed: u64) -> (RunRecord, Vec<CheckResult>) {
-    let record = sim::run(s, seed, &RunOptions::default());
+    // These tests read Raft's facts from the record themselves: keep them (Raft's checks
+    // otherwise consume them while the run goes).
+    let options = RunOptions {
+        keep_all_observations: true,
+        ..RunOptions::default()
+    };
+    let record = sim::run(s, seed, &options);
     let checks = run_checks(&record);
     (record, checks)
 }

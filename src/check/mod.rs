@@ -157,6 +157,14 @@ impl Families for Registry {
         Registry::factories(self, scenario, topology)
     }
 
+    fn folds(
+        &self,
+        scenario: &Scenario,
+        topology: &Arc<Topology>,
+    ) -> Vec<Box<dyn crate::process::fold::Fold>> {
+        Registry::folds(self, scenario, topology)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -18,6 +18,7 @@
 //!   report shows a failed `node-invariants` check with the panic message.
 
 pub mod disk;
+pub mod fold;
 
 use std::time::Duration;
 

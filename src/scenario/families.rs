@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use super::Scenario;
 use super::topology::Topology;
 use crate::process::ProcessFactory;
+use crate::process::fold::Fold;
 
 /// The families a scenario is loaded with, as the loader and the simulator use them
 /// (implemented by `family::Registry`).
@@ -57,6 +58,11 @@ pub trait Families: Send + Sync + fmt::Debug {
     fn checks(&self, scenario: &Scenario) -> Vec<CheckOptions>;
     /// The process factory of every node of a validated scenario, by node id.
     fn factories(&self, scenario: &Scenario, topology: &Arc<Topology>) -> Vec<ProcessFactory>;
+    /// The folds of a run of a validated scenario: the readers its checks want fed while the run
+    /// goes (see [`Fold`]); none by default.
+    fn folds(&self, _scenario: &Scenario, _topology: &Arc<Topology>) -> Vec<Box<dyn Fold>> {
+        Vec::new()
+    }
     /// The implementing value (for `Scenario::registry` to recover the `family::Registry`).
     fn as_any(&self) -> &dyn Any;
 }

@@ -18,7 +18,7 @@ use crate::process::disk::Disk;
 use crate::process::{AnyProcess, Message, NodeId, NodeRole, Timer, TimerId};
 use crate::sim::clock::Clock;
 use crate::sim::faults::PlannedFault;
-use crate::sim::record::{LifecycleKind, LifecycleRecord};
+use crate::sim::record::LifecycleKind;
 use crate::sim::world::{Event, World};
 
 /// A node's lifecycle state.
@@ -154,13 +154,7 @@ impl World {
             .line(self.now_ns, Some(node), kind.name())
             .name("origin", origin)
             .end();
-        let seq = self.next_record_seq();
-        self.lifecycle.push(LifecycleRecord {
-            seq,
-            t_ns: self.now_ns,
-            node,
-            kind,
-        });
+        self.push_lifecycle(node, kind);
     }
 
     /// Crashes `node`: drops its queued inputs, timers and unsynced writes, kills its tasks.
@@ -182,13 +176,7 @@ impl World {
             .name("origin", &fault.origin)
             .u64("lost_writes", lost_writes)
             .end();
-        let seq = self.next_record_seq();
-        self.lifecycle.push(LifecycleRecord {
-            seq,
-            t_ns: self.now_ns,
-            node,
-            kind: LifecycleKind::Crash,
-        });
+        self.push_lifecycle(node, LifecycleKind::Crash);
         for input in queued {
             if let Input::Message { msg_id, from, .. } = input {
                 self.drop_message(msg_id, from, node, "node-crashed");

@@ -43,7 +43,7 @@ pub use crate::scenario::topology;
 
 pub use host::is_up;
 pub use record::{
-    Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
+    Fold, Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
     Records, RunRecord, Stats,
 };
 pub use run::{RunOptions, RunProgress, run, stream_rng};

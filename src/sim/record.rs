@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::history::HistoryEvent;
-use crate::process::{NodeId, Observation, Wire};
+use crate::process::NodeId;
+pub use crate::process::fold::{Fold, LifecycleKind, LifecycleRecord, ObservationRecord};
 use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
 use crate::sim::host::Status;
@@ -90,65 +91,6 @@ pub struct Stats {
     pub events: u64,
 }
 
-/// An observation with its global time and node.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ObservationRecord {
-    /// Order among observations and lifecycle records (they share one counter).
-    pub seq: u64,
-    /// Global simulated time.
-    pub t_ns: u64,
-    /// The observing node.
-    pub node: NodeId,
-    /// The fact.
-    pub observation: Observation,
-}
-
-impl ObservationRecord {
-    /// The fact if it is a `T` (a family's observation type, or [`crate::process::CommonObservation`]).
-    pub fn get<T: Wire>(&self) -> Option<&T> {
-        self.observation.downcast_ref()
-    }
-}
-
-/// Lifecycle changes of a node.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LifecycleKind {
-    /// Crashed.
-    Crash,
-    /// Restarted after a crash.
-    Restart,
-    /// Paused.
-    Pause,
-    /// Resumed.
-    Resume,
-}
-
-impl LifecycleKind {
-    /// The trace kind.
-    pub fn name(self) -> &'static str {
-        match self {
-            LifecycleKind::Crash => "crash",
-            LifecycleKind::Restart => "restart",
-            LifecycleKind::Pause => "pause",
-            LifecycleKind::Resume => "resume",
-        }
-    }
-}
-
-/// A node lifecycle change at a time.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LifecycleRecord {
-    /// Order among observations and lifecycle records (they share one counter).
-    pub seq: u64,
-    /// Global simulated time.
-    pub t_ns: u64,
-    /// The node.
-    pub node: NodeId,
-    /// What happened.
-    pub kind: LifecycleKind,
-}
-
 /// One set of cut links, from the fault that cut them to its heal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PartitionRecord {
@@ -228,8 +170,15 @@ impl RunRecord {
     /// run five times). `T` is the key: one value per type. A value is built again if the
     /// record's lists changed length since (tests extend a record between checks); editing a
     /// record in place after a check ran is not noticed.
+    ///
+    /// A value [folded](Fold) while the run went is the record's for good: it is returned as it
+    /// is, and `build` is not called (the fold may have consumed observations the record no
+    /// longer holds).
     pub fn derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&RunRecord) -> T) -> Arc<T> {
         let key = TypeId::of::<T>();
+        if let Some(v) = self.derived.folded.get(&key) {
+            return v.clone().downcast().expect("keyed by its type");
+        }
         let shape = self.shape();
         if let Some((built_for, v)) = self.derived.lock().get(&key)
             && *built_for == shape
@@ -253,17 +202,30 @@ impl RunRecord {
     }
 }
 
-/// Values derived from a run record (see [`RunRecord::derived`]), each with the record's shape
-/// it was built for. A clone starts empty: a copy of a record may be edited (tests do), so
-/// nothing derived from the original carries over.
+/// Values derived from a run record (see [`RunRecord::derived`]): the values [folds](Fold)
+/// built while the run went, and the values built from the record afterwards, each with the
+/// record's shape it was built for. A clone keeps the folded values (what they consumed is not in
+/// the copy either) and starts the others empty: a copy of a record may be edited (tests do), so
+/// nothing built from the original's lists carries over.
 #[derive(Default)]
-pub struct Derived(Mutex<DerivedValues>);
+pub struct Derived {
+    folded: BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    built: Mutex<DerivedValues>,
+}
 
 type DerivedValues = BTreeMap<TypeId, ([usize; 4], Arc<dyn Any + Send + Sync>)>;
 
 impl Derived {
+    /// The values of `folds`, finished at the end of a run.
+    pub(crate) fn folded(folds: Vec<Box<dyn Fold>>) -> Derived {
+        Derived {
+            folded: folds.into_iter().map(|f| f.finish()).collect(),
+            built: Mutex::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, DerivedValues> {
-        self.0
+        self.built
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -271,13 +233,21 @@ impl Derived {
 
 impl Clone for Derived {
     fn clone(&self) -> Self {
-        Derived::default()
+        Derived {
+            folded: self.folded.clone(),
+            built: Mutex::default(),
+        }
     }
 }
 
 impl std::fmt::Debug for Derived {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Derived({} values)", self.lock().len())
+        write!(
+            f,
+            "Derived({} folded, {} built)",
+            self.folded.len(),
+            self.lock().len()
+        )
     }
 }
 

@@ -20,7 +20,7 @@ use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
 use crate::sim::host::Status;
 use crate::sim::node::Driver;
-use crate::sim::record::RunRecord;
+use crate::sim::record::{Derived, RunRecord};
 use crate::sim::trace::Trace;
 use crate::sim::world::{Event, EventLimits, World};
 use crate::sim::{faults, lock, network, trace};
@@ -55,6 +55,11 @@ pub struct RunOptions {
     /// Where the run publishes how far it got, for a progress display outside the simulation
     /// (`None`: nowhere). Publishing never changes the run.
     pub progress: Option<Arc<RunProgress>>,
+    /// Keep every observation in the record, also those a check's [`Fold`](crate::sim::Fold)
+    /// consumed while the run went (default false: a long run's record holds only what no fold
+    /// consumed, e.g. no Raft log facts). For programs that read a family's facts from the
+    /// record themselves; the run, its checks and its hash are the same either way.
+    pub keep_all_observations: bool,
 }
 
 /// How far a running simulation got, published every [`PROGRESS_EVERY`] instants for a display
@@ -104,6 +109,7 @@ impl Default for RunOptions {
             trace_file: None,
             event_limits: EventLimits::default(),
             progress: None,
+            keep_all_observations: false,
         }
     }
 }
@@ -142,6 +148,8 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
         trace,
     )));
     lock(&world).set_event_limits(options.event_limits);
+    lock(&world).folds = scenario.families.folds(&scenario, &topology);
+    lock(&world).keep_all_observations = options.keep_all_observations;
     let madsim_seed = rand::RngCore::next_u64(&mut stream_rng(seed, stream::MADSIM));
     let runtime =
         madsim::runtime::Runtime::with_seed_and_config(madsim_seed, madsim::Config::default());
@@ -334,7 +342,7 @@ impl World {
             stats,
             halt: self.halt.take(),
             limit_exceeded: self.limit_exceeded.take(),
-            derived: Default::default(),
+            derived: Derived::folded(std::mem::take(&mut self.folds)),
         }
     }
 }

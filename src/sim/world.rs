@@ -47,7 +47,8 @@ use crate::sim::host::{Input, NodeState, PendingTimer, Status};
 use crate::sim::nemesis::Undo;
 use crate::sim::network::{Fate, Network};
 use crate::sim::record::{
-    Halt, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord, Records, Stats,
+    Fold, Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
+    Records, Stats,
 };
 use crate::sim::trace::Trace;
 
@@ -141,6 +142,10 @@ pub struct World {
     pub(super) stats: Stats,
     pub(super) history: Records<HistoryEvent>,
     pub(super) observations: Records<ObservationRecord>,
+    /// The checks' readers of observations and lifecycle records while the run goes.
+    pub(super) folds: Vec<Box<dyn Fold>>,
+    /// Keep observations the folds consumed too (`RunOptions::keep_all_observations`).
+    pub(super) keep_all_observations: bool,
     pub(super) lifecycle: Vec<LifecycleRecord>,
     pub(super) partitions: Vec<PartitionRecord>,
     pub(super) last_heal_ns: u64,
@@ -211,6 +216,8 @@ impl World {
             stats: Stats::default(),
             history: Records::default(),
             observations: Records::default(),
+            folds: Vec::new(),
+            keep_all_observations: false,
             lifecycle: Vec::new(),
             partitions: Vec::new(),
             last_heal_ns: 0,
@@ -242,6 +249,21 @@ impl World {
     pub(super) fn next_record_seq(&mut self) -> u64 {
         self.record_seq += 1;
         self.record_seq
+    }
+
+    /// Records a lifecycle change of `node` now (after its trace line), for the folds and the
+    /// record.
+    pub(super) fn push_lifecycle(&mut self, node: NodeId, kind: LifecycleKind) {
+        let record = LifecycleRecord {
+            seq: self.next_record_seq(),
+            t_ns: self.now_ns,
+            node,
+            kind,
+        };
+        for fold in &mut self.folds {
+            fold.lifecycle(&record);
+        }
+        self.lifecycle.push(record);
     }
 
     pub(super) fn name(&self, node: NodeId) -> &str {
@@ -615,12 +637,19 @@ impl World {
                     self.nodes[node.index()].last_role = Some((role, term));
                 }
                 let seq = self.next_record_seq();
-                self.observations.push(ObservationRecord {
+                let record = ObservationRecord {
                     seq,
                     t_ns: self.now_ns,
                     node,
                     observation,
-                });
+                };
+                let mut consumed = false;
+                for fold in &mut self.folds {
+                    consumed |= fold.observation(&record);
+                }
+                if !consumed || self.keep_all_observations {
+                    self.observations.push(record);
+                }
             }
             Effect::History(event) => {
                 let mut event = *event;

@@ -227,4 +227,5 @@ pub static FAMILY: Family = Family {
     ],
     decisions: None,
     narrator: Some(narrate::narrator),
+    fold: None,
 };

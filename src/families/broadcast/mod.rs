@@ -41,6 +41,7 @@ pub static FAMILY: family::Family = family::Family {
     checks: &[convergence::CHECK],
     decisions: None,
     narrator: Some(narrate::narrator),
+    fold: None,
 };
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
 use crate::process::{Context, NodeId, Process, TimerId};

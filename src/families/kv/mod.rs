@@ -38,4 +38,5 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
     checks: &[],
     decisions: None,
     narrator: None,
+    fold: None,
 };

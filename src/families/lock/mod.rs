@@ -485,6 +485,7 @@ pub static FAMILY: Family = Family {
     checks: &[MUTUAL_EXCLUSION_CHECK, FENCED_WRITES_CHECK, bounds::CHECK],
     decisions: None,
     narrator: Some(narrate::narrator),
+    fold: None,
 };
 
 /// The `lock-server` protocol.

@@ -82,6 +82,7 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
     ],
     decisions: Some(decisions),
     narrator: Some(narrate::narrator),
+    fold: None,
 };
 
 /// Every new value learned or applied, for the generic `no-decision` check.

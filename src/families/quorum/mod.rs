@@ -85,6 +85,7 @@ pub static FAMILY: Family = Family {
     ],
     decisions: None,
     narrator: Some(narrate::narrator),
+    fold: None,
 };
 
 /// The `quorum-store` protocol.

@@ -136,6 +136,7 @@ pub static FAMILY: family::Family = family::Family {
     ],
     decisions: Some(decisions),
     narrator: Some(narrate::narrator),
+    fold: Some(checks::fold),
 };
 
 /// Every advance of the commit index, for the generic `no-decision` check.

@@ -402,6 +402,7 @@ pub static FAMILY: Family = Family {
     ],
     decisions: None,
     narrator: Some(narrate::narrator),
+    fold: None,
 };
 
 /// The registry role an instance role registers with: `name` if given, else the one role

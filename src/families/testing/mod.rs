@@ -17,4 +17,5 @@ pub static FAMILY: Family = Family {
     checks: &[],
     decisions: None,
     narrator: None,
+    fold: None,
 };

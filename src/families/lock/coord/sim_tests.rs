@@ -218,6 +218,7 @@ static SCRIPT_FAMILY: Family = Family {
     checks: &[],
     decisions: None,
     narrator: None,
+    fold: None,
 };
 
 const SCENARIO: &str = r#"name = "coordination-lease-expiry"

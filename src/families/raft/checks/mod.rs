@@ -32,14 +32,18 @@ pub mod leader_completeness;
 pub mod log_matching;
 pub mod state_machine_safety;
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::check::ms;
 use crate::families::kv::CommandId;
 use crate::families::raft::{EntryRef, Observation as RaftObservation};
 use crate::process::NodeId;
 use crate::process::{CommonObservation, NodeRole};
-use crate::sim::{LifecycleKind, RunRecord};
+use crate::scenario::Scenario;
+use crate::scenario::topology::Topology;
+use crate::sim::{Fold, LifecycleKind, LifecycleRecord, ObservationRecord, RunRecord};
 
 /// The exact identity of an entry together with its whole prefix (0: the empty log).
 pub type EntryId = u32;
@@ -176,28 +180,29 @@ fn steps(record: &RunRecord) -> impl Iterator<Item = (u64, NodeId, Step<'_>)> {
     })
 }
 
-impl Replay {
-    /// The replay of `record`, built once and shared by the checks that need it (see
-    /// [`RunRecord::derived`]).
-    pub fn of(record: &RunRecord) -> std::sync::Arc<Replay> {
-        record.derived(Replay::new)
-    }
+/// A [`Replay`] being built, one step at a time: from a finished record ([`Replay::new`]) or
+/// while the run goes ([`fold`]); the same steps in the same order give the same replay.
+struct Replayer {
+    replay: Replay,
+    nodes: Vec<NodeState>,
+    /// A majority of the Raft cluster.
+    majority: usize,
+    topology: Arc<Topology>,
+}
 
-    /// Replays a run.
-    pub fn new(record: &RunRecord) -> Replay {
+impl Replayer {
+    fn new(scenario: &Scenario, topology: Arc<Topology>) -> Replayer {
         // The majority is of the Raft cluster: the nodes of the roles running Raft (or a
         // protocol built on it), not every server of the scenario (a CP registry's cluster
         // also holds service instances, a lock scenario fenced storage).
-        let servers: usize = record
-            .scenario
+        let servers: usize = scenario
             .roles_running(crate::families::raft::PROTOCOL.name)
             .iter()
-            .map(|r| record.topology.groups.get(&r.name).map_or(0, Vec::len))
+            .map(|r| topology.groups.get(&r.name).map_or(0, Vec::len))
             .sum();
-        let majority = servers.max(1) / 2 + 1;
-        let mut r = Replay::default();
-        r.is_committed.push(false);
-        r.entries.push(EntryInfo {
+        let mut replay = Replay::default();
+        replay.is_committed.push(false);
+        replay.entries.push(EntryInfo {
             index: 0,
             entry: EntryRef { term: 0, cmd: None },
             parent: 0,
@@ -206,83 +211,147 @@ impl Replay {
                 t_ns: 0,
             },
         });
-        let mut nodes = vec![NodeState::default(); record.topology.len()];
-        for (t, node, step) in steps(record) {
-            let seen = Seen { node, t_ns: t };
-            let name = record.topology.name(node).to_string();
-            let state = &mut nodes[node.index()];
-            match step {
-                Step::Role(role, term) => {
-                    state.term = state.term.max(term);
-                    if role == NodeRole::Leader {
-                        state.leading = Some(term);
-                        r.elections.push(Election {
-                            at: seen,
-                            term,
-                            log: state.log.clone(),
-                        });
-                    } else {
-                        state.leading = None;
-                    }
+        Replayer {
+            replay,
+            nodes: vec![NodeState::default(); topology.len()],
+            majority: servers.max(1) / 2 + 1,
+            topology,
+        }
+    }
+
+    /// Replays one step of `node` at `t`.
+    fn step(&mut self, t: u64, node: NodeId, step: Step<'_>) {
+        let Replayer {
+            replay: r,
+            nodes,
+            majority,
+            topology,
+        } = self;
+        let seen = Seen { node, t_ns: t };
+        let name = topology.name(node);
+        let state = &mut nodes[node.index()];
+        match step {
+            Step::Role(role, term) => {
+                state.term = state.term.max(term);
+                if role == NodeRole::Leader {
+                    state.leading = Some(term);
+                    r.elections.push(Election {
+                        at: seen,
+                        term,
+                        log: state.log.clone(),
+                    });
+                } else {
+                    state.leading = None;
                 }
-                Step::Life(LifecycleKind::Crash) => state.leading = None,
-                Step::Life(_) => {}
-                Step::Raft(obs) => {
-                    r.observations += 1;
-                    match obs {
-                        RaftObservation::HardState { term, .. } => {
-                            state.term = state.term.max(*term)
+            }
+            Step::Life(LifecycleKind::Crash) => state.leading = None,
+            Step::Life(_) => {}
+            Step::Raft(obs) => {
+                r.observations += 1;
+                match obs {
+                    RaftObservation::HardState { term, .. } => state.term = state.term.max(*term),
+                    RaftObservation::Append { index, entries } => {
+                        for (i, e) in entries.iter().enumerate() {
+                            r.append(state, seen, name, index + i as u64, *e, *majority);
                         }
-                        RaftObservation::Append { index, entries } => {
-                            for (i, e) in entries.iter().enumerate() {
-                                r.append(state, seen, &name, index + i as u64, *e, majority);
-                            }
-                        }
-                        RaftObservation::Truncate { index, last } => {
-                            if let Some(term) = state.leading {
-                                r.findings.push(Finding {
-                                    check: leader_append_only::CHECK.name,
-                                    t_ns: t,
-                                    text: format!(
-                                        "{name}, leader of term {term}, deleted entries {index}..={last} at {}",
-                                        ms(t)
-                                    ),
-                                });
-                            }
-                            state.log.truncate((*index).saturating_sub(1) as usize);
-                        }
-                        RaftObservation::SnapshotInstalled {
-                            index,
-                            term,
-                            leader,
-                        } => {
-                            if let Some(lt) = state.leading {
-                                r.findings.push(Finding {
-                                    check: leader_append_only::CHECK.name,
-                                    t_ns: t,
-                                    text: format!(
-                                        "{name}, leader of term {lt}, replaced its log with a snapshot from {} at {}",
-                                        record.topology.name(*leader),
-                                        ms(t)
-                                    ),
-                                });
-                            }
-                            r.install(state, seen, &name, *index, *term);
-                        }
-                        RaftObservation::Restored { snapshot_index, .. } => {
-                            state.applied = *snapshot_index;
-                        }
-                        RaftObservation::Apply { index, entries } => {
-                            for (i, e) in entries.iter().enumerate() {
-                                r.apply(state, seen, &name, record, index + i as u64, *e);
-                            }
-                        }
-                        RaftObservation::Commit { .. } | RaftObservation::SnapshotTaken { .. } => {}
                     }
+                    RaftObservation::Truncate { index, last } => {
+                        if let Some(term) = state.leading {
+                            r.findings.push(Finding {
+                                check: leader_append_only::CHECK.name,
+                                t_ns: t,
+                                text: format!(
+                                    "{name}, leader of term {term}, deleted entries {index}..={last} at {}",
+                                    ms(t)
+                                ),
+                            });
+                        }
+                        state.log.truncate((*index).saturating_sub(1) as usize);
+                    }
+                    RaftObservation::SnapshotInstalled {
+                        index,
+                        term,
+                        leader,
+                    } => {
+                        if let Some(lt) = state.leading {
+                            r.findings.push(Finding {
+                                check: leader_append_only::CHECK.name,
+                                t_ns: t,
+                                text: format!(
+                                    "{name}, leader of term {lt}, replaced its log with a snapshot from {} at {}",
+                                    topology.name(*leader),
+                                    ms(t)
+                                ),
+                            });
+                        }
+                        r.install(state, seen, name, *index, *term);
+                    }
+                    RaftObservation::Restored { snapshot_index, .. } => {
+                        state.applied = *snapshot_index;
+                    }
+                    RaftObservation::Apply { index, entries } => {
+                        for (i, e) in entries.iter().enumerate() {
+                            r.apply(state, seen, name, topology, index + i as u64, *e);
+                        }
+                    }
+                    RaftObservation::Commit { .. } | RaftObservation::SnapshotTaken { .. } => {}
                 }
             }
         }
-        r
+    }
+}
+
+/// Raft's [`Fold`]: the [`Replay`] built while the run goes, for a scenario where one of Raft's
+/// safety checks runs. It consumes every `raft` observation except `commit` (which the family's
+/// `decisions` read for `no-decision`), so a long run's record does not hold its logs' facts;
+/// `role` observations and lifecycle records are read and left in the record.
+pub fn fold(scenario: &Scenario, topology: &Arc<Topology>) -> Option<Box<dyn Fold>> {
+    let empty = toml::Table::new();
+    let checked = crate::families::raft::FAMILY.checks.iter().any(|c| {
+        (c.applies_to)(scenario) && (c.enabled)(scenario.check.get(c.name).unwrap_or(&empty))
+    });
+    checked
+        .then(|| Box::new(ReplayFold(Replayer::new(scenario, topology.clone()))) as Box<dyn Fold>)
+}
+
+struct ReplayFold(Replayer);
+
+impl Fold for ReplayFold {
+    fn observation(&mut self, o: &ObservationRecord) -> bool {
+        if let Some(&CommonObservation::Role { role, term }) = o.get() {
+            self.0.step(o.t_ns, o.node, Step::Role(role, term));
+            return false;
+        }
+        let Some(obs) = o.get::<RaftObservation>() else {
+            return false;
+        };
+        self.0.step(o.t_ns, o.node, Step::Raft(obs));
+        !matches!(obs, RaftObservation::Commit { .. })
+    }
+
+    fn lifecycle(&mut self, l: &LifecycleRecord) {
+        self.0.step(l.t_ns, l.node, Step::Life(l.kind));
+    }
+
+    fn finish(self: Box<Self>) -> (TypeId, Arc<dyn Any + Send + Sync>) {
+        (TypeId::of::<Replay>(), Arc::new(self.0.replay))
+    }
+}
+
+impl Replay {
+    /// The replay of `record`, built once and shared by the checks that need it (see
+    /// [`RunRecord::derived`]); in a simulated run it was built while the run went, by [`fold`].
+    pub fn of(record: &RunRecord) -> std::sync::Arc<Replay> {
+        record.derived(Replay::new)
+    }
+
+    /// Replays a run from its record.
+    pub fn new(record: &RunRecord) -> Replay {
+        let mut replayer = Replayer::new(&record.scenario, record.topology.clone());
+        for (t, node, step) in steps(record) {
+            replayer.step(t, node, step);
+        }
+        replayer.replay
     }
 
     fn intern(&mut self, parent: EntryId, index: u64, entry: EntryRef, seen: Seen) -> EntryId {
@@ -393,7 +462,7 @@ impl Replay {
         state: &mut NodeState,
         seen: Seen,
         name: &str,
-        record: &RunRecord,
+        topology: &Topology,
         index: u64,
         entry: EntryRef,
     ) {
@@ -420,7 +489,7 @@ impl Replay {
                     text: format!(
                         "{name} applied {entry} at index {index} at {}, but {} had applied {} there at {}",
                         ms(seen.t_ns),
-                        record.topology.name(first.at.node),
+                        topology.name(first.at.node),
                         first.entry,
                         ms(first.at.t_ns)
                     ),
@@ -488,6 +557,55 @@ pub(crate) mod tests {
     use crate::check::testing::{observe, record};
     use crate::families::raft::Observation as O;
     use crate::sim::RunRecord;
+
+    #[test]
+    fn the_replay_folded_during_a_run_is_the_replay_of_the_kept_observations() {
+        let registry = crate::families::builtin();
+        let path = std::path::Path::new("scenarios/raft/rolling-restarts.toml");
+        let scenario = Scenario::load_all_with(path, &registry).unwrap_or_else(|e| panic!("{e:?}"));
+        let folded = crate::sim::run(&scenario, 1, &crate::sim::RunOptions::default());
+        // The same run with Raft's checks off: no fold, every observation kept.
+        let mut unchecked = scenario.clone();
+        for c in crate::families::raft::FAMILY.checks {
+            let mut off = toml::Table::new();
+            off.insert("enabled".into(), false.into());
+            unchecked.check.insert(c.name.to_string(), off);
+        }
+        let kept = crate::sim::run(&unchecked, 1, &crate::sim::RunOptions::default());
+        assert_eq!(
+            folded.trace_hash, kept.trace_hash,
+            "the fold does not change the run"
+        );
+        assert_eq!(folded.lifecycle, kept.lifecycle);
+        let raft_facts = |r: &RunRecord| -> (usize, usize) {
+            let facts: Vec<&O> = r.observations.iter().filter_map(|o| o.get::<O>()).collect();
+            let commits = facts
+                .iter()
+                .filter(|o| matches!(o, O::Commit { .. }))
+                .count();
+            (facts.len() - commits, commits)
+        };
+        let (kept_facts, kept_commits) = raft_facts(&kept);
+        assert!(
+            kept_facts > 1000 && kept_commits > 100,
+            "{kept_facts} {kept_commits}"
+        );
+        assert_eq!(
+            raft_facts(&folded),
+            (0, kept_commits),
+            "the fold consumes every raft fact but the commits"
+        );
+        let from_fold = Replay::of(&folded);
+        let from_record = Replay::new(&kept);
+        assert!(from_record.elections.len() > 1 && from_record.committed.len() > 100);
+        assert_eq!(from_fold.observations, from_record.observations);
+        assert_eq!(format!("{:?}", *from_fold), format!("{from_record:?}"));
+        // A copy of the folded record keeps its replay (its log facts are gone from it too).
+        assert!(std::sync::Arc::ptr_eq(
+            &Replay::of(&folded.clone()),
+            &from_fold
+        ));
+    }
 
     /// An entry reference of `term` for client command `request` (0: the no-op).
     pub fn e(term: u64, request: u64) -> EntryRef {

@@ -84,6 +84,7 @@ static TEST_FAMILY: Family = Family {
     checks: &[],
     decisions: None,
     narrator: None,
+    fold: None,
 };
 
 /// Three servers, eight instances; `faults` and the servers' `bugs` as given.
