@@ -59,7 +59,9 @@ impl Cast {
 }
 
 /// The observation of an `observe` line (`None` for any other line).
-pub fn observation(event: &TraceEvent) -> Option<&serde_json::Map<String, serde_json::Value>> {
+pub fn observation<'e>(
+    event: &'e TraceEvent<'_>,
+) -> Option<&'e serde_json::Map<String, serde_json::Value>> {
     if event.kind != "observe" {
         return None;
     }

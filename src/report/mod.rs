@@ -231,12 +231,12 @@ pub fn view_of_run_with<'r>(
     options: &view::ViewOptions,
 ) -> view::RunView<'r> {
     let kept = !record.trace_jsonl.is_empty();
-    view::RunView::build(
+    view::RunView::build_with(
         &record.scenario.registry(),
         serde_json::to_value(report).expect("reports serialize"),
         report.nodes.clone(),
         record.history.as_slice(),
-        kept.then(|| record.trace_jsonl.lines()),
+        kept.then_some(|f: &mut dyn FnMut(&str)| record.trace_jsonl.for_each_line(f)),
         options,
     )
 }

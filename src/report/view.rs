@@ -171,18 +171,39 @@ impl<'h> RunView<'h> {
         trace: Option<impl Iterator<Item = impl AsRef<str>>>,
         options: &ViewOptions,
     ) -> RunView<'h> {
+        let feed = trace.map(|lines| {
+            move |f: &mut dyn FnMut(&str)| {
+                for line in lines {
+                    f(line.as_ref());
+                }
+            }
+        });
+        RunView::build_with(registry, report, cast, history, feed, options)
+    }
+
+    /// [`RunView::build`] with the trace as a function that calls its argument with every
+    /// line in order (so lines can be lent from a reused buffer, as
+    /// [`crate::sim::trace::TraceBytes::for_each_line`] does, rather than each copied).
+    pub fn build_with(
+        registry: &Registry,
+        report: serde_json::Value,
+        cast: Vec<CastMember>,
+        history: impl Into<Cow<'h, [HistoryEvent]>>,
+        trace: Option<impl FnOnce(&mut dyn FnMut(&str))>,
+        options: &ViewOptions,
+    ) -> RunView<'h> {
         let history = history.into();
         let end_ns = report["virtual_time_ns"].as_u64().unwrap_or(0);
         let mut builder = Builder::new(registry, &cast, options, end_ns);
         let trace_available = trace.is_some();
-        if let Some(lines) = trace {
-            for line in lines {
+        if let Some(feed) = trace {
+            feed(&mut |line| {
                 // Lines faultline wrote always parse; anything else (a hand-edited file) is
                 // skipped rather than fatal for a picture.
-                if let Ok(event) = TraceEvent::parse(line.as_ref()) {
+                if let Ok(event) = TraceEvent::parse(line) {
                     builder.event(&event);
                 }
-            }
+            });
         }
         let (faults, narration, messages, messages_left_out) = builder.finish(end_ns, &history);
         RunView {
@@ -419,7 +440,7 @@ impl<'o> Builder<'o> {
     }
 
     fn event(&mut self, e: &TraceEvent) {
-        match e.kind.as_str() {
+        match e.kind {
             "send" | "duplicate" => {
                 self.traffic.event(e);
                 self.send(e)
@@ -464,18 +485,14 @@ impl<'o> Builder<'o> {
             },
             None => (
                 e.str("to").unwrap_or("?").to_string(),
-                e.get("msg")
-                    .and_then(|m| m.get("type"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("?")
-                    .to_string(),
+                e.msg_type().unwrap_or("?").to_string(),
                 None,
             ),
         };
         self.kept.insert(msg_id, self.messages.len());
         self.messages.push(MessageView {
             msg_id,
-            from: e.node.clone(),
+            from: e.node.to_string(),
             to,
             kind,
             send_ns: e.t_ns,
@@ -514,7 +531,7 @@ impl<'o> Builder<'o> {
                 })
                 .unwrap_or_default()
         };
-        let (label, nodes) = match e.kind.as_str() {
+        let (label, nodes) = match e.kind {
             "partition" | "isolate" if e.get("sides").is_some() => {
                 let sides = names(e.get("sides"));
                 let label = sides
@@ -551,7 +568,7 @@ impl<'o> Builder<'o> {
         self.narration
             .say(e.t_ns, None, "fault", format!("{label} begins"));
         self.faults.push(FaultSpan {
-            kind: e.kind.clone(),
+            kind: e.kind.to_string(),
             fault_id,
             origin: e.str("origin").unwrap_or("").to_string(),
             label,
@@ -578,8 +595,8 @@ impl<'o> Builder<'o> {
     }
 
     fn node_fault(&mut self, e: &TraceEvent) {
-        let node = e.node.clone();
-        let (opens, closes, status, sentence) = match e.kind.as_str() {
+        let node = e.node.to_string();
+        let (opens, closes, status, sentence) = match e.kind {
             "crash" => (Some("crash"), None, "crashed", format!("{node} crashes")),
             "restart" => (None, Some("crash"), "up", format!("{node} restarts")),
             "pause" => (Some("pause"), None, "paused", format!("{node} is paused")),
@@ -626,11 +643,11 @@ impl<'o> Builder<'o> {
 
     fn push_instant(&mut self, e: &TraceEvent, label: &str) {
         self.faults.push(FaultSpan {
-            kind: e.kind.clone(),
+            kind: e.kind.to_string(),
             fault_id: None,
             origin: e.str("origin").unwrap_or("").to_string(),
             label: label.to_string(),
-            nodes: vec![e.node.clone()],
+            nodes: vec![e.node.to_string()],
             start_ns: e.t_ns,
             end_ns: Some(e.t_ns),
         });

@@ -53,6 +53,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// than per line).
 const HASH_BATCH_BYTES: usize = 1 << 16;
 
+/// Bytes reserved for a line read back from a trace file (most lines are shorter).
+const LINE_CAPACITY: usize = 256;
+
 /// Closes a binary record.
 const END_OF_RECORD: u8 = 0xc1;
 
@@ -344,16 +347,63 @@ impl TraceBytes {
                 let file = std::fs::File::open(path).unwrap_or_else(|e| {
                     panic!("cannot read back the trace file {}: {e}", path.display())
                 });
-                Box::new(
-                    std::io::BufReader::with_capacity(1 << 20, file)
-                        .lines()
-                        .map(move |l| {
-                            std::borrow::Cow::Owned(l.unwrap_or_else(|e| {
-                                panic!("cannot read back the trace file {}: {e}", path.display())
-                            }))
-                        }),
-                )
+                let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+                // As `BufRead::lines`, but each line's buffer is sized for a typical line at
+                // once rather than grown from empty (several reallocations per line).
+                Box::new(std::iter::from_fn(move || {
+                    let mut line = String::with_capacity(LINE_CAPACITY);
+                    let read = reader.read_line(&mut line).unwrap_or_else(|e| {
+                        panic!("cannot read back the trace file {}: {e}", path.display())
+                    });
+                    if read == 0 {
+                        return None;
+                    }
+                    if line.ends_with('\n') {
+                        line.pop();
+                        if line.ends_with('\r') {
+                            line.pop();
+                        }
+                    }
+                    Some(std::borrow::Cow::Owned(line))
+                }))
             }
+        }
+    }
+
+    /// Calls `f` with every line (without its newline), in order: [`TraceBytes::lines`]
+    /// without a string per line (a line read from the file is lent from one reused buffer).
+    ///
+    /// Panics as [`TraceBytes::lines`] does, and if the file holds bytes that are not UTF-8.
+    pub fn for_each_line(&self, mut f: impl FnMut(&str)) {
+        let Some(path) = &self.file else {
+            for chunk in &self.chunks {
+                std::str::from_utf8(chunk)
+                    .expect("trace lines are UTF-8 JSON")
+                    .lines()
+                    .for_each(&mut f);
+            }
+            return;
+        };
+        use std::io::BufRead;
+        let fail = |e: &dyn std::fmt::Display| -> ! {
+            panic!("cannot read back the trace file {}: {e}", path.display())
+        };
+        let file = std::fs::File::open(path).unwrap_or_else(|e| fail(&e));
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut line = Vec::with_capacity(4 * LINE_CAPACITY);
+        loop {
+            line.clear();
+            if reader
+                .read_until(b'\n', &mut line)
+                .unwrap_or_else(|e| fail(&e))
+                == 0
+            {
+                return;
+            }
+            let mut text = line.as_slice();
+            text = text.strip_suffix(b"\n").unwrap_or(text);
+            text = text.strip_suffix(b"\r").unwrap_or(text);
+            f(std::str::from_utf8(text).unwrap_or_else(|e| fail(&e)));
         }
     }
 
@@ -773,6 +823,19 @@ mod tests {
         assert_eq!(file.chunks().count(), 0);
         assert_eq!(std::fs::read(&path).unwrap(), memory.to_vec());
         assert_eq!(file.lines().count(), 40_000);
+        // Lines read back one by one, lent or owned, from the file or from memory, agree.
+        let mut lent = Vec::new();
+        file.for_each_line(|l| lent.push(l.to_string()));
+        let owned: Vec<String> = file.lines().map(|l| l.into_owned()).collect();
+        let mut from_memory = Vec::new();
+        memory.for_each_line(|l| from_memory.push(l.to_string()));
+        assert_eq!(lent.len(), 40_000);
+        assert_eq!(lent, owned);
+        assert_eq!(lent, from_memory);
+        assert_eq!(
+            lent[7],
+            r#"{"t_ns":7,"node":"n1","kind":"timer","timer_id":49}"#
+        );
         assert_eq!(file.lines_kept(), memory.lines_kept());
         assert!(file.write_error().is_none());
         // A capped file ends with the marker line, as the memory copy does.
@@ -820,63 +883,349 @@ mod tests {
     }
 }
 
-/// One line of `trace.jsonl` read back: its three leading fields and the rest as JSON, for
-/// readers of a finished trace (narration, charts, the HTML report). The line formats are in
+/// One line of `trace.jsonl` read back, borrowing from the line's text, for readers of a
+/// finished trace (narration, charts, the HTML report). The line formats are in
 /// `docs/trace-format.md`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TraceEvent {
+///
+/// Only the three leading fields are read when a line is parsed. A field asked for is found by
+/// walking the line from there (in faultline's form, plain strings and integers are stepped
+/// over without a parser, other values with one), and a field becomes a [`serde_json::Value`]
+/// only when [`TraceEvent::get`] asks for it (then every field is split from the line once).
+/// A reader that wants a few parts of a nested value decodes just those parts with
+/// [`TraceEvent::decode`] into a type of its own that borrows from the line. So a reader pays
+/// for the lines and fields it looks at, not for every line of the trace.
+#[derive(Clone, Debug)]
+pub struct TraceEvent<'a> {
     /// Global simulated time, in nanoseconds.
     pub t_ns: u64,
     /// The node's name, or `"world"`.
-    pub node: String,
+    pub node: &'a str,
     /// What happened (`send`, `deliver`, `observe`, `partition`, ...).
-    pub kind: String,
-    /// Every other field of the line, in the line's order.
-    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub kind: &'a str,
+    /// The whole line.
+    line: &'a str,
+    /// For a line in faultline's form, the offset just after its `kind` string, where the
+    /// other fields start (`None`: they were split when it was parsed).
+    rest_at: Option<usize>,
+    /// Every other field, in the line's order, split on first use.
+    fields: std::cell::OnceCell<Vec<Field<'a>>>,
 }
 
-impl TraceEvent {
+/// One field of a [`TraceEvent`]: its key, its value as JSON text, and the value parsed once
+/// [`TraceEvent::get`] asked for it.
+#[derive(Clone, Debug)]
+struct Field<'a> {
+    key: std::borrow::Cow<'a, str>,
+    raw: &'a serde_json::value::RawValue,
+    value: std::cell::OnceCell<serde_json::Value>,
+}
+
+impl<'a> TraceEvent<'a> {
     /// Parses one line (without its newline). Errors: the line is not a JSON object with a
-    /// numeric `t_ns` and string `node` and `kind` (the message names what is missing).
-    pub fn parse(line: &str) -> Result<TraceEvent, String> {
-        let mut fields: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
-        let t_ns = fields
-            .remove("t_ns")
-            .and_then(|v| v.as_u64())
+    /// numeric `t_ns` and string `node` and `kind` that need no JSON escaping (the message
+    /// names what is missing). A line as faultline writes it (`{"t_ns":..,"node":"..",
+    /// "kind":"..",...}`) is read without scanning the rest; any other object is split in full.
+    /// A line whose first three fields are in faultline's form but whose rest is not JSON has
+    /// no other fields.
+    pub fn parse(line: &'a str) -> Result<TraceEvent<'a>, String> {
+        if let Some((t_ns, node, kind, rest_at)) = canonical_head(line) {
+            return Ok(TraceEvent {
+                t_ns,
+                node,
+                kind,
+                line,
+                rest_at: Some(rest_at),
+                fields: std::cell::OnceCell::new(),
+            });
+        }
+        let all = split_fields(line).map_err(|e| format!("not a JSON object: {e}"))?;
+        let find = |key: &str| all.iter().find(|f| f.key == key).map(|f| f.raw.get());
+        let t_ns = find("t_ns")
+            .and_then(|t| t.parse::<u64>().ok())
             .ok_or("no numeric `t_ns`")?;
-        let mut string = |key: &str| match fields.remove(key) {
-            Some(serde_json::Value::String(s)) => Ok(s),
-            _ => Err(format!("no string `{key}`")),
+        let plain = |key: &str| {
+            find(key)
+                .and_then(|v| serde_json::from_str::<&'a str>(v).ok())
+                .ok_or_else(|| format!("no string `{key}` (without JSON escapes)"))
         };
-        let node = string("node")?;
-        let kind = string("kind")?;
+        let node = plain("node")?;
+        let kind = plain("kind")?;
+        let rest: Vec<Field> = all
+            .into_iter()
+            .filter(|f| !matches!(f.key.as_ref(), "t_ns" | "node" | "kind"))
+            .collect();
         Ok(TraceEvent {
             t_ns,
             node,
             kind,
-            fields,
+            line,
+            rest_at: None,
+            fields: std::cell::OnceCell::from(rest),
         })
+    }
+
+    /// The fields after the leading three (split from the line on first use).
+    fn fields(&self) -> &[Field<'a>] {
+        self.fields.get_or_init(|| {
+            split_fields(self.line)
+                .map(|all| {
+                    all.into_iter()
+                        .filter(|f| !matches!(f.key.as_ref(), "t_ns" | "node" | "kind"))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    fn field(&self, key: &str) -> Option<&Field<'a>> {
+        self.fields().iter().find(|f| f.key == key)
+    }
+
+    /// Walks a line in faultline's form to the field `key`: `Err` if the line cannot be
+    /// walked (then its fields are split).
+    fn walk_to(&self, key: &str) -> Result<Option<Found<'a>>, ()> {
+        match self.rest_at {
+            Some(at) if self.fields.get().is_none() => walk(self.line, at, key),
+            _ => Err(()),
+        }
+    }
+
+    /// The field `key` as its JSON text (e.g. `{"type":"vote",...}`, `"loss"`, `12`).
+    pub fn raw(&self, key: &str) -> Option<&'a str> {
+        match self.walk_to(key) {
+            Ok(None) => return None,
+            Ok(Some(Found::Plain(text))) => return Some(text),
+            Ok(Some(Found::At(at))) => {
+                if let Some(text) = raw_at(self.line, at) {
+                    return Some(text);
+                }
+            }
+            Err(()) => {}
+        }
+        self.field(key).map(|f| f.raw.get())
     }
 
     /// The field `key` if it is a string.
     pub fn str(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).and_then(|v| v.as_str())
+        let field = self.field(key)?;
+        match serde_json::from_str::<&str>(field.raw.get()) {
+            Ok(s) => Some(s),
+            // A string with escapes cannot be borrowed from the line.
+            Err(_) => self.get(key)?.as_str(),
+        }
     }
 
     /// The field `key` if it is an unsigned integer.
     pub fn u64(&self, key: &str) -> Option<u64> {
-        self.fields.get(key).and_then(|v| v.as_u64())
+        self.raw(key)?.parse().ok()
     }
 
-    /// The field `key`.
+    /// The field `key` as JSON (parsed on the first call for that key, then kept).
     pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
-        self.fields.get(key)
+        let field = self.field(key)?;
+        Some(field.value.get_or_init(|| {
+            serde_json::from_str(field.raw.get()).expect("a field split from a JSON line is JSON")
+        }))
+    }
+
+    /// The field `key` decoded as `T`, which may borrow strings from the line (fields of `T`
+    /// that the value lacks must be optional; fields of the value that `T` lacks are skipped
+    /// without being parsed into anything). `None` if the line has no such field or it is not
+    /// a `T`.
+    pub fn decode<T: serde::Deserialize<'a>>(&self, key: &str) -> Option<T> {
+        serde_json::from_str(self.raw(key)?).ok()
+    }
+
+    /// The field `msg`'s `type` (a `send` line's message type, e.g. `append-entries`).
+    pub fn msg_type(&self) -> Option<&str> {
+        self.tag("msg", "type")
     }
 
     /// For an `observe` line, the observation's `fact` (its tag, e.g. `role`, `commit`).
     pub fn fact(&self) -> Option<&str> {
-        self.fields.get("obs")?.get("fact")?.as_str()
+        self.tag("obs", "fact")
+    }
+
+    /// The string `tag` (`type` or `fact`) of the object in field `key`, read without parsing
+    /// the rest of the object.
+    fn tag(&self, key: &str, tag: &str) -> Option<&str> {
+        match self.walk_to(key) {
+            Ok(None) | Ok(Some(Found::Plain(_))) => return None,
+            // Faultline writes the tag first: read it without scanning the object.
+            Ok(Some(Found::At(at))) => {
+                if let Some(value) = leading_tag(&self.line[at..], tag) {
+                    return Some(value);
+                }
+            }
+            Err(()) => {}
+        }
+        let raw = self.raw(key)?;
+        if !raw.starts_with('{') {
+            return None;
+        }
+        match serde_json::from_str::<Tagged<'a>>(raw) {
+            Ok(t) if tag == "type" => t.type_,
+            Ok(t) => t.fact,
+            // A tag with escapes (or of another type): as JSON.
+            Err(_) => self.get(key)?.get(tag)?.as_str(),
+        }
+    }
+}
+
+/// The tags readers look for in a message or an observation.
+#[derive(serde::Deserialize)]
+struct Tagged<'a> {
+    #[serde(default, borrow, rename = "type")]
+    type_: Option<&'a str>,
+    #[serde(default, borrow)]
+    fact: Option<&'a str>,
+}
+
+/// Where [`walk`] found a field.
+enum Found<'a> {
+    /// A string without escapes or an unsigned integer: its JSON text.
+    Plain(&'a str),
+    /// Any other value: its offset in the line.
+    At(usize),
+}
+
+/// Walks the fields of a line in faultline's form (`,"key":value` repeated, then `}` as the
+/// line's last byte) from `pos` to the first field named `key`. Plain values are stepped over
+/// by their bytes, others by parsing one JSON value. `Err` if the text is not of that form.
+fn walk<'a>(line: &'a str, mut pos: usize, key: &str) -> Result<Option<Found<'a>>, ()> {
+    let b = line.as_bytes();
+    loop {
+        match b.get(pos) {
+            Some(b'}') if pos + 1 == b.len() => return Ok(None),
+            Some(b',') => pos += 1,
+            _ => return Err(()),
+        }
+        let (k, after) = plain_string(line, pos).ok_or(())?;
+        if b.get(after) != Some(&b':') {
+            return Err(());
+        }
+        let start = after + 1;
+        let plain_end = match b.get(start) {
+            Some(b'"') => plain_string(line, start).map(|(_, end)| end),
+            Some(b'0') => Some(start + 1),
+            Some(c) if c.is_ascii_digit() => {
+                Some(start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count())
+            }
+            _ => None,
+        }
+        .filter(|&end| matches!(b.get(end), Some(b',' | b'}')));
+        match plain_end {
+            Some(end) if k == key => return Ok(Some(Found::Plain(&line[start..end]))),
+            Some(end) => pos = end,
+            None if k == key => return Ok(Some(Found::At(start))),
+            None => {
+                let text = raw_at(line, start).ok_or(())?;
+                pos = start + text.len();
+            }
+        }
+    }
+}
+
+/// The string without escapes that starts with the `"` at `pos`, and the offset after its
+/// closing `"`.
+fn plain_string(line: &str, pos: usize) -> Option<(&str, usize)> {
+    let text = line.get(pos..)?.strip_prefix('"')?;
+    let n = text.find(['"', '\\'])?;
+    (text.as_bytes()[n] == b'"').then(|| (&text[..n], pos + n + 2))
+}
+
+/// The JSON text of the one value that starts at `at` (no whitespace before it).
+fn raw_at(line: &str, at: usize) -> Option<&str> {
+    use serde::Deserialize as _;
+    let mut de = serde_json::Deserializer::from_str(line.get(at..)?);
+    let raw = <&serde_json::value::RawValue>::deserialize(&mut de).ok()?;
+    let text = raw.get();
+    // The value's text is the start of the rest (no whitespace was skipped).
+    (text.as_ptr() == line[at..].as_ptr()).then_some(text)
+}
+
+/// `value` if `object` starts `{"<tag>":"<value>"` with no escapes in `value`.
+fn leading_tag<'a>(object: &'a str, tag: &str) -> Option<&'a str> {
+    let rest = object
+        .strip_prefix("{\"")?
+        .strip_prefix(tag)?
+        .strip_prefix("\":")?;
+    plain_string(rest, 0).map(|(value, _)| value)
+}
+
+/// `(t_ns, node, kind, offset after kind)` of a line in the form faultline writes:
+/// `{"t_ns":<digits>,"node":"<name>","kind":"<kind>"` then `,` or `}`, ending in `}`, no
+/// escapes in the two strings. `None` for anything else (then the line is parsed in full).
+fn canonical_head<'a>(line: &'a str) -> Option<(u64, &'a str, &'a str, usize)> {
+    let rest = line.strip_prefix("{\"t_ns\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || (digits > 1 && rest.starts_with('0')) || !line.ends_with('}') {
+        return None;
+    }
+    let t_ns = rest[..digits].parse().ok()?;
+    let string = |rest: &'a str, key: &str| -> Option<(&'a str, &'a str)> {
+        let rest = rest.strip_prefix(key)?;
+        let end = rest.find(['"', '\\'])?;
+        (rest.as_bytes()[end] == b'"').then(|| (&rest[..end], &rest[end + 1..]))
+    };
+    let (node, rest) = string(&rest[digits..], ",\"node\":\"")?;
+    let (kind, rest) = string(rest, ",\"kind\":\"")?;
+    let rest_at = line.len() - rest.len();
+    (rest.starts_with(',') || rest.starts_with('}')).then_some((t_ns, node, kind, rest_at))
+}
+
+/// Every field of a JSON object, values as raw text; an error if `line` is not one object.
+fn split_fields(line: &str) -> Result<Vec<Field<'_>>, serde_json::Error> {
+    use serde::Deserializer as _;
+    let mut de = serde_json::Deserializer::from_str(line);
+    let fields = (&mut de).deserialize_map(FieldsVisitor)?;
+    de.end()?;
+    Ok(fields)
+}
+
+struct FieldsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
+    type Value = Vec<Field<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+        while let Some((Key(key), raw)) =
+            map.next_entry::<Key<'de>, &'de serde_json::value::RawValue>()?
+        {
+            fields.push(Field {
+                key,
+                raw,
+                value: std::cell::OnceCell::new(),
+            });
+        }
+        Ok(fields)
+    }
+}
+
+/// An object key, borrowed from the line unless it has escapes.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -890,12 +1239,14 @@ mod trace_event_tests {
             r#"{"t_ns":5,"node":"n1","kind":"observe","obs":{"fact":"role","role":"leader","term":3}}"#,
         )
         .unwrap();
-        assert_eq!(
-            (e.t_ns, e.node.as_str(), e.kind.as_str()),
-            (5, "n1", "observe")
-        );
+        assert_eq!((e.t_ns, e.node, e.kind), (5, "n1", "observe"));
         assert_eq!(e.fact(), Some("role"));
         assert_eq!(e.get("obs").unwrap()["term"], 3);
+        assert_eq!(
+            e.get("t_ns"),
+            None,
+            "the leading fields are not among the others"
+        );
     }
 
     #[test]
@@ -911,5 +1262,123 @@ mod trace_event_tests {
                 .contains("node")
         );
         assert!(TraceEvent::parse("[1]").is_err());
+        assert!(TraceEvent::parse(r#"{"t_ns":1,"node":"n1","kind":"x""#).is_err());
+        assert!(TraceEvent::parse(r#"{"t_ns":-1,"node":"n1","kind":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn fields_in_any_order_and_with_escapes_read_the_same() {
+        let canonical = TraceEvent::parse(
+            r#"{"t_ns":7,"node":"n2","kind":"drop","from":"n1","msg_id":12,"reason":"lo\"ss"}"#,
+        )
+        .unwrap();
+        let shuffled = TraceEvent::parse(
+            r#" { "reason" : "lo\"ss", "kind":"drop", "msg_id":12,"t_ns":7,"from":"n1","node":"n2" } "#,
+        )
+        .unwrap();
+        for e in [&canonical, &shuffled] {
+            assert_eq!((e.t_ns, e.node, e.kind), (7, "n2", "drop"));
+            assert_eq!(e.u64("msg_id"), Some(12));
+            assert_eq!(e.str("reason"), Some("lo\"ss"));
+            assert_eq!(e.str("from"), Some("n1"));
+            assert_eq!(e.u64("from"), None);
+            assert_eq!(e.str("msg_id"), None);
+            assert_eq!(e.raw("missing"), None);
+        }
+    }
+
+    #[test]
+    fn decode_reads_only_the_parts_asked_for() {
+        #[derive(serde::Deserialize)]
+        struct Vote<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            term: u64,
+        }
+        let e = TraceEvent::parse(
+            r#"{"t_ns":1,"node":"n1","kind":"send","to":"n2","msg_id":3,"msg":{"type":"vote","term":4,"granted":true,"log":[{"a":[1,2]}]}}"#,
+        )
+        .unwrap();
+        let v: Vote = e.decode("msg").unwrap();
+        assert_eq!((v.kind, v.term), ("vote", 4));
+        assert_eq!(e.msg_type(), Some("vote"));
+        assert_eq!(e.fact(), None);
+        assert!(e.decode::<Vote>("to").is_none(), "a string is not a Vote");
+    }
+
+    /// A key, often one the accessors look for.
+    fn key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just("msg".to_string()),
+            Just("obs".to_string()),
+            Just("type".to_string()),
+            Just("fact".to_string()),
+            "[a-z_]{1,6}",
+        ]
+    }
+
+    /// A JSON value of a few levels, for the property below.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-z\"\\\\é ]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(key(), inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Every accessor agrees with reading the line as one `serde_json::Value` (the reader
+        /// this one replaced), whether the line is in faultline's form or not.
+        #[test]
+        fn accessors_agree_with_a_full_parse(
+            t_ns in proptest::prelude::any::<u64>(),
+            node in "[a-z][a-z0-9]{0,3}",
+            kind in "[a-z][a-z-]{0,8}",
+            extra in proptest::collection::btree_map(key(), json_value(), 0..5),
+            canonical in proptest::prelude::any::<bool>(),
+        ) {
+            let extra: Vec<(String, serde_json::Value)> = extra
+                .into_iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "t_ns" | "node" | "kind"))
+                .collect();
+            let mut text = if canonical {
+                format!(r#"{{"t_ns":{t_ns},"node":"{node}","kind":"{kind}""#)
+            } else {
+                format!(r#"{{"kind": "{kind}", "node": "{node}""#)
+            };
+            for (k, v) in &extra {
+                text.push_str(&format!(",\"{k}\":{v}"));
+            }
+            if !canonical {
+                text.push_str(&format!(",\"t_ns\":{t_ns}"));
+            }
+            text.push('}');
+            let e = TraceEvent::parse(&text).unwrap();
+            proptest::prop_assert_eq!((e.t_ns, e.node, e.kind), (t_ns, node.as_str(), kind.as_str()));
+            for (k, v) in &extra {
+                proptest::prop_assert_eq!(e.get(k), Some(v));
+                proptest::prop_assert_eq!(e.str(k), v.as_str());
+                proptest::prop_assert_eq!(e.u64(k), v.as_u64());
+                let tag = |t: &str| v.get(t).and_then(|x| x.as_str());
+                if k == "msg" {
+                    proptest::prop_assert_eq!(e.msg_type(), tag("type"));
+                }
+                if k == "obs" {
+                    proptest::prop_assert_eq!(e.fact(), tag("fact"));
+                }
+            }
+            proptest::prop_assert_eq!(e.get("absent"), None);
+        }
     }
 }

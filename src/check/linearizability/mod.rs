@@ -62,8 +62,14 @@ pub const CANDIDATES_SHOWN: usize = 16;
 /// Step limit of the search that looks for a counterexample after an early impossibility
 /// verdict (the verdict does not depend on it).
 pub const COUNTEREXAMPLE_STEPS: u64 = 2_000_000;
-/// Step limit of the first round of searches; each further round allows 8 times more.
-pub const FIRST_ROUND_STEPS: u64 = 1 << 18;
+/// Step limit of the first round of searches; each further round allows 8 times more. Small,
+/// so that a part that fails within a few thousand steps is reported before any other part has
+/// searched longer than that (a part that needs `s` steps to decide is searched for about
+/// `8/7 s` in all).
+pub const FIRST_ROUND_STEPS: u64 = 1 << 12;
+/// Step limit of the plain search (no pruning by later reads) that looks for a longer
+/// counterexample prefix of a part already known to fail before searching.
+pub const KNOWN_FAIL_PREFIX_STEPS: u64 = 1 << 18;
 /// Default step limit of a check: model steps summed over every search of every part (about
 /// 10 to 60 s of searching on the 2-core development machine, release build).
 pub const DEFAULT_STEP_LIMIT: u64 = 500_000_000;
@@ -1181,6 +1187,19 @@ struct Searched {
     outcome: PartOutcome,
     steps: u64,
     rank: u64,
+    /// For a violation found with pruning by later reads: what [`Rounds::lengthen`] needs to
+    /// search the reported part again for a longer prefix.
+    lengthen: Option<Lengthen>,
+}
+
+/// What [`Rounds::lengthen`] needs of a violation found with pruning.
+struct Lengthen {
+    /// The prefix length the pruned search found.
+    prefix_len: usize,
+    /// The reason known before searching, shown whatever the search finds.
+    shown: Option<(usize, String)>,
+    /// Whether the part was known to fail before searching (a shorter look then).
+    known: bool,
 }
 
 impl Rounds<'_> {
@@ -1221,6 +1240,7 @@ impl Rounds<'_> {
                                 outcome,
                                 steps: 0,
                                 rank: u64::MAX,
+                                lengthen: None,
                             },
                         );
                     }
@@ -1251,6 +1271,14 @@ impl Rounds<'_> {
                 used = used.saturating_add(searched.steps);
                 let outcome = match searched.outcome {
                     PartOutcome::Violation(_) if Some(idx) != winner => PartOutcome::Skipped,
+                    PartOutcome::Violation(c) => match searched.lengthen {
+                        Some(l) => {
+                            let (c, steps) = self.lengthen(&mut parts[idx], c, l);
+                            used = used.saturating_add(steps);
+                            PartOutcome::Violation(c)
+                        }
+                        None => PartOutcome::Violation(c),
+                    },
                     other => other,
                 };
                 failed |= matches!(outcome, PartOutcome::Violation(_));
@@ -1287,39 +1315,13 @@ impl Rounds<'_> {
             cancelled: &cancelled,
             prune_by_later_reads: self.options.prune_by_later_reads,
         };
-        let (mut result, mut stats) = search::search(&mut part.model, &part.ops, &search_options);
+        let (result, stats) = search::search(&mut part.model, &part.ops, &search_options);
         let failed_after = stats.steps;
-        if let (SearchResult::Violation(pruned), true) =
-            (&result, self.options.prune_by_later_reads)
-        {
-            // Pruning cuts a dead configuration before its read fails, so its longest prefix
-            // can stop short of the operation a reader should see. The plain search, within a
-            // step limit, usually gets further; show the longer. Stopped only once another
-            // part has certainly failed first.
-            let lost = |_: u64| fail_steps.load(Ordering::Relaxed) < failed_after;
-            // A part known to fail is only searched for its counterexample: a shorter look.
-            let plain = SearchOptions {
-                step_limit: Some(if known.is_some() {
-                    FIRST_ROUND_STEPS
-                } else {
-                    COUNTEREXAMPLE_STEPS
-                }),
-                prune_by_later_reads: false,
-                cancelled: &lost,
-                ..search_options
-            };
-            let (again, more) = search::search(&mut part.model, &part.ops, &plain);
-            stats.steps += more.steps;
-            if let SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d)) = again
-                && d.prefix.len() > pruned.prefix.len()
-            {
-                result = SearchResult::Violation(d);
-            }
-        }
         self.configurations
             .fetch_add(stats.configurations as usize, Ordering::Relaxed);
         self.memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
         let mut rank = u64::MAX;
+        let mut lengthen = None;
         let outcome = match (result, known) {
             (SearchResult::Linearizable, None) => PartOutcome::Linearizable,
             (SearchResult::Linearizable, Some(_)) => {
@@ -1332,7 +1334,16 @@ impl Rounds<'_> {
                     fail_steps.fetch_min(failed_after, Ordering::Relaxed);
                     rank = failed_after;
                 }
-                let shown = known.and_then(|(k, always)| always.then_some(k));
+                let shown = known
+                    .as_ref()
+                    .and_then(|(k, always)| always.then(|| k.clone()));
+                if self.options.prune_by_later_reads {
+                    lengthen = Some(Lengthen {
+                        prefix_len: d.prefix.len(),
+                        shown: shown.clone(),
+                        known: known.is_some(),
+                    });
+                }
                 PartOutcome::Violation(Box::new(counterexample(part, Some(d), shown, true)))
             }
             (SearchResult::Exhausted(_, d), Some((known, _))) => {
@@ -1346,6 +1357,49 @@ impl Rounds<'_> {
             outcome,
             steps: stats.steps,
             rank,
+            lengthen,
+        }
+    }
+
+    /// The reported part's counterexample `found` (with pruning by later reads), replaced by the
+    /// plain search's if that gets a longer prefix; and the steps that search used. Pruning cuts
+    /// a dead configuration before its read fails, so its longest prefix can stop short of the
+    /// operation a reader should see; the plain search, within a step limit
+    /// (`COUNTEREXAMPLE_STEPS`, or `KNOWN_FAIL_PREFIX_STEPS` for a part known to fail before
+    /// searching), usually gets further. Only the reported part is searched again, after its
+    /// round: the other parts' violations are not shown.
+    fn lengthen<M: Model>(
+        &self,
+        part: &mut Part<M>,
+        found: Box<Counterexample>,
+        l: Lengthen,
+    ) -> (Box<Counterexample>, u64) {
+        let never = |_: u64| false;
+        let plain = SearchOptions {
+            budget: self.budget,
+            step_limit: Some(if l.known {
+                KNOWN_FAIL_PREFIX_STEPS
+            } else {
+                COUNTEREXAMPLE_STEPS
+            }),
+            memory_limit_bytes: self.options.memory_limit_bytes,
+            cancelled: &never,
+            prune_by_later_reads: false,
+        };
+        let (again, stats) = search::search(&mut part.model, &part.ops, &plain);
+        self.configurations
+            .fetch_add(stats.configurations as usize, Ordering::Relaxed);
+        self.memo_max.fetch_max(stats.memo_bytes, Ordering::Relaxed);
+        match again {
+            SearchResult::Violation(d) | SearchResult::Exhausted(_, Some(d))
+                if d.prefix.len() > l.prefix_len =>
+            {
+                (
+                    Box::new(counterexample(part, Some(d), l.shown, true)),
+                    stats.steps,
+                )
+            }
+            _ => (found, stats.steps),
         }
     }
 }

@@ -819,6 +819,11 @@ impl<'a> Decomposer<'a> {
     /// The one decomposition of `text` (not the initial value itself) as a base followed by
     /// appended strings, or `None` if it has none or several.
     fn decompose(&self, text: &[u8]) -> Option<(BaseId, Box<[TokenId]>)> {
+        if self.token_lengths.is_empty() {
+            // No appends on this key (a register): a value read is a written value itself (the
+            // initial value is not asked for; a longer text starting with it needs appends).
+            return self.bases.get(text).map(|&v| (v + 1, Box::default()));
+        }
         let n = text.len();
         // ways[j]: decompositions of text[j..] into appended strings, counted up to 2.
         let mut ways = vec![0u8; n + 1];

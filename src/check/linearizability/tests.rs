@@ -1344,3 +1344,44 @@ fn read_mapping_keeps_observed_timeouts_and_drops_unobserved_ones() {
         Decision::Undecided
     );
 }
+
+#[test]
+fn a_part_that_fails_quickly_is_reported_before_hard_parts_search_long() {
+    // Two keys whose searches fail only after more than 100,000 steps each (a register history
+    // above, on keys "a" and "b") and one that fails after a few hundred ("q": its reads
+    // disagree, values repeat, so neither the read mapping nor the early test decides it).
+    // Rounds start small, so the hard keys stop early whatever the threads do, and only the
+    // reported key is searched again for a longer prefix.
+    let s = |x: &str| Value::Str(x.into());
+    let mut h = Vec::new();
+    for (key, writers, base) in [("a", 12, 0), ("b", 12, 1000), ("q", 8, 2000)] {
+        for e in hard_register_history(writers) {
+            let f = if e.f == Function::Write {
+                Function::Put
+            } else {
+                Function::Get
+            };
+            let v = match &e.value {
+                Value::Int(i) => s(&i.to_string()),
+                other => other.clone(),
+            };
+            h.push(ev(base + e.process, e.kind, f, Some(key), v));
+        }
+    }
+    let r = check_events(&h, &Options::new(ModelKind::KeyValue)).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable, "{}", r.summary());
+    let c = r.counterexample.as_ref().unwrap();
+    assert_eq!(c.partition.as_deref(), Some("q"));
+    // The first round (three parts of at most FIRST_ROUND_STEPS each) and the plain search of
+    // "q" for its prefix; a first round as long as one hard search would pass 100,000.
+    assert!(r.steps < 50_000, "{} steps", r.steps);
+    // Alone, a hard key takes far more steps than the whole check above.
+    let alone: Vec<HistoryEvent> = h
+        .iter()
+        .filter(|e| e.key.as_deref() == Some("a"))
+        .cloned()
+        .collect();
+    let a = check_events(&alone, &Options::new(ModelKind::KeyValue)).unwrap();
+    assert_eq!(a.verdict, Verdict::NotLinearizable, "{}", a.summary());
+    assert!(a.steps > 100_000, "{} steps", a.steps);
+}

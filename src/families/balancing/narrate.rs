@@ -308,7 +308,7 @@ impl BalancingNarrator {
         let Some(obs) = narrate::observation(e) else {
             return;
         };
-        let (t, node) = (e.t_ns, e.node.as_str());
+        let (t, node) = (e.t_ns, e.node);
         match narrate::tag(obs) {
             "attempt" => {
                 let backend = self.cast.name(obs.get("backend"));

@@ -38,7 +38,7 @@ struct BroadcastNarrator {
 
 impl Narrator for BroadcastNarrator {
     fn event(&mut self, e: &TraceEvent, out: &mut Narration) {
-        if e.kind != "observe" || e.fact() != Some("holds") || !self.servers.contains(&e.node) {
+        if e.kind != "observe" || e.fact() != Some("holds") || !self.servers.contains(e.node) {
             return;
         }
         let Some(value) = e
@@ -48,7 +48,7 @@ impl Narrator for BroadcastNarrator {
         else {
             return;
         };
-        let n = e.node.as_str();
+        let n = e.node;
         let (first_ns, holders) = self
             .holders
             .entry(value)

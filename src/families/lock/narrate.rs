@@ -61,20 +61,20 @@ impl CoordTeller {
         who: &str,
         out: &mut Narration,
     ) -> bool {
-        match e.kind.as_str() {
+        match e.kind {
             "observe" => {
                 let Some(obs) = narrate::observation(e) else {
                     return false;
                 };
                 match narrate::tag(obs) {
-                    "role" if cast.runs(&e.node) == super::coord::server::PROTOCOL_NAME => {
+                    "role" if cast.runs(e.node) == super::coord::server::PROTOCOL_NAME => {
                         let role = narrate::text(obs, "role").to_string();
                         let term = narrate::num(obs, "term");
-                        if self.roles.get(&e.node) != Some(&role) {
+                        if self.roles.get(e.node) != Some(&role) {
                             if role == "leader" {
                                 out.say(
                                     e.t_ns,
-                                    Some(&e.node),
+                                    Some(e.node),
                                     "election",
                                     format!(
                                         "{} becomes the coordination service's leader (term {term})",
@@ -82,8 +82,8 @@ impl CoordTeller {
                                     ),
                                 );
                             }
-                            out.set(e.t_ns, &e.node, "role", role.clone());
-                            self.roles.insert(e.node.clone(), role);
+                            out.set(e.t_ns, e.node, "role", role.clone());
+                            self.roles.insert(e.node.to_string(), role);
                         }
                         true
                     }
@@ -96,7 +96,7 @@ impl CoordTeller {
                             .map_or(format!("{who} {lease}"), |o| format!("{o}'s {who} {lease}"));
                         out.say(
                             e.t_ns,
-                            Some(&e.node),
+                            Some(e.node),
                             "session",
                             format!("{} expires {whose}: no keep-alive for {ttl_ms} ms", e.node),
                         );
@@ -127,19 +127,19 @@ impl CoordTeller {
                     Some("request") => {
                         let command = &msg["command"];
                         if command["cmd"] == "lease-revoke"
-                            && !cast.runs(&e.node).is_empty()
-                            && cast.runs(&e.node) != super::coord::server::PROTOCOL_NAME
+                            && !cast.runs(e.node).is_empty()
+                            && cast.runs(e.node) != super::coord::server::PROTOCOL_NAME
                         {
                             let lease = command["lease"].as_u64().unwrap_or(0);
-                            if self.session_of.get(&e.node) == Some(&lease) {
-                                self.session_of.remove(&e.node);
+                            if self.session_of.get(e.node) == Some(&lease) {
+                                self.session_of.remove(e.node);
                                 out.say(
                                     e.t_ns,
-                                    Some(&e.node),
+                                    Some(e.node),
                                     "session",
                                     format!("{} gives up its {who} {lease}", e.node),
                                 );
-                                out.set(e.t_ns, &e.node, "session", "");
+                                out.set(e.t_ns, e.node, "session", "");
                             }
                             return true;
                         }
@@ -241,7 +241,7 @@ impl LockNarrator {
         let Some(obs) = narrate::observation(e) else {
             return;
         };
-        let node = e.node.as_str();
+        let node = e.node;
         let t = e.t_ns;
         let client = || self.cast.name(obs.get("client"));
         match narrate::tag(obs) {
@@ -455,7 +455,7 @@ impl LockNarrator {
 
 impl Narrator for LockNarrator {
     fn event(&mut self, e: &TraceEvent, out: &mut Narration) {
-        match e.kind.as_str() {
+        match e.kind {
             "observe" if !self.coord.event(&self.cast, e, "session", out) => self.observe(e, out),
             "observe" => {}
             "send" | "deliver" | "drop" => {
@@ -472,36 +472,36 @@ impl Narrator for LockNarrator {
                     self.created.insert(to.to_string(), key.to_string());
                 }
             }
-            "start" if self.is_lock_server(&e.node) && e.u64("incarnation") == Some(1) => {
+            "start" if self.is_lock_server(e.node) && e.u64("incarnation") == Some(1) => {
                 self.lock_servers += 1;
             }
             "crash" => {
-                if let Some(grant) = self.grants.get(&e.node) {
-                    self.crashed_with.insert(e.node.clone(), grant.clone());
+                if let Some(grant) = self.grants.get(e.node) {
+                    self.crashed_with.insert(e.node.to_string(), grant.clone());
                 }
-                if let Some((token, _)) = self.clients.get(&e.node).and_then(|s| s.holding) {
+                if let Some((token, _)) = self.clients.get(e.node).and_then(|s| s.holding) {
                     out.say(
                         e.t_ns,
-                        Some(&e.node),
+                        Some(e.node),
                         "lock",
                         format!("{} crashes while it holds the lock (token {token}); the lock stays taken until its lease ends", e.node),
                     );
-                    self.clients.entry(e.node.clone()).or_default().holding = None;
-                    out.set(e.t_ns, &e.node, "role", "");
-                    out.set(e.t_ns, &e.node, "token", "");
+                    self.clients.entry(e.node.to_string()).or_default().holding = None;
+                    out.set(e.t_ns, e.node, "role", "");
+                    out.set(e.t_ns, e.node, "token", "");
                 }
-                if self.coord.session_of.remove(&e.node).is_some() {
-                    out.set(e.t_ns, &e.node, "session", "");
+                if self.coord.session_of.remove(e.node).is_some() {
+                    out.set(e.t_ns, e.node, "session", "");
                 }
             }
             "pause" => {
-                if let Some(s) = self.clients.get_mut(&e.node)
+                if let Some(s) = self.clients.get_mut(e.node)
                     && let Some((token, _)) = s.holding
                 {
                     s.paused = true;
                     out.say(
                         e.t_ns,
-                        Some(&e.node),
+                        Some(e.node),
                         "lock",
                         format!(
                             "{} is paused while it holds the lock (token {token})",
@@ -511,14 +511,14 @@ impl Narrator for LockNarrator {
                 }
             }
             "resume" => {
-                if let Some(s) = self.clients.get_mut(&e.node)
+                if let Some(s) = self.clients.get_mut(e.node)
                     && s.paused
                 {
                     s.paused = false;
                     if let Some((token, since)) = s.holding {
                         out.say(
                             e.t_ns,
-                            Some(&e.node),
+                            Some(e.node),
                             "lock",
                             format!(
                                 "{} resumes still believing it holds the lock with token {token} (acquired {} ago)",

@@ -92,7 +92,7 @@ impl PaxosNarrator {
         let Some(kind) = msg.get("type").and_then(|t| t.as_str()) else {
             return;
         };
-        let n = e.node.as_str();
+        let n = e.node;
         let to = e.str("to").unwrap_or("?");
         let instance = msg.get("instance").and_then(|i| i.as_u64()).unwrap_or(0);
         let single = self.synod.contains(n);
@@ -152,7 +152,7 @@ impl PaxosNarrator {
 
     fn observe(&mut self, e: &TraceEvent, out: &mut Narration) {
         let Some(obs) = e.get("obs") else { return };
-        let n = e.node.as_str();
+        let n = e.node;
         let fact = obs.get("fact").and_then(|f| f.as_str()).unwrap_or("");
         let instance = obs
             .get("instance")
@@ -285,8 +285,8 @@ impl PaxosNarrator {
 
 impl Narrator for PaxosNarrator {
     fn event(&mut self, e: &TraceEvent, out: &mut Narration) {
-        match e.kind.as_str() {
-            "send" if self.synod.contains(&e.node) || self.multi.contains(&e.node) => {
+        match e.kind {
+            "send" if self.synod.contains(e.node) || self.multi.contains(e.node) => {
                 self.send(e, out)
             }
             "deliver" | "drop" if !self.promises.is_empty() => {
@@ -298,7 +298,7 @@ impl Narrator for PaxosNarrator {
                     self.promisers.entry(ballot).or_default().insert(from);
                 }
             }
-            "observe" if self.synod.contains(&e.node) || self.multi.contains(&e.node) => {
+            "observe" if self.synod.contains(e.node) || self.multi.contains(e.node) => {
                 self.observe(e, out)
             }
             _ => {}

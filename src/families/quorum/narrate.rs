@@ -196,7 +196,7 @@ impl QuorumNarrator {
                 if self.open.len() < MAX_OPEN_REQUESTS
                     && let Some(id) = msg["id"].as_u64()
                 {
-                    self.open.insert((e.node.clone(), id), write);
+                    self.open.insert((e.node.to_string(), id), write);
                 }
             }
             "reply" => {
@@ -220,7 +220,7 @@ impl QuorumNarrator {
             }
             "write" => {
                 if let Some(op) = msg["op"].as_u64() {
-                    self.now.write_ops.insert((e.node.clone(), op));
+                    self.now.write_ops.insert((e.node.to_string(), op));
                 }
             }
             "write-ack" => {
@@ -254,15 +254,15 @@ impl QuorumNarrator {
                 *self
                     .now
                     .hinted
-                    .entry((e.node.clone(), owner.clone()))
+                    .entry((e.node.to_string(), owner.clone()))
                     .or_default() += 1;
                 if self
                     .hints
-                    .entry(e.node.clone())
+                    .entry(e.node.to_string())
                     .or_default()
                     .insert((key, owner))
                 {
-                    self.set_hints(e.t_ns, &e.node, out);
+                    self.set_hints(e.t_ns, e.node, out);
                 }
             }
             "stored" => {
@@ -279,19 +279,19 @@ impl QuorumNarrator {
                         .and_then(|m| m.values().max().copied())
                         .unwrap_or(1);
                     let per_node = self.siblings.entry(key.to_string()).or_default();
-                    per_node.insert(e.node.clone(), versions.max(1));
+                    per_node.insert(e.node.to_string(), versions.max(1));
                     let max = per_node.values().max().copied().unwrap_or(1);
                     if max > before_max && versions == max {
                         out.say(
                             e.t_ns,
-                            Some(&e.node),
+                            Some(e.node),
                             "quorum",
                             format!("{key} now has {versions} concurrent siblings on {}", e.node),
                         );
                     } else if max == 1 && before_max > 1 {
                         out.say(
                             e.t_ns,
-                            Some(&e.node),
+                            Some(e.node),
                             "quorum",
                             format!(
                                 "{key}'s siblings are merged: every node holding it has one version"
@@ -312,7 +312,7 @@ impl Narrator for QuorumNarrator {
             self.flush(second * 1_000_000_000, out);
             self.second = second;
         }
-        match e.kind.as_str() {
+        match e.kind {
             "send" => self.send(e, out),
             "observe" => self.observe(e, out),
             "deliver" | "drop" if !self.acks_in_flight.is_empty() => {
@@ -329,7 +329,7 @@ impl Narrator for QuorumNarrator {
                     // Counted with the writes coordinated in this second (an ack crossing
                     // into the next second is left out, so the average never exceeds N).
                     Ack::Write { op } => {
-                        if self.now.write_ops.contains(&(e.node.clone(), op)) {
+                        if self.now.write_ops.contains(&(e.node.to_string(), op)) {
                             self.now.acks += 1;
                         }
                     }
@@ -338,14 +338,14 @@ impl Narrator for QuorumNarrator {
                         *self
                             .now
                             .handed
-                            .entry((e.node.clone(), owner.clone()))
+                            .entry((e.node.to_string(), owner.clone()))
                             .or_default() += 1;
                         if self
                             .hints
-                            .get_mut(&e.node)
+                            .get_mut(e.node)
                             .is_some_and(|h| h.remove(&(key, owner)))
                         {
-                            self.set_hints(e.t_ns, &e.node, out);
+                            self.set_hints(e.t_ns, e.node, out);
                         }
                     }
                 }

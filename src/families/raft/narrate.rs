@@ -27,6 +27,39 @@ pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
     Some(Box::new(RaftNarrator::new(cast, &nodes)))
 }
 
+/// The parts of a Raft observation (`docs/trace-format.md`) the narrator tells, decoded from
+/// the line without parsing the rest (an entry's command, a vote).
+#[derive(serde::Deserialize)]
+struct Obs<'a> {
+    #[serde(borrow)]
+    fact: &'a str,
+    #[serde(default, borrow)]
+    role: Option<&'a str>,
+    #[serde(default)]
+    term: Option<u64>,
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default)]
+    last: Option<u64>,
+    #[serde(default)]
+    last_index: Option<u64>,
+    #[serde(default)]
+    last_term: Option<u64>,
+    #[serde(default)]
+    snapshot_index: Option<u64>,
+    #[serde(default)]
+    leader: Option<u64>,
+    #[serde(default)]
+    entries: Option<Vec<EntryTerm>>,
+}
+
+/// A log entry's term (its command skipped).
+#[derive(serde::Deserialize)]
+struct EntryTerm {
+    #[serde(default)]
+    term: Option<u64>,
+}
+
 /// A log as runs of equal terms: `(first index, term)`, in index order, up to `last`.
 #[derive(Clone, Debug, Default)]
 struct TermRuns {
@@ -149,98 +182,94 @@ impl RaftNarrator {
     }
 
     fn observe(&mut self, e: &TraceEvent, out: &mut Narration) {
-        let Some(obs) = e.get("obs") else { return };
-        let Some(fact) = obs.get("fact").and_then(|f| f.as_str()) else {
+        // Only the parts told are decoded (an entry's command is skipped, not parsed).
+        let Some(obs) = e.decode::<Obs>("obs") else {
             return;
         };
-        let u = |k: &str| obs.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        match fact {
+        let u = |v: Option<u64>| v.unwrap_or(0);
+        match obs.fact {
             "role" => {
-                let role = obs.get("role").and_then(|r| r.as_str()).unwrap_or("?");
-                self.role(e, role, u("term"), out);
+                let role = obs.role.unwrap_or("?");
+                self.role(e, role, u(obs.term), out);
             }
             "append" => {
-                let Some(entries) = obs.get("entries").and_then(|v| v.as_array()) else {
+                let Some(entries) = obs.entries else {
                     return;
                 };
-                let first = u("index");
-                let node = self.nodes.get_mut(&e.node).expect("a Raft node");
+                let first = u(obs.index);
+                let node = self.nodes.get_mut(e.node).expect("a Raft node");
                 for (i, entry) in entries.iter().enumerate() {
-                    let term = entry.get("term").and_then(|t| t.as_u64()).unwrap_or(0);
-                    node.log.push(first + i as u64, term);
+                    node.log.push(first + i as u64, u(entry.term));
                 }
-                self.show_log(e.t_ns, &e.node, out);
+                self.show_log(e.t_ns, e.node, out);
             }
-            "truncate" => self.truncate(e, u("index"), u("last"), out),
-            "commit" => self.commit(e, u("index"), out),
+            "truncate" => self.truncate(e, u(obs.index), u(obs.last), out),
+            "commit" => self.commit(e, u(obs.index), out),
             "apply" => {
-                let n = obs
-                    .get("entries")
-                    .and_then(|v| v.as_array())
-                    .map_or(0, Vec::len) as u64;
-                let node = self.nodes.get_mut(&e.node).expect("a Raft node");
-                node.commit = node.commit.max((u("index") + n).saturating_sub(1));
-                self.show_log(e.t_ns, &e.node, out);
+                let n = obs.entries.map_or(0, |e| e.len()) as u64;
+                let node = self.nodes.get_mut(e.node).expect("a Raft node");
+                node.commit = node.commit.max((u(obs.index) + n).saturating_sub(1));
+                self.show_log(e.t_ns, e.node, out);
             }
             "snapshot-taken" => {
-                let node = self.nodes.get_mut(&e.node).expect("a Raft node");
+                let node = self.nodes.get_mut(e.node).expect("a Raft node");
                 // Told once per node: later snapshots only repeat it.
                 if !std::mem::replace(&mut node.snapshotted, true) {
                     out.say(
                         e.t_ns,
-                        Some(&e.node),
+                        Some(e.node),
                         "log",
                         format!(
                             "{} takes its first snapshot, at index {} (term {}), and compacts its log",
                             e.node,
-                            u("index"),
-                            u("term")
+                            u(obs.index),
+                            u(obs.term)
                         ),
                     );
                 }
             }
             "snapshot-installed" => {
-                let (index, term) = (u("index"), u("term"));
-                let leader = self.name(obs.get("leader").and_then(|v| v.as_u64()));
-                let node = self.nodes.get_mut(&e.node).expect("a Raft node");
+                let (index, term) = (u(obs.index), u(obs.term));
+                let leader = self.name(obs.leader);
+                let node = self.nodes.get_mut(e.node).expect("a Raft node");
                 node.log.replace_prefix(index, term);
                 node.commit = node.commit.max(index);
                 out.say(
                     e.t_ns,
-                    Some(&e.node),
+                    Some(e.node),
                     "log",
                     format!(
                         "{} installs a snapshot from {leader} up to index {index} (term {term})",
                         e.node
                     ),
                 );
-                self.show_log(e.t_ns, &e.node, out);
+                self.show_log(e.t_ns, e.node, out);
             }
             "restored" => {
-                let (last, last_term) = (u("last_index"), u("last_term"));
-                let node = self.nodes.get_mut(&e.node).expect("a Raft node");
+                let (last, last_term) = (u(obs.last_index), u(obs.last_term));
+                let node = self.nodes.get_mut(e.node).expect("a Raft node");
                 node.log.truncate_from(last + 1);
-                node.commit = u("snapshot_index");
+                node.commit = u(obs.snapshot_index);
                 if e.t_ns > 0 {
                     out.say(
                         e.t_ns,
-                        Some(&e.node),
+                        Some(e.node),
                         "node",
                         format!(
                             "{} reads term {} and a log up to index {last} (term {last_term}) from its disk",
                             e.node,
-                            u("term")
+                            u(obs.term)
                         ),
                     );
                 }
-                self.show_log(e.t_ns, &e.node, out);
+                self.show_log(e.t_ns, e.node, out);
             }
             _ => {}
         }
     }
 
     fn role(&mut self, e: &TraceEvent, role: &str, term: u64, out: &mut Narration) {
-        let n = e.node.as_str();
+        let n = e.node;
         let node = self.nodes.get_mut(n).expect("a Raft node");
         let (was, old_term) = (
             std::mem::replace(&mut node.role, role.to_string()),
@@ -329,7 +358,7 @@ impl RaftNarrator {
     }
 
     fn truncate(&mut self, e: &TraceEvent, index: u64, last: u64, out: &mut Narration) {
-        let node = self.nodes.get_mut(&e.node).expect("a Raft node");
+        let node = self.nodes.get_mut(e.node).expect("a Raft node");
         let segments = node.log.segments(index, last);
         node.log.truncate_from(index);
         let terms: Vec<u64> = segments.iter().map(|s| s.2).collect();
@@ -372,19 +401,19 @@ impl RaftNarrator {
                 ", though {what} committed{by}: a committed entry is lost"
             ));
         }
-        out.say(e.t_ns, Some(&e.node), "log", text);
-        self.show_log(e.t_ns, &e.node, out);
+        out.say(e.t_ns, Some(e.node), "log", text);
+        self.show_log(e.t_ns, e.node, out);
     }
 
     fn commit(&mut self, e: &TraceEvent, index: u64, out: &mut Narration) {
         let who = self.names.iter().position(|n| *n == e.node).unwrap_or(0) as u32;
-        let node = self.nodes.get_mut(&e.node).expect("a Raft node");
+        let node = self.nodes.get_mut(e.node).expect("a Raft node");
         node.commit = node.commit.max(index);
         let entry_term = node.log.term_at(index);
         if entry_term.is_some_and(|t| t != node.term) {
             out.say(
                 e.t_ns,
-                Some(&e.node),
+                Some(e.node),
                 "commit",
                 format!(
                     "{} commits index {index} (term {}) by counting replicas, as leader of term {}: an entry of an earlier term, which Raft never commits so (Figure 8)",
@@ -397,7 +426,7 @@ impl RaftNarrator {
             node.committed_in_term = true;
             out.say(
                 e.t_ns,
-                Some(&e.node),
+                Some(e.node),
                 "commit",
                 format!(
                     "{} commits its first entry of term {} (index {index})",
@@ -413,7 +442,7 @@ impl RaftNarrator {
             }
             self.advances.push((index, e.t_ns, who));
         }
-        self.show_log(e.t_ns, &e.node, out);
+        self.show_log(e.t_ns, e.node, out);
     }
 
     /// The `log` state and the `commit index` sample of `n`, throttled.
@@ -432,17 +461,17 @@ impl RaftNarrator {
 
 impl Narrator for RaftNarrator {
     fn event(&mut self, e: &TraceEvent, out: &mut Narration) {
-        match e.kind.as_str() {
-            "send" => {
+        match e.kind {
+            "send" if e.msg_type() == Some("vote") => {
                 let Some(msg) = e.get("msg") else { return };
                 if msg.get("type").and_then(|t| t.as_str()) == Some("vote")
                     && msg.get("granted").and_then(|g| g.as_bool()) == Some(true)
                     && msg.get("pre_vote").and_then(|g| g.as_bool()) == Some(false)
-                    && self.nodes.contains_key(&e.node)
+                    && self.nodes.contains_key(e.node)
                     && let (Some(id), Some(term)) =
                         (e.u64("msg_id"), msg.get("term").and_then(|t| t.as_u64()))
                 {
-                    self.votes.insert(id, (e.node.clone(), term));
+                    self.votes.insert(id, (e.node.to_string(), term));
                 }
             }
             "deliver" | "drop" if !self.votes.is_empty() => {
@@ -451,7 +480,7 @@ impl Narrator for RaftNarrator {
                     return;
                 };
                 if e.kind == "deliver"
-                    && let Some(node) = self.nodes.get_mut(&e.node)
+                    && let Some(node) = self.nodes.get_mut(e.node)
                     && node.role == "candidate"
                     && node.vote_term == term
                 {
@@ -459,7 +488,7 @@ impl Narrator for RaftNarrator {
                 }
             }
             "timer" => {
-                if let Some(node) = self.nodes.get_mut(&e.node) {
+                if let Some(node) = self.nodes.get_mut(e.node) {
                     let name = e
                         .get("timer")
                         .and_then(|t| t.get("timer"))
@@ -469,13 +498,13 @@ impl Narrator for RaftNarrator {
                 }
             }
             "crash" => {
-                if let Some(node) = self.nodes.get_mut(&e.node) {
+                if let Some(node) = self.nodes.get_mut(e.node) {
                     node.role.clear();
                     node.commit = 0;
-                    out.set(e.t_ns, &e.node, "role", "");
+                    out.set(e.t_ns, e.node, "role", "");
                 }
             }
-            "observe" if self.nodes.contains_key(&e.node) => self.observe(e, out),
+            "observe" if self.nodes.contains_key(e.node) => self.observe(e, out),
             _ => {}
         }
     }

@@ -187,7 +187,7 @@ impl RegistryNarrator {
         let Some(obs) = narrate::observation(e) else {
             return;
         };
-        let (t, node) = (e.t_ns, e.node.as_str());
+        let (t, node) = (e.t_ns, e.node);
         let instances = |key: &str| -> BTreeSet<String> {
             obs.get(key)
                 .and_then(|v| v.as_array())
@@ -353,7 +353,7 @@ impl Narrator for RegistryNarrator {
             self.flush(out);
         }
         if let Some(coord) = &mut self.coord
-            && matches!(e.kind.as_str(), "observe" | "send" | "deliver" | "drop")
+            && matches!(e.kind, "observe" | "send" | "deliver" | "drop")
             && coord.event(&self.cast, e, "registration lease", out)
         {
             return;

@@ -167,14 +167,10 @@ impl Traffic {
     /// One `send`, `duplicate` or `drop` line.
     pub fn event(&mut self, e: &TraceEvent) {
         let counts = self.buckets.entry(e.t_ns / self.interval_ns).or_default();
-        match e.kind.as_str() {
+        match e.kind {
             "send" => {
                 counts.sent += 1;
-                let kind = e
-                    .get("msg")
-                    .and_then(|m| m.get("type"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("?");
+                let kind = e.msg_type().unwrap_or("?");
                 match counts.kinds.get_mut(kind) {
                     Some(n) => *n += 1,
                     None => {
@@ -305,7 +301,9 @@ mod tests {
     #[test]
     fn traffic_is_summed_per_interval_with_drop_reasons() {
         let mut t = Traffic::new(3_500_000_000);
-        let line = |s: &str| TraceEvent::parse(s).unwrap();
+        fn line(s: &str) -> TraceEvent<'_> {
+            TraceEvent::parse(s).unwrap()
+        }
         t.event(&line(
             r#"{"t_ns":1,"node":"n1","kind":"send","to":"n2","msg_id":0,"msg":{"type":"vote"}}"#,
         ));
