@@ -12,13 +12,19 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
-/// One node's disk. Keys are ordered, so [`Disk::keys_with_prefix`] lists them deterministically.
+use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
+
+/// One node's disk. [`Disk::keys_with_prefix`] lists keys in ascending order, so listings are
+/// deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Disk {
-    /// What survives a crash.
-    durable: BTreeMap<String, Vec<u8>>,
+    /// What survives a crash. Hashed, not ordered: a protocol writes a key per log slot or
+    /// instance (Paxos acceptors: `acceptor/accepted/<slot>`, thousands per run), and a B-tree
+    /// compared each new key with dozens of long, mostly equal keys. Its order (insertions and
+    /// removals, deterministic like everything in a run) is never observed: listings sort.
+    durable: IndexMap<String, Vec<u8>, FxBuildHasher>,
     /// Operations not yet synced, oldest first. A log rather than a map: writes are frequent and
     /// cheap, reads of unsynced keys rare (at boot). Keys are usually constants, so they are
     /// only copied when they become durable.
@@ -103,13 +109,14 @@ impl Disk {
         value.map(Cow::Owned)
     }
 
-    /// Every key starting with `prefix` that currently has a value, in ascending order.
+    /// Every key starting with `prefix` that currently has a value, in ascending order. Reads
+    /// every durable key (a boot-time listing, not a per-step one).
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
         let mut current: BTreeMap<&str, bool> = self
             .durable
-            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| (k.as_str(), true))
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(|k| (k.as_str(), true))
             .collect();
         for (key, op) in self.pending.iter().filter(|(k, _)| k.starts_with(prefix)) {
             let present = match op {
@@ -146,7 +153,7 @@ impl Disk {
                     },
                 },
                 Pending::Remove => {
-                    self.durable.remove(key.as_ref());
+                    self.durable.swap_remove(key.as_ref());
                 }
                 Pending::Append(bytes) => match self.durable.get_mut(key.as_ref()) {
                     Some(value) => value.extend_from_slice(&bytes),

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::families::paxos::{Ballot, Bugs, Observation, ValueId};
+use crate::families::paxos::{Ballot, Bugs, Observation, ValueId, ValueName};
 use crate::process::Context;
 use crate::process::disk::Disk;
 
@@ -51,6 +51,12 @@ pub struct Acceptor<V> {
     accepted: BTreeMap<u64, (Ballot, V)>,
     /// Instances whose state changed since the last [`Acceptor::check_invariants`].
     touched: Vec<u64>,
+    /// Where a disk record is encoded before it is copied out at its exact size (its buffer
+    /// serves every acceptance).
+    record: Vec<u8>,
+    /// The names of the values one [`Acceptor::accept`] accepted, observed once they are synced
+    /// (its buffer serves every call).
+    names: Vec<ValueName>,
 }
 
 /// `prefix` and `instance` zero-padded to 20 digits (as `format!("{prefix}{instance:020}")`,
@@ -71,12 +77,35 @@ fn parse_instance(key: &str, prefix: &str) -> u64 {
         .expect("acceptor keys end with an instance number")
 }
 
+/// A value an acceptor accepts: kept in its state, reported in promises, and written to its disk
+/// record as JSON.
+pub trait Proposal: Clone + Serialize + DeserializeOwned + ValueId {
+    /// Appends the value's JSON, exactly as `serde_json` writes it, to `out`. The default
+    /// encodes it; a value that every acceptor of a cluster stores may encode once and copy.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("proposals serialize");
+    }
+}
+
+/// Single-decree values.
+impl Proposal for String {}
+
+/// Appends `[` and the JSON of `ballot` (`{"round":R,"node":N}`, as its `Serialize` writes it)
+/// to `out`: the start of an acceptance record, written for every acceptance.
+fn write_ballot_json(ballot: Ballot, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"[{"round":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(ballot.round).as_bytes());
+    out.extend_from_slice(br#","node":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(ballot.node.0).as_bytes());
+    out.push(b'}');
+}
+
 fn read_json<T: DeserializeOwned>(disk: &Disk, key: &str) -> Option<T> {
     let bytes = disk.read(key)?;
     Some(serde_json::from_slice(&bytes).expect("acceptor state on disk is valid JSON"))
 }
 
-impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
+impl<V: Proposal> Acceptor<V> {
     /// Reloads the acceptor from `disk` (at boot: the disk holds exactly the synced state).
     pub fn load(disk: &Disk, scope: Scope, bugs: Bugs) -> Self {
         let mut acceptor = Acceptor {
@@ -86,6 +115,8 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
             promised: BTreeMap::new(),
             accepted: BTreeMap::new(),
             touched: Vec::new(),
+            record: Vec::new(),
+            names: Vec::new(),
         };
         for k in disk.keys_with_prefix(PROMISE_PREFIX) {
             let ballot: Ballot = read_json(disk, &k).expect("listed key");
@@ -209,9 +240,10 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
         &mut self,
         ctx: &mut Context<'_>,
         ballot: Ballot,
-        entries: Vec<(u64, V)>,
+        entries: impl IntoIterator<Item = (u64, V)>,
     ) -> Result<Vec<u64>, Ballot> {
-        let mut accepted = Vec::with_capacity(entries.len());
+        let entries = entries.into_iter();
+        let mut instances = Vec::with_capacity(entries.size_hint().0);
         let mut refused_by = Ballot::ZERO;
         for (instance, value) in entries {
             let promised = self.promised(instance);
@@ -219,19 +251,24 @@ impl<V: Clone + Serialize + DeserializeOwned + ValueId> Acceptor<V> {
                 refused_by = refused_by.max(promised);
                 continue;
             }
-            let bytes = serde_json::to_vec(&(ballot, &value)).expect("proposals serialize");
-            ctx.disk().write(key(ACCEPTED_PREFIX, instance), bytes);
+            // The JSON of `(ballot, value)`, as `serde_json::to_vec` writes the pair.
+            self.record.clear();
+            write_ballot_json(ballot, &mut self.record);
+            self.record.push(b',');
+            value.write_json(&mut self.record);
+            self.record.push(b']');
+            ctx.disk()
+                .write(key(ACCEPTED_PREFIX, instance), self.record.as_slice());
             self.raise_promise(instance, ballot);
-            accepted.push((instance, value.value_id()));
+            instances.push(instance);
+            self.names.push(value.value_id());
             self.accepted.insert(instance, (ballot, value));
         }
-        if accepted.is_empty() {
+        if instances.is_empty() {
             return Err(refused_by);
         }
         ctx.disk().sync();
-        let mut instances = Vec::with_capacity(accepted.len());
-        for (instance, value) in accepted {
-            instances.push(instance);
+        for (&instance, value) in instances.iter().zip(self.names.drain(..)) {
             ctx.observe(Observation::Accepted {
                 instance,
                 ballot,
@@ -295,6 +332,16 @@ mod tests {
     }
 
     #[test]
+    fn acceptance_records_start_with_the_ballot_as_serde_writes_it() {
+        for ballot in [Ballot::ZERO, b(1, 2), b(u64::MAX, u32::MAX)] {
+            let mut written = Vec::new();
+            write_ballot_json(ballot, &mut written);
+            written.extend_from_slice(b",null]");
+            assert_eq!(written, serde_json::to_vec(&(ballot, ())).unwrap());
+        }
+    }
+
+    #[test]
     fn disk_keys_pad_the_instance_to_20_digits() {
         for instance in [0, 7, 12_345, 10_000_000, u64::MAX] {
             assert_eq!(
@@ -317,6 +364,11 @@ mod tests {
         assert_eq!(
             a.accept(&mut tc.ctx(), b(1, 1), vec![(7, "x".to_string())]),
             Ok(vec![7])
+        );
+        assert_eq!(
+            tc.disk.read(&key(ACCEPTED_PREFIX, 7)).as_deref(),
+            Some(&br#"[{"round":1,"node":1},"x"]"#[..]),
+            "the record is the JSON of (ballot, value)"
         );
         assert_eq!(
             observed(&mut tc),
@@ -424,7 +476,7 @@ mod tests {
         let mut tc = TestContext::new(NodeId(0), 1);
         let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::AllSlots, Bugs::default());
         assert_eq!(a.prepare_from(&mut tc.ctx(), 1, b(1, 0)), Ok(vec![]));
-        let entries = (1..=4).map(|s| (s, format!("v{s}"))).collect();
+        let entries: Vec<(u64, String)> = (1..=4).map(|s| (s, format!("v{s}"))).collect();
         assert_eq!(
             a.accept(&mut tc.ctx(), b(1, 0), entries),
             Ok(vec![1, 2, 3, 4])

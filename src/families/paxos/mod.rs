@@ -89,7 +89,7 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
 fn decisions(record: &crate::sim::RunRecord) -> Vec<(u64, NodeId, String)> {
     #[derive(PartialEq, Eq, PartialOrd, Ord)]
     enum Decided {
-        Learned(u64, String),
+        Learned(u64, ValueName),
         Applied(u64),
     }
     let mut seen: BTreeSet<Decided> = BTreeSet::new();
@@ -113,6 +113,7 @@ fn decisions(record: &crate::sim::RunRecord) -> Vec<(u64, NodeId, String)> {
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -211,16 +212,21 @@ impl fmt::Display for Ballot {
     }
 }
 
-/// A value as observations and checks identify it (a string: the single-decree value itself, or
-/// `noop` / a command id such as `5#12` in Multi-Paxos).
+/// A value's name as observations and checks carry it: the single-decree value itself, or
+/// `noop` / a command id such as `5#12` in Multi-Paxos. Shared text (`Arc<str>`): a Multi-Paxos
+/// command is named in about eleven observations (proposed, accepted and applied on every
+/// replica), and each holds the one name the command made; it serializes as a string.
+pub type ValueName = Arc<str>;
+
+/// A value as observations and checks identify it (see [`ValueName`]).
 pub trait ValueId {
     /// The value's identity.
-    fn value_id(&self) -> String;
+    fn value_id(&self) -> ValueName;
 }
 
 impl ValueId for String {
-    fn value_id(&self) -> String {
-        self.clone()
+    fn value_id(&self) -> ValueName {
+        self.as_str().into()
     }
 }
 
@@ -387,7 +393,7 @@ pub enum Observation {
         /// The proposal's ballot.
         ballot: Ballot,
         /// The proposal's value.
-        value: String,
+        value: ValueName,
     },
     /// A proposer introduced `value` in `instance` with `ballot`: a value of its own (a
     /// single-decree proposer's value, a client command, a gap-filling no-op), not one taken from
@@ -398,7 +404,7 @@ pub enum Observation {
         /// The ballot it was proposed with.
         ballot: Ballot,
         /// The value.
-        value: String,
+        value: ValueName,
     },
     /// A learner learned that `value` is chosen in `instance` (single-decree: every learn, and
     /// again after a restart for the values it kept on disk; Multi-Paxos: only a value that
@@ -408,7 +414,7 @@ pub enum Observation {
         /// The instance or slot.
         instance: u64,
         /// The value.
-        value: String,
+        value: ValueName,
     },
     /// A Multi-Paxos replica applied `value` at `slot` to its key-value store (slots apply in
     /// order from 1; after a restart the replica applies again from slot 1).
@@ -416,7 +422,7 @@ pub enum Observation {
         /// The log slot.
         slot: u64,
         /// The value (`noop` or a command id).
-        value: String,
+        value: ValueName,
     },
 }
 

@@ -55,16 +55,18 @@
 //! at most its persisted round and its pending slots above the applied one and not chosen.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use rand::Rng;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::families::kv::{self, CommandId, KvMachine, Op};
-use crate::families::paxos::acceptor::{Acceptor, Scope};
+use crate::families::paxos::acceptor::{Acceptor, Proposal, Scope};
 use crate::families::paxos::{
     BUG_ACCEPT_IGNORES_PROMISE, BUG_ACCEPTOR_OMITS_ACCEPTED, BUG_DUPLICATE_BALLOTS, BUG_NO_BACKOFF,
     BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
-    ValueId, choose_value,
+    ValueId, ValueName, choose_value,
 };
 use crate::families::replicated::{Answer, Command, Served, Sessions, StateMachine};
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
@@ -250,29 +252,103 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
 
 /// The value of a log slot. `C` is the replicated state machine's command type (the key-value
 /// [`Op`] by default).
+///
+/// A command is shared, not copied: the leader's pending slot, every `accept` it sends, each
+/// acceptor's accepted proposal and each replica's chosen log hold the same immutable
+/// [`SlotCommand`] (an `Arc`, so a clone costs a reference count, not the command's strings).
+/// Its encodings (JSON on disk and in the trace, postcard in the trace hash) are the command's
+/// own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Value<C = Op> {
     /// Fills a slot no command was chosen for (§3).
     Noop,
     /// A client command.
-    Command(Command<C>),
+    Command(Arc<SlotCommand<C>>),
+}
+
+impl<C> Value<C> {
+    /// The slot value of `command`.
+    pub fn command(command: Command<C>) -> Value<C> {
+        Value::Command(Arc::new(SlotCommand::new(command)))
+    }
+}
+
+/// A client command in a log slot, as [`Value::Command`] shares it: the command, its name (the
+/// one every observation of it holds), and the JSON of its slot value once some acceptor has
+/// written it (every acceptor of the cluster writes the same bytes to its disk, so the first one
+/// encodes them and the others copy). Serializes, compares and dereferences as the command
+/// alone.
+#[derive(Debug)]
+pub struct SlotCommand<C> {
+    command: Command<C>,
+    /// `<client>#<request>`, as `CommandId`'s `Display` writes it.
+    name: ValueName,
+    /// The JSON of `Value::Command(this)`, as `serde_json` writes it.
+    json: OnceLock<Box<[u8]>>,
+}
+
+impl<C> SlotCommand<C> {
+    fn new(command: Command<C>) -> SlotCommand<C> {
+        // The name without the formatting machinery: one per client command.
+        let id = command.id();
+        let mut name = String::with_capacity(24);
+        name.push_str(itoa::Buffer::new().format(id.client.0));
+        name.push('#');
+        name.push_str(itoa::Buffer::new().format(id.request));
+        SlotCommand {
+            command,
+            name: name.into(),
+            json: OnceLock::new(),
+        }
+    }
+}
+
+impl<C> std::ops::Deref for SlotCommand<C> {
+    type Target = Command<C>;
+    fn deref(&self) -> &Command<C> {
+        &self.command
+    }
+}
+
+impl<C: PartialEq> PartialEq for SlotCommand<C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.command == other.command
+    }
+}
+
+impl<C: Eq> Eq for SlotCommand<C> {}
+
+impl<C: Serialize> Serialize for SlotCommand<C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.command.serialize(serializer)
+    }
+}
+
+impl<'de, C: Deserialize<'de>> Deserialize<'de> for SlotCommand<C> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(SlotCommand::new(Command::deserialize(deserializer)?))
+    }
+}
+
+impl<C: Clone + Serialize + DeserializeOwned> Proposal for Value<C> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Noop => serde_json::to_writer(out, self).expect("slot values serialize"),
+            Value::Command(c) => out.extend_from_slice(c.json.get_or_init(|| {
+                serde_json::to_vec(self)
+                    .expect("slot values serialize")
+                    .into_boxed_slice()
+            })),
+        }
+    }
 }
 
 impl<C> ValueId for Value<C> {
-    fn value_id(&self) -> String {
+    fn value_id(&self) -> ValueName {
         match self {
             Value::Noop => "noop".into(),
-            Value::Command(c) => {
-                // `<client>#<request>` (as `CommandId`'s `Display`), without the formatting
-                // machinery: every acceptance, proposal and application names its value.
-                let id = c.id();
-                let mut text = String::with_capacity(24);
-                text.push_str(itoa::Buffer::new().format(id.client.0));
-                text.push('#');
-                text.push_str(itoa::Buffer::new().format(id.request));
-                text
-            }
+            Value::Command(c) => c.name.clone(),
         }
     }
 }
@@ -295,14 +371,16 @@ pub enum Message<C = Op> {
         /// `(slot, ballot, value)` of each accepted proposal.
         accepted: Vec<(u64, Ballot, Value<C>)>,
     },
-    /// Phase 2a for some slots, and news of slots chosen since the last message.
+    /// Phase 2a for some slots, and news of slots chosen since the last message. The leader
+    /// sends the same batch to every follower: the lists are shared between the copies
+    /// (immutable; they serialize as lists).
     Accept {
         /// The leader's ballot.
         ballot: Ballot,
         /// `(slot, value)` pairs.
-        entries: Vec<(u64, Value<C>)>,
+        entries: Arc<[(u64, Value<C>)]>,
         /// Slots now chosen with the value this leader proposed there with `ballot`.
-        chosen: Vec<u64>,
+        chosen: Arc<[u64]>,
     },
     /// Phase 2b: the acceptor accepted `ballot` in these slots.
     Accepted {
@@ -673,14 +751,15 @@ impl<M: Served> Node<M> {
             _ => Vec::new(),
         };
         for chunk in entries.chunks(batch) {
-            let news = std::mem::take(&mut chosen);
+            let shared: Arc<[(u64, Val<M>)]> = chunk.into();
+            let news: Arc<[u64]> = std::mem::take(&mut chosen).into();
             for s in self.others() {
                 if only.is_none_or(|o| o == s) {
                     ctx.send(
                         s,
                         Msg::<M>::Accept {
                             ballot,
-                            entries: chunk.to_vec(),
+                            entries: shared.clone(),
                             chosen: news.clone(),
                         },
                     );
@@ -850,13 +929,13 @@ impl<M: Served> Node<M> {
         ctx: &mut Context<'_>,
         from: NodeId,
         ballot: Ballot,
-        entries: Vec<(u64, Val<M>)>,
-        chosen: Vec<u64>,
+        entries: Arc<[(u64, Val<M>)]>,
+        chosen: Arc<[u64]>,
     ) {
         let result = if entries.is_empty() {
             Ok(Vec::new())
         } else {
-            self.acceptor.accept(ctx, ballot, entries)
+            self.acceptor.accept(ctx, ballot, entries.iter().cloned())
         };
         match result {
             Ok(slots) => {
@@ -1045,7 +1124,7 @@ impl<M: Served> Node<M> {
         assert!(slot < MAX_SLOT, "the log outgrew MAX_SLOT");
         leader.next_slot += 1;
         let ballot = leader.ballot;
-        let value = Val::<M>::Command(command);
+        let value = Val::<M>::command(command);
         ctx.observe(Observation::Proposed {
             instance: slot,
             ballot,
@@ -1235,6 +1314,11 @@ mod tests {
         }
     }
 
+    /// The slot value of [`put`]'s command.
+    fn command(client: u32, request: u64, key: &str, value: &str) -> Value {
+        Value::command(put(client, request, key, value))
+    }
+
     /// Boots node 0 and makes it campaign with ballot (1, 0) from slot 1.
     fn candidate() -> (TestContext, Node) {
         let mut tc = TestContext::new(NodeId(0), 1);
@@ -1273,9 +1357,9 @@ mod tests {
     fn a_new_leader_re_proposes_the_highest_ballot_values_and_fills_gaps_with_noops() {
         let (mut tc, mut node) = candidate();
         // n2 reports slot 1 at (0, 1) and slot 3 at (0, 2); n3 reports slot 1 at (0, 2).
-        let a = Value::Command(put(9, 1, "k", "a"));
-        let c = Value::Command(put(9, 2, "k", "c"));
-        let a2 = Value::Command(put(9, 3, "k", "a2"));
+        let a = command(9, 1, "k", "a");
+        let c = command(9, 2, "k", "c");
+        let a2 = command(9, 3, "k", "a2");
         node.on_message(
             &mut tc.ctx(),
             NodeId(1),
@@ -1309,8 +1393,8 @@ mod tests {
             *accepts[0],
             Message::Accept {
                 ballot: b(1, 0),
-                entries: vec![(1, a2.clone()), (2, Value::Noop), (3, c)],
-                chosen: vec![],
+                entries: vec![(1, a2.clone()), (2, Value::Noop), (3, c)].into(),
+                chosen: vec![].into(),
             }
         );
         assert_eq!(node.acceptor.accepted(1), Some(&(b(1, 0), a2)));
@@ -1395,13 +1479,30 @@ mod tests {
 
     #[test]
     fn slot_values_round_trip_through_the_disk_format() {
-        for value in [Value::Noop, Value::Command(put(9, 3, "k", "v"))] {
+        for value in [Value::Noop, command(9, 3, "k", "v")] {
             let bytes = serde_json::to_vec(&(b(2, 1), &value)).unwrap();
             let back: (Ballot, Value) = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(back, (b(2, 1), value));
+            assert_eq!(back, (b(2, 1), value.clone()));
+            // What an acceptor writes, the first time (encoded) and later (copied).
+            for _ in 0..2 {
+                let mut written = Vec::new();
+                value.write_json(&mut written);
+                assert_eq!(written, serde_json::to_vec(&value).unwrap());
+            }
         }
-        assert_eq!(Value::<Op>::Noop.value_id(), "noop");
-        assert_eq!(Value::Command(put(9, 3, "k", "v")).value_id(), "9#3");
+        assert_eq!(&*Value::<Op>::Noop.value_id(), "noop");
+        assert_eq!(&*command(9, 3, "k", "v").value_id(), "9#3");
+        assert_eq!(
+            &*command(u32::MAX, u64::MAX, "k", "v").value_id(),
+            format!(
+                "{}",
+                CommandId {
+                    client: NodeId(u32::MAX),
+                    request: u64::MAX
+                }
+            ),
+            "named as CommandId displays"
+        );
     }
 
     #[test]
@@ -1409,14 +1510,14 @@ mod tests {
         let mut tc = TestContext::new(NodeId(1), 1);
         let mut node = Node::new(&setup(1), Config::default());
         node.on_start(&mut tc.ctx());
-        let v1 = Value::Command(put(9, 1, "k", "a"));
+        let v1 = command(9, 1, "k", "a");
         node.on_message(
             &mut tc.ctx(),
             NodeId(0),
             Message::Accept {
                 ballot: b(1, 0),
-                entries: vec![(1, v1.clone())],
-                chosen: vec![],
+                entries: vec![(1, v1.clone())].into(),
+                chosen: vec![].into(),
             },
         );
         tc.take_effects();

@@ -470,7 +470,7 @@ impl Node {
                 ctx.observe(Observation::Proposed {
                     instance,
                     ballot,
-                    value: value.clone(),
+                    value: value.as_str().into(),
                 });
                 value
             }
@@ -623,7 +623,10 @@ impl Node {
         match self.learned.get(&instance) {
             Some(known) if *known == value => return,
             Some(_) => {
-                ctx.observe(Observation::Learned { instance, value });
+                ctx.observe(Observation::Learned {
+                    instance,
+                    value: value.into(),
+                });
                 return;
             }
             None => {}
@@ -635,7 +638,7 @@ impl Node {
         self.tallies.remove(&instance);
         ctx.observe(Observation::Learned {
             instance,
-            value: value.clone(),
+            value: value.as_str().into(),
         });
         if self.is_proposer() {
             if adopt {
@@ -721,7 +724,7 @@ impl Process for Node {
         for (&instance, value) in &self.learned {
             ctx.observe(Observation::Learned {
                 instance,
-                value: value.clone(),
+                value: value.as_str().into(),
             });
         }
         if self.is_proposer() {

@@ -31,7 +31,7 @@ fn run(record: &RunRecord) -> CheckResult {
     let all = choices(record);
     let mut bad = Vec::new();
     for (instance, list) in &all {
-        let values: BTreeSet<&str> = list.iter().map(|c| c.value.as_str()).collect();
+        let values: BTreeSet<&str> = list.iter().map(|c| &*c.value).collect();
         if values.len() > 1 {
             bad.push((*instance, list));
         }

@@ -47,7 +47,7 @@ fn run(record: &RunRecord) -> CheckResult {
         }
         let chosen_values: BTreeSet<&str> = chosen
             .get(instance)
-            .map(|l| l.iter().map(|c| c.value.as_str()).collect())
+            .map(|l| l.iter().map(|c| &*c.value).collect())
             .unwrap_or_default();
         if let Some(e) = events.iter().find(|e| !chosen_values.contains(e.2)) {
             unchosen += 1;

@@ -25,7 +25,7 @@ pub mod validity;
 use std::collections::BTreeMap;
 
 use crate::check::ms;
-use crate::families::paxos::{self, Ballot};
+use crate::families::paxos::{self, Ballot, ValueName};
 use crate::process::NodeId;
 use crate::scenario::Scenario;
 use crate::sim::RunRecord;
@@ -47,7 +47,7 @@ pub struct Choice {
     /// The proposal's ballot.
     pub ballot: Ballot,
     /// The proposal's value.
-    pub value: String,
+    pub value: ValueName,
     /// When the acceptance that completed the majority was observed (global ns).
     pub chosen_ns: u64,
     /// Every acceptor that accepted the proposal, with the time of its first acceptance.
@@ -91,9 +91,7 @@ pub fn choices(record: &RunRecord) -> BTreeMap<u64, Vec<Choice>> {
         if !acceptors.contains(&o.node) {
             continue;
         }
-        let by = accepted
-            .entry((*instance, *ballot, value.as_str()))
-            .or_default();
+        let by = accepted.entry((*instance, *ballot, &**value)).or_default();
         if by.contains_key(&o.node) {
             continue;
         }
@@ -111,7 +109,7 @@ pub fn choices(record: &RunRecord) -> BTreeMap<u64, Vec<Choice>> {
     // Fill in every acceptor of each chosen proposal (also those after the majority).
     for list in out.values_mut() {
         for c in list.iter_mut() {
-            c.acceptors = accepted[&(c.instance, c.ballot, c.value.as_str())]
+            c.acceptors = accepted[&(c.instance, c.ballot, &*c.value)]
                 .iter()
                 .map(|(n, t)| (*n, *t))
                 .collect();
@@ -132,7 +130,7 @@ pub fn learned(record: &RunRecord) -> BTreeMap<u64, Vec<(u64, NodeId, &str)>> {
         };
         out.entry(*instance)
             .or_default()
-            .push((o.t_ns, o.node, value.as_str()));
+            .push((o.t_ns, o.node, &**value));
     }
     out
 }

@@ -40,7 +40,7 @@ fn run(record: &RunRecord) -> CheckResult {
         for c in list {
             if !proposed
                 .get(instance)
-                .is_some_and(|p| p.contains(c.value.as_str()))
+                .is_some_and(|p| p.contains(&*c.value))
             {
                 invalid.push(c);
             }
