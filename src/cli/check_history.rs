@@ -59,7 +59,6 @@ pub struct CheckHistoryArgs {
 
 /// Runs the command; returns the exit code.
 pub fn check_history(args: &CheckHistoryArgs) -> u8 {
-    keep_freed_memory_briefly();
     let file = args.file.display().to_string();
     // Bad input: text on stderr, or with --json a JSON object on stdout; exit 2 either way.
     let bad_input = |error: serde_json::Value| {
@@ -147,20 +146,6 @@ pub fn check_history(args: &CheckHistoryArgs) -> u8 {
         Verdict::NotLinearizable => exit::FAIL,
         Verdict::Unknown => exit::UNKNOWN,
     }
-}
-
-/// `mi_option_purge_delay` in mimalloc's `mimalloc.h` (as in `main.rs`).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Gives mimalloc back its default delay (10 ms) before freed memory returns to the operating
-/// system. `faultline` sets it to 0 for `run` (whose phases should not stay resident together);
-/// a check's phases free large tables and allocate the next ones at once, and with no delay
-/// every such allocation faulted in and zeroed fresh pages (about a fifth of the CPU time of
-/// checking a 1,000,000-operation history).
-fn keep_freed_memory_briefly() {
-    // SAFETY: sets one of mimalloc's global options to a documented value; mimalloc reads its
-    // options atomically and allows setting them at any time.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
 }
 
 /// Writes `text` to stdout in one piece, ignoring a closed pipe (`| head`): the exit code still

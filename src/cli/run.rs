@@ -93,6 +93,7 @@ pub fn run(args: &RunArgs) -> u8 {
     };
     let start = wall_now();
     let record = sim::run(&scenario, seed, &options);
+    super::return_freed_memory_promptly();
     if let Some(limit) = &record.limit_exceeded {
         eprintln!("{}", over_limit(&args.scenario, limit));
         return exit::BAD_INPUT;
