@@ -694,6 +694,21 @@ fn a_read_of_a_value_never_written_is_decided_before_searching() {
     );
 }
 
+/// A register event of [`hard_register_history`] as a key-value one: a write is a `put` of the
+/// number as a string, a read a `get`.
+fn as_key_value(e: &HistoryEvent) -> (Function, Value) {
+    let f = if e.f == Function::Write {
+        Function::Put
+    } else {
+        Function::Get
+    };
+    let v = match &e.value {
+        Value::Int(i) => Value::Str(i.to_string()),
+        other => other.clone(),
+    };
+    (f, v)
+}
+
 /// `writers` concurrent writes of 7 values, then concurrent reads of different values that
 /// were written: not linearizable (the reads begin after every write ended, so they must agree),
 /// but the search must try every subset of the writes to see it.
@@ -770,15 +785,7 @@ fn the_step_limit_gives_the_same_unknown_or_verdict_on_every_run() {
         h.push(ev(200 + k, Done, Function::Put, Some(&key), s("a")));
     }
     for e in hard_register_history(12) {
-        let f = if e.f == Function::Write {
-            Function::Put
-        } else {
-            Function::Get
-        };
-        let v = match &e.value {
-            Value::Int(i) => s(&i.to_string()),
-            other => other.clone(),
-        };
+        let (f, v) = as_key_value(&e);
         h.push(ev(e.process, e.kind, f, Some("z"), v));
     }
     let mut o = Options::new(ModelKind::KeyValue);
@@ -1352,19 +1359,10 @@ fn a_part_that_fails_quickly_is_reported_before_hard_parts_search_long() {
     // disagree, values repeat, so neither the read mapping nor the early test decides it).
     // Rounds start small, so the hard keys stop early whatever the threads do, and only the
     // reported key is searched again for a longer prefix.
-    let s = |x: &str| Value::Str(x.into());
     let mut h = Vec::new();
     for (key, writers, base) in [("a", 12, 0), ("b", 12, 1000), ("q", 8, 2000)] {
         for e in hard_register_history(writers) {
-            let f = if e.f == Function::Write {
-                Function::Put
-            } else {
-                Function::Get
-            };
-            let v = match &e.value {
-                Value::Int(i) => s(&i.to_string()),
-                other => other.clone(),
-            };
+            let (f, v) = as_key_value(&e);
             h.push(ev(base + e.process, e.kind, f, Some(key), v));
         }
     }
