@@ -578,6 +578,17 @@ pub struct CheckInfo {
     pub run: fn(&RunRecord) -> CheckResult,
 }
 
+impl CheckInfo {
+    /// Whether it is enabled by `scenario`'s `[check.<name>]` table (an absent table is an empty
+    /// one); whether it applies is [`CheckInfo::applies_to`].
+    pub fn is_enabled_in(&self, scenario: &Scenario) -> bool {
+        match scenario.check.get(self.name) {
+            Some(table) => (self.enabled)(table),
+            None => (self.enabled)(&toml::Table::new()),
+        }
+    }
+}
+
 impl Registry {
     /// Checks the options of role `role` of `scenario` with its protocol (every problem when
     /// `checking`) and prepares its builder; `None` if the protocol is unknown.

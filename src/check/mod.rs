@@ -172,10 +172,9 @@ impl Families for Registry {
 
 /// Runs every enabled check that applies to the record's scenario.
 pub fn run_checks(record: &RunRecord) -> Vec<CheckResult> {
-    let empty = toml::Table::new();
     checks_for(&record.scenario)
         .into_iter()
-        .filter(|c| (c.enabled)(record.scenario.check.get(c.name).unwrap_or(&empty)))
+        .filter(|c| c.is_enabled_in(&record.scenario))
         .map(|c| (c.run)(record))
         .collect()
 }

@@ -116,6 +116,5 @@ pub fn put(
 
 /// Whether `check` runs for `record`'s scenario, as `run_checks` decides.
 pub fn enabled(check: &crate::check::CheckInfo, record: &RunRecord) -> bool {
-    let empty = toml::Table::new();
-    (check.enabled)(record.scenario.check.get(check.name).unwrap_or(&empty))
+    check.is_enabled_in(&record.scenario)
 }

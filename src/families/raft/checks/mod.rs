@@ -306,10 +306,10 @@ impl Replayer {
 /// `decisions` read for `no-decision`), so a long run's record does not hold its logs' facts;
 /// `role` observations and lifecycle records are read and left in the record.
 pub fn fold(scenario: &Scenario, topology: &Arc<Topology>) -> Option<Box<dyn Fold>> {
-    let empty = toml::Table::new();
-    let checked = crate::families::raft::FAMILY.checks.iter().any(|c| {
-        (c.applies_to)(scenario) && (c.enabled)(scenario.check.get(c.name).unwrap_or(&empty))
-    });
+    let checked = crate::families::raft::FAMILY
+        .checks
+        .iter()
+        .any(|c| (c.applies_to)(scenario) && c.is_enabled_in(scenario));
     checked
         .then(|| Box::new(ReplayFold(Replayer::new(scenario, topology.clone()))) as Box<dyn Fold>)
 }
