@@ -457,7 +457,8 @@ mod tests {
             put(2, "c2", "d", 900, EventType::Ok, 1100),
             put(1, "c1", "e", 50, EventType::Ok, 60),
         ]
-        .concat();
+        .concat()
+        .into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["majority_ops"], 2);
@@ -526,7 +527,8 @@ mod tests {
             put(1, "c1", "b", 450, EventType::Info, 700),
             put(1, "c1", "c", 710, EventType::Info, 900),
         ]
-        .concat();
+        .concat()
+        .into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["intervals"], 2);

@@ -476,7 +476,8 @@ mod tests {
             put(1, "c1", "x", 2000, EventType::Fail, 2030),
             put(1, "c1", "x", 3000, EventType::Info, 4000),
         ]
-        .concat();
+        .concat()
+        .into();
         rec
     }
 

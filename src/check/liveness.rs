@@ -335,10 +335,7 @@ fn run(record: &RunRecord) -> CheckResult {
     let mut answers: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
     for o in &all {
         if let (true, Some(c)) = (o.is_answered(), o.complete_ns) {
-            answers
-                .entry(o.node.as_str())
-                .or_default()
-                .push((o.invoke_ns, c));
+            answers.entry(o.node).or_default().push((o.invoke_ns, c));
         }
     }
     for list in answers.values_mut() {
@@ -346,7 +343,7 @@ fn run(record: &RunRecord) -> CheckResult {
     }
     let heard_within = |o: &Operation| {
         let deadline = o.invoke_ns + within;
-        answers.get(o.node.as_str()).is_some_and(|list| {
+        answers.get(o.node).is_some_and(|list| {
             let from = list.partition_point(|&(invoke, _)| invoke < o.invoke_ns);
             list[from..]
                 .iter()
@@ -465,7 +462,7 @@ mod tests {
         );
         // n2 wins term 2 after the heal, within the bound, and answers an operation.
         observe(&mut rec, 2400, 1, role("leader", 2));
-        rec.history = put(1, "c1", "x", 3500, EventType::Ok, 3510);
+        rec.history = put(1, "c1", "x", 3500, EventType::Ok, 3510).into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["leader_after_start_ns"], 400_000_000u64);
@@ -487,7 +484,8 @@ mod tests {
             put(1, "c1", "x", 900, EventType::Info, 1900),
             put(2, "c1", "x", 2100, EventType::Ok, 2110),
         ]
-        .concat();
+        .concat()
+        .into();
         assert_eq!(run(&rec).verdict, Verdict::Pass);
         rec.history.extend(op(
             3,
@@ -515,7 +513,8 @@ mod tests {
             put(1, "c1", "x", 3000, EventType::Info, 4000),
             put(3, "c1", "y", 4020, EventType::Ok, 4030),
         ]
-        .concat();
+        .concat()
+        .into();
         assert_eq!(run(&rec).verdict, Verdict::Pass);
         // Another client's answer does not count for c1, and neither does an answer to an
         // operation c1 invoked before the one that timed out.
@@ -524,7 +523,8 @@ mod tests {
             put(2, "c1", "x", 3000, EventType::Info, 4000),
             put(4, "c2", "y", 4020, EventType::Ok, 4030),
         ]
-        .concat();
+        .concat()
+        .into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["ops_late"], 1);
@@ -533,7 +533,8 @@ mod tests {
             put(1, "c1", "x", 3000, EventType::Info, 4000),
             put(3, "c1", "y", 4020, EventType::Ok, 6100),
         ]
-        .concat();
+        .concat()
+        .into();
         assert_eq!(run(&rec).verdict, Verdict::Fail);
     }
 
@@ -562,7 +563,7 @@ mod tests {
         observe(&mut rec, 100, 2, role("follower", 1));
         lifecycle(&mut rec, 500, 0, LifecycleKind::Crash);
         rec.final_status[0] = Status::Crashed;
-        rec.history = put(1, "c1", "x", 5000, EventType::Info, 6000);
+        rec.history = put(1, "c1", "x", 5000, EventType::Info, 6000).into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert!(
@@ -572,7 +573,7 @@ mod tests {
         );
         // n2 takes over 300ms after the crash: pass, measured from the crash.
         observe(&mut rec, 800, 1, role("leader", 2));
-        rec.history = put(1, "c1", "x", 5000, EventType::Ok, 5010);
+        rec.history = put(1, "c1", "x", 5000, EventType::Ok, 5010).into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.metrics["leader_after_start_ns"], 300_000_000u64);
@@ -585,7 +586,7 @@ mod tests {
         observe(&mut rec, 100, 0, role("leader", 1));
         lifecycle(&mut rec, 1000, 0, LifecycleKind::Pause);
         lifecycle(&mut rec, 2000, 0, LifecycleKind::Resume);
-        rec.history = put(1, "c1", "x", 4000, EventType::Ok, 4010);
+        rec.history = put(1, "c1", "x", 4000, EventType::Ok, 4010).into();
         assert_eq!(run(&rec).verdict, Verdict::Pass, "resumed at the heal");
         // Paused again in the same instant it resumed: not up at the heal.
         lifecycle(&mut rec, 2000, 0, LifecycleKind::Pause);
@@ -608,13 +609,13 @@ mod tests {
         );
         // A leader exists from the heal on, but heal + answer_within (8.5s + 3s) passes the end.
         rec.final_heal_ns = Some(8_500_000_000);
-        rec.history = put(1, "c1", "x", 9000, EventType::Ok, 9010);
+        rec.history = put(1, "c1", "x", 9000, EventType::Ok, 9010).into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
         assert!(r.summary.contains("before any operation"), "{}", r.summary);
         // The window is long enough but no operation was invoked in it.
         rec.final_heal_ns = Some(1_000_000_000);
-        rec.history = put(1, "c1", "x", 500, EventType::Ok, 510);
+        rec.history = put(1, "c1", "x", 500, EventType::Ok, 510).into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
         assert!(

@@ -196,7 +196,7 @@ fn run(record: &RunRecord) -> CheckResult {
         .collect();
     let mut answered = 0u64;
     for o in operations(&record.history) {
-        let Some(client) = topo.node(&o.node) else {
+        let Some(client) = topo.node(o.node) else {
             continue;
         };
         if let (true, Some(t)) = (o.is_ok(), o.complete_ns)
@@ -338,7 +338,8 @@ mod tests {
             put(1, "c1", "x", 1900, EventType::Ok, 1990),
             put(1, "c1", "x", 2100, EventType::Info, 3100),
         ]
-        .concat();
+        .concat()
+        .into();
         assert_eq!(run(&rec).verdict, Verdict::Pass);
         rec.history.extend(op(
             1,

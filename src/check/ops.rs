@@ -4,36 +4,41 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{EventType, Function, HistoryEvent, Value};
+use crate::history::{EventType, Events, Function, Value};
 
-/// One client operation: its invocation and, if it ended, its completion.
+/// The value of an operation that has not completed.
+static NIL: Value = Value::Nil;
+
+/// One client operation: its invocation and, if it ended, its completion. It borrows its
+/// strings and values from the history it was paired from (about 110 bytes an operation, no
+/// heap: a 50-client, 600-second run has about 2.4 million).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Operation {
+pub struct Operation<'h> {
     /// The logical client process.
     pub process: u64,
     /// The client node's name.
-    pub node: String,
+    pub node: &'h str,
     /// The function.
     pub f: Function,
     /// The key, for keyed operations.
-    pub key: Option<String>,
+    pub key: Option<&'h str>,
     /// The invocation's value (the argument).
-    pub argument: Value,
+    pub argument: &'h Value,
     /// Global time of the invocation, in nanoseconds.
     pub invoke_ns: u64,
     /// How it ended (`Ok`, `Fail` or `Info`), `None` if it never ended in the history.
     pub outcome: Option<EventType>,
-    /// The completion's value (for an `ok` read: the value read).
-    pub result: Value,
+    /// The completion's value (for an `ok` read: the value read); `nil` while not completed.
+    pub result: &'h Value,
     /// Global time of the completion, in nanoseconds.
     pub complete_ns: Option<u64>,
     /// The completion's error, if any.
-    pub error: Option<String>,
-    /// Index of the invoke event in the history.
+    pub error: Option<&'h str>,
+    /// Index of the invoke event in the history (its position).
     pub index: u64,
 }
 
-impl Operation {
+impl Operation<'_> {
     /// True if the operation ended `ok`.
     pub fn is_ok(&self) -> bool {
         self.outcome == Some(EventType::Ok)
@@ -47,8 +52,8 @@ impl Operation {
     /// A short description for evidence lines, e.g. `c1 put k2 "c1-4" [1.0ms, 3.2ms] ok`.
     pub fn describe(&self) -> String {
         let value = match (&self.outcome, self.f) {
-            (Some(EventType::Ok), Function::Get | Function::Read) => &self.result,
-            _ => &self.argument,
+            (Some(EventType::Ok), Function::Get | Function::Read) => self.result,
+            _ => self.argument,
         };
         let value = serde_json::to_string(value).expect("values serialize");
         let f = serde_json::to_value(self.f).expect("functions serialize");
@@ -66,7 +71,7 @@ impl Operation {
             "{} {} {} {} [{}, {}] {}",
             self.node,
             f,
-            self.key.as_deref().unwrap_or("-"),
+            self.key.unwrap_or("-"),
             value,
             crate::check::ms(self.invoke_ns),
             end,
@@ -77,34 +82,34 @@ impl Operation {
 
 /// Pairs every invocation with the next completion of the same process, in history order.
 /// Completions without an open invocation are ignored.
-pub fn operations(history: &[HistoryEvent]) -> Vec<Operation> {
+pub fn operations<E: Events + ?Sized>(history: &E) -> Vec<Operation<'_>> {
     let mut ops: Vec<Operation> = Vec::new();
     let mut open: BTreeMap<u64, usize> = BTreeMap::new();
-    for event in history {
+    for (index, event) in history.events().enumerate() {
         match event.kind {
             EventType::Invoke => {
                 open.insert(event.process, ops.len());
                 ops.push(Operation {
                     process: event.process,
-                    node: event.node.clone(),
+                    node: event.node,
                     f: event.f,
-                    key: event.key.clone(),
-                    argument: event.value.clone(),
+                    key: event.key,
+                    argument: event.value,
                     invoke_ns: event.time_ns,
                     outcome: None,
-                    result: Value::Nil,
+                    result: &NIL,
                     complete_ns: None,
                     error: None,
-                    index: event.index,
+                    index: index as u64,
                 });
             }
             kind => {
                 if let Some(i) = open.remove(&event.process) {
                     let op = &mut ops[i];
                     op.outcome = Some(kind);
-                    op.result = event.value.clone();
+                    op.result = event.value;
                     op.complete_ns = Some(event.time_ns);
-                    op.error = event.error.clone();
+                    op.error = event.error;
                 }
             }
         }
@@ -115,6 +120,7 @@ pub fn operations(history: &[HistoryEvent]) -> Vec<Operation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::HistoryEvent;
 
     #[test]
     fn invocations_pair_with_their_process_completion() {
@@ -142,10 +148,11 @@ mod tests {
             Value::Str("v".into()),
         );
         c.time_ns = 20;
-        let ops = operations(&[a, b, c]);
+        let history = [a, b, c];
+        let ops = operations(&history);
         assert_eq!(ops.len(), 2);
         assert!(ops[0].is_ok());
-        assert_eq!(ops[0].result, Value::Str("v".into()));
+        assert_eq!(ops[0].result, &Value::Str("v".into()));
         assert_eq!(ops[0].complete_ns, Some(20));
         assert_eq!(ops[1].outcome, None);
     }

@@ -85,8 +85,8 @@ fn is_write(f: Function) -> bool {
 }
 
 /// The whole value a put or cas writes.
-fn written(op: &Operation) -> Option<&str> {
-    match (op.f, &op.argument) {
+fn written<'h>(op: &Operation<'h>) -> Option<&'h str> {
+    match (op.f, op.argument) {
         (Function::Put, Value::Str(v)) => Some(v),
         (Function::Cas, Value::List(pair)) => match pair.get(1) {
             Some(Value::Str(v)) => Some(v),
@@ -96,8 +96,8 @@ fn written(op: &Operation) -> Option<&str> {
     }
 }
 
-fn appended(op: &Operation) -> Option<&str> {
-    match (op.f, &op.argument) {
+fn appended<'h>(op: &Operation<'h>) -> Option<&'h str> {
+    match (op.f, op.argument) {
         (Function::Append, Value::Str(v)) => Some(v),
         _ => None,
     }
@@ -146,18 +146,18 @@ impl FirstCompletedBefore {
 /// judged in O(log n) plus the length of its value.
 struct KeyIndex<'a> {
     /// Rule 1: the `ok` write that completed first (the first in history order among equals).
-    first_completed_write: Option<&'a Operation>,
+    first_completed_write: Option<&'a Operation<'a>>,
     /// Rule 2: `ok` writes in history (invoke) order, and the first-completed-before index on them.
-    ok_writes: Vec<&'a Operation>,
+    ok_writes: Vec<&'a Operation<'a>>,
     ok_write_completed: FirstCompletedBefore,
     /// Rule 2: per whole value written by a put or cas that did not fail: how many write it, and
     /// the first that does.
-    producers: rustc_hash::FxHashMap<&'a str, (usize, &'a Operation)>,
+    producers: rustc_hash::FxHashMap<&'a str, (usize, &'a Operation<'a>)>,
     /// Rule 2: non-empty appended strings (of appends that did not fail), and their lengths.
     appended: rustc_hash::FxHashSet<&'a str>,
     appended_lengths: Vec<usize>,
     /// Rule 3: `ok` appends sorted by completion time (history order among equals).
-    ok_appends_by_completion: Vec<&'a Operation>,
+    ok_appends_by_completion: Vec<&'a Operation<'a>>,
     /// Rule 3: puts and cas operations that did not fail, in invoke order, with the running
     /// maximum of their effect ends ([`effect_end`]).
     replacing_invokes: Vec<u64>,
@@ -249,7 +249,7 @@ impl<'a> KeyIndex<'a> {
     fn judge(&self, read: &Operation) -> Option<String> {
         let (invoke, complete) = (read.invoke_ns, read.complete_ns.unwrap_or(u64::MAX));
         // Rule 1.
-        if read.result == Value::Nil
+        if *read.result == Value::Nil
             && let Some(w) = self.first_completed_write
             && w.complete_ns.is_some_and(|c| c < invoke)
         {
@@ -306,7 +306,7 @@ impl<'a> KeyIndex<'a> {
 
 /// Finds the stale reads among the operations on one key (in invoke order); each finding is
 /// (read, reason). O(n log n) in the key's operations plus the length of the values read.
-fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
+fn stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation<'a>, String)> {
     let index = KeyIndex::new(ops);
     ops.iter()
         .copied()
@@ -319,7 +319,7 @@ fn run(record: &RunRecord) -> CheckResult {
     let ops = operations(&record.history);
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for op in &ops {
-        if let Some(k) = op.key.as_deref() {
+        if let Some(k) = op.key {
             by_key.entry(k).or_default().push(op);
         }
     }
@@ -377,7 +377,7 @@ mod tests {
 
     fn verdict(history: Vec<Vec<crate::history::HistoryEvent>>) -> CheckResult {
         let mut rec = record(3, 2, "");
-        rec.history = history.concat();
+        rec.history = history.concat().into();
         run(&rec)
     }
 
@@ -488,7 +488,7 @@ mod tests {
 
     /// The quadratic implementation the index replaced (every write scanned for every read): the
     /// reference the property test compares with.
-    fn reference_stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation, String)> {
+    fn reference_stale_reads<'a>(ops: &[&'a Operation]) -> Vec<(&'a Operation<'a>, String)> {
         let ok_writes: Vec<&Operation> = ops
             .iter()
             .copied()
@@ -513,7 +513,7 @@ mod tests {
         {
             let (invoke, complete) = (read.invoke_ns, read.complete_ns.unwrap_or(u64::MAX));
             // Rule 1.
-            if read.result == Value::Nil
+            if *read.result == Value::Nil
                 && let Some(w) = ok_writes
                     .iter()
                     .filter(|w| w.complete_ns.is_some_and(|c| c < invoke))
@@ -587,7 +587,27 @@ mod tests {
         found
     }
 
-    fn arbitrary_ops() -> impl proptest::strategy::Strategy<Value = Vec<Operation>> {
+    /// An [`Operation`] owning its node name and values (what the proptest generates).
+    #[derive(Clone, Debug)]
+    struct OwnedOp {
+        node: String,
+        argument: Value,
+        result: Value,
+        op: Operation<'static>,
+    }
+
+    impl OwnedOp {
+        fn view(&self) -> Operation<'_> {
+            Operation {
+                node: &self.node,
+                argument: &self.argument,
+                result: &self.result,
+                ..self.op.clone()
+            }
+        }
+    }
+
+    fn arbitrary_ops() -> impl proptest::strategy::Strategy<Value = Vec<OwnedOp>> {
         use proptest::prelude::*;
         // Few distinct values, so that values repeat, appends are suffixes of reads and puts
         // produce what appends could; small times, so that equal times (concurrency) are common.
@@ -627,18 +647,24 @@ mod tests {
                         Cas => Value::List(vec![arg.clone(), result.clone()]),
                         _ => arg,
                     };
-                    Operation {
-                        process: i as u64,
+                    static NIL: Value = Value::Nil;
+                    OwnedOp {
                         node: format!("c{i}"),
-                        f,
-                        key: Some("k".into()),
                         argument: argument.clone(),
-                        invoke_ns: invoke,
-                        outcome,
                         result: if f == Get { result } else { argument },
-                        complete_ns: outcome.map(|_| invoke + length),
-                        error: None,
-                        index: i as u64,
+                        op: Operation {
+                            process: i as u64,
+                            node: "",
+                            f,
+                            key: Some("k"),
+                            argument: &NIL,
+                            invoke_ns: invoke,
+                            outcome,
+                            result: &NIL,
+                            complete_ns: outcome.map(|_| invoke + length),
+                            error: None,
+                            index: i as u64,
+                        },
                     }
                 })
                 .collect()
@@ -648,7 +674,8 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         #[test]
-        fn the_index_finds_what_the_quadratic_scan_finds(ops in arbitrary_ops()) {
+        fn the_index_finds_what_the_quadratic_scan_finds(owned in arbitrary_ops()) {
+            let ops: Vec<Operation> = owned.iter().map(OwnedOp::view).collect();
             let refs: Vec<&Operation> = ops.iter().collect();
             let fast: Vec<(u64, String)> =
                 stale_reads(&refs).into_iter().map(|(r, why)| (r.index, why)).collect();

@@ -27,7 +27,7 @@ pub fn record(servers: u32, clients: u32, extra: &str) -> RunRecord {
         trace_jsonl: Default::default(),
         trace_hash: String::new(),
         trace_truncated: false,
-        history: Vec::new(),
+        history: Default::default(),
         observations: Default::default(),
         lifecycle: Vec::new(),
         partitions: Vec::new(),

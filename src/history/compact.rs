@@ -1,10 +1,11 @@
 //! Histories held compactly, and read access to any history's events by position.
 //!
-//! A checker reads a history through [`Events`]: the events of a run (`[HistoryEvent]`), a
-//! filtered view of them (`[&HistoryEvent]`, no copy), or a [`CompactHistory`] read from a file,
-//! which keeps each event in 32 bytes (keys and node names interned once, values interned once
-//! in an [`Interner`], so a value written and then read back is stored once) instead of a
-//! [`HistoryEvent`] of about 136 bytes plus three heap strings.
+//! A checker reads a history through [`Events`]: a run's history or one read from a file (both
+//! a [`CompactHistory`]), a part of one ([`Subset`], positions only), or plain
+//! `[HistoryEvent]`s (tests). A [`CompactHistory`] keeps each event in 32 bytes (keys, node
+//! names and error texts interned once, values interned once in an [`Interner`], so a value
+//! written and then read back is stored once) instead of a [`HistoryEvent`] of about 136 bytes
+//! plus three heap strings: a 50-client, 600-second run records about 5 million events.
 
 use super::{EventType, Function, HistoryEvent, ImportedHistory, Value};
 
@@ -25,6 +26,25 @@ pub struct EventRef<'a> {
     pub time_ns: u64,
     /// The client node that recorded it (empty if the history names none).
     pub node: &'a str,
+    /// Why the operation failed or is unknown (`fail`/`info`), e.g. `"timeout"`.
+    pub error: Option<&'a str>,
+}
+
+impl EventRef<'_> {
+    /// The event as an owned [`HistoryEvent`] at position `index` (what `history.jsonl` holds).
+    pub fn to_event(&self, index: u64) -> HistoryEvent {
+        HistoryEvent {
+            index,
+            time_ns: self.time_ns,
+            process: self.process,
+            node: self.node.to_string(),
+            kind: self.kind,
+            f: self.f,
+            key: self.key.map(str::to_string),
+            value: self.value.clone(),
+            error: self.error.map(str::to_string),
+        }
+    }
 }
 
 impl<'a> From<&'a HistoryEvent> for EventRef<'a> {
@@ -37,6 +57,7 @@ impl<'a> From<&'a HistoryEvent> for EventRef<'a> {
             value: &e.value,
             time_ns: e.time_ns,
             node: &e.node,
+            error: e.error.as_deref(),
         }
     }
 }
@@ -50,6 +71,69 @@ pub trait Events: Sync {
     /// True if there are no events.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Every event, in order. (Not named `iter`: for a `Vec` of events that name would hide
+    /// the slice's own `iter`.)
+    fn events(&self) -> EventIter<'_, Self> {
+        EventIter {
+            events: self,
+            next: 0,
+        }
+    }
+    /// The last event, if any.
+    fn last_event(&self) -> Option<EventRef<'_>> {
+        self.len().checked_sub(1).map(|i| self.event(i))
+    }
+}
+
+/// The events of an [`Events`], in order ([`Events::events`]).
+pub struct EventIter<'a, E: Events + ?Sized> {
+    events: &'a E,
+    next: usize,
+}
+
+impl<'a, E: Events + ?Sized> Iterator for EventIter<'a, E> {
+    type Item = EventRef<'a>;
+
+    fn next(&mut self) -> Option<EventRef<'a>> {
+        (self.next < self.events.len()).then(|| {
+            self.next += 1;
+            self.events.event(self.next - 1)
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.events.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl<E: Events + ?Sized> ExactSizeIterator for EventIter<'_, E> {}
+
+/// Some of a history's events, by position (4 bytes each, nothing copied), e.g. the events of
+/// one model's clients. Positions are in increasing order.
+pub struct Subset<'a, E: Events + ?Sized> {
+    base: &'a E,
+    positions: Vec<u32>,
+}
+
+impl<'a, E: Events + ?Sized> Subset<'a, E> {
+    /// The events of `base` that `keep` accepts, in order.
+    pub fn filter(base: &'a E, mut keep: impl FnMut(&EventRef<'_>) -> bool) -> Self {
+        let positions = (0..base.len())
+            .filter(|&i| keep(&base.event(i)))
+            .map(|i| u32::try_from(i).expect("a history holds fewer than 2^32 events"))
+            .collect();
+        Subset { base, positions }
+    }
+}
+
+impl<E: Events + ?Sized> Events for Subset<'_, E> {
+    fn len(&self) -> usize {
+        self.positions.len()
+    }
+    fn event(&self, i: usize) -> EventRef<'_> {
+        self.base.event(self.positions[i] as usize)
     }
 }
 
@@ -206,23 +290,37 @@ struct CompactEvent {
     f: Function,
 }
 
-/// A history held compactly (what `check-history` reads a file into): its events in file
-/// order, each with the 1-based line it starts on. Keys and node names are stored once each,
-/// values once each ([`Interner`]); the file's `index` and each event's `error` are not kept
-/// (the checker reads neither). Read it through [`Events`].
+/// A history held compactly: a run's client history ([`RunRecord::history`], filled by the
+/// world as clients record events) or one `check-history` reads from a file, in order. Keys,
+/// node names and error texts are stored once each, values once each ([`Interner`]). Events
+/// read from a file ([`CompactHistory::push`]) carry the 1-based line each starts on
+/// ([`CompactHistory::lines`]) and no error text (the checker reads none); the file's `index`
+/// is not kept (an event's index is its position). Read it through [`Events`].
+///
+/// [`RunRecord::history`]: crate::sim::RunRecord::history
 #[derive(Clone, Debug, Default)]
 pub struct CompactHistory {
     events: Vec<CompactEvent>,
     values: Interner,
     names: Vec<Box<str>>,
-    /// Lookups only: its order never reaches a result.
+    /// Lookups only: its order never reaches a result. Emptied by [`CompactHistory::finish`]
+    /// and rebuilt if events are added after.
     name_ids: rustc_hash::FxHashMap<Box<str>, u32>,
-    /// `lines[i]` is the 1-based line of event `i`.
+    /// The events that carry an error: (position, id in `names`), by position (few: timeouts
+    /// and operations left open at the end).
+    errors: Vec<(u32, u32)>,
+    /// `lines[i]` is the 1-based line of event `i` (empty for a run's history).
     pub lines: Vec<u32>,
 }
 
 impl CompactHistory {
     fn name(&mut self, name: &str) -> u32 {
+        if self.name_ids.len() < self.names.len() {
+            self.name_ids = (0..)
+                .zip(&self.names)
+                .map(|(id, n)| (n.clone(), id))
+                .collect();
+        }
         if let Some(&id) = self.name_ids.get(name) {
             return id;
         }
@@ -245,6 +343,41 @@ impl CompactHistory {
         time_ns: u64,
         node: &str,
     ) {
+        self.push_compact(process, kind, f, key, value, time_ns, node);
+        self.lines.push(line);
+    }
+
+    /// Appends `event` (its `index` is not kept: an event's index is its position). A history
+    /// holds at most 2^32 - 1 events: a run stops far earlier (the event limits in
+    /// `scenario::limits`), and a file that large is refused when read.
+    pub fn push_event(&mut self, event: HistoryEvent) {
+        if let Some(error) = &event.error {
+            let position = u32::try_from(self.events.len()).expect("fewer than 2^32 events");
+            let id = self.name(error);
+            self.errors.push((position, id));
+        }
+        self.push_compact(
+            event.process,
+            event.kind,
+            event.f,
+            event.key.as_deref(),
+            event.value,
+            event.time_ns,
+            &event.node,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_compact(
+        &mut self,
+        process: u64,
+        kind: EventType,
+        f: Function,
+        key: Option<&str>,
+        value: Value,
+        time_ns: u64,
+        node: &str,
+    ) {
         let key = key.map_or(NO_KEY, |k| self.name(k));
         let node = self.name(node);
         let value = self.values.intern_owned(value);
@@ -257,14 +390,131 @@ impl CompactHistory {
             kind,
             f,
         });
-        self.lines.push(line);
+    }
+
+    /// Removes every event (names and values stay interned).
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.errors.clear();
+        self.lines.clear();
     }
 
     /// Frees what only reading needed (the name lookup table, spare capacity).
     pub fn finish(&mut self) {
         self.name_ids = Default::default();
         self.events.shrink_to_fit();
+        self.errors.shrink_to_fit();
         self.lines.shrink_to_fit();
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True if it holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Every event, in order ([`Events::events`]).
+    pub fn iter(&self) -> EventIter<'_, Self> {
+        self.events()
+    }
+
+    /// Event `i` as an owned [`HistoryEvent`] (`index` = `i`).
+    pub fn to_event(&self, i: usize) -> HistoryEvent {
+        self.event(i).to_event(i as u64)
+    }
+
+    /// Every event as an owned [`HistoryEvent`], in order (`index` = position).
+    pub fn to_events(&self) -> Vec<HistoryEvent> {
+        (0..Events::len(self)).map(|i| self.to_event(i)).collect()
+    }
+
+    /// Bytes held (estimate): events, values, names and errors.
+    pub fn heap_bytes(&self) -> usize {
+        self.events.capacity() * std::mem::size_of::<CompactEvent>()
+            + self.values.heap_bytes()
+            + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
+            + self.errors.capacity() * 8
+            + self.lines.capacity() * 4
+    }
+}
+
+impl From<Vec<HistoryEvent>> for CompactHistory {
+    fn from(events: Vec<HistoryEvent>) -> Self {
+        let mut h = CompactHistory::default();
+        h.extend(events);
+        h
+    }
+}
+
+impl<const N: usize> From<[HistoryEvent; N]> for CompactHistory {
+    fn from(events: [HistoryEvent; N]) -> Self {
+        let mut h = CompactHistory::default();
+        h.extend(events);
+        h
+    }
+}
+
+impl Extend<HistoryEvent> for CompactHistory {
+    fn extend<I: IntoIterator<Item = HistoryEvent>>(&mut self, events: I) {
+        for e in events {
+            self.push_event(e);
+        }
+    }
+}
+
+impl FromIterator<HistoryEvent> for CompactHistory {
+    fn from_iter<I: IntoIterator<Item = HistoryEvent>>(events: I) -> Self {
+        let mut h = CompactHistory::default();
+        h.extend(events);
+        h
+    }
+}
+
+impl<'a> From<&'a CompactHistory> for std::borrow::Cow<'a, CompactHistory> {
+    fn from(h: &'a CompactHistory) -> Self {
+        std::borrow::Cow::Borrowed(h)
+    }
+}
+
+impl From<CompactHistory> for std::borrow::Cow<'_, CompactHistory> {
+    fn from(h: CompactHistory) -> Self {
+        std::borrow::Cow::Owned(h)
+    }
+}
+
+/// Serialized as the list of its events, each as a [`HistoryEvent`] (`index`: its position), as
+/// `history.jsonl` holds them.
+impl serde::Serialize for CompactHistory {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(Events::len(self)))?;
+        for (i, e) in self.iter().enumerate() {
+            seq.serialize_element(&e.to_event(i as u64))?;
+        }
+        seq.end()
+    }
+}
+
+impl<'a> IntoIterator for &'a CompactHistory {
+    type Item = EventRef<'a>;
+    type IntoIter = EventIter<'a, CompactHistory>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.events()
+    }
+}
+
+/// Two histories are equal if they hold the same events in the same order (however their
+/// names and values were interned) and the same lines.
+impl PartialEq for CompactHistory {
+    fn eq(&self, other: &Self) -> bool {
+        Events::len(self) == Events::len(other)
+            && self.lines == other.lines
+            && self.iter().eq(other.iter())
     }
 }
 
@@ -288,6 +538,19 @@ impl From<ImportedHistory> for CompactHistory {
     }
 }
 
+impl CompactHistory {
+    fn error_of(&self, i: usize) -> Option<&str> {
+        if self.errors.is_empty() {
+            return None;
+        }
+        let i = i as u32;
+        self.errors
+            .binary_search_by_key(&i, |&(position, _)| position)
+            .ok()
+            .map(|at| &*self.names[self.errors[at].1 as usize])
+    }
+}
+
 impl Events for CompactHistory {
     fn len(&self) -> usize {
         self.events.len()
@@ -303,6 +566,7 @@ impl Events for CompactHistory {
             value: self.values.value(e.value),
             time_ns: e.time_ns,
             node: &self.names[e.node as usize],
+            error: self.error_of(i),
         }
     }
 }

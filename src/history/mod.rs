@@ -27,7 +27,7 @@ pub mod jepsen_log;
 pub mod jsonl;
 mod model_kind;
 
-pub use compact::{CompactHistory, EventRef, Events, Interner};
+pub use compact::{CompactHistory, EventIter, EventRef, Events, Interner, Subset};
 pub use model_kind::ModelKind;
 
 use std::fmt;
@@ -252,8 +252,9 @@ impl HistoryEvent {
     }
 }
 
-/// Writes a history as JSON lines (one event per line, `\n`-terminated).
-pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
+/// Writes a history as JSON lines (one event per line, `\n`-terminated; each event's `index`
+/// is its position).
+pub fn to_jsonl<E: Events + ?Sized>(events: &E) -> Vec<u8> {
     let mut out = Vec::with_capacity(events.len() * 96);
     write_jsonl(events, &mut out).expect("writing to memory cannot fail");
     out
@@ -261,9 +262,13 @@ pub fn to_jsonl(events: &[HistoryEvent]) -> Vec<u8> {
 
 /// Writes `events` as [`to_jsonl`] gives them to `out`, one line at a time (for a history too
 /// long to hold twice). Errors: `out`'s.
-pub fn write_jsonl(events: &[HistoryEvent], out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    for event in events {
-        serde_json::to_writer(&mut *out, event).map_err(std::io::Error::from)?;
+pub fn write_jsonl<E: Events + ?Sized>(
+    events: &E,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    for (i, event) in events.events().enumerate() {
+        serde_json::to_writer(&mut *out, &event.to_event(i as u64))
+            .map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     }
     Ok(())
@@ -627,7 +632,7 @@ mod tests {
 
     #[test]
     fn history_lines_round_trip_through_json() {
-        let events = vec![
+        let mut events = vec![
             HistoryEvent::new(
                 0,
                 EventType::Invoke,
@@ -644,6 +649,8 @@ mod tests {
             )
             .with_error("timeout"),
         ];
+        // As in a run's history, each event's index is its position.
+        events[1].index = 1;
         let text = String::from_utf8(to_jsonl(&events)).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),

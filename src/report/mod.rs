@@ -235,7 +235,7 @@ pub fn view_of_run_with<'r>(
         &record.scenario.registry(),
         serde_json::to_value(report).expect("reports serialize"),
         report.nodes.clone(),
-        record.history.as_slice(),
+        &record.history,
         kept.then_some(|f: &mut dyn FnMut(&str)| record.trace_jsonl.for_each_line(f)),
         options,
     )

@@ -17,7 +17,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::family::{CastMember, Narration, Narrator, Registry};
-use crate::history::HistoryEvent;
+use crate::history::{CompactHistory, HistoryEvent};
 use crate::sim::trace::TraceEvent;
 
 /// Messages a view keeps by default (the sequence diagram's budget); later ones in the window
@@ -96,7 +96,7 @@ pub struct RunView<'h> {
     /// Every node and what it runs.
     pub cast: Vec<CastMember>,
     /// The client history.
-    pub history: Cow<'h, [HistoryEvent]>,
+    pub history: Cow<'h, CompactHistory>,
     /// Simulated time the run covered (ns).
     pub end_ns: u64,
     /// False if no trace was available (`run --no-trace`): then only the report and the
@@ -167,7 +167,7 @@ impl<'h> RunView<'h> {
         registry: &Registry,
         report: serde_json::Value,
         cast: Vec<CastMember>,
-        history: impl Into<Cow<'h, [HistoryEvent]>>,
+        history: impl Into<Cow<'h, CompactHistory>>,
         trace: Option<impl Iterator<Item = impl AsRef<str>>>,
         options: &ViewOptions,
     ) -> RunView<'h> {
@@ -188,7 +188,7 @@ impl<'h> RunView<'h> {
         registry: &Registry,
         report: serde_json::Value,
         cast: Vec<CastMember>,
-        history: impl Into<Cow<'h, [HistoryEvent]>>,
+        history: impl Into<Cow<'h, CompactHistory>>,
         trace: Option<impl FnOnce(&mut dyn FnMut(&str))>,
         options: &ViewOptions,
     ) -> RunView<'h> {
@@ -253,7 +253,7 @@ impl<'h> RunView<'h> {
                     "no readable `nodes` list (a report.json of faultline 0.1 or later): {e}"
                 ),
             })?;
-        let mut history = Vec::new();
+        let mut history = CompactHistory::default();
         if let Some(lines) = FileLines::open(&dir.join("history.jsonl"))? {
             for line in lines {
                 let (number, text) = line?;
@@ -266,8 +266,9 @@ impl<'h> RunView<'h> {
                         line: number,
                         message: format!("not a history event: {e}"),
                     })?;
-                history.push(event);
+                history.push_event(event);
             }
+            history.finish();
         }
         let mut trace_error = None;
         let view = {
@@ -656,7 +657,7 @@ impl<'o> Builder<'o> {
     fn finish(
         mut self,
         end_ns: u64,
-        history: &[HistoryEvent],
+        history: &CompactHistory,
     ) -> (Vec<FaultSpan>, Narration, Vec<MessageView>, u64) {
         for n in &mut self.narrators {
             n.finish(end_ns, &mut self.narration);
@@ -703,7 +704,7 @@ mod tests {
             &Registry::new(Vec::new()),
             serde_json::json!({"virtual_time_ns": 10_000}),
             cast,
-            Vec::new(),
+            CompactHistory::default(),
             Some(trace.lines()),
             &ViewOptions::default(),
         )
@@ -760,7 +761,7 @@ mod tests {
             &Registry::new(Vec::new()),
             serde_json::json!({}),
             Vec::new(),
-            Vec::new(),
+            CompactHistory::default(),
             Some(trace.lines()),
             &ViewOptions {
                 max_messages: 1,

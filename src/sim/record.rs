@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::history::HistoryEvent;
+use crate::history::{CompactHistory, Events};
 use crate::process::NodeId;
 pub use crate::process::fold::{Fold, LifecycleKind, LifecycleRecord, ObservationRecord};
 use crate::scenario::Scenario;
@@ -134,8 +134,10 @@ pub struct RunRecord {
     pub trace_hash: String,
     /// True if trace lines were hashed but not kept.
     pub trace_truncated: bool,
-    /// The client history.
-    pub history: Vec<HistoryEvent>,
+    /// The client history, held compactly (32 bytes an event): read it through
+    /// [`Events`](crate::history::Events) (`record.history.iter()`, `event(i)`), or
+    /// [`CompactHistory::to_events`] for owned events.
+    pub history: CompactHistory,
     /// Every observation, in order (in chunks: see [`Records`]).
     pub observations: Records<ObservationRecord>,
     /// Crashes, restarts, pauses and resumes, in order.
@@ -195,7 +197,7 @@ impl RunRecord {
     fn shape(&self) -> [usize; 4] {
         [
             self.observations.len(),
-            self.history.len(),
+            Events::len(&self.history),
             self.lifecycle.len(),
             self.partitions.len(),
         ]

@@ -14,7 +14,7 @@ use std::task::Poll;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::history::EventType;
+use crate::history::{EventType, Events};
 use crate::process::NodeId;
 use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
@@ -273,21 +273,17 @@ impl World {
         let mut pending: Vec<usize> = open.into_values().collect();
         pending.sort();
         for i in pending {
-            let mut event = self
-                .history
-                .get(i)
-                .expect("an open operation's index")
-                .clone();
+            let mut event = self.history.to_event(i);
             event.kind = EventType::Info;
             event.error = Some(UNANSWERED_AT_END.into());
-            event.index = self.history.len() as u64;
+            event.index = Events::len(&self.history) as u64;
             event.time_ns = self.now_ns;
             let node = self.topology.node(&event.node);
             self.trace
                 .line(self.now_ns, node, "history")
                 .json("op", &event)
                 .end();
-            self.history.push(event);
+            self.history.push_event(event);
         }
         self.stats.messages_in_flight_at_end = self
             .queue
@@ -315,7 +311,7 @@ impl World {
         let (trace_jsonl, trace_hash, truncated) = trace.finish();
         let mut stats = std::mem::take(&mut self.stats);
         stats.trace_lines = lines;
-        stats.history_events = self.history.len() as u64;
+        stats.history_events = Events::len(&self.history) as u64;
         let healed = self.network.is_whole()
             && !self.network.is_degraded()
             && self.nodes.iter().all(|n| n.status != Status::Paused);
@@ -327,7 +323,11 @@ impl World {
             trace_jsonl,
             trace_hash,
             trace_truncated: truncated,
-            history: std::mem::take(&mut self.history).into_vec(),
+            history: {
+                let mut history = std::mem::take(&mut self.history);
+                history.finish();
+                history
+            },
             observations: std::mem::take(&mut self.observations),
             lifecycle: std::mem::take(&mut self.lifecycle),
             partitions: std::mem::take(&mut self.partitions),

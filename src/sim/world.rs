@@ -34,7 +34,7 @@ use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
 
-use crate::history::HistoryEvent;
+use crate::history::{CompactHistory, Events};
 use crate::process::disk::Disk;
 use crate::process::{
     AnyProcess, CommonObservation, Context, Effect, Message, NodeId, Timer, TimerId,
@@ -140,7 +140,7 @@ pub struct World {
     pub(super) active: BTreeMap<u64, Undo>,
     pub(super) trace: Trace,
     pub(super) stats: Stats,
-    pub(super) history: Records<HistoryEvent>,
+    pub(super) history: CompactHistory,
     pub(super) observations: Records<ObservationRecord>,
     /// The checks' readers of observations and lifecycle records while the run goes.
     pub(super) folds: Vec<Box<dyn Fold>>,
@@ -214,7 +214,7 @@ impl World {
             active: BTreeMap::new(),
             trace,
             stats: Stats::default(),
-            history: Records::default(),
+            history: CompactHistory::default(),
             observations: Records::default(),
             folds: Vec::new(),
             keep_all_observations: false,
@@ -653,14 +653,14 @@ impl World {
             }
             Effect::History(event) => {
                 let mut event = *event;
-                event.index = self.history.len() as u64;
+                event.index = Events::len(&self.history) as u64;
                 event.time_ns = self.now_ns;
                 event.node = self.topology.names[node.index()].clone();
                 self.trace
                     .line(self.now_ns, Some(node), "history")
                     .json("op", &event)
                     .end();
-                self.history.push(event);
+                self.history.push_event(event);
             }
         }
     }

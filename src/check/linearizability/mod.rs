@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{self, CheckInfo, CheckResult};
 use crate::family::OptionError;
-use crate::history::{Events, HistoryEvent, Value};
+use crate::history::{Events, Subset, Value};
 use crate::scenario::Duration;
 use crate::scenario::Scenario;
 use crate::scenario::topology::Topology;
@@ -175,11 +175,9 @@ fn run_check(record: &RunRecord) -> CheckResult {
         .iter()
         .map(|(model, nodes)| {
             // The group's events, borrowed from the run's history (never copied).
-            let history: Vec<&HistoryEvent> = record
-                .history
-                .iter()
-                .filter(|e| nodes.contains(&e.node.as_str()) && model.speaks(e.f))
-                .collect();
+            let history = Subset::filter(&record.history, |e| {
+                nodes.contains(&e.node) && model.speaks(e.f)
+            });
             check_run_history(&history, *model, &config)
         })
         .collect();

@@ -296,9 +296,9 @@ impl Measurements {
 
         let ops: Vec<Operation> = operations(&record.history)
             .into_iter()
-            .filter(|o| clients.contains(&o.node) && within(o.invoke_ns))
+            .filter(|o| clients.iter().any(|c| c == o.node) && within(o.invoke_ns))
             .collect();
-        let cut_off = |o: &Operation| o.error.as_deref() == Some(UNANSWERED_AT_END);
+        let cut_off = |o: &Operation| o.error == Some(UNANSWERED_AT_END);
         let invoked = ops.iter().filter(|o| !cut_off(o)).count() as u64;
         let requests = ops
             .iter()

@@ -85,7 +85,7 @@ fn run(record: &RunRecord) -> CheckResult {
         .iter()
         .filter(|e| e.kind == EventType::Ok && e.f == Function::Broadcast)
         .filter_map(|e| match e.value {
-            Value::Int(v) => Some((v as u64, e.time_ns)),
+            Value::Int(v) => Some((*v as u64, e.time_ns)),
             _ => None,
         })
         .collect();

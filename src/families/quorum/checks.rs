@@ -273,12 +273,9 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
     // Lost writes, counting each lost increment of a counter.
     let mut lost_count = 0u64;
     let mut acknowledged = 0usize;
-    let keys: BTreeSet<&str> = ops.iter().filter_map(|o| o.key.as_deref()).collect();
+    let keys: BTreeSet<&str> = ops.iter().filter_map(|o| o.key).collect();
     for key in keys {
-        let on_key: Vec<&Operation> = ops
-            .iter()
-            .filter(|o| o.key.as_deref() == Some(key))
-            .collect();
+        let on_key: Vec<&Operation> = ops.iter().filter(|o| o.key == Some(key)).collect();
         let merged = finals.merged(key);
         match resolution {
             Resolution::Counter => {
@@ -329,7 +326,7 @@ fn run_lost_writes(record: &RunRecord) -> CheckResult {
                         (Some(State::Lww { value: last, .. }), _) => {
                             let winner = writes
                                 .iter()
-                                .find(|o| o.argument == Value::Str(last.clone()));
+                                .find(|o| *o.argument == Value::Str(last.clone()));
                             match winner {
                                 Some(o)
                                     if o.is_ok()
@@ -477,7 +474,7 @@ fn behind(read: &Operation, on_key: &[&Operation]) -> Behind {
             .collect();
         done.sort_unstable();
         let count = match read.result {
-            Value::Int(c) => c.max(0) as u64,
+            Value::Int(c) => (*c).max(0) as u64,
             _ => return Behind::default(),
         };
         let missed = (done.len() as u64).saturating_sub(count);
@@ -507,7 +504,7 @@ fn behind(read: &Operation, on_key: &[&Operation]) -> Behind {
     for v in seen {
         let done = writes
             .iter()
-            .find(|w| w.argument == Value::Str(v.clone()))
+            .find(|w| *w.argument == Value::Str(v.clone()))
             .and_then(|w| if w.is_ok() { w.complete_ns } else { None })
             .unwrap_or(u64::MAX);
         seen_done = seen_done.max(done);
@@ -532,7 +529,7 @@ fn run_staleness(record: &RunRecord) -> CheckResult {
     let ops = operations(&record.history);
     let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
     for o in &ops {
-        if let Some(k) = o.key.as_deref() {
+        if let Some(k) = o.key {
             by_key.entry(k).or_default().push(o);
         }
     }

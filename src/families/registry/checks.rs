@@ -454,7 +454,7 @@ impl Measurements {
                     }
                     m.stale_lookups += lookup_dead(op) as u64;
                 }
-                Function::Call if op.argument == Value::Nil => m.calls_without_instance += 1,
+                Function::Call if *op.argument == Value::Nil => m.calls_without_instance += 1,
                 Function::Call => {
                     m.calls += 1;
                     m.calls_ok += op.is_ok() as u64;
@@ -472,7 +472,7 @@ impl Measurements {
                     && op.invoke_ns < segment.end_ns
                     && op.complete_ns.is_some_and(|c| c < segment.end_ns)
             }) {
-                let Some(&client) = node_of.get(op.node.as_str()) else {
+                let Some(&client) = node_of.get(op.node) else {
                     continue;
                 };
                 let (side, _) = client_side_among(&facts.registry, &segment.cut, &up, client);
@@ -486,7 +486,7 @@ impl Measurements {
                         tally.lookups_ok += op.is_ok() as u64;
                         tally.stale_lookups += lookup_dead(op) as u64;
                     }
-                    Function::Call if op.argument != Value::Nil => {
+                    Function::Call if *op.argument != Value::Nil => {
                         tally.calls += 1;
                         tally.calls_ok += op.is_ok() as u64;
                         tally.dead_calls += call_dead(op) as u64;

@@ -197,7 +197,7 @@ pub(crate) fn secs(t_ns: u64) -> f64 {
 /// The end of the time axis of a run (ns): its end, or its last history event if later, and at
 /// least 1 ms.
 pub(crate) fn run_end_ns(view: &RunView) -> u64 {
-    let last_event = view.history.last().map_or(0, |e| e.time_ns);
+    let last_event = crate::history::Events::last_event(&*view.history).map_or(0, |e| e.time_ns);
     view.end_ns.max(last_event).max(1_000_000)
 }
 

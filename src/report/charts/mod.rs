@@ -88,7 +88,7 @@ pub(crate) mod test_views {
                 "scenario_name": "hand-built", "seed": 7, "virtual_time_ns": end_ns
             }),
             cast,
-            history: Vec::new().into(),
+            history: Default::default(),
             end_ns,
             trace_available: true,
             trace_truncated: false,
@@ -120,12 +120,12 @@ pub(crate) mod test_views {
             value: Value::Int(1),
             error: None,
         };
-        let index = view.history.len() as u64;
+        let index = crate::history::Events::len(&*view.history) as u64;
         view.history
             .to_mut()
-            .push(event(EventType::Invoke, invoke_ns, index));
+            .push_event(event(EventType::Invoke, invoke_ns, index));
         if let Some((t, kind)) = complete {
-            view.history.to_mut().push(event(kind, t, index + 1));
+            view.history.to_mut().push_event(event(kind, t, index + 1));
         }
     }
 

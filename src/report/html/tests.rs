@@ -16,7 +16,7 @@ fn view(report: Value, trace: &str) -> RunView<'static> {
         &Registry::new(Vec::new()),
         report,
         servers,
-        Vec::new(),
+        crate::history::CompactHistory::default(),
         lines,
         &ViewOptions::default(),
     )

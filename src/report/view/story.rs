@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::families::narrate::duration;
 use crate::family::{Narration, seconds};
-use crate::history::{EventType, HistoryEvent};
+use crate::history::{EventRef, EventType, Events};
 use crate::sim::trace::TraceEvent;
 
 /// A stretch at least this long without an `ok` completion, while operations are outstanding,
@@ -24,13 +24,14 @@ const KINDS_NAMED: usize = 3;
 /// many, until when), and each end of a stretch of at least [`GAP_NS`] in which operations were
 /// outstanding but none was answered (`ok`, or `fail`: a definite answer such as a failed
 /// compare-and-set). Operations left unanswered when the run ended (at `end_ns`) are not told.
-pub fn tell_clients(history: &[HistoryEvent], end_ns: u64, out: &mut Narration) {
+pub fn tell_clients<E: Events + ?Sized>(history: &E, end_ns: u64, out: &mut Narration) {
     let mut outstanding: u64 = 0;
     // Since when operations have waited for an answer: the last answer, or the invoke that
     // ended a time with nothing outstanding.
     let mut waiting_since: Option<u64> = None;
     let mut bursts: Vec<Burst> = Vec::new();
-    for e in history {
+    for e in history.events() {
+        let e = &e;
         match e.kind {
             EventType::Invoke => {
                 outstanding += 1;
@@ -107,8 +108,8 @@ struct Burst {
 }
 
 impl Burst {
-    fn new(e: &HistoryEvent) -> Burst {
-        let outcome = match e.error.as_deref() {
+    fn new(e: &EventRef<'_>) -> Burst {
+        let outcome = match e.error {
             Some("timeout") | None => "times out".to_string(),
             Some(err) => format!("ends unknown ({err})"),
         };
@@ -127,8 +128,8 @@ impl Burst {
 }
 
 /// `c3's put k1`.
-fn describe(e: &HistoryEvent) -> String {
-    match &e.key {
+fn describe(e: &EventRef<'_>) -> String {
+    match e.key {
         Some(k) => format!("{}'s {} {k}", e.node, e.f.name()),
         None => format!("{}'s {}", e.node, e.f.name()),
     }
@@ -235,7 +236,7 @@ impl Traffic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Function, Value};
+    use crate::history::{Function, HistoryEvent, Value};
 
     fn op(t_ms: u64, node: &str, kind: EventType, error: Option<&str>) -> HistoryEvent {
         let mut e = HistoryEvent::new(1, kind, Function::Put, Some("k1".into()), Value::Nil);

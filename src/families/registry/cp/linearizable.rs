@@ -117,7 +117,7 @@ fn run(record: &RunRecord) -> CheckResult {
         .into_iter()
         .filter(|op| op.f == Function::Lookup && op.is_ok())
         .filter_map(|op| {
-            let client = *node_of.get(op.node.as_str())?;
+            let client = *node_of.get(op.node)?;
             let complete_ns = op.complete_ns?;
             let &(consistency, revision) = answered.get(&(client, complete_ns))?;
             let Value::List(items) = &op.result else {
@@ -133,7 +133,7 @@ fn run(record: &RunRecord) -> CheckResult {
             instances.sort();
             Some(Lookup {
                 client,
-                service: op.key.clone().unwrap_or_default(),
+                service: op.key.unwrap_or_default().to_string(),
                 consistent: consistency == Consistency::Consistent,
                 invoke_ns: op.invoke_ns,
                 complete_ns,
