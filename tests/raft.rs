@@ -185,7 +185,7 @@ fn s5_3_followers_that_missed_entries_are_repaired_and_logs_converge() {
     let committed = replay
         .committed
         .iter()
-        .map(|c| replay.entries[c.id as usize].index)
+        .map(|c| c.index)
         .max()
         .expect("entries were committed");
     eprintln!("§5.3: last committed index {committed}, applied through {applied:?}");
@@ -226,13 +226,13 @@ fn s5_4_committed_entries_survive_every_leader_change() {
         .committed
         .iter()
         .filter(|c| c.t_ns + 500_000_000 <= record.end_ns)
-        .map(|c| replay.entries[c.id as usize].index)
+        .map(|c| c.index)
         .max()
         .expect("commits");
     eprintln!(
         "§5.4: {} leaderships, {} committed entries, last committed index {last_committed}",
         replay.elections.len(),
-        replay.committed.len()
+        replay.committed_count
     );
     for (node, last) in applied_through(&record) {
         assert!(

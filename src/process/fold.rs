@@ -79,7 +79,7 @@ pub struct LifecycleRecord {
 ///
 /// A fold may *consume* an observation: then the record does not keep it. Only observations no
 /// other reader of the record needs may be consumed (Raft's replay consumes its log facts, and
-/// keeps the commit facts that `no-decision` reads). Folds come from the families
+/// keeps the commit facts when `no-decision`, which reads them, runs). Folds come from the families
 /// (`family::Family::fold`, through `crate::scenario::Families::folds`), one per family at most, made for each run.
 pub trait Fold: Send {
     /// Reads one observation; returns true if it is consumed (the record will not hold it).

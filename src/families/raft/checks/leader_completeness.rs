@@ -6,9 +6,13 @@
 //! leader's log at the moment it announced it) and every committed entry of a term below U, the
 //! leader's log must hold that entry at its index, with the same prefix. By the argument of
 //! §5.4.3 this holds whenever the entry becomes committed, before or after the election, so
-//! every pair is judged.
+//! every pair is judged: the replay judges a leadership against the entries committed when it
+//! is elected, and each entry committed later against the leaderships of later terms it has
+//! not found lacking yet (leaderships are identified by their log's last entry, not copied),
+//! until every server has reached their term (see `Replay` for what it forgets and why no
+//! pair is lost).
 
-use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult};
 use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
@@ -27,49 +31,18 @@ fn run(record: &RunRecord) -> CheckResult {
     judge(record, &Replay::of(record))
 }
 
-/// The verdict from a replay.
-pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
-    let mut findings = Vec::new();
-    for election in &replay.elections {
-        for c in &replay.committed {
-            let info = &replay.entries[c.id as usize];
-            if info.entry.term >= election.term {
-                continue;
-            }
-            let k = info.index as usize;
-            let has = election.log.get(k - 1).copied();
-            if has == Some(c.id) {
-                continue;
-            }
-            let what = match has {
-                None => format!("its log ended at index {}", election.log.len()),
-                Some(other) => format!("it held {} instead", replay.describe(other)),
-            };
-            findings.push((
-                election.at.t_ns,
-                format!(
-                    "{} became leader of term {} at {} without {}, which is committed ({} appended it in term {}, the majority complete at {}); {what}",
-                    record.topology.name(election.at.node),
-                    election.term,
-                    ms(election.at.t_ns),
-                    replay.describe(c.id),
-                    record.topology.names_of(&c.holders).join(", "),
-                    info.entry.term,
-                    ms(c.t_ns),
-                ),
-            ));
-            break; // one missing entry per leadership is evidence enough
-        }
-    }
-    findings.sort();
+/// The verdict from a replay: the findings it made as leaderships and commitments came (one
+/// per leadership at most: the first committed entry it lacks, in the order they became
+/// committed), by time.
+pub fn judge(_record: &RunRecord, replay: &Replay) -> CheckResult {
     verdict(
         CHECK.name,
-        findings.into_iter().map(|f| f.1).collect(),
+        replay.sorted_finding_texts(CHECK.name),
         |n| format!("{n} leader(s) lacked a committed entry of an earlier term"),
         format!(
             "{} leadership(s) checked against {} committed entries: every leader held every earlier-term committed entry",
             replay.elections.len(),
-            replay.committed.len()
+            replay.committed_count
         ),
     )
 }

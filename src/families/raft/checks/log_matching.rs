@@ -4,9 +4,11 @@
 //! The replay identifies each entry with its whole prefix, so the property is: every (index,
 //! term) position ever observed, on any node at any time, has exactly one identity. A violation
 //! cites the first node and time that held each version and the lowest index where the two
-//! prefixes differ. Logs with gaps (an append past the end) are reported here too.
+//! prefixes differ; the replay writes it when the second version appears (each version against
+//! the one before it at that position). Logs with gaps (an append past the end) are reported
+//! here too.
 
-use crate::check::{self, CheckInfo, CheckResult, ms};
+use crate::check::{self, CheckInfo, CheckResult};
 use crate::families::raft::checks::{Replay, verdict};
 use crate::sim::RunRecord;
 
@@ -25,48 +27,15 @@ fn run(record: &RunRecord) -> CheckResult {
     judge(record, &Replay::of(record))
 }
 
-/// The verdict from a replay.
-pub fn judge(record: &RunRecord, replay: &Replay) -> CheckResult {
-    let mut findings: Vec<(u64, String)> = replay
-        .findings_of(CHECK.name)
-        .into_iter()
-        .map(|f| (f.t_ns, f.text.clone()))
-        .collect();
-    for (&(index, term), ids) in &replay.diverging {
-        for pair in ids.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            let (ca, cb) = (replay.chain(a), replay.chain(b));
-            let differ = ca
-                .iter()
-                .zip(&cb)
-                .position(|(x, y)| x != y)
-                .expect("distinct identities differ somewhere");
-            let (ea, eb) = (&replay.entries[a as usize], &replay.entries[b as usize]);
-            let t = ea.first.t_ns.max(eb.first.t_ns);
-            findings.push((
-                t,
-                format!(
-                    "index {index}, term {term}: {} held one version at {} and {} another at {}; they differ at index {}: {} vs {}",
-                    record.topology.name(ea.first.node),
-                    ms(ea.first.t_ns),
-                    record.topology.name(eb.first.node),
-                    ms(eb.first.t_ns),
-                    differ + 1,
-                    replay.describe(ca[differ]),
-                    replay.describe(cb[differ]),
-                ),
-            ));
-        }
-    }
-    findings.sort();
+/// The verdict from a replay: the gaps and diverging versions it found, by time.
+pub fn judge(_record: &RunRecord, replay: &Replay) -> CheckResult {
     verdict(
         CHECK.name,
-        findings.into_iter().map(|f| f.1).collect(),
+        replay.sorted_finding_texts(CHECK.name),
         |n| format!("{n} log position(s) with diverging versions"),
         format!(
             "{} distinct entries at {} (index, term) positions, one version each",
-            replay.entries.len() - 1,
-            replay.by_position.len()
+            replay.entry_count, replay.position_count
         ),
     )
 }

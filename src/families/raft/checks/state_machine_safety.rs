@@ -34,7 +34,7 @@ pub fn judge(replay: &Replay) -> CheckResult {
         |n| format!("{n} conflicting or out-of-order application(s)"),
         format!(
             "{} indexes applied, each with one entry everywhere, in order on every node",
-            replay.applied.len()
+            replay.applied_count
         ),
     )
 }
