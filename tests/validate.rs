@@ -667,6 +667,7 @@ fn limited(per_run: u64, per_instant: u64) -> faultline::sim::RunOptions {
     options.event_limits = faultline::sim::EventLimits {
         per_run,
         per_instant,
+        records_per_run: u64::MAX,
     };
     options
 }
@@ -678,6 +679,7 @@ fn the_default_event_limits_are_the_documented_ones() {
         faultline::sim::EventLimits {
             per_run: limits::MAX_EVENTS_PER_RUN,
             per_instant: limits::MAX_EVENTS_PER_INSTANT,
+            records_per_run: limits::MAX_RECORDS_PER_RUN,
         }
     );
     assert_eq!(
@@ -724,6 +726,30 @@ fn a_run_of_too_many_events_stops_at_the_events_per_run_limit() {
     let events = record.stats.messages_delivered + record.stats.timers_fired;
     assert!(events <= 50_000, "{events} events");
     assert!(record.end_ns < 3_600_000_000_000);
+}
+
+/// A run that keeps more records for its checks than the limit stops there, with the limit named
+/// (its events are far from theirs); below the limit it does not stop.
+#[test]
+fn a_run_that_keeps_too_many_records_stops_at_the_records_per_run_limit() {
+    let text = "duration = \"1h\"\n[cluster]\nprotocol = \"raft\"\nnodes = 3\n[network]\nlatency = \"1ns\"\n[workload]\nclients = 4\nthink_time = \"0s\"\n";
+    let scenario = Scenario::parse(Path::new("runaway.toml"), text.as_bytes()).unwrap();
+    let mut options = limited(u64::MAX, u64::MAX);
+    options.event_limits.records_per_run = 20_000;
+    let record = faultline::sim::run(&scenario, 1, &options);
+    let stop = record
+        .limit_exceeded
+        .clone()
+        .expect("the run must stop at the limit");
+    assert_eq!((stop.limit, stop.value), ("records_per_run", 20_000));
+    let kept = record.observations.len() + record.history.len();
+    assert!((20_000..21_000).contains(&kept), "{kept} records kept");
+    assert!(
+        record.stats.events > 20_000,
+        "{} events",
+        record.stats.events
+    );
+    assert!(stop.to_string().contains("records_per_run"), "{stop}");
 }
 
 /// `faultline run` of a scenario that loops without time passing: a clean error and exit 2, no

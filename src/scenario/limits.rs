@@ -47,11 +47,18 @@ pub const MAX_NEMESIS_FAULTS: u64 = 10_000;
 /// Largest memory budget of the linearizability search (`[check.linearizability]
 /// memory_limit_mib`), in MiB.
 pub const MAX_CHECK_MEMORY_MIB: u64 = 64 * 1024;
-/// Most simulation events (message arrivals, timer firings, fault starts and ends) in one run.
-/// The run record (history, observations) grows with the events: at this limit a Raft run whose
-/// every event serves a client holds about 1.6 GB besides its trace (measured; see
-/// `docs/scenario-format.md`, "Limits"), and takes about half a minute.
-pub const MAX_EVENTS_PER_RUN: u64 = 10_000_000;
+/// Most simulation events (message arrivals, timer firings, fault starts and ends) in one run:
+/// enough for 5 Raft servers and 50 clients for 10 simulated minutes (about 24 million events).
+/// What a run keeps in memory is bounded by [`MAX_RECORDS_PER_RUN`] (and the trace goes to its
+/// file), so this limit bounds the run's time: about two minutes of one core (measured; see
+/// `docs/scenario-format.md`, "Limits").
+pub const MAX_EVENTS_PER_RUN: u64 = 30_000_000;
+/// Most records one run keeps for its checks: history events plus the observations no check
+/// [folded](crate::process::fold::Fold) away as they came. Each is tens to a few hundred bytes,
+/// so this bounds a run's record at a few GiB whatever the family; a 5-server, 50-client,
+/// 600-second Raft run keeps about 5 million (Raft's checks fold their observations), a
+/// Multi-Paxos run about one record per event.
+pub const MAX_RECORDS_PER_RUN: u64 = 10_000_000;
 /// Most simulation events at one instant of simulated time. Reaching it means something
 /// repeats without time passing (a zero-time cycle, e.g. zero latency with zero think time).
 pub const MAX_EVENTS_PER_INSTANT: u64 = 1_000_000;

@@ -21,7 +21,7 @@ use crate::sim::{faults, trace};
 /// reports this as bad input (exit 2).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LimitExceeded {
-    /// The limit's name: `events_per_run` or `events_per_instant`.
+    /// The limit's name: `events_per_run`, `events_per_instant` or `records_per_run`.
     pub limit: &'static str,
     /// Its value.
     pub value: u64,
@@ -36,6 +36,11 @@ impl std::fmt::Display for LimitExceeded {
             "events_per_instant" => write!(
                 f,
                 "the run stopped at {at} of simulated time: more than {} events (the limit events_per_instant) at that one instant; something repeats without simulated time passing (for example a latency of 0 with a zero think_time or retry_delay, or a protocol message answered at once forever)",
+                self.value
+            ),
+            "records_per_run" => write!(
+                f,
+                "the run stopped at {at} of simulated time: it kept more than {} records for its checks (history events and observations; the limit records_per_run); shorten `duration`, or use fewer clients",
                 self.value
             ),
             _ => write!(

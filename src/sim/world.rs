@@ -60,14 +60,18 @@ pub struct EventLimits {
     pub per_run: u64,
     /// Most events at one instant of simulated time.
     pub per_instant: u64,
+    /// Most records kept for the checks (history events plus observations no fold consumed).
+    pub records_per_run: u64,
 }
 
 impl Default for EventLimits {
-    /// [`limits::MAX_EVENTS_PER_RUN`] and [`limits::MAX_EVENTS_PER_INSTANT`].
+    /// [`limits::MAX_EVENTS_PER_RUN`], [`limits::MAX_EVENTS_PER_INSTANT`] and
+    /// [`limits::MAX_RECORDS_PER_RUN`].
     fn default() -> Self {
         EventLimits {
             per_run: limits::MAX_EVENTS_PER_RUN,
             per_instant: limits::MAX_EVENTS_PER_INSTANT,
+            records_per_run: limits::MAX_RECORDS_PER_RUN,
         }
     }
 }
@@ -303,6 +307,10 @@ impl World {
             Some(("events_per_run", self.event_limits.per_run))
         } else if self.events_at_instant >= self.event_limits.per_instant {
             Some(("events_per_instant", self.event_limits.per_instant))
+        } else if (self.observations.len() + self.history.len()) as u64
+            >= self.event_limits.records_per_run
+        {
+            Some(("records_per_run", self.event_limits.records_per_run))
         } else {
             None
         };
