@@ -7,7 +7,9 @@
 //! written and then read back is stored once) instead of a [`HistoryEvent`] of about 136 bytes
 //! plus three heap strings: a 50-client, 600-second run records about 5 million events.
 
-use super::{EventType, Function, HistoryEvent, ImportedHistory, Value};
+use std::hash::Hasher;
+
+use super::{EventType, Function, HistoryEvent, ImportedHistory, Value, ValueRef};
 
 /// One event as a checker sees it, borrowed from wherever the history is held.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -84,6 +86,16 @@ pub trait Events: Sync {
     fn last_event(&self) -> Option<EventRef<'_>> {
         self.len().checked_sub(1).map(|i| self.event(i))
     }
+    /// The interner holding the history's values, if it keeps one ([`CompactHistory`]); a
+    /// checker's model may then use its ids ([`Events::value_id`]) instead of interning the
+    /// values again. The default: none.
+    fn interner(&self) -> Option<&Interner> {
+        None
+    }
+    /// The id of event `i`'s value in [`Events::interner`] (`None` exactly when that is `None`).
+    fn value_id(&self, _i: usize) -> Option<u32> {
+        None
+    }
 }
 
 /// The events of an [`Events`], in order ([`Events::events`]).
@@ -134,6 +146,12 @@ impl<E: Events + ?Sized> Events for Subset<'_, E> {
     }
     fn event(&self, i: usize) -> EventRef<'_> {
         self.base.event(self.positions[i] as usize)
+    }
+    fn interner(&self) -> Option<&Interner> {
+        self.base.interner()
+    }
+    fn value_id(&self, i: usize) -> Option<u32> {
+        self.base.value_id(self.positions[i] as usize)
     }
 }
 
@@ -186,7 +204,9 @@ impl Events for Vec<&HistoryEvent> {
 /// Id 0 is always `nil`. Each value is stored once.
 #[derive(Clone, Debug)]
 pub struct Interner {
-    ids: hashbrown::HashTable<u32>,
+    /// (32-bit hash, id) of every value ([`short_hash`]): growing the table rehashes from the
+    /// stored hashes, without reading the values (two cache misses each).
+    ids: hashbrown::HashTable<(u32, u32)>,
     values: Vec<Value>,
     bytes: usize,
 }
@@ -203,19 +223,86 @@ impl Default for Interner {
     }
 }
 
+/// A value's 64-bit hash folded to the 32 bits the interner keeps.
+fn short_hash(hash: u64) -> u32 {
+    (hash >> 32) as u32 ^ hash as u32
+}
+
+/// The table's hash of a value whose [`short_hash`] is `short`: its 32 bits in both halves, so
+/// that the table's bucket (low bits) and tag (top bits) both come from them.
+fn table_hash(short: u32) -> u64 {
+    (u64::from(short) << 32) | u64::from(short)
+}
+
+/// The interner's hash of `value` (FxHash of its shape; equal to [`value_ref_hash`] of the same
+/// value borrowed).
 fn hash_value(value: &Value) -> u64 {
-    use std::hash::BuildHasher;
-    rustc_hash::FxBuildHasher.hash_one(value)
+    fn feed(value: &Value, h: &mut rustc_hash::FxHasher) {
+        match value {
+            Value::Nil => h.write_u8(0),
+            Value::Int(i) => {
+                h.write_u8(1);
+                h.write_i64(*i);
+            }
+            Value::Str(s) => {
+                h.write_u8(2);
+                h.write(s.as_bytes());
+                h.write_u8(0xff);
+            }
+            Value::List(items) => {
+                h.write_u8(3);
+                h.write_usize(items.len());
+                items.iter().for_each(|i| feed(i, h));
+            }
+            Value::Bool(b) => {
+                h.write_u8(4);
+                h.write_u8(u8::from(*b));
+            }
+        }
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    feed(value, &mut h);
+    h.finish()
+}
+
+/// The interner's hash of a borrowed value: [`hash_value`] of its owned form, computed without
+/// making it (a reader computes it on its own threads, [`Interner::intern_ref`] takes it).
+pub(crate) fn value_ref_hash(value: &ValueRef<'_>) -> u64 {
+    fn feed(value: &ValueRef<'_>, h: &mut rustc_hash::FxHasher) {
+        match value {
+            ValueRef::Nil => h.write_u8(0),
+            ValueRef::Int(i) => {
+                h.write_u8(1);
+                h.write_i64(*i);
+            }
+            ValueRef::Str(s) => {
+                h.write_u8(2);
+                h.write(s.as_bytes());
+                h.write_u8(0xff);
+            }
+            ValueRef::List(items) => {
+                h.write_u8(3);
+                h.write_usize(items.len());
+                items.iter().for_each(|i| feed(i, h));
+            }
+            ValueRef::Bool(b) => {
+                h.write_u8(4);
+                h.write_u8(u8::from(*b));
+            }
+        }
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    feed(value, &mut h);
+    h.finish()
 }
 
 impl Interner {
     /// The id of `value`, adding it if new.
     pub fn intern(&mut self, value: &Value) -> u32 {
-        let hash = hash_value(value);
-        if let Some(&id) = self
-            .ids
-            .find(hash, |&id| self.values[id as usize] == *value)
-        {
+        let hash = short_hash(hash_value(value));
+        if let Some(&(_, id)) = self.ids.find(table_hash(hash), |&(h, id)| {
+            h == hash && self.values[id as usize] == *value
+        }) {
             return id;
         }
         self.insert_new(hash, value.clone())
@@ -223,21 +310,45 @@ impl Interner {
 
     /// The id of `value` (owned), adding it if new.
     pub fn intern_owned(&mut self, value: Value) -> u32 {
-        let hash = hash_value(&value);
-        if let Some(&id) = self.ids.find(hash, |&id| self.values[id as usize] == value) {
+        let hash = short_hash(hash_value(&value));
+        if let Some(&(_, id)) = self.ids.find(table_hash(hash), |&(h, id)| {
+            h == hash && self.values[id as usize] == value
+        }) {
             return id;
         }
         self.insert_new(hash, value)
     }
 
-    fn insert_new(&mut self, hash: u64, value: Value) -> u32 {
+    /// The id of a borrowed `value` whose [`value_ref_hash`] is `hash`, adding it (owned) if new:
+    /// a value seen before costs a lookup, no allocation.
+    pub(crate) fn intern_ref(&mut self, value: &ValueRef<'_>, hash: u64) -> u32 {
+        debug_assert_eq!(hash, value_ref_hash(value));
+        let hash = short_hash(hash);
+        if let Some(&(_, id)) = self.ids.find(table_hash(hash), |&(h, id)| {
+            h == hash && value.is(&self.values[id as usize])
+        }) {
+            return id;
+        }
+        self.insert_new(hash, value.clone().into_owned())
+    }
+
+    fn insert_new(&mut self, hash: u32, value: Value) -> u32 {
         let id = self.values.len() as u32;
         self.bytes += std::mem::size_of::<Value>() + value_heap(&value) + 8;
         self.values.push(value);
-        let values = &self.values;
         self.ids
-            .insert_unique(hash, id, |&i| hash_value(&values[i as usize]));
+            .insert_unique(table_hash(hash), (hash, id), |&(h, _)| table_hash(h));
         id
+    }
+
+    /// The id of `value` if it is interned (a lookup: nothing is added).
+    pub fn get(&self, value: &Value) -> Option<u32> {
+        let hash = short_hash(hash_value(value));
+        self.ids
+            .find(table_hash(hash), |&(h, id)| {
+                h == hash && self.values[id as usize] == *value
+            })
+            .map(|&(_, id)| id)
     }
 
     /// The value of `id`.
@@ -343,12 +454,29 @@ impl CompactHistory {
         time_ns: u64,
         node: &str,
     ) {
+        let value = self.values.intern_owned(value);
+        self.push_interned(line, process, kind, f, key, value, time_ns, node);
+    }
+
+    /// [`CompactHistory::push`] of a value already in [`CompactHistory::values_mut`] (its id).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push_interned(
+        &mut self,
+        line: u32,
+        process: u64,
+        kind: EventType,
+        f: Function,
+        key: Option<&str>,
+        value: u32,
+        time_ns: u64,
+        node: &str,
+    ) {
         self.push_compact(process, kind, f, key, value, time_ns, node);
         self.lines.push(line);
     }
 
     /// Appends `event` (its `index` is not kept: an event's index is its position). A history
-    /// holds at most 2^32 - 1 events: a run stops far earlier (the event limits in
+    /// holds at most 2^32 - 1 events: a run stops far earlier (the limits in
     /// `scenario::limits`), and a file that large is refused when read.
     pub fn push_event(&mut self, event: HistoryEvent) {
         if let Some(error) = &event.error {
@@ -356,12 +484,13 @@ impl CompactHistory {
             let id = self.name(error);
             self.errors.push((position, id));
         }
+        let value = self.values.intern_owned(event.value);
         self.push_compact(
             event.process,
             event.kind,
             event.f,
             event.key.as_deref(),
-            event.value,
+            value,
             event.time_ns,
             &event.node,
         );
@@ -374,13 +503,13 @@ impl CompactHistory {
         kind: EventType,
         f: Function,
         key: Option<&str>,
-        value: Value,
+        value: u32,
         time_ns: u64,
         node: &str,
     ) {
+        debug_assert!((value as usize) < self.values.len());
         let key = key.map_or(NO_KEY, |k| self.name(k));
         let node = self.name(node);
-        let value = self.values.intern_owned(value);
         self.events.push(CompactEvent {
             time_ns,
             process,
@@ -397,6 +526,12 @@ impl CompactHistory {
         self.events.clear();
         self.errors.clear();
         self.lines.clear();
+    }
+
+    /// The values' interner, for a reader that interns values itself
+    /// ([`CompactHistory::push_interned`]).
+    pub(crate) fn values_mut(&mut self) -> &mut Interner {
+        &mut self.values
     }
 
     /// Frees what only reading needed (the name lookup table, spare capacity).
@@ -569,6 +704,14 @@ impl Events for CompactHistory {
             error: self.error_of(i),
         }
     }
+
+    fn interner(&self) -> Option<&Interner> {
+        Some(&self.values)
+    }
+
+    fn value_id(&self, i: usize) -> Option<u32> {
+        Some(self.events[i].value)
+    }
 }
 
 #[cfg(test)]
@@ -608,5 +751,44 @@ mod tests {
         assert_eq!(compact.lines, vec![1, 2, 5]);
         // "v" is stored once, with nil: values are interned.
         assert_eq!(compact.values.len(), 2);
+    }
+
+    #[test]
+    fn a_borrowed_value_hashes_and_interns_as_its_owned_form() {
+        use std::borrow::Cow;
+        let borrowed = [
+            ValueRef::Nil,
+            ValueRef::Int(-3),
+            ValueRef::Int(3),
+            ValueRef::Bool(true),
+            ValueRef::Str(Cow::Borrowed("v1")),
+            ValueRef::Str(Cow::Owned("v\"1".into())),
+            ValueRef::Str(Cow::Borrowed("")),
+            ValueRef::List(vec![
+                ValueRef::Str(Cow::Borrowed("a")),
+                ValueRef::List(vec![ValueRef::Nil]),
+            ]),
+            ValueRef::List(vec![]),
+        ];
+        let mut interner = Interner::default();
+        let mut by_ref = Interner::default();
+        for v in &borrowed {
+            let owned = v.clone().into_owned();
+            assert_eq!(value_ref_hash(v), hash_value(&owned), "{owned}");
+            assert!(v.is(&owned));
+            assert_eq!(interner.get(&owned), None, "{owned}: not added yet");
+            let id = interner.intern(&owned);
+            assert_eq!(interner.get(&owned), Some(id));
+            assert_eq!(by_ref.intern_ref(v, value_ref_hash(v)), id, "{owned}");
+        }
+        // Seen again: the same ids, nothing added.
+        for v in &borrowed {
+            let id = interner.get(&v.clone().into_owned()).unwrap();
+            assert_eq!(by_ref.intern_ref(v, value_ref_hash(v)), id);
+        }
+        assert_eq!(by_ref.len(), interner.len());
+        // Nil was interned first (id 0), the rest in order.
+        assert_eq!(interner.len(), borrowed.len());
+        assert!(!ValueRef::Int(3).is(&Value::Str("3".into())));
     }
 }

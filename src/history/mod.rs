@@ -169,6 +169,115 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
     }
 }
 
+/// A [`Value`] as a reader holds it: strings without escapes borrowed from the text they were
+/// read from, so that a value seen before is looked up in an [`Interner`] without allocating
+/// (`check-history` of a history.jsonl, where each value is written, then read back: most values
+/// are repeats). Deserialized from the same forms as [`Value`], with the same errors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum ValueRef<'a> {
+    /// [`Value::Nil`].
+    #[default]
+    Nil,
+    /// [`Value::Int`].
+    Int(i64),
+    /// [`Value::Str`].
+    Str(std::borrow::Cow<'a, str>),
+    /// [`Value::List`].
+    List(Vec<ValueRef<'a>>),
+    /// [`Value::Bool`].
+    Bool(bool),
+}
+
+impl ValueRef<'_> {
+    /// The owned value.
+    pub(crate) fn into_owned(self) -> Value {
+        match self {
+            ValueRef::Nil => Value::Nil,
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Str(s) => Value::Str(s.into_owned()),
+            ValueRef::List(items) => Value::List(items.into_iter().map(Self::into_owned).collect()),
+            ValueRef::Bool(b) => Value::Bool(b),
+        }
+    }
+
+    /// True if it is `value`.
+    pub(crate) fn is(&self, value: &Value) -> bool {
+        match (self, value) {
+            (ValueRef::Nil, Value::Nil) => true,
+            (ValueRef::Int(a), Value::Int(b)) => a == b,
+            (ValueRef::Str(a), Value::Str(b)) => **a == **b,
+            (ValueRef::List(a), Value::List(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.is(b))
+            }
+            (ValueRef::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ValueRef<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueRefVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Reads a [`ValueRef`]: [`ValueVisitor`]'s forms, borrowing strings where it can.
+struct ValueRefVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ValueRefVisitor<'a> {
+    type Value = ValueRef<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        serde::de::Visitor::expecting(&ValueVisitor, f)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(ValueRef::Nil)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(ValueRef::Nil)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        ValueRef::deserialize(d)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(ValueRef::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Self::Value, E> {
+        Ok(ValueRef::Int(i))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Self::Value, E> {
+        i64::try_from(u)
+            .map(ValueRef::Int)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(u), &self))
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(ValueRef::Str(std::borrow::Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(ValueRef::Str(std::borrow::Cow::Owned(s.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+        Ok(ValueRef::Str(std::borrow::Cow::Owned(s)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(ValueRef::List(items))
+    }
+}
+
 impl fmt::Display for Value {
     /// Jepsen-like text: `nil`, `3`, `"abc"`, `[1 2]`, `true`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

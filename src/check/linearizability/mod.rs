@@ -700,7 +700,7 @@ pub fn check_events<E: Events + ?Sized>(
     options: &Options,
 ) -> Result<Report, HistoryError> {
     let budget = Budget::new(options.time_limit);
-    let raw = ops::pair_with(events, options.failed_cas_returns_false)?;
+    let raw = std::borrow::Cow::Owned(ops::pair_with(events, options.failed_cas_returns_false)?);
     let initial = options
         .initial
         .clone()
@@ -708,25 +708,22 @@ pub fn check_events<E: Events + ?Sized>(
     match options.model {
         ModelKind::Register => check_within(
             models::Register::new(&initial, false),
-            &raw,
+            raw,
             options,
             &budget,
         ),
-        ModelKind::CasRegister => check_within(
-            models::Register::new(&initial, true),
-            &raw,
-            options,
-            &budget,
-        ),
+        ModelKind::CasRegister => {
+            check_within(models::Register::new(&initial, true), raw, options, &budget)
+        }
         ModelKind::KeyValue => check_within(
-            models::KeyValue::new(&initial, options.partition),
-            &raw,
+            models::KeyValue::sharing(&initial, options.partition, events.interner()),
+            raw,
             options,
             &budget,
         ),
-        ModelKind::Mutex => check_within(models::Mutex, &raw, options, &budget),
+        ModelKind::Mutex => check_within(models::Mutex, raw, options, &budget),
         ModelKind::MultiRegister => {
-            check_within(models::MultiRegister::new(&initial), &raw, options, &budget)
+            check_within(models::MultiRegister::new(&initial), raw, options, &budget)
         }
     }
 }
@@ -844,7 +841,7 @@ impl Imported {
     }
 
     /// Reads a history from `reader` (from `path`, used only to guess the format). A
-    /// `history.jsonl` is read one line at a time ([`crate::history::jsonl::read_compact`]),
+    /// `history.jsonl` is read in batches of lines ([`crate::history::jsonl::read_compact`]),
     /// never holding the file's text; the other formats are read whole, then made compact.
     /// `format`/`model`: `None` guesses from the first 64 KiB ([`crate::history::Format::detect`])
     /// and from the events ([`ModelKind::detect`]).
@@ -929,10 +926,16 @@ pub fn check_model<M: Model>(
     raw: &[RawOp<'_>],
     options: &Options,
 ) -> Result<Report, HistoryError> {
-    check_within(spec, raw, options, &Budget::new(options.time_limit))
+    check_within(
+        spec,
+        std::borrow::Cow::Borrowed(raw),
+        options,
+        &Budget::new(options.time_limit),
+    )
 }
 
 /// [`check_model`] within `budget`'s time limit, which also covers what the caller did before.
+/// `raw` is dropped once converted (owned, it no longer counts in the peak of the search).
 ///
 /// The step limit is handed out in rounds: each round gives every undecided part the same
 /// limit, `FIRST_ROUND_STEPS` times 8 per round, but no more than an equal share of the steps
@@ -941,7 +944,7 @@ pub fn check_model<M: Model>(
 /// deterministic, so the steps used, and the verdict, are the same on any machine.
 fn check_within<M: Model>(
     spec: M,
-    raw: &[RawOp<'_>],
+    raw: std::borrow::Cow<'_, [RawOp<'_>]>,
     options: &Options,
     budget: &Budget,
 ) -> Result<Report, HistoryError> {
@@ -964,9 +967,11 @@ fn check_within<M: Model>(
     if let Err(why) = budget.check_time() {
         return unknown(report, why);
     }
-    let groups = partition(&spec, raw);
+    let groups = partition(&spec, &raw);
     report.partitions = groups.len().max(1);
-    let Some(mut parts) = convert_parts(&spec, raw, groups, options, budget)? else {
+    let converted = convert_parts(&spec, &raw, groups, options, budget)?;
+    drop(raw);
+    let Some(mut parts) = converted else {
         return unknown(report, budget.check_time().expect_err("polled"));
     };
     if let Err(why) = budget.check_time() {

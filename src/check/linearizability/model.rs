@@ -45,6 +45,10 @@ pub struct RawOp<'a> {
     pub call: usize,
     /// Position of the completion event; `None` if the outcome is unknown (pending forever).
     pub ret: Option<usize>,
+    /// Ids of `invoke` and of the completion's value (of `invoke` again without a completion)
+    /// in the history's interner ([`crate::history::Events::interner`]), when the history
+    /// keeps one: a model given that interner uses them instead of interning the values again.
+    pub value_ids: Option<[u32; 2]>,
 }
 
 /// An operation ready for the search: a model's input and output plus its real-time interval.
@@ -209,3 +213,61 @@ pub trait Model: Clone + Send + Sync {
 
 /// Values interned as small integers; it lives with histories (a compact history holds one).
 pub use crate::history::compact::Interner;
+
+/// A model's value ids: the history's own ids where the history keeps an interner (shared, so
+/// each key's model copies and hashes none of the values it reads), then ids of the values only
+/// the model makes (an append's result, an initial value the history never names), numbered
+/// after the shared ones. Without a shared interner it is a plain [`Interner`].
+#[derive(Clone, Debug, Default)]
+pub struct SharedValues<'h> {
+    shared: Option<&'h Interner>,
+    own: Interner,
+}
+
+impl<'h> SharedValues<'h> {
+    /// Ids of `shared` (if any), then of the model's own values.
+    pub fn new(shared: Option<&'h Interner>) -> Self {
+        SharedValues {
+            shared,
+            own: Interner::default(),
+        }
+    }
+
+    /// The shared interner, if any: ids of [`RawOp::value_ids`] are its ids.
+    pub fn shared(&self) -> Option<&'h Interner> {
+        self.shared
+    }
+
+    fn offset(&self) -> u32 {
+        self.shared.map_or(0, |s| s.len() as u32)
+    }
+
+    /// The id of `value`, adding it to the model's own values if the shared interner lacks it.
+    pub fn intern(&mut self, value: &Value) -> u32 {
+        if let Some(id) = self.shared.and_then(|s| s.get(value)) {
+            return id;
+        }
+        self.offset() + self.own.intern(value)
+    }
+
+    /// [`SharedValues::intern`] of an owned value.
+    pub fn intern_owned(&mut self, value: Value) -> u32 {
+        if let Some(id) = self.shared.and_then(|s| s.get(&value)) {
+            return id;
+        }
+        self.offset() + self.own.intern_owned(value)
+    }
+
+    /// The value of `id`.
+    pub fn value(&self, id: u32) -> &Value {
+        match self.shared {
+            Some(s) if (id as usize) < s.len() => s.value(id),
+            _ => self.own.value(id - self.offset()),
+        }
+    }
+
+    /// Bytes held by the model's own values (the shared ones belong to the history).
+    pub fn heap_bytes(&self) -> usize {
+        self.own.heap_bytes()
+    }
+}

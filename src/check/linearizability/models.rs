@@ -5,7 +5,7 @@
 use smallvec::SmallVec;
 
 use super::budget::{Budget, Exhausted};
-use super::model::{Interner, Model, Operation, RawOp, RawOutcome};
+use super::model::{Interner, Model, Operation, RawOp, RawOutcome, SharedValues};
 use super::read_mapping::{Access as Mapped, BaseId, TokenId};
 use crate::history::{Function, Value};
 
@@ -382,8 +382,8 @@ pub type KvState = SmallVec<[u32; 16]>;
 /// (`nil` = absent for faultline's histories, `""` for Porcupine's). Partitioned by key when
 /// `partitioned` (P-compositionality).
 #[derive(Clone, Debug)]
-pub struct KeyValue {
-    values: Interner,
+pub struct KeyValue<'h> {
+    values: SharedValues<'h>,
     initial: u32,
     partitioned: bool,
     keys: Vec<String>,
@@ -391,10 +391,20 @@ pub struct KeyValue {
     appends: rustc_hash::FxHashMap<(u32, u32), u32>,
 }
 
-impl KeyValue {
+impl KeyValue<'static> {
     /// A store whose keys start at `initial`; `partitioned` checks each key separately.
     pub fn new(initial: &Value, partitioned: bool) -> Self {
-        let mut values = Interner::default();
+        KeyValue::sharing(initial, partitioned, None)
+    }
+}
+
+impl<'h> KeyValue<'h> {
+    /// [`KeyValue::new`] using the ids of `shared`, the interner of the history checked
+    /// ([`crate::history::Events::interner`]): operations are converted by their
+    /// [`RawOp::value_ids`], without interning their values again. The operations converted
+    /// MUST come from that history (their ids are `shared`'s).
+    pub fn sharing(initial: &Value, partitioned: bool, shared: Option<&'h Interner>) -> Self {
+        let mut values = SharedValues::new(shared);
         let initial = values.intern(initial);
         KeyValue {
             values,
@@ -404,6 +414,11 @@ impl KeyValue {
             key_ids: Default::default(),
             appends: Default::default(),
         }
+    }
+
+    /// The ids of `op`'s invoke and completion values, if they are ids of this model's values.
+    fn ids(&self, op: &RawOp<'_>) -> Option<[u32; 2]> {
+        self.values.shared().and(op.value_ids)
     }
 
     /// The text of value `id` as appends see it: a string's characters, `""` for `nil`, the
@@ -430,7 +445,7 @@ impl KeyValue {
     }
 }
 
-impl Model for KeyValue {
+impl Model for KeyValue<'_> {
     type Input = KvOp;
     type Output = u32;
     type State = KvState;
@@ -462,18 +477,29 @@ impl Model for KeyValue {
             Function::Get | Function::Read => (
                 KvAction::Get,
                 match op.outcome {
-                    RawOutcome::Ok(v) => Some(self.values.intern(v)),
+                    RawOutcome::Ok(v) => Some(match self.ids(op) {
+                        Some([_, id]) => id,
+                        None => self.values.intern(v),
+                    }),
                     RawOutcome::Unknown | RawOutcome::CasFalse => None,
                 },
             ),
             Function::Put | Function::Write => {
-                (KvAction::Put(self.values.intern(op.invoke)), ok_unit(op))
+                let v = match self.ids(op) {
+                    Some([id, _]) => id,
+                    None => self.values.intern(op.invoke),
+                };
+                (KvAction::Put(v), ok_unit(op))
             }
             Function::Append => {
                 if !matches!(op.invoke, Value::Str(_)) {
                     return Err(format!("an append of `{}`; expected a string", op.invoke));
                 }
-                (KvAction::Append(self.values.intern(op.invoke)), ok_unit(op))
+                let v = match self.ids(op) {
+                    Some([id, _]) => id,
+                    None => self.values.intern(op.invoke),
+                };
+                (KvAction::Append(v), ok_unit(op))
             }
             Function::Cas => {
                 let (from, to) = cas_pair(op.invoke).ok_or_else(|| {

@@ -126,6 +126,9 @@ pub fn pair_with<E: Events + ?Sized>(
     let mut ops = Vec::with_capacity(pairs.len());
     for (inv, done) in pairs {
         let invoke = events.event(inv);
+        let value_ids = events
+            .value_id(inv)
+            .map(|v| [v, done.and_then(|d| events.value_id(d)).unwrap_or(v)]);
         let (outcome, ret) = match done.map(|d| (d, events.event(d))) {
             Some((d, c))
                 if c.kind == EventType::Fail
@@ -146,6 +149,7 @@ pub fn pair_with<E: Events + ?Sized>(
             outcome,
             call: inv,
             ret,
+            value_ids,
         });
     }
     Ok(ops)

@@ -429,6 +429,62 @@ proptest! {
             prop_assert_eq!(pruned, Verdict::Linearizable, "{:?}", h);
         }
     }
+
+    /// A compact history hands its value ids to the key-value model (nothing interned again):
+    /// the report, counterexample included, is the one of the same events interned by the model.
+    #[test]
+    fn a_compact_history_checks_with_its_own_value_ids_like_its_events(
+        c in proptest::collection::vec(any::<(u8, u8, u8, u8, u8)>(), 0..60),
+        clients in 2usize..5,
+        corrupt in proptest::option::of(any::<u8>()),
+        shape in 0u8..3,
+    ) {
+        let written = std::cell::Cell::new(0);
+        let h = match shape {
+            0 => append_history(&c, clients, corrupt),
+            1 => random_history(&c, clients, &kv_op),
+            _ => random_history(&c, clients, &unique_kv_op(&written)),
+        };
+        let compact = crate::history::CompactHistory::from(crate::history::ImportedHistory {
+            events: h.clone(),
+            lines: (1..=h.len() as u32).collect(),
+        });
+        prop_assert!(compact.interner().is_some());
+        for (partition, initial) in [(true, None), (false, None), (true, Some(Value::Str("".into())))] {
+            let mut o = Options::new(ModelKind::KeyValue);
+            o.partition = partition;
+            o.initial = initial;
+            prop_assert_eq!(check_events(&compact, &o), check_events(&h, &o), "{:?}", h);
+        }
+    }
+}
+
+#[test]
+fn paired_operations_carry_the_ids_of_their_values_in_a_compact_history() {
+    let h = vec![
+        ev(0, Invoke, Function::Put, Some("k"), Value::Str("a".into())),
+        ev(1, Invoke, Function::Get, Some("k"), Value::Nil),
+        ev(0, Done, Function::Put, Some("k"), Value::Str("a".into())),
+        ev(1, Done, Function::Get, Some("k"), Value::Str("a".into())),
+        ev(2, Invoke, Function::Get, Some("k"), Value::Nil),
+    ];
+    assert!(ops::pair(&h).unwrap().iter().all(|r| r.value_ids.is_none()));
+    let compact = crate::history::CompactHistory::from(crate::history::ImportedHistory {
+        events: h.clone(),
+        lines: vec![1, 2, 3, 4, 5],
+    });
+    let values = compact.interner().unwrap();
+    let (nil, a) = (
+        values.get(&Value::Nil).unwrap(),
+        values.get(&Value::Str("a".into())).unwrap(),
+    );
+    let ids: Vec<_> = ops::pair(&compact)
+        .unwrap()
+        .iter()
+        .map(|r| r.value_ids)
+        .collect();
+    // put a -> ok a; get nil -> ok a; an unanswered get: its invoke's id twice.
+    assert_eq!(ids, vec![Some([a, a]), Some([nil, a]), Some([nil, nil])]);
 }
 
 #[test]
@@ -1094,6 +1150,7 @@ fn raw_op<'a>(
         outcome,
         call,
         ret,
+        value_ids: None,
     }
 }
 
