@@ -41,6 +41,8 @@ pub struct Payload {
 /// What a payload can do with its value, monomorphized per type (one table per type, so the
 /// trace's encodings cost one indirect call per value, not per field).
 struct Ops {
+    /// The value's type (a function: a `TypeId` constant needs Rust 1.91, past the MSRV).
+    type_id: fn() -> TypeId,
     clone: fn(&dyn Any) -> Payload,
     eq: fn(&dyn Any, &dyn Any) -> bool,
     write_json: fn(&dyn Any, &mut Vec<u8>),
@@ -55,6 +57,7 @@ struct OpsOf<T>(PhantomData<T>);
 
 impl<T: Wire> OpsOf<T> {
     const OPS: Ops = Ops {
+        type_id: TypeId::of::<T>,
         clone: |v| Payload::new(Self::get(v).clone()),
         eq: |a, b| b.downcast_ref::<T>() == Some(Self::get(a)),
         write_json: |v, out| serde_json::to_writer(out, Self::get(v)).expect("payloads serialize"),
@@ -89,22 +92,61 @@ impl Payload {
     }
 
     /// The value if it is a `T`, else the payload back unchanged.
+    #[inline]
     pub fn downcast<T: Wire>(self) -> Result<T, Payload> {
-        let ops = self.ops;
-        match self.value.downcast::<T>() {
-            Ok(value) => Ok(value.into_inner()),
-            Err(value) => Err(Payload { value, ops }),
+        if !self.is::<T>() {
+            return Err(self);
+        }
+        let mut slot = Some(self);
+        Ok(Payload::take_from::<T>(&mut slot).expect("the type was just compared"))
+    }
+
+    /// Moves the value out of the payload in `slot` if it is a `T`, leaving `None` there;
+    /// otherwise (also if `slot` is empty) leaves `slot` as it is and returns `None`. Only the
+    /// value is copied out, not the payload around it: the simulator hands a message to its
+    /// handler this way, straight from where it waited.
+    #[inline]
+    pub fn take_from<T: Wire>(slot: &mut Option<Payload>) -> Option<T> {
+        let payload = slot.as_ref()?;
+        if !payload.is::<T>() {
+            return None;
+        }
+        if payload.value.is_heap() {
+            // A large value: let the box move it out and free its allocation.
+            let payload = slot.take().expect("checked above");
+            return match payload.value.downcast::<T>() {
+                Ok(value) => Some(value.into_inner()),
+                Err(_) => unreachable!("the type was just compared"),
+            };
+        }
+        let value: *const (dyn Any + Send) = &*payload.value;
+        // SAFETY: the payload holds a `T` (its table's `TypeId` is `T`'s: `Payload::new` pairs
+        // every value with its own type's table, and nothing else builds a payload), stored
+        // inline in the small box. Reading it moves the value out; the payload is then
+        // overwritten with `None` without being dropped, so the value is not dropped twice, and
+        // inline storage owns no allocation that could leak.
+        unsafe {
+            let value = std::ptr::read(value.cast::<T>());
+            std::ptr::write(slot, None);
+            Some(value)
         }
     }
 
     /// A reference to the value if it is a `T`.
+    #[inline]
     pub fn downcast_ref<T: Wire>(&self) -> Option<&T> {
-        self.value.downcast_ref::<T>()
+        if !self.is::<T>() {
+            return None;
+        }
+        let value: *const (dyn Any + Send) = &*self.value;
+        // SAFETY: the value is a `T` (see `take_from`), borrowed for as long as `self` is.
+        Some(unsafe { &*value.cast::<T>() })
     }
 
     /// True if the value is a `T`.
+    #[inline]
     pub fn is<T: Wire>(&self) -> bool {
-        self.value.is::<T>()
+        (self.ops.type_id)() == TypeId::of::<T>()
     }
 
     /// Appends the value's compact JSON to `out` (as its own `Serialize` writes it).
@@ -123,6 +165,9 @@ impl Payload {
     }
 }
 
+/// Slices up to this long are appended byte by byte (see [`AppendTo`]).
+const SHORT_BYTES: usize = 16;
+
 /// postcard's output appended to a borrowed buffer: the bytes of `postcard::to_extend`, without
 /// moving the buffer in and out of the serializer's result on every value.
 struct AppendTo<'a>(&'a mut Vec<u8>);
@@ -132,7 +177,15 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // Varints and short strings: a byte loop beats a call to `memcpy` for a few bytes.
+        if data.len() <= SHORT_BYTES {
+            self.0.reserve(SHORT_BYTES);
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
 
@@ -196,6 +249,38 @@ mod tests {
         assert_eq!(p.downcast_ref::<Pong>(), None);
         let p = p.downcast::<Pong>().expect_err("not a pong");
         assert_eq!(p.downcast::<Ping>().expect("a ping"), Ping(7));
+    }
+
+    #[test]
+    fn a_value_is_taken_out_of_its_slot_only_as_its_own_type() {
+        let mut slot = Some(Payload::new(Ping(7)));
+        assert_eq!(Payload::take_from::<Pong>(&mut slot), None);
+        assert!(slot.as_ref().is_some_and(|p| p.is::<Ping>()));
+        assert_eq!(Payload::take_from::<Ping>(&mut slot), Some(Ping(7)));
+        assert!(slot.is_none());
+        assert_eq!(Payload::take_from::<Ping>(&mut slot), None);
+        // Values that own memory come out whole, inline (a String) or boxed (over 64 bytes).
+        let text = "x".repeat(100);
+        let mut slot = Some(Payload::new(text.clone()));
+        assert_eq!(Payload::take_from::<String>(&mut slot), Some(text.clone()));
+        let big = (text.clone(), [7u64; 16]);
+        let mut slot = Some(Payload::new(big.clone()));
+        assert_eq!(
+            Payload::take_from::<(String, [u64; 16])>(&mut slot),
+            Some(big.clone())
+        );
+        assert!(slot.is_none());
+        assert_eq!(
+            Payload::new(big.clone())
+                .downcast::<(String, [u64; 16])>()
+                .ok(),
+            Some(big)
+        );
+        assert_eq!(
+            Payload::new(text.clone()).downcast_ref::<String>(),
+            Some(&text)
+        );
+        assert_eq!(Payload::new(text).downcast_ref::<Ping>(), None);
     }
 
     #[test]

@@ -112,6 +112,21 @@ pub trait AnyProcess: Send {
         from: NodeId,
         message: Message,
     ) -> Result<(), Message>;
+    /// [`AnyProcess::message`] with the message lent where it waits (the simulator's
+    /// in-flight slot) rather than passed by value: `message` MUST hold a message; the process
+    /// takes it out (`None` afterwards). False if nothing in the process handles it (the
+    /// message is dropped then). The default moves the message out and calls
+    /// [`AnyProcess::message`]; every [`Process`] overrides it to copy only its own value out
+    /// of the slot ([`Payload::take_from`]), not the payload around it.
+    fn message_lent(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        message: &mut Option<Message>,
+    ) -> bool {
+        let message = message.take().expect("a message to route");
+        self.message(ctx, from, message).is_ok()
+    }
     /// Routes a timer to [`Process::on_timer`]; gives it back if it is not the process's type.
     fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer>;
 }
@@ -134,6 +149,20 @@ impl<P: Process> AnyProcess for P {
             }
             Err(other) => self.on_other(ctx, from, other),
         }
+    }
+
+    fn message_lent(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        message: &mut Option<Message>,
+    ) -> bool {
+        if let Some(own) = Payload::take_from::<P::Message>(message) {
+            self.on_message(ctx, from, own);
+            return true;
+        }
+        let other = message.take().expect("a message to route");
+        self.on_other(ctx, from, other).is_ok()
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>, id: TimerId, timer: Timer) -> Result<(), Timer> {
@@ -284,6 +313,9 @@ impl<'a> Context<'a> {
     /// Sends `message` to `to`. Its fate (latency, loss, duplication, partitions, crashes) is the
     /// network's business; sending to oneself also goes through the network.
     pub fn send(&mut self, to: NodeId, message: impl Wire) {
+        // Room first: the effect can then be built where it goes, not built on the stack and
+        // copied (see `World::hold` on such copies).
+        self.effects.reserve(1);
         self.effects.push(Effect::Send {
             to,
             message: Payload::new(message),

@@ -264,18 +264,10 @@ impl World {
             .map(|(&id, pending)| (id, state.clock.global_when(pending.local_deadline_ns, now)))
             .collect();
         for (id, at) in deadlines {
-            let generation = self.next_seq;
+            let generation = self.schedule(at, Event::Timer { node, id });
             if let Some(pending) = self.nodes[node.index()].timers.get_mut(&id) {
                 pending.generation = generation;
             }
-            self.schedule(
-                at,
-                Event::Timer {
-                    node,
-                    id,
-                    generation,
-                },
-            );
         }
     }
 }

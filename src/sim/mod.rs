@@ -28,6 +28,7 @@ pub mod host;
 pub mod nemesis;
 pub mod network;
 pub mod node;
+mod queue;
 pub mod record;
 pub mod run;
 pub mod trace;

@@ -5,7 +5,6 @@
 //! madsim's scheduler seed, the fault stream, the network stream and one stream per node. A new
 //! message or timer in one protocol never shifts the fault schedule.
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -288,7 +287,7 @@ impl World {
         self.stats.messages_in_flight_at_end = self
             .queue
             .iter()
-            .filter(|Reverse(s)| matches!(s.event, Event::Arrive { .. }))
+            .filter(|s| matches!(s.event, Event::Arrive { .. }))
             .count() as u64;
         let handle = self.madsim();
         for state in &mut self.nodes {

@@ -26,8 +26,8 @@
 //! clock changes); [`nemesis`](super::nemesis) applying and undoing faults; [`run`](super::run)
 //! the end of the run and the record it hands over.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Waker;
@@ -46,6 +46,7 @@ use crate::sim::faults::PlannedFault;
 use crate::sim::host::{Input, NodeState, PendingTimer, Status};
 use crate::sim::nemesis::Undo;
 use crate::sim::network::{Fate, Network};
+use crate::sim::queue::EventQueue;
 use crate::sim::record::{
     Fold, Halt, LifecycleKind, LifecycleRecord, LimitExceeded, ObservationRecord, PartitionRecord,
     Records, Stats,
@@ -76,51 +77,38 @@ impl Default for EventLimits {
     }
 }
 
-/// A queued event. Kept small (the queue moves events on every push and pop): an arriving
-/// message waits in [`World::in_flight`] and the event holds its slot.
-#[derive(Debug)]
+/// A queued event. Kept small, 16 bytes (the queue moves events on every push and pop): an
+/// arriving message waits in [`World::in_flight`] with its id and ends and the event holds its
+/// slot; a timer's generation is the sequence number of its queue entry ([`Scheduled::seq`]).
+#[derive(Copy, Clone, Debug)]
 pub(super) enum Event {
-    Arrive {
-        msg_id: u64,
-        from: NodeId,
-        to: NodeId,
-        slot: u32,
-    },
-    Timer {
-        node: NodeId,
-        id: TimerId,
-        generation: u64,
-    },
-    FaultStart {
-        index: usize,
-    },
-    FaultEnd {
-        index: usize,
-    },
+    Arrive { slot: u32 },
+    Timer { node: NodeId, id: TimerId },
+    FaultStart { index: u32 },
+    FaultEnd { index: u32 },
 }
 
+/// A slot of [`World::in_flight`]: a message on its way (what an [`Event::Arrive`] points
+/// to), or a free slot (`message` is `None`). The message waits here from its send to its
+/// delivery, where its handler takes its value straight out of the slot.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    pub(super) msg_id: u64,
+    pub(super) from: NodeId,
+    pub(super) to: NodeId,
+    pub(super) message: Option<Message>,
+}
+
+/// An event in the queue ([`EventQueue`]): fired in `(t_ns, seq)` order.
+#[derive(Copy, Clone, Debug)]
 pub(super) struct Scheduled {
     pub(super) t_ns: u64,
+    /// Unique, in scheduling order: breaks ties between events at one instant.
     pub(super) seq: u64,
     pub(super) event: Event,
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t_ns, self.seq) == (other.t_ns, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.t_ns, self.seq).cmp(&(other.t_ns, other.seq))
-    }
-}
+const _: () = assert!(std::mem::size_of::<Event>() == 16);
 
 /// The state of one run. See the module docs.
 pub struct World {
@@ -133,9 +121,9 @@ pub struct World {
     pub(super) topology: Arc<Topology>,
     pub(super) nodes: Vec<NodeState>,
     pub(super) network: Network,
-    pub(super) queue: BinaryHeap<Reverse<Scheduled>>,
-    /// Messages on their way, by slot (see [`Event::Arrive`]); `None` marks a free slot.
-    pub(super) in_flight: Vec<Option<Message>>,
+    pub(super) queue: EventQueue,
+    /// Messages on their way, by slot (see [`Event::Arrive`] and [`InFlight`]).
+    pub(super) in_flight: Vec<InFlight>,
     /// Free slots of `in_flight`.
     pub(super) free_slots: Vec<u32>,
     pub(super) next_seq: u64,
@@ -209,7 +197,7 @@ impl World {
             topology,
             nodes,
             network,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             in_flight: Vec::new(),
             free_slots: Vec::new(),
             next_seq: 0,
@@ -237,9 +225,10 @@ impl World {
         };
         for index in 0..world.faults.len() {
             let at = world.faults[index].at_ns;
-            world.schedule(at, Event::FaultStart { index });
+            let index32 = u32::try_from(index).expect("a run's faults are bounded");
+            world.schedule(at, Event::FaultStart { index: index32 });
             if let Some(end) = world.faults[index].undo_at_ns {
-                world.schedule(end, Event::FaultEnd { index });
+                world.schedule(end, Event::FaultEnd { index: index32 });
             }
         }
         world
@@ -274,17 +263,22 @@ impl World {
         &self.topology.names[node.index()]
     }
 
-    pub(super) fn schedule(&mut self, t_ns: u64, event: Event) {
+    /// Queues `event` at `t_ns`; returns its sequence number (a timer's generation). Inlined,
+    /// so that the event reaches the queue in registers (passed by reference, it was read back
+    /// from the stack with a wider load than it was written with, a stall of the store buffer).
+    #[inline(always)]
+    pub(super) fn schedule(&mut self, t_ns: u64, event: Event) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.queue.push(Reverse(Scheduled { t_ns, seq, event }));
+        self.queue.push(Scheduled { t_ns, seq, event });
+        seq
     }
 
     // ----- the central task's side -----
 
     /// Time of the earliest queued event.
     pub fn next_event_ns(&self) -> Option<u64> {
-        self.queue.peek().map(|Reverse(s)| s.t_ns)
+        self.queue.peek().map(|s| s.t_ns)
     }
 
     /// Sets the run's event limits (default: the documented ones).
@@ -346,31 +340,16 @@ impl World {
     pub fn fire_events_at(&mut self, t_ns: u64) {
         debug_assert!(t_ns >= self.now_ns, "time never goes back");
         self.now_ns = t_ns;
-        while self.queue.peek().is_some_and(|Reverse(s)| s.t_ns == t_ns) {
+        while self.queue.peek().is_some_and(|s| s.t_ns == t_ns) {
             if !self.count_event(t_ns) {
                 return;
             }
-            let Reverse(scheduled) = self.queue.pop().expect("peeked");
+            let scheduled = self.queue.pop().expect("peeked");
             match scheduled.event {
-                Event::Arrive {
-                    msg_id,
-                    from,
-                    to,
-                    slot,
-                } => {
-                    let message = self.in_flight[slot as usize]
-                        .take()
-                        .expect("a queued message is in flight");
-                    self.free_slots.push(slot);
-                    self.arrive(msg_id, from, to, message);
-                }
-                Event::Timer {
-                    node,
-                    id,
-                    generation,
-                } => self.timer_expired(node, id, generation),
-                Event::FaultStart { index } => self.fault_start(index),
-                Event::FaultEnd { index } => self.fault_end(index),
+                Event::Arrive { slot } => self.arrive(slot),
+                Event::Timer { node, id } => self.timer_expired(node, id, scheduled.seq),
+                Event::FaultStart { index } => self.fault_start(index as usize),
+                Event::FaultEnd { index } => self.fault_end(index as usize),
             }
             if self.halt.is_some() {
                 return;
@@ -378,7 +357,12 @@ impl World {
         }
     }
 
-    fn arrive(&mut self, msg_id: u64, from: NodeId, to: NodeId, message: Message) {
+    /// The message in `slot` arrives: it is delivered, or dropped if its link is cut or its
+    /// receiver crashed. The slot is free again afterwards.
+    fn arrive(&mut self, slot: u32) {
+        let InFlight {
+            msg_id, from, to, ..
+        } = self.in_flight[slot as usize];
         let reason = if self.network.is_cut(from, to) {
             Some("partition")
         } else if self.nodes[to.index()].status == Status::Crashed {
@@ -388,8 +372,9 @@ impl World {
         };
         match reason {
             Some(reason) => self.drop_message(msg_id, from, to, reason),
-            None => self.deliver_message(to, msg_id, from, message),
+            None => self.deliver_message(to, msg_id, from, slot),
         }
+        self.release(slot);
     }
 
     pub(super) fn drop_message(
@@ -414,12 +399,10 @@ impl World {
 
     fn timer_expired(&mut self, node: NodeId, id: TimerId, generation: u64) {
         let state = &mut self.nodes[node.index()];
-        if state
-            .timers
-            .get(&id)
-            .is_some_and(|t| t.generation == generation)
+        if let Entry::Occupied(entry) = state.timers.entry(id)
+            && entry.get().generation == generation
         {
-            let pending = state.timers.remove(&id).expect("checked");
+            let pending = entry.remove();
             match self.ready(node) {
                 Some(mut process) => {
                     self.handle_timer(node, process.as_mut(), id, pending.timer);
@@ -433,20 +416,27 @@ impl World {
         }
     }
 
-    /// Hands an arriving message to `node`'s process now if it is [`World::ready`]; otherwise
-    /// queues it (for its resume or boot). The message moves straight from its in-flight slot
-    /// to the handler, never through an [`Input`] unless it waits.
-    fn deliver_message(&mut self, node: NodeId, msg_id: u64, from: NodeId, message: Message) {
+    /// Hands the message arriving in `slot` to `node`'s process now if it is
+    /// [`World::ready`]; otherwise queues it (for its resume or boot). The handler takes the
+    /// message's value straight from its in-flight slot (the payload around it is never
+    /// moved), never through an [`Input`] unless it waits.
+    fn deliver_message(&mut self, node: NodeId, msg_id: u64, from: NodeId, slot: u32) {
         match self.ready(node) {
             Some(mut process) => {
-                self.handle_message(node, process.as_mut(), msg_id, from, message);
+                self.handle_message(node, process.as_mut(), msg_id, from, Lent::Slot(slot));
                 self.put_back(node, process);
             }
-            None => self.nodes[node.index()].inbox.push_back(Input::Message {
-                msg_id,
-                from,
-                message,
-            }),
+            None => {
+                let message = self.in_flight[slot as usize]
+                    .message
+                    .take()
+                    .expect("a queued message is in flight");
+                self.nodes[node.index()].inbox.push_back(Input::Message {
+                    msg_id,
+                    from,
+                    message,
+                });
+            }
         }
     }
 
@@ -507,7 +497,10 @@ impl World {
                 msg_id,
                 from,
                 message,
-            } => self.handle_message(node, process, msg_id, from, message),
+            } => {
+                let mut message = Some(message);
+                self.handle_message(node, process, msg_id, from, Lent::Owned(&mut message));
+            }
             Input::Timer { id, timer } => self.handle_timer(node, process, id, timer),
         }
     }
@@ -519,10 +512,14 @@ impl World {
         process: &mut dyn AnyProcess,
         msg_id: u64,
         from: NodeId,
-        message: Message,
+        message: Lent<'_>,
     ) {
-        let outcome = self.call(node, |ctx| {
-            process.message(ctx, from, message).map_err(|_| ())
+        let outcome = self.call_lending(node, message, |ctx, message| {
+            if process.message_lent(ctx, from, message) {
+                Ok(())
+            } else {
+                Err(())
+            }
         });
         match outcome {
             Some(local_ns) => {
@@ -570,9 +567,25 @@ impl World {
         node: NodeId,
         handler: impl FnOnce(&mut Context<'_>) -> Result<(), ()>,
     ) -> Option<i64> {
+        let mut none = None;
+        self.call_lending(node, Lent::Owned(&mut none), |ctx, _| handler(ctx))
+    }
+
+    /// [`World::call`] for a handler that is lent a message: the one in `message`, which may
+    /// be an in-flight slot of the world itself (lent alongside the context).
+    fn call_lending(
+        &mut self,
+        node: NodeId,
+        message: Lent<'_>,
+        handler: impl FnOnce(&mut Context<'_>, &mut Option<Message>) -> Result<(), ()>,
+    ) -> Option<i64> {
         let state = &mut self.nodes[node.index()];
         let local_ns = state.clock.local_at(self.now_ns);
         let effects = &mut self.effects;
+        let message = match message {
+            Lent::Slot(slot) => &mut self.in_flight[slot as usize].message,
+            Lent::Owned(message) => message,
+        };
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut ctx = Context::new(
                 node,
@@ -582,7 +595,7 @@ impl World {
                 &mut state.next_timer_id,
                 effects,
             );
-            handler(&mut ctx)
+            handler(&mut ctx, message)
         }));
         match result {
             Ok(Ok(())) => Some(local_ns),
@@ -612,22 +625,14 @@ impl World {
             Effect::Send { to, message } => self.send(node, to, message),
             Effect::SetTimer { id, delay, timer } => {
                 let deadline = local_ns.saturating_add(delay.as_nanos() as i64);
-                let generation = self.next_seq;
                 let state = &mut self.nodes[node.index()];
                 let fire_at = state.clock.global_when(deadline, self.now_ns);
-                state.timers.insert(
+                let generation = self.schedule(fire_at, Event::Timer { node, id });
+                self.nodes[node.index()].timers.insert(
                     id,
                     PendingTimer {
                         local_deadline_ns: deadline,
                         timer,
-                        generation,
-                    },
-                );
-                self.schedule(
-                    fire_at,
-                    Event::Timer {
-                        node,
-                        id,
                         generation,
                     },
                 );
@@ -684,14 +689,24 @@ impl World {
         let msg_id = self.next_msg_id;
         self.next_msg_id += 1;
         self.stats.messages_sent += 1;
+        // The message goes to its in-flight slot first and is traced from there: it is moved
+        // once, from the effect to the slot.
+        let slot = self.hold(msg_id, from, to, message);
+        let held = self.in_flight[slot as usize]
+            .message
+            .as_ref()
+            .expect("just held");
         self.trace
             .line(self.now_ns, Some(from), "send")
             .node("to", to)
             .u64("msg_id", msg_id)
-            .payload_counting_bytes("msg", &message, &mut self.stats.message_bytes_sent)
+            .payload_counting_bytes("msg", held, &mut self.stats.message_bytes_sent)
             .end();
         match self.network.fate(from, to, self.now_ns) {
-            Fate::Lost => self.drop_message(msg_id, from, to, "loss"),
+            Fate::Lost => {
+                self.release(slot);
+                self.drop_message(msg_id, from, to, "loss");
+            }
             Fate::Arrives {
                 at_ns,
                 duplicate_at_ns,
@@ -705,54 +720,54 @@ impl World {
                         .u64("msg_id", copy_id)
                         .u64("of", msg_id)
                         .end();
-                    let slot = self.hold(message.clone());
-                    self.schedule(
-                        at_ns,
-                        Event::Arrive {
-                            msg_id,
-                            from,
-                            to,
-                            slot,
-                        },
-                    );
-                    let slot = self.hold(message);
-                    self.schedule(
-                        second,
-                        Event::Arrive {
-                            msg_id: copy_id,
-                            from,
-                            to,
-                            slot,
-                        },
-                    );
+                    self.schedule(at_ns, Event::Arrive { slot });
+                    let copy = self.in_flight[slot as usize]
+                        .message
+                        .clone()
+                        .expect("just held");
+                    let copy_slot = self.hold(copy_id, from, to, copy);
+                    self.schedule(second, Event::Arrive { slot: copy_slot });
                 } else {
-                    let slot = self.hold(message);
-                    self.schedule(
-                        at_ns,
-                        Event::Arrive {
-                            msg_id,
-                            from,
-                            to,
-                            slot,
-                        },
-                    );
+                    self.schedule(at_ns, Event::Arrive { slot });
                 }
             }
         }
     }
 
     /// Keeps a message in flight; returns its slot.
-    fn hold(&mut self, message: Message) -> u32 {
+    ///
+    /// A free slot is filled field by field, not by moving a whole [`InFlight`] in: a struct
+    /// built on the stack with narrow stores and then copied with wide loads stalls the
+    /// processor (its store buffer cannot forward them); `perf` put most of this function's
+    /// samples on that copy.
+    #[inline]
+    fn hold(&mut self, msg_id: u64, from: NodeId, to: NodeId, message: Message) -> u32 {
         match self.free_slots.pop() {
             Some(slot) => {
-                self.in_flight[slot as usize] = Some(message);
+                let held = &mut self.in_flight[slot as usize];
+                held.msg_id = msg_id;
+                held.from = from;
+                held.to = to;
+                held.message = Some(message);
                 slot
             }
             None => {
-                self.in_flight.push(Some(message));
-                (self.in_flight.len() - 1) as u32
+                self.in_flight.push(InFlight {
+                    msg_id,
+                    from,
+                    to,
+                    message: Some(message),
+                });
+                u32::try_from(self.in_flight.len() - 1).expect("messages in flight fit a u32")
             }
         }
+    }
+
+    /// Frees an in-flight slot (dropping its message if it still holds one).
+    #[inline]
+    fn release(&mut self, slot: u32) {
+        self.in_flight[slot as usize].message = None;
+        self.free_slots.push(slot);
     }
 
     pub(super) fn halt_with(&mut self, node: NodeId, message: String) {
@@ -772,6 +787,12 @@ impl World {
             waker.wake();
         }
     }
+}
+
+/// A message lent to a handler: in an in-flight slot of the world, or held by the caller.
+enum Lent<'a> {
+    Slot(u32),
+    Owned(&'a mut Option<Message>),
 }
 
 /// The message of a caught panic (`&str` or `String` payloads; otherwise a placeholder): the
