@@ -561,32 +561,10 @@ impl CompactHistory {
     pub fn to_event(&self, i: usize) -> HistoryEvent {
         self.event(i).to_event(i as u64)
     }
-
-    /// Every event as an owned [`HistoryEvent`], in order (`index` = position).
-    pub fn to_events(&self) -> Vec<HistoryEvent> {
-        (0..Events::len(self)).map(|i| self.to_event(i)).collect()
-    }
-
-    /// Bytes held (estimate): events, values, names and errors.
-    pub fn heap_bytes(&self) -> usize {
-        self.events.capacity() * std::mem::size_of::<CompactEvent>()
-            + self.values.heap_bytes()
-            + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
-            + self.errors.capacity() * 8
-            + self.lines.capacity() * 4
-    }
 }
 
 impl From<Vec<HistoryEvent>> for CompactHistory {
     fn from(events: Vec<HistoryEvent>) -> Self {
-        let mut h = CompactHistory::default();
-        h.extend(events);
-        h
-    }
-}
-
-impl<const N: usize> From<[HistoryEvent; N]> for CompactHistory {
-    fn from(events: [HistoryEvent; N]) -> Self {
         let mut h = CompactHistory::default();
         h.extend(events);
         h
@@ -598,14 +576,6 @@ impl Extend<HistoryEvent> for CompactHistory {
         for e in events {
             self.push_event(e);
         }
-    }
-}
-
-impl FromIterator<HistoryEvent> for CompactHistory {
-    fn from_iter<I: IntoIterator<Item = HistoryEvent>>(events: I) -> Self {
-        let mut h = CompactHistory::default();
-        h.extend(events);
-        h
     }
 }
 

@@ -141,7 +141,7 @@ pub struct RunRecord {
     pub trace_truncated: bool,
     /// The client history, held compactly (32 bytes an event): read it through
     /// [`Events`](crate::history::Events) (`record.history.iter()`, `event(i)`), or
-    /// [`CompactHistory::to_events`] for owned events.
+    /// [`CompactHistory::to_event`] for an owned event.
     pub history: CompactHistory,
     /// Every observation, in order (in chunks: see [`Records`]).
     pub observations: Records<ObservationRecord>,
