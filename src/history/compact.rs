@@ -234,29 +234,67 @@ fn table_hash(short: u32) -> u64 {
     (u64::from(short) << 32) | u64::from(short)
 }
 
-/// The interner's hash of `value` (FxHash of its shape; equal to [`value_ref_hash`] of the same
-/// value borrowed).
-fn hash_value(value: &Value) -> u64 {
-    fn feed(value: &Value, h: &mut rustc_hash::FxHasher) {
-        match value {
-            Value::Nil => h.write_u8(0),
-            Value::Int(i) => {
+/// One level of a value's shape, the same for an owned [`Value`] and a borrowed [`ValueRef`]:
+/// what the interner's hash walks, so that both forms of a value hash alike.
+enum Level<'v, T> {
+    Nil,
+    Int(i64),
+    Str(&'v str),
+    List(&'v [T]),
+    Bool(bool),
+}
+
+/// A value the interner can hash ([`Value`], [`ValueRef`]).
+trait Shaped: Sized {
+    fn level(&self) -> Level<'_, Self>;
+}
+
+impl Shaped for Value {
+    fn level(&self) -> Level<'_, Self> {
+        match self {
+            Value::Nil => Level::Nil,
+            Value::Int(i) => Level::Int(*i),
+            Value::Str(s) => Level::Str(s),
+            Value::List(items) => Level::List(items),
+            Value::Bool(b) => Level::Bool(*b),
+        }
+    }
+}
+
+impl Shaped for ValueRef<'_> {
+    fn level(&self) -> Level<'_, Self> {
+        match self {
+            ValueRef::Nil => Level::Nil,
+            ValueRef::Int(i) => Level::Int(*i),
+            ValueRef::Str(s) => Level::Str(s),
+            ValueRef::List(items) => Level::List(items),
+            ValueRef::Bool(b) => Level::Bool(*b),
+        }
+    }
+}
+
+/// FxHash of a value's shape.
+fn hash_shape<T: Shaped>(value: &T) -> u64 {
+    fn feed<T: Shaped>(value: &T, h: &mut rustc_hash::FxHasher) {
+        match value.level() {
+            Level::Nil => h.write_u8(0),
+            Level::Int(i) => {
                 h.write_u8(1);
-                h.write_i64(*i);
+                h.write_i64(i);
             }
-            Value::Str(s) => {
+            Level::Str(s) => {
                 h.write_u8(2);
                 h.write(s.as_bytes());
                 h.write_u8(0xff);
             }
-            Value::List(items) => {
+            Level::List(items) => {
                 h.write_u8(3);
                 h.write_usize(items.len());
                 items.iter().for_each(|i| feed(i, h));
             }
-            Value::Bool(b) => {
+            Level::Bool(b) => {
                 h.write_u8(4);
-                h.write_u8(u8::from(*b));
+                h.write_u8(u8::from(b));
             }
         }
     }
@@ -265,35 +303,15 @@ fn hash_value(value: &Value) -> u64 {
     h.finish()
 }
 
+/// The interner's hash of `value` (equal to [`value_ref_hash`] of the same value borrowed).
+fn hash_value(value: &Value) -> u64 {
+    hash_shape(value)
+}
+
 /// The interner's hash of a borrowed value: [`hash_value`] of its owned form, computed without
 /// making it (a reader computes it on its own threads, [`Interner::intern_ref`] takes it).
 pub(crate) fn value_ref_hash(value: &ValueRef<'_>) -> u64 {
-    fn feed(value: &ValueRef<'_>, h: &mut rustc_hash::FxHasher) {
-        match value {
-            ValueRef::Nil => h.write_u8(0),
-            ValueRef::Int(i) => {
-                h.write_u8(1);
-                h.write_i64(*i);
-            }
-            ValueRef::Str(s) => {
-                h.write_u8(2);
-                h.write(s.as_bytes());
-                h.write_u8(0xff);
-            }
-            ValueRef::List(items) => {
-                h.write_u8(3);
-                h.write_usize(items.len());
-                items.iter().for_each(|i| feed(i, h));
-            }
-            ValueRef::Bool(b) => {
-                h.write_u8(4);
-                h.write_u8(u8::from(*b));
-            }
-        }
-    }
-    let mut h = rustc_hash::FxHasher::default();
-    feed(value, &mut h);
-    h.finish()
+    hash_shape(value)
 }
 
 impl Interner {
