@@ -115,8 +115,10 @@ pub type NarratorFactory = fn(cast: &[CastMember]) -> Option<Box<dyn Narrator>>;
 /// `observe` lines, and from messages where a fact needs them (the votes a candidate received).
 ///
 /// A narrator sees only the trace (it may come from a `trace.jsonl` on disk), so it works from
-/// the JSON form of observations and messages (`docs/trace-format.md`).
-pub trait Narrator {
+/// the JSON form of observations and messages (`docs/trace-format.md`). It is `Send`:
+/// `faultline run` builds the view on a thread of its own while the run goes
+/// (`crate::report::view::LiveView`).
+pub trait Narrator: Send {
     /// One trace event, in trace order: push story lines and state changes into `out`.
     fn event(&mut self, event: &crate::sim::trace::TraceEvent, out: &mut Narration);
     /// The trace ended (at `end_ns`): push anything held back.

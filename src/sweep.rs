@@ -963,7 +963,7 @@ pub fn write_seed_report(
         ));
     }
     let report = Report::new(&record, checks, file, elapsed_ms(start));
-    report::write_run(staging, &report, &record, true)
+    report::write_run(staging, &report, &record, true, None)
         .map_err(|e| failed(format!("cannot write the report folder: {e}")))?;
     Ok(relative.display().to_string())
 }

@@ -255,3 +255,59 @@ fn sagas_under_faults_tell_compensations_and_idempotent_replays() {
     line(&v, "saga", &["resumes saga"]);
     line(&v, "saga", &["commits"]);
 }
+
+/// The view `faultline run` builds while the run goes (from a tap on the trace, on another
+/// thread) is the view read back from the trace afterwards, on scenarios of every narrating
+/// family; a run that ends before its scenario's duration falls back to reading the trace.
+#[test]
+fn the_view_built_while_the_run_goes_is_the_view_read_back_from_the_trace() {
+    use faultline::family::CastMember;
+    use faultline::report::view::LiveView;
+    use faultline::sim::{RunOptions, topology::Topology};
+    let runner = Runner::builtin();
+    let dir = tempfile::tempdir().unwrap();
+    for scenario in [
+        "scenarios/raft/nemesis.toml",
+        "scenarios/paxos/multi-paxos-nemesis.toml",
+        "scenarios/locks/zk-lock-under-network-faults.toml",
+        "scenarios/lessons/08b-registry-ap-under-partition.toml",
+        "scenarios/quorum/quorum-nemesis.toml",
+        "scenarios/balancing/breaker-flapping.toml",
+    ] {
+        let path = Path::new(scenario);
+        let s = runner.load(path).expect("shipped scenarios load");
+        let cast = CastMember::cast(&s, &Topology::new(&s));
+        let (live, tap) = LiveView::start(runner.registry(), &cast, s.duration.as_nanos());
+        let options = RunOptions {
+            trace_tap: Some(tap),
+            ..RunOptions::streaming_to(dir.path().join("trace.jsonl"))
+        };
+        let outcome = runner.clone().options(options).run(&s, s.seed);
+        let report = Report::new(&outcome.record, outcome.checks, path, 0);
+        let read_back = serde_json::to_value(view_of_run(&report, &outcome.record)).unwrap();
+        let json = serde_json::to_value(&report).unwrap();
+        let built = live
+            .finish(
+                json.clone(),
+                report.nodes.clone(),
+                &outcome.record.history,
+                true,
+            )
+            .expect("the run ended at its duration");
+        let built = serde_json::to_value(built).unwrap();
+        assert!(
+            read_back["messages"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty()),
+            "{scenario}: a view with messages"
+        );
+        assert!(built == read_back, "{scenario}: the two views differ");
+        // Sized for another end, the live view is not used.
+        let (other, _) = LiveView::start(runner.registry(), &cast, s.duration.as_nanos() + 1);
+        assert!(
+            other
+                .finish(json, report.nodes.clone(), &outcome.record.history, true)
+                .is_none()
+        );
+    }
+}

@@ -80,6 +80,19 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
     let (progress, counters) = ProgressLine::start(args.quiet || args.json);
+    // The report's view is built from the trace while the simulation runs (on the second core).
+    let (live, tap) = if args.no_trace {
+        (None, None)
+    } else {
+        let topology = crate::sim::topology::Topology::new(&scenario);
+        let cast = crate::family::CastMember::cast(&scenario, &topology);
+        let (live, tap) = report::view::LiveView::start(
+            &scenario.registry(),
+            &cast,
+            scenario.duration.as_nanos(),
+        );
+        (Some(live), Some(tap))
+    };
     let options = RunOptions {
         trace_limit_bytes: if args.no_trace {
             0
@@ -89,6 +102,7 @@ pub fn run(args: &RunArgs) -> u8 {
         },
         trace_file: Some(staging.file_path("trace.jsonl")),
         progress: counters,
+        trace_tap: tap,
         ..RunOptions::default()
     };
     let start = wall_now();
@@ -104,6 +118,7 @@ pub fn run(args: &RunArgs) -> u8 {
             seed,
             &RunOptions {
                 trace_file: Some(staging.scratch_path("trace-again.jsonl")),
+                trace_tap: None,
                 ..options.clone()
             },
         );
@@ -127,7 +142,7 @@ pub fn run(args: &RunArgs) -> u8 {
         report = report.without_trace();
     }
     let target = staging.target().to_path_buf();
-    let written = report::write_run(staging, &report, &record, !args.no_trace);
+    let written = report::write_run(staging, &report, &record, !args.no_trace, live);
     progress.stop();
     let path = match written {
         Ok(p) => p,

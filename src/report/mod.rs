@@ -175,12 +175,15 @@ pub fn verdict_word(v: Verdict) -> &'static str {
 
 /// Writes `history.jsonl`, `report.json`, (if `with_trace`) `trace.jsonl`, the charts and
 /// `report.html` into the staging folder and moves it into place as a whole (see [`output`]).
-/// Returns the path of `report.json` under the target as given.
+/// `live` is the view built while the run went, if it was given a tap
+/// ([`view::LiveView::start`]); without one (or if it does not fit the run) the view is built
+/// from the trace. Returns the path of `report.json` under the target as given.
 pub fn write_run(
     staging: Staging,
     report: &Report,
     record: &RunRecord,
     with_trace: bool,
+    live: Option<view::LiveView>,
 ) -> Result<PathBuf, OutputError> {
     let trace_path = staging.file_path("trace.jsonl");
     match record.trace_jsonl.file() {
@@ -209,7 +212,16 @@ pub fn write_run(
     let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
     json.push(b'\n');
     staging.write("report.json", [json.as_slice()])?;
-    let view = view_of_run(report, record);
+    let view = live
+        .and_then(|live| {
+            live.finish(
+                serde_json::to_value(report).expect("reports serialize"),
+                report.nodes.clone(),
+                &record.history,
+                !record.trace_jsonl.is_empty(),
+            )
+        })
+        .unwrap_or_else(|| view_of_run(report, record));
     let charts = charts::render(&view);
     for chart in &charts {
         staging.write(&chart.file_name, [chart.svg.as_bytes()])?;

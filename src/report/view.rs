@@ -13,12 +13,13 @@ pub mod story;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
 use crate::family::{CastMember, Narration, Narrator, Registry};
 use crate::history::{CompactHistory, HistoryEvent};
-use crate::sim::trace::TraceEvent;
+use crate::sim::trace::{TraceEvent, TraceTap, for_each_line_of};
 
 /// Messages a view keeps by default (the sequence diagram's budget); later ones in the window
 /// are counted in [`RunView::messages_left_out`].
@@ -118,6 +119,62 @@ pub struct RunView<'h> {
     pub messages_until_ns: u64,
 }
 
+/// The view of a run built while the run goes: a [`TraceTap`] feeds its one pass over the trace
+/// with the lines as they are written, on a thread of its own, so `faultline run` does not read
+/// the trace back afterwards (that pass was about a third of a full run's time). Only the
+/// default view ([`ViewOptions::default`]) is built so.
+pub struct LiveView {
+    builder: Arc<Mutex<Builder>>,
+    /// The end of the run the view's traffic intervals were sized for: the scenario's
+    /// duration. A run that ends elsewhere (a halt) is viewed by reading its trace back.
+    expected_end_ns: u64,
+}
+
+impl LiveView {
+    /// A view of a run of the nodes `cast` that is about to start and is expected to end at
+    /// `expected_end_ns` (the scenario's duration), and the tap to give the run
+    /// ([`crate::sim::RunOptions::trace_tap`]).
+    pub fn start(
+        registry: &Registry,
+        cast: &[CastMember],
+        expected_end_ns: u64,
+    ) -> (LiveView, TraceTap) {
+        let builder = Builder::new(registry, cast, ViewOptions::default(), expected_end_ns);
+        let builder = Arc::new(Mutex::new(builder));
+        let fed = Arc::clone(&builder);
+        let tap = TraceTap::new(move |chunk| {
+            let mut builder = fed.lock().unwrap_or_else(PoisonError::into_inner);
+            for_each_line_of(chunk, |line| builder.line(line));
+        });
+        let view = LiveView {
+            builder,
+            expected_end_ns,
+        };
+        (view, tap)
+    }
+
+    /// The view, as [`RunView::build`] with the default options would build it from the run's
+    /// trace, if the run ended when expected and `trace_kept` (it kept trace lines); `None`
+    /// otherwise (then build it from the trace). Call it once the run is over (its tap has read
+    /// every line).
+    pub fn finish<'h>(
+        self,
+        report: serde_json::Value,
+        cast: Vec<CastMember>,
+        history: impl Into<Cow<'h, CompactHistory>>,
+        trace_kept: bool,
+    ) -> Option<RunView<'h>> {
+        let end_ns = report["virtual_time_ns"].as_u64().unwrap_or(0);
+        if end_ns != self.expected_end_ns || !trace_kept {
+            return None;
+        }
+        let builder = Arc::into_inner(self.builder)?
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(builder.into_view(report, cast, history.into(), true))
+    }
+}
+
 /// Why a report folder cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
@@ -192,34 +249,13 @@ impl<'h> RunView<'h> {
         trace: Option<impl FnOnce(&mut dyn FnMut(&str))>,
         options: &ViewOptions,
     ) -> RunView<'h> {
-        let history = history.into();
         let end_ns = report["virtual_time_ns"].as_u64().unwrap_or(0);
-        let mut builder = Builder::new(registry, &cast, options, end_ns);
+        let mut builder = Builder::new(registry, &cast, options.clone(), end_ns);
         let trace_available = trace.is_some();
         if let Some(feed) = trace {
-            feed(&mut |line| {
-                // Lines faultline wrote always parse; anything else (a hand-edited file) is
-                // skipped rather than fatal for a picture.
-                if let Ok(event) = TraceEvent::parse(line) {
-                    builder.event(&event);
-                }
-            });
+            feed(&mut |line| builder.line(line));
         }
-        let (faults, narration, messages, messages_left_out) = builder.finish(end_ns, &history);
-        RunView {
-            trace_truncated: report["trace_truncated"].as_bool().unwrap_or(false),
-            report,
-            cast,
-            history,
-            end_ns,
-            trace_available,
-            faults,
-            narration,
-            messages,
-            messages_left_out,
-            messages_from_ns: options.messages_from_ns,
-            messages_until_ns: options.messages_until_ns,
-        }
+        builder.into_view(report, cast, history.into(), trace_available)
     }
 
     /// Reads a report folder (`report.json`, `history.jsonl`, and `trace.jsonl` if present)
@@ -395,7 +431,7 @@ fn is_word(b: u8) -> bool {
 }
 
 /// The one pass over the trace.
-struct Builder<'o> {
+struct Builder {
     narrators: Vec<Box<dyn Narrator>>,
     narration: Narration,
     faults: Vec<FaultSpan>,
@@ -406,17 +442,14 @@ struct Builder<'o> {
     /// Kept messages by id, for joining their delivery or drop.
     kept: BTreeMap<u64, usize>,
     left_out: u64,
-    options: &'o ViewOptions,
+    options: ViewOptions,
     traffic: story::Traffic,
+    /// The end of the run `traffic` was sized for.
+    end_ns: u64,
 }
 
-impl<'o> Builder<'o> {
-    fn new(
-        registry: &Registry,
-        cast: &[CastMember],
-        options: &'o ViewOptions,
-        end_ns: u64,
-    ) -> Self {
+impl Builder {
+    fn new(registry: &Registry, cast: &[CastMember], options: ViewOptions, end_ns: u64) -> Self {
         let narrators = registry
             .families()
             .iter()
@@ -437,6 +470,45 @@ impl<'o> Builder<'o> {
             left_out: 0,
             options,
             traffic: story::Traffic::new(end_ns),
+            end_ns,
+        }
+    }
+
+    /// One line of the trace. Lines faultline wrote always parse; anything else (a
+    /// hand-edited file) is skipped rather than fatal for a picture.
+    fn line(&mut self, line: &str) {
+        if let Ok(event) = TraceEvent::parse(line) {
+            self.event(&event);
+        }
+    }
+
+    /// The view of the lines read, of a run with this report, cast and history.
+    fn into_view<'h>(
+        self,
+        report: serde_json::Value,
+        cast: Vec<CastMember>,
+        history: Cow<'h, CompactHistory>,
+        trace_available: bool,
+    ) -> RunView<'h> {
+        let end_ns = self.end_ns;
+        let (from_ns, until_ns) = (
+            self.options.messages_from_ns,
+            self.options.messages_until_ns,
+        );
+        let (faults, narration, messages, messages_left_out) = self.finish(end_ns, &history);
+        RunView {
+            trace_truncated: report["trace_truncated"].as_bool().unwrap_or(false),
+            report,
+            cast,
+            history,
+            end_ns,
+            trace_available,
+            faults,
+            narration,
+            messages,
+            messages_left_out,
+            messages_from_ns: from_ns,
+            messages_until_ns: until_ns,
         }
     }
 

@@ -59,6 +59,9 @@ pub struct RunOptions {
     /// consumed, e.g. no Raft log facts). For programs that read a family's facts from the
     /// record themselves; the run, its checks and its hash are the same either way.
     pub keep_all_observations: bool,
+    /// A reader of the kept trace lines while the run goes, on a thread of its own (see
+    /// [`trace::TraceTap`]; `None`: none). It never changes the run.
+    pub trace_tap: Option<trace::TraceTap>,
 }
 
 /// How far a running simulation got, published every [`PROGRESS_EVERY`] instants for a display
@@ -109,6 +112,7 @@ impl Default for RunOptions {
             event_limits: EventLimits::default(),
             progress: None,
             keep_all_observations: false,
+            trace_tap: None,
         }
     }
 }
@@ -131,12 +135,15 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> RunRecord {
     let node_rngs = (0..topology.len() as u64)
         .map(|i| stream_rng(seed, stream::NODE_BASE + i))
         .collect();
-    let trace = match &options.trace_file {
+    let mut trace = match &options.trace_file {
         Some(path) if options.trace_limit_bytes > 0 => {
             trace::Trace::to_file(path, options.trace_limit_bytes, topology.names.clone())
         }
         _ => trace::Trace::new(options.trace_limit_bytes, topology.names.clone()),
     };
+    if let Some(tap) = &options.trace_tap {
+        trace.tap(tap.clone());
+    }
     let world = Arc::new(Mutex::new(World::new(
         scenario.clone(),
         seed,

@@ -22,6 +22,13 @@
 //!   writes each chunk to the file as it fills and reuses the buffer, so its memory does not grow
 //!   with the run.
 //!
+//! A [`TraceTap`] reads the kept JSON lines while the run goes, on a thread of its own: each
+//! chunk, once stored, is copied to it (through a queue of at most [`TAP_QUEUE_CHUNKS`] chunks,
+//! so a slow reader makes the run wait rather than memory grow). The thread only reads bytes the
+//! simulation has finished with, so nothing it does reaches the run; `faultline run` uses it to
+//! build the report's view while the simulation is still going instead of reading the trace back
+//! afterwards.
+//!
 //! Two runs of one faultline version with the same hash wrote the same JSON lines: the record
 //! holds every value the line shows, in the same order. The hash is a fingerprint for telling
 //! runs apart, not a defence against forgery, so it need not be cryptographic: XXH3-128
@@ -48,6 +55,86 @@ pub const TRUNCATED_KIND: &str = "trace-truncated";
 
 /// Bytes per chunk of kept JSON lines.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// Chunks a [`TraceTap`]'s thread may be behind before the run waits for it (memory: this many
+/// chunks of about 1 MiB, plus one being read).
+pub const TAP_QUEUE_CHUNKS: usize = 2;
+
+/// A reader of a trace's JSON lines as the run writes them: called on a thread of its own with
+/// each chunk of whole lines (each ending in `\n`), in order. The chunks' concatenation is
+/// exactly the bytes kept ([`TraceBytes::chunks`] or the file), the `trace-truncated` line
+/// included, so reading through the tap is the same as reading the trace back when the run is
+/// over. It must not panic (a panic is raised again on the run's thread when the trace is
+/// finished).
+#[derive(Clone)]
+pub struct TraceTap(std::sync::Arc<TapFn>);
+
+/// What a [`TraceTap`] calls.
+type TapFn = dyn Fn(&[u8]) + Send + Sync;
+
+impl TraceTap {
+    /// A tap that calls `read` with each chunk.
+    pub fn new(read: impl Fn(&[u8]) + Send + Sync + 'static) -> TraceTap {
+        TraceTap(std::sync::Arc::new(read))
+    }
+}
+
+impl std::fmt::Debug for TraceTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceTap")
+    }
+}
+
+/// The thread a [`TraceTap`] runs on, and the queues to it and back (emptied chunks come back
+/// for reuse, so copying a chunk touches no fresh memory).
+struct TapThread {
+    chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl TapThread {
+    fn start(tap: TraceTap) -> TapThread {
+        let (chunks, inbox) = std::sync::mpsc::sync_channel::<Vec<u8>>(TAP_QUEUE_CHUNKS);
+        let (give_back, spare) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("trace-tap".into())
+            .spawn(move || {
+                for chunk in inbox {
+                    (tap.0)(&chunk);
+                    // The run may be over and gone: then the buffer is simply freed.
+                    let _ = give_back.send(chunk);
+                }
+            })
+            .expect("the trace tap's thread starts");
+        TapThread {
+            chunks,
+            spare,
+            thread,
+        }
+    }
+
+    /// Hands a copy of `bytes` to the thread, waiting if it is [`TAP_QUEUE_CHUNKS`] behind.
+    fn send(&self, bytes: &[u8]) {
+        let mut chunk = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES + 4096));
+        chunk.clear();
+        chunk.extend_from_slice(bytes);
+        // A send fails only if the thread has stopped, i.e. the tap panicked: `finish` raises
+        // that panic.
+        let _ = self.chunks.send(chunk);
+    }
+
+    /// Waits for the thread to read every chunk; raises a panic of the tap again.
+    fn finish(self) {
+        drop(self.chunks);
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
 
 /// Binary records are hashed in batches of about this many bytes (one call per batch rather
 /// than per line).
@@ -88,6 +175,8 @@ struct JsonLines {
     limit_bytes: usize,
     /// False once the limit is reached (or if it is 0): lines are then only hashed.
     keeping: bool,
+    /// Who else reads the stored chunks as they are stored.
+    tap: Option<TapThread>,
 }
 
 /// The file a streamed trace is written to.
@@ -137,6 +226,24 @@ impl JsonLines {
     /// Stores the first `len` bytes of the current chunk; false (and no more keeping) if the
     /// file refused them.
     fn store(&mut self, len: usize) -> bool {
+        if self.tap.is_none() {
+            return self.store_only(len);
+        }
+        // The bytes stored are `current[..len]` (a chunk moved into `chunks` is the whole of
+        // `current`): the tap gets them once the store has succeeded.
+        let moved = self.file.is_none() && len == self.current.len();
+        let stored = self.store_only(len);
+        if let (true, Some(tap)) = (stored, &self.tap) {
+            match self.chunks.last() {
+                Some(chunk) if moved => tap.send(chunk),
+                _ => tap.send(&self.current[..len]),
+            }
+        }
+        stored
+    }
+
+    /// [`JsonLines::store`] without the tap.
+    fn store_only(&mut self, len: usize) -> bool {
         match &mut self.file {
             Some(TraceFile {
                 file: Some(file),
@@ -189,6 +296,7 @@ impl Trace {
                 current_lines: 0,
                 limit_bytes,
                 keeping: limit_bytes > 0,
+                tap: None,
             },
             lines: 0,
             last_t_ns: 0,
@@ -212,6 +320,15 @@ impl Trace {
             error,
         });
         trace
+    }
+
+    /// Lets `tap` read the kept lines as they are stored, on a thread of its own (see
+    /// [`TraceTap`]); [`Trace::finish`] waits for it to read the last one. A trace that keeps no
+    /// lines never calls it.
+    pub fn tap(&mut self, tap: TraceTap) {
+        if self.json.keeping {
+            self.json.tap = Some(TapThread::start(tap));
+        }
     }
 
     /// Starts a line with the three common fields; add fields, then [`Line::end`]. `node` is
@@ -268,6 +385,9 @@ impl Trace {
             )
             .into_bytes();
             json.store(json.current.len());
+        }
+        if let Some(tap) = json.tap.take() {
+            tap.finish();
         }
         let mut bytes = TraceBytes {
             chunks: std::mem::take(&mut json.chunks),
@@ -336,12 +456,11 @@ impl TraceBytes {
     /// the process ran: not a condition of the input).
     pub fn lines(&self) -> Box<dyn Iterator<Item = std::borrow::Cow<'_, str>> + '_> {
         match &self.file {
-            None => Box::new(self.chunks.iter().flat_map(|c| {
-                std::str::from_utf8(c)
-                    .expect("trace lines are UTF-8 JSON")
-                    .lines()
-                    .map(std::borrow::Cow::Borrowed)
-            })),
+            None => Box::new(
+                self.chunks
+                    .iter()
+                    .flat_map(|c| lines_of(c).map(std::borrow::Cow::Borrowed)),
+            ),
             Some(path) => {
                 use std::io::BufRead;
                 let file = std::fs::File::open(path).unwrap_or_else(|e| {
@@ -377,10 +496,7 @@ impl TraceBytes {
     pub fn for_each_line(&self, mut f: impl FnMut(&str)) {
         let Some(path) = &self.file else {
             for chunk in &self.chunks {
-                std::str::from_utf8(chunk)
-                    .expect("trace lines are UTF-8 JSON")
-                    .lines()
-                    .for_each(&mut f);
+                for_each_line_of(chunk, &mut f);
             }
             return;
         };
@@ -416,6 +532,23 @@ impl TraceBytes {
             }),
         }
     }
+}
+
+/// The lines (without their newlines) of a chunk of whole JSON lines as a trace keeps them.
+///
+/// Panics if the chunk is not UTF-8 (a trace's own chunks always are).
+fn lines_of(chunk: &[u8]) -> std::str::Lines<'_> {
+    std::str::from_utf8(chunk)
+        .expect("trace lines are UTF-8 JSON")
+        .lines()
+}
+
+/// Calls `f` with every line (without its newline) of a chunk of whole JSON lines, as a trace
+/// keeps them and a [`TraceTap`] gets them.
+///
+/// Panics if the chunk is not UTF-8 (a trace's own chunks always are).
+pub fn for_each_line_of(chunk: &[u8], f: impl FnMut(&str)) {
+    lines_of(chunk).for_each(f);
 }
 
 /// One trace line being written: each field goes into the binary record and, while lines are
@@ -855,6 +988,64 @@ mod tests {
             Trace::to_file(&dir.path().join("no/such/dir/t.jsonl"), usize::MAX, names()).finish();
         assert!(none.is_empty());
         assert!(none.write_error().unwrap().contains("cannot create"));
+    }
+
+    /// A tap that collects what it reads, in order.
+    fn collecting_tap() -> (TraceTap, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+        let read = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = std::sync::Arc::clone(&read);
+        let tap = TraceTap::new(move |chunk| {
+            assert!(chunk.ends_with(b"\n"), "a chunk holds whole lines");
+            into.lock().unwrap().extend_from_slice(chunk);
+        });
+        (tap, read)
+    }
+
+    #[test]
+    fn a_tap_reads_exactly_the_kept_bytes_in_memory_in_a_file_and_under_a_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.jsonl");
+        // Several chunks, so the tap's queue fills and its buffers are reused.
+        let write = |trace: &mut Trace| {
+            for t in 0..(8 * CHUNK_BYTES as u64 / 50) {
+                trace.line(t, N1, "timer").u64("timer_id", t * 7).end();
+            }
+        };
+        let runs: [(&str, Trace); 3] = [
+            ("memory", Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names())),
+            ("file", Trace::to_file(&path, usize::MAX, names())),
+            ("capped", Trace::new(3 * CHUNK_BYTES + 77, names())),
+        ];
+        for (what, mut trace) in runs {
+            let (tap, read) = collecting_tap();
+            trace.tap(tap);
+            write(&mut trace);
+            let (bytes, _, truncated) = trace.finish();
+            assert_eq!(truncated, what == "capped", "{what}");
+            let kept = bytes.to_vec();
+            assert!(kept.len() > 2 * CHUNK_BYTES, "{what}: several chunks");
+            let read = read.lock().unwrap();
+            assert!(*read == kept, "{what}: the tap read the kept bytes");
+            if what == "capped" {
+                assert!(String::from_utf8_lossy(&read).contains(TRUNCATED_KIND));
+            }
+        }
+        // A trace that keeps nothing never calls its tap.
+        let mut nothing = Trace::new(0, names());
+        let (tap, read) = collecting_tap();
+        nothing.tap(tap);
+        write(&mut nothing);
+        nothing.finish();
+        assert!(read.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "the tap failed")]
+    fn a_tap_that_panics_fails_the_trace_when_it_is_finished() {
+        let mut trace = Trace::new(DEFAULT_TRACE_LIMIT_BYTES, names());
+        trace.tap(TraceTap::new(|_| panic!("the tap failed")));
+        trace.line(1, N1, "timer").end();
+        trace.finish();
     }
 
     #[test]
