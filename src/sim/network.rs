@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use rand::Rng;
+use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
 use serde::Serialize;
@@ -37,13 +37,8 @@ use crate::scenario::{LatencyDistribution, LatencySpec, LinkSpec, Network as Net
 pub enum Latency {
     /// Always this.
     Constant(u64),
-    /// Uniform in `[min, max]`.
-    Uniform {
-        /// Smallest, ns.
-        min: u64,
-        /// Largest, ns.
-        max: u64,
-    },
+    /// Uniform in `[min, max]` (see [`UniformNs`]).
+    Uniform(UniformNs),
     /// `min` + exponential with mean `mean - min`, capped at `max`.
     Exponential {
         /// Offset, ns.
@@ -69,10 +64,9 @@ impl Latency {
             LatencySpec::Constant(d) => Latency::Constant(d.as_nanos()),
             LatencySpec::Distribution(dist) => match dist {
                 LatencyDistribution::Constant { value } => Latency::Constant(value.as_nanos()),
-                LatencyDistribution::Uniform { min, max } => Latency::Uniform {
-                    min: min.as_nanos(),
-                    max: max.as_nanos(),
-                },
+                LatencyDistribution::Uniform { min, max } => {
+                    Latency::Uniform(UniformNs::new(min.as_nanos(), max.as_nanos()))
+                }
                 LatencyDistribution::Exponential { mean, min, max } => {
                     let extra = (mean.as_nanos() - min.as_nanos()).max(1) as f64;
                     Latency::Exponential {
@@ -94,22 +88,88 @@ impl Latency {
     pub fn bounds(&self) -> (u64, u64) {
         match self {
             Latency::Constant(v) => (*v, *v),
-            Latency::Uniform { min, max } => (*min, *max),
+            Latency::Uniform(u) => (u.min, u.max),
             Latency::Exponential { min, max, .. } => (*min, *max),
             Latency::Normal { max, .. } => (0, *max),
         }
     }
 
     /// Draws one latency.
+    #[inline]
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> u64 {
         match self {
+            Latency::Uniform(u) => u.sample(rng),
             Latency::Constant(v) => *v,
-            Latency::Uniform { min, max } => rng.gen_range(*min..=*max),
             Latency::Exponential { min, exp, max } => {
                 let extra = exp.sample(rng);
                 (min.saturating_add(extra as u64)).min(*max)
             }
             Latency::Normal { normal, max } => (normal.sample(rng).max(0.0) as u64).min(*max),
+        }
+    }
+}
+
+/// A uniform draw in `[min, max]` nanoseconds that gives exactly what `rand` 0.8's
+/// `rng.gen_range(min..=max)` gives from the same stream (the same values, consuming the same
+/// words), with the per-call set-up done once.
+///
+/// `gen_range` on a `u64` range (`UniformInt::sample_single_inclusive`) computes the range's
+/// width and an acceptance zone on every call, then draws 64-bit words until one is accepted:
+/// the word `v` times the width is split into a high and a low word, and `v` is accepted when
+/// the low word is at most the zone; the draw is `min` plus the high word. Here the width and
+/// the zone are computed when the latency is resolved, and the loop is inlined into the
+/// network's fate draw (the latency draw was about a sixth of the kernel ping-pong's time).
+/// A width of 0 (the full `u64` range) takes one word as it is, as `gen_range` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UniformNs {
+    min: u64,
+    max: u64,
+    /// `max - min + 1`, wrapping (0: the full range).
+    width: u64,
+    /// The largest accepted low word: `gen_range`'s
+    /// `(width << width.leading_zeros()) - 1` (unused when `width` is 0).
+    zone: u64,
+}
+
+impl UniformNs {
+    /// Uniform in `[min, max]`, in nanoseconds. Panics if `min > max` (as `gen_range` does).
+    pub fn new(min: u64, max: u64) -> UniformNs {
+        assert!(min <= max, "uniform latency: min {min} > max {max}");
+        let width = max.wrapping_sub(min).wrapping_add(1);
+        let zone = if width == 0 {
+            0
+        } else {
+            (width << width.leading_zeros()).wrapping_sub(1)
+        };
+        UniformNs {
+            min,
+            max,
+            width,
+            zone,
+        }
+    }
+
+    /// The smallest value, ns.
+    pub fn min(&self) -> u64 {
+        self.min
+    }
+
+    /// The largest value, ns.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Draws one value: `rng.gen_range(min..=max)`, computed from the same words.
+    #[inline(always)]
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> u64 {
+        if self.width == 0 {
+            return rng.next_u64();
+        }
+        loop {
+            let wide = u128::from(rng.next_u64()) * u128::from(self.width);
+            if wide as u64 <= self.zone {
+                return self.min.wrapping_add((wide >> 64) as u64);
+            }
         }
     }
 }
@@ -297,8 +357,30 @@ impl Network {
 
     /// Draws the fate of a message sent now (`now_ns`) on `from -> to`, under the condition in
     /// force on that link now.
+    #[inline]
     pub fn fate(&mut self, from: NodeId, to: NodeId, now_ns: u64) -> Fate {
         let slot = from.index() * self.n + to.index();
+        let own = &self.params[self.link_params[slot] as usize];
+        if self.degrade_count[slot] == 0
+            && own.loss_probability <= 0.0
+            && own.duplicate_probability <= 0.0
+        {
+            // The common case, drawn as below without the overlay: one latency, nothing else.
+            let drawn = now_ns + own.latency.sample(&mut self.rng);
+            let last = &mut self.last_arrival_ns[slot];
+            let at_ns = if own.reorder { drawn } else { drawn.max(*last) };
+            *last = (*last).max(at_ns);
+            return Fate::Arrives {
+                at_ns,
+                duplicate_at_ns: None,
+            };
+        }
+        self.fate_overlaid(slot, now_ns)
+    }
+
+    /// [`Network::fate`] on link `slot` with the active degrades laid over its parameters, and
+    /// loss and duplication drawn.
+    fn fate_overlaid(&mut self, slot: usize, now_ns: u64) -> Fate {
         let Network {
             params,
             link_params,
@@ -473,6 +555,83 @@ mod tests {
             latency: Some(LatencySpec::Constant(Duration::from_millis(ms))),
             ..Condition::default()
         }
+    }
+
+    /// Draws from `UniformNs` and from `gen_range` on clones of one stream: the same values,
+    /// and the streams end in the same state (the same words consumed).
+    fn same_draws_as_gen_range(min: u64, max: u64, seed: u64, draws: usize) {
+        let uniform = UniformNs::new(min, max);
+        let mut ours = ChaCha8Rng::seed_from_u64(seed);
+        let mut theirs = ours.clone();
+        for i in 0..draws {
+            assert_eq!(
+                uniform.sample(&mut ours),
+                theirs.gen_range(min..=max),
+                "draw {i} of [{min}, {max}], seed {seed}"
+            );
+        }
+        assert_eq!(
+            ours.next_u64(),
+            theirs.next_u64(),
+            "the same words consumed"
+        );
+    }
+
+    #[test]
+    fn uniform_latency_draws_what_gen_range_draws_at_the_edges() {
+        for (min, max) in [
+            (0, 0),
+            (7, 7),
+            (0, u64::MAX),
+            (1, u64::MAX),
+            (0, u64::MAX - 1),
+            (0, 1),
+            (1_000_000, 10_000_000),
+            (0, (1 << 63) - 1),
+            (0, 1 << 63),
+            (u64::MAX - 3, u64::MAX),
+        ] {
+            same_draws_as_gen_range(min, max, 1, 200);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any range and seed: the precomputed draw is `gen_range`'s, word for word (trace
+        /// hashes depend on it).
+        #[test]
+        fn uniform_latency_draws_what_gen_range_draws(
+            min in proptest::prelude::any::<u64>(),
+            span in proptest::prop_oneof![
+                0u64..64,
+                0u64..20_000_000,
+                proptest::prelude::any::<u64>(),
+            ],
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            same_draws_as_gen_range(min, min.saturating_add(span), seed, 64);
+        }
+    }
+
+    #[test]
+    fn the_plain_link_shortcut_draws_what_the_overlaid_path_draws() {
+        let text = "duration = \"1s\"\n[cluster]\nprotocol = \"broadcast\"\nnodes = 3\n\
+                    [network]\nlatency = { distribution = \"uniform\", min = \"1ms\", max = \"10ms\" }\n\
+                    [[network.link]]\nfrom = \"n1\"\nto = \"n2\"\nreorder = true\n";
+        let s = Scenario::parse(Path::new("n.toml"), text.as_bytes()).unwrap();
+        let make = || Network::new(&s.network, &Topology::new(&s), ChaCha8Rng::seed_from_u64(7));
+        let (mut short, mut long) = (make(), make());
+        let links = [(0, 1), (1, 0), (0, 2), (2, 1)];
+        for i in 0..2_000u64 {
+            let (a, b) = links[(i % 4) as usize];
+            let now_ns = i * 1_000_000; // 1 ms apart: FIFO holds some back
+            let slot = a * long.n + b; // the topology also holds the workload's clients
+            assert_eq!(
+                short.fate(NodeId(a as u32), NodeId(b as u32), now_ns),
+                long.fate_overlaid(slot, now_ns),
+                "message {i}"
+            );
+        }
+        assert_eq!(short.last_arrival_ns, long.last_arrival_ns);
     }
 
     #[test]
