@@ -539,6 +539,16 @@ impl CompactHistory {
         });
     }
 
+    /// Makes room for `additional` more events read from a file (with their lines), so that
+    /// reading them does not grow the tables step by step (each growth copies them into fresh
+    /// memory). [`CompactHistory::finish`] gives back what was not used. A hint the allocator
+    /// cannot meet (a size far larger than the text) is ignored: the tables then grow as needed.
+    pub fn reserve(&mut self, additional: usize) {
+        if self.events.try_reserve(additional).is_ok() {
+            let _ = self.lines.try_reserve(additional);
+        }
+    }
+
     /// Removes every event (names and values stay interned).
     pub fn clear(&mut self) {
         self.events.clear();

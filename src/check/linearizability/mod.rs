@@ -51,7 +51,7 @@ use crate::sim::RunRecord;
 /// that names one per workload.
 pub use crate::history::ModelKind;
 pub use budget::{Budget, Exhausted};
-pub use model::{Model, Operation, RawOp, RawOutcome};
+pub use model::{Model, Operation, RawOp, RawOps, RawOutcome};
 pub use ops::HistoryError;
 pub use search::{Deepest, SearchOptions, SearchResult, SearchStats};
 
@@ -700,7 +700,7 @@ pub fn check_events<E: Events + ?Sized>(
     options: &Options,
 ) -> Result<Report, HistoryError> {
     let budget = Budget::new(options.time_limit);
-    let raw = std::borrow::Cow::Owned(ops::pair_with(events, options.failed_cas_returns_false)?);
+    let raw = ops::pair_ops(events, options.failed_cas_returns_false)?;
     let initial = options
         .initial
         .clone()
@@ -837,20 +837,22 @@ impl Imported {
         format: Option<crate::history::Format>,
         model: Option<ModelKind>,
     ) -> Result<Imported, ImportError> {
-        Imported::from_reader(path, bytes, format, model)
+        Imported::from_reader(path, bytes, Some(bytes.len() as u64), format, model)
     }
 
     /// Reads a history from `reader` (from `path`, used only to guess the format). A
     /// `history.jsonl` is read in batches of lines ([`crate::history::jsonl::read_compact`]),
     /// never holding the file's text; the other formats are read whole, then made compact.
     /// `format`/`model`: `None` guesses from the first 64 KiB ([`crate::history::Format::detect`])
-    /// and from the events ([`ModelKind::detect`]).
+    /// and from the events ([`ModelKind::detect`]). `size`: the text's length in bytes, if known
+    /// (the file's size): a `history.jsonl`'s tables are then sized once instead of growing.
     ///
     /// # Errors
     /// [`ImportError`] with the line and what was expected (an I/O error of `reader` too).
     pub fn from_reader<R: std::io::BufRead>(
         path: Option<&std::path::Path>,
         mut reader: R,
+        size: Option<u64>,
         format: Option<crate::history::Format>,
         model: Option<ModelKind>,
     ) -> Result<Imported, ImportError> {
@@ -862,7 +864,7 @@ impl Imported {
             None => Format::detect(path, reader.fill_buf().map_err(io)?),
         };
         let history = if format == Format::Jsonl {
-            crate::history::jsonl::read_compact(reader)?
+            crate::history::jsonl::read_compact(reader, size)?
         } else {
             let mut bytes = Vec::new();
             reader.read_to_end(&mut bytes).map_err(io)?;
@@ -926,25 +928,20 @@ pub fn check_model<M: Model>(
     raw: &[RawOp<'_>],
     options: &Options,
 ) -> Result<Report, HistoryError> {
-    check_within(
-        spec,
-        std::borrow::Cow::Borrowed(raw),
-        options,
-        &Budget::new(options.time_limit),
-    )
+    check_within(spec, raw, options, &Budget::new(options.time_limit))
 }
 
 /// [`check_model`] within `budget`'s time limit, which also covers what the caller did before.
-/// `raw` is dropped once converted (owned, it no longer counts in the peak of the search).
+/// `raw` is dropped once converted (it no longer counts in the peak of the search).
 ///
 /// The step limit is handed out in rounds: each round gives every undecided part the same
 /// limit, `FIRST_ROUND_STEPS` times 8 per round, but no more than an equal share of the steps
 /// left; a part that runs out of its share is searched again in a later round if the steps the
 /// others did not use make its share larger, and is `unknown` otherwise. Every part's search is
 /// deterministic, so the steps used, and the verdict, are the same on any machine.
-fn check_within<M: Model>(
+fn check_within<'a, M: Model>(
     spec: M,
-    raw: std::borrow::Cow<'_, [RawOp<'_>]>,
+    raw: impl RawOps<'a>,
     options: &Options,
     budget: &Budget,
 ) -> Result<Report, HistoryError> {
@@ -968,7 +965,7 @@ fn check_within<M: Model>(
         return unknown(report, why);
     }
     let groups = partition(&spec, &raw);
-    report.partitions = groups.len().max(1);
+    report.partitions = groups.0.len().max(1);
     let converted = convert_parts(&spec, &raw, groups, options, budget)?;
     drop(raw);
     let Some(mut parts) = converted else {
@@ -1036,57 +1033,121 @@ fn check_within<M: Model>(
     Ok(report)
 }
 
-/// The operations of `raw` grouped by partition key (positions in `raw`), the groups ordered
-/// by key (deterministic); one group for a model that does not partition.
-fn partition<'a, M: Model>(spec: &M, raw: &[RawOp<'a>]) -> Vec<(Option<&'a str>, Vec<usize>)> {
+/// The operations of `raw` grouped by partition key, the groups ordered by key (deterministic;
+/// one group for a model that does not partition): each group's key and number of operations,
+/// and each operation's group.
+fn partition<'a, M: Model>(
+    spec: &M,
+    raw: &impl RawOps<'a>,
+) -> (Vec<(Option<&'a str>, usize)>, Vec<u32>) {
     // Lookups only: the groups are sorted by key below.
-    let mut group_of: rustc_hash::FxHashMap<Option<&str>, usize> = Default::default();
-    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
-    for (i, op) in raw.iter().enumerate() {
-        let key = spec.partition_key(op);
+    let mut group_of: rustc_hash::FxHashMap<Option<&str>, u32> = Default::default();
+    let mut groups: Vec<(Option<&str>, usize)> = Vec::new();
+    // In the order the keys were first seen, then renumbered in key order.
+    let mut of_op: Vec<u32> = Vec::with_capacity(raw.len());
+    for i in 0..raw.len() {
+        let key = spec.partition_key(&raw.op(i));
         let g = *group_of.entry(key).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
+            groups.push((key, 0));
+            (groups.len() - 1) as u32
         });
-        groups[g].1.push(i);
+        groups[g as usize].1 += 1;
+        of_op.push(g);
     }
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    groups
+    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| groups[a as usize].0.cmp(&groups[b as usize].0));
+    let mut rank = vec![0u32; groups.len()];
+    for (r, &g) in order.iter().enumerate() {
+        rank[g as usize] = r as u32;
+    }
+    for g in &mut of_op {
+        *g = rank[*g as usize];
+    }
+    let sorted = order.iter().map(|&g| groups[g as usize]).collect();
+    (sorted, of_op)
 }
 
-/// Converts each group with its own copy of the model (in parallel); the first error in key
+/// Converts each group with its own copy of the model, on all cores; the first error in key
 /// order is reported. `Ok(None)`: the time limit passed.
-fn convert_parts<M: Model>(
+///
+/// The groups are taken in runs of consecutive groups, a few per thread, and each run converts
+/// its groups' operations in one pass over all the operations in order: a group's operations
+/// are spread over the whole history, and converting them group by group would read the
+/// history's events out of order (a cache miss for nearly every operation of a large history).
+/// Each group's model still converts its own operations, in order, as if alone.
+fn convert_parts<'a, M: Model>(
     spec: &M,
-    raw: &[RawOp<'_>],
-    groups: Vec<(Option<&str>, Vec<usize>)>,
+    raw: &impl RawOps<'a>,
+    (groups, group_of): (Vec<(Option<&str>, usize)>, Vec<u32>),
     options: &Options,
     budget: &Budget,
 ) -> Result<Option<Vec<Part<M>>>, HistoryError> {
-    let converted: Vec<Result<Option<Part<M>>, HistoryError>> = groups
+    // Runs of consecutive groups of about equal numbers of operations.
+    let runs = (rayon::current_num_threads() * 2).clamp(1, groups.len().max(1));
+    let per_run = raw.len().div_ceil(runs).max(1);
+    let mut bounds: Vec<std::ops::Range<usize>> = Vec::with_capacity(runs);
+    let (mut start, mut in_run) = (0, 0);
+    for (g, &(_, n)) in groups.iter().enumerate() {
+        in_run += n;
+        if in_run >= per_run || g + 1 == groups.len() {
+            bounds.push(start..g + 1);
+            (start, in_run) = (g + 1, 0);
+        }
+    }
+    type Converted<M> = Result<Option<Part<M>>, HistoryError>;
+    /// A group's model, its operations so far, and how it ended if it did.
+    type Converting<M> = (
+        M,
+        Vec<Operation<<M as Model>::Input, <M as Model>::Output>>,
+        Option<Converted<M>>,
+    );
+    let converted: Vec<Vec<Converted<M>>> = bounds
         .into_par_iter()
-        .map(|(key, members)| {
-            let mut model = spec.clone();
-            let mut part_ops = Vec::with_capacity(members.len());
-            for (n, i) in members.into_iter().enumerate() {
-                if budget.poll(n + 1).is_err() {
-                    return Ok(None);
+        .map(|run| {
+            // Per group of the run: its model, its operations so far, and how it ended if it
+            // did (the time limit passed, or an operation it could not convert).
+            let mut parts: Vec<Converting<M>> = groups[run.clone()]
+                .iter()
+                .map(|&(_, n)| (spec.clone(), Vec::with_capacity(n), None))
+                .collect();
+            for (i, &g) in group_of.iter().enumerate() {
+                let g = g as usize;
+                if !run.contains(&g) {
+                    continue;
                 }
-                let r = &raw[i];
-                part_ops.push(
-                    Operation::convert(&mut model, r)
-                        .map_err(|message| conversion_error(r, message, options.model))?,
-                );
+                let (model, ops, ended) = &mut parts[g - run.start];
+                if ended.is_some() {
+                    continue;
+                }
+                if budget.poll(ops.len() + 1).is_err() {
+                    *ended = Some(Ok(None));
+                    continue;
+                }
+                let r = raw.op(i);
+                match Operation::convert(model, &r) {
+                    Ok(op) => ops.push(op),
+                    Err(message) => {
+                        *ended = Some(Err(conversion_error(&r, message, options.model)));
+                    }
+                }
             }
-            Ok(Some(Part {
-                key: key.map(str::to_string),
-                model,
-                ops: part_ops,
-            }))
+            parts
+                .into_iter()
+                .zip(&groups[run])
+                .map(|((model, ops, ended), &(key, _))| {
+                    ended.unwrap_or_else(|| {
+                        Ok(Some(Part {
+                            key: key.map(str::to_string),
+                            model,
+                            ops,
+                        }))
+                    })
+                })
+                .collect()
         })
         .collect();
-    let mut parts: Vec<Part<M>> = Vec::with_capacity(converted.len());
-    for part in converted {
+    let mut parts: Vec<Part<M>> = Vec::with_capacity(groups.len());
+    for part in converted.into_iter().flatten() {
         match part? {
             Some(p) => parts.push(p),
             None => return Ok(None),

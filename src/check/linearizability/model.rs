@@ -51,6 +51,29 @@ pub struct RawOp<'a> {
     pub value_ids: Option<[u32; 2]>,
 }
 
+/// Operations to check, by position: a slice of [`RawOp`]s, or a history's operations paired
+/// as positions ([`super::ops::PairedOps`]), each made into a [`RawOp`] when asked.
+pub trait RawOps<'a>: Sync {
+    /// Number of operations.
+    fn len(&self) -> usize;
+    /// Operation `i` (`i < len()`; panics otherwise).
+    fn op(&self, i: usize) -> RawOp<'a>;
+    /// True if there is no operation.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> RawOps<'a> for &[RawOp<'a>] {
+    fn len(&self) -> usize {
+        <[RawOp<'a>]>::len(self)
+    }
+
+    fn op(&self, i: usize) -> RawOp<'a> {
+        self[i]
+    }
+}
+
 /// An operation ready for the search: a model's input and output plus its real-time interval.
 #[derive(Clone, Debug)]
 pub struct Operation<I, O> {

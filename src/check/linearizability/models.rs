@@ -116,9 +116,13 @@ impl Model for Register {
         ops: &[Operation<RegisterOp, u32>],
         budget: &Budget,
     ) -> Result<Vec<bool>, Exhausted> {
-        if ops
+        // Only unknown-outcome writes are marked: without any, nothing to look for.
+        if !ops
             .iter()
-            .any(|o| matches!(o.input, RegisterOp::Cas(..)) && o.output == Some(CAS_FALSE))
+            .any(|o| o.output.is_none() && o.input != RegisterOp::Read)
+            || ops
+                .iter()
+                .any(|o| matches!(o.input, RegisterOp::Cas(..)) && o.output == Some(CAS_FALSE))
         {
             return Ok(vec![false; ops.len()]);
         }
@@ -573,9 +577,14 @@ impl Model for KeyValue<'_> {
     ) -> Result<Vec<bool>, Exhausted> {
         use std::borrow::Cow;
         use std::ops::Bound;
-        if ops
+        // Only unknown-outcome writes are marked: without any (a history without timeouts),
+        // nothing to look for.
+        if !ops
             .iter()
-            .any(|o| matches!(o.input.action, KvAction::Cas(..)) && o.output == Some(CAS_FALSE))
+            .any(|o| o.output.is_none() && o.input.action != KvAction::Get)
+            || ops
+                .iter()
+                .any(|o| matches!(o.input.action, KvAction::Cas(..)) && o.output == Some(CAS_FALSE))
         {
             return Ok(vec![false; ops.len()]);
         }

@@ -6,7 +6,7 @@
 //! is unknown, so the operation stays pending to the end of the history and may or may not take
 //! effect (at any time after its invoke).
 
-use super::model::{RawOp, RawOutcome};
+use super::model::{RawOp, RawOps, RawOutcome};
 use crate::history::{EventType, Events};
 
 /// A history that cannot be paired into operations, in the history's own words (`get`,
@@ -49,11 +49,60 @@ pub fn pair_with<E: Events + ?Sized>(
     events: &E,
     failed_cas_returns_false: bool,
 ) -> Result<Vec<RawOp<'_>>, HistoryError> {
+    let paired = pair_ops(events, failed_cas_returns_false)?;
+    Ok((0..paired.len()).map(|i| paired.op(i)).collect())
+}
+
+/// How a paired operation ended, as [`PairedOps`] keeps it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Ended {
+    /// `ok`.
+    Ok,
+    /// `info`, or no completion.
+    Unknown,
+    /// A `fail`ed cas read as Porcupine does ([`RawOutcome::CasFalse`]).
+    CasFalse,
+    /// `fail`: dropped once pairing is done.
+    Failed,
+}
+
+/// One paired operation by position (12 bytes): its invoke, its completion ([`NO_COMPLETION`]
+/// if none) and how it ended.
+#[derive(Copy, Clone, Debug)]
+struct Paired {
+    call: u32,
+    done: u32,
+    ended: Ended,
+}
+
+/// [`Paired::done`] of an operation without a completion.
+const NO_COMPLETION: u32 = u32::MAX;
+
+/// A history's operations, paired ([`pair_ops`]): positions only, 12 bytes an operation, each
+/// made into a [`RawOp`] borrowing the history's events when asked ([`RawOps::op`]), instead of
+/// a [`RawOp`] of about 90 bytes held for every operation.
+pub struct PairedOps<'h, E: ?Sized> {
+    events: &'h E,
+    pairs: Vec<Paired>,
+}
+
+/// [`pair_with`], keeping the pairs as positions ([`PairedOps`]).
+///
+/// # Errors
+/// As [`pair`].
+///
+/// # Panics
+/// If the history holds 2^32 events or more (a [`crate::history::CompactHistory`] holds fewer).
+pub fn pair_ops<E: Events + ?Sized>(
+    events: &E,
+    failed_cas_returns_false: bool,
+) -> Result<PairedOps<'_, E>, HistoryError> {
+    let position = |i: usize| u32::try_from(i).expect("a history of fewer than 2^32 events");
     // Lookups only: the map's order never reaches the result.
     // Each process's outstanding invoke: (its position, its slot in `pairs`).
     let mut outstanding: rustc_hash::FxHashMap<u64, (usize, usize)> = Default::default();
-    // (invoke position, completion position or None) in invoke order.
-    let mut pairs: Vec<(usize, Option<usize>)> = Vec::new();
+    // In invoke order; about half of the events are invokes.
+    let mut pairs: Vec<Paired> = Vec::with_capacity(events.len() / 2 + 1);
     for i in 0..events.len() {
         let e = events.event(i);
         match e.kind {
@@ -74,7 +123,11 @@ pub fn pair_with<E: Events + ?Sized>(
                     });
                 }
                 outstanding.insert(e.process, (i, pairs.len()));
-                pairs.push((i, None));
+                pairs.push(Paired {
+                    call: position(i),
+                    done: NO_COMPLETION,
+                    ended: Ended::Unknown,
+                });
             }
             EventType::Ok | EventType::Fail | EventType::Info => {
                 let Some((inv, slot)) = outstanding.remove(&e.process) else {
@@ -119,40 +172,54 @@ pub fn pair_with<E: Events + ?Sized>(
                         earlier: Some(inv),
                     });
                 }
-                pairs[slot].1 = Some(i);
+                pairs[slot].done = position(i);
+                pairs[slot].ended = match e.kind {
+                    EventType::Ok => Ended::Ok,
+                    EventType::Fail
+                        if failed_cas_returns_false && e.f == crate::history::Function::Cas =>
+                    {
+                        Ended::CasFalse
+                    }
+                    EventType::Fail => Ended::Failed,
+                    _ => Ended::Unknown,
+                };
             }
         }
     }
-    let mut ops = Vec::with_capacity(pairs.len());
-    for (inv, done) in pairs {
-        let invoke = events.event(inv);
+    pairs.retain(|p| p.ended != Ended::Failed);
+    Ok(PairedOps { events, pairs })
+}
+
+impl<'h, E: Events + ?Sized> RawOps<'h> for PairedOps<'h, E> {
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn op(&self, i: usize) -> RawOp<'h> {
+        let p = self.pairs[i];
+        let events: &'h E = self.events;
+        let call = p.call as usize;
+        let done = (p.done != NO_COMPLETION).then_some(p.done as usize);
+        let invoke = events.event(call);
         let value_ids = events
-            .value_id(inv)
+            .value_id(call)
             .map(|v| [v, done.and_then(|d| events.value_id(d)).unwrap_or(v)]);
-        let (outcome, ret) = match done.map(|d| (d, events.event(d))) {
-            Some((d, c))
-                if c.kind == EventType::Fail
-                    && failed_cas_returns_false
-                    && c.f == crate::history::Function::Cas =>
-            {
-                (RawOutcome::CasFalse, Some(d))
-            }
-            Some((_, c)) if c.kind == EventType::Fail => continue,
-            Some((d, c)) if c.kind == EventType::Ok => (RawOutcome::Ok(c.value), Some(d)),
+        let (outcome, ret) = match (p.ended, done) {
+            (Ended::Ok, Some(d)) => (RawOutcome::Ok(events.event(d).value), Some(d)),
+            (Ended::CasFalse, Some(d)) => (RawOutcome::CasFalse, Some(d)),
             _ => (RawOutcome::Unknown, None),
         };
-        ops.push(RawOp {
+        RawOp {
             process: invoke.process,
             f: invoke.f,
             key: invoke.key,
             invoke: invoke.value,
             outcome,
-            call: inv,
+            call,
             ret,
             value_ids,
-        });
+        }
     }
-    Ok(ops)
 }
 
 #[cfg(test)]

@@ -1191,6 +1191,20 @@ fn unknown_writes_that_nothing_observes_are_marked_and_observed_ones_are_not() {
             false, true, false, false, false, false, true, false, true, false
         ]
     );
+    // Without unknown-outcome writes (here: the known operations and an unknown-outcome read),
+    // nothing is marked.
+    let known: Vec<_> = [0, 3, 5, 7, 9]
+        .iter()
+        .map(|&i| ops[i].clone())
+        .chain([Operation {
+            output: None,
+            ..ops[3].clone()
+        }])
+        .collect();
+    assert_eq!(
+        model.unobservable(&known, &Budget::new(None)).unwrap(),
+        [false; 6]
+    );
 }
 
 #[test]
@@ -1439,4 +1453,43 @@ fn a_part_that_fails_quickly_is_reported_before_hard_parts_search_long() {
     let a = check_events(&alone, &Options::new(ModelKind::KeyValue)).unwrap();
     assert_eq!(a.verdict, Verdict::NotLinearizable, "{}", a.summary());
     assert!(a.steps > 100_000, "{} steps", a.steps);
+}
+
+#[test]
+fn parts_converted_in_runs_report_the_first_error_in_key_order() {
+    // 30 keys, so that the parts are converted in several runs (a few per thread). Keys "k07"
+    // and "k21" each hold two bad cas values; "k21"'s come first in the history, but "k07" is
+    // first in key order, and its first bad operation is reported.
+    let s = |t: &str| Value::Str(t.to_string());
+    let mut h = Vec::new();
+    let mut bad = Vec::new();
+    for round in 0..6 {
+        for k in 0..30u64 {
+            let key = format!("k{k:02}");
+            let is_bad = matches!((k, round), (21, 1) | (21, 2) | (7, 3) | (7, 4));
+            let value = if is_bad {
+                s("not a pair")
+            } else {
+                pair_v(s("x"), s(&format!("{key}-{round}")))
+            };
+            if is_bad {
+                bad.push((key.clone(), h.len() + 1));
+            }
+            h.push(ev(
+                k,
+                EventType::Invoke,
+                Function::Cas,
+                Some(&key),
+                value.clone(),
+            ));
+            h.push(ev(k, EventType::Ok, Function::Cas, Some(&key), value));
+        }
+    }
+    assert_eq!(bad[0].0, "k21");
+    let compact = crate::history::CompactHistory::from(h.clone());
+    let e = check_events(&h[..], &Options::new(ModelKind::KeyValue)).unwrap_err();
+    assert_eq!(e.event, bad[2].1, "{e}");
+    assert!(e.found.contains("a cas value of `\"not a pair\"`"), "{e}");
+    let e = check_events(&compact, &Options::new(ModelKind::KeyValue)).unwrap_err();
+    assert_eq!(e.event, bad[2].1, "{e}");
 }
