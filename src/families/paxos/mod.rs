@@ -82,7 +82,7 @@ pub static FAMILY: crate::family::Family = crate::family::Family {
     ],
     decisions: Some(decisions),
     narrator: Some(narrate::narrator),
-    fold: None,
+    fold: Some(checks::ledger::fold),
 };
 
 /// Every new value learned or applied, for the generic `no-decision` check.

@@ -1,7 +1,7 @@
 //! `agreement` (Paxos safety, §2.1 "only a single value is chosen"): in every instance or slot,
 //! all the proposals that a majority of acceptors accepted carry the same value.
 //!
-//! Chosen proposals come from acceptor observations ([`super::choices`]). Several proposals may
+//! Chosen proposals come from acceptor observations (the run's [`Ledger`]). Several proposals may
 //! be chosen in one instance — that is normal: once `v` is chosen with ballot `b`, P2c makes
 //! every higher-ballot proposal carry `v` too — but never two different values. Evidence for a
 //! violation names both proposals, the acceptors that accepted each and when.
@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::check::{self, CheckInfo, CheckResult};
-use crate::families::paxos::checks::{applies, choices};
+use crate::families::paxos::checks::{Choice, Ledger, applies};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -28,23 +28,39 @@ pub const CHECK: CheckInfo = CheckInfo {
 const MAX_EVIDENCE: usize = 10;
 
 fn run(record: &RunRecord) -> CheckResult {
-    let all = choices(record);
-    let mut bad = Vec::new();
-    for (instance, list) in &all {
+    judge(record, &Ledger::of(record))
+}
+
+/// The check's result for `record`, read from its `ledger` (as [`Ledger::of`] gives it).
+pub fn judge(record: &RunRecord, ledger: &Ledger) -> CheckResult {
+    // Instances that chose a value, chosen proposals, and the violating instances (the first
+    // MAX_EVIDENCE of them with their first two different choices).
+    let (mut instances, mut proposals) = (0usize, 0usize);
+    let mut violated = 0usize;
+    let mut bad: Vec<(u64, Choice, Choice)> = Vec::new();
+    for (instance, inst) in ledger.instances().filter(|(_, i)| i.is_chosen()) {
+        instances += 1;
+        proposals += inst.chosen as usize;
+        let list = inst.choices(instance);
         let values: BTreeSet<&str> = list.iter().map(|c| &*c.value).collect();
         if values.len() > 1 {
-            bad.push((*instance, list));
+            violated += 1;
+            if bad.len() < MAX_EVIDENCE {
+                let first = &list[0];
+                let other = list
+                    .iter()
+                    .find(|c| c.value != first.value)
+                    .expect("two values");
+                bad.push((instance, first.clone(), other.clone()));
+            }
         }
     }
-    let proposals: usize = all.values().map(Vec::len).sum();
-    let mut result = if bad.is_empty() {
+    let mut result = if violated == 0 {
         CheckResult::new(
             CHECK.name,
             Verdict::Pass,
             format!(
-                "{} instance(s) chose a value, each exactly one ({} chosen proposal(s) in all)",
-                all.len(),
-                proposals
+                "{instances} instance(s) chose a value, each exactly one ({proposals} chosen proposal(s) in all)"
             ),
         )
     } else {
@@ -52,18 +68,11 @@ fn run(record: &RunRecord) -> CheckResult {
             CHECK.name,
             Verdict::Fail,
             format!(
-                "{} of {} instance(s) chose two or more different values; first: instance {}",
-                bad.len(),
-                all.len(),
+                "{violated} of {instances} instance(s) chose two or more different values; first: instance {}",
                 bad[0].0
             ),
         );
-        for (instance, list) in bad.iter().take(MAX_EVIDENCE) {
-            let first = &list[0];
-            let other = list
-                .iter()
-                .find(|c| c.value != first.value)
-                .expect("two values");
+        for (instance, first, other) in &bad {
             r.evidence.push(format!(
                 "instance {instance}: {}; then {}",
                 first.describe(record),
@@ -74,13 +83,13 @@ fn run(record: &RunRecord) -> CheckResult {
     };
     result
         .metrics
-        .insert("instances_chosen".into(), all.len().into());
+        .insert("instances_chosen".into(), instances.into());
     result
         .metrics
         .insert("proposals_chosen".into(), proposals.into());
     result
         .metrics
-        .insert("instances_violated".into(), bad.len().into());
+        .insert("instances_violated".into(), violated.into());
     result
 }
 

@@ -3,17 +3,16 @@
 //! since its store is volatile), and every replica applies the same value at the same slot, so
 //! every replica's store passes through the same sequence of states.
 //!
-//! Replays `applied` observations and crashes in order. A replica that skips or repeats a slot
+//! Replays `applied` observations and crashes in order (in the run's [`Ledger`]). A replica that skips or repeats a slot
 //! within one incarnation, or applies a value another replica did not apply at that slot, fails
 //! the check; the evidence names the slot, both values, the replicas and the times.
 
-use std::collections::BTreeMap;
-
 use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::families::paxos;
-use crate::process::NodeId;
+use crate::families::paxos::checks::Ledger;
+use crate::families::paxos::checks::ledger::AppliedProblem;
 use crate::scenario::Verdict;
-use crate::sim::{LifecycleKind, RunRecord};
+use crate::sim::RunRecord;
 
 /// The registry entry.
 pub const CHECK: CheckInfo = CheckInfo {
@@ -27,62 +26,43 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn run(record: &RunRecord) -> CheckResult {
-    enum Step<'a> {
-        Applied(u64, &'a str),
-        Crash,
-    }
-    let mut steps: Vec<(u64, u64, NodeId, Step<'_>)> = Vec::new();
-    for o in &record.observations {
-        if let Some(paxos::Observation::Applied { slot, value }) = o.get() {
-            steps.push((o.seq, o.t_ns, o.node, Step::Applied(*slot, value)));
-        }
-    }
-    for l in &record.lifecycle {
-        if l.kind == LifecycleKind::Crash {
-            steps.push((l.seq, l.t_ns, l.node, Step::Crash));
-        }
-    }
-    steps.sort_by_key(|s| s.0);
+    judge(record, &Ledger::of(record))
+}
+
+/// The check's result for `record`, read from its `ledger` (as [`Ledger::of`] gives it).
+pub fn judge(record: &RunRecord, ledger: &Ledger) -> CheckResult {
+    let replicas = &ledger.replicas;
     let topo = &record.topology;
-    let mut next: BTreeMap<NodeId, u64> = BTreeMap::new();
-    let mut log: BTreeMap<u64, (&str, NodeId, u64)> = BTreeMap::new();
-    let mut longest: BTreeMap<NodeId, u64> = BTreeMap::new();
-    let mut problems: Vec<String> = Vec::new();
-    let mut applications = 0u64;
-    for (_, t, node, step) in steps {
-        match step {
-            Step::Crash => {
-                next.insert(node, 1);
-            }
-            Step::Applied(slot, value) => {
-                applications += 1;
-                let expected = *next.get(&node).unwrap_or(&1);
-                if slot != expected {
-                    problems.push(format!(
-                        "{} applied slot {slot} at {} but its next slot was {expected}",
-                        topo.name(node),
-                        ms(t)
-                    ));
-                }
-                next.insert(node, slot + 1);
-                let l = longest.entry(node).or_default();
-                *l = (*l).max(slot);
-                match log.get(&slot) {
-                    None => {
-                        log.insert(slot, (value, node, t));
-                    }
-                    Some((v, first, at)) if *v != value => problems.push(format!(
-                        "slot {slot}: {} applied {value:?} at {} but {} had applied {v:?} at {}",
-                        topo.name(node),
-                        ms(t),
-                        topo.name(*first),
-                        ms(*at)
-                    )),
-                    Some(_) => {}
-                }
-            }
-        }
-    }
+    let problems: Vec<String> = replicas
+        .problems
+        .iter()
+        .map(|p| match p {
+            AppliedProblem::OutOfOrder {
+                node,
+                slot,
+                t_ns,
+                expected,
+            } => format!(
+                "{} applied slot {slot} at {} but its next slot was {expected}",
+                topo.name(*node),
+                ms(*t_ns)
+            ),
+            AppliedProblem::Differs {
+                slot,
+                applied,
+                first,
+            } => format!(
+                "slot {slot}: {} applied {:?} at {} but {} had applied {:?} at {}",
+                topo.name(applied.node),
+                applied.value,
+                ms(applied.t_ns),
+                topo.name(first.node),
+                first.value,
+                ms(first.t_ns)
+            ),
+        })
+        .collect();
+    let (longest, applications) = (&replicas.longest, replicas.applications);
     let lengths: Vec<String> = longest
         .iter()
         .map(|(n, l)| format!("{} {l}", topo.name(*n)))
@@ -104,9 +84,12 @@ fn run(record: &RunRecord) -> CheckResult {
         let mut r = CheckResult::new(
             CHECK.name,
             Verdict::Fail,
-            format!("{} violation(s); first: {}", problems.len(), problems[0]),
+            format!(
+                "{} violation(s); first: {}",
+                replicas.problem_count, problems[0]
+            ),
         );
-        r.evidence = problems.iter().take(10).cloned().collect();
+        r.evidence = problems;
         r
     };
     result
@@ -114,7 +97,7 @@ fn run(record: &RunRecord) -> CheckResult {
         .insert("applications".into(), applications.into());
     result
         .metrics
-        .insert("slots_applied".into(), log.len().into());
+        .insert("slots_applied".into(), (replicas.slots as usize).into());
     result
 }
 
@@ -123,6 +106,7 @@ mod tests {
     use super::*;
     use crate::check::testing::{lifecycle, observe};
     use crate::families::paxos::checks::testing::record;
+    use crate::sim::LifecycleKind;
 
     fn applied(rec: &mut RunRecord, t: u64, node: u32, slot: u64, value: &str) {
         observe(

@@ -5,8 +5,8 @@
 //! Instance `i` starts at `[paxos] start + i * instance_interval` (on the proposers' local
 //! clocks; the check reads it as global time, which clock faults make approximate); its deadline is
 //! `max(start, final heal) + within`. Its choice time is when the first proposal in it reached a
-//! majority of acceptors (from acceptor observations, [`super::choices`]); a learner's learn time
-//! is its first `learned` observation of the instance (learned values are synced before they are
+//! majority of acceptors (from acceptor observations, the run's [`Ledger`]); a learner's learn
+//! time is its first `learned` observation of the instance (learned values are synced before they are
 //! observed, so a crash does not undo them). Instances whose deadline falls after the end of the
 //! run are not judged; with no final heal (faults still active at the end) the verdict is
 //! `unknown`, as it is if no instance could be judged.
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use crate::check::availability::segments;
 use crate::check::{self, CheckInfo, CheckResult, ms};
 use crate::families::paxos;
-use crate::families::paxos::checks::{choices, learned};
+use crate::families::paxos::checks::Ledger;
 use crate::process::NodeId;
 use crate::scenario::Verdict;
 use crate::sim::{RunRecord, is_up};
@@ -39,6 +39,11 @@ pub const CHECK: CheckInfo = CheckInfo {
 pub type Config = check::Within;
 
 fn run(record: &RunRecord) -> CheckResult {
+    judge(record, &Ledger::of(record))
+}
+
+/// The check's result for `record`, read from its `ledger` (as [`Ledger::of`] gives it).
+pub fn judge(record: &RunRecord, ledger: &Ledger) -> CheckResult {
     let options: Config = record.scenario.check_options(CHECK.name);
     let within = options.within.as_nanos();
     let config: paxos::synod::Config = record
@@ -58,8 +63,17 @@ fn run(record: &RunRecord) -> CheckResult {
         );
     };
     let topo = &record.topology;
-    let chosen = choices(record);
-    let learned = learned(record);
+    // Each instance's first choice time, and each learner's first learn there.
+    let mut firsts: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut learned: BTreeMap<u64, Vec<(NodeId, u64)>> = BTreeMap::new();
+    for (instance, inst) in ledger.instances() {
+        if let Some(c) = inst.choices(instance).first() {
+            firsts.insert(instance, c.chosen_ns);
+        }
+        if !inst.learners.is_empty() {
+            learned.insert(instance, inst.learners.clone());
+        }
+    }
     let learners: Vec<NodeId> = paxos::learners(&record.scenario, topo)
         .into_iter()
         .filter(|l| is_up(record.final_status[l.index()]))
@@ -76,14 +90,14 @@ fn run(record: &RunRecord) -> CheckResult {
             continue;
         }
         judged += 1;
-        match chosen.get(&instance).and_then(|l| l.first()) {
-            Some(c) if c.chosen_ns <= deadline => {
+        match firsts.get(&instance).copied() {
+            Some(chosen_ns) if chosen_ns <= deadline => {
                 let start = config.start_ns(instance);
-                slowest = slowest.max(c.chosen_ns.saturating_sub(start));
+                slowest = slowest.max(chosen_ns.saturating_sub(start));
             }
-            Some(c) => late.push(format!(
+            Some(chosen_ns) => late.push(format!(
                 "instance {instance}: chosen only at {}, deadline {}",
-                ms(c.chosen_ns),
+                ms(chosen_ns),
                 ms(deadline)
             )),
             None => late.push(format!(
@@ -94,9 +108,7 @@ fn run(record: &RunRecord) -> CheckResult {
         let events = learned.get(&instance);
         let missing: Vec<&str> = learners
             .iter()
-            .filter(|&&l| {
-                !events.is_some_and(|e| e.iter().any(|(t, n, _)| *n == l && *t <= deadline))
-            })
+            .filter(|&&l| !events.is_some_and(|e| e.iter().any(|(n, t)| *n == l && *t <= deadline)))
             .map(|&l| topo.name(l))
             .collect();
         if !missing.is_empty() {
@@ -138,10 +150,6 @@ fn run(record: &RunRecord) -> CheckResult {
         )
     };
     // Decisions by partition interval (teaching: no majority of acceptors, no decision).
-    let firsts: BTreeMap<u64, u64> = chosen
-        .iter()
-        .filter_map(|(i, l)| Some((*i, l.first()?.chosen_ns)))
-        .collect();
     for seg in segments(record) {
         let n = firsts
             .values()

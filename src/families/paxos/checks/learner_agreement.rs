@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::check::{self, CheckInfo, CheckResult, ms};
-use crate::families::paxos::checks::{applies, choices, learned};
+use crate::families::paxos::checks::{Ledger, applies};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -22,51 +22,63 @@ pub const CHECK: CheckInfo = CheckInfo {
     run,
 };
 
+/// Most problems described in the evidence.
+const MAX_EVIDENCE: usize = 10;
+
 fn run(record: &RunRecord) -> CheckResult {
-    let chosen = choices(record);
-    let learned = learned(record);
+    judge(record, &Ledger::of(record))
+}
+
+/// The check's result for `record`, read from its `ledger` (as [`Ledger::of`] gives it).
+pub fn judge(record: &RunRecord, ledger: &Ledger) -> CheckResult {
     let topo = &record.topology;
     let mut problems: Vec<String> = Vec::new();
+    let mut learned = 0usize;
     let mut conflicting = 0usize;
     let mut unchosen = 0usize;
-    for (instance, events) in &learned {
-        let values: BTreeSet<&str> = events.iter().map(|e| e.2).collect();
-        if values.len() > 1 {
+    // `inst.learned` holds the first learn of each distinct value, in order: the first learn of
+    // all, the first of another value, and the first of a value not chosen are among them.
+    for (instance, inst) in ledger.instances() {
+        let events = &inst.learned;
+        if events.is_empty() {
+            continue;
+        }
+        learned += 1;
+        if events.len() > 1 {
             conflicting += 1;
-            let first = events[0];
-            let other = events.iter().find(|e| e.2 != first.2).expect("two values");
+            let (first, other) = (&events[0], &events[1]);
             problems.push(format!(
                 "instance {instance}: {} learned {:?} at {}, {} learned {:?} at {}",
-                topo.name(first.1),
-                first.2,
-                ms(first.0),
-                topo.name(other.1),
-                other.2,
-                ms(other.0)
+                topo.name(first.node),
+                first.value,
+                ms(first.t_ns),
+                topo.name(other.node),
+                other.value,
+                ms(other.t_ns)
             ));
         }
-        let chosen_values: BTreeSet<&str> = chosen
-            .get(instance)
-            .map(|l| l.iter().map(|c| &*c.value).collect())
-            .unwrap_or_default();
-        if let Some(e) = events.iter().find(|e| !chosen_values.contains(e.2)) {
+        let chosen_values: BTreeSet<&str> = inst
+            .proposals
+            .iter()
+            .filter(|p| p.chosen.is_some())
+            .map(|p| &*p.value)
+            .collect();
+        if let Some(e) = events.iter().find(|e| !chosen_values.contains(&*e.value)) {
             unchosen += 1;
             problems.push(format!(
                 "instance {instance}: {} learned {:?} at {}, which no majority of acceptors accepted",
-                topo.name(e.1),
-                e.2,
-                ms(e.0)
+                topo.name(e.node),
+                e.value,
+                ms(e.t_ns)
             ));
         }
     }
+    problems.truncate(MAX_EVIDENCE);
     let mut result = if problems.is_empty() {
         CheckResult::new(
             CHECK.name,
             Verdict::Pass,
-            format!(
-                "{} instance(s) learned, every learner the same chosen value",
-                learned.len()
-            ),
+            format!("{learned} instance(s) learned, every learner the same chosen value"),
         )
     } else {
         let mut r = CheckResult::new(
@@ -76,12 +88,12 @@ fn run(record: &RunRecord) -> CheckResult {
                 "{conflicting} instance(s) learned with different values, {unchosen} with a value that was not chosen"
             ),
         );
-        r.evidence = problems.into_iter().take(10).collect();
+        r.evidence = problems;
         r
     };
     result
         .metrics
-        .insert("instances_learned".into(), learned.len().into());
+        .insert("instances_learned".into(), learned.into());
     result
         .metrics
         .insert("instances_conflicting".into(), conflicting.into());

@@ -20,6 +20,7 @@ pub mod agreement;
 pub mod applied_prefix;
 pub mod decision;
 pub mod learner_agreement;
+pub mod ledger;
 pub mod validity;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use crate::families::paxos::{self, Ballot, ValueName};
 use crate::process::NodeId;
 use crate::scenario::Scenario;
 use crate::sim::RunRecord;
+pub use ledger::Ledger;
 
 /// True for the protocols these checks apply to.
 pub fn applies(scenario: &Scenario) -> bool {
@@ -73,66 +75,14 @@ impl Choice {
 }
 
 /// Every proposal accepted by a majority of the run's acceptors, by instance, each instance's
-/// choices in the order they became chosen. Only observations of acceptor nodes count.
+/// choices in the order they became chosen (from the run's [`Ledger`]). Only observations of
+/// acceptor nodes count.
 pub fn choices(record: &RunRecord) -> BTreeMap<u64, Vec<Choice>> {
-    let acceptors = paxos::acceptors(&record.scenario, &record.topology);
-    let majority = acceptors.len() / 2 + 1;
-    let mut accepted: BTreeMap<(u64, Ballot, &str), BTreeMap<NodeId, u64>> = BTreeMap::new();
-    let mut out: BTreeMap<u64, Vec<Choice>> = BTreeMap::new();
-    for o in &record.observations {
-        let Some(paxos::Observation::Accepted {
-            instance,
-            ballot,
-            value,
-        }) = o.get()
-        else {
-            continue;
-        };
-        if !acceptors.contains(&o.node) {
-            continue;
-        }
-        let by = accepted.entry((*instance, *ballot, &**value)).or_default();
-        if by.contains_key(&o.node) {
-            continue;
-        }
-        by.insert(o.node, o.t_ns);
-        if by.len() == majority {
-            out.entry(*instance).or_default().push(Choice {
-                instance: *instance,
-                ballot: *ballot,
-                value: value.clone(),
-                chosen_ns: o.t_ns,
-                acceptors: Vec::new(),
-            });
-        }
-    }
-    // Fill in every acceptor of each chosen proposal (also those after the majority).
-    for list in out.values_mut() {
-        for c in list.iter_mut() {
-            c.acceptors = accepted[&(c.instance, c.ballot, &*c.value)]
-                .iter()
-                .map(|(n, t)| (*n, *t))
-                .collect();
-        }
-    }
-    out
-}
-
-/// What learners learned, by instance: (time, node, value), in order. Both `learned` and
-/// (Multi-Paxos, where it stands for learning) `applied` observations count.
-pub fn learned(record: &RunRecord) -> BTreeMap<u64, Vec<(u64, NodeId, &str)>> {
-    let mut out: BTreeMap<u64, Vec<(u64, NodeId, &str)>> = BTreeMap::new();
-    for o in &record.observations {
-        let (instance, value) = match o.get() {
-            Some(paxos::Observation::Learned { instance, value }) => (instance, value),
-            Some(paxos::Observation::Applied { slot, value }) => (slot, value),
-            _ => continue,
-        };
-        out.entry(*instance)
-            .or_default()
-            .push((o.t_ns, o.node, &**value));
-    }
-    out
+    Ledger::of(record)
+        .instances()
+        .filter(|(_, inst)| inst.is_chosen())
+        .map(|(i, inst)| (i, inst.choices(i)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,11 +5,10 @@
 //! value, a client command, a gap-filling no-op), as opposed to a value it took from a promise.
 //! Each chosen proposal (from acceptor observations) must carry such a value.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::check::{self, CheckInfo, CheckResult};
-use crate::families::paxos;
-use crate::families::paxos::checks::{applies, choices};
+use crate::families::paxos::checks::{Choice, Ledger, applies};
 use crate::scenario::Verdict;
 use crate::sim::RunRecord;
 
@@ -25,58 +24,54 @@ pub const CHECK: CheckInfo = CheckInfo {
 };
 
 fn run(record: &RunRecord) -> CheckResult {
-    let mut proposed: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
-    for o in &record.observations {
-        if let Some(paxos::Observation::Proposed {
-            instance, value, ..
-        }) = o.get()
-        {
-            proposed.entry(*instance).or_default().insert(value);
-        }
-    }
-    let all = choices(record);
-    let mut invalid = Vec::new();
-    for (instance, list) in &all {
-        for c in list {
-            if !proposed
-                .get(instance)
-                .is_some_and(|p| p.contains(&*c.value))
-            {
-                invalid.push(c);
+    judge(record, &Ledger::of(record))
+}
+
+/// The check's result for `record`, read from its `ledger` (as [`Ledger::of`] gives it).
+pub fn judge(record: &RunRecord, ledger: &Ledger) -> CheckResult {
+    // Instances that chose a value; chosen proposals with a value not proposed there (the first
+    // ten of them with the values proposed there, as the evidence prints them).
+    let mut instances = 0usize;
+    let mut invalid = 0usize;
+    let mut evidence: Vec<(Choice, String)> = Vec::new();
+    for (instance, inst) in ledger.instances().filter(|(_, i)| i.is_chosen()) {
+        instances += 1;
+        let proposed: BTreeSet<&str> = inst.proposed.iter().map(|v| &**v).collect();
+        for c in inst.choices(instance) {
+            if !proposed.contains(&*c.value) {
+                invalid += 1;
+                if evidence.len() < 10 {
+                    evidence.push((c, format!("{proposed:?}")));
+                }
             }
         }
     }
-    let mut result = if invalid.is_empty() {
+    let mut result = if invalid == 0 {
         CheckResult::new(
             CHECK.name,
             Verdict::Pass,
-            format!(
-                "every value chosen in {} instance(s) had been proposed there",
-                all.len()
-            ),
+            format!("every value chosen in {instances} instance(s) had been proposed there"),
         )
     } else {
         let mut r = CheckResult::new(
             CHECK.name,
             Verdict::Fail,
             format!(
-                "{} chosen proposal(s) carry a value no proposer proposed in its instance",
-                invalid.len()
+                "{invalid} chosen proposal(s) carry a value no proposer proposed in its instance"
             ),
         );
-        for c in invalid.iter().take(10) {
+        for (c, proposed) in &evidence {
             r.evidence.push(format!(
-                "instance {}: {}; proposed there: {:?}",
+                "instance {}: {}; proposed there: {proposed}",
                 c.instance,
                 c.describe(record),
-                proposed.get(&c.instance).cloned().unwrap_or_default()
             ));
         }
         r
     };
     result
         .metrics
-        .insert("invalid_choices".into(), invalid.len().into());
+        .insert("invalid_choices".into(), invalid.into());
     result
 }
 
@@ -84,6 +79,7 @@ fn run(record: &RunRecord) -> CheckResult {
 mod tests {
     use super::*;
     use crate::check::testing::observe;
+    use crate::families::paxos;
     use crate::families::paxos::checks::testing::{accepted, b, record};
 
     #[test]
