@@ -278,8 +278,10 @@ fn the_view_built_while_the_run_goes_is_the_view_read_back_from_the_trace() {
         let s = runner.load(path).expect("shipped scenarios load");
         let cast = CastMember::cast(&s, &Topology::new(&s));
         let (live, tap) = LiveView::start(runner.registry(), &cast, s.duration.as_nanos());
+        // The caller may still hold the tap when the view is finished (`faultline run` keeps
+        // its run options for a second run).
         let options = RunOptions {
-            trace_tap: Some(tap),
+            trace_tap: Some(tap.clone()),
             ..RunOptions::streaming_to(dir.path().join("trace.jsonl"))
         };
         let outcome = runner.clone().options(options).run(&s, s.seed);
@@ -295,6 +297,7 @@ fn the_view_built_while_the_run_goes_is_the_view_read_back_from_the_trace() {
             )
             .expect("the run ended at its duration");
         let built = serde_json::to_value(built).unwrap();
+        drop(tap);
         assert!(
             read_back["messages"]
                 .as_array()

@@ -124,7 +124,8 @@ pub struct RunView<'h> {
 /// the trace back afterwards (that pass was about a third of a full run's time). Only the
 /// default view ([`ViewOptions::default`]) is built so.
 pub struct LiveView {
-    builder: Arc<Mutex<Builder>>,
+    /// The pass, shared with the tap's closure (taken out by [`LiveView::finish`]).
+    builder: Arc<Mutex<Option<Builder>>>,
     /// The end of the run the view's traffic intervals were sized for: the scenario's
     /// duration. A run that ends elsewhere (a halt) is viewed by reading its trace back.
     expected_end_ns: u64,
@@ -140,11 +141,13 @@ impl LiveView {
         expected_end_ns: u64,
     ) -> (LiveView, TraceTap) {
         let builder = Builder::new(registry, cast, ViewOptions::default(), expected_end_ns);
-        let builder = Arc::new(Mutex::new(builder));
+        let builder = Arc::new(Mutex::new(Some(builder)));
         let fed = Arc::clone(&builder);
         let tap = TraceTap::new(move |chunk| {
             let mut builder = fed.lock().unwrap_or_else(PoisonError::into_inner);
-            for_each_line_of(chunk, |line| builder.line(line));
+            if let Some(builder) = builder.as_mut() {
+                for_each_line_of(chunk, |line| builder.line(line));
+            }
         });
         let view = LiveView {
             builder,
@@ -156,7 +159,7 @@ impl LiveView {
     /// The view, as [`RunView::build`] with the default options would build it from the run's
     /// trace, if the run ended when expected and `trace_kept` (it kept trace lines); `None`
     /// otherwise (then build it from the trace). Call it once the run is over (its tap has read
-    /// every line).
+    /// every line; the tap may still exist, it reads nothing more).
     pub fn finish<'h>(
         self,
         report: serde_json::Value,
@@ -168,9 +171,11 @@ impl LiveView {
         if end_ns != self.expected_end_ns || !trace_kept {
             return None;
         }
-        let builder = Arc::into_inner(self.builder)?
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let builder = self
+            .builder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
         Some(builder.into_view(report, cast, history.into(), true))
     }
 }
