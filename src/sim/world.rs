@@ -642,13 +642,11 @@ impl World {
         self.effects = effects;
     }
 
+    /// Applies one effect other than a send (sends are moved in place by
+    /// [`World::apply_effects`]).
     fn apply(&mut self, node: NodeId, local_ns: i64, effect: Effect) {
         match effect {
-            Effect::Send { to, message } => {
-                let message = std::mem::ManuallyDrop::new(message);
-                // SAFETY: `message` is never used or dropped again: `send` moves it out.
-                self.send(node, to, unsafe { Moved::new(&message) });
-            }
+            Effect::Send { .. } => unreachable!("apply_effects moves sends in place"),
             Effect::SetTimer { id, delay, timer } => {
                 let deadline = local_ns.saturating_add(delay.as_nanos() as i64);
                 let state = &mut self.nodes[node.index()];
