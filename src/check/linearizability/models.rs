@@ -447,6 +447,67 @@ impl<'h> KeyValue<'h> {
         self.appends.insert((current, suffix), id);
         id
     }
+
+    /// Per key: the values its puts and cas operations may write (bases) and the strings its
+    /// appends may add, as [`Decomposer`]s (a cas that returned false writes nothing). `None`
+    /// where values cannot name their writers: a written value that is not a non-empty string,
+    /// or equals the initial value, or more than [`MAX_DISTINCT_LENGTHS`] lengths on a key.
+    fn decomposers(
+        &self,
+        ops: &[Operation<KvOp, u32>],
+    ) -> Option<rustc_hash::FxHashMap<u32, Decomposer<'_>>> {
+        let initial_text = self.text(self.initial);
+        let initial_text: &[u8] = match initial_text {
+            std::borrow::Cow::Borrowed(t) => t.as_bytes(),
+            // Only values that are neither strings nor `nil` print as owned text; their keys
+            // cannot be decomposed.
+            std::borrow::Cow::Owned(_) => return None,
+        };
+        let mut cells: rustc_hash::FxHashMap<u32, Decomposer<'_>> = Default::default();
+        for o in ops {
+            let (v, is_token) = match (o.input.action, o.output) {
+                (KvAction::Cas(..), Some(CAS_FALSE)) | (KvAction::Get, _) => continue,
+                (KvAction::Put(v) | KvAction::Cas(_, v), _) => (v, false),
+                (KvAction::Append(v), _) => (v, true),
+            };
+            let Value::Str(text) = self.values.value(v) else {
+                return None;
+            };
+            if text.is_empty() || v == self.initial {
+                return None;
+            }
+            let d = cells
+                .entry(o.input.key)
+                .or_insert_with(|| Decomposer::new(initial_text));
+            let (table, lengths) = if is_token {
+                (&mut d.tokens, &mut d.token_lengths)
+            } else {
+                (&mut d.bases, &mut d.base_lengths)
+            };
+            table.insert(text.as_bytes(), v);
+            if !lengths.contains(&text.len()) {
+                lengths.push(text.len());
+                if lengths.len() > MAX_DISTINCT_LENGTHS {
+                    return None;
+                }
+            }
+        }
+        Some(cells)
+    }
+
+    /// How value `v` (not the initial value) of key `key` splits into what `cells` can write:
+    /// a key nothing writes, and a value that is not a string, have no state but the initial.
+    fn decompose(
+        &self,
+        cells: &rustc_hash::FxHashMap<u32, Decomposer<'_>>,
+        key: u32,
+        v: u32,
+    ) -> Decomposed {
+        match (self.values.value(v), cells.get(&key)) {
+            (Value::Str(text), Some(d)) => d.decompose(text.as_bytes()),
+            _ => Decomposed::None,
+        }
+    }
 }
 
 impl Model for KeyValue<'_> {
@@ -655,51 +716,19 @@ impl Model for KeyValue<'_> {
     /// Each key is a cell. A value read decomposes into a base (the initial value, or the value
     /// of a put or cas) followed by appended strings; declines unless every value read
     /// decomposes in exactly one way, every written value and appended string is a non-empty
-    /// string, and no cas may have returned false or expects the absent value.
+    /// string, no cas may have returned false, and no `ok` cas expects the absent value. A cas of
+    /// unknown outcome whose expected value no operation makes (the absent value, say) never took
+    /// effect: it constrains nothing.
     fn map_reads(&self, ops: &[Operation<KvOp, u32>]) -> Option<Vec<Mapped>> {
-        let initial_text = self.text(self.initial);
-        let mut cells: rustc_hash::FxHashMap<u32, Decomposer<'_>> = Default::default();
-        for o in ops {
-            let (v, is_token) = match o.input.action {
-                KvAction::Put(v) | KvAction::Cas(_, v) => (v, false),
-                KvAction::Append(v) => (v, true),
-                KvAction::Get => continue,
-            };
-            let Value::Str(text) = self.values.value(v) else {
-                return None;
-            };
-            if text.is_empty() || v == self.initial {
-                return None;
-            }
-            let d = cells
-                .entry(o.input.key)
-                .or_insert_with(|| Decomposer::new(initial_text.as_bytes()));
-            let (table, lengths) = if is_token {
-                (&mut d.tokens, &mut d.token_lengths)
-            } else {
-                (&mut d.bases, &mut d.base_lengths)
-            };
-            table.insert(text.as_bytes(), v);
-            if !lengths.contains(&text.len()) {
-                lengths.push(text.len());
-                if lengths.len() > MAX_DISTINCT_LENGTHS {
-                    return None;
-                }
-            }
-        }
-        /// A value read as its base write and the appends after it.
-        type Version = Option<(BaseId, Box<[TokenId]>)>;
-        let mut parsed: rustc_hash::FxHashMap<(u32, u32), Version> = Default::default();
-        let mut version = |key: u32, v: u32| -> Version {
+        let cells = self.decomposers(ops)?;
+        let mut parsed: rustc_hash::FxHashMap<(u32, u32), Decomposed> = Default::default();
+        let mut version = |key: u32, v: u32| -> Decomposed {
             if v == self.initial {
-                return Some((0, Box::default()));
+                return Decomposed::One(0, Box::default());
             }
             parsed
                 .entry((key, v))
-                .or_insert_with(|| match (self.values.value(v), cells.get(&key)) {
-                    (Value::Str(text), Some(d)) => d.decompose(text.as_bytes()),
-                    _ => None,
-                })
+                .or_insert_with(|| self.decompose(&cells, key, v))
                 .clone()
         };
         ops.iter()
@@ -707,23 +736,27 @@ impl Model for KeyValue<'_> {
                 let cell = o.input.key;
                 Some(match (o.input.action, o.output) {
                     (KvAction::Get, Some(v)) => {
-                        let (base, tokens) = version(cell, v)?;
+                        let Decomposed::One(base, tokens) = version(cell, v) else {
+                            return None;
+                        };
                         Mapped::Read { cell, base, tokens }
                     }
                     (KvAction::Get, None) => Mapped::Skip,
                     (KvAction::Put(v), _) => Mapped::Put { cell, base: v + 1 },
                     (KvAction::Append(v), _) => Mapped::Append { cell, token: v },
                     (KvAction::Cas(_, _), Some(CAS_FALSE)) => return None,
+                    (KvAction::Cas(0, _), None) => Mapped::Skip,
                     (KvAction::Cas(0, _), _) => return None,
-                    (KvAction::Cas(from, to), _) => {
-                        let (base, tokens) = version(cell, from)?;
-                        Mapped::Cas {
+                    (KvAction::Cas(from, to), output) => match version(cell, from) {
+                        Decomposed::One(base, tokens) => Mapped::Cas {
                             cell,
                             base,
                             tokens,
                             to: to + 1,
-                        }
-                    }
+                        },
+                        Decomposed::None if output.is_none() => Mapped::Skip,
+                        _ => return None,
+                    },
                 })
             })
             .collect()
@@ -749,18 +782,49 @@ impl Model for KeyValue<'_> {
         current == *output || self.text(*output).starts_with(&*self.text(current))
     }
 
+    /// Keys without appends: [`refute_reads`]. Keys with appends: a value read (or replaced by
+    /// an `ok` cas) that no operation that may have taken effect makes, neither a value written
+    /// nor one followed by appended strings, is impossible (each such value's first read or cas
+    /// to complete is a candidate).
     fn impossible(&self, ops: &[Operation<KvOp, u32>]) -> Option<(usize, String)> {
-        // Per key without appends (an append makes values depend on history).
         let mut keys: Vec<u32> = ops.iter().map(|o| o.input.key).collect();
         keys.sort_unstable();
         keys.dedup();
         let mut worst: Option<(usize, usize, String)> = None; // (ret, op, why)
+        let unmade = |worst: &mut Option<(usize, usize, String)>, op: usize, why: String| {
+            let ret = ops[op].ret.unwrap_or(usize::MAX);
+            if worst.as_ref().is_none_or(|(r, _, _)| ret < *r) {
+                *worst = Some((ret, op, why));
+            }
+        };
+        let mut cells = None;
         for key in keys {
             let on_key = ops.iter().enumerate().filter(|(_, o)| o.input.key == key);
             if on_key
                 .clone()
                 .any(|(_, o)| matches!(o.input.action, KvAction::Append(_)))
             {
+                let Some(cells) = cells.get_or_insert_with(|| self.decomposers(ops)) else {
+                    continue;
+                };
+                for (i, o) in on_key {
+                    let (v, what) = match (o.input.action, o.output) {
+                        (KvAction::Get, Some(v)) => (v, "read"),
+                        (KvAction::Cas(v, _), Some(0)) => (v, "replaced"),
+                        _ => continue,
+                    };
+                    if v != self.initial
+                        && v != 0
+                        && matches!(self.decompose(cells, key, v), Decomposed::None)
+                    {
+                        let why = format!(
+                            "it {what} {}, but no operation that may have taken effect writes that value or makes it by appending (key {:?})",
+                            self.values.value(v),
+                            self.keys[key as usize]
+                        );
+                        unmade(&mut worst, i, why);
+                    }
+                }
                 continue;
             }
             let accesses: Vec<Access> = on_key
@@ -783,11 +847,8 @@ impl Model for KeyValue<'_> {
                 .collect();
             let describe = |v: u32| self.values.value(v).to_string();
             if let Some((op, why)) = refute_reads(self.initial, &accesses, describe) {
-                let ret = ops[op].ret.unwrap_or(usize::MAX);
-                if worst.as_ref().is_none_or(|(r, _, _)| ret < *r) {
-                    let why = format!("{why} (key {:?})", self.keys[key as usize]);
-                    worst = Some((ret, op, why));
-                }
+                let why = format!("{why} (key {:?})", self.keys[key as usize]);
+                unmade(&mut worst, op, why);
             }
         }
         worst.map(|(_, op, why)| (op, why))
@@ -851,13 +912,16 @@ impl<'a> Decomposer<'a> {
         }
     }
 
-    /// The one decomposition of `text` (not the initial value itself) as a base followed by
-    /// appended strings, or `None` if it has none or several.
-    fn decompose(&self, text: &[u8]) -> Option<(BaseId, Box<[TokenId]>)> {
+    /// How `text` (not the initial value itself) splits into a base followed by appended
+    /// strings: in one way, in none (no state of the key is ever `text`), or in several.
+    fn decompose(&self, text: &[u8]) -> Decomposed {
         if self.token_lengths.is_empty() {
             // No appends on this key (a register): a value read is a written value itself (the
             // initial value is not asked for; a longer text starting with it needs appends).
-            return self.bases.get(text).map(|&v| (v + 1, Box::default()));
+            return match self.bases.get(text) {
+                Some(&v) => Decomposed::One(v + 1, Box::default()),
+                None => Decomposed::None,
+            };
         }
         let n = text.len();
         // ways[j]: decompositions of text[j..] into appended strings, counted up to 2.
@@ -893,22 +957,36 @@ impl<'a> Decomposer<'a> {
                 found = Some((base, at));
             }
         }
-        if total != 1 {
-            return None;
-        }
-        let (base, mut at) = found?;
+        let (base, mut at) = match (total, found) {
+            (1, Some(found)) => found,
+            (0, _) => return Decomposed::None,
+            _ => return Decomposed::Several,
+        };
         let mut tokens = Vec::new();
         while at < n {
-            let (l, id) = self.token_lengths.iter().find_map(|&l| {
+            let Some((l, id)) = self.token_lengths.iter().find_map(|&l| {
                 (at + l <= n && ways[at + l] > 0)
                     .then(|| self.tokens.get(&text[at..at + l]).map(|&id| (l, id)))
                     .flatten()
-            })?;
+            }) else {
+                unreachable!("ways[at] > 0 names a string that starts here")
+            };
             tokens.push(id);
             at += l;
         }
-        Some((base, tokens.into_boxed_slice()))
+        Decomposed::One(base, tokens.into_boxed_slice())
     }
+}
+
+/// What [`Decomposer::decompose`] finds.
+#[derive(Clone, Debug)]
+enum Decomposed {
+    /// No way: no operation that may take effect makes this value.
+    None,
+    /// Exactly one way: the base and the appended strings after it, in order.
+    One(BaseId, Box<[TokenId]>),
+    /// Several ways: the value does not name its writers.
+    Several,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -750,6 +750,85 @@ fn a_read_of_a_value_never_written_is_decided_before_searching() {
     );
 }
 
+#[test]
+fn a_value_no_write_or_appends_can_make_is_decided_before_searching() {
+    // On "k": a put of "a", an append of "x;" refused (`fail`: it never took effect) and one of
+    // "y;" answered `ok`. A read of "ay;" is fine; one of "ax;" needs the refused append.
+    let s = |v: &str| Value::Str(v.into());
+    let k = Some("k");
+    let read = |seen: &str| {
+        vec![
+            ev(0, Invoke, Function::Put, k, s("a")),
+            ev(0, Done, Function::Put, k, s("a")),
+            ev(1, Invoke, Function::Append, k, s("x;")),
+            ev(1, Fail, Function::Append, k, s("x;")),
+            ev(2, Invoke, Function::Append, k, s("y;")),
+            ev(2, Done, Function::Append, k, s("y;")),
+            ev(3, Invoke, Function::Get, k, Value::Nil),
+            ev(3, Done, Function::Get, k, s(seen)),
+        ]
+    };
+    let options = Options::new(ModelKind::KeyValue);
+    let fine = check_events(&read("ay;"), &options).unwrap();
+    assert_eq!((fine.verdict, fine.steps), (Verdict::Linearizable, 0));
+    let r = check_events(&read("ax;"), &options).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    let (op, why) = r.counterexample.unwrap().impossible.unwrap();
+    assert!(op.op.contains("\"ax;\""), "{}", op.op);
+    assert!(
+        why.contains(
+            "it read \"ax;\", but no operation that may have taken effect writes that value or makes it by appending (key \"k\")"
+        ),
+        "{why}"
+    );
+    // The same for a cas answered `ok` that replaced "ax;".
+    let mut cas = read("ay;");
+    let pair = pair_v(s("ax;"), s("b"));
+    cas.push(ev(4, Invoke, Function::Cas, k, pair.clone()));
+    cas.push(ev(4, Done, Function::Cas, k, pair));
+    let r = check_events(&cas, &options).unwrap();
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    let (_, why) = r.counterexample.unwrap().impossible.unwrap();
+    assert!(why.contains("it replaced \"ax;\""), "{why}");
+}
+
+#[test]
+fn a_cas_of_unknown_outcome_expecting_a_value_nothing_makes_is_left_out_of_the_read_mapping() {
+    // Keys start absent; clients append, and one cas expecting "" (never a value of the key: an
+    // absent key is not the empty string) times out. It cannot have taken effect, so the read
+    // mapping decides the history without a search, as without the cas.
+    let s = |v: &str| Value::Str(v.into());
+    let k = Some("k");
+    let mut h = vec![
+        ev(0, Invoke, Function::Append, k, s("x;")),
+        ev(0, Done, Function::Append, k, s("x;")),
+        ev(1, Invoke, Function::Cas, k, pair_v(s(""), s("c"))),
+        ev(2, Invoke, Function::Append, k, s("y;")),
+        ev(2, Done, Function::Append, k, s("y;")),
+        ev(3, Invoke, Function::Get, k, Value::Nil),
+        ev(3, Done, Function::Get, k, s("x;y;")),
+        ev(1, Info, Function::Cas, k, pair_v(s(""), s("c"))),
+    ];
+    let options = Options::new(ModelKind::KeyValue);
+    let (mapped, steps, searched) = mapped_and_searched(&h, ModelKind::KeyValue);
+    assert_eq!(
+        (mapped, steps, searched),
+        (Verdict::Linearizable, 0, Verdict::Linearizable)
+    );
+    // A read of "c" would need the cas to have taken effect: not linearizable, by either way.
+    h.push(ev(3, Invoke, Function::Get, k, Value::Nil));
+    h.push(ev(3, Done, Function::Get, k, s("c")));
+    let (mapped, _, searched) = mapped_and_searched(&h, ModelKind::KeyValue);
+    assert_eq!(
+        (mapped, searched),
+        (Verdict::NotLinearizable, Verdict::NotLinearizable)
+    );
+    assert_eq!(
+        check_events(&h, &options).unwrap().verdict,
+        Verdict::NotLinearizable
+    );
+}
+
 /// A register event of [`hard_register_history`] as a key-value one: a write is a `put` of the
 /// number as a string, a read a `get`.
 fn as_key_value(e: &HistoryEvent) -> (Function, Value) {
