@@ -20,7 +20,8 @@
 //!    is `leader` of a term at least as high as every up server's current term (so a deposed
 //!    leader that has not heard the news does not count). It must come within `leader_within`.
 //! 2. **Operations.** Every operation invoked at or after that instant (once the cluster has
-//!    its leader) must be answered (`ok` or `fail`, not `info`) within `answer_within` of its
+//!    its leader) must be answered (`ok`, `fail`, or an `info` a server sent, such as an
+//!    overloaded leader's refusal; not the client's own timeout) within `answer_within` of its
 //!    invocation, or its client must hear an answer to a later operation by then: a client
 //!    that hears nothing for `answer_within` while it waits is stalled, but one request timing
 //!    out on a lossy network, followed by an answered retry, is not a loss of liveness (the
@@ -334,7 +335,7 @@ fn run(record: &RunRecord) -> CheckResult {
     // Answer times per client node, sorted by invocation, for the "followed by an answer" rule.
     let mut answers: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
     for o in &all {
-        if let (true, Some(c)) = (o.is_answered(), o.complete_ns) {
+        if let (true, Some(c)) = (o.heard_back(), o.complete_ns) {
             answers.entry(o.node).or_default().push((o.invoke_ns, c));
         }
     }
@@ -497,6 +498,27 @@ mod tests {
             Value::Nil,
             4000,
         ));
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.metrics["ops_late"], 1);
+    }
+
+    #[test]
+    fn a_servers_info_answer_counts_and_a_client_timeout_does_not() {
+        let mut rec = record(3, 1, "[check.liveness]\nleader_within = \"1s\"\n");
+        rec.final_heal_ns = Some(1_000_000_000);
+        observe(&mut rec, 100, 0, role("leader", 1));
+        let ended = |error: &str| {
+            let mut h = put(1, "c1", "x", 3000, EventType::Info, 3010);
+            h[1].error = Some(error.to_string());
+            h
+        };
+        // An overloaded leader refused the write at once: the cluster answered, without knowing
+        // whether an earlier copy of the request will run.
+        rec.history = ended("overloaded: too many uncommitted entries").into();
+        assert_eq!(run(&rec).verdict, Verdict::Pass);
+        // The client gave up waiting: no answer.
+        rec.history = ended(crate::history::TIMEOUT_ERROR).into();
         let r = run(&rec);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.metrics["ops_late"], 1);

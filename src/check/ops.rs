@@ -49,6 +49,18 @@ impl Operation<'_> {
         matches!(self.outcome, Some(EventType::Ok | EventType::Fail))
     }
 
+    /// True if its client heard back from the system: a definite answer, or an `info` with the
+    /// error a server sent (it answered without knowing the outcome, e.g. `overloaded`); not an
+    /// `info` without an error or with the client's own timeout
+    /// ([`crate::history::TIMEOUT_ERROR`]).
+    pub fn heard_back(&self) -> bool {
+        self.is_answered()
+            || (self.outcome == Some(EventType::Info)
+                && self
+                    .error
+                    .is_some_and(|e| e != crate::history::TIMEOUT_ERROR))
+    }
+
     /// A short description for evidence lines, e.g. `c1 put k2 "c1-4" [1.0ms, 3.2ms] ok`.
     pub fn describe(&self) -> String {
         let value = match (&self.outcome, self.f) {

@@ -105,10 +105,12 @@ pub enum Answer<O> {
     Done(O),
     /// This server is not the leader; `leader` is a hint. Not executed here.
     Redirect(Option<NodeId>),
-    /// Refused before it was proposed (e.g. overloaded); certainly not executed.
+    /// Refused, and certainly never executed anywhere (not for a refusal that only speaks for
+    /// this server: a retried request may have been proposed elsewhere before).
     Fail(String),
-    /// The server does not know whether the command ran (e.g. a session forgot it); the client
-    /// records `info`.
+    /// The server does not know whether the command ran (a session forgot it; an overloaded
+    /// leader refused a request an earlier copy of which may still run); the client records
+    /// `info`.
     Unknown(String),
     /// The machine does not support the operation; certainly not executed.
     Unsupported,

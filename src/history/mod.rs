@@ -30,6 +30,11 @@ mod model_kind;
 pub use compact::{CompactHistory, EventIter, EventRef, Events, Interner, Subset};
 pub use model_kind::ModelKind;
 
+/// The `error` of an `info` completion a client records when it gave up waiting for an answer
+/// (its request timeout ran out); any other `info` error came from a server that answered
+/// without knowing the outcome (`overloaded`, a forgotten session, ...).
+pub const TIMEOUT_ERROR: &str = "timeout";
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -427,7 +427,7 @@ impl Process for Client {
             ClientTimer::Timeout { slot, request } => {
                 if self.pending_matches(slot, request) {
                     let outcome = Outcome::Unknown {
-                        error: "timeout".into(),
+                        error: crate::history::TIMEOUT_ERROR.into(),
                     };
                     self.complete(ctx, slot, EventType::Info, &outcome);
                 }

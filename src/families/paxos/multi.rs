@@ -154,8 +154,9 @@ pub struct Config {
     /// below `election_timeout_min`.
     #[serde(default = "default_heartbeat_interval")]
     pub heartbeat_interval: Duration,
-    /// Most slots the leader has proposed but not yet seen chosen; further commands fail with
-    /// `overloaded` (default 1024).
+    /// Most slots the leader has proposed but not yet seen chosen; further commands are refused
+    /// with `overloaded`, answered as unknown outcomes (`info`: an earlier copy of a retried
+    /// request may still be chosen) (default 1024).
     #[serde(default = "default_max_uncommitted_slots")]
     pub max_uncommitted_slots: u32,
     /// Most log entries in one `accept`, `chosen` or catch-up message (default 256).
@@ -1113,11 +1114,13 @@ impl<M: Served> Node<M> {
             return; // already proposed: answered when applied
         }
         if leader.pending.len() >= max_pending {
+            // Not `fail`: this may be a retry (or a duplicate) of a request an earlier leader, or
+            // this node under an earlier ballot, already proposed; it may still be chosen.
             return M::send_reply(
                 ctx,
                 client,
                 request_id,
-                Answer::Fail("overloaded: too many slots not yet chosen".into()),
+                Answer::Unknown("overloaded: too many slots not yet chosen".into()),
             );
         }
         let slot = leader.next_slot;

@@ -218,8 +218,9 @@ pub struct Config {
     /// Most entries in one AppendEntries (default 64).
     #[serde(default = "default_max_entries_per_append")]
     pub max_entries_per_append: u32,
-    /// Most entries the leader holds beyond its commit index; further writes fail with
-    /// `overloaded` (default 1024).
+    /// Most entries the leader holds beyond its commit index; further writes are refused with
+    /// `overloaded`, answered as unknown outcomes (`info`: an earlier copy of a retried request
+    /// may still commit) (default 1024).
     #[serde(default = "default_max_uncommitted_entries")]
     pub max_uncommitted_entries: u32,
     /// Most reads waiting for a ReadIndex round; further reads fail with `overloaded` (default

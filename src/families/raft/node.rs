@@ -1086,11 +1086,13 @@ impl<M: Served> Node<M> {
             return; // already in the log this term: answered when applied
         }
         if self.log.last_index() - self.commit >= u64::from(self.config.max_uncommitted_entries) {
+            // Not `fail`: this may be a retry (or a duplicate) of a request an earlier leader, or
+            // this node in an earlier term, already put in some log, where it may still commit.
             return M::send_reply(
                 ctx,
                 client,
                 request_id,
-                Answer::Fail("overloaded: too many uncommitted entries".into()),
+                Answer::Unknown("overloaded: too many uncommitted entries".into()),
             );
         }
         let index = self.append_entry(ctx, Payload::Command(Arc::new(command)));
