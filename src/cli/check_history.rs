@@ -60,7 +60,6 @@ pub struct CheckHistoryArgs {
 /// Runs the command; returns the exit code.
 pub fn check_history(args: &CheckHistoryArgs) -> u8 {
     keep_freed_memory();
-    no_transparent_huge_pages();
     let file = args.file.display().to_string();
     // Bad input: text on stderr, or with --json a JSON object on stdout; exit 2 either way.
     let bad_input = |error: serde_json::Value| {
@@ -173,19 +172,4 @@ fn keep_freed_memory() {
     // SAFETY: sets one of mimalloc's global options to a documented value; mimalloc reads its
     // options atomically and allows setting them at any time.
     unsafe { libmimalloc_sys::mi_option_set(super::MI_OPTION_PURGE_DELAY, NEVER) };
-}
-
-/// Turns transparent huge pages off for this process (Linux `prctl(PR_SET_THP_DISABLE)`).
-/// mimalloc asks for them (`madvise(MADV_HUGEPAGE)`), and on a machine whose memory is
-/// fragmented by earlier work the kernel compacts memory to find each 2 MiB page before handing
-/// it out: on a 1,000,000-operation history that was 0.65-1.07 s of kernel time on the first
-/// run after other work, against 0.05-0.16 s with 4 KiB pages (and 210 MiB peak instead of
-/// 260 MiB). Elsewhere, and where the call fails, nothing changes.
-fn no_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and unused zero arguments; it only sets a
-    // flag of this process and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
 }
