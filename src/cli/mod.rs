@@ -138,9 +138,9 @@ enum Command {
 /// Turns transparent huge pages off for this process, for every command (Linux
 /// `prctl(PR_SET_THP_DISABLE)`). mimalloc asks for them (`madvise(MADV_HUGEPAGE)`), and on a
 /// machine whose memory earlier work fragmented, the kernel compacts memory to find each 2 MiB
-/// page before handing it out. `check-history` of a 1,000,000-operation history spent 0.65-1.07 s
-/// of kernel time on a first run after other work, against 0.16-0.23 s with 4 KiB pages and
-/// 218-229 MiB peak instead of 248-256 MiB; a full 5-node, 50-client, 60 s `faultline run`
+/// page before handing it out. `check-history` of a 1,000,000-operation history spent 0.39-0.69 s
+/// of kernel time, against 0.16-0.23 s with 4 KiB pages, and peaked at 248-256 MiB instead of
+/// 218-229 MiB (runs alternating, one core busy); a full 5-node, 50-client, 60 s `faultline run`
 /// peaks at 105-109 MiB instead of 137-150 MiB (2 MiB pages round partly used memory up), with
 /// the same wall time. Elsewhere, and where the call fails, nothing changes.
 fn no_transparent_huge_pages() {
