@@ -449,13 +449,11 @@ impl<'h> KeyValue<'h> {
     }
 
     /// Per key: the values its puts and cas operations may write (bases) and the strings its
-    /// appends may add, as [`Decomposer`]s (a cas that returned false writes nothing). `None`
-    /// where values cannot name their writers: a written value that is not a non-empty string,
-    /// or equals the initial value, or more than [`MAX_DISTINCT_LENGTHS`] lengths on a key.
-    fn decomposers(
-        &self,
-        ops: &[Operation<KvOp, u32>],
-    ) -> Option<rustc_hash::FxHashMap<u32, Decomposer<'_>>> {
+    /// appends may add, as [`Decomposer`]s (a cas that returned false writes nothing), ready to
+    /// decompose values ([`KeyValue::version`]). `None` where values cannot name their writers:
+    /// a written value that is not a non-empty string, or equals the initial value, or more than
+    /// [`MAX_DISTINCT_LENGTHS`] lengths on a key.
+    fn versions(&self, ops: &[Operation<KvOp, u32>]) -> Option<Versions<'_>> {
         let initial_text = self.text(self.initial);
         let initial_text: &[u8] = match initial_text {
             std::borrow::Cow::Borrowed(t) => t.as_bytes(),
@@ -492,22 +490,33 @@ impl<'h> KeyValue<'h> {
                 }
             }
         }
-        Some(cells)
+        Some(Versions {
+            cells,
+            parsed: Default::default(),
+        })
     }
 
-    /// How value `v` (not the initial value) of key `key` splits into what `cells` can write:
-    /// a key nothing writes, and a value that is not a string, have no state but the initial.
-    fn decompose(
-        &self,
-        cells: &rustc_hash::FxHashMap<u32, Decomposer<'_>>,
-        key: u32,
-        v: u32,
-    ) -> Decomposed {
-        match (self.values.value(v), cells.get(&key)) {
-            (Value::Str(text), Some(d)) => d.decompose(text.as_bytes()),
-            _ => Decomposed::None,
-        }
+    /// How value `v` of key `key` splits into what `versions` can write, decomposed once per
+    /// (key, value): the initial value is base 0; a key nothing writes, and a value that is not
+    /// a string, have no other state.
+    fn version<'v>(&self, versions: &'v mut Versions<'_>, key: u32, v: u32) -> &'v Decomposed {
+        let Versions { cells, parsed } = versions;
+        parsed.entry((key, v)).or_insert_with(|| {
+            if v == self.initial {
+                return Decomposed::One(0, Box::default());
+            }
+            match (self.values.value(v), cells.get(&key)) {
+                (Value::Str(text), Some(d)) => d.decompose(text.as_bytes()),
+                _ => Decomposed::None,
+            }
+        })
     }
+}
+
+/// A part's [`Decomposer`]s by key, and the values decomposed so far ([`KeyValue::versions`]).
+struct Versions<'a> {
+    cells: rustc_hash::FxHashMap<u32, Decomposer<'a>>,
+    parsed: rustc_hash::FxHashMap<(u32, u32), Decomposed>,
 }
 
 impl Model for KeyValue<'_> {
@@ -720,17 +729,8 @@ impl Model for KeyValue<'_> {
     /// unknown outcome whose expected value no operation makes (the absent value, say) never took
     /// effect: it constrains nothing.
     fn map_reads(&self, ops: &[Operation<KvOp, u32>]) -> Option<Vec<Mapped>> {
-        let cells = self.decomposers(ops)?;
-        let mut parsed: rustc_hash::FxHashMap<(u32, u32), Decomposed> = Default::default();
-        let mut version = |key: u32, v: u32| -> Decomposed {
-            if v == self.initial {
-                return Decomposed::One(0, Box::default());
-            }
-            parsed
-                .entry((key, v))
-                .or_insert_with(|| self.decompose(&cells, key, v))
-                .clone()
-        };
+        let mut versions = self.versions(ops)?;
+        let mut version = |key: u32, v: u32| self.version(&mut versions, key, v).clone();
         ops.iter()
             .map(|o| {
                 let cell = o.input.key;
@@ -797,14 +797,14 @@ impl Model for KeyValue<'_> {
                 *worst = Some((ret, op, why));
             }
         };
-        let mut cells = None;
+        let mut versions = None;
         for key in keys {
             let on_key = ops.iter().enumerate().filter(|(_, o)| o.input.key == key);
             if on_key
                 .clone()
                 .any(|(_, o)| matches!(o.input.action, KvAction::Append(_)))
             {
-                let Some(cells) = cells.get_or_insert_with(|| self.decomposers(ops)) else {
+                let Some(versions) = versions.get_or_insert_with(|| self.versions(ops)) else {
                     continue;
                 };
                 for (i, o) in on_key {
@@ -815,7 +815,7 @@ impl Model for KeyValue<'_> {
                     };
                     if v != self.initial
                         && v != 0
-                        && matches!(self.decompose(cells, key, v), Decomposed::None)
+                        && matches!(self.version(versions, key, v), Decomposed::None)
                     {
                         let why = format!(
                             "it {what} {}, but no operation that may have taken effect writes that value or makes it by appending (key {:?})",
