@@ -13,6 +13,16 @@
 //! `acceptor/accepted/<instance>` (JSON: ballot, or `[ballot, value]`); instance numbers are
 //! zero-padded to 20 digits so keys sort numerically.
 //!
+//! Compaction (Multi-Paxos): once its replica holds a durable snapshot of the state machine
+//! through slot `s` (every slot up to `s` is chosen, and applied there),
+//! [`Acceptor::compact_through`] forgets the proposals accepted in slots up to `s`, in memory and
+//! on disk (`acceptor/compacted-through` records `s`). From then on the acceptor reports `s` with
+//! every promise instead of those proposals, and takes no part in those slots: an `accept` there
+//! is neither accepted nor refused. A new leader treats every slot up to the highest compaction
+//! point among its promises as chosen and proposes nothing there (quorum intersection: any slot
+//! chosen is either reported by some promiser or compacted by one), so forgetting cannot change
+//! a chosen value.
+//!
 //! Planted bugs handled here: `acceptor-omits-accepted` (a promise reports nothing),
 //! `accept-ignores-promise` (a ballot below the promise is accepted anyway) and
 //! `promise-not-persisted` (promises live in memory only: after a restart the acceptor has
@@ -31,6 +41,7 @@ use crate::process::disk::Disk;
 const PROMISE_ALL_KEY: &str = "acceptor/promise-all";
 const PROMISE_PREFIX: &str = "acceptor/promise/";
 const ACCEPTED_PREFIX: &str = "acceptor/accepted/";
+const COMPACTED_KEY: &str = "acceptor/compacted-through";
 
 /// What one promise covers.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -49,6 +60,8 @@ pub struct Acceptor<V> {
     promised_all: Ballot,
     promised: BTreeMap<u64, Ballot>,
     accepted: BTreeMap<u64, (Ballot, V)>,
+    /// Slots up to this one are compacted away (0: none; see the module docs).
+    compacted_through: u64,
     /// Instances whose state changed since the last [`Acceptor::check_invariants`].
     touched: Vec<u64>,
     /// Where a disk record is encoded before it is copied out at its exact size (its buffer
@@ -114,6 +127,7 @@ impl<V: Proposal> Acceptor<V> {
             promised_all: read_json(disk, PROMISE_ALL_KEY).unwrap_or(Ballot::ZERO),
             promised: BTreeMap::new(),
             accepted: BTreeMap::new(),
+            compacted_through: read_json(disk, COMPACTED_KEY).unwrap_or(0),
             touched: Vec::new(),
             record: Vec::new(),
             names: Vec::new(),
@@ -159,6 +173,29 @@ impl<V: Proposal> Acceptor<V> {
         self.accepted.len()
     }
 
+    /// The last slot compacted away (0: none): see the module docs.
+    pub fn compacted_through(&self) -> u64 {
+        self.compacted_through
+    }
+
+    /// Forgets the proposals accepted in slots up to `slot` (Multi-Paxos), in memory and on
+    /// `disk`, and records `slot` as compacted (see the module docs). The caller syncs, in the
+    /// same step as the write of the snapshot through `slot`, which MUST already be on `disk`
+    /// (so the two become durable together). No effect if `slot` is not above the last
+    /// compaction point.
+    pub fn compact_through(&mut self, disk: &mut Disk, slot: u64) {
+        assert_eq!(self.scope, Scope::AllSlots, "only Multi-Paxos compacts");
+        if slot <= self.compacted_through {
+            return;
+        }
+        let kept = self.accepted.split_off(&(slot + 1));
+        for instance in std::mem::replace(&mut self.accepted, kept).into_keys() {
+            disk.remove(key(ACCEPTED_PREFIX, instance));
+        }
+        self.compacted_through = slot;
+        disk.write(COMPACTED_KEY, slot.to_string());
+    }
+
     fn raise_promise(&mut self, instance: u64, ballot: Ballot) {
         self.touched.push(instance);
         match self.scope {
@@ -202,7 +239,8 @@ impl<V: Proposal> Acceptor<V> {
     /// Phase 1b for every slot from `from_slot` on (Multi-Paxos, §3): promises `ballot` for all
     /// slots if no higher ballot was promised, durably, and returns every proposal accepted in
     /// those slots as `(slot, ballot, value)` (none under `acceptor-omits-accepted`); otherwise
-    /// returns the promise that refuses it.
+    /// returns the promise that refuses it. Slots compacted away are not reported: the promise
+    /// carries [`Acceptor::compacted_through`] instead.
     pub fn prepare_from(
         &mut self,
         ctx: &mut Context<'_>,
@@ -227,7 +265,7 @@ impl<V: Proposal> Acceptor<V> {
         }
         Ok(self
             .accepted
-            .range(from_slot..)
+            .range(from_slot.max(self.compacted_through + 1)..)
             .map(|(&slot, (b, v))| (slot, *b, v.clone()))
             .collect())
     }
@@ -235,7 +273,8 @@ impl<V: Proposal> Acceptor<V> {
     /// Phase 2b: accepts `(ballot, value)` in each of `entries`' instances unless a higher
     /// ballot was promised there (accepted anyway under `accept-ignores-promise`). Writes every
     /// acceptance, syncs once, then observes them. Returns the instances accepted; if none was,
-    /// the highest promise that refused them.
+    /// the highest promise that refused them. Slots compacted away are skipped, neither accepted
+    /// nor refused (an empty list if every entry was such a slot).
     pub fn accept(
         &mut self,
         ctx: &mut Context<'_>,
@@ -245,7 +284,12 @@ impl<V: Proposal> Acceptor<V> {
         let entries = entries.into_iter();
         let mut instances = Vec::with_capacity(entries.size_hint().0);
         let mut refused_by = Ballot::ZERO;
+        let mut skipped = false;
         for (instance, value) in entries {
+            if self.compacted_through > 0 && instance <= self.compacted_through {
+                skipped = true;
+                continue;
+            }
             let promised = self.promised(instance);
             if ballot < promised && !self.bugs.accept_ignores_promise {
                 refused_by = refused_by.max(promised);
@@ -265,7 +309,11 @@ impl<V: Proposal> Acceptor<V> {
             self.accepted.insert(instance, (ballot, value));
         }
         if instances.is_empty() {
-            return Err(refused_by);
+            return if skipped && refused_by == Ballot::ZERO {
+                Ok(instances)
+            } else {
+                Err(refused_by)
+            };
         }
         ctx.disk().sync();
         for (&instance, value) in instances.iter().zip(self.names.drain(..)) {

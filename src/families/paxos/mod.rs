@@ -417,12 +417,25 @@ pub enum Observation {
         value: ValueName,
     },
     /// A Multi-Paxos replica applied `value` at `slot` to its key-value store (slots apply in
-    /// order from 1; after a restart the replica applies again from slot 1).
+    /// order from 1, or from the slot after its last snapshot; after a restart the replica
+    /// applies again from there).
     Applied {
         /// The log slot.
         slot: u64,
         /// The value (`noop` or a command id).
         value: ValueName,
+    },
+    /// A Multi-Paxos replica wrote a snapshot of its state machine through `slot` (its applied
+    /// slot) to disk and compacted its chosen log and its acceptor through it.
+    SnapshotTaken {
+        /// The last slot the snapshot covers.
+        slot: u64,
+    },
+    /// A Multi-Paxos replica installed a snapshot through `slot`: a peer's (answering its
+    /// catch-up), or its own reloaded from disk at restart. It applies from `slot + 1` on.
+    SnapshotInstalled {
+        /// The last slot the snapshot covers.
+        slot: u64,
     },
 }
 

@@ -37,22 +37,38 @@
 //! - **Reads** go through the log like writes (a `get` command), so they are linearizable.
 //! - **Back-off (§2.4).** A preempted candidate waits a fresh randomized election timeout.
 //!
-//! Durable state: the acceptor's promise and accepted proposals, and the proposer's round, all
-//! synced before the server answers. The chosen log and the store are volatile: a restarted
-//! server catches up from the leader from slot 1 (there are no snapshots).
+//! - **Snapshots and log compaction** (as "Paxos Made Live" §5.5 and Raft §7 do). When
+//!   `snapshot_threshold_slots` applied slots follow the last snapshot, a server writes a
+//!   snapshot of its state machine (data and client sessions) at its applied slot to disk, and
+//!   with it, in the same sync, forgets every slot up to there: its chosen log's prefix and its
+//!   acceptor's proposals ([`super::acceptor`], "Compaction"). A server asked to catch up from a
+//!   slot it has forgotten answers with its snapshot (`snapshot`), which the asker installs and
+//!   writes to its own disk (compacting its own acceptor the same way). A promise carries the
+//!   acceptor's compaction point; a new leader proposes nothing at or below the highest one
+//!   among its promises (those slots are chosen) and catches up from the server that reported
+//!   it. An acceptor asked to accept in a slot it compacted answers `compacted`: the leader is
+//!   behind, and catches up from it.
+//!
+//! Durable state: the acceptor's promise, accepted proposals and compaction point, the
+//! proposer's round and the last snapshot, all synced before the server answers. The chosen log
+//! after the snapshot and the store are volatile: a restarted server reloads its snapshot and
+//! catches up from the leader from the slot after it (from slot 1 if it has none).
 //!
 //! Observations: acceptors report `promise-from` and `accepted`; the leader `proposed` for each
 //! client command and gap-filling no-op; every replica `applied` for each slot it applies (which
 //! also stands for "learned": a replica applies chosen slots in order as soon as it knows them),
-//! and `learned` only when it is told a value that conflicts with one it knows.
+//! and `learned` only when it is told a value that conflicts with one it knows; every replica
+//! `snapshot-taken` when it compacts, and `snapshot-installed` when it installs a peer's
+//! snapshot or reloads its own at restart (its next slot to apply is the one after).
 //!
 //! Role observations (`CommonObservation::Role`, term = ballot round): `leader` when phase 1
 //! succeeds, `candidate` when it starts, `follower` when a higher ballot is met, so that
 //! `target = "leader"` faults and the `liveness` check work as for Raft.
 //!
 //! Invariants asserted after every step: nothing unsynced on disk, the acceptor's accepted
-//! ballots at most its promise, the applied slot chosen and contiguous from 1, a leader's ballot
-//! at most its persisted round and its pending slots above the applied one and not chosen.
+//! ballots at most its promise, the applied slot chosen and contiguous from the snapshot (from 1
+//! without one), the acceptor compacted exactly through the snapshot, a leader's ballot at most
+//! its persisted round and its pending slots above the applied one and not chosen.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, OnceLock};
@@ -139,6 +155,10 @@ const fn const_eq(a: &str, b: &str) -> bool {
 pub const MAX_SLOT: u64 = 10_000_000;
 
 const ROUND_KEY: &str = "proposer/round";
+/// The slot of the last snapshot (decimal), written and synced with [`SNAPSHOT_KEY`].
+const SNAPSHOT_SLOT_KEY: &str = "replica/snapshot-slot";
+/// The last snapshot's data ([`Sessions::to_snapshot`]).
+const SNAPSHOT_KEY: &str = "replica/snapshot";
 
 /// `[multi-paxos]` options. Durations are on each node's local clock.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -165,6 +185,10 @@ pub struct Config {
     /// Outcomes remembered per client for exactly-once execution (default 256).
     #[serde(default = "default_session_limit")]
     pub session_limit: u32,
+    /// Take a snapshot, and compact the chosen log and the acceptor, when this many applied
+    /// slots follow the last one (default 1000).
+    #[serde(default = "default_snapshot_threshold_slots")]
+    pub snapshot_threshold_slots: u32,
     /// The replicated state machine, by name (default `"kv"`, the key-value store; the names
     /// are `families::kv::STATE_MACHINES`).
     #[serde(default = "kv::default_state_machine")]
@@ -191,6 +215,9 @@ fn default_max_entries_per_message() -> u32 {
 }
 fn default_session_limit() -> u32 {
     kv::DEFAULT_SESSION_LIMIT
+}
+fn default_snapshot_threshold_slots() -> u32 {
+    1000
 }
 
 impl Default for Config {
@@ -241,6 +268,11 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
             100_000,
         ),
         ("session_limit", c.session_limit, 1_000_000),
+        (
+            "snapshot_threshold_slots",
+            c.snapshot_threshold_slots,
+            1_000_000,
+        ),
     ] {
         if !(1..=max).contains(&n) {
             errors.push(err(key, format!("expected between 1 and {max}")));
@@ -365,12 +397,17 @@ pub enum Message<C = Op> {
         /// The first slot the candidate does not know as chosen.
         from_slot: u64,
     },
-    /// Phase 1b: the promise and every proposal accepted from `from_slot` on.
+    /// Phase 1b: the promise and every proposal accepted from `from_slot` on (after the
+    /// acceptor's compaction point).
     Promise {
         /// The ballot promised.
         ballot: Ballot,
         /// `(slot, ballot, value)` of each accepted proposal.
         accepted: Vec<(u64, Ballot, Value<C>)>,
+        /// The acceptor's compaction point: every slot up to it is chosen, and its proposals
+        /// there are forgotten (omitted when 0).
+        #[serde(skip_serializing_if = "is_zero")]
+        compacted_through: u64,
     },
     /// Phase 2a for some slots, and news of slots chosen since the last message. The leader
     /// sends the same batch to every follower: the lists are shared between the copies
@@ -416,6 +453,24 @@ pub enum Message<C = Op> {
         /// The first slot wanted.
         from_slot: u64,
     },
+    /// The answer to `catch-up` from a slot the sender compacted: its state machine (data and
+    /// client sessions, [`Sessions::to_snapshot`]) after applying every slot up to `slot`.
+    Snapshot {
+        /// The last slot the snapshot covers.
+        slot: u64,
+        /// The snapshot (shared by the copies of the message).
+        data: Arc<str>,
+    },
+    /// The answer to an `accept` in slots the sender compacted: every slot up to `through` is
+    /// chosen and applied there.
+    Compacted {
+        /// The sender's compaction point.
+        through: u64,
+    },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Timers.
@@ -454,44 +509,64 @@ struct Leader<C> {
     unannounced: Vec<u64>,
 }
 
+/// What one acceptor promised a candidate: `(slot, ballot, value)` of each proposal it accepted
+/// after its compaction point, and that point.
+type Promised<C> = (Vec<(u64, Ballot, Value<C>)>, u64);
+
 #[derive(Clone, Debug)]
 enum Role<C> {
     Follower,
     Candidate {
         ballot: Ballot,
         from_slot: u64,
-        promises: BTreeMap<NodeId, Vec<(u64, Ballot, Value<C>)>>,
+        /// Each promiser's accepted proposals and compaction point.
+        promises: BTreeMap<NodeId, Promised<C>>,
     },
     Leader(Box<Leader<C>>),
 }
 
-/// The values known chosen, by slot. Dense (indexed by slot): a log's slots are numbered
-/// consecutively by its leaders (gaps are filled with no-ops), so nearly every slot up to the
-/// highest known is chosen, and a replica reads and writes them on every step.
+/// The values known chosen, by slot, after the last compaction point. Dense (indexed by slot):
+/// a log's slots are numbered consecutively by its leaders (gaps are filled with no-ops), so
+/// nearly every slot up to the highest known is chosen, and a replica reads and writes them on
+/// every step. Every slot up to the compaction point is chosen, and covered by the snapshot.
 #[derive(Clone, Debug)]
 struct ChosenLog<V> {
-    /// `slots[s]`: the value chosen at slot `s`, if known (`slots[0]` stays empty).
+    /// Slots up to this one are compacted away (0: none).
+    compacted_through: u64,
+    /// `slots[i]`: the value chosen at slot `compacted_through + 1 + i`, if known.
     slots: Vec<Option<V>>,
 }
 
 impl<V> Default for ChosenLog<V> {
     fn default() -> Self {
-        ChosenLog { slots: Vec::new() }
+        ChosenLog {
+            compacted_through: 0,
+            slots: Vec::new(),
+        }
     }
 }
 
 impl<V> ChosenLog<V> {
+    /// The index of `slot` in `slots`, if it is after the compaction point.
+    fn index(&self, slot: u64) -> Option<usize> {
+        usize::try_from(slot.checked_sub(self.compacted_through + 1)?).ok()
+    }
+
+    /// The value chosen at `slot`, if known and not compacted away.
     fn get(&self, slot: u64) -> Option<&V> {
-        self.slots.get(usize::try_from(slot).ok()?)?.as_ref()
+        self.slots.get(self.index(slot)?)?.as_ref()
     }
 
+    /// Whether `slot` is known chosen (compacted away, or with its value).
     fn contains(&self, slot: u64) -> bool {
-        self.get(slot).is_some()
+        (1..=self.compacted_through).contains(&slot) || self.get(slot).is_some()
     }
 
-    /// Records `value` at `slot` (below [`MAX_SLOT`]).
+    /// Records `value` at `slot` (below [`MAX_SLOT`]); a compacted slot is left as it is.
     fn insert(&mut self, slot: u64, value: V) {
-        let index = slot as usize;
+        let Some(index) = self.index(slot) else {
+            return;
+        };
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
@@ -500,21 +575,39 @@ impl<V> ChosenLog<V> {
 
     /// The highest slot known chosen.
     fn last_slot(&self) -> Option<u64> {
-        self.slots
-            .iter()
-            .rposition(Option::is_some)
-            .map(|s| s as u64)
+        match self.slots.iter().rposition(Option::is_some) {
+            Some(i) => Some(self.compacted_through + 1 + i as u64),
+            None => (self.compacted_through > 0).then_some(self.compacted_through),
+        }
     }
 
-    /// The known chosen slots from `from_slot` on, in order.
+    /// The known chosen slots from `from_slot` on (after the compaction point), in order.
     fn from(&self, from_slot: u64) -> impl Iterator<Item = (u64, &V)> {
-        let start =
-            usize::try_from(from_slot).map_or(self.slots.len(), |s| s.min(self.slots.len()));
+        let start = self
+            .index(from_slot.max(self.compacted_through + 1))
+            .map_or(self.slots.len(), |s| s.min(self.slots.len()));
+        let base = self.compacted_through + 1;
         self.slots[start..]
             .iter()
             .enumerate()
-            .filter_map(move |(i, v)| v.as_ref().map(|v| ((start + i) as u64, v)))
+            .filter_map(move |(i, v)| v.as_ref().map(|v| (base + (start + i) as u64, v)))
     }
+
+    /// Forgets every slot up to `slot` (no effect at or below the compaction point).
+    fn compact_through(&mut self, slot: u64) {
+        let Some(index) = self.index(slot) else {
+            return;
+        };
+        self.slots.drain(..(index + 1).min(self.slots.len()));
+        self.compacted_through = slot;
+    }
+}
+
+/// A snapshot of a replica's state machine: the last slot it covers, and its data.
+#[derive(Clone, Debug)]
+struct Snapshot {
+    slot: u64,
+    data: Arc<str>,
 }
 
 /// One Multi-Paxos server.
@@ -541,6 +634,11 @@ pub struct Node<M: Served = KvMachine> {
     leader_chosen_through: u64,
     /// The outstanding catch-up request: first slot asked for, and when.
     catch_up: Option<(u64, i64)>,
+    /// Where a leader that is behind catches up from (a server that reported a compaction
+    /// point above its applied slot).
+    catch_up_from: Option<NodeId>,
+    /// The last snapshot taken or installed (also on disk).
+    snapshot: Option<Snapshot>,
     last_role: Option<(NodeRole, u64)>,
 }
 
@@ -565,6 +663,8 @@ impl<M: Served> Node<M> {
             applied: 0,
             leader_chosen_through: 0,
             catch_up: None,
+            catch_up_from: None,
+            snapshot: None,
             last_role: None,
         }
     }
@@ -668,10 +768,18 @@ impl<M: Served> Node<M> {
         else {
             unreachable!("only a candidate becomes leader");
         };
+        // Every slot up to the highest compaction point among the promises is chosen (see
+        // `super::acceptor`, "Compaction"): nothing is proposed there, and this leader catches
+        // up from the promiser that reported it.
+        let (compacted, source) = promises
+            .iter()
+            .map(|(&node, (_, c))| (*c, node))
+            .max()
+            .unwrap_or((0, self.id));
         let mut reported: BTreeMap<u64, Vec<(Ballot, Val<M>)>> = BTreeMap::new();
-        for accepted in promises.into_values() {
+        for (accepted, _) in promises.into_values() {
             for (slot, b, v) in accepted {
-                if slot >= from_slot {
+                if slot >= from_slot && slot > compacted {
                     reported.entry(slot).or_default().push((b, v));
                 }
             }
@@ -684,7 +792,8 @@ impl<M: Served> Node<M> {
             .chain(self.chosen.last_slot())
             .max()
             .unwrap_or(0)
-            .max(from_slot - 1);
+            .max(from_slot - 1)
+            .max(compacted);
         assert!(max_slot < MAX_SLOT, "the log outgrew MAX_SLOT");
         let now = ctx.local_time_ns();
         let mut leader = Leader {
@@ -696,7 +805,7 @@ impl<M: Served> Node<M> {
             unannounced: Vec::new(),
         };
         // §3: re-propose the highest-ballot value of every slot not known chosen; fill gaps.
-        for slot in from_slot..=max_slot {
+        for slot in from_slot.max(compacted + 1)..=max_slot {
             if self.chosen.contains(slot) {
                 continue;
             }
@@ -733,7 +842,21 @@ impl<M: Served> Node<M> {
         self.leader = Some(self.id);
         self.observe_role(ctx, NodeRole::Leader, ballot.round);
         self.propose(ctx, ballot, entries, None);
+        if compacted > self.applied {
+            self.behind(ctx, source, compacted);
+        }
         self.heartbeat(ctx);
+    }
+
+    /// `peer` has applied (and compacted) every slot up to `through`, beyond ours: catch up
+    /// from it (a leader keeps asking it, or the next server, with its heartbeats).
+    fn behind(&mut self, ctx: &mut Context<'_>, peer: NodeId, through: u64) {
+        if through <= self.applied || peer == self.id {
+            return;
+        }
+        self.leader_chosen_through = self.leader_chosen_through.max(through);
+        self.catch_up_from = Some(peer);
+        self.ask_catch_up(ctx, peer);
     }
 
     /// Phase 2a for `entries`: `accept` messages in batches to every other server (or only to
@@ -819,6 +942,21 @@ impl<M: Served> Node<M> {
             );
         }
         ctx.set_timer(self.config.heartbeat_interval.to_std(), Timer::Heartbeat);
+        if self.applied < self.leader_chosen_through
+            && let Some(mut peer) = self.catch_up_from
+        {
+            if self
+                .catch_up
+                .is_some_and(|(_, at)| now - at >= 2 * interval)
+            {
+                // Unanswered (the server may be down): ask the next one.
+                let others: Vec<NodeId> = self.others().collect();
+                let at = others.iter().position(|&s| s == peer).map_or(0, |i| i + 1);
+                peer = others[at % others.len()];
+                self.catch_up_from = Some(peer);
+            }
+            self.ask_catch_up(ctx, peer);
+        }
     }
 
     // ----- learner -----
@@ -869,6 +1007,35 @@ impl<M: Served> Node<M> {
             });
             self.applied = slot;
         }
+        self.maybe_snapshot(ctx);
+    }
+
+    /// Snapshots the state machine at the applied slot and compacts the chosen log and the
+    /// acceptor through it, once `snapshot_threshold_slots` applied slots follow the last
+    /// snapshot.
+    fn maybe_snapshot(&mut self, ctx: &mut Context<'_>) {
+        let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
+        if self.applied - last < u64::from(self.config.snapshot_threshold_slots) {
+            return;
+        }
+        let snapshot = Snapshot {
+            slot: self.applied,
+            data: self.machine.to_snapshot().into(),
+        };
+        self.keep_snapshot(ctx, snapshot);
+        ctx.observe(Observation::SnapshotTaken { slot: self.applied });
+    }
+
+    /// Makes `snapshot` this server's: written to disk with the acceptor's compaction through
+    /// its slot, synced, and the chosen log compacted through it.
+    fn keep_snapshot(&mut self, ctx: &mut Context<'_>, snapshot: Snapshot) {
+        let disk = ctx.disk();
+        disk.write(SNAPSHOT_KEY, snapshot.data.as_bytes());
+        disk.write(SNAPSHOT_SLOT_KEY, snapshot.slot.to_string());
+        self.acceptor.compact_through(disk, snapshot.slot);
+        disk.sync();
+        self.chosen.compact_through(snapshot.slot);
+        self.snapshot = Some(snapshot);
     }
 
     fn ask_catch_up(&mut self, ctx: &mut Context<'_>, to: NodeId) {
@@ -897,7 +1064,15 @@ impl<M: Served> Node<M> {
                     // Give the candidate time to finish before competing with it.
                     self.reset_election_deadline(ctx);
                 }
-                ctx.send(from, Msg::<M>::Promise { ballot, accepted });
+                let compacted_through = self.acceptor.compacted_through();
+                ctx.send(
+                    from,
+                    Msg::<M>::Promise {
+                        ballot,
+                        accepted,
+                        compacted_through,
+                    },
+                );
             }
             Err(promised) => ctx.send(from, Msg::<M>::Nack { ballot, promised }),
         }
@@ -909,6 +1084,7 @@ impl<M: Served> Node<M> {
         from: NodeId,
         ballot: Ballot,
         accepted: Vec<(u64, Ballot, Val<M>)>,
+        compacted_through: u64,
     ) {
         let majority = self.majority;
         if let Role::Candidate {
@@ -918,7 +1094,7 @@ impl<M: Served> Node<M> {
         } = &mut self.role
             && *mine == ballot
         {
-            promises.insert(from, accepted);
+            promises.insert(from, (accepted, compacted_through));
             if promises.len() >= majority {
                 self.become_leader(ctx);
             }
@@ -938,6 +1114,11 @@ impl<M: Served> Node<M> {
         } else {
             self.acceptor.accept(ctx, ballot, entries.iter().cloned())
         };
+        let through = self.acceptor.compacted_through();
+        if result.is_ok() && entries.first().is_some_and(|&(slot, _)| slot <= through) {
+            // The leader proposes in slots chosen and compacted here: it is behind.
+            ctx.send(from, Msg::<M>::Compacted { through });
+        }
         match result {
             Ok(slots) => {
                 self.learn_announced(ctx, from, ballot, &chosen);
@@ -1073,6 +1254,12 @@ impl<M: Served> Node<M> {
     }
 
     fn on_catch_up(&mut self, ctx: &mut Context<'_>, from: NodeId, from_slot: u64) {
+        if let Some(snapshot) = &self.snapshot
+            && from_slot <= snapshot.slot
+        {
+            let (slot, data) = (snapshot.slot, snapshot.data.clone());
+            return ctx.send(from, Msg::<M>::Snapshot { slot, data });
+        }
         let entries: Vec<(u64, Val<M>)> = self
             .chosen
             .from(from_slot)
@@ -1082,6 +1269,44 @@ impl<M: Served> Node<M> {
         if !entries.is_empty() {
             ctx.send(from, Msg::<M>::Chosen { entries });
         }
+    }
+
+    /// Installs a peer's snapshot through `slot` if it is beyond the applied slot (and makes it
+    /// this server's, on disk); then asks for what follows.
+    fn on_snapshot(&mut self, ctx: &mut Context<'_>, from: NodeId, slot: u64, data: Arc<str>) {
+        if slot > self.applied {
+            self.machine = Sessions::from_snapshot(&data, self.config.session_limit)
+                .expect("servers send valid snapshots");
+            self.applied = slot;
+            self.leader_chosen_through = self.leader_chosen_through.max(slot);
+            self.keep_snapshot(ctx, Snapshot { slot, data });
+            ctx.observe(Observation::SnapshotInstalled { slot });
+            self.drop_pending_through(ctx, slot);
+            self.apply(ctx);
+        }
+        if self.catch_up.is_some() {
+            self.catch_up = None;
+            self.ask_catch_up(ctx, from);
+        }
+    }
+
+    /// A leader that installed a snapshot through `slot` forgets its pending proposals there
+    /// (chosen, whatever they were): a client waiting for one is answered from the sessions if
+    /// its command was applied, and otherwise retries.
+    fn drop_pending_through(&mut self, ctx: &mut Context<'_>, slot: u64) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let kept = leader.pending.split_off(&(slot + 1));
+        for (_, p) in std::mem::replace(&mut leader.pending, kept) {
+            if let Val::<M>::Command(c) = &p.value {
+                leader.by_command.remove(&c.id());
+                if leader.awaiting.remove(&c.id()) {
+                    self.machine.reply_if_cached(ctx, c);
+                }
+            }
+        }
+        leader.next_slot = leader.next_slot.max(slot + 1);
     }
 
     /// A client request arrived (routed here by [`Process::on_other`]).
@@ -1159,6 +1384,16 @@ impl<M: Served> Node<M> {
             "applied slot {} is not chosen",
             self.applied
         );
+        let snapshot_slot = self.snapshot.as_ref().map_or(0, |s| s.slot);
+        assert!(
+            snapshot_slot <= self.applied
+                && self.chosen.compacted_through == snapshot_slot
+                && self.acceptor.compacted_through() == snapshot_slot,
+            "snapshot at slot {snapshot_slot}, applied {}, chosen log compacted through {}, acceptor through {}",
+            self.applied,
+            self.chosen.compacted_through,
+            self.acceptor.compacted_through()
+        );
         if let Some(b) = self.own_ballot() {
             assert!(
                 b.round <= self.round,
@@ -1211,6 +1446,23 @@ impl<M: Served> Process for Node<M> {
             .map(|b| String::from_utf8_lossy(&b).parse().expect("a round"))
             .unwrap_or(0);
         self.round_seen = self.round.max(self.acceptor.promised(0).round);
+        if let Some(slot) = ctx.disk().read(SNAPSHOT_SLOT_KEY) {
+            let slot: u64 = String::from_utf8_lossy(&slot).parse().expect("a slot");
+            let data: Arc<str> = String::from_utf8(
+                ctx.disk()
+                    .read(SNAPSHOT_KEY)
+                    .expect("written with its slot")
+                    .into_owned(),
+            )
+            .expect("snapshots are UTF-8")
+            .into();
+            self.machine = Sessions::from_snapshot(&data, self.config.session_limit)
+                .expect("our own snapshot parses");
+            self.applied = slot;
+            self.chosen.compact_through(slot);
+            self.snapshot = Some(Snapshot { slot, data });
+            ctx.observe(Observation::SnapshotInstalled { slot });
+        }
         self.observe_role(ctx, NodeRole::Follower, self.round_seen);
         self.reset_election_deadline(ctx);
         let timeout = self.election_timeout(ctx);
@@ -1231,7 +1483,11 @@ impl<M: Served> Process for Node<M> {
             Msg::<M>::Prepare { ballot, from_slot } => {
                 self.on_prepare(ctx, from, ballot, from_slot)
             }
-            Msg::<M>::Promise { ballot, accepted } => self.on_promise(ctx, from, ballot, accepted),
+            Msg::<M>::Promise {
+                ballot,
+                accepted,
+                compacted_through,
+            } => self.on_promise(ctx, from, ballot, accepted, compacted_through),
             Msg::<M>::Accept {
                 ballot,
                 entries,
@@ -1246,6 +1502,8 @@ impl<M: Served> Process for Node<M> {
             } => self.on_heartbeat(ctx, from, ballot, chosen_through, chosen),
             Msg::<M>::Chosen { entries } => self.on_chosen(ctx, from, entries),
             Msg::<M>::CatchUp { from_slot } => self.on_catch_up(ctx, from, from_slot),
+            Msg::<M>::Snapshot { slot, data } => self.on_snapshot(ctx, from, slot, data),
+            Msg::<M>::Compacted { through } => self.behind(ctx, from, through),
         }
         self.check_invariants(ctx);
     }
@@ -1349,6 +1607,7 @@ mod tests {
                 Message::Promise {
                     ballot: b(1, 0),
                     accepted: vec![],
+                    compacted_through: 0,
                 },
             );
         }
@@ -1369,6 +1628,7 @@ mod tests {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![(1, b(0, 1), a.clone()), (3, b(0, 2), c.clone())],
+                compacted_through: 0,
             },
         );
         assert!(!node.is_leader(), "one promise is not a majority of 3");
@@ -1378,6 +1638,7 @@ mod tests {
             Message::Promise {
                 ballot: b(1, 0),
                 accepted: vec![(1, b(0, 2), a2.clone())],
+                compacted_through: 0,
             },
         );
         assert!(node.is_leader());
@@ -1478,6 +1739,243 @@ mod tests {
         assert_eq!(log.from(9).count(), 0);
         log.insert(1, "b");
         assert_eq!(log.get(1), Some(&"b"));
+    }
+
+    #[test]
+    fn the_chosen_log_forgets_its_prefix_when_compacted_and_knows_it_chosen() {
+        let mut log: ChosenLog<&str> = ChosenLog::default();
+        for (slot, v) in [(1, "a"), (2, "b"), (3, "c"), (5, "e")] {
+            log.insert(slot, v);
+        }
+        log.compact_through(2);
+        assert_eq!(
+            (log.get(1), log.get(2), log.get(3)),
+            (None, None, Some(&"c"))
+        );
+        assert!(log.contains(1) && log.contains(2) && log.contains(3) && !log.contains(4));
+        assert!(!log.contains(0), "slots count from 1");
+        assert_eq!(log.from(1).collect::<Vec<_>>(), vec![(3, &"c"), (5, &"e")]);
+        assert_eq!(log.last_slot(), Some(5));
+        log.insert(2, "late");
+        assert_eq!(log.get(2), None, "a compacted slot stays forgotten");
+        log.compact_through(1);
+        assert_eq!(log.compacted_through, 2, "compaction never goes back");
+        log.compact_through(7);
+        assert_eq!((log.last_slot(), log.from(0).count()), (Some(7), 0));
+        log.insert(8, "h");
+        assert_eq!(log.from(0).collect::<Vec<_>>(), vec![(8, &"h")]);
+    }
+
+    /// A follower (node 1 of 3) with `snapshot_threshold_slots = 2` that accepted slots 1 to 3
+    /// from leader 0 (ballot (1, 0)) and was told they are chosen.
+    fn compacted_follower() -> (TestContext, Node) {
+        let mut tc = TestContext::new(NodeId(1), 1);
+        let config = Config {
+            snapshot_threshold_slots: 2,
+            ..Config::default()
+        };
+        let mut node = Node::new(&setup(1), config);
+        node.on_start(&mut tc.ctx());
+        let entries: Vec<(u64, Value)> = (1..=3)
+            .map(|i| (i, command(9, i, &format!("k{i}"), "v")))
+            .collect();
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Accept {
+                ballot: b(1, 0),
+                entries: entries.into(),
+                chosen: vec![].into(),
+            },
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Heartbeat {
+                ballot: b(1, 0),
+                chosen_through: 3,
+                chosen: vec![1, 2, 3],
+            },
+        );
+        (tc, node)
+    }
+
+    fn observations(tc: &mut TestContext) -> Vec<Observation> {
+        tc.take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Observe(o) => o.downcast().ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replica_snapshots_durably_and_forgets_the_slots_its_snapshot_covers() {
+        let (mut tc, mut node) = compacted_follower();
+        assert_eq!(node.applied(), 3);
+        assert!(
+            observations(&mut tc).contains(&Observation::SnapshotTaken { slot: 3 }),
+            "applied 3 slots in one step, past the threshold of 2: one snapshot, at slot 3"
+        );
+        assert_eq!(node.chosen.compacted_through, 3);
+        assert_eq!(node.acceptor.compacted_through(), 3);
+        assert_eq!(node.acceptor.accepted_count(), 0);
+        assert!(tc.disk.keys_with_prefix("acceptor/accepted/").is_empty());
+        assert!(!tc.disk.has_unsynced());
+        // A promise reports the compaction point instead of the forgotten proposals.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Prepare {
+                ballot: b(2, 2),
+                from_slot: 1,
+            },
+        );
+        assert_eq!(
+            sends(&mut tc),
+            vec![(
+                NodeId(2),
+                Message::Promise {
+                    ballot: b(2, 2),
+                    accepted: vec![],
+                    compacted_through: 3,
+                }
+            )]
+        );
+        // An accept in a compacted slot is neither accepted nor refused: the sender is behind.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Accept {
+                ballot: b(2, 2),
+                entries: vec![(2, Value::Noop)].into(),
+                chosen: vec![].into(),
+            },
+        );
+        let sent = sends(&mut tc);
+        assert_eq!(
+            sent,
+            vec![(NodeId(2), Message::Compacted { through: 3 })],
+            "no accepted, no nack"
+        );
+        assert_eq!(node.acceptor.accepted(2), None);
+        // After a crash it restarts from its snapshot, not from slot 1.
+        tc.disk.crash();
+        let mut restarted = Node::new(&setup(1), node.config.clone());
+        restarted.on_start(&mut tc.ctx());
+        assert_eq!(restarted.applied(), 3);
+        assert_eq!(restarted.machine.value("k2"), Some("v"));
+        assert!(observations(&mut tc).contains(&Observation::SnapshotInstalled { slot: 3 }));
+        assert_eq!(restarted.acceptor.compacted_through(), 3);
+    }
+
+    #[test]
+    fn a_server_asked_for_compacted_slots_sends_its_snapshot_and_the_asker_installs_it() {
+        let (mut tc, mut node) = compacted_follower();
+        tc.take_effects();
+        node.on_message(&mut tc.ctx(), NodeId(2), Message::CatchUp { from_slot: 2 });
+        let sent = sends(&mut tc);
+        let [(to, Message::Snapshot { slot, data })] = &sent[..] else {
+            panic!("one snapshot to n2: {sent:?}");
+        };
+        assert_eq!((*to, *slot), (NodeId(2), 3));
+        // n2 is behind and asked for slot 1 on: it installs the snapshot, keeps it on its disk
+        // (its acceptor compacted with it) and asks for what follows.
+        let mut tc2 = TestContext::new(NodeId(2), 2);
+        let mut n2: Node = Node::new(&setup(2), Config::default());
+        n2.on_start(&mut tc2.ctx());
+        n2.on_message(
+            &mut tc2.ctx(),
+            NodeId(1),
+            Message::Heartbeat {
+                ballot: b(1, 1),
+                chosen_through: 3,
+                chosen: vec![],
+            },
+        );
+        assert_eq!(
+            sends(&mut tc2),
+            vec![(NodeId(1), Message::CatchUp { from_slot: 1 })]
+        );
+        n2.on_message(
+            &mut tc2.ctx(),
+            NodeId(1),
+            Message::Snapshot {
+                slot: 3,
+                data: data.clone(),
+            },
+        );
+        assert_eq!(n2.applied(), 3);
+        assert_eq!(n2.machine.value("k3"), Some("v"));
+        assert_eq!(n2.acceptor.compacted_through(), 3);
+        assert!(tc2.disk.read(SNAPSHOT_KEY).is_some() && !tc2.disk.has_unsynced());
+        let effects = tc2.take_effects();
+        assert!(
+            effects.iter().any(|e| matches!(
+                e,
+                Effect::Observe(o) if o.downcast_ref() == Some(&Observation::SnapshotInstalled { slot: 3 })
+            )),
+            "{effects:?}"
+        );
+        // A snapshot it already covers changes nothing.
+        n2.on_message(
+            &mut tc2.ctx(),
+            NodeId(1),
+            Message::Snapshot {
+                slot: 2,
+                data: data.clone(),
+            },
+        );
+        assert_eq!(n2.applied(), 3);
+    }
+
+    #[test]
+    fn a_new_leader_proposes_nothing_up_to_a_reported_compaction_point_and_catches_up() {
+        let (mut tc, mut node) = candidate();
+        let late = command(9, 7, "k", "late");
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(1),
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![(6, b(0, 1), late.clone())],
+                compacted_through: 5,
+            },
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Promise {
+                ballot: b(1, 0),
+                accepted: vec![(2, b(0, 2), command(9, 2, "k", "old"))],
+                compacted_through: 0,
+            },
+        );
+        assert!(node.is_leader());
+        let sent = sends(&mut tc);
+        let accepts: Vec<&Message> = sent
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(
+            *accepts[0],
+            Message::Accept {
+                ballot: b(1, 0),
+                entries: vec![(6, late)].into(),
+                chosen: vec![].into(),
+            },
+            "slots 1 to 5 are chosen (n1 compacted them): only slot 6 is proposed again"
+        );
+        assert!(
+            sent.contains(&(NodeId(1), Message::CatchUp { from_slot: 1 })),
+            "{sent:?}"
+        );
+        let Role::Leader(leader) = &node.role else {
+            unreachable!()
+        };
+        assert_eq!(leader.next_slot, 7);
     }
 
     #[test]

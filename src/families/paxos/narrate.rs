@@ -4,8 +4,8 @@
 //! preempt a proposer (a `nack`: dueling proposers), phase 2a with the value proposed (its own or
 //! one taken from a promise), the value chosen in each instance (the first learner to learn it)
 //! and any second value learned (agreement broken). Multi-Paxos (`multi-paxos`): phase 1 runs,
-//! leaders with the acceptors that promised, step-downs, each leader's first chosen slot, and
-//! conflicting learns. State fields `role`, `ballot` (the acceptor's promise, `(round, node)`),
+//! leaders with the acceptors that promised, step-downs, each leader's first chosen slot, each
+//! replica's first snapshot, every snapshot installed, and conflicting learns. State fields `role`, `ballot` (the acceptor's promise, `(round, node)`),
 //! `term` (Multi-Paxos: the ballot round), `log` (`learned 12` / `applied 812`); samples
 //! `commit index` (Multi-Paxos: the applied slot), at most once per node per
 //! [`SAMPLE_PERIOD_NS`].
@@ -41,6 +41,7 @@ pub fn narrator(cast: &[CastMember]) -> Option<Box<dyn Narrator>> {
         promises: BTreeMap::new(),
         promisers: BTreeMap::new(),
         leader_applied: BTreeSet::new(),
+        snapshotted: BTreeSet::new(),
         log_state: Throttle::new(SAMPLE_PERIOD_NS),
         samples: Throttle::new(SAMPLE_PERIOD_NS),
     }))
@@ -65,6 +66,8 @@ struct PaxosNarrator {
     promisers: BTreeMap<String, BTreeSet<String>>,
     /// Multi-Paxos leaders (node, round) whose first chosen slot was told.
     leader_applied: BTreeSet<(String, u64)>,
+    /// Multi-Paxos replicas whose first snapshot was told.
+    snapshotted: BTreeSet<String>,
     log_state: Throttle<String>,
     samples: Throttle<u64>,
 }
@@ -226,6 +229,32 @@ impl PaxosNarrator {
                         format!("{n} sees its first slot as leader chosen (slot {instance})"),
                     );
                 }
+                for (t, v) in self.log_state.update(e.t_ns, n, format!("applied {instance}")) {
+                    out.set(t, n, "log", v);
+                }
+                for (t, v) in self.samples.update(e.t_ns, n, instance) {
+                    out.sample(t, "commit index", n, v as f64);
+                }
+            }
+            // Told once per node: later snapshots only repeat it.
+            "snapshot-taken" if self.snapshotted.insert(n.to_string()) => out.say(
+                e.t_ns,
+                Some(n),
+                "log",
+                format!(
+                    "{n} takes its first snapshot, at slot {instance}, and forgets the slots up to it (chosen log and acceptor)"
+                ),
+            ),
+            "snapshot-installed" => {
+                out.say(
+                    e.t_ns,
+                    Some(n),
+                    "log",
+                    format!(
+                        "{n} installs a snapshot up to slot {instance} and applies from slot {} on",
+                        instance + 1
+                    ),
+                );
                 for (t, v) in self.log_state.update(e.t_ns, n, format!("applied {instance}")) {
                     out.set(t, n, "log", v);
                 }

@@ -1,9 +1,11 @@
 //! `applied-prefix` (Multi-Paxos state machine safety): the logs the replicas apply are prefixes
 //! of one another. Each replica applies slots in order from 1 (again from 1 after a restart,
-//! since its store is volatile), and every replica applies the same value at the same slot, so
+//! since its store is volatile), or from the slot after a snapshot it installed (a peer's, or
+//! its own reloaded at restart), and every replica applies the same value at the same slot, so
 //! every replica's store passes through the same sequence of states.
 //!
-//! Replays `applied` observations and crashes in order (in the run's [`Ledger`]). A replica that skips or repeats a slot
+//! Replays `applied` and `snapshot-installed` observations and crashes in order (in the run's
+//! [`Ledger`]). A replica that skips or repeats a slot
 //! within one incarnation, or applies a value another replica did not apply at that slot, fails
 //! the check; the evidence names the slot, both values, the replicas and the times.
 
@@ -143,6 +145,43 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert!(
             r.evidence[0].contains("next slot was 2"),
+            "{:?}",
+            r.evidence
+        );
+    }
+
+    #[test]
+    fn a_snapshot_installed_moves_a_replicas_next_slot_past_it() {
+        let mut rec = record("multi-paxos", "");
+        applied(&mut rec, 1, 0, 1, "noop");
+        applied(&mut rec, 2, 0, 2, "5#1");
+        applied(&mut rec, 3, 0, 3, "5#2");
+        // n2 installs n1's snapshot through slot 2, then applies slot 3: no gap.
+        observe(
+            &mut rec,
+            4,
+            1,
+            paxos::Observation::SnapshotInstalled { slot: 2 },
+        );
+        applied(&mut rec, 5, 1, 3, "5#2");
+        // n1 restarts from its own snapshot through slot 3 and goes on at slot 4.
+        lifecycle(&mut rec, 6, 0, LifecycleKind::Crash);
+        observe(
+            &mut rec,
+            7,
+            0,
+            paxos::Observation::SnapshotInstalled { slot: 3 },
+        );
+        applied(&mut rec, 8, 0, 4, "noop");
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        // Without the snapshot, the same jump is a gap.
+        let mut rec = record("multi-paxos", "");
+        applied(&mut rec, 1, 1, 3, "5#2");
+        let r = run(&rec);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(
+            r.evidence[0].contains("next slot was 1"),
             "{:?}",
             r.evidence
         );

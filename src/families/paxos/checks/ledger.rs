@@ -136,7 +136,8 @@ pub enum AppliedProblem {
 /// `applied-prefix` judges.
 #[derive(Clone, Debug, Default)]
 pub struct Replicas {
-    /// Each replica's next slot to apply (1 after a crash).
+    /// Each replica's next slot to apply (1 after a crash, the slot after a snapshot
+    /// installed).
     next: BTreeMap<NodeId, u64>,
     /// The highest slot each replica applied.
     pub longest: BTreeMap<NodeId, u64>,
@@ -286,7 +287,17 @@ impl Ledger {
                 *instance
             }
             Observation::Applied { slot, .. } => *slot,
-            Observation::Promise { .. } | Observation::PromiseFrom { .. } => return,
+            Observation::SnapshotInstalled { slot } => {
+                // Applied through `slot` by the snapshot: it applies `slot + 1` next.
+                let r = &mut self.replicas;
+                r.next.insert(node, slot + 1);
+                let l = r.longest.entry(node).or_default();
+                *l = (*l).max(*slot);
+                return;
+            }
+            Observation::Promise { .. }
+            | Observation::PromiseFrom { .. }
+            | Observation::SnapshotTaken { .. } => return,
         };
         let entry = self
             .instances
@@ -371,7 +382,10 @@ impl Ledger {
                     Some(_) => {}
                 }
             }
-            Observation::Promise { .. } | Observation::PromiseFrom { .. } => {}
+            Observation::Promise { .. }
+            | Observation::PromiseFrom { .. }
+            | Observation::SnapshotTaken { .. }
+            | Observation::SnapshotInstalled { .. } => {}
         }
         if instance < self.packed_below {
             let Some(Entry::Live(inst)) = self.instances.get(&instance) else {
