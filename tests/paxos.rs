@@ -55,6 +55,47 @@ fn paxos_runs_are_deterministic() {
     }
 }
 
+/// Multi-Paxos snapshotting every 20 slots under crashes and partitions: every check passes, and
+/// the run exercises both ways a replica gets a snapshot: reloading its own from disk when it
+/// restarts (at the restart's instant), and installing a peer's when it asks to catch up from a
+/// slot that peer has forgotten.
+#[test]
+fn multi_paxos_replicas_restart_from_their_snapshots_and_catch_up_through_their_peers() {
+    use faultline::families::paxos::Observation;
+    use faultline::sim::LifecycleKind;
+    let s = Scenario::load(&paxos_dir().join("multi-paxos-snapshot-catch-up.toml")).unwrap();
+    let options = RunOptions {
+        keep_all_observations: true,
+        ..RunOptions::default()
+    };
+    let record = run(&s, s.seed, &options);
+    assert_eq!(overall(&run_checks(&record)), Verdict::Pass);
+    let restarts: Vec<(u64, _)> = record
+        .lifecycle
+        .iter()
+        .filter(|l| l.kind == LifecycleKind::Restart)
+        .map(|l| (l.t_ns, l.node))
+        .collect();
+    let (mut taken, mut from_disk, mut from_peer) = (0, 0, 0);
+    for o in &record.observations {
+        match o.get::<Observation>() {
+            Some(Observation::SnapshotTaken { slot }) => {
+                assert!(*slot >= 20, "a snapshot before the threshold: {slot}");
+                taken += 1;
+            }
+            Some(Observation::SnapshotInstalled { .. }) if restarts.contains(&(o.t_ns, o.node)) => {
+                from_disk += 1
+            }
+            Some(Observation::SnapshotInstalled { .. }) => from_peer += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        taken >= 5 * 5 && from_disk >= 1 && from_peer >= 5,
+        "snapshots taken {taken}, reloaded at restart {from_disk}, installed from a peer {from_peer}"
+    );
+}
+
 /// Single-decree Paxos on a slow, fault-free network (1-60 ms each way, so round trips up to
 /// 120 ms) with a phase timeout of 50 ms, below most round trips: five proposers duel over 200
 /// instances. Proposers back off by a randomized, growing delay scaled to the round trip and
