@@ -274,7 +274,8 @@ impl<V: Proposal> Acceptor<V> {
     /// ballot was promised there (accepted anyway under `accept-ignores-promise`). Writes every
     /// acceptance, syncs once, then observes them. Returns the instances accepted; if none was,
     /// the highest promise that refused them. Slots compacted away are skipped, neither accepted
-    /// nor refused (an empty list if every entry was such a slot).
+    /// nor refused (an empty list if every entry was such a slot and the ballot is not below the
+    /// promise).
     pub fn accept(
         &mut self,
         ctx: &mut Context<'_>,
@@ -286,13 +287,13 @@ impl<V: Proposal> Acceptor<V> {
         let mut refused_by = Ballot::ZERO;
         let mut skipped = false;
         for (instance, value) in entries {
-            if self.compacted_through > 0 && instance <= self.compacted_through {
-                skipped = true;
-                continue;
-            }
             let promised = self.promised(instance);
             if ballot < promised && !self.bugs.accept_ignores_promise {
                 refused_by = refused_by.max(promised);
+                continue;
+            }
+            if self.compacted_through > 0 && instance <= self.compacted_through {
+                skipped = true;
                 continue;
             }
             // The JSON of `(ballot, value)`, as `serde_json::to_vec` writes the pair.

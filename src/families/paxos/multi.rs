@@ -952,7 +952,10 @@ impl<M: Served> Node<M> {
                 // Unanswered (the server may be down): ask the next one.
                 let others: Vec<NodeId> = self.others().collect();
                 let at = others.iter().position(|&s| s == peer).map_or(0, |i| i + 1);
-                peer = others[at % others.len()];
+                peer = others
+                    .get(at % others.len().max(1))
+                    .copied()
+                    .unwrap_or(peer);
                 self.catch_up_from = Some(peer);
             }
             self.ask_catch_up(ctx, peer);
@@ -1860,6 +1863,27 @@ mod tests {
             "no accepted, no nack"
         );
         assert_eq!(node.acceptor.accepted(2), None);
+        // A stale leader's accept there is refused by the promise first, as anywhere.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Accept {
+                ballot: b(1, 0),
+                entries: vec![(2, Value::Noop)].into(),
+                chosen: vec![].into(),
+            },
+        );
+        assert_eq!(
+            sends(&mut tc),
+            vec![(
+                NodeId(0),
+                Message::Nack {
+                    ballot: b(1, 0),
+                    promised: b(2, 2)
+                }
+            )]
+        );
+        assert_eq!(node.leader, Some(NodeId(2)), "still following (2, 2)");
         // After a crash it restarts from its snapshot, not from slot 1.
         tc.disk.crash();
         let mut restarted = Node::new(&setup(1), node.config.clone());
