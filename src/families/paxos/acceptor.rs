@@ -359,7 +359,7 @@ impl<V: Proposal> Acceptor<V> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::process::{Effect, NodeId, TestContext};
 
@@ -370,7 +370,8 @@ mod tests {
         }
     }
 
-    fn observed(tc: &mut TestContext) -> Vec<Observation> {
+    /// The Paxos observations recorded in `tc` since the last take.
+    pub(crate) fn observed(tc: &mut TestContext) -> Vec<Observation> {
         tc.take_effects()
             .into_iter()
             .filter_map(|e| match e {

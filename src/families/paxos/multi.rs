@@ -1544,6 +1544,7 @@ impl<M: Served> Process for Node<M> {
 mod tests {
     use super::*;
     use crate::families::kv::{ClientMessage, Outcome, Reply, Request};
+    use crate::families::paxos::acceptor::tests::observed;
     use crate::process::{Effect, TestContext};
 
     fn setup(id: u32) -> NodeSetup {
@@ -1564,6 +1565,14 @@ mod tests {
                 Effect::Send { to, message } => message.downcast().ok().map(|m| (to, m)),
                 _ => None,
             })
+            .collect()
+    }
+
+    /// The `accept` messages of `sent`.
+    fn accepts(sent: &[(NodeId, Message)]) -> Vec<&Message> {
+        sent.iter()
+            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
+            .map(|(_, m)| m)
             .collect()
     }
 
@@ -1646,11 +1655,7 @@ mod tests {
         );
         assert!(node.is_leader());
         let sent = sends(&mut tc);
-        let accepts: Vec<&Message> = sent
-            .iter()
-            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
-            .map(|(_, m)| m)
-            .collect();
+        let accepts = accepts(&sent);
         assert_eq!(
             accepts.len(),
             2,
@@ -1682,10 +1687,7 @@ mod tests {
         };
         node.on_request(&mut tc.ctx(), NodeId(9), request.clone());
         node.on_request(&mut tc.ctx(), NodeId(9), request.clone());
-        let accepts = sends(&mut tc)
-            .into_iter()
-            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
-            .count();
+        let accepts = accepts(&sends(&mut tc)).len();
         assert_eq!(
             accepts, 2,
             "a retry of a pending command is not proposed again"
@@ -1803,22 +1805,12 @@ mod tests {
         (tc, node)
     }
 
-    fn observations(tc: &mut TestContext) -> Vec<Observation> {
-        tc.take_effects()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Observe(o) => o.downcast().ok(),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn a_replica_snapshots_durably_and_forgets_the_slots_its_snapshot_covers() {
         let (mut tc, mut node) = compacted_follower();
         assert_eq!(node.applied(), 3);
         assert!(
-            observations(&mut tc).contains(&Observation::SnapshotTaken { slot: 3 }),
+            observed(&mut tc).contains(&Observation::SnapshotTaken { slot: 3 }),
             "applied 3 slots in one step, past the threshold of 2: one snapshot, at slot 3"
         );
         assert_eq!(node.chosen.compacted_through, 3);
@@ -1890,7 +1882,7 @@ mod tests {
         restarted.on_start(&mut tc.ctx());
         assert_eq!(restarted.applied(), 3);
         assert_eq!(restarted.machine.value("k2"), Some("v"));
-        assert!(observations(&mut tc).contains(&Observation::SnapshotInstalled { slot: 3 }));
+        assert!(observed(&mut tc).contains(&Observation::SnapshotInstalled { slot: 3 }));
         assert_eq!(restarted.acceptor.compacted_through(), 3);
     }
 
@@ -1978,11 +1970,7 @@ mod tests {
         );
         assert!(node.is_leader());
         let sent = sends(&mut tc);
-        let accepts: Vec<&Message> = sent
-            .iter()
-            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
-            .map(|(_, m)| m)
-            .collect();
+        let accepts = accepts(&sent);
         assert_eq!(
             *accepts[0],
             Message::Accept {
