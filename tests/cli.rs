@@ -690,10 +690,11 @@ fn bench_scale_quick_measures_every_load_in_a_child_and_each_passes() {
         "{scale}"
     );
     let loads = scale["loads"].as_array().expect("loads");
-    let shapes: Vec<(u64, u64, u64)> = loads
+    let shapes: Vec<(&str, u64, u64, u64)> = loads
         .iter()
         .map(|l| {
             (
+                l["protocol"].as_str().unwrap(),
                 l["nodes"].as_u64().unwrap(),
                 l["clients"].as_u64().unwrap(),
                 l["simulated_ms"].as_f64().unwrap() as u64,
@@ -703,12 +704,14 @@ fn bench_scale_quick_measures_every_load_in_a_child_and_each_passes() {
     assert_eq!(
         shapes,
         [
-            (5, 5, 4000),
-            (5, 20, 4000),
-            (15, 20, 4000),
-            (5, 50, 4000),
-            (5, 5, 6000),
-            (5, 50, 6000)
+            ("raft", 5, 5, 4000),
+            ("raft", 5, 20, 4000),
+            ("raft", 15, 20, 4000),
+            ("raft", 5, 50, 4000),
+            ("raft", 5, 5, 6000),
+            ("raft", 5, 50, 6000),
+            ("multi-paxos", 5, 50, 4000),
+            ("multi-paxos", 5, 5, 6000)
         ]
     );
     for l in loads {
@@ -739,5 +742,9 @@ fn bench_scale_quick_measures_every_load_in_a_child_and_each_passes() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(table.contains("5 nodes, 50 clients, 6 s"), "{table}");
-    assert_eq!(table.matches(" pass").count(), 6, "{table}");
+    assert!(
+        table.contains("multi-paxos, 5 nodes, 50 clients, 4 s"),
+        "{table}"
+    );
+    assert_eq!(table.matches(" pass").count(), 8, "{table}");
 }

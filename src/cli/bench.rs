@@ -41,7 +41,8 @@
 //!   idle cores). Not part of `all`.
 //! - `scale`: how one run's cost grows with nodes, clients and simulated time (see
 //!   `bench_scale`): steady-state Raft from 5 nodes and 5 clients to 50 clients and 600
-//!   simulated seconds; for each load the simulation alone, the full `faultline run` (in a child
+//!   simulated seconds, and Multi-Paxos at 50 clients for 60 s and 5 clients for 600 s; for
+//!   each load the simulation alone, the full `faultline run` (in a child
 //!   process) with its wall time, peak RSS and trace size, and the verdict. Takes minutes and
 //!   gigabytes of temporary disk: not part of `all`; `--quick` shortens every load to seconds.
 
@@ -76,8 +77,8 @@ pub enum Target {
     /// `faultline sweep`'s parallel efficiency: the same seeds of a shipped Raft scenario on 1
     /// worker, then on 2 (see [`sweep_bench`]). Not part of `all`.
     Sweep,
-    /// Steady-state Raft from 5 to 50 clients, 5 and 15 nodes, 60 and 600 simulated seconds:
-    /// simulation speed, full-run wall time, peak RSS (of a child process), trace size and
+    /// Steady-state Raft from 5 to 50 clients, 5 and 15 nodes, 60 and 600 simulated seconds,
+    /// and Multi-Paxos at 50 clients (60 s) and 5 clients (600 s): simulation speed, full-run wall time, peak RSS (of a child process), trace size and
     /// verdict per load (see `bench_scale`). Minutes long: not part of `all`.
     Scale,
 }

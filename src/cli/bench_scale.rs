@@ -1,8 +1,9 @@
 //! `faultline bench scale [--quick] [--json]`: how the cost of one run grows with nodes, clients
 //! and simulated time. Build with `--release`.
 //!
-//! Each load ([`LOADS`]) is `scenarios/raft/steady-state.toml` (embedded) with its nodes,
-//! clients and duration changed ([`load_scenario_text`]), at its seed 1. For each load:
+//! Each load ([`LOADS`]) is `scenarios/raft/steady-state.toml` (embedded) with its protocol
+//! (Raft, or Multi-Paxos for the last two loads), nodes, clients and duration changed
+//! ([`load_scenario_text`]), at its seed 1. For each load:
 //!
 //! - the simulation alone, in this process: one run with the trace hashed, not kept
 //!   ([`RunOptions::hash_only`]), timed with the wall clock; no checks;
@@ -33,11 +34,13 @@ use crate::scenario::Scenario;
 use crate::sim::{self, RunOptions};
 use crate::wall::wall_now;
 
-/// One load: a steady-state Raft cluster of `nodes` servers and `clients` clients for
+/// One load: a steady-state cluster of `nodes` servers of `protocol` and `clients` clients for
 /// `duration_s` simulated seconds (the scenario's workload otherwise: 2 outstanding operations
 /// per client, 10 ms think time, 5 keys, 1-5 ms links).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Load {
+    /// The protocol (`[cluster] protocol`): `raft` or `multi-paxos`.
+    pub protocol: &'static str,
     /// Raft servers.
     pub nodes: u32,
     /// Clients.
@@ -48,20 +51,30 @@ pub struct Load {
     pub quick_ms: u64,
 }
 
-/// The loads of `faultline bench scale`: the table of issue 18 (5 to 50 clients, 5 and 15
-/// nodes, 60 and 600 simulated seconds).
+/// The loads of `faultline bench scale`: the table of issue 18 (Raft with 5 to 50 clients, 5
+/// and 15 nodes, 60 and 600 simulated seconds), then Multi-Paxos with 50 clients for 60 s and 5
+/// clients for 600 s.
 pub const LOADS: &[Load] = &[
-    Load::new(5, 5, 60, 4_000),
-    Load::new(5, 20, 60, 4_000),
-    Load::new(15, 20, 60, 4_000),
-    Load::new(5, 50, 60, 4_000),
-    Load::new(5, 5, 600, 6_000),
-    Load::new(5, 50, 600, 6_000),
+    Load::new("raft", 5, 5, 60, 4_000),
+    Load::new("raft", 5, 20, 60, 4_000),
+    Load::new("raft", 15, 20, 60, 4_000),
+    Load::new("raft", 5, 50, 60, 4_000),
+    Load::new("raft", 5, 5, 600, 6_000),
+    Load::new("raft", 5, 50, 600, 6_000),
+    Load::new("multi-paxos", 5, 50, 60, 4_000),
+    Load::new("multi-paxos", 5, 5, 600, 6_000),
 ];
 
 impl Load {
-    const fn new(nodes: u32, clients: u32, duration_s: u64, quick_ms: u64) -> Load {
+    const fn new(
+        protocol: &'static str,
+        nodes: u32,
+        clients: u32,
+        duration_s: u64,
+        quick_ms: u64,
+    ) -> Load {
         Load {
+            protocol,
             nodes,
             clients,
             duration_s,
@@ -78,7 +91,7 @@ impl Load {
         }
     }
 
-    /// `5 nodes, 20 clients, 60 s`.
+    /// `5 nodes, 20 clients, 60 s` (Raft), `multi-paxos, 5 nodes, 50 clients, 60 s`.
     pub fn label(&self, quick: bool) -> String {
         let ms = self.duration_ms(quick);
         let time = if ms.is_multiple_of(1000) {
@@ -86,13 +99,21 @@ impl Load {
         } else {
             format!("{ms} ms")
         };
-        format!("{} nodes, {} clients, {time}", self.nodes, self.clients)
+        let protocol = if self.protocol == "raft" {
+            String::new()
+        } else {
+            format!("{}, ", self.protocol)
+        };
+        format!(
+            "{protocol}{} nodes, {} clients, {time}",
+            self.nodes, self.clients
+        )
     }
 }
 
 /// The scenario of `load`: `scenarios/raft/steady-state.toml` with `name`, `duration`,
-/// `[cluster] nodes` and `[workload] clients` replaced, as TOML text (what the child process
-/// runs; the in-process simulation parses the same text).
+/// `[cluster] protocol`, `[cluster] nodes` and `[workload] clients` replaced, as TOML text (what
+/// the child process runs; the in-process simulation parses the same text).
 pub fn load_scenario_text(load: &Load, quick: bool) -> String {
     let mut doc: toml::Table = include_str!("../../scenarios/raft/steady-state.toml")
         .parse()
@@ -100,8 +121,16 @@ pub fn load_scenario_text(load: &Load, quick: bool) -> String {
     let ms = load.duration_ms(quick);
     doc.insert(
         "name".into(),
-        format!("bench-scale-n{}-c{}-{}ms", load.nodes, load.clients, ms).into(),
+        format!(
+            "bench-scale-{}-n{}-c{}-{}ms",
+            load.protocol, load.nodes, load.clients, ms
+        )
+        .into(),
     );
+    doc.get_mut("cluster")
+        .and_then(toml::Value::as_table_mut)
+        .expect("steady-state has the table")
+        .insert("protocol".into(), load.protocol.into());
     doc.insert("duration".into(), format!("{ms}ms").into());
     let mut set = |table: &str, key: &str, value: u32| {
         doc.get_mut(table)
@@ -119,7 +148,9 @@ pub fn load_scenario_text(load: &Load, quick: bool) -> String {
 pub struct LoadFigure {
     /// `5 nodes, 20 clients, 60 s`.
     pub name: String,
-    /// Raft servers.
+    /// The protocol: `raft` or `multi-paxos`.
+    pub protocol: String,
+    /// Servers.
     pub nodes: u32,
     /// Clients.
     pub clients: u32,
@@ -186,7 +217,7 @@ pub fn bench_scale(quick: bool, json: bool) -> u8 {
             "scenarios/raft/steady-state.toml"
         );
         println!(
-            "  {:<30} {:>18} {:>10} {:>10} {:>10} {:>10}  verdict",
+            "  {:<43} {:>18} {:>10} {:>10} {:>10} {:>10}  verdict",
             "load", "simulation alone", "full run", "full x", "peak RSS", "trace"
         );
     }
@@ -226,7 +257,7 @@ pub fn bench_scale(quick: bool, json: bool) -> u8 {
 fn line(f: &LoadFigure) -> String {
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / f64::from(1u32 << 20));
     format!(
-        "{:<30} {:>8.1}x ({:>5.1} s) {:>8.1} s {:>10} {:>10} {:>10}  {}",
+        "{:<43} {:>8.1}x ({:>5.1} s) {:>8.1} s {:>10} {:>10} {:>10}  {}",
         f.name,
         f.sim_to_wall,
         f.sim_wall_ms / 1e3,
@@ -257,6 +288,7 @@ fn measure_load(exe: &Path, load: &Load, quick: bool) -> LoadFigure {
     let full = full_run(exe, &text);
     LoadFigure {
         name: load.label(quick),
+        protocol: load.protocol.into(),
         nodes: load.nodes,
         clients: load.clients,
         simulated_ms,
@@ -420,6 +452,7 @@ mod tests {
                 assert_eq!(topology.servers.len(), load.nodes as usize, "{text}");
                 let clients: u32 = s.clients.iter().map(|g| g.count).sum();
                 assert_eq!(clients, load.clients);
+                assert_eq!(s.cluster.roles[0].protocol, load.protocol, "{text}");
                 // Everything else is the shipped scenario's.
                 let json = |a: &Scenario| {
                     serde_json::to_string(&(&a.network, &a.clients[0].options, a.seed))
@@ -428,9 +461,13 @@ mod tests {
                 assert_eq!(json(&s), json(&shipped));
             }
         }
-        assert_eq!(LOADS.len(), 6);
+        assert_eq!(LOADS.len(), 8);
         assert_eq!(LOADS[3].label(false), "5 nodes, 50 clients, 60 s");
         assert_eq!(LOADS[5].label(true), "5 nodes, 50 clients, 6 s");
+        assert_eq!(
+            LOADS[6].label(false),
+            "multi-paxos, 5 nodes, 50 clients, 60 s"
+        );
     }
 
     #[test]

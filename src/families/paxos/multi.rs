@@ -38,7 +38,9 @@
 //! - **Back-off (§2.4).** A preempted candidate waits a fresh randomized election timeout.
 //!
 //! - **Snapshots and log compaction** (as "Paxos Made Live" §5.5 and Raft §7 do). When
-//!   `snapshot_threshold_slots` applied slots follow the last snapshot, a server writes a
+//!   `snapshot_threshold_slots` applied slots follow the last snapshot, and at least one per
+//!   `snapshot_bytes_per_slot` bytes of it (a large state is snapshotted less often), a server
+//!   writes a
 //!   snapshot of its state machine (data and client sessions) at its applied slot to disk, and
 //!   with it, in the same sync, forgets every slot up to there: its chosen log's prefix and its
 //!   acceptor's proposals ([`super::acceptor`], "Compaction"). A server asked to catch up from a
@@ -186,9 +188,18 @@ pub struct Config {
     #[serde(default = "default_session_limit")]
     pub session_limit: u32,
     /// Take a snapshot, and compact the chosen log and the acceptor, when this many applied
-    /// slots follow the last one (default 1000).
+    /// slots follow the last one (default 1000), and [`Config::snapshot_bytes_per_slot`]
+    /// allows it.
     #[serde(default = "default_snapshot_threshold_slots")]
     pub snapshot_threshold_slots: u32,
+    /// Spaces snapshots by their size: after a snapshot of `n` bytes, the next waits for at
+    /// least `n / snapshot_bytes_per_slot` applied slots, so that snapshotting costs in
+    /// proportion to the log it replaces, not to the state times the slots (Ongaro's
+    /// dissertation §5.1.1 weighs the log against the previous snapshot). A slot's share of the
+    /// log, in bytes (default 100, about an acceptance record of a key-value command); 0 turns
+    /// this off (a snapshot every `snapshot_threshold_slots`).
+    #[serde(default = "default_snapshot_bytes_per_slot")]
+    pub snapshot_bytes_per_slot: u32,
     /// The replicated state machine, by name (default `"kv"`, the key-value store; the names
     /// are `families::kv::STATE_MACHINES`).
     #[serde(default = "kv::default_state_machine")]
@@ -218,6 +229,9 @@ fn default_session_limit() -> u32 {
 }
 fn default_snapshot_threshold_slots() -> u32 {
     1000
+}
+fn default_snapshot_bytes_per_slot() -> u32 {
+    100
 }
 
 impl Default for Config {
@@ -277,6 +291,12 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
         if !(1..=max).contains(&n) {
             errors.push(err(key, format!("expected between 1 and {max}")));
         }
+    }
+    if c.snapshot_bytes_per_slot > 1_000_000 {
+        errors.push(err(
+            "snapshot_bytes_per_slot",
+            "expected between 0 (off) and 1000000".into(),
+        ));
     }
     errors.extend(kv::validate_state_machine(&c.state_machine));
     errors.extend(family::check_bugs(&c.bugs, PROTOCOL.bugs, PROTOCOL.name));
@@ -1017,8 +1037,15 @@ impl<M: Served> Node<M> {
     /// acceptor through it, once `snapshot_threshold_slots` applied slots follow the last
     /// snapshot.
     fn maybe_snapshot(&mut self, ctx: &mut Context<'_>) {
-        let last = self.snapshot.as_ref().map_or(0, |s| s.slot);
-        if self.applied - last < u64::from(self.config.snapshot_threshold_slots) {
+        let (last, last_bytes) = self
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.slot, s.data.len() as u64));
+        let since = self.applied - last;
+        let per_slot = u64::from(self.config.snapshot_bytes_per_slot);
+        if since < u64::from(self.config.snapshot_threshold_slots)
+            || (per_slot > 0 && since < last_bytes / per_slot)
+        {
             return;
         }
         let snapshot = Snapshot {
@@ -1781,7 +1808,15 @@ mod tests {
         };
         let mut node = Node::new(&setup(1), config);
         node.on_start(&mut tc.ctx());
-        let entries: Vec<(u64, Value)> = (1..=3)
+        accept_chosen(&mut tc, &mut node, 1..=3);
+        (tc, node)
+    }
+
+    /// `node` accepts a put in each of `slots` from leader 0 (ballot (1, 0)) and is told they
+    /// are chosen.
+    fn accept_chosen(tc: &mut TestContext, node: &mut Node, slots: std::ops::RangeInclusive<u64>) {
+        let entries: Vec<(u64, Value)> = slots
+            .clone()
             .map(|i| (i, command(9, i, &format!("k{i}"), "v")))
             .collect();
         node.on_message(
@@ -1798,11 +1833,28 @@ mod tests {
             NodeId(0),
             Message::Heartbeat {
                 ballot: b(1, 0),
-                chosen_through: 3,
-                chosen: vec![1, 2, 3],
+                chosen_through: *slots.end(),
+                chosen: slots.collect(),
             },
         );
-        (tc, node)
+    }
+
+    #[test]
+    fn snapshots_are_spaced_by_the_size_of_the_last_one_unless_that_is_off() {
+        for (bytes_per_slot, next) in [(0, 5), (10, 3)] {
+            let (mut tc, mut node) = compacted_follower();
+            node.config.snapshot_bytes_per_slot = bytes_per_slot;
+            let size = node.snapshot.as_ref().unwrap().data.len() as u64;
+            assert!(size > 40, "a snapshot of {size} bytes");
+            // Two slots more: the threshold (2) is met; 2 < size / 10 slots are not.
+            accept_chosen(&mut tc, &mut node, 4..=5);
+            assert_eq!(node.applied(), 5);
+            assert_eq!(
+                node.snapshot.as_ref().unwrap().slot,
+                next,
+                "bytes per slot {bytes_per_slot}"
+            );
+        }
     }
 
     #[test]
