@@ -60,8 +60,8 @@ pub struct Acceptor<V> {
     promised_all: Ballot,
     promised: BTreeMap<u64, Ballot>,
     accepted: BTreeMap<u64, (Ballot, V)>,
-    /// Slots up to this one are compacted away (0: none; see the module docs).
-    compacted_through: u64,
+    /// The first slot not compacted away (0: none is; see the module docs).
+    kept_from: u64,
     /// Instances whose state changed since the last [`Acceptor::check_invariants`].
     touched: Vec<u64>,
     /// Where a disk record is encoded before it is copied out at its exact size (its buffer
@@ -127,7 +127,7 @@ impl<V: Proposal> Acceptor<V> {
             promised_all: read_json(disk, PROMISE_ALL_KEY).unwrap_or(Ballot::ZERO),
             promised: BTreeMap::new(),
             accepted: BTreeMap::new(),
-            compacted_through: read_json(disk, COMPACTED_KEY).unwrap_or(0),
+            kept_from: read_json(disk, COMPACTED_KEY).map_or(0, |through: u64| through + 1),
             touched: Vec::new(),
             record: Vec::new(),
             names: Vec::new(),
@@ -175,7 +175,7 @@ impl<V: Proposal> Acceptor<V> {
 
     /// The last slot compacted away (0: none): see the module docs.
     pub fn compacted_through(&self) -> u64 {
-        self.compacted_through
+        self.kept_from.saturating_sub(1)
     }
 
     /// Forgets the proposals accepted in slots up to `slot` (Multi-Paxos), in memory and on
@@ -185,14 +185,14 @@ impl<V: Proposal> Acceptor<V> {
     /// compaction point.
     pub fn compact_through(&mut self, disk: &mut Disk, slot: u64) {
         assert_eq!(self.scope, Scope::AllSlots, "only Multi-Paxos compacts");
-        if slot <= self.compacted_through {
+        if slot < self.kept_from {
             return;
         }
-        let kept = self.accepted.split_off(&(slot + 1));
+        self.kept_from = slot + 1;
+        let kept = self.accepted.split_off(&self.kept_from);
         for instance in std::mem::replace(&mut self.accepted, kept).into_keys() {
             disk.remove(key(ACCEPTED_PREFIX, instance));
         }
-        self.compacted_through = slot;
         disk.write(COMPACTED_KEY, slot.to_string());
     }
 
@@ -265,7 +265,7 @@ impl<V: Proposal> Acceptor<V> {
         }
         Ok(self
             .accepted
-            .range(from_slot.max(self.compacted_through + 1)..)
+            .range(from_slot.max(self.kept_from)..)
             .map(|(&slot, (b, v))| (slot, *b, v.clone()))
             .collect())
     }
@@ -292,7 +292,7 @@ impl<V: Proposal> Acceptor<V> {
                 refused_by = refused_by.max(promised);
                 continue;
             }
-            if self.compacted_through > 0 && instance <= self.compacted_through {
+            if instance < self.kept_from {
                 skipped = true;
                 continue;
             }

@@ -623,13 +623,6 @@ impl<V> ChosenLog<V> {
     }
 }
 
-/// A snapshot of a replica's state machine: the last slot it covers, and its data.
-#[derive(Clone, Debug)]
-struct Snapshot {
-    slot: u64,
-    data: Arc<str>,
-}
-
 /// One Multi-Paxos server.
 #[derive(Debug)]
 pub struct Node<M: Served = KvMachine> {
@@ -657,8 +650,9 @@ pub struct Node<M: Served = KvMachine> {
     /// Where a leader that is behind catches up from (a server that reported a compaction
     /// point above its applied slot).
     catch_up_from: Option<NodeId>,
-    /// The last snapshot taken or installed (also on disk).
-    snapshot: Option<Snapshot>,
+    /// The last snapshot taken or installed (also on disk): the state machine after every slot
+    /// up to the chosen log's compaction point.
+    snapshot: Option<Arc<str>>,
     last_role: Option<(NodeRole, u64)>,
 }
 
@@ -970,11 +964,11 @@ impl<M: Served> Node<M> {
                 .is_some_and(|(_, at)| now - at >= 2 * interval)
             {
                 // Unanswered (the server may be down): ask the next one.
-                let others: Vec<NodeId> = self.others().collect();
-                let at = others.iter().position(|&s| s == peer).map_or(0, |i| i + 1);
-                peer = others
-                    .get(at % others.len().max(1))
-                    .copied()
+                peer = self
+                    .others()
+                    .skip_while(|&s| s != peer)
+                    .nth(1)
+                    .or_else(|| self.others().next())
                     .unwrap_or(peer);
                 self.catch_up_from = Some(peer);
             }
@@ -1037,35 +1031,42 @@ impl<M: Served> Node<M> {
     /// acceptor through it, once `snapshot_threshold_slots` applied slots follow the last
     /// snapshot.
     fn maybe_snapshot(&mut self, ctx: &mut Context<'_>) {
-        let (last, last_bytes) = self
-            .snapshot
-            .as_ref()
-            .map_or((0, 0), |s| (s.slot, s.data.len() as u64));
-        let since = self.applied - last;
+        let last_bytes = self.snapshot.as_ref().map_or(0, |s| s.len() as u64);
+        let since = self.applied - self.chosen.compacted_through;
         let per_slot = u64::from(self.config.snapshot_bytes_per_slot);
         if since < u64::from(self.config.snapshot_threshold_slots)
             || (per_slot > 0 && since < last_bytes / per_slot)
         {
             return;
         }
-        let snapshot = Snapshot {
-            slot: self.applied,
-            data: self.machine.to_snapshot().into(),
-        };
-        self.keep_snapshot(ctx, snapshot);
+        let data: Arc<str> = self.machine.to_snapshot().into();
+        self.write_snapshot(ctx, self.applied, &data);
+        self.hold_snapshot(self.applied, data);
         ctx.observe(Observation::SnapshotTaken { slot: self.applied });
     }
 
-    /// Makes `snapshot` this server's: written to disk with the acceptor's compaction through
-    /// its slot, synced, and the chosen log compacted through it.
-    fn keep_snapshot(&mut self, ctx: &mut Context<'_>, snapshot: Snapshot) {
+    /// Writes the snapshot `data` through `slot` to disk with the acceptor's compaction through
+    /// it, and syncs.
+    fn write_snapshot(&mut self, ctx: &mut Context<'_>, slot: u64, data: &str) {
         let disk = ctx.disk();
-        disk.write(SNAPSHOT_KEY, snapshot.data.as_bytes());
-        disk.write(SNAPSHOT_SLOT_KEY, snapshot.slot.to_string());
-        self.acceptor.compact_through(disk, snapshot.slot);
+        disk.write(SNAPSHOT_KEY, data.as_bytes());
+        disk.write(SNAPSHOT_SLOT_KEY, slot.to_string());
+        self.acceptor.compact_through(disk, slot);
         disk.sync();
-        self.chosen.compact_through(snapshot.slot);
-        self.snapshot = Some(snapshot);
+    }
+
+    /// Keeps the snapshot `data` through `slot` (written to disk) as this server's, and
+    /// compacts the chosen log through it.
+    fn hold_snapshot(&mut self, slot: u64, data: Arc<str>) {
+        self.chosen.compact_through(slot);
+        self.snapshot = Some(data);
+    }
+
+    /// Makes the state machine the snapshot `data`: the state after every slot up to `slot`.
+    fn restore(&mut self, slot: u64, data: &str) {
+        self.machine = Sessions::from_snapshot(data, self.config.session_limit)
+            .expect("snapshots are the state machine's own text");
+        self.applied = slot;
     }
 
     fn ask_catch_up(&mut self, ctx: &mut Context<'_>, to: NodeId) {
@@ -1284,10 +1285,11 @@ impl<M: Served> Node<M> {
     }
 
     fn on_catch_up(&mut self, ctx: &mut Context<'_>, from: NodeId, from_slot: u64) {
-        if let Some(snapshot) = &self.snapshot
-            && from_slot <= snapshot.slot
+        let slot = self.chosen.compacted_through;
+        if let Some(data) = &self.snapshot
+            && from_slot <= slot
         {
-            let (slot, data) = (snapshot.slot, snapshot.data.clone());
+            let data = data.clone();
             return ctx.send(from, Msg::<M>::Snapshot { slot, data });
         }
         let entries: Vec<(u64, Val<M>)> = self
@@ -1305,11 +1307,10 @@ impl<M: Served> Node<M> {
     /// this server's, on disk); then asks for what follows.
     fn on_snapshot(&mut self, ctx: &mut Context<'_>, from: NodeId, slot: u64, data: Arc<str>) {
         if slot > self.applied {
-            self.machine = Sessions::from_snapshot(&data, self.config.session_limit)
-                .expect("servers send valid snapshots");
-            self.applied = slot;
+            self.restore(slot, &data);
             self.leader_chosen_through = self.leader_chosen_through.max(slot);
-            self.keep_snapshot(ctx, Snapshot { slot, data });
+            self.write_snapshot(ctx, slot, &data);
+            self.hold_snapshot(slot, data);
             ctx.observe(Observation::SnapshotInstalled { slot });
             self.drop_pending_through(ctx, slot);
             self.apply(ctx);
@@ -1414,14 +1415,14 @@ impl<M: Served> Node<M> {
             "applied slot {} is not chosen",
             self.applied
         );
-        let snapshot_slot = self.snapshot.as_ref().map_or(0, |s| s.slot);
+        let snapshot_slot = self.chosen.compacted_through;
         assert!(
             snapshot_slot <= self.applied
-                && self.chosen.compacted_through == snapshot_slot
+                && self.snapshot.is_some() == (snapshot_slot > 0)
                 && self.acceptor.compacted_through() == snapshot_slot,
-            "snapshot at slot {snapshot_slot}, applied {}, chosen log compacted through {}, acceptor through {}",
+            "snapshot at slot {snapshot_slot} (held: {}), applied {}, acceptor compacted through {}",
+            self.snapshot.is_some(),
             self.applied,
-            self.chosen.compacted_through,
             self.acceptor.compacted_through()
         );
         if let Some(b) = self.own_ballot() {
@@ -1486,11 +1487,8 @@ impl<M: Served> Process for Node<M> {
             )
             .expect("snapshots are UTF-8")
             .into();
-            self.machine = Sessions::from_snapshot(&data, self.config.session_limit)
-                .expect("our own snapshot parses");
-            self.applied = slot;
-            self.chosen.compact_through(slot);
-            self.snapshot = Some(Snapshot { slot, data });
+            self.restore(slot, &data);
+            self.hold_snapshot(slot, data);
             ctx.observe(Observation::SnapshotInstalled { slot });
         }
         self.observe_role(ctx, NodeRole::Follower, self.round_seen);
@@ -1844,14 +1842,13 @@ mod tests {
         for (bytes_per_slot, next) in [(0, 5), (10, 3)] {
             let (mut tc, mut node) = compacted_follower();
             node.config.snapshot_bytes_per_slot = bytes_per_slot;
-            let size = node.snapshot.as_ref().unwrap().data.len() as u64;
+            let size = node.snapshot.as_ref().unwrap().len() as u64;
             assert!(size > 40, "a snapshot of {size} bytes");
             // Two slots more: the threshold (2) is met; 2 < size / 10 slots are not.
             accept_chosen(&mut tc, &mut node, 4..=5);
             assert_eq!(node.applied(), 5);
             assert_eq!(
-                node.snapshot.as_ref().unwrap().slot,
-                next,
+                node.chosen.compacted_through, next,
                 "bytes per slot {bytes_per_slot}"
             );
         }

@@ -73,6 +73,17 @@ struct PaxosNarrator {
 }
 
 impl PaxosNarrator {
+    /// Multi-Paxos: `n` has applied every slot up to `slot` (its `log` state and its
+    /// `commit index` sample, throttled).
+    fn show_applied(&mut self, t_ns: u64, n: &str, slot: u64, out: &mut Narration) {
+        for (t, v) in self.log_state.update(t_ns, n, format!("applied {slot}")) {
+            out.set(t, n, "log", v);
+        }
+        for (t, v) in self.samples.update(t_ns, n, slot) {
+            out.sample(t, "commit index", n, v as f64);
+        }
+    }
+
     /// `(2, n3)` for `{"round":2,"node":2}`.
     fn ballot(&self, b: Option<&serde_json::Value>) -> String {
         let Some(b) = b else { return "?".into() };
@@ -229,12 +240,7 @@ impl PaxosNarrator {
                         format!("{n} sees its first slot as leader chosen (slot {instance})"),
                     );
                 }
-                for (t, v) in self.log_state.update(e.t_ns, n, format!("applied {instance}")) {
-                    out.set(t, n, "log", v);
-                }
-                for (t, v) in self.samples.update(e.t_ns, n, instance) {
-                    out.sample(t, "commit index", n, v as f64);
-                }
+                self.show_applied(e.t_ns, n, instance, out);
             }
             // Told once per node: later snapshots only repeat it.
             "snapshot-taken" if self.snapshotted.insert(n.to_string()) => out.say(
@@ -255,12 +261,7 @@ impl PaxosNarrator {
                         instance + 1
                     ),
                 );
-                for (t, v) in self.log_state.update(e.t_ns, n, format!("applied {instance}")) {
-                    out.set(t, n, "log", v);
-                }
-                for (t, v) in self.samples.update(e.t_ns, n, instance) {
-                    out.sample(t, "commit index", n, v as f64);
-                }
+                self.show_applied(e.t_ns, n, instance, out);
             }
             "role" => {
                 let role = obs.get("role").and_then(|r| r.as_str()).unwrap_or("?");
