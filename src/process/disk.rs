@@ -20,8 +20,9 @@ use rustc_hash::FxBuildHasher;
 /// deterministic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Disk {
-    /// What survives a crash. Hashed, not ordered: a protocol writes a key per log slot or
-    /// instance (Paxos acceptors: `acceptor/accepted/<slot>`, thousands per run), and a B-tree
+    /// What survives a crash. Hashed, not ordered: a protocol may write a key per instance or
+    /// item (single-decree Paxos: `acceptor/accepted/<instance>`; the quorum store: a key per
+    /// data item), thousands per run, and a B-tree
     /// compared each new key with dozens of long, mostly equal keys. Its order (insertions and
     /// removals, deterministic like everything in a run) is never observed: listings sort.
     durable: IndexMap<String, Vec<u8>, FxBuildHasher>,

@@ -9,14 +9,24 @@
 //!
 //! Durability: every promise and acceptance is written to the node's disk and synced *before*
 //! the acceptor answers, and only then observed. On restart the acceptor reloads exactly what was
-//! synced. Disk keys: `acceptor/promise-all` (AllSlots), `acceptor/promise/<instance>` and
-//! `acceptor/accepted/<instance>` (JSON: ballot, or `[ballot, value]`); instance numbers are
-//! zero-padded to 20 digits so keys sort numerically.
+//! synced. Disk keys:
+//! - [`Scope::PerInstance`]: `acceptor/promise/<instance>` (JSON: the ballot) and
+//!   `acceptor/accepted/<instance>` (JSON: `[ballot, value]`), one record per instance,
+//!   overwritten; instance numbers are zero-padded to 20 digits so keys sort numerically.
+//! - [`Scope::AllSlots`]: `acceptor/promise-all` (the ballot) and one write-ahead log of
+//!   acceptances, `acceptor/accepted-log`: a line `[slot, ballot, value]` appended per
+//!   acceptance, the last line of a slot being its accepted proposal (as in Raft, where the log
+//!   is one file appended to; thousands of slots as thousands of files cost a key, a record and
+//!   a map entry each). An acceptance the acceptor already holds (the same ballot and value,
+//!   e.g. a retransmitted accept) is answered without a new line, so a leader repeating its
+//!   window cannot grow the log.
 //!
 //! Compaction (Multi-Paxos): once its replica holds a durable snapshot of the state machine
 //! through slot `s` (every slot up to `s` is chosen, and applied there),
 //! [`Acceptor::compact_through`] forgets the proposals accepted in slots up to `s`, in memory and
-//! on disk (`acceptor/compacted-through` records `s`). From then on the acceptor reports `s` with
+//! on disk (the log is rewritten with the slots above `s` only, and
+//! `acceptor/compacted-through` records `s`), so the log's length is bounded by the slots
+//! between two snapshots. From then on the acceptor reports `s` with
 //! every promise instead of those proposals, and takes no part in those slots: an `accept` there
 //! is neither accepted nor refused. A new leader treats every slot up to the highest compaction
 //! point among its promises as chosen and proposes nothing there (quorum intersection: any slot
@@ -41,6 +51,7 @@ use crate::process::disk::Disk;
 const PROMISE_ALL_KEY: &str = "acceptor/promise-all";
 const PROMISE_PREFIX: &str = "acceptor/promise/";
 const ACCEPTED_PREFIX: &str = "acceptor/accepted/";
+const ACCEPTED_LOG_KEY: &str = "acceptor/accepted-log";
 const COMPACTED_KEY: &str = "acceptor/compacted-through";
 
 /// What one promise covers.
@@ -103,14 +114,42 @@ pub trait Proposal: Clone + Serialize + DeserializeOwned + ValueId {
 /// Single-decree values.
 impl Proposal for String {}
 
-/// Appends `[` and the JSON of `ballot` (`{"round":R,"node":N}`, as its `Serialize` writes it)
-/// to `out`: the start of an acceptance record, written for every acceptance.
+/// Appends the JSON of `ballot` (`{"round":R,"node":N}`, as its `Serialize` writes it) to `out`.
 fn write_ballot_json(ballot: Ballot, out: &mut Vec<u8>) {
-    out.extend_from_slice(br#"[{"round":"#);
+    out.extend_from_slice(br#"{"round":"#);
     out.extend_from_slice(itoa::Buffer::new().format(ballot.round).as_bytes());
     out.extend_from_slice(br#","node":"#);
     out.extend_from_slice(itoa::Buffer::new().format(ballot.node.0).as_bytes());
     out.push(b'}');
+}
+
+/// Appends an acceptance record to `out`, as `serde_json` writes the tuple: `[ballot,value]`
+/// (a per-instance key) or, with a slot, `[slot,ballot,value]` and a newline (a line of the
+/// acceptance log). Written for every acceptance, so without serde's machinery.
+fn write_acceptance<V: Proposal>(slot: Option<u64>, ballot: Ballot, value: &V, out: &mut Vec<u8>) {
+    out.push(b'[');
+    if let Some(slot) = slot {
+        out.extend_from_slice(itoa::Buffer::new().format(slot).as_bytes());
+        out.push(b',');
+    }
+    write_ballot_json(ballot, out);
+    out.push(b',');
+    value.write_json(out);
+    out.push(b']');
+    if slot.is_some() {
+        out.push(b'\n');
+    }
+}
+
+/// The acceptances in the log on `disk`, oldest first (see the module docs).
+fn read_acceptance_log<V: DeserializeOwned>(disk: &Disk) -> Vec<(u64, Ballot, V)> {
+    let Some(log) = disk.read(ACCEPTED_LOG_KEY) else {
+        return Vec::new();
+    };
+    log.split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).expect("acceptance log lines are valid JSON"))
+        .collect()
 }
 
 fn read_json<T: DeserializeOwned>(disk: &Disk, key: &str) -> Option<T> {
@@ -138,15 +177,18 @@ impl<V: Proposal> Acceptor<V> {
                 .promised
                 .insert(parse_instance(&k, PROMISE_PREFIX), ballot);
         }
-        for k in disk.keys_with_prefix(ACCEPTED_PREFIX) {
-            let proposal: (Ballot, V) = read_json(disk, &k).expect("listed key");
-            let instance = parse_instance(&k, ACCEPTED_PREFIX);
+        let keyed = disk.keys_with_prefix(ACCEPTED_PREFIX).into_iter().map(|k| {
+            let (ballot, value): (Ballot, V) = read_json(disk, &k).expect("listed key");
+            (parse_instance(&k, ACCEPTED_PREFIX), ballot, value)
+        });
+        // The log's last line of a slot is its proposal: later lines replace earlier ones.
+        for (instance, ballot, value) in keyed.chain(read_acceptance_log(disk)) {
             // Accepting a ballot promised it (see the module docs); under the bug that promise,
             // like every other, lived in memory only.
             if !bugs.promise_not_persisted {
-                acceptor.raise_promise(instance, proposal.0);
+                acceptor.raise_promise(instance, ballot);
             }
-            acceptor.accepted.insert(instance, proposal);
+            acceptor.accepted.insert(instance, (ballot, value));
         }
         acceptor
     }
@@ -189,10 +231,13 @@ impl<V: Proposal> Acceptor<V> {
             return;
         }
         self.kept_from = slot + 1;
-        let kept = self.accepted.split_off(&self.kept_from);
-        for instance in std::mem::replace(&mut self.accepted, kept).into_keys() {
-            disk.remove(key(ACCEPTED_PREFIX, instance));
+        self.accepted = self.accepted.split_off(&self.kept_from);
+        // The log keeps the proposals above `slot` only: a record each, rewritten.
+        self.record.clear();
+        for (&instance, (ballot, value)) in &self.accepted {
+            write_acceptance(Some(instance), *ballot, value, &mut self.record);
         }
+        disk.write(ACCEPTED_LOG_KEY, self.record.as_slice());
         disk.write(COMPACTED_KEY, slot.to_string());
     }
 
@@ -286,6 +331,7 @@ impl<V: Proposal> Acceptor<V> {
         let mut instances = Vec::with_capacity(entries.size_hint().0);
         let mut refused_by = Ballot::ZERO;
         let mut skipped = false;
+        self.record.clear();
         for (instance, value) in entries {
             let promised = self.promised(instance);
             if ballot < promised && !self.bugs.accept_ignores_promise {
@@ -296,14 +342,25 @@ impl<V: Proposal> Acceptor<V> {
                 skipped = true;
                 continue;
             }
-            // The JSON of `(ballot, value)`, as `serde_json::to_vec` writes the pair.
-            self.record.clear();
-            write_ballot_json(ballot, &mut self.record);
-            self.record.push(b',');
-            value.write_json(&mut self.record);
-            self.record.push(b']');
-            ctx.disk()
-                .write(key(ACCEPTED_PREFIX, instance), self.record.as_slice());
+            match self.scope {
+                Scope::PerInstance => {
+                    self.record.clear();
+                    write_acceptance(None, ballot, &value, &mut self.record);
+                    ctx.disk()
+                        .write(key(ACCEPTED_PREFIX, instance), self.record.as_slice());
+                }
+                // One log line per acceptance, appended below in one piece; none for one the
+                // acceptor already holds (the log already ends it).
+                Scope::AllSlots => {
+                    let held = self
+                        .accepted
+                        .get(&instance)
+                        .is_some_and(|(b, v)| *b == ballot && v.value_id() == value.value_id());
+                    if !held {
+                        write_acceptance(Some(instance), ballot, &value, &mut self.record);
+                    }
+                }
+            }
             self.raise_promise(instance, ballot);
             instances.push(instance);
             self.names.push(value.value_id());
@@ -315,6 +372,10 @@ impl<V: Proposal> Acceptor<V> {
             } else {
                 Err(refused_by)
             };
+        }
+        if self.scope == Scope::AllSlots && !self.record.is_empty() {
+            ctx.disk().append(ACCEPTED_LOG_KEY, self.record.as_slice());
+            self.record.clear();
         }
         ctx.disk().sync();
         for (&instance, value) in instances.iter().zip(self.names.drain(..)) {
@@ -382,12 +443,19 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn acceptance_records_start_with_the_ballot_as_serde_writes_it() {
+    fn acceptance_records_are_the_tuples_as_serde_writes_them() {
         for ballot in [Ballot::ZERO, b(1, 2), b(u64::MAX, u32::MAX)] {
+            let value = "a \"quoted\"\nline".to_string();
             let mut written = Vec::new();
-            write_ballot_json(ballot, &mut written);
-            written.extend_from_slice(b",null]");
-            assert_eq!(written, serde_json::to_vec(&(ballot, ())).unwrap());
+            write_acceptance(None, ballot, &value, &mut written);
+            assert_eq!(written, serde_json::to_vec(&(ballot, &value)).unwrap());
+            for slot in [0, 9, u64::MAX] {
+                written.clear();
+                write_acceptance(Some(slot), ballot, &value, &mut written);
+                let mut line = serde_json::to_vec(&(slot, ballot, &value)).unwrap();
+                line.push(b'\n');
+                assert_eq!(written, line, "one line, whatever the value holds");
+            }
         }
     }
 
@@ -519,6 +587,58 @@ pub(crate) mod tests {
             a.accept(&mut tc.ctx(), b(2, 2), vec![(0, "y".into())]),
             Err(b(4, 1))
         );
+    }
+
+    /// The slots of the lines in `disk`'s acceptance log, in log order.
+    pub(crate) fn logged_slots(disk: &Disk) -> Vec<u64> {
+        read_acceptance_log::<serde_json::Value>(disk)
+            .into_iter()
+            .map(|(slot, _, _)| slot)
+            .collect()
+    }
+
+    #[test]
+    fn multi_paxos_acceptances_are_lines_of_one_log_whose_last_line_per_slot_counts() {
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::AllSlots, Bugs::default());
+        a.prepare_from(&mut tc.ctx(), 1, b(1, 0)).unwrap();
+        let entries: Vec<(u64, String)> = (1..=3).map(|s| (s, format!("v{s}"))).collect();
+        assert_eq!(a.accept(&mut tc.ctx(), b(1, 0), entries), Ok(vec![1, 2, 3]));
+        assert!(!tc.disk.has_unsynced(), "synced before answering");
+        assert_eq!(logged_slots(&tc.disk), vec![1, 2, 3]);
+        assert!(tc.disk.keys_with_prefix(ACCEPTED_PREFIX).is_empty());
+        observed(&mut tc);
+        // A retransmitted accept is accepted again, and observed, without a new line.
+        assert_eq!(
+            a.accept(&mut tc.ctx(), b(1, 0), vec![(2, "v2".into())]),
+            Ok(vec![2])
+        );
+        assert_eq!(logged_slots(&tc.disk), vec![1, 2, 3]);
+        assert_eq!(observed(&mut tc).len(), 1);
+        // A higher ballot's proposal in the same slot is a new line, and the one a restart keeps.
+        a.prepare_from(&mut tc.ctx(), 1, b(2, 1)).unwrap();
+        a.accept(
+            &mut tc.ctx(),
+            b(2, 1),
+            vec![(2, "w".into()), (4, "v4".into())],
+        )
+        .unwrap();
+        assert_eq!(logged_slots(&tc.disk), vec![1, 2, 3, 2, 4]);
+        tc.crash();
+        let mut a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::AllSlots, Bugs::default());
+        assert_eq!(a.accepted(2), Some(&(b(2, 1), "w".to_string())));
+        assert_eq!(a.accepted(3), Some(&(b(1, 0), "v3".to_string())));
+        assert_eq!(a.accepted_count(), 4);
+        a.check_invariants();
+        // Compaction rewrites the log with the slots above the point only.
+        a.compact_through(&mut tc.disk, 2);
+        tc.disk.sync();
+        assert_eq!(logged_slots(&tc.disk), vec![3, 4]);
+        let a: Acceptor<String> = Acceptor::load(&tc.disk, Scope::AllSlots, Bugs::default());
+        assert_eq!(a.compacted_through(), 2);
+        assert_eq!(a.accepted(2), None);
+        assert_eq!(a.accepted(4), Some(&(b(2, 1), "v4".to_string())));
+        assert_eq!(a.accepted_count(), 2);
     }
 
     #[test]
