@@ -15,7 +15,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -160,21 +160,18 @@ impl Replicas {
     }
 }
 
-/// An instance as held: unpacked, or packed into bytes.
-#[derive(Clone, Debug)]
-enum Entry {
-    Live(Box<Instance>),
-    Packed(Box<[u8]>),
-}
-
 /// Everything the Paxos checks need of a run (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    instances: BTreeMap<u64, Entry>,
-    /// The highest instance seen.
-    top: u64,
-    /// Instances below this are packed (all but those being updated).
-    packed_below: u64,
+    /// The instances below `live_from` that were seen, packed.
+    packed: BTreeMap<u64, Box<[u8]>>,
+    /// The instances from `live_from` to the highest one seen, unpacked: `live[i]` is instance
+    /// `live_from + i` (`None`: not seen). At most `window + 1` long, and indexed, not searched:
+    /// nearly every observation lands here.
+    live: VecDeque<Option<Box<Instance>>>,
+    /// The first instance held unpacked: the highest instance seen minus `window` (0 before
+    /// that).
+    live_from: u64,
     /// How far below the highest instance instances are packed ([`WINDOW`]).
     window: u64,
     /// The replicas' applications.
@@ -194,9 +191,9 @@ impl Ledger {
         acceptors.dedup();
         let decision = &decision::CHECK;
         Ledger {
-            instances: BTreeMap::new(),
-            top: 0,
-            packed_below: 0,
+            packed: BTreeMap::new(),
+            live: VecDeque::new(),
+            live_from: 0,
             window: WINDOW,
             replicas: Replicas::default(),
             acceptors,
@@ -242,31 +239,52 @@ impl Ledger {
 
     /// Every instance seen, in order (packed ones unpacked one at a time).
     pub fn instances(&self) -> impl Iterator<Item = (u64, Cow<'_, Instance>)> + '_ {
-        self.instances.iter().map(|(i, e)| {
-            let inst = match e {
-                Entry::Live(inst) => Cow::Borrowed(&**inst),
-                Entry::Packed(bytes) => Cow::Owned(unpack(bytes)),
-            };
-            (*i, inst)
-        })
+        let packed = (self.packed.iter()).map(|(&i, bytes)| (i, Cow::Owned(unpack(bytes))));
+        let live = (self.live.iter().zip(self.live_from..))
+            .filter_map(|(inst, i)| Some((i, Cow::Borrowed(&**inst.as_ref()?))));
+        packed.chain(live)
     }
 
     /// Instances seen (by any observation the ledger reads).
     pub fn len(&self) -> usize {
-        self.instances.len()
+        self.packed.len() + self.live()
     }
 
     /// Whether no instance was seen.
     pub fn is_empty(&self) -> bool {
-        self.instances.is_empty()
+        self.len() == 0
     }
 
     /// How many instances are held unpacked.
     pub fn live(&self) -> usize {
-        self.instances
-            .values()
-            .filter(|e| matches!(e, Entry::Live(_)))
-            .count()
+        self.live.iter().flatten().count()
+    }
+
+    /// Makes room for `instance` among the live ones if it is above them, packing those that
+    /// fall more than `window` below it.
+    fn reach(&mut self, instance: u64) {
+        let top = self.live_from + self.live.len() as u64; // one past the highest live
+        if instance < top && !self.live.is_empty() {
+            return;
+        }
+        let from = instance.saturating_sub(self.window);
+        if from >= top {
+            // Every live instance falls below the window (a jump, or the first instance).
+            for (inst, i) in self.live.drain(..).zip(self.live_from..) {
+                if let Some(inst) = inst {
+                    self.packed.insert(i, pack(&inst));
+                }
+            }
+            self.live_from = from;
+        }
+        while self.live_from < from {
+            if let Some(inst) = self.live.pop_front().expect("from < top") {
+                self.packed.insert(self.live_from, pack(&inst));
+            }
+            self.live_from += 1;
+        }
+        let len = (instance - self.live_from + 1) as usize;
+        self.live.resize_with(len, || None);
     }
 
     /// A replica crashed: it applies again from slot 1.
@@ -299,16 +317,34 @@ impl Ledger {
             | Observation::PromiseFrom { .. }
             | Observation::SnapshotTaken { .. } => return,
         };
-        let entry = self
-            .instances
-            .entry(instance)
-            .or_insert_with(|| Entry::Live(Box::default()));
-        if let Entry::Packed(bytes) = entry {
-            *entry = Entry::Live(Box::new(unpack(bytes)));
+        self.reach(instance);
+        if instance >= self.live_from {
+            let live = &mut self.live[(instance - self.live_from) as usize];
+            let inst = live.get_or_insert_with(Box::default);
+            record(inst, t, node, obs, self.majority, self.track_learners, &mut self.replicas);
+        } else {
+            // A late observation of a packed instance: unpacked, updated and packed again.
+            let mut inst = self.packed.get(&instance).map(|b| unpack(b)).unwrap_or_default();
+            let (majority, learners) = (self.majority, self.track_learners);
+            record(&mut inst, t, node, obs, majority, learners, &mut self.replicas);
+            self.packed.insert(instance, pack(&inst));
         }
-        let Entry::Live(inst) = entry else {
-            unreachable!("unpacked above")
-        };
+    }
+}
+
+/// Records `obs`, an observation of `node` at `t` about `inst`, in `inst` and `r`. `majority`
+/// is the number of acceptors that choose a proposal; `track_learners` whether
+/// [`Instance::learners`] is kept.
+fn record(
+    inst: &mut Instance,
+    t: u64,
+    node: NodeId,
+    obs: &Observation,
+    majority: usize,
+    track_learners: bool,
+    r: &mut Replicas,
+) {
+    {
         match obs {
             Observation::Accepted { ballot, value, .. } => {
                 let i = match inst
@@ -321,7 +357,7 @@ impl Ledger {
                         inst.proposals.push(Proposal {
                             ballot: *ballot,
                             value: value.clone(),
-                            acceptors: Vec::with_capacity(self.acceptors.len()),
+                            acceptors: Vec::with_capacity(majority * 2 - 1),
                             chosen: None,
                         });
                         inst.proposals.len() - 1
@@ -330,7 +366,7 @@ impl Ledger {
                 let p = &mut inst.proposals[i];
                 if let Err(k) = p.acceptors.binary_search_by_key(&node, |a| a.0) {
                     p.acceptors.insert(k, (node, t));
-                    if p.acceptors.len() == self.majority {
+                    if p.acceptors.len() == majority {
                         p.chosen = Some((t, inst.chosen));
                         inst.chosen += 1;
                     }
@@ -342,12 +378,11 @@ impl Ledger {
                 }
             }
             Observation::Learned { value, .. } => {
-                learn(inst, self.track_learners, value, t, node);
+                learn(inst, track_learners, value, t, node);
             }
             Observation::Applied { slot, value } => {
-                learn(inst, self.track_learners, value, t, node);
+                learn(inst, track_learners, value, t, node);
                 let slot = *slot;
-                let r = &mut self.replicas;
                 r.applications += 1;
                 let expected = *r.next.get(&node).unwrap_or(&1);
                 if slot != expected {
@@ -386,25 +421,6 @@ impl Ledger {
             | Observation::PromiseFrom { .. }
             | Observation::SnapshotTaken { .. }
             | Observation::SnapshotInstalled { .. } => {}
-        }
-        if instance < self.packed_below {
-            let Some(Entry::Live(inst)) = self.instances.get(&instance) else {
-                unreachable!("updated above")
-            };
-            let packed = pack(inst);
-            self.instances.insert(instance, Entry::Packed(packed));
-        }
-        if instance > self.top {
-            self.top = instance;
-            let below = instance.saturating_sub(self.window);
-            if below > self.packed_below {
-                for (_, e) in self.instances.range_mut(self.packed_below..below) {
-                    if let Entry::Live(inst) = e {
-                        *e = Entry::Packed(pack(inst));
-                    }
-                }
-                self.packed_below = below;
-            }
         }
     }
 }
