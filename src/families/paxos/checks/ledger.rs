@@ -179,6 +179,15 @@ pub struct Ledger {
     /// The replicas' applications.
     pub replicas: Replicas,
     acceptors: Vec<NodeId>,
+    rules: Rules,
+}
+
+/// How the ledger counts, fixed for a run.
+#[derive(Copy, Clone, Debug)]
+struct Rules {
+    /// The acceptors (distinct).
+    acceptors: usize,
+    /// How many acceptors choose a proposal.
     majority: usize,
     /// Whether [`Instance::learners`] is kept.
     track_learners: bool,
@@ -192,6 +201,11 @@ impl Ledger {
         acceptors.sort();
         acceptors.dedup();
         let decision = &decision::CHECK;
+        let rules = Rules {
+            acceptors: acceptors.len(),
+            majority,
+            track_learners: (decision.applies_to)(scenario) && decision.is_enabled_in(scenario),
+        };
         Ledger {
             packed: BTreeMap::new(),
             live: VecDeque::new(),
@@ -200,8 +214,7 @@ impl Ledger {
             scratch: Vec::new(),
             replicas: Replicas::default(),
             acceptors,
-            majority,
-            track_learners: (decision.applies_to)(scenario) && decision.is_enabled_in(scenario),
+            rules,
         }
     }
 
@@ -282,7 +295,8 @@ impl Ledger {
         }
         while self.live_from < from {
             if let Some(inst) = self.live.pop_front().expect("from < top") {
-                self.packed.insert(self.live_from, pack(&inst, &mut self.scratch));
+                self.packed
+                    .insert(self.live_from, pack(&inst, &mut self.scratch));
             }
             self.live_from += 1;
         }
@@ -324,27 +338,24 @@ impl Ledger {
         if instance >= self.live_from {
             let live = &mut self.live[(instance - self.live_from) as usize];
             let inst = live.get_or_insert_with(Box::default);
-            record(inst, t, node, obs, self.majority, self.track_learners, &mut self.replicas);
+            record(inst, t, node, obs, self.rules, &mut self.replicas);
         } else {
             // A late observation of a packed instance: unpacked, updated and packed again.
-            let mut inst = self.packed.get(&instance).map(|b| unpack(b)).unwrap_or_default();
-            let (majority, learners) = (self.majority, self.track_learners);
-            record(&mut inst, t, node, obs, majority, learners, &mut self.replicas);
+            let packed = self.packed.get(&instance);
+            let mut inst = packed.map(|b| unpack(b)).unwrap_or_default();
+            record(&mut inst, t, node, obs, self.rules, &mut self.replicas);
             self.packed.insert(instance, pack(&inst, &mut self.scratch));
         }
     }
 }
 
-/// Records `obs`, an observation of `node` at `t` about `inst`, in `inst` and `r`. `majority`
-/// is the number of acceptors that choose a proposal; `track_learners` whether
-/// [`Instance::learners`] is kept.
+/// Records `obs`, an observation of `node` at `t` about `inst`, in `inst` and `r`.
 fn record(
     inst: &mut Instance,
     t: u64,
     node: NodeId,
     obs: &Observation,
-    majority: usize,
-    track_learners: bool,
+    rules: Rules,
     r: &mut Replicas,
 ) {
     {
@@ -360,7 +371,7 @@ fn record(
                         inst.proposals.push(Proposal {
                             ballot: *ballot,
                             value: value.clone(),
-                            acceptors: Vec::with_capacity(majority * 2 - 1),
+                            acceptors: Vec::with_capacity(rules.acceptors),
                             chosen: None,
                         });
                         inst.proposals.len() - 1
@@ -369,7 +380,7 @@ fn record(
                 let p = &mut inst.proposals[i];
                 if let Err(k) = p.acceptors.binary_search_by_key(&node, |a| a.0) {
                     p.acceptors.insert(k, (node, t));
-                    if p.acceptors.len() == majority {
+                    if p.acceptors.len() == rules.majority {
                         p.chosen = Some((t, inst.chosen));
                         inst.chosen += 1;
                     }
@@ -381,10 +392,10 @@ fn record(
                 }
             }
             Observation::Learned { value, .. } => {
-                learn(inst, track_learners, value, t, node);
+                learn(inst, rules.track_learners, value, t, node);
             }
             Observation::Applied { slot, value } => {
-                learn(inst, track_learners, value, t, node);
+                learn(inst, rules.track_learners, value, t, node);
                 let slot = *slot;
                 r.applications += 1;
                 let expected = *r.next.get(&node).unwrap_or(&1);
@@ -849,6 +860,6 @@ mod tests {
         assert_eq!(unpack(&packed), inst);
         assert!(packed.len() < 80, "{} bytes", packed.len());
         let empty = pack(&Instance::default(), &mut scratch);
-        assert_eq!(unpack(&empty), Instance::default(), "the scratch buffer starts afresh");
+        assert_eq!(unpack(&empty), Instance::default(), "a fresh encoding");
     }
 }
