@@ -174,8 +174,6 @@ pub struct Ledger {
     live_from: u64,
     /// How far below the highest instance instances are packed ([`WINDOW`]).
     window: u64,
-    /// Where an instance is encoded when it is packed (its buffer serves every packing).
-    scratch: Vec<u8>,
     /// The replicas' applications.
     pub replicas: Replicas,
     acceptors: Vec<NodeId>,
@@ -211,7 +209,6 @@ impl Ledger {
             live: VecDeque::new(),
             live_from: 0,
             window: WINDOW,
-            scratch: Vec::new(),
             replicas: Replicas::default(),
             acceptors,
             rules,
@@ -288,15 +285,14 @@ impl Ledger {
             // Every live instance falls below the window (a jump, or the first instance).
             for (inst, i) in self.live.drain(..).zip(self.live_from..) {
                 if let Some(inst) = inst {
-                    self.packed.insert(i, pack(&inst, &mut self.scratch));
+                    self.packed.insert(i, pack(&inst));
                 }
             }
             self.live_from = from;
         }
         while self.live_from < from {
             if let Some(inst) = self.live.pop_front().expect("from < top") {
-                self.packed
-                    .insert(self.live_from, pack(&inst, &mut self.scratch));
+                self.packed.insert(self.live_from, pack(&inst));
             }
             self.live_from += 1;
         }
@@ -344,7 +340,7 @@ impl Ledger {
             let packed = self.packed.get(&instance);
             let mut inst = packed.map(|b| unpack(b)).unwrap_or_default();
             record(&mut inst, t, node, obs, self.rules, &mut self.replicas);
-            self.packed.insert(instance, pack(&inst, &mut self.scratch));
+            self.packed.insert(instance, pack(&inst));
         }
     }
 }
@@ -456,11 +452,10 @@ fn learn(inst: &mut Instance, track_learners: bool, value: &ValueName, t: u64, n
 /// An [`Instance`] in a compact form: each distinct value once, values referred to by their
 /// position, times as differences from one base time; encoded with `postcard` (variable-length
 /// integers), so that a typical Multi-Paxos slot takes about 70 bytes.
-/// `V` is [`ValueName`] when unpacked, a reference to one when packed (no clone needed).
 #[derive(Serialize, Deserialize)]
-struct Packed<V = ValueName> {
+struct Packed {
     base: u64,
-    values: Vec<V>,
+    values: Vec<ValueName>,
     proposals: Vec<PackedProposal>,
     chosen: u32,
     proposed: Vec<u32>,
@@ -477,9 +472,7 @@ struct PackedProposal {
     chosen: Option<(i64, u32)>,
 }
 
-/// Packs `inst`, encoding it in `scratch` (whose buffer serves every call) and copying the
-/// bytes out at their exact size.
-fn pack<'a>(inst: &'a Instance, scratch: &mut Vec<u8>) -> Box<[u8]> {
+fn pack(inst: &Instance) -> Box<[u8]> {
     let base = inst
         .proposals
         .iter()
@@ -489,12 +482,12 @@ fn pack<'a>(inst: &'a Instance, scratch: &mut Vec<u8>) -> Box<[u8]> {
         .next()
         .unwrap_or(0);
     let rel = |t: u64| t as i64 - base as i64;
-    let mut values: Vec<&'a ValueName> = Vec::new();
-    let mut id = |v: &'a ValueName| -> u32 {
-        match values.iter().position(|&x| x == v) {
+    let mut values: Vec<ValueName> = Vec::new();
+    let mut id = |v: &ValueName| -> u32 {
+        match values.iter().position(|x| x == v) {
             Some(i) => i as u32,
             None => {
-                values.push(v);
+                values.push(v.clone());
                 (values.len() - 1) as u32
             }
         }
@@ -529,12 +522,9 @@ fn pack<'a>(inst: &'a Instance, scratch: &mut Vec<u8>) -> Box<[u8]> {
         applied,
         values,
     };
-    scratch.clear();
-    let bytes = postcard::to_extend(&packed, std::mem::take(scratch))
-        .expect("an in-memory encoding does not fail");
-    let boxed = Box::from(bytes.as_slice());
-    *scratch = bytes;
-    boxed
+    postcard::to_stdvec(&packed)
+        .expect("an in-memory encoding does not fail")
+        .into_boxed_slice()
 }
 
 fn unpack(bytes: &[u8]) -> Instance {
@@ -855,11 +845,9 @@ mod tests {
                 node: NodeId(0),
             }),
         };
-        let mut scratch = Vec::new();
-        let packed = pack(&inst, &mut scratch);
+        let packed = pack(&inst);
         assert_eq!(unpack(&packed), inst);
         assert!(packed.len() < 80, "{} bytes", packed.len());
-        let empty = pack(&Instance::default(), &mut scratch);
-        assert_eq!(unpack(&empty), Instance::default(), "a fresh encoding");
+        assert_eq!(unpack(&pack(&Instance::default())), Instance::default());
     }
 }
