@@ -41,10 +41,10 @@
 //!   idle cores). Not part of `all`.
 //! - `scale`: how one run's cost grows with nodes, clients and simulated time (see
 //!   `bench_scale`): steady-state Raft from 5 nodes and 5 clients to 50 clients and 600
-//!   simulated seconds, and Multi-Paxos at 50 clients for 60 s and 5 clients for 600 s; for
-//!   each load the simulation alone, the full `faultline run` (in a child
-//!   process) with its wall time, peak RSS and trace size, and the verdict. Takes minutes and
-//!   gigabytes of temporary disk: not part of `all`; `--quick` shortens every load to seconds.
+//!   simulated seconds, and Multi-Paxos at 50 clients for 60 s and 5 clients for 600 s; for each
+//!   load the simulation alone, the full `faultline run` (in a child process) with its wall
+//!   time, peak RSS and trace size, and the verdict. Takes minutes and gigabytes of temporary
+//!   disk: not part of `all`; `--quick` shortens every load to seconds.
 
 use std::path::Path;
 
@@ -78,8 +78,9 @@ pub enum Target {
     /// worker, then on 2 (see [`sweep_bench`]). Not part of `all`.
     Sweep,
     /// Steady-state Raft from 5 to 50 clients, 5 and 15 nodes, 60 and 600 simulated seconds,
-    /// and Multi-Paxos at 50 clients (60 s) and 5 clients (600 s): simulation speed, full-run wall time, peak RSS (of a child process), trace size and
-    /// verdict per load (see `bench_scale`). Minutes long: not part of `all`.
+    /// and Multi-Paxos at 50 clients (60 s) and 5 clients (600 s): simulation speed, full-run
+    /// wall time, peak RSS (of a child process), trace size and verdict per load (see
+    /// `bench_scale`). Minutes long: not part of `all`.
     Scale,
 }
 

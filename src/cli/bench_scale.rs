@@ -41,7 +41,7 @@ use crate::wall::wall_now;
 pub struct Load {
     /// The protocol (`[cluster] protocol`): `raft` or `multi-paxos`.
     pub protocol: &'static str,
-    /// Raft servers.
+    /// Servers.
     pub nodes: u32,
     /// Clients.
     pub clients: u32,
@@ -127,19 +127,16 @@ pub fn load_scenario_text(load: &Load, quick: bool) -> String {
         )
         .into(),
     );
-    doc.get_mut("cluster")
-        .and_then(toml::Value::as_table_mut)
-        .expect("steady-state has the table")
-        .insert("protocol".into(), load.protocol.into());
     doc.insert("duration".into(), format!("{ms}ms").into());
-    let mut set = |table: &str, key: &str, value: u32| {
+    let mut set = |table: &str, key: &str, value: toml::Value| {
         doc.get_mut(table)
             .and_then(toml::Value::as_table_mut)
             .expect("steady-state has the table")
-            .insert(key.into(), toml::Value::Integer(value.into()));
+            .insert(key.into(), value);
     };
-    set("cluster", "nodes", load.nodes);
-    set("workload", "clients", load.clients);
+    set("cluster", "protocol", load.protocol.into());
+    set("cluster", "nodes", load.nodes.into());
+    set("workload", "clients", load.clients.into());
     toml::to_string(&doc).expect("a TOML table serializes")
 }
 

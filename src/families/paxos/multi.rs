@@ -40,16 +40,15 @@
 //! - **Snapshots and log compaction** (as "Paxos Made Live" §5.5 and Raft §7 do). When
 //!   `snapshot_threshold_slots` applied slots follow the last snapshot, and at least one per
 //!   `snapshot_bytes_per_slot` bytes of it (a large state is snapshotted less often), a server
-//!   writes a
-//!   snapshot of its state machine (data and client sessions) at its applied slot to disk, and
-//!   with it, in the same sync, forgets every slot up to there: its chosen log's prefix and its
-//!   acceptor's proposals ([`super::acceptor`], "Compaction"). A server asked to catch up from a
-//!   slot it has forgotten answers with its snapshot (`snapshot`), which the asker installs and
-//!   writes to its own disk (compacting its own acceptor the same way). A promise carries the
-//!   acceptor's compaction point; a new leader proposes nothing at or below the highest one
-//!   among its promises (those slots are chosen) and catches up from the server that reported
-//!   it. An acceptor asked to accept in a slot it compacted answers `compacted`: the leader is
-//!   behind, and catches up from it.
+//!   writes a snapshot of its state machine (data and client sessions) at its applied slot to
+//!   disk, and with it, in the same sync, forgets every slot up to there: its chosen log's prefix
+//!   and its acceptor's proposals ([`super::acceptor`], "Compaction"). A server asked to catch up
+//!   from a slot it has forgotten answers with its snapshot (`snapshot`), which the asker
+//!   installs and writes to its own disk (compacting its own acceptor the same way). A promise
+//!   carries the acceptor's compaction point; a new leader proposes nothing at or below the
+//!   highest one among its promises (those slots are chosen) and catches up from the server
+//!   that reported it. An acceptor asked to accept in a slot it compacted answers `compacted`:
+//!   the leader is behind, and catches up from it.
 //!
 //! Durable state: the acceptor's promise, accepted proposals and compaction point, the
 //! proposer's round and the last snapshot, all synced before the server answers. The chosen log
@@ -1569,7 +1568,7 @@ impl<M: Served> Process for Node<M> {
 mod tests {
     use super::*;
     use crate::families::kv::{ClientMessage, Outcome, Reply, Request};
-    use crate::families::paxos::acceptor::tests::observed;
+    use crate::families::paxos::acceptor::tests::{logged_slots, observed};
     use crate::process::{Effect, TestContext};
 
     fn setup(id: u32) -> NodeSetup {
@@ -1865,10 +1864,7 @@ mod tests {
         assert_eq!(node.chosen.compacted_through, 3);
         assert_eq!(node.acceptor.compacted_through(), 3);
         assert_eq!(node.acceptor.accepted_count(), 0);
-        assert_eq!(
-            crate::families::paxos::acceptor::tests::logged_slots(&tc.disk),
-            Vec::<u64>::new()
-        );
+        assert_eq!(logged_slots(&tc.disk), Vec::<u64>::new());
         assert!(!tc.disk.has_unsynced());
         // A promise reports the compaction point instead of the forgotten proposals.
         node.on_message(
@@ -1891,15 +1887,12 @@ mod tests {
             )]
         );
         // An accept in a compacted slot is neither accepted nor refused: the sender is behind.
-        node.on_message(
-            &mut tc.ctx(),
-            NodeId(2),
-            Message::Accept {
-                ballot: b(2, 2),
-                entries: vec![(2, Value::Noop)].into(),
-                chosen: vec![].into(),
-            },
-        );
+        let noop_in_slot_2 = |ballot| Message::Accept {
+            ballot,
+            entries: vec![(2, Value::Noop)].into(),
+            chosen: vec![].into(),
+        };
+        node.on_message(&mut tc.ctx(), NodeId(2), noop_in_slot_2(b(2, 2)));
         let sent = sends(&mut tc);
         assert_eq!(
             sent,
@@ -1908,15 +1901,7 @@ mod tests {
         );
         assert_eq!(node.acceptor.accepted(2), None);
         // A stale leader's accept there is refused by the promise first, as anywhere.
-        node.on_message(
-            &mut tc.ctx(),
-            NodeId(0),
-            Message::Accept {
-                ballot: b(1, 0),
-                entries: vec![(2, Value::Noop)].into(),
-                chosen: vec![].into(),
-            },
-        );
+        node.on_message(&mut tc.ctx(), NodeId(0), noop_in_slot_2(b(1, 0)));
         assert_eq!(
             sends(&mut tc),
             vec![(

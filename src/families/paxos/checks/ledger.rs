@@ -252,9 +252,9 @@ impl Ledger {
 
     /// Every instance seen, in order (packed ones unpacked one at a time).
     pub fn instances(&self) -> impl Iterator<Item = (u64, Cow<'_, Instance>)> + '_ {
-        let packed = (self.packed.iter()).map(|(&i, bytes)| (i, Cow::Owned(unpack(bytes))));
-        let live = (self.live.iter().zip(self.live_from..))
-            .filter_map(|(inst, i)| Some((i, Cow::Borrowed(&**inst.as_ref()?))));
+        let packed = self.packed.iter().map(|(&i, b)| (i, Cow::Owned(unpack(b))));
+        let live = self.live.iter().zip(self.live_from..);
+        let live = live.filter_map(|(inst, i)| Some((i, Cow::Borrowed(&**inst.as_ref()?))));
         packed.chain(live)
     }
 
@@ -280,24 +280,17 @@ impl Ledger {
         if instance < top && !self.live.is_empty() {
             return;
         }
+        // The window only moves up: `from` is at least `live_from`.
         let from = instance.saturating_sub(self.window);
-        if from >= top {
-            // Every live instance falls below the window (a jump, or the first instance).
-            for (inst, i) in self.live.drain(..).zip(self.live_from..) {
-                if let Some(inst) = inst {
-                    self.packed.insert(i, pack(&inst));
-                }
+        let fallen = ((from - self.live_from) as usize).min(self.live.len());
+        for (inst, i) in self.live.drain(..fallen).zip(self.live_from..) {
+            if let Some(inst) = inst {
+                self.packed.insert(i, pack(&inst));
             }
-            self.live_from = from;
         }
-        while self.live_from < from {
-            if let Some(inst) = self.live.pop_front().expect("from < top") {
-                self.packed.insert(self.live_from, pack(&inst));
-            }
-            self.live_from += 1;
-        }
-        let len = (instance - self.live_from + 1) as usize;
-        self.live.resize_with(len, || None);
+        self.live_from = from;
+        self.live
+            .resize_with((instance - from + 1) as usize, || None);
     }
 
     /// A replica crashed: it applies again from slot 1.
@@ -354,84 +347,82 @@ fn record(
     rules: Rules,
     r: &mut Replicas,
 ) {
-    {
-        match obs {
-            Observation::Accepted { ballot, value, .. } => {
-                let i = match inst
-                    .proposals
-                    .iter()
-                    .position(|p| p.ballot == *ballot && p.value == *value)
-                {
-                    Some(i) => i,
-                    None => {
-                        inst.proposals.push(Proposal {
-                            ballot: *ballot,
-                            value: value.clone(),
-                            acceptors: Vec::with_capacity(rules.acceptors),
-                            chosen: None,
-                        });
-                        inst.proposals.len() - 1
-                    }
-                };
-                let p = &mut inst.proposals[i];
-                if let Err(k) = p.acceptors.binary_search_by_key(&node, |a| a.0) {
-                    p.acceptors.insert(k, (node, t));
-                    if p.acceptors.len() == rules.majority {
-                        p.chosen = Some((t, inst.chosen));
-                        inst.chosen += 1;
-                    }
+    match obs {
+        Observation::Accepted { ballot, value, .. } => {
+            let i = match inst
+                .proposals
+                .iter()
+                .position(|p| p.ballot == *ballot && p.value == *value)
+            {
+                Some(i) => i,
+                None => {
+                    inst.proposals.push(Proposal {
+                        ballot: *ballot,
+                        value: value.clone(),
+                        acceptors: Vec::with_capacity(rules.acceptors),
+                        chosen: None,
+                    });
+                    inst.proposals.len() - 1
+                }
+            };
+            let p = &mut inst.proposals[i];
+            if let Err(k) = p.acceptors.binary_search_by_key(&node, |a| a.0) {
+                p.acceptors.insert(k, (node, t));
+                if p.acceptors.len() == rules.majority {
+                    p.chosen = Some((t, inst.chosen));
+                    inst.chosen += 1;
                 }
             }
-            Observation::Proposed { value, .. } => {
-                if !inst.proposed.contains(value) {
-                    inst.proposed.push(value.clone());
+        }
+        Observation::Proposed { value, .. } => {
+            if !inst.proposed.contains(value) {
+                inst.proposed.push(value.clone());
+            }
+        }
+        Observation::Learned { value, .. } => {
+            learn(inst, rules.track_learners, value, t, node);
+        }
+        Observation::Applied { slot, value } => {
+            learn(inst, rules.track_learners, value, t, node);
+            let slot = *slot;
+            r.applications += 1;
+            let expected = *r.next.get(&node).unwrap_or(&1);
+            if slot != expected {
+                r.problem(AppliedProblem::OutOfOrder {
+                    node,
+                    slot,
+                    t_ns: t,
+                    expected,
+                });
+            }
+            r.next.insert(node, slot + 1);
+            let l = r.longest.entry(node).or_default();
+            *l = (*l).max(slot);
+            let applied = Learn {
+                value: value.clone(),
+                t_ns: t,
+                node,
+            };
+            match &inst.applied {
+                None => {
+                    inst.applied = Some(applied);
+                    r.slots += 1;
                 }
-            }
-            Observation::Learned { value, .. } => {
-                learn(inst, rules.track_learners, value, t, node);
-            }
-            Observation::Applied { slot, value } => {
-                learn(inst, rules.track_learners, value, t, node);
-                let slot = *slot;
-                r.applications += 1;
-                let expected = *r.next.get(&node).unwrap_or(&1);
-                if slot != expected {
-                    r.problem(AppliedProblem::OutOfOrder {
-                        node,
+                Some(first) if first.value != *value => {
+                    let first = first.clone();
+                    r.problem(AppliedProblem::Differs {
                         slot,
-                        t_ns: t,
-                        expected,
+                        applied,
+                        first,
                     });
                 }
-                r.next.insert(node, slot + 1);
-                let l = r.longest.entry(node).or_default();
-                *l = (*l).max(slot);
-                let applied = Learn {
-                    value: value.clone(),
-                    t_ns: t,
-                    node,
-                };
-                match &inst.applied {
-                    None => {
-                        inst.applied = Some(applied);
-                        r.slots += 1;
-                    }
-                    Some(first) if first.value != *value => {
-                        let first = first.clone();
-                        r.problem(AppliedProblem::Differs {
-                            slot,
-                            applied,
-                            first,
-                        });
-                    }
-                    Some(_) => {}
-                }
+                Some(_) => {}
             }
-            Observation::Promise { .. }
-            | Observation::PromiseFrom { .. }
-            | Observation::SnapshotTaken { .. }
-            | Observation::SnapshotInstalled { .. } => {}
         }
+        Observation::Promise { .. }
+        | Observation::PromiseFrom { .. }
+        | Observation::SnapshotTaken { .. }
+        | Observation::SnapshotInstalled { .. } => {}
     }
 }
 
