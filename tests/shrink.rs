@@ -140,6 +140,7 @@ shrink_tests! {
     shrinks_multi_paxos_no_backoff => "scenarios/paxos/bugs/multi-paxos-no-backoff.toml",
     shrinks_multi_paxos_proposer_ignores_accepted => "scenarios/paxos/bugs/multi-paxos-proposer-ignores-accepted.toml",
     shrinks_multi_paxos_proposer_takes_lowest_accepted => "scenarios/paxos/bugs/multi-paxos-proposer-takes-lowest-accepted.toml",
+    shrinks_multi_paxos_read_from_local_state => "scenarios/paxos/bugs/multi-paxos-read-from-local-state.toml",
     shrinks_paxos_no_backoff => "scenarios/paxos/bugs/no-backoff.toml",
     shrinks_paxos_promise_not_persisted => "scenarios/paxos/bugs/promise-not-persisted.toml",
     shrinks_paxos_proposer_ignores_accepted => "scenarios/paxos/bugs/proposer-ignores-accepted.toml",

@@ -136,6 +136,9 @@ pub const BUG_PROMISE_NOT_PERSISTED: &str = "promise-not-persisted";
 pub const BUG_DUPLICATE_BALLOTS: &str = "duplicate-ballots";
 /// Planted bug: no randomized back-off after a preempted ballot (§2.4).
 pub const BUG_NO_BACKOFF: &str = "no-backoff";
+/// Planted bug (Multi-Paxos only): the leader answers reads from its state at once, without a
+/// confirmed heartbeat round or the slots it assigned applied.
+pub const BUG_READ_FROM_LOCAL_STATE: &str = "read-from-local-state";
 
 /// Every planted bug of the Paxos protocols, with the check that catches it.
 pub const BUGS: &[Bug] = &[
@@ -247,6 +250,8 @@ pub struct Bugs {
     pub duplicate_ballots: bool,
     /// See [`BUG_NO_BACKOFF`].
     pub no_backoff: bool,
+    /// See [`BUG_READ_FROM_LOCAL_STATE`].
+    pub read_from_local_state: bool,
 }
 
 impl Bugs {
@@ -261,6 +266,7 @@ impl Bugs {
             promise_not_persisted: on(BUG_PROMISE_NOT_PERSISTED),
             duplicate_ballots: on(BUG_DUPLICATE_BALLOTS),
             no_backoff: on(BUG_NO_BACKOFF),
+            read_from_local_state: on(BUG_READ_FROM_LOCAL_STATE),
         }
     }
 }

@@ -34,7 +34,16 @@
 //! - **Stepping down.** A leader or candidate that meets a higher ballot (a `nack`, a prepare it
 //!   promised, a heartbeat) becomes a follower; a stale leader's heartbeats are answered with a
 //!   `nack`. Commands it was waiting for are not answered: their clients retry elsewhere.
-//! - **Reads** go through the log like writes (a `get` command), so they are linearizable.
+//! - **Reads** (commands the machine calls read-only) take no slot with `read_mode =
+//!   "read-index"` (the default): Raft's ReadIndex (Ongaro's dissertation §6.4) carried over to
+//!   ballots and slots. The leader notes its highest assigned slot, starts a heartbeat round
+//!   (heartbeats carrying a round number) unless one is in flight, and answers from its state
+//!   once a majority (itself included) acknowledged a round started after the read arrived and
+//!   it applied every slot up to the noted one. A server acknowledges (`heartbeat-ack`) only
+//!   while its acceptor has promised no higher ballot. So no higher ballot had a majority of
+//!   promises when the read arrived: every slot chosen by then was chosen by this leader, or
+//!   reported to it in phase 1 (or applied before it), and lies at or below the noted slot.
+//!   With `read_mode = "log"` reads go through the log like writes.
 //! - **Back-off (§2.4).** A preempted candidate waits a fresh randomized election timeout.
 //!
 //! - **Snapshots and log compaction** (as "Paxos Made Live" §5.5 and Raft §7 do). When
@@ -71,7 +80,7 @@
 //! without one), the acceptor compacted exactly through the snapshot, a leader's ballot at most
 //! its persisted round and its pending slots above the applied one and not chosen.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 
 use rand::Rng;
@@ -82,8 +91,8 @@ use crate::families::kv::{self, CommandId, KvMachine, Op};
 use crate::families::paxos::acceptor::{Acceptor, Proposal, Scope};
 use crate::families::paxos::{
     BUG_ACCEPT_IGNORES_PROMISE, BUG_ACCEPTOR_OMITS_ACCEPTED, BUG_DUPLICATE_BALLOTS, BUG_NO_BACKOFF,
-    BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUGS, Ballot, Bugs, Observation,
-    ValueId, ValueName, choose_value,
+    BUG_PROPOSER_IGNORES_ACCEPTED, BUG_PROPOSER_TAKES_LOWEST, BUG_READ_FROM_LOCAL_STATE, BUGS,
+    Ballot, Bugs, Observation, ValueId, ValueName, choose_value,
 };
 use crate::families::replicated::{Answer, Command, Served, Sessions, StateMachine};
 use crate::family::{self, Bug, Configured, NodeSetup, OptionError, ProtocolInfo, RoleContext};
@@ -103,7 +112,8 @@ pub const PROTOCOL: ProtocolInfo = ProtocolInfo {
 };
 
 /// The planted bugs of Multi-Paxos: the switches of single-decree Paxos that a shipped
-/// Multi-Paxos scenario demonstrates, with the check that catches each in a key-value run.
+/// Multi-Paxos scenario demonstrates, with the check that catches each in a key-value run, and
+/// `read-from-local-state`, which Multi-Paxos alone has (it is the only one with reads).
 ///
 /// `promise-not-persisted` is left out: here a leader steps down at the first refusal and the
 /// next leader's accepts raise every acceptor's promise again within milliseconds, so forgetting
@@ -119,6 +129,11 @@ pub const MULTI_BUGS: &[Bug] = &[
         name: BUG_NO_BACKOFF,
         summary: "election timeouts are not randomized and a preempted candidate campaigns again at once: candidates duel and no leader emerges (§2.4)",
         caught_by: "liveness",
+    },
+    Bug {
+        name: BUG_READ_FROM_LOCAL_STATE,
+        summary: "the leader answers reads from its state at once, without a heartbeat round a majority acknowledges or the slots it assigned applied: a deposed leader serves stale values",
+        caught_by: "linearizability",
     },
 ];
 
@@ -161,6 +176,19 @@ const SNAPSHOT_SLOT_KEY: &str = "replica/snapshot-slot";
 /// The last snapshot's data ([`Sessions::to_snapshot`]).
 const SNAPSHOT_KEY: &str = "replica/snapshot";
 
+/// How a Multi-Paxos leader serves reads.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// Without a slot: the leader confirms its ballot with a heartbeat round started after the
+    /// read arrived, and answers from its state once it has applied every slot it had assigned
+    /// then (Raft's ReadIndex, Ongaro's dissertation §6.4, carried over to ballots and slots).
+    #[default]
+    ReadIndex,
+    /// Through the log, like a write: the read takes a slot and is answered when applied.
+    Log,
+}
+
 /// `[multi-paxos]` options. Durations are on each node's local clock.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +211,14 @@ pub struct Config {
     /// Most log entries in one `accept`, `chosen` or catch-up message (default 256).
     #[serde(default = "default_max_entries_per_message")]
     pub max_entries_per_message: u32,
+    /// How the leader serves reads (commands the state machine calls read-only,
+    /// [`StateMachine::is_read`]): `"read-index"` (default) or `"log"`.
+    #[serde(default)]
+    pub read_mode: ReadMode,
+    /// Most reads waiting for a confirmed heartbeat round (`read_mode = "read-index"`); further
+    /// reads fail with `overloaded` (default 1024).
+    #[serde(default = "default_max_pending_reads")]
+    pub max_pending_reads: u32,
     /// Outcomes remembered per client for exactly-once execution (default 256).
     #[serde(default = "default_session_limit")]
     pub session_limit: u32,
@@ -222,6 +258,9 @@ fn default_max_uncommitted_slots() -> u32 {
 }
 fn default_max_entries_per_message() -> u32 {
     256
+}
+fn default_max_pending_reads() -> u32 {
+    1024
 }
 fn default_session_limit() -> u32 {
     kv::DEFAULT_SESSION_LIMIT
@@ -280,6 +319,7 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
             c.max_entries_per_message,
             100_000,
         ),
+        ("max_pending_reads", c.max_pending_reads, 1_000_000),
         ("session_limit", c.session_limit, 1_000_000),
         (
             "snapshot_threshold_slots",
@@ -461,6 +501,18 @@ pub enum Message<C = Op> {
         chosen_through: u64,
         /// Slots now chosen with the value this leader proposed there with `ballot`.
         chosen: Vec<u64>,
+        /// The leader's heartbeat round, when reads wait for one (`heartbeat-ack` asked; omitted
+        /// when 0, no answer wanted).
+        #[serde(skip_serializing_if = "is_zero")]
+        round: u64,
+    },
+    /// The answer to a heartbeat of `round` from an acceptor that has promised no ballot above
+    /// `ballot` (the leader's, still current there).
+    HeartbeatAck {
+        /// The heartbeat's ballot.
+        ballot: Ballot,
+        /// The heartbeat's round.
+        round: u64,
     },
     /// These slots are chosen with these values (the answer to `catch-up`).
     Chosen {
@@ -526,6 +578,67 @@ struct Leader<C> {
     awaiting: BTreeSet<CommandId>,
     /// Slots chosen but not yet announced to the followers.
     unannounced: Vec<u64>,
+    /// Reads waiting for their heartbeat round and slot (`read_mode = "read-index"`).
+    reads: ReadRounds<C>,
+}
+
+/// A read waiting to be answered without a slot ([`ReadMode::ReadIndex`]).
+#[derive(Clone, Debug)]
+struct PendingRead<C> {
+    client: NodeId,
+    request: u64,
+    /// The read-only command ([`StateMachine::is_read`]).
+    command: C,
+    /// The highest slot the leader had assigned when the read arrived: answered once applied.
+    read_slot: u64,
+    /// The heartbeat round a majority must acknowledge: the first started after the read came.
+    round: u64,
+}
+
+/// A leader's heartbeat rounds and the reads that wait for them. A round is acknowledged by a
+/// server whose acceptor has promised no ballot above the leader's; a round acknowledged by a
+/// majority (the leader counting itself) proves that no higher ballot had a majority of
+/// promises when the round started, so every slot chosen before then was chosen by this
+/// leader, or reported to it in phase 1: at or below its highest assigned slot.
+#[derive(Clone, Debug)]
+struct ReadRounds<C> {
+    /// The last round started (0: none).
+    started: u64,
+    /// The highest round a majority acknowledged.
+    confirmed: u64,
+    /// The highest round each other server acknowledged.
+    acked: BTreeMap<NodeId, u64>,
+    /// Waiting reads, in arrival order (their slots and rounds never decrease).
+    waiting: VecDeque<PendingRead<C>>,
+}
+
+impl<C> Default for ReadRounds<C> {
+    fn default() -> Self {
+        ReadRounds {
+            started: 0,
+            confirmed: 0,
+            acked: BTreeMap::new(),
+            waiting: VecDeque::new(),
+        }
+    }
+}
+
+impl<C> ReadRounds<C> {
+    /// Whether a waiting read needs a round that has not started.
+    fn round_wanted(&self) -> bool {
+        self.waiting.back().is_some_and(|r| r.round > self.started)
+    }
+
+    /// Recomputes the confirmed round from the acknowledgements, the leader's own counting as
+    /// the last started round, with `majority` servers needed.
+    fn confirm(&mut self, majority: usize) {
+        let mut acked: Vec<u64> = self.acked.values().copied().collect();
+        acked.push(self.started);
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&q) = acked.get(majority - 1) {
+            self.confirmed = self.confirmed.max(q);
+        }
+    }
 }
 
 /// What one acceptor promised a candidate: `(slot, ballot, value)` of each proposal it accepted
@@ -816,6 +929,7 @@ impl<M: Served> Node<M> {
             by_command: BTreeMap::new(),
             awaiting: BTreeSet::new(),
             unannounced: Vec::new(),
+            reads: ReadRounds::default(),
         };
         // §3: re-propose the highest-ballot value of every slot not known chosen; fill gaps.
         for slot in from_slot.max(compacted + 1)..=max_slot {
@@ -937,23 +1051,25 @@ impl<M: Served> Node<M> {
                 p.sent_ns = now;
             }
         }
-        let chosen = std::mem::take(&mut leader.unannounced);
+        // Reads waiting for an unconfirmed round get a new one (its heartbeats or their answers
+        // may be lost); otherwise the heartbeats ask for no answer.
+        let reads = &mut leader.reads;
+        let round = if reads
+            .waiting
+            .back()
+            .is_some_and(|r| r.round > reads.confirmed)
+        {
+            reads.started += 1;
+            reads.started
+        } else {
+            0
+        };
         for (s, entries) in resend {
             if !entries.is_empty() {
                 self.propose(ctx, ballot, entries, Some(s));
             }
         }
-        let chosen_through = self.applied;
-        for s in self.others() {
-            ctx.send(
-                s,
-                Msg::<M>::Heartbeat {
-                    ballot,
-                    chosen_through,
-                    chosen: chosen.clone(),
-                },
-            );
-        }
+        self.send_heartbeats(ctx, ballot, round);
         ctx.set_timer(self.config.heartbeat_interval.to_std(), Timer::Heartbeat);
         if self.applied < self.leader_chosen_through
             && let Some(mut peer) = self.catch_up_from
@@ -973,6 +1089,119 @@ impl<M: Served> Node<M> {
             }
             self.ask_catch_up(ctx, peer);
         }
+    }
+
+    /// Sends a heartbeat of `round` (0: no answer wanted) to every other server, announcing the
+    /// slots chosen since the last announcement. A round is confirmed at once when the leader
+    /// alone is a majority.
+    fn send_heartbeats(&mut self, ctx: &mut Context<'_>, ballot: Ballot, round: u64) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let chosen = std::mem::take(&mut leader.unannounced);
+        let chosen_through = self.applied;
+        let id = self.id;
+        for &s in self.servers.iter().filter(|&&s| s != id) {
+            ctx.send(
+                s,
+                Msg::<M>::Heartbeat {
+                    ballot,
+                    chosen_through,
+                    chosen: chosen.clone(),
+                    round,
+                },
+            );
+        }
+        if round > 0 {
+            leader.reads.confirm(self.majority);
+            self.serve_reads(ctx);
+        }
+    }
+
+    /// Starts the heartbeat round waiting reads need, unless a round is in flight (its answers
+    /// are awaited first: concurrent reads share rounds).
+    fn carry_read_round(&mut self, ctx: &mut Context<'_>) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let reads = &mut leader.reads;
+        if !reads.round_wanted() || reads.confirmed < reads.started {
+            return;
+        }
+        reads.started += 1;
+        let (ballot, round) = (leader.ballot, reads.started);
+        self.send_heartbeats(ctx, ballot, round);
+    }
+
+    /// Queues the read-only `command` until a heartbeat round started after now is confirmed
+    /// and every slot assigned by now is applied ([`ReadMode::ReadIndex`]).
+    fn start_read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: NodeId,
+        request: u64,
+        command: M::Command,
+    ) {
+        let max = self.config.max_pending_reads as usize;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.reads.waiting.len() >= max {
+            return M::send_reply(
+                ctx,
+                client,
+                request,
+                Answer::Fail("overloaded: too many pending reads".into()),
+            );
+        }
+        let read = PendingRead {
+            client,
+            request,
+            command,
+            read_slot: leader.next_slot - 1,
+            round: leader.reads.started + 1,
+        };
+        leader.reads.waiting.push_back(read);
+        self.carry_read_round(ctx);
+    }
+
+    /// Answers every waiting read whose round is confirmed and whose slot is applied.
+    fn serve_reads(&mut self, ctx: &mut Context<'_>) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let reads = &mut leader.reads;
+        while let Some(read) = reads.waiting.front() {
+            if read.round > reads.confirmed || read.read_slot > self.applied {
+                break;
+            }
+            let read = reads.waiting.pop_front().expect("peeked");
+            let outcome = self.machine.read(&read.command);
+            M::send_reply(ctx, read.client, read.request, Answer::Done(outcome));
+        }
+    }
+
+    /// A server acknowledged heartbeat `round` of `ballot`: confirms rounds, serves the reads
+    /// they make ready, and starts the next round reads wait for.
+    fn on_heartbeat_ack(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        round: u64,
+    ) {
+        let majority = self.majority;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.ballot != ballot || round > leader.reads.started {
+            return;
+        }
+        let acked = leader.reads.acked.entry(from).or_default();
+        *acked = (*acked).max(round);
+        leader.reads.confirm(majority);
+        self.serve_reads(ctx);
+        self.carry_read_round(ctx);
     }
 
     // ----- learner -----
@@ -1023,6 +1252,7 @@ impl<M: Served> Node<M> {
             });
             self.applied = slot;
         }
+        self.serve_reads(ctx);
         self.maybe_snapshot(ctx);
     }
 
@@ -1252,11 +1482,16 @@ impl<M: Served> Node<M> {
         ballot: Ballot,
         chosen_through: u64,
         chosen: Vec<u64>,
+        round: u64,
     ) {
         let promised = self.acceptor.promised(0);
         if ballot < promised {
             // A stale leader: tell it about the higher ballot.
             return ctx.send(from, Msg::<M>::Nack { ballot, promised });
+        }
+        if round > 0 {
+            // No ballot above the leader's promised here: its reads may count this server.
+            ctx.send(from, Msg::<M>::HeartbeatAck { ballot, round });
         }
         if self.own_ballot().is_some_and(|b| b >= ballot) {
             return; // we lead or campaign with a ballot at least as high
@@ -1351,9 +1586,21 @@ impl<M: Served> Node<M> {
             return M::send_reply(ctx, client, request_id, Answer::Unsupported);
         };
         let max_pending = self.config.max_uncommitted_slots as usize;
-        let Role::Leader(leader) = &mut self.role else {
+        if !self.is_leader() {
             let leader = self.leader.filter(|&l| l != self.id);
             return M::send_reply(ctx, client, request_id, Answer::Redirect(leader));
+        }
+        if M::is_read(&op) {
+            if self.bugs.read_from_local_state {
+                let outcome = self.machine.read(&op);
+                return M::send_reply(ctx, client, request_id, Answer::Done(outcome));
+            }
+            if self.config.read_mode == ReadMode::ReadIndex {
+                return self.start_read(ctx, client, request_id, op);
+            }
+        }
+        let Role::Leader(leader) = &mut self.role else {
+            unreachable!("checked above");
         };
         let command = Command {
             client,
@@ -1526,7 +1773,11 @@ impl<M: Served> Process for Node<M> {
                 ballot,
                 chosen_through,
                 chosen,
-            } => self.on_heartbeat(ctx, from, ballot, chosen_through, chosen),
+                round,
+            } => self.on_heartbeat(ctx, from, ballot, chosen_through, chosen, round),
+            Msg::<M>::HeartbeatAck { ballot, round } => {
+                self.on_heartbeat_ack(ctx, from, ballot, round)
+            }
             Msg::<M>::Chosen { entries } => self.on_chosen(ctx, from, entries),
             Msg::<M>::CatchUp { from_slot } => self.on_catch_up(ctx, from, from_slot),
             Msg::<M>::Snapshot { slot, data } => self.on_snapshot(ctx, from, slot, data),
@@ -1832,6 +2083,7 @@ mod tests {
                 ballot: b(1, 0),
                 chosen_through: *slots.end(),
                 chosen: slots.collect(),
+                round: 0,
             },
         );
     }
@@ -1945,6 +2197,7 @@ mod tests {
                 ballot: b(1, 1),
                 chosen_through: 3,
                 chosen: vec![],
+                round: 0,
             },
         );
         assert_eq!(
@@ -2079,6 +2332,7 @@ mod tests {
                 ballot: b(1, 0),
                 chosen_through: 2,
                 chosen: vec![1, 2],
+                round: 0,
             },
         );
         assert_eq!(node.applied(), 1);
@@ -2107,6 +2361,7 @@ mod tests {
                 ballot: b(2, 2),
                 chosen_through: 0,
                 chosen: vec![],
+                round: 0,
             },
         );
         assert!(!node.is_leader());
@@ -2155,6 +2410,7 @@ mod tests {
                 ballot: b(1, 0),
                 chosen_through: 0,
                 chosen: vec![],
+                round: 0,
             },
         );
         assert_eq!(
@@ -2167,5 +2423,299 @@ mod tests {
                 }
             )]
         );
+    }
+
+    /// A client's `get` of `key` as request `id`.
+    fn get(id: u64, key: &str) -> Request {
+        Request {
+            id,
+            op: Op::Get { key: key.into() },
+        }
+    }
+
+    /// The outcomes of the client replies in `effects`, by request id.
+    fn replies(effects: &[Effect]) -> Vec<(u64, Outcome)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { message, .. } => match message.downcast_ref() {
+                    Some(ClientMessage::Reply(r)) => Some((r.id, r.outcome.clone())),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The messages of `effects` to peers.
+    fn peer_sends(effects: &[Effect]) -> Vec<(NodeId, Message)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to, message } => {
+                    message.downcast_ref().map(|m: &Message| (*to, m.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn read_ok(value: Option<&str>) -> Outcome {
+        Outcome::Ok {
+            value: kv::OpValue::Value(value.map(str::to_string)),
+        }
+    }
+
+    #[test]
+    fn a_read_takes_no_slot_and_is_answered_once_a_majority_acknowledges_a_later_round() {
+        let (mut tc, mut node) = leader();
+        tc.take_effects();
+        node.on_request(&mut tc.ctx(), NodeId(9), get(1, "k"));
+        let effects = tc.take_effects();
+        assert!(
+            replies(&effects).is_empty(),
+            "not before a round is confirmed"
+        );
+        let sent = peer_sends(&effects);
+        assert_eq!(
+            sent,
+            [1, 2]
+                .map(|to| (
+                    NodeId(to),
+                    Message::Heartbeat {
+                        ballot: b(1, 0),
+                        chosen_through: 0,
+                        chosen: vec![],
+                        round: 1,
+                    }
+                ))
+                .to_vec(),
+            "a heartbeat round, no accept"
+        );
+        // An answer for another ballot, or for a round not started, does not count.
+        for (ballot, round) in [(b(0, 1), 1), (b(1, 0), 2)] {
+            node.on_message(
+                &mut tc.ctx(),
+                NodeId(1),
+                Message::HeartbeatAck { ballot, round },
+            );
+        }
+        assert!(replies(&tc.take_effects()).is_empty());
+        // n2 and the leader are a majority of 3.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::HeartbeatAck {
+                ballot: b(1, 0),
+                round: 1,
+            },
+        );
+        assert_eq!(replies(&tc.take_effects()), vec![(1, read_ok(None))]);
+        let Role::Leader(leader) = &node.role else {
+            panic!("still leader")
+        };
+        assert_eq!(leader.next_slot, 1, "the read took no slot");
+        assert!(observed(&mut tc).is_empty(), "nothing proposed or applied");
+    }
+
+    #[test]
+    fn a_read_waits_for_the_slots_assigned_before_it_and_concurrent_reads_share_rounds() {
+        let (mut tc, mut node) = leader();
+        node.on_request(
+            &mut tc.ctx(),
+            NodeId(8),
+            Request {
+                id: 1,
+                op: Op::Put {
+                    key: "k".into(),
+                    value: "v".into(),
+                },
+            },
+        );
+        node.on_request(&mut tc.ctx(), NodeId(9), get(1, "k"));
+        tc.take_effects();
+        // A second read while round 1 is in flight waits for round 2, not yet started.
+        node.on_request(&mut tc.ctx(), NodeId(9), get(2, "k"));
+        assert!(
+            peer_sends(&tc.take_effects()).is_empty(),
+            "no second round in flight"
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(1),
+            Message::HeartbeatAck {
+                ballot: b(1, 0),
+                round: 1,
+            },
+        );
+        let effects = tc.take_effects();
+        assert!(
+            replies(&effects).is_empty(),
+            "slot 1 (the put) is not applied yet"
+        );
+        assert!(
+            peer_sends(&effects)
+                .iter()
+                .all(|(_, m)| matches!(m, Message::Heartbeat { round: 2, .. })),
+            "round 1 confirmed: round 2 starts for the second read: {effects:?}"
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Accepted {
+                ballot: b(1, 0),
+                slots: vec![1],
+            },
+        );
+        let answered = replies(&tc.take_effects());
+        assert_eq!(
+            answered,
+            vec![
+                (
+                    1,
+                    Outcome::Ok {
+                        value: kv::OpValue::Done
+                    }
+                ),
+                (1, read_ok(Some("v")))
+            ],
+            "the put, then the first read, which sees it"
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::HeartbeatAck {
+                ballot: b(1, 0),
+                round: 2,
+            },
+        );
+        assert_eq!(replies(&tc.take_effects()), vec![(2, read_ok(Some("v")))]);
+    }
+
+    #[test]
+    fn unconfirmed_reads_get_a_new_round_with_the_next_heartbeat_and_die_with_the_leadership() {
+        let (mut tc, mut node) = leader();
+        node.on_request(&mut tc.ctx(), NodeId(9), get(1, "k"));
+        tc.take_effects();
+        // Round 1's heartbeats were lost: the periodic heartbeat starts round 2.
+        node.on_timer(&mut tc.ctx(), TimerId(1), Timer::Heartbeat);
+        let sent = peer_sends(&tc.take_effects());
+        assert!(
+            !sent.is_empty()
+                && sent
+                    .iter()
+                    .all(|(_, m)| matches!(m, Message::Heartbeat { round: 2, .. })),
+            "{sent:?}"
+        );
+        // A higher ballot deposes the leader: its waiting reads are never answered (the client
+        // retries elsewhere), even if an old round's answer arrives.
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Heartbeat {
+                ballot: b(2, 2),
+                chosen_through: 0,
+                chosen: vec![],
+                round: 0,
+            },
+        );
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(1),
+            Message::HeartbeatAck {
+                ballot: b(1, 0),
+                round: 2,
+            },
+        );
+        assert!(replies(&tc.take_effects()).is_empty());
+        // With no reads waiting, heartbeats ask for no answer.
+        let (mut tc, mut node) = leader();
+        tc.take_effects();
+        node.on_timer(&mut tc.ctx(), TimerId(1), Timer::Heartbeat);
+        let sent = peer_sends(&tc.take_effects());
+        assert!(
+            !sent.is_empty()
+                && sent
+                    .iter()
+                    .all(|(_, m)| matches!(m, Message::Heartbeat { round: 0, .. })),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn an_acceptor_acknowledges_a_round_only_while_it_promised_no_higher_ballot() {
+        let mut tc = TestContext::new(NodeId(1), 2);
+        let mut n1: Node = Node::new(&setup(1), Config::default());
+        n1.on_start(&mut tc.ctx());
+        let heartbeat = |ballot, round| Message::Heartbeat {
+            ballot,
+            chosen_through: 0,
+            chosen: vec![],
+            round,
+        };
+        n1.on_message(&mut tc.ctx(), NodeId(0), heartbeat(b(1, 0), 3));
+        assert_eq!(
+            sends(&mut tc),
+            vec![(
+                NodeId(0),
+                Message::HeartbeatAck {
+                    ballot: b(1, 0),
+                    round: 3
+                }
+            )]
+        );
+        n1.on_message(&mut tc.ctx(), NodeId(0), heartbeat(b(1, 0), 0));
+        assert_eq!(sends(&mut tc), vec![], "round 0 asks for no answer");
+        n1.on_message(
+            &mut tc.ctx(),
+            NodeId(2),
+            Message::Prepare {
+                ballot: b(2, 2),
+                from_slot: 1,
+            },
+        );
+        tc.take_effects();
+        n1.on_message(&mut tc.ctx(), NodeId(0), heartbeat(b(1, 0), 4));
+        assert_eq!(
+            sends(&mut tc),
+            vec![(
+                NodeId(0),
+                Message::Nack {
+                    ballot: b(1, 0),
+                    promised: b(2, 2)
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_lone_server_confirms_its_rounds_itself_and_log_reads_take_a_slot() {
+        let mut tc = TestContext::new(NodeId(0), 1);
+        let alone = NodeSetup::server(NodeId(0), vec![NodeId(0)]);
+        let mut node: Node = Node::new(&alone, Config::default());
+        node.on_start(&mut tc.ctx());
+        tc.local_time_ns = 1_000_000_000;
+        node.on_timer(&mut tc.ctx(), TimerId(0), Timer::Election);
+        node.on_message(
+            &mut tc.ctx(),
+            NodeId(0),
+            Message::Prepare {
+                ballot: b(1, 0),
+                from_slot: 1,
+            },
+        );
+        let promise = sends(&mut tc).pop().expect("a promise to itself").1;
+        node.on_message(&mut tc.ctx(), NodeId(0), promise);
+        assert!(node.is_leader());
+        tc.take_effects();
+        node.on_request(&mut tc.ctx(), NodeId(9), get(1, "k"));
+        assert_eq!(replies(&tc.take_effects()), vec![(1, read_ok(None))]);
+
+        let (mut tc, mut node) = leader();
+        node.config.read_mode = ReadMode::Log;
+        tc.take_effects();
+        node.on_request(&mut tc.ctx(), NodeId(9), get(1, "k"));
+        let sent = sends(&mut tc);
+        assert_eq!(accepts(&sent).len(), 2, "{sent:?}");
     }
 }

@@ -611,18 +611,18 @@ mod tests {
         agreement, applied_prefix, decision, learner_agreement, validity,
     };
 
-    /// Runs `path` under seed 1 twice: as usual (the fold consumes what it reads) and keeping
+    /// Runs `path` at its own seed twice: as usual (the fold consumes what it reads) and keeping
     /// every observation.
     fn folded_and_kept(path: &str) -> (RunRecord, RunRecord) {
         let registry = crate::families::builtin();
         let path = std::path::Path::new(path);
         let scenario = Scenario::load_all_with(path, &registry).unwrap_or_else(|e| panic!("{e:?}"));
-        let folded = crate::sim::run(&scenario, 1, &crate::sim::RunOptions::default());
+        let folded = crate::sim::run(&scenario, scenario.seed, &crate::sim::RunOptions::default());
         let options = crate::sim::RunOptions {
             keep_all_observations: true,
             ..Default::default()
         };
-        let kept = crate::sim::run(&scenario, 1, &options);
+        let kept = crate::sim::run(&scenario, scenario.seed, &options);
         assert_eq!(
             folded.trace_hash, kept.trace_hash,
             "the fold does not change the run"
