@@ -2460,6 +2460,17 @@ mod tests {
             .collect()
     }
 
+    /// The round of every peer message in `effects`, which must all be heartbeats.
+    fn heartbeat_rounds(effects: &[Effect]) -> Vec<u64> {
+        peer_sends(effects)
+            .into_iter()
+            .map(|(_, m)| match m {
+                Message::Heartbeat { round, .. } => round,
+                other => panic!("not a heartbeat: {other:?}"),
+            })
+            .collect()
+    }
+
     fn read_ok(value: Option<&str>) -> Outcome {
         Outcome::Ok {
             value: kv::OpValue::Value(value.map(str::to_string)),
@@ -2553,11 +2564,10 @@ mod tests {
             replies(&effects).is_empty(),
             "slot 1 (the put) is not applied yet"
         );
-        assert!(
-            peer_sends(&effects)
-                .iter()
-                .all(|(_, m)| matches!(m, Message::Heartbeat { round: 2, .. })),
-            "round 1 confirmed: round 2 starts for the second read: {effects:?}"
+        assert_eq!(
+            heartbeat_rounds(&effects),
+            vec![2, 2],
+            "round 1 confirmed: round 2 starts for the second read"
         );
         node.on_message(
             &mut tc.ctx(),
@@ -2599,14 +2609,7 @@ mod tests {
         tc.take_effects();
         // Round 1's heartbeats were lost: the periodic heartbeat starts round 2.
         node.on_timer(&mut tc.ctx(), TimerId(1), Timer::Heartbeat);
-        let sent = peer_sends(&tc.take_effects());
-        assert!(
-            !sent.is_empty()
-                && sent
-                    .iter()
-                    .all(|(_, m)| matches!(m, Message::Heartbeat { round: 2, .. })),
-            "{sent:?}"
-        );
+        assert_eq!(heartbeat_rounds(&tc.take_effects()), vec![2, 2]);
         // A higher ballot deposes the leader: its waiting reads are never answered (the client
         // retries elsewhere), even if an old round's answer arrives.
         node.on_message(
@@ -2632,14 +2635,7 @@ mod tests {
         let (mut tc, mut node) = leader();
         tc.take_effects();
         node.on_timer(&mut tc.ctx(), TimerId(1), Timer::Heartbeat);
-        let sent = peer_sends(&tc.take_effects());
-        assert!(
-            !sent.is_empty()
-                && sent
-                    .iter()
-                    .all(|(_, m)| matches!(m, Message::Heartbeat { round: 0, .. })),
-            "{sent:?}"
-        );
+        assert_eq!(heartbeat_rounds(&tc.take_effects()), vec![0, 0]);
     }
 
     #[test]
