@@ -1843,6 +1843,16 @@ mod tests {
             .collect()
     }
 
+    /// A heartbeat of `ballot` announcing nothing, asking for an answer to `round` (0: none).
+    fn heartbeat(ballot: Ballot, round: u64) -> Message {
+        Message::Heartbeat {
+            ballot,
+            chosen_through: 0,
+            chosen: vec![],
+            round,
+        }
+    }
+
     /// The `accept` messages of `sent`.
     fn accepts(sent: &[(NodeId, Message)]) -> Vec<&Message> {
         sent.iter()
@@ -2354,16 +2364,7 @@ mod tests {
     #[test]
     fn a_higher_ballot_deposes_the_leader_and_a_follower_redirects() {
         let (mut tc, mut node) = leader();
-        node.on_message(
-            &mut tc.ctx(),
-            NodeId(2),
-            Message::Heartbeat {
-                ballot: b(2, 2),
-                chosen_through: 0,
-                chosen: vec![],
-                round: 0,
-            },
-        );
+        node.on_message(&mut tc.ctx(), NodeId(2), heartbeat(b(2, 2), 0));
         assert!(!node.is_leader());
         tc.take_effects();
         node.on_request(
@@ -2403,16 +2404,7 @@ mod tests {
             },
         );
         tc1.take_effects();
-        n1.on_message(
-            &mut tc1.ctx(),
-            NodeId(0),
-            Message::Heartbeat {
-                ballot: b(1, 0),
-                chosen_through: 0,
-                chosen: vec![],
-                round: 0,
-            },
-        );
+        n1.on_message(&mut tc1.ctx(), NodeId(0), heartbeat(b(1, 0), 0));
         assert_eq!(
             sends(&mut tc1),
             vec![(
@@ -2491,15 +2483,7 @@ mod tests {
         assert_eq!(
             sent,
             [1, 2]
-                .map(|to| (
-                    NodeId(to),
-                    Message::Heartbeat {
-                        ballot: b(1, 0),
-                        chosen_through: 0,
-                        chosen: vec![],
-                        round: 1,
-                    }
-                ))
+                .map(|to| (NodeId(to), heartbeat(b(1, 0), 1)))
                 .to_vec(),
             "a heartbeat round, no accept"
         );
@@ -2612,16 +2596,7 @@ mod tests {
         assert_eq!(heartbeat_rounds(&tc.take_effects()), vec![2, 2]);
         // A higher ballot deposes the leader: its waiting reads are never answered (the client
         // retries elsewhere), even if an old round's answer arrives.
-        node.on_message(
-            &mut tc.ctx(),
-            NodeId(2),
-            Message::Heartbeat {
-                ballot: b(2, 2),
-                chosen_through: 0,
-                chosen: vec![],
-                round: 0,
-            },
-        );
+        node.on_message(&mut tc.ctx(), NodeId(2), heartbeat(b(2, 2), 0));
         node.on_message(
             &mut tc.ctx(),
             NodeId(1),
@@ -2643,12 +2618,6 @@ mod tests {
         let mut tc = TestContext::new(NodeId(1), 2);
         let mut n1: Node = Node::new(&setup(1), Config::default());
         n1.on_start(&mut tc.ctx());
-        let heartbeat = |ballot, round| Message::Heartbeat {
-            ballot,
-            chosen_through: 0,
-            chosen: vec![],
-            round,
-        };
         n1.on_message(&mut tc.ctx(), NodeId(0), heartbeat(b(1, 0), 3));
         assert_eq!(
             sends(&mut tc),
