@@ -328,13 +328,16 @@ fn validate(c: &Config, _: &RoleContext<'_>) -> Vec<OptionError> {
         ),
     ] {
         if !(1..=max).contains(&n) {
-            errors.push(err(key, format!("expected between 1 and {max}")));
+            errors.push(err(key, format!("expected between 1 and {max}, found {n}")));
         }
     }
     if c.snapshot_bytes_per_slot > 1_000_000 {
         errors.push(err(
             "snapshot_bytes_per_slot",
-            "expected between 0 (off) and 1000000".into(),
+            format!(
+                "expected between 0 (off) and 1000000, found {}",
+                c.snapshot_bytes_per_slot
+            ),
         ));
     }
     errors.extend(kv::validate_state_machine(&c.state_machine));
