@@ -225,14 +225,15 @@ pub fn bench_scale(quick: bool, json: bool) -> u8 {
             "load", "simulation alone", "full run", "full x", "peak RSS", "trace"
         );
     }
-    // The children first, while this process is small (see the module docs).
-    let full_runs: Vec<FullRun> = LOADS
+    let texts: Vec<String> = LOADS
         .iter()
-        .map(|load| full_run(&exe, &load_scenario_text(load, quick)))
+        .map(|load| load_scenario_text(load, quick))
         .collect();
+    // The children first, while this process is small (see the module docs).
+    let full_runs: Vec<FullRun> = texts.iter().map(|text| full_run(&exe, text)).collect();
     let mut loads = Vec::new();
-    for (load, full) in LOADS.iter().zip(full_runs) {
-        let figure = measure_load(load, quick, full);
+    for ((load, text), full) in LOADS.iter().zip(&texts).zip(full_runs) {
+        let figure = measure_load(load, quick, text, full);
         if !json {
             println!("  {}", line(&figure));
         }
@@ -279,10 +280,9 @@ fn line(f: &LoadFigure) -> String {
     )
 }
 
-/// Measures one load's simulation alone in this process, and makes its figure with its `full`
-/// run (in a child, measured before).
-fn measure_load(load: &Load, quick: bool, full: FullRun) -> LoadFigure {
-    let text = load_scenario_text(load, quick);
+/// Measures one load's simulation alone in this process (its scenario `text`), and makes its
+/// figure with its `full` run (in a child, measured before).
+fn measure_load(load: &Load, quick: bool, text: &str, full: FullRun) -> LoadFigure {
     let scenario = Scenario::parse(Path::new("<bench scale>"), text.as_bytes())
         .expect("the scale loads are valid scenarios");
     let start = wall_now();

@@ -86,6 +86,7 @@ use std::sync::{Arc, OnceLock};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::families::kv::{self, CommandId, KvMachine, Op};
 use crate::families::paxos::acceptor::{Acceptor, Proposal, Scope};
@@ -627,15 +628,22 @@ impl<C> Default for ReadRounds<C> {
 }
 
 impl<C> ReadRounds<C> {
-    /// Whether a waiting read needs a round that has not started.
-    fn round_wanted(&self) -> bool {
-        self.waiting.back().is_some_and(|r| r.round > self.started)
+    /// Whether the newest waiting read needs a round above `round` (reads arrive in order, so
+    /// it needs the highest).
+    fn wanted_above(&self, round: u64) -> bool {
+        self.waiting.back().is_some_and(|r| r.round > round)
+    }
+
+    /// Starts the next round; returns its number.
+    fn start(&mut self) -> u64 {
+        self.started += 1;
+        self.started
     }
 
     /// Recomputes the confirmed round from the acknowledgements, the leader's own counting as
     /// the last started round, with `majority` servers needed.
     fn confirm(&mut self, majority: usize) {
-        let mut acked: Vec<u64> = self.acked.values().copied().collect();
+        let mut acked: SmallVec<[u64; 8]> = self.acked.values().copied().collect();
         acked.push(self.started);
         acked.sort_unstable_by(|a, b| b.cmp(a));
         if let Some(&q) = acked.get(majority - 1) {
@@ -1057,13 +1065,8 @@ impl<M: Served> Node<M> {
         // Reads waiting for an unconfirmed round get a new one (its heartbeats or their answers
         // may be lost); otherwise the heartbeats ask for no answer.
         let reads = &mut leader.reads;
-        let round = if reads
-            .waiting
-            .back()
-            .is_some_and(|r| r.round > reads.confirmed)
-        {
-            reads.started += 1;
-            reads.started
+        let round = if reads.wanted_above(reads.confirmed) {
+            reads.start()
         } else {
             0
         };
@@ -1128,11 +1131,10 @@ impl<M: Served> Node<M> {
             return;
         };
         let reads = &mut leader.reads;
-        if !reads.round_wanted() || reads.confirmed < reads.started {
+        if !reads.wanted_above(reads.started) || reads.confirmed < reads.started {
             return;
         }
-        reads.started += 1;
-        let (ballot, round) = (leader.ballot, reads.started);
+        let (ballot, round) = (leader.ballot, reads.start());
         self.send_heartbeats(ctx, ballot, round);
     }
 
